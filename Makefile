@@ -1,0 +1,41 @@
+# Two commands for users: `make demo` and `make test`. Both install into .venv first if needed.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON := $(PYTHON)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+# Reinstall whenever the lock file or the project metadata changes.
+$(STAMP): $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --extra dev
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/flair-pipeline demo
+
+test: install
+	$(BIN)/ruff check flair_pipeline tests bench
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check flair_pipeline tests bench
+	$(BIN)/ruff format --check flair_pipeline tests bench
+
+bench: install
+	$(BIN)/python bench/synth.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS)

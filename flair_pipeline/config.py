@@ -1,0 +1,205 @@
+"""The configuration tree: one pydantic model, loaded from ``params.yaml``.
+
+``params.yaml`` at the repo root is the single source of parameters, so DVC tracks exactly
+what the code uses (DESIGN §2). Every front door loads it with :func:`load_config`, applies
+``--set key.sub=value`` overrides and gets a validated, frozen :class:`PipelineConfig`.
+Unknown keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from flair_pipeline.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Section):
+    """Roots of the data layout (DESIGN §4); each may be a local path or an fsspec URL."""
+
+    raw: str = "data/raw"
+    dataset: str = "data/dataset"
+    models: str = "data/models"
+    eval: str = "data/eval"
+
+
+class SynthConfig(_Section):
+    """The embedded synthetic world (`flair-pipeline synth`)."""
+
+    scenario: Literal["tiny", "demo", "bench"] = "demo"
+    seed: int = Field(0, ge=0)
+
+
+class SamplingConfig(_Section):
+    """How patches are cut from each domain's mosaic."""
+
+    patch_size: int = Field(512, gt=0, description="patch side in pixels")
+    resolution: float = Field(0.2, gt=0, description="aerial pixel size in metres")
+    strategy: Literal["grid", "random", "balanced"] = "grid"
+    max_patches_per_domain: int | None = Field(None, gt=0)
+    max_nodata_fraction: float = Field(0.05, ge=0, le=1)
+    zone_size_m: float = Field(1000.0, gt=0, description="side of a zone, in metres")
+    elevation_scale: float = Field(
+        5.0, gt=0, description="uint8 elevation = clip((DSM - DTM) * scale, 0, 255)"
+    )
+    seed: int = Field(0, ge=0)
+
+
+class Sentinel2Config(_Section):
+    """Where and how Sentinel-2 series are fetched, and FLAIR-2's preprocessing."""
+
+    provider: Literal["stac", "sentinelhub"] = "stac"
+    catalog: str = "data/raw/sentinel2/catalog.json"
+    window: int = Field(40, gt=0, description="px (10 m) around each patch centroid")
+    max_size: int = Field(110, gt=0, description="max super-area side in px")
+    cloud_threshold: int = Field(60, ge=0, le=100, description="SNW/CLD probability cut-off")
+    cloud_max_fraction: float = Field(0.5, ge=0, le=1)
+    filter_clouds: bool = False
+    monthly_average: bool = False
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Sentinel2Config:
+        if self.window > self.max_size:
+            raise ValueError(f"window ({self.window}) must not exceed max_size ({self.max_size})")
+        return self
+
+
+class TrainConfig(_Section):
+    """Training of the baselines (U-Net ResNet34, U-T&T)."""
+
+    model: Literal["unet", "unet-meta", "utt"] = "unet"
+    epochs: int = Field(200, gt=0)
+    batch_size: int = Field(10, gt=0)
+    lr: float = Field(0.02, gt=0)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    scheduler: Literal["none", "plateau", "cosine"] = "plateau"
+    augment: bool = True
+    num_workers: int = Field(4, ge=0)
+    devices: int = Field(1, gt=0)
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "bf16-mixed"
+    seed: int = Field(0, ge=0)
+
+
+class EvalConfig(_Section):
+    """Evaluation and large-area prediction."""
+
+    batch_size: int = Field(16, gt=0)
+    overlap: float = Field(0.25, ge=0, lt=1, description="fraction of a window overlapped")
+
+
+class PipelineConfig(_Section):
+    """The whole configuration tree."""
+
+    paths: PathsConfig = PathsConfig()
+    synth: SynthConfig = SynthConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    sentinel2: Sentinel2Config = Sentinel2Config()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.sub=value`` into a key path and a YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY.SUB=VALUE, e.g. synth.seed=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of `data` with each ``key.sub=value`` override set."""
+    out: dict[str, Any] = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {text!r}: {'.'.join(path[: i + 1])} is a value, not a section"
+                )
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _format_validation(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        shown = (
+            "" if err["type"] == "extra_forbidden" or isinstance(got, dict) else f" (got {got!r})"
+        )
+        lines.append(f"  {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> PipelineConfig:
+    """Validate a plain dict; errors name every offending key."""
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(source, exc)) from None
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict (an empty file is an empty config)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of sections, found {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
+    """Load the config from `path` (default ``./params.yaml`` if present) plus overrides.
+
+    Without a file, the built-in defaults apply, so the CLI works outside the repo too.
+    """
+    if path is None:
+        path = DEFAULT_PARAMS if DEFAULT_PARAMS.exists() else None
+    data = read_params(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    overrides = list(overrides)
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source += " + --set " + " ".join(overrides)
+    return config_from_dict(data, source=source)
+
+
+def dump_config(cfg: PipelineConfig) -> str:
+    """The config as YAML, in the shape params.yaml has."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

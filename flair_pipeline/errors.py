@@ -1,0 +1,22 @@
+"""The one error family of the project.
+
+Every error a user can cause (bad config, bad input file, bad domain id) is a
+`FlairPipelineError` whose message says which file or key, what was expected and what was
+found, so front doors (CLI, Dagster) can show it as is instead of a traceback.
+"""
+
+
+class FlairPipelineError(Exception):
+    """Base class of every error a user can act on."""
+
+
+class ConfigError(FlairPipelineError):
+    """An invalid params.yaml, config file or `--set` override."""
+
+
+class InputError(FlairPipelineError):
+    """A raw input (raster, vector, catalog, domain folder) that cannot be used."""
+
+
+class DomainIdError(FlairPipelineError, ValueError):
+    """A string that is not a FLAIR domain id such as ``D006_2020``."""
