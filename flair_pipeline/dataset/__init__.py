@@ -1,0 +1,1 @@
+"""Turning raw domains into the FLAIR release layout: patches, masks, splits, metadata."""

@@ -1,0 +1,79 @@
+"""Paths of the FLAIR release layout (DESIGN §4), in one place.
+
+Every stage and every front door (Dagster assets, CLI, dvc.yaml) asks this module where a
+file goes, so the layout cannot drift between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RawLayout:
+    """Where a domain's raw inputs are (``data/raw``)."""
+
+    root: Path
+
+    def domain(self, domain: str) -> Path:
+        return self.root / "domains" / domain
+
+    def ortho_dir(self, domain: str) -> Path:
+        return self.domain(domain) / "ortho"
+
+    def dsm(self, domain: str) -> Path:
+        return self.domain(domain) / "dsm.tif"
+
+    def dtm(self, domain: str) -> Path:
+        return self.domain(domain) / "dtm.tif"
+
+    def labels(self, domain: str) -> Path:
+        return self.domain(domain) / "labels.gpkg"
+
+    def domain_json(self, domain: str) -> Path:
+        return self.domain(domain) / "domain.json"
+
+    def sentinel2_catalog(self) -> Path:
+        return self.root / "sentinel2" / "catalog.json"
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Where the product goes (``data/dataset``), as in FLAIR's releases."""
+
+    root: Path
+
+    def img(self, domain: str, zone: str, patch_id: str) -> Path:
+        return self.root / "aerial" / domain / zone / "img" / f"IMG_{patch_id}.tif"
+
+    def msk(self, domain: str, zone: str, patch_id: str) -> Path:
+        return self.root / "labels" / domain / zone / "msk" / f"MSK_{patch_id}.tif"
+
+    def sen_dir(self, domain: str, zone: str) -> Path:
+        return self.root / "sentinel" / domain / zone / "sen"
+
+    def sen_prefix(self, domain: str, zone: str) -> Path:
+        return self.sen_dir(domain, zone) / f"SEN2_sp_{domain}-{zone}"
+
+    @property
+    def metadata_dir(self) -> Path:
+        return self.root / "metadata"
+
+    def patch_grid(self, domain: str) -> Path:
+        return self.metadata_dir / "patch_grid" / f"{domain}.gpkg"
+
+    def domain_metadata(self, domain: str) -> Path:
+        return self.metadata_dir / "domains" / f"{domain}.json"
+
+    @property
+    def aerial_metadata(self) -> Path:
+        return self.metadata_dir / "aerial_metadata.json"
+
+    @property
+    def centroids(self) -> Path:
+        return self.metadata_dir / "centroids_sp_to_patch.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.metadata_dir / "splits.csv"
