@@ -68,12 +68,11 @@ def write_geotiff(
     ):
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     profile.update(options)
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(arr)
-            if descriptions:
-                for i, d in enumerate(descriptions, start=1):
-                    dst.set_band_description(i, d)
-            if colormap is not None:
-                dst.write_colormap(1, dict(colormap))
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(arr)
+        if descriptions:
+            for i, d in enumerate(descriptions, start=1):
+                dst.set_band_description(i, d)
+        if colormap is not None:
+            dst.write_colormap(1, dict(colormap))
     return Path(path)
