@@ -92,9 +92,53 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
 @cli.command()
 @config_options
 def demo(config_path: Path | None, overrides: tuple[str, ...]) -> None:
-    """Run the pipeline on the embedded default: the `demo` synthetic world."""
-    cfg = _load(config_path, ("synth.scenario=demo", *overrides))
+    """Run the pipeline on the embedded default: the `demo` synthetic world, then the dataset."""
+    overrides = ("synth.scenario=demo", *overrides)
+    cfg = _load(config_path, overrides)
     _run_synth(cfg, Path(cfg.paths.raw))
+    _run_materialize("all", (), config_path, overrides)
+
+
+@cli.command("materialize")
+@click.option(
+    "--select",
+    "selection",
+    default="all",
+    show_default=True,
+    help="Dagster asset selection, e.g. 'group:dataset', 'key:patch_grid+', 'all'.",
+)
+@click.option(
+    "--partition",
+    "partitions",
+    multiple=True,
+    metavar="DOMAIN",
+    help="Domain partition(s) to build (default: every domain under paths.raw).",
+)
+@config_options
+def materialize_cmd(
+    selection: str,
+    partitions: tuple[str, ...],
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Materialize assets in process on the persistent Dagster instance (shows in the UI)."""
+    _run_materialize(selection, partitions, config_path, overrides)
+
+
+def _run_materialize(
+    selection: str,
+    partitions: tuple[str, ...],
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    from flair_pipeline.defs.resources import FlairConfig
+    from flair_pipeline.defs.run import materialize
+
+    _load(config_path, overrides)  # validate before starting any run
+    flair = FlairConfig(config_path=str(config_path or "params.yaml"), overrides=list(overrides))
+    start = time.perf_counter()
+    summary = materialize(selection, partitions, flair, log=lambda m: click.echo(m, err=True))
+    click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,11 +48,33 @@ class SamplingConfig(_Section):
     strategy: Literal["grid", "random", "balanced"] = "grid"
     max_patches_per_domain: int | None = Field(None, gt=0)
     max_nodata_fraction: float = Field(0.05, ge=0, le=1)
-    zone_size_m: float = Field(1000.0, gt=0, description="side of a zone, in metres")
+    zone_size_m: float = Field(700.0, gt=0, description="side of a zone, in metres")
     elevation_scale: float = Field(
         5.0, gt=0, description="uint8 elevation = clip((DSM - DTM) * scale, 0, 255)"
     )
     seed: int = Field(0, ge=0)
+
+
+class SplitConfig(_Section):
+    """Train / validation / test assignment of domains.
+
+    Official FLAIR domains keep the official split. Others take `mapping` if they are in it,
+    else a deterministic hash of (salt, domain id) drawn against `ratios`, so a domain's
+    split never depends on which other domains exist.
+    """
+
+    mapping: dict[str, Literal["train", "validation", "test"]] = Field(default_factory=dict)
+    ratios: dict[Literal["train", "validation", "test"], float] = Field(
+        default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15}
+    )
+    salt: str = "flair"
+
+    @model_validator(mode="after")
+    def _ratios_sum_to_one(self) -> SplitConfig:
+        total = sum(self.ratios.values())
+        if abs(total - 1.0) > 1e-6 or any(v < 0 for v in self.ratios.values()):
+            raise ValueError(f"ratios must be >= 0 and sum to 1, got {dict(self.ratios)}")
+        return self
 
 
 class Sentinel2Config(_Section):
@@ -103,6 +125,7 @@ class PipelineConfig(_Section):
     paths: PathsConfig = PathsConfig()
     synth: SynthConfig = SynthConfig()
     sampling: SamplingConfig = SamplingConfig()
+    split: SplitConfig = SplitConfig()
     sentinel2: Sentinel2Config = Sentinel2Config()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()

@@ -60,6 +60,9 @@ class DatasetLayout:
     def metadata_dir(self) -> Path:
         return self.root / "metadata"
 
+    def sources_record(self, domain: str) -> Path:
+        return self.metadata_dir / "sources" / f"{domain}.json"
+
     def patch_grid(self, domain: str) -> Path:
         return self.metadata_dir / "patch_grid" / f"{domain}.gpkg"
 

@@ -153,10 +153,10 @@ def _write_tif(path: Path, arr: np.ndarray, transform, crs: str, **opts) -> None
         "dtype": arr.dtype.name, "crs": crs, "transform": transform, "tiled": True,
         "blockxsize": 256, "blockysize": 256, "compress": "deflate",
     }  # fmt: skip
+    descriptions = opts.pop("descriptions", None)
     profile.update(opts)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(arr)
-        descriptions = opts.get("descriptions")
         if descriptions is None and arr.shape[0] == 4:
             descriptions = ("red", "green", "blue", "nir")
         if descriptions:
@@ -215,7 +215,7 @@ def generate_domain(
                 img[:, unflown(c, r)] = 0
             name = f"{domain.department:02d}-{domain.year}-{int(tb[0]):07d}-{int(tb[3]):07d}-LA93-0M20.tif"
             _write_tif(folder / "ortho" / name, img, from_origin(tb[0], tb[3], RES, RES),
-                       "EPSG:2154", nodata=0, predictor=2)  # fmt: skip
+                       "EPSG:2154", nodata=0, predictor=2, photometric="RGB", alpha="UNSPECIFIED")  # fmt: skip
 
     dsm, dtm = render_elevation(lc, tree, app, bounds, DSM_RES, dseed, domain.is_mountain)
     t_dsm = from_origin(bounds[0], bounds[3], DSM_RES, DSM_RES)

@@ -214,3 +214,9 @@ def test_failure_midway_leaves_previous_output_intact(
         generate_world(out, "tiny", 5)
     assert _digest(out) == before
     assert not list(out.glob(".synth-*"))
+
+
+def test_nir_is_not_taken_for_alpha(tiny_world: WorldSummary) -> None:
+    tile = next((_domains(tiny_world)[0] / "ortho").glob("*.tif"))
+    with rasterio.open(tile) as src:
+        assert src.colorinterp[3] != rasterio.enums.ColorInterp.alpha

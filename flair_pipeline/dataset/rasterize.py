@@ -1,0 +1,266 @@
+"""Vector labels to MSK rasters: one uint8 code per pixel, FLAIR's pixel-centre rule.
+
+Labels come as polygons with an integer `code` (1..19). A domain holds tens of thousands of
+them while a patch is 512 x 512 px, so :class:`LabelIndex` reads them once, keeps an
+STRtree and burns only the polygons that touch a patch, clipped to it: the cost of a mask
+depends on the patch, not on the domain. Pixels no polygon covers hold 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import rasterio
+import shapely
+from affine import Affine
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.errors import RasterioIOError
+from rasterio.features import rasterize
+
+from flair_pipeline.errors import InputError
+from flair_pipeline.io import write_geotiff
+from flair_pipeline.nomenclature import colormap
+
+log = logging.getLogger(__name__)
+
+_MAX_LISTED = 20
+_CLIP_VERTICES = 256
+#: Real FLAIR MSK files carry this engineering CRS, which is EPSG:2154 in all but name.
+_LAMBERT93_LOCAL = re.compile(r'^\s*(LOCAL_CS|ENGCRS|ENGINEERINGCRS)\["RGF93( v1)? / Lambert-93"')
+
+
+def normalize_crs(crs: Any) -> CRS | None:
+    """`crs` as a rasterio CRS; a LOCAL_CS "RGF93 v1 / Lambert-93" becomes EPSG:2154.
+
+    Without this, a real FLAIR MSK and its IMG partner (same grid) would look like two CRSs
+    and trigger a pointless, lossy reprojection.
+    """
+    if crs is None:
+        return None
+    crs = crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
+    if _LAMBERT93_LOCAL.match(crs.to_wkt()):
+        return CRS.from_epsg(2154)
+    return crs
+
+
+def same_crs(a: Any, b: Any) -> bool:
+    """Whether two CRSs are the same once the Lambert-93 LOCAL_CS quirk is normalised."""
+    return normalize_crs(a) == normalize_crs(b)
+
+
+def _listing(ids: Any, values: Any) -> str:
+    """Features as "fid 3 (code 0), … and 4 more": enough to find them, never a flood."""
+    pairs = [f"fid {i} (code {v})" for i, v in zip(list(ids)[:_MAX_LISTED], values, strict=False)]
+    more = len(ids) - len(pairs)
+    return ", ".join(pairs) + (f" and {more} more" if more > 0 else "")
+
+
+def _polygonal(geom: shapely.Geometry) -> shapely.Geometry | None:
+    """The polygonal part of `geom` (None if it has none): lines and points burn nothing."""
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return None if geom.is_empty else geom
+    polys = [
+        p
+        for part in shapely.get_parts(geom)
+        for p in shapely.get_parts(part)
+        if p.geom_type == "Polygon" and not p.is_empty
+    ]
+    if not polys:
+        return None
+    return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+
+
+def read_labels(path: str | Path, layer: str | int | None = None) -> gpd.GeoDataFrame:
+    """Read and check a label layer: polygons with an integer `code` in 1..19.
+
+    The index is the feature id (the GeoPackage fid), so errors point at features a user
+    can find in QGIS. Invalid geometries are repaired (``attrs["repaired"]``) and features
+    with no polygonal part are dropped (``attrs["dropped"]``) rather than failing a whole
+    domain over a few digitising slips; codes, nulls and a missing CRS are errors because
+    no repair would be right.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"label file {path} does not exist")
+    try:
+        gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
+    except Exception as exc:  # pyogrio raises several types for unreadable data
+        raise InputError(f"label file {path} cannot be read as a vector layer: {exc}") from exc
+    if "code" not in gdf.columns:
+        found = [c for c in gdf.columns if c != gdf.geometry.name]
+        raise InputError(f"label file {path} has no `code` column (columns: {found})")
+    if gdf.crs is None:
+        raise InputError(f"label file {path} has no CRS; expected one such as EPSG:2154")
+    crs = normalize_crs(gdf.crs)
+    if crs != CRS.from_user_input(gdf.crs):
+        gdf = gdf.set_crs(crs.to_wkt(), allow_override=True)
+
+    code = gdf["code"]
+    if code.dtype.kind not in "iuf":
+        raise InputError(f"label file {path}: `code` must be an integer column, found {code.dtype}")
+    values = code.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 1) | (values > 19)
+    if bad.any():
+        raise InputError(
+            f"label file {path}: `code` must be an integer 1..19; {int(bad.sum())} feature(s) "
+            f"are not: {_listing(gdf.index[bad], code[bad])}"
+        )
+    gdf["code"] = values.astype(np.uint8)
+
+    null = gdf.geometry.isna().to_numpy()
+    if null.any():
+        raise InputError(
+            f"label file {path}: {int(null.sum())} feature(s) have no geometry: "
+            f"{_listing(gdf.index[null], code[null])}"
+        )
+    geoms = shapely.force_2d(gdf.geometry.to_numpy())
+    invalid = ~shapely.is_valid(geoms)
+    geoms[invalid] = shapely.make_valid(geoms[invalid])
+    odd = ~np.isin(shapely.get_type_id(geoms), (3, 6)) | shapely.is_empty(geoms)
+    for i in np.flatnonzero(odd):  # collections from make_valid, points, lines, empties
+        geoms[i] = _polygonal(geoms[i])
+    keep = ~shapely.is_missing(geoms)
+    out = gpd.GeoDataFrame({"code": gdf["code"].to_numpy()[keep]}, index=gdf.index[keep])
+    out = out.set_geometry(gpd.GeoSeries(geoms[keep], index=out.index, crs=gdf.crs))
+    out.attrs.update(source=str(path), repaired=int(invalid.sum()), dropped=int((~keep).sum()))
+    if invalid.any() or not keep.all():
+        log.warning(
+            "%s: repaired %d invalid geometries, dropped %d non-polygonal features",
+            path,
+            out.attrs["repaired"],
+            out.attrs["dropped"],
+        )
+    return out
+
+
+def _grid_bounds(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(xmin, ymin, xmax, ymax) of a grid, from its four corners (any affine transform)."""
+    h, w = shape
+    xs, ys = zip(*(transform * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _clip_large(
+    geoms: np.ndarray, bounds: tuple[float, float, float, float], transform: Affine
+) -> np.ndarray:
+    """Clip polygons of many vertices to the grid plus a pixel; leave the rest untouched.
+
+    GDAL's scanline fill costs ~1 µs per vertex per patch, so a river or road polygon of
+    20 000 vertices would dominate every patch it touches. Small polygons are burnt as read:
+    clipping them costs more than it saves and moves edges by an ulp, which can flip a pixel
+    centre lying exactly on an edge. Pixel centres lie inside the grid, so what they see of
+    a clipped polygon is unchanged.
+    """
+    large = shapely.get_num_coordinates(geoms) > _CLIP_VERTICES
+    if not large.any():
+        return geoms
+    px = max(abs(transform.a) + abs(transform.b), abs(transform.d) + abs(transform.e))
+    frame = shapely.box(bounds[0] - px, bounds[1] - px, bounds[2] + px, bounds[3] + px)
+    geoms = geoms.copy()
+    for i in np.flatnonzero(large):
+        with contextlib.suppress(shapely.errors.GEOSException):  # unclipped is still right
+            geoms[i] = shapely.intersection(geoms[i], frame)
+    return geoms
+
+
+class LabelIndex:
+    """Label polygons of one file, indexed for rasterising many small grids fast.
+
+    Built once per domain and reused for every patch: reading the file and building the
+    STRtree dominate the cost otherwise.
+    """
+
+    def __init__(self, gdf: gpd.GeoDataFrame, source: str | None = None) -> None:
+        self.source = source or str(gdf.attrs.get("source", "labels"))
+        self.geoms: np.ndarray = np.asarray(gdf.geometry.to_numpy(), dtype=object)
+        self.codes: np.ndarray = gdf["code"].to_numpy().astype(np.uint8)
+        self.crs: CRS | None = normalize_crs(gdf.crs)
+        self.tree = shapely.STRtree(self.geoms)
+        self._to_grid: dict[str, tuple[Transformer, Transformer] | None] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path, layer: str | int | None = None) -> LabelIndex:
+        """Read, check and index a label file (see :func:`read_labels`)."""
+        return cls(read_labels(path, layer), source=str(path))
+
+    def __len__(self) -> int:
+        return len(self.geoms)
+
+    def _transformers(self, crs: Any) -> tuple[Transformer, Transformer] | None:
+        """(grid -> labels, labels -> grid), or None when no reprojection is needed; cached."""
+        key = crs if isinstance(crs, str) else crs.to_wkt()
+        if key not in self._to_grid:
+            grid = normalize_crs(crs)
+            if self.crs is None or grid == self.crs:
+                self._to_grid[key] = None
+            else:
+                self._to_grid[key] = (
+                    Transformer.from_crs(grid, self.crs, always_xy=True),
+                    Transformer.from_crs(self.crs, grid, always_xy=True),
+                )
+        return self._to_grid[key]
+
+    def candidates(self, bounds: tuple[float, float, float, float]) -> np.ndarray:
+        """Indices (in feature order) of the polygons intersecting `bounds` (labels' CRS)."""
+        hits = self.tree.query(shapely.box(*bounds), predicate="intersects")
+        hits.sort()
+        return hits
+
+    def mask(self, transform: Affine, shape: tuple[int, int], crs: Any = None) -> np.ndarray:
+        """Codes of the grid's pixels (uint8, 0 where no polygon covers the pixel centre).
+
+        `crs` is the grid's CRS; when it differs from the labels', the polygons near the
+        grid are reprojected to it. Where polygons overlap, the later feature wins, so the
+        result depends only on the file and is byte-identical across runs.
+        """
+        bounds = _grid_bounds(transform, shape)
+        tr = None if crs is None else self._transformers(crs)
+        query = bounds if tr is None else tr[0].transform_bounds(*bounds, densify_pts=21)
+        idx = self.candidates(query)
+        out = np.zeros(shape, dtype=np.uint8)
+        if idx.size == 0:
+            return out
+        geoms = self.geoms[idx]
+        if tr is not None:
+            geoms = shapely.transform(geoms, lambda xy: np.column_stack(tr[1].transform(*xy.T)))
+        geoms = _clip_large(geoms, bounds, transform)
+        keep = ~shapely.is_empty(geoms)
+        if keep.any():
+            shapes = zip(geoms[keep], self.codes[idx][keep].tolist(), strict=True)
+            rasterize(shapes, out=out, transform=transform, fill=0, all_touched=False)
+        return out
+
+
+def rasterize_like(labels_path: str | Path, like_path: str | Path, out_path: str | Path) -> Path:
+    """Write labels as an MSK on the exact grid of an existing image (e.g. its IMG).
+
+    The output is single-band uint8 with FLAIR's colour map, written atomically. Its CRS is
+    the image's, normalised (a Lambert-93 LOCAL_CS is written as EPSG:2154). A grid no
+    polygon touches is an error: an all-zero MSK almost always means the wrong file or CRS.
+    """
+    like_path = Path(like_path)
+    if not like_path.exists():
+        raise InputError(f"image {like_path} (--like) does not exist")
+    try:
+        with rasterio.open(like_path) as src:
+            transform, shape, crs = src.transform, (src.height, src.width), src.crs
+    except RasterioIOError as exc:
+        raise InputError(f"image {like_path} (--like) cannot be read as a raster: {exc}") from exc
+    if crs is None:
+        raise InputError(f"image {like_path} (--like) has no CRS; cannot place the labels on it")
+    index = LabelIndex.from_file(labels_path)
+    mask = index.mask(transform, shape, crs)
+    if not mask.any():
+        raise InputError(
+            f"no label polygon of {labels_path} covers a pixel of {like_path} "
+            f"(grid bounds {_grid_bounds(transform, shape)} in {crs}); wrong file or CRS?"
+        )
+    return write_geotiff(out_path, mask, transform, normalize_crs(crs), colormap=colormap())

@@ -1,0 +1,173 @@
+"""Patch sampling: where the patches of a domain are, and which zone each belongs to.
+
+Candidates lie on a lattice of patch-sized squares anchored at the mosaic's top-left corner,
+so patches never overlap and a patch's id (département, year, lattice row and column) is the
+same whichever order domains are built in. A candidate is rejected when too much of it is
+nodata or not covered by labels. Strategies pick among the valid candidates: the whole
+`grid`, a seeded `random` subset, or a `balanced` subset chosen greedily so that the class
+shares move toward FLAIR's (rare classes are favoured). Patches are grouped into square
+zones (FLAIR's ``Z<n>_<type>``); each zone later gets one Sentinel-2 super-area.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import shapely
+
+from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.domains import DomainId, ZoneId
+from flair_pipeline.io import atomic_path
+from flair_pipeline.nomenclature import FLAIR_SHARES, N_CLASSES_MERGED, merge_to_13
+
+FIXED_DATE = "2000-01-01T00:00:00.000Z"  # reproducible GeoPackage metadata
+#: Zone type letters by merged class index: Urban, Agricultural, Forest, Natural.
+_GROUP = "UUUANFFNAAAA" + "U"
+
+
+@dataclass
+class SamplingReport:
+    """Why candidates were kept or rejected."""
+
+    candidates: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    selected: int = 0
+
+
+def patch_id(domain: DomainId, row: int, col: int) -> str:
+    """Stable id unique across domains: département, 2-digit year, lattice row and column."""
+    return f"{domain.department:03d}{domain.year % 100:02d}{row:04d}{col:04d}"
+
+
+def _class_areas(labels: gpd.GeoDataFrame, tree: shapely.STRtree, boxes: np.ndarray) -> np.ndarray:
+    """(n_boxes, 13) area of each merged class inside each box."""
+    merged = merge_to_13(labels["code"].to_numpy(), source="labels")
+    geoms = labels.geometry.values
+    out = np.zeros((len(boxes), N_CLASSES_MERGED))
+    box_idx, poly_idx = tree.query(boxes, predicate="intersects")
+    if box_idx.size:
+        areas = shapely.area(shapely.intersection(boxes[box_idx], np.asarray(geoms)[poly_idx]))
+        np.add.at(out, (box_idx, merged[poly_idx]), areas)
+    return out
+
+
+def _balanced(areas: np.ndarray, n: int) -> np.ndarray:
+    """Greedy choice of `n` rows of `areas` whose summed shares are closest to FLAIR's."""
+    target = np.asarray(list(FLAIR_SHARES.values())) / 100.0
+    shares = areas / np.maximum(areas.sum(1, keepdims=True), 1e-9)
+    chosen: list[int] = []
+    acc = np.zeros(areas.shape[1])
+    left = np.ones(len(areas), bool)
+    for _ in range(min(n, len(areas))):
+        cand = acc[None, :] + shares
+        dist = np.abs(cand / cand.sum(1, keepdims=True) - target[None, :]).sum(1)
+        dist[~left] = np.inf
+        best = int(np.argmin(dist))
+        chosen.append(best)
+        left[best] = False
+        acc += shares[best]
+    return np.sort(np.asarray(chosen, dtype=int))
+
+
+def zone_kind(areas: np.ndarray) -> str:
+    """Two letters: the dominant and second landscape group of a zone's patches."""
+    groups: dict[str, float] = {}
+    for idx, a in enumerate(areas):
+        groups[_GROUP[idx]] = groups.get(_GROUP[idx], 0.0) + float(a)
+    ranked = sorted(groups, key=lambda g: (-groups[g], g))
+    second = ranked[1] if len(ranked) > 1 and groups[ranked[1]] > 0 else ranked[0]
+    return ranked[0] + second
+
+
+def sample_patches(
+    domain: str,
+    mosaic: Mosaic,
+    labels: gpd.GeoDataFrame,
+    cfg: SamplingConfig,
+) -> tuple[gpd.GeoDataFrame, SamplingReport]:
+    """Choose a domain's patches; return them (EPSG:2154 boxes with ids and zones)."""
+    did = DomainId.parse(domain)
+    res = mosaic.res or cfg.resolution
+    size_m = cfg.patch_size * res
+    x0, y0, x1, y1 = mosaic.bounds
+    n_cols, n_rows = int((x1 - x0 + 1e-6) // size_m), int((y1 - y0 + 1e-6) // size_m)
+    rows, cols = np.divmod(np.arange(n_rows * n_cols), max(n_cols, 1))
+    left = x0 + cols * size_m
+    top = y1 - rows * size_m
+    boxes = shapely.box(left, top - size_m, left + size_m, top)
+    report = SamplingReport(candidates=len(boxes))
+
+    valid = (
+        np.array([mosaic.read(tuple(b.bounds))[1].mean() for b in boxes])
+        if len(boxes)
+        else np.zeros(0)
+    )
+    tree = shapely.STRtree(labels.geometry.values)
+    areas = _class_areas(labels, tree, boxes)
+    labelled = areas.sum(1) / (size_m * size_m)
+    ok_data = (1.0 - valid) <= cfg.max_nodata_fraction
+    ok_labels = (1.0 - labelled) <= cfg.max_nodata_fraction + 1e-9
+    report.rejected["nodata"] = int((~ok_data).sum())
+    report.rejected["labels not covering"] = int((ok_data & ~ok_labels).sum())
+    keep = np.flatnonzero(ok_data & ok_labels)
+
+    limit = cfg.max_patches_per_domain
+    if cfg.strategy == "random":
+        rng = np.random.default_rng([cfg.seed, did.department, did.year])
+        n = limit if limit is not None else max(1, len(keep) // 2)
+        keep = np.sort(rng.permutation(keep)[: min(n, len(keep))])
+    elif cfg.strategy == "balanced":
+        n = limit if limit is not None else max(1, len(keep) // 2)
+        keep = keep[_balanced(areas[keep], n)] if len(keep) else keep
+    elif limit is not None:
+        keep = keep[:limit]
+    report.selected = len(keep)
+
+    zsize = max(1, int(cfg.zone_size_m // size_m))
+    zr, zc = rows[keep] // zsize, cols[keep] // zsize
+    zone_keys = sorted(set(zip(zr.tolist(), zc.tolist(), strict=True)))
+    zone_names = {}
+    for n, key in enumerate(zone_keys, start=1):
+        members = keep[(zr == key[0]) & (zc == key[1])]
+        zone_names[key] = str(ZoneId(n, zone_kind(areas[members].sum(0))))
+    centroids = shapely.centroid(boxes[keep])
+    gdf = gpd.GeoDataFrame(
+        {
+            "patch_id": [
+                patch_id(did, int(r), int(c)) for r, c in zip(rows[keep], cols[keep], strict=True)
+            ],
+            "domain": domain,
+            "zone": [zone_names[k] for k in zip(zr.tolist(), zc.tolist(), strict=True)],
+            "row": rows[keep].astype("int32"),
+            "col": cols[keep].astype("int32"),
+            "x_centroid": shapely.get_x(centroids),
+            "y_centroid": shapely.get_y(centroids),
+            "valid_fraction": valid[keep],
+            "label_fraction": labelled[keep],
+        },
+        geometry=boxes[keep],
+        crs="EPSG:2154",
+    )
+    for k in range(N_CLASSES_MERGED):
+        gdf[f"class_{k}"] = areas[keep, k] / (size_m * size_m)
+    return gdf, report
+
+
+def write_patch_grid(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
+    """Save the patch grid as a GeoPackage (layer ``patches``), atomically, reproducibly."""
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_DATE})
+    with atomic_path(path) as tmp:
+        tmp.unlink()
+        gdf.to_file(tmp, layer="patches", driver="GPKG", engine="pyogrio")
+    return Path(path)
+
+
+def read_patch_grid(path: str | Path) -> gpd.GeoDataFrame:
+    """Load a patch grid written by :func:`write_patch_grid`."""
+    return gpd.read_file(path, layer="patches")

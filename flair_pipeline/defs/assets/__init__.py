@@ -1,0 +1,1 @@
+"""Assets by stage: sources, dataset (later: sentinel2, training, evaluation)."""

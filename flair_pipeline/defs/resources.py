@@ -1,0 +1,36 @@
+"""Resources: the pipeline configuration and the data roots it names.
+
+Assets read params.yaml through this resource, so the Dagster UI, the CLI and `dvc repro`
+run with exactly the parameters DVC tracks. Relative roots are resolved against the
+config file's folder, so the webserver and the CLI agree whatever their working folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from flair_pipeline.config import PipelineConfig, load_config
+from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
+
+
+class FlairConfig(dg.ConfigurableResource):
+    """Loads params.yaml (+ overrides) and exposes the data layout."""
+
+    config_path: str = "params.yaml"
+    overrides: list[str] = []  # noqa: RUF012  (pydantic copies defaults)
+
+    def load(self) -> PipelineConfig:
+        path = Path(self.config_path)
+        return load_config(path if path.exists() else None, self.overrides)
+
+    def _root(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.config_path).resolve().parent / p
+
+    def raw(self) -> RawLayout:
+        return RawLayout(self._root(self.load().paths.raw))
+
+    def dataset(self) -> DatasetLayout:
+        return DatasetLayout(self._root(self.load().paths.dataset))

@@ -1,0 +1,72 @@
+"""Figures people would rather see than read: class shares, patch previews.
+
+Rendered with matplotlib's Agg backend to PNG bytes, so they can be written to disk and
+embedded in Dagster metadata alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+from flair_pipeline.nomenclature import BY_CODE, FLAIR_SHARES, MERGED_COLOURS
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def markdown_image(png: bytes, alt: str = "figure") -> str:
+    """A markdown image with the PNG inlined (renders in the Dagster UI)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def class_share_chart(shares: Mapping[str, float], title: str) -> bytes:
+    """Horizontal bars of class shares (%) next to FLAIR's, in FLAIR colours."""
+    names = list(FLAIR_SHARES)
+    ours = [shares.get(n, 0.0) for n in names]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, ours, 0.4, color=MERGED_COLOURS, edgecolor="k", linewidth=0.3, label="this")
+    ax.barh(y + 0.2, list(FLAIR_SHARES.values()), 0.4, color="lightgrey", label="FLAIR")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of pixels")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def code_cmap() -> ListedColormap:
+    """Colour map indexed by FLAIR code 0..19 (0 = unlabelled, white)."""
+    colours = ["#ffffff"] + [BY_CODE[c].colour for c in range(1, 20)]
+    return ListedColormap(colours)
+
+
+def patch_preview(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], titles: Sequence[str]
+) -> bytes:
+    """Rows of (RGB, elevation, labels) for a few patches."""
+    n = max(len(images), 1)
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    for i, (img, msk, title) in enumerate(zip(images, masks, titles, strict=True)):
+        axes[i, 0].imshow(np.moveaxis(img[:3], 0, -1))
+        axes[i, 0].set_title(title, fontsize=8)
+        axes[i, 1].imshow(img[4], cmap="viridis")
+        axes[i, 1].set_title("elevation", fontsize=8)
+        axes[i, 2].imshow(msk, cmap=code_cmap(), vmin=0, vmax=19, interpolation="nearest")
+        axes[i, 2].set_title("labels", fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    return _png(fig)

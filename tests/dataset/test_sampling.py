@@ -1,0 +1,161 @@
+"""Patch sampling on real mosaic files of the tiny world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.dataset.sampling import read_patch_grid, sample_patches, write_patch_grid
+from flair_pipeline.errors import InputError
+from flair_pipeline.sources.synthetic import WorldSummary
+
+
+def _inputs(world: WorldSummary, i: int = 0) -> tuple[str, Path, gpd.GeoDataFrame]:
+    d = world.domains[i].domain
+    folder = world.out / "domains" / d
+    return d, folder / "ortho", gpd.read_file(folder / "labels.gpkg")
+
+
+def test_grid_tiles_the_mosaic_without_overlap(tiny_world: WorldSummary) -> None:
+    d, ortho, labels = _inputs(tiny_world)
+    with Mosaic(ortho) as m:
+        grid, report = sample_patches(d, m, labels, SamplingConfig(patch_size=64))
+        bounds = m.bounds
+    assert report.candidates == 64 and len(grid) == 64  # 512 px mosaic / 64 px patches
+    assert np.allclose(grid.geometry.area, 12.8 * 12.8)
+    assert grid.geometry.union_all().area == pytest.approx((bounds[2] - bounds[0]) ** 2)
+    assert grid["patch_id"].is_unique
+    assert grid["zone"].str.match(r"^Z\d+_[UAFN]{2}$").all()
+    # class shares per patch sum to the labelled fraction
+    shares = grid[[f"class_{k}" for k in range(13)]].sum(1)
+    assert np.allclose(shares, grid["label_fraction"])
+
+
+def test_ids_and_zones_do_not_depend_on_other_domains(tiny_world: WorldSummary) -> None:
+    ids = []
+    for order in ([0, 1, 2], [2, 1, 0]):
+        got = {}
+        for i in order:
+            d, ortho, labels = _inputs(tiny_world, i)
+            with Mosaic(ortho) as m:
+                g, _ = sample_patches(d, m, labels, SamplingConfig(patch_size=64))
+            got[d] = g[["patch_id", "zone"]].to_records(index=False).tolist()
+        ids.append(got)
+    assert ids[0] == ids[1]
+    all_ids = [p for rows in ids[0].values() for p, _ in rows]
+    assert len(all_ids) == len(set(all_ids))
+
+
+def test_zones_group_neighbouring_patches(tiny_world: WorldSummary) -> None:
+    d, ortho, labels = _inputs(tiny_world)
+    with Mosaic(ortho) as m:
+        g, _ = sample_patches(d, m, labels, SamplingConfig(patch_size=64, zone_size_m=40))
+    assert g["zone"].nunique() == 9  # 102.4 m / (3 patches of 12.8 m) -> 3 x 3 zones
+    for _, z in g.groupby("zone"):
+        assert z["row"].max() - z["row"].min() <= 2 and z["col"].max() - z["col"].min() <= 2
+
+
+def test_strategies(tiny_world: WorldSummary) -> None:
+    d, ortho, labels = _inputs(tiny_world)
+    with Mosaic(ortho) as m:
+        grid, _ = sample_patches(d, m, labels, SamplingConfig(patch_size=64))
+        r1, _ = sample_patches(
+            d,
+            m,
+            labels,
+            SamplingConfig(patch_size=64, strategy="random", max_patches_per_domain=10),
+        )
+        r2, _ = sample_patches(
+            d,
+            m,
+            labels,
+            SamplingConfig(patch_size=64, strategy="random", max_patches_per_domain=10),
+        )
+        r3, _ = sample_patches(
+            d,
+            m,
+            labels,
+            SamplingConfig(patch_size=64, strategy="random", max_patches_per_domain=10, seed=1),
+        )
+        bal, _ = sample_patches(
+            d,
+            m,
+            labels,
+            SamplingConfig(patch_size=64, strategy="balanced", max_patches_per_domain=10),
+        )
+    assert len(r1) == 10 and r1["patch_id"].tolist() == r2["patch_id"].tolist()
+    assert r1["patch_id"].tolist() != r3["patch_id"].tolist()
+    assert set(r1["patch_id"]) <= set(grid["patch_id"])
+    # balanced moves shares toward FLAIR's: its distance is below the random subset's
+    from flair_pipeline.nomenclature import FLAIR_SHARES
+
+    target = np.array(list(FLAIR_SHARES.values())) / 100
+
+    def dist(g: gpd.GeoDataFrame) -> float:
+        a = g[[f"class_{k}" for k in range(13)]].to_numpy().sum(0)
+        return float(np.abs(a / a.sum() - target).sum())
+
+    assert dist(bal) <= dist(r1) + 1e-9 and dist(bal) <= dist(grid) + 1e-9
+
+
+def _write(
+    path: Path, arr: np.ndarray, x0: float, y1: float, res: float = 0.2, crs: str = "EPSG:2154"
+) -> None:
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
+                       count=arr.shape[0], dtype="uint8", crs=crs, nodata=0,
+                       transform=from_origin(x0, y1, res, res)) as dst:  # fmt: skip
+        dst.write(arr)
+
+
+def test_nodata_patches_are_rejected_and_windows_straddle_tiles(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(1, 255, (4, 64, 64), dtype=np.uint8)
+    b = rng.integers(1, 255, (4, 64, 64), dtype=np.uint8)
+    b[:, :, 32:] = 0  # right half of the second tile unflown
+    _write(tmp_path / "a.tif", a, 1000.0, 2012.8)
+    _write(tmp_path / "b.tif", b, 1012.8, 2012.8)
+    labels = gpd.GeoDataFrame(
+        {"code": [3]}, geometry=[__import__("shapely").box(1000, 2000, 1025.6, 2012.8)], crs=2154
+    )
+    with Mosaic(tmp_path) as m:
+        g, report = sample_patches(
+            "D033_2021", m, labels, SamplingConfig(patch_size=32, max_nodata_fraction=0.05)
+        )
+        # a window across the tile edge reads both tiles seamlessly
+        px, valid = m.read((1006.4, 2000.0, 1019.2, 2012.8))
+    assert report.rejected["nodata"] == 2  # the two right-most candidates are half nodata
+    assert len(g) == 6
+    assert np.array_equal(px[:, :, :32], a[:, :, 32:]) and np.array_equal(
+        px[:, :, 32:], b[:, :, :32]
+    )
+    assert valid.all()
+
+
+def test_tile_with_other_crs_or_resolution_is_refused(tmp_path: Path) -> None:
+    arr = np.ones((4, 16, 16), np.uint8)
+    _write(tmp_path / "a.tif", arr, 0, 16)
+    _write(tmp_path / "b.tif", arr, 500000, 5000000, crs="EPSG:32631")
+    with pytest.raises(InputError, match=r"b\.tif.*EPSG:32631.*expected EPSG:2154"):
+        Mosaic(tmp_path)
+    (tmp_path / "b.tif").unlink()
+    _write(tmp_path / "c.tif", arr, 3.2, 16, res=0.5)
+    with pytest.raises(InputError, match=r"c\.tif: pixel size 0.5"):
+        Mosaic(tmp_path)
+
+
+def test_patch_grid_round_trip(tiny_world: WorldSummary, tmp_path: Path) -> None:
+    d, ortho, labels = _inputs(tiny_world)
+    with Mosaic(ortho) as m:
+        g, _ = sample_patches(d, m, labels, SamplingConfig(patch_size=64))
+    p = write_patch_grid(g, tmp_path / "grid.gpkg")
+    back = read_patch_grid(p)
+    assert back["patch_id"].tolist() == g["patch_id"].tolist()
+    assert back.crs.to_epsg() == 2154
+    assert write_patch_grid(g, tmp_path / "grid2.gpkg").read_bytes() == p.read_bytes()
