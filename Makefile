@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench ui clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/build_dataset.py
+
+# Dagster UI (webserver + daemon) on 127.0.0.1:3000 with the persistent DAGSTER_HOME.
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

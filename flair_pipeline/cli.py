@@ -141,6 +141,58 @@ def _run_materialize(
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
 
+@cli.command("rasterize-labels")
+@click.option(
+    "--labels",
+    "labels_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Vector labels (GeoPackage or any OGR format) with an integer column `code`.",
+)
+@click.option(
+    "--like",
+    "like_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Image whose grid (transform, size, CRS) the mask takes.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output MSK GeoTIFF (uint8 codes, FLAIR colours).",
+)
+def rasterize_labels_cmd(labels_path: Path, like_path: Path, out_path: Path) -> None:
+    """Rasterize a label layer onto the grid of an existing image (pixel-centre rule)."""
+    from flair_pipeline.dataset.rasterize import rasterize_like
+
+    try:
+        out = rasterize_like(labels_path, like_path, out_path)
+    except OSError as exc:
+        raise FlairPipelineError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
+    click.echo(f"wrote {out}")
+
+
+@cli.command("import-flair")
+@click.argument("release_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_csv",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Manifest CSV to write (one row per patch).",
+)
+def import_flair_cmd(release_dir: Path, out_csv: Path) -> None:
+    """Index an official FLAIR #1/#2 release folder into a training manifest."""
+    from flair_pipeline.sources.flair_release import format_report, index_release, write_manifest
+
+    index = index_release(release_dir, progress=True)
+    write_manifest(index, out_csv)
+    click.echo(format_report(index))
+    click.echo(f"wrote {out_csv} ({len(index.rows)} patches)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning project errors into one-line messages."""
     try:

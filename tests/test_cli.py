@@ -69,3 +69,60 @@ def test_invalid_params_file(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert f"{p}" in r.stderr and "synth.seed" in r.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_materialize_runs_show_in_the_persistent_instance(tiny_world, tmp_path: Path) -> None:
+    import os
+
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    r = subprocess.run(
+        [*_cli(), "materialize", "--select", "key:domain_sources", "--partition", "D033_2021",
+         "--set", f"paths.raw={tiny_world.out}", "--set", f"paths.dataset={tmp_path / 'ds'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "1 run(s) succeeded" in r.stdout
+    instance = dg.DagsterInstance.from_config(str(home))
+    ev = instance.get_latest_materialization_event(dg.AssetKey("domain_sources"))
+    assert ev is not None and ev.asset_materialization.partition == "D033_2021"
+    assert "D033_2021" in instance.get_dynamic_partitions("domains")
+
+
+def test_rasterize_labels_onto_a_real_flair_image(real_flair: Path, tmp_path: Path) -> None:
+    import geopandas as gpd
+    import rasterio
+    import shapely
+
+    img = next(real_flair.rglob("IMG_*.tif"))
+    with rasterio.open(img) as src:
+        b = src.bounds
+        grid = (src.transform, src.shape)
+    labels = tmp_path / "l.gpkg"
+    gpd.GeoDataFrame({"code": [7]}, geometry=[shapely.box(b.left, b.bottom, b.right, b.top)],
+                     crs=2154).to_file(labels)  # fmt: skip
+    r = run(
+        "rasterize-labels",
+        "--labels",
+        str(labels),
+        "--like",
+        str(img),
+        "--out",
+        str(tmp_path / "m.tif"),
+    )
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(tmp_path / "m.tif") as m:
+        assert (m.transform, m.shape) == grid
+        assert (m.read(1) == 7).all()
+
+
+def test_import_flair_on_the_real_samples(real_flair: Path, tmp_path: Path) -> None:
+    r = run("import-flair", str(real_flair), "--out", str(tmp_path / "manifest.csv"))
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "manifest.csv").read_text().splitlines()
+    assert len(lines) == 6 and lines[0].startswith("patch_id,domain,zone")
+    assert "0 problem(s)" in r.stdout
+    r = run("import-flair", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2.csv"))
+    assert r.returncode == 1 and "nothing" in r.stderr and not (tmp_path / "m2.csv").exists()

@@ -21,7 +21,7 @@ import pyogrio
 import shapely
 
 from flair_pipeline.config import SamplingConfig
-from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.dataset.mosaic import Mosaic, TileReadError
 from flair_pipeline.domains import DomainId, ZoneId
 from flair_pipeline.io import atomic_path
 from flair_pipeline.nomenclature import FLAIR_SHARES, N_CLASSES_MERGED, merge_to_13
@@ -38,6 +38,7 @@ class SamplingReport:
     candidates: int = 0
     rejected: Counter = field(default_factory=Counter)
     selected: int = 0
+    unreadable: list[str] = field(default_factory=list)  # "patch id: reason", skipped
 
 
 def patch_id(domain: DomainId, row: int, col: int) -> str:
@@ -103,17 +104,25 @@ def sample_patches(
     boxes = shapely.box(left, top - size_m, left + size_m, top)
     report = SamplingReport(candidates=len(boxes))
 
-    valid = (
-        np.array([mosaic.read(tuple(b.bounds))[1].mean() for b in boxes])
-        if len(boxes)
-        else np.zeros(0)
-    )
+    valid = np.zeros(len(boxes))
+    unreadable = np.zeros(len(boxes), bool)
+    for i, b in enumerate(boxes):
+        bounds = tuple(b.bounds)
+        try:
+            broken = mosaic.broken_touching(bounds)
+            if broken:
+                raise TileReadError(f"{broken[0]}: unreadable tile")
+            valid[i] = mosaic.read(bounds)[1].mean()
+        except TileReadError as exc:
+            unreadable[i] = True
+            report.unreadable.append(f"{patch_id(did, int(rows[i]), int(cols[i]))}: {exc}")
     tree = shapely.STRtree(labels.geometry.values)
     areas = _class_areas(labels, tree, boxes)
     labelled = areas.sum(1) / (size_m * size_m)
-    ok_data = (1.0 - valid) <= cfg.max_nodata_fraction
+    ok_data = ((1.0 - valid) <= cfg.max_nodata_fraction) & ~unreadable
     ok_labels = (1.0 - labelled) <= cfg.max_nodata_fraction + 1e-9
-    report.rejected["nodata"] = int((~ok_data).sum())
+    report.rejected["unreadable tile"] = int(unreadable.sum())
+    report.rejected["nodata"] = int((~ok_data & ~unreadable).sum())
     report.rejected["labels not covering"] = int((ok_data & ~ok_labels).sum())
     keep = np.flatnonzero(ok_data & ok_labels)
 

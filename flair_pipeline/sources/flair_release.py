@@ -28,12 +28,12 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from flair_pipeline.dataset.rasterize import normalize_crs
 from flair_pipeline.domains import DomainId, ZoneId, official_split
 from flair_pipeline.errors import DomainIdError, InputError
 from flair_pipeline.io import atomic_path
 
 _FILE_RE = re.compile(r"^(IMG|MSK)_(\w+)\.tiff?$", re.IGNORECASE)
-_LOCAL_CS_RE = re.compile(r'^LOCAL_CS\["([^"]*)"')
 #: Grid tolerances: real files carry pixel sizes such as 0.19999999999981.
 PIXEL_RTOL = 1e-6
 ORIGIN_ATOL = 0.01  # metres
@@ -93,17 +93,12 @@ class _Found:
 
 
 def normalise_crs(crs: CRS | None) -> str:
-    """``EPSG:<n>`` where possible; real FLAIR MSKs carry a LOCAL_CS "RGF93 v1 / Lambert-93"."""
+    """``EPSG:<n>`` where possible (the Lambert-93 LOCAL_CS quirk included), else the WKT."""
+    crs = normalize_crs(crs)
     if crs is None:
         return ""
     epsg = crs.to_epsg()
-    if epsg is not None:
-        return f"EPSG:{epsg}"
-    wkt = crs.to_wkt()
-    m = _LOCAL_CS_RE.match(wkt)
-    if m and "RGF93" in m.group(1) and "Lambert-93" in m.group(1):
-        return "EPSG:2154"
-    return wkt
+    return f"EPSG:{epsg}" if epsg is not None else crs.to_wkt()
 
 
 def release_split(folder: str) -> str:

@@ -46,6 +46,7 @@ def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
             "rejected": dict(report.rejected),
             "strategy": cfg.sampling.strategy,
             "unreadable_tiles": broken,
+            "skipped_patches": report.unreadable[:50],
             "path": dg.MetadataValue.path(str(dataset.patch_grid(domain))),
         },
         check_results=[
@@ -172,14 +173,14 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
     info = json.loads(raw.domain_json(domain).read_text())
-    pairs, problems, previews = [], [], []
+    pairs, problems, missing, previews = [], [], [], []
     for row in grid.itertuples():
         img, msk = (
             dataset.img(row.domain, row.zone, row.patch_id),
             dataset.msk(row.domain, row.zone, row.patch_id),
         )
-        if not (img.is_file() and msk.is_file()):
-            problems.append(f"{row.patch_id}: missing {'IMG' if not img.is_file() else 'MSK'}")
+        if not (img.is_file() and msk.is_file()):  # skipped upstream and reported there
+            missing.append(f"{row.patch_id}: no {'IMG' if not img.is_file() else 'MSK'}")
             continue
         with rasterio.open(img) as a, rasterio.open(msk) as b:
             if (a.transform, a.shape, a.crs) != (b.transform, b.shape, b.crs):
@@ -203,12 +204,14 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
             "patches": md.aerial_metadata(kept, info, ground),
             "class_distribution": shares,
             "problems": problems,
+            "skipped": missing,
         },
         dataset.domain_metadata(domain),
     )
     table = pd.DataFrame({"class": list(shares), "share_%": [round(v, 2) for v in shares.values()]})
     meta = {
         "patches": len(kept),
+        "skipped": missing[:50],
         "zones": int(kept["zone"].nunique()) if len(kept) else 0,
         "class_shares": dg.MetadataValue.md(table.to_markdown(index=False)),
         "class_chart": dg.MetadataValue.md(

@@ -1,0 +1,373 @@
+"""Benchmark: per-patch throughput of the dataset stage (IMG and MSK), and its memory.
+
+For the same patches (the grid that `sample_patches` chooses, strategy `grid`) it measures:
+
+1. the whole per-patch work as the pipeline does it: `build_aerial_patches` (mosaic window,
+   elevation = DSM − DTM resampled, IMG written) and `build_label_masks` (label mask
+   rasterised, MSK written), per-domain setup included; patches/s in one process = per core;
+2. a baseline in the same run: only read the same mosaic windows (`Mosaic.read`) and write
+   the same bytes (the IMG and MSK just produced, loaded into memory beforehand, written
+   back with `write_geotiff` and the same profile); the ratio says what elevation,
+   rasterising and the pipeline's bookkeeping cost on top of unavoidable I/O;
+3. peak memory: ru_maxrss of this process after the whole run, and the peak RSS (VmHWM) of
+   building the largest measured domain (sampling, IMG, MSK) in a fresh spawned process.
+
+It also prints where the time goes, from an instrumented loop over the same core functions
+(Mosaic.read, Elevation.patch, LabelIndex.mask, write_geotiff). Targets (ratio ≤ 2x,
+≥ 100 patches/s per core at 512 px, < 2 GB per domain) are printed as PASS / MISS; the
+script never fails on them.
+
+    .venv/bin/python bench/build_dataset.py --raw /tmp/benchraw --domains 2   # a minute
+    .venv/bin/python bench/build_dataset.py                 # generates the bench world first
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
+from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.dataset.patches import (
+    CRS,
+    IMG_BANDS,
+    Elevation,
+    build_aerial_patches,
+    build_label_masks,
+)
+from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
+from flair_pipeline.dataset.sampling import sample_patches
+from flair_pipeline.io import write_geotiff
+from flair_pipeline.nomenclature import colormap
+from flair_pipeline.sources.synthetic import SCENARIOS, generate_world
+
+TARGET_RATIO = 2.0
+TARGET_RATE = 100.0  # patches/s per core, at 512 px
+TARGET_PEAK_MB = 2048.0
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process's own address space (VmHWM), in MB.
+
+    ru_maxrss would do, except that Linux carries the parent's high-water mark over a
+    fork + exec, so a spawned child would report at least its parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _bounds(row) -> tuple[float, float, float, float]:
+    return tuple(row.geometry.bounds)  # type: ignore[return-value]
+
+
+def _files_mb(paths: list[Path]) -> float:
+    return sum(p.stat().st_size for p in paths) / 1e6
+
+
+@dataclass
+class Timings:
+    """Seconds and counts summed over the measured domains."""
+
+    patches: int = 0
+    whole_img: float = 0.0
+    whole_msk: float = 0.0
+    base_img: float = 0.0
+    base_msk: float = 0.0
+    img_mb: float = 0.0
+    msk_mb: float = 0.0
+    steps: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    setup: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    skipped: int = 0
+
+
+def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
+    labels = read_labels(raw.labels(domain))
+    with Mosaic(raw.ortho_dir(domain)) as mosaic:
+        grid, report = sample_patches(domain, mosaic, labels, cfg)
+    return grid, report
+
+
+def whole_work(raw: RawLayout, domain: str, grid, layout: DatasetLayout, cfg: SamplingConfig):
+    """The pipeline's own builders; (IMG seconds, MSK seconds, skipped patches)."""
+    t0 = time.perf_counter()
+    img = build_aerial_patches(
+        grid,
+        raw.ortho_dir(domain),
+        raw.dsm(domain),
+        raw.dtm(domain),
+        layout,
+        cfg.patch_size,
+        cfg.elevation_scale,
+    )
+    t1 = time.perf_counter()
+    msk = build_label_masks(grid, raw.labels(domain), layout, cfg.patch_size, cfg.resolution)
+    t2 = time.perf_counter()
+    skipped = {p for p, _ in img.skipped} | {p for p, _ in msk.skipped}
+    return t1 - t0, t2 - t1, skipped
+
+
+def _load(path: Path) -> dict:
+    """Pixels and write_geotiff arguments of a produced file, to write it back identically."""
+    with rasterio.open(path) as src:
+        try:
+            cmap = src.colormap(1)
+        except ValueError:
+            cmap = None
+        return {
+            "array": src.read(),
+            "transform": src.transform,
+            "crs": src.crs,
+            "descriptions": tuple(d or "" for d in src.descriptions),
+            "colormap": cmap,
+        }
+
+
+def baseline(raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: DatasetLayout):
+    """Read the same windows and write the same bytes; (IMG seconds, MSK seconds)."""
+    imgs = [_load(src.img(r.domain, r.zone, r.patch_id)) for r in rows]
+    msks = [_load(src.msk(r.domain, r.zone, r.patch_id)) for r in rows]
+    t0 = time.perf_counter()
+    with Mosaic(raw.ortho_dir(domain)) as mosaic:
+        for r, kw in zip(rows, imgs, strict=True):
+            mosaic.read(_bounds(r))
+            write_geotiff(out.img(r.domain, r.zone, r.patch_id), **kw)
+    t1 = time.perf_counter()
+    for r, kw in zip(rows, msks, strict=True):
+        write_geotiff(out.msk(r.domain, r.zone, r.patch_id), **kw)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+def breakdown(
+    raw: RawLayout, domain: str, rows: list, out: DatasetLayout, cfg: SamplingConfig, t: Timings
+) -> None:
+    """The builders' per-patch work, step by step, with the same core functions."""
+    clock = time.perf_counter
+    steps, setup = t.steps, t.setup
+    a = clock()
+    mosaic = Mosaic(raw.ortho_dir(domain))
+    b = clock()
+    elevation = Elevation(raw.dsm(domain), raw.dtm(domain), cfg.elevation_scale)
+    c = clock()
+    index = LabelIndex.from_file(raw.labels(domain))
+    d = clock()
+    setup["open mosaic tiles"] += b - a
+    setup["open DSM + DTM"] += c - b
+    setup["read labels + STRtree"] += d - c
+    cmap = colormap()
+    res = mosaic.res
+    size = cfg.patch_size
+    try:
+        for r in rows:
+            bounds = _bounds(r)
+            transform = from_origin(bounds[0], bounds[3], res, res)
+            msk_transform = from_origin(bounds[0], bounds[3], cfg.resolution, cfg.resolution)
+            t0 = clock()
+            mosaic.broken_touching(bounds)
+            t1 = clock()
+            rgbn, _ = mosaic.read(bounds)
+            t2 = clock()
+            elev = elevation.patch(bounds, rgbn.shape[1:])
+            t3 = clock()
+            img = np.concatenate([rgbn, elev[None]], axis=0)
+            t4 = clock()
+            write_geotiff(
+                out.img(r.domain, r.zone, r.patch_id),
+                img,
+                transform,
+                CRS,
+                descriptions=IMG_BANDS,
+            )
+            t5 = clock()
+            msk = index.mask(msk_transform, (size, size))
+            t6 = clock()
+            write_geotiff(
+                out.msk(r.domain, r.zone, r.patch_id),
+                msk,
+                msk_transform,
+                CRS,
+                colormap=cmap,
+                descriptions=("label",),
+            )
+            t7 = clock()
+            steps["IMG: broken-tile check"] += t1 - t0
+            steps["IMG: Mosaic.read (window)"] += t2 - t1
+            steps["IMG: Elevation.patch (DSM−DTM)"] += t3 - t2
+            steps["IMG: stack 5 bands"] += t4 - t3
+            steps["IMG: write_geotiff"] += t5 - t4
+            steps["MSK: LabelIndex.mask"] += t6 - t5
+            steps["MSK: write_geotiff"] += t7 - t6
+    finally:
+        mosaic.close()
+        elevation.close()
+
+
+def domain_peak(raw_root: str, domain: str, patch_size: int, out: str) -> dict[str, float]:
+    """Build one domain (sampling, IMG, MSK) in this fresh process; VmHWM after each phase."""
+    raw, cfg = RawLayout(Path(raw_root)), SamplingConfig(patch_size=patch_size)
+    layout = DatasetLayout(Path(out))
+    phases = {"after imports": peak_rss_mb()}
+    grid, _ = sample(raw, domain, cfg)
+    phases["after sampling"] = peak_rss_mb()
+    build_aerial_patches(
+        grid,
+        raw.ortho_dir(domain),
+        raw.dsm(domain),
+        raw.dtm(domain),
+        layout,
+        cfg.patch_size,
+        cfg.elevation_scale,
+    )
+    phases["after IMG"] = peak_rss_mb()
+    build_label_masks(grid, raw.labels(domain), layout, cfg.patch_size, cfg.resolution)
+    phases["after MSK"] = peak_rss_mb()
+    phases["patches"] = float(len(grid))
+    return phases
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument(
+        "--raw", type=Path, default=None, help="existing raw world (default: generate one)"
+    )
+    ap.add_argument("--scenario", default="bench", choices=tuple(SCENARIOS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--patch-size", type=int, default=512)
+    ap.add_argument("--domains", type=int, default=None, help="measure only the first N domains")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
+        tmp = Path(tmp)
+        if args.raw is None:
+            start = time.perf_counter()
+            generate_world(tmp / "raw", args.scenario, args.seed)
+            print(f"generated scenario {args.scenario} (seed {args.seed}) "
+                  f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
+            raw_root = tmp / "raw"
+        else:
+            raw_root = args.raw
+        raw = RawLayout(raw_root)
+        domains = sorted(p.name for p in (raw_root / "domains").iterdir() if p.is_dir())
+        domains = domains[: args.domains] if args.domains else domains
+        cfg = SamplingConfig(patch_size=args.patch_size, strategy="grid")
+        load = os.getloadavg()
+        print(f"raw world {raw_root}: measuring {len(domains)} domain(s), patch {cfg.patch_size} px "
+              f"at {cfg.resolution} m, strategy grid; one process (= one core); "
+              f"load average {load[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+
+        t = Timings()
+        sizes: dict[str, int] = {}
+        for domain in domains:
+            start = time.perf_counter()
+            grid, report = sample(raw, domain, cfg)
+            t_sample = time.perf_counter() - start
+            sizes[domain] = len(grid)
+            if not len(grid):
+                print(f"{domain}: no patches ({report.candidates} candidates), skipped")
+                continue
+            whole = DatasetLayout(tmp / "whole")
+            t_img, t_msk, skipped = whole_work(raw, domain, grid, whole, cfg)
+            rows = [r for r in grid.itertuples() if r.patch_id not in skipped]
+            b_img, b_msk = baseline(raw, domain, rows, whole, DatasetLayout(tmp / "baseline"))
+            breakdown(raw, domain, rows, DatasetLayout(tmp / "breakdown"), cfg, t)
+            n = len(grid)
+            img_mb = _files_mb([whole.img(r.domain, r.zone, r.patch_id) for r in rows])
+            msk_mb = _files_mb([whole.msk(r.domain, r.zone, r.patch_id) for r in rows])
+            t.patches += n
+            t.skipped += len(skipped)
+            t.whole_img += t_img
+            t.whole_msk += t_msk
+            t.base_img += b_img
+            t.base_msk += b_msk
+            t.img_mb += img_mb
+            t.msk_mb += msk_mb
+            print(f"{domain}: {n} patches of {report.candidates} candidates "
+                  f"(sampling {t_sample:.1f} s, {len(skipped)} skipped) | whole "
+                  f"IMG {rate(n, t_img):5.1f}/s MSK {rate(n, t_msk):5.1f}/s | baseline "
+                  f"IMG {rate(n, b_img):5.1f}/s MSK {rate(n, b_msk):5.1f}/s")  # fmt: skip
+            for sub in ("whole", "baseline", "breakdown"):  # keep the temp disk small
+                shutil.rmtree(tmp / sub, ignore_errors=True)
+
+        if not t.patches:
+            print("no patches measured")
+            return
+        n = t.patches
+        whole_both, base_both = t.whole_img + t.whole_msk, t.base_img + t.base_msk
+        print()
+        print(f"per-patch work, {n} patches of {cfg.patch_size} px in {len(domains)} domain(s), "
+              f"IMG {t.img_mb / n:.2f} MB + MSK {t.msk_mb / n:.3f} MB per patch:")  # fmt: skip
+        print(f"  {'':34s} {'IMG':>9s} {'MSK':>9s} {'IMG+MSK':>9s}")
+        print(f"  {'whole work   patches/s per core':34s} {rate(n, t.whole_img):9.1f} "
+              f"{rate(n, t.whole_msk):9.1f} {rate(n, whole_both):9.1f}")  # fmt: skip
+        print(f"  {'baseline     patches/s per core':34s} {rate(n, t.base_img):9.1f} "
+              f"{rate(n, t.base_msk):9.1f} {rate(n, base_both):9.1f}")  # fmt: skip
+        print(f"  {'ratio whole / baseline':34s} {t.whole_img / t.base_img:8.2f}x "
+              f"{t.whole_msk / t.base_msk:8.2f}x {whole_both / base_both:8.2f}x")  # fmt: skip
+        print(f"  {'whole work   MB/s written':34s} {t.img_mb / t.whole_img:9.1f} "
+              f"{t.msk_mb / t.whole_msk:9.1f} {(t.img_mb + t.msk_mb) / whole_both:9.1f}")  # fmt: skip
+        if t.skipped:
+            print(f"  ({t.skipped} patches skipped by the builders; excluded from the baseline)")
+
+        total = sum(t.steps.values()) + sum(t.setup.values())
+        print()
+        print(f"where the time goes (instrumented loop, same core functions, {total:.1f} s):")
+        print(f"  {'step':34s} {'total s':>8s} {'ms/patch':>9s} {'share':>6s}")
+        for name, s in [*t.steps.items(), *(("setup: " + k, v) for k, v in t.setup.items())]:
+            print(f"  {name:34s} {s:8.2f} {1000 * s / n:9.2f} {100 * s / total:5.1f}%")
+
+        largest = max(sizes, key=lambda d: sizes[d])
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            phases = pool.apply(
+                domain_peak, (str(raw_root), largest, cfg.patch_size, str(tmp / "mem"))
+            )
+        shutil.rmtree(tmp / "mem", ignore_errors=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    dom_peak = phases["after MSK"]
+
+    print()
+    print(f"peak memory of building {largest} ({phases['patches']:.0f} patches) in a fresh process "
+          f"(VmHWM): " + ", ".join(f"{k} {v:.0f} MB" for k, v in phases.items() if k != "patches"))  # fmt: skip
+    print(f"peak memory of this whole run (ru_maxrss{', includes world generation' if args.raw is None else ''}): "
+          f"{peak_mb:.0f} MB")  # fmt: skip
+    print()
+    ratio = whole_both / base_both
+    per_core = rate(n, whole_both)
+    print(
+        f"target whole / baseline <= {TARGET_RATIO:.0f}x:       {ratio:6.2f}x   {verdict(ratio <= TARGET_RATIO)}"
+    )
+    print(f"target >= {TARGET_RATE:.0f} patches/s per core:  {per_core:6.1f}/s   "
+          f"{verdict(per_core >= TARGET_RATE)}"
+          + ("" if cfg.patch_size == 512 else f" (target is for 512 px; measured at {cfg.patch_size})"))  # fmt: skip
+    print(f"target peak per domain < {TARGET_PEAK_MB / 1024:.0f} GB:    {dom_peak:6.0f} MB   "
+          f"{verdict(dom_peak < TARGET_PEAK_MB)}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
