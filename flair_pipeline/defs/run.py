@@ -25,6 +25,9 @@ def dagster_instance(home: str | Path | None = None) -> dg.DagsterInstance:
     """The persistent instance (DAGSTER_HOME, default ./.dagster_home)."""
     path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():  # offline machines: no telemetry, no banner about it
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(path)
     return dg.DagsterInstance.get()
 
