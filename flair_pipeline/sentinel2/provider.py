@@ -45,7 +45,7 @@ class Grid:
         x0, y0, x1, y1 = bounds
         left, top = math.floor(x0 / RES) * RES, math.ceil(y1 / RES) * RES
         right, bottom = math.ceil(x1 / RES) * RES, math.floor(y0 / RES) * RES
-        return cls(left, top, int(round((right - left) / RES)), int(round((top - bottom) / RES)))
+        return cls(left, top, round((right - left) / RES), round((top - bottom) / RES))
 
     @property
     def transform(self) -> Affine:
@@ -75,9 +75,13 @@ class TimeSeries:
         t = len(self.dates)
         h, w = self.grid.height, self.grid.width
         if self.data.shape != (t, len(BANDS), h, w) or self.data.dtype != np.uint16:
-            raise ValueError(f"data {self.data.shape} {self.data.dtype}: expected ({t}, 10, {h}, {w}) uint16")
+            raise ValueError(
+                f"data {self.data.shape} {self.data.dtype}: expected ({t}, 10, {h}, {w}) uint16"
+            )
         if self.masks.shape != (t, 2, h, w) or self.masks.dtype != np.uint8:
-            raise ValueError(f"masks {self.masks.shape} {self.masks.dtype}: expected ({t}, 2, {h}, {w}) uint8")
+            raise ValueError(
+                f"masks {self.masks.shape} {self.masks.dtype}: expected ({t}, 2, {h}, {w}) uint8"
+            )
         if len(self.products) != t:
             raise ValueError(f"{len(self.products)} products for {t} dates")
 
