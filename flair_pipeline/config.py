@@ -81,7 +81,17 @@ class Sentinel2Config(_Section):
     """Where and how Sentinel-2 series are fetched, and FLAIR-2's preprocessing."""
 
     provider: Literal["stac", "sentinelhub"] = "stac"
-    catalog: str = "data/raw/sentinel2/catalog.json"
+    catalog: str | None = Field(
+        None, description="static STAC catalog; default <paths.raw>/sentinel2/catalog.json"
+    )
+    api_url: str | None = Field(None, description="STAC API (e.g. Earth Search); overrides catalog")
+    collection: str = "sentinel-2-c1-l2a"
+    sh_base_url: str = "https://sh.dataspace.copernicus.eu"
+    sh_token_url: str = (
+        "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+    )
+    sh_cache: str | None = "data/cache/sentinelhub"
+    max_retries: int = Field(3, ge=0)
     window: int = Field(40, gt=0, description="px (10 m) around each patch centroid")
     max_size: int = Field(110, gt=0, description="max super-area side in px")
     cloud_threshold: int = Field(60, ge=0, le=100, description="SNW/CLD probability cut-off")

@@ -70,3 +70,29 @@ def patch_preview(
     for ax in axes.ravel():
         ax.axis("off")
     return _png(fig)
+
+
+def ndvi_profiles(profiles: Mapping[str, np.ndarray], title: str) -> bytes:
+    """NDVI through the year per class: points of every sampled pixel, median per month.
+
+    `profiles` maps a class name to an array (n, 2, T) of (day of year, NDVI) rows.
+    """
+    from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
+
+    colour = dict(zip(MERGED_NAMES, MERGED_COLOURS, strict=True))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, arr in sorted(profiles.items()):
+        doy = np.concatenate([a[0] for a in arr])
+        val = np.concatenate([a[1] for a in arr])
+        c = colour.get(name, "#888888")
+        c = "#999999" if c.lower() in ("#ffffff", "#000000") else c
+        ax.scatter(doy, val, s=4, alpha=0.25, color=c)
+        months = np.clip((doy // 30.5).astype(int), 0, 11)
+        med = [np.median(val[months == m]) if (months == m).any() else np.nan for m in range(12)]
+        ax.plot(np.arange(12) * 30.5 + 15, med, "-o", ms=3, color=c, label=f"{name} ({len(arr)})")
+    ax.set_xlabel("day of year")
+    ax.set_ylabel("NDVI (cloud-free dates)")
+    ax.set_ylim(-0.6, 1.0)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    return _png(fig)

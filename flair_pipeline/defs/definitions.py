@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from flair_pipeline.defs.assets import dataset, sources
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.assets import dataset, sentinel2, sources
+from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 
 DATASET_ASSETS = [
     sources.domain_sources,
@@ -14,7 +14,8 @@ DATASET_ASSETS = [
     dataset.label_masks,
     dataset.dataset_metadata,
 ]
-ALL_ASSETS = [*DATASET_ASSETS, dataset.split_assignment]
+SENTINEL2_ASSETS = [sentinel2.sentinel2_series, sentinel2.sentinel2_index]
+ALL_ASSETS = [*DATASET_ASSETS, dataset.split_assignment, *SENTINEL2_ASSETS]
 
 build_domain = dg.define_asset_job(
     "build_domain",
@@ -25,5 +26,5 @@ build_domain = dg.define_asset_job(
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=[build_domain],
-    resources={"flair": FlairConfig()},
+    resources={"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()},
 )

@@ -16,7 +16,7 @@ import dagster as dg
 
 from flair_pipeline.dataset.layout import RawLayout
 from flair_pipeline.defs.partitions import DOMAINS
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.errors import FlairPipelineError, InputError
 
@@ -118,7 +118,7 @@ def materialize(
                 selection=dg.AssetSelection.assets(*batch_keys),
                 partition_key=partition,
                 instance=instance,
-                resources={"flair": flair},
+                resources={"flair": flair, "sentinelhub": sentinelhub_credentials()},
                 tags={"flair/front_door": "cli"},
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )

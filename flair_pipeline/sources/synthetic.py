@@ -63,7 +63,7 @@ SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         # train, validation, test: one each; seconds
-        Scenario("tiny", ("D033_2021", "D004_2021", "D036_2020"), 102.4, 256, 160.0, (20, 26), 0.0),
+        Scenario("tiny", ("D033_2021", "D004_2021", "D036_2020"), 102.4, 256, 250.0, (20, 26), 0.0),
         # two of each split; about a minute
         Scenario(
             "demo",

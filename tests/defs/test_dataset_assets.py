@@ -20,6 +20,7 @@ from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.sources.synthetic import WorldSummary
 
 PATCH = 64
+DATASET = "group:sources or group:dataset"
 
 
 def _params(tmp: Path, raw: Path, dataset: Path, **sampling) -> FlairConfig:
@@ -36,7 +37,7 @@ def built(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("built")
     flair = _params(tmp, tiny_world.out, tmp / "dataset")
     with dg.instance_for_test() as instance:
-        summary = materialize("all", (), flair, instance=instance)
+        summary = materialize(DATASET, (), flair, instance=instance)
         yield tmp / "dataset", instance, summary, flair
 
 
@@ -47,7 +48,7 @@ def test_definitions_load() -> None:
             "dataset_metadata", "split_assignment"} <= names  # fmt: skip
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.description and node.group_name in ("sources", "dataset")
+        assert node.description and node.group_name in ("sources", "dataset", "sentinel2")
 
 
 def test_every_domain_is_built_with_matching_img_msk(built, tiny_world: WorldSummary) -> None:
@@ -142,7 +143,7 @@ def test_build_order_does_not_change_ids_or_bytes(
 ) -> None:
     flair = _params(tmp_path, tiny_world.out, tmp_path / "dataset")
     with dg.instance_for_test() as instance:
-        materialize("all", ("D036_2020", "D004_2021", "D033_2021"), flair, instance=instance)
+        materialize(DATASET, ("D036_2020", "D004_2021", "D033_2021"), flair, instance=instance)
     assert _digest(tmp_path / "dataset") == _digest(built[0])
 
 
@@ -158,7 +159,7 @@ def test_corrupt_tile_skips_only_its_patches(tiny_world: WorldSummary, tmp_path:
     tile.write_bytes(data[: len(data) // 2])  # an interrupted download
     flair = _params(tmp_path, tmp_path / "raw", tmp_path / "dataset")
     with dg.instance_for_test() as instance:
-        materialize("all", ("D033_2021",), flair, instance=instance)
+        materialize(DATASET, ("D033_2021",), flair, instance=instance)
         ev = instance.get_latest_materialization_event(dg.AssetKey("patch_grid"))
         md = ev.asset_materialization.metadata
     skipped = md["skipped_patches"].value
@@ -187,7 +188,7 @@ def test_missing_input_is_named(tiny_world: WorldSummary, tmp_path: Path) -> Non
     (folder / "dsm.tif").unlink()
     flair = _params(tmp_path, tmp_path / "raw", tmp_path / "dataset")
     with dg.instance_for_test() as instance, pytest.raises(FlairPipelineError, match=r"dsm\.tif"):
-        materialize("all", ("D033_2021",), flair, instance=instance)
+        materialize(DATASET, ("D033_2021",), flair, instance=instance)
     assert not (tmp_path / "dataset" / "aerial").exists()
 
 
@@ -197,4 +198,4 @@ def test_unknown_partition_id_is_rejected(tiny_world: WorldSummary, tmp_path: Pa
         dg.instance_for_test() as instance,
         pytest.raises(FlairPipelineError, match="not a domain id"),
     ):
-        materialize("all", ("france",), flair, instance=instance)
+        materialize(DATASET, ("france",), flair, instance=instance)

@@ -1,0 +1,40 @@
+"""Build the configured Sentinel-2 provider (stac by default, or sentinelhub)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flair_pipeline.config import Sentinel2Config
+
+
+def make_provider(
+    cfg: Sentinel2Config,
+    resolve: Callable[[str], Path],
+    default_catalog: Path,
+    credentials: Any = None,
+):
+    """The provider named by ``sentinel2.provider``; `resolve` maps config paths to files.
+
+    `credentials` (for sentinelhub) has ``client_id`` and ``client_secret``; it comes from
+    the environment through a Dagster resource, never from params.yaml.
+    """
+    if cfg.provider == "stac":
+        from flair_pipeline.sentinel2.stac import StacProvider
+
+        if cfg.api_url:
+            return StacProvider(api_url=cfg.api_url, collection=cfg.collection)
+        catalog = resolve(cfg.catalog) if cfg.catalog else default_catalog
+        return StacProvider(catalog=str(catalog), collection=cfg.collection)
+    from flair_pipeline.sentinel2.sentinelhub import SentinelHubProvider, SentinelHubSettings
+
+    settings = SentinelHubSettings(
+        client_id=getattr(credentials, "client_id", "") or "",
+        client_secret=getattr(credentials, "client_secret", "") or "",
+        sh_base_url=cfg.sh_base_url,
+        sh_token_url=cfg.sh_token_url,
+        cache_folder=str(resolve(cfg.sh_cache)) if cfg.sh_cache else None,
+        max_retries=cfg.max_retries,
+    )
+    return SentinelHubProvider(settings)

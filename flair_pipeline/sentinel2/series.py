@@ -1,0 +1,100 @@
+"""Super-areas per zone and FLAIR's on-disk format for their Sentinel-2 series.
+
+Each zone gets one super-area: the 10 m grid covering a window of ``sentinel2.window`` px
+around every patch centroid of the zone (FLAIR feeds the model a 40 × 40 crop around the
+centroid). It is written as FLAIR does: ``SEN2_sp_<domain>-<zone>_data.npy`` (T×10×H×W),
+``_masks.npy`` (T×2×H×W) and ``_products.txt`` (one product per date), plus where each
+patch's centroid falls in it (``centroids_sp_to_patch.json``: ``IMG_<id>.tif`` → [row, col]).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+
+from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.errors import InputError
+from flair_pipeline.io import atomic_path
+from flair_pipeline.sentinel2.provider import RES, Grid, TimeSeries
+
+
+@dataclass(frozen=True)
+class SuperArea:
+    """A zone's super-area and the centroid pixel of each of its patches."""
+
+    domain: str
+    zone: str
+    grid: Grid
+    centroids: dict[str, tuple[int, int]]  # "IMG_<id>.tif" -> (row, col)
+
+
+def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[SuperArea]:
+    """One super-area per zone of a domain's patch grid.
+
+    Raises InputError naming the zone if its super-area would exceed `max_size` px: zones
+    must then be made smaller (sampling.zone_size_m).
+    """
+    out = []
+    half = window * RES / 2
+    for (domain, zone), z in sorted(grid_gdf.groupby(["domain", "zone"])):
+        cx, cy = z["x_centroid"].to_numpy(), z["y_centroid"].to_numpy()
+        grid = Grid.around((cx.min() - half, cy.min() - half, cx.max() + half, cy.max() + half))
+        if max(grid.width, grid.height) > max_size:
+            raise InputError(
+                f"{domain}/{zone}: super-area {grid.width}×{grid.height} px exceeds "
+                f"sentinel2.max_size={max_size}; lower sampling.zone_size_m"
+            )
+        cents = {
+            f"IMG_{p}.tif": grid.rowcol(x, y) for p, x, y in zip(z["patch_id"], cx, cy, strict=True)
+        }
+        out.append(SuperArea(domain, zone, grid, cents))
+    return out
+
+
+def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> list[Path]:
+    """Write the three FLAIR files of a zone, each atomically."""
+    prefix = layout.sen_prefix(area.domain, area.zone)
+    paths = [
+        Path(f"{prefix}_data.npy"),
+        Path(f"{prefix}_masks.npy"),
+        Path(f"{prefix}_products.txt"),
+    ]
+    with atomic_path(paths[0]) as tmp, open(tmp, "wb") as f:
+        np.save(f, series.data)
+    with atomic_path(paths[1]) as tmp, open(tmp, "wb") as f:
+        np.save(f, series.masks)
+    with atomic_path(paths[2]) as tmp:
+        tmp.write_text("".join(f"{p}\n" for p in series.products))
+    return paths
+
+
+def read_series(
+    layout: DatasetLayout, domain: str, zone: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Load a zone's data, masks and products."""
+    prefix = layout.sen_prefix(domain, zone)
+    data = np.load(f"{prefix}_data.npy")
+    masks = np.load(f"{prefix}_masks.npy")
+    products = Path(f"{prefix}_products.txt").read_text().split()
+    return data, masks, products
+
+
+def product_date(product: str) -> dt.date | None:
+    """Acquisition date of a product name such as ``S2A_MSIL2A_20200712T105619_…``."""
+    for token in product.split("_"):
+        if len(token) >= 8 and token[:8].isdigit():
+            try:
+                return dt.datetime.strptime(token[:8], "%Y%m%d").date()
+            except ValueError:
+                continue
+    return None
+
+
+def ndvi(data: np.ndarray) -> np.ndarray:
+    """NDVI of a (T, 10, …) series (B08 and B04)."""
+    nir, red = data[:, 6].astype(np.float32), data[:, 2].astype(np.float32)
+    return (nir - red) / np.maximum(nir + red, 1.0)
