@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +38,7 @@ def zones(bounds: list[float]) -> list[tuple[float, float, float, float]]:
     x0, y0, x1, y1 = bounds
     xs = [*list(_steps(x0, x1)), x1]
     ys = [*list(_steps(y0, y1)), y1]
-    return [(a, b, c, d) for a, c in zip(xs, xs[1:], strict=False)
-            for b, d in zip(ys, ys[1:], strict=False)]  # fmt: skip
+    return [(a, b, c, d) for a, c in itertools.pairwise(xs) for b, d in itertools.pairwise(ys)]
 
 
 def _steps(lo: float, hi: float):
@@ -79,7 +78,7 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-patches", type=int, default=3, help="per domain, for (b)")
-    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=None, help="default: the provider's")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         raw = args.raw
@@ -92,7 +91,7 @@ def main() -> None:
         run(raw, args.baseline_patches, args.workers)
 
 
-def run(raw: Path, n_base: int, workers: int) -> None:
+def run(raw: Path, n_base: int, workers: int | None) -> None:
     provider = StacProvider(catalog=raw / "sentinel2" / "catalog.json", workers=workers)
     t0 = time.perf_counter()
     provider.fetch_each([], dt.date(1, 1, 1), dt.date(9999, 12, 31))  # load the catalog

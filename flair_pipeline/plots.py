@@ -72,10 +72,11 @@ def patch_preview(
     return _png(fig)
 
 
-def ndvi_profiles(profiles: Mapping[str, np.ndarray], title: str) -> bytes:
+def ndvi_profiles(profiles: Mapping[str, Sequence[np.ndarray]], title: str) -> bytes:
     """NDVI through the year per class: points of every sampled pixel, median per month.
 
-    `profiles` maps a class name to an array (n, 2, T) of (day of year, NDVI) rows.
+    `profiles` maps a class name to one (2, T) array of (day of year, NDVI) rows per
+    sampled pixel; T differs between zones (their clear dates differ), hence a sequence.
     """
     from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
 

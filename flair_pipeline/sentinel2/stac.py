@@ -9,11 +9,10 @@ Why it is shaped this way:
 * A domain's zones are asked for in one call, and each scene asset is opened **once per
   call** and every grid's window read from that open dataset: opening (an HTTP round trip
   per file on a remote COG) costs far more than reading a 110 × 110 px window.
-* Resampling is nearest neighbour on exact pixel centres: each 10 m EPSG:2154 pixel centre
-  is projected into the asset's CRS with PROJ and takes the source pixel it falls in, which
-  also up-samples 20 m bands by nearest (FLAIR). Only the rows/columns those centres hit
-  are read (the exact window, no margin needed), and the index map is computed once per
-  grid and asset geometry, then shared by all dates of the call.
+* Reprojection from UTM is rasterio's nearest-neighbour warp (which also up-samples the
+  20 m bands by nearest, as FLAIR did), applied once per grid and asset geometry to a
+  raster of source pixel numbers; every date and band then takes its pixels through that
+  index map. Only the window around the grid is read.
 * Several items on one date covering a grid (overlapping MGRS tiles, reprocessed copies)
   are **mosaicked**: items in id order, the first valid pixel wins; the date's product
   name is the first item that contributed.
@@ -25,9 +24,9 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +39,9 @@ import pystac
 import rasterio
 import shapely
 from pyproj import Transformer
-from rasterio.windows import Window
+from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import transform as window_transform
 from shapely.geometry import shape
 
 from flair_pipeline.errors import InputError
@@ -124,7 +125,9 @@ def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -
     return refl
 
 
-def retry(what: str, fn: Callable[[], T], tries: int, backoff_s: float) -> T:
+def retry(
+    what: str, fn: Callable[[], T], tries: int, backoff_s: float, fail: str = "unreachable"
+) -> T:
     """`fn()` with exponential back-off; after `tries` failures, an InputError naming `what`."""
     last: Exception | None = None
     for k in range(max(tries, 1)):
@@ -136,9 +139,7 @@ def retry(what: str, fn: Callable[[], T], tries: int, backoff_s: float) -> T:
             last = exc
             if k + 1 < tries:
                 time.sleep(backoff_s * 2**k)
-    raise InputError(
-        f"{what}: unreachable after {max(tries, 1)} tries ({type(last).__name__}: {last})"
-    )
+    raise InputError(f"{what}: {fail} after {max(tries, 1)} tries ({type(last).__name__}: {last})")
 
 
 class StacProvider:
@@ -146,8 +147,10 @@ class StacProvider:
 
     `catalog` is read once per provider (items cached); `api_url` is searched once per call
     over the union bbox of the call's grids. `max_cloud_cover` (eo:cloud_cover, %) drops
-    items client-side. `workers` threads read scenes in parallel (GDAL releases the GIL;
-    remote reads are latency-bound). `retries`/`backoff_s` govern catalogue access.
+    items client-side. `workers` threads read scenes in parallel; by default 8 for remote
+    hrefs (reads are latency-bound, GDAL releases the GIL while waiting) and 1 for local
+    files (CPU-bound: threads only contend for the GIL). `retries`/`backoff_s` govern
+    catalogue access.
     """
 
     name = "stac"
@@ -158,7 +161,7 @@ class StacProvider:
         api_url: str | None = None,
         collection: str = "sentinel-2-c1-l2a",
         max_cloud_cover: float | None = None,
-        workers: int = 8,
+        workers: int | None = None,
         retries: int = 3,
         backoff_s: float = 1.0,
     ) -> None:
@@ -168,16 +171,10 @@ class StacProvider:
         self.api_url = api_url
         self.collection = collection
         self.max_cloud_cover = max_cloud_cover
-        self.workers = max(1, workers)
+        self.workers = workers
         self.retries, self.backoff_s = retries, backoff_s
         self._static: list[Scene] | None = None
-        self._lock = threading.Lock()
-        self._transformers: dict[str, Transformer] = {}
         self._index: dict[tuple, tuple | None] = {}
-
-    @property
-    def source(self) -> str:
-        return self.api_url or self.catalog or ""
 
     def fetch(self, grids: list[Grid], start: dt.date, end: dt.date) -> list[TimeSeries]:
         """Series per grid (see :meth:`fetch_each`); raises the first grid's InputError."""
@@ -204,8 +201,9 @@ class StacProvider:
         skipped: list[list[tuple[str, str]]] = [[] for _ in grids]
         seen = [0] * len(grids)
         jobs = [(s, gs) for s, gs in zip(scenes, which, strict=True) if gs]
+        n = self.workers or (8 if jobs and _remote(jobs[0][0]) else 1)
         try:
-            with ThreadPoolExecutor(self.workers) as pool:
+            with ThreadPoolExecutor(max(1, n)) as pool:
                 results = pool.map(lambda j: self._read(j[0], [grids[g] for g in j[1]]), jobs)
                 for (scene, gs), res in zip(jobs, results, strict=True):
                     for k, g in enumerate(gs):
@@ -215,7 +213,7 @@ class StacProvider:
                         elif not res[k][2].any():
                             skipped[g].append((scene.product, "no valid pixel over the grid"))
                         else:
-                            acc[g].setdefault(scene.date, _Date(grids[g])).add(scene, *res[k])
+                            acc[g].setdefault(scene.date, _Date()).add(scene, *res[k])
         finally:
             self._index.clear()
         return [
@@ -224,7 +222,7 @@ class StacProvider:
         ]
 
     def _why(self, start: dt.date, end: dt.date) -> str:
-        return f"collection {self.collection!r} of {self.source}, {start}..{end}"
+        return f"collection {self.collection!r} of {self.api_url or self.catalog}, {start}..{end}"
 
     # -- catalogue ---------------------------------------------------------------------
     def _scenes(self, feet: list[Any], start: dt.date, end: dt.date) -> list[Scene]:
@@ -235,15 +233,15 @@ class StacProvider:
         from pystac_client import Client
 
         bbox = list(shapely.union_all(feet).bounds) if feet else None
-        search = lambda: list(  # noqa: E731
-            Client.open(self.api_url)
-            .search(
-                collections=[self.collection],
-                bbox=bbox,
-                datetime=f"{start.isoformat()}/{end.isoformat()}",
+        when = f"{start.isoformat()}/{end.isoformat()}"
+
+        def search() -> list[pystac.Item]:
+            client = Client.open(self.api_url)
+            found = client.search(
+                collections=[self.collection], bbox=bbox, datetime=when, limit=100
             )
-            .items()
-        )
+            return list(found.items())
+
         items = retry(f"STAC API {self.api_url}", search, self.retries, self.backoff_s)
         return [_scene(i) for i in items]
 
@@ -259,13 +257,9 @@ class StacProvider:
                 return list(child.get_items(recursive=True))
             return [i for i in cat.get_items(recursive=True) if i.collection_id == self.collection]
 
-        tries = self.retries if "://" in href else 1
-        try:
-            return retry(f"STAC catalog {href}", load, tries, self.backoff_s)
-        except InputError as exc:
-            raise InputError(
-                f"{exc} (expected a STAC catalog holding {self.collection!r})"
-            ) from None
+        if "://" in href:
+            return retry(f"STAC catalog {href}", load, self.retries, self.backoff_s)
+        return retry(f"STAC catalog {href}", load, 1, 0.0, fail="not a readable STAC catalog")
 
     # -- pixels ------------------------------------------------------------------------
     def _read(self, scene: Scene, grids: list[Grid]) -> list[tuple] | str:
@@ -274,14 +268,9 @@ class StacProvider:
         Returns per grid (data uint16 10×H×W, masks uint8 2×H×W, valid bool H×W), or the
         reason the whole scene is unusable.
         """
-        out = [
-            (
-                np.zeros((len(BANDS), g.height, g.width), np.uint16),
-                np.zeros((2, g.height, g.width), np.uint8),
-                np.zeros((g.height, g.width), bool),
-            )
-            for g in grids
-        ]
+        shapes = [(g.height, g.width) for g in grids]
+        out = [(np.zeros((10, *hw), np.uint16), np.zeros((2, *hw), np.uint8), np.zeros(hw, bool))
+               for hw in shapes]  # fmt: skip
         with rasterio.Env(**GDAL_ENV):
             for b, key in enumerate(ASSETS):
                 why = self._read_asset(scene, b, key, grids, out)
@@ -299,8 +288,9 @@ class StacProvider:
         try:
             with rasterio.open(href) as src:
                 nodata = src.nodata if src.nodata is not None else 0
+                geo = (src.crs.to_string(), src.transform, src.height, src.width)
                 for g, (data, masks, valid) in zip(grids, out, strict=True):
-                    hit = self._nearest(g, src)
+                    hit = self._nearest(g, geo)
                     if hit is None:
                         continue
                     window, local, inside = hit
@@ -316,50 +306,73 @@ class StacProvider:
             return f"asset {key!r} unreadable ({href}): {exc}"
         return ""
 
-    def _nearest(self, grid: Grid, src: Any) -> tuple[Window, np.ndarray, np.ndarray] | None:
-        """(window, flat index into it, inside mask) of each grid pixel's source pixel."""
-        crs = src.crs.to_string()
-        key = (grid, crs, tuple(src.transform)[:6], src.height, src.width)
-        with self._lock:
-            if key not in self._index:
-                if crs not in self._transformers:
-                    self._transformers[crs] = Transformer.from_crs(CRS, crs, always_xy=True)
-                self._index[key] = _index_map(grid, self._transformers[crs], src)
-            return self._index[key]
+    def _nearest(self, grid: Grid, geo: tuple) -> tuple[Window, np.ndarray, np.ndarray] | None:
+        """(window, flat index into it, inside mask) of each grid pixel's source pixel;
+        once per grid and asset geometry `geo` (crs, transform, height, width) per call."""
+        key = (grid, geo)
+        hit = self._index.get(key, False)
+        if hit is False:  # two threads may both compute it: same answer, no lock needed
+            hit = self._index[key] = _index_map(grid, *geo)
+        return hit
 
 
-def _index_map(grid: Grid, tr: Transformer, src: Any) -> tuple | None:
-    xs = grid.left + (np.arange(grid.width) + 0.5) * RES
-    ys = grid.top - (np.arange(grid.height) + 0.5) * RES
-    x, y = tr.transform(*(a.ravel() for a in np.meshgrid(xs, ys)))
-    inv = ~src.transform
-    col = np.floor(inv.a * x + inv.b * y + inv.c).astype(np.int64)
-    row = np.floor(inv.d * x + inv.e * y + inv.f).astype(np.int64)
-    inside = (row >= 0) & (row < src.height) & (col >= 0) & (col < src.width)
+def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) -> tuple | None:
+    """Where each grid pixel takes its value: rasterio's nearest-neighbour warp of a raster
+    of source pixel numbers onto the grid.
+
+    Warping the pixel *numbers* rather than the pixels gives the exact mapping GDAL's
+    nearest reprojection uses, computed once and then applied to every date and band by
+    fancy indexing, instead of one warp per date × band × zone.
+    """
+    bounds = transform_bounds(CRS, crs, *grid.bounds, densify_pts=21)
+    window = from_bounds(*bounds, transform=transform)
+    window = Window(
+        math.floor(window.col_off) - 1, math.floor(window.row_off) - 1,
+        math.ceil(window.width) + 3, math.ceil(window.height) + 3,
+    ).intersection(Window(0, 0, width, height)) if _overlaps(window, height, width) else None  # fmt: skip
+    if window is None:
+        return None
+    h, w = int(window.height), int(window.width)
+    numbers = np.arange(h * w, dtype=np.int32).reshape(h, w)
+    target = np.full((grid.height, grid.width), -1, np.int32)
+    reproject(
+        numbers, target,
+        src_transform=window_transform(window, transform), src_crs=crs,
+        dst_transform=grid.transform, dst_crs=CRS, dst_nodata=-1,
+        resampling=Resampling.nearest,
+    )  # fmt: skip
+    flat = target.ravel()
+    inside = flat >= 0
     if not inside.any():
         return None
-    r0, c0 = row[inside].min(), col[inside].min()
-    w = int(col[inside].max() - c0 + 1)
-    window = Window(int(c0), int(r0), w, int(row[inside].max() - r0 + 1))
-    return window, (row[inside] - r0) * w + (col[inside] - c0), inside
+    return window, flat[inside], inside
+
+
+def _overlaps(window: Window, height: int, width: int) -> bool:
+    return (
+        window.col_off < width and window.row_off < height
+        and window.col_off + window.width > 0 and window.row_off + window.height > 0
+    )  # fmt: skip
 
 
 class _Date:
     """One grid's mosaic for one date: earlier items (by id) win where they have data."""
 
-    def __init__(self, grid: Grid) -> None:
-        self.data = np.zeros((len(BANDS), grid.height, grid.width), np.uint16)
-        self.masks = np.zeros((2, grid.height, grid.width), np.uint8)
-        self.filled = np.zeros((grid.height, grid.width), bool)
-        self.product: str | None = None
+    data: np.ndarray
+    masks: np.ndarray
+    filled: np.ndarray
+    product: str | None = None
 
     def add(self, scene: Scene, data: np.ndarray, masks: np.ndarray, valid: np.ndarray) -> None:
-        take = valid & ~self.filled
-        if not take.any():
+        if self.product is None:  # first item of the date: take its arrays as they are
+            if not valid.all():
+                data[:, ~valid], masks[:, ~valid] = 0, 0
+            self.data, self.masks, self.filled, self.product = data, masks, valid, scene.product
             return
-        self.product = self.product or scene.product
-        self.data[:, take], self.masks[:, take] = data[:, take], masks[:, take]
-        self.filled |= take
+        take = valid & ~self.filled
+        if take.any():
+            self.data[:, take], self.masks[:, take] = data[:, take], masks[:, take]
+            self.filled |= take
 
 
 def _series(
@@ -387,6 +400,10 @@ def _scene(item: pystac.Item) -> Scene:
     when = item.datetime or pystac.utils.str_to_datetime(item.properties["start_datetime"])
     geom = shape(item.geometry) if item.geometry else shapely.box(*item.bbox)
     return Scene(item, when.date(), product_name(item), geom)
+
+
+def _remote(scene: Scene) -> bool:
+    return any("://" in (a.get_absolute_href() or "") for a in scene.item.assets.values())
 
 
 def _cloud(item: pystac.Item) -> float:

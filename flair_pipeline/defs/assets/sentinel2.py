@@ -10,7 +10,7 @@ from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig, SentinelHubCredentials
-from flair_pipeline.errors import InputError
+from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.nomenclature import MERGED_NAMES
 from flair_pipeline.plots import markdown_image, ndvi_profiles
 from flair_pipeline.sentinel2.factory import make_provider
@@ -30,6 +30,17 @@ from flair_pipeline.sentinel2.series import ndvi, super_areas, write_series
     check_specs=[dg.AssetCheckSpec("series_valid", asset="sentinel2_series", blocking=True)],
 )
 def sentinel2_series(
+    context: dg.AssetExecutionContext, flair: FlairConfig, sentinelhub: SentinelHubCredentials
+) -> dg.MaterializeResult:
+    try:
+        return _build_series(context, flair, sentinelhub)
+    except FlairPipelineError as exc:
+        # Bad input or an exhausted provider (which already retried with back-off):
+        # running the step again cannot help, so fail now with the message.
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
+def _build_series(
     context: dg.AssetExecutionContext, flair: FlairConfig, sentinelhub: SentinelHubCredentials
 ) -> dg.MaterializeResult:
     domain, cfg = context.partition_key, flair.load()
@@ -74,7 +85,7 @@ def sentinel2_series(
     if hasattr(provider, "pu_spent"):
         meta["processing_units"] = float(provider.pu_spent)
     if profiles:
-        png = ndvi_profiles({k: np.stack(v) for k, v in profiles.items()}, domain)
+        png = ndvi_profiles(profiles, domain)
         meta["ndvi_by_class"] = dg.MetadataValue.md(markdown_image(png, "NDVI"))
     return dg.MaterializeResult(
         metadata=meta,

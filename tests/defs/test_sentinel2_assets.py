@@ -1,0 +1,112 @@
+"""The sentinel2_series asset on the tiny world, through a real Dagster run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pystac
+import pytest
+import yaml
+
+from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.run import materialize
+from flair_pipeline.sentinel2.series import read_series
+from flair_pipeline.sources.synthetic import WorldSummary
+
+
+@pytest.fixture(scope="module")
+def series_built(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("s2")
+    p = tmp / "params.yaml"
+    p.write_text(yaml.safe_dump({
+        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp / "dataset")},
+        "sampling": {"patch_size": 64, "zone_size_m": 60},
+    }))  # fmt: skip
+    with dg.instance_for_test() as instance:
+        materialize(
+            "key:domain_sources or key:patch_grid or group:sentinel2",
+            (),
+            FlairConfig(config_path=str(p)),
+            instance=instance,
+        )
+        yield DatasetLayout(tmp / "dataset"), instance
+
+
+def test_series_per_zone_in_flair_format(series_built, tiny_world: WorldSummary) -> None:
+    layout, _ = series_built
+    cat = pystac.Catalog.from_file(str(tiny_world.out / "sentinel2" / "catalog.json"))
+    n_items: dict[str, int] = {}
+    for it in cat.get_items(recursive=True):
+        d = it.properties["flair:domain"]
+        n_items[d] = n_items.get(d, 0) + 1
+    zones = sorted((layout.root / "sentinel").glob("*/*/sen"))
+    assert len(zones) >= 3 * 4  # zone_size 60 m over 102.4 m mosaics: 2 x 2 zones each
+    for sen in zones:
+        domain, zone = sen.parts[-3], sen.parts[-2]
+        data, masks, products = read_series(layout, domain, zone)
+        t = data.shape[0]
+        assert data.dtype == np.uint16 and masks.dtype == np.uint8
+        assert (
+            data.shape[1] == 10 and masks.shape[:2] == (t, 2) and data.shape[2:] == masks.shape[2:]
+        )
+        assert t == len(products) == n_items[domain]
+        assert masks.max() <= 100
+        assert max(data.shape[2:]) <= 110 and min(data.shape[2:]) >= 40
+        # reflectance, offset removed: vegetation/soil in 0..1, far from the +1000 DN offset
+        assert 0 < np.median(data[:, 2]) < 3000
+
+
+def test_centroid_index(series_built) -> None:
+    layout, _ = series_built
+    cents = json.loads(layout.centroids.read_text())
+    imgs = 3 * (512 // 64) ** 2
+    assert len(cents) == imgs
+    grids = {}
+    for sen in (layout.root / "sentinel").glob("*/*/sen"):
+        d, z = sen.parts[-3], sen.parts[-2]
+        grids[(d, z)] = np.load(next(sen.glob("*_data.npy")), mmap_mode="r").shape[2:]
+    import geopandas as gpd
+
+    for gpkg in (layout.metadata_dir / "patch_grid").glob("*.gpkg"):
+        for row in gpd.read_file(gpkg).itertuples():
+            r, c = cents[f"IMG_{row.patch_id}.tif"]
+            h, w = grids[(row.domain, row.zone)]
+            # the 40 px window around the centroid fits in the super-area
+            assert 20 <= r <= h - 20 and 20 <= c <= w - 20
+
+
+def test_metadata_and_check(series_built) -> None:
+    _, instance = series_built
+    ev = instance.get_latest_materialization_event(dg.AssetKey("sentinel2_series"))
+    md = ev.asset_materialization.metadata
+    assert md["provider"].value == "stac"
+    assert set(md["dates_per_zone"].value) and min(md["dates_per_zone"].value.values()) >= 20
+    assert "data:image/png;base64," in md["ndvi_by_class"].value
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("sentinel2_series"), "series_valid"), limit=5
+    )
+    assert records and all(r.status.value == "SUCCEEDED" for r in records)
+
+
+def test_zone_too_large_for_max_size_is_named(tiny_world: WorldSummary, tmp_path: Path) -> None:
+    from flair_pipeline.errors import FlairPipelineError
+
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump({
+        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
+        "sampling": {"patch_size": 64}, "sentinel2": {"window": 40, "max_size": 45},
+    }))  # fmt: skip
+    with (
+        dg.instance_for_test() as instance,
+        pytest.raises(FlairPipelineError, match=r"Z1_\w+: super-area .*sentinel2\.max_size=45"),
+    ):
+        materialize(
+            "key:domain_sources or key:patch_grid or key:sentinel2_series",
+            ("D033_2021",),
+            FlairConfig(config_path=str(p)),
+            instance=instance,
+        )
