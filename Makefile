@@ -12,7 +12,10 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: install demo test lint bench ui clean
 
-install: $(STAMP)
+DVC_ENV := $(TOOLS)/dvc
+DVC_STAMP := $(DVC_ENV)/.installed
+
+install: $(STAMP) $(DVC_STAMP)
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,6 +25,13 @@ $(UV):
 $(STAMP): $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --extra dev
 	touch $(STAMP)
+
+# DVC in its own locked environment (tools/dvc: its antlr4 pin conflicts with Dagster's),
+# linked into .venv/bin so that `dvc` and `flair-pipeline` share one PATH entry.
+$(DVC_STAMP): $(UV) tools/dvc/uv.lock tools/dvc/pyproject.toml $(STAMP)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(DVC_ENV) $(UV) sync --frozen --project tools/dvc
+	ln -sf $(CURDIR)/$(DVC_ENV)/bin/dvc $(BIN)/dvc
+	touch $(DVC_STAMP)
 
 demo: install
 	$(BIN)/flair-pipeline demo
@@ -38,10 +48,12 @@ bench: install
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/build_dataset.py
 
-# Dagster UI (webserver + daemon) on 127.0.0.1:3000 with the persistent DAGSTER_HOME.
+# Dagster UI (webserver + daemon) on 127.0.0.1:$(UI_PORT) with the persistent DAGSTER_HOME:
+# `flair-pipeline ui` checks that the port is free (a clear error otherwise), then execs
+# `dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)`.
+UI_PORT ?= 3000
 ui: install
-	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/flair-pipeline ui --host 127.0.0.1 --port $(UI_PORT) --workspace workspace.yaml
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

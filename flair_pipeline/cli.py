@@ -92,11 +92,53 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
 @cli.command()
 @config_options
 def demo(config_path: Path | None, overrides: tuple[str, ...]) -> None:
-    """Run the pipeline on the embedded default: the `demo` synthetic world, then the dataset."""
-    overrides = ("synth.scenario=demo", *overrides)
+    """Run everything on the embedded default `demo` world: raw inputs, dataset, Sentinel-2,
+    both models (briefly, at 1/4 resolution, when there is no GPU), evaluation, comparison."""
+    overrides = ("synth.scenario=demo", *_demo_training(), *overrides)
     cfg = _load(config_path, overrides)
     _run_synth(cfg, Path(cfg.paths.raw))
     _run_materialize("all", (), config_path, overrides)
+    _demo_map(cfg)
+
+
+def _demo_map(cfg: PipelineConfig) -> None:
+    """Print the model comparison and map the first test domain's whole ortho mosaic."""
+    from flair_pipeline.dataset.layout import RawLayout
+    from flair_pipeline.dataset.splits import read_splits
+    from flair_pipeline.evaluation.predict import predict_map
+    from flair_pipeline.training.checkpoint import load_inference
+
+    click.echo("\n" + (Path(cfg.paths.eval) / "comparison.md").read_text())
+    splits = read_splits(Path(cfg.paths.dataset) / "metadata" / "splits.csv")
+    domain = next(d for d, s in sorted(splits.items()) if s == "test")
+    raw = RawLayout(Path(cfg.paths.raw))
+    inf = load_inference(Path(cfg.paths.models) / "unet" / "checkpoints" / "best.ckpt")
+    out = Path(cfg.paths.eval) / f"map_{domain}_unet.tif"
+    report = predict_map(
+        inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,
+        overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, mean=inf.mean, std=inf.std,
+        dsm=raw.dsm(domain), dtm=raw.dtm(domain), elevation_scale=inf.elevation_scale,
+        downsample=inf.downsample,
+    )  # fmt: skip
+    click.echo(f"map of {domain} (U-Net): {out} ({report.km2:.2f} km², {report.seconds:.1f} s)")
+
+
+def _demo_training() -> tuple[str, ...]:
+    """Overrides that make the demo's training take minutes on a CPU.
+
+    params.yaml holds FLAIR's GPU recipe (200 epochs at full resolution); on a CPU the
+    demo trains at 1/4 resolution with AdamW and FLAIR-2's cloud filter and monthly
+    averages. User --set values come after and win.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return ("train.epochs=40",)
+    return (
+        "train.epochs=40", "train.downsample=4", "train.batch_size=8", "train.optimizer=adamw",
+        "train.lr=0.001", "train.scheduler=cosine", "train.num_workers=2", "train.utae_width=32",
+        "sentinel2.filter_clouds=true", "sentinel2.monthly_average=true", "eval.batch_size=8",
+    )  # fmt: skip
 
 
 @cli.command("materialize")
@@ -191,6 +233,211 @@ def import_flair_cmd(release_dir: Path, out_csv: Path) -> None:
     write_manifest(index, out_csv)
     click.echo(format_report(index))
     click.echo(f"wrote {out_csv} ({len(index.rows)} patches)")
+
+
+@cli.command("train")
+@click.option("--model", "model_name", type=click.Choice(["unet", "unet-meta", "utt"]),
+              default=None, help="Baseline to train (default: train.model).")  # fmt: skip
+@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
+              help="Dataset root or an import-flair manifest CSV (default: paths.dataset).")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: <paths.models>/<model>).")  # fmt: skip
+@click.option("--resume", is_flag=True, help="Continue from <out>/checkpoints/last.ckpt.")
+@config_options
+def train_cmd(
+    model_name: str | None,
+    data: Path | None,
+    out: Path | None,
+    resume: bool,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Train a baseline with Lightning (GPU when present) and save its checkpoints."""
+    from flair_pipeline.training.train import train_model
+
+    cfg = _load(config_path, overrides)
+    name = model_name or cfg.train.model
+    folder = "unet" if name == "unet-meta" else name
+    report = train_model(
+        data or Path(cfg.paths.dataset), out or Path(cfg.paths.models) / folder, cfg, name,
+        resume=resume,
+    )  # fmt: skip
+    click.echo(
+        f"{name}: best validation mIoU {report.best_val_miou:.4f} after {report.epochs} epochs "
+        f"({report.steps} steps, {report.wall_s:.0f} s, {report.images_per_s:.1f} images/s on "
+        f"{report.device}); best checkpoint {report.best_checkpoint}"
+    )
+
+
+@cli.command("evaluate")
+@click.option("--predictions", required=True, type=click.Path(path_type=Path),
+              help="Folder of PRED_<id>.tif (or MSK_<id>.tif) maps of FLAIR codes, searched recursively.")  # fmt: skip
+@click.option("--labels", required=True, type=click.Path(path_type=Path),
+              help="Folder of MSK_<id>.tif labels, searched recursively.")  # fmt: skip
+@click.option("--out", "out_json", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="metrics.json to write (mIoU, overall accuracy, per class, per domain).")  # fmt: skip
+@click.option("--confusion-csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the 13 x 13 confusion matrix (pixel counts) as CSV.")  # fmt: skip
+@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the row-normalised confusion matrix figure.")  # fmt: skip
+@click.option("--per-domain-csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write mIoU, accuracy and per-class IoU per domain as CSV.")  # fmt: skip
+def evaluate_cmd(
+    predictions: Path,
+    labels: Path,
+    out_json: Path,
+    confusion_csv: Path | None,
+    confusion_png: Path | None,
+    per_domain_csv: Path | None,
+) -> None:
+    """Score predicted maps against labels with FLAIR's metric (summed confusion matrix)."""
+    from flair_pipeline.evaluation import evaluate as ev
+    from flair_pipeline.evaluation import plots
+
+    scores = ev.evaluate(predictions, labels, progress=True)
+    try:
+        ev.write_metrics(scores, out_json)
+        if confusion_csv is not None:
+            ev.write_text(confusion_csv, plots.confusion_csv(scores.matrix, scores.names))
+        if confusion_png is not None:
+            ev.write_bytes(confusion_png, plots.confusion_png(scores.matrix, scores.names))
+        if per_domain_csv is not None:
+            ev.write_text(per_domain_csv, plots.per_domain_csv(scores))
+    except OSError as exc:
+        raise FlairPipelineError(
+            f"{exc.filename or out_json}: cannot write ({exc.strerror or exc})"
+        ) from None
+    click.echo(ev.format_scores(scores))
+    click.echo(f"wrote {out_json}")
+
+
+@cli.command("predict")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Model checkpoint written by `flair-pipeline train`.")  # fmt: skip
+@click.option("--image", required=True, type=click.Path(path_type=Path),
+              help="Ortho to map: a GeoTIFF, a .vrt or a folder of tiles (R, G, B, NIR uint8).")  # fmt: skip
+@click.option("--dsm", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Surface model (with --dtm) for the elevation channel of 5-channel models.")  # fmt: skip
+@click.option("--dtm", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Terrain model (with --dsm).")  # fmt: skip
+@click.option("--out", "out_map", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Map to write: COG of FLAIR codes 1..13 (13 = other), FLAIR colours.")  # fmt: skip
+@click.option("--probabilities", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write class probabilities (13 bands, uint8 0..255).")  # fmt: skip
+@click.option("--overlap", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.25,
+              show_default=True, help="Overlap of neighbouring windows (fraction of a patch).")  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Windows per forward pass.")  # fmt: skip
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where to run (default: cuda when present, else cpu).")  # fmt: skip
+@click.option("--year", type=int, default=None,
+              help="U-T&T: the year of Sentinel-2 series to fetch (configured provider).")  # fmt: skip
+@click.option("--camera", default=None, help="unet-meta: camera of the ortho acquisition.")
+@click.option("--date", "acq_date", default=None, help="unet-meta: acquisition date YYYY-MM-DD.")
+@click.option("--time", "acq_time", default=None, help="unet-meta: acquisition time HH:MM.")
+@config_options
+def predict_cmd(
+    checkpoint: Path,
+    image: Path,
+    dsm: Path | None,
+    dtm: Path | None,
+    out_map: Path,
+    probabilities: Path | None,
+    overlap: float,
+    batch_size: int,
+    device: str | None,
+    year: int | None,
+    camera: str | None,
+    acq_date: str | None,
+    acq_time: str | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Map a large area with a trained model: blended sliding windows, streamed by rows.
+
+    U-T&T windows get their Sentinel-2 series from the configured provider (sentinel2.* in
+    params.yaml), fetched once for the whole image; unet-meta gets each window's location
+    and the acquisition facts given here.
+    """
+    from flair_pipeline.evaluation import extra_inputs as ex
+    from flair_pipeline.evaluation.predict import predict_map
+    from flair_pipeline.training.checkpoint import load_inference
+
+    inf = load_inference(checkpoint)
+    extra = None
+    if inf.name == "utt":
+        extra = _s2_windows(inf, image, year, config_path, overrides)
+    elif inf.name == "unet-meta":
+        facts = {"camera": camera, "date": acq_date, "time": acq_time}
+        extra = ex.MetaWindows(inf, {k: v for k, v in facts.items() if v})
+    try:
+        report = predict_map(
+            inf.model, image, out_map, patch_size=inf.patch_size, overlap=overlap,
+            batch_size=batch_size, mean=inf.mean, std=inf.std, dsm=dsm, dtm=dtm,
+            elevation_scale=inf.elevation_scale, device=device, probabilities=probabilities,
+            downsample=inf.downsample, progress=True, extra_inputs=extra,
+        )  # fmt: skip
+    except OSError as exc:
+        raise FlairPipelineError(
+            f"{exc.filename or out_map}: cannot write ({exc.strerror or exc})"
+        ) from None
+    click.echo(
+        f"wrote {report.out} ({report.height} x {report.width} px, {report.km2:.2f} km²): "
+        f"{report.n_windows} windows in {report.seconds:.1f} s on {report.device} "
+        f"({report.patches_per_s:.1f} patches/s, {report.km2_per_h:.1f} km²/h)"
+    )
+
+
+def _s2_windows(
+    inf: Any, image: Path, year: int | None, config_path: Path | None, overrides: tuple[str, ...]
+) -> Any:
+    """The S2 windows source of a U-T&T prediction, from the configured provider."""
+    from flair_pipeline.evaluation import extra_inputs as ex
+    from flair_pipeline.sentinel2.factory import make_provider
+
+    if year is None:
+        raise FlairPipelineError("a U-T&T checkpoint needs --year (the Sentinel-2 year to fetch)")
+    cfg = _load(config_path, overrides)
+    bounds, crs = ex.image_bounds(image)
+    ex.check_lambert93(crs, str(image))
+    base = (config_path or Path("params.yaml")).resolve().parent
+    provider = make_provider(
+        cfg.sentinel2, lambda v: base / v, base / cfg.paths.raw / "sentinel2" / "catalog.json"
+    )
+    return ex.S2Windows(inf, bounds, provider, year)
+
+
+@cli.command("dvc-yaml")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("dvc.yaml"), show_default=True, help="File to write or check.")  # fmt: skip
+@click.option("--check", is_flag=True, help="Fail if the file differs from a fresh generation.")
+def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
+    """Generate dvc.yaml from the asset graph and flair_pipeline/defs/artifacts.py."""
+    from flair_pipeline.defs import dvc_yaml
+    from flair_pipeline.io import atomic_path
+
+    if check:
+        problem = dvc_yaml.check(out_path)
+        if problem:
+            raise FlairPipelineError(problem)
+        click.echo(f"{out_path} is up to date")
+        return
+    text = dvc_yaml.generate()
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(text)
+    click.echo(f"wrote {out_path}")
+
+
+@cli.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=3000, show_default=True, help="Web server port.")
+@click.option("--workspace", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("workspace.yaml"), show_default=True, help="Dagster workspace file.")  # fmt: skip
+def ui_cmd(host: str, port: int, workspace: Path) -> None:
+    """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error."""
+    from flair_pipeline.defs.ui import start_ui
+
+    start_ui(host, port, workspace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,36 @@ class SynthConfig(_Section):
     seed: int = Field(0, ge=0)
 
 
+#: The `demo` world's domains (two per official split): what `dvc repro` builds by default.
+DEFAULT_BUILD_DOMAINS = (
+    "D033_2021", "D013_2020", "D014_2020", "D067_2021", "D036_2020", "D069_2020",
+)  # fmt: skip
+
+
+class BuildConfig(_Section):
+    """Which domains `dvc repro` builds: dvc.yaml runs one per-domain stage per entry.
+
+    An explicit list rather than "whatever is on disk" because DVC needs its stage list
+    before anything runs, and because the list is then versioned with the params: the
+    same commit always means the same dataset. The Dagster front door (CLI, sensor) still
+    builds every domain folder it finds.
+    """
+
+    domains: list[str] = Field(default_factory=lambda: list(DEFAULT_BUILD_DOMAINS), min_length=1)
+
+    @model_validator(mode="after")
+    def _valid_ids(self) -> BuildConfig:
+        from flair_pipeline.domains import is_domain_id
+
+        bad = [d for d in self.domains if not is_domain_id(d)]
+        if bad:
+            raise ValueError(f"not domain ids (expected D0<dd>_<yyyy>, e.g. D006_2020): {bad}")
+        dupes = sorted({d for d in self.domains if self.domains.count(d) > 1})
+        if dupes:
+            raise ValueError(f"listed twice: {dupes}")
+        return self
+
+
 class SamplingConfig(_Section):
     """How patches are cut from each domain's mosaic."""
 
@@ -107,18 +137,36 @@ class Sentinel2Config(_Section):
 
 
 class TrainConfig(_Section):
-    """Training of the baselines (U-Net ResNet34, U-T&T)."""
+    """Training of the baselines (U-Net ResNet34, U-T&T).
+
+    The defaults are FLAIR's GPU recipe; `flair-pipeline demo` lowers epochs, resolution
+    and batch size so that CPU training takes minutes.
+    """
 
     model: Literal["unet", "unet-meta", "utt"] = "unet"
     epochs: int = Field(200, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many steps")
     batch_size: int = Field(10, gt=0)
     lr: float = Field(0.02, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     scheduler: Literal["none", "plateau", "cosine"] = "plateau"
+    patience: int = Field(30, gt=0, description="early stopping on validation mIoU, epochs")
     augment: bool = True
+    downsample: int = Field(
+        1, gt=0, description="train and predict at 1/downsample of the aerial resolution"
+    )
+    encoder_weights: str | None = Field(
+        None, description="None, 'imagenet' (downloaded) or a local weights file"
+    )
+    aux_weight: float = Field(0.5, ge=0, description="U-T&T: weight of the U-TAE aux loss")
+    modality_dropout: float = Field(0.0, ge=0, le=1, description="U-T&T: drop the S2 input")
+    utae_width: int = Field(64, gt=0, description="U-T&T: U-TAE encoder width (FLAIR: 64)")
+    norm_samples: int = Field(200, gt=0, description="train patches read for normalisation")
     num_workers: int = Field(4, ge=0)
     devices: int = Field(1, gt=0)
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "bf16-mixed"
+    compile: bool = False
     seed: int = Field(0, ge=0)
 
 
@@ -134,6 +182,7 @@ class PipelineConfig(_Section):
 
     paths: PathsConfig = PathsConfig()
     synth: SynthConfig = SynthConfig()
+    build: BuildConfig = BuildConfig()
     sampling: SamplingConfig = SamplingConfig()
     split: SplitConfig = SplitConfig()
     sentinel2: Sentinel2Config = Sentinel2Config()

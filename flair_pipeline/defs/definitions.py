@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from flair_pipeline.defs.assets import dataset, sentinel2, sources
+from flair_pipeline.defs.assets import dataset, evaluation, sentinel2, sources, training
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.defs.schedules import automate_downstream, downstream_automation
+from flair_pipeline.defs.sensors import new_domains_sensor
 
 DATASET_ASSETS = [
     sources.domain_sources,
@@ -15,7 +17,19 @@ DATASET_ASSETS = [
     dataset.dataset_metadata,
 ]
 SENTINEL2_ASSETS = [sentinel2.sentinel2_series, sentinel2.sentinel2_index]
-ALL_ASSETS = [*DATASET_ASSETS, dataset.split_assignment, *SENTINEL2_ASSETS]
+TRAINING_ASSETS = [training.model_unet, training.model_utt]
+EVALUATION_ASSETS = [
+    evaluation.evaluation_unet,
+    evaluation.evaluation_utt,
+    evaluation.model_comparison,
+]
+ALL_ASSETS = [
+    *DATASET_ASSETS,
+    dataset.split_assignment,
+    *SENTINEL2_ASSETS,
+    *TRAINING_ASSETS,
+    *EVALUATION_ASSETS,
+]
 
 build_domain = dg.define_asset_job(
     "build_domain",
@@ -24,7 +38,8 @@ build_domain = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=ALL_ASSETS,
+    assets=automate_downstream(ALL_ASSETS),  # nightly catch-up of the all-domain assets
     jobs=[build_domain],
+    sensors=[new_domains_sensor, downstream_automation],
     resources={"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()},
 )

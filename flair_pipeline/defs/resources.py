@@ -3,6 +3,9 @@
 Assets read params.yaml through this resource, so the Dagster UI, the CLI and `dvc repro`
 run with exactly the parameters DVC tracks. Relative roots are resolved against the
 config file's folder, so the webserver and the CLI agree whatever their working folder.
+FLAIR_PARAMS names another params file for processes started without a CLI (webserver, run
+workers, Dask workers, k8s pods). Roots may be fsspec URLs: assets then stage them
+(flair_pipeline/defs/staging.py), and asking for a local layout of a URL root is an error.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import dagster as dg
 
 from flair_pipeline.config import PipelineConfig, load_config
 from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
+from flair_pipeline.errors import ConfigError
+from flair_pipeline.storage import is_url
 
 
 class FlairConfig(dg.ConfigurableResource):
     """Loads params.yaml (+ overrides) and exposes the data layout."""
 
-    config_path: str = "params.yaml"
+    config_path: str = os.environ.get("FLAIR_PARAMS", "params.yaml")
     overrides: list[str] = []  # noqa: RUF012  (pydantic copies defaults)
 
     def load(self) -> PipelineConfig:
@@ -27,6 +32,11 @@ class FlairConfig(dg.ConfigurableResource):
         return load_config(path if path.exists() else None, self.overrides)
 
     def _root(self, value: str) -> Path:
+        if is_url(value):
+            raise ConfigError(
+                f"{value}: a URL root has no local path; this step must be wrapped in "
+                "flair_pipeline.defs.staging.staged to read or write it"
+            )
         p = Path(value)
         return p if p.is_absolute() else Path(self.config_path).resolve().parent / p
 
@@ -39,6 +49,26 @@ class FlairConfig(dg.ConfigurableResource):
 
     def dataset(self) -> DatasetLayout:
         return DatasetLayout(self._root(self.load().paths.dataset))
+
+    def models_dir(self) -> Path:
+        """Where trained models go (``paths.models``), one folder per model."""
+        return self._root(self.load().paths.models)
+
+    def eval_dir(self) -> Path:
+        """Where evaluations go (``paths.eval``), one folder per model."""
+        return self._root(self.load().paths.eval)
+
+    def root_urls(self) -> tuple[str, str]:
+        """The raw and dataset roots as strings: URLs as given, local paths resolved."""
+        paths = self.load().paths
+        return tuple(v if is_url(v) else str(self._root(v)) for v in (paths.raw, paths.dataset))
+
+    def with_roots(self, raw: str, dataset: str) -> FlairConfig:
+        """The same configuration with other raw and dataset roots (staging folders)."""
+        return FlairConfig(
+            config_path=self.config_path,
+            overrides=[*self.overrides, f"paths.raw={raw}", f"paths.dataset={dataset}"],
+        )
 
 
 class SentinelHubCredentials(dg.ConfigurableResource):

@@ -15,10 +15,12 @@ from pathlib import Path
 import dagster as dg
 
 from flair_pipeline.dataset.layout import RawLayout
+from flair_pipeline.defs.instance import check_instance_storage
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.errors import FlairPipelineError, InputError
+from flair_pipeline.storage import is_url, list_domains
 
 
 def dagster_instance(home: str | Path | None = None) -> dg.DagsterInstance:
@@ -28,8 +30,25 @@ def dagster_instance(home: str | Path | None = None) -> dg.DagsterInstance:
     config = path / "dagster.yaml"
     if not config.exists():  # offline machines: no telemetry, no banner about it
         config.write_text("telemetry:\n  enabled: false\n")
+    check_instance_storage(path)  # PostgreSQL storage (deploy/): one clear line if it is down
     os.environ["DAGSTER_HOME"] = str(path)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    limit_gpu_pool(instance)
+    return instance
+
+
+GPU_POOL = "gpu"
+
+
+def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
+    """Give the `gpu` pool (training assets) `slots` slots unless someone set it already:
+    two trainings on one GPU would both slow down and may run out of memory."""
+    storage = instance.event_log_storage
+    if (
+        storage.supports_global_concurrency_limits
+        and GPU_POOL not in storage.get_concurrency_keys()
+    ):
+        storage.set_concurrency_slots(GPU_POOL, slots)
 
 
 def domains_on_disk(raw: RawLayout) -> list[str]:
@@ -89,12 +108,15 @@ def materialize(
     partitioned = sorted((k for k in keys if graph.get(k).is_partitioned), key=str)
     plain = sorted((k for k in keys if not graph.get(k).is_partitioned), key=str)
 
-    domains = list(partitions) or domains_on_disk(flair.raw())
+    raw_root = flair.root_urls()[0]
+    domains = list(partitions) or (
+        list_domains(raw_root) if is_url(raw_root) else domains_on_disk(flair.raw())
+    )
     for d in domains:
         if not is_domain_id(d):
             raise InputError(f"{d!r} is not a domain id (expected D0<dd>_<yyyy>, e.g. D006_2020)")
     if partitioned and not domains:
-        raise InputError(f"{flair.raw().root / 'domains'}: no domain folders to build")
+        raise InputError(f"{raw_root}/domains: no domain folders to build")
     known = set(instance.get_dynamic_partitions(DOMAINS))
     new = [d for d in domains if d not in known]
     if new:

@@ -14,6 +14,7 @@ from flair_pipeline.dataset.sampling import read_patch_grid, sample_patches, wri
 from flair_pipeline.dataset.splits import assign_splits, write_splits
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.staging import staged
 from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
 
 DOMAIN = {"partitions_def": domains_partitions, "group_name": "dataset"}
@@ -28,6 +29,7 @@ DOMAIN = {"partitions_def": domains_partitions, "group_name": "dataset"}
     "Candidates with too much nodata or unlabelled area are rejected.",
     check_specs=[dg.AssetCheckSpec("has_patches", asset="patch_grid", blocking=True)],
 )
+@staged()
 def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     from flair_pipeline.dataset.rasterize import read_labels
 
@@ -67,10 +69,11 @@ def _grid(flair: FlairConfig, domain: str):
     **DOMAIN,
     deps=["patch_grid"],
     kinds={"python", "geotiff"},
-    description="IMG_<id>.tif: 5 bands uint8 (R, G, B, NIR, elevation = DSM − DTM scaled), "
+    description="`IMG_<id>.tif`: 5 bands uint8 (R, G, B, NIR, elevation = DSM − DTM scaled), "
     "exact 0.2 m grid, EPSG:2154; windows straddling tiles are read seamlessly.",
     check_specs=[dg.AssetCheckSpec("img_format", asset="aerial_patches", blocking=True)],
 )
+@staged("metadata/patch_grid/{domain}.gpkg")
 def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
@@ -120,10 +123,11 @@ def _check_images(grid, dataset, size: int, report) -> list[str]:
     **DOMAIN,
     deps=["patch_grid"],
     kinds={"python", "geotiff"},
-    description="MSK_<id>.tif: labels rasterized from the polygons intersecting each patch "
+    description="`MSK_<id>.tif`: labels rasterized from the polygons intersecting each patch "
     "(spatial index, pixel-centre rule), uint8 codes 1..19, same grid as the IMG.",
     check_specs=[dg.AssetCheckSpec("msk_codes", asset="label_masks", blocking=True)],
 )
+@staged("metadata/patch_grid/{domain}.gpkg")
 def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
@@ -168,6 +172,7 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
     "zone) and the domain's class distribution; checks that every IMG has a MSK on its grid.",
     check_specs=[dg.AssetCheckSpec("img_msk_pairs", asset="dataset_metadata", blocking=True)],
 )
+@staged("metadata/patch_grid/{domain}.gpkg", "aerial/{domain}", "labels/{domain}")
 def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
@@ -242,6 +247,7 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     "aerial_metadata.json of every built domain.",
     check_specs=[dg.AssetCheckSpec("no_split_leakage", asset="split_assignment", blocking=True)],
 )
+@staged("metadata/domains")
 def split_assignment(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     cfg, dataset = flair.load(), flair.dataset()
     files = sorted((dataset.metadata_dir / "domains").glob("*.json"))

@@ -25,7 +25,7 @@ from flair_pipeline.sentinel2.series import ndvi, super_areas, write_series
     retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
     description="Per zone, a one-year Sentinel-2 L2A series over a super-area covering a "
     "window of sentinel2.window px around every patch centroid: FLAIR's "
-    "SEN2_sp_<domain>-<zone>_{data,masks}.npy and _products.txt. Provider from config "
+    "`SEN2_sp_<domain>-<zone>_{data,masks}.npy` and `_products.txt`. Provider from config "
     "(stac on the local archive by default, or sentinelhub).",
     check_specs=[dg.AssetCheckSpec("series_valid", asset="sentinel2_series", blocking=True)],
 )

@@ -1,44 +1,46 @@
 """Asset `domain_sources`: a domain's raw inputs, checked and fingerprinted."""
 
-import hashlib
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
+from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.dataset.layout import RawLayout
 from flair_pipeline.dataset.metadata import write_json
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.staging import staged
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
+from flair_pipeline.sources import domain_inputs
 
 
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
-    """The files a domain needs; raises InputError naming the first missing one."""
+    """The files a domain needs; raises InputError naming what is missing.
+
+    Same listing as the sensor's (:mod:`flair_pipeline.sources.domain_inputs`), so the
+    fingerprint recorded here equals the one in the sensor's run keys.
+    """
     DomainId.parse(domain)
     folder = raw.domain(domain)
     if not folder.is_dir():
         raise InputError(f"{folder}: domain folder not found")
-    tiles = sorted(raw.ortho_dir(domain).glob("*.tif"))
-    if not tiles:
-        raise InputError(f"{raw.ortho_dir(domain)}: no orthophoto tiles (*.tif)")
-    files = [*tiles, raw.dsm(domain), raw.dtm(domain), raw.labels(domain), raw.domain_json(domain)]
-    for f in files:
-        if not f.is_file():
-            raise InputError(f"{f}: required input missing")
-    return files
+    scan = domain_inputs.scan_domain(LocalFileSystem(), os.path.abspath(raw.root), domain)
+    if scan.missing:
+        first = scan.missing[0]
+        if first == "ortho/*.tif":
+            raise InputError(f"{raw.ortho_dir(domain)}: no orthophoto tiles (*.tif)")
+        raise InputError(f"{folder / first}: required input missing")
+    return [Path(f) for f in scan.files]
 
 
 def fingerprint(files: list[Path], root: Path) -> str:
     """sha256 over relative names and contents: changes iff an input changes."""
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(root)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return domain_inputs.fingerprint(
+        LocalFileSystem(), [str(f) for f in files], os.path.abspath(root)
+    )
 
 
 @dg.asset(
@@ -48,6 +50,7 @@ def fingerprint(files: list[Path], root: Path) -> str:
     description="A domain's raw inputs (orthophoto tiles, DSM/DTM, labels.gpkg, domain.json), "
     "checked for presence and fingerprinted so downstream assets rebuild only when they change.",
 )
+@staged()
 def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     domain = context.partition_key
     raw, dataset = flair.raw(), flair.dataset()

@@ -1,0 +1,76 @@
+"""Training assets: one model per baseline, trained on the whole built dataset.
+
+Not partitioned: a model sees every train and validation domain. Both run in the `gpu`
+pool (limit 1 on the instance, see defs/run.py) so two trainings never share a GPU, with
+a retry policy for the transient failures of long jobs (a preempted node, a CUDA hiccup);
+bad input is not retried.
+"""
+
+import dagster as dg
+
+from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.plots import markdown_image
+
+
+def _train(
+    context: dg.AssetExecutionContext, flair: FlairConfig, model: str, folder: str
+) -> dg.MaterializeResult:
+    from flair_pipeline.training.train import train_model  # torch: only when a run trains
+
+    cfg = flair.load()
+    out = flair.models_dir() / folder
+    try:
+        report = train_model(flair.dataset().root, out, cfg, model, progress=False)
+    except FlairPipelineError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    context.log.info(
+        f"{model}: best validation mIoU {report.best_val_miou:.4f} after {report.epochs} epochs"
+    )
+    with open(report.curves_png, "rb") as f:
+        curves = markdown_image(f.read(), "training curves")
+    return dg.MaterializeResult(
+        metadata={
+            "best_val_miou": dg.MetadataValue.float(report.best_val_miou),
+            "epochs": report.epochs,
+            "steps": report.steps,
+            "wall_time_s": dg.MetadataValue.float(report.wall_s),
+            "images_per_s": dg.MetadataValue.float(report.images_per_s),
+            "train_patches": report.train_patches,
+            "val_patches": report.val_patches,
+            "device": report.device,
+            "checkpoint": dg.MetadataValue.path(report.best_checkpoint),
+            "curves": dg.MetadataValue.md(curves),
+        }
+    )
+
+
+_COMMON = dict(
+    group_name="training",
+    pool="gpu",
+    retry_policy=dg.RetryPolicy(max_retries=1, delay=30),
+    kinds={"pytorch", "lightning"},
+)
+
+
+@dg.asset(
+    deps=["split_assignment", "aerial_patches", "label_masks"],
+    description="U-Net ResNet34 (smp, 5 channels, 13 classes; with the metadata branch when "
+    "train.model is unet-meta) trained with Lightning: checkpoints (best validation mIoU, "
+    "last), CSV/TensorBoard logs, training curves, report.json in <paths.models>/unet/.",
+    **_COMMON,
+)
+def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    name = "unet-meta" if flair.load().train.model == "unet-meta" else "unet"
+    return _train(context, flair, name, "unet")
+
+
+@dg.asset(
+    deps=["split_assignment", "aerial_patches", "label_masks", "sentinel2_index"],
+    description="U-T&T: the U-Net fused with a U-TAE encoding of the 40×40 px Sentinel-2 "
+    "window around each patch (FLAIR-2), trained with Lightning; outputs in "
+    "<paths.models>/utt/.",
+    **_COMMON,
+)
+def model_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    return _train(context, flair, "utt", "utt")

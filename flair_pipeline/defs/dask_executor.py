@@ -1,0 +1,109 @@
+"""dagster-dask's executor, with its step arguments shielded from Dask's argument walker.
+
+Why this module exists: ``dagster_dask.dask_executor`` 0.29 passes Dagster's run and
+execution-state records straight to ``Client.submit``. Dask ≥ 2025 walks every tuple in
+task arguments looking for futures, and Dagster 1.13 records are tuples that forbid
+iteration, so every run fails at submission with "Iteration is not allowed on `@record`
+KeyRangesPartitionsSubset" (partitioned runs carry such a subset). This executor submits
+the same worker function (``dagster_dask.executor.query_on_dask_worker``) with the same
+ordering (each step waits on the futures of the steps it depends on), but hands the
+Dagster objects over inside one opaque, picklable box. Config is dagster-dask's
+(``cluster: {existing: {address: …}}`` or ``cluster: {local: {…}}``); other cluster
+types are refused with a message rather than half-supported. Drop this module once
+dagster-dask stops passing raw records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import dagster as dg
+from dagster._core.execution.plan.plan import ExecutionPlan
+from dagster_dask.executor import (
+    DaskExecutor,
+    dask_executor,
+    get_dask_resource_requirements,
+    query_on_dask_worker,
+)
+
+from flair_pipeline.errors import ConfigError
+
+
+class _Box:
+    """Carries Dagster records through Client.submit without Dask iterating them."""
+
+    def __init__(self, *items: Any) -> None:
+        self.items = items
+
+    def __sizeof__(self) -> int:  # Dask's sizeof would iterate the records (and warn)
+        return 1024
+
+
+def _run_step(dependencies: list[Any], box: _Box) -> _Box:
+    """Worker side: the upstream worker function, on the unboxed arguments; events boxed."""
+    del dependencies  # only there so that Dask runs this step after the ones it depends on
+    events: Sequence[dg.DagsterEvent] = query_on_dask_worker(None, *box.items)
+    return _Box(*events)
+
+
+class ShieldedDaskExecutor(DaskExecutor):
+    """DaskExecutor whose ``client.submit`` calls box their Dagster arguments."""
+
+    def execute(
+        self, plan_context: Any, execution_plan: ExecutionPlan
+    ) -> Iterator[dg.DagsterEvent]:
+        import dask.distributed
+        from dagster._core.errors import raise_execution_interrupts
+        from dagster._utils import iterate_with_context
+
+        if not plan_context.instance.is_persistent:
+            raise ConfigError(
+                "the Dask executor needs a persistent Dagster instance (set DAGSTER_HOME): "
+                "its workers write their events to it"
+            )
+        if self.cluster_type == "existing":
+            cluster: Any = self.cluster_configuration["address"]
+        elif self.cluster_type == "local":
+            cluster = dask.distributed.LocalCluster(**self.build_dict(plan_context.job_name))
+        else:
+            raise ConfigError(
+                f"Dask cluster type {self.cluster_type!r} is not supported here: start the "
+                "cluster yourself and pass cluster: {existing: {address: …}}"
+            )
+        instance_ref = plan_context.instance.get_ref()
+        with dask.distributed.Client(cluster) as client:
+            futures: dict[str, Any] = {}
+            for level in execution_plan.get_steps_to_execute_by_level():
+                for step in level:
+                    deps = [futures[k] for i in step.step_inputs for k in i.dependency_keys]
+                    box = _Box(
+                        plan_context.reconstructable_job,
+                        plan_context.dagster_run,
+                        plan_context.run_config,
+                        [step.key],
+                        instance_ref,
+                        execution_plan.known_state,
+                    )
+                    futures[step.key] = client.submit(
+                        _run_step,
+                        deps,
+                        box,
+                        key=f"{plan_context.job_name}.{step.key}.{plan_context.run_id[:8]}",
+                        resources=get_dask_resource_requirements(step.tags),
+                        pure=False,
+                    )
+            done = dask.distributed.as_completed(list(futures.values()), with_results=True)
+            for _future, events in iterate_with_context(raise_execution_interrupts, done):
+                yield from events.items
+
+
+@dg.executor(
+    name="dask",
+    config_schema=dask_executor.config_schema,
+    requirements=dg.multiple_process_executor_requirements(),
+)
+def shielded_dask_executor(init_context: dg.InitExecutorContext) -> ShieldedDaskExecutor:
+    """Dask executor (dagster-dask config): one Dask task per step."""
+    ((cluster_type, cluster_configuration),) = init_context.executor_config["cluster"].items()
+    return ShieldedDaskExecutor(cluster_type, cluster_configuration)

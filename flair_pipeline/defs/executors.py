@@ -1,0 +1,68 @@
+"""The dataset job on other executors: the same assets, run on a Dask cluster.
+
+Out-of-process executors rebuild the job in every worker, so the job must be
+*reconstructable*: a module-level function that workers import by name
+(:func:`dask_build_domain`), plus a persistent Dagster instance (SQLite in DAGSTER_HOME,
+or PostgreSQL) that workers write their events to. Each step of a domain partition
+becomes one Dask task; the scheduler orders them by the assets' dependencies, and
+independent steps (``aerial_patches`` and ``label_masks``) and the runs of other domains
+spread over the workers (see :mod:`flair_pipeline.defs.dask_executor` for why the
+executor is a patched dagster-dask one). The assets are unchanged: they write their files themselves, so
+workers need the same data roots: a shared filesystem, or URL roots (s3://…) staged by
+:mod:`flair_pipeline.defs.staging`.
+
+Run config for a cluster that is already up (``dask scheduler`` + ``dask worker``)::
+
+    execution: {config: {cluster: {existing: {address: "tcp://scheduler:8786"}}}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+DASK_JOB = "build_domain_dask"
+
+
+def dask_build_domain() -> dg.JobDefinition:
+    """``build_domain`` (sources + per-domain dataset assets) with the Dask executor."""
+    from flair_pipeline.defs.dask_executor import shielded_dask_executor
+    from flair_pipeline.defs.definitions import DATASET_ASSETS
+    from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+
+    job = dg.define_asset_job(
+        DASK_JOB,
+        selection=dg.AssetSelection.assets(*DATASET_ASSETS),
+        executor_def=shielded_dask_executor,
+        description="build_domain on a Dask cluster: one Dask task per asset step.",
+    )
+    defs = dg.Definitions(
+        assets=DATASET_ASSETS,
+        jobs=[job],
+        resources={"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()},
+    )
+    return defs.resolve_job_def(DASK_JOB)
+
+
+def dask_run_config(address: str, config_path: str, log_level: str = "WARNING") -> dict[str, Any]:
+    """Run config: the scheduler's address and the params file every worker loads."""
+    return {
+        "execution": {"config": {"cluster": {"existing": {"address": address}}}},
+        "resources": {"flair": {"config": {"config_path": config_path}}},
+        "loggers": {"console": {"config": {"log_level": log_level}}},
+    }
+
+
+def run_domain_on_dask(
+    instance: dg.DagsterInstance, domain: str, address: str, config_path: str
+) -> dg.JobExecutionResult:
+    """Build one domain partition on the Dask cluster at `address` (registers the partition)."""
+    if not instance.has_dynamic_partition("domains", domain):
+        instance.add_dynamic_partitions("domains", [domain])
+    return dg.execute_job(
+        dg.reconstructable(dask_build_domain),
+        instance=instance,
+        run_config=dask_run_config(address, config_path),
+        tags={"dagster/partition": domain, "flair/front_door": "dask"},
+    )

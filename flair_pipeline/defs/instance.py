@@ -1,0 +1,92 @@
+"""Checks on a Dagster instance's storage before it is used (PostgreSQL reachability).
+
+Why: with ``deploy/dagster-postgres.yaml`` as ``$DAGSTER_HOME/dagster.yaml``, an
+unreachable database otherwise surfaces as a long SQLAlchemy/psycopg2 traceback after
+dagster-postgres has retried for a while, deep inside whichever front door touched the
+instance first. Checking the TCP endpoint first turns that into one line naming
+host:port and the variables that set them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from flair_pipeline.errors import ConfigError, FlairPipelineError
+
+PG_VARS = "DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_PASSWORD, DAGSTER_PG_DB"
+
+
+class InstanceStorageError(FlairPipelineError):
+    """The instance's database cannot be reached."""
+
+
+def _value(v: Any, where: Path) -> Any:
+    """A config value, with Dagster's ``{env: NAME}`` form read from the environment."""
+    if isinstance(v, Mapping) and set(v) == {"env"}:
+        name = str(v["env"])
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set ({PG_VARS})")
+        return os.environ[name]
+    return v
+
+
+def _postgres_blocks(node: Any) -> Iterator[Mapping[str, Any]]:
+    """Every mapping of the config that holds postgres_db or postgres_url."""
+    if isinstance(node, Mapping):
+        if "postgres_db" in node or "postgres_url" in node:
+            yield node
+        for child in node.values():
+            yield from _postgres_blocks(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _postgres_blocks(child)
+
+
+def postgres_endpoints(config_file: Path) -> list[tuple[str, int]]:
+    """(host, port) of every PostgreSQL database a dagster.yaml names (empty for SQLite)."""
+    if not config_file.is_file():
+        return []
+    try:
+        data = yaml.safe_load(config_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_file}: not valid YAML: {exc}") from None
+    found: list[tuple[str, int]] = []
+    for block in _postgres_blocks(data):
+        if block.get("postgres_url"):
+            url = urlsplit(str(_value(block["postgres_url"], config_file)))
+            host, port = url.hostname or "localhost", url.port or 5432
+        else:
+            db = block["postgres_db"] or {}
+            host = str(_value(db.get("hostname", "localhost"), config_file))
+            port_text = _value(db.get("port", 5432), config_file)
+            try:
+                port = int(port_text)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"{config_file}: PostgreSQL port must be a number, got {port_text!r}"
+                ) from None
+        if (host, port) not in found:
+            found.append((host, port))
+    return found
+
+
+def check_instance_storage(home: str | Path, timeout: float = 3.0) -> None:
+    """Raise InstanceStorageError if a PostgreSQL server named by home/dagster.yaml is down."""
+    config_file = Path(home) / "dagster.yaml"
+    for host, port in postgres_endpoints(config_file):
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                pass
+        except OSError as exc:
+            raise InstanceStorageError(
+                f"PostgreSQL at {host}:{port} is unreachable ({exc.strerror or exc}); it is the "
+                f"Dagster instance storage configured in {config_file}. Start the server or fix "
+                f"the connection settings ({PG_VARS})."
+            ) from None

@@ -1,0 +1,189 @@
+"""`new_domains_sensor`: build a domain as soon as its raw inputs are complete.
+
+Each evaluation lists ``<paths.raw>/domains`` once (a local folder or any fsspec URL),
+and for every folder named like a domain id whose inputs are complete (ortho/*.tif,
+dsm.tif, dtm.tif, labels.gpkg, domain.json) it
+
+* adds the domain to the ``domains`` dynamic partitions if it is new, and
+* requests a run of the per-domain assets with run key ``<domain>@<fingerprint>``:
+  Dagster never launches two runs with one run key, so an unchanged domain is never
+  built twice, and a domain whose inputs change gets a new key and is rebuilt.
+
+The fingerprint (sha256 of every input byte, the `domain_sources` data version) is costly
+on big mosaics, so the cursor keeps, per domain, a cheap stat signature (names, sizes,
+mtimes) and the last fingerprint: a folder whose signature did not move is not read at
+all, and at most ``FLAIR_SENSOR_MAX_HASHES`` folders are hashed per evaluation (the rest
+wait for the next tick), which keeps each evaluation well under the daemon's time limit.
+
+Incomplete folders (still being copied) and folders whose name is not a domain id are
+skipped and reported in the log and in the skip reason; they are never half built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from flair_pipeline.defs.assets import dataset, sentinel2, sources
+from flair_pipeline.defs.partitions import DOMAINS, domains_partitions
+from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.sources import domain_inputs
+from flair_pipeline.storage import is_url
+
+#: Everything partitioned by domain: what one new domain needs built.
+DOMAIN_ASSETS = dg.AssetSelection.assets(
+    sources.domain_sources,
+    dataset.patch_grid,
+    dataset.aerial_patches,
+    dataset.label_masks,
+    dataset.dataset_metadata,
+    sentinel2.sentinel2_series,
+)
+CURSOR_VERSION = 1
+
+
+def max_hashes() -> int:
+    """Folders fingerprinted per evaluation (env FLAIR_SENSOR_MAX_HASHES, default 16)."""
+    return max(1, int(os.environ.get("FLAIR_SENSOR_MAX_HASHES", "16")))
+
+
+@dataclass
+class Scan:
+    """What one evaluation decided (pure data, so tests and logs can read it)."""
+
+    requests: dict[str, str] = field(default_factory=dict)  # domain -> fingerprint
+    new_partitions: list[str] = field(default_factory=list)
+    incomplete: dict[str, list[str]] = field(default_factory=dict)  # domain -> missing
+    not_domains: list[str] = field(default_factory=list)
+    already_built: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # hashing deferred to a later tick
+    cursor: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def skipped_text(self) -> str:
+        parts = [f"{d} incomplete (missing {', '.join(m)})" for d, m in self.incomplete.items()]
+        parts += [
+            f"{n!r} is not a domain id (expected D0<dd>_<yyyy>, e.g. D006_2020)"
+            for n in self.not_domains
+        ]
+        return "; ".join(parts)
+
+
+def read_cursor(text: str | None) -> dict[str, dict[str, str]]:
+    """Domain -> {"sig", "fp"}; an unreadable or older cursor starts over (safe: run keys
+    still prevent duplicate builds, the only cost is hashing once more)."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION:
+        return {}
+    return {k: v for k, v in data.get("domains", {}).items() if isinstance(v, dict)}
+
+
+def write_cursor(state: dict[str, dict[str, str]]) -> str:
+    return json.dumps({"v": CURSOR_VERSION, "domains": state}, sort_keys=True)
+
+
+def _built_fingerprint(instance: dg.DagsterInstance, domain: str) -> str | None:
+    """The fingerprint of the last `domain_sources` materialization of `domain`, if any
+    (a domain built by the CLI or `dvc repro` before the sensor first saw it)."""
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("domain_sources"), asset_partitions=[domain]),
+        limit=1,
+    )
+    if not result.records:
+        return None
+    mat = result.records[0].asset_materialization
+    value = mat.metadata.get("fingerprint") if mat else None
+    return str(value.value) if value is not None else None
+
+
+def scan_raw_root(
+    root: str,
+    cursor: dict[str, dict[str, str]],
+    instance: dg.DagsterInstance,
+    budget: int | None = None,
+) -> Scan:
+    """Decide what to build under `root` (a folder or URL) given the previous cursor."""
+    fs, path = domain_inputs.open_root(root)
+    scans, others = domain_inputs.scan_domains(fs, path)
+    out = Scan(not_domains=others)
+    known = set(instance.get_dynamic_partitions(DOMAINS))
+    budget = max_hashes() if budget is None else budget
+    state = {d: v for d, v in cursor.items() if d in scans}  # forget deleted folders
+    for domain, scan in scans.items():
+        prev = state.get(domain)
+        if not scan.complete:
+            out.incomplete[domain] = scan.missing
+            continue
+        if prev and prev.get("sig") == scan.signature:
+            continue  # nothing moved: no read at all
+        if budget <= 0:
+            out.pending.append(domain)
+            continue
+        budget -= 1
+        fp = domain_inputs.fingerprint(fs, scan.files, scan.folder)
+        state[domain] = {"sig": scan.signature, "fp": fp}
+        if prev and prev.get("fp") == fp:
+            continue  # touched (mtime) but same bytes
+        if domain not in known:
+            out.new_partitions.append(domain)
+        elif not prev and _built_fingerprint(instance, domain) == fp:
+            out.already_built.append(domain)
+            continue
+        out.requests[domain] = fp
+    out.cursor = state
+    return out
+
+
+def _raw_root(flair: FlairConfig) -> str:
+    raw = flair.load().paths.raw
+    return raw if is_url(raw) else str(flair.resolve(raw))
+
+
+@dg.sensor(
+    name="new_domains_sensor",
+    target=DOMAIN_ASSETS,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Watches <paths.raw>/domains: adds each complete new domain folder to the "
+    "`domains` partitions and builds its per-domain assets; rebuilds a domain whose inputs "
+    "change (run key = domain@fingerprint). Incomplete or misnamed folders are reported.",
+)
+def new_domains_sensor(context: dg.SensorEvaluationContext, flair: FlairConfig) -> dg.SensorResult:
+    root = _raw_root(flair)
+    scan = scan_raw_root(root, read_cursor(context.cursor), context.instance)
+    for domain, missing in scan.incomplete.items():
+        context.log.warning(f"{root}/domains/{domain}: incomplete, missing {', '.join(missing)}")
+    for name in scan.not_domains:
+        context.log.warning(f"{root}/domains/{name}: not a domain id, ignored")
+    for domain in scan.already_built:
+        context.log.info(f"{domain}: already built with these inputs")
+    if scan.pending:
+        context.log.info(f"{len(scan.pending)} changed folder(s) left for the next evaluation")
+    runs = [
+        dg.RunRequest(
+            run_key=f"{domain}@{fp[:16]}",
+            partition_key=domain,
+            tags={"flair/front_door": "sensor", "flair/fingerprint": fp},
+        )
+        for domain, fp in scan.requests.items()
+    ]
+    kwargs: dict[str, Any] = {"cursor": write_cursor(scan.cursor)}
+    if scan.new_partitions:
+        kwargs["dynamic_partitions_requests"] = [
+            domains_partitions.build_add_request(scan.new_partitions)
+        ]
+    if runs:
+        return dg.SensorResult(run_requests=runs, **kwargs)
+    skipped = scan.skipped_text()
+    reason = f"no new or changed complete domain under {root}/domains" + (
+        f"; skipped: {skipped}" if skipped else ""
+    )
+    return dg.SensorResult(skip_reason=dg.SkipReason(reason), **kwargs)

@@ -1,0 +1,67 @@
+"""Start the Dagster UI (`dagster dev`: webserver + daemon) the way `make ui` does.
+
+Why a wrapper rather than calling `dagster dev` directly: a busy port must be a clear
+error before anything starts (not a stack trace from the webserver after the code server
+and the daemon are already up, nor a silent fallback to another port that the user's
+bookmark does not point at); DAGSTER_HOME must be the persistent one with its
+dagster.yaml (telemetry off, PostgreSQL checked when configured), so that the runs of
+the CLI and of `dvc repro` show in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+from flair_pipeline.defs.instance import check_instance_storage
+from flair_pipeline.errors import FlairPipelineError
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True if something already listens on host:port.
+
+    SO_REUSEADDR, as the webserver itself sets, so connections in TIME_WAIT from a server
+    that just stopped do not count as busy; a listening socket still does.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def prepare_home(home: str | Path | None) -> Path:
+    """The persistent DAGSTER_HOME (default ./.dagster_home), created with a dagster.yaml."""
+    path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():  # offline machines: no telemetry, no banner about it
+        config.write_text("telemetry:\n  enabled: false\n")
+    check_instance_storage(path)
+    return path
+
+
+def dagster_dev_command(host: str, port: int, workspace: Path) -> list[str]:
+    """`dagster dev` from this environment's bin folder (webserver + daemon)."""
+    exe = Path(sys.executable).parent / "dagster"
+    return [str(exe), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+
+
+def start_ui(host: str, port: int, workspace: Path, home: str | Path | None = None) -> None:
+    """Check the port and the home, then replace this process with `dagster dev`."""
+    if not workspace.is_file():
+        raise FlairPipelineError(f"{workspace}: workspace file not found (run from the repo root)")
+    if port_in_use(host, port):
+        raise FlairPipelineError(
+            f"port {port} on {host} is already in use (another `make ui` or web server?): "
+            f"stop it, or pick a free port: make ui UI_PORT=3001 / flair-pipeline ui --port 3001"
+        )
+    path = prepare_home(home)
+    os.environ["DAGSTER_HOME"] = str(path)
+    cmd = dagster_dev_command(host, port, workspace)
+    print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={path})", file=sys.stderr, flush=True)
+    os.execv(cmd[0], cmd)

@@ -1,0 +1,162 @@
+"""Score a folder of predicted maps against a folder of MSK labels (FLAIR's protocol).
+
+Predictions are single-band uint8 GeoTIFFs of FLAIR codes named ``PRED_<id>.tif`` (or
+``MSK_<id>.tif``, as FLAIR's own inference writes them), found recursively; labels are
+``MSK_<id>.tif``, found recursively. Both sides go through the 13-class merge, so codes
+13..19 count as "other" whichever of them a model predicts.
+
+Everything that would make the score silently wrong is refused with an error naming the
+file: a labelled patch without a prediction (a missing patch would inflate the score), an
+id found twice (which one counts?), a prediction on another grid than its label (pixels
+would be compared with their neighbours), a code that is not 1..19.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from tqdm import tqdm
+
+from flair_pipeline.dataset.rasterize import normalize_crs
+from flair_pipeline.errors import InputError
+from flair_pipeline.evaluation.metrics import ConfusionAccumulator, Scores, domain_of
+from flair_pipeline.io import atomic_path
+from flair_pipeline.nomenclature import merge_to_13
+
+PREDICTION_PREFIXES = ("PRED_", "MSK_")
+LABEL_PREFIXES = ("MSK_",)
+#: Real FLAIR transforms carry ~1e-8 m of float noise; a centimetre is a real shift.
+ORIGIN_ATOL = 0.01
+PIXEL_RTOL = 1e-6
+_MAX_NAMED = 5
+
+
+def find_patches(root: str | Path, prefixes: tuple[str, ...], kind: str) -> dict[str, Path]:
+    """Map patch id -> file for every ``<prefix><id>.tif`` under `root`, recursively.
+
+    Raises InputError if `root` is not a folder, holds no such file, or holds one id twice.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: {kind} folder not found")
+    found: dict[str, Path] = {}
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".tif", ".tiff")):
+        prefix = next((x for x in prefixes if path.name.startswith(x)), None)
+        if prefix is None:
+            continue
+        pid = path.stem[len(prefix) :]
+        if pid in found:
+            raise InputError(
+                f"duplicate {kind} for patch {pid}: {found[pid]} and {path}; keep one of them"
+            )
+        found[pid] = path
+    if not found:
+        names = " or ".join(f"{p}<id>.tif" for p in prefixes)
+        raise InputError(f"{root}: no {kind} files ({names}) found")
+    return found
+
+
+def grid_problem(a: rasterio.DatasetReader, b: rasterio.DatasetReader) -> str | None:
+    """Why raster `b` is not on raster `a`'s pixel grid (shape, transform, CRS), or None."""
+    if (a.height, a.width) != (b.height, b.width):
+        return f"shape {b.height}x{b.width} differs from {a.height}x{a.width}"
+    ta, tb = a.transform, b.transform
+    scale = max(abs(ta.a), abs(ta.e))
+    if any(abs(getattr(ta, k) - getattr(tb, k)) > PIXEL_RTOL * scale for k in "abde"):
+        return f"transform {tuple(tb)[:6]} differs from {tuple(ta)[:6]}"
+    if abs(ta.c - tb.c) > ORIGIN_ATOL or abs(ta.f - tb.f) > ORIGIN_ATOL:
+        return f"origin ({tb.c}, {tb.f}) differs from ({ta.c}, {ta.f})"
+    if normalize_crs(a.crs) != normalize_crs(b.crs):
+        return f"CRS {b.crs} differs from {a.crs}"
+    return None
+
+
+def _read_pair(label: Path, pred: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Merged class indices of a (label, prediction) pair checked to share one grid."""
+    try:
+        with rasterio.open(label) as lsrc, rasterio.open(pred) as psrc:
+            if psrc.count != 1:
+                raise InputError(f"{pred}: prediction has {psrc.count} bands, expected 1")
+            problem = grid_problem(lsrc, psrc)
+            if problem:
+                raise InputError(f"{pred}: not on the grid of its label {label}: {problem}")
+            truth, guess = lsrc.read(1), psrc.read(1)
+    except RasterioError as exc:
+        raise InputError(f"cannot read {label} or {pred}: {exc}") from None
+    return merge_to_13(truth, source=str(label)), merge_to_13(guess, source=str(pred))
+
+
+def evaluate(
+    predictions: str | Path,
+    labels: str | Path,
+    *,
+    domains: Mapping[str, str] | None = None,
+    progress: bool = False,
+) -> Scores:
+    """Score every labelled patch under `labels` against its prediction under `predictions`.
+
+    `domains` maps a patch id to its domain; without it the domain is the ``D0xx_YYYY``
+    folder of the label (or else of the prediction) path. Predictions without a label are
+    ignored (a map may cover more than the test set); labels without a prediction are not.
+    """
+    label_files = find_patches(labels, LABEL_PREFIXES, "label")
+    pred_files = find_patches(predictions, PREDICTION_PREFIXES, "prediction")
+    missing = [pid for pid in label_files if pid not in pred_files]
+    if missing:
+        shown = ", ".join(str(label_files[p]) for p in missing[:_MAX_NAMED])
+        more = f" and {len(missing) - _MAX_NAMED} more" if len(missing) > _MAX_NAMED else ""
+        raise InputError(
+            f"{len(missing)} labelled patch(es) have no PRED_<id>.tif under {predictions}: "
+            f"{shown}{more}"
+        )
+    acc = ConfusionAccumulator()
+    for pid, label in tqdm(label_files.items(), desc="evaluate", disable=not progress):
+        pred = pred_files[pid]
+        truth, guess = _read_pair(label, pred)
+        domain = (domains or {}).get(pid) or domain_of(label) or domain_of(pred)
+        acc.add(truth, guess, domain)
+    return acc.scores()
+
+
+def write_metrics(scores: Scores, out: str | Path) -> Path:
+    """Write metrics.json atomically (strict JSON: undefined values are null)."""
+    return write_text(out, json.dumps(scores.to_dict(), indent=2, allow_nan=False) + "\n")
+
+
+def write_text(out: str | Path, text: str) -> Path:
+    """Write a small text artifact atomically."""
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(out)
+
+
+def write_bytes(out: str | Path, data: bytes) -> Path:
+    """Write a small binary artifact (a PNG) atomically."""
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return Path(out)
+
+
+def format_scores(scores: Scores) -> str:
+    """A plain-text table for the terminal: per-class IoU/F1 and the headline numbers."""
+
+    def f(x: float) -> str:
+        return "   -  " if np.isnan(x) else f"{x:6.4f}"
+
+    lines = [f"{'class':<24}{'IoU':>8}{'F1':>8}{'support':>12}"]
+    for i, name in enumerate(scores.names):
+        lines.append(
+            f"{name:<24}{f(scores.iou[i]):>8}{f(scores.f1[i]):>8}{int(scores.support[i]):>12}"
+        )
+    lines.append(
+        f"\nmIoU (classes 1-12) {f(scores.miou)}   overall accuracy {f(scores.overall_accuracy)}"
+        f"   patches {scores.n_patches}"
+    )
+    for d, s in scores.per_domain.items():
+        lines.append(f"  {d}: mIoU {f(s.miou)}  OA {f(s.overall_accuracy)}  ({s.n_patches})")
+    return "\n".join(lines)

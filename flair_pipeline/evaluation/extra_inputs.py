@@ -1,0 +1,99 @@
+"""What `predict` feeds a model besides the image: Sentinel-2 windows, aerial metadata.
+
+U-T&T needs, for every prediction window, the 40 × 40 px Sentinel-2 window around the
+window's centre, preprocessed as in training (cloud filter, monthly averages: the options
+stored in the checkpoint) and normalised with the training statistics. The whole image's
+series is fetched **once** from the configured provider over one grid covering the image
+plus half a window on every side, then cut per window in memory: one request (or one pass
+over the scenes) for the map, not one per window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from flair_pipeline.errors import InputError
+from flair_pipeline.evaluation.windows import PatchWindow
+from flair_pipeline.sentinel2.provider import RES, Grid, Sentinel2Provider
+from flair_pipeline.training.checkpoint import Inference
+from flair_pipeline.training.samples import S2Options, collate, preprocess_window
+
+
+class S2Windows:
+    """``extra_inputs`` for :func:`predict_map`: normalised S2 windows per prediction window."""
+
+    def __init__(
+        self,
+        inf: Inference,
+        bounds: tuple[float, float, float, float],
+        provider: Sentinel2Provider,
+        year: int,
+    ) -> None:
+        if not inf.hparams.get("s2_options") or inf.s2_mean is None or inf.s2_std is None:
+            raise InputError(f"the {inf.name!r} checkpoint was not trained with Sentinel-2")
+        self.opts = S2Options(**inf.hparams["s2_options"])
+        half = self.opts.window * RES / 2 + RES
+        x0, y0, x1, y1 = bounds
+        self.grid = Grid.around((x0 - half, y0 - half, x1 + half, y1 + half))
+        series = provider.fetch([self.grid], dt.date(year, 1, 1), dt.date(year, 12, 31))[0]
+        self.data, self.masks, self.dates = series.data, series.masks, series.dates
+        self.mean = torch.tensor(inf.s2_mean).view(1, 1, -1, 1, 1)
+        self.std = torch.tensor(inf.s2_std).view(1, 1, -1, 1, 1)
+
+    def __call__(self, windows: Sequence[PatchWindow]) -> Mapping[str, torch.Tensor]:
+        samples = []
+        w = self.opts.window
+        for pw in windows:
+            x0, y0, x1, y1 = pw.bounds
+            r, c = self.grid.rowcol((x0 + x1) / 2, (y0 + y1) / 2)
+            r0, c0 = r - w // 2, c - w // 2
+            data = self.data[:, :, r0 : r0 + w, c0 : c0 + w]
+            masks = self.masks[:, :, r0 : r0 + w, c0 : c0 + w]
+            win, doy = preprocess_window(data, masks, list(self.dates), self.opts)
+            samples.append({"s2": torch.from_numpy(win), "dates": torch.from_numpy(doy)})
+        batch = collate(samples)
+        batch["s2"] = (batch["s2"] - self.mean) / self.std
+        return batch
+
+
+class MetaWindows:
+    """``extra_inputs`` for `unet-meta`: each window's location, plus the acquisition facts
+    the user gives (camera, date, time); missing facts encode as the unknown slot."""
+
+    def __init__(self, inf: Inference, facts: Mapping[str, Any]) -> None:
+        from flair_pipeline.models.metadata_mlp import MetadataEncoding
+
+        enc = inf.hparams.get("meta_encoding")
+        if not enc:
+            raise InputError(f"the {inf.name!r} checkpoint has no metadata encoding")
+        self.encoding = MetadataEncoding.from_dict(enc)
+        self.facts = dict(facts)
+
+    def __call__(self, windows: Sequence[PatchWindow]) -> Mapping[str, torch.Tensor]:
+        records = []
+        for pw in windows:
+            x0, y0, x1, y1 = pw.bounds
+            records.append({**self.facts, "patch_centroid_x": (x0 + x1) / 2,
+                            "patch_centroid_y": (y0 + y1) / 2})  # fmt: skip
+        return {"meta": self.encoding.encode(records)}
+
+
+def check_lambert93(crs: Any, what: str) -> None:
+    """Sentinel-2 grids are built in EPSG:2154: the image must be in it too."""
+    from flair_pipeline.dataset.rasterize import normalize_crs
+
+    if normalize_crs(crs) != normalize_crs("EPSG:2154"):
+        raise InputError(f"{what}: CRS {crs} is not EPSG:2154 (Lambert-93), which U-T&T needs")
+
+
+def image_bounds(image: Any) -> tuple[tuple[float, float, float, float], Any]:
+    """(bounds, crs) of an image given as predict_map takes it (file, .vrt or folder)."""
+    from flair_pipeline.evaluation.raster_input import ImageSource
+
+    with ImageSource(image) as src:
+        b = src.src.bounds
+        return (b.left, b.bottom, b.right, b.top), src.crs

@@ -1,0 +1,383 @@
+"""Large-area prediction: a land-cover map of any size from a trained model, seamlessly.
+
+The image is cut into overlapping patch_size² windows on one global lattice
+(:mod:`~flair_pipeline.evaluation.windows`); each window's softmax probabilities are
+weighted by a ramp that fades towards its edges and summed per pixel, so the map shows no
+seams. Memory stays bounded whatever the image size: the image is processed in column
+stripes (``stripe_width`` px) and, within a stripe, top to bottom; probabilities are kept
+only for the band of rows that windows still touch, and rows are written out, in whole
+output tiles, as soon as no later window can change them. The accumulator lives on the
+model's device, so on a GPU only the finished uint8 map crosses to the host.
+
+Reading (one prefetch thread) and writing (one writer thread) overlap with inference.
+The map is a COG (tiled, DEFLATE, overviews) of FLAIR codes 1..13 (13 = "other") on the
+input's exact grid and CRS with FLAIR's colour table; it and the optional probabilities
+are written under temporary names and renamed at the end, so a failure leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from flair_pipeline.errors import FlairPipelineError, InputError
+from flair_pipeline.evaluation.raster_input import ElevationSource, ImageSource
+from flair_pipeline.evaluation.windows import (
+    PatchWindow,
+    floor_to,
+    patch_window,
+    starts,
+    stride_for,
+    stripes,
+    weight_window,
+)
+from flair_pipeline.io import atomic_path
+from flair_pipeline.nomenclature import MERGED_NAMES, N_CLASSES_MERGED, colormap
+
+#: Gives extra batch entries (e.g. {"sen": …} for U-T&T) for the windows of one batch.
+ExtraInputs = Callable[[Sequence[PatchWindow]], Mapping[str, torch.Tensor]]
+_Win = tuple[int, int, int]  # (window-row index, row, col)
+
+
+@dataclass
+class PredictReport:
+    """What a prediction run produced and how fast."""
+
+    out: Path
+    probabilities: Path | None
+    height: int
+    width: int
+    n_windows: int
+    seconds: float
+    device: str
+    #: bytes of the probability accumulator: set by block/stripe/patch/batch sizes, not by
+    #: the image height, which is what keeps memory bounded for any image.
+    buffer_bytes: int
+    km2: float
+    class_pixels: dict[int, int] = field(default_factory=dict)  # FLAIR code -> pixels
+
+    @property
+    def patches_per_s(self) -> float:
+        return self.n_windows / self.seconds if self.seconds else float("nan")
+
+    @property
+    def km2_per_h(self) -> float:
+        return self.km2 / self.seconds * 3600 if self.seconds else float("nan")
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`device`, or CUDA when present, else CPU; a CUDA request without a GPU is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FlairPipelineError(f"device {device!r} requested but no CUDA GPU is available")
+    return dev
+
+
+class _Run:
+    """One prediction: the lattice, the accumulator of one stripe, reader and writer."""
+
+    def __init__(self, model: torch.nn.Module, src: ImageSource, elev: ElevationSource | None,
+                 *, channels: int, patch: int, stride: int, batch: int, mean: Sequence[float],
+                 std: Sequence[float], dev: torch.device, block: int, stripe: int,
+                 extra: ExtraInputs | None, downsample: int) -> None:  # fmt: skip
+        self.model, self.src, self.elev, self.dev = model, src, elev, dev
+        self.channels, self.patch, self.stride, self.batch = channels, patch, stride, batch
+        self.block, self.stripe, self.extra, self.ds = block, stripe, extra, downsample
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+        self.weight = torch.from_numpy(weight_window(patch, stride)).to(dev)
+        self.rows = starts(src.height, patch, stride)
+        self.cols = starts(src.width, patch, stride)
+        self.buffer_bytes = 0
+        self._top = 0  # image row of the accumulator's first row
+        self._used = 0  # accumulator rows that hold contributions
+        self.class_pixels = np.zeros(N_CLASSES_MERGED + 1, dtype=np.int64)
+
+    def stripe_cols(self, c0: int, c1: int) -> list[int]:
+        return [c for c in self.cols if c < c1 and c + self.patch > c0]
+
+    def n_windows(self) -> int:
+        per_row = sum(len(self.stripe_cols(*s)) for s in stripes(self.src.width, self.stripe))
+        return per_row * len(self.rows)
+
+    # -- reading (prefetch thread) ----------------------------------------------------------
+    def load(self, wins: Sequence[_Win]) -> np.ndarray:
+        """(B, channels, P, P) uint8 for the windows of one batch, one read per window row."""
+        p, out = self.patch, []
+        for ri in sorted({w[0] for w in wins}):
+            group = [w for w in wins if w[0] == ri]
+            r, c_lo, c_hi = group[0][1], min(w[2] for w in group), max(w[2] for w in group) + p
+            bands = min(self.channels, 4) if self.elev is not None else self.channels
+            region = self.src.read(r, c_lo, p, c_hi - c_lo, bands)
+            if self.elev is not None:
+                region = np.concatenate([region, self.elev.read(r, c_lo, p, c_hi - c_lo)[None]])
+            out += [region[:, :, c - c_lo : c - c_lo + p] for _, _, c in group]
+        return np.stack(out)
+
+    # -- inference (main thread) -----------------------------------------------------------
+    @torch.inference_mode()
+    def probs(self, x: np.ndarray, wins: Sequence[_Win]) -> torch.Tensor:
+        """Weighted softmax probabilities (B, 13, P, P) float32 on the device."""
+        xt = torch.from_numpy(x).to(self.dev, non_blocking=True).float()
+        if self.ds > 1:  # as training read its patches: area average, then normalise
+            xt = F.avg_pool2d(xt, self.ds)
+        batch: dict[str, torch.Tensor] = {"img": (xt - self.mean) / self.std}
+        if self.extra is not None:
+            pws = [patch_window(r, c, self.patch, self.src.transform) for _, r, c in wins]
+            batch.update({k: v.to(self.dev) for k, v in self.extra(pws).items()})
+        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.dev.type == "cuda"
+               else contextlib.nullcontext())  # fmt: skip
+        with amp:
+            out = self.model(batch)
+        logits = out.get("logits") if isinstance(out, Mapping) else None
+        side = self.patch // self.ds
+        want = (len(wins), N_CLASSES_MERGED, side, side)
+        if logits is None or tuple(logits.shape) != want:
+            got = tuple(logits.shape) if logits is not None else type(out).__name__
+            raise FlairPipelineError(f"model output 'logits' is {got}, expected {want}")
+        probs = torch.softmax(logits.float(), dim=1)
+        if self.ds > 1:
+            probs = F.interpolate(probs, scale_factor=self.ds, mode="bilinear")
+        return probs * self.weight
+
+    def run(self, write: Callable[[int, int, np.ndarray, torch.Tensor | None], None],
+            want_probs: bool, bar: tqdm) -> None:  # fmt: skip
+        """Predict stripe after stripe; `write(row, col, codes, probs)` gets finished rows."""
+        for c0, c1 in stripes(self.src.width, self.stripe):
+            self._stripe(c0, c1, write, want_probs, bar)
+
+    def _stripe(self, c0: int, c1: int, write: Callable[..., None], want_probs: bool,
+                bar: tqdm) -> None:  # fmt: skip
+        p, s, h_img = self.patch, self.stride, self.src.height
+        cols = self.stripe_cols(c0, c1)
+        rows_per_batch = (self.batch - 1) // len(cols) + 2
+        buf_h = self.block + (rows_per_batch - 1) * s + p
+        acc = torch.zeros((N_CLASSES_MERGED, buf_h, c1 - c0), device=self.dev)
+        wsum = torch.zeros((buf_h, c1 - c0), device=self.dev)
+        self.buffer_bytes = max(self.buffer_bytes, (acc.numel() + wsum.numel()) * 4)
+        wins = [(ri, r, c) for ri, r in enumerate(self.rows) for c in cols]
+        batches = [wins[i : i + self.batch] for i in range(0, len(wins), self.batch)]
+        top = self._top = self._used = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flair-read") as pool:
+            ahead: list[Future[np.ndarray]] = [pool.submit(self.load, b) for b in batches[:2]]
+            for i, group in enumerate(batches):
+                x = ahead.pop(0).result()
+                if i + 2 < len(batches):
+                    ahead.append(pool.submit(self.load, batches[i + 2]))
+                probs = self.probs(x, group)
+                for k, (_, r, c) in enumerate(group):
+                    self._add(acc, wsum, probs[k], r - top, c, c0, c1)
+                bar.update(len(group))
+                ri = group[-1][0]
+                if group[-1][2] == cols[-1]:  # window row ri complete
+                    done = self.rows[ri + 1] if ri + 1 < len(self.rows) else h_img
+                else:
+                    done = self.rows[ri]
+                end = h_img if done >= h_img else floor_to(done, self.block)
+                if end > top:
+                    n = end - top
+                    self._flush(acc, wsum, n, top, c0, write, want_probs)
+                    top = self._top = end
+
+    def _add(self, acc: torch.Tensor, wsum: torch.Tensor, probs: torch.Tensor, r: int, c: int,
+             c0: int, c1: int) -> None:  # fmt: skip
+        """Add one window (at buffer row `r`, image column `c`) clipped to the stripe/image."""
+        p = self.patch
+        h = min(p, acc.shape[1] - r, self.src.height - (r + self._top))
+        if h < min(p, self.src.height - (r + self._top)):  # the bound on buf_h is wrong
+            raise RuntimeError(f"accumulator overflow at row {r + self._top}")
+        a0, a1 = max(c, c0), min(c + p, c1)
+        acc[:, r : r + h, a0 - c0 : a1 - c0] += probs[:, :h, a0 - c : a1 - c]
+        wsum[r : r + h, a0 - c0 : a1 - c0] += self.weight[:h, a0 - c : a1 - c]
+        self._used = max(self._used, r + h)
+
+    def _flush(self, acc: torch.Tensor, wsum: torch.Tensor, n: int, top: int, c0: int,
+               write: Callable[..., None], want_probs: bool) -> None:  # fmt: skip
+        """Hand rows [top, top+n) of the stripe to the writer, then slide the buffer up."""
+        if bool((wsum[:n] <= 0).any()):
+            raise RuntimeError(f"rows {top}..{top + n} of column {c0} got no window")
+        codes = (_argmax0(acc[:, :n]) + 1).to(torch.uint8).cpu().numpy()
+        probs = None
+        if want_probs:
+            probs = (acc[:, :n] / wsum[:n] * 255).round_().clamp_(0, 255).to(torch.uint8).cpu()
+        self.class_pixels += np.bincount(codes.ravel(), minlength=N_CLASSES_MERGED + 1)
+        write(top, c0, codes, probs)
+        rest = max(self._used - n, 0)  # only rows some window touched need to move
+        acc[:, :rest] = acc[:, n : n + rest].clone()
+        acc[:, rest : max(self._used, n)] = 0
+        wsum[:rest] = wsum[n : n + rest].clone()
+        wsum[rest : max(self._used, n)] = 0
+        self._used = rest
+
+
+def _argmax0(x: torch.Tensor) -> torch.Tensor:
+    """argmax over dim 0 (first maximum wins, like torch.argmax).
+
+    torch.max(dim=0) gives the same indices ~3x faster than torch.argmax(dim=0) on CPU for
+    a (13, H, W) tensor (measured: 0.23 s vs 0.71 s for 13 x 896 x 2048).
+    """
+    return x.max(dim=0).indices
+
+
+def _check_args(patch_size: int, batch_size: int, mean: Sequence[float], std: Sequence[float],
+                block_size: int, stripe_width: int) -> None:  # fmt: skip
+    if patch_size < 1 or batch_size < 1:
+        raise ValueError("patch_size and batch_size must be >= 1")
+    if len(mean) != len(std) or not 1 <= len(mean) <= 5:
+        raise ValueError(f"mean/std give {len(mean)}/{len(std)} channels, expected 1..5 each")
+    if block_size % 16 or stripe_width % block_size:
+        raise ValueError("block_size must be a multiple of 16 and stripe_width of block_size")
+
+
+def predict_map(
+    model: torch.nn.Module,
+    image: Path | list[Path],
+    out: Path,
+    *,
+    patch_size: int,
+    overlap: float,
+    batch_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dsm: Path | None = None,
+    dtm: Path | None = None,
+    elevation_scale: float = 5.0,
+    device: str | None = None,
+    probabilities: Path | None = None,
+    extra_inputs: ExtraInputs | None = None,
+    downsample: int = 1,
+    block_size: int = 512,
+    stripe_width: int = 4096,
+    progress: bool = False,
+) -> PredictReport:
+    """Write the land-cover map of `image` predicted by `model` to `out`.
+
+    `model` follows the project convention ``model({"img": (B, C, H, W)}) -> {"logits":
+    (B, 13, H, W)}``; C = len(mean), and the input is ``(pixel - mean) / std`` in 0..255
+    units, as in training. `image` is one GeoTIFF, a .vrt, a folder of tiles or a list of
+    tiles (bands R, G, B, NIR, uint8). A 5-channel model gets elevation from `dsm` − `dtm`
+    (same CRS, covering the image, any resolution: resampled as IMG patches are), or from
+    the image's 5th band when no DSM/DTM is given. A model trained on patches area-averaged
+    by `downsample` sees windows of patch_size x downsample pixels averaged the same way,
+    and its probabilities are upsampled back to the image grid. `block_size` is the output tile size and
+    the granularity at which rows are flushed; `stripe_width` bounds memory in width: the
+    accumulator holds 13 x (block + patch + stride x rows a batch spans) x stripe_width
+    float32 (~0.3 GB at the defaults, patch 512), whatever the image size.
+    Raises InputError naming the file for an unusable image or DSM/DTM; nothing is written
+    then.
+    """
+    _check_args(patch_size, batch_size, mean, std, block_size, stripe_width)
+    if downsample < 1:
+        raise ValueError("downsample must be >= 1")
+    window = patch_size * downsample
+    stride = stride_for(window, overlap)
+    channels = len(mean)
+    if (dsm is None) != (dtm is None):
+        raise InputError("give both a DSM and a DTM (elevation = DSM - DTM), or neither")
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        # a fixed GDAL block cache (MB): its default, 5 % of RAM, would grow with the image
+        stack.enter_context(rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256))
+        src = stack.enter_context(ImageSource(image))
+        elev = None
+        if channels == 5 and dsm is not None and dtm is not None:
+            src.check(4)
+            elev = stack.enter_context(ElevationSource(dsm, dtm, src, elevation_scale))
+        elif channels == 5 and src.count < 5:
+            raise InputError(
+                f"{src.path}: {src.count} bands and no --dsm/--dtm, but the model needs 5 "
+                "channels (R, G, B, NIR, elevation): give the DSM and DTM"
+            )
+        else:
+            src.check(channels)
+        model = model.to(dev).eval()
+        run = _Run(model, src, elev, channels=channels, patch=window, stride=stride,
+                   batch=batch_size, mean=mean, std=std, dev=dev, block=block_size,
+                   stripe=stripe_width, extra=extra_inputs, downsample=downsample)  # fmt: skip
+        tmp_out = stack.enter_context(atomic_path(out))
+        fd, stage_name = tempfile.mkstemp(prefix=f".{Path(out).stem}.", suffix=".stage.tif",
+                                          dir=Path(out).parent)  # fmt: skip
+        os.close(fd)
+        stage = Path(stage_name)
+        stack.callback(lambda: stage.unlink(missing_ok=True))
+        writer = _Writer(src, stage, block_size)
+        if probabilities is not None:
+            writer.open_probs(stack.enter_context(atomic_path(probabilities)))
+        with writer, tqdm(total=run.n_windows(), desc="predict", unit="patch",
+                          disable=not progress) as bar:  # fmt: skip
+            run.run(writer.submit, probabilities is not None, bar)
+        rasterio.shutil.copy(stage, tmp_out, driver="COG", compress="DEFLATE",
+                             blocksize=block_size, overview_resampling="nearest")  # fmt: skip
+    seconds = time.perf_counter() - start
+    res_x, res_y = abs(src.transform.a), abs(src.transform.e)
+    return PredictReport(
+        out=Path(out), probabilities=Path(probabilities) if probabilities else None,
+        height=src.height, width=src.width, n_windows=run.n_windows(), seconds=seconds,
+        device=str(dev), buffer_bytes=run.buffer_bytes,
+        km2=src.height * src.width * res_x * res_y / 1e6,
+        class_pixels={c: int(n) for c, n in enumerate(run.class_pixels) if c and n},
+    )  # fmt: skip
+
+
+class _Writer:
+    """Writes finished rows from a background thread, in order, into the output files."""
+
+    def __init__(self, src: ImageSource, stage: Path, block: int) -> None:
+        self.profile: dict[str, Any] = {
+            "driver": "GTiff", "height": src.height, "width": src.width, "dtype": "uint8",
+            "crs": src.crs, "transform": src.transform, "tiled": True, "blockxsize": block,
+            "blockysize": block, "compress": "deflate", "zlevel": 1,
+        }  # fmt: skip
+        self.map = rasterio.open(stage, "w", count=1, **self.profile)
+        self.map.write_colormap(1, colormap())
+        self.map.set_band_description(1, "land cover (FLAIR code, 13 = other)")
+        self.probs: rasterio.io.DatasetWriter | None = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flair-write")
+        self.pending: list[Future[None]] = []
+
+    def open_probs(self, path: Path) -> None:
+        self.probs = rasterio.open(path, "w", count=N_CLASSES_MERGED, **self.profile)
+        for i, name in enumerate(MERGED_NAMES, start=1):
+            self.probs.set_band_description(i, f"p({name}) x 255")
+
+    def submit(self, row: int, col: int, codes: np.ndarray, probs: torch.Tensor | None) -> None:
+        while self.pending and (self.pending[0].done() or len(self.pending) > 4):
+            self.pending.pop(0).result()  # re-raises a write error; bounds queued blocks
+        arr = probs.numpy() if probs is not None else None
+        self.pending.append(self.pool.submit(self._write, row, col, codes, arr))
+
+    def _write(self, row: int, col: int, codes: np.ndarray, probs: np.ndarray | None) -> None:
+        win = rasterio.windows.Window(col, row, codes.shape[1], codes.shape[0])
+        self.map.write(codes, 1, window=win)
+        if probs is not None and self.probs is not None:
+            self.probs.write(probs, window=win)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for f in self.pending:
+                f.result()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.map.close()
+            if self.probs is not None:
+                self.probs.close()

@@ -1,0 +1,182 @@
+"""The inputs of large-area prediction: an ortho (one file, a VRT or tiles) and DSM/DTM.
+
+Whatever the ortho is delivered as, prediction sees one GDAL dataset on one pixel grid:
+a folder or list of tiles becomes an in-memory VRT, after checking that every tile shares
+the CRS, pixel size, pixel grid, band count and uint8 type (a tile off the grid would need
+resampling, which would silently change pixels). Elevation is computed exactly as the IMG
+patches were built (:class:`flair_pipeline.dataset.patches.Elevation`), so the model sees
+at prediction time what it saw in training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+
+from flair_pipeline.dataset.patches import Elevation
+from flair_pipeline.dataset.rasterize import same_crs
+from flair_pipeline.errors import InputError
+
+_RES_RTOL = 1e-6
+_GRID_TOL = 1e-3  # pixels
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    try:
+        return rasterio.open(path)
+    except (RasterioError, OSError) as exc:
+        raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+
+
+def _tiles(image: Path | Sequence[Path]) -> list[Path]:
+    if isinstance(image, (str, Path)):
+        folder = Path(image)
+        tiles = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+        if not tiles:
+            raise InputError(f"{folder}: no ortho tiles (*.tif) in this folder")
+        return tiles
+    return [Path(p) for p in image]
+
+
+def mosaic_vrt(tiles: Sequence[Path]) -> str:
+    """VRT XML assembling aligned tiles into one image; InputError naming a misfit tile."""
+    infos = []
+    for p in tiles:
+        with _open(p) as src:
+            infos.append((p.resolve(), src.crs, src.res, src.bounds, src.count, src.dtypes))
+    p0, crs, (rx, ry), _, count, dtypes = infos[0]
+    left = min(i[3].left for i in infos)
+    top = max(i[3].top for i in infos)
+    right = max(i[3].right for i in infos)
+    bottom = min(i[3].bottom for i in infos)
+    rects = []
+    for p, c, (x, y), b, n, dt in infos:
+        if not same_crs(c, crs):
+            raise InputError(f"{p}: tile CRS {c} differs from {p0}'s {crs}")
+        if abs(x - rx) > _RES_RTOL * rx or abs(y - ry) > _RES_RTOL * ry:
+            raise InputError(f"{p}: pixel size {x:g} x {y:g} differs from {p0}'s {rx:g} x {ry:g}")
+        if n != count or dt != dtypes:
+            raise InputError(f"{p}: {n} bands {dt}, {p0} has {count} bands {dtypes}")
+        col, row = (b.left - left) / rx, (top - b.top) / ry
+        if abs(col - round(col)) > _GRID_TOL or abs(row - round(row)) > _GRID_TOL:
+            raise InputError(f"{p}: tile is not on the pixel grid of {p0} (offset {col}, {row})")
+        w, h = round((b.right - b.left) / rx), round((b.top - b.bottom) / ry)
+        rects.append((p, round(col), round(row), w, h))
+    width, height = round((right - left) / rx), round((top - bottom) / ry)
+    bands = []
+    for band in range(1, count + 1):
+        sources = "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(p))}</SourceFilename>'
+            f"<SourceBand>{band}</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{c}" yOff="{r}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            for p, c, r, w, h in rects
+        )
+        bands.append(f'<VRTRasterBand dataType="Byte" band="{band}">{sources}</VRTRasterBand>')
+    srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
+    return (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{srs}'
+        f"<GeoTransform>{left!r}, {rx!r}, 0, {top!r}, 0, {-ry!r}</GeoTransform>"
+        f"{''.join(bands)}</VRTDataset>"
+    )
+
+
+class ImageSource:
+    """An ortho as one dataset on one grid, read by pixel windows padded with zeros.
+
+    Use as a context manager. `path` is what the user gave, for error messages.
+    """
+
+    def __init__(self, image: Path | Sequence[Path]) -> None:
+        self._stack = contextlib.ExitStack()
+        if not isinstance(image, (str, Path)):
+            image = [Path(p) for p in image]
+            if not image:
+                raise InputError("no ortho tiles given")
+        single = isinstance(image, (str, Path)) and not Path(image).is_dir()
+        self.path = Path(image) if isinstance(image, (str, Path)) else image[0].parent
+        if single:
+            if not self.path.exists():
+                raise InputError(f"{self.path}: image not found")
+            self.src = self._stack.enter_context(_open(self.path))
+        else:
+            xml = mosaic_vrt(_tiles(image))
+            mem = self._stack.enter_context(MemoryFile(xml.encode(), ext=".vrt"))
+            self.src = self._stack.enter_context(mem.open())
+        self.height, self.width = self.src.height, self.src.width
+        self.transform, self.crs, self.count = self.src.transform, self.src.crs, self.src.count
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def check(self, bands: int) -> None:
+        """InputError unless the image has at least `bands` uint8 bands."""
+        if self.count < bands:
+            raise InputError(
+                f"{self.path}: {self.count} band(s), the model needs {bands} "
+                "(R, G, B, NIR[, elevation]) in that order"
+            )
+        if set(self.src.dtypes[:bands]) != {"uint8"}:
+            raise InputError(f"{self.path}: bands are {self.src.dtypes}, expected uint8")
+
+    def read(self, row: int, col: int, height: int, width: int, bands: int) -> np.ndarray:
+        """(bands, height, width) uint8; pixels outside the image are 0."""
+        out = np.zeros((bands, height, width), dtype=np.uint8)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + height, self.height), min(col + width, self.width)
+        if r1 > r0 and c1 > c0:
+            win = Window(c0, r0, c1 - c0, r1 - r0)
+            try:
+                block = self.src.read(list(range(1, bands + 1)), window=win)
+            except RasterioError as exc:
+                raise InputError(f"{self.path}: cannot read pixels at {win} ({exc})") from None
+            out[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
+        return out
+
+    def bounds_of(self, row: int, col: int, height: int, width: int) -> tuple[float, ...]:
+        """Extent (in the image CRS) of a pixel window."""
+        return tuple(window_bounds(Window(col, row, width, height), self.transform))
+
+
+class ElevationSource:
+    """DSM − DTM on the image grid, encoded as in IMG patches (scaled, clipped uint8)."""
+
+    def __init__(self, dsm: Path, dtm: Path, image: ImageSource, scale: float) -> None:
+        box = image.bounds_of(0, 0, image.height, image.width)
+        for p in (dsm, dtm):
+            if not Path(p).is_file():
+                raise InputError(f"{p}: surface model not found")
+            with _open(Path(p)) as src:
+                if not same_crs(src.crs, image.crs):
+                    raise InputError(f"{p}: CRS {src.crs} differs from the image's {image.crs}")
+                b, (rx, ry) = src.bounds, src.res
+                if (b.left > box[0] + rx or b.bottom > box[1] + ry
+                        or b.right < box[2] - rx or b.top < box[3] - ry):  # fmt: skip
+                    raise InputError(
+                        f"{p}: extent {tuple(b)} does not cover the image {image.path} "
+                        f"({tuple(round(v, 3) for v in box)})"
+                    )
+        self.image = image
+        self._elev = Elevation(Path(dsm), Path(dtm), scale)
+
+    def __enter__(self) -> ElevationSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._elev.close()
+
+    def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """(height, width) uint8 elevation band for a pixel window of the image."""
+        return self._elev.patch(self.image.bounds_of(row, col, height, width), (height, width))

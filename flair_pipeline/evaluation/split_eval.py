@@ -1,0 +1,133 @@
+"""Evaluate a trained model on the test split: predictions, FLAIR metrics, figures.
+
+Predictions are written as ``PRED_<id>.tif`` on each label's exact grid (FLAIR codes
+1..13, colour map), so `flair-pipeline evaluate` reproduces the score from the files
+alone; the confusion matrix is accumulated while predicting so the test set is read once.
+A model trained at 1/k resolution (train.downsample) predicts at that resolution and its
+logits are upsampled to the label grid: the metric is always computed at full resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from flair_pipeline.errors import InputError
+from flair_pipeline.evaluation.evaluate import write_bytes, write_metrics, write_text
+from flair_pipeline.evaluation.metrics import ConfusionAccumulator, Scores
+from flair_pipeline.evaluation.plots import (
+    confusion_csv,
+    confusion_png,
+    patch_figure,
+    per_domain_csv,
+)
+from flair_pipeline.io import write_geotiff
+from flair_pipeline.nomenclature import colormap, merge_to_13
+from flair_pipeline.training.checkpoint import Inference, load_inference
+from flair_pipeline.training.records import PatchRecord, by_split, load_records
+from flair_pipeline.training.samples import PatchDataset, S2Options, collate
+
+
+@dataclass
+class EvalReport:
+    """Scores and where the artifacts went."""
+
+    model: str
+    scores: Scores
+    metrics_json: Path
+    confusion_csv: Path
+    confusion_png: Path
+    per_domain_csv: Path
+    patches_png: Path
+    predictions: Path
+
+
+def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:
+    """Samples as the model was trained on them (resolution, S2 options, metadata)."""
+    hp = inf.hparams
+    s2 = S2Options(**hp["s2_options"]) if hp.get("s2_options") else None
+    encoder = None
+    if hp.get("meta_encoding"):
+        from flair_pipeline.models.metadata_mlp import MetadataEncoding
+
+        enc = {k: v for k, v in hp["meta_encoding"].items() if k != "dim"}
+        encoder = MetadataEncoding.from_dict(enc).encode
+    return PatchDataset(records, downsample=inf.downsample, with_mask=False, s2=s2,
+                        meta_encoder=encoder)  # fmt: skip
+
+
+@torch.no_grad()
+def predict_codes(
+    inf: Inference, batch: dict[str, torch.Tensor], size: tuple[int, int]
+) -> np.ndarray:
+    """FLAIR codes (B×H×W uint8, 1..13) at label size `size`."""
+    device = next(inf.module.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items() if k != "index"}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = inf.module(batch)["logits"].float()
+    if tuple(logits.shape[-2:]) != size:
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return (logits.argmax(1) + 1).to(torch.uint8).cpu().numpy()
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    dataset: str | Path,
+    out_dir: str | Path,
+    *,
+    split: str = "test",
+    batch_size: int = 16,
+    device: str | None = None,
+    n_figure: int = 4,
+    progress: bool = False,
+) -> EvalReport:
+    """Predict every `split` patch of `dataset` with `checkpoint` and score it."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    inf = load_inference(checkpoint, device)
+    records = [r for r in by_split(load_records(dataset), split) if r.msk is not None]
+    if not records:
+        raise InputError(f"{dataset}: no labelled {split} patches to evaluate on")
+    out = Path(out_dir)
+    pred_dir = out / "predictions"
+    loader = DataLoader(dataset_for(inf, records), batch_size=batch_size, collate_fn=collate)
+    acc = ConfusionAccumulator()
+    figure: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
+    pick = set(np.linspace(0, len(records) - 1, min(n_figure, len(records))).astype(int).tolist())
+    for batch in tqdm(loader, desc=f"evaluate {inf.name}", disable=not progress):
+        idx = batch["index"].tolist()
+        with rasterio.open(records[idx[0]].msk) as src:
+            size = (src.height, src.width)
+        codes = predict_codes(inf, batch, size)
+        for k, i in enumerate(idx):
+            rec = records[i]
+            with rasterio.open(rec.msk) as src:
+                truth, transform, crs = src.read(1), src.transform, src.crs
+            if truth.shape != codes[k].shape:
+                raise InputError(f"{rec.msk}: {truth.shape} label, model predicts {codes[k].shape}")
+            write_geotiff(pred_dir / rec.domain / f"PRED_{rec.patch_id}.tif", codes[k],
+                          transform, crs, colormap=colormap())  # fmt: skip
+            acc.add(merge_to_13(truth, source=str(rec.msk)), codes[k] - 1, rec.domain)
+            if i in pick:
+                with rasterio.open(rec.img) as src:
+                    figure.append((src.read(), truth, codes[k], rec.patch_id))
+    scores = acc.scores()
+    report = EvalReport(
+        model=inf.name,
+        scores=scores,
+        metrics_json=write_metrics(scores, out / "metrics.json"),
+        confusion_csv=write_text(out / "confusion.csv", confusion_csv(scores.matrix)),
+        confusion_png=write_bytes(out / "confusion.png", confusion_png(scores.matrix)),
+        per_domain_csv=write_text(out / "per_domain.csv", per_domain_csv(scores)),
+        patches_png=write_bytes(
+            out / "patches.png", patch_figure(*map(list, zip(*figure, strict=True)))
+        ),
+        predictions=pred_dir,
+    )
+    return report

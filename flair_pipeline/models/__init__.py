@@ -1,0 +1,71 @@
+"""The segmentation models of the pipeline behind one interface.
+
+:func:`build_model` builds FLAIR's three baselines by name. Every model takes a dict of
+tensors (``img`` and, depending on the model, ``meta`` or ``s2``/``dates``/``pad_mask``) and
+returns a dict with ``logits`` (plus ``aux`` for U-T&T), lists the keys it needs in
+``required_inputs`` and keeps in ``hparams_dict`` the keyword arguments that rebuild it, so
+training, checkpoints and evaluation never special-case a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flair_pipeline.errors import ConfigError
+from flair_pipeline.models.metadata_mlp import MetadataEncoding, MetadataMLP, UNetMeta
+from flair_pipeline.models.unet import FlairModel, UNet, build_unet, count_parameters
+from flair_pipeline.models.utae import UTAE
+from flair_pipeline.models.utt import UTT
+
+MODEL_NAMES: tuple[str, ...] = ("unet", "unet-meta", "utt")
+
+__all__ = [
+    "MODEL_NAMES",
+    "UTAE",
+    "UTT",
+    "FlairModel",
+    "MetadataEncoding",
+    "MetadataMLP",
+    "UNet",
+    "UNetMeta",
+    "build_model",
+    "build_unet",
+    "count_parameters",
+]
+
+
+def build_model(
+    name: Literal["unet", "unet-meta", "utt"],
+    *,
+    in_channels: int = 5,
+    classes: int = 13,
+    encoder_weights: str | None = None,
+    meta_dim: int | None = None,
+    s2_bands: int = 10,
+    utae: dict[str, Any] | None = None,
+    fusion: dict[str, Any] | None = None,
+) -> FlairModel:
+    """Build model `name`; arguments a model does not use must be left at their default,
+    so a config that sets, e.g., U-TAE options for a plain U-Net is flagged, not ignored."""
+    if name not in MODEL_NAMES:
+        raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
+    common = {"in_channels": in_channels, "classes": classes, "encoder_weights": encoder_weights}
+    unused = {
+        "meta_dim": meta_dim is not None and name != "unet-meta",
+        "s2_bands": s2_bands != 10 and name != "utt",
+        "utae": bool(utae) and name != "utt",
+        "fusion": bool(fusion) and name != "utt",
+    }
+    bad = [k for k, v in unused.items() if v]
+    if bad:
+        raise ConfigError(f"model {name!r} does not use {', '.join(bad)}")
+    if name == "unet":
+        return UNet(**common)
+    if name == "unet-meta":
+        if meta_dim is None or meta_dim <= 0:
+            raise ConfigError(
+                "model 'unet-meta' needs meta_dim (the MetadataEncoding.dim of the training "
+                f"records), got {meta_dim!r}"
+            )
+        return UNetMeta(meta_dim=meta_dim, **common)
+    return UTT(s2_bands=s2_bands, utae=utae, fusion=fusion, **common)

@@ -1,0 +1,230 @@
+"""Data roots on object storage: any fsspec URL (``s3://…``, ``gs://…``, ``memory://…``).
+
+Why staging rather than reading and writing through fsspec everywhere: the core library
+works on local paths (rasterio windows, GeoPackages through OGR, atomic renames), and a
+rename does not exist on S3. So a step that works on URL roots
+
+1. *pulls* what it reads (its domain's raw inputs, the dataset files it depends on) into a
+   private local staging folder,
+2. runs the unchanged core code on that folder, and
+3. on success only, *publishes* every file it created or changed to the dataset root.
+
+Publishing is atomic per file: on object stores (S3, GCS, Azure, memory) a PUT creates the
+object whole or not at all, and files are only published once completely written and the
+step has succeeded, so readers never see a half-written IMG/MSK. Other fsspec backends
+(sftp, local ``file://``) get a temporary name and a move. Data files go first and
+``metadata/`` last, so whoever sees a domain's metadata also sees its patches.
+
+S3 settings come from the standard environment: ``AWS_ENDPOINT_URL`` (MinIO, Ceph, a
+local server), ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``.
+Timeouts are short so that an unreachable endpoint fails in seconds, with its address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+from flair_pipeline.errors import FlairPipelineError, InputError
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+#: Backends where one PUT writes a whole object atomically (no temp name needed).
+ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}
+#: Short S3 timeouts: an unreachable endpoint must fail in seconds, not after minutes.
+S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}
+
+
+class StorageError(FlairPipelineError):
+    """An object store that cannot be reached or read (names the URL and the endpoint)."""
+
+
+def is_url(root: str | Path) -> bool:
+    """True for ``scheme://…`` roots (handled by fsspec), False for local paths."""
+    return isinstance(root, str) and bool(_URL.match(root))
+
+
+def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem of `url` and the path inside it (no trailing slash)."""
+    protocol = url.split("://", 1)[0].lower()
+    options: dict[str, object] = {}
+    if protocol in ("s3", "s3a"):
+        options["config_kwargs"] = dict(S3_CONFIG)
+        # Explicit, so that fsspec's instance cache keys on it (a changed variable is seen).
+        found = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if found:
+            options["client_kwargs"] = {"endpoint_url": found}
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except (ImportError, ValueError) as exc:
+        raise StorageError(f"{url}: no filesystem for this URL ({exc})") from None
+    return fs, path.rstrip("/")
+
+
+def endpoint(fs: AbstractFileSystem, url: str) -> str:
+    """Where `fs` sends requests, for error messages (the S3 endpoint, or the URL scheme)."""
+    kwargs = getattr(fs, "client_kwargs", None) or {}
+    found = kwargs.get("endpoint_url") or getattr(fs, "endpoint_url", None)
+    if found:
+        return str(found)
+    if url.split("://", 1)[0].lower() in ("s3", "s3a"):
+        return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+            "AWS_ENDPOINT_URL", "AWS S3 (default endpoint)"
+        )
+    return url.split("://", 1)[0] + "://"
+
+
+@contextlib.contextmanager
+def _reported(fs: AbstractFileSystem, url: str, doing: str) -> Iterator[None]:
+    """Turn any transport failure into a StorageError naming the URL and the endpoint."""
+    try:
+        yield
+    except FlairPipelineError:
+        raise
+    except FileNotFoundError as exc:
+        raise StorageError(
+            f"{url}: not found while {doing} (endpoint {endpoint(fs, url)}): {exc}"
+        ) from None
+    except Exception as exc:  # botocore, aiohttp, OSError: all mean "cannot use the store"
+        raise StorageError(
+            f"{url}: object storage at {endpoint(fs, url)} failed while {doing}: "
+            f"{type(exc).__name__}: {exc}. Check the endpoint (AWS_ENDPOINT_URL), the "
+            "credentials and that the bucket exists."
+        ) from None
+
+
+def list_files(url: str) -> list[str]:
+    """Relative names of every file under `url` (empty when nothing is there)."""
+    fs, root = filesystem(url)
+    with _reported(fs, url, "listing"):
+        if not fs.exists(root):
+            return []
+        found = fs.find(root)
+    return sorted(p[len(root) :].lstrip("/") for p in found)
+
+
+def list_domains(raw_url: str) -> list[str]:
+    """Domain folders under ``<raw_url>/domains`` (for URL raw roots)."""
+    from flair_pipeline.domains import is_domain_id
+
+    names = {p.split("/", 1)[0] for p in list_files(f"{raw_url.rstrip('/')}/domains")}
+    return sorted(n for n in names if is_domain_id(n))
+
+
+def pull(url: str, local: Path, prefixes: Iterable[str], *, required: bool = False) -> int:
+    """Copy the files under each prefix of `url` (a folder or one file) into `local`.
+
+    With `required`, a prefix with nothing under it is an InputError naming the URL.
+    Returns the number of files copied.
+    """
+    fs, root = filesystem(url)
+    count = 0
+    for prefix in prefixes:
+        base = f"{root}/{prefix.strip('/')}"
+        with _reported(fs, url, f"listing {prefix}"):
+            found = fs.find(base) if fs.exists(base) else []
+        if not found and required:
+            raise InputError(f"{url.rstrip('/')}/{prefix.strip('/')}: nothing found there")
+        for remote in found:
+            dest = local / remote[len(root) :].lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with _reported(fs, url, f"downloading {remote}"):
+                fs.get_file(remote, str(dest))
+            count += 1
+    return count
+
+
+def snapshot(local: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file under `local`, to see later what a step changed."""
+    if not local.is_dir():
+        return {}
+    return {
+        str(p.relative_to(local)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in local.rglob("*")
+        if p.is_file()
+    }
+
+
+def _publish_order(name: str) -> tuple[int, str]:
+    return (1 if name.startswith("metadata/") else 0, name)
+
+
+def publish(local: Path, url: str, before: dict[str, tuple[int, int]]) -> list[str]:
+    """Upload the files under `local` that are new or changed since `before`.
+
+    Hidden files (temporary names of the atomic writers) are never uploaded. Returns the
+    relative names uploaded, data first and metadata last.
+    """
+    fs, root = filesystem(url)
+    now = snapshot(local)
+    changed = [
+        name
+        for name, stat in now.items()
+        if before.get(name) != stat and not any(part.startswith(".") for part in name.split("/"))
+    ]
+    atomic = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    for name in sorted(changed, key=_publish_order):
+        remote = f"{root}/{name}"
+        with _reported(fs, url, f"uploading {name}"):
+            if atomic in ATOMIC_PUT:
+                fs.put_file(str(local / name), remote)
+            else:
+                parent, _, base = remote.rpartition("/")
+                tmp = f"{parent}/.{base}.{uuid.uuid4().hex}.tmp"
+                fs.makedirs(parent, exist_ok=True)
+                fs.put_file(str(local / name), tmp)
+                fs.mv(tmp, remote)
+    return changed
+
+
+@dataclass
+class Staging:
+    """Local folders standing in for URL roots during one step."""
+
+    raw: str
+    dataset: str
+    folder: Path | None = None
+    baseline: dict[str, tuple[int, int]] = field(default_factory=dict)
+    published: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def staged(
+    raw: str, dataset: str, domain: str | None, dataset_files: Iterable[str] = ()
+) -> Iterator[Staging]:
+    """Local stand-ins for the `raw` and `dataset` roots, published back on success.
+
+    Local roots are passed through untouched (no copy). For a URL raw root the domain's
+    inputs (``domains/<domain>/``) are pulled; for a URL dataset root, `dataset_files`
+    (prefixes, ``{domain}`` filled in). The staging folder (under FLAIR_STAGING_DIR or the
+    system temp folder) is deleted afterwards, whatever happens.
+    """
+    if not (is_url(raw) or is_url(dataset)):
+        yield Staging(raw, dataset)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="flair-stage-", dir=os.environ.get("FLAIR_STAGING_DIR")))
+    try:
+        stage = Staging(raw, dataset, folder)
+        if is_url(raw):
+            stage.raw = str(folder / "raw")
+            if domain is not None:
+                pull(raw, Path(stage.raw), [f"domains/{domain}"], required=True)
+        if is_url(dataset):
+            stage.dataset = str(folder / "dataset")
+            prefixes = [p.format(domain=domain) for p in dataset_files]
+            pull(dataset, Path(stage.dataset), prefixes)
+            stage.baseline = snapshot(Path(stage.dataset))
+        yield stage
+        if is_url(dataset):
+            stage.published = publish(Path(stage.dataset), dataset, stage.baseline)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,77 @@
+"""Training curves: one row per epoch (CSV, for `dvc plots`) and a PNG for the UI.
+
+Lightning's CSVLogger writes one row per logging call with sparse columns; this folds
+them into one row per epoch so the curves are readable by people and by DVC alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from flair_pipeline.io import atomic_path
+
+COLUMNS = ("epoch", "train_loss", "val_loss", "val_miou")
+
+
+def epoch_rows(metrics_csv: Path) -> list[dict[str, float]]:
+    """One dict per epoch with the COLUMNS found (missing ones absent)."""
+    rows: dict[int, dict[str, float]] = {}
+    if not metrics_csv.is_file():
+        return []
+    with metrics_csv.open(newline="") as f:
+        for raw in csv.DictReader(f):
+            if not raw.get("epoch"):
+                continue
+            e = int(float(raw["epoch"]))
+            row = rows.setdefault(e, {"epoch": float(e)})
+            for k in COLUMNS[1:]:
+                v = raw.get(k)
+                if v not in (None, ""):
+                    row[k] = float(v)
+    return [rows[e] for e in sorted(rows)]
+
+
+def write_curves(
+    metrics_csv: Path, out_dir: Path, title: str, prior: list[dict[str, float]] | None = None
+) -> tuple[Path, Path]:
+    """Write ``curves.csv`` and ``curves.png`` into `out_dir`; return their paths.
+
+    `prior` holds the epochs of an earlier run this one resumed (Lightning's CSV logger
+    starts a fresh file on resume); epochs logged again by this run replace them.
+    """
+    merged = {int(r["epoch"]): r for r in prior or []}
+    merged.update({int(r["epoch"]): r for r in epoch_rows(metrics_csv)})
+    rows = [merged[e] for e in sorted(merged)]
+    csv_path, png_path = out_dir / "curves.csv", out_dir / "curves.png"
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(COLUMNS)
+        for r in rows:
+            w.writerow([int(r["epoch"]), *(_fmt(r.get(k)) for k in COLUMNS[1:])])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+    epochs = [r["epoch"] for r in rows]
+    for key in ("train_loss", "val_loss"):
+        ax1.plot(epochs, [r.get(key, math.nan) for r in rows], "-o", ms=2, label=key)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend(fontsize=7)
+    ax2.plot(epochs, [r.get("val_miou", math.nan) for r in rows], "-o", ms=2, color="C2")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation mIoU")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return png_path, csv_path
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:.6f}"

@@ -1,0 +1,166 @@
+"""The Lightning module: normalisation, augmentation, losses, validation mIoU.
+
+Normalisation statistics are buffers of the module (so they travel in every checkpoint)
+and are applied here, not in the loaders: the model itself always sees normalised
+inputs, and evaluation and large-area prediction reuse the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.models import build_model
+from flair_pipeline.nomenclature import N_CLASSES_MERGED, OTHER_INDEX
+from flair_pipeline.training.augment import augment_batch
+from flair_pipeline.training.stats import class_weights
+
+
+class NonFiniteLossError(FlairPipelineError):
+    """The loss became NaN or infinite: training cannot meaningfully continue."""
+
+
+class FlairModule(L.LightningModule):
+    """Wraps a model from :func:`flair_pipeline.models.build_model` for training.
+
+    Everything needed to rebuild and use the model (name, constructor kwargs, statistics,
+    metadata vocabulary, patch geometry) is saved as hyper-parameters in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        model_kwargs: dict[str, Any],
+        stats: dict[str, Any],
+        *,
+        optimizer: str = "sgd",
+        lr: float = 0.02,
+        weight_decay: float = 0.0,
+        scheduler: str = "plateau",
+        epochs: int = 200,
+        augment: bool = True,
+        aux_weight: float = 0.5,
+        seed: int = 0,
+        patch_size: int = 512,
+        resolution: float = 0.2,
+        downsample: int = 1,
+        elevation_scale: float = 5.0,
+        meta_encoding: dict[str, Any] | None = None,
+        s2_options: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        encoder_weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        # encoder_weights only initialise a new model: a checkpoint carries trained weights,
+        # so reloading must neither download ImageNet weights nor need the original file
+        self.save_hyperparameters(ignore=["encoder_weights"])
+        self.model = build_model(model_name, encoder_weights=encoder_weights, **model_kwargs)
+        c = len(stats["mean"])
+        self.register_buffer("img_mean", torch.tensor(stats["mean"]).view(1, c, 1, 1))
+        self.register_buffer("img_std", torch.tensor(stats["std"]).view(1, c, 1, 1))
+        if stats.get("s2_mean") is not None:
+            k = len(stats["s2_mean"])
+            self.register_buffer("s2_mean", torch.tensor(stats["s2_mean"]).view(1, 1, k, 1, 1))
+            self.register_buffer("s2_std", torch.tensor(stats["s2_std"]).view(1, 1, k, 1, 1))
+        self.register_buffer("class_weight", class_weights())
+        self.val_confusion = MulticlassConfusionMatrix(N_CLASSES_MERGED)
+        self._generator = torch.Generator().manual_seed(seed)
+        self.last_good_step = 0
+
+    # -- inputs ------------------------------------------------------------------------
+    def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Normalised model inputs from a loader batch (mask and index left out)."""
+        img = (batch["img"] - self.img_mean) / self.img_std
+        if self.hparams.channels_last:
+            img = img.contiguous(memory_format=torch.channels_last)
+        inputs = {"img": img}
+        if "meta" in batch:
+            inputs["meta"] = batch["meta"]
+        if "s2" in batch:
+            inputs["s2"] = (batch["s2"] - self.s2_mean) / self.s2_std
+            inputs["dates"], inputs["pad_mask"] = batch["dates"], batch["pad_mask"]
+        return inputs
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.model(self.prepare(batch))
+
+    # -- steps -------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
+        if self.hparams.augment:
+            batch = augment_batch(batch, self._generator)
+        out = self(batch)
+        loss = F.cross_entropy(out["logits"].float(), batch["msk"], weight=self.class_weight)
+        if "aux" in out and self.hparams.aux_weight > 0:
+            aux = F.cross_entropy(
+                self._aux_to_patch(out["aux"], batch["msk"].shape[-2:]),
+                batch["msk"],
+                weight=self.class_weight,
+            )
+            self.log("train_aux_loss", aux, on_step=False, on_epoch=True)
+            loss = loss + self.hparams.aux_weight * aux
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                f"training stopped, the last good checkpoint is kept (step {self.last_good_step})"
+                "; lower train.lr or check the inputs for NaN"
+            )
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, *_: Any) -> None:
+        self.last_good_step = self.global_step
+
+    def _aux_to_patch(self, aux: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        """The aux map's centre crop over the patch footprint, resized to the mask."""
+        side_m = self.hparams.patch_size * self.hparams.resolution
+        crop = max(1, min(aux.shape[-1], round(side_m / 10.0)))  # as the fusion's crop_px
+        h0 = (aux.shape[-2] - crop) // 2
+        w0 = (aux.shape[-1] - crop) // 2
+        centre = aux[..., h0 : h0 + crop, w0 : w0 + crop].float()
+        return F.interpolate(centre, size=tuple(size), mode="bilinear", align_corners=False)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
+        out = self(batch)
+        loss = F.cross_entropy(out["logits"].float(), batch["msk"], weight=self.class_weight)
+        self.log("val_loss", loss, on_step=False, on_epoch=True)
+        self.val_confusion.update(out["logits"].argmax(1), batch["msk"])
+
+    def on_validation_epoch_end(self) -> None:
+        cm = self.val_confusion.compute().double()
+        self.val_confusion.reset()
+        self.log("val_miou", miou_from_confusion(cm), prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self.model.parameters()
+        if hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=0.9, weight_decay=hp.weight_decay)
+        if hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.epochs)
+            return {"optimizer": opt, "lr_scheduler": sched}
+        if hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=10)
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": "val_miou", "interval": "epoch"},
+            }
+        return opt
+
+
+def miou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
+    """Mean IoU over the 12 land-cover classes ("other" excluded, as FLAIR reports);
+    classes absent from both truth and prediction are left out of the mean."""
+    tp = cm.diag()
+    denom = cm.sum(0) + cm.sum(1) - tp
+    keep = torch.arange(len(cm), device=cm.device) != OTHER_INDEX
+    keep &= denom > 0
+    if not keep.any():
+        return torch.tensor(0.0)
+    return (tp[keep] / denom[keep]).mean().float()

@@ -1,0 +1,120 @@
+"""Which patches a training run sees: one record per patch, from our dataset or a manifest.
+
+Two sources give the same records: a dataset built by this pipeline (DESIGN §4: the
+release layout plus ``metadata/splits.csv``, ``aerial_metadata.json`` and
+``centroids_sp_to_patch.json``) and a manifest CSV written by ``flair-pipeline
+import-flair`` for the official release. Everything downstream (datasets, statistics,
+evaluation) works on records, so it never needs to know where the files came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.dataset.splits import read_splits
+from flair_pipeline.errors import InputError
+from flair_pipeline.sources.flair_release import read_manifest
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """One patch: its files, its split and what the optional inputs need."""
+
+    patch_id: str
+    domain: str
+    zone: str
+    split: str
+    img: Path
+    msk: Path | None
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    sen_prefix: Path | None = None  # SEN2_sp_<domain>-<zone> without the _data.npy suffix
+    centroid: tuple[int, int] | None = None  # row, col in the zone's super-area
+
+
+def from_dataset(root: str | Path) -> list[PatchRecord]:
+    """Records of a dataset built by this pipeline, in (domain, zone, id) order.
+
+    Needs ``splits.csv`` and ``aerial_metadata.json`` (written by ``split_assignment``);
+    the Sentinel-2 centroid index is optional (U-T&T checks for it).
+    """
+    layout = DatasetLayout(Path(root))
+    for need in (layout.splits, layout.aerial_metadata):
+        if not need.is_file():
+            raise InputError(
+                f"{need}: missing; materialize split_assignment (flair-pipeline materialize "
+                "--select split_assignment) before training"
+            )
+    splits = read_splits(layout.splits)
+    meta = _load_json(layout.aerial_metadata)
+    centroids = _load_json(layout.centroids) if layout.centroids.is_file() else {}
+    records = []
+    for key, m in sorted(meta.items(), key=lambda kv: (kv[1]["domain"], kv[1]["zone"], kv[0])):
+        patch_id = key.removeprefix("IMG_").removesuffix(".tif")
+        domain, zone = m["domain"], m["zone"]
+        if domain not in splits:
+            continue  # built but not assigned: not part of this dataset version
+        rc = centroids.get(f"IMG_{patch_id}.tif")
+        records.append(
+            PatchRecord(
+                patch_id=patch_id,
+                domain=domain,
+                zone=zone,
+                split=splits[domain],
+                img=layout.img(domain, zone, patch_id),
+                msk=layout.msk(domain, zone, patch_id),
+                meta=m,
+                sen_prefix=layout.sen_prefix(domain, zone),
+                centroid=(int(rc[0]), int(rc[1])) if rc is not None else None,
+            )
+        )
+    return records
+
+
+def from_manifest(path: str | Path) -> list[PatchRecord]:
+    """Records of an official FLAIR release indexed by ``import-flair``.
+
+    The split is the release's own folder split when it has one, else FLAIR's official
+    split of the domain; metadata is limited to what the manifest knows (location).
+    """
+    records = []
+    for row in read_manifest(path):
+        split = {"val": "validation"}.get(row.split, row.split) or row.official_split
+        records.append(
+            PatchRecord(
+                patch_id=row.patch_id,
+                domain=row.domain,
+                zone=row.zone,
+                split=split,
+                img=Path(row.img_path),
+                msk=Path(row.msk_path) if row.msk_path else None,
+                meta={"patch_centroid_x": row.x_centroid, "patch_centroid_y": row.y_centroid},
+            )
+        )
+    return records
+
+
+def load_records(source: str | Path) -> list[PatchRecord]:
+    """From a dataset root (a folder) or a manifest (a ``.csv`` file)."""
+    p = Path(source)
+    if p.suffix.lower() == ".csv":
+        return from_manifest(p)
+    if not p.is_dir():
+        raise InputError(f"{p}: neither a dataset folder nor a manifest CSV")
+    return from_dataset(p)
+
+
+def by_split(records: list[PatchRecord], split: str) -> list[PatchRecord]:
+    return [r for r in records if r.split == split]
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not readable JSON ({exc})") from exc

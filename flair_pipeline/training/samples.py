@@ -1,0 +1,185 @@
+"""Reading one training sample: aerial image, merged mask, metadata, Sentinel-2 window.
+
+The dataset returns raw-ish tensors (uint8 image as float, merged mask, S2 reflectance
+as float) and leaves normalisation to the model wrapper, so that the statistics stored
+with a checkpoint are applied identically in training, evaluation and large-area
+prediction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from flair_pipeline.errors import InputError
+from flair_pipeline.nomenclature import merge_to_13
+from flair_pipeline.sentinel2.preprocess import cloud_filter, monthly_average
+from flair_pipeline.sentinel2.series import product_date
+from flair_pipeline.training.records import PatchRecord
+
+
+@dataclass(frozen=True)
+class S2Options:
+    """How the Sentinel-2 window is cut and cleaned (FLAIR-2's options)."""
+
+    window: int = 40
+    filter_clouds: bool = False
+    cloud_threshold: int = 60
+    cloud_max_fraction: float = 0.5
+    monthly_average: bool = False
+
+
+class ZoneSeries:
+    """A zone's super-area series, memory-mapped and loaded once per worker."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, tuple[np.ndarray, np.ndarray, list[dt.date]]] = {}
+
+    def get(self, prefix: Path) -> tuple[np.ndarray, np.ndarray, list[dt.date]]:
+        if prefix not in self._cache:
+            data_f, masks_f = Path(f"{prefix}_data.npy"), Path(f"{prefix}_masks.npy")
+            products_f = Path(f"{prefix}_products.txt")
+            try:
+                data = np.load(data_f, mmap_mode="r")
+                masks = np.load(masks_f, mmap_mode="r")
+                products = products_f.read_text().split()
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{prefix}_*: Sentinel-2 series unreadable ({exc})") from exc
+            dates = [product_date(p) for p in products]
+            if len(dates) != len(data) or None in dates:
+                raise InputError(f"{products_f}: {len(products)} products, {len(data)} dates")
+            self._cache[prefix] = (data, masks, dates)  # type: ignore[assignment]
+        return self._cache[prefix]
+
+
+def s2_window(
+    record: PatchRecord, series: ZoneSeries, opts: S2Options
+) -> tuple[np.ndarray, np.ndarray]:
+    """(T×10×w×w float32 reflectance, T day-of-year) around the patch centroid."""
+    if record.sen_prefix is None or record.centroid is None:
+        raise InputError(
+            f"patch {record.patch_id} ({record.domain}/{record.zone}): no Sentinel-2 window "
+            "(materialize sentinel2_series and sentinel2_index, or train a model without S2)"
+        )
+    data, masks, dates = series.get(record.sen_prefix)
+    r, c = record.centroid
+    h = opts.window // 2
+    r0, c0 = r - h, c - h
+    if r0 < 0 or c0 < 0 or r0 + opts.window > data.shape[2] or c0 + opts.window > data.shape[3]:
+        raise InputError(
+            f"patch {record.patch_id}: {opts.window} px window at ({r}, {c}) leaves the "
+            f"super-area {data.shape[2]}×{data.shape[3]} of {record.sen_prefix}"
+        )
+    win = data[:, :, r0 : r0 + opts.window, c0 : c0 + opts.window]
+    msk = masks[:, :, r0 : r0 + opts.window, c0 : c0 + opts.window]
+    return preprocess_window(win, msk, list(dates), opts)
+
+
+def preprocess_window(
+    data: np.ndarray, masks: np.ndarray, dates: list[dt.date], opts: S2Options
+) -> tuple[np.ndarray, np.ndarray]:
+    """FLAIR-2's cloud filter and monthly averages as configured; (float32 data, doy)."""
+    win, msk, days = np.asarray(data), np.asarray(masks), list(dates)
+    if opts.filter_clouds:
+        kept = cloud_filter(win, msk, days, opts.cloud_threshold, opts.cloud_max_fraction)
+        win, msk, days = kept.data, kept.masks, kept.dates
+    if opts.monthly_average:
+        win, msk, days = monthly_average(win, msk, days)
+    doy = np.array([d.timetuple().tm_yday for d in days], np.int64)
+    return win.astype(np.float32), doy
+
+
+class PatchDataset(Dataset):
+    """Samples as dicts: ``img`` (C×H×W float, 0..255), ``msk`` (H×W long, 0..12),
+    optional ``meta`` (D float), ``s2`` (T×10×w×w float) and ``dates`` (T long)."""
+
+    def __init__(
+        self,
+        records: list[PatchRecord],
+        *,
+        downsample: int = 1,
+        with_mask: bool = True,
+        s2: S2Options | None = None,
+        meta_encoder: Callable[[list[dict[str, Any]]], torch.Tensor] | None = None,
+    ) -> None:
+        self.records = records
+        self.downsample = downsample
+        self.with_mask = with_mask
+        self.s2 = s2
+        self.meta_encoder = meta_encoder
+        self._series = ZoneSeries()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rec = self.records[i]
+        out: dict[str, Any] = {"index": i, "img": read_image(rec.img, self.downsample)}
+        if self.with_mask:
+            if rec.msk is None:
+                raise InputError(f"patch {rec.patch_id}: no MSK file to train or evaluate on")
+            out["msk"] = read_mask(rec.msk, self.downsample)
+        if self.meta_encoder is not None:
+            out["meta"] = self.meta_encoder([rec.meta])[0]
+        if self.s2 is not None:
+            win, doy = s2_window(rec, self._series, self.s2)
+            out["s2"], out["dates"] = torch.from_numpy(win), torch.from_numpy(doy)
+        return out
+
+
+def read_image(path: Path, downsample: int = 1) -> torch.Tensor:
+    """An IMG patch as float C×H×W (0..255), area-averaged by `downsample`."""
+    try:
+        with rasterio.open(path) as src:
+            arr = src.read()
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{path}: unreadable image ({exc})") from exc
+    img = torch.from_numpy(arr.astype(np.float32))
+    if downsample > 1:
+        img = F.avg_pool2d(img[None], downsample)[0]
+    return img
+
+
+def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
+    """A MSK patch merged to the 13 classes (long H×W); a bad code names the file."""
+    try:
+        with rasterio.open(path) as src:
+            codes = src.read(1)
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{path}: unreadable mask ({exc})") from exc
+    merged = merge_to_13(codes, source=str(path))
+    if downsample > 1:  # the centre pixel of each block: a label, never an average
+        o = downsample // 2
+        merged = merged[o::downsample, o::downsample]
+    return torch.from_numpy(merged.astype(np.int64))
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack a batch; series of different lengths are padded at the end with a pad mask
+    (True = padded) so U-TAE can ignore those dates."""
+    out: dict[str, torch.Tensor] = {}
+    for key in samples[0]:
+        if key in ("s2", "dates"):
+            continue
+        vals = [s[key] for s in samples]
+        out[key] = torch.stack(vals) if isinstance(vals[0], torch.Tensor) else torch.tensor(vals)
+    if "s2" in samples[0]:
+        t = max(s["s2"].shape[0] for s in samples)
+        b, (_, c, h, w) = len(samples), samples[0]["s2"].shape
+        s2 = torch.zeros(b, t, c, h, w)
+        dates = torch.zeros(b, t, dtype=torch.long)
+        pad = torch.ones(b, t, dtype=torch.bool)
+        for i, s in enumerate(samples):
+            n = s["s2"].shape[0]
+            s2[i, :n], dates[i, :n], pad[i, :n] = s["s2"], s["dates"], False
+        out.update(s2=s2, dates=dates, pad_mask=pad)
+    return out

@@ -1,0 +1,268 @@
+"""Train one baseline on a dataset (ours or an imported FLAIR release): the whole recipe.
+
+The single entry point for the CLI (`flair-pipeline train`) and the Dagster assets
+(`model_unet`, `model_utt`): it reads the records, computes statistics on the train
+split, builds the loaders and the Lightning trainer from config, trains, and leaves in
+`out_dir` the checkpoints (best validation mIoU and last), the logs (CSV and
+TensorBoard), the training curves (CSV + PNG) and a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from flair_pipeline.config import PipelineConfig
+from flair_pipeline.errors import InputError
+from flair_pipeline.io import atomic_path
+from flair_pipeline.training.checkpoint import check_model
+from flair_pipeline.training.curves import epoch_rows, write_curves
+from flair_pipeline.training.module import FlairModule
+from flair_pipeline.training.records import PatchRecord, by_split, load_records
+from flair_pipeline.training.samples import PatchDataset, S2Options, collate, read_image
+from flair_pipeline.training.stats import compute_stats
+
+MODELS = ("unet", "unet-meta", "utt")
+
+
+@dataclass
+class TrainReport:
+    """What a training run produced, for metadata, DVC metrics and the closing log line."""
+
+    model: str
+    best_val_miou: float
+    epochs: int
+    steps: int
+    wall_s: float
+    images_per_s: float
+    train_patches: int
+    val_patches: int
+    best_checkpoint: str
+    last_checkpoint: str
+    curves_png: str
+    curves_csv: str
+    device: str
+
+    def write(self, path: Path) -> Path:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+
+class _Throughput(Callback):
+    """Training images per second, over the time spent in training epochs only."""
+
+    def __init__(self) -> None:
+        self.images, self.seconds, self._t0 = 0, 0.0, 0.0
+
+    def on_train_epoch_start(self, *_: Any) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: Any, module: Any, outputs: Any, batch: Any, *_: Any
+    ) -> None:
+        self.images += int(batch["img"].shape[0])
+
+    def on_train_epoch_end(self, *_: Any) -> None:
+        self.seconds += time.perf_counter() - self._t0
+
+
+def s2_options(cfg: PipelineConfig) -> S2Options:
+    s = cfg.sentinel2
+    return S2Options(s.window, s.filter_clouds, s.cloud_threshold, s.cloud_max_fraction,
+                     s.monthly_average)  # fmt: skip
+
+
+def model_kwargs(
+    cfg: PipelineConfig, name: str, in_channels: int, meta_dim: int | None, patch_m: float
+) -> dict:
+    """Constructor arguments of `name` for :func:`flair_pipeline.models.build_model`.
+
+    U-T&T's cropped branch takes the S2 pixels under the patch: `patch_m` / 10 m.
+    """
+    kw: dict[str, Any] = {"in_channels": in_channels, "classes": 13}
+    if name == "unet-meta":
+        kw["meta_dim"] = meta_dim
+    if name == "utt":
+        w = cfg.train.utae_width
+        kw["s2_bands"] = 10
+        heads = next(h for h in (16, 8, 4, 2, 1) if w % h == 0)  # FLAIR: 16 heads at 64
+        kw["utae"] = {
+            "encoder_widths": [w, w, w, 2 * w],
+            "decoder_widths": [w // 2, w // 2, w, 2 * w],
+            "n_head": heads,
+            "d_model": 4 * w,
+        }
+        kw["fusion"] = {
+            "modality_dropout": cfg.train.modality_dropout,
+            "crop_px": max(1, round(patch_m / 10.0)),
+        }
+    return kw
+
+
+def train_model(
+    source: str | Path,
+    out_dir: str | Path,
+    cfg: PipelineConfig,
+    model_name: str,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainReport:
+    """Train `model_name` on the patches of `source` (dataset root or manifest CSV)."""
+    if model_name not in MODELS:
+        raise InputError(f"unknown model {model_name!r}: expected one of {', '.join(MODELS)}")
+    out = Path(out_dir)
+    t = cfg.train
+    records = load_records(source)
+    train, val = by_split(records, "train"), by_split(records, "validation")
+    if not train:
+        raise InputError(f"{source}: no train patches (check splits.csv / the manifest split)")
+    if not val:
+        raise InputError(f"{source}: no validation patches; validation mIoU picks the best model")
+    s2 = s2_options(cfg) if model_name == "utt" else None
+    if s2 is not None:
+        _require_s2(train + val)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    resume_from: str | None = None
+    if resume and last.is_file():
+        hp = check_model(last, model_name)
+        stats, kwargs, meta_enc = hp["stats"], hp["model_kwargs"], hp.get("meta_encoding")
+        resume_from = str(last)
+    else:
+        if resume:
+            warnings.warn(f"--resume: no {last}, starting from scratch", stacklevel=2)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        L.seed_everything(t.seed, workers=True, verbose=False)
+        stats = compute_stats(train, t.norm_samples, t.seed, t.downsample, s2).to_dict()
+        meta_enc = _meta_encoding(train) if model_name == "unet-meta" else None
+        meta_dim = meta_enc["dim"] if meta_enc else None
+        patch_m = _patch_px(train[0]) * cfg.sampling.resolution
+        kwargs = model_kwargs(cfg, model_name, len(stats["mean"]), meta_dim, patch_m)
+    encoder = _meta_encoder(meta_enc)
+    cuda = torch.cuda.is_available()
+    module = FlairModule(
+        model_name, kwargs, stats,
+        optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, scheduler=t.scheduler,
+        epochs=t.epochs, augment=t.augment, aux_weight=t.aux_weight, seed=t.seed,
+        patch_size=_patch_px(train[0]), resolution=cfg.sampling.resolution,
+        downsample=t.downsample, elevation_scale=cfg.sampling.elevation_scale,
+        meta_encoding=meta_enc, s2_options=asdict(s2) if s2 else None, channels_last=cuda,
+        encoder_weights=None if resume_from else t.encoder_weights,
+    )  # fmt: skip
+    if t.compile:
+        module.model.compile()
+    loaders = [
+        _loader(PatchDataset(part, downsample=t.downsample, s2=s2, meta_encoder=encoder),
+                t.batch_size, t.num_workers, shuffle, t.seed, cuda)
+        for part, shuffle in ((train, True), (val, False))
+    ]  # fmt: skip
+    best = ModelCheckpoint(ckpt_dir, filename="best", monitor="val_miou", mode="max",
+                           save_last=True, enable_version_counter=False)  # fmt: skip
+    speed = _Throughput()
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=t.devices if cuda else 1,
+        strategy="ddp" if cuda and t.devices > 1 else "auto",
+        precision=t.precision if cuda else "32-true",
+        max_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        callbacks=[best, EarlyStopping("val_miou", mode="max", patience=t.patience, strict=False), speed],
+        logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="tb", version="")],
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic=not cuda,
+    )  # fmt: skip
+    metrics_csv = out / "logs" / "metrics.csv"
+    prior = epoch_rows(Path(out / "curves.csv")) if resume_from else []
+    t0 = time.perf_counter()
+    trainer.fit(module, *loaders, ckpt_path=resume_from)
+    wall = time.perf_counter() - t0
+    png, curves_csv = write_curves(metrics_csv, out, title=model_name, prior=prior)
+    score = best.best_model_score
+    report = TrainReport(
+        model=model_name,
+        best_val_miou=round(float(score), 6) if score is not None else float("nan"),
+        epochs=int(trainer.current_epoch),
+        steps=int(trainer.global_step),
+        wall_s=round(wall, 2),
+        images_per_s=round(speed.images / speed.seconds, 2) if speed.seconds else 0.0,
+        train_patches=len(train),
+        val_patches=len(val),
+        best_checkpoint=str(ckpt_dir / "best.ckpt"),
+        last_checkpoint=str(last),
+        curves_png=str(png),
+        curves_csv=str(curves_csv),
+        device="cuda" if cuda else "cpu",
+    )
+    report.write(out / "report.json")
+    return report
+
+
+def _require_s2(records: list[PatchRecord]) -> None:
+    for r in records:
+        if r.centroid is None or r.sen_prefix is None:
+            raise InputError(
+                f"patch {r.patch_id} ({r.domain}/{r.zone}): no Sentinel-2 window for U-T&T "
+                "(materialize sentinel2_series and sentinel2_index for its domain)"
+            )
+        data = Path(f"{r.sen_prefix}_data.npy")
+        if not data.is_file():
+            raise InputError(f"patch {r.patch_id}: {data} missing (materialize sentinel2_series)")
+
+
+def _patch_px(rec: PatchRecord) -> int:
+    return int(read_image(rec.img).shape[-1])
+
+
+def _meta_encoding(train: list[PatchRecord]) -> dict[str, Any]:
+    from flair_pipeline.models.metadata_mlp import MetadataEncoding
+
+    enc = MetadataEncoding.fit([r.meta for r in train])
+    return {"dim": enc.dim, **enc.to_dict()}
+
+
+def _meta_encoder(meta_enc: dict[str, Any] | None) -> Any:
+    if meta_enc is None:
+        return None
+    from flair_pipeline.models.metadata_mlp import MetadataEncoding
+
+    return MetadataEncoding.from_dict({k: v for k, v in meta_enc.items() if k != "dim"}).encode
+
+
+def _loader(
+    ds: PatchDataset, batch: int, workers: int, shuffle: bool, seed: int, cuda: bool
+) -> DataLoader:
+    workers = min(workers, os.cpu_count() or 1)
+    return DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=cuda,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def read_curves(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a curves CSV (epoch, train_loss, val_loss, val_miou)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

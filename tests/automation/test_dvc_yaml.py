@@ -1,0 +1,88 @@
+"""dvc.yaml agrees with the Dagster asset graph and the artifact registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from flair_pipeline.defs import dvc_yaml
+from flair_pipeline.defs.artifacts import ARTIFACTS, COMMAND_STAGES, to_dvc
+from flair_pipeline.defs.definitions import ALL_ASSETS, DATASET_ASSETS, defs
+from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from tests.conftest import REPO
+
+RESOURCES = {"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()}
+
+
+def _committed() -> dict:
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def test_committed_dvc_yaml_is_current() -> None:
+    assert dvc_yaml.check(REPO / "dvc.yaml") is None, (
+        "dvc.yaml is stale: run `flair-pipeline dvc-yaml` and commit it"
+    )
+
+
+def test_every_asset_has_a_stage_writing_its_files_and_nothing_else() -> None:
+    stages = _committed()
+    graph = defs.resolve_asset_graph()
+    names = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    owned: dict[str, set[str]] = {name: set() for name in stages}
+    for name in names:
+        art = ARTIFACTS[name]
+        body = stages[art.stage].get("do", stages[art.stage])
+        assert f"key:{name}" in body["cmd"], f"stage {art.stage} does not materialize {name}"
+        owned[art.stage] |= {to_dvc(p) for p in art.owned}
+    for name, cmd in COMMAND_STAGES.items():
+        owned[name] |= {to_dvc(p) for p in cmd.outs}
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        declared = set(body.get("outs", []))
+        declared |= {next(iter(m)) if isinstance(m, dict) else m for m in body.get("metrics", [])}
+        declared |= {next(iter(p)) if isinstance(p, dict) else p for p in body.get("plots", [])}
+        assert declared == owned[name], f"stage {name}: {declared ^ owned[name]}"
+        assert body["cmd"].startswith("flair-pipeline ")
+        per_domain = "foreach" in stage
+        assert per_domain == ("${item}" in body["cmd"]), name
+
+
+def test_code_dependencies_exist() -> None:
+    for name, stage in _committed().items():
+        for dep in stage.get("do", stage).get("deps", []):
+            if not dep.startswith("${"):
+                assert (REPO / dep).exists(), f"stage {name}: dependency {dep} does not exist"
+
+
+def test_an_unregistered_asset_fails_with_a_pointer_to_the_registry() -> None:
+    @dg.asset(deps=["split_assignment"])
+    def brand_new_asset() -> None:
+        """An asset someone added without telling artifacts.py."""
+
+    extended = dg.Definitions(assets=[*ALL_ASSETS, brand_new_asset], resources=RESOURCES)
+    with pytest.raises(dvc_yaml.RegistryError, match=r"brand_new_asset.*artifacts\.py"):
+        dvc_yaml.generate(extended)
+
+
+def test_stages_appear_only_for_assets_that_exist() -> None:
+    dataset_only = dg.Definitions(assets=DATASET_ASSETS, resources=RESOURCES)
+    stages = yaml.safe_load(dvc_yaml.generate(dataset_only))["stages"]
+    assert set(stages) == {"synth", "dataset"}
+
+
+def test_cli_check_and_write(tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).parent / "flair-pipeline")
+    ok = subprocess.run([exe, "dvc-yaml", "--check"], cwd=REPO, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    stale = tmp_path / "dvc.yaml"
+    stale.write_text("stages: {}\n")
+    bad = subprocess.run([exe, "dvc-yaml", "--check", "--out", str(stale)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "out of date" in bad.stderr
+    subprocess.run([exe, "dvc-yaml", "--out", str(stale)], check=True, capture_output=True)
+    assert stale.read_text() == (REPO / "dvc.yaml").read_text()

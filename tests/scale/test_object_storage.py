@@ -1,0 +1,107 @@
+"""Data roots on a real S3-compatible server (moto's server on 127.0.0.1, spoken to over HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.errors import ConfigError, InputError
+from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.storage import StorageError, filesystem, list_domains, list_files, staged
+
+from .helpers import build_in_process, free_port, rasters, write_params
+
+DOMAIN = "D033_2021"
+
+
+@pytest.fixture(scope="module")
+def s3(tiny_world: WorldSummary) -> Iterator[str]:
+    """A bucket on a local S3 server holding the tiny world under raw/; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        fs, _ = filesystem("s3://flair")
+        fs.mkdir("flair")
+        fs.put(str(tiny_world.out) + "/", "flair/raw", recursive=True)
+        fs.invalidate_cache()
+        try:
+            yield "s3://flair"
+        finally:
+            server.stop()
+
+
+def test_domain_build_on_s3_equals_local_build(
+    s3: str, tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    remote = FlairConfig(
+        config_path=str(write_params(tmp_path / "s3", f"{s3}/raw", f"{s3}/dataset"))
+    )
+    local = FlairConfig(
+        config_path=str(write_params(tmp_path / "local", str(tiny_world.out), "dataset"))
+    )
+    with dg.instance_for_test() as instance:
+        build_in_process(remote, instance, [DOMAIN], split=True)
+        build_in_process(local, instance, [DOMAIN], split=True)
+    assert list_domains(f"{s3}/raw") == sorted(d.domain for d in tiny_world.domains)
+
+    local_root = tmp_path / "local" / "dataset"
+    local_names = sorted(
+        str(p.relative_to(local_root)) for p in local_root.rglob("*") if p.is_file()
+    )
+    assert list_files(f"{s3}/dataset") == local_names  # same layout, no temp or stray objects
+    assert any(n.startswith("aerial/") for n in local_names)
+    assert "metadata/splits.csv" in local_names
+
+    fs, _ = filesystem(s3)
+    mirror = tmp_path / "mirror"
+    fs.get("flair/dataset/", str(mirror), recursive=True)
+    local_rasters = rasters(local_root)
+    assert len(local_rasters) == 2 * (512 // 64) ** 2
+    assert rasters(mirror) == local_rasters  # byte-identical IMG and MSK GeoTIFFs
+    for name in ("metadata/splits.csv", f"metadata/domains/{DOMAIN}.json"):
+        assert (mirror / name).read_bytes() == (local_root / name).read_bytes()
+
+
+def test_failed_step_publishes_nothing(s3: str, tmp_path: Path) -> None:
+    target = f"{s3}/failed"
+    with pytest.raises(RuntimeError, match="boom"), staged(f"{s3}/raw", target, DOMAIN) as stage:
+        (Path(stage.dataset) / "aerial").mkdir(parents=True)
+        (Path(stage.dataset) / "aerial" / "IMG_1.tif").write_bytes(b"complete")
+        raise RuntimeError("boom")
+    assert list_files(target) == []
+    assert not Path(stage.folder).exists()  # the staging copy is cleaned up either way
+
+
+def test_missing_domain_is_named_with_its_url(s3: str) -> None:
+    with (
+        pytest.raises(InputError, match=r"s3://flair/raw/domains/D099_2020: nothing found"),
+        staged(f"{s3}/raw", f"{s3}/dataset", "D099_2020"),
+    ):
+        pass
+
+
+def test_unreachable_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()  # nobody listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with pytest.raises(StorageError, match=rf"at http://127\.0\.0\.1:{port} failed") as e:
+        list_files("s3://nowhere/raw")
+    assert "s3://nowhere/raw" in str(e.value)
+
+
+def test_url_root_without_staging_is_a_clear_error(tmp_path: Path) -> None:
+    flair = FlairConfig(config_path=str(write_params(tmp_path, "s3://b/raw", "s3://b/dataset")))
+    with pytest.raises(ConfigError, match="s3://b/raw: a URL root has no local path"):
+        flair.raw()

@@ -1,0 +1,77 @@
+"""Training and evaluation assets through real Dagster runs on the tiny built dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import rasterio
+from click.testing import CliRunner
+
+from flair_pipeline.cli import cli
+from flair_pipeline.defs.definitions import defs
+from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.run import materialize
+from flair_pipeline.domains import is_domain_id
+
+
+def _last_metadata(instance: dg.DagsterInstance, key: str) -> dict:
+    ev = instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert ev is not None, key
+    return ev.asset_materialization.metadata
+
+
+def test_train_evaluate_compare(tiny_dataset, tmp_path: Path) -> None:
+    dataset, params = tiny_dataset
+    root = params.parent
+    flair = FlairConfig(config_path=str(params), overrides=["train.epochs=2"])
+    with dg.instance_for_test() as instance:
+        materialize("group:training or group:evaluation", (), flair, instance=instance)
+        for model in ("unet", "utt"):
+            meta = _last_metadata(instance, f"model_{model}")
+            assert 0.0 <= meta["best_val_miou"].value <= 1.0
+            assert meta["epochs"].value == 2 and meta["images_per_s"].value > 0
+            assert "data:image/png;base64," in meta["curves"].value
+            ev = _last_metadata(instance, f"evaluation_{model}")
+            metrics = json.loads((root / "eval" / model / "metrics.json").read_text())
+            assert abs(ev["miou"].value - metrics["miou"]) < 1e-12
+            assert "| building |" in ev["per_class_iou"].value
+            assert ev["figures"].value.count("data:image/png;base64,") == 2
+            for f in ("confusion.csv", "confusion.png", "per_domain.csv", "patches.png"):
+                assert (root / "eval" / model / f).is_file(), f
+            assert all(is_domain_id(d) for d in metrics["per_domain"])
+        table = (root / "eval" / "comparison.md").read_text()
+        assert "| class | unet | utt |" in table and "mIoU" in table
+        assert _last_metadata(instance, "model_comparison")["table"].value == table
+    # the written predictions alone reproduce the score through the CLI
+    preds = root / "eval" / "unet" / "predictions"
+    first = next(preds.rglob("PRED_*.tif"))
+    with (
+        rasterio.open(first) as p,
+        rasterio.open(next(dataset.rglob(first.name.replace("PRED_", "MSK_")))) as m,
+    ):
+        assert p.transform == m.transform and p.shape == m.shape and p.crs == m.crs
+    test_domains = sorted(d.name for d in preds.iterdir())
+    labels = tmp_path / "labels"  # the test domains' labels only
+    for d in test_domains:
+        shutil.copytree(dataset / "labels" / d, labels / d)
+    out = tmp_path / "metrics.json"
+    res = CliRunner().invoke(
+        cli, ["evaluate", "--predictions", str(preds), "--labels", str(labels), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    again = json.loads(out.read_text())
+    metrics = json.loads((root / "eval" / "unet" / "metrics.json").read_text())
+    assert again["miou"] == metrics["miou"] and again["per_class"] == metrics["per_class"]
+
+
+def test_assets_have_groups_kinds_descriptions_and_gpu_pool() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in ("model_unet", "model_utt", "evaluation_unet", "evaluation_utt", "model_comparison"):
+        node = graph.get(dg.AssetKey(key))
+        assert node.group_name in ("training", "evaluation")
+        assert node.description and node.kinds
+    for key in ("model_unet", "model_utt"):
+        assert graph.get(dg.AssetKey(key)).pools == {"gpu"}

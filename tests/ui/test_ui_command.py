@@ -1,0 +1,70 @@
+"""`flair-pipeline ui` (what `make ui` runs): webserver + daemon, and a busy port refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..conftest import REPO
+from ..scale.helpers import free_port
+from .test_browser import graphql
+
+CLI = str(Path(sys.executable).parent / "flair-pipeline")
+HEALTH = (
+    """{ instance { info daemonHealth { allDaemonStatuses { daemonType required healthy } } } }"""
+)
+
+
+def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+        r = subprocess.run([CLI, "ui", "--port", str(port)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "home").exists()  # refused before touching anything
+
+
+def test_ui_starts_webserver_and_daemon_on_the_persistent_home(tmp_path: Path) -> None:
+    home, port, log = tmp_path / "home", free_port(), tmp_path / "ui.log"
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([CLI, "ui", "--port", str(port)], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url, statuses, info = f"http://127.0.0.1:{port}", {}, ""
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                data = graphql(url, HEALTH)["instance"]
+            except OSError:  # not listening yet
+                time.sleep(1)
+                continue
+            info = data["info"] or ""
+            statuses = {
+                s["daemonType"]: s["healthy"]
+                for s in data["daemonHealth"]["allDaemonStatuses"]
+                if s["required"]
+            }
+            if statuses and all(statuses.values()):
+                break
+            time.sleep(2)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert statuses.get("SENSOR") and statuses.get("SCHEDULER"), (statuses, log.read_text())
+        assert str(home) in info  # the instance is the DAGSTER_HOME we gave, not a temp one
+        assert (home / "dagster.yaml").read_text().startswith("telemetry:")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # dagster dev and the children it started
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
