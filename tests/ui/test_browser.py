@@ -143,6 +143,7 @@ def test_materialize_from_the_webserver_then_see_it_in_chromium(
 ) -> None:
     from playwright.sync_api import sync_playwright
 
+    chromium = _chromium()  # skips (with the reason) before any work if there is no browser
     repo = {"repositoryLocationName": server.location, "repositoryName": "__repository__"}
     for d in sorted(x.domain for x in tiny_world.domains):
         out = graphql(server.url, ADD_PARTITION, {"repo": repo, "key": d})
@@ -167,7 +168,7 @@ def test_materialize_from_the_webserver_then_see_it_in_chromium(
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=str(_chromium()),
+            executable_path=str(chromium),
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 900})

@@ -51,9 +51,9 @@ _COMMON = dict(group_name="evaluation", kinds={"pytorch", "json"})
 
 @dg.asset(
     deps=["model_unet", "split_assignment", "aerial_patches", "label_masks"],
-    description="U-Net on the test split: PRED_<id>.tif maps, metrics.json (FLAIR mIoU over "
+    description="U-Net on the test split: `PRED_<id>.tif` maps, metrics.json (FLAIR mIoU over "
     "classes 1-12, per-class IoU/F1, per domain), confusion.csv/png, per_domain.csv, a "
-    "figure of test patches; in <paths.eval>/unet/.",
+    "figure of test patches; in `<paths.eval>/unet/`.",
     **_COMMON,
 )
 def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
@@ -101,7 +101,7 @@ def comparison_table(metrics: dict[str, dict]) -> str:
     group_name="evaluation",
     kinds={"markdown"},
     description="One table of every evaluated model: per-class IoU, mIoU, overall accuracy "
-    "(<paths.eval>/comparison.md).",
+    "(`<paths.eval>/comparison.md`).",
 )
 def model_comparison(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     from flair_pipeline.evaluation.evaluate import write_text

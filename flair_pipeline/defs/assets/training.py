@@ -57,7 +57,7 @@ _COMMON = dict(
     deps=["split_assignment", "aerial_patches", "label_masks"],
     description="U-Net ResNet34 (smp, 5 channels, 13 classes; with the metadata branch when "
     "train.model is unet-meta) trained with Lightning: checkpoints (best validation mIoU, "
-    "last), CSV/TensorBoard logs, training curves, report.json in <paths.models>/unet/.",
+    "last), CSV/TensorBoard logs, training curves, report.json in `<paths.models>/unet/`.",
     **_COMMON,
 )
 def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
@@ -69,7 +69,7 @@ def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
     deps=["split_assignment", "aerial_patches", "label_masks", "sentinel2_index"],
     description="U-T&T: the U-Net fused with a U-TAE encoding of the 40×40 px Sentinel-2 "
     "window around each patch (FLAIR-2), trained with Lightning; outputs in "
-    "<paths.models>/utt/.",
+    "`<paths.models>/utt/`.",
     **_COMMON,
 )
 def model_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
