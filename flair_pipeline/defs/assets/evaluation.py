@@ -62,7 +62,7 @@ def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg
 
 @dg.asset(
     deps=["model_utt", "split_assignment", "aerial_patches", "label_masks", "sentinel2_index"],
-    description="U-T&T on the test split; same artifacts as evaluation_unet in <paths.eval>/utt/.",
+    description="U-T&T on the test split; same artifacts as evaluation_unet in `<paths.eval>/utt/`.",
     **_COMMON,
 )
 def evaluation_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:

@@ -7,14 +7,15 @@ import dagster as dg
 import numpy as np
 
 from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig, SentinelHubCredentials
 from flair_pipeline.errors import FlairPipelineError, InputError
-from flair_pipeline.nomenclature import MERGED_NAMES
 from flair_pipeline.plots import markdown_image, ndvi_profiles
 from flair_pipeline.sentinel2.factory import make_provider
-from flair_pipeline.sentinel2.series import ndvi, super_areas, write_series
+from flair_pipeline.sentinel2.profiles import class_profiles
+from flair_pipeline.sentinel2.series import super_areas, write_series
 
 
 @dg.asset(
@@ -54,6 +55,7 @@ def _build_series(
         [a.grid for a in areas], dt.date(year, 1, 1), dt.date(year, 12, 31)
     )
     problems, written, dates, cloudy, skipped = [], {}, {}, {}, []
+    labels = read_labels(raw.labels(domain))  # for the NDVI-by-class plot
     profiles: dict[str, list[np.ndarray]] = {}
     centroids: dict[str, list[int]] = {}
     for area, res in zip(areas, results, strict=True):
@@ -69,7 +71,8 @@ def _build_series(
         )
         skipped += [f"{area.zone} {p}: {why}" for p, why in res.skipped]
         centroids.update({k: list(v) for k, v in area.centroids.items()})
-        _collect_profiles(profiles, grid[grid["zone"] == area.zone], area, res)
+        for name, rows in class_profiles(res, labels, seed=cfg.sampling.seed).items():
+            profiles.setdefault(name, []).extend(rows)
     if not written:
         raise InputError(f"{domain}: no zone got a Sentinel-2 series: " + "; ".join(problems))
     md.write_json(centroids, dataset.metadata_dir / "centroids" / f"{domain}.json")
@@ -95,22 +98,6 @@ def _build_series(
             )
         ],
     )
-
-
-def _collect_profiles(profiles, zone_grid, area, res) -> None:
-    """NDVI through the year at the centroid of patches that one class dominates (> 70 %)."""
-    values = ndvi(res.data)
-    dom = zone_grid[[f"class_{k}" for k in range(13)]].to_numpy()
-    doy = np.array([d.timetuple().tm_yday for d in res.dates])
-    for row, shares in zip(zone_grid.itertuples(), dom, strict=True):
-        k = int(shares.argmax())
-        if shares[k] < 0.7:
-            continue
-        r, c = area.centroids[f"IMG_{row.patch_id}.tif"]
-        clear = res.masks[:, 1, r, c] < 30
-        profiles.setdefault(MERGED_NAMES[k], []).append(
-            np.stack([doy[clear], values[clear, r, c]], axis=0)
-        )
 
 
 def _check(written, year: int) -> list[str]:
