@@ -94,51 +94,13 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
 def demo(config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Run everything on the embedded default `demo` world: raw inputs, dataset, Sentinel-2,
     both models (briefly, at 1/4 resolution, when there is no GPU), evaluation, comparison."""
-    overrides = ("synth.scenario=demo", *_demo_training(), *overrides)
+    from flair_pipeline.demo import cpu_training_overrides, map_first_test_domain
+
+    overrides = ("synth.scenario=demo", *cpu_training_overrides(), *overrides)
     cfg = _load(config_path, overrides)
     _run_synth(cfg, Path(cfg.paths.raw))
     _run_materialize("all", (), config_path, overrides)
-    _demo_map(cfg)
-
-
-def _demo_map(cfg: PipelineConfig) -> None:
-    """Print the model comparison and map the first test domain's whole ortho mosaic."""
-    from flair_pipeline.dataset.layout import RawLayout
-    from flair_pipeline.dataset.splits import read_splits
-    from flair_pipeline.evaluation.predict import predict_map
-    from flair_pipeline.training.checkpoint import load_inference
-
-    click.echo("\n" + (Path(cfg.paths.eval) / "comparison.md").read_text())
-    splits = read_splits(Path(cfg.paths.dataset) / "metadata" / "splits.csv")
-    domain = next(d for d, s in sorted(splits.items()) if s == "test")
-    raw = RawLayout(Path(cfg.paths.raw))
-    inf = load_inference(Path(cfg.paths.models) / "unet" / "checkpoints" / "best.ckpt")
-    out = Path(cfg.paths.eval) / f"map_{domain}_unet.tif"
-    report = predict_map(
-        inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,
-        overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, mean=inf.mean, std=inf.std,
-        dsm=raw.dsm(domain), dtm=raw.dtm(domain), elevation_scale=inf.elevation_scale,
-        downsample=inf.downsample,
-    )  # fmt: skip
-    click.echo(f"map of {domain} (U-Net): {out} ({report.km2:.2f} km², {report.seconds:.1f} s)")
-
-
-def _demo_training() -> tuple[str, ...]:
-    """Overrides that make the demo's training take minutes on a CPU.
-
-    params.yaml holds FLAIR's GPU recipe (200 epochs at full resolution); on a CPU the
-    demo trains at 1/4 resolution with AdamW and FLAIR-2's cloud filter and monthly
-    averages. User --set values come after and win.
-    """
-    import torch
-
-    if torch.cuda.is_available():
-        return ("train.epochs=40",)
-    return (
-        "train.epochs=40", "train.downsample=4", "train.batch_size=8", "train.optimizer=adamw",
-        "train.lr=0.001", "train.scheduler=cosine", "train.num_workers=2", "train.utae_width=32",
-        "sentinel2.filter_clouds=true", "sentinel2.monthly_average=true", "eval.batch_size=8",
-    )  # fmt: skip
+    click.echo(map_first_test_domain(cfg))
 
 
 @cli.command("materialize")

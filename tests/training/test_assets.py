@@ -14,7 +14,9 @@ from flair_pipeline.cli import cli
 from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.run import materialize
+from flair_pipeline.demo import map_first_test_domain
 from flair_pipeline.domains import is_domain_id
+from tests.training.conftest import config
 
 
 def _last_metadata(instance: dg.DagsterInstance, key: str) -> dict:
@@ -45,6 +47,12 @@ def test_train_evaluate_compare(tiny_dataset, tmp_path: Path) -> None:
         table = (root / "eval" / "comparison.md").read_text()
         assert "| class | unet | utt |" in table and "mIoU" in table
         assert _last_metadata(instance, "model_comparison")["table"].value == table
+    # the demo's tail: the comparison table and a map of a whole test domain
+    msg = map_first_test_domain(config(params))
+    assert "| class | unet | utt |" in msg
+    map_path = Path(msg.split("(U-Net): ")[1].split(" (")[0])
+    with rasterio.open(map_path) as m:
+        assert m.count == 1 and m.colormap(1)[1] is not None
     # the written predictions alone reproduce the score through the CLI
     preds = root / "eval" / "unet" / "predictions"
     first = next(preds.rglob("PRED_*.tif"))
