@@ -22,7 +22,7 @@ import rasterio
 from rasterio.errors import RasterioError
 from tqdm import tqdm
 
-from flair_pipeline.dataset.rasterize import normalize_crs
+from flair_pipeline.dataset.rasterize import grid_problem
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.metrics import ConfusionAccumulator, Scores, domain_of
 from flair_pipeline.io import atomic_path
@@ -30,9 +30,6 @@ from flair_pipeline.nomenclature import merge_to_13
 
 PREDICTION_PREFIXES = ("PRED_", "MSK_")
 LABEL_PREFIXES = ("MSK_",)
-#: Real FLAIR transforms carry ~1e-8 m of float noise; a centimetre is a real shift.
-ORIGIN_ATOL = 0.01
-PIXEL_RTOL = 1e-6
 _MAX_NAMED = 5
 
 
@@ -59,21 +56,6 @@ def find_patches(root: str | Path, prefixes: tuple[str, ...], kind: str) -> dict
         names = " or ".join(f"{p}<id>.tif" for p in prefixes)
         raise InputError(f"{root}: no {kind} files ({names}) found")
     return found
-
-
-def grid_problem(a: rasterio.DatasetReader, b: rasterio.DatasetReader) -> str | None:
-    """Why raster `b` is not on raster `a`'s pixel grid (shape, transform, CRS), or None."""
-    if (a.height, a.width) != (b.height, b.width):
-        return f"shape {b.height}x{b.width} differs from {a.height}x{a.width}"
-    ta, tb = a.transform, b.transform
-    scale = max(abs(ta.a), abs(ta.e))
-    if any(abs(getattr(ta, k) - getattr(tb, k)) > PIXEL_RTOL * scale for k in "abde"):
-        return f"transform {tuple(tb)[:6]} differs from {tuple(ta)[:6]}"
-    if abs(ta.c - tb.c) > ORIGIN_ATOL or abs(ta.f - tb.f) > ORIGIN_ATOL:
-        return f"origin ({tb.c}, {tb.f}) differs from ({ta.c}, {ta.f})"
-    if normalize_crs(a.crs) != normalize_crs(b.crs):
-        return f"CRS {b.crs} differs from {a.crs}"
-    return None
 
 
 def _read_pair(label: Path, pred: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -97,13 +97,13 @@ def evaluate_checkpoint(
     out = Path(out_dir)
     pred_dir = out / "predictions"
     loader = DataLoader(dataset_for(inf, records), batch_size=batch_size, collate_fn=collate)
+    side = inf.patch_size * inf.downsample  # the label grid: patches at full resolution
+    size = (side, side)
     acc = ConfusionAccumulator()
     figure: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
     pick = set(np.linspace(0, len(records) - 1, min(n_figure, len(records))).astype(int).tolist())
     for batch in tqdm(loader, desc=f"evaluate {inf.name}", disable=not progress):
         idx = batch["index"].tolist()
-        with rasterio.open(records[idx[0]].msk) as src:
-            size = (src.height, src.width)
         codes = predict_codes(inf, batch, size)
         for k, i in enumerate(idx):
             rec = records[i]

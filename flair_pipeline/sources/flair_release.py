@@ -28,15 +28,13 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from flair_pipeline.dataset.rasterize import normalize_crs
+from flair_pipeline.dataset.rasterize import grid_problem, normalize_crs
 from flair_pipeline.domains import DomainId, ZoneId, official_split
 from flair_pipeline.errors import DomainIdError, InputError
 from flair_pipeline.io import atomic_path
 
 _FILE_RE = re.compile(r"^(IMG|MSK)_(\w+)\.tiff?$", re.IGNORECASE)
 #: Grid tolerances: real files carry pixel sizes such as 0.19999999999981.
-PIXEL_RTOL = 1e-6
-ORIGIN_ATOL = 0.01  # metres
 IMG_BANDS = 5
 CODE_MIN, CODE_MAX = 1, 19
 
@@ -131,18 +129,8 @@ def _official(domain: str) -> str:
 
 def _grid_problem(img: rasterio.DatasetReader, msk: rasterio.DatasetReader) -> str | None:
     """Why MSK does not sit on IMG's pixel grid, or None if it does."""
-    if (img.width, img.height) != (msk.width, msk.height):
-        return f"grid mismatch: MSK is {msk.width}x{msk.height}, IMG {img.width}x{img.height}"
-    a, b = img.transform, msk.transform
-    scale = max(abs(a.a), abs(a.e))
-    for name in ("a", "b", "d", "e"):
-        if abs(getattr(a, name) - getattr(b, name)) > PIXEL_RTOL * scale:
-            return f"grid mismatch: pixel size/rotation differ (MSK {tuple(b)[:6]}, IMG {tuple(a)[:6]})"
-    if abs(a.c - b.c) > ORIGIN_ATOL or abs(a.f - b.f) > ORIGIN_ATOL:
-        return f"grid mismatch: origin differs (MSK {b.c}, {b.f}; IMG {a.c}, {a.f})"
-    if normalise_crs(img.crs) != normalise_crs(msk.crs):
-        return f"CRS mismatch: MSK {normalise_crs(msk.crs)!r}, IMG {normalise_crs(img.crs)!r}"
-    return None
+    problem = grid_problem(img, msk)
+    return f"grid mismatch: MSK {problem}" if problem else None
 
 
 def _check_pair(

@@ -9,7 +9,6 @@ TensorBoard), the training curves (CSV + PNG) and a report.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -260,9 +259,3 @@ def _loader(
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-def read_curves(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a curves CSV (epoch, train_loss, val_loss, val_miou)."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))

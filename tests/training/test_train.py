@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from flair_pipeline.cli import cli
 from flair_pipeline.errors import InputError
 from flair_pipeline.training.checkpoint import load_inference, read_hparams
+from flair_pipeline.training.curves import epoch_rows
 from flair_pipeline.training.module import NonFiniteLossError
-from flair_pipeline.training.train import read_curves, train_model
+from flair_pipeline.training.train import train_model
 from tests.training.conftest import config
 
 
@@ -27,7 +28,7 @@ def test_model_trains_and_loss_goes_down(tiny_dataset, tmp_path: Path, model, ex
     dataset, params = tiny_dataset
     cfg = config(params, "train.epochs=4", *extra)
     report = train_model(dataset, tmp_path / model, cfg, model, progress=False)
-    curves = read_curves(report.curves_csv)
+    curves = epoch_rows(Path(report.curves_csv))
     losses = [float(r["train_loss"]) for r in curves]
     assert len(losses) == 4
     assert losses[-1] < losses[0], losses
@@ -69,7 +70,7 @@ def test_resume_continues_from_the_saved_step(tiny_dataset, tmp_path: Path) -> N
         dataset, out, config(params, "train.epochs=2"), "unet", resume=True, progress=False
     )
     assert again.steps == 6 and again.epochs == 2
-    rows = read_curves(again.curves_csv)
+    rows = epoch_rows(Path(again.curves_csv))
     assert [int(r["epoch"]) for r in rows] == [0, 1]  # epoch 0 logged by the first run
 
 
