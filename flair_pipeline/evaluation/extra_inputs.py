@@ -20,7 +20,7 @@ from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.windows import PatchWindow
 from flair_pipeline.sentinel2.provider import RES, Grid, Sentinel2Provider
 from flair_pipeline.training.checkpoint import Inference
-from flair_pipeline.training.samples import S2Options, collate, preprocess_window
+from flair_pipeline.training.samples import S2Options, collate, cut_window, preprocess_window
 
 
 class S2Windows:
@@ -50,9 +50,8 @@ class S2Windows:
         for pw in windows:
             x0, y0, x1, y1 = pw.bounds
             r, c = self.grid.rowcol((x0 + x1) / 2, (y0 + y1) / 2)
-            r0, c0 = r - w // 2, c - w // 2
-            data = self.data[:, :, r0 : r0 + w, c0 : c0 + w]
-            masks = self.masks[:, :, r0 : r0 + w, c0 : c0 + w]
+            what = f"prediction window at ({x0:.1f}, {y1:.1f})"
+            data, masks = cut_window(self.data, self.masks, r, c, w, what)
             win, doy = preprocess_window(data, masks, list(self.dates), self.opts)
             samples.append({"s2": torch.from_numpy(win), "dates": torch.from_numpy(doy)})
         batch = collate(samples)

@@ -72,16 +72,27 @@ def s2_window(
         )
     data, masks, dates = series.get(record.sen_prefix)
     r, c = record.centroid
-    h = opts.window // 2
-    r0, c0 = r - h, c - h
-    if r0 < 0 or c0 < 0 or r0 + opts.window > data.shape[2] or c0 + opts.window > data.shape[3]:
-        raise InputError(
-            f"patch {record.patch_id}: {opts.window} px window at ({r}, {c}) leaves the "
-            f"super-area {data.shape[2]}×{data.shape[3]} of {record.sen_prefix}"
-        )
-    win = data[:, :, r0 : r0 + opts.window, c0 : c0 + opts.window]
-    msk = masks[:, :, r0 : r0 + opts.window, c0 : c0 + opts.window]
+    what = f"patch {record.patch_id} (super-area {record.sen_prefix})"
+    win, msk = cut_window(data, masks, r, c, opts.window, what)
     return preprocess_window(win, msk, list(dates), opts)
+
+
+def cut_window(
+    data: np.ndarray, masks: np.ndarray, r: int, c: int, window: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `window` px square of a series (T×C×H×W) whose centre pixel is (r, c).
+
+    Training and large-area prediction both cut through here, so a patch and a prediction
+    window at the same place see exactly the same Sentinel-2 pixels.
+    """
+    r0, c0 = r - window // 2, c - window // 2
+    if r0 < 0 or c0 < 0 or r0 + window > data.shape[2] or c0 + window > data.shape[3]:
+        raise InputError(
+            f"{what}: {window} px Sentinel-2 window at ({r}, {c}) leaves the "
+            f"{data.shape[2]}×{data.shape[3]} series"
+        )
+    rows, cols = slice(r0, r0 + window), slice(c0, c0 + window)
+    return data[:, :, rows, cols], masks[:, :, rows, cols]
 
 
 def preprocess_window(

@@ -16,7 +16,12 @@ import shapely
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.sources.synth_sentinel2 import BOA_OFFSET, SPECTRAL_ASSETS
-from flair_pipeline.sources.synthetic import SCENARIOS, WorldSummary, generate_world
+from flair_pipeline.sources.synthetic import (
+    SCENARIOS,
+    WorldSummary,
+    domain_landcover,
+    generate_world,
+)
 
 ASSETS = {k for k, _, _ in SPECTRAL_ASSETS} | {"cloud", "snow", "scl"}
 
@@ -33,6 +38,26 @@ def test_tiny_covers_the_three_splits(tiny_world: WorldSummary) -> None:
         assert len(sc.domains) >= 6
         splits = {str(DomainId.parse(d).official_split) for d in sc.domains}
         assert splits == {"train", "validation", "test"}
+
+
+def test_demo_trains_on_both_grass_and_crops() -> None:
+    """The demo compares U-Net and U-T&T on agricultural land (11) vs herbaceous vegetation
+    (10): its training split must hold enough of both for either model to learn them
+    (at 409.6 m per domain, seed 0 left only 2 % agricultural land in the training split)."""
+    sc = SCENARIOS["demo"]
+    area: dict[str, np.ndarray] = {}
+    for d in sc.domains:
+        domain = DomainId.parse(d)
+        lc, bounds, _ = domain_landcover(domain, sc, 0)
+        extent = shapely.box(*bounds)
+        a = np.zeros(20)
+        for geom, code in zip(lc.geoms, lc.codes, strict=True):
+            a[code] += geom.intersection(extent).area
+        split = str(domain.official_split)
+        area[split] = area.get(split, np.zeros(20)) + a
+    for split in ("train", "test"):
+        share = area[split] / area[split].sum()
+        assert share[10] > 0.10 and share[11] > 0.10, (split, share[10], share[11])
 
 
 def test_layout(tiny_world: WorldSummary) -> None:
