@@ -355,18 +355,12 @@ def _s2_windows(
 ) -> Any:
     """The S2 windows source of a U-T&T prediction, from the configured provider."""
     from flair_pipeline.evaluation import extra_inputs as ex
-    from flair_pipeline.sentinel2.factory import make_provider
 
     if year is None:
         raise FlairPipelineError("a U-T&T checkpoint needs --year (the Sentinel-2 year to fetch)")
     cfg = _load(config_path, overrides)
-    bounds, crs = ex.image_bounds(image)
-    ex.check_lambert93(crs, str(image))
     base = (config_path or Path("params.yaml")).resolve().parent
-    provider = make_provider(
-        cfg.sentinel2, lambda v: base / v, base / cfg.paths.raw / "sentinel2" / "catalog.json"
-    )
-    return ex.S2Windows(inf, bounds, provider, year)
+    return ex.s2_windows_from_config(inf, image, year, cfg, base)
 
 
 @cli.command("dvc-yaml")

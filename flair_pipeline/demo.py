@@ -11,29 +11,46 @@ from pathlib import Path
 from flair_pipeline.config import PipelineConfig
 
 
-def map_first_test_domain(cfg: PipelineConfig) -> str:
-    """Map the first test domain's whole ortho mosaic with the U-Net; return the comparison
-    table and where the map went, for the demo to print."""
+def map_first_test_domain(cfg: PipelineConfig, base: Path | None = None) -> str:
+    """Map the first test domain's whole ortho mosaic with each trained model; return the
+    comparison table and where the maps went, for the demo to print.
+
+    U-T&T maps too (its Sentinel-2 windows come from the configured provider for the
+    domain's year), because its map is the one that tells crops from grassland. `base`
+    resolves the config's relative paths (default: the working directory, as the demo's).
+    """
     from flair_pipeline.dataset.layout import RawLayout
     from flair_pipeline.dataset.splits import read_splits
+    from flair_pipeline.domains import DomainId
+    from flair_pipeline.evaluation.extra_inputs import s2_windows_from_config
     from flair_pipeline.evaluation.predict import predict_map
     from flair_pipeline.training.checkpoint import load_inference
 
-    table = (Path(cfg.paths.eval) / "comparison.md").read_text()
+    base = base or Path.cwd()
+    lines = ["", (Path(cfg.paths.eval) / "comparison.md").read_text()]
     splits = read_splits(Path(cfg.paths.dataset) / "metadata" / "splits.csv")
     domain = next(d for d, s in sorted(splits.items()) if s == "test")
     raw = RawLayout(Path(cfg.paths.raw))
-    inf = load_inference(Path(cfg.paths.models) / "unet" / "checkpoints" / "best.ckpt")
-    out = Path(cfg.paths.eval) / f"map_{domain}_unet.tif"
-    report = predict_map(
-        inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,
-        overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, mean=inf.mean, std=inf.std,
-        dsm=raw.dsm(domain), dtm=raw.dtm(domain), elevation_scale=inf.elevation_scale,
-        downsample=inf.downsample,
-    )  # fmt: skip
-    return (
-        f"\n{table}\nmap of {domain} (U-Net): {out} ({report.km2:.2f} km², {report.seconds:.1f} s)"
-    )
+    for model, label in (("unet", "U-Net"), ("utt", "U-T&T")):
+        ckpt = Path(cfg.paths.models) / model / "checkpoints" / "best.ckpt"
+        if not ckpt.is_file():
+            continue
+        inf = load_inference(ckpt)
+        extra = None
+        if inf.name == "utt":
+            year = DomainId.parse(domain).year
+            extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, base)
+        out = Path(cfg.paths.eval) / f"map_{domain}_{model}.tif"
+        report = predict_map(
+            inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,
+            overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, mean=inf.mean,
+            std=inf.std, dsm=raw.dsm(domain), dtm=raw.dtm(domain),
+            elevation_scale=inf.elevation_scale, downsample=inf.downsample, extra_inputs=extra,
+        )  # fmt: skip
+        lines.append(
+            f"map of {domain} ({label}): {out} ({report.km2:.2f} km², {report.seconds:.1f} s)"
+        )
+    return "\n".join(lines)
 
 
 def cpu_training_overrides() -> tuple[str, ...]:

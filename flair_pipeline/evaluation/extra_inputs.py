@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -57,6 +58,20 @@ class S2Windows:
         batch = collate(samples)
         batch["s2"] = (batch["s2"] - self.mean) / self.std
         return batch
+
+
+def s2_windows_from_config(
+    inf: Inference, image: Any, year: int, cfg: Any, base: Path
+) -> S2Windows:
+    """S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
+    config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2)."""
+    from flair_pipeline.sentinel2.factory import make_provider
+
+    bounds, crs = image_bounds(image)
+    check_lambert93(crs, str(image))
+    default_catalog = base / cfg.paths.raw / "sentinel2" / "catalog.json"
+    provider = make_provider(cfg.sentinel2, lambda v: base / v, default_catalog)
+    return S2Windows(inf, bounds, provider, year)
 
 
 class MetaWindows:

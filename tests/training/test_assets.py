@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import rasterio
 from click.testing import CliRunner
 
@@ -50,9 +51,14 @@ def test_train_evaluate_compare(tiny_dataset, tmp_path: Path) -> None:
     # the demo's tail: the comparison table and a map of a whole test domain
     msg = map_first_test_domain(config(params))
     assert "| class | unet | utt |" in msg
-    map_path = Path(msg.split("(U-Net): ")[1].split(" (")[0])
-    with rasterio.open(map_path) as m:
+    maps = {
+        label: Path(msg.split(f"({label}): ")[1].split(" (")[0]) for label in ("U-Net", "U-T&T")
+    }
+    with rasterio.open(maps["U-Net"]) as m, rasterio.open(maps["U-T&T"]) as u:
         assert m.count == 1 and m.colormap(1)[1] is not None
+        # U-T&T maps the same grid, with Sentinel-2 fetched from the configured provider
+        assert (u.transform, u.shape, u.crs) == (m.transform, m.shape, m.crs)
+        assert set(np.unique(u.read(1))) <= set(range(1, 14))
     # the written predictions alone reproduce the score through the CLI
     preds = root / "eval" / "unet" / "predictions"
     first = next(preds.rglob("PRED_*.tif"))
