@@ -19,6 +19,7 @@ for U-Net in bf16.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import tempfile
 import time
@@ -35,7 +36,7 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.models import build_model
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.records import PatchRecord
-from flair_pipeline.training.samples import PatchDataset, collate
+from flair_pipeline.training.samples import PatchDataset, S2Options, collate
 
 #: Dense bf16 tensor-core peak (FLOP/s) by GPU name fragment (vendor data sheets, SXM).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
@@ -90,10 +91,27 @@ def time_steps(net, batch, steps: int, bf16: bool, cl: bool, device: str) -> tup
     return steps * batch["img"].shape[0] / dt, mem
 
 
-def loader_speed(size: int, n: int, batch: int, workers: int, device: str) -> float:
-    """Images/s of the real training loader (IMG + MSK GeoTIFFs, collate, augment)."""
+def _super_area(tmp: Path, dates: int, rng: np.random.Generator) -> Path:
+    """A 110 × 110 px super-area series in FLAIR's layout with `dates` acquisitions."""
+    prefix = tmp / "SEN2_sp_D000_2020-Z1"
+    np.save(f"{prefix}_data.npy", rng.integers(1000, 5000, (dates, 10, 110, 110), np.uint16))
+    np.save(f"{prefix}_masks.npy", rng.integers(0, 100, (dates, 2, 110, 110), np.uint8))
+    first = dt.date(2020, 1, 1)
+    days = [first + dt.timedelta(days=int(k)) for k in np.linspace(4, 359, dates)]
+    names = [f"S2A_MSIL2A_{d:%Y%m%d}T105619_N0500_R051_T31TCJ" for d in days]
+    Path(f"{prefix}_products.txt").write_text("\n".join(names))
+    return prefix
+
+
+def loader_speed(
+    size: int, n: int, batch: int, workers: int, device: str, s2_dates: int | None = None
+) -> float:
+    """Images/s of the real training loader (IMG + MSK GeoTIFFs, collate, augment) and,
+    for U-T&T (`s2_dates`), the 40 px Sentinel-2 window with FLAIR-2's cloud filter and
+    monthly averages cut from a memory-mapped super-area, as training does."""
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
+        prefix = _super_area(Path(tmp), s2_dates, rng) if s2_dates else None
         recs = []
         for i in range(n):
             img = rng.integers(0, 255, (5, size, size), dtype=np.uint8)
@@ -101,8 +119,11 @@ def loader_speed(size: int, n: int, batch: int, workers: int, device: str) -> fl
             tr = Affine(0.2, 0, 800000 + i * 200, 0, -0.2, 6500000)
             ip = write_geotiff(Path(tmp) / f"IMG_{i}.tif", img, tr, "EPSG:2154", zlevel=1)
             mp = write_geotiff(Path(tmp) / f"MSK_{i}.tif", msk, tr, "EPSG:2154")
-            recs.append(PatchRecord(str(i), "D000_2020", "Z1", "train", ip, mp))
-        dl = DataLoader(PatchDataset(recs), batch_size=batch, num_workers=workers,
+            centroid = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+            recs.append(PatchRecord(str(i), "D000_2020", "Z1", "train", ip, mp,
+                                    sen_prefix=prefix, centroid=centroid))  # fmt: skip
+        s2 = S2Options(filter_clouds=True, monthly_average=True) if s2_dates else None
+        dl = DataLoader(PatchDataset(recs, s2=s2), batch_size=batch, num_workers=workers,
                         collate_fn=collate, shuffle=True, persistent_workers=workers > 0)  # fmt: skip
         for _ in dl:  # warm-up epoch (worker start, page cache)
             pass
@@ -126,6 +147,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32 if cuda else 2)
     ap.add_argument("--steps", type=int, default=30 if cuda else 3)
     ap.add_argument("--dates", type=int, default=12, help="U-T&T series length")
+    ap.add_argument("--s2-dates", type=int, default=60,
+                    help="U-T&T loader: acquisitions in the super-area before filtering")  # fmt: skip
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--loader-patches", type=int, default=64 if cuda else 16)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -159,10 +182,14 @@ def main() -> None:
         del net
         if cuda:
             torch.cuda.empty_cache()
-    lps = loader_speed(args.size, args.loader_patches, args.batch_size, args.workers, device)
+    s2_dates = args.s2_dates if args.model == "utt" else None
+    lps = loader_speed(args.size, args.loader_patches, args.batch_size, args.workers, device,
+                       s2_dates)  # fmt: skip
     ratio = lps / best
-    print(f"  loader           {lps:9.1f} images/s with {args.workers} workers (IMG+MSK GeoTIFF "
-          f"read, collate, augment)")  # fmt: skip
+    what = "IMG+MSK GeoTIFF read, collate, augment"
+    if s2_dates:
+        what += f", S2 window of a {s2_dates}-date super-area, cloud filter, monthly means"
+    print(f"  loader           {lps:9.1f} images/s with {args.workers} workers ({what})")
     print(f"ratio loader / fastest model: {ratio:.2f}x (target >= 1.5x): "
           f"{'PASS' if ratio >= 1.5 else 'MISS'}")  # fmt: skip
     if peak:
