@@ -37,12 +37,12 @@ demo: install
 	$(BIN)/flair-pipeline demo
 
 test: install
-	$(BIN)/ruff check flair_pipeline tests bench
+	$(BIN)/ruff check flair_pipeline tests bench scripts
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check flair_pipeline tests bench
-	$(BIN)/ruff format --check flair_pipeline tests bench
+	$(BIN)/ruff check flair_pipeline tests bench scripts
+	$(BIN)/ruff format --check flair_pipeline tests bench scripts
 
 bench: install
 	$(BIN)/python bench/synth.py

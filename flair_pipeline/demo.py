@@ -11,24 +11,23 @@ from pathlib import Path
 from flair_pipeline.config import PipelineConfig
 
 
-def map_first_test_domain(cfg: PipelineConfig, base: Path | None = None) -> str:
+def map_first_test_domain(cfg: PipelineConfig) -> str:
     """Map the first test domain's whole ortho mosaic with each trained model; return the
     comparison table and where the maps went, for the demo to print.
 
     U-T&T maps too (its Sentinel-2 windows come from the configured provider for the
-    domain's year), because its map is the one that tells crops from grassland. `base`
-    resolves the config's relative paths (default: the working directory, as the demo's).
+    domain's year), because its map is the one that tells crops from grassland. Relative
+    paths of the config are relative to the working directory, as everywhere in the demo.
     """
-    from flair_pipeline.dataset.layout import RawLayout
+    from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
     from flair_pipeline.dataset.splits import read_splits
     from flair_pipeline.domains import DomainId
     from flair_pipeline.evaluation.extra_inputs import s2_windows_from_config
     from flair_pipeline.evaluation.predict import predict_map
     from flair_pipeline.training.checkpoint import load_inference
 
-    base = base or Path.cwd()
     lines = ["", (Path(cfg.paths.eval) / "comparison.md").read_text()]
-    splits = read_splits(Path(cfg.paths.dataset) / "metadata" / "splits.csv")
+    splits = read_splits(DatasetLayout(Path(cfg.paths.dataset)).splits)
     domain = next(d for d, s in sorted(splits.items()) if s == "test")
     raw = RawLayout(Path(cfg.paths.raw))
     for model, label in (("unet", "U-Net"), ("utt", "U-T&T")):
@@ -39,7 +38,7 @@ def map_first_test_domain(cfg: PipelineConfig, base: Path | None = None) -> str:
         extra = None
         if inf.name == "utt":
             year = DomainId.parse(domain).year
-            extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, base)
+            extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, Path.cwd())
         out = Path(cfg.paths.eval) / f"map_{domain}_{model}.tif"
         report = predict_map(
             inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,

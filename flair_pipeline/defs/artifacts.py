@@ -212,8 +212,3 @@ def to_dvc(template: str) -> str:
     for root in ROOTS:
         out = out.replace(f"{{{root}}}", f"${{paths.{root}}}")
     return out
-
-
-def render(template: str, roots: dict[str, str], domain: str | None = None) -> str:
-    """A registry template with concrete roots (and domain)."""
-    return template.format(**roots, **({"domain": domain} if domain else {}))

@@ -90,3 +90,14 @@ def check_instance_storage(home: str | Path, timeout: float = 3.0) -> None:
                 f"Dagster instance storage configured in {config_file}. Start the server or fix "
                 f"the connection settings ({PG_VARS})."
             ) from None
+
+
+def prepare_home(home: str | Path | None) -> Path:
+    """The persistent DAGSTER_HOME (default ./.dagster_home), created with a dagster.yaml."""
+    path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():  # offline machines: no telemetry, no banner about it
+        config.write_text("telemetry:\n  enabled: false\n")
+    check_instance_storage(path)
+    return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from flair_pipeline.dataset.layout import RawLayout
-from flair_pipeline.defs.instance import check_instance_storage
+from flair_pipeline.defs.instance import prepare_home
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import is_domain_id
@@ -25,12 +25,7 @@ from flair_pipeline.storage import is_url, list_domains
 
 def dagster_instance(home: str | Path | None = None) -> dg.DagsterInstance:
     """The persistent instance (DAGSTER_HOME, default ./.dagster_home)."""
-    path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    config = path / "dagster.yaml"
-    if not config.exists():  # offline machines: no telemetry, no banner about it
-        config.write_text("telemetry:\n  enabled: false\n")
-    check_instance_storage(path)  # PostgreSQL storage (deploy/): one clear line if it is down
+    path = prepare_home(home)  # PostgreSQL storage (deploy/): one clear line if it is down
     os.environ["DAGSTER_HOME"] = str(path)
     instance = dg.DagsterInstance.get()
     limit_gpu_pool(instance)

@@ -32,7 +32,6 @@ from flair_pipeline.defs.assets import dataset, sentinel2, sources
 from flair_pipeline.defs.partitions import DOMAINS, domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.sources import domain_inputs
-from flair_pipeline.storage import is_url
 
 #: Everything partitioned by domain: what one new domain needs built.
 DOMAIN_ASSETS = dg.AssetSelection.assets(
@@ -142,11 +141,6 @@ def scan_raw_root(
     return out
 
 
-def _raw_root(flair: FlairConfig) -> str:
-    raw = flair.load().paths.raw
-    return raw if is_url(raw) else str(flair.resolve(raw))
-
-
 @dg.sensor(
     name="new_domains_sensor",
     target=DOMAIN_ASSETS,
@@ -157,7 +151,7 @@ def _raw_root(flair: FlairConfig) -> str:
     "change (run key = domain@fingerprint). Incomplete or misnamed folders are reported.",
 )
 def new_domains_sensor(context: dg.SensorEvaluationContext, flair: FlairConfig) -> dg.SensorResult:
-    root = _raw_root(flair)
+    root = flair.root_urls()[0]
     scan = scan_raw_root(root, read_cursor(context.cursor), context.instance)
     for domain, missing in scan.incomplete.items():
         context.log.warning(f"{root}/domains/{domain}: incomplete, missing {', '.join(missing)}")

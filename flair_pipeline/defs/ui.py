@@ -15,7 +15,6 @@ import socket
 import sys
 from pathlib import Path
 
-from flair_pipeline.defs.instance import check_instance_storage
 from flair_pipeline.errors import FlairPipelineError
 
 
@@ -34,17 +33,6 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def prepare_home(home: str | Path | None) -> Path:
-    """The persistent DAGSTER_HOME (default ./.dagster_home), created with a dagster.yaml."""
-    path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    config = path / "dagster.yaml"
-    if not config.exists():  # offline machines: no telemetry, no banner about it
-        config.write_text("telemetry:\n  enabled: false\n")
-    check_instance_storage(path)
-    return path
-
-
 def dagster_dev_command(host: str, port: int, workspace: Path) -> list[str]:
     """`dagster dev` from this environment's bin folder (webserver + daemon)."""
     exe = Path(sys.executable).parent / "dagster"
@@ -60,8 +48,12 @@ def start_ui(host: str, port: int, workspace: Path, home: str | Path | None = No
             f"port {port} on {host} is already in use (another `make ui` or web server?): "
             f"stop it, or pick a free port: make ui UI_PORT=3001 / flair-pipeline ui --port 3001"
         )
-    path = prepare_home(home)
-    os.environ["DAGSTER_HOME"] = str(path)
+    from flair_pipeline.defs.run import dagster_instance
+
+    # the same home and gpu-pool limit as CLI runs: a run started from the UI on a fresh
+    # home must not put two trainings on one GPU
+    dagster_instance(home).dispose()
+    path = os.environ["DAGSTER_HOME"]
     cmd = dagster_dev_command(host, port, workspace)
     print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={path})", file=sys.stderr, flush=True)
     os.execv(cmd[0], cmd)

@@ -65,11 +65,12 @@ def s2_windows_from_config(
 ) -> S2Windows:
     """S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
     config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2)."""
+    from flair_pipeline.dataset.layout import RawLayout
     from flair_pipeline.sentinel2.factory import make_provider
 
     bounds, crs = image_bounds(image)
     check_lambert93(crs, str(image))
-    default_catalog = base / cfg.paths.raw / "sentinel2" / "catalog.json"
+    default_catalog = RawLayout(base / cfg.paths.raw).sentinel2_catalog()
     provider = make_provider(cfg.sentinel2, lambda v: base / v, default_catalog)
     return S2Windows(inf, bounds, provider, year)
 
@@ -98,9 +99,9 @@ class MetaWindows:
 
 def check_lambert93(crs: Any, what: str) -> None:
     """Sentinel-2 grids are built in EPSG:2154: the image must be in it too."""
-    from flair_pipeline.dataset.rasterize import normalize_crs
+    from flair_pipeline.dataset.rasterize import same_crs
 
-    if normalize_crs(crs) != normalize_crs("EPSG:2154"):
+    if not same_crs(crs, "EPSG:2154"):
         raise InputError(f"{what}: CRS {crs} is not EPSG:2154 (Lambert-93), which U-T&T needs")
 
 

@@ -149,6 +149,25 @@ def domain_landcover(
     return generate_landcover(domain, s2.landcover_bounds_for(grid), seed), bounds, grid
 
 
+def split_class_shares(scenario: Scenario, seed: int) -> dict[str, np.ndarray]:
+    """Per official split, the share of each code (index 0..19) in the domains' mosaics.
+
+    Computed from the land-cover polygons alone (no rendering, seconds), so a scenario can
+    be checked for what its splits contain before generating it: a comparison of models
+    on a class means nothing if the training split barely holds that class.
+    """
+    area: dict[str, np.ndarray] = {}
+    for name in scenario.domains:
+        domain = DomainId.parse(name)
+        lc, bounds, _ = domain_landcover(domain, scenario, seed)
+        extent = shapely.box(*bounds)
+        clipped = shapely.area(shapely.intersection(np.asarray(lc.geoms, dtype=object), extent))
+        per_code = np.bincount(np.asarray(lc.codes), weights=clipped, minlength=20)
+        split = str(domain.official_split)
+        area[split] = area.get(split, np.zeros(20)) + per_code
+    return {split: a / a.sum() for split, a in area.items()}
+
+
 def _write_tif(path: Path, arr: np.ndarray, transform, crs: str, **opts) -> None:
     arr = arr if arr.ndim == 3 else arr[None]
     profile = {

@@ -7,6 +7,7 @@ inputs, and evaluation and large-area prediction reuse the same numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -15,8 +16,10 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.evaluation.metrics import Scores
 from flair_pipeline.models import build_model
-from flair_pipeline.nomenclature import N_CLASSES_MERGED, OTHER_INDEX
+from flair_pipeline.models.utt import centre_crop
+from flair_pipeline.nomenclature import N_CLASSES_MERGED
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.stats import class_weights
 
@@ -116,12 +119,10 @@ class FlairModule(L.LightningModule):
         self.last_good_step = self.global_step
 
     def _aux_to_patch(self, aux: torch.Tensor, size: torch.Size) -> torch.Tensor:
-        """The aux map's centre crop over the patch footprint, resized to the mask."""
-        side_m = self.hparams.patch_size * self.hparams.resolution
-        crop = max(1, min(aux.shape[-1], round(side_m / 10.0)))  # as the fusion's crop_px
-        h0 = (aux.shape[-2] - crop) // 2
-        w0 = (aux.shape[-1] - crop) // 2
-        centre = aux[..., h0 : h0 + crop, w0 : w0 + crop].float()
+        """The aux map's centre crop over the patch footprint (the very crop the fusion
+        uses, so loss and fusion cannot drift apart), resized to the mask."""
+        crop_px = int(self.model.hparams_dict["fusion"]["crop_px"])
+        centre = centre_crop(aux, crop_px).float()
         return F.interpolate(centre, size=tuple(size), mode="bilinear", align_corners=False)
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
@@ -155,12 +156,7 @@ class FlairModule(L.LightningModule):
 
 
 def miou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
-    """Mean IoU over the 12 land-cover classes ("other" excluded, as FLAIR reports);
-    classes absent from both truth and prediction are left out of the mean."""
-    tp = cm.diag()
-    denom = cm.sum(0) + cm.sum(1) - tp
-    keep = torch.arange(len(cm), device=cm.device) != OTHER_INDEX
-    keep &= denom > 0
-    if not keep.any():
-        return torch.tensor(0.0)
-    return (tp[keep] / denom[keep]).mean().float()
+    """FLAIR's mIoU (:class:`Scores`, the evaluation's own metric) of a validation matrix;
+    0 rather than NaN when no class occurs, so checkpoint selection can still compare."""
+    miou = Scores.from_confusion(cm.detach().cpu().numpy()).miou
+    return torch.tensor(0.0 if math.isnan(miou) else miou)

@@ -126,7 +126,8 @@ class PatchDataset(Dataset):
         self.downsample = downsample
         self.with_mask = with_mask
         self.s2 = s2
-        self.meta_encoder = meta_encoder
+        # a record's metadata never changes: encode every record once, not per sample
+        self._meta = meta_encoder([r.meta for r in records]) if meta_encoder else None
         self._series = ZoneSeries()
 
     def __len__(self) -> int:
@@ -139,8 +140,8 @@ class PatchDataset(Dataset):
             if rec.msk is None:
                 raise InputError(f"patch {rec.patch_id}: no MSK file to train or evaluate on")
             out["msk"] = read_mask(rec.msk, self.downsample)
-        if self.meta_encoder is not None:
-            out["meta"] = self.meta_encoder([rec.meta])[0]
+        if self._meta is not None:
+            out["meta"] = self._meta[i]
         if self.s2 is not None:
             win, doy = s2_window(rec, self._series, self.s2)
             out["s2"], out["dates"] = torch.from_numpy(win), torch.from_numpy(doy)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import rasterio
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -27,14 +28,13 @@ from torch.utils.data import DataLoader
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
+from flair_pipeline.models import MODEL_NAMES
 from flair_pipeline.training.checkpoint import check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
 from flair_pipeline.training.module import FlairModule
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
-from flair_pipeline.training.samples import PatchDataset, S2Options, collate, read_image
+from flair_pipeline.training.samples import PatchDataset, S2Options, collate
 from flair_pipeline.training.stats import compute_stats
-
-MODELS = ("unet", "unet-meta", "utt")
 
 
 @dataclass
@@ -122,8 +122,8 @@ def train_model(
     progress: bool = True,
 ) -> TrainReport:
     """Train `model_name` on the patches of `source` (dataset root or manifest CSV)."""
-    if model_name not in MODELS:
-        raise InputError(f"unknown model {model_name!r}: expected one of {', '.join(MODELS)}")
+    if model_name not in MODEL_NAMES:
+        raise InputError(f"unknown model {model_name!r}: expected one of {', '.join(MODEL_NAMES)}")
     out = Path(out_dir)
     t = cfg.train
     records = load_records(source)
@@ -137,6 +137,7 @@ def train_model(
         _require_s2(train + val)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
+    patch_px = _patch_px(train[0])
     resume_from: str | None = None
     if resume and last.is_file():
         hp = check_model(last, model_name)
@@ -150,7 +151,7 @@ def train_model(
         stats = compute_stats(train, t.norm_samples, t.seed, t.downsample, s2).to_dict()
         meta_enc = _meta_encoding(train) if model_name == "unet-meta" else None
         meta_dim = meta_enc["dim"] if meta_enc else None
-        patch_m = _patch_px(train[0]) * cfg.sampling.resolution
+        patch_m = patch_px * cfg.sampling.resolution
         kwargs = model_kwargs(cfg, model_name, len(stats["mean"]), meta_dim, patch_m)
     encoder = _meta_encoder(meta_enc)
     cuda = torch.cuda.is_available()
@@ -158,7 +159,7 @@ def train_model(
         model_name, kwargs, stats,
         optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, scheduler=t.scheduler,
         epochs=t.epochs, augment=t.augment, aux_weight=t.aux_weight, seed=t.seed,
-        patch_size=_patch_px(train[0]), resolution=cfg.sampling.resolution,
+        patch_size=patch_px, resolution=cfg.sampling.resolution,
         downsample=t.downsample, elevation_scale=cfg.sampling.elevation_scale,
         meta_encoding=meta_enc, s2_options=asdict(s2) if s2 else None, channels_last=cuda,
         encoder_weights=None if resume_from else t.encoder_weights,
@@ -227,7 +228,12 @@ def _require_s2(records: list[PatchRecord]) -> None:
 
 
 def _patch_px(rec: PatchRecord) -> int:
-    return int(read_image(rec.img).shape[-1])
+    """The patch side in pixels, from the image header (no pixel is read)."""
+    try:
+        with rasterio.open(rec.img) as src:
+            return int(src.width)
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{rec.img}: unreadable image ({exc})") from exc
 
 
 def _meta_encoding(train: list[PatchRecord]) -> dict[str, Any]:

@@ -48,7 +48,13 @@ def test_definitions_load() -> None:
             "dataset_metadata", "split_assignment"} <= names  # fmt: skip
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.description and node.group_name in ("sources", "dataset", "sentinel2", "training", "evaluation")
+        assert node.description and node.group_name in (
+            "sources",
+            "dataset",
+            "sentinel2",
+            "training",
+            "evaluation",
+        )
 
 
 def test_every_domain_is_built_with_matching_img_msk(built, tiny_world: WorldSummary) -> None:

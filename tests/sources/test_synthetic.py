@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -19,8 +20,8 @@ from flair_pipeline.sources.synth_sentinel2 import BOA_OFFSET, SPECTRAL_ASSETS
 from flair_pipeline.sources.synthetic import (
     SCENARIOS,
     WorldSummary,
-    domain_landcover,
     generate_world,
+    split_class_shares,
 )
 
 ASSETS = {k for k, _, _ in SPECTRAL_ASSETS} | {"cloud", "snow", "scl"}
@@ -44,20 +45,21 @@ def test_demo_trains_on_both_grass_and_crops() -> None:
     """The demo compares U-Net and U-T&T on agricultural land (11) vs herbaceous vegetation
     (10): its training split must hold enough of both for either model to learn them
     (at 409.6 m per domain, seed 0 left only 2 % agricultural land in the training split)."""
-    sc = SCENARIOS["demo"]
-    area: dict[str, np.ndarray] = {}
-    for d in sc.domains:
-        domain = DomainId.parse(d)
-        lc, bounds, _ = domain_landcover(domain, sc, 0)
-        extent = shapely.box(*bounds)
-        a = np.zeros(20)
-        for geom, code in zip(lc.geoms, lc.codes, strict=True):
-            a[code] += geom.intersection(extent).area
-        split = str(domain.official_split)
-        area[split] = area.get(split, np.zeros(20)) + a
+    shares = split_class_shares(SCENARIOS["demo"], 0)
     for split in ("train", "test"):
-        share = area[split] / area[split].sum()
-        assert share[10] > 0.10 and share[11] > 0.10, (split, share[10], share[11])
+        assert shares[split][10] > 0.10 and shares[split][11] > 0.10, (split, shares[split])
+    old = split_class_shares(dataclasses.replace(SCENARIOS["demo"], size_m=409.6), 0)
+    assert old["train"][11] < 0.03  # the world the weak first result was trained on
+
+
+def test_split_class_shares_match_the_written_labels(tiny_world: WorldSummary) -> None:
+    shares = split_class_shares(SCENARIOS["tiny"], 0)
+    for d in tiny_world.domains:  # one domain per split in `tiny`
+        labels = gpd.read_file(tiny_world.out / "domains" / d.domain / "labels.gpkg")
+        area = labels.geometry.area.groupby(labels["code"]).sum()
+        expected = np.zeros(20)
+        expected[area.index.to_numpy()] = area.to_numpy() / area.sum()
+        np.testing.assert_allclose(shares[d.split], expected, atol=1e-6)
 
 
 def test_layout(tiny_world: WorldSummary) -> None:

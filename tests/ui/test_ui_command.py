@@ -68,3 +68,10 @@ def test_ui_starts_webserver_and_daemon_on_the_persistent_home(tmp_path: Path) -
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+    # runs launched from the UI share one GPU: the home the UI made limits the gpu pool
+    r = subprocess.run(
+        [sys.executable, "-c", "import dagster as dg; s = dg.DagsterInstance.get()"
+         ".event_log_storage; print(s.get_concurrency_info('gpu').slot_count)"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr[-2000:]
