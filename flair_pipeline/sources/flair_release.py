@@ -8,12 +8,24 @@ path and the release split from the folder above the domain (``flair_aerial_trai
 id and the pair is checked the way training will use it (bands, dtype, same grid, class
 codes), so a bad file shows up here, in a report, rather than mid-epoch. One bad patch never
 sinks the index (DESIGN §7, eo-learn): it is listed as a :class:`Problem` and left out.
+
+The side files of the release (:mod:`flair_release_extras`: Sentinel-2 super-areas, the
+centroids and aerial-metadata JSONs, FLAIR #1's split CSVs) are joined to each patch; the
+row says what the patch has (``has``), and a patch whose Sentinel-2 window leaves its
+super-area, or whose metadata or centroid is missing, is reported and kept.
+
+The split a row trains with (``split``) is, first, the official split file listing it;
+else the release folder when it says test or validation; else FLAIR's domain split
+(DESIGN §5) for a patch of a validation domain unpacked in a train folder, as FLAIR-2
+ships its validation domains; else the folder's split; else FLAIR's domain split.
+``split_source`` records which of these decided.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -32,11 +44,14 @@ from flair_pipeline.dataset.rasterize import grid_problem, normalize_crs
 from flair_pipeline.domains import DomainId, ZoneId, official_split
 from flair_pipeline.errors import DomainIdError, InputError
 from flair_pipeline.io import atomic_path
+from flair_pipeline.sources.flair_release_extras import ReleaseExtras, find_extras
 
 _FILE_RE = re.compile(r"^(IMG|MSK)_(\w+)\.tiff?$", re.IGNORECASE)
 #: Grid tolerances: real files carry pixel sizes such as 0.19999999999981.
 IMG_BANDS = 5
 CODE_MIN, CODE_MAX = 1, 19
+#: FLAIR-2's Sentinel-2 window (``sat_patch_size: 40`` in flair-2-config.yml), in S2 pixels.
+SAT_WINDOW = 40
 
 
 @dataclass(frozen=True)
@@ -46,7 +61,9 @@ class ManifestRow:
     patch_id: str
     domain: str
     zone: str
-    split: str  # the release's own split, from the folder name ("" if none)
+    split: str  # the split training uses (see the module docstring)
+    split_source: str  # what decided it: "file <relpath>", "folder" or "domain"
+    folder_split: str  # the release's own split, from the folder name ("" if none)
     official_split: str  # FLAIR's split of the domain (DESIGN §5), "" if not a FLAIR domain
     img: str  # POSIX path relative to the release dir
     msk: str  # idem, "" when the release has no MSK for this patch
@@ -58,6 +75,11 @@ class ManifestRow:
     y_centroid: float
     img_path: str  # absolute, so a manifest can be used without knowing the release dir
     msk_path: str
+    sen_prefix: str = ""  # absolute SEN2_sp_<domain>-<zone> prefix, "" without S2
+    sp_row: int | None = None  # patch centre in the super-area (centroids JSON)
+    sp_col: int | None = None
+    metadata: str = ""  # the release's aerial-metadata entry as compact JSON, "" if none
+    has: str = ""  # what the patch has: img msk sen2 centroid metadata (space-separated)
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ManifestRow))
@@ -78,6 +100,7 @@ class ReleaseIndex:
     release_dir: Path
     rows: list[ManifestRow] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    side_files: list[str] = field(default_factory=list)  # JSON/npy/CSV read, relative
 
 
 @dataclass(frozen=True)
@@ -153,7 +176,7 @@ def _check_pair(
         t: Affine = src.transform
         cx, cy = t @ (src.width / 2, src.height / 2)
         row = ManifestRow(  # centroids to the mm: the transforms carry 1e-8 m noise
-            img.patch_id, img.domain, img.zone, img.split,
+            img.patch_id, img.domain, img.zone, img.split, "folder", img.split,
             _official(img.domain), img.rel, msk.rel if msk else "",
             src.width, src.height, src.count, normalise_crs(src.crs), round(cx, 3), round(cy, 3),
             (root / img.rel).as_posix(), (root / msk.rel).as_posix() if msk else "",
@@ -183,10 +206,73 @@ def _check_pair(
         return row, None
 
 
+def _final_split(row: ManifestRow, extras: ReleaseExtras) -> tuple[str, str]:
+    """(split, split_source) by the precedence of the module docstring."""
+    listed = extras.split_of.get(row.patch_id)
+    if listed is not None:
+        return listed[0], f"file {listed[1]}"
+    if row.folder_split in ("test", "validation"):
+        return row.folder_split, "folder"
+    if row.folder_split == "train" and row.official_split == "validation":
+        return "validation", "domain"
+    if row.folder_split:
+        return row.folder_split, "folder"
+    return row.official_split, "domain" if row.official_split else "folder"
+
+
+def _join_extras(
+    row: ManifestRow, extras: ReleaseExtras, window: int
+) -> tuple[ManifestRow, list[Problem]]:
+    """The row with its split, S2 super-area, centroid and metadata; what is missing."""
+    problems: list[Problem] = []
+    split, source = _final_split(row, extras)
+    has = ["img"] + (["msk"] if row.msk else [])
+    changes: dict[str, object] = {"split": split, "split_source": source}
+    meta = extras.metadata.get(row.patch_id)
+    if meta is not None:
+        changes["metadata"] = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+        has.append("metadata")
+        where = (meta.get("domain"), meta.get("zone"))
+        if where != (row.domain, row.zone):
+            problems.append(Problem(row.img, f"metadata says {where[0]}/{where[1]}, path says "
+                                    f"{row.domain}/{row.zone} (path kept)"))  # fmt: skip
+    elif extras.metadata:
+        problems.append(Problem(row.img, "no aerial-metadata entry (unet-meta encodes it unknown)"))
+    area = extras.super_areas.get((row.domain, row.zone))
+    rc = extras.centroids.get(row.patch_id)
+    if rc is not None:
+        changes.update(sp_row=rc[0], sp_col=rc[1])
+        has.append("centroid")
+    if area is not None and rc is None:
+        problems.append(Problem(row.img, "no entry in the centroids JSON: no Sentinel-2 window"))
+    elif area is not None and rc is not None:
+        r0, c0 = rc[0] - window // 2, rc[1] - window // 2
+        if r0 < 0 or c0 < 0 or r0 + window > area.height or c0 + window > area.width:
+            problems.append(Problem(row.img, (
+                f"{window} px Sentinel-2 window at [row, col] {list(rc)} leaves the "
+                f"{area.height}×{area.width} super-area {area.prefix.name}: kept without S2"
+            )))  # fmt: skip
+        else:
+            changes["sen_prefix"] = area.prefix.as_posix()
+            has.append("sen2")
+    changes["has"] = " ".join(has)
+    return dataclasses.replace(row, **changes), problems  # type: ignore[arg-type]
+
+
 def index_release(
-    release_dir: str | Path, *, workers: int = 8, progress: bool = False
+    release_dir: str | Path,
+    *,
+    workers: int = 8,
+    progress: bool = False,
+    window: int = SAT_WINDOW,
+    metadata: list[Path] | None = None,
+    centroids: list[Path] | None = None,
+    split_files: list[Path] | None = None,
 ) -> ReleaseIndex:
-    """Find, pair and check every IMG/MSK of a release folder (threads: rasterio drops the GIL)."""
+    """Find, pair and check every IMG/MSK of a release folder (threads: rasterio drops the GIL),
+    then join the side files (found below the folder, or given: `metadata`, `centroids`,
+    `split_files`). `window` is the Sentinel-2 window side (px) checked against each
+    super-area. Raises InputError when the folder is missing or holds no IMG/MSK."""
     root = Path(release_dir).resolve()
     if not root.is_dir():
         raise InputError(f"FLAIR release folder {root} does not exist or is not a folder")
@@ -221,6 +307,15 @@ def index_release(
                 index.rows.append(row)
             if problem is not None:
                 index.problems.append(problem)
+    extras = find_extras(root, metadata=metadata, centroids=centroids, split_files=split_files)
+    index.side_files = extras.files
+    index.problems.extend(Problem(p, why) for p, why in extras.problems)
+    joined = []
+    for row in index.rows:
+        new, problems = _join_extras(row, extras, window)
+        joined.append(new)
+        index.problems.extend(problems)
+    index.rows = joined
     index.rows.sort(key=lambda r: (r.domain, r.zone, r.patch_id))
     index.problems.sort(key=lambda p: p.path)
     return index
@@ -233,8 +328,19 @@ def write_manifest(index: ReleaseIndex, out_csv: str | Path) -> Path:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(FIELDS)
         for r in rows:
-            writer.writerow(repr(v) if isinstance(v, float) else v for v in dataclasses.astuple(r))
+            writer.writerow(_cell(v) for v in dataclasses.astuple(r))
     return Path(out_csv)
+
+
+def _cell(v: object) -> object:
+    """CSV text of a value: floats round-trip exactly (repr), None is empty."""
+    if v is None:
+        return ""
+    return repr(v) if isinstance(v, float) else v
+
+
+def _opt_int(v: str) -> int | None:
+    return int(v) if v.strip() else None
 
 
 def read_manifest(csv_path: str | Path) -> list[ManifestRow]:
@@ -247,7 +353,7 @@ def read_manifest(csv_path: str | Path) -> list[ManifestRow]:
         if tuple(reader.fieldnames or ()) != FIELDS:
             raise InputError(f"{path}: expected columns {list(FIELDS)}, found {reader.fieldnames}")
         types = {f.name: f.type for f in dataclasses.fields(ManifestRow)}
-        conv = {"int": int, "float": float, "str": str}
+        conv = {"int": int, "float": float, "str": str, "int | None": _opt_int}
         try:
             return [ManifestRow(**{k: conv[types[k]](v) for k, v in rec.items()}) for rec in reader]  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
@@ -265,6 +371,11 @@ def format_report(index: ReleaseIndex) -> str:
     by_domain: Counter[tuple[str, str]] = Counter(
         (r.split or "(no split)", r.domain) for r in index.rows
     )
+    haves: Counter[str] = Counter(h for r in index.rows for h in r.has.split())
+    lines.append("  has: " + ", ".join(f"{k} {haves[k]}" for k in (
+        "img", "msk", "sen2", "centroid", "metadata")))  # fmt: skip
+    if index.side_files:
+        lines.append("  side files: " + ", ".join(index.side_files))
     for split, n in sorted(by_split.items()):
         lines.append(f"  {split}: {n} patches")
         lines.extend(f"    {d}: {k}" for (s, d), k in sorted(by_domain.items()) if s == split)

@@ -79,21 +79,31 @@ def from_dataset(root: str | Path) -> list[PatchRecord]:
 def from_manifest(path: str | Path) -> list[PatchRecord]:
     """Records of an official FLAIR release indexed by ``import-flair``.
 
-    The split is the release's own folder split when it has one, else FLAIR's official
-    split of the domain; metadata is limited to what the manifest knows (location).
+    The split is the manifest's ``split`` (official split file, else folder, else FLAIR's
+    domain split: see :mod:`flair_pipeline.sources.flair_release`). The metadata is the
+    release's own aerial-metadata entry, verbatim, as our dataset's ``aerial_metadata.json``
+    gives it (the encoder reads ``08h06`` and ``08:06`` alike); without one, only the
+    location is known. The Sentinel-2 prefix and centroid are set only where the import
+    found the window inside the super-area.
     """
     records = []
     for row in read_manifest(path):
-        split = {"val": "validation"}.get(row.split, row.split) or row.official_split
+        meta = json.loads(row.metadata) if row.metadata else {}
+        if not meta:
+            meta = {"domain": row.domain, "zone": row.zone,
+                    "patch_centroid_x": row.x_centroid, "patch_centroid_y": row.y_centroid}  # fmt: skip
+        with_s2 = row.sen_prefix and row.sp_row is not None and row.sp_col is not None
         records.append(
             PatchRecord(
                 patch_id=row.patch_id,
                 domain=row.domain,
                 zone=row.zone,
-                split=split,
+                split=row.split,
                 img=Path(row.img_path),
                 msk=Path(row.msk_path) if row.msk_path else None,
-                meta={"patch_centroid_x": row.x_centroid, "patch_centroid_y": row.y_centroid},
+                meta=meta,
+                sen_prefix=Path(row.sen_prefix) if with_s2 else None,
+                centroid=(row.sp_row, row.sp_col) if with_s2 else None,  # type: ignore[arg-type]
             )
         )
     return records
