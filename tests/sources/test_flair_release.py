@@ -70,9 +70,13 @@ def test_real_samples_index(real_flair: Path, tmp_path: Path) -> None:
         assert row.crs == "EPSG:2154"  # the MSKs' LOCAL_CS was accepted as the same CRS
         assert (row.width, row.height, row.img_bands) == (512, 512, 5)
         assert Path(row.img_path).is_file() and Path(row.msk_path).is_file()
-    assert {r.split for r in index.rows} == {"train", "test"}
+    assert {r.folder_split for r in index.rows} == {"train", "test"}
     assert {r.patch_id: r.split for r in index.rows}["084558"] == "test"
     assert {r.patch_id: r.official_split for r in index.rows}["000473"] == "validation"
+    # D004_2021 is unpacked in flair_aerial_train but is an official validation domain
+    val = next(r for r in index.rows if r.patch_id == "000473")
+    assert (val.split, val.split_source, val.folder_split) == ("validation", "domain", "train")
+    assert {r.has for r in index.rows} == {"img msk"}
 
     out = write_manifest(index, tmp_path / "out" / "manifest.csv")
     assert out.read_text().splitlines()[0] == ",".join(FIELDS)
@@ -190,6 +194,7 @@ def test_synthetic_release(tmp_path: Path) -> None:
     ]
     rows = {r.patch_id: r for r in index.rows}
     assert rows["000010"].split == "validation" and rows["000020"].split == "test"
+    assert rows["000010"].folder_split == "validation" and rows["000010"].split_source == "folder"
     assert rows["000001"].official_split == "train" and rows["000020"].msk == ""
     assert rows["000003"].crs == "EPSG:2154"  # its MSK has the LOCAL_CS quirk
     assert rows["000001"].x_centroid == pytest.approx(700_100.0 + 3.2, abs=1e-3)
