@@ -187,11 +187,29 @@ def rasterize_labels_cmd(labels_path: Path, like_path: Path, out_path: Path) -> 
     type=click.Path(dir_okay=False, path_type=Path),
     help="Manifest CSV to write (one row per patch).",
 )
-def import_flair_cmd(release_dir: Path, out_csv: Path) -> None:
+@click.option("--metadata", "metadata", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Aerial-metadata JSON outside RELEASE_DIR (found inside by name otherwise).")  # fmt: skip
+@click.option("--centroids", "centroids", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Centroids JSON (IMG_<id>.tif -> [row, col]) outside RELEASE_DIR.")  # fmt: skip
+@click.option("--splits", "splits", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Official split CSV (FLAIR #1 flair-1-paths-{train,val,test}.csv); repeatable.")  # fmt: skip
+@click.option("--sat-window", default=40, show_default=True, type=click.IntRange(2),
+              help="Sentinel-2 window side (px) checked against each super-area.")  # fmt: skip
+def import_flair_cmd(
+    release_dir: Path,
+    out_csv: Path,
+    metadata: tuple[Path, ...],
+    centroids: tuple[Path, ...],
+    splits: tuple[Path, ...],
+    sat_window: int,
+) -> None:
     """Index an official FLAIR #1/#2 release folder into a training manifest."""
     from flair_pipeline.sources.flair_release import format_report, index_release, write_manifest
 
-    index = index_release(release_dir, progress=True)
+    index = index_release(
+        release_dir, progress=True, window=sat_window, metadata=list(metadata),
+        centroids=list(centroids), split_files=list(splits),
+    )  # fmt: skip
     write_manifest(index, out_csv)
     click.echo(format_report(index))
     click.echo(f"wrote {out_csv} ({len(index.rows)} patches)")
