@@ -215,6 +215,26 @@ def import_flair_cmd(
     click.echo(f"wrote {out_csv} ({len(index.rows)} patches)")
 
 
+@cli.command("export-flair")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Release folder to write, in the FLAIR-2 layout (docs/flair-release.md).")  # fmt: skip
+@click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Dataset root built here (default: paths.dataset).")  # fmt: skip
+@config_options
+def export_flair_cmd(
+    out_dir: Path, data: Path | None, config_path: Path | None, overrides: tuple[str, ...]
+) -> None:
+    """Write our dataset as a FLAIR-2 release (aerial, labels, Sentinel-2, JSONs, split lists)."""
+    from flair_pipeline.dataset.flair_export import export_release
+
+    root = data or Path(_load(config_path, overrides).paths.dataset)
+    report = export_release(root, out_dir)
+    click.echo(
+        f"wrote {report.out}: {report.patches} patches, {report.zones_with_s2} Sentinel-2 "
+        f"super-areas, {report.files} files"
+    )
+
+
 @cli.command("train")
 @click.option("--model", "model_name", type=click.Choice(["unet", "unet-meta", "utt"]),
               default=None, help="Baseline to train (default: train.model).")  # fmt: skip
