@@ -220,9 +220,15 @@ def import_flair_cmd(
               help="Release folder to write, in the FLAIR-2 layout (docs/flair-release.md).")  # fmt: skip
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Dataset root built here (default: paths.dataset).")  # fmt: skip
+@click.option("--stac/--no-stac", default=True, show_default=True,
+              help="Also write stac/ (Collection + an Item per zone) and flair-msk.qml.")  # fmt: skip
 @config_options
 def export_flair_cmd(
-    out_dir: Path, data: Path | None, config_path: Path | None, overrides: tuple[str, ...]
+    out_dir: Path,
+    data: Path | None,
+    stac: bool,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
 ) -> None:
     """Write our dataset as a FLAIR-2 release (aerial, labels, Sentinel-2, JSONs, split lists)."""
     from flair_pipeline.dataset.flair_export import export_release
@@ -233,6 +239,10 @@ def export_flair_cmd(
         f"wrote {report.out}: {report.patches} patches, {report.zones_with_s2} Sentinel-2 "
         f"super-areas, {report.files} files"
     )
+    if stac:
+        from flair_pipeline.dataset.flair_stac import write_stac
+
+        click.echo(f"wrote {write_stac(out_dir)} and {Path(out_dir) / 'flair-msk.qml'}")
 
 
 @cli.command("train")

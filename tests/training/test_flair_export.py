@@ -15,11 +15,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import rasterio
 from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
+from flair_pipeline.dataset.flair_stac import validate_offline
 from flair_pipeline.errors import InputError
 from flair_pipeline.models.metadata_mlp import MetadataEncoding
 from flair_pipeline.sources.flair_release import index_release, write_manifest
@@ -79,6 +81,11 @@ def test_export_reads_back_with_flair2_conventions(exported) -> None:
     dataset, out = exported
     ours = from_dataset(dataset)
     theirs = flair2_read(out)
+    coll = pystac.Collection.from_file(str(out / "stac" / "collection.json"))
+    assert validate_offline(
+        coll
+    )  # the export describes itself (validation details: test_flair_stac)
+    assert len(list(coll.get_items(recursive=True))) == len({(r.domain, r.zone) for r in ours})
     assert sorted(theirs) == sorted(f"IMG_{r.patch_id}.tif" for r in ours)
     mask = os.umask(0)
     os.umask(mask)
