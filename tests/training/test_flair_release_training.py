@@ -59,6 +59,18 @@ def test_train_and_evaluate_on_an_imported_release(imported, tmp_path: Path, mod
         cams = {v["camera"] for v in meta.values()}
         train_cams = {release.facts[p]["camera"] for p in ("034217", "036294", "050549")}
         assert set(hp["meta_encoding"]["cameras"]) == train_cams and train_cams < cams
+        # predict maps a release IMG with the release's own time format
+        img = next(release.root.rglob("IMG_084558.tif"))
+        m = meta["IMG_084558"]
+        res = CliRunner().invoke(cli, [
+            "predict", "--checkpoint", str(best), "--image", str(img), "--out",
+            str(tmp_path / "map.tif"), "--camera", m["camera"], "--date", m["date"],
+            "--time", m["time"], "--device", "cpu", "--config", str(params),
+        ])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        with rasterio.open(tmp_path / "map.tif") as mp, rasterio.open(img) as src:
+            assert (mp.transform, mp.shape, mp.crs) == (src.transform, src.shape, src.crs)
+            assert set(np.unique(mp.read(1)).tolist()) <= set(range(1, 14))
     else:
         assert len(hp["stats"]["s2_mean"]) == 10
 
