@@ -62,8 +62,11 @@ def flair_classes() -> list[Classification]:
     """FLAIR's 19 codes as classification objects (value, name, title, colour)."""
     return [
         Classification.create(
-            value=c.code, name=class_name(c.name), title=c.name,
-            description=f"FLAIR code {c.code}: {c.name}", color_hint=c.colour.lstrip("#").upper(),
+            value=c.code,
+            name=class_name(c.name),
+            title=c.name,
+            description=f"FLAIR code {c.code}: {c.name}",
+            color_hint=c.colour.lstrip("#").upper(),
         )
         for c in CLASSES
     ]

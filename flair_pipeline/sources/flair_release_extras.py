@@ -207,8 +207,9 @@ def find_extras(
     """
     extras = ReleaseExtras()
     find_super_areas(root, extras)
-    found_c = [p for p in root.rglob("*.json") if "centroid" in p.name.lower()]
-    found_m = [p for p in root.rglob("*.json") if "metadata" in p.name.lower()]
+    jsons = list(root.rglob("*.json"))  # one walk for both names (a release has ~200k files)
+    found_c = [p for p in jsons if "centroid" in p.name.lower()]
+    found_m = [p for p in jsons if "metadata" in p.name.lower()]
     found_s = [p for p in root.rglob("*.csv") if "paths" in p.name.lower()]
     for p in sorted(set(found_c) | set(centroids or [])):
         read_centroids(p, root, extras)
