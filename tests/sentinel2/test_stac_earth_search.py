@@ -15,13 +15,12 @@ import datetime as dt
 import json
 import re
 import uuid
-from urllib.parse import urlparse
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pystac
 import pytest
-import rasterio
 from pyproj import Transformer
 from pytest_httpserver import HTTPServer
 from rasterio.io import MemoryFile
@@ -128,7 +127,9 @@ class Replay:
             if self.search_fail:
                 status, headers = self.search_fail.pop(0)
                 return Response("{}", status=status, headers=headers)
-            page = "search_page2.json" if "next" in json.loads(body or b"{}") else "search_page1.json"
+            page = (
+                "search_page2.json" if "next" in json.loads(body or b"{}") else "search_page1.json"
+            )
             d = json.loads(self.text(page))
             if page == "search_page2.json":  # the recording ends here
                 d["links"] = [lk for lk in d["links"] if lk["rel"] != "next"]
@@ -274,13 +275,14 @@ def test_same_scene_in_two_collections_never_doubles_a_date(rec, httpserver) -> 
     grid = grid_at(UV_ONLY)
     url = f"{rp.base}/v1"
     both = ["sentinel-2-c1-l2a", "sentinel-2-l2a"]
-    s = StacProvider(api_url=url, collection=both, retries=0, scl_masks=True).fetch(
-        [grid], *RANGE
-    )[0]
+    s = StacProvider(api_url=url, collection=both, retries=0, scl_masks=True).fetch([grid], *RANGE)[
+        0
+    ]
     assert s.dates == [DAY] and (s.data[0, 2] == refl(2)).all()  # the c1 copy, not +40
     assert [i["item"] for i in s.provenance["dates"][0]["items"]] == [c1["id"]]
-    assert f"{l2['id']}: duplicate of {c1['id']} (sentinel-2-c1-l2a)" in (
-        s.provenance["dropped_duplicates"]
+    assert (
+        f"{l2['id']}: duplicate of {c1['id']} (sentinel-2-c1-l2a)"
+        in (s.provenance["dropped_duplicates"])
     )
     s2 = StacProvider(api_url=url, collection=both[::-1], retries=0, scl_masks=True).fetch(
         [grid], *RANGE
