@@ -275,8 +275,10 @@ class StacProvider:
             found = client.search(collections=self.collections, bbox=bbox, datetime=when, limit=100)
             return list(found.items())
         except (APIError, requests.RequestException, OSError, ValueError) as exc:
+            status = getattr(exc, "status_code", None)
+            http = f"HTTP {status}, " if status else ""
             raise InputError(
-                f"STAC API {self.api_url}: search failed ({_short(exc)}); retried "
+                f"STAC API {self.api_url}: search failed ({http}{_short(exc)}); retried "
                 f"{self.retries} times on 429/5xx/connection errors with timeouts "
                 f"{self.timeouts[0]:g}/{self.timeouts[1]:g} s (sentinel2.max_retries, "
                 "sentinel2.connect_timeout_s, sentinel2.read_timeout_s)"

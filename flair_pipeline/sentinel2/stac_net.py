@@ -1,8 +1,9 @@
 """Bounded network behaviour for STAC APIs and remote COGs: one retry contract for both.
 
 * Retried: HTTP 429 (waiting ``Retry-After`` when the server sends it), 500, 502, 503, 504,
-  connection errors and read timeouts; at most ``retries`` times each, with exponential
-  back-off ``backoff_s × 2^k``.
+  connection errors and read timeouts; at most ``retries`` times per request, with
+  exponential back-off (urllib3: none before the first retry, then ``backoff_s × 2^(n-1)``
+  before retry n; GDAL: ``backoff_s`` doubled at each retry, at least 10 ms).
 * Never retried: any other 4xx (400, 401, 403, 404…): asking again cannot help.
 * Every request has a connect and a read timeout, so a stalled server costs at most
   ``(retries + 1) × read_timeout_s`` plus the back-off, never a hung Dagster run.
@@ -60,7 +61,8 @@ def gdal_env(retries: int, backoff_s: float, connect_s: float, read_s: float) ->
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",
         "GDAL_HTTP_MAX_RETRY": str(retries),
-        "GDAL_HTTP_RETRY_DELAY": f"{max(backoff_s, 0.0):g}",
+        # GDAL does not retry at all with a delay of 0: keep a floor of 10 ms
+        "GDAL_HTTP_RETRY_DELAY": f"{max(backoff_s, 0.01):g}",
         "GDAL_HTTP_RETRY_CODES": ",".join(map(str, RETRY_STATUS)),
         "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(connect_s))),
         "GDAL_HTTP_TIMEOUT": str(max(1, round(connect_s + read_s))),

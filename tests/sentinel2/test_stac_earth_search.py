@@ -51,11 +51,16 @@ TO_L93 = {
 OVERLAP, UV_ONLY, VV_ONLY = (405000.0, 9485000.0), (385000.0, 9485000.0), (440000.0, 9480000.0)
 
 
-@pytest.fixture(scope="module")
-def rec() -> Path:
+def recorded() -> Path:
+    """The recorded responses' folder; skips the test when ../shared is absent."""
     if not REC.is_dir():
         pytest.skip(f"recorded Earth Search responses not found at {REC} (../shared is absent)")
     return REC
+
+
+@pytest.fixture(scope="module")
+def rec() -> Path:
+    return recorded()
 
 
 def refl(band: int) -> int:
@@ -97,7 +102,8 @@ class Replay:
         self.files: dict[str, bytes] = {}
         self.fail: dict[str, list[int]] = {}  # path -> statuses to answer before the file
         self.hits: list[tuple[str, str, bytes]] = []  # (method, path, body)
-        self.search_fail: list[tuple[int, dict]] = []  # (status, headers) before each page
+        #: page (1, 2) -> (status, headers) to answer, in turn, before serving that page
+        self.page_fail: dict[int, list[tuple[int, dict]]] = {1: [], 2: []}
         server.expect_request(re.compile(re.escape(self.prefix) + "/.*")).respond_with_handler(
             self._handle
         )
@@ -124,14 +130,12 @@ class Replay:
         if path in (f"{self.prefix}/v1", f"{self.prefix}/v1/"):
             return Response(self.text("landing.json"), content_type="application/json")
         if path == f"{self.prefix}/v1/search":
-            if self.search_fail:
-                status, headers = self.search_fail.pop(0)
-                return Response("{}", status=status, headers=headers)
-            page = (
-                "search_page2.json" if "next" in json.loads(body or b"{}") else "search_page1.json"
-            )
-            d = json.loads(self.text(page))
-            if page == "search_page2.json":  # the recording ends here
+            n = 2 if "next" in json.loads(body or b"{}") else 1
+            if self.page_fail[n]:
+                status, headers = self.page_fail[n].pop(0)
+                return Response('{"code": "busy"}', status=status, headers=headers)
+            d = json.loads(self.text(f"search_page{n}.json"))
+            if n == 2:  # the recording ends here
                 d["links"] = [lk for lk in d["links"] if lk["rel"] != "next"]
             return Response(json.dumps(d), content_type="application/geo+json")
         if path in self.files:
@@ -142,6 +146,10 @@ class Replay:
 
     def searches(self) -> list[dict]:
         return [json.loads(b) for m, p, b in self.hits if p.endswith("/v1/search")]
+
+    def count(self, href_or_path: str) -> int:
+        path = urlparse(href_or_path).path
+        return sum(p == path for _, p, _ in self.hits)
 
     def serve_item(self, d: dict, dn: dict[str, int], around, masks: dict[str, int]) -> None:
         """COGs behind `d`'s assets: band k -> dn[k], mask asset -> masks[k]."""
