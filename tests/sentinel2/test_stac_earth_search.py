@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,8 +29,10 @@ from rasterio.shutil import copy as rio_copy
 from rasterio.transform import from_origin
 from werkzeug import Request, Response
 
+from flair_pipeline.config import Sentinel2Config
 from flair_pipeline.dataset.layout import DatasetLayout
 from flair_pipeline.errors import InputError
+from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.provider import STAC_ASSETS, Grid
 from flair_pipeline.sentinel2.series import SuperArea, write_series
 from flair_pipeline.sentinel2.stac import StacProvider
@@ -102,6 +105,7 @@ class Replay:
         self.files: dict[str, bytes] = {}
         self.fail: dict[str, list[int]] = {}  # path -> statuses to answer before the file
         self.hits: list[tuple[str, str, bytes]] = []  # (method, path, body)
+        self.edit: dict[str, Callable[[dict], None]] = {}  # item id -> edit before serving
         #: page (1, 2) -> (status, headers) to answer, in turn, before serving that page
         self.page_fail: dict[int, list[tuple[int, dict]]] = {1: [], 2: []}
         server.expect_request(re.compile(re.escape(self.prefix) + "/.*")).respond_with_handler(
@@ -137,6 +141,8 @@ class Replay:
             d = json.loads(self.text(f"search_page{n}.json"))
             if n == 2:  # the recording ends here
                 d["links"] = [lk for lk in d["links"] if lk["rel"] != "next"]
+            for f in d["features"]:
+                self.edit.get(f["id"], lambda _: None)(f)
             return Response(json.dumps(d), content_type="application/geo+json")
         if path in self.files:
             r = Response(self.files[path], content_type="image/tiff")
@@ -296,3 +302,54 @@ def test_same_scene_in_two_collections_never_doubles_a_date(rec, httpserver) -> 
         [grid], *RANGE
     )[0]
     assert s2.dates == [DAY] and (s2.data[0, 2] == refl(2) + 40).all()  # the l2a copy
+
+
+def test_nodata_from_the_file_when_the_item_is_silent(rec, httpserver) -> None:
+    """The red asset loses its declared nodata: the file's nodata (1999) then decides."""
+    rp = Replay(httpserver, rec)
+    uv = rp.item(C1.format("U"))
+    dn = c1_dn()
+    rp.serve_item(uv, dn, UV_ONLY, {"cloud": 30, "snow": 5})
+    t = uv["assets"]["red"]["proj:transform"]
+    red = cog(1999, (t[2], t[5]), t[0], 32724, UV_ONLY, nodata=1999)
+    rp.put(uv["assets"]["red"]["href"], red)
+    grid, url = grid_at(UV_ONLY), f"{rp.base}/v1"
+    s = StacProvider(api_url=url, retries=0).fetch([grid], *RANGE)[0]
+    assert (s.data[0, 2] == 999).all()  # the item says nodata 0: 1999 is data, 1999 - 1000
+    rp.edit[uv["id"]] = lambda f: f["assets"]["red"]["raster:bands"][0].pop("nodata")
+    s = StacProvider(api_url=url, retries=0).fetch([grid], *RANGE)[0]
+    assert (s.data[0, 2] == 0).all() and (s.data[0, 1] == refl(1)).all()
+
+
+def test_config_reaches_the_provider(rec, httpserver) -> None:
+    """sentinel2.max_cloud_cover, max_retries, timeouts and scl_masks from the config
+    (issue 19 point 5): the cloud filter drops 24MUV (56.8 %) and keeps 24MVV (34.8 %),
+    max_retries: 0 makes one 503 fatal after a single request."""
+    rp = Replay(httpserver, rec)
+    rp.serve_item(rp.item(C1.format("U")), c1_dn(), (OVERLAP[0] - 2000, OVERLAP[0], OVERLAP[1]),
+                  {"cloud": 30, "snow": 5})  # fmt: skip
+    rp.serve_item(rp.item(C1.format("V")), c1_dn(7), (OVERLAP[0], OVERLAP[0] + 2000, OVERLAP[1]),
+                  {"cloud": 70, "snow": 9})  # fmt: skip
+    url = f"{rp.base}/v1"
+    cfg = Sentinel2Config(api_url=url, max_cloud_cover=40, max_retries=0, connect_timeout_s=3,
+                          read_timeout_s=4, retry_backoff_s=0, scl_masks=True)  # fmt: skip
+    prov = make_provider(cfg, Path, Path("unused"))
+    assert (prov.retries, prov.timeouts, prov.scl_masks) == (0, (3, 4), True)
+    assert prov.gdal_env["GDAL_HTTP_MAX_RETRY"] == "0" and prov.gdal_env["GDAL_HTTP_TIMEOUT"] == "7"
+    s = prov.fetch([grid_at(OVERLAP)], *RANGE)[0]
+    assert [i["item"] for i in s.provenance["dates"][0]["items"]] == [
+        "S2B_T24MVV_20250731T130245_L2A"
+    ]
+    ux, _ = centres_utm(grid_at(OVERLAP))
+    assert (s.data[0, 2][ux < OVERLAP[0] - 3] == 0).all()  # 24MUV's half is empty
+    assert (s.data[0, 2][ux >= OVERLAP[0] + 3] == refl(2) + 7).all()
+    rp.page_fail[1] = [(503, {})]
+    n = len(rp.searches())
+    with pytest.raises(InputError, match="503"):
+        make_provider(cfg, Path, Path("unused")).fetch([grid_at(OVERLAP)], *RANGE)
+    assert len(rp.searches()) == n + 1
+    two = cfg.model_copy(update={"collection": "sentinel-2-c1-l2a, sentinel-2-l2a"})
+    assert make_provider(two, Path, Path("unused")).collections == [
+        "sentinel-2-c1-l2a",
+        "sentinel-2-l2a",
+    ]
