@@ -353,3 +353,39 @@ def test_config_reaches_the_provider(rec, httpserver) -> None:
         "sentinel-2-c1-l2a",
         "sentinel-2-l2a",
     ]
+
+
+def test_one_date_across_two_utm_zones(rec, httpserver, tmp_path) -> None:
+    """The real 24MVV item (EPSG:32724) and a copy of it moved to UTM zone 25 (EPSG:32725, a
+    different id and tile) on the same day: one date, each pixel from the zone that has it."""
+    rp = Replay(httpserver, rec)
+    vv = rp.item(C1.format("V"))
+    x, y = VV_ONLY
+    to25 = Transformer.from_crs("EPSG:32724", "EPSG:32725", always_xy=True)
+    x25, y25 = to25.transform(x, y)
+    z25 = json.loads(json.dumps(vv).replace("T24MVV", "T25MBV"))
+    z25["id"] = vv["id"].replace("T24MVV", "T25MBV")
+    z25["properties"].update({"proj:epsg": 32725, "grid:code": "MGRS-25MBV", "mgrs:utm_zone": 25})
+    for a in z25["assets"].values():
+        if "proj:transform" in a:  # a true zone-25 tile origin west of the place
+            res = a["proj:transform"][0]
+            a["proj:transform"] = [res, 0, float(x25 // 60 * 60 - 60000), 0, -res, 9500020.0]
+    rp.serve_item(vv, c1_dn(), (x - 2000, x, y), {"cloud": 30, "snow": 5})
+    rp.serve_item(z25, c1_dn(11), (x25, y25), {"cloud": 70, "snow": 9})
+    cat = pystac.Catalog("c", "test")
+    col = pystac.Collection("sentinel-2-c1-l2a", "c1", pystac.Extent.from_dict(
+        {"spatial": {"bbox": [vv["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+    cat.add_child(col)
+    for d in (vv, z25):
+        d["links"] = []
+        col.add_item(pystac.Item.from_dict(d))
+    cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
+    grid = grid_at(VV_ONLY)
+    s = StacProvider(catalog=tmp_path / "cat" / "catalog.json").fetch([grid], *RANGE)[0]
+    assert s.dates == [DAY] and len(s.provenance["dates"][0]["items"]) == 2
+    ux, _ = centres_utm(grid)
+    west, east = ux < x - 3, ux >= x + 3  # 24MVV (first by id) covers only the west
+    assert west.sum() > 20 and east.sum() > 20
+    for b in range(10):
+        assert (s.data[0, b][west] == refl(b)).all()
+        assert (s.data[0, b][east] == refl(b) + 11).all()
