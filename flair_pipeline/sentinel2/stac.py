@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pystac
@@ -64,7 +63,7 @@ from flair_pipeline.sentinel2.stac_meta import (
     product_name,
     scale_offset,
 )
-from flair_pipeline.sentinel2.stac_net import gdal_env, stac_api_io
+from flair_pipeline.sentinel2.stac_net import gdal_env, stac_api_io, static_stac_io
 from flair_pipeline.sentinel2.stac_select import (
     SCL_MAPPING_NAME,
     readable_href,
@@ -75,7 +74,6 @@ from flair_pipeline.sentinel2.stac_select import (
 __all__ = ["BOA_ADD_OFFSET", "StacProvider", "processing_baseline", "product_name", "scale_offset"]
 ASSETS = STAC_ASSETS + STAC_MASK_ASSETS
 SCL_ASSET = "scl"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,23 +107,6 @@ def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -
     refl = np.clip(refl, 0, 65535).astype(np.uint16)
     refl[dn == nodata] = 0
     return refl
-
-
-def retry(
-    what: str, fn: Callable[[], T], tries: int, backoff_s: float, fail: str = "unreachable"
-) -> T:
-    """`fn()` with exponential back-off; after `tries` failures, an InputError naming `what`."""
-    last: Exception | None = None
-    for k in range(max(tries, 1)):
-        try:
-            return fn()
-        except InputError:
-            raise
-        except Exception as exc:  # network, HTTP and JSON failures all look alike here
-            last = exc
-            if k + 1 < tries:
-                time.sleep(backoff_s * 2**k)
-    raise InputError(f"{what}: {fail} after {max(tries, 1)} tries ({type(last).__name__}: {last})")
 
 
 class StacProvider:
@@ -290,7 +271,9 @@ class StacProvider:
             raise InputError(f"STAC catalog {href}: file not found")
 
         def load() -> list[pystac.Item]:
-            cat = pystac.Catalog.from_file(href)
+            # remote: the same bounded StacApiIO as the API (no hand-written retry loop)
+            io = static_stac_io(self.retries, self.backoff_s, *self.timeouts) if remote else None
+            cat = pystac.Catalog.from_file(href, stac_io=io)
             items: list[pystac.Item] = []
             for col in self.collections:
                 child = cat.get_child(col)
@@ -300,9 +283,22 @@ class StacProvider:
                 return items
             return list(cat.get_items(recursive=True))
 
-        if "://" in href:
-            return retry(f"STAC catalog {href}", load, self.retries, self.backoff_s)
-        return retry(f"STAC catalog {href}", load, 1, 0.0, fail="not a readable STAC catalog")
+        remote = "://" in href
+        try:
+            return load()
+        except InputError:
+            raise
+        except Exception as exc:  # network, HTTP and JSON failures all look alike here
+            status = getattr(exc, "status_code", None)
+            why = f"HTTP {status}, " if status else ""
+            if remote:
+                raise InputError(
+                    f"STAC catalog {href}: unreadable ({why}{_short(exc)}); retried "
+                    f"{self.retries} times on 429/5xx/connection errors (sentinel2.max_retries)"
+                ) from exc
+            raise InputError(
+                f"STAC catalog {href}: not a readable STAC catalog ({_short(exc)})"
+            ) from exc
 
     # -- pixels ------------------------------------------------------------------------
     def _read(self, scene: Scene, grids: list[Grid]) -> list[tuple] | str:

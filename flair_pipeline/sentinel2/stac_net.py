@@ -8,7 +8,8 @@
 * Every request has a connect and a read timeout, so a stalled server costs at most
   ``(retries + 1) × read_timeout_s`` plus the back-off, never a hung Dagster run.
 
-STAC API requests go through pystac-client's :class:`~pystac_client.stac_api_io.StacApiIO`
+Remote static catalogs are read through a pystac StacIO on a requests session carrying the
+same Retry and timeouts (:func:`static_stac_io`). STAC API requests go through pystac-client's :class:`~pystac_client.stac_api_io.StacApiIO`
 whose requests session mounts a urllib3 :class:`~urllib3.util.retry.Retry`; each page of a
 search is one request retried on its own, so pagination resumes at the failed page instead
 of restarting at page one. COG reads use GDAL's own ``GDAL_HTTP_*`` options (GDAL retries
@@ -70,3 +71,38 @@ def gdal_env(retries: int, backoff_s: float, connect_s: float, read_s: float) ->
         "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
         "AWS_NO_SIGN_REQUEST": os.environ.get("AWS_NO_SIGN_REQUEST", "YES"),
     }
+
+
+def session(retries: int, backoff_s: float) -> Any:
+    """A requests session whose http(s) adapters carry the retry policy."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    s = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry_policy(retries, backoff_s))
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    return s
+
+
+def static_stac_io(retries: int, backoff_s: float, connect_s: float, read_s: float) -> Any:
+    """A pystac StacIO reading static catalogs over HTTP(S) with the same contract.
+
+    HTTP errors raise :class:`requests.HTTPError` (``status_code`` on the exception)."""
+    import requests
+    from pystac.stac_io import DefaultStacIO
+
+    http = session(retries, backoff_s)
+
+    class _BoundedStacIO(DefaultStacIO):
+        def read_text_from_href(self, href: str) -> str:
+            if "://" not in href or href.startswith("file://"):
+                return super().read_text_from_href(href)
+            resp = http.get(href, timeout=(connect_s, read_s))
+            if not resp.ok:
+                err = requests.HTTPError(f"HTTP {resp.status_code} for {href}")
+                err.status_code = resp.status_code  # type: ignore[attr-defined]
+                raise err
+            return resp.text
+
+    return _BoundedStacIO()

@@ -12,6 +12,7 @@ import time
 import types
 
 import numpy as np
+import pystac
 import pytest
 import urllib3.util.retry
 from pytest_httpserver import HTTPServer
@@ -147,3 +148,28 @@ def test_cog_404_fails_that_zone_only(rec, httpserver) -> None:
     assert not isinstance(b, InputError) and b.dates == [DAY]
     assert np.array_equal(b.data[0, :, 0, 0], [refl(k) + 3 for k in range(10)])
     assert rp.count(uv["assets"]["blue"]["href"]) == 1
+
+
+def test_remote_static_catalog_same_contract(rec, httpserver, tmp_path, sleeps) -> None:
+    """A static catalog over HTTP: a 503 on catalog.json is retried, a 404 is not."""
+    rp, _ = _replay(httpserver, rec)
+    uv = rp.item(C1.format("U"))
+    uv["links"] = []
+    cat = pystac.Catalog("c", "test")
+    col = pystac.Collection("sentinel-2-c1-l2a", "c1", pystac.Extent.from_dict(
+        {"spatial": {"bbox": [uv["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+    cat.add_child(col)
+    col.add_item(pystac.Item.from_dict(uv))
+    cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
+    for f in (tmp_path / "cat").rglob("*.json"):
+        rp.files[f"{rp.prefix}/cat/{f.relative_to(tmp_path / 'cat')}"] = f.read_bytes()
+    root = f"{rp.prefix}/cat/catalog.json"
+    rp.fail[root] = [503]
+    s = StacProvider(catalog=f"{rp.base}/cat/catalog.json", retries=2, backoff_s=0.01).fetch(
+        [grid_at(UV_ONLY)], *RANGE
+    )[0]
+    assert s.dates == [DAY] and (s.data[0, 2] == refl(2)).all() and rp.count(root) == 2
+    gone = f"{rp.base}/nope/catalog.json"
+    with pytest.raises(InputError, match=rf"STAC catalog {gone}: unreadable \(HTTP 404, "):
+        StacProvider(catalog=gone, retries=3, backoff_s=0.01).fetch([grid_at(UV_ONLY)], *RANGE)
+    assert rp.count(gone) == 1
