@@ -8,12 +8,13 @@
 * Every request has a connect and a read timeout, so a stalled server costs at most
   ``(retries + 1) × read_timeout_s`` plus the back-off, never a hung Dagster run.
 
-Remote static catalogs are read through a pystac StacIO on a requests session carrying the
-same Retry and timeouts (:func:`static_stac_io`). STAC API requests go through pystac-client's :class:`~pystac_client.stac_api_io.StacApiIO`
-whose requests session mounts a urllib3 :class:`~urllib3.util.retry.Retry`; each page of a
-search is one request retried on its own, so pagination resumes at the failed page instead
-of restarting at page one. COG reads use GDAL's own ``GDAL_HTTP_*`` options (GDAL retries
-429, 500, 502, 503 and 504 and honours ``Retry-After``).
+Remote static catalogs are read through a pystac StacIO on a requests session carrying
+the same Retry and timeouts (:func:`static_stac_io`). STAC API requests go through
+pystac-client's :class:`~pystac_client.stac_api_io.StacApiIO` whose requests session mounts a
+urllib3 :class:`~urllib3.util.retry.Retry`; each page of a search is one request retried on
+its own, so pagination resumes at the failed page instead of restarting at page one. COG
+reads use GDAL's own ``GDAL_HTTP_*`` options (``GDAL_HTTP_RETRY_CODES`` lists the same
+statuses; GDAL does not retry other 4xx either).
 """
 
 from __future__ import annotations
