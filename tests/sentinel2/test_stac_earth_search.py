@@ -389,3 +389,13 @@ def test_one_date_across_two_utm_zones(rec, httpserver, tmp_path) -> None:
     for b in range(10):
         assert (s.data[0, b][west] == refl(b)).all()
         assert (s.data[0, b][east] == refl(b) + 11).all()
+
+
+def test_item_crs_contradicting_its_file_skips_the_date(rec, httpserver) -> None:
+    rp = Replay(httpserver, rec)
+    uv = rp.item(C1.format("U"))
+    rp.serve_item(uv, c1_dn(), UV_ONLY, {"cloud": 30, "snow": 5})
+    rp.edit[uv["id"]] = lambda f: f["properties"].update({"proj:epsg": 32725})
+    (res,) = StacProvider(api_url=f"{rp.base}/v1", retries=0).fetch_each([grid_at(UV_ONLY)], *RANGE)
+    assert isinstance(res, InputError)
+    assert "file CRS EPSG:32724 but the item says EPSG:32725" in str(res)
