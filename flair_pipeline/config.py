@@ -115,13 +115,25 @@ class Sentinel2Config(_Section):
         None, description="static STAC catalog; default <paths.raw>/sentinel2/catalog.json"
     )
     api_url: str | None = Field(None, description="STAC API (e.g. Earth Search); overrides catalog")
-    collection: str = "sentinel-2-c1-l2a"
+    collection: str = Field(
+        "sentinel-2-c1-l2a", description="STAC collection id(s), comma-separated, preferred first"
+    )
     sh_base_url: str = "https://sh.dataspace.copernicus.eu"
     sh_token_url: str = (
         "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
     )
     sh_cache: str | None = "data/cache/sentinelhub"
     max_retries: int = Field(3, ge=0)
+    # -- STAC provider (issue 14) --
+    max_cloud_cover: float | None = Field(
+        None, ge=0, le=100, description="drop STAC items above this eo:cloud_cover, %"
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="STAC API and COG connect timeout")
+    read_timeout_s: float = Field(60.0, gt=0, description="STAC API and COG read timeout")
+    retry_backoff_s: float = Field(1.0, ge=0, description="first back-off of STAC/COG retries")
+    scl_masks: bool = Field(
+        False, description="derive SNW/CLD from SCL where a collection has no cloud/snow assets"
+    )
     window: int = Field(40, gt=0, description="px (10 m) around each patch centroid")
     max_size: int = Field(110, gt=0, description="max super-area side in px")
     cloud_threshold: int = Field(60, ge=0, le=100, description="SNW/CLD probability cut-off")

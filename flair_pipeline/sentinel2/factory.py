@@ -23,10 +23,19 @@ def make_provider(
     if cfg.provider == "stac":
         from flair_pipeline.sentinel2.stac import StacProvider
 
+        common = dict(
+            collection=[c.strip() for c in cfg.collection.split(",") if c.strip()],
+            max_cloud_cover=cfg.max_cloud_cover,
+            retries=cfg.max_retries,
+            backoff_s=cfg.retry_backoff_s,
+            connect_timeout_s=cfg.connect_timeout_s,
+            read_timeout_s=cfg.read_timeout_s,
+            scl_masks=cfg.scl_masks,
+        )
         if cfg.api_url:
-            return StacProvider(api_url=cfg.api_url, collection=cfg.collection)
+            return StacProvider(api_url=cfg.api_url, **common)
         catalog = resolve(cfg.catalog) if cfg.catalog else default_catalog
-        return StacProvider(catalog=str(catalog), collection=cfg.collection)
+        return StacProvider(catalog=str(catalog), **common)
     from flair_pipeline.sentinel2.sentinelhub import SentinelHubProvider, SentinelHubSettings
 
     settings = SentinelHubSettings(

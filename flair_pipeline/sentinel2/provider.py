@@ -70,6 +70,8 @@ class TimeSeries:
     dates: list[dt.date]
     products: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (product, why)
+    #: decisions taken per date (offset rule, mask source…), written next to products.txt
+    provenance: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         t = len(self.dates)

@@ -10,6 +10,7 @@ patch's centroid falls in it (``centroids_sp_to_patch.json``: ``IMG_<id>.tif`` â
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[
 
 
 def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> list[Path]:
-    """Write the three FLAIR files of a zone, each atomically."""
+    """Write the three FLAIR files of a zone, each atomically, and, when the provider
+    recorded decisions (``series.provenance``: BOA offset rule per date, SCL-derived
+    masks), their companion ``_products.json``."""
     prefix = layout.sen_prefix(area.domain, area.zone)
     paths = [
         Path(f"{prefix}_data.npy"),
@@ -69,6 +72,10 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
         np.save(f, series.masks)
     with atomic_path(paths[2]) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in series.products))
+    if series.provenance:
+        paths.append(Path(f"{prefix}_products.json"))
+        with atomic_path(paths[3]) as tmp:
+            tmp.write_text(json.dumps(series.provenance, indent=1, sort_keys=True) + "\n")
     return paths
 
 

@@ -19,20 +19,22 @@ Why it is shaped this way:
 * A per-grid failure must not lose the other zones of the domain: :meth:`fetch_each`
   returns an :class:`InputError` in place of that grid's series; :meth:`fetch` (the
   provider protocol) raises the first one.
+* What an item says about its pixels (scale, offset, nodata, CRS, the BOA offset rule) is
+  read in :mod:`~flair_pipeline.sentinel2.stac_meta`; which items and assets are used
+  (collections, duplicates, SCL-derived masks) in :mod:`~flair_pipeline.sentinel2.stac_select`;
+  timeouts and retries in :mod:`~flair_pipeline.sentinel2.stac_net`. The decisions taken
+  per date go to ``TimeSeries.provenance`` (written next to ``products.txt``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import os
-import re
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pystac
@@ -54,20 +56,24 @@ from flair_pipeline.sentinel2.provider import (
     Grid,
     TimeSeries,
 )
+from flair_pipeline.sentinel2.stac_meta import (
+    BOA_ADD_OFFSET,
+    asset_meta,
+    processing_baseline,
+    product_name,
+    scale_offset,
+)
+from flair_pipeline.sentinel2.stac_net import gdal_env, stac_api_io, static_stac_io
+from flair_pipeline.sentinel2.stac_select import (
+    SCL_MAPPING_NAME,
+    readable_href,
+    scl_to_masks,
+    select_items,
+)
 
+__all__ = ["BOA_ADD_OFFSET", "StacProvider", "processing_baseline", "product_name", "scale_offset"]
 ASSETS = STAC_ASSETS + STAC_MASK_ASSETS
-BOA_ADD_OFFSET = 1000  # DN, processing baseline >= 04.00 (ESA, January 2022)
-#: GDAL settings for remote COGs: no directory listing, merged range requests, retries.
-GDAL_ENV = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_MULTIPLEX": "YES",
-    "GDAL_HTTP_MAX_RETRY": "4",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-    "AWS_NO_SIGN_REQUEST": os.environ.get("AWS_NO_SIGN_REQUEST", "YES"),
-}
-T = TypeVar("T")
+SCL_ASSET = "scl"
 
 
 @dataclass(frozen=True)
@@ -78,43 +84,21 @@ class Scene:
     date: dt.date
     product: str
     footprint: Any  # shapely geometry, WGS84
+    masks: str  # "assets" (cloud/snow), "scl" (derived from SCL) or "none"
+    offset_dn: int  # DN removed by the BOA offset rule (stac_meta.boa_offset)
+    offset_rule: str  # that rule's decision, in words
 
-
-def product_name(item: pystac.Item) -> str:
-    """``s2:product_uri`` without ``.SAFE`` (FLAIR's products.txt), else the item id."""
-    uri = item.properties.get("s2:product_uri")
-    return str(uri).removesuffix(".SAFE") if uri else item.id
-
-
-def processing_baseline(item: pystac.Item) -> float | None:
-    """``s2:processing_baseline`` as a number, else the ``_Nxxyy_`` field of the product."""
-    try:
-        return float(item.properties["s2:processing_baseline"])
-    except (KeyError, TypeError, ValueError):
-        pass
-    m = re.search(r"_N(\d{2})(\d{2})_", str(item.properties.get("s2:product_uri", "")))
-    return int(m[1]) + int(m[2]) / 100 if m else None
-
-
-def scale_offset(item: pystac.Item, key: str) -> tuple[float, float]:
-    """(scale, offset): reflectance = DN × scale + offset.
-
-    A declared ``raster:bands[0].offset`` wins (Earth Search declares -0.1 for the
-    harmonised collection 1). Otherwise baseline >= 04.00 means DN carry BOA_ADD_OFFSET,
-    unless Earth Search says it already removed it (``earthsearch:boa_offset_applied``).
-    """
-    asset = item.assets[key]
-    bands = asset.extra_fields.get("raster:bands") or [{}]
-    band = bands[0] if isinstance(bands[0], dict) else {}
-    scale = float(band.get("scale", asset.extra_fields.get("raster:scale", 1e-4)))
-    offset = band.get("offset", asset.extra_fields.get("raster:offset"))
-    if offset is not None:
-        return scale, float(offset)
-    baseline = processing_baseline(item)
-    shifted = baseline is not None and baseline >= 4.0
-    if item.properties.get("earthsearch:boa_offset_applied"):
-        shifted = False
-    return scale, -BOA_ADD_OFFSET * scale if shifted else 0.0
+    def record(self) -> dict[str, Any]:
+        """This item's decisions, as recorded per date next to products.txt."""
+        rec: dict[str, Any] = {
+            "item": self.item.id,
+            "collection": self.item.collection_id,
+            "product": self.product,
+            "boa_offset_removed_dn": self.offset_dn,
+            "boa_offset_rule": self.offset_rule,
+            "masks": "cloud/snow assets" if self.masks == "assets" else "derived from SCL",
+        }
+        return rec
 
 
 def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -> np.ndarray:
@@ -125,32 +109,20 @@ def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -
     return refl
 
 
-def retry(
-    what: str, fn: Callable[[], T], tries: int, backoff_s: float, fail: str = "unreachable"
-) -> T:
-    """`fn()` with exponential back-off; after `tries` failures, an InputError naming `what`."""
-    last: Exception | None = None
-    for k in range(max(tries, 1)):
-        try:
-            return fn()
-        except InputError:
-            raise
-        except Exception as exc:  # network, HTTP and JSON failures all look alike here
-            last = exc
-            if k + 1 < tries:
-                time.sleep(backoff_s * 2**k)
-    raise InputError(f"{what}: {fail} after {max(tries, 1)} tries ({type(last).__name__}: {last})")
-
-
 class StacProvider:
     """Sentinel-2 series from a static STAC catalog (path or URL) or a STAC API.
 
     `catalog` is read once per provider (items cached); `api_url` is searched once per call
-    over the union bbox of the call's grids. `max_cloud_cover` (eo:cloud_cover, %) drops
-    items client-side. `workers` threads read scenes in parallel; by default 8 for remote
-    hrefs (reads are latency-bound, GDAL releases the GIL while waiting) and 1 for local
-    files (CPU-bound: threads only contend for the GIL). `retries`/`backoff_s` govern
-    catalogue access.
+    over the union bbox of the call's grids. `collection` is one collection id or several
+    in order of preference (duplicates of a scene are resolved by that order, see
+    :mod:`~flair_pipeline.sentinel2.stac_select`). `max_cloud_cover` (eo:cloud_cover, %)
+    drops items client-side. `workers` threads read scenes in parallel; by default 8 for
+    remote hrefs (reads are latency-bound, GDAL releases the GIL while waiting) and 1 for
+    local files (CPU-bound: threads only contend for the GIL). `retries`, `backoff_s`,
+    `connect_timeout_s` and `read_timeout_s` bound every HTTP request, STAC and COG alike
+    (:mod:`~flair_pipeline.sentinel2.stac_net`). `scl_masks` derives SNW/CLD from the SCL
+    asset where an item has no readable ``cloud``/``snow`` assets; without it such an item
+    raises an InputError naming its collection and the option.
     """
 
     name = "stac"
@@ -159,22 +131,37 @@ class StacProvider:
         self,
         catalog: str | Path | None = None,
         api_url: str | None = None,
-        collection: str = "sentinel-2-c1-l2a",
+        collection: str | Sequence[str] = "sentinel-2-c1-l2a",
         max_cloud_cover: float | None = None,
         workers: int | None = None,
         retries: int = 3,
         backoff_s: float = 1.0,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 60.0,
+        scl_masks: bool = False,
     ) -> None:
         if (catalog is None) == (api_url is None):
             raise InputError("StacProvider needs exactly one of catalog= or api_url=")
         self.catalog = str(catalog) if catalog is not None else None
         self.api_url = api_url
-        self.collection = collection
+        cols = [collection] if isinstance(collection, str) else list(collection)
+        if not cols:
+            raise InputError("StacProvider needs at least one collection")
+        self.collections: list[str] = cols
+        self.collection = cols[0]
         self.max_cloud_cover = max_cloud_cover
         self.workers = workers
         self.retries, self.backoff_s = retries, backoff_s
+        self.timeouts = (connect_timeout_s, read_timeout_s)
+        self.scl_masks = scl_masks
         self._static: list[Scene] | None = None
         self._index: dict[tuple, tuple | None] = {}
+        self._dropped: list[tuple[str, str]] = []
+
+    @property
+    def gdal_env(self) -> dict[str, str]:
+        """GDAL options for this provider's COG reads (retries and timeouts)."""
+        return gdal_env(self.retries, self.backoff_s, *self.timeouts)
 
     def fetch(self, grids: list[Grid], start: dt.date, end: dt.date) -> list[TimeSeries]:
         """Series per grid (see :meth:`fetch_each`); raises the first grid's InputError."""
@@ -188,7 +175,8 @@ class StacProvider:
         self, grids: list[Grid], start: dt.date, end: dt.date
     ) -> list[TimeSeries | InputError]:
         """One result per grid, in order: its series (dates sorted, T >= 1) or the
-        InputError naming the grid when no date is usable. Catalogue failures raise."""
+        InputError naming the grid when no date is usable. Catalogue failures raise, and
+        so does an item without probability masks when ``scl_masks`` is off."""
         if end < start:
             raise InputError(f"Sentinel-2 time range is empty: start {start} is after end {end}")
         feet = [_wgs84_footprint(g) for g in grids]
@@ -201,6 +189,8 @@ class StacProvider:
         skipped: list[list[tuple[str, str]]] = [[] for _ in grids]
         seen = [0] * len(grids)
         jobs = [(s, gs) for s, gs in zip(scenes, which, strict=True) if gs]
+        for scene, _ in jobs:
+            self._check_masks(scene)
         n = self.workers or (8 if jobs and _remote(jobs[0][0]) else 1)
         try:
             with ThreadPoolExecutor(max(1, n)) as pool:
@@ -216,34 +206,64 @@ class StacProvider:
                             acc[g].setdefault(scene.date, _Date()).add(scene, *res[k])
         finally:
             self._index.clear()
+        extra = {"dropped_duplicates": [f"{i}: {why}" for i, why in self._dropped]}
         return [
-            _series(grid, acc[g], skipped[g], seen[g], self._why(start, end))
+            _series(grid, acc[g], skipped[g], seen[g], self._why(start, end), extra)
             for g, grid in enumerate(grids)
         ]
 
     def _why(self, start: dt.date, end: dt.date) -> str:
-        return f"collection {self.collection!r} of {self.api_url or self.catalog}, {start}..{end}"
+        cols = ", ".join(repr(c) for c in self.collections)
+        return f"collection {cols} of {self.api_url or self.catalog}, {start}..{end}"
+
+    def _check_masks(self, scene: Scene) -> None:
+        if scene.masks == "scl" and not self.scl_masks:
+            raise InputError(
+                f"collection {scene.item.collection_id!r} (item {scene.item.id}) has no readable "
+                "'cloud'/'snow' probability assets: set sentinel2.scl_masks: true to derive "
+                "the SNW/CLD masks from its scene classification (SCL)"
+            )
+        if scene.masks == "none":
+            raise InputError(
+                f"collection {scene.item.collection_id!r} (item {scene.item.id}) has neither "
+                "readable 'cloud'/'snow' assets nor an 'scl' asset: no SNW/CLD masks possible; "
+                "choose another sentinel2.collection"
+            )
 
     # -- catalogue ---------------------------------------------------------------------
     def _scenes(self, feet: list[Any], start: dt.date, end: dt.date) -> list[Scene]:
         if self.catalog is not None:
             if self._static is None:
-                self._static = [_scene(i) for i in self._load_catalog()]
+                self._static = self._select(self._load_catalog())
             return self._static
-        from pystac_client import Client
-
         bbox = list(shapely.union_all(feet).bounds) if feet else None
         when = f"{start.isoformat()}/{end.isoformat()}"
+        return self._select(self._search(bbox, when))
 
-        def search() -> list[pystac.Item]:
-            client = Client.open(self.api_url)
-            found = client.search(
-                collections=[self.collection], bbox=bbox, datetime=when, limit=100
-            )
+    def _select(self, items: list[pystac.Item]) -> list[Scene]:
+        kept, self._dropped = select_items(items, self.collections)
+        return [_scene(i) for i in kept]
+
+    def _search(self, bbox: list[float] | None, when: str) -> list[pystac.Item]:
+        """All pages of one search; each request retried on its own (stac_net)."""
+        import requests
+        from pystac_client import Client
+        from pystac_client.exceptions import APIError
+
+        io = stac_api_io(self.retries, self.backoff_s, *self.timeouts)
+        try:
+            client = Client.open(self.api_url, stac_io=io, timeout=self.timeouts)
+            found = client.search(collections=self.collections, bbox=bbox, datetime=when, limit=100)
             return list(found.items())
-
-        items = retry(f"STAC API {self.api_url}", search, self.retries, self.backoff_s)
-        return [_scene(i) for i in items]
+        except (APIError, requests.RequestException, OSError, ValueError) as exc:
+            status = getattr(exc, "status_code", None)
+            http = f"HTTP {status}, " if status else ""
+            raise InputError(
+                f"STAC API {self.api_url}: search failed ({http}{_short(exc)}); retried "
+                f"{self.retries} times on 429/5xx/connection errors with timeouts "
+                f"{self.timeouts[0]:g}/{self.timeouts[1]:g} s (sentinel2.max_retries, "
+                "sentinel2.connect_timeout_s, sentinel2.read_timeout_s)"
+            ) from exc
 
     def _load_catalog(self) -> list[pystac.Item]:
         href = self.catalog or ""
@@ -251,15 +271,34 @@ class StacProvider:
             raise InputError(f"STAC catalog {href}: file not found")
 
         def load() -> list[pystac.Item]:
-            cat = pystac.Catalog.from_file(href)
-            child = cat.get_child(self.collection)
-            if child is not None:
-                return list(child.get_items(recursive=True))
-            return [i for i in cat.get_items(recursive=True) if i.collection_id == self.collection]
+            # remote: the same bounded StacApiIO as the API (no hand-written retry loop)
+            io = static_stac_io(self.retries, self.backoff_s, *self.timeouts) if remote else None
+            cat = pystac.Catalog.from_file(href, stac_io=io)
+            items: list[pystac.Item] = []
+            for col in self.collections:
+                child = cat.get_child(col)
+                if child is not None:
+                    items += list(child.get_items(recursive=True))
+            if items:
+                return items
+            return list(cat.get_items(recursive=True))
 
-        if "://" in href:
-            return retry(f"STAC catalog {href}", load, self.retries, self.backoff_s)
-        return retry(f"STAC catalog {href}", load, 1, 0.0, fail="not a readable STAC catalog")
+        remote = "://" in href
+        try:
+            return load()
+        except InputError:
+            raise
+        except Exception as exc:  # network, HTTP and JSON failures all look alike here
+            status = getattr(exc, "status_code", None)
+            why = f"HTTP {status}, " if status else ""
+            if remote:
+                raise InputError(
+                    f"STAC catalog {href}: unreadable ({why}{_short(exc)}); retried "
+                    f"{self.retries} times on 429/5xx/connection errors (sentinel2.max_retries)"
+                ) from exc
+            raise InputError(
+                f"STAC catalog {href}: not a readable STAC catalog ({_short(exc)})"
+            ) from exc
 
     # -- pixels ------------------------------------------------------------------------
     def _read(self, scene: Scene, grids: list[Grid]) -> list[tuple] | str:
@@ -271,8 +310,11 @@ class StacProvider:
         shapes = [(g.height, g.width) for g in grids]
         out = [(np.zeros((10, *hw), np.uint16), np.zeros((2, *hw), np.uint8), np.zeros(hw, bool))
                for hw in shapes]  # fmt: skip
-        with rasterio.Env(**GDAL_ENV):
-            for b, key in enumerate(ASSETS):
+        keys = list(STAC_ASSETS) + (
+            list(STAC_MASK_ASSETS) if scene.masks == "assets" else [SCL_ASSET]
+        )
+        with rasterio.Env(**self.gdal_env):
+            for b, key in enumerate(keys):
                 why = self._read_asset(scene, b, key, grids, out)
                 if why:
                     return why
@@ -282,13 +324,21 @@ class StacProvider:
         """Open asset `key` once and fill band `b` of every grid; '' or why it failed."""
         if key not in scene.item.assets:
             return f"asset {key!r} missing"
-        href = scene.item.assets[key].get_absolute_href() or ""
+        href = readable_href(scene.item, key)
+        if href is None:
+            return f"asset {key!r} not readable without credentials (s3:// href)"
         spectral = b < len(BANDS)
-        scale, offset = scale_offset(scene.item, key) if spectral else (1.0, 0.0)
+        meta = asset_meta(scene.item, key, reflectance=spectral)
         try:
             with rasterio.open(href) as src:
-                nodata = src.nodata if src.nodata is not None else 0
-                geo = (src.crs.to_string(), src.transform, src.height, src.width)
+                nodata = meta.nodata if meta.nodata is not None else src.nodata
+                nodata = 0 if nodata is None else nodata
+                crs = src.crs.to_string() if src.crs else meta.crs
+                if crs is None:
+                    return f"asset {key!r} has no CRS in the file nor proj:code/proj:epsg"
+                if src.crs and meta.crs and rasterio.crs.CRS.from_user_input(meta.crs) != src.crs:
+                    return f"asset {key!r}: file CRS {crs} but the item says {meta.crs}"
+                geo = (crs, src.transform, src.height, src.width)
                 for g, (data, masks, valid) in zip(grids, out, strict=True):
                     hit = self._nearest(g, geo)
                     if hit is None:
@@ -298,8 +348,10 @@ class StacProvider:
                     dn[inside] = src.read(1, window=window).ravel()[local]
                     dn = dn.reshape(g.height, g.width)
                     if spectral:
-                        data[b] = to_reflectance(dn, scale, offset, nodata)
+                        data[b] = to_reflectance(dn, meta.scale, meta.offset, nodata)
                         valid |= dn != nodata
+                    elif key == SCL_ASSET:
+                        masks[:] = scl_to_masks(dn)
                     else:
                         masks[b - len(BANDS)] = np.clip(dn, 0, 100)
         except (rasterio.errors.RasterioError, OSError) as exc:
@@ -363,20 +415,25 @@ class _Date:
     filled: np.ndarray
     product: str | None = None
 
+    def __init__(self) -> None:
+        self.scenes: list[Scene] = []
+
     def add(self, scene: Scene, data: np.ndarray, masks: np.ndarray, valid: np.ndarray) -> None:
         if self.product is None:  # first item of the date: take its arrays as they are
             if not valid.all():
                 data[:, ~valid], masks[:, ~valid] = 0, 0
             self.data, self.masks, self.filled, self.product = data, masks, valid, scene.product
+            self.scenes.append(scene)
             return
         take = valid & ~self.filled
         if take.any():
             self.data[:, take], self.masks[:, take] = data[:, take], masks[:, take]
             self.filled |= take
+            self.scenes.append(scene)
 
 
 def _series(
-    grid: Grid, dates: dict[dt.date, _Date], skipped: list, seen: int, why: str
+    grid: Grid, dates: dict[dt.date, _Date], skipped: list, seen: int, why: str, extra: dict
 ) -> TimeSeries | InputError:
     x0, y0, x1, y1 = grid.bounds
     label = f"grid ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) EPSG:2154"
@@ -386,6 +443,12 @@ def _series(
         reasons = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
         return InputError(f"{label}: none of its {seen} items is usable ({why}): {reasons}")
     days = sorted(dates)
+    per_date = [
+        {"date": d.isoformat(), "items": [s.record() for s in dates[d].scenes]} for d in days
+    ]
+    provenance: dict[str, Any] = {"source": why, "dates": per_date, **extra}
+    if any(s.masks == "scl" for d in days for s in dates[d].scenes):
+        provenance["scl_mapping"] = SCL_MAPPING_NAME
     return TimeSeries(
         grid=grid,
         data=np.stack([dates[d].data for d in days]),
@@ -393,17 +456,33 @@ def _series(
         dates=days,
         products=[dates[d].product or "" for d in days],
         skipped=skipped,
+        provenance=provenance,
     )
 
 
 def _scene(item: pystac.Item) -> Scene:
     when = item.datetime or pystac.utils.str_to_datetime(item.properties["start_datetime"])
     geom = shape(item.geometry) if item.geometry else shapely.box(*item.bbox)
-    return Scene(item, when.date(), product_name(item), geom)
+    if all(readable_href(item, k) for k in STAC_MASK_ASSETS):
+        masks = "assets"
+    elif readable_href(item, SCL_ASSET):
+        masks = "scl"
+    else:
+        masks = "none"
+    key = next((k for k in STAC_ASSETS if k in item.assets), None)
+    meta = asset_meta(item, key) if key else None
+    offset_dn = round(-meta.offset / meta.scale) if meta and meta.scale else 0
+    rule = meta.decision if meta else "no band asset"
+    return Scene(item, when.date(), product_name(item), geom, masks, offset_dn, rule)
 
 
 def _remote(scene: Scene) -> bool:
     return any("://" in (a.get_absolute_href() or "") for a in scene.item.assets.values())
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _cloud(item: pystac.Item) -> float:

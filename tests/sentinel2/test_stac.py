@@ -243,11 +243,11 @@ def test_unreachable_api_is_a_clear_error_after_retries(tiny_world, monkeypatch)
 
     monkeypatch.setattr(pystac_client.Client, "open", spy)
     provider = StacProvider(api_url=url, retries=3, backoff_s=0.01)
-    with pytest.raises(InputError, match=rf"STAC API {url}: unreachable after 3 tries"):
+    with pytest.raises(InputError, match=rf"STAC API {url}: search failed .*refused.*retried 3"):
         provider.fetch([_grid(tiny_world)], *YEAR)
-    assert calls == [url] * 3
+    assert calls == [url]  # retries happen per request inside StacApiIO, not by reopening
     remote = StacProvider(catalog=f"{url}/catalog.json", retries=2, backoff_s=0.01)
-    with pytest.raises(InputError, match=rf"STAC catalog {url}/catalog.json: unreachable after 2"):
+    with pytest.raises(InputError, match=rf"STAC catalog {url}/catalog.json: unreadable .*refused"):
         remote.fetch([_grid(tiny_world)], *YEAR)
 
 
@@ -257,7 +257,7 @@ def test_bad_construction_and_bad_catalogs(tmp_path) -> None:
     with pytest.raises(InputError, match="file not found"):
         StacProvider(catalog=tmp_path / "nope.json").fetch([Grid(0, 0, 1, 1)], *YEAR)
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(InputError, match=r"bad\.json: not a readable STAC catalog after 1 tries"):
+    with pytest.raises(InputError, match=r"bad\.json: not a readable STAC catalog \("):
         StacProvider(catalog=tmp_path / "bad.json").fetch([Grid(0, 0, 1, 1)], *YEAR)
     with pytest.raises(InputError, match="time range is empty"):
         StacProvider(catalog=tmp_path / "bad.json").fetch([Grid(0, 0, 1, 1)], YEAR[1], YEAR[0])

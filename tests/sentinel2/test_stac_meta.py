@@ -1,0 +1,124 @@
+"""The catalogue-metadata rules of stac_meta / stac_select, on hand-written items.
+
+Expected values are the rule tables of the modules' docstrings, written out by hand here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pystac
+import pytest
+
+from flair_pipeline.sentinel2.stac_meta import asset_crs, asset_meta, boa_offset
+from flair_pipeline.sentinel2.stac_select import scl_to_masks, select_items
+
+
+def _item(props: dict, asset: dict | None = None, iid: str = "x", col: str | None = None):
+    item = pystac.Item(iid, None, None, dt.datetime(2025, 7, 31, 13, 3, 27), dict(props))
+    item.add_asset("red", pystac.Asset("red.tif", extra_fields=dict(asset or {})))
+    if col:
+        item.collection_id = col
+    return item
+
+
+# baseline, boa_offset_applied, declared offset -> offset removed (DN), contradiction?
+TABLE = [
+    ("02.14", None, None, 0, False),
+    ("02.14", False, 0.0, 0, False),
+    ("02.14", True, 0.0, 0, False),
+    ("03.01", None, -0.1, 0, True),  # a pre-04.00 scene declaring the offset
+    ("04.00", None, None, 1000, False),  # Planetary Computer / CDSE: nothing declared
+    ("05.11", None, -0.1, 1000, False),  # Earth Search c1-l2a
+    ("05.11", False, -0.1, 1000, False),
+    ("05.11", False, 0.0, 1000, True),  # says "not applied" yet declares no offset
+    ("05.11", True, -0.1, 0, True),  # Earth Search l2a (earth-search#66)
+    ("05.11", True, None, 0, False),
+    ("05.11", True, 0.0, 0, False),
+    (None, None, -0.1, 1000, False),  # baseline unknown: the declared offset
+    (None, True, None, 0, False),
+]
+
+
+@pytest.mark.parametrize("baseline, flag, declared, removed, contradiction", TABLE)
+def test_boa_offset_applied_exactly_once(baseline, flag, declared, removed, contradiction) -> None:
+    props = {}
+    if baseline is not None:
+        props["s2:processing_baseline"] = baseline
+    if flag is not None:
+        props["earthsearch:boa_offset_applied"] = flag
+    off, why = boa_offset(_item(props), declared, 1e-4)
+    assert off == pytest.approx(-removed * 1e-4, abs=1e-12)
+    assert ("contradicts" in why) == contradiction
+    # a DN of 1500 (reflectance 0.05 once the offset is gone, if any) by hand
+    assert round((1500 * 1e-4 + off) * 10000) == 1500 - removed
+
+
+def test_baseline_from_product_uri_when_property_missing() -> None:
+    uri = "S2B_MSIL2A_20220714T105619_N0400_R094_T31TCJ_20220714T133441.SAFE"
+    off, why = boa_offset(_item({"s2:product_uri": uri}), None, 1e-4)
+    assert off == pytest.approx(-0.1) and why.startswith("baseline 04.00")
+
+
+@pytest.mark.parametrize(
+    "asset, props, expected",
+    [
+        (
+            {"raster:bands": [{"scale": 2e-4, "offset": -0.1, "nodata": 0}]},
+            {},
+            (2e-4, 0, "EPSG:32631"),
+        ),
+        (
+            {"raster:scale": 2e-4, "raster:offset": -0.1, "nodata": 65535},
+            {},
+            (2e-4, 65535, "EPSG:32631"),
+        ),
+        (
+            {"bands": [{"raster:scale": 2e-4, "nodata": 7}], "proj:code": "EPSG:32630"},
+            {},
+            (2e-4, 7, "EPSG:32630"),
+        ),
+        ({}, {"proj:code": "EPSG:32629"}, (1e-4, None, "EPSG:32629")),
+    ],
+)
+def test_asset_meta_reads_every_spelling(asset, props, expected) -> None:
+    base = {"s2:processing_baseline": "05.11", "proj:epsg": 32631, **props}
+    if "proj:code" in props:
+        base.pop("proj:epsg")
+    m = asset_meta(_item(base, asset), "red")
+    assert m.scale == pytest.approx(expected[0]) and m.nodata == expected[1]
+    assert m.crs == expected[2]
+    assert m.offset == pytest.approx(-1000 * expected[0])  # baseline 05.11: 1000 DN, once
+
+
+def test_asset_crs_epsg_integer_and_absent() -> None:
+    assert asset_crs(_item({"proj:epsg": 32724}), "red") == "EPSG:32724"
+    assert asset_crs(_item({}), "red") is None
+
+
+def test_non_reflectance_assets_are_not_scaled() -> None:
+    m = asset_meta(_item({"s2:processing_baseline": "05.11"}, {"raster:bands": [{"nodata": 0}]}),
+                   "red", reflectance=False)  # fmt: skip
+    assert (m.scale, m.offset, m.nodata) == (1.0, 0.0, 0.0)
+
+
+def test_scl_mapping_table() -> None:
+    scl = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    snw, cld = scl_to_masks(scl)
+    assert snw.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 100]]
+    assert cld.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0], [65, 100, 65, 0]]
+    assert snw.dtype == cld.dtype == np.uint8
+
+
+def test_reprocessed_baselines_keep_the_newest_one_item_per_scene() -> None:
+    tile = {"grid:code": "MGRS-31TCJ", "platform": "sentinel-2b"}
+    old = _item({**tile, "s2:processing_baseline": "04.00"}, iid="b_old", col="c")
+    new = _item({**tile, "s2:processing_baseline": "05.10"}, iid="a_new", col="c")
+    other_tile = _item({**tile, "grid:code": "MGRS-31TCK", "s2:processing_baseline": "04.00"},
+                       iid="c_other", col="c")  # fmt: skip
+    l1c = _item(tile, iid="d_l1c", col="sentinel-2-l1c")
+    for order in ([old, new, other_tile, l1c], [new, l1c, other_tile, old]):
+        kept, dropped = select_items(order, ["c"])
+        assert [i.id for i in kept] == ["a_new", "c_other"]
+        assert dropped == [("b_old", "duplicate of a_new (c)")]
