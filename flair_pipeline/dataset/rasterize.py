@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +24,17 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.features import rasterize
 
+from flair_pipeline.dataset.crs import normalize_crs, same_crs
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
+
+__all__ = ["LabelIndex", "normalize_crs", "rasterize_like", "read_labels", "same_crs"]
 
 log = logging.getLogger(__name__)
 
 _MAX_LISTED = 20
 _CLIP_VERTICES = 256
-#: Real FLAIR MSK files carry this engineering CRS, which is EPSG:2154 in all but name.
-_LAMBERT93_LOCAL = re.compile(r'^\s*(LOCAL_CS|ENGCRS|ENGINEERINGCRS)\["RGF93( v1)? / Lambert-93"')
-
-
-def normalize_crs(crs: Any) -> CRS | None:
-    """`crs` as a rasterio CRS; a LOCAL_CS "RGF93 v1 / Lambert-93" becomes EPSG:2154.
-
-    Without this, a real FLAIR MSK and its IMG partner (same grid) would look like two CRSs
-    and trigger a pointless, lossy reprojection.
-    """
-    if crs is None:
-        return None
-    crs = crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
-    if _LAMBERT93_LOCAL.match(crs.to_wkt()):
-        return CRS.from_epsg(2154)
-    return crs
-
-
 #: Real FLAIR transforms carry ~1e-8 m of float noise; a centimetre is a real shift.
 ORIGIN_ATOL = 0.01
 PIXEL_RTOL = 1e-6
@@ -69,11 +53,6 @@ def grid_problem(a: rasterio.DatasetReader, b: rasterio.DatasetReader) -> str | 
     if normalize_crs(a.crs) != normalize_crs(b.crs):
         return f"CRS {b.crs} differs from {a.crs}"
     return None
-
-
-def same_crs(a: Any, b: Any) -> bool:
-    """Whether two CRSs are the same once the Lambert-93 LOCAL_CS quirk is normalised."""
-    return normalize_crs(a) == normalize_crs(b)
 
 
 def _listing(ids: Any, values: Any) -> str:
