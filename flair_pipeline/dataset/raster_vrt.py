@@ -43,7 +43,10 @@ ORTHO_SUFFIXES = (".tif", ".tiff", ".jp2")
 ORTHO_BANDS = ("R", "G", "B", "NIR")
 _RES_RTOL = 1e-6
 _GRID_TOL = 1e-3  # pixels
-_GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": "Float32"}
+_GDAL_TYPES = {
+    "uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "int32": "Int32",
+    "float32": "Float32", "float64": "Float64",
+}  # fmt: skip
 
 
 def is_raster_name(name: str, suffixes: Sequence[str] = ORTHO_SUFFIXES) -> bool:
@@ -120,6 +123,7 @@ class Product:
     files: Sequence[Path]
     bands: Mapping[str, int]
     rescale: tuple[float, float] | None = None
+    crs: str | None = None  # stands in for files without one (ESRI .asc); never overrides
 
 
 @dataclass
@@ -157,7 +161,7 @@ def _gather(
         facts[prod.name] = []
         for p in prod.files:
             try:
-                facts[prod.name].append(inspect(Path(p)))
+                facts[prod.name].append(inspect(Path(p), prod.crs))
             except InputError as exc:
                 if not skip_unreadable:
                     raise
@@ -170,7 +174,9 @@ def _gather(
     return facts, broken
 
 
-def _check_product(prod: Product, tiles: list[TileFacts], ref: TileFacts, lambert93: bool) -> None:
+def _check_product(
+    prod: Product, tiles: list[TileFacts], ref: TileFacts, lambert93: bool, any_dtype: bool
+) -> None:
     rx, ry = ref.res
     for t in tiles:
         check_north_up(t)
@@ -193,7 +199,12 @@ def _check_product(prod: Product, tiles: list[TileFacts], ref: TileFacts, lamber
             raise InputError(
                 f"{t.path}: tile is not on the pixel grid of {ref.path} (offset {col:g}, {row:g} px)"
             )
-        if t.dtype != "uint8" and prod.rescale is None:
+        if t.crs is None:
+            raise InputError(
+                f"{t.path}: no CRS in the file; give one for this input in domain.yaml "
+                "(crs: EPSG:2154) or add a .prj / .aux.xml"
+            )
+        if t.dtype != "uint8" and prod.rescale is None and not any_dtype:
             raise InputError(
                 f"{t.path}: pixels are {t.dtype}, expected uint8; convert to 8 bits "
                 "(gdal_translate -ot Byte -scale LOW HIGH 0 255) or configure `rescale: "
@@ -222,13 +233,14 @@ def build_vrt(
     *,
     lambert93: bool = True,
     skip_unreadable: bool = False,
+    any_dtype: bool = False,
 ) -> RasterVRT:
     """A VRT whose bands `band_names` come from `products`, every tile checked first.
 
     `lambert93` requires every tile to be in Lambert-93 (the dataset build); otherwise the
     tiles must only agree with one another (prediction of any georeferenced ortho).
     Unreadable tiles raise InputError, or with `skip_unreadable` are left out and listed
-    in ``broken``. Raises InputError for each refusal listed in the module docstring.
+    in ``broken``. `any_dtype` keeps the files' type (DSM/DTM heights in float32). Raises InputError for each refusal listed in the module docstring.
     """
     mapped = {n for p in products for n in p.bands}
     missing = [n for n in band_names if n not in mapped]
@@ -241,7 +253,7 @@ def build_vrt(
     facts, broken = _gather(products, skip_unreadable)
     ref = facts[products[0].name][0]
     for prod in products:
-        _check_product(prod, facts[prod.name], ref, lambert93)
+        _check_product(prod, facts[prod.name], ref, lambert93, any_dtype)
     every = [t for ts in facts.values() for t in ts]
     rx, ry = ref.res
     left = min(t.bounds[0] for t in every)
@@ -291,7 +303,9 @@ def _band_xml(
                 f"<ScaleOffset>{-lo * ratio!r}</ScaleOffset><ScaleRatio>{ratio!r}</ScaleRatio>"
                 "</ComplexSource>"
             )
-    return f'<VRTRasterBand dataType="{out_type}" band="{i}">{"".join(sources)}</VRTRasterBand>'
+    nodata = tiles[0].nodata
+    nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None and not prod.rescale else ""
+    return f'<VRTRasterBand dataType="{out_type}" band="{i}">{nd}{"".join(sources)}</VRTRasterBand>'
 
 
 def default_product(files: Sequence[Path], count: int | None = None) -> Product:

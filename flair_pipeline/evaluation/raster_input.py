@@ -133,7 +133,7 @@ class ElevationSource:
                 raise InputError(f"{p}: surface model not found")
             with _open(Path(p)) as src:
                 if not same_crs(src.crs, image.crs):
-                    raise InputError(f"{p}: CRS {src.crs} differs from the image's {image.crs}")
+                    continue  # reprojected on the fly by Elevation (see its decisions)
                 b, (rx, ry) = src.bounds, src.res
                 if (b.left > box[0] + rx or b.bottom > box[1] + ry
                         or b.right < box[2] - rx or b.top < box[3] - ry):  # fmt: skip
@@ -142,7 +142,7 @@ class ElevationSource:
                         f"({tuple(round(v, 3) for v in box)})"
                     )
         self.image = image
-        self._elev = Elevation(Path(dsm), Path(dtm), scale)
+        self._elev = Elevation(Path(dsm), Path(dtm), scale, crs=image.crs)
 
     def __enter__(self) -> ElevationSource:
         return self

@@ -23,6 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.dataset.layout import RawLayout
+from flair_pipeline.dataset.raster_vrt import is_raster_name
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.storage import filesystem, is_url
 
@@ -63,13 +64,13 @@ def _mtime(info: dict[str, Any]) -> str:
 
 def _scan(domain: str, folder: str, entries: dict[str, dict[str, Any]]) -> DomainScan:
     """A DomainScan from `entries`: relative name (under `folder`) -> fsspec file info."""
-    # Same selection as Path.glob("ortho/*.tif"): direct children, no hidden names.
+    # Same selection as the Mosaic's (raster_vrt.raster_files): direct children of ortho/,
+    # no hidden names, suffix .tif/.tiff/.jp2 in any case (``*.TIF`` tiles count too).
     tiles = sorted(
         n
         for n in entries
-        if n.startswith("ortho/") and n.count("/") == 1 and n.endswith(".tif")
-        and not n.split("/", 1)[1].startswith(".")
-    )  # fmt: skip
+        if n.startswith("ortho/") and n.count("/") == 1 and is_raster_name(n.split("/", 1)[1])
+    )
     missing = [] if tiles else ["ortho/*.tif"]
     missing += [n for n in REQUIRED_FILES if n not in entries]
     present = [*tiles, *(n for n in REQUIRED_FILES if n in entries)]

@@ -198,7 +198,8 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     elevation = Elevation(raw.dsm(domain), raw.dtm(domain), cfg.sampling.elevation_scale)
     try:
         ground = {
-            r.patch_id: elevation.ground(r.x_centroid, r.y_centroid) for r in kept.itertuples()
+            r.patch_id: elevation.ground(r.x_centroid, r.y_centroid, r.geometry.bounds)
+            for r in kept.itertuples()
         }
     finally:
         elevation.close()
