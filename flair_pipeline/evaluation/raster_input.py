@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
@@ -132,14 +133,17 @@ class ElevationSource:
             if not Path(p).is_file():
                 raise InputError(f"{p}: surface model not found")
             with _open(Path(p)) as src:
-                if not same_crs(src.crs, image.crs):
-                    continue  # reprojected on the fly by Elevation (see its decisions)
-                b, (rx, ry) = src.bounds, src.res
-                if (b.left > box[0] + rx or b.bottom > box[1] + ry
-                        or b.right < box[2] - rx or b.top < box[3] - ry):  # fmt: skip
+                b, (rx, ry), note = tuple(src.bounds), src.res, ""
+                if not same_crs(src.crs, image.crs) and src.crs and image.crs:
+                    # reprojected on the fly by Elevation: compare extents in the image's CRS
+                    b = transform_bounds(src.crs, image.crs, *b, densify_pts=21)
+                    rx = ry = 0.0
+                    note = f" (reprojected from {src.crs.to_string()})"
+                if (b[0] > box[0] + rx or b[1] > box[1] + ry
+                        or b[2] < box[2] - rx or b[3] < box[3] - ry):  # fmt: skip
                     raise InputError(
-                        f"{p}: extent {tuple(b)} does not cover the image {image.path} "
-                        f"({tuple(round(v, 3) for v in box)})"
+                        f"{p}: extent {tuple(round(v, 3) for v in b)}{note} does not cover the "
+                        f"image {image.path} ({tuple(round(v, 3) for v in box)})"
                     )
         self.image = image
         self._elev = Elevation(Path(dsm), Path(dtm), scale, crs=image.crs)

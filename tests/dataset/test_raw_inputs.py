@@ -201,11 +201,14 @@ def _plane(left: float, top: float, n: int, r: float) -> np.ndarray:
 
 
 def test_half_pixel_dem_grid_and_voids(tmp_path: Path) -> None:
-    """A LiDAR HD-like 0.5 m DSM offset by half a pixel, with a void of nodata -9999."""
+    """LiDAR HD-like 0.5 m DSM/DTM offset by half a pixel, a DTM void of nodata -9999.
+
+    Read as data, the void would give DSM - (-9999) = 255 everywhere near it.
+    """
     left, top, n, r = X0 - 2.25, Y1 + 2.25, 40, 0.5  # x.25 / x.75 edges
     dtm = _plane(left, top, n, r)
     dsm = dtm + 3.0
-    dsm[10:14, 10:14] = -9999.0  # a 2 m void inside the patch
+    dtm[10:14, 10:14] = -9999.0  # a 2 m void of the DTM inside the patch
     t = from_origin(left, top, r, r)
     dsm_p = _tif(tmp_path / "dsm.tif", dsm, t, nodata=-9999.0)
     dtm_p = _tif(tmp_path / "dtm.tif", dtm, t, nodata=-9999.0)
