@@ -10,7 +10,7 @@ clipped to uint8 — FLAIR's own encoding of the elevation band.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
 from flair_pipeline.dataset.crs import normalize_crs, same_crs
+from flair_pipeline.dataset.label_mapping import LabelMapping
 from flair_pipeline.dataset.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.raster_vrt import Product, build_vrt
@@ -236,9 +237,9 @@ def _each_patch(
 
 def build_aerial_patches(
     grid: gpd.GeoDataFrame,
-    ortho_dir: Path,
-    dsm: Path,
-    dtm: Path,
+    ortho_dir: Path | Sequence[Product],
+    dsm: Path | SurfaceInput,
+    dtm: Path | SurfaceInput,
     layout: DatasetLayout,
     patch_size: int,
     elevation_scale: float,
@@ -277,19 +278,33 @@ def build_aerial_patches(
 
 
 def build_label_masks(
-    grid: gpd.GeoDataFrame, labels_path: Path, layout: DatasetLayout, patch_size: int, res: float
+    grid: gpd.GeoDataFrame,
+    labels_path: Path,
+    layout: DatasetLayout,
+    patch_size: int,
+    res: float,
+    mapping: LabelMapping | None = None,
 ) -> BuildReport:
-    """Write MSK_<id>.tif (uint8 codes 1..19, FLAIR colours) for every patch of `grid`."""
+    """Write MSK_<id>.tif (uint8 codes 1..19, FLAIR colours) for every patch of `grid`.
+
+    Labels in another CRS than the patches' EPSG:2154 are reprojected on the fly (the fact
+    is in the report's decisions); `mapping` turns another nomenclature into FLAIR codes.
+    """
     from flair_pipeline.dataset.rasterize import LabelIndex
 
-    index = LabelIndex.from_file(labels_path)
+    index = LabelIndex.from_file(labels_path, mapping=mapping)
     cmap = colormap()
     report = BuildReport()
+    if not same_crs(index.crs, CRS):
+        report.decisions.append(
+            f"labels {labels_path}: CRS {index.crs.to_string() if index.crs else None} "
+            "reprojected on the fly to EPSG:2154"
+        )
 
     def work(row) -> None:
         b = _bounds(row)
         transform = from_origin(b[0], b[3], res, res)
-        msk = index.mask(transform, (patch_size, patch_size))
+        msk = index.mask(transform, (patch_size, patch_size), CRS)
         write_geotiff(
             layout.msk(row.domain, row.zone, row.patch_id),
             msk,

@@ -25,6 +25,12 @@ from rasterio.errors import RasterioIOError
 from rasterio.features import rasterize
 
 from flair_pipeline.dataset.crs import normalize_crs, same_crs
+from flair_pipeline.dataset.label_mapping import (
+    LabelMapping,
+    apply_mapping,
+    is_label_raster,
+    raster_labels,
+)
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
@@ -77,8 +83,15 @@ def _polygonal(geom: shapely.Geometry) -> shapely.Geometry | None:
     return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
 
 
-def read_labels(path: str | Path, layer: str | int | None = None) -> gpd.GeoDataFrame:
+def read_labels(
+    path: str | Path, layer: str | int | None = None, mapping: LabelMapping | None = None
+) -> gpd.GeoDataFrame:
     """Read and check a label layer: polygons with an integer `code` in 1..19.
+
+    `path` is any OGR vector (GeoPackage, Shapefile with its .prj, GeoJSON, FlatGeobuf) or
+    a label raster (.tif/.tiff/.jp2, polygonised, value in ``value``). With `mapping`, the
+    codes come from its field(s) through its table (:mod:`flair_pipeline.dataset.label_mapping`);
+    without, from the ``code`` column.
 
     The index is the feature id (the GeoPackage fid), so errors point at features a user
     can find in QGIS. Invalid geometries are repaired (``attrs["repaired"]``) and features
@@ -89,10 +102,15 @@ def read_labels(path: str | Path, layer: str | int | None = None) -> gpd.GeoData
     path = Path(path)
     if not path.exists():
         raise InputError(f"label file {path} does not exist")
-    try:
-        gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
-    except Exception as exc:  # pyogrio raises several types for unreadable data
-        raise InputError(f"label file {path} cannot be read as a vector layer: {exc}") from exc
+    if is_label_raster(path):
+        gdf = raster_labels(path)
+    else:
+        try:
+            gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
+        except Exception as exc:  # pyogrio raises several types for unreadable data
+            raise InputError(f"label file {path} cannot be read as a vector layer: {exc}") from exc
+    if mapping is not None:
+        gdf = apply_mapping(gdf, mapping, path)
     if "code" not in gdf.columns:
         found = [c for c in gdf.columns if c != gdf.geometry.name]
         raise InputError(f"label file {path} has no `code` column (columns: {found})")
@@ -186,9 +204,11 @@ class LabelIndex:
         self._to_grid: dict[str, tuple[Transformer, Transformer] | None] = {}
 
     @classmethod
-    def from_file(cls, path: str | Path, layer: str | int | None = None) -> LabelIndex:
+    def from_file(
+        cls, path: str | Path, layer: str | int | None = None, mapping: LabelMapping | None = None
+    ) -> LabelIndex:
         """Read, check and index a label file (see :func:`read_labels`)."""
-        return cls(read_labels(path, layer), source=str(path))
+        return cls(read_labels(path, layer, mapping), source=str(path))
 
     def __len__(self) -> int:
         return len(self.geoms)

@@ -29,6 +29,9 @@ from flair_pipeline.storage import filesystem, is_url
 
 #: Inputs besides the orthophoto tiles, in fingerprint order (after the tiles).
 REQUIRED_FILES = ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json")
+#: A domain folder with this file names its inputs by role (sources/domain_spec.py); its
+#: fingerprint covers every non-hidden file of the folder, whatever the globs pick.
+SPEC_NAME = "domain.yaml"
 
 
 def open_root(root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -71,9 +74,15 @@ def _scan(domain: str, folder: str, entries: dict[str, dict[str, Any]]) -> Domai
         for n in entries
         if n.startswith("ortho/") and n.count("/") == 1 and is_raster_name(n.split("/", 1)[1])
     )
-    missing = [] if tiles else ["ortho/*.tif"]
-    missing += [n for n in REQUIRED_FILES if n not in entries]
-    present = [*tiles, *(n for n in REQUIRED_FILES if n in entries)]
+    if SPEC_NAME in entries:  # domain.yaml: its globs pick files anywhere in the folder
+        present = sorted(
+            n for n in entries if not any(part.startswith(".") for part in n.split("/"))
+        )
+        missing: list[str] = []
+    else:
+        missing = [] if tiles else ["ortho/*.tif"]
+        missing += [n for n in REQUIRED_FILES if n not in entries]
+        present = [*tiles, *(n for n in REQUIRED_FILES if n in entries)]
     h = hashlib.sha256()
     for name in present:
         info = entries[name]
