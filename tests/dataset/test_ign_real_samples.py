@@ -12,11 +12,15 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
+import rasterio.windows
 
 from flair_pipeline.dataset.crs import is_lambert93
+from flair_pipeline.dataset.label_mapping import LabelMapping
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import Elevation
 from flair_pipeline.dataset.raster_vrt import Product
+from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
+from flair_pipeline.errors import InputError
 
 IGN = Path(__file__).resolve().parents[2].parent / "shared" / "real-samples" / "ign"
 
@@ -90,3 +94,45 @@ def test_label_crs_as_delivered(ign: Path) -> None:
     raster = next((labels / "train" / "2019" / "naf").glob("*.tiff"))
     with rasterio.open(raster) as src:
         assert is_lambert93(src.crs) and src.dtypes[0] == "uint8"
+
+
+def test_label_raster_mapped_to_flair_codes(ign: Path, tmp_path: Path) -> None:
+    """odeon's `naf` raster (classes 0..13) through a value -> FLAIR table, on its own grid."""
+    raster = next((ign / "odeon_labels" / "train" / "2019" / "naf").glob("*.tiff"))
+    table = {v: (v % 19) + 1 for v in range(14)}  # any one-to-one table will do
+    csv_path = tmp_path / "naf_to_flair.csv"
+    csv_path.write_text("value,flair\n" + "".join(f"{v},{c}\n" for v, c in table.items()))
+    with rasterio.open(raster) as src:
+        values, t, crs = src.read(1), src.transform, src.crs
+    index = LabelIndex.from_file(raster, mapping=LabelMapping(("value",), csv_path))
+    window = (slice(100, 228), slice(300, 428))  # 32 m x 32 m
+    sub = rasterio.windows.transform(rasterio.windows.Window.from_slices(*window), t)
+    got = index.mask(sub, (128, 128), crs)
+    want = np.vectorize(table.get)(values[window]).astype(np.uint8)
+    assert np.array_equal(got, want)
+
+
+def test_label_raster_value_missing_from_the_table_is_listed_with_area(
+    ign: Path, tmp_path: Path
+) -> None:
+    raster = next((ign / "odeon_labels" / "train" / "2019" / "naf").glob("*.tiff"))
+    with rasterio.open(raster) as src:
+        values = src.read(1)
+    csv_path = tmp_path / "partial.csv"
+    csv_path.write_text("value,flair\n" + "".join(f"{v},1\n" for v in range(14) if v != 9))
+    area = float((values == 9).sum()) * 0.25 * 0.25
+    with pytest.raises(InputError) as e:
+        read_labels(raster, mapping=LabelMapping(("value",), csv_path))
+    assert f"9 ({area:,.0f} m²)" in str(e.value) and "partial.csv" in str(e.value)
+
+
+def test_shapefile_with_esri_prj_as_labels(ign: Path, tmp_path: Path) -> None:
+    shp = ign / "odeon_labels" / "test_zone_data.shp"
+    zones = pyogrio.read_dataframe(shp)
+    csv_path = tmp_path / "zones.csv"
+    csv_path.write_text(
+        "id_zone,flair\n" + "".join(f"{z},{i + 1}\n" for i, z in enumerate(zones["id_zone"]))
+    )
+    labels = read_labels(shp, mapping=LabelMapping(("id_zone",), csv_path))
+    assert labels.crs.to_epsg() == 2154
+    assert sorted(labels["code"].tolist()) == list(range(1, len(zones) + 1))
