@@ -23,6 +23,7 @@ from flair_pipeline.dataset.patches import (
     SurfaceInput,
     VoidElevationError,
     build_aerial_patches,
+    build_label_masks,
 )
 from flair_pipeline.dataset.raster_vrt import Product
 from flair_pipeline.errors import InputError
@@ -276,3 +277,29 @@ def test_asc_tiles_without_crs_take_the_spec_crs(tmp_path: Path) -> None:
         elev.close()
     col, row = int((X0 + 6.1 - left) // r), int((top - (Y1 - 3.3)) // r)
     assert z == pytest.approx(float(dtm[row, col]), abs=1e-4)
+
+
+def test_labels_in_another_crs_are_reprojected_and_recorded(tiny_world, tmp_path: Path) -> None:
+    import geopandas as gpd
+    import shapely
+
+    folder = tiny_world.out / "domains" / tiny_world.domains[0].domain
+    labels = gpd.read_file(folder / "labels.gpkg")
+    labels.to_crs("EPSG:3946").to_file(tmp_path / "cc46.gpkg", driver="GPKG")
+    x0, _, _, y1 = labels.total_bounds
+    box = shapely.box(x0, y1 - 12.8, x0 + 12.8, y1)
+    grid = gpd.GeoDataFrame(
+        {"domain": ["D033_2021"], "zone": ["Z1_UU"], "patch_id": ["0-0"],
+         "x_centroid": [box.centroid.x], "y_centroid": [box.centroid.y]},
+        geometry=[box], crs="EPSG:2154",
+    )  # fmt: skip
+    ref = build_label_masks(grid, folder / "labels.gpkg", DatasetLayout(tmp_path / "a"), 64, RES)
+    rep = build_label_masks(grid, tmp_path / "cc46.gpkg", DatasetLayout(tmp_path / "b"), 64, RES)
+    assert ref.written == rep.written == 1 and not ref.decisions
+    assert rep.decisions and "EPSG:3946" in rep.decisions[0]
+    with rasterio.open(DatasetLayout(tmp_path / "a").msk("D033_2021", "Z1_UU", "0-0")) as a:
+        want = a.read(1)
+    with rasterio.open(DatasetLayout(tmp_path / "b").msk("D033_2021", "Z1_UU", "0-0")) as b:
+        got = b.read(1)
+    # vertices are reprojected exactly; only pixel centres within float noise of an edge flip
+    assert (got == want).mean() > 0.99 and want.any()

@@ -30,7 +30,7 @@ from flair_pipeline.defs.run import materialize
 from flair_pipeline.errors import InputError
 from flair_pipeline.sources.domain_inputs import scan_domain
 from flair_pipeline.sources.domain_spec import resolve
-from flair_pipeline.sources.synth_ign import OCSGE_PAIRS, to_ign
+from flair_pipeline.sources.synth_ign import OCSGE_PAIRS, convert_world, to_ign
 from flair_pipeline.sources.synthetic import WorldSummary
 
 PATCH = 64
@@ -158,3 +158,15 @@ def test_sensor_sees_and_dagster_builds_the_ign_domain(both, tmp_path: Path) -> 
     meta = yaml.safe_load((tmp_path / "ds" / "metadata" / "domains" / f"{DOMAIN}.json").read_text())
     first = next(iter(meta["patches"].values()))
     assert first["date"] and first["camera"]  # from the spec's acquisition facts
+
+
+def test_convert_world_rewrites_every_domain(tiny_world: WorldSummary, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_world.out / "domains", raw / "domains")
+    done = convert_world(raw)
+    assert done == sorted(d.domain for d in tiny_world.domains)
+    for d in done:
+        folder = raw / "domains" / d
+        assert (folder / "domain.yaml").is_file() and not (folder / "domain.json").exists()
+        assert resolve(folder).info["camera"]
+    assert not [p for p in (raw / "domains").iterdir() if p.name.startswith(".")]
