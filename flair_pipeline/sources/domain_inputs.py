@@ -105,6 +105,10 @@ def _files_under(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, dict[s
 def scan_domain(fs: fsspec.AbstractFileSystem, raw_root: str, domain: str) -> DomainScan:
     """List and stat a domain's inputs (ortho/*.tif, dsm.tif, dtm.tif, labels.gpkg, domain.json).
 
+    A folder with a ``domain.yaml`` (see :mod:`flair_pipeline.sources.domain_spec`) is
+    complete as soon as the spec is there (its globs are checked when it is built), and
+    every non-hidden file under it is an input.
+
     Missing pieces are reported, never raised: a folder still being copied is normal for a
     sensor, and the caller decides whether that is an error.
     """
