@@ -129,3 +129,13 @@ def raster_labels(path: Path, band: int = 1) -> gpd.GeoDataFrame:
 def is_label_raster(path: Path) -> bool:
     """Whether `path` is read as a label raster (by its suffix, any case)."""
     return Path(path).suffix.lower() in RASTER_LABEL_SUFFIXES
+
+
+def label_crs(path: Path, layer: str | int | None = None) -> str | None:
+    """The CRS of a label file (WKT, from its header only), None when it has none."""
+    if is_label_raster(path):
+        with rasterio.open(path) as src:
+            return src.crs.to_wkt() if src.crs else None
+    import pyogrio
+
+    return pyogrio.read_info(path, layer=layer).get("crs")

@@ -221,7 +221,7 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
             "class_distribution": shares,
             "problems": problems,
             "skipped": missing,
-            "decisions": elevation.decisions,
+            "decisions": [*elevation.decisions, *_label_decisions(inputs)],
         },
         dataset.domain_metadata(domain),
     )
@@ -248,6 +248,18 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
             )
         ],
     )
+
+
+def _label_decisions(inputs) -> list[str]:
+    """ "labels …: CRS … reprojected on the fly" when the label file is not in Lambert-93."""
+    from flair_pipeline.dataset.crs import is_lambert93
+    from flair_pipeline.dataset.label_mapping import label_crs
+
+    crs = label_crs(inputs.labels)
+    if crs is None or is_lambert93(crs):
+        return []
+    name = rasterio.crs.CRS.from_user_input(crs).to_string()
+    return [f"labels {inputs.labels}: CRS {name} reprojected on the fly to EPSG:2154"]
 
 
 @dg.asset(
