@@ -149,12 +149,15 @@ def test_sensor_sees_and_dagster_builds_the_ign_domain(both, tmp_path: Path) -> 
     assert {p.relative_to(ign).as_posix() for p in ign.rglob("*") if p.is_file()} == names
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(tmp_path / "ds")},
-                                 "sampling": {"patch_size": PATCH}}))  # fmt: skip
+                                 "sampling": {"patch_size": PATCH, "strategy": "random",
+                                              "max_patches_per_domain": 4}}))  # fmt: skip
     with dg.instance_for_test() as instance:
         materialize("group:sources or group:dataset", (DOMAIN,), FlairConfig(config_path=str(p)),
                     instance=instance)  # fmt: skip
     imgs = sorted((tmp_path / "ds" / "aerial").rglob("IMG_*.tif"))
-    assert len(imgs) == len(built["ign"][0])
+    assert len(imgs) == 4  # a few patches keep the test fast; the build path is the point
+    ids = {p.stem.removeprefix("IMG_") for p in imgs}
+    assert ids <= set(built["ign"][0]["patch_id"])
     meta = yaml.safe_load((tmp_path / "ds" / "metadata" / "domains" / f"{DOMAIN}.json").read_text())
     first = next(iter(meta["patches"].values()))
     assert first["date"] and first["camera"]  # from the spec's acquisition facts
