@@ -19,11 +19,13 @@ script never fails on them.
 
     .venv/bin/python bench/build_dataset.py --raw /tmp/benchraw --domains 2   # a minute
     .venv/bin/python bench/build_dataset.py                 # generates the bench world first
+    .venv/bin/python bench/build_dataset.py --flavour ign   # the same world as IGN delivers it
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 import os
 import resource
@@ -53,6 +55,8 @@ from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
+from flair_pipeline.sources.domain_spec import DomainInputs, resolve
+from flair_pipeline.sources.synth_ign import convert_world
 from flair_pipeline.sources.synthetic import SCENARIOS, generate_world
 
 TARGET_RATIO = 2.0
@@ -108,9 +112,15 @@ class Timings:
     skipped: int = 0
 
 
+@functools.cache
+def _in(raw: RawLayout, domain: str) -> DomainInputs:
+    """The domain's inputs, raw layout or domain.yaml (the ign flavour), as the assets read them."""
+    return resolve(raw.domain(domain))
+
+
 def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
-    labels = read_labels(raw.labels(domain))
-    with Mosaic(raw.ortho_dir(domain)) as mosaic:
+    labels = read_labels(_in(raw, domain).labels, mapping=_in(raw, domain).mapping)
+    with Mosaic(_in(raw, domain).ortho) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg)
     return grid, report
 
@@ -120,15 +130,22 @@ def whole_work(raw: RawLayout, domain: str, grid, layout: DatasetLayout, cfg: Sa
     t0 = time.perf_counter()
     img = build_aerial_patches(
         grid,
-        raw.ortho_dir(domain),
-        raw.dsm(domain),
-        raw.dtm(domain),
+        _in(raw, domain).ortho,
+        _in(raw, domain).dsm,
+        _in(raw, domain).dtm,
         layout,
         cfg.patch_size,
         cfg.elevation_scale,
     )
     t1 = time.perf_counter()
-    msk = build_label_masks(grid, raw.labels(domain), layout, cfg.patch_size, cfg.resolution)
+    msk = build_label_masks(
+        grid,
+        _in(raw, domain).labels,
+        layout,
+        cfg.patch_size,
+        cfg.resolution,
+        mapping=_in(raw, domain).mapping,
+    )
     t2 = time.perf_counter()
     skipped = {p for p, _ in img.skipped} | {p for p, _ in msk.skipped}
     return t1 - t0, t2 - t1, skipped
@@ -155,7 +172,7 @@ def baseline(raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: D
     imgs = [{**_load(src.img(r.domain, r.zone, r.patch_id)), "zlevel": IMG_ZLEVEL} for r in rows]
     msks = [_load(src.msk(r.domain, r.zone, r.patch_id)) for r in rows]
     t0 = time.perf_counter()
-    with Mosaic(raw.ortho_dir(domain)) as mosaic:
+    with Mosaic(_in(raw, domain).ortho) as mosaic:
         for r, kw in zip(rows, imgs, strict=True):
             mosaic.read(_bounds(r))
             write_geotiff(out.img(r.domain, r.zone, r.patch_id), **kw)
@@ -173,11 +190,11 @@ def breakdown(
     clock = time.perf_counter
     steps, setup = t.steps, t.setup
     a = clock()
-    mosaic = Mosaic(raw.ortho_dir(domain))
+    mosaic = Mosaic(_in(raw, domain).ortho)
     b = clock()
-    elevation = Elevation(raw.dsm(domain), raw.dtm(domain), cfg.elevation_scale)
+    elevation = Elevation(_in(raw, domain).dsm, _in(raw, domain).dtm, cfg.elevation_scale)
     c = clock()
-    index = LabelIndex.from_file(raw.labels(domain))
+    index = LabelIndex.from_file(_in(raw, domain).labels, mapping=_in(raw, domain).mapping)
     d = clock()
     setup["open mosaic tiles"] += b - a
     setup["open DSM + DTM"] += c - b
@@ -240,15 +257,22 @@ def domain_peak(raw_root: str, domain: str, patch_size: int, out: str) -> dict[s
     phases["after sampling"] = peak_rss_mb()
     build_aerial_patches(
         grid,
-        raw.ortho_dir(domain),
-        raw.dsm(domain),
-        raw.dtm(domain),
+        _in(raw, domain).ortho,
+        _in(raw, domain).dsm,
+        _in(raw, domain).dtm,
         layout,
         cfg.patch_size,
         cfg.elevation_scale,
     )
     phases["after IMG"] = peak_rss_mb()
-    build_label_masks(grid, raw.labels(domain), layout, cfg.patch_size, cfg.resolution)
+    build_label_masks(
+        grid,
+        _in(raw, domain).labels,
+        layout,
+        cfg.patch_size,
+        cfg.resolution,
+        mapping=_in(raw, domain).mapping,
+    )
     phases["after MSK"] = peak_rss_mb()
     phases["patches"] = float(len(grid))
     return phases
@@ -263,6 +287,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--patch-size", type=int, default=512)
     ap.add_argument("--domains", type=int, default=None, help="measure only the first N domains")
+    ap.add_argument("--flavour", choices=("plain", "ign"), default="plain",
+                    help="ign: rewrite the generated world as IGN delivers it (domain.yaml)")  # fmt: skip
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
@@ -270,6 +296,8 @@ def main() -> None:
         if args.raw is None:
             start = time.perf_counter()
             generate_world(tmp / "raw", args.scenario, args.seed)
+            if args.flavour == "ign":
+                convert_world(tmp / "raw")
             print(f"generated scenario {args.scenario} (seed {args.seed}) "
                   f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
             raw_root = tmp / "raw"

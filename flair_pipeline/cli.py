@@ -55,11 +55,16 @@ def config_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
               help="Raw data root to write (default: paths.raw).")  # fmt: skip
 @click.option("--scenario", default=None, help="tiny, demo or bench (default: synth.scenario).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: synth.seed).")
+@click.option("--flavour", type=click.Choice(["plain", "ign"]), default="plain", show_default=True,
+              help="plain: the project's raw layout; ign: the same world as IGN delivers it "
+                   "(BD ORTHO RVB+IRC JP2, RGE ALTI .asc, LiDAR HD DSM, OCS GE-like labels, "
+                   "domain.yaml), see docs/inputs.md.")  # fmt: skip
 @config_options
 def synth(
     out: Path | None,
     scenario: str | None,
     seed: int | None,
+    flavour: str,
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -71,6 +76,11 @@ def synth(
         extra.append(f"synth.seed={seed}")
     cfg = _load(config_path, tuple(extra))
     _run_synth(cfg, out or Path(cfg.paths.raw))
+    if flavour == "ign":
+        from flair_pipeline.sources.synth_ign import convert_world
+
+        done = convert_world(out or Path(cfg.paths.raw))
+        click.echo(f"ign flavour: {len(done)} domain(s) rewritten as IGN delivers them")
 
 
 def _run_synth(cfg: PipelineConfig, out: Path) -> None:

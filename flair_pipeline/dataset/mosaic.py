@@ -1,21 +1,26 @@
-"""Seamless reads from an orthophoto mosaic delivered as many GeoTIFF tiles.
+"""Seamless reads from an orthophoto mosaic delivered as many tiles, of one or more products.
 
 A patch may straddle two or four tiles; it must come out as if the mosaic were one image.
-Tiles are opened once per domain and checked to share one CRS, one pixel size and one
-pixel grid (a tile on another grid would need resampling, which would silently change the
-pixels, so it is refused with an error naming it). A corrupt tile does not sink the domain:
-the patches it touches fail with :class:`TileReadError` and the caller skips them.
+The tiles are assembled by the project's one VRT reader
+(:func:`flair_pipeline.dataset.raster_vrt.build_vrt`), which checks them first: one CRS
+(Lambert-93 in any spelling), north-up, one pixel size and grid, uint8 unless rescaled, and
+every band of R, G, B, NIR present — each refusal is one line naming the tile. A corrupt
+tile does not sink the domain: the patches it touches fail with :class:`TileReadError` and
+the caller skips them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from flair_pipeline.dataset.raster_vrt import Product, build_vrt, default_product, raster_files
 from flair_pipeline.errors import InputError
 
 Bounds = tuple[float, float, float, float]
@@ -35,52 +40,36 @@ class TileInfo:
 
 
 class Mosaic:
-    """A folder of aligned tiles read as one image. Use as a context manager."""
+    """Tiles read as one R, G, B, NIR image. Use as a context manager.
 
-    def __init__(self, folder: str | Path, expected_crs: str = "EPSG:2154") -> None:
-        self.folder = Path(folder)
-        paths = sorted(self.folder.glob("*.tif")) + sorted(self.folder.glob("*.tiff"))
-        if not paths:
-            raise InputError(f"{self.folder}: no mosaic tiles (*.tif) found")
-        self.tiles: list[TileInfo] = []
-        self.broken: dict[Path, str] = {}
-        self._open: dict[Path, rasterio.io.DatasetReader] = {}
-        self.res: float | None = None
-        self.origin: tuple[float, float] | None = None
-        self.count: int | None = None
-        self.nodata: float | None = None
-        for p in paths:
-            try:
-                src = rasterio.open(p)
-            except rasterio.errors.RasterioIOError as exc:
-                self.broken[p] = f"unreadable ({exc})"
-                continue
-            self._check(p, src, expected_crs)
-            self._open[p] = src
-            self.tiles.append(TileInfo(p, tuple(src.bounds), src.count))
-        if not self.tiles:
-            raise InputError(f"{self.folder}: none of the {len(paths)} tiles could be opened")
+    `source` is a folder of 4-band tiles (the raw layout; ``*.tif``, ``*.TIF``,
+    ``*.jp2``… in any case) or the products of a domain spec (e.g. BD ORTHO RVB + IRC).
+    """
 
-    def _check(self, path: Path, src: rasterio.io.DatasetReader, expected_crs: str) -> None:
-        if src.crs is None or src.crs != rasterio.crs.CRS.from_user_input(expected_crs):
-            raise InputError(
-                f"{path}: mosaic tile has CRS {src.crs}, expected {expected_crs}; "
-                "reproject the tile to the mosaic's CRS first (e.g. gdalwarp -t_srs)"
-            )
-        rx, ry = src.res
-        if self.res is None:
-            self.res, self.origin, self.count = rx, (src.bounds.left, src.bounds.top), src.count
-            self.nodata = src.nodata
-        if abs(rx - self.res) > 1e-6 * self.res or abs(ry - self.res) > 1e-6 * self.res:
-            raise InputError(
-                f"{path}: pixel size {rx:g} x {ry:g} m differs from the mosaic's {self.res:g} m"
-            )
-        ox, oy = self.origin  # type: ignore[misc]
-        off = ((src.bounds.left - ox) / self.res, (oy - src.bounds.top) / self.res)
-        if any(abs(o - round(o)) > 1e-3 for o in off):
-            raise InputError(f"{path}: tile is not on the mosaic's pixel grid (offset {off})")
-        if src.count != self.count:
-            raise InputError(f"{path}: {src.count} bands, other tiles have {self.count}")
+    def __init__(
+        self, source: str | Path | Sequence[Product], expected_crs: str = "EPSG:2154"
+    ) -> None:
+        if isinstance(source, (str, Path)):
+            self.folder = Path(source)
+            paths = raster_files(self.folder) if self.folder.is_dir() else []
+            if not paths:
+                raise InputError(
+                    f"{self.folder}: no mosaic tiles (*.tif, *.tiff, *.jp2, any case) found"
+                )
+            products: Sequence[Product] = [default_product(paths)]
+        else:
+            products = list(source)
+            self.folder = Path(products[0].files[0]).parent if products[0].files else Path()
+        if expected_crs != "EPSG:2154":
+            raise ValueError("the dataset build reads Lambert-93 (EPSG:2154) orthos only")
+        self.vrt = build_vrt(products, lambert93=True, skip_unreadable=True)
+        self.broken: dict[Path, str] = self.vrt.broken
+        self.tiles = [TileInfo(t.path, t.bounds, t.count) for t in self.vrt.tiles]
+        self.res: float | None = self.vrt.res
+        self.count: int | None = len(self.vrt.band_names)
+        self.nodata: tuple[float | None, ...] = self.vrt.nodata
+        self._mem = MemoryFile(self.vrt.xml.encode(), ext=".vrt")
+        self._src = self._mem.open()
 
     def __enter__(self) -> Mosaic:
         return self
@@ -89,15 +78,13 @@ class Mosaic:
         self.close()
 
     def close(self) -> None:
-        for src in self._open.values():
-            src.close()
-        self._open.clear()
+        self._src.close()
+        self._mem.close()
 
     @property
     def bounds(self) -> Bounds:
         """Bounding box of all readable tiles."""
-        b = np.array([t.bounds for t in self.tiles])
-        return (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+        return self.vrt.bounds
 
     def tiles_touching(self, bounds: Bounds) -> list[TileInfo]:
         x0, y0, x1, y1 = bounds
@@ -115,36 +102,47 @@ class Mosaic:
         return [p for p in self.broken if _named_bounds_touch(p, size, bounds)]
 
     def read(self, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (bands, H, W) of `bounds` and a bool mask of pixels covered by some tile.
+        """Pixels (4, H, W) uint8 of `bounds` and a bool mask of pixels covered by some tile.
 
-        Raises TileReadError naming the tile if a touching tile fails to decode.
+        A pixel is uncovered outside every tile, or where every band holds its product's
+        nodata value (a black or white roof pixel is data). Raises TileReadError naming the
+        tile if a touching tile fails to decode.
         """
         res = self.res
         assert res is not None and self.count is not None
         x0, y0, x1, y1 = bounds
+        left, _, _, top = self.vrt.bounds
         w, h = round((x1 - x0) / res), round((y1 - y0) / res)
         out = np.zeros((self.count, h, w), dtype=np.uint8)
         covered = np.zeros((h, w), dtype=bool)
+        c0, r0 = round((x0 - left) / res), round((top - y1) / res)
+        cc0, rr0 = max(c0, 0), max(r0, 0)
+        cc1, rr1 = min(c0 + w, self.vrt.width), min(r0 + h, self.vrt.height)
+        if cc1 <= cc0 or rr1 <= rr0:
+            return out, covered
+        try:
+            block = self._src.read(window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+        except rasterio.errors.RasterioIOError as exc:
+            raise TileReadError(f"{self._culprit(bounds)}: cannot decode pixels ({exc})") from None
+        out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = block
         for t in self.tiles_touching(bounds):
-            src = self._open[t.path]
-            ix0, iy0 = max(x0, t.bounds[0]), max(y0, t.bounds[1])
-            ix1, iy1 = min(x1, t.bounds[2]), min(y1, t.bounds[3])
-            col = round((ix0 - t.bounds[0]) / res)
-            row = round((t.bounds[3] - iy1) / res)
-            cw, ch = round((ix1 - ix0) / res), round((iy1 - iy0) / res)
-            dc, dr = round((ix0 - x0) / res), round((y1 - iy1) / res)
-            if cw <= 0 or ch <= 0:
-                continue
-            try:
-                block = src.read(window=Window(col, row, cw, ch))
-            except rasterio.errors.RasterioIOError as exc:
-                raise TileReadError(f"{t.path}: cannot decode pixels ({exc})") from None
-            out[:, dr : dr + ch, dc : dc + cw] = block
-            if self.nodata is None:
-                covered[dr : dr + ch, dc : dc + cw] = True
-            else:  # nodata only where every band holds it (a black roof pixel is data)
-                covered[dr : dr + ch, dc : dc + cw] = (block != self.nodata).any(axis=0)
+            tc0, tr0 = round((t.bounds[0] - x0) / res), round((y1 - t.bounds[3]) / res)
+            tc1, tr1 = round((t.bounds[2] - x0) / res), round((y1 - t.bounds[1]) / res)
+            covered[max(tr0, 0) : max(tr1, 0), max(tc0, 0) : max(tc1, 0)] = True
+        if all(v is not None for v in self.nodata):
+            nod = np.array(self.nodata, dtype=float)[:, None, None]
+            covered &= ~(out == nod).all(axis=0)
         return out, covered
+
+    def _culprit(self, bounds: Bounds) -> Path | str:
+        """The touching tile that fails to decode on its own, or the mosaic's folder."""
+        for t in self.tiles_touching(bounds):
+            try:
+                with rasterio.open(t.path) as src:
+                    src.read()
+            except rasterio.errors.RasterioError:
+                return t.path
+        return self.folder
 
 
 def _named_bounds_touch(path: Path, size: tuple[float, float], bounds: Bounds) -> bool:

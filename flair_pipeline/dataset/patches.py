@@ -10,27 +10,30 @@ clipped to uint8 — FLAIR's own encoding of the elevation band.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
-from rasterio.windows import from_bounds
+from rasterio.warp import reproject
+from rasterio.windows import Window, from_bounds
 
+from flair_pipeline.dataset.crs import normalize_crs, same_crs
+from flair_pipeline.dataset.label_mapping import LabelMapping
 from flair_pipeline.dataset.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.dataset.raster_vrt import Product, build_vrt
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
-#: deflate level of IMG files: level 1 encodes ~5x faster than GDAL's default 6 for files
-#: ~10 % larger (bench/build_dataset.py); every GeoTIFF reader still opens them.
-IMG_ZLEVEL = 1
 #: deflate level of IMG files: level 1 encodes ~5x faster than GDAL's default 6 for files
 #: ~10 % larger (bench/build_dataset.py); every GeoTIFF reader still opens them.
 IMG_ZLEVEL = 1
@@ -43,12 +46,14 @@ class BuildReport:
 
     written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (patch id, reason)
+    decisions: list[str] = field(default_factory=list)  # e.g. "dsm …: reprojected on the fly"
 
     def as_metadata(self) -> dict[str, object]:
         return {
             "written": self.written,
             "skipped": len(self.skipped),
             "skipped_patches": [f"{p}: {r}" for p, r in self.skipped][:50],
+            "decisions": list(self.decisions),
         }
 
 
@@ -56,47 +61,174 @@ def _bounds(row) -> tuple[float, float, float, float]:
     return tuple(row.geometry.bounds)  # type: ignore[return-value]
 
 
-class Elevation:
-    """DSM and DTM of a domain, opened once, resampled per patch."""
+@dataclass(frozen=True)
+class SurfaceInput:
+    """A DSM or DTM delivered as one file or tiles, maybe with no CRS inside (ESRI .asc).
 
-    def __init__(self, dsm: Path, dtm: Path, scale: float) -> None:
-        for p in (dsm, dtm):
-            if not p.is_file():
-                raise InputError(f"{p}: surface model not found")
-        self.dsm = rasterio.open(dsm)
-        self.dtm = rasterio.open(dtm)
-        self.scale = scale
+    `crs` stands in for files that carry none (RGE ALTI .asc tiles); tiles must share one
+    pixel grid (any resolution, any CRS, any half-pixel offset).
+    """
+
+    files: tuple[Path, ...]
+    crs: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.files[0]) if len(self.files) == 1 else f"{self.files[0].parent}/*"
+
+
+#: A patch whose elevation is void (DSM or DTM nodata, or outside them) over more than this
+#: share of its pixels is skipped and reported rather than written with a made-up band.
+MAX_VOID_SHARE = 0.5
+
+
+class _Surface:
+    """One surface model opened once; heights on any Lambert-93 grid, NaN where void."""
+
+    def __init__(self, source: Path | SurfaceInput, role: str, target: Any = CRS) -> None:
+        src_in = source if isinstance(source, SurfaceInput) else SurfaceInput((Path(source),))
+        for p in src_in.files:
+            if not Path(p).is_file():
+                raise InputError(f"{p}: surface model ({role}) not found")
+        self.role, self.name = role, src_in.name
+        product = Product(role, list(src_in.files), {role: 1}, crs=src_in.crs)
+        vrt = build_vrt([product], [role], lambert93=False, any_dtype=True)
+        self._mem: MemoryFile | None = None
+        if len(vrt.tiles) == 1 and vrt.tiles[0].crs is not None and src_in.crs is None:
+            # one self-describing file: read it directly (a VRT's resampled reads are ~4x
+            # slower, bench/build_dataset.py); the checks above still ran on its header
+            self.src = rasterio.open(vrt.tiles[0].path)
+        else:
+            self._mem = MemoryFile(vrt.xml.encode(), ext=".vrt")
+            self.src = self._mem.open()
+        self.nodata = vrt.nodata[0]
+        self.target = normalize_crs(target)
+        self.lambert93 = same_crs(vrt.crs, self.target)  # on the target's CRS: no warp
+        if not self.lambert93 and (self.target is None or vrt.crs is None):
+            self.close()
+            raise InputError(
+                f"{self.name}: {role} CRS {vrt.crs} and the image's {target} cannot be "
+                "matched; give both a CRS"
+            )
+        self.crs = vrt.crs
+        self.decision = (
+            None
+            if self.lambert93
+            else f"{role} {self.name}: CRS {vrt.crs.to_string()} reprojected on the fly to "
+            f"{self.target.to_string()} (bilinear, nodata-aware)"
+        )
 
     def close(self) -> None:
-        self.dsm.close()
-        self.dtm.close()
+        self.src.close()
+        if self._mem is not None:
+            self._mem.close()
 
-    def _read(self, src, bounds, shape) -> np.ndarray:
-        win = from_bounds(*bounds, transform=src.transform)
-        # boundless reads go through a warped VRT (~5 ms each): only when really needed
-        inside = (win.col_off >= 0 and win.row_off >= 0 and win.col_off + win.width <= src.width
-                  and win.row_off + win.height <= src.height)  # fmt: skip
-        if inside:
-            return src.read(1, window=win, out_shape=shape, resampling=Resampling.bilinear).astype(
-                np.float32
-            )
-        return src.read(
-            1,
-            window=win,
-            out_shape=shape,
+    def heights(self, bounds, shape) -> np.ndarray:
+        """float32 heights on the north-up grid `bounds`/`shape` (target CRS); NaN where void.
+
+        Voids are the source's nodata and everything outside it. The fast path (same CRS, no
+        void in the window) is a resampled windowed read; otherwise GDAL's warper, which
+        leaves voids out of the bilinear kernel rather than averaging -9999 into heights.
+        """
+        if self.lambert93:
+            win = from_bounds(*bounds, transform=self.src.transform)
+            c0, r0 = int(np.floor(win.col_off)) - 1, int(np.floor(win.row_off)) - 1
+            c1 = int(np.ceil(win.col_off + win.width)) + 1
+            r1 = int(np.ceil(win.row_off + win.height)) + 1
+            inside = c0 >= 0 and r0 >= 0 and c1 <= self.src.width and r1 <= self.src.height
+            if inside:
+                native = self.src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+                if (
+                    self.nodata is None
+                    or not ((native == self.nodata) | ~np.isfinite(native)).any()
+                ):
+                    return self.src.read(
+                        1, window=win, out_shape=shape, resampling=Resampling.bilinear
+                    ).astype(np.float32)
+        out = np.full(shape, np.nan, dtype=np.float32)
+        h, w = shape
+        reproject(
+            rasterio.band(self.src, 1),
+            out,
+            src_nodata=self.nodata,
+            dst_transform=from_origin(bounds[0], bounds[3], (bounds[2] - bounds[0]) / w,
+                                      (bounds[3] - bounds[1]) / h),
+            dst_crs=self.target,
+            dst_nodata=np.nan,
             resampling=Resampling.bilinear,
-            boundless=True,
-            fill_value=0,
-        ).astype(np.float32)
+        )  # fmt: skip
+        if self.nodata is not None:
+            out[out == self.nodata] = np.nan
+        return out
+
+
+class Elevation:
+    """DSM and DTM of a domain, opened once, resampled per patch onto its 0.2 m grid.
+
+    Each may be one file or tiles (:class:`SurfaceInput`), in any CRS (reprojected on the
+    fly to `crs`, the patches' CRS, EPSG:2154 by default; the fact is in :attr:`decisions`), on any grid (LiDAR HD's half-pixel offset
+    included). Voids never become heights: where the DSM or the DTM is void, the height
+    above ground is 0 (ground level), and a patch void over more than
+    :data:`MAX_VOID_SHARE` of its pixels raises :class:`VoidElevationError`.
+    """
+
+    def __init__(
+        self, dsm: Path | SurfaceInput, dtm: Path | SurfaceInput, scale: float, crs: Any = CRS
+    ) -> None:
+        self._dsm = _Surface(dsm, "dsm", crs)
+        try:
+            self._dtm = _Surface(dtm, "dtm", crs)
+        except Exception:
+            self._dsm.close()
+            raise
+        self.dsm, self.dtm = self._dsm.src, self._dtm.src
+        self.scale = scale
+        self.decisions = [d for d in (self._dsm.decision, self._dtm.decision) if d]
+
+    def close(self) -> None:
+        self._dsm.close()
+        self._dtm.close()
 
     def patch(self, bounds, shape) -> np.ndarray:
-        """uint8 elevation above ground on the patch grid."""
-        h = self._read(self.dsm, bounds, shape) - self._read(self.dtm, bounds, shape)
+        """uint8 elevation above ground on the patch grid (0 where void).
+
+        Raises VoidElevationError when more than MAX_VOID_SHARE of the patch is void.
+        """
+        h = self._dsm.heights(bounds, shape) - self._dtm.heights(bounds, shape)
+        void = np.isnan(h)
+        share = np.count_nonzero(void) / void.size
+        if share > MAX_VOID_SHARE:
+            raise VoidElevationError(
+                f"elevation void over {share:.0%} of the patch (DSM/DTM nodata or no coverage "
+                f"in {self._dsm.name} / {self._dtm.name}); patch skipped"
+            )
+        if share:
+            h[void] = 0.0
         return np.clip(np.round(h * self.scale), 0, 255).astype(np.uint8)
 
-    def ground(self, x: float, y: float) -> float:
-        """Terrain altitude at a point (FLAIR's patch_centroid_z)."""
-        return float(next(self.dtm.sample([(x, y)]))[0])
+    def ground(self, x: float, y: float, bounds=None) -> float:
+        """Terrain altitude (m) at a point, FLAIR's patch_centroid_z; never a nodata value.
+
+        The DTM pixel under the point (nearest, as before); when it is void, the mean of the
+        valid DTM over `bounds` (the patch). Raises VoidElevationError when neither exists.
+        """
+        if self._dtm.lambert93:
+            z = float(next(self._dtm.src.sample([(x, y)]))[0])
+            valid = np.isfinite(z) and (self._dtm.nodata is None or z != self._dtm.nodata)
+        else:  # one 0.2 m pixel centred on the point, reprojected
+            z = float(self._dtm.heights((x - 0.1, y - 0.1, x + 0.1, y + 0.1), (1, 1))[0, 0])
+            valid = bool(np.isfinite(z))
+        if valid:
+            return z
+        if bounds is not None:
+            v = self._dtm.heights(bounds, (32, 32))
+            if np.isfinite(v).any():
+                return float(np.nanmean(v))
+        raise VoidElevationError(f"{self._dtm.name}: DTM void at ({x:.2f}, {y:.2f}) and around it")
+
+
+class VoidElevationError(InputError):
+    """A patch whose DSM/DTM is mostly void: skipped and reported, never filled with nodata."""
 
 
 def _each_patch(
@@ -113,9 +245,9 @@ def _each_patch(
 
 def build_aerial_patches(
     grid: gpd.GeoDataFrame,
-    ortho_dir: Path,
-    dsm: Path,
-    dtm: Path,
+    ortho_dir: Path | Sequence[Product],
+    dsm: Path | SurfaceInput,
+    dtm: Path | SurfaceInput,
     layout: DatasetLayout,
     patch_size: int,
     elevation_scale: float,
@@ -123,6 +255,7 @@ def build_aerial_patches(
     """Write IMG_<id>.tif (5 bands uint8) for every patch of `grid`."""
     report = BuildReport()
     elevation = Elevation(dsm, dtm, elevation_scale)
+    report.decisions.extend(elevation.decisions)
     try:
         with Mosaic(ortho_dir) as mosaic:
             res = mosaic.res
@@ -153,19 +286,33 @@ def build_aerial_patches(
 
 
 def build_label_masks(
-    grid: gpd.GeoDataFrame, labels_path: Path, layout: DatasetLayout, patch_size: int, res: float
+    grid: gpd.GeoDataFrame,
+    labels_path: Path,
+    layout: DatasetLayout,
+    patch_size: int,
+    res: float,
+    mapping: LabelMapping | None = None,
 ) -> BuildReport:
-    """Write MSK_<id>.tif (uint8 codes 1..19, FLAIR colours) for every patch of `grid`."""
+    """Write MSK_<id>.tif (uint8 codes 1..19, FLAIR colours) for every patch of `grid`.
+
+    Labels in another CRS than the patches' EPSG:2154 are reprojected on the fly (the fact
+    is in the report's decisions); `mapping` turns another nomenclature into FLAIR codes.
+    """
     from flair_pipeline.dataset.rasterize import LabelIndex
 
-    index = LabelIndex.from_file(labels_path)
+    index = LabelIndex.from_file(labels_path, mapping=mapping)
     cmap = colormap()
     report = BuildReport()
+    if not same_crs(index.crs, CRS):
+        report.decisions.append(
+            f"labels {labels_path}: CRS {index.crs.to_string() if index.crs else None} "
+            "reprojected on the fly to EPSG:2154"
+        )
 
     def work(row) -> None:
         b = _bounds(row)
         transform = from_origin(b[0], b[3], res, res)
-        msk = index.mask(transform, (patch_size, patch_size))
+        msk = index.mask(transform, (patch_size, patch_size), CRS)
         write_geotiff(
             layout.msk(row.domain, row.zone, row.patch_id),
             msk,

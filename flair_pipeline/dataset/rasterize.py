@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +24,23 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.features import rasterize
 
+from flair_pipeline.dataset.crs import normalize_crs, same_crs
+from flair_pipeline.dataset.label_mapping import (
+    LabelMapping,
+    apply_mapping,
+    is_label_raster,
+    raster_labels,
+)
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
+
+__all__ = ["LabelIndex", "normalize_crs", "rasterize_like", "read_labels", "same_crs"]
 
 log = logging.getLogger(__name__)
 
 _MAX_LISTED = 20
 _CLIP_VERTICES = 256
-#: Real FLAIR MSK files carry this engineering CRS, which is EPSG:2154 in all but name.
-_LAMBERT93_LOCAL = re.compile(r'^\s*(LOCAL_CS|ENGCRS|ENGINEERINGCRS)\["RGF93( v1)? / Lambert-93"')
-
-
-def normalize_crs(crs: Any) -> CRS | None:
-    """`crs` as a rasterio CRS; a LOCAL_CS "RGF93 v1 / Lambert-93" becomes EPSG:2154.
-
-    Without this, a real FLAIR MSK and its IMG partner (same grid) would look like two CRSs
-    and trigger a pointless, lossy reprojection.
-    """
-    if crs is None:
-        return None
-    crs = crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
-    if _LAMBERT93_LOCAL.match(crs.to_wkt()):
-        return CRS.from_epsg(2154)
-    return crs
-
-
 #: Real FLAIR transforms carry ~1e-8 m of float noise; a centimetre is a real shift.
 ORIGIN_ATOL = 0.01
 PIXEL_RTOL = 1e-6
@@ -69,11 +59,6 @@ def grid_problem(a: rasterio.DatasetReader, b: rasterio.DatasetReader) -> str | 
     if normalize_crs(a.crs) != normalize_crs(b.crs):
         return f"CRS {b.crs} differs from {a.crs}"
     return None
-
-
-def same_crs(a: Any, b: Any) -> bool:
-    """Whether two CRSs are the same once the Lambert-93 LOCAL_CS quirk is normalised."""
-    return normalize_crs(a) == normalize_crs(b)
 
 
 def _listing(ids: Any, values: Any) -> str:
@@ -98,8 +83,15 @@ def _polygonal(geom: shapely.Geometry) -> shapely.Geometry | None:
     return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
 
 
-def read_labels(path: str | Path, layer: str | int | None = None) -> gpd.GeoDataFrame:
+def read_labels(
+    path: str | Path, layer: str | int | None = None, mapping: LabelMapping | None = None
+) -> gpd.GeoDataFrame:
     """Read and check a label layer: polygons with an integer `code` in 1..19.
+
+    `path` is any OGR vector (GeoPackage, Shapefile with its .prj, GeoJSON, FlatGeobuf) or
+    a label raster (.tif/.tiff/.jp2, polygonised, value in ``value``). With `mapping`, the
+    codes come from its field(s) through its table (:mod:`flair_pipeline.dataset.label_mapping`);
+    without, from the ``code`` column.
 
     The index is the feature id (the GeoPackage fid), so errors point at features a user
     can find in QGIS. Invalid geometries are repaired (``attrs["repaired"]``) and features
@@ -110,10 +102,15 @@ def read_labels(path: str | Path, layer: str | int | None = None) -> gpd.GeoData
     path = Path(path)
     if not path.exists():
         raise InputError(f"label file {path} does not exist")
-    try:
-        gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
-    except Exception as exc:  # pyogrio raises several types for unreadable data
-        raise InputError(f"label file {path} cannot be read as a vector layer: {exc}") from exc
+    if is_label_raster(path):
+        gdf = raster_labels(path)
+    else:
+        try:
+            gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
+        except Exception as exc:  # pyogrio raises several types for unreadable data
+            raise InputError(f"label file {path} cannot be read as a vector layer: {exc}") from exc
+    if mapping is not None:
+        gdf = apply_mapping(gdf, mapping, path)
     if "code" not in gdf.columns:
         found = [c for c in gdf.columns if c != gdf.geometry.name]
         raise InputError(f"label file {path} has no `code` column (columns: {found})")
@@ -207,9 +204,11 @@ class LabelIndex:
         self._to_grid: dict[str, tuple[Transformer, Transformer] | None] = {}
 
     @classmethod
-    def from_file(cls, path: str | Path, layer: str | int | None = None) -> LabelIndex:
+    def from_file(
+        cls, path: str | Path, layer: str | int | None = None, mapping: LabelMapping | None = None
+    ) -> LabelIndex:
         """Read, check and index a label file (see :func:`read_labels`)."""
-        return cls(read_labels(path, layer), source=str(path))
+        return cls(read_labels(path, layer, mapping), source=str(path))
 
     def __len__(self) -> int:
         return len(self.geoms)

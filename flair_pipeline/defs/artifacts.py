@@ -54,7 +54,11 @@ class Artifact:
 
 _ASSETS = "flair_pipeline/defs/assets"
 _DATASET_CODE = (f"{_ASSETS}/sources.py", f"{_ASSETS}/dataset.py", "flair_pipeline/dataset")
-_S2_CODE = (f"{_ASSETS}/sentinel2.py", "flair_pipeline/sentinel2")
+_S2_CODE = (
+    f"{_ASSETS}/sentinel2.py",
+    "flair_pipeline/sentinel2",
+    "flair_pipeline/sources/domain_spec.py",
+)
 _TRAIN_CODE = (f"{_ASSETS}/training.py", "flair_pipeline/training", "flair_pipeline/models")
 _EVAL_CODE = (f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation")
 #: What training reads besides `train`: pixel geometry and FLAIR-2's S2 preprocessing.
@@ -116,7 +120,11 @@ ARTIFACTS: dict[str, Artifact] = {
         stage="dataset",
         outs=("{dataset}/metadata/sources/{domain}.json",),
         reads=("{raw}/domains/{domain}",),
-        code=(*_DATASET_CODE, "flair_pipeline/sources/domain_inputs.py"),
+        code=(
+            *_DATASET_CODE,
+            "flair_pipeline/sources/domain_inputs.py",
+            "flair_pipeline/sources/domain_spec.py",
+        ),
     ),
     "patch_grid": Artifact(
         stage="dataset",
@@ -146,7 +154,8 @@ ARTIFACTS: dict[str, Artifact] = {
         stage="sentinel2",
         outs=("{dataset}/sentinel/{domain}", "{dataset}/metadata/centroids/{domain}.json"),
         params=("sentinel2",),
-        reads=("{raw}/domains/{domain}/domain.json", "{raw}/sentinel2"),
+        # the whole folder: a domain.yaml domain has no domain.json (year from the id)
+        reads=("{raw}/domains/{domain}", "{raw}/sentinel2"),
         code=_S2_CODE,
     ),
     "split_assignment": Artifact(

@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
+from flair_pipeline.dataset.crs import same_crs
 from flair_pipeline.dataset.patches import Elevation
-from flair_pipeline.dataset.rasterize import same_crs
+from flair_pipeline.dataset.raster_vrt import (
+    Product,
+    build_vrt,
+    check_north_up,
+    inspect,
+    raster_files,
+)
 from flair_pipeline.errors import InputError
-
-_RES_RTOL = 1e-6
-_GRID_TOL = 1e-3  # pixels
 
 
 def _open(path: Path) -> rasterio.DatasetReader:
@@ -40,54 +44,23 @@ def _open(path: Path) -> rasterio.DatasetReader:
 def _tiles(image: Path | Sequence[Path]) -> list[Path]:
     if isinstance(image, (str, Path)):
         folder = Path(image)
-        tiles = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+        tiles = raster_files(folder)
         if not tiles:
-            raise InputError(f"{folder}: no ortho tiles (*.tif) in this folder")
+            raise InputError(f"{folder}: no ortho tiles (*.tif, *.tiff, *.jp2, any case) here")
         return tiles
     return [Path(p) for p in image]
 
 
 def mosaic_vrt(tiles: Sequence[Path]) -> str:
-    """VRT XML assembling aligned tiles into one image; InputError naming a misfit tile."""
-    infos = []
-    for p in tiles:
-        with _open(p) as src:
-            infos.append((p.resolve(), src.crs, src.res, src.bounds, src.count, src.dtypes))
-    p0, crs, (rx, ry), _, count, dtypes = infos[0]
-    left = min(i[3].left for i in infos)
-    top = max(i[3].top for i in infos)
-    right = max(i[3].right for i in infos)
-    bottom = min(i[3].bottom for i in infos)
-    rects = []
-    for p, c, (x, y), b, n, dt in infos:
-        if not same_crs(c, crs):
-            raise InputError(f"{p}: tile CRS {c} differs from {p0}'s {crs}")
-        if abs(x - rx) > _RES_RTOL * rx or abs(y - ry) > _RES_RTOL * ry:
-            raise InputError(f"{p}: pixel size {x:g} x {y:g} differs from {p0}'s {rx:g} x {ry:g}")
-        if n != count or dt != dtypes:
-            raise InputError(f"{p}: {n} bands {dt}, {p0} has {count} bands {dtypes}")
-        col, row = (b.left - left) / rx, (top - b.top) / ry
-        if abs(col - round(col)) > _GRID_TOL or abs(row - round(row)) > _GRID_TOL:
-            raise InputError(f"{p}: tile is not on the pixel grid of {p0} (offset {col}, {row})")
-        w, h = round((b.right - b.left) / rx), round((b.top - b.bottom) / ry)
-        rects.append((p, round(col), round(row), w, h))
-    width, height = round((right - left) / rx), round((top - bottom) / ry)
-    bands = []
-    for band in range(1, count + 1):
-        sources = "".join(
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(p))}</SourceFilename>'
-            f"<SourceBand>{band}</SourceBand>"
-            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
-            f'<DstRect xOff="{c}" yOff="{r}" xSize="{w}" ySize="{h}"/></SimpleSource>'
-            for p, c, r, w, h in rects
-        )
-        bands.append(f'<VRTRasterBand dataType="Byte" band="{band}">{sources}</VRTRasterBand>')
-    srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
-    return (
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{srs}'
-        f"<GeoTransform>{left!r}, {rx!r}, 0, {top!r}, 0, {-ry!r}</GeoTransform>"
-        f"{''.join(bands)}</VRTDataset>"
-    )
+    """VRT XML assembling aligned tiles into one image; InputError naming a misfit tile.
+
+    The same reader as the dataset build's (:func:`flair_pipeline.dataset.raster_vrt.build_vrt`)
+    with every band of the tiles kept and any common CRS accepted.
+    """
+    with _open(Path(tiles[0])) as src:
+        count = src.count
+    product = Product("ortho", list(tiles), {str(b): b for b in range(1, count + 1)})
+    return build_vrt([product], [str(b) for b in range(1, count + 1)], lambert93=False).xml
 
 
 class ImageSource:
@@ -107,6 +80,7 @@ class ImageSource:
         if single:
             if not self.path.exists():
                 raise InputError(f"{self.path}: image not found")
+            check_north_up(inspect(self.path))
             self.src = self._stack.enter_context(_open(self.path))
         else:
             xml = mosaic_vrt(_tiles(image))
@@ -159,17 +133,20 @@ class ElevationSource:
             if not Path(p).is_file():
                 raise InputError(f"{p}: surface model not found")
             with _open(Path(p)) as src:
-                if not same_crs(src.crs, image.crs):
-                    raise InputError(f"{p}: CRS {src.crs} differs from the image's {image.crs}")
-                b, (rx, ry) = src.bounds, src.res
-                if (b.left > box[0] + rx or b.bottom > box[1] + ry
-                        or b.right < box[2] - rx or b.top < box[3] - ry):  # fmt: skip
+                b, (rx, ry), note = tuple(src.bounds), src.res, ""
+                if not same_crs(src.crs, image.crs) and src.crs and image.crs:
+                    # reprojected on the fly by Elevation: compare extents in the image's CRS
+                    b = transform_bounds(src.crs, image.crs, *b, densify_pts=21)
+                    rx = ry = 0.0
+                    note = f" (reprojected from {src.crs.to_string()})"
+                if (b[0] > box[0] + rx or b[1] > box[1] + ry
+                        or b[2] < box[2] - rx or b[3] < box[3] - ry):  # fmt: skip
                     raise InputError(
-                        f"{p}: extent {tuple(b)} does not cover the image {image.path} "
-                        f"({tuple(round(v, 3) for v in box)})"
+                        f"{p}: extent {tuple(round(v, 3) for v in b)}{note} does not cover the "
+                        f"image {image.path} ({tuple(round(v, 3) for v in box)})"
                     )
         self.image = image
-        self._elev = Elevation(Path(dsm), Path(dtm), scale)
+        self._elev = Elevation(Path(dsm), Path(dtm), scale, crs=image.crs)
 
     def __enter__(self) -> ElevationSource:
         return self

@@ -23,11 +23,15 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.dataset.layout import RawLayout
+from flair_pipeline.dataset.raster_vrt import is_raster_name
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.storage import filesystem, is_url
 
 #: Inputs besides the orthophoto tiles, in fingerprint order (after the tiles).
 REQUIRED_FILES = ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json")
+#: A domain folder with this file names its inputs by role (sources/domain_spec.py); its
+#: fingerprint covers every non-hidden file of the folder, whatever the globs pick.
+SPEC_NAME = "domain.yaml"
 
 
 def open_root(root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -63,16 +67,22 @@ def _mtime(info: dict[str, Any]) -> str:
 
 def _scan(domain: str, folder: str, entries: dict[str, dict[str, Any]]) -> DomainScan:
     """A DomainScan from `entries`: relative name (under `folder`) -> fsspec file info."""
-    # Same selection as Path.glob("ortho/*.tif"): direct children, no hidden names.
+    # Same selection as the Mosaic's (raster_vrt.raster_files): direct children of ortho/,
+    # no hidden names, suffix .tif/.tiff/.jp2 in any case (``*.TIF`` tiles count too).
     tiles = sorted(
         n
         for n in entries
-        if n.startswith("ortho/") and n.count("/") == 1 and n.endswith(".tif")
-        and not n.split("/", 1)[1].startswith(".")
-    )  # fmt: skip
-    missing = [] if tiles else ["ortho/*.tif"]
-    missing += [n for n in REQUIRED_FILES if n not in entries]
-    present = [*tiles, *(n for n in REQUIRED_FILES if n in entries)]
+        if n.startswith("ortho/") and n.count("/") == 1 and is_raster_name(n.split("/", 1)[1])
+    )
+    if SPEC_NAME in entries:  # domain.yaml: its globs pick files anywhere in the folder
+        present = sorted(
+            n for n in entries if not any(part.startswith(".") for part in n.split("/"))
+        )
+        missing: list[str] = []
+    else:
+        missing = [] if tiles else ["ortho/*.tif"]
+        missing += [n for n in REQUIRED_FILES if n not in entries]
+        present = [*tiles, *(n for n in REQUIRED_FILES if n in entries)]
     h = hashlib.sha256()
     for name in present:
         info = entries[name]
@@ -94,6 +104,10 @@ def _files_under(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, dict[s
 
 def scan_domain(fs: fsspec.AbstractFileSystem, raw_root: str, domain: str) -> DomainScan:
     """List and stat a domain's inputs (ortho/*.tif, dsm.tif, dtm.tif, labels.gpkg, domain.json).
+
+    A folder with a ``domain.yaml`` (see :mod:`flair_pipeline.sources.domain_spec`) is
+    complete as soon as the spec is there (its globs are checked when it is built), and
+    every non-hidden file under it is an input.
 
     Missing pieces are reported, never raised: a folder still being copied is normal for a
     sensor, and the caller decides whether that is an error.

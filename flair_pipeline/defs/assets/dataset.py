@@ -16,6 +16,7 @@ from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
 from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
+from flair_pipeline.sources.domain_spec import resolve
 
 DOMAIN = {"partitions_def": domains_partitions, "group_name": "dataset"}
 
@@ -35,8 +36,9 @@ def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
 
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
-    labels = read_labels(raw.labels(domain))
-    with Mosaic(raw.ortho_dir(domain)) as mosaic:
+    inputs = resolve(raw.domain(domain))
+    labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    with Mosaic(inputs.ortho) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
         broken = [str(p) for p in mosaic.broken]
     write_patch_grid(grid, dataset.patch_grid(domain))
@@ -78,11 +80,12 @@ def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
+    inputs = resolve(raw.domain(domain))
     report = build_aerial_patches(
         grid,
-        raw.ortho_dir(domain),
-        raw.dsm(domain),
-        raw.dtm(domain),
+        inputs.ortho,
+        inputs.dsm,
+        inputs.dtm,
         dataset,
         cfg.sampling.patch_size,
         cfg.sampling.elevation_scale,
@@ -132,8 +135,14 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
+    inputs = resolve(raw.domain(domain))
     report = build_label_masks(
-        grid, raw.labels(domain), dataset, cfg.sampling.patch_size, cfg.sampling.resolution
+        grid,
+        inputs.labels,
+        dataset,
+        cfg.sampling.patch_size,
+        cfg.sampling.resolution,
+        mapping=inputs.mapping,
     )
     for pid, reason in report.skipped:
         context.log.warning(f"skipped patch {pid}: {reason}")
@@ -177,7 +186,8 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
-    info = json.loads(raw.domain_json(domain).read_text())
+    inputs = resolve(raw.domain(domain))
+    info = inputs.info
     pairs, problems, missing, previews = [], [], [], []
     for row in grid.itertuples():
         img, msk = (
@@ -195,10 +205,11 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
                 previews.append((a.read(), b.read(1), f"IMG_{row.patch_id} ({row.zone})"))
         pairs.append(row.patch_id)
     kept = grid[grid["patch_id"].isin(pairs)]
-    elevation = Elevation(raw.dsm(domain), raw.dtm(domain), cfg.sampling.elevation_scale)
+    elevation = Elevation(inputs.dsm, inputs.dtm, cfg.sampling.elevation_scale)
     try:
         ground = {
-            r.patch_id: elevation.ground(r.x_centroid, r.y_centroid) for r in kept.itertuples()
+            r.patch_id: elevation.ground(r.x_centroid, r.y_centroid, r.geometry.bounds)
+            for r in kept.itertuples()
         }
     finally:
         elevation.close()
@@ -210,6 +221,7 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
             "class_distribution": shares,
             "problems": problems,
             "skipped": missing,
+            "decisions": [*elevation.decisions, *_label_decisions(inputs)],
         },
         dataset.domain_metadata(domain),
     )
@@ -236,6 +248,18 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
             )
         ],
     )
+
+
+def _label_decisions(inputs) -> list[str]:
+    """ "labels …: CRS … reprojected on the fly" when the label file is not in Lambert-93."""
+    from flair_pipeline.dataset.crs import is_lambert93
+    from flair_pipeline.dataset.label_mapping import label_crs
+
+    crs = label_crs(inputs.labels)
+    if crs is None or is_lambert93(crs):
+        return []
+    name = rasterio.crs.CRS.from_user_input(crs).to_string()
+    return [f"labels {inputs.labels}: CRS {name} reprojected on the fly to EPSG:2154"]
 
 
 @dg.asset(

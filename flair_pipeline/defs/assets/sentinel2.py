@@ -11,11 +11,13 @@ from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig, SentinelHubCredentials
+from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.plots import markdown_image, ndvi_profiles
 from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.profiles import class_profiles
 from flair_pipeline.sentinel2.series import super_areas, write_series
+from flair_pipeline.sources.domain_spec import resolve
 
 
 @dg.asset(
@@ -46,8 +48,8 @@ def _build_series(
 ) -> dg.MaterializeResult:
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
-    info = json.loads(raw.domain_json(domain).read_text())
-    year = int(info["year"])
+    inputs = resolve(raw.domain(domain))  # raw layout or domain.yaml
+    year = int(inputs.info.get("year") or DomainId.parse(domain).year)
     grid = read_patch_grid(dataset.patch_grid(domain))
     areas = super_areas(grid, cfg.sentinel2.window, cfg.sentinel2.max_size)
     provider = make_provider(cfg.sentinel2, flair.resolve, raw.sentinel2_catalog(), sentinelhub)
@@ -55,7 +57,7 @@ def _build_series(
         [a.grid for a in areas], dt.date(year, 1, 1), dt.date(year, 12, 31)
     )
     problems, written, dates, cloudy, skipped = [], {}, {}, {}, []
-    labels = read_labels(raw.labels(domain))  # for the NDVI-by-class plot
+    labels = read_labels(inputs.labels, mapping=inputs.mapping)  # for the NDVI-by-class plot
     profiles: dict[str, list[np.ndarray]] = {}
     centroids: dict[str, list[int]] = {}
     for area, res in zip(areas, results, strict=True):

@@ -1,6 +1,5 @@
 """Asset `domain_sources`: a domain's raw inputs, checked and fingerprinted."""
 
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from flair_pipeline.defs.staging import staged
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
 from flair_pipeline.sources import domain_inputs
+from flair_pipeline.sources.domain_spec import resolve
 
 
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
@@ -57,11 +57,9 @@ def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     files = domain_input_files(raw, domain)
     from flair_pipeline.dataset.rasterize import read_labels
 
-    labels = read_labels(raw.labels(domain))
-    try:
-        info = json.loads(raw.domain_json(domain).read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{raw.domain_json(domain)}: not valid JSON ({exc})") from None
+    inputs = resolve(raw.domain(domain))
+    labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    info = inputs.info
     fp = fingerprint(files, raw.domain(domain))
     record = {
         "domain": domain,
@@ -74,7 +72,10 @@ def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     return dg.MaterializeResult(
         metadata={
             "fingerprint": fp,
-            "ortho_tiles": len(files) - 4,
+            "ortho_tiles": (
+                len(files) - 4 if inputs.spec is None else sum(len(p.files) for p in inputs.ortho)  # type: ignore[union-attr]
+            ),
+            "inputs": "domain.yaml" if inputs.spec else "raw layout",
             "label_polygons": len(labels),
             "repaired_geometries": int(labels.attrs.get("repaired", 0)),
             "input_mb": round(record["bytes"] / 1e6, 2),

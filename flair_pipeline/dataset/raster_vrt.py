@@ -1,0 +1,320 @@
+"""One reader for every raster input: tiles of one or more products as one GDAL VRT.
+
+The dataset build (:class:`flair_pipeline.dataset.mosaic.Mosaic`) and prediction
+(:func:`flair_pipeline.evaluation.raster_input.mosaic_vrt`) both see an ortho through the
+VRT written here, so a format GDAL reads (GeoTIFF, JPEG 2000, VRT, any case of suffix)
+works in both at once, and both refuse the same doubtful inputs with one line naming the
+file, what was found and what to do:
+
+- a tile GDAL cannot open (the build skips the patches it touches, prediction stops);
+- a geotransform that is not north-up (rotation terms, or rows going up): resampling it
+  would silently change the pixels — ``gdalwarp`` it first;
+- a CRS that is not the expected one (Lambert-93 in any spelling, see
+  :mod:`flair_pipeline.dataset.crs`) or differs between tiles;
+- a pixel size or pixel grid that differs between tiles;
+- a data type other than uint8 unless a rescale (``low, high`` → 0..255) is configured:
+  reading uint16 as uint8 would keep the values modulo 256;
+- a band the mapping needs and the product does not have (e.g. NIR from a 3-band RVB:
+  "add the IRC product").
+
+A band of the VRT may come from any product: BD ORTHO RVB gives R, G, B (bands 1, 2, 3)
+and BD ORTHO IRC gives NIR (its band 1; IRC's order is NIR, R, G).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+
+from flair_pipeline.dataset.crs import is_lambert93, normalize_crs, same_crs
+from flair_pipeline.errors import InputError
+
+#: Suffixes of ortho tiles in a folder, compared case-insensitively (``*.TIF`` is a tile).
+ORTHO_SUFFIXES = (".tif", ".tiff", ".jp2")
+#: The four bands of an IMG's image part, in FLAIR's order.
+ORTHO_BANDS = ("R", "G", "B", "NIR")
+_RES_RTOL = 1e-6
+_GRID_TOL = 1e-3  # pixels
+_GDAL_TYPES = {
+    "uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "int32": "Int32",
+    "float32": "Float32", "float64": "Float64",
+}  # fmt: skip
+
+
+def is_raster_name(name: str, suffixes: Sequence[str] = ORTHO_SUFFIXES) -> bool:
+    """Whether a file name is a tile: a listed suffix in any case, not a hidden file."""
+    return not name.startswith(".") and name.lower().endswith(tuple(suffixes))
+
+
+def raster_files(folder: Path, suffixes: Sequence[str] = ORTHO_SUFFIXES) -> list[Path]:
+    """Tiles directly in `folder` (case-insensitive suffixes), sorted by name."""
+    return sorted(
+        p for p in Path(folder).iterdir() if p.is_file() and is_raster_name(p.name, suffixes)
+    )
+
+
+@dataclass(frozen=True)
+class TileFacts:
+    """What a tile's header says (no pixels read)."""
+
+    path: Path
+    crs: CRS | None
+    transform: Affine
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: float | None
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        t = self.transform
+        return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return (self.transform.a, -self.transform.e)
+
+
+def inspect(path: Path, crs: str | None = None) -> TileFacts:
+    """Header facts of a raster; `crs` stands in for a file that has none (ESRI .asc).
+
+    Raises InputError naming the file when GDAL cannot open it.
+    """
+    try:
+        with rasterio.open(path) as src:
+            found = src.crs if src.crs else (CRS.from_user_input(crs) if crs else None)
+            return TileFacts(
+                Path(path).resolve(), found, src.transform, src.width, src.height, src.count,
+                src.dtypes[0], src.nodata,
+            )  # fmt: skip
+    except (RasterioError, OSError) as exc:
+        raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+
+
+def check_north_up(t: TileFacts) -> None:
+    """InputError unless pixels are axis-aligned with rows going south."""
+    tr = t.transform
+    if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
+        raise InputError(
+            f"{t.path}: geotransform {tuple(tr)[:6]} is not north-up (rotated or flipped); "
+            "warp it to a north-up grid first (gdalwarp -t_srs EPSG:2154 -tr 0.2 0.2)"
+        )
+
+
+@dataclass(frozen=True)
+class Product:
+    """One delivered product: its tiles and which of its bands feed which output band.
+
+    `bands` maps output band names (``R``, ``G``, ``B``, ``NIR``) to 1-based band indices
+    in the product's files; `rescale` is ``(low, high)`` mapped linearly onto 0..255
+    (values outside are clipped), required for anything but uint8.
+    """
+
+    name: str
+    files: Sequence[Path]
+    bands: Mapping[str, int]
+    rescale: tuple[float, float] | None = None
+    crs: str | None = None  # stands in for files without one (ESRI .asc); never overrides
+
+
+@dataclass
+class RasterVRT:
+    """Tiles of one or more products on one pixel grid, as VRT XML."""
+
+    xml: str
+    transform: Affine
+    width: int
+    height: int
+    crs: CRS | None
+    band_names: tuple[str, ...]
+    tiles: list[TileFacts] = field(default_factory=list)
+    broken: dict[Path, str] = field(default_factory=dict)  # unreadable tile -> reason
+    nodata: tuple[float | None, ...] = ()  # per output band, in the source's values
+
+    @property
+    def res(self) -> float:
+        return self.transform.a
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        t = self.transform
+        return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
+
+
+def _gather(
+    products: Sequence[Product], skip_unreadable: bool
+) -> tuple[dict[str, list[TileFacts]], dict[Path, str]]:
+    facts: dict[str, list[TileFacts]] = {}
+    broken: dict[Path, str] = {}
+    for prod in products:
+        if not prod.files:
+            raise InputError(f"ortho product {prod.name!r}: no tiles found")
+        facts[prod.name] = []
+        for p in prod.files:
+            try:
+                facts[prod.name].append(inspect(Path(p), prod.crs))
+            except InputError as exc:
+                if not skip_unreadable:
+                    raise
+                broken[Path(p)] = str(exc)
+        if not facts[prod.name]:
+            raise InputError(
+                f"ortho product {prod.name!r}: none of its {len(prod.files)} tiles could be "
+                f"opened (first: {next(iter(broken.values()))})"
+            )
+    return facts, broken
+
+
+def _check_product(
+    prod: Product, tiles: list[TileFacts], ref: TileFacts, lambert93: bool, any_dtype: bool
+) -> None:
+    rx, ry = ref.res
+    for t in tiles:
+        check_north_up(t)
+        if lambert93 and not is_lambert93(t.crs):
+            raise InputError(
+                f"{t.path}: ortho CRS is {t.crs.to_string() if t.crs else 'missing'}, expected "
+                "EPSG:2154 (Lambert-93); reproject the tiles first (gdalwarp -t_srs EPSG:2154), "
+                "resampling an ortho on the fly would silently change its pixels"
+            )
+        if not lambert93 and not same_crs(t.crs, ref.crs):
+            raise InputError(f"{t.path}: tile CRS {t.crs} differs from {ref.path}'s {ref.crs}")
+        x, y = t.res
+        if abs(x - rx) > _RES_RTOL * rx or abs(y - ry) > _RES_RTOL * ry:
+            raise InputError(
+                f"{t.path}: pixel size {x:g} x {y:g} differs from {ref.path}'s {rx:g} x {ry:g}"
+            )
+        col = (t.bounds[0] - ref.bounds[0]) / rx
+        row = (ref.bounds[3] - t.bounds[3]) / ry
+        if abs(col - round(col)) > _GRID_TOL or abs(row - round(row)) > _GRID_TOL:
+            raise InputError(
+                f"{t.path}: tile is not on the pixel grid of {ref.path} (offset {col:g}, {row:g} px)"
+            )
+        if t.crs is None:
+            raise InputError(
+                f"{t.path}: no CRS in the file; give one for this input in domain.yaml "
+                "(crs: EPSG:2154) or add a .prj / .aux.xml"
+            )
+        if t.dtype != "uint8" and prod.rescale is None and not any_dtype:
+            raise InputError(
+                f"{t.path}: pixels are {t.dtype}, expected uint8; convert to 8 bits "
+                "(gdal_translate -ot Byte -scale LOW HIGH 0 255) or configure `rescale: "
+                "[LOW, HIGH]` for this product (reading them as uint8 would keep values modulo 256)"
+            )
+        for name, band in prod.bands.items():
+            if band > t.count:
+                raise InputError(
+                    f"{t.path}: {name} is mapped to band {band} but the file has {t.count} "
+                    f"band(s); {_band_hint(name, t.count)}"
+                )
+
+
+def _band_hint(name: str, count: int) -> str:
+    if name == "NIR" and count == 3:
+        return (
+            "a 3-band product (RVB) carries no NIR: add the IRC product (NIR = its band 1) "
+            "in domain.yaml, or give a 4-band R,G,B,NIR ortho"
+        )
+    return "fix the band mapping of this product in domain.yaml"
+
+
+def build_vrt(
+    products: Sequence[Product],
+    band_names: Sequence[str] = ORTHO_BANDS,
+    *,
+    lambert93: bool = True,
+    skip_unreadable: bool = False,
+    any_dtype: bool = False,
+) -> RasterVRT:
+    """A VRT whose bands `band_names` come from `products`, every tile checked first.
+
+    `lambert93` requires every tile to be in Lambert-93 (the dataset build); otherwise the
+    tiles must only agree with one another (prediction of any georeferenced ortho).
+    Unreadable tiles raise InputError, or with `skip_unreadable` are left out and listed
+    in ``broken``. `any_dtype` keeps the files' type (DSM/DTM heights in float32). Raises InputError for each refusal listed in the module docstring.
+    """
+    mapped = {n for p in products for n in p.bands}
+    missing = [n for n in band_names if n not in mapped]
+    if missing:
+        hint = _band_hint(missing[0], 3) if missing == ["NIR"] else "map every band"
+        raise InputError(
+            f"ortho products {[p.name for p in products]} give no {', '.join(missing)} band; "
+            + hint
+        )
+    facts, broken = _gather(products, skip_unreadable)
+    ref = facts[products[0].name][0]
+    for prod in products:
+        _check_product(prod, facts[prod.name], ref, lambert93, any_dtype)
+    every = [t for ts in facts.values() for t in ts]
+    rx, ry = ref.res
+    left = min(t.bounds[0] for t in every)
+    top = max(t.bounds[3] for t in every)
+    width = round((max(t.bounds[2] for t in every) - left) / rx)
+    height = round((top - min(t.bounds[1] for t in every)) / ry)
+    xml_bands, nodata = [], []
+    for i, name in enumerate(band_names, 1):
+        prod = next(p for p in products if name in p.bands)
+        tiles = facts[prod.name]
+        nodata.append(tiles[0].nodata)
+        xml_bands.append(_band_xml(i, prod, prod.bands[name], tiles, left, top, rx, ry))
+    crs = normalize_crs(ref.crs) if lambert93 else ref.crs
+    srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
+    transform = Affine(rx, 0.0, left, 0.0, -ry, top)
+    xml = (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{srs}'
+        f"<GeoTransform>{left!r}, {rx!r}, 0, {top!r}, 0, {-ry!r}</GeoTransform>"
+        f"{''.join(xml_bands)}</VRTDataset>"
+    )
+    return RasterVRT(xml, transform, width, height, crs, tuple(band_names), every, broken,
+                     tuple(nodata))  # fmt: skip
+
+
+def _band_xml(
+    i: int, prod: Product, band: int, tiles: list[TileFacts], left: float, top: float,
+    rx: float, ry: float,
+) -> str:  # fmt: skip
+    out_type = "Byte" if prod.rescale is not None else _GDAL_TYPES.get(tiles[0].dtype, "Byte")
+    sources = []
+    for t in tiles:
+        col, row = round((t.bounds[0] - left) / rx), round((top - t.bounds[3]) / ry)
+        rects = (
+            f'<SrcRect xOff="0" yOff="0" xSize="{t.width}" ySize="{t.height}"/>'
+            f'<DstRect xOff="{col}" yOff="{row}" xSize="{t.width}" ySize="{t.height}"/>'
+        )
+        name = f'<SourceFilename relativeToVRT="0">{escape(str(t.path))}</SourceFilename>'
+        if prod.rescale is None:
+            sources.append(
+                f"<SimpleSource>{name}<SourceBand>{band}</SourceBand>{rects}</SimpleSource>"
+            )
+        else:
+            lo, hi = prod.rescale
+            ratio = 255.0 / (hi - lo)
+            sources.append(
+                f"<ComplexSource>{name}<SourceBand>{band}</SourceBand>{rects}"
+                f"<ScaleOffset>{-lo * ratio!r}</ScaleOffset><ScaleRatio>{ratio!r}</ScaleRatio>"
+                "</ComplexSource>"
+            )
+    nodata = tiles[0].nodata
+    nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None and not prod.rescale else ""
+    return f'<VRTRasterBand dataType="{out_type}" band="{i}">{nd}{"".join(sources)}</VRTRasterBand>'
+
+
+def default_product(files: Sequence[Path], count: int | None = None) -> Product:
+    """The project's raw layout: tiles whose bands 1..4 are R, G, B, NIR."""
+    return Product("ortho", list(files), {n: i for i, n in enumerate(ORTHO_BANDS[:count], 1)})
+
+
+def sample_range(path: Path) -> tuple[float, float]:
+    """(min, max) of a decimated read of band 1, for error messages."""
+    with rasterio.open(path) as src:
+        a = src.read(1, out_shape=(min(src.height, 64), min(src.width, 64)))
+    return float(np.min(a)), float(np.max(a))

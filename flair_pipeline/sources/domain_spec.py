@@ -1,0 +1,207 @@
+"""``domain.yaml``: a domain's inputs named by role, as the products are delivered.
+
+A domain folder either keeps the project's raw layout (``ortho/*.tif`` of R,G,B,NIR tiles,
+``dsm.tif``, ``dtm.tif``, ``labels.gpkg``, ``domain.json``), unchanged, or carries a
+``domain.yaml`` naming each role with a glob (relative to the folder, matched without
+regard to case) and options. Example for IGN's products (docs/inputs.md has one per product)::
+
+    ortho:
+      - {name: rvb, glob: "ortho/*-0M20-E080.jp2", bands: {R: 1, G: 2, B: 3}}
+      - {name: irc, glob: "ortho/*-IRC-E080.jp2", bands: {NIR: 1}}   # IRC = NIR, R, G
+    dsm: {glob: "lidar_hd/*_MNS_*.tif"}
+    dtm: {glob: "rge_alti/*.asc", crs: "EPSG:2154"}                 # .asc carry no CRS
+    labels:
+      glob: "ocsge/OCCUPATION_SOL.gpkg"
+      field: [code_cs, code_us]
+      mapping: "ocsge/ocsge_to_flair.csv"
+    acquisition: {date: "2022-06-14", time: "10h30", camera: "UCE-M3-f100-s06"}
+
+:func:`resolve` turns it into the inputs the build reads; every glob that matches nothing,
+and every unknown key, is an InputError naming ``domain.yaml`` and the key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from flair_pipeline.dataset.label_mapping import LabelMapping
+from flair_pipeline.dataset.patches import SurfaceInput
+from flair_pipeline.dataset.raster_vrt import ORTHO_BANDS, Product
+from flair_pipeline.errors import InputError
+
+SPEC_NAME = "domain.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrthoSpec(_Strict):
+    """One ortho product: its tiles and which of its bands give R, G, B, NIR."""
+
+    name: str
+    glob: str
+    bands: dict[str, int]
+    rescale: tuple[float, float] | None = None
+
+    @field_validator("bands")
+    @classmethod
+    def _known_bands(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = [k for k in v if k not in ORTHO_BANDS]
+        if bad or any(b < 1 for b in v.values()):
+            raise ValueError(f"bands maps {list(ORTHO_BANDS)} to 1-based indices, got {v}")
+        return v
+
+
+class SurfaceSpec(_Strict):
+    """A DSM or DTM: one file or tiles, and the CRS of files that carry none."""
+
+    glob: str
+    crs: str | None = None
+
+
+class LabelSpec(_Strict):
+    """Labels: any OGR vector or a label raster, its class field(s) and mapping table."""
+
+    glob: str
+    layer: str | None = None
+    field: str | list[str] = "code"
+    mapping: str | None = None
+
+    @field_validator("field")
+    @classmethod
+    def _one_or_two(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not 1 <= len(v) <= 2:
+            raise ValueError("field is one column or a list of two")
+        return v
+
+
+class AcquisitionSpec(_Strict):
+    date: str | None = None
+    time: str | None = None
+    camera: str | None = None
+
+
+class DomainSpec(_Strict):
+    ortho: list[OrthoSpec]
+    dsm: SurfaceSpec
+    dtm: SurfaceSpec
+    labels: LabelSpec
+    acquisition: AcquisitionSpec | None = None
+
+
+@dataclass
+class DomainInputs:
+    """What the build reads for one domain, whichever way the folder is written."""
+
+    folder: Path
+    ortho: Path | list[Product]  # a folder of R,G,B,NIR tiles, or products
+    dsm: Path | SurfaceInput
+    dtm: Path | SurfaceInput
+    labels: Path
+    mapping: LabelMapping | None
+    info: dict[str, Any]
+    files: list[Path] = field(default_factory=list)  # every input, fingerprint order
+    spec: Path | None = None
+
+
+def match(folder: Path, pattern: str) -> list[Path]:
+    """Files under `folder` whose relative POSIX path matches `pattern`, case ignored; sorted."""
+    pat = pattern.lower().lstrip("./")
+    out = [
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and fnmatch.fnmatchcase(p.relative_to(folder).as_posix().lower(), pat)
+    ]
+    return sorted(out)
+
+
+def load_spec(path: Path) -> DomainSpec:
+    """The parsed spec; InputError naming the file and each bad key."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read as YAML ({exc})") from None
+    try:
+        return DomainSpec.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(f"{path}: {problems}") from None
+
+
+def _one_or_more(folder: Path, spec_path: Path, role: str, pattern: str) -> list[Path]:
+    found = match(folder, pattern)
+    if not found:
+        raise InputError(
+            f"{spec_path}: {role} glob {pattern!r} matches no file under {folder} (case ignored)"
+        )
+    return found
+
+
+def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
+    """A domain folder's inputs: from ``domain.yaml`` when present, else the raw layout.
+
+    `layout_info` is the ``domain.json`` of the raw layout (it wins over the spec's
+    acquisition facts when both exist). Raises InputError naming what is missing.
+    """
+    folder = Path(folder)
+    spec_path = folder / SPEC_NAME
+    info_path = layout_info or folder / "domain.json"
+    info: dict[str, Any] = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{info_path}: not valid JSON ({exc})") from None
+    if not spec_path.is_file():
+        return DomainInputs(
+            folder, folder / "ortho", folder / "dsm.tif", folder / "dtm.tif",
+            folder / "labels.gpkg", None, info,
+        )  # fmt: skip
+    spec = load_spec(spec_path)
+    products, files = [], []
+    for o in spec.ortho:
+        tiles = _one_or_more(folder, spec_path, f"ortho {o.name!r}", o.glob)
+        products.append(Product(o.name, tiles, dict(o.bands), o.rescale))
+        files += tiles
+    surfaces = []
+    for role, s in (("dsm", spec.dsm), ("dtm", spec.dtm)):
+        tiles = _one_or_more(folder, spec_path, role, s.glob)
+        surfaces.append(SurfaceInput(tuple(tiles), s.crs))
+        files += tiles
+    labels = _one_or_more(folder, spec_path, "labels", spec.labels.glob)
+    if len(labels) > 1:
+        raise InputError(
+            f"{spec_path}: labels glob {spec.labels.glob!r} matches {len(labels)} files; "
+            "name one label file"
+        )
+    fields = (spec.labels.field,) if isinstance(spec.labels.field, str) else spec.labels.field
+    table = None
+    if spec.labels.mapping:
+        table = _one_or_more(folder, spec_path, "labels mapping", spec.labels.mapping)[0]
+    mapping = None if table is None and fields == ("code",) else LabelMapping(tuple(fields), table)
+    files += [*_companions(labels[0]), *([table] if table else [])]
+    if not info and spec.acquisition is not None:
+        info = {k: v for k, v in spec.acquisition.model_dump().items() if v is not None}
+    files.append(spec_path)
+    if info_path.is_file():
+        files.append(info_path)
+    return DomainInputs(folder, products, surfaces[0], surfaces[1], labels[0], mapping, info,
+                        files, spec_path)  # fmt: skip
+
+
+def _companions(path: Path) -> list[Path]:
+    """A shapefile with its .shx/.dbf/.prj/.cpg (any case); any other file alone."""
+    if path.suffix.lower() != ".shp":
+        return [path]
+    stem = path.stem.lower()
+    return sorted(p for p in path.parent.iterdir() if p.is_file() and p.stem.lower() == stem)
