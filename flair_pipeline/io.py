@@ -65,20 +65,20 @@ def is_temp_file(path: Path) -> bool:
     return path.name.startswith(".") and TEMP_MARK in path.name
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete temp files of :func:`atomic_path` under `folder` (recursively); return them.
+def remove_stale_temps(*targets: str | Path) -> list[Path]:
+    """Delete the temp files :func:`atomic_path` left beside each target; return them.
 
-    Called at the start of a step for the folders it writes: only a killed process leaves
-    these behind, and no other writer uses the name.
+    A step calls it first for the files it writes: only a killed process leaves these
+    behind (``finally`` blocks do not run on SIGKILL), and no other writer uses the name.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
     removed = []
-    for p in folder.rglob(f".*{TEMP_MARK}*"):
-        if p.is_file() and is_temp_file(p):
-            p.unlink(missing_ok=True)
-            removed.append(p)
+    for target in map(Path, targets):
+        if not target.parent.is_dir():
+            continue
+        for p in target.parent.glob(f".{target.name}.*{TEMP_MARK}*"):
+            if p.is_file() and is_temp_file(p):
+                p.unlink(missing_ok=True)
+                removed.append(p)
     return removed
 
 
