@@ -23,6 +23,7 @@ from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
+from flair_pipeline.sources.domain_info import read_domain_info
 
 DOMAIN = {"partitions_def": domains_partitions, "group_name": "dataset"}
 
@@ -47,6 +48,12 @@ def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
     with Mosaic(raw.ortho_dir(domain)) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
         broken = [str(p) for p in mosaic.broken]
+    for tile in broken:  # a truncated download: name it and what it costs (issue 15)
+        lost = [e.split(": ", 1)[0] for e in report.unreadable if tile in e]
+        context.log.warning(
+            f"{tile}: unreadable tile, {len(lost)} patch(es) lost "
+            f"({', '.join(lost[:10])}{' …' if len(lost) > 10 else ''}); replace the file"
+        )
     write_patch_grid(grid, dataset.patch_grid(domain))
     return dg.MaterializeResult(
         metadata={
@@ -199,7 +206,7 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
         for line in recover(dataset.root, kind, domain):
             context.log.warning(line)
     remove_stale_temps(dataset.domain_metadata(domain))
-    info = json.loads(raw.domain_json(domain).read_text())
+    info = read_domain_info(raw.domain_json(domain), domain).as_record()
     pairs, problems, missing, previews = [], [], [], []
     for row in grid.itertuples():
         img, msk = (

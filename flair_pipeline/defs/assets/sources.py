@@ -1,6 +1,5 @@
 """Asset `domain_sources`: a domain's raw inputs, checked and fingerprinted."""
 
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from flair_pipeline.defs.staging import staged
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
 from flair_pipeline.sources import domain_inputs
+from flair_pipeline.sources.domain_info import read_domain_info
 
 
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
@@ -58,10 +58,7 @@ def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     from flair_pipeline.dataset.rasterize import read_labels
 
     labels = read_labels(raw.labels(domain))
-    try:
-        info = json.loads(raw.domain_json(domain).read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{raw.domain_json(domain)}: not valid JSON ({exc})") from None
+    info = read_domain_info(raw.domain_json(domain), domain).as_record()
     fp = fingerprint(files, raw.domain(domain))
     record = {
         "domain": domain,
