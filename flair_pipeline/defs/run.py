@@ -149,7 +149,7 @@ def materialize(
     whose name is not a domain id are listed through `log`, with the reason). New domains
     are added to the ``domains`` dynamic partitions first. A failing domain does not stop
     the others: every batch runs, then :class:`MaterializeError` lists one line per failed
-    step. Dagster's console log (and its traces) shows only with `verbose`; otherwise the
+    step. Dagster's console log (with each failure's trace) shows only with `verbose`; else the
     assets' warnings reach `log` as one line each.
     """
     log_level = log_level or ("INFO" if verbose else "CRITICAL")
@@ -227,8 +227,6 @@ def materialize(
                 log(f"warning{where}: {line}")
         for ev in result.get_step_failure_events():
             summary.failures.append(f"{ev.step_key}{where}: {_failure_line(ev)}")
-            if log and verbose and ev.step_failure_data.error is not None:
-                log(ev.step_failure_data.error.to_string())
         summary.runs.append(
             (",".join(k.to_user_string() for k in batch_keys), partition, result.success)
         )
