@@ -107,3 +107,31 @@ def test_unlabelled_is_ignored_by_metrics_and_only_allowed_in_references() -> No
     truth = merge_to_13(codes, unlabelled_ok=True)
     cm = confusion_matrix(truth, np.array([[5, 0], [12, 3]]))
     assert cm.sum() == 3 and cm[0, 0] == 1 and cm[12, 12] == 1 and cm[12, 3] == 1
+
+
+def test_training_loss_and_validation_ignore_unlabelled_pixels() -> None:
+    import torch
+
+    from flair_pipeline.training.module import FlairModule
+
+    torch.manual_seed(0)
+    module = FlairModule("unet", {"in_channels": 4}, {"mean": [100.0] * 4, "std": [30.0] * 4},
+                         patch_size=32, augment=False)  # fmt: skip
+    module.log = lambda *a, **k: None  # no trainer attached
+    img = torch.rand(2, 4, 32, 32) * 255
+    msk = torch.randint(0, 13, (2, 32, 32))
+    msk[0, :8] = INVALID  # 256 unlabelled pixels (codes 0 in the MSK)
+    batch = {"img": img, "msk": msk}
+    loss = module.training_step(batch, 0)
+    # independent: weighted NLL over the labelled pixels only, from the same logits
+    with torch.no_grad():
+        logits = module(batch)["logits"].double()
+        logp = torch.log_softmax(logits, 1)
+        keep = msk != INVALID
+        y = msk[keep]
+        nll = -logp.permute(0, 2, 3, 1)[keep].gather(1, y[:, None])[:, 0]
+        w = module.class_weight.double()[y]
+        expected = (w * nll).sum() / w.sum()
+    assert torch.isfinite(loss) and float(loss) == pytest.approx(float(expected), rel=1e-5)
+    module.validation_step(batch, 0)
+    assert int(module.val_confusion.compute().sum()) == int(keep.sum()) == 2 * 32 * 32 - 256
