@@ -4,9 +4,9 @@ A crash, a full disk or a bad input must never leave a half-written IMG, MSK or 
 a later stage would take for complete (DESIGN §6, issue 15). Every writer goes through
 :func:`atomic_path`, which
 
-- writes beside the target under ``.<name>.<pid>-<random>.flairtmp<suffix>``, a name that
-  :func:`remove_stale_temps` recognises and deletes on the next run of the same step (a
-  ``kill -9`` cannot run ``finally`` blocks);
+- writes beside the target under ``.<name>.<host>-<pid>-<random>.flairtmp<suffix>``; the
+  next write of the same file deletes the temps of dead processes (a ``kill -9`` cannot
+  run ``finally`` blocks), and steps call :func:`remove_stale_temps` for their targets;
 - gives the file the mode a plain ``open()`` would (``0o666 & ~umask``), not mkstemp's 0600;
 - checks the file is there and non-empty (and, for GeoTIFFs, that it re-opens with the
   shape written and the same last block: :func:`write_geotiff`), fsyncs it, renames it onto the
@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import secrets
 import shutil
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,13 +35,14 @@ import rasterio
 
 from flair_pipeline.errors import DiskFullError, StorageError
 
-#: Marker in every temp file name: ``.IMG_x.tif.1234-9f3a.flairtmp.tif``.
+#: Marker in every temp file name: ``.IMG_x.tif.host-1234-9f3a0b1c.flairtmp.tif``.
 TEMP_MARK = ".flairtmp"
 #: A write that fails while less than this is free is reported as a full disk: GDAL's
 #: write errors reach Python without their errno ("Write failed"). 4 MiB is about three
 #: 512 x 512 x 5 IMG patches.
 DISK_FULL_MARGIN = 4 * 2**20
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
 def file_mode() -> int:
@@ -55,9 +59,42 @@ def file_mode() -> int:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A fresh, recognisable temp name beside `path` (same suffix, so drivers see the type)."""
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    """A fresh, recognisable temp name beside `path` (same suffix, so drivers see the type):
+    ``.<name>.<host>-<pid>-<8 hex>.flairtmp<suffix>``."""
+    token = f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
     return path.parent / f".{path.name}.{token}{TEMP_MARK}{path.suffix}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_dead_temps(path: Path) -> list[Path]:
+    """Delete temp files of `path` left by dead processes of this host; return them.
+
+    :func:`atomic_path` calls it before every write, so the next write of a file (the next
+    run of the step that owns it) removes what a ``kill -9`` left. Temps of live processes
+    and of other hosts are kept (see :func:`remove_stale_temps` for those).
+    """
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}"
+        rf"{re.escape(TEMP_MARK)}"
+    )
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_MARK}*"):
+        m = pattern.match(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def is_temp_file(path: Path) -> bool:
@@ -75,7 +112,7 @@ def remove_stale_temps(*targets: str | Path) -> list[Path]:
     for target in map(Path, targets):
         if not target.parent.is_dir():
             continue
-        for p in target.parent.glob(f".{target.name}.*{TEMP_MARK}*"):
+        for p in target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_MARK}*"):
             if p.is_file() and is_temp_file(p):
                 p.unlink(missing_ok=True)
                 removed.append(p)
@@ -140,6 +177,8 @@ def atomic_path(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise storage_error(exc, path) from exc
+    with contextlib.suppress(OSError):
+        reap_dead_temps(path)
     tmp = temp_path_for(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -16,7 +16,7 @@ import pytest
 
 from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.generation import recover
-from flair_pipeline.io import TEMP_MARK, remove_stale_temps
+from flair_pipeline.io import TEMP_MARK, remove_stale_temps, temp_path_for
 from flair_pipeline.sources.synthetic import WorldSummary
 from tests.conftest import REPO
 from tests.faults._build import build, tree
@@ -91,9 +91,15 @@ def test_temp_file_of_a_killed_write_is_removed_by_the_next_run(tmp_path: Path) 
         len(left) == 1 and left[0].name.startswith(".D033_2021.json.") and TEMP_MARK in left[0].name
     )
     assert not target.exists()
-    other = target.parent / ".D034_2021.json.1-ab.flairtmp.json"  # another step's temp
+    # a write in progress in this (live) process, and another file's temp: both kept
+    live = temp_path_for(target)
+    live.write_text("{")
+    other = target.parent / ".D034_2021.json.h-1-0123abcd.flairtmp.json"
     other.write_text("{}")
-    assert remove_stale_temps(target) == left
-    md.write_json({"a": 1}, target)
-    assert sorted(p.name for p in target.parent.iterdir()) == sorted([other.name, target.name])
+    md.write_json({"a": 1}, target)  # the next run of the step that writes this file
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted(
+        [live.name, other.name, target.name]
+    )
     assert json.loads(target.read_text()) == {"a": 1}
+    # a step cleaning its own targets (another host's temps too)
+    assert sorted(remove_stale_temps(target)) == [live]
