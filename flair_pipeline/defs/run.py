@@ -115,6 +115,16 @@ def _failure_line(ev: dg.DagsterEvent) -> str:
     return rest if sep and prefix.rsplit(".", 1)[-1] == last.cls_name else first
 
 
+def _check_detail(check: dg.AssetCheckEvaluation) -> str:
+    """`` (problems: a; b; …)`` from a failed check's metadata, or nothing."""
+    value = check.metadata.get("problems")
+    items = list(getattr(value, "value", value) or [])
+    if not items:
+        return ""
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return " (" + "; ".join(str(i) for i in items[:3]) + more + ")"
+
+
 def _warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """The assets' own warning lines of a run (not Dagster's)."""
     return [
@@ -225,8 +235,17 @@ def materialize(
         if log and not verbose:
             for line in _warnings(instance, result.run_id):
                 log(f"warning{where}: {line}")
+        failed_checks = {
+            c.asset_key.to_user_string(): f"{c.check_name}{_check_detail(c)}"
+            for c in result.get_asset_check_evaluations()
+            if not c.passed
+        }
         for ev in result.get_step_failure_events():
-            summary.failures.append(f"{ev.step_key}{where}: {_failure_line(ev)}")
+            detail = failed_checks.pop(ev.step_key or "", None)
+            line = _failure_line(ev) + (f": {detail}" if detail else "")
+            summary.failures.append(f"{ev.step_key}{where}: {line}")
+        for asset, detail in failed_checks.items():  # a non-blocking check
+            summary.failures.append(f"{asset}{where}: check failed: {detail}")
         summary.runs.append(
             (",".join(k.to_user_string() for k in batch_keys), partition, result.success)
         )
