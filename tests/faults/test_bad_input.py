@@ -93,3 +93,28 @@ def test_bad_domains_are_listed_and_good_ones_built(
     verbose = _cli(raw, tmp_path / "dataset", tmp_path / "home", "--partition", bad, "--verbose",
                    "--select", "key:domain_sources")  # fmt: skip
     assert verbose.returncode == 1 and "Stack Trace:" in verbose.stderr
+
+
+def test_failed_check_is_one_line_naming_the_check(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    import dagster as dg
+    import pytest
+    import yaml
+
+    from flair_pipeline.defs.resources import FlairConfig
+    from flair_pipeline.defs.run import MaterializeError, materialize
+
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump({  # patches larger than the 512 px mosaic: an empty grid
+        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
+        "sampling": {"patch_size": 1024},
+    }))  # fmt: skip
+    domain = tiny_world.domains[0].domain
+    with dg.instance_for_test() as instance, pytest.raises(MaterializeError) as e:
+        materialize("key:domain_sources or key:patch_grid", (domain,),
+                    FlairConfig(config_path=str(p)), instance=instance)  # fmt: skip
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2 and lines[0].startswith("1 step(s) failed (domains " + domain)
+    assert lines[1].strip().startswith(f"patch_grid [{domain}]: ")
+    assert lines[1].rstrip().endswith(": has_patches"), lines[1]
