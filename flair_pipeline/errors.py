@@ -23,8 +23,10 @@ class DomainIdError(FlairPipelineError, ValueError):
 
 
 # --- issue 15: writes that cannot lie -------------------------------------------------------
-class StorageError(FlairPipelineError):
-    """A file that could not be written completely (I/O error, failed re-open check)."""
+class StorageError(FlairPipelineError, OSError):
+    """A file that could not be written completely (I/O error, failed re-open check).
+
+    Also an OSError, so callers that caught the write's OSError still do."""
 
 
 class DiskFullError(StorageError):

@@ -195,12 +195,12 @@ def atomic_path(
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync(path.parent, directory=True)
-    except (OSError, rasterio.errors.RasterioError) as exc:
-        raise storage_error(exc, path) from exc
-    except StorageError as exc:
+    except StorageError as exc:  # before OSError: it is one
         if isinstance(exc, DiskFullError) or not _is_disk_full(exc, path.parent):
             raise
         raise storage_error(OSError(errno.ENOSPC, str(exc)), path) from exc
+    except (OSError, rasterio.errors.RasterioError) as exc:
+        raise storage_error(exc, path) from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
