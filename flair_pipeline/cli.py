@@ -128,15 +128,25 @@ def demo(config_path: Path | None, overrides: tuple[str, ...]) -> None:
     metavar="DOMAIN",
     help="Domain partition(s) to build (default: every domain under paths.raw).",
 )
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show Dagster's log and the full trace of each failed step (default: one line each).",
+)
 @config_options
 def materialize_cmd(
     selection: str,
     partitions: tuple[str, ...],
+    verbose: bool,
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """Materialize assets in process on the persistent Dagster instance (shows in the UI)."""
-    _run_materialize(selection, partitions, config_path, overrides)
+    """Materialize assets in process on the persistent Dagster instance (shows in the UI).
+
+    Every domain is built even if one fails; the failed steps are listed at the end, one
+    line each, and the exit status is 1.
+    """
+    _run_materialize(selection, partitions, config_path, overrides, verbose=verbose)
 
 
 def _run_materialize(
@@ -144,6 +154,7 @@ def _run_materialize(
     partitions: tuple[str, ...],
     config_path: Path | None,
     overrides: tuple[str, ...],
+    verbose: bool = False,
 ) -> None:
     from flair_pipeline.defs.resources import FlairConfig
     from flair_pipeline.defs.run import materialize
@@ -151,7 +162,9 @@ def _run_materialize(
     _load(config_path, overrides)  # validate before starting any run
     flair = FlairConfig(config_path=str(config_path or "params.yaml"), overrides=list(overrides))
     start = time.perf_counter()
-    summary = materialize(selection, partitions, flair, log=lambda m: click.echo(m, err=True))
+    summary = materialize(
+        selection, partitions, flair, log=lambda m: click.echo(m, err=True), verbose=verbose
+    )
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
 

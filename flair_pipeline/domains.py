@@ -169,6 +169,15 @@ def is_domain_id(text: str) -> bool:
     return True
 
 
+def domain_id_problem(text: str) -> str | None:
+    """Why `text` is not a domain id (DomainIdError's message), or None if it is one."""
+    try:
+        DomainId.parse(text)
+    except DomainIdError as exc:
+        return str(exc)
+    return None
+
+
 def official_split(domain: str) -> Split | None:
     """The official split of a domain id string, or None if its département is not in FLAIR."""
     return DomainId.parse(domain).official_split

@@ -20,3 +20,14 @@ class InputError(FlairPipelineError):
 
 class DomainIdError(FlairPipelineError, ValueError):
     """A string that is not a FLAIR domain id such as ``D006_2020``."""
+
+
+# --- issue 15: writes that cannot lie -------------------------------------------------------
+class StorageError(FlairPipelineError, OSError):
+    """A file that could not be written completely (I/O error, failed re-open check).
+
+    Also an OSError, so callers that caught the write's OSError still do."""
+
+
+class DiskFullError(StorageError):
+    """No space left where a file is written: ``disk full at PATH (N MB free)``."""

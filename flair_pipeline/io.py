@@ -1,39 +1,239 @@
-"""Writing artifacts safely: temp name, then rename.
+"""Writing artifacts safely: a recognisable temp name, checked, fsynced, then renamed.
 
 A crash, a full disk or a bad input must never leave a half-written IMG, MSK or array that
-a later stage would take for complete (DESIGN §6). Every writer goes through
-:func:`atomic_path`.
+a later stage would take for complete (DESIGN §6, issue 15). Every writer goes through
+:func:`atomic_path`, which
+
+- writes beside the target under ``.<name>.<host>-<pid>-<random>.flairtmp<suffix>``; the
+  next write of the same file deletes the temps of dead processes (a ``kill -9`` cannot
+  run ``finally`` blocks), and steps call :func:`remove_stale_temps` for their targets;
+- gives the file the mode a plain ``open()`` would (``0o666 & ~umask``), not mkstemp's 0600;
+- checks the file is there and non-empty (and, for GeoTIFFs, that it re-opens with the
+  shape written and the same last block: :func:`write_geotiff`), fsyncs it, renames it onto the
+  target and fsyncs the folder;
+- turns ENOSPC/EDQUOT, or any write failure while the folder's file system has under
+  :data:`DISK_FULL_MARGIN` bytes free, into :class:`DiskFullError` ("disk full at PATH
+  (N MB free)"), and any other I/O failure into :class:`StorageError` naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+import re
+import secrets
+import shutil
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 
+from flair_pipeline.errors import DiskFullError, StorageError
+
+#: Marker in every temp file name: ``.IMG_x.tif.host-1234-9f3a0b1c.flairtmp.tif``.
+TEMP_MARK = ".flairtmp"
+#: A write that fails while less than this is free is reported as a full disk: GDAL's
+#: write errors reach Python without their errno ("Write failed"). 4 MiB is about three
+#: 512 x 512 x 5 IMG patches.
+DISK_FULL_MARGIN = 4 * 2**20
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: ``0o666 & ~umask``."""
+    try:  # Linux >= 4.7 exposes the umask without changing it (thread safe)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh, recognisable temp name beside `path` (same suffix, so drivers see the type):
+    ``.<name>.<host>-<pid>-<8 hex>.flairtmp<suffix>``."""
+    token = f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+    return path.parent / f".{path.name}.{token}{TEMP_MARK}{path.suffix}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_dead_temps(path: Path) -> list[Path]:
+    """Delete temp files of `path` left by dead processes of this host; return them.
+
+    :func:`atomic_path` calls it before every write, so the next write of a file (the next
+    run of the step that owns it) removes what a ``kill -9`` left. Temps of live processes
+    and of other hosts are kept (see :func:`remove_stale_temps` for those).
+    """
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}"
+        rf"{re.escape(TEMP_MARK)}"
+    )
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_MARK}*"):
+        m = pattern.match(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def is_temp_file(path: Path) -> bool:
+    """Whether `path` is a temp file left by :func:`atomic_path`."""
+    return path.name.startswith(".") and TEMP_MARK in path.name
+
+
+def remove_stale_temps(*targets: str | Path) -> list[Path]:
+    """Delete the temp files :func:`atomic_path` left beside each target; return them.
+
+    A step calls it first for the files it writes: only a killed process leaves these
+    behind (``finally`` blocks do not run on SIGKILL), and no other writer uses the name.
+    """
+    removed = []
+    for target in map(Path, targets):
+        if not target.parent.is_dir():
+            continue
+        for p in target.parent.glob(f".{glob.escape(target.name)}.*{TEMP_MARK}*"):
+            if p.is_file() and is_temp_file(p):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def free_mb(folder: Path) -> float:
+    """Free space (MB, 10^6 bytes) on the file system holding `folder` (or its nearest parent)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free / 1e6
+
+
+def _is_disk_full(exc: BaseException, folder: Path) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _FULL_ERRNOS:
+            return True
+        if "No space left on device" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return free_mb(folder) * 1e6 < DISK_FULL_MARGIN
+
+
+def storage_error(exc: BaseException, path: Path) -> StorageError:
+    """The one-line error for a failed write of `path` (disk full or another I/O error)."""
+    if isinstance(exc, StorageError):
+        return exc
+    if _is_disk_full(exc, path.parent):
+        return DiskFullError(
+            f"disk full at {path} ({free_mb(path.parent):.0f} MB free): free space on that "
+            "file system (or point paths.dataset elsewhere) and rerun the step"
+        )
+    return StorageError(f"{path}: write failed ({exc}); check the disk and rerun the step")
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+def atomic_path(
+    path: str | Path,
+    *,
+    check: Callable[[Path], None] | None = None,
+    allow_empty: bool = False,
+) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success check, fsync and rename it onto `path`.
+
+    `check(tmp)` may raise to refuse the file (e.g. a re-open check); an empty file is
+    refused unless `allow_empty`. On any failure the
+    temp file is deleted and the target is left as it was; I/O errors are raised as
+    :class:`DiskFullError` / :class:`StorageError` naming `path`; the project's own errors
+    pass through unchanged.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, path) from exc
+    with contextlib.suppress(OSError):
+        reap_dead_temps(path)
+    tmp = temp_path_for(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.chmod(tmp, file_mode())
+        yield tmp
+        if not tmp.is_file():
+            raise StorageError(f"{path}: the writer left no file")
+        if tmp.stat().st_size == 0 and not allow_empty:
+            raise StorageError(f"{path}: the writer left an empty file")
+        if check is not None:
+            check(tmp)
+        os.chmod(tmp, file_mode())  # some writers (GDAL, pyogrio) recreate the file
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(path.parent, directory=True)
+    except StorageError as exc:  # before OSError: it is one
+        if isinstance(exc, DiskFullError) or not _is_disk_full(exc, path.parent):
+            raise
+        raise storage_error(OSError(errno.ENOSPC, str(exc)), path) from exc
+    except (OSError, rasterio.errors.RasterioError) as exc:
+        raise storage_error(exc, path) from exc
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _geotiff_check(expected: np.ndarray) -> Callable[[Path], None]:
+    """Re-open a written GeoTIFF: shape, dtype, and the pixels of its last block.
+
+    GDAL writes blocks in order and the directory last, so a file cut short by a full disk
+    fails to re-open or loses its last block; reading only that block keeps the check at
+    a fraction of a full decode.
+    """
+
+    def check(tmp: Path) -> None:
+        try:  # no sidecar files to look for: skip listing a folder of thousands of patches
+            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(tmp) as src:
+                shape = (src.count, src.height, src.width)
+                dtype = src.dtypes[0]
+                bh, bw = src.block_shapes[0]
+                r0, c0 = (src.height - 1) // bh * bh, (src.width - 1) // bw * bw
+                window = rasterio.windows.Window(c0, r0, src.width - c0, src.height - r0)
+                last = src.read(window=window)
+        except rasterio.errors.RasterioError as exc:
+            raise StorageError(f"{tmp}: does not re-open after writing ({exc})") from exc
+        if shape != expected.shape or dtype != expected.dtype.name:
+            raise StorageError(
+                f"{tmp}: re-opened as {shape} {dtype}, not the {expected.shape} "
+                f"{expected.dtype} written"
+            )
+        if not np.array_equal(last, expected[:, r0:, c0:]):
+            raise StorageError(f"{tmp}: its last block differs from what was written")
+
+    return check
 
 
 def write_geotiff(
@@ -47,7 +247,12 @@ def write_geotiff(
     colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
     **options: Any,
 ) -> Path:
-    """Write a (bands, H, W) or (H, W) array as a compressed GeoTIFF, atomically."""
+    """Write a (bands, H, W) or (H, W) array as a compressed GeoTIFF, atomically.
+
+    Before the rename the temp file is re-opened and its shape, dtype and last block
+    compared with `array` (a full disk can leave a GeoTIFF whose header is fine and whose
+    last tiles are missing). Raises DiskFullError / StorageError naming `path`.
+    """
     arr = array if array.ndim == 3 else array[None]
     profile: dict[str, Any] = {
         "driver": "GTiff",
@@ -68,7 +273,10 @@ def write_geotiff(
     ):
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     profile.update(options)
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with (
+        atomic_path(path, check=_geotiff_check(arr)) as tmp,
+        rasterio.open(tmp, "w", **profile) as dst,
+    ):
         dst.write(arr)
         if descriptions:
             for i, d in enumerate(descriptions, start=1):

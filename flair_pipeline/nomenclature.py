@@ -76,22 +76,36 @@ _MERGE_LUT[1:13] = np.arange(12, dtype=np.uint8)
 _MERGE_LUT[13:20] = OTHER_INDEX
 
 
-def merge_to_13(codes: np.ndarray, *, source: str = "array") -> np.ndarray:
+#: MSK value of pixels no label polygon covers (issue 15): merged to INVALID, so the loss
+#: (``ignore_index``) and the metrics skip them. A departure from the FLAIR release, whose
+#: masks have no unlabelled pixel (docs/data-format.md).
+UNLABELLED = 0
+
+
+def merge_to_13(
+    codes: np.ndarray, *, source: str = "array", unlabelled_ok: bool = False
+) -> np.ndarray:
     """Map FLAIR codes 1..19 to the 13 training classes 0..12.
 
-    Raises InputError naming `source` and the offending values if any value is not 1..19,
-    because a silently mapped unknown code would poison training and metrics.
+    With `unlabelled_ok` (reference masks), UNLABELLED (0) becomes INVALID, which the loss
+    and the metrics ignore. Raises InputError naming `source` and the offending values if
+    any other value is not 1..19, because a silently mapped unknown code would poison
+    training and metrics.
     """
     arr = np.asarray(codes)
+    allowed = "0..19 (0 = unlabelled)" if unlabelled_ok else "1..19"
     if arr.dtype != np.uint8:
         if arr.size and (arr.min() < 0 or arr.max() > 255):
             bad = np.unique(arr[(arr < 1) | (arr > 19)])[:10].tolist()
-            raise InputError(f"{source}: label codes must be 1..19, found {bad}")
+            raise InputError(f"{source}: label codes must be {allowed}, found {bad}")
         arr = arr.astype(np.uint8)
     merged = _MERGE_LUT[arr]
-    if (merged == INVALID).any():
-        bad = np.unique(arr[merged == INVALID])[:10].tolist()
-        raise InputError(f"{source}: label codes must be 1..19, found {bad}")
+    wrong = merged == INVALID
+    if unlabelled_ok and wrong.any():
+        wrong &= arr != UNLABELLED
+    if wrong.any():
+        bad = np.unique(arr[wrong])[:10].tolist()
+        raise InputError(f"{source}: label codes must be {allowed}, found {bad}")
     return merged
 
 

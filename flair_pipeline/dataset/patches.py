@@ -2,15 +2,19 @@
 
 Each patch is read, computed and written on its own, so one bad patch (a corrupt tile under
 it, say) is reported and skipped while the rest of the domain is built (eo-learn's per-item
-failure isolation). Files are written under a temporary name and renamed, never half
-written. Elevation is DSM − DTM resampled bilinearly onto the patch's 0.2 m grid, scaled
+failure isolation) — but a storage failure (full disk, I/O error: :class:`StorageError`)
+is never a skipped patch, it fails the whole build. Files are written under a temporary
+name, checked and renamed (:mod:`flair_pipeline.io`), and a domain's IMG (or MSK) folder
+is built aside and swapped in as one generation (:mod:`flair_pipeline.dataset.generation`):
+a kill leaves the old patches or the new ones, never a mix. Elevation is DSM − DTM resampled bilinearly onto the patch's 0.2 m grid, scaled
 by ``sampling.elevation_scale`` (default 5: one grey level per 0.2 m, 51 m at 255) and
 clipped to uint8 — FLAIR's own encoding of the elevation band.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,12 @@ from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
 from flair_pipeline.dataset.crs import normalize_crs, same_crs
+from flair_pipeline.dataset.generation import new_generation
 from flair_pipeline.dataset.label_mapping import LabelMapping
 from flair_pipeline.dataset.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.raster_vrt import Product, build_vrt
-from flair_pipeline.errors import FlairPipelineError, InputError
+from flair_pipeline.errors import FlairPipelineError, InputError, StorageError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
 
@@ -238,6 +243,8 @@ def _each_patch(
         try:
             work(row)
             report.written += 1
+        except StorageError:
+            raise  # disk full / I/O error: fail the step, keep the live generation
         except (FlairPipelineError, rasterio.errors.RasterioError, OSError, ValueError) as exc:
             report.skipped.append((row.patch_id, str(exc)))
     return report
@@ -252,12 +259,16 @@ def build_aerial_patches(
     patch_size: int,
     elevation_scale: float,
 ) -> BuildReport:
-    """Write IMG_<id>.tif (5 bands uint8) for every patch of `grid`."""
+    """Write IMG_<id>.tif (5 bands uint8) for every patch of `grid`, as one new generation.
+
+    ``aerial/<domain>`` is replaced as a whole (patches of an older grid disappear).
+    Raises DiskFullError / StorageError (nothing swapped in) on a storage failure.
+    """
     report = BuildReport()
     elevation = Elevation(dsm, dtm, elevation_scale)
     report.decisions.extend(elevation.decisions)
     try:
-        with Mosaic(ortho_dir) as mosaic:
+        with Mosaic(ortho_dir) as mosaic, _generation(layout, "aerial", grid) as stage:
             res = mosaic.res
 
             def work(row) -> None:
@@ -271,7 +282,7 @@ def build_aerial_patches(
                 elev = elevation.patch(b, rgbn.shape[1:])
                 img = np.concatenate([rgbn, elev[None]], axis=0)
                 write_geotiff(
-                    layout.img(row.domain, row.zone, row.patch_id),
+                    stage.img(row.domain, row.zone, row.patch_id),
                     img,
                     from_origin(b[0], b[3], res, res),
                     CRS,
@@ -292,11 +303,19 @@ def build_label_masks(
     patch_size: int,
     res: float,
     mapping: LabelMapping | None = None,
+    max_unlabelled: float = 1.0,
 ) -> BuildReport:
-    """Write MSK_<id>.tif (uint8 codes 1..19, FLAIR colours) for every patch of `grid`.
+    """Write MSK_<id>.tif (uint8 codes, FLAIR colours) for every patch of `grid`.
 
     Labels in another CRS than the patches' EPSG:2154 are reprojected on the fly (the fact
     is in the report's decisions); `mapping` turns another nomenclature into FLAIR codes.
+
+    Pixels whose centre no polygon covers are written as 0 ("unlabelled", a departure from
+    the FLAIR release, which has none; docs/data-format.md), ignored by loss and metric. A
+    patch with more than `max_unlabelled` (the sampler's ``sampling.max_nodata_fraction``)
+    of its pixels unlabelled is skipped and named in the report, never written.
+    ``labels/<domain>`` is replaced as one new generation; DiskFullError / StorageError on
+    a storage failure (nothing swapped in).
     """
     from flair_pipeline.dataset.rasterize import LabelIndex
 
@@ -308,18 +327,45 @@ def build_label_masks(
             f"labels {labels_path}: CRS {index.crs.to_string() if index.crs else None} "
             "reprojected on the fly to EPSG:2154"
         )
+    with _generation(layout, "labels", grid) as stage:
 
-    def work(row) -> None:
-        b = _bounds(row)
-        transform = from_origin(b[0], b[3], res, res)
-        msk = index.mask(transform, (patch_size, patch_size), CRS)
-        write_geotiff(
-            layout.msk(row.domain, row.zone, row.patch_id),
-            msk,
-            transform,
-            CRS,
-            colormap=cmap,
-            descriptions=("label",),
-        )
+        def work(row) -> None:
+            b = _bounds(row)
+            transform = from_origin(b[0], b[3], res, res)
+            msk = index.mask(transform, (patch_size, patch_size), CRS)
+            unlabelled = unlabelled_fraction(msk)
+            if unlabelled > max_unlabelled:
+                raise InputError(
+                    f"{labels_path}: {100 * unlabelled:.2f} % of patch {row.patch_id} is "
+                    f"unlabelled (tolerance {100 * max_unlabelled:g} %): patch skipped; "
+                    "fill the gap in the labels to keep it"
+                )
+            write_geotiff(
+                stage.msk(row.domain, row.zone, row.patch_id),
+                msk,
+                transform,
+                CRS,
+                colormap=cmap,
+                descriptions=("label",),
+            )
 
-    return _each_patch(grid, work, report)
+        _each_patch(grid, work, report)
+    return report
+
+
+def unlabelled_fraction(msk: np.ndarray) -> float:
+    """Share of pixels holding 0 (no polygon covers their centre) in a MSK array."""
+    return float(np.count_nonzero(msk == 0)) / max(msk.size, 1)
+
+
+@contextlib.contextmanager
+def _generation(
+    layout: DatasetLayout, kind: str, grid: gpd.GeoDataFrame
+) -> Iterator[DatasetLayout]:
+    """A staging layout for the grid's domain; swapped in as ``<kind>/<domain>`` on success."""
+    domains = sorted(set(grid["domain"])) if len(grid) else []
+    if len(domains) != 1:  # an empty grid or several domains: write in place
+        yield layout
+        return
+    with new_generation(layout.root, kind, domains[0]) as stage:
+        yield DatasetLayout(stage)

@@ -7,6 +7,7 @@ the UI. Partitioned assets run once per domain; unpartitioned ones after all dom
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,13 +15,18 @@ from pathlib import Path
 
 import dagster as dg
 
+from flair_pipeline import errors
 from flair_pipeline.dataset.layout import RawLayout
 from flair_pipeline.defs.instance import prepare_home
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
-from flair_pipeline.domains import is_domain_id
+from flair_pipeline.domains import domain_id_problem, is_domain_id
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.storage import is_url, list_domains
+
+_PROJECT_ERRORS = {
+    name for name, v in vars(errors).items() if isinstance(v, type) and issubclass(v, Exception)
+}
 
 
 def dagster_instance(home: str | Path | None = None) -> dg.DagsterInstance:
@@ -47,18 +53,85 @@ def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
 
 
 def domains_on_disk(raw: RawLayout) -> list[str]:
-    """Domain ids with a folder under the raw root (folders with other names are ignored)."""
+    """Domain ids with a folder under the raw root (see :func:`misnamed_folders` for others)."""
     root = raw.root / "domains"
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and is_domain_id(p.name))
 
 
+def misnamed_folders(raw: RawLayout) -> list[str]:
+    """``"<folder>: <why it is not a domain id>"`` for every visible non-domain folder."""
+    root = raw.root / "domains"
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir()):
+        problem = domain_id_problem(p.name)
+        if p.is_dir() and not p.name.startswith(".") and problem:
+            out.append(f"{p}: {problem}; folder ignored, rename it to build it")
+    return out
+
+
 @dataclass
 class MaterializeSummary:
-    """Which runs were made."""
+    """Which runs were made, which steps failed (one line each), which folders were ignored."""
 
     runs: list[tuple[str, str | None, bool]] = field(default_factory=list)  # (keys, partition, ok)
+    failures: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def failure_text(self) -> str:
+        failed = sorted({p for _, p, ok in self.runs if not ok and p})
+        head = f"{len(self.failures)} step(s) failed" + (
+            f" (domains {', '.join(failed)}; every other domain was built)" if failed else ""
+        )
+        return head + ":\n" + "\n".join(f"  {line}" for line in self.failures)
+
+
+class MaterializeError(FlairPipelineError):
+    """Some steps failed; the message has one line per failed step."""
+
+    def __init__(self, message: str, summary: MaterializeSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+def _failure_line(ev: dg.DagsterEvent) -> str:
+    """The one line of a step failure: the project's message, else the innermost error's."""
+    data = ev.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description.splitlines()[0]
+    err, last = data.error, None
+    while err is not None:
+        last = err
+        if err.cls_name == "Failure" or err.cls_name in _PROJECT_ERRORS:
+            break
+        err = err.cause or err.context
+    if last is None:
+        return "failed (no error recorded)"
+    first = (last.message.strip().splitlines() or [last.cls_name or "error"])[0]
+    prefix, sep, rest = first.partition(": ")
+    return rest if sep and prefix.rsplit(".", 1)[-1] == last.cls_name else first
+
+
+def _check_detail(check: dg.AssetCheckEvaluation) -> str:
+    """`` (problems: a; b; …)`` from a failed check's metadata, or nothing."""
+    value = check.metadata.get("problems")
+    items = list(getattr(value, "value", value) or [])
+    if not items:
+        return ""
+    more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+    return " (" + "; ".join(str(i) for i in items[:3]) + more + ")"
+
+
+def _warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """The assets' own warning lines of a run (not Dagster's)."""
+    return [
+        e.user_message
+        for e in instance.all_logs(run_id)
+        if e.level == logging.WARNING and not e.is_dagster_event and e.user_message
+    ]
 
 
 def _user_error(exc: BaseException) -> BaseException:
@@ -77,13 +150,19 @@ def materialize(
     flair: FlairConfig | None = None,
     instance: dg.DagsterInstance | None = None,
     log: Callable[[str], None] | None = None,
-    log_level: str = "WARNING",
+    log_level: str | None = None,
+    verbose: bool = False,
 ) -> MaterializeSummary:
     """Materialize `selection` (Dagster selection syntax, e.g. ``group:dataset``).
 
-    Without `partitions`, partitioned assets run for every domain found on disk. New domains
-    are added to the ``domains`` dynamic partitions first.
+    Without `partitions`, partitioned assets run for every domain found on disk (folders
+    whose name is not a domain id are listed through `log`, with the reason). New domains
+    are added to the ``domains`` dynamic partitions first. A failing domain does not stop
+    the others: every batch runs, then :class:`MaterializeError` lists one line per failed
+    step. Dagster's console log (with each failure's trace) shows only with `verbose`; else the
+    assets' warnings reach `log` as one line each.
     """
+    log_level = log_level or ("INFO" if verbose else "CRITICAL")
     from flair_pipeline.defs.definitions import ALL_ASSETS, defs
 
     flair = flair or FlairConfig()
@@ -118,6 +197,11 @@ def materialize(
         instance.add_dynamic_partitions(DOMAINS, new)
 
     summary = MaterializeSummary()
+    if not partitions and not is_url(raw_root):
+        summary.ignored = misnamed_folders(flair.raw())
+        for line in summary.ignored:
+            if log:
+                log(f"ignored {line}")
     batches: list[tuple[list[dg.AssetKey], str | None]] = []
     if partitioned:
         batches += [(partitioned, d) for d in domains]
@@ -129,6 +213,7 @@ def materialize(
                 f"materializing {', '.join(k.to_user_string() for k in batch_keys)}"
                 + (f" [{partition}]" if partition else "")
             )
+        where = f" [{partition}]" if partition else ""
         try:
             result = dg.materialize(
                 ALL_ASSETS,
@@ -138,12 +223,32 @@ def materialize(
                 resources={"flair": flair, "sentinelhub": sentinelhub_credentials()},
                 tags={"flair/front_door": "cli"},
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                raise_on_error=False,
             )
-        except Exception as exc:
+        except Exception as exc:  # the run could not start (definitions, config)
             err = _user_error(exc)
-            where = f" for {partition}" if partition else ""
-            raise FlairPipelineError(f"materialization failed{where}: {err}") from exc
+            summary.failures.append(f"run{where}: {err}")
+            summary.runs.append(
+                (",".join(k.to_user_string() for k in batch_keys), partition, False)
+            )
+            continue
+        if log and not verbose:
+            for line in _warnings(instance, result.run_id):
+                log(f"warning{where}: {line}")
+        failed_checks = {
+            c.asset_key.to_user_string(): f"{c.check_name}{_check_detail(c)}"
+            for c in result.get_asset_check_evaluations()
+            if not c.passed
+        }
+        for ev in result.get_step_failure_events():
+            detail = failed_checks.pop(ev.step_key or "", None)
+            line = _failure_line(ev) + (f": {detail}" if detail else "")
+            summary.failures.append(f"{ev.step_key}{where}: {line}")
+        for asset, detail in failed_checks.items():  # a non-blocking check
+            summary.failures.append(f"{asset}{where}: check failed: {detail}")
         summary.runs.append(
             (",".join(k.to_user_string() for k in batch_keys), partition, result.success)
         )
+    if summary.failures:
+        raise MaterializeError(summary.failure_text(), summary)
     return summary

@@ -31,6 +31,7 @@ import dagster as dg
 from flair_pipeline.defs.assets import dataset, sentinel2, sources
 from flair_pipeline.defs.partitions import DOMAINS, domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.domains import domain_id_problem
 from flair_pipeline.sources import domain_inputs
 
 #: Everything partitioned by domain: what one new domain needs built.
@@ -64,10 +65,7 @@ class Scan:
 
     def skipped_text(self) -> str:
         parts = [f"{d} incomplete (missing {', '.join(m)})" for d, m in self.incomplete.items()]
-        parts += [
-            f"{n!r} is not a domain id (expected D0<dd>_<yyyy>, e.g. D006_2020)"
-            for n in self.not_domains
-        ]
+        parts += [f"{domain_id_problem(n)} (folder ignored)" for n in self.not_domains]
         return "; ".join(parts)
 
 
@@ -156,7 +154,7 @@ def new_domains_sensor(context: dg.SensorEvaluationContext, flair: FlairConfig) 
     for domain, missing in scan.incomplete.items():
         context.log.warning(f"{root}/domains/{domain}: incomplete, missing {', '.join(missing)}")
     for name in scan.not_domains:
-        context.log.warning(f"{root}/domains/{name}: not a domain id, ignored")
+        context.log.warning(f"{root}/domains/{name}: {domain_id_problem(name)}; folder ignored")
     for domain in scan.already_built:
         context.log.info(f"{domain}: already built with these inputs")
     if scan.pending:

@@ -5,7 +5,8 @@ local it calls the asset as is. When either is an fsspec URL, the asset receives
 ``flair`` resource whose roots point at a private local staging folder holding the
 domain's raw inputs and the dataset files named in the decorator; what the asset writes
 is uploaded only if it returns normally (see :mod:`flair_pipeline.storage` for why).
-Each step stages on its own, so it works unchanged under the multiprocess, Dask or k8s
+A project error (bad input, full disk) raised by the asset becomes a non-retried
+``dg.Failure`` carrying its one-line message. Each step stages on its own, so it works unchanged under the multiprocess, Dask or k8s
 executors, where steps run on different machines.
 """
 
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import dagster as dg
 
 from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.storage import staged as staged_roots
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,7 +41,11 @@ def staged(*dataset_files: str) -> Callable[[F], F]:
                 local = (
                     flair if stage.folder is None else flair.with_roots(stage.raw, stage.dataset)
                 )
-                result = fn(context, local, **kwargs)
+                try:
+                    result = fn(context, local, **kwargs)
+                except FlairPipelineError as exc:
+                    # bad input, full disk: running the step again cannot help (issue 15)
+                    raise dg.Failure(description=str(exc), allow_retries=False) from exc
             if stage.folder is not None:
                 context.log.info(f"published {len(stage.published)} file(s) to {dataset}")
             return result

@@ -70,7 +70,9 @@ def _read_pair(label: Path, pred: Path) -> tuple[np.ndarray, np.ndarray]:
             truth, guess = lsrc.read(1), psrc.read(1)
     except RasterioError as exc:
         raise InputError(f"cannot read {label} or {pred}: {exc}") from None
-    return merge_to_13(truth, source=str(label)), merge_to_13(guess, source=str(pred))
+    return merge_to_13(truth, source=str(label), unlabelled_ok=True), merge_to_13(
+        guess, source=str(pred)
+    )
 
 
 def evaluate(

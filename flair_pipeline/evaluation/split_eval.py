@@ -113,7 +113,11 @@ def evaluate_checkpoint(
                 raise InputError(f"{rec.msk}: {truth.shape} label, model predicts {codes[k].shape}")
             write_geotiff(pred_dir / rec.domain / f"PRED_{rec.patch_id}.tif", codes[k],
                           transform, crs, colormap=colormap())  # fmt: skip
-            acc.add(merge_to_13(truth, source=str(rec.msk)), codes[k] - 1, rec.domain)
+            acc.add(
+                merge_to_13(truth, source=str(rec.msk), unlabelled_ok=True),
+                codes[k] - 1,
+                rec.domain,
+            )
             if i in pick:
                 with rasterio.open(rec.img) as src:
                     figure.append((src.read(), truth, codes[k], rec.patch_id))

@@ -70,7 +70,7 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
         np.save(f, series.data)
     with atomic_path(paths[1]) as tmp, open(tmp, "wb") as f:
         np.save(f, series.masks)
-    with atomic_path(paths[2]) as tmp:
+    with atomic_path(paths[2], allow_empty=True) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in series.products))
     if series.provenance:
         paths.append(Path(f"{prefix}_products.json"))

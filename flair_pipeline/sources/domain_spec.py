@@ -23,7 +23,6 @@ and every unknown key, is an InputError naming ``domain.yaml`` and the key.
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from flair_pipeline.dataset.label_mapping import LabelMapping
 from flair_pipeline.dataset.patches import SurfaceInput
 from flair_pipeline.dataset.raster_vrt import ORTHO_BANDS, Product
 from flair_pipeline.errors import InputError
+from flair_pipeline.sources.domain_info import read_domain_info, validate_domain_info
 
 SPEC_NAME = "domain.yaml"
 
@@ -157,12 +157,11 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
     spec_path = folder / SPEC_NAME
     info_path = layout_info or folder / "domain.json"
     info: dict[str, Any] = {}
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{info_path}: not valid JSON ({exc})") from None
+    if info_path.is_file():  # validated (issue 15): one line naming the file and the field
+        info = read_domain_info(info_path, folder.name).as_record()
     if not spec_path.is_file():
+        if not info:  # the raw layout needs its domain.json: one line saying so
+            info = read_domain_info(info_path, folder.name).as_record()
         return DomainInputs(
             folder, folder / "ortho", folder / "dsm.tif", folder / "dtm.tif",
             folder / "labels.gpkg", None, info,
@@ -190,8 +189,10 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
         table = _one_or_more(folder, spec_path, "labels mapping", spec.labels.mapping)[0]
     mapping = None if table is None and fields == ("code",) else LabelMapping(tuple(fields), table)
     files += [*_companions(labels[0]), *([table] if table else [])]
-    if not info and spec.acquisition is not None:
-        info = {k: v for k, v in spec.acquisition.model_dump().items() if v is not None}
+    if not info:  # the spec's acquisition facts, validated like a domain.json
+        facts = spec.acquisition.model_dump() if spec.acquisition is not None else {}
+        data = {"domain": folder.name, **{k: v for k, v in facts.items() if v is not None}}
+        info = validate_domain_info(data, spec_path, folder.name).as_record()
     files.append(spec_path)
     if info_path.is_file():
         files.append(info_path)

@@ -19,7 +19,7 @@ from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.evaluation.metrics import Scores
 from flair_pipeline.models import build_model
 from flair_pipeline.models.utt import centre_crop
-from flair_pipeline.nomenclature import N_CLASSES_MERGED
+from flair_pipeline.nomenclature import INVALID, N_CLASSES_MERGED
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.stats import class_weights
 
@@ -71,7 +71,7 @@ class FlairModule(L.LightningModule):
             self.register_buffer("s2_mean", torch.tensor(stats["s2_mean"]).view(1, 1, k, 1, 1))
             self.register_buffer("s2_std", torch.tensor(stats["s2_std"]).view(1, 1, k, 1, 1))
         self.register_buffer("class_weight", class_weights())
-        self.val_confusion = MulticlassConfusionMatrix(N_CLASSES_MERGED)
+        self.val_confusion = MulticlassConfusionMatrix(N_CLASSES_MERGED, ignore_index=INVALID)
         self._generator = torch.Generator().manual_seed(seed)
         self.last_good_step = 0
 
@@ -97,12 +97,15 @@ class FlairModule(L.LightningModule):
         if self.hparams.augment:
             batch = augment_batch(batch, self._generator)
         out = self(batch)
-        loss = F.cross_entropy(out["logits"].float(), batch["msk"], weight=self.class_weight)
+        loss = F.cross_entropy(
+            out["logits"].float(), batch["msk"], weight=self.class_weight, ignore_index=INVALID
+        )
         if "aux" in out and self.hparams.aux_weight > 0:
             aux = F.cross_entropy(
                 self._aux_to_patch(out["aux"], batch["msk"].shape[-2:]),
                 batch["msk"],
                 weight=self.class_weight,
+                ignore_index=INVALID,
             )
             self.log("train_aux_loss", aux, on_step=False, on_epoch=True)
             loss = loss + self.hparams.aux_weight * aux
@@ -127,7 +130,9 @@ class FlairModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
         out = self(batch)
-        loss = F.cross_entropy(out["logits"].float(), batch["msk"], weight=self.class_weight)
+        loss = F.cross_entropy(
+            out["logits"].float(), batch["msk"], weight=self.class_weight, ignore_index=INVALID
+        )
         self.log("val_loss", loss, on_step=False, on_epoch=True)
         self.val_confusion.update(out["logits"].argmax(1), batch["msk"])
 

@@ -168,7 +168,7 @@ def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
             codes = src.read(1)
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{path}: unreadable mask ({exc})") from exc
-    merged = merge_to_13(codes, source=str(path))
+    merged = merge_to_13(codes, source=str(path), unlabelled_ok=True)
     if downsample > 1:  # the centre pixel of each block: a label, never an average
         o = downsample // 2
         merged = merged[o::downsample, o::downsample]

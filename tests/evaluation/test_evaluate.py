@@ -123,13 +123,14 @@ def test_grid_mismatch(tmp_path: Path, capsys, codes, transform, crs, message) -
     assert "PRED_a.tif: not on the grid of its label" in err and message in err
 
 
-@pytest.mark.parametrize(("side", "bad"), [("pred", 0), ("pred", 20), ("label", 0)])
+@pytest.mark.parametrize(("side", "bad"), [("pred", 0), ("pred", 20), ("label", 20)])
 def test_unknown_code(tmp_path: Path, capsys, side: str, bad: int) -> None:
     preds, labels = _world(tmp_path)
     target = preds / "MSK_b.tif" if side == "pred" else labels / "D004_2021/Z2_UN/msk/MSK_b.tif"
     _tif(target, np.array([[3, bad], [1, 1]]))
     err = _error(tmp_path, preds, labels, capsys)
-    assert f"{target}: label codes must be 1..19, found [{bad}]" in err
+    allowed = "1..19" if side == "pred" else "0..19 (0 = unlabelled)"
+    assert f"{target}: label codes must be {allowed}, found [{bad}]" in err
 
 
 def test_no_labels_and_no_folder(tmp_path: Path) -> None:

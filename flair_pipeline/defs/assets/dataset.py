@@ -8,13 +8,20 @@ import pandas as pd
 import rasterio
 
 from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import Elevation, build_aerial_patches, build_label_masks
+from flair_pipeline.dataset.patches import (
+    Elevation,
+    build_aerial_patches,
+    build_label_masks,
+    unlabelled_fraction,
+)
 from flair_pipeline.dataset.sampling import read_patch_grid, sample_patches, write_patch_grid
 from flair_pipeline.dataset.splits import assign_splits, write_splits
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
+from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
 from flair_pipeline.sources.domain_spec import resolve
 
@@ -36,11 +43,18 @@ def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
 
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
+    remove_stale_temps(dataset.patch_grid(domain))
     inputs = resolve(raw.domain(domain))
     labels = read_labels(inputs.labels, mapping=inputs.mapping)
     with Mosaic(inputs.ortho) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
         broken = [str(p) for p in mosaic.broken]
+    for tile in broken:  # a truncated download: name it and what it costs (issue 15)
+        lost = [e.split(": ", 1)[0] for e in report.unreadable if tile in e]
+        context.log.warning(
+            f"{tile}: unreadable tile, {len(lost)} patch(es) lost "
+            f"({', '.join(lost[:10])}{' …' if len(lost) > 10 else ''}); replace the file"
+        )
     write_patch_grid(grid, dataset.patch_grid(domain))
     return dg.MaterializeResult(
         metadata={
@@ -136,6 +150,7 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
     inputs = resolve(raw.domain(domain))
+    tolerance = cfg.sampling.max_nodata_fraction
     report = build_label_masks(
         grid,
         inputs.labels,
@@ -143,6 +158,7 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
         cfg.sampling.patch_size,
         cfg.sampling.resolution,
         mapping=inputs.mapping,
+        max_unlabelled=tolerance,
     )
     for pid, reason in report.skipped:
         context.log.warning(f"skipped patch {pid}: {reason}")
@@ -154,14 +170,18 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
         with rasterio.open(dataset.msk(row.domain, row.zone, row.patch_id)) as src:
             m = src.read(1)
         counts += np.bincount(m.ravel(), minlength=20)[:20]
-        if m.min() < 1 or m.max() > 19:
-            bad.append(
-                f"MSK_{row.patch_id}: codes {sorted(set(np.unique(m).tolist()) - set(range(1, 20)))}"
-            )
+        # 0 = unlabelled, allowed up to the sampler's tolerance (the same number)
+        unknown = sorted(set(np.unique(m).tolist()) - set(range(0, 20)))
+        if unknown:
+            bad.append(f"MSK_{row.patch_id}: codes {unknown}")
+        elif unlabelled_fraction(m) > tolerance:
+            bad.append(f"MSK_{row.patch_id}: {100 * unlabelled_fraction(m):.2f} % unlabelled")
     return dg.MaterializeResult(
         metadata={
             **report.as_metadata(),
             "pixels_per_code": {str(c): int(counts[c]) for c in range(1, 20) if counts[c]},
+            "unlabelled_pixels": int(counts[0]),
+            "unlabelled_tolerance": tolerance,
         },
         check_results=[
             dg.AssetCheckResult(
@@ -186,6 +206,10 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
+    for kind in ("aerial", "labels"):  # a swap killed half-way: back to one generation
+        for line in recover(dataset.root, kind, domain):
+            context.log.warning(line)
+    remove_stale_temps(dataset.domain_metadata(domain))
     inputs = resolve(raw.domain(domain))
     info = inputs.info
     pairs, problems, missing, previews = [], [], [], []
@@ -274,7 +298,10 @@ def _label_decisions(inputs) -> list[str]:
 @staged("metadata/domains")
 def split_assignment(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     cfg, dataset = flair.load(), flair.dataset()
-    files = sorted((dataset.metadata_dir / "domains").glob("*.json"))
+    remove_stale_temps(dataset.splits, dataset.aerial_metadata)
+    files = sorted(
+        f for f in (dataset.metadata_dir / "domains").glob("*.json") if not f.name.startswith(".")
+    )
     per_domain = {f.stem: json.loads(f.read_text()) for f in files}
     assignment = assign_splits(per_domain, cfg.split)
     write_splits(assignment, dataset.splits)

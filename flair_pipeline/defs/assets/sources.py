@@ -57,7 +57,7 @@ def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     files = domain_input_files(raw, domain)
     from flair_pipeline.dataset.rasterize import read_labels
 
-    inputs = resolve(raw.domain(domain))
+    inputs = resolve(raw.domain(domain))  # validates domain.json (or the spec's facts)
     labels = read_labels(inputs.labels, mapping=inputs.mapping)
     info = inputs.info
     fp = fingerprint(files, raw.domain(domain))

@@ -1,0 +1,115 @@
+"""``domain.json``: a domain's flight facts, validated before anything is built from them.
+
+FLAIR's aerial metadata carries, per patch, the ``camera``, flight ``date`` (ISO
+``YYYY-MM-DD``) and ``time`` (``HH:MM:SS``) of the domain's acquisition; they reach
+``aerial_metadata.json`` and U-Net's metadata branch, so a missing field or a
+``22/08/2021`` date must stop the domain with one line naming the file and the field
+(issue 15), not be copied through. Other keys (bounds, bands, source…) are kept as given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
+from flair_pipeline.domains import DomainId
+from flair_pipeline.errors import DomainIdError, InputError
+
+
+class DomainInfo(BaseModel):
+    """The fields of ``domain.json`` the pipeline relies on (others are kept, unchecked)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    domain: str
+    camera: str
+    time: dt.time
+    year: int | None = None
+    date: dt.date
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _iso_date(cls, v: Any) -> Any:
+        if isinstance(v, str) and (len(v) != 10 or v[4] != "-" or v[7] != "-"):
+            raise ValueError(f"{v!r} is not an ISO date YYYY-MM-DD")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain_id(cls, v: str) -> str:
+        try:
+            DomainId.parse(v)
+        except DomainIdError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("camera")
+    @classmethod
+    def _camera(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty camera name")
+        return v
+
+    @field_validator("date", "year")
+    @classmethod
+    def _flight_year(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is None or "domain" not in info.data:  # a bad id is reported on its own
+            return v
+        year = DomainId.parse(info.data["domain"]).year
+        if (v.year if isinstance(v, dt.date) else v) != year:
+            raise ValueError(f"not in the flight year {year} of {info.data['domain']}")
+        return v
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready dict; ``date`` and ``time`` as ISO strings, as FLAIR writes them."""
+        return self.model_dump(mode="json")
+
+
+def _one_line(path: Path, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(whole file)"
+        msg = err["msg"].removeprefix("Value error, ")
+        shown = repr(err.get("input"))
+        found = "" if err["type"] == "missing" or shown in msg else f" (found {shown})"
+        parts.append(f"field '{field}': {msg}{found}")
+    return f"{path}: " + "; ".join(parts) + f" — fix {Path(path).name} and rerun"
+
+
+def read_domain_info(path: str | Path, domain: str | None = None) -> DomainInfo:
+    """Parse and validate a ``domain.json``; InputError naming the file and the field.
+
+    `domain` (the folder name) must equal the file's ``domain`` field when given.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found (every domain folder needs a domain.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    return validate_domain_info(data, path, domain)
+
+
+def validate_domain_info(data: Any, path: str | Path, domain: str | None = None) -> DomainInfo:
+    """Validate already-parsed flight facts (``domain.json`` or a spec's ``acquisition``).
+
+    Raises InputError naming `path` and each bad field; `domain` (the folder name) must equal
+    the ``domain`` field when given.
+    """
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    try:
+        info = DomainInfo.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_one_line(path, exc)) from None
+    if domain is not None and info.domain != domain:
+        raise InputError(
+            f"{path}: field 'domain': {info.domain!r} differs from its folder name {domain!r}"
+        )
+    return info
