@@ -71,7 +71,7 @@ def _item(iid: str, day: dt.date, hrefs: dict[str, str]) -> pystac.Item:
     w, s, e, n = transform_bounds(UTM, "EPSG:4326", *rasterio.transform.array_bounds(H, W, T10))
     item = pystac.Item(
         iid, shapely.geometry.mapping(shapely.box(w, s, e, n)), [w, s, e, n],
-        dt.datetime(day.year, day.month, day.day, 10, 30, tzinfo=dt.timezone.utc),
+        dt.datetime(day.year, day.month, day.day, 10, 30, tzinfo=dt.UTC),
         {"s2:processing_baseline": "05.00", "s2:product_uri": f"{iid}.SAFE"},
     )  # fmt: skip
     for key in (*STAC_ASSETS, *STAC_MASK_ASSETS):
