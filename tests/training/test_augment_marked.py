@@ -52,3 +52,49 @@ def test_marked_pixel_follows_every_transform_in_all_three_inputs() -> None:
         seen.add(k)
     assert seen == set(range(8))
     assert batch["img"] is img and float(img[:, :, 1, 2].min()) == 1.0  # input untouched
+
+
+def _expected_frequencies(p: float) -> np.ndarray:
+    """Probability of each of the 8 symmetries under FLAIR's recipe, by enumeration: flip
+    columns with p, flip rows with p, then with p a turn by 1, 2 or 3 quarters (equally)."""
+    mark = np.zeros((4, 4))
+    mark[0, 1] = 1.0
+    probs = np.zeros(8)
+    for fx in (0, 1):
+        for fy in (0, 1):
+            for k, pk in ((0, 1 - p), (1, p / 3), (2, p / 3), (3, p / 3)):
+                a = np.flip(mark, 1) if fx else mark
+                a = np.flip(a, 0) if fy else a
+                a = np.rot90(a, k)
+                prob = (p if fx else 1 - p) * (p if fy else 1 - p) * pk
+                probs[_which(mark, a)] += prob
+    return probs
+
+
+def test_transform_frequencies_follow_the_recipe() -> None:
+    n = 4000
+    img = torch.zeros(n, 1, 4, 4)
+    img[:, 0, 0, 1] = 1.0
+    out = augment_batch({"img": img, "s2": img[:, None].clone()}, torch.Generator().manual_seed(11))
+    ks = np.array([_which(img[i].numpy(), out["img"][i].numpy()) for i in range(n)])
+    freq = np.bincount(ks, minlength=8) / n
+    expected = _expected_frequencies(0.5)
+    sigma = np.sqrt(expected * (1 - expected) / n)
+    assert (np.abs(freq - expected) < 4 * sigma).all(), (freq, expected)
+    # the S2 window moved with the image although the batch has no mask
+    for i in range(0, n, 97):
+        assert _which(img[i].numpy(), out["s2"][i, 0].numpy()) == ks[i]
+
+
+def test_same_seed_same_draws_other_seed_other_draws() -> None:
+    img = torch.zeros(64, 1, 4, 4)
+    img[:, 0, 0, 1] = 1.0
+
+    def run(seed: int) -> torch.Tensor:
+        return augment_batch({"img": img}, torch.Generator().manual_seed(seed))["img"]
+
+    torch.manual_seed(0)
+    a = run(5)
+    torch.manual_seed(1)  # the global RNG must not matter
+    assert torch.equal(a, run(5))
+    assert not torch.equal(a, run(6))
