@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint bench ui clean
+.PHONY: install demo test lint bench ui clean mutation
 
 DVC_ENV := $(TOOLS)/dvc
 DVC_STAMP := $(DVC_ENV)/.installed
@@ -54,6 +54,14 @@ bench: install
 UI_PORT ?= 3000
 ui: install
 	$(BIN)/flair-pipeline ui --host 127.0.0.1 --port $(UI_PORT) --workspace workspace.yaml
+
+# Mutation testing (docs/testing.md): mutmut on the modules and tests listed in pyproject's
+# [tool.mutmut]; not in CI (too slow). Prints the score; survivors: `$(BIN)/mutmut browse`.
+MUTATION_JOBS ?= 2
+mutation: install
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $(MUTATION_JOBS) || true
+	$(BIN)/python scripts/mutation_score.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 import pystac
 import pytest
+import rasterio
 import yaml
 
 from flair_pipeline.dataset.layout import DatasetLayout
@@ -56,8 +57,60 @@ def test_series_per_zone_in_flair_format(series_built, tiny_world: WorldSummary)
         assert t == len(products) == n_items[domain]
         assert masks.max() <= 100
         assert max(data.shape[2:]) <= 110 and min(data.shape[2:]) >= 40
-        # reflectance, offset removed: vegetation/soil in 0..1, far from the +1000 DN offset
-        assert 0 < np.median(data[:, 2]) < 3000
+
+
+def test_series_pixels_are_source_pixels_less_the_boa_offset(
+    series_built, tiny_world: WorldSummary
+) -> None:
+    """Each zone's red band at its patches' centroid pixels equals the source COG's DN there
+    minus the 1000 DN BOA offset (baseline 05.00), read here with rasterio and pyproj.
+
+    The zone's 10 m grid is recovered from one patch: its centroid (x, y) (shapely, from the
+    patch polygon) lies in pixel (r, c) of a grid whose origin is on the 10 m lattice.
+    """
+    import math
+
+    import geopandas as gpd
+    from pyproj import Transformer
+
+    layout, _ = series_built
+    cents = json.loads(layout.centroids.read_text())
+    cat = pystac.Catalog.from_file(str(tiny_world.out / "sentinel2" / "catalog.json"))
+    by_product = {
+        i.properties["s2:product_uri"].removesuffix(".SAFE"): i
+        for i in cat.get_items(recursive=True)
+    }
+    checked = 0
+    for gpkg in sorted((layout.metadata_dir / "patch_grid").glob("*.gpkg")):
+        gdf = gpd.read_file(gpkg)
+        for (domain, zone), z in gdf.groupby(["domain", "zone"]):
+            data, _, products = read_series(layout, domain, zone)
+            first = z.iloc[0]
+            p = first.geometry.centroid
+            r0, c0 = cents[f"IMG_{first.patch_id}.tif"]
+            left = 10.0 * (math.floor(p.x / 10) - c0)
+            top = 10.0 * (r0 + math.ceil(p.y / 10))
+            for row in z.itertuples():
+                r, c = cents[f"IMG_{row.patch_id}.tif"]
+                x, y = left + 10 * c + 5, top - 10 * r - 5
+                for t in (0, len(products) // 2, len(products) - 1):
+                    item = by_product[products[t]]
+                    with rasterio.open(item.assets["red"].get_absolute_href()) as src:
+                        ux, uy = Transformer.from_crs(
+                            "EPSG:2154", src.crs, always_xy=True
+                        ).transform(x, y)
+                        fc, fr = ~src.transform * (ux, uy)
+                        if min(fr % 1, 1 - fr % 1, fc % 1, 1 - fc % 1) < 0.05:
+                            continue  # too close to a source pixel edge for an exact answer
+                        dn = int(
+                            src.read(1, window=((int(fr), int(fr) + 1), (int(fc), int(fc) + 1)))[
+                                0, 0
+                            ]
+                        )
+                    assert dn > 1000, "synthetic red DN should carry the +1000 offset"
+                    assert int(data[t, 2, r, c]) == dn - 1000, (domain, zone, row.patch_id, t)
+                    checked += 1
+    assert checked >= 20
 
 
 def test_centroid_index(series_built) -> None:

@@ -19,6 +19,7 @@ from flair_pipeline.defs.run import dagster_instance
 from flair_pipeline.sources.synthetic import WorldSummary
 
 from ..conftest import REPO
+from ..services import unavailable
 from .helpers import build_in_process, free_port, write_params
 
 DOMAIN = "D033_2021"
@@ -36,7 +37,7 @@ def _as_server_user() -> list[str]:
         return []
     if shutil.which("runuser") is None or subprocess.run(["id", "postgres"],
                                                          capture_output=True).returncode:  # fmt: skip
-        pytest.skip("running as root without a `postgres` user to start PostgreSQL as")
+        unavailable("running as root without a `postgres` user to start PostgreSQL as")
     return ["runuser", "-u", "postgres", "--"]
 
 
@@ -45,7 +46,7 @@ def postgres() -> Iterator[tuple[str, int]]:
     """A throwaway PostgreSQL server on a free loopback port; yields (host, port)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
-        pytest.skip(
+        unavailable(
             "PostgreSQL server binaries (initdb, pg_ctl) not installed: .ci/run installs them"
         )
     prefix = _as_server_user()

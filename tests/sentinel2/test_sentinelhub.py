@@ -222,15 +222,27 @@ def test_transient_error_then_success(
 
 @pytest.mark.parametrize("status", [429, 500])
 def test_persistent_error_gives_up_bounded(
-    server: HTTPServer, settings: SentinelHubSettings, status: int
+    server: HTTPServer, settings: SentinelHubSettings, status: int, monkeypatch
 ) -> None:
     headers = {"Retry-After": "5"} if status == 429 else {}
     server.expect_request(PROCESS_PATH, method="POST").respond_with_json(
         {"error": {"status": status, "reason": "nope"}}, status=status, headers=headers
     )
-    t0 = time.monotonic()
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:  # sentinelhub's retry loops call time.sleep
+        slept.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     (result,) = SentinelHubProvider(settings).fetch_each([GRID_A], START, END)
-    assert time.monotonic() - t0 < 10
+    # bounded by counts, not by the wall clock: max_retries + 1 requests (below), and at
+    # most one back-off and one rate-limit wait between two of them, none long
+    assert 1 <= len(slept) <= 2 * settings.max_retries and sum(slept) < 1.0, slept
+    if status == 500:  # sentinelhub's back-off: retry_sleep_s, then x3 (handlers.py)
+        backoff = [x for x in slept if x in (0.01, 0.03)]
+        assert backoff == [settings.retry_sleep_s, 3 * settings.retry_sleep_s], slept
     assert isinstance(result, InputError)
     assert "left=600000 top=6800000" in str(result) and f"{status}" in str(result)
     assert len(_calls(server, PROCESS_PATH)) == settings.max_retries + 1

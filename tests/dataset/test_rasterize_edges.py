@@ -1,0 +1,84 @@
+"""The rasterizer on the first and last rows and columns of square and non-square grids.
+
+A polygon that reaches into a grid by less than a pixel over one edge covers exactly the
+pixel centres of that edge row or column (FLAIR's pixel-centre rule): the expected mask is
+written by hand, so a candidate window one pixel short of an edge (or rows and columns
+swapped) shows as a wrong edge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+
+from flair_pipeline.dataset.rasterize import LabelIndex
+
+X0, Y0, RES = 651_234.4, 6_861_002.2, 0.2  # origin off the 1 m lattice: no lucky alignment
+GRID = Affine(RES, 0.0, X0, 0.0, -RES, Y0)
+SHAPES = [(5, 5), (3, 8), (8, 3), (1, 6)]
+
+
+def _box(c0: float, r0: float, c1: float, r1: float) -> shapely.Polygon:
+    """A rectangle in (fractional) columns/rows of GRID."""
+    return shapely.box(X0 + c0 * RES, Y0 - r1 * RES, X0 + c1 * RES, Y0 - r0 * RES)
+
+
+def _index(tmp_path: Path, geoms: list, codes: list) -> LabelIndex:
+    path = tmp_path / "labels.gpkg"
+    gdf = gpd.GeoDataFrame({"code": codes}, geometry=geoms, crs="EPSG:2154")
+    gdf.to_file(path, layer="labels", driver="GPKG", engine="pyogrio")
+    return LabelIndex.from_file(path)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_strips_reaching_in_over_each_edge_fill_exactly_that_edge(tmp_path, shape) -> None:
+    h, w = shape
+    # each strip reaches 0.4 px into the grid (covers the edge centres, not the next ones)
+    # and 3 px out of it; codes 1..4 tell the four edges apart
+    strips = {
+        "first_row": (_box(-3, -3, w + 3, 0.6), 1),
+        "last_row": (_box(-3, h - 0.6, w + 3, h + 3), 2),
+        "first_col": (_box(-3, -3, 0.6, h + 3), 3),
+        "last_col": (_box(w - 0.6, -3, w + 3, h + 3), 4),
+    }
+    expected_edge = {
+        "first_row": (slice(0, 1), slice(None)),
+        "last_row": (slice(h - 1, h), slice(None)),
+        "first_col": (slice(None), slice(0, 1)),
+        "last_col": (slice(None), slice(w - 1, w)),
+    }
+    for name, (geom, code) in strips.items():
+        (tmp_path / name).mkdir()
+        mask = _index(tmp_path / name, [geom], [code]).mask(GRID, shape, "EPSG:2154")
+        expected = np.zeros(shape, np.uint8)
+        expected[expected_edge[name]] = code
+        assert mask.shape == shape
+        np.testing.assert_array_equal(mask, expected, err_msg=f"{name} on a {h}x{w} grid")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_single_corner_pixels(tmp_path, shape) -> None:
+    """A small square around each corner pixel's centre burns that pixel only."""
+    h, w = shape
+    corners = [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)]
+    geoms = [_box(c + 0.3, r + 0.3, c + 0.7, r + 0.7) for r, c in corners]
+    codes = [5, 6, 7, 8]
+    mask = _index(tmp_path, geoms, codes).mask(GRID, shape, "EPSG:2154")
+    expected = np.zeros(shape, np.uint8)
+    for (r, c), code in zip(corners, codes, strict=True):
+        expected[r, c] = code  # on a 1-row grid the later feature wins, as documented
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_polygon_just_outside_each_edge_burns_nothing(tmp_path) -> None:
+    """Strips that stop 0.4 px short of the edge centres (still inside the grid) leave 0s."""
+    h, w = 4, 7
+    geoms = [_box(-3, -3, w + 3, 0.4), _box(-3, h - 0.4, w + 3, h + 3),
+             _box(-3, -3, 0.4, h + 3), _box(w - 0.4, -3, w + 3, h + 3)]  # fmt: skip
+    mask = _index(tmp_path, geoms, [1, 2, 3, 4]).mask(GRID, (h, w), "EPSG:2154")
+    assert not mask.any()
