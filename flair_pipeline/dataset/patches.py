@@ -31,10 +31,25 @@ IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
 #: deflate level of IMG files: level 1 encodes ~5x faster than GDAL's default 6 for files
 #: ~10 % larger (bench/build_dataset.py); every GeoTIFF reader still opens them.
 IMG_ZLEVEL = 1
-#: deflate level of IMG files: level 1 encodes ~5x faster than GDAL's default 6 for files
-#: ~10 % larger (bench/build_dataset.py); every GeoTIFF reader still opens them.
-IMG_ZLEVEL = 1
+#: `dataset.compression` values (GDAL COMPRESS) and the default: the FLAIR release's own.
+COMPRESSIONS = ("none", "deflate", "zstd", "lzw")
+DEFAULT_COMPRESSION = "zstd"
 CRS = "EPSG:2154"
+
+
+def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, object]:
+    """GDAL creation options of `dataset.compression` `name` (PREDICTOR=2 unless none).
+
+    Raises ValueError for a name outside COMPRESSIONS (the config validates it first).
+    """
+    if name not in COMPRESSIONS:
+        raise ValueError(f"dataset.compression {name!r}: expected one of {COMPRESSIONS}")
+    if name == "none":
+        return {"compress": "none"}
+    opts: dict[str, object] = {"compress": name, "predictor": 2}
+    if name == "deflate" and zlevel is not None:
+        opts["zlevel"] = zlevel
+    return opts
 
 
 @dataclass
@@ -119,8 +134,10 @@ def build_aerial_patches(
     layout: DatasetLayout,
     patch_size: int,
     elevation_scale: float,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> BuildReport:
-    """Write IMG_<id>.tif (5 bands uint8) for every patch of `grid`."""
+    """Write IMG_<id>.tif (5 bands uint8, `compression`) for every patch of `grid`."""
+    codec = compression_options(compression, zlevel=IMG_ZLEVEL)
     report = BuildReport()
     elevation = Elevation(dsm, dtm, elevation_scale)
     try:
@@ -143,7 +160,7 @@ def build_aerial_patches(
                     from_origin(b[0], b[3], res, res),
                     CRS,
                     descriptions=IMG_BANDS,
-                    zlevel=IMG_ZLEVEL,
+                    **codec,
                 )
 
             _each_patch(grid, work, report)
@@ -153,9 +170,15 @@ def build_aerial_patches(
 
 
 def build_label_masks(
-    grid: gpd.GeoDataFrame, labels_path: Path, layout: DatasetLayout, patch_size: int, res: float
+    grid: gpd.GeoDataFrame,
+    labels_path: Path,
+    layout: DatasetLayout,
+    patch_size: int,
+    res: float,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> BuildReport:
-    """Write MSK_<id>.tif (uint8 codes 1..19, FLAIR colours) for every patch of `grid`."""
+    """Write MSK_<id>.tif (uint8 codes 1..19, FLAIR colours, `compression`) for every patch."""
+    codec = compression_options(compression)
     from flair_pipeline.dataset.rasterize import LabelIndex
 
     index = LabelIndex.from_file(labels_path)
@@ -173,6 +196,7 @@ def build_label_masks(
             CRS,
             colormap=cmap,
             descriptions=("label",),
+            **codec,
         )
 
     return _each_patch(grid, work, report)

@@ -86,6 +86,7 @@ def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
         dataset,
         cfg.sampling.patch_size,
         cfg.sampling.elevation_scale,
+        cfg.dataset.compression,
     )
     for pid, reason in report.skipped:
         context.log.warning(f"skipped patch {pid}: {reason}")
@@ -133,8 +134,9 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
     report = build_label_masks(
-        grid, raw.labels(domain), dataset, cfg.sampling.patch_size, cfg.sampling.resolution
-    )
+        grid, raw.labels(domain), dataset, cfg.sampling.patch_size, cfg.sampling.resolution,
+        cfg.dataset.compression,
+    )  # fmt: skip
     for pid, reason in report.skipped:
         context.log.warning(f"skipped patch {pid}: {reason}")
     skipped = {p for p, _ in report.skipped}
