@@ -32,8 +32,8 @@ from flair_pipeline.models import MODEL_NAMES
 from flair_pipeline.training.checkpoint import check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
 from flair_pipeline.training.module import FlairModule
-from flair_pipeline.training.records import PatchRecord, by_split, load_records
 from flair_pipeline.training.packing import open_packed
+from flair_pipeline.training.records import PatchRecord, by_split, load_records
 from flair_pipeline.training.samples import PackedDataset, PatchDataset, S2Options, collate
 from flair_pipeline.training.stats import compute_stats
 

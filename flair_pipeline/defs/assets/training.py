@@ -94,8 +94,13 @@ def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
 
 
 @dg.asset(
-    deps=["split_assignment", "aerial_patches", "label_masks", "sentinel2_index",
-          "packed_training_input"],
+    deps=[
+        "split_assignment",
+        "aerial_patches",
+        "label_masks",
+        "sentinel2_index",
+        "packed_training_input",
+    ],
     description="U-T&T: the U-Net fused with a U-TAE encoding of the 40×40 px Sentinel-2 "
     "window around each patch (FLAIR-2), trained with Lightning; outputs in "
     "`<paths.models>/utt/`.",
