@@ -76,7 +76,11 @@ def pack_source(source: str | Path, out: str | Path | None = None) -> PackReport
     if not records:
         raise InputError(f"{source}: no patch to pack (materialize split_assignment first)")
     root = Path(out) if out is not None else packed_root(source)
-    base = _base(source)
+    return pack_records(records, root, _base(source))
+
+
+def pack_records(records: list[PatchRecord], root: Path, base: Path) -> PackReport:
+    """Pack `records` (split by their ``split``) into `root`; index paths relative to `base`."""
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     try:
