@@ -42,7 +42,9 @@ from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
+    COMPRESSIONS,
     CRS,
+    DEFAULT_COMPRESSION,
     IMG_BANDS,
     IMG_ZLEVEL,
     Elevation,
@@ -115,7 +117,14 @@ def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
     return grid, report
 
 
-def whole_work(raw: RawLayout, domain: str, grid, layout: DatasetLayout, cfg: SamplingConfig):
+def whole_work(
+    raw: RawLayout,
+    domain: str,
+    grid,
+    layout: DatasetLayout,
+    cfg: SamplingConfig,
+    compression: str = DEFAULT_COMPRESSION,
+):
     """The pipeline's own builders; (IMG seconds, MSK seconds, skipped patches)."""
     t0 = time.perf_counter()
     img = build_aerial_patches(
@@ -126,9 +135,12 @@ def whole_work(raw: RawLayout, domain: str, grid, layout: DatasetLayout, cfg: Sa
         layout,
         cfg.patch_size,
         cfg.elevation_scale,
+        compression,
     )
     t1 = time.perf_counter()
-    msk = build_label_masks(grid, raw.labels(domain), layout, cfg.patch_size, cfg.resolution)
+    msk = build_label_masks(
+        grid, raw.labels(domain), layout, cfg.patch_size, cfg.resolution, compression
+    )
     t2 = time.perf_counter()
     skipped = {p for p, _ in img.skipped} | {p for p, _ in msk.skipped}
     return t1 - t0, t2 - t1, skipped
@@ -263,6 +275,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--patch-size", type=int, default=512)
     ap.add_argument("--domains", type=int, default=None, help="measure only the first N domains")
+    ap.add_argument("--compression", default=DEFAULT_COMPRESSION, choices=COMPRESSIONS,
+                    help="dataset.compression of the IMG and MSK written (measured: all four)")  # fmt: skip
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
@@ -281,7 +295,7 @@ def main() -> None:
         cfg = SamplingConfig(patch_size=args.patch_size, strategy="grid")
         load = os.getloadavg()
         print(f"raw world {raw_root}: measuring {len(domains)} domain(s), patch {cfg.patch_size} px "
-              f"at {cfg.resolution} m, strategy grid; one process (= one core); "
+              f"at {cfg.resolution} m, strategy grid, {args.compression}; one process (= one core); "
               f"load average {load[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
 
         t = Timings()
@@ -295,7 +309,7 @@ def main() -> None:
                 print(f"{domain}: no patches ({report.candidates} candidates), skipped")
                 continue
             whole = DatasetLayout(tmp / "whole")
-            t_img, t_msk, skipped = whole_work(raw, domain, grid, whole, cfg)
+            t_img, t_msk, skipped = whole_work(raw, domain, grid, whole, cfg, args.compression)
             rows = [r for r in grid.itertuples() if r.patch_id not in skipped]
             b_img, b_msk = baseline(raw, domain, rows, whole, DatasetLayout(tmp / "baseline"))
             breakdown(raw, domain, rows, DatasetLayout(tmp / "breakdown"), cfg, t)

@@ -120,7 +120,9 @@ def _codec(path: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--raw", type=Path, default=None, help="existing demo raw world")
-    ap.add_argument("--domains", type=int, default=2, help="demo domains to build (25 patches each)")
+    ap.add_argument(
+        "--domains", type=int, default=2, help="demo domains to build (25 patches each)"
+    )
     ap.add_argument("--compression", default=DEFAULT_COMPRESSION,
                     choices=("none", "deflate", "zstd", "lzw"))  # fmt: skip
     ap.add_argument("--batch-size", type=int, default=8)

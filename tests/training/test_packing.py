@@ -32,7 +32,9 @@ def packed_copy(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+    return {
+        str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()
+    }
 
 
 def test_pack_holds_the_geotiff_pixels_and_the_index(packed_copy) -> None:
