@@ -29,8 +29,9 @@ while [ $# -gt 0 ]; do
 done
 
 # Packages the device image lacks (its list: /work/.library/device/KINDS.md), at our lock's versions.
+# 48 MB in all (rasterio 36 MB); pyogrio (33 MB) and dagster's tree do not fit the 64 MiB carry.
 WHEELS="rasterio affine cligj click-plugins segmentation-models-pytorch pydantic pydantic-core
-annotated-types typing-inspection shapely pyproj pyogrio geopandas"
+annotated-types typing-inspection shapely pyproj geopandas"
 
 if [ "$MODE" = prepare ]; then
   PY=${PYTHON:-.venv/bin/python}
@@ -47,8 +48,8 @@ fi
 
 if [ "$MODE" = dry ]; then
   PY=${PYTHON:-.venv/bin/python}
-  TT="--size 64 --batch-size 2 --steps 1 --loader-patches 4 --workers 2"
-  FEED="--size 64 --patches 8 --batch-size 2 --steps 2 --workers 2"
+  TT="--size 64 --batch-size 2 --steps 1 --loader-patches 4 --workers 0"
+  FEED="--size 64 --patches 8 --batch-size 2 --steps 2 --workers 0"
   PRED="--device cpu --size 192 --patch 64 --batch 2 --mem-sizes 128x128 --mem-patch 64"
 else
   PY=${PYTHON:-python3}
@@ -84,8 +85,13 @@ section unet_train "$PY" bench/train_throughput.py --model unet $TT
 section utt_train "$PY" bench/train_throughput.py --model utt $TT
 section packed_feed "$PY" bench/gpu_feed.py $FEED
 section predict "$PY" bench/predict.py $PRED
-section gpu_tests "$PY" -m pytest -q -p no:cacheprovider -m gpu \
-  tests/training/test_train.py::test_bf16_channels_last_on_gpu \
-  tests/evaluation/test_predict.py::test_cuda_matches_cpu
+GPU_TESTS="tests/evaluation/test_predict.py::test_cuda_matches_cpu"
+if "$PY" -c "import dagster" 2>/dev/null; then
+  GPU_TESTS="$GPU_TESTS tests/training/test_train.py::test_bf16_channels_last_on_gpu"
+else  # its tiny_dataset fixture builds the dataset through the Dagster assets
+  echo "gpu_tests: test_bf16_channels_last_on_gpu NOT run: dagster is not importable here" \
+    "(not carried: over the 64 MiB of wheels); run it where the whole stack is installed" | tee -a "$RESULTS"
+fi
+section gpu_tests "$PY" -m pytest -q -p no:cacheprovider -m gpu $GPU_TESTS
 echo "# done: $([ $status -eq 0 ] && echo all sections passed || echo some section FAILED)" | tee -a "$RESULTS"
 exit $status

@@ -39,7 +39,8 @@ from flair_pipeline.dataset.patches import (
     build_aerial_patches,
     build_label_masks,
 )
-from flair_pipeline.dataset.sampling import read_labels, sample_patches
+from flair_pipeline.dataset.rasterize import read_labels
+from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.sources.synthetic import generate_world
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.packing import pack_records
