@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.training.curves import epoch_rows
@@ -112,11 +113,14 @@ def test_samples_equal_and_a_stale_pack_falls_back(packed_copy) -> None:
     val = by_split(records, "validation")
     pack = open_packed(root, "validation", val)
     assert pack is not None
-    ds_p, ds_g = PackedDataset(pack.folder, val, downsample=2), PatchDataset(val, downsample=2)
-    for i in range(len(val)):
-        p, g = ds_p[i], ds_g[i]
-        assert p["img"].dtype == g["img"].dtype and p["msk"].dtype == g["msk"].dtype
-        assert (p["img"] == g["img"]).all() and (p["msk"] == g["msk"]).all()
+    for d in (1, 2):
+        ds_p, ds_g = PackedDataset(pack.folder, val, downsample=d), PatchDataset(val, downsample=d)
+        for i in range(len(val)):
+            p, g = ds_p[i], ds_g[i]
+            assert p["img"].shape == g["img"].shape and p["msk"].shape == g["msk"].shape
+            assert p["msk"].dtype == torch.uint8 and g["msk"].dtype == torch.int64
+            assert p["img"].dtype == (torch.uint8 if d == 1 else torch.float32)
+            assert (p["img"].float() == g["img"]).all() and (p["msk"].long() == g["msk"]).all()
     with pytest.warns(UserWarning, match="packed patches differ"):
         assert open_packed(root, "validation", val[1:]) is None
     # rewrite one IMG with other pixels: its size changes, the pack is stale
