@@ -191,7 +191,7 @@ class PackedDataset(PatchDataset):
         if msk is None:
             raise InputError(f"{self.folder}: packed without MSK; no mask to train on")
         o, d = self.downsample // 2, self.downsample
-        return torch.from_numpy(np.ascontiguousarray(msk[i][o::d, o::d] if d > 1 else msk[i]))
+        return torch.from_numpy(np.array(msk[i][o::d, o::d] if d > 1 else msk[i]))
 
 
 def image_tensor(arr: np.ndarray, downsample: int = 1) -> torch.Tensor:

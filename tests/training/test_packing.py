@@ -140,3 +140,27 @@ def test_samples_equal_and_a_stale_pack_falls_back(packed_copy) -> None:
 def test_manifest_pack_lives_beside_it(tmp_path: Path) -> None:
     assert packed_root(tmp_path / "flair1.csv") == tmp_path / "flair1_packed"
     assert packed_root(tmp_path / "ds") == tmp_path / "ds" / "packed"
+
+
+def test_cli_packs_an_imported_flair_release(real_flair: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from flair_pipeline.cli import cli
+
+    manifest = tmp_path / "flair.csv"
+    res = CliRunner().invoke(cli, ["import-flair", str(real_flair), "--out", str(manifest)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["pack", str(manifest)])
+    assert res.exit_code == 0, res.output
+    records = load_records(manifest)
+    root = tmp_path / "flair_packed"
+    assert "into " + str(root) in res.output
+    for split in {r.split for r in records}:
+        part = by_split(records, split)
+        img = np.load(root / split / "img.npy", mmap_mode="r")
+        index = json.loads((root / split / "index.json").read_text())
+        assert [e["patch_id"] for e in index] == [r.patch_id for r in part]
+        for i, rec in enumerate(part):
+            with rasterio.open(rec.img) as src:  # the release's own ZSTD files
+                np.testing.assert_array_equal(img[i], src.read())
+        assert open_packed(manifest, split, part) is not None
