@@ -28,8 +28,9 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
-#: deflate level of IMG files: level 1 encodes ~5x faster than GDAL's default 6 for files
-#: ~10 % larger (bench/build_dataset.py); every GeoTIFF reader still opens them.
+#: deflate ZLEVEL / zstd ZSTD_LEVEL of IMG files: level 1 encodes ~5x (deflate, vs 6) and ~3x
+#: (zstd, vs 9) faster than GDAL's defaults for ~10 % larger files (bench/build_dataset.py,
+#: bench/compression.py); every GeoTIFF reader still opens them.
 IMG_ZLEVEL = 1
 #: `dataset.compression` values (GDAL COMPRESS) and the default: the FLAIR release's own.
 COMPRESSIONS = ("none", "deflate", "zstd", "lzw")
@@ -40,15 +41,17 @@ CRS = "EPSG:2154"
 def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, object]:
     """GDAL creation options of `dataset.compression` `name` (PREDICTOR=2 unless none).
 
-    Raises ValueError for a name outside COMPRESSIONS (the config validates it first).
+    `zlevel` sets deflate's ZLEVEL or zstd's ZSTD_LEVEL (IMG: 1, see IMG_ZLEVEL; GDAL's
+    default ZSTD_LEVEL 9 writes a demo IMG ~3x slower for ~10 % fewer bytes,
+    docs/performance.md). Raises ValueError for a name outside COMPRESSIONS.
     """
     if name not in COMPRESSIONS:
         raise ValueError(f"dataset.compression {name!r}: expected one of {COMPRESSIONS}")
     if name == "none":
         return {"compress": "none"}
     opts: dict[str, object] = {"compress": name, "predictor": 2}
-    if name == "deflate" and zlevel is not None:
-        opts["zlevel"] = zlevel
+    if zlevel is not None and name in ("deflate", "zstd"):
+        opts["zlevel" if name == "deflate" else "zstd_level"] = zlevel
     return opts
 
 
