@@ -164,3 +164,28 @@ def test_cli_packs_an_imported_flair_release(real_flair: Path, tmp_path: Path) -
             with rasterio.open(rec.img) as src:  # the release's own ZSTD files
                 np.testing.assert_array_equal(img[i], src.read())
         assert open_packed(manifest, split, part) is not None
+
+
+def test_asset_writes_the_pack_with_its_counts(packed_copy, tmp_path: Path) -> None:
+    import dagster as dg
+    import yaml
+
+    from flair_pipeline.defs.resources import FlairConfig
+    from flair_pipeline.defs.run import materialize
+
+    root, params = packed_copy
+    data = yaml.safe_load(params.read_text())
+    data["paths"]["dataset"] = str(root)
+    p2 = tmp_path / "params.yaml"
+    p2.write_text(yaml.safe_dump(data))
+    before = _files(root / "packed")
+    shutil.rmtree(root / "packed")
+    with dg.instance_for_test() as instance:
+        materialize("key:packed_training_input", (), FlairConfig(config_path=str(p2)),
+                    instance=instance)  # fmt: skip
+        event = instance.get_latest_materialization_event(dg.AssetKey("packed_training_input"))
+    meta = event.asset_materialization.metadata
+    records = load_records(root)
+    for split in ("train", "validation", "test"):
+        assert meta[f"{split}_patches"].value == len(by_split(records, split))
+    assert _files(root / "packed") == before  # the asset and pack_source write the same bytes
