@@ -170,6 +170,10 @@ class PackedDataset(PatchDataset):
         self.folder = Path(folder)
         self._arrays: tuple[np.ndarray, np.ndarray | None] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a spawned worker maps the files itself rather than receiving pickled pixels
+        return {**self.__dict__, "_arrays": None}
+
     def _open(self) -> tuple[np.ndarray, np.ndarray | None]:
         if self._arrays is None:
             img = np.load(self.folder / "img.npy", mmap_mode="r")
