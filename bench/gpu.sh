@@ -76,7 +76,7 @@ section() {  # section NAME CMD...: run, tee into the results file, remember a f
   [ "$rc" -eq 0 ] || status=1
 }
 
-{ echo "# bench/gpu.sh ($MODE) $(date -u +%FT%TZ) on $(hostname)"
+{ echo "# bench/gpu.sh ($MODE) $(date -u +%FT%TZ) on $(uname -n)"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU')"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 } 2>&1 | tee -a "$RESULTS"

@@ -16,7 +16,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pyogrio
 import rasterio
 import shapely
 from affine import Affine
@@ -110,6 +109,8 @@ def read_labels(path: str | Path, layer: str | int | None = None) -> gpd.GeoData
     path = Path(path)
     if not path.exists():
         raise InputError(f"label file {path} does not exist")
+    import pyogrio  # here, not at import: predicting needs rasterize's grid helpers, not OGR
+
     try:
         gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
     except Exception as exc:  # pyogrio raises several types for unreadable data
