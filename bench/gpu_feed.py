@@ -62,11 +62,12 @@ def main() -> None:
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
 
     def step(batch: dict[str, torch.Tensor]) -> None:
-        img = batch["img"]
+        # packed batches are uint8: on the device, as FlairModule does (fixed scale here)
+        img = batch["img"].float().div_(255.0)
         if cuda:
             img = img.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(net({"img": img})["logits"].float(), batch["msk"])
+            loss = F.cross_entropy(net({"img": img})["logits"].float(), batch["msk"].long())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
