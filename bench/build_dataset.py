@@ -44,7 +44,9 @@ from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
+    COMPRESSIONS,
     CRS,
+    DEFAULT_COMPRESSION,
     IMG_BANDS,
     IMG_ZLEVEL,
     Elevation,
@@ -125,7 +127,14 @@ def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
     return grid, report
 
 
-def whole_work(raw: RawLayout, domain: str, grid, layout: DatasetLayout, cfg: SamplingConfig):
+def whole_work(
+    raw: RawLayout,
+    domain: str,
+    grid,
+    layout: DatasetLayout,
+    cfg: SamplingConfig,
+    compression: str = DEFAULT_COMPRESSION,
+):
     """The pipeline's own builders; (IMG seconds, MSK seconds, skipped patches)."""
     t0 = time.perf_counter()
     img = build_aerial_patches(
@@ -136,6 +145,7 @@ def whole_work(raw: RawLayout, domain: str, grid, layout: DatasetLayout, cfg: Sa
         layout,
         cfg.patch_size,
         cfg.elevation_scale,
+        compression,
     )
     t1 = time.perf_counter()
     msk = build_label_masks(
@@ -145,6 +155,7 @@ def whole_work(raw: RawLayout, domain: str, grid, layout: DatasetLayout, cfg: Sa
         cfg.patch_size,
         cfg.resolution,
         mapping=_in(raw, domain).mapping,
+        compression=compression,
     )
     t2 = time.perf_counter()
     skipped = {p for p, _ in img.skipped} | {p for p, _ in msk.skipped}
@@ -289,6 +300,8 @@ def main() -> None:
     ap.add_argument("--domains", type=int, default=None, help="measure only the first N domains")
     ap.add_argument("--flavour", choices=("plain", "ign"), default="plain",
                     help="ign: rewrite the generated world as IGN delivers it (domain.yaml)")  # fmt: skip
+    ap.add_argument("--compression", default=DEFAULT_COMPRESSION, choices=COMPRESSIONS,
+                    help="dataset.compression of the IMG and MSK written (measured: all four)")  # fmt: skip
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
@@ -309,7 +322,7 @@ def main() -> None:
         cfg = SamplingConfig(patch_size=args.patch_size, strategy="grid")
         load = os.getloadavg()
         print(f"raw world {raw_root}: measuring {len(domains)} domain(s), patch {cfg.patch_size} px "
-              f"at {cfg.resolution} m, strategy grid; one process (= one core); "
+              f"at {cfg.resolution} m, strategy grid, {args.compression}; one process (= one core); "
               f"load average {load[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
 
         t = Timings()
@@ -323,7 +336,7 @@ def main() -> None:
                 print(f"{domain}: no patches ({report.candidates} candidates), skipped")
                 continue
             whole = DatasetLayout(tmp / "whole")
-            t_img, t_msk, skipped = whole_work(raw, domain, grid, whole, cfg)
+            t_img, t_msk, skipped = whole_work(raw, domain, grid, whole, cfg, args.compression)
             rows = [r for r in grid.itertuples() if r.patch_id not in skipped]
             b_img, b_msk = baseline(raw, domain, rows, whole, DatasetLayout(tmp / "baseline"))
             breakdown(raw, domain, rows, DatasetLayout(tmp / "breakdown"), cfg, t)

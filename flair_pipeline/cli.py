@@ -268,6 +268,19 @@ def export_flair_cmd(
         click.echo(f"wrote {write_stac(out_dir)} and {Path(out_dir) / 'flair-msk.qml'}")
 
 
+@cli.command("pack")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Pack folder (default: <dataset>/packed or <manifest stem>_packed).")  # fmt: skip
+def pack_cmd(source: Path, out: Path | None) -> None:
+    """Pack a dataset root or an import-flair manifest into memory-mapped training arrays."""
+    from flair_pipeline.training.packing import pack_source
+
+    report = pack_source(source, out)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    click.echo(f"packed {counts} patches into {report.root} ({report.bytes / 2**20:.1f} MiB)")
+
+
 @cli.command("train")
 @click.option("--model", "model_name", type=click.Choice(["unet", "unet-meta", "utt"]),
               default=None, help="Baseline to train (default: train.model).")  # fmt: skip

@@ -70,6 +70,17 @@ class BuildConfig(_Section):
         return self
 
 
+class DatasetConfig(_Section):
+    """How IMG and MSK GeoTIFFs are written.
+
+    `compression` is GDAL's COMPRESS; the default is the FLAIR release's own (its IMG and MSK
+    files are ZSTD with horizontal predictor 2, checked on the real samples). Every codec but
+    `none` uses PREDICTOR=2. Figures per codec: docs/performance.md.
+    """
+
+    compression: Literal["none", "deflate", "zstd", "lzw"] = "zstd"
+
+
 class SamplingConfig(_Section):
     """How patches are cut from each domain's mosaic."""
 
@@ -180,6 +191,9 @@ class TrainConfig(_Section):
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "bf16-mixed"
     compile: bool = False
     seed: int = Field(0, ge=0)
+    packed: bool = Field(
+        True, description="read <dataset>/packed (packed_training_input) when present and current"
+    )
 
 
 class EvalConfig(_Section):
@@ -195,6 +209,7 @@ class PipelineConfig(_Section):
     paths: PathsConfig = PathsConfig()
     synth: SynthConfig = SynthConfig()
     build: BuildConfig = BuildConfig()
+    dataset: DatasetConfig = DatasetConfig()
     sampling: SamplingConfig = SamplingConfig()
     split: SplitConfig = SplitConfig()
     sentinel2: Sentinel2Config = Sentinel2Config()

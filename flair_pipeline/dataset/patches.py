@@ -39,10 +39,31 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
-#: deflate level of IMG files: level 1 encodes ~5x faster than GDAL's default 6 for files
-#: ~10 % larger (bench/build_dataset.py); every GeoTIFF reader still opens them.
+#: deflate ZLEVEL / zstd ZSTD_LEVEL of IMG files: level 1 encodes ~5x (deflate, vs 6) and ~3x
+#: (zstd, vs 9) faster than GDAL's defaults for ~10 % larger files (bench/build_dataset.py,
+#: bench/compression.py); every GeoTIFF reader still opens them.
 IMG_ZLEVEL = 1
+#: `dataset.compression` values (GDAL COMPRESS) and the default: the FLAIR release's own.
+COMPRESSIONS = ("none", "deflate", "zstd", "lzw")
+DEFAULT_COMPRESSION = "zstd"
 CRS = "EPSG:2154"
+
+
+def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, object]:
+    """GDAL creation options of `dataset.compression` `name` (PREDICTOR=2 unless none).
+
+    `zlevel` sets deflate's ZLEVEL or zstd's ZSTD_LEVEL (IMG: 1, see IMG_ZLEVEL; GDAL's
+    default ZSTD_LEVEL 9 writes a demo IMG ~3x slower for ~10 % fewer bytes,
+    docs/performance.md). Raises ValueError for a name outside COMPRESSIONS.
+    """
+    if name not in COMPRESSIONS:
+        raise ValueError(f"dataset.compression {name!r}: expected one of {COMPRESSIONS}")
+    if name == "none":
+        return {"compress": "none"}
+    opts: dict[str, object] = {"compress": name, "predictor": 2}
+    if zlevel is not None and name in ("deflate", "zstd"):
+        opts["zlevel" if name == "deflate" else "zstd_level"] = zlevel
+    return opts
 
 
 @dataclass
@@ -258,12 +279,15 @@ def build_aerial_patches(
     layout: DatasetLayout,
     patch_size: int,
     elevation_scale: float,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> BuildReport:
-    """Write IMG_<id>.tif (5 bands uint8) for every patch of `grid`, as one new generation.
+    """Write IMG_<id>.tif (5 bands uint8, `compression`) for every patch of `grid`, as one
+    new generation.
 
     ``aerial/<domain>`` is replaced as a whole (patches of an older grid disappear).
     Raises DiskFullError / StorageError (nothing swapped in) on a storage failure.
     """
+    codec = compression_options(compression, zlevel=IMG_ZLEVEL)
     report = BuildReport()
     elevation = Elevation(dsm, dtm, elevation_scale)
     report.decisions.extend(elevation.decisions)
@@ -287,7 +311,7 @@ def build_aerial_patches(
                     from_origin(b[0], b[3], res, res),
                     CRS,
                     descriptions=IMG_BANDS,
-                    zlevel=IMG_ZLEVEL,
+                    **codec,
                 )
 
             _each_patch(grid, work, report)
@@ -304,8 +328,9 @@ def build_label_masks(
     res: float,
     mapping: LabelMapping | None = None,
     max_unlabelled: float = 1.0,
+    compression: str = DEFAULT_COMPRESSION,
 ) -> BuildReport:
-    """Write MSK_<id>.tif (uint8 codes, FLAIR colours) for every patch of `grid`.
+    """Write MSK_<id>.tif (uint8 codes, FLAIR colours, `compression`) for every patch of `grid`.
 
     Labels in another CRS than the patches' EPSG:2154 are reprojected on the fly (the fact
     is in the report's decisions); `mapping` turns another nomenclature into FLAIR codes.
@@ -319,6 +344,7 @@ def build_label_masks(
     """
     from flair_pipeline.dataset.rasterize import LabelIndex
 
+    codec = compression_options(compression)
     index = LabelIndex.from_file(labels_path, mapping=mapping)
     cmap = colormap()
     report = BuildReport()
@@ -347,6 +373,7 @@ def build_label_masks(
                 CRS,
                 colormap=cmap,
                 descriptions=("label",),
+                **codec,
             )
 
         _each_patch(grid, work, report)

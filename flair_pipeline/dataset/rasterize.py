@@ -15,7 +15,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pyogrio
 import rasterio
 import shapely
 from affine import Affine
@@ -105,6 +104,8 @@ def read_labels(
     if is_label_raster(path):
         gdf = raster_labels(path)
     else:
+        import pyogrio  # here, not at import: predicting needs rasterize's grid helpers, not OGR
+
         try:
             gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
         except Exception as exc:  # pyogrio raises several types for unreadable data

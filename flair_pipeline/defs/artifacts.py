@@ -135,13 +135,13 @@ ARTIFACTS: dict[str, Artifact] = {
     "aerial_patches": Artifact(
         stage="dataset",
         outs=("{dataset}/aerial/{domain}",),
-        params=("sampling",),
+        params=("sampling", "dataset"),
         code=_DATASET_CODE,
     ),
     "label_masks": Artifact(
         stage="dataset",
         outs=("{dataset}/labels/{domain}",),
-        params=("sampling",),
+        params=("sampling", "dataset"),
         code=_DATASET_CODE,
     ),
     "dataset_metadata": Artifact(
@@ -168,6 +168,11 @@ ARTIFACTS: dict[str, Artifact] = {
         stage="sentinel2_index",
         outs=("{dataset}/metadata/centroids_sp_to_patch.json",),
         code=(f"{_ASSETS}/sentinel2.py",),
+    ),
+    "packed_training_input": Artifact(
+        stage="pack",
+        outs=("{dataset}/packed",),
+        code=(f"{_ASSETS}/training.py", "flair_pipeline/training/packing.py"),
     ),
     "model_unet": _model("unet"),
     # the series themselves: its Dagster deps only name the centroid index

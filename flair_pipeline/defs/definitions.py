@@ -17,7 +17,7 @@ DATASET_ASSETS = [
     dataset.dataset_metadata,
 ]
 SENTINEL2_ASSETS = [sentinel2.sentinel2_series, sentinel2.sentinel2_index]
-TRAINING_ASSETS = [training.model_unet, training.model_utt]
+TRAINING_ASSETS = [training.packed_training_input, training.model_unet, training.model_utt]
 EVALUATION_ASSETS = [
     evaluation.evaluation_unet,
     evaluation.evaluation_utt,

@@ -92,6 +92,12 @@ class FlairModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.model(self.prepare(batch))
 
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], _: int) -> Any:
+        """Packed batches carry uint8 masks (less to collate and copy); losses want long."""
+        if isinstance(batch, dict) and "msk" in batch and batch["msk"].dtype != torch.long:
+            batch = {**batch, "msk": batch["msk"].long()}
+        return batch
+
     # -- steps -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         if self.hparams.augment:

@@ -135,17 +135,83 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         rec = self.records[i]
-        out: dict[str, Any] = {"index": i, "img": read_image(rec.img, self.downsample)}
+        out: dict[str, Any] = {"index": i, "img": self._image(i, rec)}
         if self.with_mask:
-            if rec.msk is None:
-                raise InputError(f"patch {rec.patch_id}: no MSK file to train or evaluate on")
-            out["msk"] = read_mask(rec.msk, self.downsample)
+            out["msk"] = self._mask(i, rec)
         if self._meta is not None:
             out["meta"] = self._meta[i]
         if self.s2 is not None:
             win, doy = s2_window(rec, self._series, self.s2)
             out["s2"], out["dates"] = torch.from_numpy(win), torch.from_numpy(doy)
         return out
+
+    def _image(self, i: int, rec: PatchRecord) -> torch.Tensor:
+        return read_image(rec.img, self.downsample)
+
+    def _mask(self, i: int, rec: PatchRecord) -> torch.Tensor:
+        if rec.msk is None:
+            raise InputError(f"patch {rec.patch_id}: no MSK file to train or evaluate on")
+        return read_mask(rec.msk, self.downsample)
+
+
+class PackedDataset(PatchDataset):
+    """The samples of :class:`PatchDataset`, IMG and MSK read from a pack.
+
+    Same values, smaller types: ``img`` uint8 (float when downsampled) and ``msk`` uint8.
+
+    `folder` is one split of a pack (:mod:`flair_pipeline.training.packing`) whose rows are
+    `records` in order (checked by ``open_packed``); the arrays are memory-mapped lazily, so
+    each loader worker maps them itself after the fork. Metadata and the Sentinel-2 window
+    still come from the records, exactly as in :class:`PatchDataset`.
+    """
+
+    def __init__(self, folder: Path, records: list[PatchRecord], **kwargs: Any) -> None:
+        super().__init__(records, **kwargs)
+        self.folder = Path(folder)
+        self._arrays: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a spawned worker maps the files itself rather than receiving pickled pixels
+        return {**self.__dict__, "_arrays": None}
+
+    def _open(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self._arrays is None:
+            img = np.load(self.folder / "img.npy", mmap_mode="r")
+            f = self.folder / "msk.npy"
+            self._arrays = (img, np.load(f, mmap_mode="r") if f.is_file() else None)
+        return self._arrays
+
+    def _image(self, i: int, rec: PatchRecord) -> torch.Tensor:
+        """uint8 C×H×W at full resolution: 4× less to copy, collate and pin than float;
+        the module's normalisation promotes it to float exactly (uint8 -> float32)."""
+        arr = self._open()[0][i]
+        if self.downsample > 1:
+            return image_tensor(arr, self.downsample)
+        return torch.from_numpy(np.array(arr))
+
+    def _mask(self, i: int, rec: PatchRecord) -> torch.Tensor:
+        """uint8 H×W classes 0..12 (FlairModule casts masks to long on the device)."""
+        msk = self._open()[1]
+        if msk is None:
+            raise InputError(f"{self.folder}: packed without MSK; no mask to train on")
+        o, d = self.downsample // 2, self.downsample
+        return torch.from_numpy(np.array(msk[i][o::d, o::d] if d > 1 else msk[i]))
+
+
+def image_tensor(arr: np.ndarray, downsample: int = 1) -> torch.Tensor:
+    """C×H×W uint8 -> float C×H×W (0..255), area-averaged by `downsample`."""
+    img = torch.from_numpy(np.asarray(arr, dtype=np.float32))
+    if downsample > 1:
+        img = F.avg_pool2d(img[None], downsample)[0]
+    return img
+
+
+def mask_tensor(merged: np.ndarray, downsample: int = 1) -> torch.Tensor:
+    """H×W merged classes (0..12) -> long H×W; downsampling keeps each block's centre pixel."""
+    if downsample > 1:  # the centre pixel of each block: a label, never an average
+        o = downsample // 2
+        merged = merged[o::downsample, o::downsample]
+    return torch.from_numpy(np.asarray(merged, dtype=np.int64))
 
 
 def read_image(path: Path, downsample: int = 1) -> torch.Tensor:
@@ -155,10 +221,7 @@ def read_image(path: Path, downsample: int = 1) -> torch.Tensor:
             arr = src.read()
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{path}: unreadable image ({exc})") from exc
-    img = torch.from_numpy(arr.astype(np.float32))
-    if downsample > 1:
-        img = F.avg_pool2d(img[None], downsample)[0]
-    return img
+    return image_tensor(arr, downsample)
 
 
 def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
@@ -168,11 +231,7 @@ def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
             codes = src.read(1)
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{path}: unreadable mask ({exc})") from exc
-    merged = merge_to_13(codes, source=str(path), unlabelled_ok=True)
-    if downsample > 1:  # the centre pixel of each block: a label, never an average
-        o = downsample // 2
-        merged = merged[o::downsample, o::downsample]
-    return torch.from_numpy(merged.astype(np.int64))
+    return mask_tensor(merge_to_13(codes, source=str(path), unlabelled_ok=True), downsample)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -32,8 +32,9 @@ from flair_pipeline.models import MODEL_NAMES
 from flair_pipeline.training.checkpoint import check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
 from flair_pipeline.training.module import FlairModule
+from flair_pipeline.training.packing import open_packed
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
-from flair_pipeline.training.samples import PatchDataset, S2Options, collate
+from flair_pipeline.training.samples import PackedDataset, PatchDataset, S2Options, collate
 from flair_pipeline.training.stats import compute_stats
 
 
@@ -167,9 +168,10 @@ def train_model(
     if t.compile:
         module.model.compile()
     loaders = [
-        _loader(PatchDataset(part, downsample=t.downsample, s2=s2, meta_encoder=encoder),
+        _loader(_dataset(source, split, part, t.packed, downsample=t.downsample, s2=s2,
+                         meta_encoder=encoder),
                 t.batch_size, t.num_workers, shuffle, t.seed, cuda)
-        for part, shuffle in ((train, True), (val, False))
+        for split, part, shuffle in (("train", train, True), ("validation", val, False))
     ]  # fmt: skip
     best = ModelCheckpoint(ckpt_dir, filename="best", monitor="val_miou", mode="max",
                            save_last=True, enable_version_counter=False)  # fmt: skip
@@ -213,6 +215,16 @@ def train_model(
     )
     report.write(out / "report.json")
     return report
+
+
+def _dataset(
+    source: str | Path, split: str, part: list[PatchRecord], packed: bool, **kwargs: Any
+) -> PatchDataset:
+    """The packed input of `split` when present and current (train.packed), else the GeoTIFFs."""
+    pack = open_packed(source, split, part) if packed else None
+    if pack is None:
+        return PatchDataset(part, **kwargs)
+    return PackedDataset(pack.folder, part, **kwargs)
 
 
 def _require_s2(records: list[PatchRecord]) -> None:

@@ -103,6 +103,7 @@ def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
         dataset,
         cfg.sampling.patch_size,
         cfg.sampling.elevation_scale,
+        cfg.dataset.compression,
     )
     for pid, reason in report.skipped:
         context.log.warning(f"skipped patch {pid}: {reason}")
@@ -159,6 +160,7 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
         cfg.sampling.resolution,
         mapping=inputs.mapping,
         max_unlabelled=tolerance,
+        compression=cfg.dataset.compression,
     )
     for pid, reason in report.skipped:
         context.log.warning(f"skipped patch {pid}: {reason}")

@@ -45,6 +45,34 @@ def _train(
     )
 
 
+@dg.asset(
+    deps=["split_assignment", "aerial_patches", "label_masks"],
+    group_name="training",
+    kinds={"numpy"},
+    description="The packed training input (`<paths.dataset>/packed/`): each split's IMG "
+    "(N×5×H×W uint8) and merged MSK (N×H×W uint8, classes 0..12) as uncompressed memory-mapped "
+    ".npy arrays, the encoded metadata, an index of patches with their Sentinel-2 super-area "
+    "and centroid. Deterministic; training reads it instead of the GeoTIFFs when current.",
+)
+def packed_training_input(
+    context: dg.AssetExecutionContext, flair: FlairConfig
+) -> dg.MaterializeResult:
+    from flair_pipeline.training.packing import pack_source
+
+    try:
+        report = pack_source(flair.dataset().root)
+    except FlairPipelineError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    context.log.info(f"packed {report.counts} patches into {report.root}")
+    return dg.MaterializeResult(
+        metadata={
+            **{f"{split}_patches": n for split, n in report.counts.items()},
+            "bytes": report.bytes,
+            "path": dg.MetadataValue.path(str(report.root)),
+        }
+    )
+
+
 _COMMON = dict(
     group_name="training",
     pool="gpu",
@@ -54,7 +82,7 @@ _COMMON = dict(
 
 
 @dg.asset(
-    deps=["split_assignment", "aerial_patches", "label_masks"],
+    deps=["split_assignment", "aerial_patches", "label_masks", "packed_training_input"],
     description="U-Net ResNet34 (smp, 5 channels, 13 classes; with the metadata branch when "
     "train.model is unet-meta) trained with Lightning: checkpoints (best validation mIoU, "
     "last), CSV/TensorBoard logs, training curves, report.json in `<paths.models>/unet/`.",
@@ -66,7 +94,13 @@ def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
 
 
 @dg.asset(
-    deps=["split_assignment", "aerial_patches", "label_masks", "sentinel2_index"],
+    deps=[
+        "split_assignment",
+        "aerial_patches",
+        "label_masks",
+        "sentinel2_index",
+        "packed_training_input",
+    ],
     description="U-T&T: the U-Net fused with a U-TAE encoding of the 40×40 px Sentinel-2 "
     "window around each patch (FLAIR-2), trained with Lightning; outputs in "
     "`<paths.models>/utt/`.",

@@ -1,0 +1,262 @@
+"""The packed training input: every split's IMG and MSK in uncompressed memory-mapped arrays.
+
+Decoding one DEFLATE/ZSTD GeoTIFF pair per sample caps a loader worker at about a hundred
+patches/s; an uncompressed ``.npy`` array read through ``numpy.memmap`` is a page-cache copy,
+random access by any number of workers (each maps the file, nothing is pickled). The format
+is NumPy's own ``.npy`` (NEP 1), so any Python with numpy reads it (the GPU bench does, without
+rasterio); see docs/performance.md for the measurement that chose it over compressed formats.
+
+Layout of ``<dataset>/packed`` (or ``<manifest stem>_packed`` beside a manifest CSV)::
+
+    pack.json                 format version, per split: count, shapes, dtypes
+    metadata_encoding.json    MetadataEncoding fitted on the train split (or why none)
+    <split>/img.npy           N×C×H×W uint8, the IMG bands as written (R, G, B, NIR, elevation)
+    <split>/msk.npy           N×H×W uint8, MSK merged to the 13 training classes (0..12)
+    <split>/meta.npy          N×D float32, the metadata encoded with metadata_encoding.json
+    <split>/index.json        one entry a patch, in record order: id, domain, zone, IMG/MSK
+                              paths and byte sizes, aerial metadata, Sentinel-2 super-area
+                              prefix and centroid (row, col), paths relative to the source
+
+Packing is deterministic: records come in the source's order, arrays are written row by row,
+JSON is written with sorted keys, and no time, host or absolute path goes into the files, so
+two packs of the same source are byte-identical. A pack whose patch ids or IMG/MSK byte sizes
+no longer match the source is stale: training then warns once and reads the GeoTIFFs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from flair_pipeline.errors import ConfigError, InputError
+from flair_pipeline.nomenclature import merge_to_13
+from flair_pipeline.training.records import SPLITS, PatchRecord, load_records
+
+PACK_VERSION = 1
+
+
+def packed_root(source: str | Path) -> Path:
+    """Where the pack of `source` lives: ``<dataset>/packed`` or ``<manifest>_packed``."""
+    p = Path(source)
+    if p.suffix.lower() == ".csv":
+        return p.with_name(f"{p.stem}_packed")
+    return p / "packed"
+
+
+def _base(source: str | Path) -> Path:
+    p = Path(source)
+    return p.parent if p.suffix.lower() == ".csv" else p
+
+
+@dataclass(frozen=True)
+class PackReport:
+    """What a pack holds: patches per split, bytes written, the folder."""
+
+    root: Path
+    counts: dict[str, int]
+    bytes: int
+
+
+def pack_source(source: str | Path, out: str | Path | None = None) -> PackReport:
+    """Pack every split of `source` (dataset root or manifest CSV) into `out`.
+
+    Raises InputError naming the file for an unreadable patch, a patch whose shape differs
+    from the split's first, or a label code outside 1..19.
+    """
+    records = load_records(source)
+    if not records:
+        raise InputError(f"{source}: no patch to pack (materialize split_assignment first)")
+    root = Path(out) if out is not None else packed_root(source)
+    return pack_records(records, root, _base(source))
+
+
+def pack_records(records: list[PatchRecord], root: Path, base: Path) -> PackReport:
+    """Pack `records` (split by their ``split``) into `root`; index paths relative to `base`."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    try:
+        counts = {}
+        shapes: dict[str, Any] = {}
+        encoding, encode = _metadata_encoding(records)
+        _write_json(tmp / "metadata_encoding.json", encoding)
+        for split in SPLITS:
+            part = [r for r in records if r.split == split]
+            if not part:
+                continue
+            counts[split] = len(part)
+            shapes[split] = _pack_split(part, tmp / split, base, encode)
+        _write_json(tmp / "pack.json", {"version": PACK_VERSION, "splits": shapes})
+        _swap_into_place(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    return PackReport(root, counts, size)
+
+
+def _metadata_encoding(records: list[PatchRecord]) -> tuple[dict[str, Any], Any]:
+    from flair_pipeline.models.metadata_mlp import MetadataEncoding
+
+    train = [r.meta for r in records if r.split == "train"]
+    try:
+        enc = MetadataEncoding.fit(train)
+    except ConfigError as exc:  # recorded, not silent: unet-meta then fits its own
+        return {"encoding": None, "reason": str(exc)}, None
+    return {"encoding": {"dim": enc.dim, **enc.to_dict()}}, enc.encode
+
+
+def _pack_split(part: list[PatchRecord], folder: Path, base: Path, encode: Any) -> dict[str, Any]:
+    folder.mkdir(parents=True)
+    first = _read(part[0].img)
+    img = np.lib.format.open_memmap(folder / "img.npy", "w+", np.uint8, (len(part), *first.shape))
+    has_msk = all(r.msk is not None for r in part)
+    msk = (
+        np.lib.format.open_memmap(folder / "msk.npy", "w+", np.uint8, (len(part), *first.shape[1:]))
+        if has_msk
+        else None
+    )
+    index = []
+    for i, rec in enumerate(part):
+        arr = first if i == 0 else _read(rec.img)
+        if arr.shape != first.shape or arr.dtype != np.uint8:
+            raise InputError(
+                f"{rec.img}: {arr.dtype} {arr.shape}, the split's first patch is uint8 "
+                f"{first.shape}; a pack holds one patch shape (rebuild or drop the patch)"
+            )
+        img[i] = arr
+        if msk is not None:
+            assert rec.msk is not None
+            codes = _read(rec.msk)[0]
+            msk[i] = merge_to_13(codes, source=str(rec.msk), unlabelled_ok=True)
+        index.append(_entry(rec, base))
+    img.flush()
+    del img
+    if msk is not None:
+        msk.flush()
+        del msk
+    if encode is not None:
+        np.save(folder / "meta.npy", encode([r.meta for r in part]).numpy().astype(np.float32))
+    _write_json(folder / "index.json", index)
+    return {
+        "count": len(part),
+        "img": {"shape": [len(part), *first.shape], "dtype": "uint8"},
+        "msk": {"shape": [len(part), *first.shape[1:]], "dtype": "uint8"} if has_msk else None,
+    }
+
+
+def _entry(rec: PatchRecord, base: Path) -> dict[str, Any]:
+    def rel(p: Path | None) -> str | None:
+        return None if p is None else os.path.relpath(p, base)
+
+    return {
+        "patch_id": rec.patch_id,
+        "domain": rec.domain,
+        "zone": rec.zone,
+        "img": rel(rec.img),
+        "img_bytes": rec.img.stat().st_size,
+        "msk": rel(rec.msk),
+        "msk_bytes": rec.msk.stat().st_size if rec.msk is not None else None,
+        "meta": rec.meta,
+        "sen_prefix": rel(rec.sen_prefix),
+        "centroid": list(rec.centroid) if rec.centroid is not None else None,
+    }
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        with rasterio.open(path) as src:
+            return src.read()
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{path}: unreadable patch while packing ({exc})") from exc
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, sort_keys=True, indent=1, default=str) + "\n")
+
+
+def _swap_into_place(tmp: Path, root: Path) -> None:
+    """Replace `root` by the finished `tmp` folder; a crash leaves the old or the new pack."""
+    old = None
+    if root.exists():
+        old = root.with_name(f".{root.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(root, old)
+    os.replace(tmp, root)
+    mode = 0o777 & ~_umask()
+    root.chmod(mode)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@dataclass(frozen=True)
+class PackedSplit:
+    """One split of a pack checked against the source (read by ``PackedDataset``)."""
+
+    folder: Path
+    count: int
+
+
+def open_packed(source: str | Path, split: str, records: list[PatchRecord]) -> PackedSplit | None:
+    """The packed `split` of `source` if it exists and matches `records`, else None.
+
+    A pack that is present but does not match (other patches, a patch rewritten since, a
+    format version this code does not read) gives one warning naming the folder and what to
+    run; training then reads the GeoTIFFs.
+    """
+    folder = packed_root(source) / split
+    index_f = folder / "index.json"
+    if not index_f.is_file():
+        return None
+    why = _stale(folder, index_f, records, _base(source))
+    if why:
+        warnings.warn(
+            f"{folder}: packed input not used ({why}); reading the GeoTIFFs. Re-pack with "
+            "`flair-pipeline materialize --select packed_training_input` (or `flair-pipeline "
+            "pack SOURCE` for a manifest)",
+            stacklevel=2,
+        )
+        return None
+    return PackedSplit(folder, len(records))
+
+
+def _stale(folder: Path, index_f: Path, records: list[PatchRecord], base: Path) -> str | None:
+    try:
+        version = json.loads((folder.parent / "pack.json").read_text()).get("version")
+        index = json.loads(index_f.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return f"unreadable pack.json or index.json ({exc})"
+    if version != PACK_VERSION:
+        return f"pack format version {version}, this code reads {PACK_VERSION}"
+    if [e["patch_id"] for e in index] != [r.patch_id for r in records]:
+        return f"{len(index)} packed patches differ from the {len(records)} of the source"
+    for e, r in zip(index, records, strict=True):
+        if e["img_bytes"] != _size(r.img) or e["msk_bytes"] != (
+            _size(r.msk) if r.msk is not None else None
+        ):
+            return f"patch {r.patch_id} changed since packing ({r.img.name} or its MSK)"
+        if e["centroid"] != (list(r.centroid) if r.centroid is not None else None):
+            return f"patch {r.patch_id}: Sentinel-2 centroid changed since packing"
+    if not (folder / "img.npy").is_file():
+        return "img.npy missing"
+    return None
+
+
+def _size(p: Path) -> int | None:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return None
