@@ -1,0 +1,108 @@
+"""What a checkpoint must carry so that ``train --resume`` reproduces an uninterrupted run.
+
+Lightning's checkpoint already holds the weights, the optimizer, the epoch-interval
+schedulers and the early-stopping state. It does not hold the random streams that decide
+what the next epoch sees, nor the curves of the epochs already done (the CSV logger
+starts a fresh file on resume). :class:`ResumeState` is a Lightning callback whose state
+travels in every checkpoint (``checkpoint["callbacks"]["ResumeState"]``) and holds:
+
+* the sampler generators of the loaders (the shuffled order of every later epoch),
+* the augmentation generator of :class:`~flair_pipeline.training.module.FlairModule`,
+* the global torch, numpy and Python random states (dropout, modality dropout),
+* one curve row per finished epoch (``epoch``, ``train_loss``, ``val_loss``, ``val_miou``).
+
+The rows are taken at ``on_train_epoch_end``, which runs before the checkpoint callbacks
+(Lightning orders them last), so a checkpoint written at the end of epoch *k* holds the
+rows of epochs 0..k and the random states as they stand after epoch *k*.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from flair_pipeline.errors import InputError
+
+STATE_KEY = "ResumeState"
+VERSION = 1
+CURVE_KEYS = ("train_loss", "val_loss", "val_miou")
+
+
+class ResumeState(Callback):
+    """Saves and restores the random streams and the curves (see the module docstring).
+
+    `generators` are the loaders' ``torch.Generator`` objects (train first), in the order
+    they are passed to the trainer; the module's augmentation generator is read from the
+    module at save and restore time.
+    """
+
+    def __init__(self, generators: list[torch.Generator]) -> None:
+        self.generators = generators
+        self.rows: list[dict[str, float]] = []
+        self._pending: dict[str, Any] | None = None
+        self._module: Any = None
+
+    @property
+    def state_key(self) -> str:
+        return STATE_KEY
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row = {"epoch": float(trainer.current_epoch)}
+        for key in CURVE_KEYS:
+            if key in metrics:
+                row[key] = float(metrics[key])
+        self.rows = [r for r in self.rows if int(r["epoch"]) != int(row["epoch"])] + [row]
+
+    def state_dict(self) -> dict[str, Any]:
+        module = self._module
+        return {
+            "version": VERSION,
+            "loader_rng": [g.get_state() for g in self.generators],
+            "augment_rng": module._generator.get_state() if module is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "curves": [dict(r) for r in self.rows],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("version") != VERSION or len(state_dict["loader_rng"]) != len(
+            self.generators
+        ):
+            raise InputError(
+                f"checkpoint resume state version {state_dict.get('version')!r} with "
+                f"{len(state_dict.get('loader_rng', []))} loader generator(s) does not match "
+                f"this code (version {VERSION}, {len(self.generators)}); train without --resume"
+            )
+        self._pending = state_dict  # applied at on_train_start, after every restore
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        self._module = module
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Restore the streams last, once the model, loaders and optimizers are built."""
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        for g, s in zip(self.generators, state["loader_rng"], strict=True):
+            g.set_state(s)
+        if state.get("augment_rng") is not None:
+            module._generator.set_state(state["augment_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        self.rows = [dict(r) for r in state["curves"]]
+
+
+def saved_curves(path: str | Path) -> list[dict[str, float]]:
+    """The curve rows stored in checkpoint `path` (empty for a checkpoint without them)."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False, mmap=True)
+    state = (ckpt.get("callbacks") or {}).get(STATE_KEY) or {}
+    return [dict(r) for r in state.get("curves", [])]
