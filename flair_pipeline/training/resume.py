@@ -67,7 +67,7 @@ class ResumeState(Callback):
             "loader_rng": [g.get_state() for g in self.generators],
             "augment_rng": module._generator.get_state() if module is not None else None,
             "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
+            "numpy_rng": _numpy_state(),
             "python_rng": random.getstate(),
             "curves": [dict(r) for r in self.rows],
         }
@@ -96,9 +96,21 @@ class ResumeState(Callback):
         if state.get("augment_rng") is not None:
             module._generator.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        _set_numpy_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         self.rows = [dict(r) for r in state["curves"]]
+
+
+def _numpy_state() -> tuple[Any, ...]:
+    """numpy's global state with its key as a tensor: Lightning loads checkpoints with
+    ``weights_only=True``, which refuses numpy arrays."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return name, torch.from_numpy(np.asarray(keys, np.int64)), pos, has_gauss, cached
+
+
+def _set_numpy_state(state: tuple[Any, ...]) -> None:
+    name, keys, pos, has_gauss, cached = state
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def saved_curves(path: str | Path) -> list[dict[str, float]]:
