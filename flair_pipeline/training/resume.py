@@ -81,24 +81,24 @@ class ResumeState(Callback):
                 f"{len(state_dict.get('loader_rng', []))} loader generator(s) does not match "
                 f"this code (version {VERSION}, {len(self.generators)}); train without --resume"
             )
-        self._pending = state_dict  # applied at on_train_start, after every restore
+        # restored now, during Lightning's restore and before the fit loop builds the epoch's
+        # loader iterator (which draws its base seed from the loader generator at creation)
+        for g, s in zip(self.generators, state_dict["loader_rng"], strict=True):
+            g.set_state(s)
+        torch.set_rng_state(state_dict["torch_rng"])
+        _set_numpy_state(state_dict["numpy_rng"])
+        random.setstate(state_dict["python_rng"])
+        self.rows = [dict(r) for r in state_dict["curves"]]
+        self._pending = state_dict
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         self._module = module
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        """Restore the streams last, once the model, loaders and optimizers are built."""
+        """The augmentation generator, once the module is attached to the trainer."""
         state, self._pending = self._pending, None
-        if state is None:
-            return
-        for g, s in zip(self.generators, state["loader_rng"], strict=True):
-            g.set_state(s)
-        if state.get("augment_rng") is not None:
+        if state is not None and state.get("augment_rng") is not None:
             module._generator.set_state(state["augment_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        _set_numpy_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        self.rows = [dict(r) for r in state["curves"]]
 
 
 def _numpy_state() -> tuple[Any, ...]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import quote_plus
 
 import dagster as dg
-from dagster._serdes import serialize_value
 import pytest
+from dagster._serdes import serialize_value
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -54,7 +54,7 @@ def test_a_failing_run_writes_no_secret_token_or_signature(
     )  # fmt: skip
 
     @dg.asset
-    def s2_probe(context) -> None:  # noqa: ANN001 (Dagster reads a string annotation badly)
+    def s2_probe(context) -> None:  # unannotated: Dagster rejects a string annotation
         provider = SentinelHubProvider(settings)
         (result,) = provider.fetch_each([GRID_A], START, END)
         context.log.info(f"fetched with settings {settings!r}")

@@ -2,9 +2,11 @@
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import rasterio
 
 from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.rasterize import read_labels
@@ -39,6 +41,43 @@ def sentinel2_series(
         # Bad input or an exhausted provider (which already retried with back-off):
         # running the step again cannot help, so fail now with the message.
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except Exception as exc:
+        if transient(exc):
+            raise  # a network or disk hiccup: the retry policy may get past it
+        # anything else (a bug, a library error on a bad file) fails the same way on a
+        # retry: one line now rather than the same trace three times, 30 s apart (issue 15)
+        raise dg.Failure(
+            description=f"{context.partition_key}: sentinel2_series failed, not retried "
+            f"({type(exc).__name__}: {exc})",
+            allow_retries=False,
+        ) from exc
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a retry of the step may succeed: OS-level I/O errors (connection reset,
+    timeout, EIO) but not a missing file, a permission or a raster GDAL cannot read."""
+    permanent = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                 rasterio.errors.RasterioError)  # fmt: skip
+    return isinstance(exc, OSError) and not isinstance(exc, permanent)
+
+
+def domain_year(path: Path) -> int:
+    """The acquisition year of a domain, from its ``domain.json`` ``year`` field (an
+    integer such as 2021); InputError naming the file and the field otherwise."""
+    try:
+        info = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(
+            f"{path}: file not found (every domain folder needs a domain.json)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(info, dict) or "year" not in info:
+        raise InputError(f"{path}: field 'year' is missing (the acquisition year, e.g. 2021)")
+    year = info["year"]
+    if isinstance(year, bool) or not str(year).isdigit() or not 1900 <= int(year) <= 2100:
+        raise InputError(f"{path}: field 'year' is {year!r}, expected a year such as 2021")
+    return int(year)
 
 
 def _build_series(
@@ -46,8 +85,7 @@ def _build_series(
 ) -> dg.MaterializeResult:
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
-    info = json.loads(raw.domain_json(domain).read_text())
-    year = int(info["year"])
+    year = domain_year(raw.domain_json(domain))
     grid = read_patch_grid(dataset.patch_grid(domain))
     areas = super_areas(grid, cfg.sentinel2.window, cfg.sentinel2.max_size)
     provider = make_provider(cfg.sentinel2, flair.resolve, raw.sentinel2_catalog(), sentinelhub)
