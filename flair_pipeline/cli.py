@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from flair_pipeline import redaction
 from flair_pipeline.config import PipelineConfig, dump_config, load_config
 from flair_pipeline.errors import FlairPipelineError
 
@@ -482,6 +483,7 @@ def ui_cmd(host: str, port: int, workspace: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning project errors into one-line messages."""
+    redaction.install()  # issue 15: no credential in any log line
     try:
         cli.main(args=argv, prog_name="flair-pipeline", standalone_mode=False)
     except FlairPipelineError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from flair_pipeline import redaction
 from flair_pipeline.defs.assets import dataset, evaluation, sentinel2, sources, training
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.defs.schedules import automate_downstream, downstream_automation
@@ -36,6 +37,8 @@ build_domain = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*DATASET_ASSETS),
     description="Build one domain's dataset files (run per domain partition).",
 )
+
+redaction.install()  # code servers and runs: credentials masked in every log record (issue 15)
 
 defs = dg.Definitions(
     assets=automate_downstream(ALL_ASSETS),  # nightly catch-up of the all-domain assets

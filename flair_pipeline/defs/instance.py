@@ -92,12 +92,53 @@ def check_instance_storage(home: str | Path, timeout: float = 3.0) -> None:
             ) from None
 
 
+#: The dagster.yaml older versions generated; upgraded in place to GENERATED_YAML.
+OLD_GENERATED_YAML = "telemetry:\n  enabled: false\n"
+
+#: The generated instance config (issue 15, "runs that end"):
+#: * telemetry off: offline machines, no banner about it;
+#: * run monitoring: a run stuck STARTING or CANCELING is marked failed after 5 min, and a
+#:   STARTED run past ``dagster/max_runtime_seconds`` is failed (the default launcher
+#:   cannot probe a run worker's health, so a run killed in place is failed through that
+#:   tag or by hand: ``dagster run delete``/the UI's "terminate");
+#: * run retries: a run that failed for an infrastructure reason (worker lost, launcher
+#:   error) is retried twice; a step failure (bad input, a bug) is not retried;
+#: * run queue: at most one queued run per ``dagster/partition`` value at a time, so two
+#:   materializations of one domain (sensor + UI, two sensors ticks) never write the same
+#:   folder together.
+GENERATED_YAML = """\
+telemetry:
+  enabled: false
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  cancel_timeout_seconds: 300
+  poll_interval_seconds: 60
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+run_queue:
+  tag_concurrency_limits:
+    - key: dagster/partition
+      value:
+        applyLimitPerUniqueValue: true
+      limit: 1
+"""
+
+
 def prepare_home(home: str | Path | None) -> Path:
-    """The persistent DAGSTER_HOME (default ./.dagster_home), created with a dagster.yaml."""
+    """The persistent DAGSTER_HOME (default ./.dagster_home), created with a dagster.yaml.
+
+    A missing dagster.yaml, or one identical to what older versions generated, becomes
+    :data:`GENERATED_YAML`; a dagster.yaml someone wrote (``deploy/``) is never touched.
+    """
     path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
-    if not config.exists():  # offline machines: no telemetry, no banner about it
-        config.write_text("telemetry:\n  enabled: false\n")
+    if not config.exists() or config.read_text() == OLD_GENERATED_YAML:
+        tmp = config.with_name(f".dagster.yaml.{os.getpid()}.tmp")
+        tmp.write_text(GENERATED_YAML)
+        tmp.replace(config)
     check_instance_storage(path)
     return path

@@ -5,9 +5,14 @@ and for every folder named like a domain id whose inputs are complete (ortho/*.t
 dsm.tif, dtm.tif, labels.gpkg, domain.json) it
 
 * adds the domain to the ``domains`` dynamic partitions if it is new, and
-* requests a run of the per-domain assets with run key ``<domain>@<fingerprint>``:
-  Dagster never launches two runs with one run key, so an unchanged domain is never
-  built twice, and a domain whose inputs change gets a new key and is rebuilt.
+* requests a run of the per-domain assets with run key ``<domain>@<fingerprint>#<n>``,
+  where ``n`` counts the changes of that domain seen by the sensor (kept in the cursor;
+  for a domain the cursor does not know, one more than the sensor runs of its partition
+  on the instance). Dagster never launches two runs with one run key, so a re-evaluated
+  tick never builds twice, while every change gets a new key and is rebuilt, a revert to
+  earlier bytes included (issue 15: with the bare fingerprint as key, the reverted
+  domain's key was the first tick's and Dagster skipped it). The full fingerprint is the
+  run's ``flair/fingerprint`` tag.
 
 The fingerprint (sha256 of every input byte, the `domain_sources` data version) is costly
 on big mosaics, so the cursor keeps, per domain, a cheap stat signature (names, sizes,
@@ -56,12 +61,17 @@ class Scan:
     """What one evaluation decided (pure data, so tests and logs can read it)."""
 
     requests: dict[str, str] = field(default_factory=dict)  # domain -> fingerprint
+    changes: dict[str, int] = field(default_factory=dict)  # domain -> change number n
     new_partitions: list[str] = field(default_factory=list)
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # domain -> missing
     not_domains: list[str] = field(default_factory=list)
     already_built: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # hashing deferred to a later tick
-    cursor: dict[str, dict[str, str]] = field(default_factory=dict)
+    cursor: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def run_key(self, domain: str) -> str:
+        """``<domain>@<first 16 hex of the fingerprint>#<change number>``."""
+        return f"{domain}@{self.requests[domain][:16]}#{self.changes[domain]}"
 
     def skipped_text(self) -> str:
         parts = [f"{d} incomplete (missing {', '.join(m)})" for d, m in self.incomplete.items()]
@@ -69,8 +79,8 @@ class Scan:
         return "; ".join(parts)
 
 
-def read_cursor(text: str | None) -> dict[str, dict[str, str]]:
-    """Domain -> {"sig", "fp"}; an unreadable or older cursor starts over (safe: run keys
+def read_cursor(text: str | None) -> dict[str, dict[str, Any]]:
+    """Domain -> {"sig", "fp", "n"}; an unreadable or older cursor starts over (safe: run keys
     still prevent duplicate builds, the only cost is hashing once more)."""
     if not text:
         return {}
@@ -83,7 +93,7 @@ def read_cursor(text: str | None) -> dict[str, dict[str, str]]:
     return {k: v for k, v in data.get("domains", {}).items() if isinstance(v, dict)}
 
 
-def write_cursor(state: dict[str, dict[str, str]]) -> str:
+def write_cursor(state: dict[str, dict[str, Any]]) -> str:
     return json.dumps({"v": CURSOR_VERSION, "domains": state}, sort_keys=True)
 
 
@@ -101,9 +111,17 @@ def _built_fingerprint(instance: dg.DagsterInstance, domain: str) -> str | None:
     return str(value.value) if value is not None else None
 
 
+def _sensor_runs(instance: dg.DagsterInstance, domain: str) -> int:
+    """How many runs this sensor already launched for `domain` (the change count to start
+    from when the cursor does not know the domain: a new or reset cursor)."""
+    return instance.get_runs_count(
+        dg.RunsFilter(tags={"dagster/partition": domain, "flair/front_door": "sensor"})
+    )
+
+
 def scan_raw_root(
     root: str,
-    cursor: dict[str, dict[str, str]],
+    cursor: dict[str, dict[str, Any]],
     instance: dg.DagsterInstance,
     budget: int | None = None,
 ) -> Scan:
@@ -126,7 +144,8 @@ def scan_raw_root(
             continue
         budget -= 1
         fp = domain_inputs.fingerprint(fs, scan.files, scan.folder)
-        state[domain] = {"sig": scan.signature, "fp": fp}
+        n = int(prev["n"]) if prev and "n" in prev else _sensor_runs(instance, domain)
+        state[domain] = {"sig": scan.signature, "fp": fp, "n": n}
         if prev and prev.get("fp") == fp:
             continue  # touched (mtime) but same bytes
         if domain not in known:
@@ -134,7 +153,8 @@ def scan_raw_root(
         elif not prev and _built_fingerprint(instance, domain) == fp:
             out.already_built.append(domain)
             continue
-        out.requests[domain] = fp
+        state[domain]["n"] = n + 1
+        out.requests[domain], out.changes[domain] = fp, n + 1
     out.cursor = state
     return out
 
@@ -146,7 +166,8 @@ def scan_raw_root(
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Watches <paths.raw>/domains: adds each complete new domain folder to the "
     "`domains` partitions and builds its per-domain assets; rebuilds a domain whose inputs "
-    "change (run key = domain@fingerprint). Incomplete or misnamed folders are reported.",
+    "change, a revert included (run key = domain@fingerprint#change; the fingerprint is the "
+    "flair/fingerprint tag). Incomplete or misnamed folders are reported.",
 )
 def new_domains_sensor(context: dg.SensorEvaluationContext, flair: FlairConfig) -> dg.SensorResult:
     root = flair.root_urls()[0]
@@ -161,7 +182,7 @@ def new_domains_sensor(context: dg.SensorEvaluationContext, flair: FlairConfig) 
         context.log.info(f"{len(scan.pending)} changed folder(s) left for the next evaluation")
     runs = [
         dg.RunRequest(
-            run_key=f"{domain}@{fp[:16]}",
+            run_key=scan.run_key(domain),
             partition_key=domain,
             tags={"flair/front_door": "sensor", "flair/fingerprint": fp},
         )

@@ -39,6 +39,7 @@ from rasterio.errors import RasterioError
 from rasterio.io import MemoryFile
 from sentinelhub.decoding import decode_sentinelhub_err_msg
 
+from flair_pipeline import redaction
 from flair_pipeline.errors import ConfigError, InputError
 from flair_pipeline.sentinel2.provider import BANDS, MASKS, Grid, TimeSeries
 
@@ -116,11 +117,12 @@ class _Redactor(logging.Filter):
 
     def add(self, secret: str) -> None:
         self._needles |= {s for s in (secret, quote(secret, safe=""), quote_plus(secret)) if s}
+        redaction.add_secret(secret)
 
     def redact(self, text: str) -> str:
         for needle in sorted(self._needles, key=len, reverse=True):
             text = text.replace(needle, "***")
-        return text
+        return redaction.redact(text)  # bearer tokens, token fields, signed URLs
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -166,6 +168,7 @@ class SentinelHubProvider:
     name = "sentinelhub"
 
     def __init__(self, settings: SentinelHubSettings) -> None:
+        redaction.install()  # every handler of the process masks secrets and tokens
         _REDACTOR.add(settings.client_secret)
         for name in _SHOWN_LOGGERS:
             if _REDACTOR not in (logger := logging.getLogger(name)).filters:
@@ -274,6 +277,7 @@ class SentinelHubProvider:
             error: InputError | None = None
             try:
                 self._session = sh.SentinelHubSession(config=self._config)
+                _REDACTOR.add(self._session.token["access_token"])  # issue 15: token leaked
             except _FAILURES as exc:
                 error = self._classify(exc, f"token URL {self.settings.sh_token_url}", token=True)
             if error is not None:

@@ -47,6 +47,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import shape
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.redaction import redact
 from flair_pipeline.sentinel2.provider import (
     BANDS,
     CRS,
@@ -355,7 +356,7 @@ class StacProvider:
                     else:
                         masks[b - len(BANDS)] = np.clip(dn, 0, 100)
         except (rasterio.errors.RasterioError, OSError) as exc:
-            return f"asset {key!r} unreadable ({href}): {exc}"
+            return redact(f"asset {key!r} unreadable ({href}): {exc}")  # signed hrefs
         return ""
 
     def _nearest(self, grid: Grid, geo: tuple) -> tuple[Window, np.ndarray, np.ndarray] | None:

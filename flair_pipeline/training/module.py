@@ -74,6 +74,8 @@ class FlairModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(N_CLASSES_MERGED, ignore_index=INVALID)
         self._generator = torch.Generator().manual_seed(seed)
         self.last_good_step = 0
+        self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self._plateau_state: dict[str, Any] | None = None
 
     # -- inputs ------------------------------------------------------------------------
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -145,7 +147,10 @@ class FlairModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         cm = self.val_confusion.compute().double()
         self.val_confusion.reset()
-        self.log("val_miou", miou_from_confusion(cm), prog_bar=True)
+        miou = miou_from_confusion(cm)
+        self.log("val_miou", miou, prog_bar=True)
+        if self._plateau is not None and not self.trainer.sanity_checking:
+            self._plateau.step(float(miou))
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
@@ -158,12 +163,22 @@ class FlairModule(L.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.epochs)
             return {"optimizer": opt, "lr_scheduler": sched}
         if hp.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=10)
-            return {
-                "optimizer": opt,
-                "lr_scheduler": {"scheduler": sched, "monitor": "val_miou", "interval": "epoch"},
-            }
+            # stepped here, right after validation, not by Lightning: Lightning steps plateau
+            # schedulers after the epoch-end checkpoint is written and skips that step when
+            # resuming, so a resumed run would diverge (issue 15: resume that reproduces)
+            self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=10)
+            if self._plateau_state is not None:
+                self._plateau.load_state_dict(self._plateau_state)
         return opt
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._plateau is not None:
+            checkpoint["plateau_scheduler"] = self._plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._plateau_state = checkpoint.get("plateau_scheduler")
+        if self._plateau is not None and self._plateau_state is not None:
+            self._plateau.load_state_dict(self._plateau_state)
 
 
 def miou_from_confusion(cm: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ from flair_pipeline.training.curves import epoch_rows, write_curves
 from flair_pipeline.training.module import FlairModule
 from flair_pipeline.training.packing import open_packed
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
+from flair_pipeline.training.resume import ResumeState, saved_curves
 from flair_pipeline.training.samples import PackedDataset, PatchDataset, S2Options, collate
 from flair_pipeline.training.stats import compute_stats
 
@@ -173,9 +174,13 @@ def train_model(
                 t.batch_size, t.num_workers, shuffle, t.seed, cuda)
         for split, part, shuffle in (("train", train, True), ("validation", val, False))
     ]  # fmt: skip
+    # saved at the end of the train epoch (after validation), so the checkpoint holds the
+    # epoch's curve row and the random streams as they stand before the next epoch
     best = ModelCheckpoint(ckpt_dir, filename="best", monitor="val_miou", mode="max",
-                           save_last=True, enable_version_counter=False)  # fmt: skip
+                           save_last=True, enable_version_counter=False,
+                           save_on_train_epoch_end=True)  # fmt: skip
     speed = _Throughput()
+    streams = ResumeState([loader.generator for loader in loaders])
     trainer = L.Trainer(
         accelerator="auto",
         devices=t.devices if cuda else 1,
@@ -183,7 +188,7 @@ def train_model(
         precision=t.precision if cuda else "32-true",
         max_epochs=t.epochs,
         max_steps=t.max_steps or -1,
-        callbacks=[best, EarlyStopping("val_miou", mode="max", patience=t.patience, strict=False), speed],
+        callbacks=[best, EarlyStopping("val_miou", mode="max", patience=t.patience, strict=False), speed, streams],
         logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="tb", version="")],
         log_every_n_steps=1,
         num_sanity_val_steps=0,
@@ -192,7 +197,8 @@ def train_model(
         deterministic=not cuda,
     )  # fmt: skip
     metrics_csv = out / "logs" / "metrics.csv"
-    prior = epoch_rows(Path(out / "curves.csv")) if resume_from else []
+    # the epochs before the kill: the CSV logger starts a fresh metrics.csv on resume
+    prior = (saved_curves(resume_from) or epoch_rows(out / "curves.csv")) if resume_from else []
     t0 = time.perf_counter()
     trainer.fit(module, *loaders, ckpt_path=resume_from)
     wall = time.perf_counter() - t0

@@ -69,7 +69,7 @@ def test_new_changed_incomplete_and_misnamed_folders(tiny_world, tmp_path: Path)
         first = evaluate(instance, flair, empty.cursor)
         fp = _fp(raw, "D033_2021")
         assert [(r.partition_key, r.run_key) for r in first.run_requests] == [
-            ("D033_2021", f"D033_2021@{fp[:16]}")
+            ("D033_2021", f"D033_2021@{fp[:16]}#1")
         ]
         assert first.dynamic_partitions_requests[0].partition_keys == ["D033_2021"]
         assert instance.get_dynamic_partitions("domains") == ["D033_2021"]
@@ -87,7 +87,7 @@ def test_new_changed_incomplete_and_misnamed_folders(tiny_world, tmp_path: Path)
         changed = evaluate(instance, flair, touched.cursor)
         new_fp = _fp(raw, "D033_2021")
         assert new_fp != fp
-        assert [r.run_key for r in changed.run_requests] == [f"D033_2021@{new_fp[:16]}"]
+        assert [r.run_key for r in changed.run_requests] == [f"D033_2021@{new_fp[:16]}#2"]
         assert not changed.dynamic_partitions_requests
 
         _copy(tiny_world, raw, "D004_2021", skip=("dsm.tif",))  # still being copied
@@ -140,7 +140,7 @@ def test_fsspec_url_root(tiny_world, tmp_path: Path) -> None:
         with dg.instance_for_test() as instance:
             result = evaluate(instance, flair, None)
             fp = _fp(tiny_world.out, "D033_2021")  # same bytes, same relative names
-            assert [r.run_key for r in result.run_requests] == [f"D033_2021@{fp[:16]}"]
+            assert [r.run_key for r in result.run_requests] == [f"D033_2021@{fp[:16]}#1"]
             assert instance.get_dynamic_partitions("domains") == ["D033_2021"]
     finally:
         fs.rm("/sensor-test", recursive=True)

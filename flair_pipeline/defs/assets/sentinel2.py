@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 import numpy as np
+import rasterio
 
 from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.rasterize import read_labels
@@ -41,6 +42,24 @@ def sentinel2_series(
         # Bad input or an exhausted provider (which already retried with back-off):
         # running the step again cannot help, so fail now with the message.
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except Exception as exc:
+        if transient(exc):
+            raise  # a network or disk hiccup: the retry policy may get past it
+        # anything else (a bug, a library error on a bad file) fails the same way on a
+        # retry: one line now rather than the same trace three times, 30 s apart (issue 15)
+        raise dg.Failure(
+            description=f"{context.partition_key}: sentinel2_series failed, not retried "
+            f"({type(exc).__name__}: {exc})",
+            allow_retries=False,
+        ) from exc
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a retry of the step may succeed: OS-level I/O errors (connection reset,
+    timeout, EIO) but not a missing file, a permission or a raster GDAL cannot read."""
+    permanent = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                 rasterio.errors.RasterioError)  # fmt: skip
+    return isinstance(exc, OSError) and not isinstance(exc, permanent)
 
 
 def _build_series(
