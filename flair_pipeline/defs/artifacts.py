@@ -28,7 +28,7 @@ class Artifact:
         ``flair-pipeline materialize`` call (one process, one Dagster run), which keeps a
         per-domain build to one process start instead of five.
     outs: files or folders it writes (cached by DVC).
-    metrics: JSON metrics it writes (``cache: false``: small, read by `dvc metrics`).
+    metrics: JSON metrics it writes (cached, read by `dvc metrics show/diff`, `dvc exp show`).
     plots: CSV series it writes (`dvc plots`): cached stage outputs that the top-level
         ``plots`` of dvc.yaml draw (:data:`PLOTS`).
     params: params.yaml keys (sections or dotted keys) its code reads.

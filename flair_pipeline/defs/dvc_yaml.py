@@ -153,7 +153,9 @@ def to_dict(stages: list[StagePlan]) -> dict[str, Any]:
         if st.outs:
             body["outs"] = [to_dvc(o) for o in st.outs]
         if st.metrics:
-            body["metrics"] = [{to_dvc(m): {"cache": False}} for m in st.metrics]
+            # cached like every output: `dvc pull` restores them into a fresh clone (data/
+            # is git-ignored) and `dvc metrics diff`/`exp show` read old revisions' copies
+            body["metrics"] = [to_dvc(m) for m in st.metrics]
         doc[st.name] = {"foreach": FOREACH, "do": body} if st.per_domain else body
     plots = plots_section(stages)
     return {"stages": doc, "plots": plots} if plots else {"stages": doc}
