@@ -79,7 +79,7 @@ def env(repo: Path) -> dict[str, str]:
 
 def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     r = subprocess.run([require_dvc(), *args], cwd=repo, env=env(repo), capture_output=True,
-                       text=True, timeout=900)  # fmt: skip
+                       text=True, timeout=3600)  # fmt: skip
     if check:
         assert r.returncode == 0, f"dvc {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
     return r
@@ -89,7 +89,7 @@ def flair(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The `flair-pipeline` console script of .venv, run in `repo`."""
     exe = str(Path(sys.executable).parent / "flair-pipeline")
     return subprocess.run([exe, *args], cwd=repo, env=env(repo), capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+                          text=True, timeout=3600)  # fmt: skip
 
 
 def git(repo: Path, *args: str) -> str:
