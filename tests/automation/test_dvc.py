@@ -50,6 +50,18 @@ def test_second_repro_runs_nothing(dvc_repo) -> None:
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
 
 
+def test_demo_command_is_dvc_repro_then_the_table(dvc_repo) -> None:
+    """`flair-pipeline demo` (what `make demo` runs) on the built repo: DVC has nothing to
+    rerun, and it prints the comparison table and the maps the `demo_map` stage wrote."""
+    path, _ = dvc_repo
+    r = flair(path, "demo")
+    assert r.returncode == 0, r.stderr
+    assert ran(r) == set() and "Data and pipelines are up to date" in r.stdout + r.stderr
+    assert (path / "data/eval/comparison.md").read_text() in r.stdout
+    maps = (path / "data/eval/maps/maps.md").read_text().splitlines()
+    assert len(maps) == 2 and all(line in r.stdout for line in maps), r.stdout
+
+
 def test_metrics_show_lists_both_models(dvc_repo) -> None:
     path, _ = dvc_repo
     shown = json.loads(dvc(path, "metrics", "show", "--json").stdout)
