@@ -65,7 +65,7 @@ def test_demo_command_is_dvc_repro_then_the_table(dvc_repo) -> None:
 def test_metrics_show_lists_both_models(dvc_repo) -> None:
     path, _ = dvc_repo
     shown = json.loads(dvc(path, "metrics", "show", "--json").stdout)
-    files = shown["workspace"]["data"]
+    files = next(iter(shown.values()))["data"]  # the workspace, the only revision
     for model in ("unet", "utt"):
         on_disk = json.loads((path / f"data/eval/{model}/metrics.json").read_text())
         m = files[f"data/eval/{model}/metrics.json"]["data"]
