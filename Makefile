@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint bench ui clean mutation
+.PHONY: install demo test lint bench ui clean mutation record gpu-experiment
 
 DVC_ENV := $(TOOLS)/dvc
 DVC_STAMP := $(DVC_ENV)/.installed
@@ -33,8 +33,18 @@ $(DVC_STAMP): $(UV) tools/dvc/uv.lock tools/dvc/pyproject.toml $(STAMP)
 	ln -sf $(CURDIR)/$(DVC_ENV)/bin/dvc $(BIN)/dvc
 	touch $(DVC_STAMP)
 
+# `dvc repro` of dvc.yaml with params.yaml's CPU recipe, then the comparison table.
+# Afterwards `dvc status` is clean and a second `make demo` runs nothing.
 demo: install
 	$(BIN)/flair-pipeline demo
+
+# Record in DVC what the Dagster UI or the sensor built (dvc commit of the changed stages).
+record: install
+	$(BIN)/flair-pipeline dvc-record
+
+# FLAIR's GPU recipe (recipes/flair-gpu.yaml) as the DVC experiment `flair-gpu`.
+gpu-experiment: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run -n flair-gpu $$($(BIN)/flair-pipeline recipe-args recipes/flair-gpu.yaml)
 
 test: install
 	$(BIN)/ruff check flair_pipeline tests bench scripts

@@ -101,17 +101,54 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
 
 
 @cli.command()
-@config_options
-def demo(config_path: Path | None, overrides: tuple[str, ...]) -> None:
-    """Run everything on the embedded default `demo` world: raw inputs, dataset, Sentinel-2,
-    both models (briefly, at 1/4 resolution, when there is no GPU), evaluation, comparison."""
-    from flair_pipeline.demo import cpu_training_overrides, map_first_test_domain
+def demo() -> None:
+    """Run everything on the embedded `demo` world through `dvc repro`: raw inputs, dataset,
+    Sentinel-2, both models (params.yaml's CPU recipe), evaluation, comparison, a map.
 
-    overrides = ("synth.scenario=demo", *cpu_training_overrides(), *overrides)
-    cfg = _load(config_path, overrides)
-    _run_synth(cfg, Path(cfg.paths.raw))
-    _run_materialize("all", (), config_path, overrides)
-    click.echo(map_first_test_domain(cfg))
+    Every stage materializes the Dagster assets on the persistent instance (the runs show
+    in the UI) and DVC records them in dvc.lock: afterwards `dvc status` is clean and a
+    second `flair-pipeline demo` (or `dvc repro`) runs nothing. Change params.yaml (or
+    use `dvc exp run -S key=value`) to change the recipe."""
+    from flair_pipeline.demo import run_demo
+
+    cfg = _load(None, ())
+    click.echo(run_demo(Path.cwd(), cfg, log=lambda m: click.echo(m, err=True)))
+
+
+@cli.command("demo-map")
+@config_options
+def demo_map_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
+    """Map the first test domain with each trained model into <paths.eval>/maps (the
+    `demo_map` stage of dvc.yaml)."""
+    from flair_pipeline.demo import write_maps
+
+    click.echo(write_maps(_load(config_path, overrides)))
+
+
+@cli.command("dvc-record")
+def dvc_record_cmd() -> None:
+    """Record in DVC what the Dagster UI, the sensor or `materialize` built, so that
+    `dvc status` is clean and `dvc push` ships it (dvc commit of the changed stages whose
+    outputs exist and are newer than their changed inputs)."""
+    from flair_pipeline.dvc_record import format_report, record
+
+    report = record(Path.cwd())
+    click.echo(format_report(report))
+    if report.refused:
+        raise FlairPipelineError(
+            f"{len(report.refused)} stage(s) not recorded (listed above); `dvc status` "
+            "shows them as changed until they are rebuilt"
+        )
+
+
+@cli.command("recipe-args")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+def recipe_args_cmd(recipe: Path) -> None:
+    """Print a recipe file (a partial params.yaml, e.g. recipes/flair-gpu.yaml) as
+    `-S key=value` arguments for `dvc exp run`; every key is validated first."""
+    from flair_pipeline.recipes import set_args
+
+    click.echo(" ".join(set_args(recipe)))
 
 
 @cli.command("materialize")

@@ -1,19 +1,68 @@
-"""The tail of `flair-pipeline demo`: CPU-sized training, the comparison table, a map.
+"""`flair-pipeline demo`: the pipeline through `dvc repro`, then the comparison table.
 
-Kept out of cli.py so the command module stays a thin front door; the functions only
-combine core pieces (training config, evaluation outputs, large-area prediction).
+The demo's recipe is params.yaml itself (the CPU recipe, minutes on 2 cores); nothing
+here detects hardware or overrides a value, so the results are those of the recipe in
+force, on any machine. `dvc repro` runs every stage of dvc.yaml (each a
+``flair-pipeline materialize`` of the same Dagster assets, on the persistent instance,
+so the runs show in the UI) and leaves dvc.lock; a second demo is a no-op.
+The last stage, ``demo_map`` (:func:`write_maps`), maps the first test domain.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dvc_tool import run_dvc
+from flair_pipeline.io import atomic_path
+
+MAPS_SUMMARY = "maps.md"
+
+
+def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print) -> str:
+    """``dvc repro`` in `repo` (DVC's output streams to the terminal), then the text to
+    print: the comparison table and the demo maps. Raises DvcError when a stage fails."""
+    start = time.perf_counter()
+    run_dvc(repo, "repro", capture=False)
+    log(f"dvc repro done in {time.perf_counter() - start:.1f} s")
+    ev = repo / cfg.paths.eval
+    parts = ["", (ev / "comparison.md").read_text()]
+    summary = ev / "maps" / MAPS_SUMMARY
+    if summary.is_file():
+        parts.append(summary.read_text())
+    return "\n".join(parts)
+
+
+def write_maps(cfg: PipelineConfig) -> str:
+    """The ``demo_map`` stage: map the first test domain with each trained model into
+    ``<paths.eval>/maps`` (GeoTIFFs, uint8 FLAIR codes, the ortho's grid and CRS) and
+    write ``maps.md`` listing them (no timings, so reruns write identical files); return
+    the lines with timings for the terminal."""
+    out_dir = Path(cfg.paths.eval) / "maps"
+    lines, timed = [], []
+    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, out_dir):
+        lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km²)")
+        timed.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")
+    with atomic_path(out_dir / MAPS_SUMMARY) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return "\n".join(timed)
 
 
 def map_first_test_domain(cfg: PipelineConfig) -> str:
-    """Map the first test domain's whole ortho mosaic with each trained model; return the
-    comparison table and where the maps went, for the demo to print.
+    """Map the first test domain with each trained model into ``<paths.eval>``; return
+    the comparison table and where the maps went (with timings)."""
+    lines = ["", (Path(cfg.paths.eval) / "comparison.md").read_text()]
+    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, Path(cfg.paths.eval)):
+        lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")
+    return "\n".join(lines)
+
+
+def _map_first_test_domain(
+    cfg: PipelineConfig, out_dir: Path
+) -> list[tuple[str, str, Path, float, float]]:
+    """(domain, model label, map path, km², seconds) for each trained model.
 
     U-T&T maps too (its Sentinel-2 windows come from the configured provider for the
     domain's year), because its map is the one that tells crops from grassland. Relative
@@ -26,10 +75,10 @@ def map_first_test_domain(cfg: PipelineConfig) -> str:
     from flair_pipeline.evaluation.predict import predict_map
     from flair_pipeline.training.checkpoint import load_inference
 
-    lines = ["", (Path(cfg.paths.eval) / "comparison.md").read_text()]
     splits = read_splits(DatasetLayout(Path(cfg.paths.dataset)).splits)
     domain = next(d for d, s in sorted(splits.items()) if s == "test")
     raw = RawLayout(Path(cfg.paths.raw))
+    done = []
     for model, label in (("unet", "U-Net"), ("utt", "U-T&T")):
         ckpt = Path(cfg.paths.models) / model / "checkpoints" / "best.ckpt"
         if not ckpt.is_file():
@@ -39,32 +88,12 @@ def map_first_test_domain(cfg: PipelineConfig) -> str:
         if inf.name == "utt":
             year = DomainId.parse(domain).year
             extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, Path.cwd())
-        out = Path(cfg.paths.eval) / f"map_{domain}_{model}.tif"
+        out = out_dir / f"map_{domain}_{model}.tif"
         report = predict_map(
             inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,
             overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, mean=inf.mean,
             std=inf.std, dsm=raw.dsm(domain), dtm=raw.dtm(domain),
             elevation_scale=inf.elevation_scale, downsample=inf.downsample, extra_inputs=extra,
         )  # fmt: skip
-        lines.append(
-            f"map of {domain} ({label}): {out} ({report.km2:.2f} km², {report.seconds:.1f} s)"
-        )
-    return "\n".join(lines)
-
-
-def cpu_training_overrides() -> tuple[str, ...]:
-    """Overrides that make the demo's training take minutes on a CPU.
-
-    params.yaml holds FLAIR's GPU recipe (200 epochs at full resolution); on a CPU the
-    demo trains at 1/4 resolution with AdamW and FLAIR-2's cloud filter and monthly
-    averages. User --set values come after and win.
-    """
-    import torch
-
-    if torch.cuda.is_available():
-        return ("train.epochs=40",)
-    return (
-        "train.epochs=40", "train.downsample=4", "train.batch_size=8", "train.optimizer=adamw",
-        "train.lr=0.001", "train.scheduler=cosine", "train.num_workers=2", "train.utae_width=32",
-        "sentinel2.filter_clouds=true", "sentinel2.monthly_average=true", "eval.batch_size=8",
-    )  # fmt: skip
+        done.append((domain, label, out, report.km2, report.seconds))
+    return done

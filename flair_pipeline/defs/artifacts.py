@@ -28,13 +28,13 @@ class Artifact:
         ``flair-pipeline materialize`` call (one process, one Dagster run), which keeps a
         per-domain build to one process start instead of five.
     outs: files or folders it writes (cached by DVC).
-    metrics: JSON metrics it writes (``cache: false``: small, read by `dvc metrics`).
-    plots: CSV series it writes (`dvc plots`).
+    metrics: JSON metrics it writes (cached, read by `dvc metrics show/diff`, `dvc exp show`).
+    plots: CSV series it writes (`dvc plots`): cached stage outputs that the top-level
+        ``plots`` of dvc.yaml draw (:data:`PLOTS`).
     params: params.yaml keys (sections or dotted keys) its code reads.
     reads: what it reads beyond its Dagster parents' outputs: raw data (no asset owns it)
         and files of assets it reads without declaring them as parents.
     code: source files and packages whose change must rebuild it.
-    plot_x: the x column of its plots, if not the row number.
     """
 
     stage: str
@@ -44,7 +44,6 @@ class Artifact:
     params: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     code: tuple[str, ...] = ()
-    plot_x: str | None = None  # x column of every plot (e.g. "epoch")
 
     @property
     def owned(self) -> tuple[str, ...]:
@@ -92,7 +91,6 @@ def _model(name: str, extra_params: tuple[str, ...] = (), reads: tuple[str, ...]
         params=(*_TRAIN_PARAMS, *extra_params),
         reads=reads,
         code=_TRAIN_CODE,
-        plot_x="epoch",
     )
 
 
@@ -189,15 +187,23 @@ ARTIFACTS: dict[str, Artifact] = {
 
 @dataclass(frozen=True)
 class CommandStage:
-    """A dvc stage that runs a CLI command rather than assets (no asset owns raw data)."""
+    """A dvc stage that runs a CLI command rather than assets.
+
+    reads: files and folders it reads (templates); needs: assets whose files it reads,
+    so it appears only when they exist; last: placed after the asset stages in dvc.yaml.
+    """
 
     cmd: str
     outs: tuple[str, ...]
     params: tuple[str, ...]
     code: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    last: bool = False
 
 
-#: The embedded synthetic world: writes the raw inputs every domain stage reads.
+#: The embedded synthetic world writes the raw inputs every domain stage reads (no asset
+#: owns raw data); the demo map predicts a whole test domain with each trained model.
 COMMAND_STAGES: dict[str, CommandStage] = {
     "synth": CommandStage(
         cmd="flair-pipeline synth",
@@ -205,7 +211,53 @@ COMMAND_STAGES: dict[str, CommandStage] = {
         params=("synth",),
         code=("flair_pipeline/sources",),
     ),
+    "demo_map": CommandStage(
+        cmd="flair-pipeline demo-map",
+        outs=("{eval}/maps",),
+        params=("eval", "sentinel2"),
+        code=("flair_pipeline/demo.py", "flair_pipeline/evaluation"),
+        reads=(
+            "{raw}",
+            "{dataset}/metadata/splits.csv",
+            "{models}/unet/checkpoints",
+            "{models}/utt/checkpoints",
+        ),
+        needs=("model_unet", "model_utt", "split_assignment"),
+        last=True,
+    ),
 }
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A top-level dvc.yaml plot (`dvc plots show/diff`) drawn from a registered file.
+
+    template: a DVC template name or a template file in the repo; x: the x column;
+    y: the y column(s) (None: DVC's default); title: the plot's id in dvc.yaml.
+    """
+
+    title: str
+    file: str
+    template: str
+    x: str | None = None
+    y: tuple[str, ...] = ()
+
+
+#: FLAIR's confusion matrix as shares of each true class, from the wide pixel-count CSV
+#: (DVC's own `confusion` template counts rows of per-sample CSVs instead).
+CONFUSION_TEMPLATE = "flair_pipeline/defs/plot_templates/confusion_shares.json"
+
+PLOTS: tuple[Plot, ...] = tuple(
+    p
+    for name in ("unet", "utt")
+    for p in (
+        Plot(f"training curves {name}", f"{{models}}/{name}/curves.csv", "linear", "epoch",
+             ("train_loss", "val_loss", "val_miou")),
+        Plot(f"confusion {name}", f"{{eval}}/{name}/confusion.csv", CONFUSION_TEMPLATE),
+        Plot(f"per-domain mIoU {name}", f"{{eval}}/{name}/per_domain.csv", "bar_horizontal",
+             "miou", ("domain",)),
+    )
+)  # fmt: skip
 
 
 def all_domains(template: str) -> str:

@@ -6,6 +6,8 @@ come from the asset graph (a stage depends on what its assets' parents own), out
 metrics, plots, params and code from :mod:`flair_pipeline.defs.artifacts`. Per-domain
 stages are ``foreach`` over ``build.domains`` in params.yaml, so adding a domain is a
 params change, not a dvc.yaml change, and the generated file does not depend on the config.
+Plot files are cached outputs of their stages; the top-level ``plots`` section says how
+`dvc plots show/diff` draws them (templates, axes), from :data:`artifacts.PLOTS`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from flair_pipeline.defs.artifacts import ARTIFACTS, COMMAND_STAGES, Artifact, all_domains, to_dvc
+from flair_pipeline.defs.artifacts import (
+    ARTIFACTS,
+    COMMAND_STAGES,
+    PLOTS,
+    Artifact,
+    CommandStage,
+    all_domains,
+    to_dvc,
+)
 from flair_pipeline.errors import FlairPipelineError
 
 HEADER = """\
@@ -44,7 +54,6 @@ class StagePlan:
     params: list[str] = field(default_factory=list)
     outs: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
-    plots: list[tuple[str, str | None]] = field(default_factory=list)
     cmd: str = ""
 
 
@@ -69,9 +78,11 @@ def plan(defs: dg.Definitions) -> list[StagePlan]:
     stage_of = {n: ARTIFACTS[n].stage for n in names}
     partitioned = {n: graph.get(k).is_partitioned for n, k in zip(names, keys, strict=True)}
     stages: dict[str, StagePlan] = {}
-    for name, art in COMMAND_STAGES.items():
-        stages[name] = StagePlan(name, [], False, list(art.code), list(art.params),
-                                 list(art.outs), cmd=art.cmd)  # fmt: skip
+    present = set(names)
+    commands = {n: c for n, c in COMMAND_STAGES.items() if set(c.needs) <= present}
+    for name, art in commands.items():
+        if not art.last:
+            stages[name] = _command_plan(name, art)
     for n, k in zip(names, keys, strict=True):
         art: Artifact = ARTIFACTS[n]
         if art.stage in COMMAND_STAGES:
@@ -83,9 +94,8 @@ def plan(defs: dg.Definitions) -> list[StagePlan]:
             )
         st.assets.append(n)
         _add(st.params, *art.params)
-        _add(st.outs, *art.outs)
+        _add(st.outs, *art.outs, *art.plots)  # drawn by the top-level plots
         _add(st.metrics, *art.metrics)
-        _add(st.plots, *((p, art.plot_x) for p in art.plots))
         _add(st.deps, *art.reads)
         for parent in sorted(graph.get(k).parent_keys, key=str):
             pn = parent.to_user_string()
@@ -102,7 +112,33 @@ def plan(defs: dg.Definitions) -> list[StagePlan]:
             st.cmd = f"flair-pipeline materialize --select '{select}'" + (
                 " --partition ${item}" if st.per_domain else ""
             )
+    for name, art in commands.items():
+        if art.last:
+            stages[name] = _command_plan(name, art)
     return list(stages.values())
+
+
+def _command_plan(name: str, art: CommandStage) -> StagePlan:
+    return StagePlan(name, [], False, [*art.reads, *art.code], list(art.params),
+                     list(art.outs), cmd=art.cmd)  # fmt: skip
+
+
+def plots_section(stages: list[StagePlan]) -> list[dict[str, Any]]:
+    """dvc.yaml's top-level ``plots``: each registered plot whose file a stage writes."""
+    written = {o for st in stages for o in st.outs}
+    out: list[dict[str, Any]] = []
+    for p in PLOTS:
+        if p.file not in written:
+            continue
+        props: dict[str, Any] = {"template": p.template}
+        if p.x:
+            props["x"] = p.x
+        if p.y:
+            props["y"] = {to_dvc(p.file): list(p.y) if len(p.y) > 1 else p.y[0]}
+            out.append({p.title: props})
+        else:
+            out.append({to_dvc(p.file): props})
+    return out
 
 
 def to_dict(stages: list[StagePlan]) -> dict[str, Any]:
@@ -117,11 +153,12 @@ def to_dict(stages: list[StagePlan]) -> dict[str, Any]:
         if st.outs:
             body["outs"] = [to_dvc(o) for o in st.outs]
         if st.metrics:
-            body["metrics"] = [{to_dvc(m): {"cache": False}} for m in st.metrics]
-        if st.plots:
-            body["plots"] = [{to_dvc(p): {"x": x}} if x else to_dvc(p) for p, x in st.plots]
+            # cached like every output: `dvc pull` restores them into a fresh clone (data/
+            # is git-ignored) and `dvc metrics diff`/`exp show` read old revisions' copies
+            body["metrics"] = [to_dvc(m) for m in st.metrics]
         doc[st.name] = {"foreach": FOREACH, "do": body} if st.per_domain else body
-    return {"stages": doc}
+    plots = plots_section(stages)
+    return {"stages": doc, "plots": plots} if plots else {"stages": doc}
 
 
 def generate(defs: dg.Definitions | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,51 @@ def test_cli_check_and_write(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "out of date" in bad.stderr
     subprocess.run([exe, "dvc-yaml", "--out", str(stale)], check=True, capture_output=True)
     assert stale.read_text() == (REPO / "dvc.yaml").read_text()
+
+
+def test_top_level_plots_draw_files_that_stages_write_with_existing_templates() -> None:
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    outs = {o for st in doc["stages"].values() for o in st.get("do", st).get("outs", [])}
+    builtin = {"linear", "bar_horizontal"}  # DVC's own templates used here
+    titles = []
+    for entry in doc["plots"]:
+        ((title, props),) = entry.items()
+        titles.append(title)
+        files = list(props["y"]) if isinstance(props.get("y"), dict) else [title]
+        assert all(f in outs for f in files), f"plot {title}: {files} written by no stage"
+        assert props["template"] in builtin or (REPO / props["template"]).is_file(), title
+    for model in ("unet", "utt"):
+        assert f"training curves {model}" in titles
+        assert f"${{paths.eval}}/{model}/confusion.csv" in titles
+
+
+def test_confusion_template_folds_the_13_classes_of_the_csv() -> None:
+    from flair_pipeline.defs.artifacts import CONFUSION_TEMPLATE
+
+    template = json.loads((REPO / CONFUSION_TEMPLATE).read_text())
+    fold = next(t["fold"] for t in template["spec"]["transform"] if "fold" in t)
+    # the CSV's header (evaluation.plots.confusion_csv) after its first column, by hand
+    assert fold == ["building", "pervious surface", "impervious surface", "bare soil",
+                    "water", "coniferous", "deciduous", "brushwood", "vineyard",
+                    "herbaceous vegetation", "agricultural land", "plowed land", "other"]  # fmt: skip
+    assert template["data"]["values"] == "<DVC_METRIC_DATA>"
+
+
+def test_gpu_recipe_args_are_flairs_recipe_and_validated(tmp_path: Path) -> None:
+    from flair_pipeline.errors import ConfigError
+    from flair_pipeline.recipes import set_args
+
+    args = set_args(REPO / "recipes" / "flair-gpu.yaml", REPO / "params.yaml")
+    pairs = dict(a.split("=", 1) for a in args[1::2])
+    assert args[::2] == ["-S"] * len(pairs)
+    # FLAIR #1/#2: 200 epochs, full resolution, SGD lr 0.02, batch 10, bf16, U-TAE width 64
+    assert pairs["train.epochs"] == "200" and pairs["train.downsample"] == "1"
+    assert pairs["train.optimizer"] == "sgd" and pairs["train.lr"] == "0.02"
+    assert pairs["train.batch_size"] == "10" and pairs["train.precision"] == "bf16-mixed"
+    assert pairs["train.utae_width"] == "64"
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert params["train"]["epochs"] < 200 and params["train"]["downsample"] > 1  # CPU recipe
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: -1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.epochs"):
+        set_args(bad, REPO / "params.yaml")

@@ -1,0 +1,55 @@
+"""Named recipes: partial params files (``recipes/*.yaml``) applied with ``dvc exp run -S``.
+
+params.yaml holds the recipe that runs where most people start (2 CPU cores); other
+recipes, such as FLAIR's GPU recipe, are files with the keys that differ. Applying one
+with ``dvc exp run -S …`` keeps params.yaml the single source DVC tracks, records the
+values in the experiment, and shows them in ``dvc exp show``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flair_pipeline.config import load_config
+from flair_pipeline.errors import ConfigError
+
+
+def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.02}}`` -> ``{"train.lr": 0.02}`` (lists and None are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def set_args(recipe: Path, params: Path = Path("params.yaml")) -> list[str]:
+    """The recipe as ``-S key=value`` arguments, in file order (no value holds a space).
+
+    Raises ConfigError naming the file when it is not a YAML mapping, and the key when
+    a value is invalid for the configuration schema (checked against `params`).
+    """
+    try:
+        doc = yaml.safe_load(recipe.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{recipe}: unreadable recipe ({exc})") from None
+    if not isinstance(doc, dict) or not doc:
+        raise ConfigError(f"{recipe}: a recipe is a YAML mapping of params.yaml keys")
+    pairs = [
+        f"{k}={yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix('...').strip()}"
+        for k, v in flatten(doc).items()
+    ]
+    try:
+        load_config(params if params.is_file() else None, tuple(pairs))
+    except ConfigError as exc:
+        raise ConfigError(f"{recipe}: {exc}") from None
+    spaced = [p for p in pairs if any(c.isspace() for c in p)]
+    if spaced:
+        raise ConfigError(f"{recipe}: {spaced[0]!r}: values with spaces cannot pass as -S args")
+    return [a for p in pairs for a in ("-S", p)]
