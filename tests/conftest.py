@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core (make test: -n 2): one thread
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # each, inherited by CLI subprocesses
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 from flair_pipeline.sources.synthetic import WorldSummary, generate_world
 
@@ -27,8 +32,19 @@ def real_flair() -> Path:
     return REAL_FLAIR
 
 
+#: Costly session fixtures: every test using one runs on the same pytest-xdist worker
+#: (``--dist loadgroup``), so each is built once per run, not once per worker.
+SHARED_FIXTURE_GROUPS = {"dvc_repo": "dvc_repo", "tiny_dataset": "tiny_dataset"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `gpu` tests on machines without CUDA."""
+    """Group tests by costly session fixture (xdist); skip `gpu` tests without CUDA."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, group in SHARED_FIXTURE_GROUPS.items():
+            if fixture in names:
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
     try:
         import torch
 
