@@ -37,6 +37,7 @@ def real_flair() -> Path:
 SHARED_FIXTURE_GROUPS = {"dvc_repo": "dvc_repo", "tiny_dataset": "tiny_dataset"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group tests by costly session fixture (xdist); skip `gpu` tests without CUDA."""
     for item in items:

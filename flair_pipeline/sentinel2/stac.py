@@ -215,7 +215,15 @@ class StacProvider:
 
     def _why(self, start: dt.date, end: dt.date) -> str:
         cols = ", ".join(repr(c) for c in self.collections)
-        return f"collection {cols} of {self.api_url or self.catalog}, {start}..{end}"
+        return f"collection {cols} of {self._source()}, {start}..{end}"
+
+    def _source(self) -> str:
+        """The API URL, or the catalog relative to the working directory when under it: the
+        text goes into ``_products.json``, which must not change between clones of a repo."""
+        if self.api_url or not self.catalog or "://" in self.catalog:
+            return str(self.api_url or self.catalog)
+        path, cwd = Path(self.catalog).resolve(), Path.cwd().resolve()
+        return path.relative_to(cwd).as_posix() if path.is_relative_to(cwd) else self.catalog
 
     def _check_masks(self, scene: Scene) -> None:
         if scene.masks == "scl" and not self.scl_masks:
