@@ -48,7 +48,7 @@ gpu-experiment: install
 
 test: install
 	$(BIN)/ruff check flair_pipeline tests bench scripts
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadscope
 
 lint: install
 	$(BIN)/ruff check flair_pipeline tests bench scripts

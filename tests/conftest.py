@@ -32,20 +32,8 @@ def real_flair() -> Path:
     return REAL_FLAIR
 
 
-#: Costly session fixtures: every test using one runs on the same pytest-xdist worker
-#: (``--dist loadgroup``), so each is built once per run, not once per worker.
-SHARED_FIXTURE_GROUPS = {"dvc_repo": "dvc_repo", "tiny_dataset": "tiny_dataset"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests by costly session fixture (xdist); skip `gpu` tests without CUDA."""
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        for fixture, group in SHARED_FIXTURE_GROUPS.items():
-            if fixture in names:
-                item.add_marker(pytest.mark.xdist_group(group))
-                break
+    """Skip `gpu` tests on machines without CUDA."""
     try:
         import torch
 
