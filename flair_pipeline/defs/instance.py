@@ -1,4 +1,5 @@
-"""Checks on a Dagster instance's storage before it is used (PostgreSQL reachability).
+"""The Dagster instance: its generated dagster.yaml (run monitoring, retries, queue) and
+checks on its storage before it is used (PostgreSQL reachability).
 
 Why: with ``deploy/dagster-postgres.yaml`` as ``$DAGSTER_HOME/dagster.yaml``, an
 unreachable database otherwise surfaces as a long SQLAlchemy/psycopg2 traceback after

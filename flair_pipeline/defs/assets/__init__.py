@@ -1,1 +1,1 @@
-"""Assets by stage: sources, dataset (later: sentinel2, training, evaluation)."""
+"""Assets by stage: sources, dataset, sentinel2, training, evaluation."""
