@@ -116,8 +116,14 @@ class Timings:
 
 @functools.cache
 def _in(raw: RawLayout, domain: str) -> DomainInputs:
-    """The domain's inputs, raw layout or domain.yaml (the ign flavour), as the assets read them."""
-    return resolve(raw.domain(domain))
+    """The domain's inputs, raw layout or domain.yaml (the ign flavour), as the assets read them;
+    resolved once per folder (globs and domain.json read once, not on every call)."""
+    return _resolved(raw.domain(domain))
+
+
+@functools.cache
+def _resolved(folder: Path) -> DomainInputs:
+    return resolve(folder)
 
 
 def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
@@ -236,7 +242,7 @@ def breakdown(
                 zlevel=IMG_ZLEVEL,
             )
             t5 = clock()
-            msk = index.mask(msk_transform, (size, size))
+            msk = index.mask(msk_transform, (size, size), CRS)  # as build_label_masks
             t6 = clock()
             write_geotiff(
                 out.msk(r.domain, r.zone, r.patch_id),

@@ -52,8 +52,8 @@ def redact(text: str) -> str:
     """`text` with registered secrets, bearer tokens, token fields and URL signatures
     replaced by ``***``."""
     for needle in sorted(_SECRETS, key=len, reverse=True):
-        if needle in text:
-            text = text.replace(needle, MASK)
+        if needle in text:  # a whole token only: a secret never rewrites a key name around it
+            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(needle)}(?![A-Za-z0-9_])", MASK, text)
     text = _BEARER.sub(rf"\g<1>{MASK}", text)
     text = _JSON_FIELD.sub(rf"\g<1>{MASK}", text)
     return _QUERY.sub(rf"\g<1>{MASK}", text)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flair_pipeline.dvc_tool import DvcError, dvc_executable
 from tests.conftest import REPO
 
 TINY = ("D004_2021", "D033_2021", "D036_2020")
@@ -25,23 +26,19 @@ RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
 def _dvc() -> str | None:
-    """DVC from the project's venv (PATH must hold .venv/bin for `flair-pipeline`)."""
-    for candidate in (
-        os.environ.get("FLAIR_DVC"),
-        str(Path(sys.executable).parent / "dvc"),
-        shutil.which("dvc"),
-    ):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
+    """DVC as the project finds it (flair_pipeline.dvc_tool), None when it is not installed."""
+    try:
+        return dvc_executable()
+    except DvcError:
+        return None
 
 
 DVC = _dvc()
 
 
 def require_dvc() -> str:
-    if DVC is None:
-        pytest.skip(
+    if DVC is None:  # `make test` installs it: a missing DVC is a failure, never a skip
+        pytest.fail(
             "dvc is not installed in .venv (`make install` links tools/dvc's into .venv/bin); "
             "FLAIR_DVC=/path/to/dvc runs these tests with another install"
         )
