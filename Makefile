@@ -46,8 +46,13 @@ record: install
 gpu-experiment: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run -n flair-gpu $$($(BIN)/flair-pipeline recipe-args recipes/flair-gpu.yaml)
 
+# Static checks first (seconds), then the suite: ruff (lint, docstrings, format), no cycles
+# between packages (import-linter's layers in pyproject.toml), mypy on the package.
 test: install
 	$(BIN)/ruff check flair_pipeline tests bench scripts
+	$(BIN)/ruff format --check flair_pipeline tests bench scripts
+	$(BIN)/lint-imports
+	$(BIN)/mypy flair_pipeline
 	$(BIN)/pytest -q -n 2 --dist loadscope
 
 lint: install

@@ -292,7 +292,7 @@ def export_flair_cmd(
     overrides: tuple[str, ...],
 ) -> None:
     """Write our dataset as a FLAIR-2 release (aerial, labels, Sentinel-2, JSONs, split lists)."""
-    from flair_pipeline.dataset.flair_export import export_release
+    from flair_pipeline.release.flair_export import export_release
 
     root = data or Path(_load(config_path, overrides).paths.dataset)
     report = export_release(root, out_dir)
@@ -301,7 +301,7 @@ def export_flair_cmd(
         f"super-areas, {report.files} files"
     )
     if stac:
-        from flair_pipeline.dataset.flair_stac import write_stac
+        from flair_pipeline.release.flair_stac import write_stac
 
         click.echo(f"wrote {write_stac(out_dir)} and {Path(out_dir) / 'flair-msk.qml'}")
 

@@ -2,7 +2,7 @@
 
 A patch may straddle two or four tiles; it must come out as if the mosaic were one image.
 The tiles are assembled by the project's one VRT reader
-(:func:`flair_pipeline.dataset.raster_vrt.build_vrt`), which checks them first: one CRS
+(:func:`flair_pipeline.geo.raster_vrt.build_vrt`), which checks them first: one CRS
 (Lambert-93 in any spelling), north-up, one pixel size and grid, uint8 unless rescaled, and
 every band of R, G, B, NIR present — each refusal is one line naming the tile. A corrupt
 tile does not sink the domain: the patches it touches fail with :class:`TileReadError` and
@@ -20,8 +20,8 @@ import rasterio
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from flair_pipeline.dataset.raster_vrt import Product, build_vrt, default_product, raster_files
 from flair_pipeline.errors import InputError
+from flair_pipeline.geo.raster_vrt import Product, build_vrt, default_product, raster_files
 
 Bounds = tuple[float, float, float, float]
 

@@ -28,14 +28,15 @@ from rasterio.transform import from_origin
 from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
-from flair_pipeline.dataset.crs import normalize_crs, same_crs
 from flair_pipeline.dataset.generation import new_generation
-from flair_pipeline.dataset.label_mapping import LabelMapping
-from flair_pipeline.dataset.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.raster_vrt import Product, build_vrt
 from flair_pipeline.errors import FlairPipelineError, InputError, StorageError
+from flair_pipeline.geo.crs import normalize_crs, same_crs
+from flair_pipeline.geo.label_mapping import LabelMapping
+from flair_pipeline.geo.raster_vrt import Product, build_vrt
+from flair_pipeline.geo.surface import SurfaceInput
 from flair_pipeline.io import write_geotiff
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.nomenclature import colormap
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
@@ -85,22 +86,6 @@ class BuildReport:
 
 def _bounds(row) -> tuple[float, float, float, float]:
     return tuple(row.geometry.bounds)  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class SurfaceInput:
-    """A DSM or DTM delivered as one file or tiles, maybe with no CRS inside (ESRI .asc).
-
-    `crs` stands in for files that carry none (RGE ALTI .asc tiles); tiles must share one
-    pixel grid (any resolution, any CRS, any half-pixel offset).
-    """
-
-    files: tuple[Path, ...]
-    crs: str | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.files[0]) if len(self.files) == 1 else f"{self.files[0].parent}/*"
 
 
 #: A patch whose elevation is void (DSM or DTM nodata, or outside them) over more than this

@@ -23,14 +23,14 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.features import rasterize
 
-from flair_pipeline.dataset.crs import normalize_crs, same_crs
-from flair_pipeline.dataset.label_mapping import (
+from flair_pipeline.errors import InputError
+from flair_pipeline.geo.crs import normalize_crs, same_crs
+from flair_pipeline.geo.label_mapping import (
     LabelMapping,
     apply_mapping,
     is_label_raster,
     raster_labels,
 )
-from flair_pipeline.errors import InputError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
 
@@ -40,24 +40,6 @@ log = logging.getLogger(__name__)
 
 _MAX_LISTED = 20
 _CLIP_VERTICES = 256
-#: Real FLAIR transforms carry ~1e-8 m of float noise; a centimetre is a real shift.
-ORIGIN_ATOL = 0.01
-PIXEL_RTOL = 1e-6
-
-
-def grid_problem(a: rasterio.DatasetReader, b: rasterio.DatasetReader) -> str | None:
-    """Why raster `b` is not on raster `a`'s pixel grid (shape, transform, CRS), or None."""
-    if (a.height, a.width) != (b.height, b.width):
-        return f"shape {b.height}x{b.width} differs from {a.height}x{a.width}"
-    ta, tb = a.transform, b.transform
-    scale = max(abs(ta.a), abs(ta.e))
-    if any(abs(getattr(ta, k) - getattr(tb, k)) > PIXEL_RTOL * scale for k in "abde"):
-        return f"transform {tuple(tb)[:6]} differs from {tuple(ta)[:6]}"
-    if abs(ta.c - tb.c) > ORIGIN_ATOL or abs(ta.f - tb.f) > ORIGIN_ATOL:
-        return f"origin ({tb.c}, {tb.f}) differs from ({ta.c}, {ta.f})"
-    if normalize_crs(a.crs) != normalize_crs(b.crs):
-        return f"CRS {b.crs} differs from {a.crs}"
-    return None
 
 
 def _listing(ids: Any, values: Any) -> str:
@@ -89,7 +71,7 @@ def read_labels(
 
     `path` is any OGR vector (GeoPackage, Shapefile with its .prj, GeoJSON, FlatGeobuf) or
     a label raster (.tif/.tiff/.jp2, polygonised, value in ``value``). With `mapping`, the
-    codes come from its field(s) through its table (:mod:`flair_pipeline.dataset.label_mapping`);
+    codes come from its field(s) through its table (:mod:`flair_pipeline.geo.label_mapping`);
     without, from the ``code`` column.
 
     The index is the feature id (the GeoPackage fid), so errors point at features a user

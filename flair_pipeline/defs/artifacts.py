@@ -52,14 +52,26 @@ class Artifact:
 
 
 _ASSETS = "flair_pipeline/defs/assets"
-_DATASET_CODE = (f"{_ASSETS}/sources.py", f"{_ASSETS}/dataset.py", "flair_pipeline/dataset")
+_DATASET_CODE = (
+    f"{_ASSETS}/sources.py",
+    f"{_ASSETS}/dataset.py",
+    "flair_pipeline/dataset",
+    "flair_pipeline/geo",
+    "flair_pipeline/layout.py",
+)
 _S2_CODE = (
     f"{_ASSETS}/sentinel2.py",
     "flair_pipeline/sentinel2",
     "flair_pipeline/sources/domain_spec.py",
+    "flair_pipeline/layout.py",
 )
-_TRAIN_CODE = (f"{_ASSETS}/training.py", "flair_pipeline/training", "flair_pipeline/models")
-_EVAL_CODE = (f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation")
+_TRAIN_CODE = (
+    f"{_ASSETS}/training.py",
+    "flair_pipeline/training",
+    "flair_pipeline/models",
+    "flair_pipeline/metrics.py",
+)
+_EVAL_CODE = (f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation", "flair_pipeline/metrics.py")
 #: What training reads besides `train`: pixel geometry and FLAIR-2's S2 preprocessing.
 _TRAIN_PARAMS = ("train", "sampling.resolution", "sampling.elevation_scale")
 _S2_TRAIN_PARAMS = tuple(
@@ -209,13 +221,13 @@ COMMAND_STAGES: dict[str, CommandStage] = {
         cmd="flair-pipeline synth",
         outs=("{raw}",),
         params=("synth",),
-        code=("flair_pipeline/sources",),
+        code=("flair_pipeline/sources", "flair_pipeline/geo"),
     ),
     "demo_map": CommandStage(
         cmd="flair-pipeline demo-map",
         outs=("{eval}/maps",),
         params=("eval", "sentinel2"),
-        code=("flair_pipeline/demo.py", "flair_pipeline/evaluation"),
+        code=("flair_pipeline/demo.py", "flair_pipeline/evaluation", "flair_pipeline/metrics.py"),
         reads=(
             "{raw}",
             "{dataset}/metadata/splits.csv",

@@ -8,7 +8,7 @@
 Only the light metric API is imported here; predict pulls in torch when imported itself.
 """
 
-from flair_pipeline.evaluation.metrics import (
+from flair_pipeline.metrics import (
     ConfusionAccumulator,
     Scores,
     confusion_matrix,

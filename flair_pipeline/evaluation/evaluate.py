@@ -22,10 +22,10 @@ import rasterio
 from rasterio.errors import RasterioError
 from tqdm import tqdm
 
-from flair_pipeline.dataset.rasterize import grid_problem
 from flair_pipeline.errors import InputError
-from flair_pipeline.evaluation.metrics import ConfusionAccumulator, Scores, domain_of
+from flair_pipeline.geo.grid import grid_problem
 from flair_pipeline.io import atomic_path
+from flair_pipeline.metrics import ConfusionAccumulator, Scores, domain_of
 from flair_pipeline.nomenclature import merge_to_13
 
 PREDICTION_PREFIXES = ("PRED_", "MSK_")

@@ -65,7 +65,7 @@ def s2_windows_from_config(
 ) -> S2Windows:
     """S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
     config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2)."""
-    from flair_pipeline.dataset.layout import RawLayout
+    from flair_pipeline.layout import RawLayout
     from flair_pipeline.sentinel2.factory import make_provider
 
     bounds, crs = image_bounds(image)
@@ -99,7 +99,7 @@ class MetaWindows:
 
 def check_lambert93(crs: Any, what: str) -> None:
     """Sentinel-2 grids are built in EPSG:2154: the image must be in it too."""
-    from flair_pipeline.dataset.rasterize import same_crs
+    from flair_pipeline.geo.crs import same_crs
 
     if not same_crs(crs, "EPSG:2154"):
         raise InputError(f"{what}: CRS {crs} is not EPSG:2154 (Lambert-93), which U-T&T needs")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flair_pipeline.evaluation.metrics import Scores
+from flair_pipeline.metrics import Scores
 from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
 from flair_pipeline.plots import _png, code_cmap, plt
 

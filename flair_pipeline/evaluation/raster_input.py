@@ -22,16 +22,16 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from flair_pipeline.dataset.crs import same_crs
 from flair_pipeline.dataset.patches import Elevation
-from flair_pipeline.dataset.raster_vrt import (
+from flair_pipeline.errors import InputError
+from flair_pipeline.geo.crs import same_crs
+from flair_pipeline.geo.raster_vrt import (
     Product,
     build_vrt,
     check_north_up,
     inspect,
     raster_files,
 )
-from flair_pipeline.errors import InputError
 
 
 def _open(path: Path) -> rasterio.DatasetReader:
@@ -54,7 +54,7 @@ def _tiles(image: Path | Sequence[Path]) -> list[Path]:
 def mosaic_vrt(tiles: Sequence[Path]) -> str:
     """VRT XML assembling aligned tiles into one image; InputError naming a misfit tile.
 
-    The same reader as the dataset build's (:func:`flair_pipeline.dataset.raster_vrt.build_vrt`)
+    The same reader as the dataset build's (:func:`flair_pipeline.geo.raster_vrt.build_vrt`)
     with every band of the tiles kept and any common CRS accepted.
     """
     with _open(Path(tiles[0])) as src:

@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.evaluate import write_bytes, write_metrics, write_text
-from flair_pipeline.evaluation.metrics import ConfusionAccumulator, Scores
 from flair_pipeline.evaluation.plots import (
     confusion_csv,
     confusion_png,
@@ -29,6 +28,7 @@ from flair_pipeline.evaluation.plots import (
     per_domain_csv,
 )
 from flair_pipeline.io import write_geotiff
+from flair_pipeline.metrics import ConfusionAccumulator, Scores
 from flair_pipeline.nomenclature import colormap, merge_to_13
 from flair_pipeline.training.checkpoint import Inference, load_inference
 from flair_pipeline.training.records import PatchRecord, by_split, load_records

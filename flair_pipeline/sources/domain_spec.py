@@ -30,10 +30,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from flair_pipeline.dataset.label_mapping import LabelMapping
-from flair_pipeline.dataset.patches import SurfaceInput
-from flair_pipeline.dataset.raster_vrt import ORTHO_BANDS, Product
 from flair_pipeline.errors import InputError
+from flair_pipeline.geo.label_mapping import LabelMapping
+from flair_pipeline.geo.raster_vrt import ORTHO_BANDS, Product
+from flair_pipeline.geo.surface import SurfaceInput
 from flair_pipeline.sources.domain_info import read_domain_info, validate_domain_info
 
 SPEC_NAME = "domain.yaml"

@@ -40,9 +40,10 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from flair_pipeline.dataset.rasterize import grid_problem, normalize_crs
 from flair_pipeline.domains import DomainId, ZoneId, official_split
 from flair_pipeline.errors import DomainIdError, InputError
+from flair_pipeline.geo.crs import normalize_crs
+from flair_pipeline.geo.grid import grid_problem
 from flair_pipeline.io import atomic_path
 from flair_pipeline.sources.flair_release_extras import ReleaseExtras, find_extras
 

@@ -35,7 +35,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
 
-from flair_pipeline.dataset.raster_vrt import raster_files
+from flair_pipeline.geo.raster_vrt import raster_files
 
 #: FLAIR code -> OCS GE-like (code_cs, code_us). Plowed land is bare soil (CS1.2.1) used by
 #: agriculture (US1.1), herbaceous vegetation and agricultural land share CS2.2.1: only

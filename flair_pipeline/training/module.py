@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from flair_pipeline.errors import FlairPipelineError
-from flair_pipeline.evaluation.metrics import Scores
+from flair_pipeline.metrics import Scores
 from flair_pipeline.models import build_model
 from flair_pipeline.models.utt import centre_crop
 from flair_pipeline.nomenclature import INVALID, N_CLASSES_MERGED

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
-from flair_pipeline.dataset.flair_stac import QML_NAME, validate_offline, write_stac
+from flair_pipeline.release.flair_stac import QML_NAME, validate_offline, write_stac
 from tests.flair2_release import make_flair2_release
 
 #: FLAIR's 19 classes as published (FLAIR #1 datapaper, table 1; colours of its figures).

@@ -14,13 +14,13 @@ import pytest
 import rasterio
 import rasterio.windows
 
-from flair_pipeline.dataset.crs import is_lambert93
-from flair_pipeline.dataset.label_mapping import LabelMapping
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import Elevation
-from flair_pipeline.dataset.raster_vrt import Product
 from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
 from flair_pipeline.errors import InputError
+from flair_pipeline.geo.crs import is_lambert93
+from flair_pipeline.geo.label_mapping import LabelMapping
+from flair_pipeline.geo.raster_vrt import Product
 
 IGN = Path(__file__).resolve().parents[2].parent / "shared" / "real-samples" / "ign"
 

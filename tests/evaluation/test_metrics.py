@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from flair_pipeline.evaluation.metrics import (
+from flair_pipeline.metrics import (
     ConfusionAccumulator,
     Scores,
     confusion_matrix,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flair_pipeline.evaluation.metrics import ConfusionAccumulator
+from flair_pipeline.metrics import ConfusionAccumulator
 from flair_pipeline.nomenclature import N_CLASSES_MERGED
 
 N = N_CLASSES_MERGED
@@ -90,7 +90,7 @@ def test_custom_class_list_reaches_every_score() -> None:
 
 
 def test_from_confusion_counts_are_integers_and_shape_is_checked() -> None:
-    from flair_pipeline.evaluation.metrics import Scores
+    from flair_pipeline.metrics import Scores
 
     m = np.eye(N) * 3.0  # the validation loop hands a float matrix
     s = Scores.from_confusion(m)

@@ -21,9 +21,9 @@ import rasterio
 from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
-from flair_pipeline.dataset.flair_stac import validate_offline
 from flair_pipeline.errors import InputError
 from flair_pipeline.models.metadata_mlp import MetadataEncoding
+from flair_pipeline.release.flair_stac import validate_offline
 from flair_pipeline.sources.flair_release import index_release, write_manifest
 from flair_pipeline.training.records import from_dataset, from_manifest
 from flair_pipeline.training.samples import S2Options, ZoneSeries, s2_window
@@ -155,7 +155,7 @@ def test_non_esa_product_name_is_refused(tiny_dataset, tmp_path: Path) -> None:
     products = next(copy.rglob("*_products.txt"))
     names = products.read_text().split()
     products.write_text("\n".join(["S2B_31TCJ_20200712_0_L2A", *names[1:]]) + "\n")
-    from flair_pipeline.dataset.flair_export import export_release
+    from flair_pipeline.release.flair_export import export_release
 
     with pytest.raises(InputError, match=r"S2B_31TCJ_20200712_0_L2A.*characters 15-18"):
         export_release(copy, tmp_path / "out")

@@ -278,8 +278,8 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
 
 def _label_decisions(inputs) -> list[str]:
     """ "labels …: CRS … reprojected on the fly" when the label file is not in Lambert-93."""
-    from flair_pipeline.dataset.crs import is_lambert93
-    from flair_pipeline.dataset.label_mapping import label_crs
+    from flair_pipeline.geo.crs import is_lambert93
+    from flair_pipeline.geo.label_mapping import label_crs
 
     crs = label_crs(inputs.labels)
     if crs is None or is_lambert93(crs):

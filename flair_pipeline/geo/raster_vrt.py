@@ -10,7 +10,7 @@ file, what was found and what to do:
 - a geotransform that is not north-up (rotation terms, or rows going up): resampling it
   would silently change the pixels — ``gdalwarp`` it first;
 - a CRS that is not the expected one (Lambert-93 in any spelling, see
-  :mod:`flair_pipeline.dataset.crs`) or differs between tiles;
+  :mod:`flair_pipeline.geo.crs`) or differs between tiles;
 - a pixel size or pixel grid that differs between tiles;
 - a data type other than uint8 unless a rescale (``low, high`` → 0..255) is configured:
   reading uint16 as uint8 would keep the values modulo 256;
@@ -34,8 +34,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
-from flair_pipeline.dataset.crs import is_lambert93, normalize_crs, same_crs
 from flair_pipeline.errors import InputError
+from flair_pipeline.geo.crs import is_lambert93, normalize_crs, same_crs
 
 #: Suffixes of ortho tiles in a folder, compared case-insensitively (``*.TIF`` is a tile).
 ORTHO_SUFFIXES = (".tif", ".tiff", ".jp2")
