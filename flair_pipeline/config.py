@@ -96,6 +96,14 @@ class SamplingConfig(_Section):
     seed: int = Field(0, ge=0)
 
 
+#: FLAIR-like shares of domains per split when `split.mapping` does not name a domain.
+_DEFAULT_SPLIT_RATIOS: dict[Literal["train", "validation", "test"], float] = {
+    "train": 0.7,
+    "validation": 0.15,
+    "test": 0.15,
+}
+
+
 class SplitConfig(_Section):
     """Train / validation / test assignment of domains.
 
@@ -106,7 +114,7 @@ class SplitConfig(_Section):
 
     mapping: dict[str, Literal["train", "validation", "test"]] = Field(default_factory=dict)
     ratios: dict[Literal["train", "validation", "test"], float] = Field(
-        default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15}
+        default_factory=lambda: dict(_DEFAULT_SPLIT_RATIOS)
     )
     salt: str = "flair"
 

@@ -86,7 +86,7 @@ def reap_dead_temps(path: Path) -> list[Path]:
         rf"^\.{re.escape(path.name)}\.{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}"
         rf"{re.escape(TEMP_MARK)}"
     )
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for p in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_MARK}*"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -22,6 +23,7 @@ def aerial_metadata(
 ) -> dict[str, dict[str, object]]:
     """FLAIR's aerial_metadata entries, keyed ``IMG_<id>``."""
     out: dict[str, dict[str, object]] = {}
+    row: Any  # a row of the patch grid: fields by column name
     for row in grid.itertuples():
         out[f"IMG_{row.patch_id}"] = {
             "domain": row.domain,

@@ -50,7 +50,7 @@ DEFAULT_COMPRESSION = "zstd"
 CRS = "EPSG:2154"
 
 
-def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, object]:
+def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, Any]:
     """GDAL creation options of `dataset.compression` `name` (PREDICTOR=2 unless none).
 
     `zlevel` sets deflate's ZLEVEL or zstd's ZSTD_LEVEL (IMG: 1, see IMG_ZLEVEL; GDAL's
@@ -61,7 +61,7 @@ def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, ob
         raise ValueError(f"dataset.compression {name!r}: expected one of {COMPRESSIONS}")
     if name == "none":
         return {"compress": "none"}
-    opts: dict[str, object] = {"compress": name, "predictor": 2}
+    opts: dict[str, Any] = {"compress": name, "predictor": 2}
     if zlevel is not None and name in ("deflate", "zstd"):
         opts["zlevel" if name == "deflate" else "zstd_level"] = zlevel
     return opts
@@ -75,7 +75,7 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (patch id, reason)
     decisions: list[str] = field(default_factory=list)  # e.g. "dsm …: reprojected on the fly"
 
-    def as_metadata(self) -> dict[str, object]:
+    def as_metadata(self) -> dict[str, Any]:
         return {
             "written": self.written,
             "skipped": len(self.skipped),
@@ -84,8 +84,9 @@ class BuildReport:
         }
 
 
-def _bounds(row) -> tuple[float, float, float, float]:
-    return tuple(row.geometry.bounds)  # type: ignore[return-value]
+def _bounds(row: Any) -> tuple[float, float, float, float]:
+    minx, miny, maxx, maxy = row.geometry.bounds
+    return (minx, miny, maxx, maxy)
 
 
 #: A patch whose elevation is void (DSM or DTM nodata, or outside them) over more than this
@@ -125,8 +126,8 @@ class _Surface:
         self.decision = (
             None
             if self.lambert93
-            else f"{role} {self.name}: CRS {vrt.crs.to_string()} reprojected on the fly to "
-            f"{self.target.to_string()} (bilinear, nodata-aware)"
+            else f"{role} {self.name}: CRS {vrt.crs} reprojected on the fly to "
+            f"{self.target} (bilinear, nodata-aware)"  # str(CRS) is CRS.to_string()
         )
 
     def close(self) -> None:
@@ -252,7 +253,7 @@ def _each_patch(
         except StorageError:
             raise  # disk full / I/O error: fail the step, keep the live generation
         except (FlairPipelineError, rasterio.errors.RasterioError, OSError, ValueError) as exc:
-            report.skipped.append((row.patch_id, str(exc)))
+            report.skipped.append((str(row.patch_id), str(exc)))
     return report
 
 

@@ -22,6 +22,7 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 from rasterio.features import rasterize
+from shapely.geometry.base import BaseGeometry
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import normalize_crs, same_crs
@@ -49,7 +50,7 @@ def _listing(ids: Any, values: Any) -> str:
     return ", ".join(pairs) + (f" and {more} more" if more > 0 else "")
 
 
-def _polygonal(geom: shapely.Geometry) -> shapely.Geometry | None:
+def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
     """The polygonal part of `geom` (None if it has none): lines and points burn nothing."""
     if geom.geom_type in ("Polygon", "MultiPolygon"):
         return None if geom.is_empty else geom
@@ -100,7 +101,7 @@ def read_labels(
     if gdf.crs is None:
         raise InputError(f"label file {path} has no CRS; expected one such as EPSG:2154")
     crs = normalize_crs(gdf.crs)
-    if crs != CRS.from_user_input(gdf.crs):
+    if crs is not None and crs != CRS.from_user_input(gdf.crs):
         gdf = gdf.set_crs(crs.to_wkt(), allow_override=True)
 
     code = gdf["code"]

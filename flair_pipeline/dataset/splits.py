@@ -34,7 +34,7 @@ def assign_split(domain: str, cfg: SplitConfig) -> tuple[Split, str]:
         return Split(mapped), "mapping"
     u, acc = _hash_unit(cfg.salt, domain), 0.0
     for name in ("train", "validation", "test"):
-        acc += cfg.ratios.get(name, 0.0)  # type: ignore[call-overload]
+        acc += cfg.ratios.get(name, 0.0)
         if u < acc:
             return Split(name), "hash"
     return Split.TEST, "hash"

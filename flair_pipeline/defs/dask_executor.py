@@ -111,12 +111,15 @@ class ShieldedDaskExecutor(DaskExecutor):
                 yield from events.items
 
 
-@dg.executor(
+# dagster's overloads of @executor do not accept the IDefinitionConfigSchema that
+# dagster-dask's own executor exposes as config_schema (the same object, at run time)
+@dg.executor(  # type: ignore[call-overload]
     name="dask",
     config_schema=dask_executor.config_schema,
     requirements=dg.multiple_process_executor_requirements(),
 )
 def shielded_dask_executor(init_context: dg.InitExecutorContext) -> ShieldedDaskExecutor:
     """Dask executor (dagster-dask config): one Dask task per step."""
-    ((cluster_type, cluster_configuration),) = init_context.executor_config["cluster"].items()
+    cluster: Any = init_context.executor_config["cluster"]  # {cluster type: its config}
+    ((cluster_type, cluster_configuration),) = cluster.items()
     return ShieldedDaskExecutor(cluster_type, cluster_configuration)

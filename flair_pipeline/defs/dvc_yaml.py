@@ -80,9 +80,9 @@ def plan(defs: dg.Definitions) -> list[StagePlan]:
     stages: dict[str, StagePlan] = {}
     present = set(names)
     commands = {n: c for n, c in COMMAND_STAGES.items() if set(c.needs) <= present}
-    for name, art in commands.items():
-        if not art.last:
-            stages[name] = _command_plan(name, art)
+    for name, command in commands.items():
+        if not command.last:
+            stages[name] = _command_plan(name, command)
     for n, k in zip(names, keys, strict=True):
         art: Artifact = ARTIFACTS[n]
         if art.stage in COMMAND_STAGES:
@@ -112,9 +112,9 @@ def plan(defs: dg.Definitions) -> list[StagePlan]:
             st.cmd = f"flair-pipeline materialize --select '{select}'" + (
                 " --partition ${item}" if st.per_domain else ""
             )
-    for name, art in commands.items():
-        if art.last:
-            stages[name] = _command_plan(name, art)
+    for name, command in commands.items():
+        if command.last:
+            stages[name] = _command_plan(name, command)
     return list(stages.values())
 
 

@@ -61,7 +61,8 @@ class FlairConfig(dg.ConfigurableResource):
     def root_urls(self) -> tuple[str, str]:
         """The raw and dataset roots as strings: URLs as given, local paths resolved."""
         paths = self.load().paths
-        return tuple(v if is_url(v) else str(self._root(v)) for v in (paths.raw, paths.dataset))
+        raw, dataset = (v if is_url(v) else str(self._root(v)) for v in (paths.raw, paths.dataset))
+        return raw, dataset
 
     def with_roots(self, raw: str, dataset: str) -> FlairConfig:
         """The same configuration with other raw and dataset roots (staging folders)."""

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -117,7 +118,7 @@ def _failure_line(ev: dg.DagsterEvent) -> str:
 
 def _check_detail(check: dg.AssetCheckEvaluation) -> str:
     """`` (problems: a; b; …)`` from a failed check's metadata, or nothing."""
-    value = check.metadata.get("problems")
+    value: Any = check.metadata.get("problems")  # a MetadataValue or a raw list
     items = list(getattr(value, "value", value) or [])
     if not items:
         return ""

@@ -48,7 +48,8 @@ def nightly_catch_up(cron: str, timezone: str = "UTC") -> dg.AutomationCondition
         | (dg.AutomationCondition.missing() & ~dg.AutomationCondition.any_deps_missing())
     )
     return (
-        dg.AutomationCondition.cron_tick_passed(cron, timezone).since_last_handled()
+        # dagster types since_last_handled's self as AutomationCondition[AssetKey | AssetCheckKey]
+        dg.AutomationCondition.cron_tick_passed(cron, timezone).since_last_handled()  # type: ignore[misc]
         & changed
         & ~dg.AutomationCondition.in_progress()
         & ~dg.AutomationCondition.any_deps_in_progress()

@@ -80,7 +80,8 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 from a (bands, H, W) image, stretched per band when it is dark."""
     rgb = np.moveaxis(np.asarray(image)[:3], 0, -1).astype(np.float32)
     lo, hi = np.percentile(rgb, 1), np.percentile(rgb, 99)
-    return np.clip((rgb - lo) / max(hi - lo, 1.0), 0, 1)
+    span = hi - lo if hi - lo >= 1.0 else 1.0  # max(hi - lo, 1.0), types kept
+    return np.clip((rgb - lo) / span, 0, 1)
 
 
 def patch_figure(

@@ -53,9 +53,9 @@ def _lcc_is_lambert93(wkt: str) -> bool:
     name = str(method.get("name", "")).lower().replace("_", " ")
     if code != _LCC_2SP and "lambert conic conformal" not in name:
         return False
-    values = {}
+    values: dict[int, float] = {}
     for p in conv.params:
-        if p.code and p.code.isdigit():
+        if p.code and p.code.isdigit() and isinstance(p.value, int | float):
             values[int(p.code)] = p.value
     if any(abs(values.get(k, float("nan")) - v) > 1e-7 for k, v in _L93_PARAMETERS.items()):
         return False

@@ -9,7 +9,7 @@ training, checkpoints and evaluation never special-case a model.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from flair_pipeline.errors import ConfigError
 from flair_pipeline.models.metadata_mlp import MetadataEncoding, MetadataMLP, UNetMeta
@@ -35,7 +35,7 @@ __all__ = [
 
 
 def build_model(
-    name: Literal["unet", "unet-meta", "utt"],
+    name: str,
     *,
     in_channels: int = 5,
     classes: int = 13,
@@ -49,7 +49,6 @@ def build_model(
     so a config that sets, e.g., U-TAE options for a plain U-Net is flagged, not ignored."""
     if name not in MODEL_NAMES:
         raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
-    common = {"in_channels": in_channels, "classes": classes, "encoder_weights": encoder_weights}
     unused = {
         "meta_dim": meta_dim is not None and name != "unet-meta",
         "s2_bands": s2_bands != 10 and name != "utt",
@@ -60,12 +59,24 @@ def build_model(
     if bad:
         raise ConfigError(f"model {name!r} does not use {', '.join(bad)}")
     if name == "unet":
-        return UNet(**common)
+        return UNet(in_channels=in_channels, classes=classes, encoder_weights=encoder_weights)
     if name == "unet-meta":
         if meta_dim is None or meta_dim <= 0:
             raise ConfigError(
                 "model 'unet-meta' needs meta_dim (the MetadataEncoding.dim of the training "
                 f"records), got {meta_dim!r}"
             )
-        return UNetMeta(meta_dim=meta_dim, **common)
-    return UTT(s2_bands=s2_bands, utae=utae, fusion=fusion, **common)
+        return UNetMeta(
+            meta_dim=meta_dim,
+            in_channels=in_channels,
+            classes=classes,
+            encoder_weights=encoder_weights,
+        )
+    return UTT(
+        s2_bands=s2_bands,
+        utae=utae,
+        fusion=fusion,
+        in_channels=in_channels,
+        classes=classes,
+        encoder_weights=encoder_weights,
+    )

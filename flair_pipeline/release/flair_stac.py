@@ -35,6 +35,7 @@ from pystac.extensions.label import LabelClasses, LabelExtension, LabelTask, Lab
 from pystac.validation import JsonSchemaSTACValidator, RegisteredValidator
 from rasterio.warp import transform_bounds
 from shapely.geometry import box, mapping
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from flair_pipeline.errors import InputError
@@ -72,7 +73,7 @@ def flair_classes() -> list[Classification]:
     ]
 
 
-def _footprint(path: str) -> tuple[object, str]:
+def _footprint(path: str) -> tuple[BaseGeometry, str]:
     with rasterio.open(path) as src:
         if src.crs is None:
             raise InputError(f"{path}: no CRS, cannot place the patch in WGS84")
@@ -143,12 +144,12 @@ def build_collection(release_dir: str | Path) -> pystac.Collection:
     for r in index.rows:
         zones[(r.domain, r.zone)].append(r)
     items = [_zone_item(d, z, rows, root) for (d, z), rows in sorted(zones.items())]
+    # every zone item has a datetime or a start/end range (_zone_dates)
+    starts = [d for i in items if (d := i.datetime or i.common_metadata.start_datetime)]
+    ends = [d for i in items if (d := i.common_metadata.end_datetime or i.datetime)]
     extent = pystac.Extent(
-        pystac.SpatialExtent([list(unary_union([box(*i.bbox) for i in items]).bounds)]),
-        pystac.TemporalExtent([[
-            min(i.datetime or i.common_metadata.start_datetime for i in items),
-            max(i.common_metadata.end_datetime or i.datetime for i in items),
-        ]]),
+        pystac.SpatialExtent([list(unary_union([box(*(i.bbox or ())) for i in items]).bounds)]),
+        pystac.TemporalExtent([[min(starts), max(ends)]]),
     )  # fmt: skip
     coll = pystac.Collection(
         COLLECTION_ID,

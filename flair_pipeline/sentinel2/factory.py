@@ -23,7 +23,11 @@ def make_provider(
     if cfg.provider == "stac":
         from flair_pipeline.sentinel2.stac import StacProvider
 
-        common = dict(
+        api_url = cfg.api_url or None
+        catalog = None if api_url else str(resolve(cfg.catalog) if cfg.catalog else default_catalog)
+        return StacProvider(
+            catalog=catalog,
+            api_url=api_url,
             collection=[c.strip() for c in cfg.collection.split(",") if c.strip()],
             max_cloud_cover=cfg.max_cloud_cover,
             retries=cfg.max_retries,
@@ -32,10 +36,6 @@ def make_provider(
             read_timeout_s=cfg.read_timeout_s,
             scl_masks=cfg.scl_masks,
         )
-        if cfg.api_url:
-            return StacProvider(api_url=cfg.api_url, **common)
-        catalog = resolve(cfg.catalog) if cfg.catalog else default_catalog
-        return StacProvider(catalog=str(catalog), **common)
     from flair_pipeline.sentinel2.sentinelhub import SentinelHubProvider, SentinelHubSettings
 
     settings = SentinelHubSettings(

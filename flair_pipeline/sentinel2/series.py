@@ -52,7 +52,7 @@ def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[
         cents = {
             f"IMG_{p}.tif": grid.rowcol(x, y) for p, x, y in zip(z["patch_id"], cx, cy, strict=True)
         }
-        out.append(SuperArea(domain, zone, grid, cents))
+        out.append(SuperArea(str(domain), str(zone), grid, cents))
     return out
 
 

@@ -110,6 +110,10 @@ def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -
     return refl
 
 
+#: (window, flat index into it, inside mask) of each grid pixel's source pixel.
+_Nearest = tuple[Window, np.ndarray, np.ndarray]
+
+
 class StacProvider:
     """Sentinel-2 series from a static STAC catalog (path or URL) or a STAC API.
 
@@ -156,7 +160,7 @@ class StacProvider:
         self.timeouts = (connect_timeout_s, read_timeout_s)
         self.scl_masks = scl_masks
         self._static: list[Scene] | None = None
-        self._index: dict[tuple, tuple | None] = {}
+        self._index: dict[tuple, _Nearest | None] = {}
         self._dropped: list[tuple[str, str]] = []
 
     @property
@@ -259,6 +263,8 @@ class StacProvider:
         from pystac_client import Client
         from pystac_client.exceptions import APIError
 
+        # only reached without a catalog, and __init__ requires exactly one of the two
+        assert self.api_url is not None
         io = stac_api_io(self.retries, self.backoff_s, *self.timeouts)
         try:
             client = Client.open(self.api_url, stac_io=io, timeout=self.timeouts)
@@ -367,17 +373,18 @@ class StacProvider:
             return redact(f"asset {key!r} unreadable ({href}): {exc}")  # signed hrefs
         return ""
 
-    def _nearest(self, grid: Grid, geo: tuple) -> tuple[Window, np.ndarray, np.ndarray] | None:
+    def _nearest(self, grid: Grid, geo: tuple) -> _Nearest | None:
         """(window, flat index into it, inside mask) of each grid pixel's source pixel;
         once per grid and asset geometry `geo` (crs, transform, height, width) per call."""
         key = (grid, geo)
-        hit = self._index.get(key, False)
-        if hit is False:  # two threads may both compute it: same answer, no lock needed
-            hit = self._index[key] = _index_map(grid, *geo)
+        if key in self._index:
+            return self._index[key]
+        # two threads may both compute it: same answer, no lock needed
+        hit = self._index[key] = _index_map(grid, *geo)
         return hit
 
 
-def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) -> tuple | None:
+def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) -> _Nearest | None:
     """Where each grid pixel takes its value: rasterio's nearest-neighbour warp of a raster
     of source pixel numbers onto the grid.
 
@@ -471,7 +478,7 @@ def _series(
 
 def _scene(item: pystac.Item) -> Scene:
     when = item.datetime or pystac.utils.str_to_datetime(item.properties["start_datetime"])
-    geom = shape(item.geometry) if item.geometry else shapely.box(*item.bbox)
+    geom = shape(item.geometry) if item.geometry else shapely.box(*(item.bbox or ()))
     if all(readable_href(item, k) for k in STAC_MASK_ASSETS):
         masks = "assets"
     elif readable_href(item, SCL_ASSET):

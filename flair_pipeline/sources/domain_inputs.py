@@ -13,6 +13,7 @@ signature first and only hash when it moved.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -166,6 +167,6 @@ def fingerprint(fs: fsspec.AbstractFileSystem, files: list[str], folder: str) ->
     for f in files:
         h.update(_relative(f, folder).encode())
         with fs.open(f, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()

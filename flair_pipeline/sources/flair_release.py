@@ -28,6 +28,7 @@ import dataclasses
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -353,8 +354,14 @@ def read_manifest(csv_path: str | Path) -> list[ManifestRow]:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != FIELDS:
             raise InputError(f"{path}: expected columns {list(FIELDS)}, found {reader.fieldnames}")
-        types = {f.name: f.type for f in dataclasses.fields(ManifestRow)}
-        conv = {"int": int, "float": float, "str": str, "int | None": _opt_int}
+        # field annotations are strings here (``from __future__ import annotations``)
+        types = {f.name: str(f.type) for f in dataclasses.fields(ManifestRow)}
+        conv: dict[str, Callable[[str], object]] = {
+            "int": int,
+            "float": float,
+            "str": str,
+            "int | None": _opt_int,
+        }
         try:
             return [ManifestRow(**{k: conv[types[k]](v) for k, v in rec.items()}) for rec in reader]  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:

@@ -30,10 +30,10 @@ def hash_uniform(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         xs = np.asarray(x, dtype=np.int64).astype(np.uint64)
         ys = np.asarray(y, dtype=np.int64).astype(np.uint64)
-        h = np.uint64(seed & 0xFFFFFFFF) * _M1
+        h: np.ndarray = np.asarray(np.uint64(seed & 0xFFFFFFFF) * _M1)
         h = _mix(h ^ xs * _M2)
         h = _mix(h ^ ys * _M3)
-    return ((h >> np.uint64(40)).astype(np.float32)) / np.float32(1 << 24)
+    return np.asarray((h >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24))
 
 
 def white(seed: int, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -152,8 +152,8 @@ def object_appearance(lc: LandCover, seed: int, res: float) -> Appearance:
             c = lc.geoms[i].centroid
             ridge[i + 1] = (nx, ny, nx * c.x + ny * c.y)
     height = np.concatenate([[0.0], a["height"]]).astype(np.float32)
-    code = np.concatenate([[0], a["code"]]).astype(np.uint8)
-    return Appearance(rgbn, code, small=small, roof=roof, wave=wave, ridge=ridge,
+    codes = np.concatenate([[0], a["code"]]).astype(np.uint8)
+    return Appearance(rgbn, codes, small=small, roof=roof, wave=wave, ridge=ridge,
                       height=height, **fields)  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 from shapely.geometry import LineString, Polygon, box
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import split
 
 from flair_pipeline.domains import DomainId
@@ -75,6 +76,7 @@ def _parts(geom) -> list[Polygon]:
 
 def _orientation(poly: Polygon) -> float:
     rect = poly.minimum_rotated_rectangle
+    assert isinstance(rect, Polygon), f"degenerate polygon {poly.wkt[:60]}"
     coords = np.asarray(rect.exterior.coords) if isinstance(rect, Polygon) else None
     if coords is None or len(coords) < 4:
         return 0.0
@@ -94,9 +96,10 @@ def _draw_height(code: int, rng: np.random.Generator) -> float:
     return float(rng.uniform(lo, hi)) if hi > 0 else 0.0
 
 
-def _split_once(poly: Polygon, rng: np.random.Generator) -> list[Polygon]:
+def _split_once(poly: BaseGeometry, rng: np.random.Generator) -> list[BaseGeometry]:
     """Cut a polygon across its long axis at 35-65 % with a little angular jitter."""
     rect = poly.minimum_rotated_rectangle
+    assert isinstance(rect, Polygon), f"degenerate polygon {poly.wkt[:60]}"
     coords = np.asarray(rect.exterior.coords)
     e1, e2 = coords[1] - coords[0], coords[2] - coords[1]
     long_edge = e1 if np.hypot(*e1) >= np.hypot(*e2) else e2
@@ -111,15 +114,15 @@ def _split_once(poly: Polygon, rng: np.random.Generator) -> list[Polygon]:
     n = n * math.cos(jitter) + u * math.sin(jitter)
     reach = length * 2 + 10
     line = LineString([p - n * reach, p + n * reach])
-    pieces = [g for g in split(poly, line).geoms if isinstance(g, Polygon)]
+    pieces: list[BaseGeometry] = [g for g in split(poly, line).geoms if isinstance(g, Polygon)]
     return pieces if len(pieces) >= 2 else [poly]
 
 
 def subdivide(
-    poly: Polygon, min_size: float, max_size: float, rng: np.random.Generator
-) -> list[Polygon]:
+    poly: BaseGeometry, min_size: float, max_size: float, rng: np.random.Generator
+) -> list[BaseGeometry]:
     """Recursively split until pieces are between about min_size and max_size across."""
-    out: list[Polygon] = []
+    out: list[BaseGeometry] = []
     stack = [poly]
     while stack:
         p = stack.pop()
@@ -144,11 +147,11 @@ def _choice(rng: np.random.Generator, table: dict[int, float]) -> int:
     return int(codes[rng.choice(len(codes), p=w / w.sum())])
 
 
-def _mitre_shrink(poly: Polygon, d: float):
+def _mitre_shrink(poly: BaseGeometry, d: float) -> BaseGeometry:
     return poly.buffer(-d, join_style="mitre")
 
 
-def _urban_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator, south: bool) -> None:
+def _urban_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator, south: bool) -> None:
     blocks = subdivide(cell, 45.0, 110.0, rng)
     road_half = rng.uniform(3.5, 6.0)
     interiors = []
@@ -166,7 +169,7 @@ def _urban_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator, south: b
                 house = house if house.area > 20 else Polygon()
                 garden = lot.difference(house) if not house.is_empty else lot
                 lc.add(house, 1, rng)
-                pool = Polygon()
+                pool: BaseGeometry = Polygon()
                 if not garden.is_empty and rng.random() < pool_p and garden.area > 60:
                     c = garden.representative_point()
                     w, h = rng.uniform(2.5, 4.5), rng.uniform(5.0, 9.0)
@@ -200,7 +203,7 @@ _AGRI = {11: 0.43, 10: 0.28, 12: 0.14, 4: 0.045, 8: 0.04, 16: 0.03, 18: 0.025}
 _FOREST = {7: 0.45, 6: 0.18, 17: 0.10, 8: 0.12, 15: 0.06, 16: 0.05, 10: 0.04}
 
 
-def _agricultural_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator) -> None:
+def _agricultural_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator) -> None:
     for parcel in subdivide(cell, 50.0, 170.0, rng):
         code = _choice(rng, _AGRI)
         if code == 18 and parcel.area > 5000:  # greenhouses come in rows beside a yard
@@ -210,22 +213,22 @@ def _agricultural_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator) -
         lc.add(parcel, code, rng)
 
 
-def _vineyard_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator) -> None:
+def _vineyard_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator) -> None:
     for parcel in subdivide(cell, 35.0, 100.0, rng):
         lc.add(parcel, _choice(rng, {9: 0.78, 10: 0.12, 4: 0.05, 8: 0.05}), rng)
 
 
-def _forest_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator) -> None:
+def _forest_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator) -> None:
     for stand in subdivide(cell, 50.0, 180.0, rng):
         lc.add(stand, _choice(rng, _FOREST), rng)
 
 
-def _water_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator) -> None:
+def _water_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator) -> None:
     c = cell.centroid
     r = math.sqrt(cell.area / math.pi) * rng.uniform(0.35, 0.6)
     angles = np.linspace(0, 2 * math.pi, 40, endpoint=False)
     radii = r * (1 + 0.25 * np.sin(angles * rng.integers(2, 5) + rng.uniform(0, 6)))
-    lake = Polygon(np.c_[c.x + radii * np.cos(angles), c.y + radii * np.sin(angles)])
+    lake: BaseGeometry = Polygon(np.c_[c.x + radii * np.cos(angles), c.y + radii * np.sin(angles)])
     lake = lake.intersection(_mitre_shrink(cell, 3.0))
     lc.add(lake, 5, rng)
     rest = cell.difference(lake) if not lake.is_empty else cell
@@ -234,7 +237,9 @@ def _water_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator) -> None:
             lc.add(piece, _choice(rng, {10: 0.4, 8: 0.3, 7: 0.3}), rng)
 
 
-def _natural_cell(cell: Polygon, lc: LandCover, rng: np.random.Generator, mountain: bool) -> None:
+def _natural_cell(
+    cell: BaseGeometry, lc: LandCover, rng: np.random.Generator, mountain: bool
+) -> None:
     table = {8: 0.35, 4: 0.2, 10: 0.25, 16: 0.2}
     if mountain:
         table = {14: 0.35, 4: 0.3, 8: 0.2, 10: 0.15}
@@ -305,7 +310,7 @@ def generate_landcover(
     return lc
 
 
-def _cut_river(lc: LandCover, river: Polygon, rng: np.random.Generator) -> LandCover:
+def _cut_river(lc: LandCover, river: BaseGeometry, rng: np.random.Generator) -> LandCover:
     """Carve a river through the polygons, keeping the tiling exact."""
     tree = shapely.STRtree(lc.geoms)
     hit = set(tree.query(river, predicate="intersects").tolist())

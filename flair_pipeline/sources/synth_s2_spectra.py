@@ -31,7 +31,7 @@ ENDMEMBERS = {k: np.asarray(v, np.float32) for k, v in _E.items()}
 CLOUD = np.asarray((0.46, 0.45, 0.45, 0.46, 0.47, 0.47, 0.48, 0.48, 0.38, 0.30), np.float32)
 
 
-def _sig(x: np.ndarray, centre: np.ndarray | float, width: float) -> np.ndarray:
+def _sig(x: np.ndarray | float, centre: np.ndarray | float, width: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(x - centre) / width))
 
 
@@ -71,7 +71,7 @@ def object_spectra(
     n = code.size
     out = np.zeros((n, len(BANDS)), np.float32)
 
-    def mix(mask: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> None:
+    def mix(mask: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray | float) -> None:
         w = np.broadcast_to(np.asarray(w, np.float32), (n,))[mask][:, None]
         out[mask] = a * (1 - w) + b * w
 
@@ -80,7 +80,7 @@ def object_spectra(
     herb = grassland(doy, phase, south)
     g_crop, harvested = crop(doy, phase)
     winter = doy < 90 or doy > 320
-    for c, (a, b, w) in {
+    weights: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | float]] = {
         1: (E["roof"], E["roof"], one),
         2: (E["urban"], E["veg"], 0.35 * herb),
         3: (E["urban"], E["urban"], one),
@@ -98,7 +98,8 @@ def object_spectra(
         17: (E["conifer"], E["veg"], 0.45 * lo),
         18: (E["glass"], E["glass"], one),
         19: (E["urban"], E["soil"], 0.5 * one),
-    }.items():
+    }
+    for c, (a, b, w) in weights.items():
         mask = code == c
         if mask.any():
             mix(mask, a, b, w)

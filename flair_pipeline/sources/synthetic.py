@@ -301,7 +301,7 @@ def _write_labels(path: Path, lc: LandCover, bounds: tuple[float, float, float, 
 def _class_areas(path: Path) -> dict[int, float]:
     gdf = gpd.read_file(path)
     areas = gdf.geometry.area.groupby(gdf["code"]).sum()
-    return {int(c): float(a) for c, a in areas.items()}
+    return {int(c): float(a) for c, a in zip(areas.index, areas.to_numpy(), strict=True)}
 
 
 def _sentinel2(

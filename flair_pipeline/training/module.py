@@ -35,6 +35,13 @@ class FlairModule(L.LightningModule):
     metadata vocabulary, patch geometry) is saved as hyper-parameters in the checkpoint.
     """
 
+    # buffers registered in __init__ (nn.Module's attribute lookup types them as Tensor | Module)
+    img_mean: torch.Tensor
+    img_std: torch.Tensor
+    s2_mean: torch.Tensor
+    s2_std: torch.Tensor
+    class_weight: torch.Tensor
+
     def __init__(
         self,
         model_name: str,
@@ -81,7 +88,7 @@ class FlairModule(L.LightningModule):
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Normalised model inputs from a loader batch (mask and index left out)."""
         img = (batch["img"] - self.img_mean) / self.img_std
-        if self.hparams.channels_last:
+        if self.hparams["channels_last"]:
             img = img.contiguous(memory_format=torch.channels_last)
         inputs = {"img": img}
         if "meta" in batch:
@@ -102,13 +109,13 @@ class FlairModule(L.LightningModule):
 
     # -- steps -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
-        if self.hparams.augment:
+        if self.hparams["augment"]:
             batch = augment_batch(batch, self._generator)
         out = self(batch)
         loss = F.cross_entropy(
             out["logits"].float(), batch["msk"], weight=self.class_weight, ignore_index=INVALID
         )
-        if "aux" in out and self.hparams.aux_weight > 0:
+        if "aux" in out and self.hparams["aux_weight"] > 0:
             aux = F.cross_entropy(
                 self._aux_to_patch(out["aux"], batch["msk"].shape[-2:]),
                 batch["msk"],
@@ -116,7 +123,7 @@ class FlairModule(L.LightningModule):
                 ignore_index=INVALID,
             )
             self.log("train_aux_loss", aux, on_step=False, on_epoch=True)
-            loss = loss + self.hparams.aux_weight * aux
+            loss = loss + self.hparams["aux_weight"] * aux
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
@@ -155,14 +162,17 @@ class FlairModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         params = self.model.parameters()
-        if hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        opt: torch.optim.Optimizer
+        if hp["optimizer"] == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
         else:
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=0.9, weight_decay=hp.weight_decay)
-        if hp.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp.epochs)
+            opt = torch.optim.SGD(
+                params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"]
+            )
+        if hp["scheduler"] == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp["epochs"])
             return {"optimizer": opt, "lr_scheduler": sched}
-        if hp.scheduler == "plateau":
+        if hp["scheduler"] == "plateau":
             # stepped here, right after validation, not by Lightning: Lightning steps plateau
             # schedulers after the epoch-end checkpoint is written and skips that step when
             # resuming, so a resumed run would diverge (issue 15: resume that reproduces)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -98,7 +98,8 @@ class ResumeState(Callback):
         """The augmentation generator, once the module is attached to the trainer."""
         state, self._pending = self._pending, None
         if state is not None and state.get("augment_rng") is not None:
-            module._generator.set_state(state["augment_rng"])
+            generator = cast(torch.Generator, module._generator)  # FlairModule's
+            generator.set_state(state["augment_rng"])
 
 
 def _numpy_state() -> tuple[Any, ...]:

@@ -150,11 +150,12 @@ def train_model(
             warnings.warn(f"--resume: no {last}, starting from scratch", stacklevel=2)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         L.seed_everything(t.seed, workers=True, verbose=False)
-        stats = compute_stats(train, t.norm_samples, t.seed, t.downsample, s2).to_dict()
+        computed = compute_stats(train, t.norm_samples, t.seed, t.downsample, s2)
+        stats = computed.to_dict()
         meta_enc = _meta_encoding(train) if model_name == "unet-meta" else None
         meta_dim = meta_enc["dim"] if meta_enc else None
         patch_m = patch_px * cfg.sampling.resolution
-        kwargs = model_kwargs(cfg, model_name, len(stats["mean"]), meta_dim, patch_m)
+        kwargs = model_kwargs(cfg, model_name, len(computed.mean), meta_dim, patch_m)
     encoder = _meta_encoder(meta_enc)
     cuda = torch.cuda.is_available()
     module = FlairModule(
@@ -200,7 +201,8 @@ def train_model(
     # the epochs before the kill: the CSV logger starts a fresh metrics.csv on resume
     prior = (saved_curves(resume_from) or epoch_rows(out / "curves.csv")) if resume_from else []
     t0 = time.perf_counter()
-    trainer.fit(module, *loaders, ckpt_path=resume_from)
+    train_loader, val_loader = loaders
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
     wall = time.perf_counter() - t0
     png, curves_csv = write_curves(metrics_csv, out, title=model_name, prior=prior)
     score = best.best_model_score

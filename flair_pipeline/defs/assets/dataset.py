@@ -1,6 +1,7 @@
 """Dataset assets, partitioned by domain: patch grid, IMG, MSK, metadata; and the split."""
 
 import json
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -25,7 +26,7 @@ from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
 from flair_pipeline.sources.domain_spec import resolve
 
-DOMAIN = {"partitions_def": domains_partitions, "group_name": "dataset"}
+DOMAIN: dict[str, Any] = {"partitions_def": domains_partitions, "group_name": "dataset"}
 
 
 @dg.asset(
@@ -214,7 +215,10 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     remove_stale_temps(dataset.domain_metadata(domain))
     inputs = resolve(raw.domain(domain))
     info = inputs.info
-    pairs, problems, missing, previews = [], [], [], []
+    pairs: list[str] = []
+    problems: list[str] = []
+    missing: list[str] = []
+    previews: list[tuple[np.ndarray, np.ndarray, str]] = []  # (IMG, MSK, title)
     for row in grid.itertuples():
         img, msk = (
             dataset.img(row.domain, row.zone, row.patch_id),
@@ -252,7 +256,7 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
         dataset.domain_metadata(domain),
     )
     table = pd.DataFrame({"class": list(shares), "share_%": [round(v, 2) for v in shares.values()]})
-    meta = {
+    meta: dict[str, Any] = {
         "patches": len(kept),
         "skipped": missing[:50],
         "zones": int(kept["zone"].nunique()) if len(kept) else 0,

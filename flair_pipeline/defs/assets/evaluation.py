@@ -1,6 +1,7 @@
 """Evaluation assets: each trained model on the test split, and one comparison table."""
 
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -46,7 +47,8 @@ def _evaluate(
     )
 
 
-_COMMON = dict(group_name="evaluation", kinds={"pytorch", "json"})
+#: Keyword arguments shared by the evaluation assets' @dg.asset.
+_COMMON: dict[str, Any] = dict(group_name="evaluation", kinds={"pytorch", "json"})
 
 
 @dg.asset(

@@ -73,7 +73,9 @@ def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
         metadata={
             "fingerprint": fp,
             "ortho_tiles": (
-                len(files) - 4 if inputs.spec is None else sum(len(p.files) for p in inputs.ortho)  # type: ignore[union-attr]
+                sum(len(p.files) for p in inputs.ortho)
+                if isinstance(inputs.ortho, list)  # domain.yaml: products
+                else len(files) - 4  # raw layout: ortho/ tiles besides 4 other files
             ),
             "inputs": "domain.yaml" if inputs.spec else "raw layout",
             "label_polygons": len(labels),

@@ -6,6 +6,8 @@ a retry policy for the transient failures of long jobs (a preempted node, a CUDA
 bad input is not retried.
 """
 
+from typing import Any
+
 import dagster as dg
 
 from flair_pipeline.defs.resources import FlairConfig
@@ -73,7 +75,8 @@ def packed_training_input(
     )
 
 
-_COMMON = dict(
+#: Keyword arguments shared by the training assets' @dg.asset.
+_COMMON: dict[str, Any] = dict(
     group_name="training",
     pool="gpu",
     retry_policy=dg.RetryPolicy(max_retries=1, delay=30),
