@@ -108,7 +108,8 @@ def demo() -> None:
     Every stage materializes the Dagster assets on the persistent instance (the runs show
     in the UI) and DVC records them in dvc.lock: afterwards `dvc status` is clean and a
     second `flair-pipeline demo` (or `dvc repro`) runs nothing. Change params.yaml (or
-    use `dvc exp run -S key=value`) to change the recipe."""
+    use `dvc exp run -S key=value`) to change the recipe.
+    """
     from flair_pipeline.demo import run_demo
 
     cfg = _load(None, ())
@@ -119,7 +120,8 @@ def demo() -> None:
 @config_options
 def demo_map_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Map the first test domain with each trained model into <paths.eval>/maps (the
-    `demo_map` stage of dvc.yaml)."""
+    `demo_map` stage of dvc.yaml).
+    """
     from flair_pipeline.demo import write_maps
 
     click.echo(write_maps(_load(config_path, overrides)))
@@ -129,7 +131,8 @@ def demo_map_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
 def dvc_record_cmd() -> None:
     """Record in DVC what the Dagster UI, the sensor or `materialize` built, so that
     `dvc status` is clean and `dvc push` ships it (dvc commit of the changed stages whose
-    outputs exist and are newer than their changed inputs)."""
+    outputs exist and are newer than their changed inputs).
+    """
     from flair_pipeline.dvc_record import format_report, record
 
     report = record(Path.cwd())
@@ -145,7 +148,8 @@ def dvc_record_cmd() -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 def recipe_args_cmd(recipe: Path) -> None:
     """Print a recipe file (a partial params.yaml, e.g. recipes/flair-gpu.yaml) as
-    `-S key=value` arguments for `dvc exp run`; every key is validated first."""
+    `-S key=value` arguments for `dvc exp run`; every key is validated first.
+    """
     from flair_pipeline.recipes import set_args
 
     click.echo(" ".join(set_args(recipe)))

@@ -23,7 +23,8 @@ MAPS_SUMMARY = "maps.md"
 
 def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print) -> str:
     """``dvc repro`` in `repo` (DVC's output streams to the terminal), then the text to
-    print: the comparison table and the demo maps. Raises DvcError when a stage fails."""
+    print: the comparison table and the demo maps. Raises DvcError when a stage fails.
+    """
     start = time.perf_counter()
     run_dvc(repo, "repro", capture=False)
     log(f"dvc repro done in {time.perf_counter() - start:.1f} s")
@@ -39,7 +40,8 @@ def write_maps(cfg: PipelineConfig) -> str:
     """The ``demo_map`` stage: map the first test domain with each trained model into
     ``<paths.eval>/maps`` (GeoTIFFs, uint8 FLAIR codes, the ortho's grid and CRS) and
     write ``maps.md`` listing them (no timings, so reruns write identical files); return
-    the lines with timings for the terminal."""
+    the lines with timings for the terminal.
+    """
     out_dir = Path(cfg.paths.eval) / "maps"
     lines, timed = [], []
     for domain, label, out, km2, seconds in _map_first_test_domain(cfg, out_dir):
@@ -52,7 +54,8 @@ def write_maps(cfg: PipelineConfig) -> str:
 
 def map_first_test_domain(cfg: PipelineConfig) -> str:
     """Map the first test domain with each trained model into ``<paths.eval>``; return
-    the comparison table and where the maps went (with timings)."""
+    the comparison table and where the maps went (with timings).
+    """
     lines = ["", (Path(cfg.paths.eval) / "comparison.md").read_text()]
     for domain, label, out, km2, seconds in _map_first_test_domain(cfg, Path(cfg.paths.eval)):
         lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")

@@ -26,7 +26,8 @@ class DomainIdError(FlairPipelineError, ValueError):
 class StorageError(FlairPipelineError, OSError):
     """A file that could not be written completely (I/O error, failed re-open check).
 
-    Also an OSError, so callers that caught the write's OSError still do."""
+    Also an OSError, so callers that caught the write's OSError still do.
+    """
 
 
 class DiskFullError(StorageError):

@@ -50,7 +50,8 @@ def add_secret(secret: str | None) -> None:
 
 def redact(text: str) -> str:
     """`text` with registered secrets, bearer tokens, token fields and URL signatures
-    replaced by ``***``."""
+    replaced by ``***``.
+    """
     for needle in sorted(_SECRETS, key=len, reverse=True):
         if needle in text:  # a whole token only: a secret never rewrites a key name around it
             text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(needle)}(?![A-Za-z0-9_])", MASK, text)
@@ -78,6 +79,7 @@ class RedactingFilter(logging.Filter):
     """The same masking as a filter, for handlers built outside this process's factory."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Mask secrets in `record`'s message and arguments; always keep the record."""
         _redact_record(record)
         return True
 

@@ -78,6 +78,7 @@ class Mosaic:
         self.close()
 
     def close(self) -> None:
+        """Close the VRT dataset and its in-memory file."""
         self._src.close()
         self._mem.close()
 
@@ -87,6 +88,14 @@ class Mosaic:
         return self.vrt.bounds
 
     def tiles_touching(self, bounds: Bounds) -> list[TileInfo]:
+        """Tiles whose extent overlaps `bounds` (x0, y0, x1, y1, metres, the mosaic's CRS).
+
+        Args:
+            bounds: (left, bottom, right, top) in the mosaic's CRS.
+
+        Returns:
+            The tiles whose bounds intersect `bounds` with a non-zero area, in mosaic order.
+        """
         x0, y0, x1, y1 = bounds
         return [t for t in self.tiles
                 if t.bounds[0] < x1 and t.bounds[2] > x0 and t.bounds[1] < y1 and t.bounds[3] > y0]  # fmt: skip

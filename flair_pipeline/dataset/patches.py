@@ -76,6 +76,7 @@ class BuildReport:
     decisions: list[str] = field(default_factory=list)  # e.g. "dsm …: reprojected on the fly"
 
     def as_metadata(self) -> dict[str, Any]:
+        """JSON-ready summary: patches written, skipped (count, then the first 50 with reasons)."""
         return {
             "written": self.written,
             "skipped": len(self.skipped),
@@ -131,6 +132,7 @@ class _Surface:
         )
 
     def close(self) -> None:
+        """Close the surface model and its in-memory VRT, if any."""
         self.src.close()
         if self._mem is not None:
             self._mem.close()
@@ -198,6 +200,7 @@ class Elevation:
         self.decisions = [d for d in (self._dsm.decision, self._dtm.decision) if d]
 
     def close(self) -> None:
+        """Close the DSM and DTM datasets."""
         self._dsm.close()
         self._dtm.close()
 

@@ -65,6 +65,7 @@ class ShieldedDaskExecutor(DaskExecutor):
     def execute(
         self, plan_context: Any, execution_plan: ExecutionPlan
     ) -> Iterator[dg.DagsterEvent]:
+        """Run each step of `execution_plan` as one Dask task and yield its Dagster events."""
         import dask.distributed
         from dagster._core.errors import raise_execution_interrupts
         from dagster._utils import iterate_with_context

@@ -28,6 +28,11 @@ class FlairConfig(dg.ConfigurableResource):
     overrides: list[str] = []  # noqa: RUF012  (pydantic copies defaults)
 
     def load(self) -> PipelineConfig:
+        """The pipeline configuration: `config_path` (defaults if absent) with `overrides`.
+
+        Raises:
+            ConfigError: the file or an override does not validate.
+        """
         path = Path(self.config_path)
         return load_config(path if path.exists() else None, self.overrides)
 
@@ -45,9 +50,11 @@ class FlairConfig(dg.ConfigurableResource):
         return self._root(value)
 
     def raw(self) -> RawLayout:
+        """Where the raw inputs are (``paths.raw``, resolved against the project root)."""
         return RawLayout(self._root(self.load().paths.raw))
 
     def dataset(self) -> DatasetLayout:
+        """Where the dataset is built (``paths.dataset``, resolved against the project root)."""
         return DatasetLayout(self._root(self.load().paths.dataset))
 
     def models_dir(self) -> Path:

@@ -44,7 +44,8 @@ GPU_POOL = "gpu"
 
 def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
     """Give the `gpu` pool (training assets) `slots` slots unless someone set it already:
-    two trainings on one GPU would both slow down and may run out of memory."""
+    two trainings on one GPU would both slow down and may run out of memory.
+    """
     storage = instance.event_log_storage
     if (
         storage.supports_global_concurrency_limits
@@ -83,6 +84,7 @@ class MaterializeSummary:
     ignored: list[str] = field(default_factory=list)
 
     def failure_text(self) -> str:
+        """One line: how many steps failed, on which domains, and each failure's message."""
         failed = sorted({p for _, p, ok in self.runs if not ok and p})
         head = f"{len(self.failures)} step(s) failed" + (
             f" (domains {', '.join(failed)}; every other domain was built)" if failed else ""

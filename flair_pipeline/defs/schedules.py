@@ -60,7 +60,8 @@ def automate_downstream(
     assets: Sequence[dg.AssetsDefinition], condition: dg.AutomationCondition | None = None
 ) -> list[dg.AssetsDefinition]:
     """`assets` with `condition` (default: the nightly catch-up) on every unpartitioned
-    asset that has parents and no condition of its own: the all-domain assets."""
+    asset that has parents and no condition of its own: the all-domain assets.
+    """
     condition = condition or nightly_catch_up(*downstream_cron())
 
     def add(spec: dg.AssetSpec) -> dg.AssetSpec:

@@ -74,6 +74,7 @@ class Scan:
         return f"{domain}@{self.requests[domain][:16]}#{self.changes[domain]}"
 
     def skipped_text(self) -> str:
+        """One line naming each incomplete domain (and what it lacks) and each ignored folder."""
         parts = [f"{d} incomplete (missing {', '.join(m)})" for d, m in self.incomplete.items()]
         parts += [f"{domain_id_problem(n)} (folder ignored)" for n in self.not_domains]
         return "; ".join(parts)
@@ -81,7 +82,8 @@ class Scan:
 
 def read_cursor(text: str | None) -> dict[str, dict[str, Any]]:
     """Domain -> {"sig", "fp", "n"}; an unreadable or older cursor starts over (safe: run keys
-    still prevent duplicate builds, the only cost is hashing once more)."""
+    still prevent duplicate builds, the only cost is hashing once more).
+    """
     if not text:
         return {}
     try:
@@ -94,12 +96,21 @@ def read_cursor(text: str | None) -> dict[str, dict[str, Any]]:
 
 
 def write_cursor(state: dict[str, dict[str, Any]]) -> str:
+    """The sensor cursor for `state` (domain -> its fingerprint record), as sorted JSON.
+
+    Args:
+        state: per domain, what the sensor last saw (fingerprint, request time).
+
+    Returns:
+        A JSON string carrying the cursor version, read back by :func:`read_cursor`.
+    """
     return json.dumps({"v": CURSOR_VERSION, "domains": state}, sort_keys=True)
 
 
 def _built_fingerprint(instance: dg.DagsterInstance, domain: str) -> str | None:
     """The fingerprint of the last `domain_sources` materialization of `domain`, if any
-    (a domain built by the CLI or `dvc repro` before the sensor first saw it)."""
+    (a domain built by the CLI or `dvc repro` before the sensor first saw it).
+    """
     result = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("domain_sources"), asset_partitions=[domain]),
         limit=1,
@@ -113,7 +124,8 @@ def _built_fingerprint(instance: dg.DagsterInstance, domain: str) -> str | None:
 
 def _sensor_runs(instance: dg.DagsterInstance, domain: str) -> int:
     """How many runs this sensor already launched for `domain` (the change count to start
-    from when the cursor does not know the domain: a new or reset cursor)."""
+    from when the cursor does not know the domain: a new or reset cursor).
+    """
     return instance.get_runs_count(
         dg.RunsFilter(tags={"dagster/partition": domain, "flair/front_door": "sensor"})
     )
@@ -170,6 +182,7 @@ def scan_raw_root(
     "flair/fingerprint tag). Incomplete or misnamed folders are reported.",
 )
 def new_domains_sensor(context: dg.SensorEvaluationContext, flair: FlairConfig) -> dg.SensorResult:
+    """Request a build of every domain whose raw inputs are complete and new or changed."""
     root = flair.root_urls()[0]
     scan = scan_raw_root(root, read_cursor(context.cursor), context.instance)
     for domain, missing in scan.incomplete.items():

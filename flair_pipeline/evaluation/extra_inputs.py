@@ -46,6 +46,7 @@ class S2Windows:
         self.std = torch.tensor(inf.s2_std).view(1, 1, -1, 1, 1)
 
     def __call__(self, windows: Sequence[PatchWindow]) -> Mapping[str, torch.Tensor]:
+        """``s2`` (N, T, 10, w, w), ``dates`` (N, T) and ``pad_mask`` (N, T) around each window."""
         samples = []
         w = self.opts.window
         for pw in windows:
@@ -64,7 +65,8 @@ def s2_windows_from_config(
     inf: Inference, image: Any, year: int, cfg: Any, base: Path
 ) -> S2Windows:
     """S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
-    config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2)."""
+    config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2).
+    """
     from flair_pipeline.layout import RawLayout
     from flair_pipeline.sentinel2.factory import make_provider
 
@@ -77,7 +79,8 @@ def s2_windows_from_config(
 
 class MetaWindows:
     """``extra_inputs`` for `unet-meta`: each window's location, plus the acquisition facts
-    the user gives (camera, date, time); missing facts encode as the unknown slot."""
+    the user gives (camera, date, time); missing facts encode as the unknown slot.
+    """
 
     def __init__(self, inf: Inference, facts: Mapping[str, Any]) -> None:
         from flair_pipeline.models.metadata_mlp import MetadataEncoding
@@ -89,6 +92,7 @@ class MetaWindows:
         self.facts = dict(facts)
 
     def __call__(self, windows: Sequence[PatchWindow]) -> Mapping[str, torch.Tensor]:
+        """``meta`` (N, encoding dim) float32: each window's centroid (Lambert-93, m) and the facts."""
         records = []
         for pw in windows:
             x0, y0, x1, y1 = pw.bounds

@@ -72,10 +72,12 @@ class PredictReport:
 
     @property
     def patches_per_s(self) -> float:
+        """Windows predicted per second of wall time (NaN before any time was measured)."""
         return self.n_windows / self.seconds if self.seconds else float("nan")
 
     @property
     def km2_per_h(self) -> float:
+        """Area mapped per hour of wall time, km²/h (NaN before any time was measured)."""
         return self.km2 / self.seconds * 3600 if self.seconds else float("nan")
 
 
@@ -227,7 +229,7 @@ class _Run:
 
 
 def _argmax0(x: torch.Tensor) -> torch.Tensor:
-    """argmax over dim 0 (first maximum wins, like torch.argmax).
+    """Argmax over dim 0 (first maximum wins, like torch.argmax).
 
     torch.max(dim=0) gives the same indices ~3x faster than torch.argmax(dim=0) on CPU for
     a (13, H, W) tensor (measured: 0.23 s vs 0.71 s for 13 x 896 x 2048).

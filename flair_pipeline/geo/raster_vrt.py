@@ -76,11 +76,13 @@ class TileFacts:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the raster's CRS units, from its north-up geotransform."""
         t = self.transform
         return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
 
     @property
     def res(self) -> tuple[float, float]:
+        """Pixel size (x, y), positive, in the CRS units (metres for Lambert-93)."""
         return (self.transform.a, -self.transform.e)
 
 
@@ -142,10 +144,12 @@ class RasterVRT:
 
     @property
     def res(self) -> float:
+        """Pixel size of the VRT, in the CRS units (square pixels)."""
         return self.transform.a
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in the raster's CRS units, from its north-up geotransform."""
         t = self.transform
         return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
 

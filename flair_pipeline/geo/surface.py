@@ -19,4 +19,5 @@ class SurfaceInput:
 
     @property
     def name(self) -> str:
+        """The file, or ``<folder>/*`` for tiles: how messages name this input."""
         return str(self.files[0]) if len(self.files) == 1 else f"{self.files[0].parent}/*"

@@ -46,7 +46,8 @@ def build_model(
     fusion: dict[str, Any] | None = None,
 ) -> FlairModel:
     """Build model `name`; arguments a model does not use must be left at their default,
-    so a config that sets, e.g., U-TAE options for a plain U-Net is flagged, not ignored."""
+    so a config that sets, e.g., U-TAE options for a plain U-Net is flagged, not ignored.
+    """
     if name not in MODEL_NAMES:
         raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
     unused = {

@@ -220,6 +220,11 @@ class UNetMeta(FlairModel):
         self.mlp = MetadataMLP(meta_dim, net.encoder.out_channels[-1])
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits (B, classes, H, W) from `img` (B, C, H, W) and `meta` (B, meta_dim).
+
+        Raises:
+            ValueError: a missing input or `meta` not of shape (B, meta_dim).
+        """
         self.check_inputs(batch)
         meta = batch["meta"]
         if meta.ndim != 2 or meta.shape[1] != self.meta_dim:

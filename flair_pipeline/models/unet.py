@@ -132,6 +132,11 @@ class UNet(FlairModel):
         self.segmentation_head = net.segmentation_head
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits (B, classes, H, W) from ``batch['img']`` (B, C, H, W) float32.
+
+        Raises:
+            ValueError: an input the model needs is missing from `batch`.
+        """
         self.check_inputs(batch)
         features = self.encoder(batch["img"])
         return {"logits": self.segmentation_head(self.decoder(features))}

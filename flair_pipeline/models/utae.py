@@ -58,6 +58,7 @@ class DownBlock(nn.Module):
         self.conv2 = conv_layer(c_out, c_out, norm, n_groups=n_groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Halve the spatial size of `x` (N, C, H, W), then a residual convolution."""
         x = self.conv1(self.down(x))
         return x + self.conv2(x)
 
@@ -78,6 +79,7 @@ class UpBlock(nn.Module):
         self.conv2 = conv_layer(c_out, c_out, norm, n_groups=n_groups)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Upsample `x` to `skip`'s size, concatenate the projected skip, convolve."""
         x = self.up(x)
         if x.shape[-2:] != skip.shape[-2:]:  # odd sizes: strided conv floors, upsampling doubles
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -123,7 +125,7 @@ class LTAE(nn.Module):
     def forward(
         self, x: torch.Tensor, dates: torch.Tensor, pad_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, C, H, W) -> (out (B, out, H, W), attention (n_head, B, T, H, W))."""
+        """X (B, T, C, H, W) -> (out (B, out, H, W), attention (n_head, B, T, H, W))."""
         b, t, c, h, w = x.shape
         seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
         pe = date_encoding(dates, self.d_model // self.n_head, self.period).repeat(
@@ -243,7 +245,7 @@ class UTAE(nn.Module):
     def forward(
         self, x: torch.Tensor, dates: torch.Tensor, pad_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, C, H, W), dates (B, T) day of year, pad_mask (B, T) True = padded."""
+        """X (B, T, C, H, W), dates (B, T) day of year, pad_mask (B, T) True = padded."""
         if x.ndim != 5:
             raise ValueError(f"U-TAE input must be (B, T, C, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]

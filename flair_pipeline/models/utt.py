@@ -128,6 +128,17 @@ class UTT(FlairModel):
         )  # fmt: skip
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Fused logits (B, classes, H, W) and the U-TAE's auxiliary logits.
+
+        `batch` holds ``img`` (B, C, H, W), ``s2`` (B, T, bands, h, w), ``dates`` (B, T) and
+        ``pad_mask`` (B, T).
+
+        Returns:
+            ``{'logits': ..., 'aux': ...}``; ``aux`` covers the whole super-area window.
+
+        Raises:
+            ValueError: an input the model needs is missing from `batch`.
+        """
         self.check_inputs(batch)
         img = batch["img"]
         aux, fmap = self.utae(batch["s2"], batch["dates"], batch["pad_mask"])

@@ -52,6 +52,8 @@ METADATA_KEYS = ("domain", "zone", "patch_centroid_x", "patch_centroid_y", "patc
 
 @dataclass(frozen=True)
 class ExportReport:
+    """What :func:`export_release` wrote: the folder, patches, zones with S2, files."""
+
     out: Path
     patches: int
     zones_with_s2: int
@@ -117,7 +119,8 @@ def export_release(dataset_root: str | Path, out_dir: str | Path) -> ExportRepor
     """Write the dataset at `dataset_root` (needs ``splits.csv`` and ``aerial_metadata.json``)
     into `out_dir` in the FLAIR-2 layout above. Patches without a Sentinel-2 window get no
     centroid entry (as in the release, where every patch has one: the report counts them).
-    Raises InputError on a missing file, a malformed time or a non-ESA product name."""
+    Raises InputError on a missing file, a malformed time or a non-ESA product name.
+    """
     records = from_dataset(dataset_root)
     if not records:
         raise InputError(f"{dataset_root}: no assigned patches to export")

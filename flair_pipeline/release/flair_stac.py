@@ -191,7 +191,8 @@ def write_qml(path: str | Path) -> Path:
 
 def write_stac(release_dir: str | Path) -> Path:
     """Write ``stac/`` (self-contained, relative hrefs) and the QML into `release_dir`;
-    return the collection path. Raises InputError for an empty release."""
+    return the collection path. Raises InputError for an empty release.
+    """
     root = Path(release_dir).resolve()
     coll = build_collection(root)
     out = root / "stac"
@@ -203,7 +204,7 @@ def write_stac(release_dir: str | Path) -> Path:
 
 
 def offline_validator() -> JsonSchemaSTACValidator:
-    """pystac's validator with the extension schemas from ``stac_schemas/`` (no network)."""
+    """Pystac's validator with the extension schemas from ``stac_schemas/`` (no network)."""
     validator = JsonSchemaSTACValidator()
     for uri, name in VENDORED.items():
         validator.schema_cache[uri] = json.loads((SCHEMAS / name).read_text())
@@ -212,7 +213,8 @@ def offline_validator() -> JsonSchemaSTACValidator:
 
 def validate_offline(obj: pystac.STACObject) -> list[str]:
     """Validate `obj` (and, for a collection, every item) with the offline validator;
-    the schema URIs checked. Raises pystac's STACValidationError on the first failure."""
+    the schema URIs checked. Raises pystac's STACValidationError on the first failure.
+    """
     previous = RegisteredValidator.get_validator()
     RegisteredValidator.set_validator(offline_validator())
     try:

@@ -49,10 +49,12 @@ class Grid:
 
     @property
     def transform(self) -> Affine:
+        """The grid's north-up affine transform (10 m pixels, origin at `left`, `top`)."""
         return Affine(RES, 0.0, self.left, 0.0, -RES, self.top)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of the grid in its CRS, metres."""
         return (self.left, self.top - RES * self.height, self.left + RES * self.width, self.top)
 
     def rowcol(self, x: float, y: float) -> tuple[int, int]:

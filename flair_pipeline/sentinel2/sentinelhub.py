@@ -186,6 +186,7 @@ class SentinelHubProvider:
 
     @property
     def pu_per_request(self) -> list[float]:
+        """Processing units each Process API request of this provider cost, in order."""
         return [r.pu_spent for r in self.requests]
 
     def fetch(self, grids: list[Grid], start: dt.date, end: dt.date) -> list[TimeSeries]:

@@ -181,7 +181,8 @@ class StacProvider:
     ) -> list[TimeSeries | InputError]:
         """One result per grid, in order: its series (dates sorted, T >= 1) or the
         InputError naming the grid when no date is usable. Catalogue failures raise, and
-        so does an item without probability masks when ``scl_masks`` is off."""
+        so does an item without probability masks when ``scl_masks`` is off.
+        """
         if end < start:
             raise InputError(f"Sentinel-2 time range is empty: start {start} is after end {end}")
         feet = [_wgs84_footprint(g) for g in grids]
@@ -223,7 +224,8 @@ class StacProvider:
 
     def _source(self) -> str:
         """The API URL, or the catalog relative to the working directory when under it: the
-        text goes into ``_products.json``, which must not change between clones of a repo."""
+        text goes into ``_products.json``, which must not change between clones of a repo.
+        """
         if self.api_url or not self.catalog or "://" in self.catalog:
             return str(self.api_url or self.catalog)
         path, cwd = Path(self.catalog).resolve(), Path.cwd().resolve()
@@ -375,7 +377,8 @@ class StacProvider:
 
     def _nearest(self, grid: Grid, geo: tuple) -> _Nearest | None:
         """(window, flat index into it, inside mask) of each grid pixel's source pixel;
-        once per grid and asset geometry `geo` (crs, transform, height, width) per call."""
+        once per grid and asset geometry `geo` (crs, transform, height, width) per call.
+        """
         key = (grid, geo)
         if key in self._index:
             return self._index[key]

@@ -89,7 +89,8 @@ def session(retries: int, backoff_s: float) -> Any:
 def static_stac_io(retries: int, backoff_s: float, connect_s: float, read_s: float) -> Any:
     """A pystac StacIO reading static catalogs over HTTP(S) with the same contract.
 
-    HTTP errors raise :class:`requests.HTTPError` (``status_code`` on the exception)."""
+    HTTP errors raise :class:`requests.HTTPError` (``status_code`` on the exception).
+    """
     import requests
     from pystac.stac_io import DefaultStacIO
 

@@ -55,6 +55,7 @@ class DomainScan:
 
     @property
     def complete(self) -> bool:
+        """True when no input the domain needs is missing."""
         return not self.missing
 
 

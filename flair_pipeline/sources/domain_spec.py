@@ -84,12 +84,16 @@ class LabelSpec(_Strict):
 
 
 class AcquisitionSpec(_Strict):
+    """``acquisition:`` of domain.yaml: flight date (YYYY-MM-DD), time (HHhMM), camera."""
+
     date: str | None = None
     time: str | None = None
     camera: str | None = None
 
 
 class DomainSpec(_Strict):
+    """A whole domain.yaml: ortho products, DSM, DTM, labels, acquisition facts."""
+
     ortho: list[OrthoSpec]
     dsm: SurfaceSpec
     dtm: SurfaceSpec

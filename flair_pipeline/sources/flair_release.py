@@ -274,7 +274,8 @@ def index_release(
     """Find, pair and check every IMG/MSK of a release folder (threads: rasterio drops the GIL),
     then join the side files (found below the folder, or given: `metadata`, `centroids`,
     `split_files`). `window` is the Sentinel-2 window side (px) checked against each
-    super-area. Raises InputError when the folder is missing or holds no IMG/MSK."""
+    super-area. Raises InputError when the folder is missing or holds no IMG/MSK.
+    """
     root = Path(release_dir).resolve()
     if not root.is_dir():
         raise InputError(f"FLAIR release folder {root} does not exist or is not a folder")

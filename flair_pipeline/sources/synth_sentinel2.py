@@ -54,6 +54,7 @@ class S2Grid:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of the 10 m grid in its UTM CRS, metres."""
         return (self.left, self.top - 10 * self.height, self.left + 10 * self.width, self.top)
 
 

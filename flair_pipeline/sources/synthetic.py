@@ -98,6 +98,7 @@ class DomainSummary:
 
     @property
     def area_km2(self) -> float:
+        """The domain's extent, km²."""
         x0, y0, x1, y1 = self.bounds
         return (x1 - x0) * (y1 - y0) / 1e6
 
@@ -114,6 +115,7 @@ class WorldSummary:
 
     @property
     def area_km2(self) -> float:
+        """Extent of all domains together, km²."""
         return sum(d.area_km2 for d in self.domains)
 
     def class_shares(self) -> dict[int, float]:

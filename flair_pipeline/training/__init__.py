@@ -1,0 +1,1 @@
+"""Training the FLAIR baselines: records, samples, statistics, the Lightning module, the run."""

@@ -35,6 +35,7 @@ class Inference:
 
     @property
     def in_channels(self) -> int:
+        """Aerial channels the model takes (one normalisation mean per channel)."""
         return len(self.mean)
 
 

@@ -99,6 +99,7 @@ class FlairModule(L.LightningModule):
         return inputs
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The wrapped model's outputs (``logits``, maybe ``aux``) for a normalised batch."""
         return self.model(self.prepare(batch))
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], _: int) -> Any:
@@ -109,6 +110,11 @@ class FlairModule(L.LightningModule):
 
     # -- steps -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
+        """Weighted cross-entropy on the (augmented) batch, plus the weighted aux loss.
+
+        Raises:
+            NonFiniteLossError: the loss is NaN or infinite.
+        """
         if self.hparams["augment"]:
             batch = augment_batch(batch, self._generator)
         out = self(batch)
@@ -134,16 +140,19 @@ class FlairModule(L.LightningModule):
         return loss
 
     def on_train_batch_end(self, *_: Any) -> None:
+        """Remember the last step whose loss was finite."""
         self.last_good_step = self.global_step
 
     def _aux_to_patch(self, aux: torch.Tensor, size: torch.Size) -> torch.Tensor:
         """The aux map's centre crop over the patch footprint (the very crop the fusion
-        uses, so loss and fusion cannot drift apart), resized to the mask."""
+        uses, so loss and fusion cannot drift apart), resized to the mask.
+        """
         crop_px = int(self.model.hparams_dict["fusion"]["crop_px"])
         centre = centre_crop(aux, crop_px).float()
         return F.interpolate(centre, size=tuple(size), mode="bilinear", align_corners=False)
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
+        """Log the validation loss and add the batch to the confusion matrix."""
         out = self(batch)
         loss = F.cross_entropy(
             out["logits"].float(), batch["msk"], weight=self.class_weight, ignore_index=INVALID
@@ -152,6 +161,7 @@ class FlairModule(L.LightningModule):
         self.val_confusion.update(out["logits"].argmax(1), batch["msk"])
 
     def on_validation_epoch_end(self) -> None:
+        """Log ``val_miou`` from the epoch's confusion matrix; step the plateau scheduler."""
         cm = self.val_confusion.compute().double()
         self.val_confusion.reset()
         miou = miou_from_confusion(cm)
@@ -160,6 +170,7 @@ class FlairModule(L.LightningModule):
             self._plateau.step(float(miou))
 
     def configure_optimizers(self) -> Any:
+        """SGD (momentum 0.9) or AdamW, with a cosine or plateau schedule (``train.*``)."""
         hp = self.hparams
         params = self.model.parameters()
         opt: torch.optim.Optimizer
@@ -182,10 +193,12 @@ class FlairModule(L.LightningModule):
         return opt
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save the plateau scheduler's state, which Lightning does not see."""
         if self._plateau is not None:
             checkpoint["plateau_scheduler"] = self._plateau.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the plateau scheduler's state saved by :meth:`on_save_checkpoint`."""
         self._plateau_state = checkpoint.get("plateau_scheduler")
         if self._plateau is not None and self._plateau_state is not None:
             self._plateau.load_state_dict(self._plateau_state)
@@ -193,6 +206,7 @@ class FlairModule(L.LightningModule):
 
 def miou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
     """FLAIR's mIoU (:class:`Scores`, the evaluation's own metric) of a validation matrix;
-    0 rather than NaN when no class occurs, so checkpoint selection can still compare."""
+    0 rather than NaN when no class occurs, so checkpoint selection can still compare.
+    """
     miou = Scores.from_confusion(cm.detach().cpu().numpy()).miou
     return torch.tensor(0.0 if math.isnan(miou) else miou)

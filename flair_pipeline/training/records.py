@@ -120,6 +120,7 @@ def load_records(source: str | Path) -> list[PatchRecord]:
 
 
 def by_split(records: list[PatchRecord], split: str) -> list[PatchRecord]:
+    """The records of `split` (``train``, ``validation`` or ``test``), in their order."""
     return [r for r in records if r.split == split]
 
 

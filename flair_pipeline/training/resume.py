@@ -50,9 +50,11 @@ class ResumeState(Callback):
 
     @property
     def state_key(self) -> str:
+        """Key of this callback's state in the checkpoint."""
         return STATE_KEY
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Append the epoch's curve row (losses, mIoU) to the state saved next."""
         metrics = trainer.callback_metrics
         row = {"epoch": float(trainer.current_epoch)}
         for key in CURVE_KEYS:
@@ -61,6 +63,7 @@ class ResumeState(Callback):
         self.rows = [r for r in self.rows if int(r["epoch"]) != int(row["epoch"])] + [row]
 
     def state_dict(self) -> dict[str, Any]:
+        """Loader and augmentation random streams and the curve rows so far."""
         module = self._module
         return {
             "version": VERSION,
@@ -73,6 +76,11 @@ class ResumeState(Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the random streams and curve rows of a checkpoint.
+
+        Raises:
+            InputError: the checkpoint's resume state is of another version or loader count.
+        """
         if state_dict.get("version") != VERSION or len(state_dict["loader_rng"]) != len(
             self.generators
         ):
@@ -92,6 +100,7 @@ class ResumeState(Callback):
         self._pending = state_dict
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        """Keep the module: its augmentation generator is saved with the loaders'."""
         self._module = module
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -103,8 +112,9 @@ class ResumeState(Callback):
 
 
 def _numpy_state() -> tuple[Any, ...]:
-    """numpy's global state with its key as a tensor: Lightning loads checkpoints with
-    ``weights_only=True``, which refuses numpy arrays."""
+    """Numpy's global state with its key as a tensor: Lightning loads checkpoints with
+    ``weights_only=True``, which refuses numpy arrays.
+    """
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return name, torch.from_numpy(np.asarray(keys, np.int64)), pos, has_gauss, cached
 

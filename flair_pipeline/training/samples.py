@@ -45,6 +45,13 @@ class ZoneSeries:
         self._cache: dict[Path, tuple[np.ndarray, np.ndarray, list[dt.date]]] = {}
 
     def get(self, prefix: Path) -> tuple[np.ndarray, np.ndarray, list[dt.date]]:
+        """Data (T, 10, H, W), masks (T, 2, H, W) and dates of the series at `prefix`.
+
+        Read once per prefix and cached.
+
+        Raises:
+            InputError: a file of the series is missing or unreadable.
+        """
         if prefix not in self._cache:
             data_f, masks_f = Path(f"{prefix}_data.npy"), Path(f"{prefix}_masks.npy")
             products_f = Path(f"{prefix}_products.txt")
@@ -111,7 +118,8 @@ def preprocess_window(
 
 class PatchDataset(Dataset):
     """Samples as dicts: ``img`` (C×H×W float, 0..255), ``msk`` (H×W long, 0..12),
-    optional ``meta`` (D float), ``s2`` (T×10×w×w float) and ``dates`` (T long)."""
+    optional ``meta`` (D float), ``s2`` (T×10×w×w float) and ``dates`` (T long).
+    """
 
     def __init__(
         self,
@@ -183,7 +191,8 @@ class PackedDataset(PatchDataset):
 
     def _image(self, i: int, rec: PatchRecord) -> torch.Tensor:
         """uint8 C×H×W at full resolution: 4× less to copy, collate and pin than float;
-        the module's normalisation promotes it to float exactly (uint8 -> float32)."""
+        the module's normalisation promotes it to float exactly (uint8 -> float32).
+        """
         arr = self._open()[0][i]
         if self.downsample > 1:
             return image_tensor(arr, self.downsample)
@@ -236,7 +245,8 @@ def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack a batch; series of different lengths are padded at the end with a pad mask
-    (True = padded) so U-TAE can ignore those dates."""
+    (True = padded) so U-TAE can ignore those dates.
+    """
     out: dict[str, torch.Tensor] = {}
     for key in samples[0]:
         if key in ("s2", "dates"):

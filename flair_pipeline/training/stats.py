@@ -29,6 +29,7 @@ class Stats:
     s2_std: list[float] | None = None
 
     def to_dict(self) -> dict[str, list[float] | None]:
+        """The statistics as saved in a checkpoint's hyper-parameters."""
         return dict(mean=self.mean, std=self.std, s2_mean=self.s2_mean, s2_std=self.s2_std)
 
 
@@ -54,7 +55,8 @@ def compute_stats(
 
 def class_weights() -> torch.Tensor:
     """Equal weights for the 12 land-cover classes and 0 for "other", as FLAIR trains:
-    "other" is a catch-all of rare, heterogeneous codes the metric ignores too."""
+    "other" is a catch-all of rare, heterogeneous codes the metric ignores too.
+    """
     w = torch.ones(N_CLASSES_MERGED)
     w[OTHER_INDEX] = 0.0
     return w

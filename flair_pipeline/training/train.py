@@ -58,6 +58,7 @@ class TrainReport:
     device: str
 
     def write(self, path: Path) -> Path:
+        """Write the report as indented JSON at `path`, atomically; return `path`."""
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
         return path
@@ -82,6 +83,7 @@ class _Throughput(Callback):
 
 
 def s2_options(cfg: PipelineConfig) -> S2Options:
+    """FLAIR-2's Sentinel-2 sample options from ``sentinel2.*`` of `cfg`."""
     s = cfg.sentinel2
     return S2Options(s.window, s.filter_clouds, s.cloud_threshold, s.cloud_max_fraction,
                      s.monthly_average)  # fmt: skip

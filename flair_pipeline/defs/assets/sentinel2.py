@@ -56,7 +56,8 @@ def sentinel2_series(
 
 def transient(exc: BaseException) -> bool:
     """Whether a retry of the step may succeed: OS-level I/O errors (connection reset,
-    timeout, EIO) but not a missing file, a permission or a raster GDAL cannot read."""
+    timeout, EIO) but not a missing file, a permission or a raster GDAL cannot read.
+    """
     permanent = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
                  rasterio.errors.RasterioError)  # fmt: skip
     return isinstance(exc, OSError) and not isinstance(exc, permanent)
