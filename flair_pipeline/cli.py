@@ -102,7 +102,9 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
 
 @cli.command()
 def demo() -> None:
-    """Run everything on the embedded `demo` world through `dvc repro`: raw inputs, dataset,
+    """Run the demo end to end through `dvc repro` and print the comparison table.
+
+    Run everything on the embedded `demo` world through `dvc repro`: raw inputs, dataset,
     Sentinel-2, both models (params.yaml's CPU recipe), evaluation, comparison, a map.
 
     Every stage materializes the Dagster assets on the persistent instance (the runs show
@@ -119,7 +121,9 @@ def demo() -> None:
 @cli.command("demo-map")
 @config_options
 def demo_map_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
-    """Map the first test domain with each trained model into <paths.eval>/maps (the
+    """The `demo_map` stage: map the first test domain with each trained model.
+
+    Map the first test domain with each trained model into <paths.eval>/maps (the
     `demo_map` stage of dvc.yaml).
     """
     from flair_pipeline.demo import write_maps
@@ -129,7 +133,9 @@ def demo_map_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
 
 @cli.command("dvc-record")
 def dvc_record_cmd() -> None:
-    """Record in DVC what the Dagster UI, the sensor or `materialize` built, so that
+    """Record in DVC the artifacts built outside `dvc repro`.
+
+    Record in DVC what the Dagster UI, the sensor or `materialize` built, so that
     `dvc status` is clean and `dvc push` ships it (dvc commit of the changed stages whose
     outputs exist and are newer than their changed inputs).
     """
@@ -147,7 +153,9 @@ def dvc_record_cmd() -> None:
 @cli.command("recipe-args")
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
 def recipe_args_cmd(recipe: Path) -> None:
-    """Print a recipe file (a partial params.yaml, e.g. recipes/flair-gpu.yaml) as
+    """Print a recipe file as `dvc exp run` arguments.
+
+    Print a recipe file (a partial params.yaml, e.g. recipes/flair-gpu.yaml) as
     `-S key=value` arguments for `dvc exp run`; every key is validated first.
     """
     from flair_pipeline.recipes import set_args

@@ -22,7 +22,9 @@ MAPS_SUMMARY = "maps.md"
 
 
 def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print) -> str:
-    """``dvc repro`` in `repo` (DVC's output streams to the terminal), then the text to
+    """Run ``dvc repro`` in `repo`, then return the text to print.
+
+    ``dvc repro`` in `repo` (DVC's output streams to the terminal), then the text to
     print: the comparison table and the demo maps. Raises DvcError when a stage fails.
     """
     start = time.perf_counter()
@@ -37,7 +39,9 @@ def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print
 
 
 def write_maps(cfg: PipelineConfig) -> str:
-    """The ``demo_map`` stage: map the first test domain with each trained model into
+    """The ``demo_map`` stage: map the first test domain with each trained model.
+
+    The ``demo_map`` stage: map the first test domain with each trained model into
     ``<paths.eval>/maps`` (GeoTIFFs, uint8 FLAIR codes, the ortho's grid and CRS) and
     write ``maps.md`` listing them (no timings, so reruns write identical files); return
     the lines with timings for the terminal.
@@ -53,7 +57,9 @@ def write_maps(cfg: PipelineConfig) -> str:
 
 
 def map_first_test_domain(cfg: PipelineConfig) -> str:
-    """Map the first test domain with each trained model into ``<paths.eval>``; return
+    """Map the first test domain with each trained model; return the text to print.
+
+    Map the first test domain with each trained model into ``<paths.eval>``; return
     the comparison table and where the maps went (with timings).
     """
     lines = ["", (Path(cfg.paths.eval) / "comparison.md").read_text()]

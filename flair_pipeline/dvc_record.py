@@ -1,4 +1,6 @@
-"""Record artifacts built outside `dvc repro` (Dagster UI, sensor, `flair-pipeline
+"""Record artifacts built outside `dvc repro` in DVC.
+
+Record artifacts built outside `dvc repro` (Dagster UI, sensor, `flair-pipeline
 materialize`) in DVC, so that ``dvc status`` is clean and ``dvc push`` ships them.
 
 The UI and the sensor write at the very paths dvc.yaml declares (one owner per
@@ -80,7 +82,9 @@ def _why_not(repo: Path, stage: str, entries: list[Any], lock_outs: list[str]) -
 
 
 def record(repo: Path) -> RecordReport:
-    """Commit every changed stage of `repo` whose outputs exist and are newer than its
+    """Commit every changed stage of `repo` whose outputs are newer than its inputs.
+
+    Commit every changed stage of `repo` whose outputs exist and are newer than its
     changed dependencies; return what was recorded and what was refused, and why.
 
     Raises DvcError when DVC fails (not a DVC repository, corrupt dvc.yaml, …).

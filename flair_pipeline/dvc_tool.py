@@ -42,7 +42,9 @@ def dvc_env() -> dict[str, str]:
 
 
 def run_dvc(repo: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``dvc ARGS`` in `repo`; a failure raises DvcError naming the command and DVC's
+    """Run ``dvc ARGS`` in `repo`; a failure raises DvcError.
+
+    Run ``dvc ARGS`` in `repo`; a failure raises DvcError naming the command and DVC's
     last error line. With ``capture=False`` DVC's output streams to the terminal.
     """
     r = subprocess.run(

@@ -59,7 +59,9 @@ def file_mode() -> int:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A fresh, recognisable temp name beside `path` (same suffix, so drivers see the type):
+    """A fresh, recognisable temp name beside `path`.
+
+    A fresh, recognisable temp name beside `path` (same suffix, so drivers see the type):
     ``.<name>.<host>-<pid>-<8 hex>.flairtmp<suffix>``.
     """
     token = f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"

@@ -49,7 +49,9 @@ def add_secret(secret: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    """`text` with registered secrets, bearer tokens, token fields and URL signatures
+    """`text` with every secret replaced by ``***``.
+
+    `text` with registered secrets, bearer tokens, token fields and URL signatures
     replaced by ``***``.
     """
     for needle in sorted(_SECRETS, key=len, reverse=True):

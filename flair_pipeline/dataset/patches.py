@@ -270,7 +270,9 @@ def build_aerial_patches(
     elevation_scale: float,
     compression: str = DEFAULT_COMPRESSION,
 ) -> BuildReport:
-    """Write IMG_<id>.tif (5 bands uint8, `compression`) for every patch of `grid`, as one
+    """Write the IMG of every patch of `grid`, as one new generation.
+
+    Write IMG_<id>.tif (5 bands uint8, `compression`) for every patch of `grid`, as one
     new generation.
 
     ``aerial/<domain>`` is replaced as a whole (patches of an older grid disappear).

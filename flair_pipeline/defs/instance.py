@@ -1,4 +1,6 @@
-"""The Dagster instance: its generated dagster.yaml (run monitoring, retries, queue) and
+"""The Dagster instance: its generated dagster.yaml and checks on its storage.
+
+The Dagster instance: its generated dagster.yaml (run monitoring, retries, queue) and
 checks on its storage before it is used (PostgreSQL reachability).
 
 Why: with ``deploy/dagster-postgres.yaml`` as ``$DAGSTER_HOME/dagster.yaml``, an

@@ -43,7 +43,9 @@ GPU_POOL = "gpu"
 
 
 def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
-    """Give the `gpu` pool (training assets) `slots` slots unless someone set it already:
+    """Give the `gpu` pool (training assets) `slots` slots unless already set.
+
+    Give the `gpu` pool (training assets) `slots` slots unless someone set it already:
     two trainings on one GPU would both slow down and may run out of memory.
     """
     storage = instance.event_log_storage

@@ -59,7 +59,9 @@ def nightly_catch_up(cron: str, timezone: str = "UTC") -> dg.AutomationCondition
 def automate_downstream(
     assets: Sequence[dg.AssetsDefinition], condition: dg.AutomationCondition | None = None
 ) -> list[dg.AssetsDefinition]:
-    """`assets` with `condition` (default: the nightly catch-up) on every unpartitioned
+    """`assets` with `condition` on every all-domain asset without one.
+
+    `assets` with `condition` (default: the nightly catch-up) on every unpartitioned
     asset that has parents and no condition of its own: the all-domain assets.
     """
     condition = condition or nightly_catch_up(*downstream_cron())

@@ -81,7 +81,9 @@ class Scan:
 
 
 def read_cursor(text: str | None) -> dict[str, dict[str, Any]]:
-    """Domain -> {"sig", "fp", "n"}; an unreadable or older cursor starts over (safe: run keys
+    """The sensor's state from its cursor text: domain -> {"sig", "fp", "n"}.
+
+    Domain -> {"sig", "fp", "n"}; an unreadable or older cursor starts over (safe: run keys
     still prevent duplicate builds, the only cost is hashing once more).
     """
     if not text:
@@ -108,7 +110,9 @@ def write_cursor(state: dict[str, dict[str, Any]]) -> str:
 
 
 def _built_fingerprint(instance: dg.DagsterInstance, domain: str) -> str | None:
-    """The fingerprint of the last `domain_sources` materialization of `domain`, if any
+    """The fingerprint of the last `domain_sources` materialization of `domain`.
+
+    The fingerprint of the last `domain_sources` materialization of `domain`, if any
     (a domain built by the CLI or `dvc repro` before the sensor first saw it).
     """
     result = instance.fetch_materializations(
@@ -123,7 +127,9 @@ def _built_fingerprint(instance: dg.DagsterInstance, domain: str) -> str | None:
 
 
 def _sensor_runs(instance: dg.DagsterInstance, domain: str) -> int:
-    """How many runs this sensor already launched for `domain` (the change count to start
+    """How many runs this sensor already launched for `domain`.
+
+    How many runs this sensor already launched for `domain` (the change count to start
     from when the cursor does not know the domain: a new or reset cursor).
     """
     return instance.get_runs_count(

@@ -64,7 +64,9 @@ class S2Windows:
 def s2_windows_from_config(
     inf: Inference, image: Any, year: int, cfg: Any, base: Path
 ) -> S2Windows:
-    """S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
+    """S2Windows over `image` from the configured Sentinel-2 provider.
+
+    S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
     config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2).
     """
     from flair_pipeline.layout import RawLayout
@@ -78,7 +80,9 @@ def s2_windows_from_config(
 
 
 class MetaWindows:
-    """``extra_inputs`` for `unet-meta`: each window's location, plus the acquisition facts
+    """``extra_inputs`` for `unet-meta`: each window's location and acquisition facts.
+
+    ``extra_inputs`` for `unet-meta`: each window's location, plus the acquisition facts
     the user gives (camera, date, time); missing facts encode as the unknown slot.
     """
 

@@ -52,7 +52,7 @@ def confusion_png(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> by
 
 
 def confusion_csv(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> str:
-    """Raw pixel counts as CSV: header ``truth\\pred,<names>``, one row per true class."""
+    r"""Raw pixel counts as CSV: header ``truth\pred,<names>``, one row per true class."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["truth\\pred", *names])

@@ -45,7 +45,9 @@ def build_model(
     utae: dict[str, Any] | None = None,
     fusion: dict[str, Any] | None = None,
 ) -> FlairModel:
-    """Build model `name`; arguments a model does not use must be left at their default,
+    """Build model `name` (one of MODEL_NAMES).
+
+    Build model `name`; arguments a model does not use must be left at their default,
     so a config that sets, e.g., U-TAE options for a plain U-Net is flagged, not ignored.
     """
     if name not in MODEL_NAMES:

@@ -59,7 +59,9 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_encoder_weights(model: smp.Unet, path: str | Path) -> None:
-    """Load a local weights file into `model`: either the encoder's state dict or a whole
+    """Load a local weights file (encoder or whole U-Net state dict) into `model`.
+
+    Load a local weights file into `model`: either the encoder's state dict or a whole
     U-Net's (keys prefixed ``encoder.``, ``decoder.``, ...).
 
     Loading is strict because a partial match would leave layers at random init without

@@ -172,7 +172,9 @@ def temporal_aggregate(x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
 
 
 class UTAE(nn.Module):
-    """U-TAE; forward returns (logits (B, out_conv[-1], H, W), features (B, F, H, W)),
+    """U-TAE: a U-Net over an image time series with lightweight temporal attention.
+
+    U-TAE; forward returns (logits (B, out_conv[-1], H, W), features (B, F, H, W)),
     the features being the input of the final 1x1 convolution (FLAIR's fusion uses them).
 
     `encoder_norm="group"` (the paper's default) keeps each date's encoding independent of

@@ -116,7 +116,9 @@ def _part(rec: PatchRecord) -> str:
 
 
 def export_release(dataset_root: str | Path, out_dir: str | Path) -> ExportReport:
-    """Write the dataset at `dataset_root` (needs ``splits.csv`` and ``aerial_metadata.json``)
+    """Write the dataset at `dataset_root` into `out_dir` in the FLAIR-2 layout.
+
+    Write the dataset at `dataset_root` (needs ``splits.csv`` and ``aerial_metadata.json``)
     into `out_dir` in the FLAIR-2 layout above. Patches without a Sentinel-2 window get no
     centroid entry (as in the release, where every patch has one: the report counts them).
     Raises InputError on a missing file, a malformed time or a non-ESA product name.

@@ -190,7 +190,9 @@ def write_qml(path: str | Path) -> Path:
 
 
 def write_stac(release_dir: str | Path) -> Path:
-    """Write ``stac/`` (self-contained, relative hrefs) and the QML into `release_dir`;
+    """Write the STAC description and the QGIS style of a release folder.
+
+    Write ``stac/`` (self-contained, relative hrefs) and the QML into `release_dir`;
     return the collection path. Raises InputError for an empty release.
     """
     root = Path(release_dir).resolve()
@@ -212,7 +214,9 @@ def offline_validator() -> JsonSchemaSTACValidator:
 
 
 def validate_offline(obj: pystac.STACObject) -> list[str]:
-    """Validate `obj` (and, for a collection, every item) with the offline validator;
+    """Validate `obj` with the offline validator; return the schema URIs checked.
+
+    Validate `obj` (and, for a collection, every item) with the offline validator;
     the schema URIs checked. Raises pystac's STACValidationError on the first failure.
     """
     previous = RegisteredValidator.get_validator()

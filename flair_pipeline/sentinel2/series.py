@@ -57,7 +57,9 @@ def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[
 
 
 def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> list[Path]:
-    """Write the three FLAIR files of a zone, each atomically, and, when the provider
+    """Write the FLAIR files of a zone's series, each atomically.
+
+    Write the three FLAIR files of a zone, each atomically, and, when the provider
     recorded decisions (``series.provenance``: BOA offset rule per date, SCL-derived
     masks), their companion ``_products.json``.
     """

@@ -179,7 +179,9 @@ class StacProvider:
     def fetch_each(
         self, grids: list[Grid], start: dt.date, end: dt.date
     ) -> list[TimeSeries | InputError]:
-        """One result per grid, in order: its series (dates sorted, T >= 1) or the
+        """One result per grid, in order: its series or the InputError naming it.
+
+        One result per grid, in order: its series (dates sorted, T >= 1) or the
         InputError naming the grid when no date is usable. Catalogue failures raise, and
         so does an item without probability masks when ``scl_masks`` is off.
         """
@@ -223,7 +225,9 @@ class StacProvider:
         return f"collection {cols} of {self._source()}, {start}..{end}"
 
     def _source(self) -> str:
-        """The API URL, or the catalog relative to the working directory when under it: the
+        """Where the scenes come from, as written into ``_products.json``.
+
+        The API URL, or the catalog relative to the working directory when under it: the
         text goes into ``_products.json``, which must not change between clones of a repo.
         """
         if self.api_url or not self.catalog or "://" in self.catalog:
@@ -376,7 +380,9 @@ class StacProvider:
         return ""
 
     def _nearest(self, grid: Grid, geo: tuple) -> _Nearest | None:
-        """(window, flat index into it, inside mask) of each grid pixel's source pixel;
+        """Where each grid pixel takes its value from, cached per grid and geometry.
+
+        (window, flat index into it, inside mask) of each grid pixel's source pixel;
         once per grid and asset geometry `geo` (crs, transform, height, width) per call.
         """
         key = (grid, geo)
@@ -388,7 +394,9 @@ class StacProvider:
 
 
 def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) -> _Nearest | None:
-    """Where each grid pixel takes its value: rasterio's nearest-neighbour warp of a raster
+    """Where each grid pixel takes its value: a nearest-neighbour warp of pixel numbers.
+
+    Where each grid pixel takes its value: rasterio's nearest-neighbour warp of a raster
     of source pixel numbers onto the grid.
 
     Warping the pixel *numbers* rather than the pixels gives the exact mapping GDAL's

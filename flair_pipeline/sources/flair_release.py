@@ -271,7 +271,9 @@ def index_release(
     centroids: list[Path] | None = None,
     split_files: list[Path] | None = None,
 ) -> ReleaseIndex:
-    """Find, pair and check every IMG/MSK of a release folder (threads: rasterio drops the GIL),
+    """Index a release folder: pair and check every IMG/MSK, join the side files.
+
+    Find, pair and check every IMG/MSK of a release folder (threads: rasterio drops the GIL),
     then join the side files (found below the folder, or given: `metadata`, `centroids`,
     `split_files`). `window` is the Sentinel-2 window side (px) checked against each
     super-area. Raises InputError when the folder is missing or holds no IMG/MSK.

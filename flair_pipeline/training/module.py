@@ -144,7 +144,9 @@ class FlairModule(L.LightningModule):
         self.last_good_step = self.global_step
 
     def _aux_to_patch(self, aux: torch.Tensor, size: torch.Size) -> torch.Tensor:
-        """The aux map's centre crop over the patch footprint (the very crop the fusion
+        """The aux map cropped to the patch footprint and resized to the mask.
+
+        The aux map's centre crop over the patch footprint (the very crop the fusion
         uses, so loss and fusion cannot drift apart), resized to the mask.
         """
         crop_px = int(self.model.hparams_dict["fusion"]["crop_px"])
@@ -205,7 +207,9 @@ class FlairModule(L.LightningModule):
 
 
 def miou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
-    """FLAIR's mIoU (:class:`Scores`, the evaluation's own metric) of a validation matrix;
+    """FLAIR's mIoU of a validation confusion matrix (0 when no class occurs).
+
+    FLAIR's mIoU (:class:`Scores`, the evaluation's own metric) of a validation matrix;
     0 rather than NaN when no class occurs, so checkpoint selection can still compare.
     """
     miou = Scores.from_confusion(cm.detach().cpu().numpy()).miou

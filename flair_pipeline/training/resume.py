@@ -112,7 +112,9 @@ class ResumeState(Callback):
 
 
 def _numpy_state() -> tuple[Any, ...]:
-    """Numpy's global state with its key as a tensor: Lightning loads checkpoints with
+    """Numpy's global random state in a form a checkpoint can carry.
+
+    Numpy's global state with its key as a tensor: Lightning loads checkpoints with
     ``weights_only=True``, which refuses numpy arrays.
     """
     name, keys, pos, has_gauss, cached = np.random.get_state()

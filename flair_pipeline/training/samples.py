@@ -117,7 +117,9 @@ def preprocess_window(
 
 
 class PatchDataset(Dataset):
-    """Samples as dicts: ``img`` (C×H×W float, 0..255), ``msk`` (H×W long, 0..12),
+    """Training samples read from the patch GeoTIFFs (and series), as dicts.
+
+    Samples as dicts: ``img`` (C×H×W float, 0..255), ``msk`` (H×W long, 0..12),
     optional ``meta`` (D float), ``s2`` (T×10×w×w float) and ``dates`` (T long).
     """
 
@@ -190,7 +192,9 @@ class PackedDataset(PatchDataset):
         return self._arrays
 
     def _image(self, i: int, rec: PatchRecord) -> torch.Tensor:
-        """uint8 C×H×W at full resolution: 4× less to copy, collate and pin than float;
+        """The image of sample `i`, uint8 C×H×W at full resolution.
+
+        uint8 C×H×W at full resolution: 4× less to copy, collate and pin than float;
         the module's normalisation promotes it to float exactly (uint8 -> float32).
         """
         arr = self._open()[0][i]
@@ -244,7 +248,9 @@ def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack a batch; series of different lengths are padded at the end with a pad mask
+    """Stack samples into a batch, padding series of different lengths.
+
+    Stack a batch; series of different lengths are padded at the end with a pad mask
     (True = padded) so U-TAE can ignore those dates.
     """
     out: dict[str, torch.Tensor] = {}

@@ -54,7 +54,9 @@ def compute_stats(
 
 
 def class_weights() -> torch.Tensor:
-    """Equal weights for the 12 land-cover classes and 0 for "other", as FLAIR trains:
+    """FLAIR's class weights: 1 for the 12 land-cover classes, 0 for "other".
+
+    Equal weights for the 12 land-cover classes and 0 for "other", as FLAIR trains:
     "other" is a catch-all of rare, heterogeneous codes the metric ignores too.
     """
     w = torch.ones(N_CLASSES_MERGED)

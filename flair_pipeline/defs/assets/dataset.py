@@ -40,6 +40,7 @@ DOMAIN: dict[str, Any] = {"partitions_def": domains_partitions, "group_name": "d
 )
 @staged()
 def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the patch grid of one domain (its ``description`` says what it writes)."""
     from flair_pipeline.dataset.rasterize import read_labels
 
     domain, cfg = context.partition_key, flair.load()
@@ -92,6 +93,7 @@ def _grid(flair: FlairConfig, domain: str):
 )
 @staged("metadata/patch_grid/{domain}.gpkg")
 def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the IMG patches of one domain (its ``description`` says what it writes)."""
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
@@ -148,6 +150,7 @@ def _check_images(grid, dataset, size: int, report) -> list[str]:
 )
 @staged("metadata/patch_grid/{domain}.gpkg")
 def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the MSK patches of one domain (its ``description`` says what it writes)."""
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
@@ -206,6 +209,7 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
 )
 @staged("metadata/patch_grid/{domain}.gpkg", "aerial/{domain}", "labels/{domain}")
 def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: one domain's metadata and its checks (its ``description`` says what it writes)."""
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
@@ -281,7 +285,7 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
 
 
 def _label_decisions(inputs) -> list[str]:
-    """ "labels …: CRS … reprojected on the fly" when the label file is not in Lambert-93."""
+    """The decision line ("labels …: CRS … reprojected on the fly") when the label file is not in Lambert-93."""
     from flair_pipeline.geo.crs import is_lambert93
     from flair_pipeline.geo.label_mapping import label_crs
 
@@ -303,6 +307,7 @@ def _label_decisions(inputs) -> list[str]:
 )
 @staged("metadata/domains")
 def split_assignment(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the split of every domain (its ``description`` says what it writes)."""
     cfg, dataset = flair.load(), flair.dataset()
     remove_stale_temps(dataset.splits, dataset.aerial_metadata)
     files = sorted(

@@ -59,6 +59,7 @@ _COMMON: dict[str, Any] = dict(group_name="evaluation", kinds={"pytorch", "json"
     **_COMMON,
 )
 def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the U-Net evaluated on the test split (its ``description`` says what it writes)."""
     return _evaluate(context, flair, "unet")
 
 
@@ -68,6 +69,7 @@ def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg
     **_COMMON,
 )
 def evaluation_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: U-T&T evaluated on the test split (its ``description`` says what it writes)."""
     return _evaluate(context, flair, "utt")
 
 
@@ -106,6 +108,7 @@ def comparison_table(metrics: dict[str, dict]) -> str:
     "(`<paths.eval>/comparison.md`).",
 )
 def model_comparison(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the comparison table of the evaluated models (its ``description`` says what it writes)."""
     from flair_pipeline.evaluation.evaluate import write_text
 
     root = flair.eval_dir()

@@ -36,6 +36,7 @@ from flair_pipeline.sources.domain_spec import resolve
 def sentinel2_series(
     context: dg.AssetExecutionContext, flair: FlairConfig, sentinelhub: SentinelHubCredentials
 ) -> dg.MaterializeResult:
+    """Asset: the Sentinel-2 series of one domain's zones (its ``description`` says what it writes)."""
     try:
         return _build_series(context, flair, sentinelhub)
     except FlairPipelineError as exc:
@@ -55,7 +56,9 @@ def sentinel2_series(
 
 
 def transient(exc: BaseException) -> bool:
-    """Whether a retry of the step may succeed: OS-level I/O errors (connection reset,
+    """Whether a retry of the step may succeed.
+
+    Whether a retry of the step may succeed: OS-level I/O errors (connection reset,
     timeout, EIO) but not a missing file, a permission or a raster GDAL cannot read.
     """
     permanent = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
@@ -145,6 +148,7 @@ def _check(written, year: int) -> list[str]:
     "centroid in its zone's super-area (merged over all built domains).",
 )
 def sentinel2_index(flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the centroid index over every domain's series (its ``description`` says what it writes)."""
     dataset = flair.dataset()
     merged: dict[str, list[int]] = {}
     files = sorted((dataset.metadata_dir / "centroids").glob("*.json"))

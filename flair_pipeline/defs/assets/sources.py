@@ -52,6 +52,7 @@ def fingerprint(files: list[Path], root: Path) -> str:
 )
 @staged()
 def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: a domain's raw inputs, checked and fingerprinted (its ``description`` says what it writes)."""
     domain = context.partition_key
     raw, dataset = flair.raw(), flair.dataset()
     files = domain_input_files(raw, domain)

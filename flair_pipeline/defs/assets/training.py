@@ -59,6 +59,7 @@ def _train(
 def packed_training_input(
     context: dg.AssetExecutionContext, flair: FlairConfig
 ) -> dg.MaterializeResult:
+    """Asset: the packed training input (its ``description`` says what it writes)."""
     from flair_pipeline.training.packing import pack_source
 
     try:
@@ -92,6 +93,7 @@ _COMMON: dict[str, Any] = dict(
     **_COMMON,
 )
 def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: the U-Net baseline (or U-Net with metadata) trained (its ``description`` says what it writes)."""
     name = "unet-meta" if flair.load().train.model == "unet-meta" else "unet"
     return _train(context, flair, name, "unet")
 
@@ -110,4 +112,5 @@ def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
     **_COMMON,
 )
 def model_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+    """Asset: U-T&T trained (its ``description`` says what it writes)."""
     return _train(context, flair, "utt", "utt")
