@@ -30,7 +30,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -112,12 +112,53 @@ def list_files(url: str) -> list[str]:
     return sorted(p[len(root) :].lstrip("/") for p in found)
 
 
-def list_domains(raw_url: str) -> list[str]:
-    """Domain folders under ``<raw_url>/domains`` (for URL raw roots)."""
+def folder_names(fs: AbstractFileSystem, path: str) -> list[str]:
+    """Names of the folders directly under `path` on `fs`, sorted (none if `path` is absent).
+
+    Args:
+        fs: the filesystem (local, ``s3://``, ``memory://``, …).
+        path: a folder of `fs`, without protocol.
+
+    Returns:
+        The folder names (not paths); object stores report common prefixes as folders.
+    """
+    if not fs.isdir(path):
+        return []
+    return sorted(
+        PurePosixPath(str(i["name"]).rstrip("/")).name
+        for i in fs.ls(path, detail=True)
+        if i.get("type") == "directory"
+    )
+
+
+def domain_folders(raw_url: str) -> tuple[list[str], list[str]]:
+    """The folders under ``<raw_url>/domains``: domain ids, and the other visible names.
+
+    The one scan of a raw root's domain folders (local path or URL): the CLI and
+    ``materialize`` build the ids; the other names are reported so that a user knows why a
+    folder they copied in is not built.
+
+    Args:
+        raw_url: the raw root, a local path or any fsspec URL.
+
+    Returns:
+        (domain ids, other names not starting with "."), each sorted.
+
+    Raises:
+        StorageError: the listing failed (unreachable endpoint, denied access, …).
+    """
     from flair_pipeline.domains import is_domain_id
 
-    names = {p.split("/", 1)[0] for p in list_files(f"{raw_url.rstrip('/')}/domains")}
-    return sorted(n for n in names if is_domain_id(n))
+    fs, root = filesystem(raw_url)
+    with _reported(fs, raw_url, "listing domains"):
+        names = folder_names(fs, f"{root}/domains")
+    ids = [n for n in names if is_domain_id(n)]
+    return ids, [n for n in names if not is_domain_id(n) and not n.startswith(".")]
+
+
+def list_domains(raw_url: str) -> list[str]:
+    """Domain ids with a folder under ``<raw_url>/domains`` (a local path or any URL)."""
+    return domain_folders(raw_url)[0]
 
 
 def pull(url: str, local: Path, prefixes: Iterable[str], *, required: bool = False) -> int:

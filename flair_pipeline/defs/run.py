@@ -23,7 +23,7 @@ from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import domain_id_problem, is_domain_id
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.layout import RawLayout
-from flair_pipeline.storage import is_url, list_domains
+from flair_pipeline.storage import domain_folders, is_url, list_domains
 
 _PROJECT_ERRORS = {
     name for name, v in vars(errors).items() if isinstance(v, type) and issubclass(v, Exception)
@@ -56,24 +56,14 @@ def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
         storage.set_concurrency_slots(GPU_POOL, slots)
 
 
-def domains_on_disk(raw: RawLayout) -> list[str]:
-    """Domain ids with a folder under the raw root (see :func:`misnamed_folders` for others)."""
-    root = raw.root / "domains"
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and is_domain_id(p.name))
-
-
 def misnamed_folders(raw: RawLayout) -> list[str]:
     """``"<folder>: <why it is not a domain id>"`` for every visible non-domain folder."""
     root = raw.root / "domains"
-    if not root.is_dir():
-        return []
     out = []
-    for p in sorted(root.iterdir()):
-        problem = domain_id_problem(p.name)
-        if p.is_dir() and not p.name.startswith(".") and problem:
-            out.append(f"{p}: {problem}; folder ignored, rename it to build it")
+    for name in domain_folders(str(raw.root))[1]:
+        problem = domain_id_problem(name)
+        if problem:
+            out.append(f"{root / name}: {problem}; folder ignored, rename it to build it")
     return out
 
 
@@ -188,9 +178,7 @@ def materialize(
     plain = sorted((k for k in keys if not graph.get(k).is_partitioned), key=str)
 
     raw_root = flair.root_urls()[0]
-    domains = list(partitions) or (
-        list_domains(raw_root) if is_url(raw_root) else domains_on_disk(flair.raw())
-    )
+    domains = list(partitions) or list_domains(raw_root)
     for d in domains:
         if not is_domain_id(d):
             raise InputError(f"{d!r} is not a domain id (expected D0<dd>_<yyyy>, e.g. D006_2020)")

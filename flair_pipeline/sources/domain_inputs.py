@@ -26,7 +26,7 @@ from fsspec.implementations.local import LocalFileSystem
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.geo.raster_vrt import is_raster_name
 from flair_pipeline.layout import RawLayout
-from flair_pipeline.storage import filesystem, is_url
+from flair_pipeline.storage import filesystem, folder_names, is_url
 
 #: Inputs besides the orthophoto tiles, in fingerprint order (after the tiles).
 REQUIRED_FILES = ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json")
@@ -131,11 +131,7 @@ def scan_domains(
     root = f"{raw_root.rstrip('/')}/domains"
     if not fs.isdir(root):
         return {}, []
-    names = {
-        PurePosixPath(str(i["name"]).rstrip("/")).name
-        for i in fs.ls(root, detail=True)
-        if i.get("type") == "directory"
-    }
+    names = folder_names(fs, root)
     per_folder: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     for rel, info in _files_under(fs, root).items():
         head, _, rest = rel.partition("/")
