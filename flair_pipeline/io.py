@@ -248,13 +248,35 @@ def write_geotiff(
     nodata: float | None = None,
     descriptions: Sequence[str] | None = None,
     colormap: Mapping[int, tuple[int, int, int, int]] | None = None,
+    tiled: bool | None = None,
     **options: Any,
 ) -> Path:
     """Write a (bands, H, W) or (H, W) array as a compressed GeoTIFF, atomically.
 
-    Before the rename the temp file is re-opened and its shape, dtype and last block
-    compared with `array` (a full disk can leave a GeoTIFF whose header is fine and whose
-    last tiles are missing). Raises DiskFullError / StorageError naming `path`.
+    The one GeoTIFF writer of the project (patches, masks, predictions, the synthetic
+    world). Before the rename the temp file is re-opened and its shape, dtype and last
+    block compared with `array` (a full disk can leave a GeoTIFF whose header is fine and
+    whose last tiles are missing).
+
+    Args:
+        path: where the file goes (its folder must exist).
+        array: (bands, H, W) or (H, W), any GDAL data type.
+        transform: the affine geotransform of the pixel grid.
+        crs: anything rasterio takes as a CRS (``"EPSG:2154"``, a CRS, WKT), or None.
+        nodata: the nodata value written in the header, or none.
+        descriptions: one band description per band.
+        colormap: a palette for band 1 (code -> RGBA), e.g. MSK's FLAIR colours.
+        tiled: 256 x 256 tiles (True), strips (False), or, by default, tiles when both
+            sides are at least 256 px and multiples of 16.
+        **options: further GDAL creation options (``compress``, ``predictor``, …); they
+            override the defaults (DEFLATE).
+
+    Returns:
+        `path`.
+
+    Raises:
+        DiskFullError: the disk filled while writing.
+        StorageError: the file could not be written or does not re-open as written.
     """
     arr = array if array.ndim == 3 else array[None]
     profile: dict[str, Any] = {
@@ -268,12 +290,14 @@ def write_geotiff(
         "compress": "deflate",
         "nodata": nodata,
     }
-    if (
-        arr.shape[1] >= 256
-        and arr.shape[2] >= 256
-        and arr.shape[1] % 16 == 0
-        and arr.shape[2] % 16 == 0
-    ):
+    if tiled is None:
+        tiled = (
+            arr.shape[1] >= 256
+            and arr.shape[2] >= 256
+            and arr.shape[1] % 16 == 0
+            and arr.shape[2] % 16 == 0
+        )
+    if tiled:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
     profile.update(options)
     with (

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import scipy.sparse as sp
 import shapely
 from pyproj import Transformer
@@ -25,6 +24,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 
 from flair_pipeline.domains import DomainId
+from flair_pipeline.io import write_geotiff
 from flair_pipeline.sources import noise
 from flair_pipeline.sources.synth_aerial import rasterize_ids
 from flair_pipeline.sources.synth_landcover import LandCover
@@ -183,16 +183,6 @@ def render_scene(
     return Scene(date, refl, cloud.round().astype(np.uint8), snow.round().astype(np.uint8), scl)
 
 
-def _write(path: Path, arr: np.ndarray, transform, epsg: int, nodata: int | None) -> None:
-    profile = {
-        "driver": "GTiff", "dtype": arr.dtype.name, "count": 1, "width": arr.shape[1],
-        "height": arr.shape[0], "crs": f"EPSG:{epsg}", "transform": transform,
-        "compress": "deflate", "nodata": nodata,
-    }  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(arr, 1)
-
-
 def write_scene(scene: Scene, grid: S2Grid, folder: Path) -> dict[str, dict]:
     """Write a scene's 13 assets as GeoTIFFs in `folder`; return per-asset STAC facts."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -203,9 +193,12 @@ def write_scene(scene: Scene, grid: S2Grid, folder: Path) -> dict[str, dict]:
     for i, (key, band, res) in enumerate(SPECTRAL_ASSETS):
         arr = dn[i] if res == 10 else np.clip(np.round(_down(dn[i].astype(np.float32))), 1, 65535).astype(np.uint16)  # fmt: skip
         tr = t10 if res == 10 else t20
-        _write(folder / f"{key}.tif", arr, tr, grid.epsg, 0)
+        write_geotiff(folder / f"{key}.tif", arr, tr, f"EPSG:{grid.epsg}", nodata=0, tiled=False)
         facts[key] = {"band": band, "res": res, "shape": arr.shape, "transform": tr}
     for key, arr in (("cloud", scene.cloud), ("snow", scene.snow), ("scl", scene.scl)):
-        _write(folder / f"{key}.tif", arr, t20, grid.epsg, None if key != "scl" else 0)
+        nodata = None if key != "scl" else 0
+        write_geotiff(
+            folder / f"{key}.tif", arr, t20, f"EPSG:{grid.epsg}", nodata=nodata, tiled=False
+        )
         facts[key] = {"band": key, "res": 20, "shape": arr.shape, "transform": t20}
     return facts

@@ -18,16 +18,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pyogrio
-import rasterio
 import shapely
+from affine import Affine
 from rasterio.transform import from_origin
 
 from flair_pipeline.domains import DomainId, department_centre_l93, utm_epsg
 from flair_pipeline.errors import FlairPipelineError, InputError
+from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import CODES
 from flair_pipeline.sources import synth_sentinel2 as s2
 from flair_pipeline.sources.synth_aerial import (
@@ -170,22 +172,20 @@ def split_class_shares(scenario: Scenario, seed: int) -> dict[str, np.ndarray]:
     return {split: a / a.sum() for split, a in area.items()}
 
 
-def _write_tif(path: Path, arr: np.ndarray, transform, crs: str, **opts) -> None:
-    arr = arr if arr.ndim == 3 else arr[None]
-    profile = {
-        "driver": "GTiff", "width": arr.shape[2], "height": arr.shape[1], "count": arr.shape[0],
-        "dtype": arr.dtype.name, "crs": crs, "transform": transform, "tiled": True,
-        "blockxsize": 256, "blockysize": 256, "compress": "deflate",
-    }  # fmt: skip
-    descriptions = opts.pop("descriptions", None)
-    profile.update(opts)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(arr)
-        if descriptions is None and arr.shape[0] == 4:
-            descriptions = ("red", "green", "blue", "nir")
-        if descriptions:
-            for i, d in enumerate(descriptions, start=1):
-                dst.set_band_description(i, d)
+def _write_tif(
+    path: Path,
+    arr: np.ndarray,
+    transform: Affine,
+    descriptions: tuple[str, ...] | None = None,
+    **opts: Any,
+) -> None:
+    """A raw input as IGN-like GeoTIFF: Lambert-93, 256 px tiles, DEFLATE, band names.
+
+    Four-band arrays are named red, green, blue, nir unless `descriptions` says otherwise.
+    """
+    if descriptions is None and (arr.ndim == 3 and arr.shape[0] == 4):
+        descriptions = ("red", "green", "blue", "nir")
+    write_geotiff(path, arr, transform, "EPSG:2154", descriptions=descriptions, tiled=True, **opts)
 
 
 def _nodata_mask(
@@ -239,12 +239,12 @@ def generate_domain(
                 img[:, unflown(c, r)] = 0
             name = f"{domain.department:02d}-{domain.year}-{int(tb[0]):07d}-{int(tb[3]):07d}-LA93-0M20.tif"
             _write_tif(folder / "ortho" / name, img, from_origin(tb[0], tb[3], RES, RES),
-                       "EPSG:2154", nodata=0, predictor=2, photometric="RGB", alpha="UNSPECIFIED")  # fmt: skip
+                       nodata=0, predictor=2, photometric="RGB", alpha="UNSPECIFIED")  # fmt: skip
 
     dsm, dtm = render_elevation(lc, tree, app, bounds, DSM_RES, dseed, domain.is_mountain)
     t_dsm = from_origin(bounds[0], bounds[3], DSM_RES, DSM_RES)
-    _write_tif(folder / "dsm.tif", dsm, t_dsm, "EPSG:2154", predictor=3, descriptions=("dsm",))
-    _write_tif(folder / "dtm.tif", dtm, t_dsm, "EPSG:2154", predictor=3, descriptions=("dtm",))
+    _write_tif(folder / "dsm.tif", dsm, t_dsm, predictor=3, descriptions=("dsm",))
+    _write_tif(folder / "dtm.tif", dtm, t_dsm, predictor=3, descriptions=("dtm",))
 
     flight = dt.date(domain.year, 4, 15) + dt.timedelta(days=int(rng.integers(0, 170)))
     meta = {
