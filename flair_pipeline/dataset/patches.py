@@ -48,6 +48,8 @@ IMG_ZLEVEL = 1
 COMPRESSIONS = ("none", "deflate", "zstd", "lzw")
 DEFAULT_COMPRESSION = "zstd"
 CRS = "EPSG:2154"
+#: (left, bottom, right, top) in metres of the patch's CRS.
+Bounds = tuple[float, float, float, float]
 
 
 def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, Any]:
@@ -137,7 +139,7 @@ class _Surface:
         if self._mem is not None:
             self._mem.close()
 
-    def heights(self, bounds, shape) -> np.ndarray:
+    def heights(self, bounds: Bounds, shape: tuple[int, int]) -> np.ndarray:
         """float32 heights on the north-up grid `bounds`/`shape` (target CRS); NaN where void.
 
         Voids are the source's nodata and everything outside it. The fast path (same CRS, no
@@ -204,7 +206,7 @@ class Elevation:
         self._dsm.close()
         self._dtm.close()
 
-    def patch(self, bounds, shape) -> np.ndarray:
+    def patch(self, bounds: Bounds, shape: tuple[int, int]) -> np.ndarray:
         """uint8 elevation above ground on the patch grid (0 where void).
 
         Raises VoidElevationError when more than MAX_VOID_SHARE of the patch is void.
@@ -221,7 +223,7 @@ class Elevation:
             h[void] = 0.0
         return np.clip(np.round(h * self.scale), 0, 255).astype(np.uint8)
 
-    def ground(self, x: float, y: float, bounds=None) -> float:
+    def ground(self, x: float, y: float, bounds: Bounds | None = None) -> float:
         """Terrain altitude (m) at a point, FLAIR's patch_centroid_z; never a nodata value.
 
         The DTM pixel under the point (nearest, as before); when it is void, the mean of the
@@ -286,7 +288,7 @@ def build_aerial_patches(
         with Mosaic(ortho_dir) as mosaic, _generation(layout, "aerial", grid) as stage:
             res = mosaic.res
 
-            def work(row) -> None:
+            def work(row: Any) -> None:
                 b = _bounds(row)
                 broken = mosaic.broken_touching(b)
                 if broken:
@@ -346,7 +348,7 @@ def build_label_masks(
         )
     with _generation(layout, "labels", grid) as stage:
 
-        def work(row) -> None:
+        def work(row: Any) -> None:
             b = _bounds(row)
             transform = from_origin(b[0], b[3], res, res)
             msk = index.mask(transform, (patch_size, patch_size), CRS)

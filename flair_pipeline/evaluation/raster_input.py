@@ -119,9 +119,12 @@ class ImageSource:
             out[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
         return out
 
-    def bounds_of(self, row: int, col: int, height: int, width: int) -> tuple[float, ...]:
-        """Extent (in the image CRS) of a pixel window."""
-        return tuple(window_bounds(Window(col, row, width, height), self.transform))
+    def bounds_of(
+        self, row: int, col: int, height: int, width: int
+    ) -> tuple[float, float, float, float]:
+        """Extent (left, bottom, right, top, in the image CRS) of a pixel window."""
+        left, bottom, right, top = window_bounds(Window(col, row, width, height), self.transform)
+        return (left, bottom, right, top)
 
 
 class ElevationSource:

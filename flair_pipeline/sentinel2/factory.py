@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flair_pipeline.config import Sentinel2Config
+
+if TYPE_CHECKING:  # imported where used: each provider pulls in its own client library
+    from flair_pipeline.sentinel2.sentinelhub import SentinelHubProvider
+    from flair_pipeline.sentinel2.stac import StacProvider
 
 
 def make_provider(
@@ -14,7 +18,7 @@ def make_provider(
     resolve: Callable[[str], Path],
     default_catalog: Path,
     credentials: Any = None,
-):
+) -> StacProvider | SentinelHubProvider:
     """The provider named by ``sentinel2.provider``; `resolve` maps config paths to files.
 
     `credentials` (for sentinelhub) has ``client_id`` and ``client_secret``; it comes from

@@ -26,11 +26,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import rasterio
 import yaml
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
@@ -69,7 +71,7 @@ def spec_for(info: dict) -> dict:
     }  # fmt: skip
 
 
-def _write(path: Path, arr: np.ndarray, transform, crs, **opts) -> None:
+def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str | None, **opts: Any) -> None:
     arr = arr if arr.ndim == 3 else arr[None]
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = {"driver": "GTiff", "width": arr.shape[2], "height": arr.shape[1],

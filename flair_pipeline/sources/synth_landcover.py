@@ -42,7 +42,9 @@ class LandCover:
     variant: list[float] = field(default_factory=list)  # 0..1, per-object appearance draw
     phase: list[float] = field(default_factory=list)  # 0..1, crop calendar / timing draw
 
-    def add(self, geom, code: int, rng: np.random.Generator, angle: float | None = None) -> None:
+    def add(
+        self, geom: BaseGeometry, code: int, rng: np.random.Generator, angle: float | None = None
+    ) -> None:
         """Add a (multi)polygon, exploded into parts, with freshly drawn attributes."""
         for part in _parts(geom):
             self.geoms.append(part)
@@ -66,7 +68,7 @@ class LandCover:
         }
 
 
-def _parts(geom) -> list[Polygon]:
+def _parts(geom: BaseGeometry | None) -> list[Polygon]:
     if geom is None or geom.is_empty:
         return []
     if isinstance(geom, Polygon):

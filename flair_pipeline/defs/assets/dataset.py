@@ -12,6 +12,7 @@ from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
+    BuildReport,
     Elevation,
     build_aerial_patches,
     build_label_masks,
@@ -23,8 +24,9 @@ from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
 from flair_pipeline.io import remove_stale_temps
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
-from flair_pipeline.sources.domain_spec import resolve
+from flair_pipeline.sources.domain_spec import DomainInputs, resolve
 
 DOMAIN: dict[str, Any] = {"partitions_def": domains_partitions, "group_name": "dataset"}
 
@@ -123,7 +125,7 @@ def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     )
 
 
-def _check_images(grid, dataset, size: int, report) -> list[str]:
+def _check_images(grid, dataset: DatasetLayout, size: int, report: BuildReport) -> list[str]:
     skipped = {p for p, _ in report.skipped}
     bad = []
     for row in grid.itertuples():
@@ -284,7 +286,7 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     )
 
 
-def _label_decisions(inputs) -> list[str]:
+def _label_decisions(inputs: DomainInputs) -> list[str]:
     """The decision line ("labels …: CRS … reprojected on the fly") when the label file is not in Lambert-93."""
     from flair_pipeline.geo.crs import is_lambert93
     from flair_pipeline.geo.label_mapping import label_crs

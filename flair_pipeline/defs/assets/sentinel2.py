@@ -2,6 +2,8 @@
 
 import datetime as dt
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -17,6 +19,7 @@ from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.plots import markdown_image, ndvi_profiles
 from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.profiles import class_profiles
+from flair_pipeline.sentinel2.provider import TimeSeries
 from flair_pipeline.sentinel2.series import super_areas, write_series
 from flair_pipeline.sources.domain_spec import resolve
 
@@ -102,7 +105,7 @@ def _build_series(
         raise InputError(f"{domain}: no zone got a Sentinel-2 series: " + "; ".join(problems))
     md.write_json(centroids, dataset.metadata_dir / "centroids" / f"{domain}.json")
     checks = _check(written, year)
-    meta = {
+    meta: dict[str, Any] = {
         "zones": len(written),
         "failed_zones": problems,
         "dates_per_zone": dates,
@@ -125,7 +128,7 @@ def _build_series(
     )
 
 
-def _check(written, year: int) -> list[str]:
+def _check(written: Mapping[str, TimeSeries], year: int) -> list[str]:
     bad = []
     for zone, s in written.items():
         t, h, w = len(s.dates), s.grid.height, s.grid.width
