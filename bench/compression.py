@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import rasterio
+from loader import demo_records  # bench/ is on sys.path when a bench script runs
+from timing import timed
 
 from flair_pipeline.dataset.patches import COMPRESSIONS, IMG_ZLEVEL, compression_options
 from flair_pipeline.io import write_geotiff
@@ -24,11 +25,6 @@ from flair_pipeline.sources.synthetic import generate_world
 
 
 def main() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("loader", Path(__file__).with_name("loader.py"))
-    loader = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(loader)  # type: ignore[union-attr]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raw", type=Path, default=None)
     ap.add_argument("--domains", type=int, default=1)
@@ -39,7 +35,7 @@ def main() -> None:
         if raw is None:
             generate_world(tmp / "raw", "demo", 0)
             raw = tmp / "raw"
-        records = loader.demo_records(raw, tmp / "src", args.domains, "none")
+        records = demo_records(raw, tmp / "src", args.domains, "none")
         pairs = []
         for r in records:
             with rasterio.open(r.img) as a, rasterio.open(r.msk) as b:
@@ -50,20 +46,20 @@ def main() -> None:
         for codec in COMPRESSIONS:
             out = tmp / codec
             out.mkdir()
-            c0 = time.process_time()
             paths = []
-            for i, (img, ip, msk, mp) in enumerate(pairs):
-                a = write_geotiff(out / f"IMG_{i}.tif", img, ip["transform"], ip["crs"],
-                                  **compression_options(codec, zlevel=IMG_ZLEVEL))  # fmt: skip
-                b = write_geotiff(out / f"MSK_{i}.tif", msk, mp["transform"], mp["crs"],
-                                  **compression_options(codec))  # fmt: skip
-                paths.append((a, b))
-            write_ms = 1000 * (time.process_time() - c0) / n
-            c0 = time.process_time()
-            for a, b in paths:
-                with rasterio.open(a) as s, rasterio.open(b) as m:
-                    s.read(), m.read(1)
-            read_ms = 1000 * (time.process_time() - c0) / n
+            with timed() as w:
+                for i, (img, ip, msk, mp) in enumerate(pairs):
+                    a = write_geotiff(out / f"IMG_{i}.tif", img, ip["transform"], ip["crs"],
+                                      **compression_options(codec, zlevel=IMG_ZLEVEL))  # fmt: skip
+                    b = write_geotiff(out / f"MSK_{i}.tif", msk, mp["transform"], mp["crs"],
+                                      **compression_options(codec))  # fmt: skip
+                    paths.append((a, b))
+            write_ms = 1000 * w.cpu_s / n
+            with timed() as r:
+                for a, b in paths:
+                    with rasterio.open(a) as s, rasterio.open(b) as m:
+                        s.read(), m.read(1)
+            read_ms = 1000 * r.cpu_s / n
             img_kb = sum(a.stat().st_size for a, _ in paths) / n / 1024
             msk_kb = sum(b.stat().st_size for _, b in paths) / n / 1024
             print(f"{codec:<8} {img_kb:8.0f} {msk_kb:8.1f} {write_ms:9.1f} {read_ms:8.1f}")

@@ -28,10 +28,10 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from timing import timed  # bench/ is on sys.path when a bench script runs
 from torch.utils.data import DataLoader
 
 from flair_pipeline.config import SamplingConfig
@@ -95,12 +95,13 @@ def images_per_s(ds, batch: int, epochs: int) -> tuple[float, float]:
     gen = torch.Generator().manual_seed(0)
     for b in dl:  # warm-up: page cache, memory maps
         augment_batch(b, gen)
-    seen, t0, c0 = 0, time.perf_counter(), time.process_time()
-    for _ in range(epochs):
-        for b in dl:
-            augment_batch(b, gen)
-            seen += b["img"].shape[0]
-    return seen / (time.process_time() - c0), seen / (time.perf_counter() - t0)
+    seen = 0
+    with timed() as t:
+        for _ in range(epochs):
+            for b in dl:
+                augment_batch(b, gen)
+                seen += b["img"].shape[0]
+    return seen / t.cpu_s, seen / t.wall_s
 
 
 def measure(name: str, records: list[PatchRecord], pack_dir: Path, args) -> tuple[float, float]:
