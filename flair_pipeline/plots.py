@@ -55,22 +55,57 @@ def code_cmap() -> ListedColormap:
     return ListedColormap(colours)
 
 
-def patch_preview(
-    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], titles: Sequence[str]
-) -> bytes:
-    """Rows of (RGB, elevation, labels) for a few patches."""
-    n = max(len(images), 1)
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
-    for i, (img, msk, title) in enumerate(zip(images, masks, titles, strict=True)):
-        axes[i, 0].imshow(np.moveaxis(img[:3], 0, -1))
-        axes[i, 0].set_title(title, fontsize=8)
-        axes[i, 1].imshow(img[4], cmap="viridis")
-        axes[i, 1].set_title("elevation", fontsize=8)
-        axes[i, 2].imshow(msk, cmap=code_cmap(), vmin=0, vmax=19, interpolation="nearest")
-        axes[i, 2].set_title("labels", fontsize=8)
+#: One panel of :func:`patch_rows`: (array, title, kind). Kinds: ``"image"`` an (H, W, 3)
+#: RGB array shown as is; ``"codes"`` an (H, W) map of FLAIR codes 0..19 in FLAIR's colours;
+#: ``"elevation"`` an (H, W) band in viridis.
+Panel = tuple[np.ndarray, str, str]
+
+
+def patch_rows(rows: Sequence[Sequence[Panel]]) -> bytes:
+    """One row of panels per patch, as PNG bytes: the patch figures of the dataset and evaluation.
+
+    Args:
+        rows: per patch, its panels (the same count in every row), left to right.
+
+    Returns:
+        PNG bytes (2.5 x 2.5 inch panels, 90 dpi); one empty row when `rows` is empty.
+
+    Raises:
+        ValueError: a panel kind other than image, codes, elevation.
+    """
+    n, cols = max(len(rows), 1), max((len(r) for r in rows), default=3)
+    fig, axes = plt.subplots(n, cols, figsize=(2.5 * cols, 2.5 * n), squeeze=False)
+    cmap = code_cmap()
+    for i, row in enumerate(rows):
+        for ax, (arr, title, kind) in zip(axes[i], row, strict=True):
+            if kind == "image":
+                ax.imshow(arr)
+            elif kind == "codes":
+                ax.imshow(arr, cmap=cmap, vmin=0, vmax=19, interpolation="nearest")
+            elif kind == "elevation":
+                ax.imshow(arr, cmap="viridis")
+            else:
+                raise ValueError(f"panel {title!r}: unknown kind {kind!r}")
+            ax.set_title(title, fontsize=8)
     for ax in axes.ravel():
         ax.axis("off")
     return _png(fig)
+
+
+def patch_preview(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], titles: Sequence[str]
+) -> bytes:
+    """Rows of (RGB, elevation, labels) for a few patches: (5, H, W) IMG, (H, W) MSK codes."""
+    return patch_rows(
+        [
+            [
+                (np.moveaxis(img[:3], 0, -1), title, "image"),
+                (img[4], "elevation", "elevation"),
+                (msk, "labels", "codes"),
+            ]
+            for img, msk, title in zip(images, masks, titles, strict=True)
+        ]
+    )
 
 
 def ndvi_profiles(profiles: Mapping[str, Sequence[np.ndarray]], title: str) -> bytes:

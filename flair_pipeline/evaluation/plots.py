@@ -14,7 +14,7 @@ import numpy as np
 
 from flair_pipeline.metrics import Scores
 from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
-from flair_pipeline.plots import _png, code_cmap, plt
+from flair_pipeline.plots import _png, patch_rows, plt
 
 
 def row_normalised(matrix: np.ndarray) -> np.ndarray:
@@ -91,15 +91,13 @@ def patch_figure(
     ids: Sequence[str],
 ) -> bytes:
     """Rows of (RGB image | truth | prediction) in FLAIR colours; maps hold codes 1..19."""
-    n = max(len(images), 1)
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
-    cmap = code_cmap()
-    for i, (img, truth, pred, pid) in enumerate(zip(images, truths, preds, ids, strict=True)):
-        axes[i, 0].imshow(_rgb(img))
-        axes[i, 0].set_title(f"{pid}", fontsize=8)
-        for ax, arr, title in ((axes[i, 1], truth, "reference"), (axes[i, 2], pred, "prediction")):
-            ax.imshow(arr, cmap=cmap, vmin=0, vmax=19, interpolation="nearest")
-            ax.set_title(title, fontsize=8)
-    for ax in axes.ravel():
-        ax.axis("off")
-    return _png(fig)
+    return patch_rows(
+        [
+            [
+                (_rgb(img), f"{pid}", "image"),
+                (truth, "reference", "codes"),
+                (pred, "prediction", "codes"),
+            ]
+            for img, truth, pred, pid in zip(images, truths, preds, ids, strict=True)
+        ]
+    )
