@@ -41,7 +41,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from flair_pipeline.config import SamplingConfig
-from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
     COMPRESSIONS,

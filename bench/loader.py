@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from flair_pipeline.config import SamplingConfig
-from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
     DEFAULT_COMPRESSION,

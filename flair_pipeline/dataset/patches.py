@@ -31,7 +31,7 @@ from rasterio.windows import Window, from_bounds
 from flair_pipeline.dataset.crs import normalize_crs, same_crs
 from flair_pipeline.dataset.generation import new_generation
 from flair_pipeline.dataset.label_mapping import LabelMapping
-from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.raster_vrt import Product, build_vrt
 from flair_pipeline.errors import FlairPipelineError, InputError, StorageError

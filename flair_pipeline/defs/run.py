@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from flair_pipeline import errors
-from flair_pipeline.dataset.layout import RawLayout
+from flair_pipeline.layout import RawLayout
 from flair_pipeline.defs.instance import prepare_home
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials

@@ -65,7 +65,7 @@ def s2_windows_from_config(
 ) -> S2Windows:
     """S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
     config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2)."""
-    from flair_pipeline.dataset.layout import RawLayout
+    from flair_pipeline.layout import RawLayout
     from flair_pipeline.sentinel2.factory import make_provider
 
     bounds, crs = image_bounds(image)

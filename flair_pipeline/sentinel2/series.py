@@ -17,7 +17,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 
-from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
 from flair_pipeline.sentinel2.provider import RES, Grid, TimeSeries

@@ -16,7 +16,7 @@ import fsspec
 import pytest
 import yaml
 
-from flair_pipeline.dataset.layout import RawLayout
+from flair_pipeline.layout import RawLayout
 from flair_pipeline.defs.assets.sources import domain_input_files, fingerprint
 from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import FlairConfig

@@ -16,7 +16,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from flair_pipeline.dataset.crs import is_lambert93, same_crs
-from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
     Elevation,

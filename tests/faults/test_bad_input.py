@@ -15,7 +15,7 @@ from pathlib import Path
 import rasterio
 import shapely
 
-from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sources.synthetic import WorldSummary
 from tests.conftest import REPO
 

@@ -19,7 +19,7 @@ import shapely
 import yaml
 
 from flair_pipeline.config import SamplingConfig
-from flair_pipeline.dataset.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import build_label_masks
 from flair_pipeline.dataset.sampling import sample_patches

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 from fsspec.implementations.local import LocalFileSystem
 
-from flair_pipeline.dataset.layout import RawLayout
+from flair_pipeline.layout import RawLayout
 from flair_pipeline.dataset.metadata import write_json
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
