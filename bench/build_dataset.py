@@ -41,7 +41,6 @@ import rasterio
 from rasterio.transform import from_origin
 
 from flair_pipeline.config import SamplingConfig
-from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
     COMPRESSIONS,
@@ -56,6 +55,7 @@ from flair_pipeline.dataset.patches import (
 from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.io import write_geotiff
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.nomenclature import colormap
 from flair_pipeline.sources.domain_spec import DomainInputs, resolve
 from flair_pipeline.sources.synth_ign import convert_world

@@ -35,7 +35,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from flair_pipeline.config import SamplingConfig
-from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
     DEFAULT_COMPRESSION,
@@ -44,6 +43,7 @@ from flair_pipeline.dataset.patches import (
 )
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sources.synthetic import generate_world
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.packing import pack_records

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.sentinel2.preprocess import S2Preprocessing
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -118,8 +119,14 @@ class SplitConfig(_Section):
         return self
 
 
-class Sentinel2Config(_Section):
-    """Where and how Sentinel-2 series are fetched, and FLAIR-2's preprocessing."""
+class Sentinel2Config(_Section, S2Preprocessing):
+    """Where and how Sentinel-2 series are fetched, and FLAIR-2's preprocessing.
+
+    The preprocessing fields (``window``, ``filter_clouds``, ``cloud_threshold``,
+    ``cloud_max_fraction``, ``monthly_average``) are those of
+    :class:`~flair_pipeline.sentinel2.preprocess.S2Preprocessing`, inherited, so the config
+    and a checkpoint's ``s2_options`` are one model; :attr:`preprocessing` gives them alone.
+    """
 
     provider: Literal["stac", "sentinelhub"] = "stac"
     catalog: str | None = Field(
@@ -145,12 +152,12 @@ class Sentinel2Config(_Section):
     scl_masks: bool = Field(
         False, description="derive SNW/CLD from SCL where a collection has no cloud/snow assets"
     )
-    window: int = Field(40, gt=0, description="px (10 m) around each patch centroid")
     max_size: int = Field(110, gt=0, description="max super-area side in px")
-    cloud_threshold: int = Field(60, ge=0, le=100, description="SNW/CLD probability cut-off")
-    cloud_max_fraction: float = Field(0.5, ge=0, le=1)
-    filter_clouds: bool = False
-    monthly_average: bool = False
+
+    @property
+    def preprocessing(self) -> S2Preprocessing:
+        """FLAIR-2's preprocessing options of this section, as a checkpoint stores them."""
+        return S2Preprocessing.of(self)
 
     @model_validator(mode="after")
     def _window_fits(self) -> Sentinel2Config:

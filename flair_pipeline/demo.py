@@ -68,11 +68,11 @@ def _map_first_test_domain(
     domain's year), because its map is the one that tells crops from grassland. Relative
     paths of the config are relative to the working directory, as everywhere in the demo.
     """
-    from flair_pipeline.layout import DatasetLayout, RawLayout
     from flair_pipeline.dataset.splits import read_splits
     from flair_pipeline.domains import DomainId
     from flair_pipeline.evaluation.extra_inputs import s2_windows_from_config
     from flair_pipeline.evaluation.predict import predict_map
+    from flair_pipeline.layout import DatasetLayout, RawLayout
     from flair_pipeline.training.checkpoint import load_inference
 
     splits = read_splits(DatasetLayout(Path(cfg.paths.dataset)).splits)

@@ -31,11 +31,11 @@ from rasterio.windows import Window, from_bounds
 from flair_pipeline.dataset.crs import normalize_crs, same_crs
 from flair_pipeline.dataset.generation import new_generation
 from flair_pipeline.dataset.label_mapping import LabelMapping
-from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.raster_vrt import Product, build_vrt
 from flair_pipeline.errors import FlairPipelineError, InputError, StorageError
 from flair_pipeline.io import write_geotiff
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.nomenclature import colormap
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")

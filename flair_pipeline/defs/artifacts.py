@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from flair_pipeline import layout as L
 from flair_pipeline.layout import ROOTS
 from flair_pipeline.model_registry import MODELS_BY_FOLDER, TRAINED
+from flair_pipeline.sentinel2.preprocess import S2Preprocessing
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,7 @@ _TRAIN_CODE = (f"{_ASSETS}/training.py", "flair_pipeline/training", "flair_pipel
 _EVAL_CODE = (f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation")
 #: What training reads besides `train`: pixel geometry and FLAIR-2's S2 preprocessing.
 _TRAIN_PARAMS = ("train", "sampling.resolution", "sampling.elevation_scale")
-_S2_TRAIN_PARAMS = tuple(
-    f"sentinel2.{k}"
-    for k in ("window", "filter_clouds", "cloud_threshold", "cloud_max_fraction", "monthly_average")
-)
+_S2_TRAIN_PARAMS = tuple(f"sentinel2.{k}" for k in S2Preprocessing.model_fields)
 
 
 #: Dataset files a model reads (training and evaluation).
@@ -89,8 +87,9 @@ def _of(*templates: L.PathTemplate, model: str | None = None) -> tuple[str, ...]
 def _model(name: str, extra_params: tuple[str, ...] = (), reads: tuple[str, ...] = ()) -> Artifact:
     return Artifact(
         stage=f"train_{name}",
-        outs=_of(L.CHECKPOINTS, L.TRAIN_LOGS, L.TENSORBOARD, L.CURVES_PNG, L.TRAIN_REPORT,
-                 model=name),  # fmt: skip
+        outs=_of(
+            L.CHECKPOINTS, L.TRAIN_LOGS, L.TENSORBOARD, L.CURVES_PNG, L.TRAIN_REPORT, model=name
+        ),
         plots=_of(L.CURVES_CSV, model=name),
         params=(*_TRAIN_PARAMS, *extra_params),
         reads=reads,

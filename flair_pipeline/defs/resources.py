@@ -16,8 +16,8 @@ from pathlib import Path
 import dagster as dg
 
 from flair_pipeline.config import PipelineConfig, load_config
-from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.storage import is_url
 
 

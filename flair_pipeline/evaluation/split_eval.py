@@ -30,9 +30,10 @@ from flair_pipeline.evaluation.plots import (
 )
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap, merge_to_13
+from flair_pipeline.sentinel2.preprocess import S2Preprocessing
 from flair_pipeline.training.checkpoint import Inference, load_inference
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
-from flair_pipeline.training.samples import PatchDataset, S2Options, collate
+from flair_pipeline.training.samples import PatchDataset, collate
 
 
 @dataclass
@@ -52,7 +53,7 @@ class EvalReport:
 def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:
     """Samples as the model was trained on them (resolution, S2 options, metadata)."""
     hp = inf.hparams
-    s2 = S2Options(**hp["s2_options"]) if hp.get("s2_options") else None
+    s2 = S2Preprocessing.model_validate(hp["s2_options"]) if hp.get("s2_options") else None
     encoder = None
     if hp.get("meta_encoding"):
         from flair_pipeline.models.metadata_mlp import MetadataEncoding

@@ -12,6 +12,60 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class S2Preprocessing(BaseModel):
+    """How a patch's Sentinel-2 window is cut and cleaned (FLAIR-2's options).
+
+    One model for three uses: the ``sentinel2`` section of params.yaml inherits these
+    fields (:class:`flair_pipeline.config.Sentinel2Config`), a U-T&T checkpoint stores
+    :meth:`model_dump` as its ``s2_options`` hyper-parameter, and training, evaluation and
+    prediction read them back with :meth:`model_validate`, so no field is copied by hand.
+    The field order is the checkpoint's key order and dvc.yaml's params order: keep it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(40, gt=0, description="px (10 m) around each patch centroid")
+    filter_clouds: bool = False
+    cloud_threshold: int = Field(60, ge=0, le=100, description="SNW/CLD probability cut-off")
+    cloud_max_fraction: float = Field(0.5, ge=0, le=1)
+    monthly_average: bool = False
+
+    @classmethod
+    def of(cls, section: BaseModel) -> S2Preprocessing:
+        """The preprocessing options of a model that has these fields among others
+        (the ``sentinel2`` config section), and only them.
+
+        Raises:
+            pydantic.ValidationError: `section` lacks a field or holds an invalid value.
+        """
+        return cls.model_validate(section.model_dump(include=set(cls.model_fields)))
+
+    def apply(
+        self, data: np.ndarray, masks: np.ndarray, dates: list[dt.date]
+    ) -> tuple[np.ndarray, np.ndarray, list[dt.date]]:
+        """FLAIR-2's cloud filter and monthly averages, as these options say.
+
+        Args:
+            data: T×10×H×W reflectance.
+            masks: T×2×H×W snow then cloud probability (0..100).
+            dates: T acquisition dates.
+
+        Returns:
+            (data, masks, dates) after :func:`cloud_filter` (if `filter_clouds`) and
+            :func:`monthly_average` (if `monthly_average`); unchanged otherwise.
+
+        Raises:
+            ValueError: Shapes and dates disagree.
+        """
+        if self.filter_clouds:
+            kept = cloud_filter(data, masks, dates, self.cloud_threshold, self.cloud_max_fraction)
+            data, masks, dates = kept.data, kept.masks, kept.dates
+        if self.monthly_average:
+            data, masks, dates = monthly_average(data, masks, dates)
+        return data, masks, dates
 
 
 @dataclass

@@ -17,9 +17,9 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 
-from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sentinel2.provider import RES, Grid, TimeSeries
 
 

@@ -22,9 +22,9 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from flair_pipeline.layout import RawLayout
 from flair_pipeline.dataset.raster_vrt import is_raster_name
 from flair_pipeline.domains import is_domain_id
+from flair_pipeline.layout import RawLayout
 from flair_pipeline.storage import filesystem, is_url
 
 #: Inputs besides the orthophoto tiles, in fingerprint order (after the tiles).

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.dataset.splits import read_splits
 from flair_pipeline.errors import InputError
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sources.flair_release import read_manifest
 
 SPLITS = ("train", "validation", "test")

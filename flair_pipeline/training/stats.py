@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from flair_pipeline.nomenclature import N_CLASSES_MERGED, OTHER_INDEX
+from flair_pipeline.sentinel2.preprocess import S2Preprocessing
 from flair_pipeline.training.records import PatchRecord
-from flair_pipeline.training.samples import S2Options, ZoneSeries, read_image, s2_window
+from flair_pipeline.training.samples import ZoneSeries, read_image, s2_window
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Stats:
 
 
 def compute_stats(
-    train: list[PatchRecord], n: int, seed: int, downsample: int = 1, s2: S2Options | None = None
+    train: list[PatchRecord], n: int, seed: int, downsample: int = 1, s2: S2Preprocessing | None = None
 ) -> Stats:
     """Channel statistics over up to `n` train patches drawn with `seed`."""
     picked = sorted(random.Random(seed).sample(range(len(train)), min(n, len(train))))

@@ -16,7 +16,6 @@ import fsspec
 import pytest
 import yaml
 
-from flair_pipeline.layout import RawLayout
 from flair_pipeline.defs.assets.sources import domain_input_files, fingerprint
 from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import FlairConfig
@@ -27,6 +26,7 @@ from flair_pipeline.defs.sensors import (
     read_cursor,
     scan_raw_root,
 )
+from flair_pipeline.layout import RawLayout
 from flair_pipeline.sources.synthetic import WorldSummary
 
 

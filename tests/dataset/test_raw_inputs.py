@@ -16,7 +16,6 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from flair_pipeline.dataset.crs import is_lambert93, same_crs
-from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
     Elevation,
@@ -28,6 +27,7 @@ from flair_pipeline.dataset.patches import (
 from flair_pipeline.dataset.raster_vrt import Product
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.raster_input import ImageSource
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sources.domain_inputs import scan_domain
 
 X0, Y1 = 700000.0, 6600000.0  # top-left of the test ortho (Lambert-93)

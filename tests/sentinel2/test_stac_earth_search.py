@@ -30,8 +30,8 @@ from rasterio.transform import from_origin
 from werkzeug import Request, Response
 
 from flair_pipeline.config import Sentinel2Config
-from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.errors import InputError
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.provider import STAC_ASSETS, Grid
 from flair_pipeline.sentinel2.series import SuperArea, write_series

@@ -6,13 +6,13 @@ from pathlib import Path
 import dagster as dg
 from fsspec.implementations.local import LocalFileSystem
 
-from flair_pipeline.layout import RawLayout
 from flair_pipeline.dataset.metadata import write_json
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
+from flair_pipeline.layout import RawLayout
 from flair_pipeline.sources import domain_inputs
 from flair_pipeline.sources.domain_spec import resolve
 
