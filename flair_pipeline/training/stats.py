@@ -34,7 +34,11 @@ class Stats:
 
 
 def compute_stats(
-    train: list[PatchRecord], n: int, seed: int, downsample: int = 1, s2: S2Preprocessing | None = None
+    train: list[PatchRecord],
+    n: int,
+    seed: int,
+    downsample: int = 1,
+    s2: S2Preprocessing | None = None,
 ) -> Stats:
     """Channel statistics over up to `n` train patches drawn with `seed`."""
     picked = sorted(random.Random(seed).sample(range(len(train)), min(n, len(train))))
