@@ -54,7 +54,7 @@ def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
 
 def domains_on_disk(raw: RawLayout) -> list[str]:
     """Domain ids with a folder under the raw root (see :func:`misnamed_folders` for others)."""
-    root = raw.root / "domains"
+    root = raw.domains_dir
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and is_domain_id(p.name))
@@ -62,7 +62,7 @@ def domains_on_disk(raw: RawLayout) -> list[str]:
 
 def misnamed_folders(raw: RawLayout) -> list[str]:
     """``"<folder>: <why it is not a domain id>"`` for every visible non-domain folder."""
-    root = raw.root / "domains"
+    root = raw.domains_dir
     if not root.is_dir():
         return []
     out = []

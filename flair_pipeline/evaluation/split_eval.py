@@ -29,6 +29,7 @@ from flair_pipeline.evaluation.plots import (
     per_domain_csv,
 )
 from flair_pipeline.io import write_geotiff
+from flair_pipeline.layout import EvalFiles
 from flair_pipeline.nomenclature import colormap, merge_to_13
 from flair_pipeline.sentinel2.preprocess import S2Preprocessing
 from flair_pipeline.training.checkpoint import Inference, load_inference
@@ -95,8 +96,8 @@ def evaluate_checkpoint(
     records = [r for r in by_split(load_records(dataset), split) if r.msk is not None]
     if not records:
         raise InputError(f"{dataset}: no labelled {split} patches to evaluate on")
-    out = Path(out_dir)
-    pred_dir = out / "predictions"
+    files = EvalFiles(Path(out_dir))
+    pred_dir = files.predictions
     loader = DataLoader(dataset_for(inf, records), batch_size=batch_size, collate_fn=collate)
     side = inf.patch_size * inf.downsample  # the label grid: patches at full resolution
     size = (side, side)
@@ -112,7 +113,7 @@ def evaluate_checkpoint(
                 truth, transform, crs = src.read(1), src.transform, src.crs
             if truth.shape != codes[k].shape:
                 raise InputError(f"{rec.msk}: {truth.shape} label, model predicts {codes[k].shape}")
-            write_geotiff(pred_dir / rec.domain / f"PRED_{rec.patch_id}.tif", codes[k],
+            write_geotiff(files.pred(rec.domain, rec.patch_id), codes[k],
                           transform, crs, colormap=colormap())  # fmt: skip
             acc.add(
                 merge_to_13(truth, source=str(rec.msk), unlabelled_ok=True),
@@ -126,12 +127,12 @@ def evaluate_checkpoint(
     report = EvalReport(
         model=inf.name,
         scores=scores,
-        metrics_json=write_metrics(scores, out / "metrics.json"),
-        confusion_csv=write_text(out / "confusion.csv", confusion_csv(scores.matrix)),
-        confusion_png=write_bytes(out / "confusion.png", confusion_png(scores.matrix)),
-        per_domain_csv=write_text(out / "per_domain.csv", per_domain_csv(scores)),
+        metrics_json=write_metrics(scores, files.metrics),
+        confusion_csv=write_text(files.confusion_csv, confusion_csv(scores.matrix)),
+        confusion_png=write_bytes(files.confusion_png, confusion_png(scores.matrix)),
+        per_domain_csv=write_text(files.per_domain_csv, per_domain_csv(scores)),
         patches_png=write_bytes(
-            out / "patches.png", patch_figure(*map(list, zip(*figure, strict=True)))
+            files.patches_png, patch_figure(*map(list, zip(*figure, strict=True)))
         ),
         predictions=pred_dir,
     )

@@ -19,7 +19,7 @@ import numpy as np
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
-from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.layout import SEN2_PARTS, DatasetLayout
 from flair_pipeline.sentinel2.provider import RES, Grid, TimeSeries
 
 
@@ -60,12 +60,7 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
     """Write the three FLAIR files of a zone, each atomically, and, when the provider
     recorded decisions (``series.provenance``: BOA offset rule per date, SCL-derived
     masks), their companion ``_products.json``."""
-    prefix = layout.sen_prefix(area.domain, area.zone)
-    paths = [
-        Path(f"{prefix}_data.npy"),
-        Path(f"{prefix}_masks.npy"),
-        Path(f"{prefix}_products.txt"),
-    ]
+    paths = [layout.sen_file(area.domain, area.zone, part) for part in SEN2_PARTS[:3]]
     with atomic_path(paths[0]) as tmp, open(tmp, "wb") as f:
         np.save(f, series.data)
     with atomic_path(paths[1]) as tmp, open(tmp, "wb") as f:
@@ -73,7 +68,7 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
     with atomic_path(paths[2], allow_empty=True) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in series.products))
     if series.provenance:
-        paths.append(Path(f"{prefix}_products.json"))
+        paths.append(layout.sen_file(area.domain, area.zone, SEN2_PARTS[3]))
         with atomic_path(paths[3]) as tmp:
             tmp.write_text(json.dumps(series.provenance, indent=1, sort_keys=True) + "\n")
     return paths

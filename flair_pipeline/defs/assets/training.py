@@ -10,6 +10,8 @@ import dagster as dg
 
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.layout import ModelFiles
+from flair_pipeline.model_registry import MODELS_BY_FOLDER, model_for_folder
 from flair_pipeline.plots import markdown_image
 
 
@@ -19,7 +21,7 @@ def _train(
     from flair_pipeline.training.train import train_model  # torch: only when a run trains
 
     cfg = flair.load()
-    out = flair.models_dir() / folder
+    out = ModelFiles.of(flair.models_dir(), folder).folder
     try:
         report = train_model(flair.dataset().root, out, cfg, model, progress=False)
     except FlairPipelineError as exc:
@@ -89,8 +91,8 @@ _COMMON = dict(
     **_COMMON,
 )
 def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
-    name = "unet-meta" if flair.load().train.model == "unet-meta" else "unet"
-    return _train(context, flair, name, "unet")
+    spec = model_for_folder("unet", flair.load().train.model)  # unet or unet-meta
+    return _train(context, flair, spec.name, spec.folder)
 
 
 @dg.asset(
@@ -107,4 +109,5 @@ def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
     **_COMMON,
 )
 def model_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
-    return _train(context, flair, "utt", "utt")
+    spec = MODELS_BY_FOLDER["utt"]
+    return _train(context, flair, spec.name, spec.folder)
