@@ -446,7 +446,7 @@ def predict_cmd(
     and the acquisition facts given here.
     """
     from flair_pipeline.evaluation import extra_inputs as ex
-    from flair_pipeline.evaluation.predict import predict_map
+    from flair_pipeline.evaluation.predict_config import PredictConfig
     from flair_pipeline.training.checkpoint import load_inference
 
     inf = load_inference(checkpoint)
@@ -457,12 +457,12 @@ def predict_cmd(
         facts = {"camera": camera, "date": acq_date, "time": acq_time}
         extra = ex.MetaWindows(inf, {k: v for k, v in facts.items() if v})
     try:
-        report = predict_map(
-            inf.model, image, out_map, patch_size=inf.patch_size, overlap=overlap,
-            batch_size=batch_size, mean=inf.mean, std=inf.std, dsm=dsm, dtm=dtm,
-            elevation_scale=inf.elevation_scale, device=device, probabilities=probabilities,
-            downsample=inf.downsample, progress=True, extra_inputs=extra,
-        )  # fmt: skip
+        settings = PredictConfig.for_checkpoint(
+            inf, overlap=overlap, batch_size=batch_size, device=device, progress=True
+        )
+        report = settings.build(inf.model, extra).map(
+            image, out_map, dsm=dsm, dtm=dtm, probabilities=probabilities
+        )
     except OSError as exc:
         raise FlairPipelineError(
             f"{exc.filename or out_map}: cannot write ({exc.strerror or exc})"

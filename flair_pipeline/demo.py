@@ -70,7 +70,7 @@ def _map_first_test_domain(
     from flair_pipeline.dataset.splits import read_splits
     from flair_pipeline.domains import DomainId
     from flair_pipeline.evaluation.extra_inputs import s2_windows_from_config
-    from flair_pipeline.evaluation.predict import predict_map
+    from flair_pipeline.evaluation.predict_config import PredictConfig
     from flair_pipeline.layout import DatasetLayout, RawLayout
     from flair_pipeline.model_registry import TRAINED, get_model
     from flair_pipeline.training.checkpoint import load_inference
@@ -89,11 +89,7 @@ def _map_first_test_domain(
             year = DomainId.parse(domain).year
             extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, Path.cwd())
         out = layout.map_path(out_dir, domain, spec.folder)
-        report = predict_map(
-            inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,
-            overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, mean=inf.mean,
-            std=inf.std, dsm=raw.dsm(domain), dtm=raw.dtm(domain),
-            elevation_scale=inf.elevation_scale, downsample=inf.downsample, extra_inputs=extra,
-        )  # fmt: skip
+        predictor = PredictConfig.for_checkpoint(inf, cfg.eval).build(inf.model, extra)
+        report = predictor.map(raw.ortho_dir(domain), out, dsm=raw.dsm(domain), dtm=raw.dtm(domain))
         done.append((domain, spec.label, out, report.km2, report.seconds))
     return done
