@@ -50,10 +50,11 @@ def write_maps(cfg: PipelineConfig) -> str:
 
 
 def map_first_test_domain(cfg: PipelineConfig) -> str:
-    """Map the first test domain with each trained model into ``<paths.eval>``; return
+    """Map the first test domain with each trained model into ``<paths.eval>/maps``; return
     the comparison table and where the maps went (with timings)."""
     lines = ["", layout.comparison(Path(cfg.paths.eval)).read_text()]
-    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, Path(cfg.paths.eval)):
+    maps = layout.maps_dir(Path(cfg.paths.eval))
+    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, maps):
         lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")
     return "\n".join(lines)
 
