@@ -181,9 +181,9 @@ TEMPLATES: dict[str, PathTemplate] = {
 WRITTEN: tuple[PathTemplate, ...] = tuple(
     t
     for t in TEMPLATES.values()
-    if t.root != "raw" and t not in (AERIAL, LABELS, SENTINEL, METADATA, CHECKPOINTS,
-                                     PREDICTIONS, MAPS)
-)  # fmt: skip
+    if t.root != "raw"
+    and t not in (AERIAL, LABELS, SENTINEL, METADATA, CHECKPOINTS, PREDICTIONS, MAPS)
+)
 
 
 def undeclared(roots: dict[Root, Path]) -> list[str]:

@@ -63,21 +63,32 @@ MODELS: dict[str, ModelSpec] = {
     m.name: m
     for m in (
         ModelSpec("unet", "unet", "U-Net", "flair_pipeline.models.unet:UNet", ("img",)),
-        ModelSpec("unet-meta", "unet", "U-Net + metadata",
-                  "flair_pipeline.models.metadata_mlp:UNetMeta", ("img", "meta")),
-        ModelSpec("utt", "utt", "U-T&T", "flair_pipeline.models.utt:UTT",
-                  ("img", "s2", "dates", "pad_mask")),
+        ModelSpec(
+            "unet-meta",
+            "unet",
+            "U-Net + metadata",
+            "flair_pipeline.models.metadata_mlp:UNetMeta",
+            ("img", "meta"),
+        ),
+        ModelSpec(
+            "utt",
+            "utt",
+            "U-T&T",
+            "flair_pipeline.models.utt:UTT",
+            ("img", "s2", "dates", "pad_mask"),
+        ),
     )
-}  # fmt: skip
+}
 
 #: The names, in registry order (``click.Choice``, error messages).
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
 #: One model per folder: the baselines the pipeline trains and evaluates (assets, dvc.yaml).
 TRAINED: tuple[ModelSpec, ...] = tuple(
-    m for i, m in enumerate(MODELS.values())
+    m
+    for i, m in enumerate(MODELS.values())
     if m.folder not in {o.folder for o in list(MODELS.values())[:i]}
-)  # fmt: skip
+)
 
 #: The default model of each trained folder.
 MODELS_BY_FOLDER: dict[str, ModelSpec] = {m.folder: m for m in TRAINED}
@@ -108,6 +119,7 @@ def model_for_folder(folder: str, configured: str) -> ModelSpec:
     if spec.folder == folder:
         return spec
     if folder not in MODELS_BY_FOLDER:
-        raise ConfigError(f"unknown model folder {folder!r}: expected one of "
-                          f"{', '.join(MODELS_BY_FOLDER)}")  # fmt: skip
+        raise ConfigError(
+            f"unknown model folder {folder!r}: expected one of {', '.join(MODELS_BY_FOLDER)}"
+        )
     return MODELS_BY_FOLDER[folder]

@@ -56,8 +56,13 @@ def test_matching_a_file_against_templates() -> None:
 
 def test_undeclared_names_stray_and_leftover_files(tmp_path: Path) -> None:
     ds = tmp_path / "dataset"
-    for rel in ("aerial/D1/Z1/img/IMG_1.tif", "metadata/splits.csv", "packed/index.json",
-                "aerial/D1/Z1/img/notes.txt", "metadata/.splits.csv.tmp"):  # fmt: skip
+    for rel in (
+        "aerial/D1/Z1/img/IMG_1.tif",
+        "metadata/splits.csv",
+        "packed/index.json",
+        "aerial/D1/Z1/img/notes.txt",
+        "metadata/.splits.csv.tmp",
+    ):
         (ds / rel).parent.mkdir(parents=True, exist_ok=True)
         (ds / rel).write_text("x")
     assert L.undeclared({"dataset": ds}) == [

@@ -58,15 +58,17 @@ def staged(*dataset_files: PathTemplate) -> Callable[[F], F]:
             if not (is_url(raw) or is_url(dataset)):
                 return _run(fn, context, flair, kwargs)
             domain = context.partition_key if context.has_partition_key else None
-            folder = Path(tempfile.mkdtemp(prefix="flair-stage-",
-                                           dir=os.environ.get("FLAIR_STAGING_DIR")))  # fmt: skip
+            folder = Path(
+                tempfile.mkdtemp(prefix="flair-stage-", dir=os.environ.get("FLAIR_STAGING_DIR"))
+            )
             try:
                 local_raw, local_dataset = raw, dataset
                 if is_url(raw):
                     local_raw = str(folder / "raw")
                     if domain is not None:
-                        pull(raw, Path(local_raw), [RAW_DOMAIN.prefix(domain=domain)],
-                             required=True)  # fmt: skip
+                        pull(
+                            raw, Path(local_raw), [RAW_DOMAIN.prefix(domain=domain)], required=True
+                        )
                 baseline: dict[str, tuple[int, int]] = {}
                 if is_url(dataset):
                     local_dataset = str(folder / "dataset")

@@ -132,9 +132,22 @@ class Predictor:
 
         c = self.config
         return predict_map(
-            self.model, image, out, patch_size=c.patch_size, overlap=c.overlap,
-            batch_size=c.batch_size, mean=list(c.mean), std=list(c.std), dsm=dsm, dtm=dtm,
-            elevation_scale=c.elevation_scale, device=c.device, probabilities=probabilities,
-            extra_inputs=self.extra_inputs, downsample=c.downsample, block_size=c.block_size,
-            stripe_width=c.stripe_width, progress=c.progress,
-        )  # fmt: skip
+            self.model,
+            image,
+            out,
+            patch_size=c.patch_size,
+            overlap=c.overlap,
+            batch_size=c.batch_size,
+            mean=list(c.mean),
+            std=list(c.std),
+            dsm=dsm,
+            dtm=dtm,
+            elevation_scale=c.elevation_scale,
+            device=c.device,
+            probabilities=probabilities,
+            extra_inputs=self.extra_inputs,
+            downsample=c.downsample,
+            block_size=c.block_size,
+            stripe_width=c.stripe_width,
+            progress=c.progress,
+        )

@@ -122,14 +122,26 @@ class FlairModule(L.LightningModule):
         t = cfg.train
         s2 = cfg.sentinel2.preprocessing if get_model(model_name).needs_s2 else None
         return cls(
-            model_name, model_kwargs, stats,
-            optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, scheduler=t.scheduler,
-            epochs=t.epochs, augment=t.augment, aux_weight=t.aux_weight, seed=t.seed,
-            patch_size=patch_size, resolution=cfg.sampling.resolution,
-            downsample=t.downsample, elevation_scale=cfg.sampling.elevation_scale,
-            meta_encoding=meta_encoding, s2_options=s2.model_dump() if s2 else None,
-            channels_last=channels_last, encoder_weights=None if resumed else t.encoder_weights,
-        )  # fmt: skip
+            model_name,
+            model_kwargs,
+            stats,
+            optimizer=t.optimizer,
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            scheduler=t.scheduler,
+            epochs=t.epochs,
+            augment=t.augment,
+            aux_weight=t.aux_weight,
+            seed=t.seed,
+            patch_size=patch_size,
+            resolution=cfg.sampling.resolution,
+            downsample=t.downsample,
+            elevation_scale=cfg.sampling.elevation_scale,
+            meta_encoding=meta_encoding,
+            s2_options=s2.model_dump() if s2 else None,
+            channels_last=channels_last,
+            encoder_weights=None if resumed else t.encoder_weights,
+        )
 
     # -- inputs ------------------------------------------------------------------------
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -22,9 +22,11 @@ def _evaluate(
     ckpt = ModelFiles.of(flair.models_dir(), folder).best
     try:
         report = evaluate_checkpoint(
-            ckpt, flair.dataset().root, EvalFiles.of(flair.eval_dir(), folder).folder,
+            ckpt,
+            flair.dataset().root,
+            EvalFiles.of(flair.eval_dir(), folder).folder,
             batch_size=cfg.eval.batch_size,
-        )  # fmt: skip
+        )
     except FlairPipelineError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     s = report.scores
