@@ -35,7 +35,7 @@ from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.raster_vrt import Product, build_vrt
 from flair_pipeline.errors import FlairPipelineError, InputError, StorageError
 from flair_pipeline.io import write_geotiff
-from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.layout import AERIAL, LABELS, DatasetLayout
 from flair_pipeline.nomenclature import colormap
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
@@ -292,7 +292,10 @@ def build_aerial_patches(
     elevation = Elevation(dsm, dtm, elevation_scale)
     report.decisions.extend(elevation.decisions)
     try:
-        with Mosaic(ortho_dir) as mosaic, _generation(layout, "aerial", grid) as stage:
+        with (
+            Mosaic(ortho_dir) as mosaic,
+            _generation(layout, AERIAL.all_domains().rel, grid) as stage,
+        ):
             res = mosaic.res
 
             def work(row) -> None:
@@ -353,7 +356,7 @@ def build_label_masks(
             f"labels {labels_path}: CRS {index.crs.to_string() if index.crs else None} "
             "reprojected on the fly to EPSG:2154"
         )
-    with _generation(layout, "labels", grid) as stage:
+    with _generation(layout, LABELS.all_domains().rel, grid) as stage:
 
         def work(row) -> None:
             b = _bounds(row)

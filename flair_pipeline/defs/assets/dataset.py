@@ -209,7 +209,8 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
-    for kind in ("aerial", "labels"):  # a swap killed half-way: back to one generation
+    # a swap killed half-way: back to one generation
+    for kind in (L.AERIAL.all_domains().rel, L.LABELS.all_domains().rel):
         for line in recover(dataset.root, kind, domain):
             context.log.warning(line)
     remove_stale_temps(dataset.domain_metadata(domain))
