@@ -262,11 +262,12 @@ class DatasetLayout:
 
     def sen_dir(self, domain: str, zone: str) -> Path:
         """The folder of a zone's Sentinel-2 series."""
-        return self.sen_prefix(domain, zone).parent
+        return self.sen_file(domain, zone, SEN2_PARTS[0]).parent
 
     def sen_prefix(self, domain: str, zone: str) -> Path:
         """A zone's series without its suffix: ``…/SEN2_sp_<domain>-<zone>``."""
-        return Path(str(self.sen_file(domain, zone, "")).removesuffix("_"))
+        name = SEN2.rel.rpartition("/")[2].removesuffix("_{part}")
+        return self.sen_dir(domain, zone) / name.format(domain=domain, zone=zone)
 
     def sen_file(self, domain: str, zone: str, part: str) -> Path:
         """One file of a zone's series; `part` is one of :data:`SEN2_PARTS`."""
@@ -322,6 +323,12 @@ class DatasetLayout:
     def packed(self) -> Path:
         """The packed training input's folder."""
         return PACKED.under(self.root)
+
+
+def sen2_file(prefix: Path, part: str) -> Path:
+    """One file of a Sentinel-2 series from its prefix (``…/SEN2_sp_<domain>-<zone>``,
+    as :class:`PatchRecord` holds it); `part` is one of :data:`SEN2_PARTS`."""
+    return Path(f"{prefix}_{part}")
 
 
 def _in_folder(template: PathTemplate, folder: Path, **fields: str) -> Path:

@@ -78,10 +78,10 @@ def read_series(
     layout: DatasetLayout, domain: str, zone: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Load a zone's data, masks and products."""
-    prefix = layout.sen_prefix(domain, zone)
-    data = np.load(f"{prefix}_data.npy")
-    masks = np.load(f"{prefix}_masks.npy")
-    products = Path(f"{prefix}_products.txt").read_text().split()
+    data_f, masks_f, products_f = (layout.sen_file(domain, zone, p) for p in SEN2_PARTS[:3])
+    data = np.load(data_f)
+    masks = np.load(masks_f)
+    products = products_f.read_text().split()
     return data, masks, products
 
 

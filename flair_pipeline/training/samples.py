@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.layout import SEN2_PARTS, sen2_file
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.sentinel2.preprocess import S2Preprocessing
 from flair_pipeline.sentinel2.series import product_date
@@ -34,8 +35,7 @@ class ZoneSeries:
 
     def get(self, prefix: Path) -> tuple[np.ndarray, np.ndarray, list[dt.date]]:
         if prefix not in self._cache:
-            data_f, masks_f = Path(f"{prefix}_data.npy"), Path(f"{prefix}_masks.npy")
-            products_f = Path(f"{prefix}_products.txt")
+            data_f, masks_f, products_f = (sen2_file(prefix, p) for p in SEN2_PARTS[:3])
             try:
                 data = np.load(data_f, mmap_mode="r")
                 masks = np.load(masks_f, mmap_mode="r")

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
-from flair_pipeline.layout import ModelFiles
+from flair_pipeline.layout import SEN2_PARTS, ModelFiles, sen2_file
 from flair_pipeline.model_registry import get_model
 from flair_pipeline.training.checkpoint import check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
@@ -230,7 +230,7 @@ def _require_s2(records: list[PatchRecord]) -> None:
                 f"patch {r.patch_id} ({r.domain}/{r.zone}): no Sentinel-2 window for U-T&T "
                 "(materialize sentinel2_series and sentinel2_index for its domain)"
             )
-        data = Path(f"{r.sen_prefix}_data.npy")
+        data = sen2_file(r.sen_prefix, SEN2_PARTS[0])
         if not data.is_file():
             raise InputError(f"patch {r.patch_id}: {data} missing (materialize sentinel2_series)")
 
