@@ -88,6 +88,18 @@ class PathTemplate:
         """
         return root / self.prefix(**fields)
 
+    def relative_to(self, folder: PathTemplate) -> str:
+        """This path relative to a folder template: ``RAW_DSM.relative_to(RAW_DOMAIN)`` is
+        ``"dsm.tif"``.
+
+        Raises:
+            ValueError: This path is not below `folder`.
+        """
+        head = folder.rel + "/"
+        if folder.root != self.root or not self.rel.startswith(head):
+            raise ValueError(f"{self.template} is not below {folder.template}")
+        return self.rel[len(head) :]
+
     def all_domains(self) -> PathTemplate:
         """The folder holding every domain's copy of a per-domain path.
 

@@ -91,3 +91,10 @@ def test_every_artifact_path_comes_from_the_layout() -> None:
     assert not missing, f"spelled outside flair_pipeline/layout.py: {missing}"
     assert all_domains("{dataset}/metadata/domains/{domain}.json") == "{dataset}/metadata/domains"
     assert all_domains("{raw}") == "{raw}"
+
+
+def test_raw_inputs_of_a_domain_folder() -> None:
+    from flair_pipeline.sources.domain_inputs import REQUIRED_FILES
+
+    assert REQUIRED_FILES == ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json")  # docs/inputs.md
+    assert L.RAW_ORTHO.relative_to(L.RAW_DOMAIN) == "ortho"
