@@ -89,8 +89,9 @@ class PathTemplate:
         return root / self.prefix(**fields)
 
     def relative_to(self, folder: PathTemplate) -> str:
-        """This path relative to a folder template: ``RAW_DSM.relative_to(RAW_DOMAIN)`` is
-        ``"dsm.tif"``.
+        """This path relative to a folder template.
+
+        ``RAW_DSM.relative_to(RAW_DOMAIN)`` is ``"dsm.tif"``.
 
         Raises:
             ValueError: This path is not below `folder`.
@@ -338,8 +339,15 @@ class DatasetLayout:
 
 
 def sen2_file(prefix: Path, part: str) -> Path:
-    """One file of a Sentinel-2 series from its prefix (``…/SEN2_sp_<domain>-<zone>``,
-    as :class:`PatchRecord` holds it); `part` is one of :data:`SEN2_PARTS`."""
+    """One file of a Sentinel-2 series from its prefix.
+
+    Args:
+        prefix: ``…/SEN2_sp_<domain>-<zone>``, as a training record holds it.
+        part: One of :data:`SEN2_PARTS`.
+
+    Returns:
+        ``<prefix>_<part>``.
+    """
     return Path(f"{prefix}_{part}")
 
 

@@ -109,8 +109,10 @@ def get_model(name: str) -> ModelSpec:
 
 
 def model_for_folder(folder: str, configured: str) -> ModelSpec:
-    """The model the asset of `folder` trains: the configured one (``train.model``) when
-    it trains into that folder, else the folder's default.
+    """The model the asset of `folder` trains.
+
+    That is the configured one (``train.model``) when it trains into that folder, else
+    the folder's default.
 
     Raises:
         ConfigError: `configured` or `folder` is unknown.
