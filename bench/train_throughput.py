@@ -32,11 +32,12 @@ from affine import Affine
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.models import build_model
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.records import PatchRecord
-from flair_pipeline.training.samples import PatchDataset, S2Options, collate
+from flair_pipeline.training.samples import PatchDataset, collate
 
 #: Dense bf16 tensor-core peak (FLOP/s) by GPU name fragment (vendor data sheets, SXM).
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
@@ -122,7 +123,7 @@ def loader_speed(
             centroid = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
             recs.append(PatchRecord(str(i), "D000_2020", "Z1", "train", ip, mp,
                                     sen_prefix=prefix, centroid=centroid))  # fmt: skip
-        s2 = S2Options(filter_clouds=True, monthly_average=True) if s2_dates else None
+        s2 = S2Preprocessing(filter_clouds=True, monthly_average=True) if s2_dates else None
         dl = DataLoader(PatchDataset(recs, s2=s2), batch_size=batch, num_workers=workers,
                         collate_fn=collate, shuffle=True, persistent_workers=workers > 0)  # fmt: skip
         for _ in dl:  # warm-up epoch (worker start, page cache)

@@ -19,6 +19,8 @@ import click
 from flair_pipeline import redaction
 from flair_pipeline.config import PipelineConfig, dump_config, load_config
 from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.layout import ModelFiles
+from flair_pipeline.model_registry import MODEL_NAMES, get_model
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -332,7 +334,7 @@ def pack_cmd(source: Path, out: Path | None) -> None:
 
 
 @cli.command("train")
-@click.option("--model", "model_name", type=click.Choice(["unet", "unet-meta", "utt"]),
+@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES),
               default=None, help="Baseline to train (default: train.model).")  # fmt: skip
 @click.option("--data", "data", type=click.Path(path_type=Path), default=None,
               help="Dataset root or an import-flair manifest CSV (default: paths.dataset).")  # fmt: skip
@@ -353,9 +355,9 @@ def train_cmd(
 
     cfg = _load(config_path, overrides)
     name = model_name or cfg.train.model
-    folder = "unet" if name == "unet-meta" else name
+    folder = ModelFiles.of(Path(cfg.paths.models), get_model(name).folder).folder
     report = train_model(
-        data or Path(cfg.paths.dataset), out or Path(cfg.paths.models) / folder, cfg, name,
+        data or Path(cfg.paths.dataset), out or folder, cfg, name,
         resume=resume,
     )  # fmt: skip
     click.echo(
@@ -456,23 +458,23 @@ def predict_cmd(
     and the acquisition facts given here.
     """
     from flair_pipeline.evaluation import extra_inputs as ex
-    from flair_pipeline.evaluation.predict import predict_map
+    from flair_pipeline.evaluation.predict_config import PredictConfig
     from flair_pipeline.training.checkpoint import load_inference
 
     inf = load_inference(checkpoint)
-    extra = None
-    if inf.name == "utt":
+    spec, extra = get_model(inf.name), None
+    if spec.needs_s2:
         extra = _s2_windows(inf, image, year, config_path, overrides)
-    elif inf.name == "unet-meta":
+    elif spec.needs_meta:
         facts = {"camera": camera, "date": acq_date, "time": acq_time}
         extra = ex.MetaWindows(inf, {k: v for k, v in facts.items() if v})
     try:
-        report = predict_map(
-            inf.model, image, out_map, patch_size=inf.patch_size, overlap=overlap,
-            batch_size=batch_size, mean=inf.mean, std=inf.std, dsm=dsm, dtm=dtm,
-            elevation_scale=inf.elevation_scale, device=device, probabilities=probabilities,
-            downsample=inf.downsample, progress=True, extra_inputs=extra,
-        )  # fmt: skip
+        settings = PredictConfig.for_checkpoint(
+            inf, overlap=overlap, batch_size=batch_size, device=device, progress=True
+        )
+        report = settings.build(inf.model, extra).map(
+            image, out_map, dsm=dsm, dtm=dtm, probabilities=probabilities
+        )
     except OSError as exc:
         raise FlairPipelineError(
             f"{exc.filename or out_map}: cannot write ({exc.strerror or exc})"

@@ -24,6 +24,37 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class S2Preprocessing(BaseModel):
+    """How a patch's Sentinel-2 window is cut and cleaned (FLAIR-2's options).
+
+    One model for three uses: the ``sentinel2`` section of params.yaml inherits these
+    fields (:class:`flair_pipeline.config.Sentinel2Config`), a U-T&T checkpoint stores
+    :meth:`model_dump` as its ``s2_options`` hyper-parameter, and training, evaluation and
+    prediction read them back with :meth:`model_validate`, so no field is copied by hand.
+    The field order is the checkpoint's key order and dvc.yaml's params order: keep it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: int = Field(40, gt=0, description="px (10 m) around each patch centroid")
+    filter_clouds: bool = False
+    cloud_threshold: int = Field(60, ge=0, le=100, description="SNW/CLD probability cut-off")
+    cloud_max_fraction: float = Field(0.5, ge=0, le=1)
+    monthly_average: bool = False
+
+    @classmethod
+    def of(cls, section: BaseModel) -> S2Preprocessing:
+        """The preprocessing options of `section`, and only them.
+
+        `section` is a model that has these fields among others (the ``sentinel2`` config
+        section).
+
+        Raises:
+            pydantic.ValidationError: `section` lacks a field or holds an invalid value.
+        """
+        return cls.model_validate(section.model_dump(include=set(cls.model_fields)))
+
+
 class PathsConfig(_Section):
     """Roots of the data layout (DESIGN §4); each may be a local path or an fsspec URL."""
 
@@ -126,8 +157,14 @@ class SplitConfig(_Section):
         return self
 
 
-class Sentinel2Config(_Section):
-    """Where and how Sentinel-2 series are fetched, and FLAIR-2's preprocessing."""
+class Sentinel2Config(_Section, S2Preprocessing):
+    """Where and how Sentinel-2 series are fetched, and FLAIR-2's preprocessing.
+
+    The preprocessing fields (``window``, ``filter_clouds``, ``cloud_threshold``,
+    ``cloud_max_fraction``, ``monthly_average``) are those of
+    :class:`S2Preprocessing`, inherited, so the config
+    and a checkpoint's ``s2_options`` are one model; :attr:`preprocessing` gives them alone.
+    """
 
     provider: Literal["stac", "sentinelhub"] = "stac"
     catalog: str | None = Field(
@@ -153,12 +190,12 @@ class Sentinel2Config(_Section):
     scl_masks: bool = Field(
         False, description="derive SNW/CLD from SCL where a collection has no cloud/snow assets"
     )
-    window: int = Field(40, gt=0, description="px (10 m) around each patch centroid")
     max_size: int = Field(110, gt=0, description="max super-area side in px")
-    cloud_threshold: int = Field(60, ge=0, le=100, description="SNW/CLD probability cut-off")
-    cloud_max_fraction: float = Field(0.5, ge=0, le=1)
-    filter_clouds: bool = False
-    monthly_average: bool = False
+
+    @property
+    def preprocessing(self) -> S2Preprocessing:
+        """FLAIR-2's preprocessing options of this section, as a checkpoint stores them."""
+        return S2Preprocessing.of(self)
 
     @model_validator(mode="after")
     def _window_fits(self) -> Sentinel2Config:

@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from flair_pipeline import layout
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dvc_tool import run_dvc
 from flair_pipeline.io import atomic_path
-
-MAPS_SUMMARY = "maps.md"
 
 
 def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print) -> str:
@@ -31,8 +30,8 @@ def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print
     run_dvc(repo, "repro", capture=False)
     log(f"dvc repro done in {time.perf_counter() - start:.1f} s")
     ev = repo / cfg.paths.eval
-    parts = ["", (ev / "comparison.md").read_text()]
-    summary = ev / "maps" / MAPS_SUMMARY
+    parts = ["", layout.comparison(ev).read_text()]
+    summary = layout.MAPS_SUMMARY.under(ev)
     if summary.is_file():
         parts.append(summary.read_text())
     return "\n".join(parts)
@@ -46,12 +45,12 @@ def write_maps(cfg: PipelineConfig) -> str:
     write ``maps.md`` listing them (no timings, so reruns write identical files); return
     the lines with timings for the terminal.
     """
-    out_dir = Path(cfg.paths.eval) / "maps"
+    out_dir = layout.maps_dir(Path(cfg.paths.eval))
     lines, timed = [], []
     for domain, label, out, km2, seconds in _map_first_test_domain(cfg, out_dir):
         lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km²)")
         timed.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")
-    with atomic_path(out_dir / MAPS_SUMMARY) as tmp:
+    with atomic_path(layout.MAPS_SUMMARY.under(Path(cfg.paths.eval))) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return "\n".join(timed)
 
@@ -59,11 +58,12 @@ def write_maps(cfg: PipelineConfig) -> str:
 def map_first_test_domain(cfg: PipelineConfig) -> str:
     """Map the first test domain with each trained model; return the text to print.
 
-    Map the first test domain with each trained model into ``<paths.eval>``; return
-    the comparison table and where the maps went (with timings).
+    The maps go into ``<paths.eval>/maps``; the text is the comparison table and where the
+    maps went (with timings).
     """
-    lines = ["", (Path(cfg.paths.eval) / "comparison.md").read_text()]
-    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, Path(cfg.paths.eval)):
+    lines = ["", layout.comparison(Path(cfg.paths.eval)).read_text()]
+    maps = layout.maps_dir(Path(cfg.paths.eval))
+    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, maps):
         lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")
     return "\n".join(lines)
 
@@ -80,29 +80,26 @@ def _map_first_test_domain(
     from flair_pipeline.dataset.splits import read_splits
     from flair_pipeline.domains import DomainId
     from flair_pipeline.evaluation.extra_inputs import s2_windows_from_config
-    from flair_pipeline.evaluation.predict import predict_map
+    from flair_pipeline.evaluation.predict_config import PredictConfig
     from flair_pipeline.layout import DatasetLayout, RawLayout
+    from flair_pipeline.model_registry import TRAINED, get_model
     from flair_pipeline.training.checkpoint import load_inference
 
     splits = read_splits(DatasetLayout(Path(cfg.paths.dataset)).splits)
     domain = next(d for d, s in sorted(splits.items()) if s == "test")
     raw = RawLayout(Path(cfg.paths.raw))
     done = []
-    for model, label in (("unet", "U-Net"), ("utt", "U-T&T")):
-        ckpt = Path(cfg.paths.models) / model / "checkpoints" / "best.ckpt"
+    for spec in TRAINED:
+        ckpt = layout.ModelFiles.of(Path(cfg.paths.models), spec.folder).best
         if not ckpt.is_file():
             continue
         inf = load_inference(ckpt)
         extra = None
-        if inf.name == "utt":
+        if get_model(inf.name).needs_s2:
             year = DomainId.parse(domain).year
             extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, Path.cwd())
-        out = out_dir / f"map_{domain}_{model}.tif"
-        report = predict_map(
-            inf.model, raw.ortho_dir(domain), out, patch_size=inf.patch_size,
-            overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, mean=inf.mean,
-            std=inf.std, dsm=raw.dsm(domain), dtm=raw.dtm(domain),
-            elevation_scale=inf.elevation_scale, downsample=inf.downsample, extra_inputs=extra,
-        )  # fmt: skip
-        done.append((domain, label, out, report.km2, report.seconds))
+        out = layout.map_path(out_dir, domain, spec.folder)
+        predictor = PredictConfig.for_checkpoint(inf, cfg.eval).build(inf.model, extra)
+        report = predictor.map(raw.ortho_dir(domain), out, dsm=raw.dsm(domain), dtm=raw.dtm(domain))
+        done.append((domain, spec.label, out, report.km2, report.seconds))
     return done

@@ -1,48 +1,262 @@
-"""Paths of the FLAIR release layout (DESIGN §4), in one place.
+"""Every path of the pipeline, in one place: raw inputs, dataset, models, evaluation.
 
-Every stage and every front door (Dagster assets, CLI, dvc.yaml) asks this module where a
-file goes, so the layout cannot drift between them.
+One :class:`PathTemplate` per file or folder a stage reads or writes, relative to one of
+the four data roots of ``paths.*`` in params.yaml (``raw``, ``dataset``, ``models``,
+``eval``), with named fields (``{domain}``, ``{zone}``, ``{patch_id}``, ``{model}``,
+``{part}``). Everything else is derived from these templates:
+
+- the typed layouts the stages use (:class:`RawLayout`, :class:`DatasetLayout`,
+  :class:`ModelFiles`, :class:`EvalFiles`),
+- the files each asset owns in :mod:`flair_pipeline.defs.artifacts`, hence ``dvc.yaml``,
+- the dataset prefixes an asset stages from URL roots (``@staged(...)``),
+- the test that every file a stage writes is declared here (:func:`undeclared`).
+
+Why a top-level module rather than ``dataset/layout.py``: sources, dataset, sentinel2,
+training, evaluation and the Dagster front door all read it, so it sits below every stage
+package (it imports nothing of the project), as torchgeo keeps FLAIR's file patterns in
+one table and rslearn keeps a window's paths in one class. The folder names of the FLAIR
+release layout (``aerial/<domain>/<zone>/img/IMG_<id>.tif``…) are FLAIR's own (IGNF
+FLAIR #1/#2 data papers); the rest is this project's convention (docs/data-format.md).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+Root = Literal["raw", "dataset", "models", "eval"]
+#: The data roots, in the order of ``paths.*`` in params.yaml.
+ROOTS: tuple[Root, ...] = ("raw", "dataset", "models", "eval")
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    """A file or folder under one data root, with ``{field}`` placeholders.
+
+    Attributes:
+        root: The data root it lives under (``raw``, ``dataset``, ``models``, ``eval``).
+        rel: Its path relative to that root, ``/``-separated, e.g.
+            ``"aerial/{domain}/{zone}/img/IMG_{patch_id}.tif"``.
+        folder: True for a folder; every file below it belongs to it.
+    """
+
+    root: Root
+    rel: str
+    folder: bool = False
+
+    @property
+    def template(self) -> str:
+        """The template with its root as a field: ``"{dataset}/aerial/{domain}"``.
+
+        This is the syntax of :mod:`flair_pipeline.defs.artifacts` (and, once its roots
+        and ``{domain}`` are rewritten, of dvc.yaml).
+        """
+        return f"{{{self.root}}}/{self.rel}"
+
+    def fill(self, **fields: str) -> PathTemplate:
+        """The same template with some fields replaced by values, others kept.
+
+        Args:
+            **fields: Field name to value, e.g. ``model="unet"``.
+
+        Returns:
+            A new template; ``fill(model="unet")`` of ``{model}/report.json`` is
+            ``unet/report.json``.
+        """
+        rel = self.rel
+        for key, value in fields.items():
+            rel = rel.replace(f"{{{key}}}", value)
+        return PathTemplate(self.root, rel, self.folder)
+
+    def prefix(self, **fields: str) -> str:
+        """The relative path with every field filled (a staging prefix).
+
+        Raises:
+            KeyError: A field of the template is not given.
+        """
+        return self.rel.format(**fields)
+
+    def under(self, root: Path, **fields: str) -> Path:
+        """The path under a local `root` folder, every field filled.
+
+        Raises:
+            KeyError: A field of the template is not given.
+        """
+        return root / self.prefix(**fields)
+
+    def relative_to(self, folder: PathTemplate) -> str:
+        """This path relative to a folder template.
+
+        ``RAW_DSM.relative_to(RAW_DOMAIN)`` is ``"dsm.tif"``.
+
+        Raises:
+            ValueError: This path is not below `folder`.
+        """
+        head = folder.rel + "/"
+        if folder.root != self.root or not self.rel.startswith(head):
+            raise ValueError(f"{self.template} is not below {folder.template}")
+        return self.rel[len(head) :]
+
+    def all_domains(self) -> PathTemplate:
+        """The folder holding every domain's copy of a per-domain path.
+
+        ``aerial/{domain}`` -> ``aerial``; ``metadata/domains/{domain}.json`` ->
+        ``metadata/domains``. An all-domain stage depends on that folder.
+        """
+        parts = self.rel.split("/")
+        cut = next((i for i, p in enumerate(parts) if "{domain}" in p), len(parts))
+        return PathTemplate(self.root, "/".join(parts[:cut]), cut < len(parts) or self.folder)
+
+    def matches(self, root: Root, rel: str) -> bool:
+        """Whether file `rel` (relative to data root `root`) is this path or lies below it."""
+        if root != self.root:
+            return False
+        pattern = re.escape(self.rel)
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"[^/]+", pattern)
+        tail = "(/.+)?" if self.folder else ""
+        return re.fullmatch(pattern + tail, rel) is not None
+
+
+def _t(root: Root, rel: str) -> PathTemplate:
+    return PathTemplate(root, rel)
+
+
+def _dir(root: Root, rel: str) -> PathTemplate:
+    return PathTemplate(root, rel, folder=True)
+
+
+# -- raw inputs (data/raw): docs/inputs.md ------------------------------------------------
+RAW_DOMAIN = _dir("raw", "domains/{domain}")
+RAW_ORTHO = _dir("raw", "domains/{domain}/ortho")
+RAW_DSM = _t("raw", "domains/{domain}/dsm.tif")
+RAW_DTM = _t("raw", "domains/{domain}/dtm.tif")
+RAW_LABELS = _t("raw", "domains/{domain}/labels.gpkg")
+RAW_DOMAIN_JSON = _t("raw", "domains/{domain}/domain.json")
+RAW_SENTINEL2 = _dir("raw", "sentinel2")
+RAW_SENTINEL2_CATALOG = _t("raw", "sentinel2/catalog.json")
+
+# -- the dataset (data/dataset): FLAIR's release layout, docs/data-format.md ---------------
+AERIAL = _dir("dataset", "aerial/{domain}")
+IMG = _t("dataset", "aerial/{domain}/{zone}/img/IMG_{patch_id}.tif")
+LABELS = _dir("dataset", "labels/{domain}")
+MSK = _t("dataset", "labels/{domain}/{zone}/msk/MSK_{patch_id}.tif")
+SENTINEL = _dir("dataset", "sentinel/{domain}")
+#: One zone's Sentinel-2 series: `part` is ``data.npy``, ``masks.npy``, ``products.txt``
+#: (FLAIR's three files) or ``products.json`` (this project's provenance companion).
+SEN2 = _t("dataset", "sentinel/{domain}/{zone}/sen/SEN2_sp_{domain}-{zone}_{part}")
+SEN2_PARTS = ("data.npy", "masks.npy", "products.txt", "products.json")
+METADATA = _dir("dataset", "metadata")
+SOURCES_RECORD = _t("dataset", "metadata/sources/{domain}.json")
+PATCH_GRID = _t("dataset", "metadata/patch_grid/{domain}.gpkg")
+DOMAIN_METADATA = _t("dataset", "metadata/domains/{domain}.json")
+DOMAIN_CENTROIDS = _t("dataset", "metadata/centroids/{domain}.json")
+AERIAL_METADATA = _t("dataset", "metadata/aerial_metadata.json")
+CENTROIDS = _t("dataset", "metadata/centroids_sp_to_patch.json")
+SPLITS = _t("dataset", "metadata/splits.csv")
+#: The packed training input (training/packing.py names its files inside).
+PACKED = _dir("dataset", "packed")
+
+# -- trained models (data/models/<model folder>) ------------------------------------------
+CHECKPOINTS = _dir("models", "{model}/checkpoints")
+BEST_CKPT = _t("models", "{model}/checkpoints/best.ckpt")
+LAST_CKPT = _t("models", "{model}/checkpoints/last.ckpt")
+#: Lightning's CSVLogger and TensorBoardLogger own what is inside.
+TRAIN_LOGS = _dir("models", "{model}/logs")
+TENSORBOARD = _dir("models", "{model}/tb")
+CURVES_CSV = _t("models", "{model}/curves.csv")
+CURVES_PNG = _t("models", "{model}/curves.png")
+TRAIN_REPORT = _t("models", "{model}/report.json")
+
+# -- evaluations (data/eval/<model folder>, data/eval/maps) -------------------------------
+PREDICTIONS = _dir("eval", "{model}/predictions")
+PRED = _t("eval", "{model}/predictions/{domain}/PRED_{patch_id}.tif")
+METRICS = _t("eval", "{model}/metrics.json")
+CONFUSION_CSV = _t("eval", "{model}/confusion.csv")
+CONFUSION_PNG = _t("eval", "{model}/confusion.png")
+PER_DOMAIN_CSV = _t("eval", "{model}/per_domain.csv")
+PATCHES_PNG = _t("eval", "{model}/patches.png")
+COMPARISON = _t("eval", "comparison.md")
+MAPS = _dir("eval", "maps")
+MAP = _t("eval", "maps/map_{domain}_{model}.tif")
+MAPS_SUMMARY = _t("eval", "maps/maps.md")
+
+#: Every declared path by name (the names above), for docs and :func:`undeclared`.
+TEMPLATES: dict[str, PathTemplate] = {
+    name: value for name, value in globals().items() if isinstance(value, PathTemplate)
+}
+
+#: What the pipeline writes: every template but the raw inputs' (nothing writes raw data
+#: but the synthetic world) and the folders that only group files declared one by one.
+WRITTEN: tuple[PathTemplate, ...] = tuple(
+    t
+    for t in TEMPLATES.values()
+    if t.root != "raw"
+    and t not in (AERIAL, LABELS, SENTINEL, METADATA, CHECKPOINTS, PREDICTIONS, MAPS)
+)
+
+
+def undeclared(roots: dict[Root, Path]) -> list[str]:
+    """Files under the given data roots that no written template declares.
+
+    Hidden files (the atomic writers' temporary names) count too: none may be left behind.
+
+    Args:
+        roots: Local folder of each data root to list, e.g. ``{"dataset": Path(...)}``.
+
+    Returns:
+        ``"<root>/<relative path>"`` of each undeclared file, sorted; empty when all are.
+    """
+    out = []
+    for root, folder in roots.items():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            rel = path.relative_to(folder).as_posix()
+            if not any(t.matches(root, rel) for t in WRITTEN):
+                out.append(f"{root}/{rel}")
+    return out
 
 
 @dataclass(frozen=True)
 class RawLayout:
-    """Where a domain's raw inputs are (``data/raw``)."""
+    """Where a domain's raw inputs are (``data/raw``), in the raw layout (docs/inputs.md)."""
 
     root: Path
 
     def domain(self, domain: str) -> Path:
-        """Folder of `domain`'s raw inputs: ``domains/<domain>``."""
-        return self.root / "domains" / domain
+        """The domain's folder: ``<raw>/domains/<domain>``."""
+        return RAW_DOMAIN.under(self.root, domain=domain)
+
+    @property
+    def domains_dir(self) -> Path:
+        """The folder holding every domain folder: ``<raw>/domains``."""
+        return RAW_DOMAIN.all_domains().under(self.root)
 
     def ortho_dir(self, domain: str) -> Path:
-        """Folder of the domain's orthophoto tiles (R, G, B, NIR GeoTIFFs)."""
-        return self.domain(domain) / "ortho"
+        """The folder of the domain's orthophoto tiles."""
+        return RAW_ORTHO.under(self.root, domain=domain)
 
     def dsm(self, domain: str) -> Path:
-        """The domain's digital surface model GeoTIFF (heights, m)."""
-        return self.domain(domain) / "dsm.tif"
+        """The domain's surface model (GeoTIFF, metres)."""
+        return RAW_DSM.under(self.root, domain=domain)
 
     def dtm(self, domain: str) -> Path:
-        """The domain's digital terrain model GeoTIFF (ground heights, m)."""
-        return self.domain(domain) / "dtm.tif"
+        """The domain's terrain model (GeoTIFF, metres)."""
+        return RAW_DTM.under(self.root, domain=domain)
 
     def labels(self, domain: str) -> Path:
-        """The domain's label polygons (GeoPackage, integer ``code`` 1..19)."""
-        return self.domain(domain) / "labels.gpkg"
+        """The domain's label polygons (GeoPackage)."""
+        return RAW_LABELS.under(self.root, domain=domain)
 
     def domain_json(self, domain: str) -> Path:
-        """The domain's flight facts (``domain.json``, see sources/domain_info.py)."""
-        return self.domain(domain) / "domain.json"
+        """The domain's flight facts (``domain.json``)."""
+        return RAW_DOMAIN_JSON.under(self.root, domain=domain)
 
     def sentinel2_catalog(self) -> Path:
-        """The local STAC catalog of the Sentinel-2 archive."""
-        return self.root / "sentinel2" / "catalog.json"
+        """The static STAC catalog of the local Sentinel-2 archive."""
+        return RAW_SENTINEL2_CATALOG.under(self.root)
 
 
 @dataclass(frozen=True)
@@ -52,49 +266,211 @@ class DatasetLayout:
     root: Path
 
     def img(self, domain: str, zone: str, patch_id: str) -> Path:
-        """``aerial/<domain>/<zone>/img/IMG_<id>.tif``, as in FLAIR's releases."""
-        return self.root / "aerial" / domain / zone / "img" / f"IMG_{patch_id}.tif"
+        """``IMG_<id>.tif`` of a patch (5 bands uint8, EPSG:2154)."""
+        return IMG.under(self.root, domain=domain, zone=zone, patch_id=patch_id)
 
     def msk(self, domain: str, zone: str, patch_id: str) -> Path:
-        """``labels/<domain>/<zone>/msk/MSK_<id>.tif``, as in FLAIR's releases."""
-        return self.root / "labels" / domain / zone / "msk" / f"MSK_{patch_id}.tif"
+        """``MSK_<id>.tif`` of a patch (1 band uint8 codes)."""
+        return MSK.under(self.root, domain=domain, zone=zone, patch_id=patch_id)
 
     def sen_dir(self, domain: str, zone: str) -> Path:
-        """``sentinel/<domain>/<zone>/sen``: the zone's Sentinel-2 series files."""
-        return self.root / "sentinel" / domain / zone / "sen"
+        """The folder of a zone's Sentinel-2 series."""
+        return self.sen_file(domain, zone, SEN2_PARTS[0]).parent
 
     def sen_prefix(self, domain: str, zone: str) -> Path:
-        """Prefix of the zone's series files: ``SEN2_sp_<domain>-<zone>`` (+ ``_data.npy``, …)."""
-        return self.sen_dir(domain, zone) / f"SEN2_sp_{domain}-{zone}"
+        """A zone's series without its suffix: ``…/SEN2_sp_<domain>-<zone>``."""
+        name = SEN2.rel.rpartition("/")[2].removesuffix("_{part}")
+        return self.sen_dir(domain, zone) / name.format(domain=domain, zone=zone)
+
+    def sen_file(self, domain: str, zone: str, part: str) -> Path:
+        """One file of a zone's series; `part` is one of :data:`SEN2_PARTS`."""
+        return SEN2.under(self.root, domain=domain, zone=zone, part=part)
 
     @property
     def metadata_dir(self) -> Path:
-        """``metadata/``: JSON, splits and per-domain records."""
-        return self.root / "metadata"
+        """``<dataset>/metadata``."""
+        return METADATA.under(self.root)
 
     def sources_record(self, domain: str) -> Path:
         """The record of a domain's raw inputs and their fingerprint (JSON)."""
-        return self.metadata_dir / "sources" / f"{domain}.json"
+        return SOURCES_RECORD.under(self.root, domain=domain)
 
     def patch_grid(self, domain: str) -> Path:
-        """The domain's patch grid (GeoPackage of patch footprints, Lambert-93)."""
-        return self.metadata_dir / "patch_grid" / f"{domain}.gpkg"
+        """A domain's patch footprints (GeoPackage)."""
+        return PATCH_GRID.under(self.root, domain=domain)
 
     def domain_metadata(self, domain: str) -> Path:
-        """The domain's metadata JSON: patches, class distribution, problems, decisions."""
-        return self.metadata_dir / "domains" / f"{domain}.json"
+        """A domain's aerial metadata and class distribution (JSON)."""
+        return DOMAIN_METADATA.under(self.root, domain=domain)
+
+    @property
+    def domain_metadata_dir(self) -> Path:
+        """The folder of every domain's :meth:`domain_metadata`."""
+        return DOMAIN_METADATA.all_domains().under(self.root)
+
+    def domain_centroids(self, domain: str) -> Path:
+        """A domain's patch centroids in their super-area (row, col) (JSON)."""
+        return DOMAIN_CENTROIDS.under(self.root, domain=domain)
+
+    @property
+    def domain_centroids_dir(self) -> Path:
+        """The folder of every domain's :meth:`domain_centroids`."""
+        return DOMAIN_CENTROIDS.all_domains().under(self.root)
 
     @property
     def aerial_metadata(self) -> Path:
-        """FLAIR's ``aerial_metadata.json`` over every built domain."""
-        return self.metadata_dir / "aerial_metadata.json"
+        """FLAIR's ``aerial_metadata.json`` of every assigned domain."""
+        return AERIAL_METADATA.under(self.root)
 
     @property
     def centroids(self) -> Path:
-        """FLAIR's ``centroids_sp_to_patch.json``: each patch's pixel in its super-area."""
-        return self.metadata_dir / "centroids_sp_to_patch.json"
+        """FLAIR's ``centroids_sp_to_patch.json`` of every built domain."""
+        return CENTROIDS.under(self.root)
 
     @property
     def splits(self) -> Path:
-        """``splits.csv``: the split of every domain."""
-        return self.metadata_dir / "splits.csv"
+        """``splits.csv``: the split of each domain."""
+        return SPLITS.under(self.root)
+
+    @property
+    def packed(self) -> Path:
+        """The packed training input's folder."""
+        return PACKED.under(self.root)
+
+
+def sen2_file(prefix: Path, part: str) -> Path:
+    """One file of a Sentinel-2 series from its prefix.
+
+    Args:
+        prefix: ``…/SEN2_sp_<domain>-<zone>``, as a training record holds it.
+        part: One of :data:`SEN2_PARTS`.
+
+    Returns:
+        ``<prefix>_<part>``.
+    """
+    return Path(f"{prefix}_{part}")
+
+
+def _in_folder(template: PathTemplate, folder: Path, **fields: str) -> Path:
+    """A ``{model}/…`` template's path inside one model's folder, other fields filled."""
+    head, _, rest = template.rel.partition("/")
+    if head != "{model}":
+        raise ValueError(f"{template.rel}: not a per-model template")
+    return folder / rest.format(**fields)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of one trained model, in its folder (``<paths.models>/<folder>``).
+
+    The folder is given rather than derived so that ``flair-pipeline train --out`` may
+    put a model anywhere; :meth:`of` gives the pipeline's own folder of a model.
+    """
+
+    folder: Path
+
+    @classmethod
+    def of(cls, models_root: Path, folder: str) -> ModelFiles:
+        """The files of model folder `folder` (see the model registry) under the root."""
+        return cls(CHECKPOINTS.under(models_root, model=folder).parent)
+
+    @property
+    def checkpoints(self) -> Path:
+        """Lightning's checkpoint folder."""
+        return _in_folder(CHECKPOINTS, self.folder)
+
+    @property
+    def best(self) -> Path:
+        """The checkpoint of the best validation mIoU."""
+        return _in_folder(BEST_CKPT, self.folder)
+
+    @property
+    def last(self) -> Path:
+        """The checkpoint of the last epoch (``train --resume`` continues from it)."""
+        return _in_folder(LAST_CKPT, self.folder)
+
+    @property
+    def logs(self) -> Path:
+        """The CSV logger's folder."""
+        return _in_folder(TRAIN_LOGS, self.folder)
+
+    @property
+    def tensorboard(self) -> Path:
+        """The TensorBoard logger's folder."""
+        return _in_folder(TENSORBOARD, self.folder)
+
+    @property
+    def curves_csv(self) -> Path:
+        """One row per epoch (``dvc plots``)."""
+        return _in_folder(CURVES_CSV, self.folder)
+
+    @property
+    def curves_png(self) -> Path:
+        """The training curves figure."""
+        return _in_folder(CURVES_PNG, self.folder)
+
+    @property
+    def report(self) -> Path:
+        """``report.json``: what the training run produced."""
+        return _in_folder(TRAIN_REPORT, self.folder)
+
+
+@dataclass(frozen=True)
+class EvalFiles:
+    """The files of one model's evaluation on the test split (``<paths.eval>/<folder>``)."""
+
+    folder: Path
+
+    @classmethod
+    def of(cls, eval_root: Path, folder: str) -> EvalFiles:
+        """The evaluation files of model folder `folder` under the eval root."""
+        return cls(METRICS.under(eval_root, model=folder).parent)
+
+    @property
+    def predictions(self) -> Path:
+        """The folder of ``PRED_<id>.tif`` maps, one subfolder per domain."""
+        return _in_folder(PREDICTIONS, self.folder)
+
+    def pred(self, domain: str, patch_id: str) -> Path:
+        """The predicted map of one test patch."""
+        return _in_folder(PRED, self.folder, domain=domain, patch_id=patch_id)
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.json``: FLAIR's scores."""
+        return _in_folder(METRICS, self.folder)
+
+    @property
+    def confusion_csv(self) -> Path:
+        """The 13 x 13 confusion matrix (pixel counts)."""
+        return _in_folder(CONFUSION_CSV, self.folder)
+
+    @property
+    def confusion_png(self) -> Path:
+        """The row-normalised confusion matrix figure."""
+        return _in_folder(CONFUSION_PNG, self.folder)
+
+    @property
+    def per_domain_csv(self) -> Path:
+        """mIoU, accuracy and per-class IoU per domain."""
+        return _in_folder(PER_DOMAIN_CSV, self.folder)
+
+    @property
+    def patches_png(self) -> Path:
+        """The figure of a few test patches."""
+        return _in_folder(PATCHES_PNG, self.folder)
+
+
+def comparison(eval_root: Path) -> Path:
+    """``comparison.md``: one table of every evaluated model."""
+    return COMPARISON.under(eval_root)
+
+
+def maps_dir(eval_root: Path) -> Path:
+    """Where the demo's large-area maps go."""
+    return MAPS.under(eval_root)
+
+
+def map_path(maps_folder: Path, domain: str, folder: str) -> Path:
+    """The large-area map of `domain` by model folder `folder`, inside `maps_folder`."""
+    return maps_folder / MAP.rel.partition("/")[2].format(domain=domain, model=folder)

@@ -2,7 +2,7 @@
 
 Why staging rather than reading and writing through fsspec everywhere: the core library
 works on local paths (rasterio windows, GeoPackages through OGR, atomic renames), and a
-rename does not exist on S3. So a step that works on URL roots
+rename does not exist on S3. So a step that works on URL roots (:func:`flair_pipeline.defs.staging.staged`)
 
 1. *pulls* what it reads (its domain's raw inputs, the dataset files it depends on) into a
    private local staging folder,
@@ -25,11 +25,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import fsspec
@@ -225,47 +222,3 @@ def publish(local: Path, url: str, before: dict[str, tuple[int, int]]) -> list[s
                 fs.put_file(str(local / name), tmp)
                 fs.mv(tmp, remote)
     return changed
-
-
-@dataclass
-class Staging:
-    """Local folders standing in for URL roots during one step."""
-
-    raw: str
-    dataset: str
-    folder: Path | None = None
-    baseline: dict[str, tuple[int, int]] = field(default_factory=dict)
-    published: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def staged(
-    raw: str, dataset: str, domain: str | None, dataset_files: Iterable[str] = ()
-) -> Iterator[Staging]:
-    """Local stand-ins for the `raw` and `dataset` roots, published back on success.
-
-    Local roots are passed through untouched (no copy). For a URL raw root the domain's
-    inputs (``domains/<domain>/``) are pulled; for a URL dataset root, `dataset_files`
-    (prefixes, ``{domain}`` filled in). The staging folder (under FLAIR_STAGING_DIR or the
-    system temp folder) is deleted afterwards, whatever happens.
-    """
-    if not (is_url(raw) or is_url(dataset)):
-        yield Staging(raw, dataset)
-        return
-    folder = Path(tempfile.mkdtemp(prefix="flair-stage-", dir=os.environ.get("FLAIR_STAGING_DIR")))
-    try:
-        stage = Staging(raw, dataset, folder)
-        if is_url(raw):
-            stage.raw = str(folder / "raw")
-            if domain is not None:
-                pull(raw, Path(stage.raw), [f"domains/{domain}"], required=True)
-        if is_url(dataset):
-            stage.dataset = str(folder / "dataset")
-            prefixes = [p.format(domain=domain) for p in dataset_files]
-            pull(dataset, Path(stage.dataset), prefixes)
-            stage.baseline = snapshot(Path(stage.dataset))
-        yield stage
-        if is_url(dataset):
-            stage.published = publish(Path(stage.dataset), dataset, stage.baseline)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

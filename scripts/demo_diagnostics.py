@@ -19,11 +19,12 @@ import dataclasses
 import numpy as np
 import rasterio
 
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.sentinel2.series import ndvi
 from flair_pipeline.sources.synthetic import SCENARIOS, split_class_shares
 from flair_pipeline.training.records import by_split, from_dataset
-from flair_pipeline.training.samples import S2Options, ZoneSeries, s2_window
+from flair_pipeline.training.samples import ZoneSeries, s2_window
 
 HERB, AGRI = 10, 11  # FLAIR codes
 S2_PX = 51  # aerial pixels (0.2 m) per 10 m Sentinel-2 pixel, rounded up
@@ -41,7 +42,7 @@ def shares(scenario: str, sizes: list[float], seed: int) -> None:
 
 def pure_pixels(records: list, crop: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Monthly NDVI profiles (n, 12) and codes of the pure crop/grass S2 pixels."""
-    opts = S2Options(filter_clouds=True, monthly_average=True)
+    opts = S2Preprocessing(filter_clouds=True, monthly_average=True)
     series, xs, ys = ZoneSeries(), [], []
     for rec in records:
         win, doy = s2_window(rec, series, opts)

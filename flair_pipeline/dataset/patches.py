@@ -36,7 +36,7 @@ from flair_pipeline.geo.label_mapping import LabelMapping
 from flair_pipeline.geo.raster_vrt import Product, build_vrt
 from flair_pipeline.geo.surface import SurfaceInput
 from flair_pipeline.io import write_geotiff
-from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.layout import AERIAL, LABELS, DatasetLayout
 from flair_pipeline.nomenclature import colormap
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
@@ -285,7 +285,10 @@ def build_aerial_patches(
     elevation = Elevation(dsm, dtm, elevation_scale)
     report.decisions.extend(elevation.decisions)
     try:
-        with Mosaic(ortho_dir) as mosaic, _generation(layout, "aerial", grid) as stage:
+        with (
+            Mosaic(ortho_dir) as mosaic,
+            _generation(layout, AERIAL.all_domains().rel, grid) as stage,
+        ):
             res = mosaic.res
 
             def work(row: Any) -> None:
@@ -346,7 +349,7 @@ def build_label_masks(
             f"labels {labels_path}: CRS {index.crs.to_string() if index.crs else None} "
             "reprojected on the fly to EPSG:2154"
         )
-    with _generation(layout, "labels", grid) as stage:
+    with _generation(layout, LABELS.all_domains().rel, grid) as stage:
 
         def work(row: Any) -> None:
             b = _bounds(row)

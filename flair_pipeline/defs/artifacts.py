@@ -8,7 +8,8 @@ checks the committed file against a fresh generation. An asset missing here fail
 test with a message pointing at this file.
 
 Templates use the config roots ``{raw}``, ``{dataset}``, ``{models}``, ``{eval}`` and
-``{domain}`` (the partition). They become ``${paths.raw}``… and ``${item}`` in dvc.yaml.
+``{domain}`` (the partition); each is a :mod:`flair_pipeline.layout` entry (the only place
+a path is spelled), one model per trained folder of :mod:`flair_pipeline.models.registry`. They become ``${paths.raw}``… and ``${item}`` in dvc.yaml.
 Entries of assets that do not exist (yet) in the definitions are ignored, so a stage
 appears in dvc.yaml as soon as its asset is registered in ``definitions.ALL_ASSETS``.
 """
@@ -17,7 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROOTS = ("raw", "dataset", "models", "eval")
+from flair_pipeline import layout as L
+from flair_pipeline.config import S2Preprocessing
+from flair_pipeline.layout import ROOTS
+from flair_pipeline.model_registry import MODELS_BY_FOLDER, TRAINED
 
 
 @dataclass(frozen=True)
@@ -74,32 +78,31 @@ _TRAIN_CODE = (
 _EVAL_CODE = (f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation", "flair_pipeline/metrics.py")
 #: What training reads besides `train`: pixel geometry and FLAIR-2's S2 preprocessing.
 _TRAIN_PARAMS = ("train", "sampling.resolution", "sampling.elevation_scale")
-_S2_TRAIN_PARAMS = tuple(
-    f"sentinel2.{k}"
-    for k in ("window", "filter_clouds", "cloud_threshold", "cloud_max_fraction", "monthly_average")
-)
+_S2_TRAIN_PARAMS = tuple(f"sentinel2.{k}" for k in S2Preprocessing.model_fields)
 
 
 #: Dataset files a model reads (training and evaluation).
 _TRAIN_READS = (
-    "{dataset}/aerial",
-    "{dataset}/labels",
-    "{dataset}/metadata/splits.csv",
-    "{dataset}/metadata/aerial_metadata.json",
+    L.AERIAL.all_domains().template,
+    L.LABELS.all_domains().template,
+    L.SPLITS.template,
+    L.AERIAL_METADATA.template,
 )
+_SENTINEL = L.SENTINEL.all_domains().template
+
+
+def _of(*templates: L.PathTemplate, model: str | None = None) -> tuple[str, ...]:
+    """Artifact templates of layout entries, the model folder filled in when given."""
+    return tuple((t.fill(model=model) if model else t).template for t in templates)
 
 
 def _model(name: str, extra_params: tuple[str, ...] = (), reads: tuple[str, ...] = ()) -> Artifact:
     return Artifact(
         stage=f"train_{name}",
-        outs=(
-            f"{{models}}/{name}/checkpoints",
-            f"{{models}}/{name}/logs",
-            f"{{models}}/{name}/tb",
-            f"{{models}}/{name}/curves.png",
-            f"{{models}}/{name}/report.json",
+        outs=_of(
+            L.CHECKPOINTS, L.TRAIN_LOGS, L.TENSORBOARD, L.CURVES_PNG, L.TRAIN_REPORT, model=name
         ),
-        plots=(f"{{models}}/{name}/curves.csv",),
+        plots=_of(L.CURVES_CSV, model=name),
         params=(*_TRAIN_PARAMS, *extra_params),
         reads=reads,
         code=_TRAIN_CODE,
@@ -108,28 +111,26 @@ def _model(name: str, extra_params: tuple[str, ...] = (), reads: tuple[str, ...]
 
 def _evaluation(name: str) -> Artifact:
     # Reads the test split from the dataset, which its Dagster deps (the model) do not say.
-    dataset = _TRAIN_READS + (("{dataset}/sentinel",) if name == "utt" else ())
+    dataset = _TRAIN_READS + ((_SENTINEL,) if MODELS_BY_FOLDER[name].needs_s2 else ())
     return Artifact(
         stage=f"evaluate_{name}",
-        outs=(
-            f"{{eval}}/{name}/predictions",
-            f"{{eval}}/{name}/confusion.png",
-            f"{{eval}}/{name}/patches.png",
-        ),
-        metrics=(f"{{eval}}/{name}/metrics.json",),
-        plots=(f"{{eval}}/{name}/confusion.csv", f"{{eval}}/{name}/per_domain.csv"),
+        outs=_of(L.PREDICTIONS, L.CONFUSION_PNG, L.PATCHES_PNG, model=name),
+        metrics=_of(L.METRICS, model=name),
+        plots=_of(L.CONFUSION_CSV, L.PER_DOMAIN_CSV, model=name),
         params=("eval",),
         reads=dataset,
         code=_EVAL_CODE,
     )
 
 
+_RAW_DOMAIN = L.RAW_DOMAIN.template
+
 #: Asset key -> its artifact. Per-domain entries use {domain}; keep in asset-graph order.
 ARTIFACTS: dict[str, Artifact] = {
     "domain_sources": Artifact(
         stage="dataset",
-        outs=("{dataset}/metadata/sources/{domain}.json",),
-        reads=("{raw}/domains/{domain}",),
+        outs=_of(L.SOURCES_RECORD),
+        reads=(_RAW_DOMAIN,),
         code=(
             *_DATASET_CODE,
             "flair_pipeline/sources/domain_inputs.py",
@@ -138,60 +139,65 @@ ARTIFACTS: dict[str, Artifact] = {
     ),
     "patch_grid": Artifact(
         stage="dataset",
-        outs=("{dataset}/metadata/patch_grid/{domain}.gpkg",),
+        outs=_of(L.PATCH_GRID),
         params=("sampling",),
         code=_DATASET_CODE,
     ),
     "aerial_patches": Artifact(
         stage="dataset",
-        outs=("{dataset}/aerial/{domain}",),
+        outs=_of(L.AERIAL),
         params=("sampling", "dataset"),
         code=_DATASET_CODE,
     ),
     "label_masks": Artifact(
         stage="dataset",
-        outs=("{dataset}/labels/{domain}",),
+        outs=_of(L.LABELS),
         params=("sampling", "dataset"),
         code=_DATASET_CODE,
     ),
     "dataset_metadata": Artifact(
         stage="dataset",
-        outs=("{dataset}/metadata/domains/{domain}.json",),
+        outs=_of(L.DOMAIN_METADATA),
         params=("sampling",),
         code=_DATASET_CODE,
     ),
     "sentinel2_series": Artifact(
         stage="sentinel2",
-        outs=("{dataset}/sentinel/{domain}", "{dataset}/metadata/centroids/{domain}.json"),
+        outs=_of(L.SENTINEL, L.DOMAIN_CENTROIDS),
         params=("sentinel2",),
         # the whole folder: a domain.yaml domain has no domain.json (year from the id)
-        reads=("{raw}/domains/{domain}", "{raw}/sentinel2"),
+        reads=(_RAW_DOMAIN, L.RAW_SENTINEL2.template),
         code=_S2_CODE,
     ),
     "split_assignment": Artifact(
         stage="split",
-        outs=("{dataset}/metadata/splits.csv", "{dataset}/metadata/aerial_metadata.json"),
+        outs=_of(L.SPLITS, L.AERIAL_METADATA),
         params=("split",),
         code=(f"{_ASSETS}/dataset.py", "flair_pipeline/dataset/splits.py"),
     ),
     "sentinel2_index": Artifact(
         stage="sentinel2_index",
-        outs=("{dataset}/metadata/centroids_sp_to_patch.json",),
+        outs=_of(L.CENTROIDS),
         code=(f"{_ASSETS}/sentinel2.py",),
     ),
     "packed_training_input": Artifact(
         stage="pack",
-        outs=("{dataset}/packed",),
+        outs=_of(L.PACKED),
         code=(f"{_ASSETS}/training.py", "flair_pipeline/training/packing.py"),
     ),
-    "model_unet": _model("unet"),
-    # the series themselves: its Dagster deps only name the centroid index
-    "model_utt": _model("utt", _S2_TRAIN_PARAMS, reads=("{dataset}/sentinel",)),
-    "evaluation_unet": _evaluation("unet"),
-    "evaluation_utt": _evaluation("utt"),
+    **{
+        f"model_{m.folder}": _model(
+            m.folder,
+            _S2_TRAIN_PARAMS if m.needs_s2 else (),
+            # the series themselves: its Dagster deps only name the centroid index
+            reads=(_SENTINEL,) if m.needs_s2 else (),
+        )
+        for m in TRAINED
+    },
+    **{f"evaluation_{m.folder}": _evaluation(m.folder) for m in TRAINED},
     "model_comparison": Artifact(
         stage="compare",
-        outs=("{eval}/comparison.md",),
+        outs=_of(L.COMPARISON),
         code=(f"{_ASSETS}/evaluation.py",),
     ),
 }
@@ -219,22 +225,21 @@ class CommandStage:
 COMMAND_STAGES: dict[str, CommandStage] = {
     "synth": CommandStage(
         cmd="flair-pipeline synth",
-        outs=("{raw}",),
+        outs=("{raw}",),  # the whole raw root: every domain and the Sentinel-2 archive
         params=("synth",),
         code=("flair_pipeline/sources", "flair_pipeline/geo"),
     ),
     "demo_map": CommandStage(
         cmd="flair-pipeline demo-map",
-        outs=("{eval}/maps",),
+        outs=_of(L.MAPS),
         params=("eval", "sentinel2"),
         code=("flair_pipeline/demo.py", "flair_pipeline/evaluation", "flair_pipeline/metrics.py"),
         reads=(
             "{raw}",
-            "{dataset}/metadata/splits.csv",
-            "{models}/unet/checkpoints",
-            "{models}/utt/checkpoints",
+            L.SPLITS.template,
+            *(_of(L.CHECKPOINTS, model=m.folder)[0] for m in TRAINED),
         ),
-        needs=("model_unet", "model_utt", "split_assignment"),
+        needs=(*(f"model_{m.folder}" for m in TRAINED), "split_assignment"),
         last=True,
     ),
 }
@@ -261,12 +266,12 @@ CONFUSION_TEMPLATE = "flair_pipeline/defs/plot_templates/confusion_shares.json"
 
 PLOTS: tuple[Plot, ...] = tuple(
     p
-    for name in ("unet", "utt")
+    for name in (m.folder for m in TRAINED)
     for p in (
-        Plot(f"training curves {name}", f"{{models}}/{name}/curves.csv", "linear", "epoch",
+        Plot(f"training curves {name}", _of(L.CURVES_CSV, model=name)[0], "linear", "epoch",
              ("train_loss", "val_loss", "val_miou")),
-        Plot(f"confusion {name}", f"{{eval}}/{name}/confusion.csv", CONFUSION_TEMPLATE),
-        Plot(f"per-domain mIoU {name}", f"{{eval}}/{name}/per_domain.csv", "bar_horizontal",
+        Plot(f"confusion {name}", _of(L.CONFUSION_CSV, model=name)[0], CONFUSION_TEMPLATE),
+        Plot(f"per-domain mIoU {name}", _of(L.PER_DOMAIN_CSV, model=name)[0], "bar_horizontal",
              "miou", ("domain",)),
     )
 )  # fmt: skip
@@ -279,9 +284,10 @@ def all_domains(template: str) -> str:
     ``{dataset}/metadata/domains/{domain}.json`` -> ``{dataset}/metadata/domains``.
     An all-domain stage depends on that folder (DVC links it to every producing stage).
     """
-    parts = template.split("/")
-    cut = next((i for i, p in enumerate(parts) if "{domain}" in p), len(parts))
-    return "/".join(parts[:cut])
+    root, _, rel = template.partition("/")
+    if not rel:
+        return template
+    return L.PathTemplate(root.strip("{}"), rel).all_domains().template  # type: ignore[arg-type]
 
 
 def to_dvc(template: str) -> str:

@@ -10,6 +10,7 @@ workers, Dask workers, k8s pods). Roots may be fsspec URLs: assets then stage th
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.storage import is_url
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(path: str, mtime_ns: int, size: int, overrides: tuple[str, ...]) -> PipelineConfig:
+    """``load_config`` memoised on the file's identity and version (mtime, size)."""
+    del mtime_ns, size  # cache key only
+    return load_config(Path(path), overrides)
+
+
 class FlairConfig(dg.ConfigurableResource):
     """Loads params.yaml (+ overrides) and exposes the data layout."""
 
@@ -28,13 +36,21 @@ class FlairConfig(dg.ConfigurableResource):
     overrides: list[str] = []  # noqa: RUF012  (pydantic copies defaults)
 
     def load(self) -> PipelineConfig:
-        """The pipeline configuration: `config_path` (defaults if absent) with `overrides`.
+        """The configuration, parsed once per version of the params file.
+
+        Every asset asks several times per step (roots, layouts, sections); the file is
+        read and validated once, then the same frozen :class:`PipelineConfig` is returned
+        while the file's (mtime, size) stay the same, so an edited params.yaml is still
+        seen by a long-lived process (the webserver, the daemon).
 
         Raises:
-            ConfigError: the file or an override does not validate.
+            ConfigError: The file is unreadable or invalid.
         """
         path = Path(self.config_path)
-        return load_config(path if path.exists() else None, self.overrides)
+        if not path.exists():  # defaults (or ./params.yaml): cheap, and cwd-dependent
+            return load_config(None, self.overrides)
+        st = path.stat()
+        return _parsed(str(path.resolve()), st.st_mtime_ns, st.st_size, tuple(self.overrides))
 
     def _root(self, value: str) -> Path:
         if is_url(value):

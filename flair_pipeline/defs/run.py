@@ -58,7 +58,7 @@ def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
 
 def misnamed_folders(raw: RawLayout) -> list[str]:
     """``"<folder>: <why it is not a domain id>"`` for every visible non-domain folder."""
-    root = raw.root / "domains"
+    root = raw.domains_dir
     out = []
     for name in domain_folders(str(raw.root))[1]:
         problem = domain_id_problem(name)

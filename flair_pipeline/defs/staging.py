@@ -4,52 +4,94 @@
 local it calls the asset as is. When either is an fsspec URL, the asset receives a
 ``flair`` resource whose roots point at a private local staging folder holding the
 domain's raw inputs and the dataset files named in the decorator; what the asset writes
-is uploaded only if it returns normally (see :mod:`flair_pipeline.storage` for why).
+is uploaded only if it returns normally (see :mod:`flair_pipeline.storage` for why, and
+for the pull, snapshot and publish it is made of). The staging folder (under
+FLAIR_STAGING_DIR or the system temp folder) is deleted afterwards, whatever happens.
 A project error (bad input, full disk) raised by the asset becomes a non-retried
-``dg.Failure`` carrying its one-line message. Each step stages on its own, so it works unchanged under the multiprocess, Dask or k8s
-executors, where steps run on different machines.
+``dg.Failure`` carrying its one-line message. Each step stages on its own, so it works
+unchanged under the multiprocess, Dask or k8s executors, where steps run on different
+machines.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
 
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.errors import FlairPipelineError
-from flair_pipeline.storage import staged as staged_roots
+from flair_pipeline.layout import RAW_DOMAIN, PathTemplate
+from flair_pipeline.storage import is_url, publish, pull, snapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def staged(*dataset_files: str) -> Callable[[F], F]:
-    """Stage URL roots for one asset step; `dataset_files` are the dataset prefixes it reads.
+def staged(*dataset_files: PathTemplate) -> Callable[[F], F]:
+    """Stage URL roots for one asset step.
 
-    Prefixes may contain ``{domain}`` (the partition key), e.g.
-    ``"metadata/patch_grid/{domain}.gpkg"`` or ``"aerial/{domain}"``.
+    Args:
+        *dataset_files: The dataset entries of :mod:`flair_pipeline.layout` the step reads
+            (``{domain}`` is the partition key), e.g. ``PATCH_GRID`` or ``AERIAL``; the
+            domain's raw folder is always staged for a partitioned step.
+
+    Returns:
+        A decorator for an asset function ``fn(context, flair, **resources)``.
+
+    Raises:
+        ValueError: An entry is not under the dataset root.
     """
+    bad = [t.template for t in dataset_files if t.root != "dataset"]
+    if bad:
+        raise ValueError(f"staged: {', '.join(bad)} not under the dataset root")
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)  # keeps the signature Dagster reads for context and resources
         def wrapper(context: dg.AssetExecutionContext, flair: FlairConfig, **kwargs: Any) -> Any:
             raw, dataset = flair.root_urls()
+            if not (is_url(raw) or is_url(dataset)):
+                return _run(fn, context, flair, kwargs)
             domain = context.partition_key if context.has_partition_key else None
-            with staged_roots(raw, dataset, domain, dataset_files) as stage:
-                local = (
-                    flair if stage.folder is None else flair.with_roots(stage.raw, stage.dataset)
+            folder = Path(
+                tempfile.mkdtemp(prefix="flair-stage-", dir=os.environ.get("FLAIR_STAGING_DIR"))
+            )
+            try:
+                local_raw, local_dataset = raw, dataset
+                if is_url(raw):
+                    local_raw = str(folder / "raw")
+                    if domain is not None:
+                        pull(
+                            raw, Path(local_raw), [RAW_DOMAIN.prefix(domain=domain)], required=True
+                        )
+                baseline: dict[str, tuple[int, int]] = {}
+                if is_url(dataset):
+                    local_dataset = str(folder / "dataset")
+                    prefixes = [t.prefix(domain=str(domain)) for t in dataset_files]
+                    pull(dataset, Path(local_dataset), prefixes)
+                    baseline = snapshot(Path(local_dataset))
+                result = _run(fn, context, flair.with_roots(local_raw, local_dataset), kwargs)
+                published = (
+                    publish(Path(local_dataset), dataset, baseline) if is_url(dataset) else []
                 )
-                try:
-                    result = fn(context, local, **kwargs)
-                except FlairPipelineError as exc:
-                    # bad input, full disk: running the step again cannot help (issue 15)
-                    raise dg.Failure(description=str(exc), allow_retries=False) from exc
-            if stage.folder is not None:
-                context.log.info(f"published {len(stage.published)} file(s) to {dataset}")
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            context.log.info(f"published {len(published)} file(s) to {dataset}")
             return result
 
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def _run(fn: Callable[..., Any], context: Any, flair: FlairConfig, kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(context, flair, **kwargs)
+    except FlairPipelineError as exc:
+        # bad input, full disk: running the step again cannot help (issue 15)
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc

@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.windows import PatchWindow
 from flair_pipeline.sentinel2.provider import RES, Grid, Sentinel2Provider
 from flair_pipeline.training.checkpoint import Inference
-from flair_pipeline.training.samples import S2Options, collate, cut_window, preprocess_window
+from flair_pipeline.training.samples import collate, cut_window, preprocess_window
 
 
 class S2Windows:
@@ -36,7 +37,7 @@ class S2Windows:
     ) -> None:
         if not inf.hparams.get("s2_options") or inf.s2_mean is None or inf.s2_std is None:
             raise InputError(f"the {inf.name!r} checkpoint was not trained with Sentinel-2")
-        self.opts = S2Options(**inf.hparams["s2_options"])
+        self.opts = S2Preprocessing.model_validate(inf.hparams["s2_options"])
         half = self.opts.window * RES / 2 + RES
         x0, y0, x1, y1 = bounds
         self.grid = Grid.around((x0 - half, y0 - half, x1 + half, y1 + half))
@@ -66,8 +67,8 @@ def s2_windows_from_config(
 ) -> S2Windows:
     """S2Windows over `image` from the configured Sentinel-2 provider.
 
-    S2Windows over `image` from the provider `cfg.sentinel2` names (relative paths of the
-    config resolved against `base`, the catalog defaulting to <paths.raw>/sentinel2).
+    The provider is the one `cfg.sentinel2` names; relative paths of the config are resolved
+    against `base`, the catalog defaulting to <paths.raw>/sentinel2.
     """
     from flair_pipeline.layout import RawLayout
     from flair_pipeline.sentinel2.factory import make_provider

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.evaluate import write_bytes, write_metrics, write_text
 from flair_pipeline.evaluation.plots import (
@@ -28,11 +29,12 @@ from flair_pipeline.evaluation.plots import (
     per_domain_csv,
 )
 from flair_pipeline.io import write_geotiff
+from flair_pipeline.layout import EvalFiles
 from flair_pipeline.metrics import ConfusionAccumulator, Scores
 from flair_pipeline.nomenclature import colormap, merge_to_13
 from flair_pipeline.training.checkpoint import Inference, load_inference
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
-from flair_pipeline.training.samples import PatchDataset, S2Options, collate
+from flair_pipeline.training.samples import PatchDataset, collate
 
 
 @dataclass
@@ -52,7 +54,7 @@ class EvalReport:
 def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:
     """Samples as the model was trained on them (resolution, S2 options, metadata)."""
     hp = inf.hparams
-    s2 = S2Options(**hp["s2_options"]) if hp.get("s2_options") else None
+    s2 = S2Preprocessing.model_validate(hp["s2_options"]) if hp.get("s2_options") else None
     encoder = None
     if hp.get("meta_encoding"):
         from flair_pipeline.models.metadata_mlp import MetadataEncoding
@@ -94,8 +96,8 @@ def evaluate_checkpoint(
     records = [r for r in by_split(load_records(dataset), split) if r.msk is not None]
     if not records:
         raise InputError(f"{dataset}: no labelled {split} patches to evaluate on")
-    out = Path(out_dir)
-    pred_dir = out / "predictions"
+    files = EvalFiles(Path(out_dir))
+    pred_dir = files.predictions
     loader = DataLoader(dataset_for(inf, records), batch_size=batch_size, collate_fn=collate)
     side = inf.patch_size * inf.downsample  # the label grid: patches at full resolution
     size = (side, side)
@@ -111,7 +113,7 @@ def evaluate_checkpoint(
                 truth, transform, crs = src.read(1), src.transform, src.crs
             if truth.shape != codes[k].shape:
                 raise InputError(f"{rec.msk}: {truth.shape} label, model predicts {codes[k].shape}")
-            write_geotiff(pred_dir / rec.domain / f"PRED_{rec.patch_id}.tif", codes[k],
+            write_geotiff(files.pred(rec.domain, rec.patch_id), codes[k],
                           transform, crs, colormap=colormap())  # fmt: skip
             acc.add(
                 merge_to_13(truth, source=str(rec.msk), unlabelled_ok=True),
@@ -125,12 +127,12 @@ def evaluate_checkpoint(
     report = EvalReport(
         model=inf.name,
         scores=scores,
-        metrics_json=write_metrics(scores, out / "metrics.json"),
-        confusion_csv=write_text(out / "confusion.csv", confusion_csv(scores.matrix)),
-        confusion_png=write_bytes(out / "confusion.png", confusion_png(scores.matrix)),
-        per_domain_csv=write_text(out / "per_domain.csv", per_domain_csv(scores)),
+        metrics_json=write_metrics(scores, files.metrics),
+        confusion_csv=write_text(files.confusion_csv, confusion_csv(scores.matrix)),
+        confusion_png=write_bytes(files.confusion_png, confusion_png(scores.matrix)),
+        per_domain_csv=write_text(files.per_domain_csv, per_domain_csv(scores)),
         patches_png=write_bytes(
-            out / "patches.png", patch_figure(*map(list, zip(*figure, strict=True)))
+            files.patches_png, patch_figure(*map(list, zip(*figure, strict=True)))
         ),
         predictions=pred_dir,
     )

@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.model_registry import MODEL_NAMES, get_model
 from flair_pipeline.models.metadata_mlp import MetadataEncoding, MetadataMLP, UNetMeta
 from flair_pipeline.models.unet import FlairModel, UNet, build_unet, count_parameters
 from flair_pipeline.models.utae import UTAE
 from flair_pipeline.models.utt import UTT
-
-MODEL_NAMES: tuple[str, ...] = ("unet", "unet-meta", "utt")
 
 __all__ = [
     "MODEL_NAMES",
@@ -45,41 +44,35 @@ def build_model(
     utae: dict[str, Any] | None = None,
     fusion: dict[str, Any] | None = None,
 ) -> FlairModel:
-    """Build model `name` (one of MODEL_NAMES).
+    """Build model `name` of :mod:`flair_pipeline.model_registry`.
 
-    Build model `name`; arguments a model does not use must be left at their default,
-    so a config that sets, e.g., U-TAE options for a plain U-Net is flagged, not ignored.
+    Arguments a model does not use must be left at their default, so a config that sets,
+    e.g., U-TAE options for a plain U-Net is flagged, not ignored.
+
+    Raises:
+        ConfigError: Unknown name, an argument the model does not use, or a metadata
+            model without `meta_dim`.
     """
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}")
+    spec = get_model(name)
+    common = {"in_channels": in_channels, "classes": classes, "encoder_weights": encoder_weights}
     unused = {
-        "meta_dim": meta_dim is not None and name != "unet-meta",
-        "s2_bands": s2_bands != 10 and name != "utt",
-        "utae": bool(utae) and name != "utt",
-        "fusion": bool(fusion) and name != "utt",
+        "meta_dim": meta_dim is not None and not spec.needs_meta,
+        "s2_bands": s2_bands != 10 and not spec.needs_s2,
+        "utae": bool(utae) and not spec.needs_s2,
+        "fusion": bool(fusion) and not spec.needs_s2,
     }
     bad = [k for k, v in unused.items() if v]
     if bad:
         raise ConfigError(f"model {name!r} does not use {', '.join(bad)}")
-    if name == "unet":
-        return UNet(in_channels=in_channels, classes=classes, encoder_weights=encoder_weights)
-    if name == "unet-meta":
+    extra: dict[str, Any] = {}
+    if spec.needs_meta:
         if meta_dim is None or meta_dim <= 0:
             raise ConfigError(
-                "model 'unet-meta' needs meta_dim (the MetadataEncoding.dim of the training "
+                f"model {name!r} needs meta_dim (the MetadataEncoding.dim of the training "
                 f"records), got {meta_dim!r}"
             )
-        return UNetMeta(
-            meta_dim=meta_dim,
-            in_channels=in_channels,
-            classes=classes,
-            encoder_weights=encoder_weights,
-        )
-    return UTT(
-        s2_bands=s2_bands,
-        utae=utae,
-        fusion=fusion,
-        in_channels=in_channels,
-        classes=classes,
-        encoder_weights=encoder_weights,
-    )
+        extra["meta_dim"] = meta_dim
+    if spec.needs_s2:
+        extra.update(s2_bands=s2_bands, utae=utae, fusion=fusion)
+    model: FlairModel = spec.model_class()(**common, **extra)
+    return model

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.model_registry import MODELS
 from flair_pipeline.models.unet import FlairModel, build_unet
 
 #: Index of the reserved "unknown" slot in the camera and year one-hots.
@@ -207,7 +208,7 @@ class UNetMeta(FlairModel):
     """
 
     name = "unet-meta"
-    required_inputs = ("img", "meta")
+    required_inputs = MODELS[name].inputs  # the registry's, spelled once
 
     def __init__(self, meta_dim: int, in_channels: int = 5, classes: int = 13,
                  encoder_weights: str | None = None) -> None:  # fmt: skip

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.model_registry import MODELS
 
 ENCODER = "resnet34"
 
@@ -119,7 +120,7 @@ class UNet(FlairModel):
     """The plain U-Net baseline behind the uniform dict interface."""
 
     name = "unet"
-    required_inputs = ("img",)
+    required_inputs = MODELS[name].inputs  # the registry's, spelled once
 
     def __init__(
         self, in_channels: int = 5, classes: int = 13, encoder_weights: str | None = None

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.model_registry import MODELS
 from flair_pipeline.models.unet import FlairModel, build_unet
 from flair_pipeline.models.utae import UTAE
 
@@ -91,7 +92,7 @@ class UTT(FlairModel):
     """U-Net (aerial) + U-TAE (Sentinel-2) with a fusion module per encoder stage."""
 
     name = "utt"
-    required_inputs = ("img", "s2", "dates", "pad_mask")
+    required_inputs = MODELS[name].inputs  # the registry's, spelled once
 
     def __init__(
         self,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flair_pipeline.config import S2Preprocessing
+
 
 @dataclass
 class Filtered:
@@ -91,3 +93,29 @@ def _check(data: np.ndarray, masks: np.ndarray, dates: list[dt.date]) -> None:
         raise ValueError(f"{len(data)} data, {len(masks)} masks and {len(dates)} dates differ")
     if data.shape[-2:] != masks.shape[-2:]:
         raise ValueError(f"data {data.shape} and masks {masks.shape} differ in H×W")
+
+
+def preprocess(
+    opts: S2Preprocessing, data: np.ndarray, masks: np.ndarray, dates: list[dt.date]
+) -> tuple[np.ndarray, np.ndarray, list[dt.date]]:
+    """FLAIR-2's cloud filter and monthly averages, as `opts` say.
+
+    Args:
+        opts: the preprocessing options (a config section or a checkpoint's ``s2_options``).
+        data: T×10×H×W reflectance.
+        masks: T×2×H×W snow then cloud probability (0..100).
+        dates: T acquisition dates.
+
+    Returns:
+        (data, masks, dates) after :func:`cloud_filter` (if `filter_clouds`) and
+        :func:`monthly_average` (if `monthly_average`); unchanged otherwise.
+
+    Raises:
+        ValueError: Shapes and dates disagree.
+    """
+    if opts.filter_clouds:
+        kept = cloud_filter(data, masks, dates, opts.cloud_threshold, opts.cloud_max_fraction)
+        data, masks, dates = kept.data, kept.masks, kept.dates
+    if opts.monthly_average:
+        data, masks, dates = monthly_average(data, masks, dates)
+    return data, masks, dates

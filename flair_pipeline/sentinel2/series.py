@@ -19,7 +19,7 @@ import numpy as np
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
-from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.layout import SEN2_PARTS, DatasetLayout
 from flair_pipeline.sentinel2.provider import RES, Grid, TimeSeries
 
 
@@ -63,12 +63,7 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
     recorded decisions (``series.provenance``: BOA offset rule per date, SCL-derived
     masks), their companion ``_products.json``.
     """
-    prefix = layout.sen_prefix(area.domain, area.zone)
-    paths = [
-        Path(f"{prefix}_data.npy"),
-        Path(f"{prefix}_masks.npy"),
-        Path(f"{prefix}_products.txt"),
-    ]
+    paths = [layout.sen_file(area.domain, area.zone, part) for part in SEN2_PARTS[:3]]
     with atomic_path(paths[0]) as tmp, open(tmp, "wb") as f:
         np.save(f, series.data)
     with atomic_path(paths[1]) as tmp, open(tmp, "wb") as f:
@@ -76,7 +71,7 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
     with atomic_path(paths[2], allow_empty=True) as tmp:
         tmp.write_text("".join(f"{p}\n" for p in series.products))
     if series.provenance:
-        paths.append(Path(f"{prefix}_products.json"))
+        paths.append(layout.sen_file(area.domain, area.zone, SEN2_PARTS[3]))
         with atomic_path(paths[3]) as tmp:
             tmp.write_text(json.dumps(series.provenance, indent=1, sort_keys=True) + "\n")
     return paths
@@ -86,10 +81,10 @@ def read_series(
     layout: DatasetLayout, domain: str, zone: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Load a zone's data, masks and products."""
-    prefix = layout.sen_prefix(domain, zone)
-    data = np.load(f"{prefix}_data.npy")
-    masks = np.load(f"{prefix}_masks.npy")
-    products = Path(f"{prefix}_products.txt").read_text().split()
+    data_f, masks_f, products_f = (layout.sen_file(domain, zone, p) for p in SEN2_PARTS[:3])
+    data = np.load(data_f)
+    masks = np.load(masks_f)
+    products = products_f.read_text().split()
     return data, masks, products
 
 

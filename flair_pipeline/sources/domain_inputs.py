@@ -25,11 +25,20 @@ from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.geo.raster_vrt import is_raster_name
-from flair_pipeline.layout import RawLayout
+from flair_pipeline.layout import (
+    RAW_DOMAIN,
+    RAW_DOMAIN_JSON,
+    RAW_DSM,
+    RAW_DTM,
+    RAW_LABELS,
+    RawLayout,
+)
 from flair_pipeline.storage import filesystem, folder_names, is_url
 
 #: Inputs besides the orthophoto tiles, in fingerprint order (after the tiles).
-REQUIRED_FILES = ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json")
+REQUIRED_FILES = tuple(
+    t.relative_to(RAW_DOMAIN) for t in (RAW_DSM, RAW_DTM, RAW_LABELS, RAW_DOMAIN_JSON)
+)
 #: A domain folder with this file names its inputs by role (sources/domain_spec.py); its
 #: fingerprint covers every non-hidden file of the folder, whatever the globs pick.
 SPEC_NAME = "domain.yaml"

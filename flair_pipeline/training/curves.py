@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from flair_pipeline.io import atomic_path
+from flair_pipeline.layout import ModelFiles
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "val_miou")
 
@@ -49,7 +50,8 @@ def write_curves(
     merged = {int(r["epoch"]): r for r in prior or []}
     merged.update({int(r["epoch"]): r for r in epoch_rows(metrics_csv)})
     rows = [merged[e] for e in sorted(merged)]
-    csv_path, png_path = out_dir / "curves.csv", out_dir / "curves.png"
+    files = ModelFiles(out_dir)
+    csv_path, png_path = files.curves_csv, files.curves_png
     with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(COLUMNS)

@@ -8,7 +8,7 @@ inputs, and evaluation and large-area prediction reuse the same numbers.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -17,11 +17,15 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.metrics import Scores
+from flair_pipeline.model_registry import get_model
 from flair_pipeline.models import build_model
 from flair_pipeline.models.utt import centre_crop
 from flair_pipeline.nomenclature import INVALID, N_CLASSES_MERGED
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.stats import class_weights
+
+if TYPE_CHECKING:
+    from flair_pipeline.config import PipelineConfig
 
 
 class NonFiniteLossError(FlairPipelineError):
@@ -83,6 +87,70 @@ class FlairModule(L.LightningModule):
         self.last_good_step = 0
         self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict[str, Any] | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: PipelineConfig,
+        model_name: str,
+        model_kwargs: dict[str, Any],
+        stats: dict[str, Any],
+        *,
+        patch_size: int,
+        meta_encoding: dict[str, Any] | None = None,
+        channels_last: bool = False,
+        resumed: bool = False,
+    ) -> FlairModule:
+        """The module of a training run configured by `cfg`.
+
+        `cfg` supplies ``train``, ``sampling`` and, for a model reading Sentinel-2,
+        ``sentinel2``'s preprocessing.
+
+        The keyword arguments of ``__init__`` stay what a checkpoint stores and what
+        Lightning passes back when loading one, so checkpoints written before this
+        constructor existed load unchanged; this only reads them from the config.
+
+        Args:
+            cfg: The pipeline configuration.
+            model_name: A name of :mod:`flair_pipeline.model_registry`.
+            model_kwargs: Constructor arguments of the model
+                (:func:`flair_pipeline.training.train.model_kwargs`).
+            stats: Normalisation statistics (``mean``, ``std``: one per image channel,
+                0..255 units; ``s2_mean``, ``s2_std``: one per Sentinel-2 band).
+            patch_size: Side of the training patches in pixels, after downsampling.
+            meta_encoding: The metadata vocabulary of a metadata model.
+            channels_last: Feed the model channels-last images (CUDA).
+            resumed: A resumed run: no encoder weights are loaded (the checkpoint has them).
+
+        Returns:
+            The module, its model freshly initialised.
+
+        Raises:
+            ConfigError: Unknown model, or model arguments it does not use.
+        """
+        t = cfg.train
+        s2 = cfg.sentinel2.preprocessing if get_model(model_name).needs_s2 else None
+        return cls(
+            model_name,
+            model_kwargs,
+            stats,
+            optimizer=t.optimizer,
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            scheduler=t.scheduler,
+            epochs=t.epochs,
+            augment=t.augment,
+            aux_weight=t.aux_weight,
+            seed=t.seed,
+            patch_size=patch_size,
+            resolution=cfg.sampling.resolution,
+            downsample=t.downsample,
+            elevation_scale=cfg.sampling.elevation_scale,
+            meta_encoding=meta_encoding,
+            s2_options=s2.model_dump() if s2 else None,
+            channels_last=channels_last,
+            encoder_weights=None if resumed else t.encoder_weights,
+        )
 
     # -- inputs ------------------------------------------------------------------------
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

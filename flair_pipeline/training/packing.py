@@ -38,6 +38,7 @@ import numpy as np
 import rasterio
 
 from flair_pipeline.errors import ConfigError, InputError
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.training.records import SPLITS, PatchRecord, load_records
 
@@ -49,7 +50,7 @@ def packed_root(source: str | Path) -> Path:
     p = Path(source)
     if p.suffix.lower() == ".csv":
         return p.with_name(f"{p.stem}_packed")
-    return p / "packed"
+    return DatasetLayout(p).packed
 
 
 def _base(source: str | Path) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
+from flair_pipeline.layout import SEN2_PARTS, sen2_file
 from flair_pipeline.nomenclature import merge_to_13
-from flair_pipeline.sentinel2.preprocess import cloud_filter, monthly_average
+from flair_pipeline.sentinel2.preprocess import preprocess
 from flair_pipeline.sentinel2.series import product_date
 from flair_pipeline.training.records import PatchRecord
-
-
-@dataclass(frozen=True)
-class S2Options:
-    """How the Sentinel-2 window is cut and cleaned (FLAIR-2's options)."""
-
-    window: int = 40
-    filter_clouds: bool = False
-    cloud_threshold: int = 60
-    cloud_max_fraction: float = 0.5
-    monthly_average: bool = False
 
 
 class ZoneSeries:
@@ -53,8 +43,7 @@ class ZoneSeries:
             InputError: a file of the series is missing or unreadable.
         """
         if prefix not in self._cache:
-            data_f, masks_f = Path(f"{prefix}_data.npy"), Path(f"{prefix}_masks.npy")
-            products_f = Path(f"{prefix}_products.txt")
+            data_f, masks_f, products_f = (sen2_file(prefix, p) for p in SEN2_PARTS[:3])
             try:
                 data = np.load(data_f, mmap_mode="r")
                 masks = np.load(masks_f, mmap_mode="r")
@@ -69,7 +58,7 @@ class ZoneSeries:
 
 
 def s2_window(
-    record: PatchRecord, series: ZoneSeries, opts: S2Options
+    record: PatchRecord, series: ZoneSeries, opts: S2Preprocessing
 ) -> tuple[np.ndarray, np.ndarray]:
     """(T×10×w×w float32 reflectance, T day-of-year) around the patch centroid."""
     if record.sen_prefix is None or record.centroid is None:
@@ -103,15 +92,10 @@ def cut_window(
 
 
 def preprocess_window(
-    data: np.ndarray, masks: np.ndarray, dates: list[dt.date], opts: S2Options
+    data: np.ndarray, masks: np.ndarray, dates: list[dt.date], opts: S2Preprocessing
 ) -> tuple[np.ndarray, np.ndarray]:
     """FLAIR-2's cloud filter and monthly averages as configured; (float32 data, doy)."""
-    win, msk, days = np.asarray(data), np.asarray(masks), list(dates)
-    if opts.filter_clouds:
-        kept = cloud_filter(win, msk, days, opts.cloud_threshold, opts.cloud_max_fraction)
-        win, msk, days = kept.data, kept.masks, kept.dates
-    if opts.monthly_average:
-        win, msk, days = monthly_average(win, msk, days)
+    win, _, days = preprocess(opts, np.asarray(data), np.asarray(masks), list(dates))
     doy = np.array([d.timetuple().tm_yday for d in days], np.int64)
     return win.astype(np.float32), doy
 
@@ -129,7 +113,7 @@ class PatchDataset(Dataset):
         *,
         downsample: int = 1,
         with_mask: bool = True,
-        s2: S2Options | None = None,
+        s2: S2Preprocessing | None = None,
         meta_encoder: Callable[[list[dict[str, Any]]], torch.Tensor] | None = None,
     ) -> None:
         self.records = records

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.nomenclature import N_CLASSES_MERGED, OTHER_INDEX
 from flair_pipeline.training.records import PatchRecord
-from flair_pipeline.training.samples import S2Options, ZoneSeries, read_image, s2_window
+from flair_pipeline.training.samples import ZoneSeries, read_image, s2_window
 
 
 @dataclass
@@ -34,7 +35,11 @@ class Stats:
 
 
 def compute_stats(
-    train: list[PatchRecord], n: int, seed: int, downsample: int = 1, s2: S2Options | None = None
+    train: list[PatchRecord],
+    n: int,
+    seed: int,
+    downsample: int = 1,
+    s2: S2Preprocessing | None = None,
 ) -> Stats:
     """Channel statistics over up to `n` train patches drawn with `seed`."""
     picked = sorted(random.Random(seed).sample(range(len(train)), min(n, len(train))))

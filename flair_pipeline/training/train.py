@@ -28,14 +28,15 @@ from torch.utils.data import DataLoader
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
-from flair_pipeline.models import MODEL_NAMES
+from flair_pipeline.layout import SEN2_PARTS, ModelFiles, sen2_file
+from flair_pipeline.model_registry import get_model
 from flair_pipeline.training.checkpoint import check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
 from flair_pipeline.training.module import FlairModule
 from flair_pipeline.training.packing import open_packed
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
 from flair_pipeline.training.resume import ResumeState, saved_curves
-from flair_pipeline.training.samples import PackedDataset, PatchDataset, S2Options, collate
+from flair_pipeline.training.samples import PackedDataset, PatchDataset, collate
 from flair_pipeline.training.stats import compute_stats
 
 
@@ -82,13 +83,6 @@ class _Throughput(Callback):
         self.seconds += time.perf_counter() - self._t0
 
 
-def s2_options(cfg: PipelineConfig) -> S2Options:
-    """FLAIR-2's Sentinel-2 sample options from ``sentinel2.*`` of `cfg`."""
-    s = cfg.sentinel2
-    return S2Options(s.window, s.filter_clouds, s.cloud_threshold, s.cloud_max_fraction,
-                     s.monthly_average)  # fmt: skip
-
-
 def model_kwargs(
     cfg: PipelineConfig, name: str, in_channels: int, meta_dim: int | None, patch_m: float
 ) -> dict:
@@ -96,10 +90,11 @@ def model_kwargs(
 
     U-T&T's cropped branch takes the S2 pixels under the patch: `patch_m` / 10 m.
     """
+    spec = get_model(name)
     kw: dict[str, Any] = {"in_channels": in_channels, "classes": 13}
-    if name == "unet-meta":
+    if spec.needs_meta:
         kw["meta_dim"] = meta_dim
-    if name == "utt":
+    if spec.needs_s2:
         w = cfg.train.utae_width
         kw["s2_bands"] = 10
         heads = next(h for h in (16, 8, 4, 2, 1) if w % h == 0)  # FLAIR: 16 heads at 64
@@ -126,9 +121,9 @@ def train_model(
     progress: bool = True,
 ) -> TrainReport:
     """Train `model_name` on the patches of `source` (dataset root or manifest CSV)."""
-    if model_name not in MODEL_NAMES:
-        raise InputError(f"unknown model {model_name!r}: expected one of {', '.join(MODEL_NAMES)}")
+    spec = get_model(model_name)
     out = Path(out_dir)
+    files = ModelFiles(out)
     t = cfg.train
     records = load_records(source)
     train, val = by_split(records, "train"), by_split(records, "validation")
@@ -136,11 +131,10 @@ def train_model(
         raise InputError(f"{source}: no train patches (check splits.csv / the manifest split)")
     if not val:
         raise InputError(f"{source}: no validation patches; validation mIoU picks the best model")
-    s2 = s2_options(cfg) if model_name == "utt" else None
+    s2 = cfg.sentinel2.preprocessing if spec.needs_s2 else None
     if s2 is not None:
         _require_s2(train + val)
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
+    ckpt_dir, last = files.checkpoints, files.last
     patch_px = _patch_px(train[0])
     resume_from: str | None = None
     if resume and last.is_file():
@@ -154,20 +148,15 @@ def train_model(
         L.seed_everything(t.seed, workers=True, verbose=False)
         computed = compute_stats(train, t.norm_samples, t.seed, t.downsample, s2)
         stats = computed.to_dict()
-        meta_enc = _meta_encoding(train) if model_name == "unet-meta" else None
+        meta_enc = _meta_encoding(train) if spec.needs_meta else None
         meta_dim = meta_enc["dim"] if meta_enc else None
         patch_m = patch_px * cfg.sampling.resolution
         kwargs = model_kwargs(cfg, model_name, len(computed.mean), meta_dim, patch_m)
     encoder = _meta_encoder(meta_enc)
     cuda = torch.cuda.is_available()
-    module = FlairModule(
-        model_name, kwargs, stats,
-        optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, scheduler=t.scheduler,
-        epochs=t.epochs, augment=t.augment, aux_weight=t.aux_weight, seed=t.seed,
-        patch_size=patch_px, resolution=cfg.sampling.resolution,
-        downsample=t.downsample, elevation_scale=cfg.sampling.elevation_scale,
-        meta_encoding=meta_enc, s2_options=asdict(s2) if s2 else None, channels_last=cuda,
-        encoder_weights=None if resume_from else t.encoder_weights,
+    module = FlairModule.from_config(
+        cfg, model_name, kwargs, stats, patch_size=patch_px, meta_encoding=meta_enc,
+        channels_last=cuda, resumed=resume_from is not None,
     )  # fmt: skip
     if t.compile:
         module.model.compile()
@@ -179,7 +168,7 @@ def train_model(
     ]  # fmt: skip
     # saved at the end of the train epoch (after validation), so the checkpoint holds the
     # epoch's curve row and the random streams as they stand before the next epoch
-    best = ModelCheckpoint(ckpt_dir, filename="best", monitor="val_miou", mode="max",
+    best = ModelCheckpoint(ckpt_dir, filename=files.best.stem, monitor="val_miou", mode="max",
                            save_last=True, enable_version_counter=False,
                            save_on_train_epoch_end=True)  # fmt: skip
     speed = _Throughput()
@@ -192,16 +181,16 @@ def train_model(
         max_epochs=t.epochs,
         max_steps=t.max_steps or -1,
         callbacks=[best, EarlyStopping("val_miou", mode="max", patience=t.patience, strict=False), speed, streams],
-        logger=[CSVLogger(out, name="logs", version=""), TensorBoardLogger(out, name="tb", version="")],
+        logger=[CSVLogger(out, name=files.logs.name, version=""), TensorBoardLogger(out, name=files.tensorboard.name, version="")],
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
         enable_model_summary=False,
         deterministic=not cuda,
     )  # fmt: skip
-    metrics_csv = out / "logs" / "metrics.csv"
+    metrics_csv = files.logs / "metrics.csv"  # Lightning's CSVLogger names it
     # the epochs before the kill: the CSV logger starts a fresh metrics.csv on resume
-    prior = (saved_curves(resume_from) or epoch_rows(out / "curves.csv")) if resume_from else []
+    prior = (saved_curves(resume_from) or epoch_rows(files.curves_csv)) if resume_from else []
     t0 = time.perf_counter()
     train_loader, val_loader = loaders
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
@@ -217,13 +206,13 @@ def train_model(
         images_per_s=round(speed.images / speed.seconds, 2) if speed.seconds else 0.0,
         train_patches=len(train),
         val_patches=len(val),
-        best_checkpoint=str(ckpt_dir / "best.ckpt"),
+        best_checkpoint=str(files.best),
         last_checkpoint=str(last),
         curves_png=str(png),
         curves_csv=str(curves_csv),
         device="cuda" if cuda else "cpu",
     )
-    report.write(out / "report.json")
+    report.write(files.report)
     return report
 
 
@@ -244,7 +233,7 @@ def _require_s2(records: list[PatchRecord]) -> None:
                 f"patch {r.patch_id} ({r.domain}/{r.zone}): no Sentinel-2 window for U-T&T "
                 "(materialize sentinel2_series and sentinel2_index for its domain)"
             )
-        data = Path(f"{r.sen_prefix}_data.npy")
+        data = sen2_file(r.sen_prefix, SEN2_PARTS[0])
         if not data.is_file():
             raise InputError(f"patch {r.patch_id}: {data} missing (materialize sentinel2_series)")
 

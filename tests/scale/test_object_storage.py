@@ -9,9 +9,11 @@ import dagster as dg
 import pytest
 
 from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.staging import staged
 from flair_pipeline.errors import ConfigError, InputError
+from flair_pipeline.layout import AERIAL
 from flair_pipeline.sources.synthetic import WorldSummary
-from flair_pipeline.storage import StorageError, filesystem, list_domains, list_files, staged
+from flair_pipeline.storage import StorageError, filesystem, list_domains, list_files
 
 from .helpers import build_in_process, free_port, rasters, write_params
 
@@ -73,22 +75,46 @@ def test_domain_build_on_s3_equals_local_build(
         assert (mirror / name).read_bytes() == (local_root / name).read_bytes()
 
 
+def _step(s3: str, tmp_path: Path, dataset: str, body) -> None:
+    """Run `body(flair)` as a staged asset step of partition DOMAIN, roots on `s3`."""
+    flair = FlairConfig(config_path=str(write_params(tmp_path, f"{s3}/raw", dataset)))
+    staged(AERIAL)(lambda context, flair: body(flair))(
+        dg.build_asset_context(partition_key=DOMAIN), flair
+    )
+
+
 def test_failed_step_publishes_nothing(s3: str, tmp_path: Path) -> None:
-    target = f"{s3}/failed"
-    with pytest.raises(RuntimeError, match="boom"), staged(f"{s3}/raw", target, DOMAIN) as stage:
-        (Path(stage.dataset) / "aerial").mkdir(parents=True)
-        (Path(stage.dataset) / "aerial" / "IMG_1.tif").write_bytes(b"complete")
+    target, seen = f"{s3}/failed", []
+
+    def body(flair: FlairConfig) -> None:
+        root = flair.dataset().root
+        seen.append(root)
+        (root / "aerial").mkdir(parents=True)
+        (root / "aerial" / "IMG_1.tif").write_bytes(b"complete")
         raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _step(s3, tmp_path, target, body)
     assert list_files(target) == []
-    assert not Path(stage.folder).exists()  # the staging copy is cleaned up either way
+    assert seen and not seen[0].exists()  # the staging copy is cleaned up either way
 
 
-def test_missing_domain_is_named_with_its_url(s3: str) -> None:
-    with (
-        pytest.raises(InputError, match=r"s3://flair/raw/domains/D099_2020: nothing found"),
-        staged(f"{s3}/raw", f"{s3}/dataset", "D099_2020"),
-    ):
-        pass
+def test_successful_step_publishes_what_it_wrote(s3: str, tmp_path: Path) -> None:
+    target = f"{s3}/published"
+
+    def body(flair: FlairConfig) -> None:
+        (flair.dataset().root / "aerial").mkdir(parents=True)
+        (flair.dataset().root / "aerial" / "IMG_1.tif").write_bytes(b"complete")
+
+    _step(s3, tmp_path, target, body)
+    assert list_files(target) == ["aerial/IMG_1.tif"]
+
+
+def test_missing_domain_is_named_with_its_url(s3: str, tmp_path: Path) -> None:
+    flair = FlairConfig(config_path=str(write_params(tmp_path, f"{s3}/raw", f"{s3}/dataset")))
+    step = staged()(lambda context, flair: None)
+    with pytest.raises(InputError, match=r"s3://flair/raw/domains/D099_2020: nothing found"):
+        step(dg.build_asset_context(partition_key="D099_2020"), flair)
 
 
 def test_unreachable_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

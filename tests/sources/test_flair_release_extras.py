@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.models.metadata_mlp import _minutes
 from flair_pipeline.sources.flair_release import (
     format_report,
@@ -23,7 +24,7 @@ from flair_pipeline.sources.flair_release_extras import (
     split_of_file,
 )
 from flair_pipeline.training.records import from_manifest
-from flair_pipeline.training.samples import S2Options, ZoneSeries, s2_window
+from flair_pipeline.training.samples import ZoneSeries, s2_window
 from tests.flair2_release import CENTROIDS, PRODUCTS, TIMES, Z, make_flair2_release
 from tests.sources.test_flair_release import _patch
 
@@ -70,7 +71,7 @@ def test_flair2_release_imports_everything(flair2, tmp_path: Path) -> None:
         h, m = (int(v) for v in TIMES[pid].split("h"))
         assert _minutes(rec.meta) == 60 * h + m
         # the window training cuts: FLAIR-2's [row-20:row+20, col-20:col+20] of the super-area
-        win, doy = s2_window(rec, series, S2Options(window=40))
+        win, doy = s2_window(rec, series, S2Preprocessing(window=40))
         data, _ = flair2.series[(rec.domain, rec.zone)]
         r, c = CENTROIDS[pid]
         np.testing.assert_array_equal(win, data[:, :, r - 20 : r + 20, c - 20 : c + 20])

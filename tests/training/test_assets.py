@@ -17,6 +17,7 @@ from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.run import materialize
 from flair_pipeline.demo import map_first_test_domain
 from flair_pipeline.domains import is_domain_id
+from flair_pipeline.layout import undeclared
 from tests.training.conftest import config
 
 
@@ -59,6 +60,10 @@ def test_train_evaluate_compare(tiny_dataset, tmp_path: Path) -> None:
         # U-T&T maps the same grid, with Sentinel-2 fetched from the configured provider
         assert (u.transform, u.shape, u.crs) == (m.transform, m.shape, m.crs)
         assert set(np.unique(u.read(1))) <= set(range(1, 14))
+    # every file the assets and the demo map wrote is declared in flair_pipeline/layout.py
+    roots = {"dataset": dataset, "models": root / "models", "eval": root / "eval"}
+    assert all(any(f.is_file() for f in r.rglob("*")) for r in roots.values())
+    assert undeclared(roots) == []
     # the written predictions alone reproduce the score through the CLI
     preds = root / "eval" / "unet" / "predictions"
     first = next(preds.rglob("PRED_*.tif"))

@@ -21,12 +21,13 @@ import rasterio
 from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
+from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
 from flair_pipeline.models.metadata_mlp import MetadataEncoding
 from flair_pipeline.release.flair_stac import validate_offline
 from flair_pipeline.sources.flair_release import index_release, write_manifest
 from flair_pipeline.training.records import from_dataset, from_manifest
-from flair_pipeline.training.samples import S2Options, ZoneSeries, s2_window
+from flair_pipeline.training.samples import ZoneSeries, s2_window
 
 PARTS = {
     "train": ("flair_aerial_train", "flair_labels_train", "flair_sen_train"),
@@ -128,7 +129,7 @@ def test_export_then_import_gives_the_same_records(exported, tmp_path: Path) -> 
     ours = from_dataset(dataset)
     assert sorted(back) == sorted(r.patch_id for r in ours)
     enc = MetadataEncoding.fit([r.meta for r in ours if r.split == "train"])
-    series_a, series_b, opts = ZoneSeries(), ZoneSeries(), S2Options(window=40)
+    series_a, series_b, opts = ZoneSeries(), ZoneSeries(), S2Preprocessing(window=40)
     for rec in ours:
         b = back[rec.patch_id]
         assert (b.domain, b.zone, b.split, b.centroid) == (

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 
+from flair_pipeline import layout as L
 from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.mosaic import Mosaic
@@ -93,7 +94,7 @@ def _grid(flair: FlairConfig, domain: str):
     "exact 0.2 m grid, EPSG:2154; windows straddling tiles are read seamlessly.",
     check_specs=[dg.AssetCheckSpec("img_format", asset="aerial_patches", blocking=True)],
 )
-@staged("metadata/patch_grid/{domain}.gpkg")
+@staged(L.PATCH_GRID)
 def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the IMG patches of one domain (its ``description`` says what it writes)."""
     domain, cfg = context.partition_key, flair.load()
@@ -150,7 +151,7 @@ def _check_images(grid, dataset: DatasetLayout, size: int, report: BuildReport) 
     "(spatial index, pixel-centre rule), uint8 codes 1..19, same grid as the IMG.",
     check_specs=[dg.AssetCheckSpec("msk_codes", asset="label_masks", blocking=True)],
 )
-@staged("metadata/patch_grid/{domain}.gpkg")
+@staged(L.PATCH_GRID)
 def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the MSK patches of one domain (its ``description`` says what it writes)."""
     domain, cfg = context.partition_key, flair.load()
@@ -209,13 +210,14 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
     "zone) and the domain's class distribution; checks that every IMG has a MSK on its grid.",
     check_specs=[dg.AssetCheckSpec("img_msk_pairs", asset="dataset_metadata", blocking=True)],
 )
-@staged("metadata/patch_grid/{domain}.gpkg", "aerial/{domain}", "labels/{domain}")
+@staged(L.PATCH_GRID, L.AERIAL, L.LABELS)
 def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: one domain's metadata and its checks (its ``description`` says what it writes)."""
     domain, cfg = context.partition_key, flair.load()
     raw, dataset = flair.raw(), flair.dataset()
     grid = _grid(flair, domain)
-    for kind in ("aerial", "labels"):  # a swap killed half-way: back to one generation
+    # a swap killed half-way: back to one generation
+    for kind in (L.AERIAL.all_domains().rel, L.LABELS.all_domains().rel):
         for line in recover(dataset.root, kind, domain):
             context.log.warning(line)
     remove_stale_temps(dataset.domain_metadata(domain))
@@ -307,13 +309,13 @@ def _label_decisions(inputs: DomainInputs) -> list[str]:
     "aerial_metadata.json of every built domain.",
     check_specs=[dg.AssetCheckSpec("no_split_leakage", asset="split_assignment", blocking=True)],
 )
-@staged("metadata/domains")
+@staged(L.DOMAIN_METADATA.all_domains())
 def split_assignment(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the split of every domain (its ``description`` says what it writes)."""
     cfg, dataset = flair.load(), flair.dataset()
     remove_stale_temps(dataset.splits, dataset.aerial_metadata)
     files = sorted(
-        f for f in (dataset.metadata_dir / "domains").glob("*.json") if not f.name.startswith(".")
+        f for f in dataset.domain_metadata_dir.glob("*.json") if not f.name.startswith(".")
     )
     per_domain = {f.stem: json.loads(f.read_text()) for f in files}
     assignment = assign_splits(per_domain, cfg.split)

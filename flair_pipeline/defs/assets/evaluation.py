@@ -7,9 +7,11 @@ import dagster as dg
 
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.errors import FlairPipelineError, InputError
+from flair_pipeline.layout import EvalFiles, ModelFiles, comparison
+from flair_pipeline.model_registry import MODELS_BY_FOLDER, TRAINED
 from flair_pipeline.plots import markdown_image
 
-EVALUATED = ("unet", "utt")
+EVALUATED = tuple(m.folder for m in TRAINED)
 
 
 def _evaluate(
@@ -18,10 +20,13 @@ def _evaluate(
     from flair_pipeline.evaluation.split_eval import evaluate_checkpoint  # torch: lazily
 
     cfg = flair.load()
-    ckpt = flair.models_dir() / folder / "checkpoints" / "best.ckpt"
+    ckpt = ModelFiles.of(flair.models_dir(), folder).best
     try:
         report = evaluate_checkpoint(
-            ckpt, flair.dataset().root, flair.eval_dir() / folder, batch_size=cfg.eval.batch_size
+            ckpt,
+            flair.dataset().root,
+            EvalFiles.of(flair.eval_dir(), folder).folder,
+            batch_size=cfg.eval.batch_size,
         )
     except FlairPipelineError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
@@ -60,7 +65,7 @@ _COMMON: dict[str, Any] = dict(group_name="evaluation", kinds={"pytorch", "json"
 )
 def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the U-Net evaluated on the test split (its ``description`` says what it writes)."""
-    return _evaluate(context, flair, "unet")
+    return _evaluate(context, flair, MODELS_BY_FOLDER["unet"].folder)
 
 
 @dg.asset(
@@ -70,7 +75,7 @@ def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg
 )
 def evaluation_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: U-T&T evaluated on the test split (its ``description`` says what it writes)."""
-    return _evaluate(context, flair, "utt")
+    return _evaluate(context, flair, MODELS_BY_FOLDER["utt"].folder)
 
 
 def comparison_table(metrics: dict[str, dict]) -> str:
@@ -114,13 +119,13 @@ def model_comparison(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     root = flair.eval_dir()
     metrics = {}
     for m in EVALUATED:
-        f = root / m / "metrics.json"
+        f = EvalFiles.of(root, m).metrics
         if not f.is_file():
             raise dg.Failure(description=str(InputError(f"{f}: missing; materialize evaluation_{m}")),
                              allow_retries=False)  # fmt: skip
         metrics[m] = json.loads(f.read_text())
     table = comparison_table(metrics)
-    path = write_text(root / "comparison.md", table)
+    path = write_text(comparison(root), table)
     context.log.info("\n" + table)
     return dg.MaterializeResult(
         metadata={"table": dg.MetadataValue.md(table), "path": dg.MetadataValue.path(str(path))}

@@ -103,7 +103,7 @@ def _build_series(
             profiles.setdefault(name, []).extend(rows)
     if not written:
         raise InputError(f"{domain}: no zone got a Sentinel-2 series: " + "; ".join(problems))
-    md.write_json(centroids, dataset.metadata_dir / "centroids" / f"{domain}.json")
+    md.write_json(centroids, dataset.domain_centroids(domain))
     checks = _check(written, year)
     meta: dict[str, Any] = {
         "zones": len(written),
@@ -154,7 +154,7 @@ def sentinel2_index(flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the centroid index over every domain's series (its ``description`` says what it writes)."""
     dataset = flair.dataset()
     merged: dict[str, list[int]] = {}
-    files = sorted((dataset.metadata_dir / "centroids").glob("*.json"))
+    files = sorted(dataset.domain_centroids_dir.glob("*.json"))
     for f in files:
         merged.update(json.loads(f.read_text()))
     md.write_json(merged, dataset.centroids)

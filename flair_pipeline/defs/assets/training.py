@@ -12,6 +12,8 @@ import dagster as dg
 
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.layout import ModelFiles
+from flair_pipeline.model_registry import MODELS_BY_FOLDER, model_for_folder
 from flair_pipeline.plots import markdown_image
 
 
@@ -21,7 +23,7 @@ def _train(
     from flair_pipeline.training.train import train_model  # torch: only when a run trains
 
     cfg = flair.load()
-    out = flair.models_dir() / folder
+    out = ModelFiles.of(flair.models_dir(), folder).folder
     try:
         report = train_model(flair.dataset().root, out, cfg, model, progress=False)
     except FlairPipelineError as exc:
@@ -94,8 +96,8 @@ _COMMON: dict[str, Any] = dict(
 )
 def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the U-Net baseline (or U-Net with metadata) trained (its ``description`` says what it writes)."""
-    name = "unet-meta" if flair.load().train.model == "unet-meta" else "unet"
-    return _train(context, flair, name, "unet")
+    spec = model_for_folder("unet", flair.load().train.model)  # unet or unet-meta
+    return _train(context, flair, spec.name, spec.folder)
 
 
 @dg.asset(
@@ -113,4 +115,5 @@ def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
 )
 def model_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: U-T&T trained (its ``description`` says what it writes)."""
-    return _train(context, flair, "utt", "utt")
+    spec = MODELS_BY_FOLDER["utt"]
+    return _train(context, flair, spec.name, spec.folder)

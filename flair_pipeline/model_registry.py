@@ -1,0 +1,127 @@
+"""One registry of the pipeline's models: name, folder, builder and inputs of each.
+
+FLAIR's baselines are the U-Net ResNet34 of FLAIR #1 (``unet``; ``unet-meta`` adds the
+aerial-metadata branch of FLAIR #1's baseline) and U-T&T of FLAIR #2 (``utt``: the U-Net
+fused with a U-TAE on the Sentinel-2 series). Training, evaluation, the assets, dvc.yaml,
+the demo and the CLI look a model up here instead of spelling its name, its folder or
+what it needs; like torchgeo's FLAIR dataset keeps its modalities in one
+``modality_key_map``.
+
+This module imports neither torch nor the model classes (Dagster definitions and dvc.yaml
+generation read it): :meth:`ModelSpec.model_class` imports the class when asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from flair_pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the pipeline.
+
+    Attributes:
+        name: Its name in ``train.model``, ``--model`` and a checkpoint's ``model_name``.
+        folder: Its folder under ``paths.models`` and ``paths.eval``, and the suffix of its
+            assets (``model_<folder>``, ``evaluation_<folder>``); variants of one baseline
+            share the folder (``unet-meta`` trains into ``unet``).
+        label: How tables and maps name it.
+        builder: ``"module:Class"`` of its ``torch.nn.Module``.
+        inputs: The batch keys its forward pass reads (``img`` (B×C×H×W float); ``meta``
+            (B×D float); ``s2`` (B×T×10×w×w float), ``dates`` (B×T long), ``pad_mask``
+            (B×T bool)).
+    """
+
+    name: str
+    folder: str
+    label: str
+    builder: str
+    inputs: tuple[str, ...]
+
+    @property
+    def needs_s2(self) -> bool:
+        """Whether it reads a Sentinel-2 window (``s2``) besides the aerial image."""
+        return "s2" in self.inputs
+
+    @property
+    def needs_meta(self) -> bool:
+        """Whether it reads the encoded aerial metadata (``meta``)."""
+        return "meta" in self.inputs
+
+    def model_class(self) -> Any:
+        """The model's class (imports torch and the model's module)."""
+        module, _, cls = self.builder.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+#: Every model, by name. The first model of a folder is the one its assets train by default.
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec("unet", "unet", "U-Net", "flair_pipeline.models.unet:UNet", ("img",)),
+        ModelSpec(
+            "unet-meta",
+            "unet",
+            "U-Net + metadata",
+            "flair_pipeline.models.metadata_mlp:UNetMeta",
+            ("img", "meta"),
+        ),
+        ModelSpec(
+            "utt",
+            "utt",
+            "U-T&T",
+            "flair_pipeline.models.utt:UTT",
+            ("img", "s2", "dates", "pad_mask"),
+        ),
+    )
+}
+
+#: The names, in registry order (``click.Choice``, error messages).
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+
+#: One model per folder: the baselines the pipeline trains and evaluates (assets, dvc.yaml).
+TRAINED: tuple[ModelSpec, ...] = tuple(
+    m
+    for i, m in enumerate(MODELS.values())
+    if m.folder not in {o.folder for o in list(MODELS.values())[:i]}
+)
+
+#: The default model of each trained folder.
+MODELS_BY_FOLDER: dict[str, ModelSpec] = {m.folder: m for m in TRAINED}
+
+
+def get_model(name: str) -> ModelSpec:
+    """The model called `name`.
+
+    Raises:
+        ConfigError: No model has that name (the message lists the names).
+    """
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}: expected one of {', '.join(MODEL_NAMES)}"
+        ) from None
+
+
+def model_for_folder(folder: str, configured: str) -> ModelSpec:
+    """The model the asset of `folder` trains.
+
+    That is the configured one (``train.model``) when it trains into that folder, else
+    the folder's default.
+
+    Raises:
+        ConfigError: `configured` or `folder` is unknown.
+    """
+    spec = get_model(configured)
+    if spec.folder == folder:
+        return spec
+    if folder not in MODELS_BY_FOLDER:
+        raise ConfigError(
+            f"unknown model folder {folder!r}: expected one of {', '.join(MODELS_BY_FOLDER)}"
+        )
+    return MODELS_BY_FOLDER[folder]
