@@ -17,8 +17,8 @@ Why it is shaped this way:
   are **mosaicked**: items in id order, the first valid pixel wins; the date's product
   name is the first item that contributed.
 * A per-grid failure must not lose the other zones of the domain: :meth:`fetch_each`
-  returns an :class:`InputError` in place of that grid's series; :meth:`fetch` (the
-  provider protocol) raises the first one.
+  returns an :class:`InputError` in place of that grid's series; :meth:`fetch` (from
+  :class:`~flair_pipeline.sentinel2.provider.Sentinel2Provider`) raises the first one.
 * What an item says about its pixels (scale, offset, nodata, CRS, the BOA offset rule) is
   read in :mod:`~flair_pipeline.sentinel2.stac_meta`; which items and assets are used
   (collections, duplicates, SCL-derived masks) in :mod:`~flair_pipeline.sentinel2.stac_select`;
@@ -55,6 +55,7 @@ from flair_pipeline.sentinel2.provider import (
     STAC_ASSETS,
     STAC_MASK_ASSETS,
     Grid,
+    Sentinel2Provider,
     TimeSeries,
 )
 from flair_pipeline.sentinel2.stac_meta import (
@@ -110,7 +111,7 @@ def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -
     return refl
 
 
-class StacProvider:
+class StacProvider(Sentinel2Provider):
     """Sentinel-2 series from a static STAC catalog (path or URL) or a STAC API.
 
     `catalog` is read once per provider (items cached); `api_url` is searched once per call
@@ -163,14 +164,6 @@ class StacProvider:
     def gdal_env(self) -> dict[str, str]:
         """GDAL options for this provider's COG reads (retries and timeouts)."""
         return gdal_env(self.retries, self.backoff_s, *self.timeouts)
-
-    def fetch(self, grids: list[Grid], start: dt.date, end: dt.date) -> list[TimeSeries]:
-        """Series per grid (see :meth:`fetch_each`); raises the first grid's InputError."""
-        results = self.fetch_each(grids, start, end)
-        for r in results:
-            if isinstance(r, InputError):
-                raise r
-        return results  # type: ignore[return-value]
 
     def fetch_each(
         self, grids: list[Grid], start: dt.date, end: dt.date
