@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flair_pipeline.config import Sentinel2Config
+from flair_pipeline.sentinel2.provider import Sentinel2Provider
 
 
 def make_provider(
@@ -14,7 +15,7 @@ def make_provider(
     resolve: Callable[[str], Path],
     default_catalog: Path,
     credentials: Any = None,
-):
+) -> Sentinel2Provider:
     """The provider named by ``sentinel2.provider``; `resolve` maps config paths to files.
 
     `credentials` (for sentinelhub) has ``client_id`` and ``client_secret``; it comes from
@@ -22,6 +23,7 @@ def make_provider(
     """
     if cfg.provider == "stac":
         from flair_pipeline.sentinel2.stac import StacProvider
+        from flair_pipeline.sentinel2.stac_hrefs import Hrefs
 
         common = dict(
             collection=[c.strip() for c in cfg.collection.split(",") if c.strip()],
@@ -31,6 +33,14 @@ def make_provider(
             connect_timeout_s=cfg.connect_timeout_s,
             read_timeout_s=cfg.read_timeout_s,
             scl_masks=cfg.scl_masks,
+            hrefs=Hrefs(
+                signing=cfg.href_signing,
+                sas_url=cfg.pc_sas_url,
+                s3_endpoint=cfg.s3_endpoint,
+                retries=cfg.max_retries,
+                backoff_s=cfg.retry_backoff_s,
+                timeouts=(cfg.connect_timeout_s, cfg.read_timeout_s),
+            ),
         )
         if cfg.api_url:
             return StacProvider(api_url=cfg.api_url, **common)
