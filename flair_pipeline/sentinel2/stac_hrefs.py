@@ -88,7 +88,10 @@ class Hrefs:
             url = urlparse(s3_endpoint if "://" in s3_endpoint else f"https://{s3_endpoint}")
             if not url.netloc:
                 raise ConfigError(f"sentinel2.s3_endpoint: {s3_endpoint!r} has no host")
-            self.s3 = (url.netloc, url.scheme != "http")
+            # a path after the host is kept (GDAL appends /bucket/key to the endpoint)
+            self.s3 = (url.netloc + url.path.rstrip("/"), url.scheme != "http")
+        if signing != "none" or self.s3 is not None:
+            redaction.install()  # every log record of the process is masked from now on
         self._tokens: dict[str, tuple[str, dt.datetime]] = {}
         self._lock = threading.Lock()
         self.token_requests = 0

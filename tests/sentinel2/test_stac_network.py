@@ -6,8 +6,6 @@ sleep (its ``time.sleep`` is replaced by a recorder, so ``Retry-After: 7`` costs
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import types
 
@@ -19,17 +17,17 @@ from pytest_httpserver import HTTPServer
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.sentinel2.stac import StacProvider
+from tests.sentinel2.stac_replay import Replay, Stalled, recorded
 from tests.sentinel2.test_stac_earth_search import (
     C1,
     DAY,
     RANGE,
     UV_ONLY,
     VV_ONLY,
-    Replay,
     c1_dn,
     grid_at,
-    recorded,
     refl,
+    replay,
 )
 
 
@@ -51,7 +49,7 @@ def sleeps(monkeypatch) -> list[float]:
 
 
 def _replay(httpserver: HTTPServer, rec) -> tuple[Replay, str]:
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     rp.serve_item(rp.item(C1.format("U")), c1_dn(), UV_ONLY, {"cloud": 30, "snow": 5})
     rp.serve_item(rp.item(C1.format("V")), c1_dn(3), VV_ONLY, {"cloud": 70, "snow": 9})
     return rp, f"{rp.base}/v1"
@@ -95,34 +93,12 @@ def test_other_4xx_is_never_retried(rec, httpserver, sleeps, status) -> None:
 
 def test_stalled_server_times_out_after_bounded_tries(sleeps) -> None:
     """A server that accepts and never answers: each try ends at the read timeout."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                accepted.append(sock.accept()[0])
-            except TimeoutError:
-                continue
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    try:
+    with Stalled() as stalled:
+        url = f"{stalled.url}/v1"
         prov = StacProvider(api_url=url, retries=2, backoff_s=0.0, read_timeout_s=0.2)
         with pytest.raises(InputError, match=rf"STAC API {url}: search failed.*timed out"):
             prov.fetch([grid_at(UV_ONLY)], *RANGE)
-    finally:
-        stop.set()
-        th.join()
-        for c in accepted:
-            c.close()
-        sock.close()
-    assert len(accepted) == 3  # the first try and two retries, then the error
+    assert len(stalled.accepted) == 3  # the first try and two retries, then the error
 
 
 def test_cog_503_burst_is_retried_by_gdal(rec, httpserver) -> None:
