@@ -65,7 +65,13 @@ from flair_pipeline.sentinel2.stac_meta import (
     product_name,
     scale_offset,
 )
-from flair_pipeline.sentinel2.stac_net import gdal_env, stac_api_io, static_stac_io
+from flair_pipeline.sentinel2.stac_net import (
+    gdal_env,
+    gdal_messages,
+    http_failure,
+    stac_api_io,
+    static_stac_io,
+)
 from flair_pipeline.sentinel2.stac_select import (
     BAND_KEYS,
     SCL_KEYS,
@@ -344,7 +350,7 @@ class StacProvider(Sentinel2Provider):
         href = self.hrefs.href(scene.item, key)
         meta = asset_meta(scene.item, key, reflectance=spectral)
         try:
-            with rasterio.open(href) as src:
+            with gdal_messages() as said, rasterio.open(href) as src:
                 nodata = meta.nodata if meta.nodata is not None else src.nodata
                 nodata = 0 if nodata is None else nodata
                 crs = src.crs.to_string() if src.crs else meta.crs
@@ -369,7 +375,15 @@ class StacProvider(Sentinel2Provider):
                     else:
                         masks[b - len(BANDS)] = np.clip(dn, 0, 100)
         except (rasterio.errors.RasterioError, OSError) as exc:
-            return redact(f"asset {key!r} unreadable ({href}): {exc}")  # signed hrefs
+            http, detail = http_failure(said), str(exc)
+            if http:  # GDAL's own last words hide a stalled or refused read behind "format"
+                env = self._env
+                detail = (
+                    f"{http} (GDAL_HTTP_TIMEOUT {env.get('GDAL_HTTP_TIMEOUT')} s, "
+                    f"GDAL_HTTP_MAX_RETRY {env.get('GDAL_HTTP_MAX_RETRY')}: sentinel2."
+                    f"read_timeout_s, sentinel2.max_retries); GDAL: {detail}"
+                )
+            return redact(f"asset {key!r} unreadable ({href}): {detail}")  # signed hrefs
         return ""
 
     def _nearest(self, grid: Grid, geo: tuple) -> tuple[Window, np.ndarray, np.ndarray] | None:

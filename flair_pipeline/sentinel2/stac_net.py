@@ -19,7 +19,11 @@ statuses; GDAL does not retry other 4xx either).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from urllib3.util.retry import Retry
@@ -107,3 +111,47 @@ def static_stac_io(retries: int, backoff_s: float, connect_s: float, read_s: flo
             return resp.text
 
     return _BoundedStacIO()
+
+
+class _ThreadRecords(logging.Handler):
+    """Keeps the WARNING+ records that the calling thread makes (GDAL's, via rasterio)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def gdal_messages() -> Iterator[list[str]]:
+    """The GDAL warnings and errors this thread raises inside the block, in order.
+
+    GDAL reports each HTTP retry as a warning ("HTTP error code: 0 - <url>. Retrying again
+    in 0.5 secs") and, when a range read stalls, often ends with a misleading "not
+    recognized as being in a supported file format": these records let the caller say
+    what happened and how many tries it took. Yields the list, filled as records come.
+    """
+    handler = _ThreadRecords()
+    logger = logging.getLogger("rasterio._env")
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def http_failure(messages: list[str]) -> str:
+    """What GDAL's `messages` (:func:`gdal_messages`) say about an HTTP failure, in words:
+    the tries made and the last HTTP status or curl error; '' when they say nothing."""
+    retried = [m for m in messages if "Retrying again" in m]
+    errors = [m for m in messages if "HTTP error code" in m or "CURL error" in m]
+    if not errors:
+        return ""
+    last = errors[-1].split(" - ", 1)[0].removeprefix("CPLE_AppDefined in ").strip()
+    code = last.removeprefix("HTTP error code: ")
+    why = "no answer (connection stalled or timed out)" if code == "0" else last
+    return f"{why}, {len(retried) + 1} tries"

@@ -171,11 +171,14 @@ class Replay:
 class Stalled:
     """A TCP server on 127.0.0.1 that reads each request and never answers it.
 
-    ``requests`` lists the request lines it received (one per try of a client); use as a
-    context manager, which closes every connection on exit.
+    With `head_size`, a HEAD is answered (200, that Content-Length, byte ranges accepted)
+    so that a client goes on to a range GET, which then stalls. ``requests`` lists the
+    request lines received (one per try of a client); use as a context manager, which
+    closes every connection on exit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, head_size: int | None = None) -> None:
+        self.head_size = head_size
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -216,6 +219,12 @@ class Stalled:
                 buf += chunk
                 while b"\r\n\r\n" in buf:  # one request (GET/HEAD: no body)
                     head, buf = buf.split(b"\r\n\r\n", 1)
-                    self.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+                    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+                    self.requests.append(line)
+                    if line.startswith("HEAD ") and self.head_size is not None:
+                        conn.sendall(
+                            b"HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Type: "
+                            b"image/tiff\r\nContent-Length: %d\r\n\r\n" % self.head_size
+                        )
         except OSError:
             return

@@ -6,8 +6,12 @@ sleep (its ``time.sleep`` is replaced by a recorder, so ``Retry-After: 7`` costs
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 import types
+from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pystac
@@ -15,9 +19,13 @@ import pytest
 import urllib3.util.retry
 from pytest_httpserver import HTTPServer
 
+from flair_pipeline.config import Sentinel2Config
 from flair_pipeline.errors import InputError
+from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.stac import StacProvider
-from tests.sentinel2.stac_replay import Replay, Stalled, recorded
+from tests.sentinel2.stac_replay import FIXTURES, Replay, Stalled, recorded
+from tests.sentinel2.test_stac_catalogues import PC_EPSG, PC_HOSTS, PC_ITEM, PC_XY
+from tests.sentinel2.test_stac_catalogues import grid_at as grid_at_utm
 from tests.sentinel2.test_stac_earth_search import (
     C1,
     DAY,
@@ -149,3 +157,40 @@ def test_remote_static_catalog_same_contract(rec, httpserver, tmp_path, sleeps) 
     with pytest.raises(InputError, match=rf"STAC catalog {gone}: unreadable \(HTTP 404, "):
         StacProvider(catalog=gone, retries=3, backoff_s=0.01).fetch([grid_at(UV_ONLY)], *RANGE)
     assert rp.count(gone) == 1
+
+
+@pytest.mark.parametrize("retries", [1, 2])
+def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries) -> None:
+    """A COG server that answers HEAD and never answers the range GET: GDAL gives up after
+    sentinel2.max_retries retries of that GET, each bounded by GDAL_HTTP_TIMEOUT (from
+    connect + read timeouts); the zone's error names the href, the stall and the tries.
+
+    (With max_retries 0 GDAL says nothing of the stall above its debug level: the error is
+    then GDAL's own "not recognized as being in a supported file format", href included.)"""
+    item = json.loads((FIXTURES / "planetary_computer/items" / f"{PC_ITEM}.json").read_text())
+    with Stalled(head_size=10_000_000) as stalled:
+        d = json.loads(json.dumps(item).replace(next(iter(PC_HOSTS)), stalled.url))
+        d["links"] = []
+        cat = pystac.Catalog("c", "test")
+        col = pystac.Collection("sentinel-2-l2a", "pc", pystac.Extent.from_dict(
+            {"spatial": {"bbox": [d["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+        cat.add_child(col)
+        col.add_item(pystac.Item.from_dict(d))
+        cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
+        cfg = Sentinel2Config(catalog=str(tmp_path / "cat" / "catalog.json"),
+                              collection="sentinel-2-l2a", scl_masks=True, max_retries=retries,
+                              retry_backoff_s=0, connect_timeout_s=0.4, read_timeout_s=0.4)  # fmt: skip
+        prov = make_provider(cfg, Path, Path("unused"))
+        assert prov.gdal_env["GDAL_HTTP_TIMEOUT"] == "1"  # round(0.4 + 0.4)
+        assert prov.gdal_env["GDAL_HTTP_MAX_RETRY"] == str(retries)
+        (res,) = prov.fetch_each([grid_at_utm(PC_XY, PC_EPSG)], dt.date(2024, 1, 1),
+                                 dt.date(2024, 12, 31))  # fmt: skip
+    href = d["assets"]["B02"]["href"]
+    assert isinstance(res, InputError)
+    assert (
+        f"asset 'B02' unreadable ({href}): no answer (connection stalled or timed out), "
+        f"{retries + 1} tries (GDAL_HTTP_TIMEOUT 1 s, GDAL_HTTP_MAX_RETRY {retries}" in str(res)
+    )
+    assert "\n" not in str(res)
+    path = urlparse(href).path
+    assert stalled.requests == [f"HEAD {path} HTTP/1.1"] + [f"GET {path} HTTP/1.1"] * (retries + 1)
