@@ -97,7 +97,7 @@ def test_one_zone_404_others_built_one_line(tiny_world, tmp_path: Path, httpserv
         f"{victim}: grid ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) EPSG:2154: none of its 3 items"
     )
     assert "404" in failed and f"{httpserver.url_for('/gone')}/" in failed
-    assert meta["zones"].value == 3
+    assert meta["zones"].value == 3 and meta["processing_units"].value == 0.0  # STAC is free
     assert not list(Path(layout.sen_prefix(DOMAIN, victim)).parent.glob("*"))  # nothing written
     for a in areas:
         if a.zone != victim:
