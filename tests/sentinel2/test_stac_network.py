@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 import types
 from pathlib import Path
@@ -159,14 +160,12 @@ def test_remote_static_catalog_same_contract(rec, httpserver, tmp_path, sleeps) 
     assert rp.count(gone) == 1
 
 
-@pytest.mark.parametrize("retries", [1, 2])
+@pytest.mark.parametrize("retries", [0, 2])
 def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries) -> None:
     """A COG server that answers HEAD and never answers the range GET: GDAL gives up after
     sentinel2.max_retries retries of that GET, each bounded by GDAL_HTTP_TIMEOUT (from
-    connect + read timeouts); the zone's error names the href, the stall and the tries.
-
-    (With max_retries 0 GDAL says nothing of the stall above its debug level: the error is
-    then GDAL's own "not recognized as being in a supported file format", href included.)"""
+    connect + read timeouts); the zone's error names the href, curl's reason and the tries
+    (GDAL's own last words would be "not recognized as being in a supported file format")."""
     item = json.loads((FIXTURES / "planetary_computer/items" / f"{PC_ITEM}.json").read_text())
     with Stalled(head_size=10_000_000) as stalled:
         d = json.loads(json.dumps(item).replace(next(iter(PC_HOSTS)), stalled.url))
@@ -187,10 +186,11 @@ def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries) -> N
                                  dt.date(2024, 12, 31))  # fmt: skip
     href = d["assets"]["B02"]["href"]
     assert isinstance(res, InputError)
-    assert (
-        f"asset 'B02' unreadable ({href}): no answer (connection stalled or timed out), "
-        f"{retries + 1} tries (GDAL_HTTP_TIMEOUT 1 s, GDAL_HTTP_MAX_RETRY {retries}" in str(res)
+    said = re.escape(f"asset 'B02' unreadable ({href}): no answer (Operation timed out after ")
+    said += r"\d+ milliseconds with 0 bytes received\), " + re.escape(
+        f"{retries + 1} tries (GDAL_HTTP_TIMEOUT 1 s, GDAL_HTTP_MAX_RETRY {retries}: "
     )
+    assert re.search(said, str(res)), str(res)
     assert "\n" not in str(res)
     path = urlparse(href).path
     assert stalled.requests == [f"HEAD {path} HTTP/1.1"] + [f"GET {path} HTTP/1.1"] * (retries + 1)
