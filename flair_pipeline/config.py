@@ -190,6 +190,19 @@ class Sentinel2Config(_Section, S2Preprocessing):
     scl_masks: bool = Field(
         False, description="derive SNW/CLD from SCL where a collection has no cloud/snow assets"
     )
+    # -- STAC catalogues whose assets need signing or credentials (issue 14) --
+    href_signing: Literal["none", "planetary-computer"] = Field(
+        "none", description="planetary-computer: append a Planetary Computer SAS token to hrefs"
+    )
+    pc_sas_url: str = Field(
+        "https://planetarycomputer.microsoft.com/api/sas/v1/token",
+        description="Planetary Computer SAS token endpoint (GET <url>/<collection>)",
+    )
+    s3_endpoint: str | None = Field(
+        None,
+        description="read s3:// hrefs with GDAL /vsis3/ at this endpoint (CDSE: "
+        "https://eodata.dataspace.copernicus.eu); keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    )
     max_size: int = Field(110, gt=0, description="max super-area side in px")
 
     @property

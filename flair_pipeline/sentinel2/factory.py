@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flair_pipeline.config import Sentinel2Config
+from flair_pipeline.sentinel2.provider import Sentinel2Provider
 
 if TYPE_CHECKING:  # imported where used: each provider pulls in its own client library
-    from flair_pipeline.sentinel2.sentinelhub import SentinelHubProvider
-    from flair_pipeline.sentinel2.stac import StacProvider
+    pass
 
 
 def make_provider(
@@ -18,7 +18,7 @@ def make_provider(
     resolve: Callable[[str], Path],
     default_catalog: Path,
     credentials: Any = None,
-) -> StacProvider | SentinelHubProvider:
+) -> Sentinel2Provider:
     """The provider named by ``sentinel2.provider``; `resolve` maps config paths to files.
 
     `credentials` (for sentinelhub) has ``client_id`` and ``client_secret``; it comes from
@@ -26,6 +26,7 @@ def make_provider(
     """
     if cfg.provider == "stac":
         from flair_pipeline.sentinel2.stac import StacProvider
+        from flair_pipeline.sentinel2.stac_hrefs import Hrefs
 
         api_url = cfg.api_url or None
         catalog = None if api_url else str(resolve(cfg.catalog) if cfg.catalog else default_catalog)
@@ -39,6 +40,14 @@ def make_provider(
             connect_timeout_s=cfg.connect_timeout_s,
             read_timeout_s=cfg.read_timeout_s,
             scl_masks=cfg.scl_masks,
+            hrefs=Hrefs(
+                signing=cfg.href_signing,
+                sas_url=cfg.pc_sas_url,
+                s3_endpoint=cfg.s3_endpoint,
+                retries=cfg.max_retries,
+                backoff_s=cfg.retry_backoff_s,
+                timeouts=(cfg.connect_timeout_s, cfg.read_timeout_s),
+            ),
         )
     from flair_pipeline.sentinel2.sentinelhub import SentinelHubProvider, SentinelHubSettings
 

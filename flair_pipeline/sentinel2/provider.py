@@ -11,13 +11,15 @@ for all of them, not once per patch.
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 from affine import Affine
+
+from flair_pipeline.errors import InputError
 
 #: FLAIR band order (FLAIR band numbers 1..10).
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
@@ -90,16 +92,66 @@ class TimeSeries:
             raise ValueError(f"{len(self.products)} products for {t} dates")
 
 
-class Sentinel2Provider(Protocol):
-    """Anything that can fill grids with L2A series."""
+class Sentinel2Provider(abc.ABC):
+    """What every Sentinel-2 source implements, and what its callers may use.
 
-    name: str
+    Subclasses set :attr:`name` and implement :meth:`fetch_each`; :meth:`fetch` and the
+    cost accounting (:attr:`processing_units`) come from here, so that callers (the
+    ``sentinel2_series`` asset, prediction with S2 inputs) never probe a provider's type.
+    """
+
+    #: the ``sentinel2.provider`` value that selects this provider ("stac", "sentinelhub")
+    name: str = ""
+
+    @abc.abstractmethod
+    def fetch_each(
+        self, grids: list[Grid], start: dt.date, end: dt.date
+    ) -> list[TimeSeries | InputError]:
+        """One result per grid, in order: its series or the error saying why it has none.
+
+        Args:
+            grids: 10 m EPSG:2154 grids (super-areas) to fill.
+            start: first day of the range (inclusive).
+            end: last day of the range (inclusive).
+
+        Returns:
+            Per grid, a :class:`TimeSeries` (dates sorted, T >= 1; data T×10×H×W uint16,
+            masks T×2×H×W uint8) or the :class:`~flair_pipeline.errors.InputError` naming the
+            grid when no date is usable there. Dates that fail (missing asset, unreadable
+            file) are listed in ``TimeSeries.skipped`` and left out.
+
+        Raises:
+            InputError: a failure that concerns every grid (empty range, catalogue or
+                account unreachable, credentials refused).
+        """
 
     def fetch(self, grids: list[Grid], start: dt.date, end: dt.date) -> list[TimeSeries]:
         """Series for each grid between `start` and `end` (inclusive), sorted by date.
 
-        Raises :class:`flair_pipeline.errors.InputError` naming the grid when no usable
-        date exists for it; dates that fail (missing asset, unreadable file) are listed in
-        ``TimeSeries.skipped`` and left out.
+        Args:
+            grids: 10 m EPSG:2154 grids to fill.
+            start: first day (inclusive).
+            end: last day (inclusive).
+
+        Returns:
+            One :class:`TimeSeries` per grid, in order.
+
+        Raises:
+            InputError: the first grid without a usable date (see :meth:`fetch_each`), or a
+                failure that concerns every grid.
         """
-        ...
+        out: list[TimeSeries] = []
+        for result in self.fetch_each(grids, start, end):
+            if isinstance(result, InputError):
+                raise result
+            out.append(result)
+        return out
+
+    @property
+    def processing_units(self) -> float:
+        """What this provider's requests have cost so far, in processing units.
+
+        The unit is the service's (Sentinel Hub PU); 0.0 for sources that do not charge
+        (STAC).
+        """
+        return 0.0

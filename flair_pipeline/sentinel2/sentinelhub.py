@@ -41,7 +41,7 @@ from sentinelhub.decoding import decode_sentinelhub_err_msg
 
 from flair_pipeline import redaction
 from flair_pipeline.errors import ConfigError, InputError
-from flair_pipeline.sentinel2.provider import BANDS, MASKS, Grid, TimeSeries
+from flair_pipeline.sentinel2.provider import BANDS, MASKS, Grid, Sentinel2Provider, TimeSeries
 
 CDSE_BASE_URL = "https://sh.dataspace.copernicus.eu"
 _CDSE_ID = "https://identity.dataspace.copernicus.eu/auth/realms/CDSE"
@@ -162,7 +162,7 @@ class RequestRecord:
     from_cache: bool
 
 
-class SentinelHubProvider:
+class SentinelHubProvider(Sentinel2Provider):
     """L2A series from Sentinel Hub, one Process API request per grid (super-area)."""
 
     name = "sentinelhub"
@@ -185,18 +185,14 @@ class SentinelHubProvider:
         return float(sum(r.pu_spent for r in self.requests))
 
     @property
+    def processing_units(self) -> float:
+        """Sentinel Hub processing units spent so far (:attr:`pu_spent`)."""
+        return self.pu_spent
+
+    @property
     def pu_per_request(self) -> list[float]:
         """Processing units each Process API request of this provider cost, in order."""
         return [r.pu_spent for r in self.requests]
-
-    def fetch(self, grids: list[Grid], start: dt.date, end: dt.date) -> list[TimeSeries]:
-        """Series for each grid; raises the first grid's InputError (see the provider protocol)."""
-        out = []
-        for result in self.fetch_each(grids, start, end):
-            if isinstance(result, InputError):
-                raise result
-            out.append(result)
-        return out
 
     def fetch_each(
         self, grids: list[Grid], start: dt.date, end: dt.date

@@ -17,8 +17,8 @@ Why it is shaped this way:
   are **mosaicked**: items in id order, the first valid pixel wins; the date's product
   name is the first item that contributed.
 * A per-grid failure must not lose the other zones of the domain: :meth:`fetch_each`
-  returns an :class:`InputError` in place of that grid's series; :meth:`fetch` (the
-  provider protocol) raises the first one.
+  returns an :class:`InputError` in place of that grid's series; :meth:`fetch` (from
+  :class:`~flair_pipeline.sentinel2.provider.Sentinel2Provider`) raises the first one.
 * What an item says about its pixels (scale, offset, nodata, CRS, the BOA offset rule) is
   read in :mod:`~flair_pipeline.sentinel2.stac_meta`; which items and assets are used
   (collections, duplicates, SCL-derived masks) in :mod:`~flair_pipeline.sentinel2.stac_select`;
@@ -52,11 +52,12 @@ from flair_pipeline.sentinel2.provider import (
     BANDS,
     CRS,
     RES,
-    STAC_ASSETS,
     STAC_MASK_ASSETS,
     Grid,
+    Sentinel2Provider,
     TimeSeries,
 )
+from flair_pipeline.sentinel2.stac_hrefs import Hrefs, s3_hint
 from flair_pipeline.sentinel2.stac_meta import (
     BOA_ADD_OFFSET,
     asset_meta,
@@ -64,17 +65,24 @@ from flair_pipeline.sentinel2.stac_meta import (
     product_name,
     scale_offset,
 )
-from flair_pipeline.sentinel2.stac_net import gdal_env, stac_api_io, static_stac_io
+from flair_pipeline.sentinel2.stac_net import (
+    gdal_env,
+    gdal_messages,
+    http_failure,
+    stac_api_io,
+    static_stac_io,
+)
 from flair_pipeline.sentinel2.stac_select import (
+    BAND_KEYS,
+    SCL_KEYS,
     SCL_MAPPING_NAME,
-    readable_href,
+    asset_key,
     scl_to_masks,
     select_items,
 )
 
 __all__ = ["BOA_ADD_OFFSET", "StacProvider", "processing_baseline", "product_name", "scale_offset"]
-ASSETS = STAC_ASSETS + STAC_MASK_ASSETS
-SCL_ASSET = "scl"
+SCL = "SCL"  # the scene classification, whatever its asset key (stac_select.SCL_KEYS)
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,7 @@ def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -
 _Nearest = tuple[Window, np.ndarray, np.ndarray]
 
 
-class StacProvider:
+class StacProvider(Sentinel2Provider):
     """Sentinel-2 series from a static STAC catalog (path or URL) or a STAC API.
 
     `catalog` is read once per provider (items cached); `api_url` is searched once per call
@@ -144,6 +152,7 @@ class StacProvider:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 60.0,
         scl_masks: bool = False,
+        hrefs: Hrefs | None = None,
     ) -> None:
         if (catalog is None) == (api_url is None):
             raise InputError("StacProvider needs exactly one of catalog= or api_url=")
@@ -159,22 +168,19 @@ class StacProvider:
         self.retries, self.backoff_s = retries, backoff_s
         self.timeouts = (connect_timeout_s, read_timeout_s)
         self.scl_masks = scl_masks
+        self.hrefs = hrefs or Hrefs(retries=retries, backoff_s=backoff_s, timeouts=self.timeouts)
         self._static: list[Scene] | None = None
         self._index: dict[tuple, _Nearest | None] = {}
         self._dropped: list[tuple[str, str]] = []
+        self._env: dict[str, str] = {}
 
     @property
     def gdal_env(self) -> dict[str, str]:
-        """GDAL options for this provider's COG reads (retries and timeouts)."""
-        return gdal_env(self.retries, self.backoff_s, *self.timeouts)
-
-    def fetch(self, grids: list[Grid], start: dt.date, end: dt.date) -> list[TimeSeries]:
-        """Series per grid (see :meth:`fetch_each`); raises the first grid's InputError."""
-        results = self.fetch_each(grids, start, end)
-        for r in results:
-            if isinstance(r, InputError):
-                raise r
-        return results  # type: ignore[return-value]
+        """GDAL options for this provider's COG reads (retries and timeouts; S3 endpoint)."""
+        return {
+            **gdal_env(self.retries, self.backoff_s, *self.timeouts),
+            **self.hrefs.gdal_options(),
+        }
 
     def fetch_each(
         self, grids: list[Grid], start: dt.date, end: dt.date
@@ -199,6 +205,7 @@ class StacProvider:
         jobs = [(s, gs) for s, gs in zip(scenes, which, strict=True) if gs]
         for scene, _ in jobs:
             self._check_masks(scene)
+        self._env = self.gdal_env if jobs else {}  # S3 keys checked once, before any read
         n = self.workers or (8 if jobs and _remote(jobs[0][0]) else 1)
         try:
             with ThreadPoolExecutor(max(1, n)) as pool:
@@ -243,10 +250,13 @@ class StacProvider:
                 "the SNW/CLD masks from its scene classification (SCL)"
             )
         if scene.masks == "none":
+            scl = asset_key(scene.item, SCL_KEYS)
+            href = scene.item.assets[scl].get_absolute_href() or "" if scl else ""
+            fix = s3_hint() if href.startswith("s3://") else "choose another sentinel2.collection"
             raise InputError(
                 f"collection {scene.item.collection_id!r} (item {scene.item.id}) has neither "
-                "readable 'cloud'/'snow' assets nor an 'scl' asset: no SNW/CLD masks possible; "
-                "choose another sentinel2.collection"
+                "readable 'cloud'/'snow' assets nor a readable scene classification (SCL): "
+                f"no SNW/CLD masks possible; {fix}"
             )
 
     # -- catalogue ---------------------------------------------------------------------
@@ -261,7 +271,7 @@ class StacProvider:
 
     def _select(self, items: list[pystac.Item]) -> list[Scene]:
         kept, self._dropped = select_items(items, self.collections)
-        return [_scene(i) for i in kept]
+        return [_scene(i, self.hrefs) for i in kept]
 
     def _search(self, bbox: list[float] | None, when: str) -> list[pystac.Item]:
         """All pages of one search; each request retried on its own (stac_net)."""
@@ -331,27 +341,30 @@ class StacProvider:
         shapes = [(g.height, g.width) for g in grids]
         out = [(np.zeros((10, *hw), np.uint16), np.zeros((2, *hw), np.uint8), np.zeros(hw, bool))
                for hw in shapes]  # fmt: skip
-        keys = list(STAC_ASSETS) + (
-            list(STAC_MASK_ASSETS) if scene.masks == "assets" else [SCL_ASSET]
-        )
-        with rasterio.Env(**self.gdal_env):
+        keys = list(BANDS) + (list(STAC_MASK_ASSETS) if scene.masks == "assets" else [SCL])
+        with rasterio.Env(**self._env):
             for b, key in enumerate(keys):
                 why = self._read_asset(scene, b, key, grids, out)
                 if why:
                     return why
         return out
 
-    def _read_asset(self, scene: Scene, b: int, key: str, grids: list[Grid], out: list) -> str:
-        """Open asset `key` once and fill band `b` of every grid; '' or why it failed."""
-        if key not in scene.item.assets:
-            return f"asset {key!r} missing"
-        href = readable_href(scene.item, key)
-        if href is None:
-            return f"asset {key!r} not readable without credentials (s3:// href)"
+    def _read_asset(self, scene: Scene, b: int, what: str, grids: list[Grid], out: list) -> str:
+        """Open the asset of `what` once and fill band `b` of every grid.
+
+        `what` is a band name, SCL, or a mask asset key. Returns '' or why it failed.
+        """
         spectral = b < len(BANDS)
+        candidates = BAND_KEYS[what] if spectral else SCL_KEYS if what == SCL else (what,)
+        key = asset_key(scene.item, candidates)
+        if key is None:
+            return f"asset {' / '.join(repr(k) for k in candidates)} missing"
+        if not self.hrefs.readable(scene.item, key):
+            return f"asset {key!r} not readable: s3:// href ({s3_hint()})"
+        href = self.hrefs.href(scene.item, key)
         meta = asset_meta(scene.item, key, reflectance=spectral)
         try:
-            with rasterio.open(href) as src:
+            with gdal_messages() as said, rasterio.open(href) as src:
                 nodata = meta.nodata if meta.nodata is not None else src.nodata
                 nodata = 0 if nodata is None else nodata
                 crs = src.crs.to_string() if src.crs else meta.crs
@@ -371,12 +384,20 @@ class StacProvider:
                     if spectral:
                         data[b] = to_reflectance(dn, meta.scale, meta.offset, nodata)
                         valid |= dn != nodata
-                    elif key == SCL_ASSET:
+                    elif what == SCL:
                         masks[:] = scl_to_masks(dn)
                     else:
                         masks[b - len(BANDS)] = np.clip(dn, 0, 100)
         except (rasterio.errors.RasterioError, OSError) as exc:
-            return redact(f"asset {key!r} unreadable ({href}): {exc}")  # signed hrefs
+            http, detail = http_failure(said), str(exc)
+            if http:  # GDAL's own last words hide a stalled or refused read behind "format"
+                env = self._env
+                detail = (
+                    f"{http} (GDAL_HTTP_TIMEOUT {env.get('GDAL_HTTP_TIMEOUT')} s, "
+                    f"GDAL_HTTP_MAX_RETRY {env.get('GDAL_HTTP_MAX_RETRY')}: sentinel2."
+                    f"read_timeout_s, sentinel2.max_retries); GDAL: {detail}"
+                )
+            return redact(f"asset {key!r} unreadable ({href}): {detail}")  # signed hrefs
         return ""
 
     def _nearest(self, grid: Grid, geo: tuple) -> _Nearest | None:
@@ -487,16 +508,17 @@ def _series(
     )
 
 
-def _scene(item: pystac.Item) -> Scene:
+def _scene(item: pystac.Item, hrefs: Hrefs) -> Scene:
     when = item.datetime or pystac.utils.str_to_datetime(item.properties["start_datetime"])
     geom = shape(item.geometry) if item.geometry else shapely.box(*(item.bbox or ()))
-    if all(readable_href(item, k) for k in STAC_MASK_ASSETS):
+    scl = asset_key(item, SCL_KEYS)
+    if all(hrefs.readable(item, k) for k in STAC_MASK_ASSETS):
         masks = "assets"
-    elif readable_href(item, SCL_ASSET):
+    elif scl and hrefs.readable(item, scl):
         masks = "scl"
     else:
         masks = "none"
-    key = next((k for k in STAC_ASSETS if k in item.assets), None)
+    key = next((k for b in BANDS if (k := asset_key(item, BAND_KEYS[b]))), None)
     meta = asset_meta(item, key) if key else None
     offset_dn = round(-meta.offset / meta.scale) if meta and meta.scale else 0
     rule = meta.decision if meta else "no band asset"

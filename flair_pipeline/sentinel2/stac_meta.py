@@ -19,7 +19,8 @@ fields itself.
   Earth Search ``sentinel-2-c1-l2a`` keeps the DN and declares ``offset: -0.1``; Earth
   Search ``sentinel-2-l2a`` removed the offset from the DN of baseline >= 04.00 scenes
   (``earthsearch:boa_offset_applied: true``) yet still declares ``offset: -0.1``
-  (Element84/earth-search#66); Planetary Computer and CDSE keep the DN and declare nothing.
+  (Element84/earth-search#66); Planetary Computer keeps the DN and declares nothing; CDSE
+  keeps the DN and declares ``raster:offset: -0.1`` (raster v2).
   The rule, by the data's processing baseline:
 
   ==========================  =============================  =====================
@@ -70,13 +71,22 @@ def product_name(item: pystac.Item) -> str:
 
 
 def processing_baseline(item: pystac.Item) -> float | None:
-    """``s2:processing_baseline`` as a number, else the ``_Nxxyy_`` field of the product."""
-    try:
-        return float(item.properties["s2:processing_baseline"])
-    except (KeyError, TypeError, ValueError):
-        pass
-    m = re.search(r"_N(\d{2})(\d{2})_", str(item.properties.get("s2:product_uri", "")))
-    return int(m[1]) + int(m[2]) / 100 if m else None
+    """The item's processing baseline as a number, or None.
+
+    From ``s2:processing_baseline`` (Earth Search, Planetary Computer) or
+    ``processing:version`` (CDSE), else the ``_Nxxyy_`` field of ``s2:product_uri`` or of
+    the item id (CDSE ids are product names).
+    """
+    for field in ("s2:processing_baseline", "processing:version"):
+        try:
+            return float(item.properties[field])
+        except (KeyError, TypeError, ValueError):
+            pass
+    for text in (item.properties.get("s2:product_uri", ""), item.id):
+        m = re.search(r"_N(\d{2})(\d{2})_", str(text))
+        if m:
+            return int(m[1]) + int(m[2]) / 100
+    return None
 
 
 def _band_fields(asset: pystac.Asset) -> dict[str, Any]:

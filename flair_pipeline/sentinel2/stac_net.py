@@ -19,7 +19,12 @@ statuses; GDAL does not retry other 4xx either).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from urllib3.util.retry import Retry
@@ -71,6 +76,9 @@ def gdal_env(retries: int, backoff_s: float, connect_s: float, read_s: float) ->
         "GDAL_HTTP_LOW_SPEED_TIME": str(max(1, round(read_s))),
         "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
         "AWS_NO_SIGN_REQUEST": os.environ.get("AWS_NO_SIGN_REQUEST", "YES"),
+        # GDAL's debug lines of /vsicurl/ only: the one place a failed range read is named
+        # (read by gdal_messages(), dropped before any handler of the process)
+        "CPL_DEBUG": "VSICURL",
     }
 
 
@@ -108,3 +116,78 @@ def static_stac_io(retries: int, backoff_s: float, connect_s: float, read_s: flo
             return resp.text
 
     return _BoundedStacIO()
+
+
+_CAPTURE_LOCK = threading.Lock()
+_SINKS: dict[int, list[list[str]]] = {}  # thread id -> its open gdal_messages() lists
+_STATE: dict[str, int] = {"open": 0, "level": logging.NOTSET, "floor": logging.WARNING}
+
+
+class _Capture(logging.Filter):
+    """On logger ``rasterio._env``: hands each record to its thread's open lists.
+
+    It then lets through only what the logger would have let through before the capture
+    lowered its level (GDAL's debug lines never reach the process's handlers because of it).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for sink in _SINKS.get(record.thread or 0, ()):
+            sink.append(record.getMessage())
+        return record.levelno >= _STATE["floor"]
+
+
+_FILTER = _Capture()
+
+
+@contextlib.contextmanager
+def gdal_messages() -> Iterator[list[str]]:
+    """The GDAL messages this thread causes inside the block, in order.
+
+    Errors, warnings and ``VSICURL`` debug lines (see :func:`gdal_env`'s ``CPL_DEBUG``).
+
+    GDAL reports each HTTP retry as a warning ("HTTP error code: 0 - <url>. Retrying again
+    in 0.5 secs") and each failed range read in a ``VSICURL`` debug line ("DownloadRegion(…):
+    response_code=0, msg=Operation timed out…"), then often ends with a misleading "not
+    recognized as being in a supported file format": these lines let the caller say what
+    happened and how many tries it took. Yields the list, filled as records come; while any
+    thread captures, logger ``rasterio._env`` is at DEBUG and a filter drops, after
+    capture, whatever its previous level would have dropped.
+    """
+    logger = logging.getLogger("rasterio._env")
+    messages: list[str] = []
+    me = threading.get_ident()
+    with _CAPTURE_LOCK:
+        if _STATE["open"] == 0:
+            _STATE["level"], _STATE["floor"] = logger.level, logger.getEffectiveLevel()
+            logger.setLevel(logging.DEBUG)
+            logger.addFilter(_FILTER)
+        _STATE["open"] += 1
+        _SINKS.setdefault(me, []).append(messages)
+    try:
+        yield messages
+    finally:
+        with _CAPTURE_LOCK:
+            _SINKS[me].remove(messages)
+            if not _SINKS[me]:
+                del _SINKS[me]
+            _STATE["open"] -= 1
+            if _STATE["open"] == 0:
+                logger.removeFilter(_FILTER)
+                logger.setLevel(_STATE["level"])
+
+
+def http_failure(messages: list[str]) -> str:
+    """What GDAL's `messages` (:func:`gdal_messages`) say about an HTTP failure, in words.
+
+    The last HTTP status or curl error and the tries made; '' when they say nothing.
+    """
+    retried = sum("Retrying again" in m for m in messages)
+    why = ""
+    for m in messages:
+        found = re.search(r"response_code=(\d+), msg=(.+)$", m)
+        if found:
+            why = f"HTTP {found[1]}" if found[1] != "0" else f"no answer ({found[2].strip()})"
+        elif "HTTP error code: " in m:
+            code = m.split("HTTP error code: ", 1)[1].split(" ", 1)[0]
+            why = f"HTTP {code}" if code != "0" else "no answer (connection stalled or timed out)"
+    return f"{why}, {retried + 1} tries" if why else ""

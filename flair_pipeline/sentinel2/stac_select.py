@@ -13,11 +13,15 @@ the earliest configured collection, then the highest processing baseline, then t
 Items of **different tiles** on one day (a grid across two MGRS tiles, or two UTM zones)
 are different scenes: they are all kept and mosaicked into **one date** by the provider.
 
-**Assets.** Bands are the Earth Search asset keys (``blue`` … ``swir22``). An asset whose
-href is ``s3://`` is not readable anonymously over HTTP (Earth Search ``sentinel-2-l2a``
-puts its ``cloud``/``snow`` JP2 in the requester-pays bucket ``sentinel-s2-l2a``), so it
-counts as absent. When the ``cloud``/``snow`` probability assets are absent, the masks can
-be derived from the scene classification (``scl``) — only when asked (``scl_masks``).
+**Assets.** Each catalogue names the bands its own way (:data:`BAND_KEYS`): Earth Search
+``blue`` … ``swir22`` and ``scl``; Planetary Computer ``B02`` … ``B12`` and ``SCL``; CDSE
+``B02_10m``, ``B05_20m`` … and ``SCL_20m`` (the native resolution of each band; CDSE also
+lists resampled copies such as ``B02_20m``, never used). The first key an item has is
+used. Whether an asset can be read (an ``s3://`` href needs ``sentinel2.s3_endpoint``) is
+decided by :class:`~flair_pipeline.sentinel2.stac_hrefs.Hrefs`; an unreadable asset counts
+as absent. When the ``cloud``/``snow`` probability assets are absent (only Earth Search
+``sentinel-2-c1-l2a`` has readable ones), the masks can be derived from the scene
+classification (SCL) — only when asked (``scl_masks``).
 
 **SCL → SNW/CLD (0–100).** Sen2Cor's classes are categories, not probabilities; each is
 given the upper edge of the probability band Sen2Cor assigns it (ESA Sen2Cor L2A ATBD:
@@ -59,15 +63,26 @@ def scl_to_masks(scl: np.ndarray) -> np.ndarray:
     return np.stack([lut[0][idx], lut[1][idx]])
 
 
-def readable_href(item: pystac.Item, key: str) -> str | None:
-    """Absolute href of asset `key` if it can be read without credentials, else None."""
-    asset = item.assets.get(key)
-    if asset is None:
-        return None
-    href = asset.get_absolute_href() or ""
-    if not href or href.startswith("s3://"):
-        return None
-    return href
+#: asset keys of each FLAIR band (provider.BANDS order): Earth Search, Planetary Computer, CDSE
+BAND_KEYS: dict[str, tuple[str, ...]] = {
+    "B02": ("blue", "B02", "B02_10m"),
+    "B03": ("green", "B03", "B03_10m"),
+    "B04": ("red", "B04", "B04_10m"),
+    "B05": ("rededge1", "B05", "B05_20m"),
+    "B06": ("rededge2", "B06", "B06_20m"),
+    "B07": ("rededge3", "B07", "B07_20m"),
+    "B08": ("nir", "B08", "B08_10m"),
+    "B8A": ("nir08", "B8A", "B8A_20m"),
+    "B11": ("swir16", "B11", "B11_20m"),
+    "B12": ("swir22", "B12", "B12_20m"),
+}
+#: asset keys of the scene classification: Earth Search, Planetary Computer, CDSE
+SCL_KEYS = ("scl", "SCL", "SCL_20m")
+
+
+def asset_key(item: pystac.Item, candidates: Sequence[str]) -> str | None:
+    """The first of `candidates` (one band's keys, :data:`BAND_KEYS`) that `item` has."""
+    return next((k for k in candidates if k in item.assets), None)
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:

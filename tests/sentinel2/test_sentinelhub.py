@@ -161,6 +161,7 @@ def test_fetch_parses_series_and_records_pu(
     _assert_series(b, GRID_B, ORBITS_B)
     assert a.dates == sorted(a.dates)
     assert provider.pu_per_request == [0.25, 0.125] and provider.pu_spent == 0.375
+    assert provider.processing_units == 0.375  # the base class's cost accounting
     assert len(_calls(server, TOKEN_PATH)) == 1  # one token for all grids
 
 

@@ -13,21 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-import uuid
-from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pystac
 import pytest
 from pyproj import Transformer
 from pytest_httpserver import HTTPServer
-from rasterio.io import MemoryFile
-from rasterio.shutil import copy as rio_copy
-from rasterio.transform import from_origin
-from werkzeug import Request, Response
 
 from flair_pipeline.config import Sentinel2Config
 from flair_pipeline.errors import InputError
@@ -36,8 +28,8 @@ from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.provider import STAC_ASSETS, Grid
 from flair_pipeline.sentinel2.series import SuperArea, write_series
 from flair_pipeline.sentinel2.stac import StacProvider
+from tests.sentinel2.stac_replay import Replay, cog, recorded
 
-REC = Path(__file__).resolve().parents[2].parent / "shared/real-samples/stac/earth_search_v1"
 API = "https://earth-search.aws.element84.com/v1"
 HOSTS = {
     "https://e84-earth-search-sentinel-data.s3.us-west-2.amazonaws.com": "c1",
@@ -54,118 +46,19 @@ TO_L93 = {
 OVERLAP, UV_ONLY, VV_ONLY = (405000.0, 9485000.0), (385000.0, 9485000.0), (440000.0, 9480000.0)
 
 
-def recorded() -> Path:
-    """The recorded responses' folder; skips the test when ../shared is absent."""
-    if not REC.is_dir():
-        pytest.skip(f"recorded Earth Search responses not found at {REC} (../shared is absent)")
-    return REC
-
-
 @pytest.fixture(scope="module")
 def rec() -> Path:
     return recorded()
 
 
+def replay(server: HTTPServer, rec: Path) -> Replay:
+    """The recorded Earth Search v1 API and its COG hosts on the loopback `server`."""
+    return Replay(server, rec, API, HOSTS)
+
+
 def refl(band: int) -> int:
     """The reflectance (×10000) every COG of these tests encodes for band index `band`."""
     return 300 + 100 * band
-
-
-def cog(value: int, origin: tuple[float, float], res: float, epsg: int, around, dtype="uint16",
-        size_m: float = 2000.0, nodata: int | None = 0) -> bytes:  # fmt: skip
-    """A constant-`value` COG on a tile's pixel grid (origin, res) over `size_m` around `around`
-    (a (x, y) point, or (x0, x1, y) to cover only x0 <= x < x1)."""
-    if len(around) == 2:
-        x0, x1, y = around[0] - size_m / 2, around[0] + size_m / 2, around[1]
-    else:
-        x0, x1, y = around
-    c0 = int(np.floor((x0 - origin[0]) / res))
-    c1 = int(np.ceil((x1 - origin[0]) / res))
-    r0 = int(np.floor((origin[1] - (y + size_m / 2)) / res))
-    r1 = int(np.ceil((origin[1] - (y - size_m / 2)) / res))
-    w, h = c1 - c0, r1 - r0
-    tf = from_origin(origin[0] + c0 * res, origin[1] - r0 * res, res, res)
-    prof = dict(driver="GTiff", width=w, height=h, count=1, dtype=dtype, crs=f"EPSG:{epsg}",
-                transform=tf, nodata=nodata)  # fmt: skip
-    with MemoryFile() as mem:
-        with mem.open(**prof) as dst:
-            dst.write(np.full((1, h, w), value, dtype))
-        with mem.open() as src, MemoryFile() as out:
-            rio_copy(src, out.name, driver="COG")
-            return out.read()
-
-
-class Replay:
-    """The recorded API on `httpserver` under a fresh path prefix, plus files behind hrefs."""
-
-    def __init__(self, server: HTTPServer, rec: Path) -> None:
-        self.server, self.rec = server, rec
-        self.prefix = f"/{uuid.uuid4().hex[:8]}"  # GDAL caches by URL: one prefix per test
-        self.base = server.url_for(self.prefix)
-        self.files: dict[str, bytes] = {}
-        self.fail: dict[str, list[int]] = {}  # path -> statuses to answer before the file
-        self.hits: list[tuple[str, str, bytes]] = []  # (method, path, body)
-        self.edit: dict[str, Callable[[dict], None]] = {}  # item id -> edit before serving
-        #: page (1, 2) -> (status, headers) to answer, in turn, before serving that page
-        self.page_fail: dict[int, list[tuple[int, dict]]] = {1: [], 2: []}
-        server.expect_request(re.compile(re.escape(self.prefix) + "/.*")).respond_with_handler(
-            self._handle
-        )
-
-    def text(self, name: str) -> str:
-        s = (self.rec / name).read_text()
-        s = s.replace(API, f"{self.base}/v1")
-        for host, alias in HOSTS.items():
-            s = s.replace(host, f"{self.base}/{alias}")
-        return s
-
-    def item(self, stem: str) -> dict:
-        return json.loads(self.text(f"items/{stem}.json"))
-
-    def put(self, href: str, data: bytes) -> None:
-        self.files[urlparse(href).path] = data
-
-    def _handle(self, request: Request) -> Response:
-        path, body = request.path, request.get_data()
-        self.hits.append((request.method, path, body))
-        for p, codes in self.fail.items():
-            if path == p and codes:
-                return Response("busy", status=codes.pop(0))
-        if path in (f"{self.prefix}/v1", f"{self.prefix}/v1/"):
-            return Response(self.text("landing.json"), content_type="application/json")
-        if path == f"{self.prefix}/v1/search":
-            n = 2 if "next" in json.loads(body or b"{}") else 1
-            if self.page_fail[n]:
-                status, headers = self.page_fail[n].pop(0)
-                return Response('{"code": "busy"}', status=status, headers=headers)
-            d = json.loads(self.text(f"search_page{n}.json"))
-            if n == 2:  # the recording ends here
-                d["links"] = [lk for lk in d["links"] if lk["rel"] != "next"]
-            for f in d["features"]:
-                self.edit.get(f["id"], lambda _: None)(f)
-            return Response(json.dumps(d), content_type="application/geo+json")
-        if path in self.files:
-            r = Response(self.files[path], content_type="image/tiff")
-            return r.make_conditional(request, accept_ranges=True,
-                                      complete_length=len(self.files[path]))  # fmt: skip
-        return Response("not found", status=404)
-
-    def searches(self) -> list[dict]:
-        return [json.loads(b) for m, p, b in self.hits if p.endswith("/v1/search")]
-
-    def count(self, href_or_path: str) -> int:
-        path = urlparse(href_or_path).path
-        return sum(p == path for _, p, _ in self.hits)
-
-    def serve_item(self, d: dict, dn: dict[str, int], around, masks: dict[str, int]) -> None:
-        """COGs behind `d`'s assets: band k -> dn[k], mask asset -> masks[k]."""
-        epsg = int(d["properties"]["proj:epsg"])
-        for key, value in {**dn, **masks}.items():
-            a = d["assets"][key]
-            t = a["proj:transform"]
-            res, origin = float(t[0]), (float(t[2]), float(t[5]))
-            dtype = a["raster:bands"][0]["data_type"]
-            self.put(a["href"], cog(value, origin, res, epsg, around, dtype))
 
 
 def c1_dn(extra: int = 0) -> dict[str, int]:
@@ -197,7 +90,7 @@ L2A = "sentinel-2-l2a__S2B_24M{}V_20250731_0_L2A"
 def test_c1_l2a_two_tiles_one_date_post_token_paging(rec, httpserver: HTTPServer) -> None:
     """Two pages (POST body token), mixed collections kept to c1-l2a, a grid across two MGRS
     tiles mosaicked into one date; reflectance = DN - 1000 exactly, per half."""
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     x, y = OVERLAP
     uv, vv = rp.item(C1.format("U")), rp.item(C1.format("V"))
     rp.serve_item(uv, c1_dn(), (x - 2000, x, y), {"cloud": 30, "snow": 5})
@@ -227,7 +120,7 @@ def test_c1_l2a_two_tiles_one_date_post_token_paging(rec, httpserver: HTTPServer
 def test_l2a_2025_offset_not_removed_twice_and_scl_masks(rec, httpserver, tmp_path) -> None:
     """l2a items say boa_offset_applied: true and still declare offset -0.1: red 500 stays
     500, NIR 3000 stays 3000. Their cloud/snow are s3:// JP2: masks need scl_masks."""
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     uv = rp.item(L2A.format("U"))
     dn = l2a_dn()
     dn["red"], dn["nir"] = 500, 3000
@@ -256,7 +149,7 @@ def test_l2a_2025_offset_not_removed_twice_and_scl_masks(rec, httpserver, tmp_pa
 def test_l2a_2020_baseline_0214_static_catalog(rec, httpserver, tmp_path) -> None:
     """The 2020 l2a item (baseline 02.14, offset 0, no cloud/snow assets) from a static
     catalog: DN are reflectances."""
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     d = rp.item("sentinel-2-l2a__S2A_29RKH_20200219_0_L2A.rio-tiler-pds")
     d["links"] = []
     t = d["assets"]["red"]["proj:transform"]
@@ -282,7 +175,7 @@ def test_l2a_2020_baseline_0214_static_catalog(rec, httpserver, tmp_path) -> Non
 
 def test_same_scene_in_two_collections_never_doubles_a_date(rec, httpserver) -> None:
     """c1-l2a and l2a hold the same datatake: one item per scene, by collection preference."""
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     c1, l2 = rp.item(C1.format("U")), rp.item(L2A.format("U"))
     rp.serve_item(c1, c1_dn(), UV_ONLY, {"cloud": 30, "snow": 5})
     rp.serve_item(l2, l2a_dn(40), UV_ONLY, {"scl": 4})
@@ -306,7 +199,7 @@ def test_same_scene_in_two_collections_never_doubles_a_date(rec, httpserver) -> 
 
 def test_nodata_from_the_file_when_the_item_is_silent(rec, httpserver) -> None:
     """The red asset loses its declared nodata: the file's nodata (1999) then decides."""
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     uv = rp.item(C1.format("U"))
     dn = c1_dn()
     rp.serve_item(uv, dn, UV_ONLY, {"cloud": 30, "snow": 5})
@@ -325,7 +218,7 @@ def test_config_reaches_the_provider(rec, httpserver) -> None:
     """sentinel2.max_cloud_cover, max_retries, timeouts and scl_masks from the config
     (issue 19 point 5): the cloud filter drops 24MUV (56.8 %) and keeps 24MVV (34.8 %),
     max_retries: 0 makes one 503 fatal after a single request."""
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     rp.serve_item(rp.item(C1.format("U")), c1_dn(), (OVERLAP[0] - 2000, OVERLAP[0], OVERLAP[1]),
                   {"cloud": 30, "snow": 5})  # fmt: skip
     rp.serve_item(rp.item(C1.format("V")), c1_dn(7), (OVERLAP[0], OVERLAP[0] + 2000, OVERLAP[1]),
@@ -358,7 +251,7 @@ def test_config_reaches_the_provider(rec, httpserver) -> None:
 def test_one_date_across_two_utm_zones(rec, httpserver, tmp_path) -> None:
     """The real 24MVV item (EPSG:32724) and a copy of it moved to UTM zone 25 (EPSG:32725, a
     different id and tile) on the same day: one date, each pixel from the zone that has it."""
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     vv = rp.item(C1.format("V"))
     x, y = VV_ONLY
     to25 = Transformer.from_crs("EPSG:32724", "EPSG:32725", always_xy=True)
@@ -392,7 +285,7 @@ def test_one_date_across_two_utm_zones(rec, httpserver, tmp_path) -> None:
 
 
 def test_item_crs_contradicting_its_file_skips_the_date(rec, httpserver) -> None:
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     uv = rp.item(C1.format("U"))
     rp.serve_item(uv, c1_dn(), UV_ONLY, {"cloud": 30, "snow": 5})
     rp.edit[uv["id"]] = lambda f: f["properties"].update({"proj:epsg": 32725})

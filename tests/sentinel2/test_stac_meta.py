@@ -11,7 +11,12 @@ import numpy as np
 import pystac
 import pytest
 
-from flair_pipeline.sentinel2.stac_meta import asset_crs, asset_meta, boa_offset
+from flair_pipeline.sentinel2.stac_meta import (
+    asset_crs,
+    asset_meta,
+    boa_offset,
+    processing_baseline,
+)
 from flair_pipeline.sentinel2.stac_select import scl_to_masks, select_items
 
 
@@ -122,3 +127,14 @@ def test_reprocessed_baselines_keep_the_newest_one_item_per_scene() -> None:
         kept, dropped = select_items(order, ["c"])
         assert [i.id for i in kept] == ["a_new", "c_other"]
         assert dropped == [("b_old", "duplicate of a_new (c)")]
+
+
+def test_baseline_of_cdse_items_from_processing_version_else_the_id() -> None:
+    """CDSE items carry ``processing:version`` and no ``s2:product_uri``; their id is the
+    product name, whose ``_N0510_`` field is the last resort."""
+    cdse_id = "S2A_MSIL2A_20220217T183431_N0510_R027_T13VEK_20240516T022440"
+    assert processing_baseline(_item({"processing:version": "05.10"})) == 5.10
+    assert processing_baseline(_item({}, iid=cdse_id)) == 5.10
+    assert processing_baseline(_item({}, iid="S2B_T24MUV_20250731T130245_L2A")) is None
+    off, why = boa_offset(_item({}, iid=cdse_id), -0.1, 1e-4)
+    assert off == pytest.approx(-0.1) and why.startswith("baseline 05.10")

@@ -6,10 +6,13 @@ sleep (its ``time.sleep`` is replaced by a recorder, so ``Retry-After: 7`` costs
 
 from __future__ import annotations
 
-import socket
-import threading
+import datetime as dt
+import json
+import re
 import time
 import types
+from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pystac
@@ -17,19 +20,23 @@ import pytest
 import urllib3.util.retry
 from pytest_httpserver import HTTPServer
 
+from flair_pipeline.config import Sentinel2Config
 from flair_pipeline.errors import InputError
+from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.stac import StacProvider
+from tests.sentinel2.stac_replay import FIXTURES, Replay, Stalled, recorded
+from tests.sentinel2.test_stac_catalogues import PC_EPSG, PC_HOSTS, PC_ITEM, PC_XY
+from tests.sentinel2.test_stac_catalogues import grid_at as grid_at_utm
 from tests.sentinel2.test_stac_earth_search import (
     C1,
     DAY,
     RANGE,
     UV_ONLY,
     VV_ONLY,
-    Replay,
     c1_dn,
     grid_at,
-    recorded,
     refl,
+    replay,
 )
 
 
@@ -51,7 +58,7 @@ def sleeps(monkeypatch) -> list[float]:
 
 
 def _replay(httpserver: HTTPServer, rec) -> tuple[Replay, str]:
-    rp = Replay(httpserver, rec)
+    rp = replay(httpserver, rec)
     rp.serve_item(rp.item(C1.format("U")), c1_dn(), UV_ONLY, {"cloud": 30, "snow": 5})
     rp.serve_item(rp.item(C1.format("V")), c1_dn(3), VV_ONLY, {"cloud": 70, "snow": 9})
     return rp, f"{rp.base}/v1"
@@ -95,34 +102,12 @@ def test_other_4xx_is_never_retried(rec, httpserver, sleeps, status) -> None:
 
 def test_stalled_server_times_out_after_bounded_tries(sleeps) -> None:
     """A server that accepts and never answers: each try ends at the read timeout."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                accepted.append(sock.accept()[0])
-            except TimeoutError:
-                continue
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    try:
+    with Stalled() as stalled:
+        url = f"{stalled.url}/v1"
         prov = StacProvider(api_url=url, retries=2, backoff_s=0.0, read_timeout_s=0.2)
         with pytest.raises(InputError, match=rf"STAC API {url}: search failed.*timed out"):
             prov.fetch([grid_at(UV_ONLY)], *RANGE)
-    finally:
-        stop.set()
-        th.join()
-        for c in accepted:
-            c.close()
-        sock.close()
-    assert len(accepted) == 3  # the first try and two retries, then the error
+    assert len(stalled.accepted) == 3  # the first try and two retries, then the error
 
 
 def test_cog_503_burst_is_retried_by_gdal(rec, httpserver) -> None:
@@ -173,3 +158,41 @@ def test_remote_static_catalog_same_contract(rec, httpserver, tmp_path, sleeps) 
     with pytest.raises(InputError, match=rf"STAC catalog {gone}: unreadable \(HTTP 404, "):
         StacProvider(catalog=gone, retries=3, backoff_s=0.01).fetch([grid_at(UV_ONLY)], *RANGE)
     assert rp.count(gone) == 1
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries, caplog) -> None:
+    """A COG server that answers HEAD and never answers the range GET: GDAL gives up after
+    sentinel2.max_retries retries of that GET, each bounded by GDAL_HTTP_TIMEOUT (from
+    connect + read timeouts); the zone's error names the href, curl's reason and the tries
+    (GDAL's own last words would be "not recognized as being in a supported file format")."""
+    item = json.loads((FIXTURES / "planetary_computer/items" / f"{PC_ITEM}.json").read_text())
+    with Stalled(head_size=10_000_000) as stalled:
+        d = json.loads(json.dumps(item).replace(next(iter(PC_HOSTS)), stalled.url))
+        d["links"] = []
+        cat = pystac.Catalog("c", "test")
+        col = pystac.Collection("sentinel-2-l2a", "pc", pystac.Extent.from_dict(
+            {"spatial": {"bbox": [d["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+        cat.add_child(col)
+        col.add_item(pystac.Item.from_dict(d))
+        cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
+        cfg = Sentinel2Config(catalog=str(tmp_path / "cat" / "catalog.json"),
+                              collection="sentinel-2-l2a", scl_masks=True, max_retries=retries,
+                              retry_backoff_s=0, connect_timeout_s=0.4, read_timeout_s=0.4)  # fmt: skip
+        prov = make_provider(cfg, Path, Path("unused"))
+        assert prov.gdal_env["GDAL_HTTP_TIMEOUT"] == "1"  # round(0.4 + 0.4)
+        assert prov.gdal_env["GDAL_HTTP_MAX_RETRY"] == str(retries)
+        (res,) = prov.fetch_each([grid_at_utm(PC_XY, PC_EPSG)], dt.date(2024, 1, 1),
+                                 dt.date(2024, 12, 31))  # fmt: skip
+    href = d["assets"]["B02"]["href"]
+    assert isinstance(res, InputError)
+    said = re.escape(f"asset 'B02' unreadable ({href}): no answer (Operation timed out after ")
+    said += r"\d+ milliseconds with 0 bytes received\), " + re.escape(
+        f"{retries + 1} tries (GDAL_HTTP_TIMEOUT 1 s, GDAL_HTTP_MAX_RETRY {retries}: "
+    )
+    assert re.search(said, str(res)), str(res)
+    # GDAL's debug lines were read, and dropped before any handler (caplog's is on the root)
+    assert not any("VSICURL" in r.getMessage() for r in caplog.records)
+    assert "\n" not in str(res)
+    path = urlparse(href).path
+    assert stalled.requests == [f"HEAD {path} HTTP/1.1"] + [f"GET {path} HTTP/1.1"] * (retries + 1)

@@ -112,9 +112,8 @@ def _build_series(
         "cloudy_date_share": cloudy,
         "skipped_dates": skipped[:50],
         "provider": provider.name,
+        "processing_units": provider.processing_units,
     }
-    if hasattr(provider, "pu_spent"):
-        meta["processing_units"] = float(provider.pu_spent)
     if profiles:
         png = ndvi_profiles(profiles, domain)
         meta["ndvi_by_class"] = dg.MetadataValue.md(markdown_image(png, "NDVI"))
