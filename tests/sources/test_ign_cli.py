@@ -119,7 +119,10 @@ def test_materialize_builds_the_ign_domain(tiny_world: WorldSummary, ign_raw: Pa
     assert r.returncode == 0, r.stdout + r.stderr
     imgs = sorted((ds / "aerial" / DOMAIN).rglob("IMG_*.tif"))
     assert len(imgs) == 4
-    tiles = [rasterio.open(p) for p in sorted((tiny_world.out / "domains" / DOMAIN / "ortho").glob("*.tif"))]
+    tiles = [
+        rasterio.open(p)
+        for p in sorted((tiny_world.out / "domains" / DOMAIN / "ortho").glob("*.tif"))
+    ]
     try:
         mosaic, t = merge(tiles)
     finally:
@@ -131,7 +134,9 @@ def test_materialize_builds_the_ign_domain(tiny_world: WorldSummary, ign_raw: Pa
         win = from_bounds(*b, transform=t).round_offsets().round_lengths()
         want = mosaic[:, win.row_off : win.row_off + 64, win.col_off : win.col_off + 64]
         assert np.array_equal(got[:4], want), img.name
-        msk = ds / "labels" / DOMAIN / img.parent.parent.name / "msk" / img.name.replace("IMG", "MSK")
+        msk = (
+            ds / "labels" / DOMAIN / img.parent.parent.name / "msk" / img.name.replace("IMG", "MSK")
+        )
         assert msk.is_file()
     meta = json.loads((ds / "metadata" / "domains" / f"{DOMAIN}.json").read_text())
     info = json.loads((tiny_world.out / "domains" / DOMAIN / "domain.json").read_text())
