@@ -294,6 +294,7 @@ def build_aerial_patches(
     try:
         with Mosaic(ortho_dir) as mosaic, _generation(layout, "aerial", grid) as stage:
             res = mosaic.res
+            report.decisions.extend(mosaic.vrt.decisions)  # a rescaled product's nodata
 
             def work(row) -> None:
                 b = _bounds(row)
