@@ -5,9 +5,9 @@ The tiles are assembled by the project's one VRT reader
 (:func:`flair_pipeline.dataset.raster_vrt.build_vrt`), which checks them first: one CRS
 (Lambert-93 in any spelling), north-up, one pixel size and grid, uint8 unless rescaled, and
 every band of R, G, B, NIR present — each refusal is one line naming the tile. A rescaled
-product's nodata is found on its source values, before scaling (see :meth:`Mosaic.read`). A corrupt
-tile does not sink the domain: the patches it touches fail with :class:`TileReadError` and
-the caller skips them.
+product's nodata is found on its source values, before scaling (see :meth:`Mosaic.read`).
+A corrupt tile does not sink the domain: the patches it touches fail with
+:class:`TileReadError` and the caller skips them.
 """
 
 from __future__ import annotations
