@@ -128,7 +128,9 @@ def test_nodata_through_a_rescale_stays_no_data(tmp_path: Path, nodata: int) -> 
     scaled = np.clip((arr.astype(float) - lo) * 255 / (hi - lo), 0, 255)
     with Mosaic([prod]) as m:
         got, covered = m.read((X0, Y1 - 12.8, X0 + 25.6, Y1))
-        assert any("sat16" in d and f"nodata {nodata}" in d for d in m.vrt.decisions), m.vrt.decisions
+        assert any("sat16" in d and f"nodata {nodata}" in d for d in m.vrt.decisions), (
+            m.vrt.decisions
+        )
     assert np.array_equal(covered, ~void)  # the sampler counts exactly the nodata as uncovered
     assert (got[:, void] == 0).all()  # never the scaled nodata (255 for 65535)
     assert np.abs(got[:, ~void] - scaled[:, ~void]).max() <= 0.5 + 1e-9
