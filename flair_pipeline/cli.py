@@ -58,16 +58,16 @@ def config_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
               help="Raw data root to write (default: paths.raw).")  # fmt: skip
 @click.option("--scenario", default=None, help="tiny, demo or bench (default: synth.scenario).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: synth.seed).")
-@click.option("--flavour", type=click.Choice(["plain", "ign"]), default="plain", show_default=True,
+@click.option("--flavour", type=click.Choice(["plain", "ign"]), default=None,
               help="plain: the project's raw layout; ign: the same world as IGN delivers it "
                    "(BD ORTHO RVB+IRC JP2, RGE ALTI .asc, LiDAR HD DSM, OCS GE-like labels, "
-                   "domain.yaml), see docs/inputs.md.")  # fmt: skip
+                   "domain.yaml), see docs/inputs.md (default: synth.flavour).")  # fmt: skip
 @config_options
 def synth(
     out: Path | None,
     scenario: str | None,
     seed: int | None,
-    flavour: str,
+    flavour: str | None,
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -77,9 +77,11 @@ def synth(
         extra.append(f"synth.scenario={scenario}")
     if seed is not None:
         extra.append(f"synth.seed={seed}")
+    if flavour is not None:
+        extra.append(f"synth.flavour={flavour}")
     cfg = _load(config_path, tuple(extra))
     _run_synth(cfg, out or Path(cfg.paths.raw))
-    if flavour == "ign":
+    if cfg.synth.flavour == "ign":
         from flair_pipeline.sources.synth_ign import convert_world
 
         done = convert_world(out or Path(cfg.paths.raw))

@@ -69,6 +69,10 @@ class SynthConfig(_Section):
 
     scenario: Literal["tiny", "demo", "bench"] = "demo"
     seed: int = Field(0, ge=0)
+    #: plain: the project's raw layout; ign: the same world as IGN delivers it (BD ORTHO
+    #: RVB + IRC JPEG 2000, RGE ALTI .asc, LiDAR HD DSM, OCS GE-like labels, domain.yaml;
+    #: docs/inputs.md). A param, so that `dvc exp run -S synth.flavour=ign` builds from it.
+    flavour: Literal["plain", "ign"] = "plain"
 
 
 #: The `demo` world's domains (two per official split): what `dvc repro` builds by default.

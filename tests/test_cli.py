@@ -43,6 +43,7 @@ def test_config_shows_overrides() -> None:
     [
         (("synth", "--scenario", "huge"), "synth.scenario"),
         (("synth", "--set", "synth.seed=-1"), "synth.seed"),
+        (("synth", "--set", "synth.flavour=lidar"), "synth.flavour"),
         (("synth", "--set", "sampling.nope=1"), "sampling.nope: unknown key"),
         (("config", "--config", "missing.yaml"), "missing.yaml: config file not found"),
     ],

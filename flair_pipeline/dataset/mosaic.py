@@ -4,9 +4,10 @@ A patch may straddle two or four tiles; it must come out as if the mosaic were o
 The tiles are assembled by the project's one VRT reader
 (:func:`flair_pipeline.geo.raster_vrt.build_vrt`), which checks them first: one CRS
 (Lambert-93 in any spelling), north-up, one pixel size and grid, uint8 unless rescaled, and
-every band of R, G, B, NIR present — each refusal is one line naming the tile. A corrupt
-tile does not sink the domain: the patches it touches fail with :class:`TileReadError` and
-the caller skips them.
+every band of R, G, B, NIR present — each refusal is one line naming the tile. A rescaled
+product's nodata is found on its source values, before scaling (see :meth:`Mosaic.read`).
+A corrupt tile does not sink the domain: the patches it touches fail with
+:class:`TileReadError` and the caller skips them.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Mosaic:
         self.res: float | None = self.vrt.res
         self.count: int | None = len(self.vrt.band_names)
         self.nodata: tuple[float | None, ...] = self.vrt.nodata
+        self._scaled = any(s is not None for s in self.vrt.scales)
         self._mem = MemoryFile(self.vrt.xml.encode(), ext=".vrt")
         self._src = self._mem.open()
 
@@ -114,8 +116,10 @@ class Mosaic:
         """Pixels (4, H, W) uint8 of `bounds` and a bool mask of pixels covered by some tile.
 
         A pixel is uncovered outside every tile, or where every band holds its product's
-        nodata value (a black or white roof pixel is data). Raises TileReadError naming the
-        tile if a touching tile fails to decode.
+        nodata value (a black or white roof pixel is data). A rescaled product's nodata is
+        compared on its source values, before scaling, and its pixels there are 0 (like
+        pixels outside every tile), never the scaled nodata; a valid value that scales to 0
+        stays data. Raises TileReadError naming the tile if a touching tile fails to decode.
         """
         res = self.res
         assert res is not None and self.count is not None
@@ -129,18 +133,29 @@ class Mosaic:
         cc1, rr1 = min(c0 + w, self.vrt.width), min(r0 + h, self.vrt.height)
         if cc1 <= cc0 or rr1 <= rr0:
             return out, covered
+        window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
         try:
-            block = self._src.read(window=Window(cc0, rr0, cc1 - cc0, rr1 - rr0))
+            block = self._src.read(window=window, out_dtype="float32" if self._scaled else None)
         except rasterio.errors.RasterioIOError as exc:
             raise TileReadError(f"{self._culprit(bounds)}: cannot decode pixels ({exc})") from None
-        out[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = block
+        inner = np.s_[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0]
+        blank = None
+        if self._scaled:  # rescaled bands are Float32 with NaN at the source's nodata
+            blank = np.isnan(block)
+            block = np.floor(np.clip(np.where(blank, 0.0, block), 0.0, 255.0) + 0.5)
+        out[:, inner[0], inner[1]] = block
         for t in self.tiles_touching(bounds):
             tc0, tr0 = round((t.bounds[0] - x0) / res), round((y1 - t.bounds[3]) / res)
             tc1, tr1 = round((t.bounds[2] - x0) / res), round((y1 - t.bounds[1]) / res)
             covered[max(tr0, 0) : max(tr1, 0), max(tc0, 0) : max(tc1, 0)] = True
         if all(v is not None for v in self.nodata):
-            nod = np.array(self.nodata, dtype=float)[:, None, None]
-            covered &= ~(out == nod).all(axis=0)
+            void = np.zeros(out.shape, dtype=bool)
+            for i, (nd, scale) in enumerate(zip(self.nodata, self.vrt.scales, strict=True)):
+                if scale is None:
+                    void[i] = out[i] == nd
+                elif blank is not None:
+                    void[i][inner] = blank[i]
+            covered &= ~void.all(axis=0)
         return out, covered
 
     def _culprit(self, bounds: Bounds) -> Path | str:

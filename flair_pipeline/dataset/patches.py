@@ -290,6 +290,7 @@ def build_aerial_patches(
             _generation(layout, AERIAL.all_domains().rel, grid) as stage,
         ):
             res = mosaic.res
+            report.decisions.extend(mosaic.vrt.decisions)  # a rescaled product's nodata
 
             def work(row: Any) -> None:
                 b = _bounds(row)

@@ -13,7 +13,11 @@ file, what was found and what to do:
   :mod:`flair_pipeline.geo.crs`) or differs between tiles;
 - a pixel size or pixel grid that differs between tiles;
 - a data type other than uint8 unless a rescale (``low, high`` → 0..255) is configured:
-  reading uint16 as uint8 would keep the values modulo 256;
+  reading uint16 as uint8 would keep the values modulo 256. Through a rescale the source's
+  nodata stays no data: GDAL masks it on the source values, before scaling (the VRT band
+  is Float32 with NaN there, :class:`~flair_pipeline.dataset.mosaic.Mosaic` rounds and
+  clips), so it is never a scaled pixel value (65535 would otherwise become 255), and a
+  valid value that scales to 0 is never taken for a nodata of 0;
 - a band the mapping needs and the product does not have (e.g. NIR from a 3-band RVB:
   "add the IRC product").
 
@@ -141,6 +145,9 @@ class RasterVRT:
     tiles: list[TileFacts] = field(default_factory=list)
     broken: dict[Path, str] = field(default_factory=dict)  # unreadable tile -> reason
     nodata: tuple[float | None, ...] = ()  # per output band, in the source's values
+    #: per output band: the product's rescale (the band is then Float32, NaN = nodata)
+    scales: tuple[tuple[float, float] | None, ...] = ()
+    decisions: list[str] = field(default_factory=list)  # one line per rescaled product
 
     @property
     def res(self) -> float:
@@ -264,11 +271,12 @@ def build_vrt(
     top = max(t.bounds[3] for t in every)
     width = round((max(t.bounds[2] for t in every) - left) / rx)
     height = round((top - min(t.bounds[1] for t in every)) / ry)
-    xml_bands, nodata = [], []
+    xml_bands, nodata, scales = [], [], []
     for i, name in enumerate(band_names, 1):
         prod = next(p for p in products if name in p.bands)
         tiles = facts[prod.name]
         nodata.append(tiles[0].nodata)
+        scales.append(prod.rescale)
         xml_bands.append(_band_xml(i, prod, prod.bands[name], tiles, left, top, rx, ry))
     crs = normalize_crs(ref.crs) if lambert93 else ref.crs
     srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
@@ -278,15 +286,59 @@ def build_vrt(
         f"<GeoTransform>{left!r}, {rx!r}, 0, {top!r}, 0, {-ry!r}</GeoTransform>"
         f"{''.join(xml_bands)}</VRTDataset>"
     )
+    decisions = [rescale_decision(p, facts[p.name][0]) for p in products if p.rescale]
     return RasterVRT(xml, transform, width, height, crs, tuple(band_names), every, broken,
-                     tuple(nodata))  # fmt: skip
+                     tuple(nodata), tuple(scales), decisions)  # fmt: skip
+
+
+def rescale_decision(prod: Product, tile: TileFacts) -> str:
+    """The line recorded in the build's metadata for a rescaled product.
+
+    Args:
+        prod: a product with ``rescale`` set.
+        tile: the header facts of one of its tiles (type and nodata).
+
+    Returns:
+        e.g. ``ortho sat16: uint16 rescaled linearly [0, 3000] -> 0..255 (clipped); its
+        nodata 65535 is no data, found before scaling: …``.
+    """
+    assert prod.rescale is not None
+    lo, hi = prod.rescale
+    head = f"ortho {prod.name}: {tile.dtype} rescaled linearly [{lo:g}, {hi:g}] -> 0..255 (clipped)"
+    if tile.nodata is None:
+        return (
+            f"{head}; its files declare no nodata, so every pixel is data (declare one with "
+            "gdal_edit.py -a_nodata if the product has voids)"
+        )
+    return (
+        f"{head}; its nodata {tile.nodata:g} is no data, found before scaling: uncovered for "
+        "the sampler (sampling.max_nodata_fraction) and 0 in the IMG, never a scaled value"
+    )
+
+
+def rescale_decisions(products: Sequence[Product]) -> list[str]:
+    """:func:`rescale_decision` of each rescaled product, from its first tile's header.
+
+    Args:
+        products: a domain's ortho products (``DomainInputs.ortho`` of a spec domain).
+
+    Returns:
+        One line per product with a ``rescale``; none for uint8 products.
+
+    Raises:
+        InputError: naming the tile when GDAL cannot open it.
+    """
+    return [rescale_decision(p, inspect(Path(p.files[0]), p.crs)) for p in products if p.rescale]
 
 
 def _band_xml(
     i: int, prod: Product, band: int, tiles: list[TileFacts], left: float, top: float,
     rx: float, ry: float,
 ) -> str:  # fmt: skip
-    out_type = "Byte" if prod.rescale is not None else _GDAL_TYPES.get(tiles[0].dtype, "Byte")
+    # a rescaled band is Float32: NaN where the source holds its nodata (masked by GDAL on
+    # the source values, before scaling); Mosaic.read rounds and clips it to uint8
+    out_type = "Float32" if prod.rescale is not None else _GDAL_TYPES.get(tiles[0].dtype, "Byte")
+    nodata = tiles[0].nodata
     sources = []
     for t in tiles:
         col, row = round((t.bounds[0] - left) / rx), round((top - t.bounds[3]) / ry)
@@ -302,13 +354,16 @@ def _band_xml(
         else:
             lo, hi = prod.rescale
             ratio = 255.0 / (hi - lo)
+            src_nd = f"<NODATA>{nodata!r}</NODATA>" if nodata is not None else ""
             sources.append(
                 f"<ComplexSource>{name}<SourceBand>{band}</SourceBand>{rects}"
                 f"<ScaleOffset>{-lo * ratio!r}</ScaleOffset><ScaleRatio>{ratio!r}</ScaleRatio>"
-                "</ComplexSource>"
+                f"{src_nd}</ComplexSource>"
             )
-    nodata = tiles[0].nodata
-    nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None and not prod.rescale else ""
+    if prod.rescale is not None:
+        nd = "<NoDataValue>nan</NoDataValue>"
+    else:
+        nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
     return f'<VRTRasterBand dataType="{out_type}" band="{i}">{nd}{"".join(sources)}</VRTRasterBand>'
 
 

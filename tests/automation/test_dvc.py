@@ -14,7 +14,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 import yaml
 
 from tests.automation.dvc_repo import TINY, dvc, flair, git, ran, set_param, stages
@@ -150,6 +152,51 @@ def test_dvc_record_commits_what_the_ui_built_and_refuses_stale_outputs(dvc_repo
     finally:  # back to the committed state, outputs from the cache
         git(path, "checkout", "--", "params.yaml", "dvc.lock")
         dvc(path, "checkout", "--force", "-q")
+    status = dvc(path, "status")
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+
+
+def _pixels(folder: Path, pattern: str) -> dict[str, np.ndarray]:
+    out = {}
+    for p in sorted(folder.rglob(pattern)):
+        with rasterio.open(p) as src:
+            out[p.relative_to(folder).as_posix()] = src.read()
+    return out
+
+
+def test_repro_builds_a_domain_from_the_ign_flavour(dvc_repo) -> None:
+    """`synth.flavour: ign` (what `dvc exp run -S synth.flavour=ign` sets): `dvc repro` of one
+    domain's dataset stage reruns `synth`, which writes the raw world as IGN delivers it,
+    then builds the domain through its domain.yaml: the same IMG (R, G, B, NIR) and MSK
+    pixels as the plain build, the elevation up to the DSM's documented resampling."""
+    path, _ = dvc_repo
+    domain = TINY[1]
+    aerial, labels = path / "data/dataset/aerial" / domain, path / "data/dataset/labels" / domain
+    plain_img, plain_msk = _pixels(aerial, "IMG_*.tif"), _pixels(labels, "MSK_*.tif")
+    assert len(plain_img) == 4 and len(plain_msk) == 4
+    try:
+        set_param(path, "synth.flavour", "ign")
+        r = dvc(path, "repro", f"dataset@{domain}")
+        assert ran(r) == {"synth", f"dataset@{domain}"}, r.stdout
+        folder = path / "data/raw/domains" / domain
+        assert (folder / "domain.yaml").is_file() and not (folder / "domain.json").exists()
+        jp2 = [p.name for p in (folder / "ortho").glob("*.jp2")]
+        assert jp2 and sum("-IRC-" in n for n in jp2) * 2 == len(jp2)
+        img, msk = _pixels(aerial, "IMG_*.tif"), _pixels(labels, "MSK_*.tif")
+        assert img.keys() == plain_img.keys() and msk.keys() == plain_msk.keys()
+        for name, a in plain_img.items():
+            assert np.array_equal(a[:4], img[name][:4]), name  # lossless JPEG 2000
+        assert all(np.array_equal(a, msk[name]) for name, a in plain_msk.items())
+        diff = np.concatenate(
+            [np.abs(a[4].astype(int) - img[n][4].astype(int)).ravel() for n, a in plain_img.items()]
+        )
+        assert np.median(diff) == 0 and np.percentile(diff, 99) <= 6  # docs/inputs.md
+        lock = yaml.safe_load((path / "dvc.lock").read_text())["stages"]
+        assert lock["synth"]["params"]["params.yaml"]["synth"]["flavour"] == "ign"
+    finally:  # back to the plain world of the committed dvc.lock, outputs from the cache
+        git(path, "checkout", "--", "params.yaml", "dvc.lock")
+        dvc(path, "checkout", "--force", "-q")
+    assert (path / "data/raw/domains" / domain / "domain.json").is_file()
     status = dvc(path, "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
 

@@ -157,3 +157,42 @@ def test_sensor_targets_every_per_domain_asset() -> None:
 @pytest.mark.parametrize("cursor", [None, "", "not json", '{"v": 0}'])
 def test_unreadable_cursor_starts_over(cursor: str | None) -> None:
     assert read_cursor(cursor) == {}
+
+
+def test_an_ign_flavour_domain_is_seen_built_once_and_rebuilt_when_a_tile_changes(
+    tiny_world, tmp_path: Path
+) -> None:
+    """A domain delivered as IGN's products (domain.yaml, JPEG 2000 RVB + IRC, .asc DTM,
+    LiDAR HD DSM, OCS GE labels): the sensor requests it, not again once `domain_sources`
+    recorded the same fingerprint, and again when a re-delivered IRC tile changes."""
+    from flair_pipeline.sources.synth_ign import to_ign
+
+    raw = tmp_path / "raw"
+    folder = raw / "domains" / "D036_2020"
+    to_ign(tiny_world.out / "domains" / "D036_2020", folder)
+    products = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert "domain.yaml" in products and not (folder / "domain.json").exists()
+    flair = _flair(tmp_path, raw)
+    with dg.instance_for_test() as instance:
+        first = evaluate(instance, flair, None)
+        fp = _fp(raw, "D036_2020")
+        assert [(r.partition_key, r.run_key) for r in first.run_requests] == [
+            ("D036_2020", f"D036_2020@{fp[:16]}#1")
+        ]
+        assert instance.get_dynamic_partitions("domains") == ["D036_2020"]
+        # the fingerprint covers every product file, whatever the spec's globs pick
+        assert [
+            Path(f).relative_to(folder).as_posix()
+            for f in domain_input_files(RawLayout(raw), "D036_2020")
+        ] == products
+        materialize("key:domain_sources", ["D036_2020"], flair, instance=instance)
+        built = evaluate(instance, flair, None)  # a fresh cursor: the recorded version counts
+        assert not built.run_requests, built.run_requests
+
+        irc = sorted(folder.glob("ortho/*-IRC-E080.jp2"))[0]
+        with irc.open("ab") as fh:  # a re-delivered tile: other bytes, same name
+            fh.write(b"\0")
+        changed = evaluate(instance, flair, built.cursor)
+        new_fp = _fp(raw, "D036_2020")
+        assert new_fp != fp
+        assert [r.run_key for r in changed.run_requests] == [f"D036_2020@{new_fp[:16]}#1"]

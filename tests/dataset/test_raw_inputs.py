@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from affine import Affine
 from pyproj import Transformer
 from rasterio.transform import from_origin
@@ -109,6 +111,45 @@ def test_uint16_ortho_with_a_rescale_is_scaled_not_wrapped(tmp_path: Path) -> No
     assert covered.all()
     assert np.abs(got.astype(float) - expected).max() <= 0.5 + 1e-9
     assert not np.array_equal(got, (arr % 256).astype(np.uint8))
+
+
+@pytest.mark.parametrize("nodata", [65535, 0])
+def test_nodata_through_a_rescale_stays_no_data(tmp_path: Path, nodata: int) -> None:
+    """uint16 with nodata and `rescale: [0, 3000]`: the nodata is found on the source values,
+    before scaling. 65535 would otherwise scale to 255 (white pixels counted as data), and
+    valid dark pixels (1 -> 0.085 -> 0) must not be taken for a nodata of 0."""
+    lo, hi = 0, 3000
+    arr = np.random.default_rng(3).integers(1, 3000, (4, 64, 128)).astype(np.uint16)
+    arr[:, 8:20, 8:20] = nodata  # 3.5 % of patch A: within max_nodata_fraction, so it is built
+    arr[:, 40:44, 70:80] = 1  # valid dark pixels of patch B, scaled to 0
+    tile = _tif(tmp_path / "a.tif", arr, from_origin(X0, Y1, RES, RES), nodata=nodata)
+    prod = Product("sat16", [tile], {"R": 1, "G": 2, "B": 3, "NIR": 4}, rescale=(lo, hi))
+    void = (arr == nodata).all(axis=0)
+    scaled = np.clip((arr.astype(float) - lo) * 255 / (hi - lo), 0, 255)
+    with Mosaic([prod]) as m:
+        got, covered = m.read((X0, Y1 - 12.8, X0 + 25.6, Y1))
+        assert any("sat16" in d and f"nodata {nodata}" in d for d in m.vrt.decisions), (
+            m.vrt.decisions
+        )
+    assert np.array_equal(covered, ~void)  # the sampler counts exactly the nodata as uncovered
+    assert (got[:, void] == 0).all()  # never the scaled nodata (255 for 65535)
+    assert np.abs(got[:, ~void] - scaled[:, ~void]).max() <= 0.5 + 1e-9
+    # built: IMG bands R, G, B, NIR hold 0 where the source is nodata; the decision is recorded
+    dem = _tif(tmp_path / "dem.tif", np.full((16, 32), 50.0, np.float32), from_origin(X0, Y1, 1, 1))
+    boxes = [shapely.box(X0 + c * 12.8, Y1 - 12.8, X0 + (c + 1) * 12.8, Y1) for c in (0, 1)]
+    grid = gpd.GeoDataFrame(
+        {"domain": ["D033_2021"] * 2, "zone": ["Z1_UU"] * 2, "patch_id": ["0-0", "0-1"]},
+        geometry=boxes, crs="EPSG:2154",
+    )  # fmt: skip
+    layout = DatasetLayout(tmp_path / "ds")
+    report = build_aerial_patches(grid, [prod], dem, dem, layout, 64, 5.0)
+    assert report.written == 2 and any(f"nodata {nodata}" in d for d in report.decisions)
+    for c, pid in enumerate(("0-0", "0-1")):
+        with rasterio.open(layout.img("D033_2021", "Z1_UU", pid)) as src:
+            img = src.read()
+        cols = np.s_[c * 64 : (c + 1) * 64]
+        assert (img[:4][:, void[:, cols]] == 0).all()
+        assert np.array_equal(img[:4], got[:, :, cols])
 
 
 def test_dem_in_another_crs_gives_the_true_elevation(tmp_path: Path) -> None:

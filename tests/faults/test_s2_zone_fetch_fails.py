@@ -19,13 +19,13 @@ import numpy as np
 import pystac
 import shapely
 import yaml
-from flair_pipeline.dataset.layout import DatasetLayout
 from pyproj import Transformer
 from pytest_httpserver import HTTPServer
 
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.run import materialize
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sentinel2.series import super_areas
 
 DOMAIN = "D033_2021"

@@ -174,3 +174,57 @@ def test_convert_world_rewrites_every_domain(tiny_world: WorldSummary, tmp_path:
         assert (folder / "domain.yaml").is_file() and not (folder / "domain.json").exists()
         assert resolve(folder).info["camera"]
     assert not [p for p in (raw / "domains").iterdir() if p.name.startswith(".")]
+
+
+def test_a_uint16_product_with_a_rescale_builds_the_plain_pixels(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """The plain ortho delivered as uint16 (values x 10, nodata 0 kept) with `rescale:
+    [0, 2550]` in domain.yaml, built by Dagster: IMG bands R, G, B, NIR are the plain
+    tiles' pixels (rasterio's merge of them), the missing corner's nodata is 0, never a
+    scaled value, and the decision is in metadata/domains/<domain>.json."""
+    from rasterio.merge import merge
+    from rasterio.windows import from_bounds
+
+    plain = tiny_world.out / "domains" / DOMAIN
+    raw = tmp_path / "raw"
+    folder = raw / "domains" / DOMAIN
+    shutil.copytree(plain, folder)
+    for tile in sorted((folder / "ortho").glob("*.tif")):
+        with rasterio.open(tile) as src:
+            arr, profile = src.read(), src.profile
+        assert profile["nodata"] == 0
+        profile.update(dtype="uint16")
+        with rasterio.open(tile, "w", **profile) as dst:
+            dst.write(arr.astype(np.uint16) * 10)
+    bands = {"R": 1, "G": 2, "B": 3, "NIR": 4}
+    spec = {"ortho": [{"name": "rgbn16", "glob": "ortho/*.tif", "bands": bands,
+                       "rescale": [0, 2550]}],
+            "dsm": {"glob": "dsm.tif"}, "dtm": {"glob": "dtm.tif"},
+            "labels": {"glob": "labels.gpkg"}}  # fmt: skip
+    (folder / "domain.yaml").write_text(yaml.safe_dump(spec))
+    p = tmp_path / "params.yaml"
+    ds = tmp_path / "ds"
+    p.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(ds)},
+                                 "sampling": {"patch_size": PATCH, "max_patches_per_domain": 4}}))  # fmt: skip
+    with dg.instance_for_test() as instance:
+        materialize("group:sources or group:dataset", (DOMAIN,), FlairConfig(config_path=str(p)),
+                    instance=instance)  # fmt: skip
+    tiles = [rasterio.open(t) for t in sorted((plain / "ortho").glob("*.tif"))]
+    try:
+        mosaic, t = merge(tiles)
+    finally:
+        for src in tiles:
+            src.close()
+    imgs = sorted((ds / "aerial").rglob("IMG_*.tif"))
+    assert len(imgs) == 4
+    for img in imgs:
+        with rasterio.open(img) as src:
+            got, b = src.read(), src.bounds
+        win = from_bounds(*b, transform=t).round_offsets().round_lengths()
+        want = mosaic[:, win.row_off : win.row_off + PATCH, win.col_off : win.col_off + PATCH]
+        assert np.array_equal(got[:4], want), img.name
+    meta = yaml.safe_load((ds / "metadata" / "domains" / f"{DOMAIN}.json").read_text())
+    assert len(meta["decisions"]) == 1, meta["decisions"]
+    assert meta["decisions"][0].startswith("ortho rgbn16: uint16 rescaled linearly [0, 2550]")
+    assert "nodata 0 is no data, found before scaling" in meta["decisions"][0]

@@ -259,7 +259,11 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
             "class_distribution": shares,
             "problems": problems,
             "skipped": missing,
-            "decisions": [*elevation.decisions, *_label_decisions(inputs)],
+            "decisions": [
+                *_ortho_decisions(inputs),
+                *elevation.decisions,
+                *_label_decisions(inputs),
+            ],
         },
         dataset.domain_metadata(domain),
     )
@@ -286,6 +290,13 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
             )
         ],
     )
+
+
+def _ortho_decisions(inputs: DomainInputs) -> list[str]:
+    """One line per rescaled ortho product (its nodata through the rescale), else none."""
+    from flair_pipeline.geo.raster_vrt import rescale_decisions
+
+    return rescale_decisions(inputs.ortho) if isinstance(inputs.ortho, list) else []
 
 
 def _label_decisions(inputs: DomainInputs) -> list[str]:
