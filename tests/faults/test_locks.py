@@ -22,8 +22,8 @@ from flair_pipeline.sources.synthetic import WorldSummary
 from tests.conftest import REPO
 
 DOMAIN = "D033_2021"
-SELECT = ("key:domain_sources or key:patch_grid or key:aerial_patches or key:label_masks "
-          "or key:dataset_metadata")  # fmt: skip
+ASSETS = ("domain_sources", "patch_grid", "aerial_patches", "label_masks", "dataset_metadata")
+SELECT = " or ".join(f"key:{a}" for a in ASSETS)
 WAITING = re.compile(r"waiting for another build of domain D033_2021 \(pid (\d+)\): \S+ is locked")
 
 
@@ -97,9 +97,5 @@ def test_two_builds_of_one_domain_run_one_after_the_other(
 
     # lock files: kept (never unlinked, see flair_pipeline/locks.py), with the umask's mode
     locks = sorted((home / "locks").iterdir())
-    assert [p.name for p in locks] == sorted(
-        f"{k}@{DOMAIN}.lock"
-        for k in ("domain_sources", "patch_grid", "aerial_patches", "label_masks",
-                  "dataset_metadata")  # fmt: skip
-    )
+    assert [p.name for p in locks] == sorted(f"{a}@{DOMAIN}.lock" for a in ASSETS)
     assert {stat.S_IMODE(p.stat().st_mode) for p in locks} == {file_mode()}

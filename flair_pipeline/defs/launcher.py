@@ -1,0 +1,142 @@
+"""The run launcher of the generated instance: Dagster's default one plus a run-worker
+health check, so that run monitoring fails a run whose worker was killed (issue 15).
+
+Why: ``DefaultRunLauncher`` (Dagster 1.13) hands each run to the code server, which runs it
+in a child process, and it does not implement ``check_run_worker_health``
+(``supports_check_run_worker_health`` is False: only the Docker, Kubernetes and ECS
+launchers probe their workers). While the code server lives it notices a dead child
+itself; when both die together (``kill -9`` of ``dagster dev``'s process tree, the OOM
+killer, a reboot) nothing is left to notice, and the run stays STARTED for ever: never
+failed, so never retried, and it holds its ``dagster/partition`` slot of the run queue.
+
+This launcher launches exactly like the default one and records the launching host in the
+``flair/worker_host`` tag when the code server is on this machine. The run worker logs its
+pid in its first engine event (``Started process for run (pid: N).``); the monitoring
+daemon's health check (``run_monitoring`` in dagster.yaml, every ``poll_interval_seconds``)
+reports the worker FAILED when that process no longer exists on this host (or is a
+zombie, or the pid now belongs to a process started later). The daemon then marks the run
+FAILURE and ``run_retries`` launches a re-execution from the failed steps. A worker on
+another host, or a run without the pid event (not launched by a launcher, e.g. the CLI's
+in-process runs), is reported RUNNING: only ``dagster/max_runtime_seconds`` ends it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Any, Self
+
+import psutil
+from dagster import DagsterEventType
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.tags import GRPC_INFO_TAG
+from dagster._serdes import ConfigurableClassData
+from dagster_shared import seven
+
+#: Tag holding the host name of the machine the run worker was started on.
+WORKER_HOST_TAG = "flair/worker_host"
+#: Start of the engine event in which a run worker records its pid (dagster/_grpc/impl.py).
+STARTED_PROCESS = "Started process for run (pid: "
+#: Host names by which a code server on the launcher's machine is reached.
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+#: Seconds a worker's process start time may lie after its own pid event (clock rounding).
+_START_SLACK_S = 2.0
+
+
+def worker_pid(instance: Any, run: DagsterRun) -> tuple[int, float] | None:
+    """The pid of the run's latest run worker and when it logged it.
+
+    Args:
+        instance: The DagsterInstance holding the run's event log.
+        run: A run launched through a run launcher.
+
+    Returns:
+        ``(pid, unix timestamp of the event)``, or None when no worker recorded its pid.
+    """
+    found = None
+    for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        event = record.dagster_event
+        message = (event.message if event else None) or ""
+        pid = (event.event_specific_data.metadata or {}).get("pid") if event else None
+        if message.startswith(STARTED_PROCESS) and pid is not None:
+            found = (int(str(getattr(pid, "value", pid))), record.timestamp)
+    return found
+
+
+def process_alive(pid: int, started_by: float) -> bool:
+    """Whether `pid` is a live process started no later than `started_by` (not a reused pid).
+
+    Args:
+        pid: Process id on this host.
+        started_by: Unix time by which the process we mean was running.
+
+    Returns:
+        False if no such process exists, it is a zombie, or it started after `started_by`.
+    """
+    try:
+        proc = psutil.Process(pid)
+        return (
+            proc.status() != psutil.STATUS_ZOMBIE
+            and proc.create_time() <= started_by + _START_SLACK_S
+        )
+    except psutil.NoSuchProcess:
+        return False
+
+
+class FlairRunLauncher(DefaultRunLauncher):
+    """``DefaultRunLauncher`` whose run workers the run monitoring daemon can health-check.
+
+    Configured in dagster.yaml as ``run_launcher: {module: flair_pipeline.defs.launcher,
+    class: FlairRunLauncher}`` (the generated file does it). No config fields.
+    """
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> Self:
+        """Build it from dagster.yaml (no fields)."""
+        return cls(inst_data=inst_data)
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        """Launch like the default launcher; tag the worker's host when it is this one."""
+        super().launch_run(context)
+        run = self._instance.get_run_by_id(context.dagster_run.run_id)
+        info = seven.json.loads((run.tags if run else {}).get(GRPC_INFO_TAG) or "{}")
+        host = str(info.get("host") or "")
+        if info.get("socket") or host in _LOCAL_HOSTS or host == socket.gethostname():
+            self._instance.add_run_tags(run.run_id, {WORKER_HOST_TAG: socket.gethostname()})
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        """True: see :meth:`check_run_worker_health`."""
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        """FAILED when the run's worker process is gone from this host, else RUNNING.
+
+        Args:
+            run: A STARTED run (the monitoring daemon calls this for each one).
+
+        Returns:
+            ``WorkerStatus.FAILED`` with the pid and host when the worker is dead;
+            ``WorkerStatus.RUNNING`` when it is alive or cannot be probed from here (the
+            message says why).
+        """
+        here = socket.gethostname()
+        host = run.tags.get(WORKER_HOST_TAG)
+        if host != here:
+            return CheckRunHealthResult(
+                WorkerStatus.RUNNING, f"worker host {host or 'unknown'} is not {here}: not probed"
+            )
+        found = worker_pid(self._instance, run)
+        if found is None:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker pid recorded yet")
+        pid, logged_at = found
+        if process_alive(pid, logged_at):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {pid} is alive")
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"run worker pid {pid} on {here} is gone (killed or crashed without ending the run)",
+        )
