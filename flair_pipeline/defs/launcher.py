@@ -18,13 +18,18 @@ zombie, or the pid now belongs to a process started later). The daemon then mark
 FAILURE and ``run_retries`` launches a re-execution from the failed steps. A worker on
 another host, or a run without the pid event (not launched by a launcher, e.g. the CLI's
 in-process runs), is reported RUNNING: only ``dagster/max_runtime_seconds`` ends it.
+
+In-process runs of ``flair-pipeline materialize`` (``defs/run.py``) are tagged with their
+own pid and host (``flair/worker_pid``, ``flair/worker_host``), so a killed CLI's run is
+failed too, which frees its domain's slot in the run queue; it is not retried (Dagster
+cannot re-execute a run that has no code location: "unable to retry the run").
 """
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any
 
 import psutil
 from dagster import DagsterEventType
@@ -32,11 +37,12 @@ from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, Worke
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import GRPC_INFO_TAG
-from dagster._serdes import ConfigurableClassData
 from dagster_shared import seven
 
 #: Tag holding the host name of the machine the run worker was started on.
 WORKER_HOST_TAG = "flair/worker_host"
+#: Tag holding the pid of a process that runs the run itself (the CLI's in-process runs).
+WORKER_PID_TAG = "flair/worker_pid"
 #: Start of the engine event in which a run worker records its pid (dagster/_grpc/impl.py).
 STARTED_PROCESS = "Started process for run (pid: "
 #: Host names by which a code server on the launcher's machine is reached.
@@ -92,13 +98,6 @@ class FlairRunLauncher(DefaultRunLauncher):
     class: FlairRunLauncher}`` (the generated file does it). No config fields.
     """
 
-    @classmethod
-    def from_config_value(
-        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
-    ) -> Self:
-        """Build it from dagster.yaml (no fields)."""
-        return cls(inst_data=inst_data)
-
     def launch_run(self, context: LaunchRunContext) -> None:
         """Launch like the default launcher; tag the worker's host when it is this one."""
         super().launch_run(context)
@@ -131,6 +130,10 @@ class FlairRunLauncher(DefaultRunLauncher):
                 WorkerStatus.RUNNING, f"worker host {host or 'unknown'} is not {here}: not probed"
             )
         found = worker_pid(self._instance, run)
+        if found is None and run.tags.get(WORKER_PID_TAG, "").isdigit():
+            record = self._instance.get_run_record_by_id(run.run_id)
+            if record is not None:  # the process made the run, so it existed by then
+                found = (int(run.tags[WORKER_PID_TAG]), record.create_timestamp.timestamp())
         if found is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker pid recorded yet")
         pid, logged_at = found
@@ -140,3 +143,12 @@ class FlairRunLauncher(DefaultRunLauncher):
             WorkerStatus.FAILED,
             f"run worker pid {pid} on {here} is gone (killed or crashed without ending the run)",
         )
+
+
+def in_process_worker_tags() -> dict[str, str]:
+    """Tags of a run executed by this very process (``dg.materialize``), for the health check.
+
+    Returns:
+        ``{flair/worker_pid: <this pid>, flair/worker_host: <this host>}``.
+    """
+    return {WORKER_PID_TAG: str(os.getpid()), WORKER_HOST_TAG: socket.gethostname()}

@@ -19,6 +19,7 @@ import dagster as dg
 from flair_pipeline import errors
 from flair_pipeline.dataset.layout import RawLayout
 from flair_pipeline.defs.instance import prepare_home
+from flair_pipeline.defs.launcher import in_process_worker_tags
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import domain_id_problem, is_domain_id
@@ -247,7 +248,7 @@ def materialize(
                     partition_key=partition,
                     instance=instance,
                     resources={"flair": flair, "sentinelhub": sentinelhub_credentials()},
-                    tags={"flair/front_door": "cli"},
+                    tags={"flair/front_door": "cli", **in_process_worker_tags()},
                     run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                     raise_on_error=False,
                 )

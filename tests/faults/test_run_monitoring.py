@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -23,18 +24,29 @@ import rasterio
 import yaml
 from dagster import DagsterEventType
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
+from dagster._core.test_utils import create_run_for_test
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
     consume_new_runs_for_automatic_reexecution,
 )
-from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
+from dagster._daemon.monitoring.run_monitoring import (
+    execute_run_monitoring_iteration,
+    monitor_started_run,
+)
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
     QueuedRunCoordinatorDaemon,
 )
 
 from flair_pipeline.defs.instance import prepare_home
-from flair_pipeline.defs.launcher import FlairRunLauncher, process_alive, worker_pid
+from flair_pipeline.defs.launcher import (
+    WORKER_HOST_TAG,
+    WORKER_PID_TAG,
+    FlairRunLauncher,
+    in_process_worker_tags,
+    process_alive,
+    worker_pid,
+)
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.sources.synthetic import WorldSummary
 from tests.conftest import REPO
@@ -160,3 +172,25 @@ def test_health_check_tells_a_dead_or_reused_pid_from_a_live_worker() -> None:
     child = subprocess.Popen(["true"])
     child.wait()
     assert not process_alive(child.pid, time.time())
+
+
+def test_a_killed_cli_run_is_failed_and_a_live_one_left_running(tmp_path: Path) -> None:
+    """In-process (CLI) runs carry their process's pid: a dead one frees its queue slot."""
+    home = prepare_home(tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        child = subprocess.Popen(["sleep", "60"])  # the CLI process, soon killed
+        try:
+            tags = {"dagster/partition": DOMAIN, WORKER_HOST_TAG: socket.gethostname()}
+            dead = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED,
+                                       tags={**tags, WORKER_PID_TAG: str(child.pid)})  # fmt: skip
+        finally:
+            child.kill()
+            child.wait()
+        live = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED,
+                                   tags={**tags, **in_process_worker_tags()})  # fmt: skip
+        for run in (dead, live):
+            monitor_started_run(instance, None, instance.get_run_record_by_id(run.run_id), LOG)
+        assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
+        failure = instance.all_logs(dead.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        assert f"run worker pid {child.pid} on " in failure[-1].dagster_event.message
