@@ -14,7 +14,9 @@ This launcher launches exactly like the default one and records the launching ho
 pid in its first engine event (``Started process for run (pid: N).``); the monitoring
 daemon's health check (``run_monitoring`` in dagster.yaml, every ``poll_interval_seconds``)
 reports the worker FAILED when that process no longer exists on this host (or is a
-zombie, or the pid now belongs to a process started later). The daemon then marks the run
+zombie, or the pid now belongs to a process started later) and no step process it
+started (the multiprocess executor logs their pids too) still runs: an orphaned step
+left writing would otherwise overlap the retry. The daemon then marks the run
 FAILURE and ``run_retries`` launches a re-execution from the failed steps. A worker on
 another host, or a run without the pid event (not launched by a launcher, e.g. the CLI's
 in-process runs), is reported RUNNING: only ``dagster/max_runtime_seconds`` ends it.
@@ -29,10 +31,9 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
 import psutil
-from dagster import DagsterEventType
+from dagster import DagsterEventType, DagsterInstance
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import DagsterRun
@@ -51,24 +52,46 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 _START_SLACK_S = 2.0
 
 
-def worker_pid(instance: Any, run: DagsterRun) -> tuple[int, float] | None:
+def _engine_pids(instance: DagsterInstance, run: DagsterRun) -> list[tuple[int, float, str]]:
+    """``(pid, event time, message)`` of every engine event of the run that names a pid."""
+    out = []
+    for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        event = record.dagster_event
+        data = event.event_specific_data if event else None
+        pid = (getattr(data, "metadata", None) or {}).get("pid")
+        if event is not None and pid is not None:
+            out.append(
+                (int(str(getattr(pid, "value", pid))), record.timestamp, event.message or "")
+            )
+    return out
+
+
+def worker_pid(instance: DagsterInstance, run: DagsterRun) -> tuple[int, float] | None:
     """The pid of the run's latest run worker and when it logged it.
 
     Args:
-        instance: The DagsterInstance holding the run's event log.
+        instance: The instance holding the run's event log.
         run: A run launched through a run launcher.
 
     Returns:
         ``(pid, unix timestamp of the event)``, or None when no worker recorded its pid.
     """
-    found = None
-    for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
-        event = record.dagster_event
-        message = (event.message if event else None) or ""
-        pid = (event.event_specific_data.metadata or {}).get("pid") if event else None
-        if message.startswith(STARTED_PROCESS) and pid is not None:
-            found = (int(str(getattr(pid, "value", pid))), record.timestamp)
-    return found
+    found = [(p, t) for p, t, m in _engine_pids(instance, run) if m.startswith(STARTED_PROCESS)]
+    return found[-1] if found else None
+
+
+def step_pids(instance: DagsterInstance, run: DagsterRun) -> list[tuple[int, float]]:
+    """``(pid, event time)`` of the run's step processes (multiprocess executor).
+
+    Args:
+        instance: The instance holding the run's event log.
+        run: Any run.
+
+    Returns:
+        Every pid an engine event of the run names, other than its run workers'.
+    """
+    workers = {p for p, _, m in _engine_pids(instance, run) if m.startswith(STARTED_PROCESS)}
+    return [(p, t) for p, t, _ in _engine_pids(instance, run) if p not in workers]
 
 
 def process_alive(pid: int, started_by: float) -> bool:
@@ -101,11 +124,12 @@ class FlairRunLauncher(DefaultRunLauncher):
     def launch_run(self, context: LaunchRunContext) -> None:
         """Launch like the default launcher; tag the worker's host when it is this one."""
         super().launch_run(context)
-        run = self._instance.get_run_by_id(context.dagster_run.run_id)
+        run_id = context.dagster_run.run_id
+        run = self._instance.get_run_by_id(run_id)
         info = seven.json.loads((run.tags if run else {}).get(GRPC_INFO_TAG) or "{}")
         host = str(info.get("host") or "")
         if info.get("socket") or host in _LOCAL_HOSTS or host == socket.gethostname():
-            self._instance.add_run_tags(run.run_id, {WORKER_HOST_TAG: socket.gethostname()})
+            self._instance.add_run_tags(run_id, {WORKER_HOST_TAG: socket.gethostname()})
 
     @property
     def supports_check_run_worker_health(self) -> bool:
@@ -113,15 +137,16 @@ class FlairRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        """FAILED when the run's worker process is gone from this host, else RUNNING.
+        """FAILED when the run's worker and step processes are gone from this host.
 
         Args:
             run: A STARTED run (the monitoring daemon calls this for each one).
 
         Returns:
-            ``WorkerStatus.FAILED`` with the pid and host when the worker is dead;
-            ``WorkerStatus.RUNNING`` when it is alive or cannot be probed from here (the
-            message says why).
+            ``WorkerStatus.FAILED`` with the pid and host when the worker is dead and no
+            step process it started (multiprocess executor) still runs;
+            ``WorkerStatus.RUNNING`` when one of them is alive or the worker cannot be
+            probed from here (the message says why).
         """
         here = socket.gethostname()
         host = run.tags.get(WORKER_HOST_TAG)
@@ -139,6 +164,12 @@ class FlairRunLauncher(DefaultRunLauncher):
         pid, logged_at = found
         if process_alive(pid, logged_at):
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {pid} is alive")
+        orphans = [p for p, t in step_pids(self._instance, run) if process_alive(p, t)]
+        if orphans:  # failing now would let a retry write beside a step still writing
+            return CheckRunHealthResult(
+                WorkerStatus.RUNNING,
+                f"run worker pid {pid} is gone but step process(es) {orphans} still run",
+            )
         return CheckRunHealthResult(
             WorkerStatus.FAILED,
             f"run worker pid {pid} on {here} is gone (killed or crashed without ending the run)",

@@ -11,6 +11,7 @@ processes (``dagster api grpc`` started by the workspace, and its run worker chi
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import psutil
 import rasterio
 import yaml
 from dagster import DagsterEventType
+from dagster._core.events import EngineEventData
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG, RETRY_NUMBER_TAG
 from dagster._core.test_utils import create_run_for_test
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -175,7 +177,8 @@ def test_health_check_tells_a_dead_or_reused_pid_from_a_live_worker() -> None:
 
 
 def test_a_killed_cli_run_is_failed_and_a_live_one_left_running(tmp_path: Path) -> None:
-    """In-process (CLI) runs carry their process's pid: a dead one frees its queue slot."""
+    """In-process (CLI) runs carry their process's pid: a dead one frees its queue slot;
+    a dead worker whose step process still runs is left alone until that ends."""
     home = prepare_home(tmp_path / "home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         child = subprocess.Popen(["sleep", "60"])  # the CLI process, soon killed
@@ -188,9 +191,16 @@ def test_a_killed_cli_run_is_failed_and_a_live_one_left_running(tmp_path: Path) 
             child.wait()
         live = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED,
                                    tags={**tags, **in_process_worker_tags()})  # fmt: skip
-        for run in (dead, live):
+        # a dead worker whose step process (multiprocess executor) still runs: not failed
+        # yet, else the retry would write beside the orphaned step
+        orphan = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED,
+                                     tags={**tags, WORKER_PID_TAG: str(child.pid)})  # fmt: skip
+        instance.report_engine_event("Launching subprocess for step", orphan,
+                                     EngineEventData.multiprocess(os.getpid()))  # fmt: skip
+        for run in (dead, live, orphan):
             monitor_started_run(instance, None, instance.get_run_record_by_id(run.run_id), LOG)
         assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
+        assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.STARTED
         failure = instance.all_logs(dead.run_id, of_type=DagsterEventType.RUN_FAILURE)
         assert f"run worker pid {child.pid} on " in failure[-1].dagster_event.message
