@@ -98,18 +98,8 @@ def check_instance_storage(home: str | Path, timeout: float = 3.0) -> None:
 #: The dagster.yaml older versions generated; upgraded in place to GENERATED_YAML.
 OLD_GENERATED_YAML = "telemetry:\n  enabled: false\n"
 
-#: The generated instance config (issue 15, "runs that end"):
-#: * telemetry off: offline machines, no banner about it;
-#: * run monitoring: a run stuck STARTING or CANCELING is marked failed after 5 min, and a
-#:   STARTED run past ``dagster/max_runtime_seconds`` is failed (the default launcher
-#:   cannot probe a run worker's health, so a run killed in place is failed through that
-#:   tag or by hand: ``dagster run delete``/the UI's "terminate");
-#: * run retries: a run that failed for an infrastructure reason (worker lost, launcher
-#:   error) is retried twice; a step failure (bad input, a bug) is not retried;
-#: * run queue: at most one queued run per ``dagster/partition`` value at a time, so two
-#:   materializations of one domain (sensor + UI, two sensors ticks) never write the same
-#:   folder together.
-GENERATED_YAML = """\
+#: The generated dagster.yaml of the first "runs that end" version (no run launcher block).
+_GENERATED_YAML_V2 = """\
 telemetry:
   enabled: false
 run_monitoring:
@@ -130,16 +120,57 @@ run_queue:
 """
 
 
+#: Earlier generated files, upgraded in place to GENERATED_YAML by :func:`prepare_home`.
+OLD_GENERATED_YAMLS = (OLD_GENERATED_YAML, _GENERATED_YAML_V2)
+
+#: The generated instance config (issue 15, "runs that end"):
+#: * telemetry off: offline machines, no banner about it;
+#: * run launcher: :class:`flair_pipeline.defs.launcher.FlairRunLauncher`, the default
+#:   launcher plus a run-worker health check (the default one has none), so that run
+#:   monitoring fails a STARTED run whose worker process is gone;
+#: * run monitoring: every 60 s a STARTED run's worker is probed (dead: the run is marked
+#:   FAILURE), a run stuck STARTING or CANCELING is failed after 5 min, and a run past
+#:   ``dagster/max_runtime_seconds`` is failed; no resume (the launcher cannot resume);
+#: * run retries: a run that failed for an infrastructure reason (worker lost, launcher
+#:   error) is retried twice, from its failed steps; a step failure (bad input, a bug) is not;
+#: * run queue: at most one queued run per ``dagster/partition`` value at a time, so two
+#:   materializations of one domain (sensor + UI, two sensors ticks) never write the same
+#:   folder together.
+GENERATED_YAML = """\
+telemetry:
+  enabled: false
+run_launcher:
+  module: flair_pipeline.defs.launcher
+  class: FlairRunLauncher
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 300
+  cancel_timeout_seconds: 300
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 60
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+run_queue:
+  tag_concurrency_limits:
+    - key: dagster/partition
+      value:
+        applyLimitPerUniqueValue: true
+      limit: 1
+"""
+
+
 def prepare_home(home: str | Path | None) -> Path:
     """The persistent DAGSTER_HOME (default ./.dagster_home), created with a dagster.yaml.
 
-    A missing dagster.yaml, or one identical to what older versions generated, becomes
+    A missing dagster.yaml, or one identical to what an older version generated, becomes
     :data:`GENERATED_YAML`; a dagster.yaml someone wrote (``deploy/``) is never touched.
     """
     path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
-    if not config.exists() or config.read_text() == OLD_GENERATED_YAML:
+    if not config.exists() or config.read_text() in OLD_GENERATED_YAMLS:
         tmp = config.with_name(f".dagster.yaml.{os.getpid()}.tmp")
         tmp.write_text(GENERATED_YAML)
         tmp.replace(config)

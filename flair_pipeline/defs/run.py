@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,13 @@ import dagster as dg
 
 from flair_pipeline import errors
 from flair_pipeline.defs.instance import prepare_home
+from flair_pipeline.defs.launcher import in_process_worker_tags
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import domain_id_problem, is_domain_id
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.layout import RawLayout
+from flair_pipeline.locks import asset_locks
 from flair_pipeline.storage import domain_folders, is_url, list_domains
 
 _PROJECT_ERRORS = {
@@ -65,6 +68,23 @@ def misnamed_folders(raw: RawLayout) -> list[str]:
         if problem:
             out.append(f"{root / name}: {problem}; folder ignored, rename it to build it")
     return out
+
+
+def lock_dir(instance: dg.DagsterInstance) -> Path:
+    """Folder of the per-(asset, partition) build locks: ``<DAGSTER_HOME>/locks``.
+
+    Args:
+        instance: The instance the builds record their runs in.
+
+    Returns:
+        ``<instance root>/locks`` (not created here; see :func:`flair_pipeline.locks.asset_locks`).
+    """
+    return Path(instance.root_directory) / "locks"
+
+
+def _stderr(message: str) -> None:
+    """Default `log` of :func:`materialize`: one line on stderr."""
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -208,16 +228,23 @@ def materialize(
             )
         where = f" [{partition}]" if partition else ""
         try:
-            result = dg.materialize(
-                ALL_ASSETS,
-                selection=dg.AssetSelection.assets(*batch_keys),
-                partition_key=partition,
-                instance=instance,
-                resources={"flair": flair, "sentinelhub": sentinelhub_credentials()},
-                tags={"flair/front_door": "cli"},
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-                raise_on_error=False,
-            )
+            # this process bypasses the run queue: one build per (asset, domain) at a time
+            with asset_locks(
+                lock_dir(instance),
+                [k.to_user_string() for k in batch_keys],
+                partition,
+                log or _stderr,
+            ):
+                result = dg.materialize(
+                    ALL_ASSETS,
+                    selection=dg.AssetSelection.assets(*batch_keys),
+                    partition_key=partition,
+                    instance=instance,
+                    resources={"flair": flair, "sentinelhub": sentinelhub_credentials()},
+                    tags={"flair/front_door": "cli", **in_process_worker_tags()},
+                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                    raise_on_error=False,
+                )
         except Exception as exc:  # the run could not start (definitions, config)
             err = _user_error(exc)
             summary.failures.append(f"run{where}: {err}")

@@ -11,7 +11,8 @@ import yaml
 from dagster._core.test_utils import create_run_for_test
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-from flair_pipeline.defs.instance import OLD_GENERATED_YAML, prepare_home
+from flair_pipeline.defs.instance import OLD_GENERATED_YAMLS, prepare_home
+from flair_pipeline.defs.launcher import FlairRunLauncher
 from flair_pipeline.defs.sensors import read_cursor
 from tests.automation.test_sensor import _copy, _flair, _fp, evaluate
 
@@ -21,6 +22,10 @@ def test_generated_instance_monitors_retries_and_queues(tmp_path: Path) -> None:
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         assert instance.run_monitoring_enabled
+        # a launcher whose workers the monitoring daemon can probe (the default one cannot)
+        assert isinstance(instance.run_launcher, FlairRunLauncher)
+        assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_max_resume_run_attempts == 0
         assert instance.run_monitoring_start_timeout_seconds == 300
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert instance.run_retries_retry_on_asset_or_op_failure is False  # input errors
@@ -37,17 +42,22 @@ def test_generated_instance_monitors_retries_and_queues(tmp_path: Path) -> None:
 
 
 def test_old_generated_config_is_upgraded_and_a_written_one_kept(tmp_path: Path) -> None:
-    old, own = tmp_path / "old", tmp_path / "own"
-    old.mkdir()
+    own = tmp_path / "own"
     own.mkdir()
-    (old / "dagster.yaml").write_text(OLD_GENERATED_YAML)
     written = "telemetry:\n  enabled: true\n"
     (own / "dagster.yaml").write_text(written)
-    prepare_home(old)
     prepare_home(own)
-    assert yaml.safe_load((old / "dagster.yaml").read_text())["run_monitoring"]["enabled"]
     assert (own / "dagster.yaml").read_text() == written
-    assert sorted(p.name for p in old.iterdir()) == ["dagster.yaml"]  # no temp file left
+    assert len(OLD_GENERATED_YAMLS) == 2  # telemetry only; then without the run launcher
+    for i, text in enumerate(OLD_GENERATED_YAMLS):
+        old = tmp_path / f"old{i}"
+        old.mkdir()
+        (old / "dagster.yaml").write_text(text)
+        prepare_home(old)
+        config = yaml.safe_load((old / "dagster.yaml").read_text())
+        assert config["run_monitoring"]["enabled"]
+        assert config["run_launcher"]["class"] == "FlairRunLauncher"
+        assert sorted(p.name for p in old.iterdir()) == ["dagster.yaml"]  # no temp file left
 
 
 def _launch(instance: dg.DagsterInstance, result) -> list[str]:
