@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from flair_pipeline.defs.adapter import as_failure
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.storage import staged as staged_roots
@@ -45,7 +46,7 @@ def staged(*dataset_files: str) -> Callable[[F], F]:
                     result = fn(context, local, **kwargs)
                 except FlairPipelineError as exc:
                     # bad input, full disk: running the step again cannot help (issue 15)
-                    raise dg.Failure(description=str(exc), allow_retries=False) from exc
+                    raise as_failure(exc) from exc
             if stage.folder is not None:
                 context.log.info(f"published {len(stage.published)} file(s) to {dataset}")
             return result
