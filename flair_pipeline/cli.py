@@ -206,6 +206,61 @@ def _run_materialize(
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
 
+@cli.command("build-domain")
+@click.argument("domain")
+@click.option("--raw", "raw_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Raw data root holding domains/DOMAIN (default: paths.raw).")  # fmt: skip
+@click.option("--dataset", "dataset_root", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Dataset root to write (default: paths.dataset).")  # fmt: skip
+@config_options
+def build_domain_cmd(
+    domain: str,
+    raw_root: Path | None,
+    dataset_root: Path | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Build one domain without Dagster: sources record, patch grid, IMG, MSK, metadata.
+
+    Calls the functions the dataset assets call (flair_pipeline/dataset/build.py), so the
+    files are byte-identical to a materialization of the domain; a failed check stops the
+    build with one line. Relative roots are taken from the config file's folder, as the
+    assets take them. The split (`materialize --select key:split_assignment`) is not run.
+    """
+    from flair_pipeline.dataset.build import build_domain_patches
+    from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
+
+    cfg = _load(config_path, overrides)
+    raw = RawLayout(raw_root or _local_root(cfg.paths.raw, "paths.raw", config_path))
+    dataset = DatasetLayout(
+        dataset_root or _local_root(cfg.paths.dataset, "paths.dataset", config_path)
+    )
+    start = time.perf_counter()
+    report = build_domain_patches(domain, raw, dataset, cfg)
+    for line in report.warnings:
+        click.echo(f"warning [{domain}]: {line}", err=True)
+    g, i, m, md = report.grid, report.images, report.masks, report.metadata
+    click.echo(
+        f"{domain}: {g.patches} patches in {g.zones} zones; {i.written} IMG and {m.written} MSK "
+        f"written ({len(i.skipped)} + {len(m.skipped)} skipped); metadata of {md.patches} "
+        f"patches in {md.path} ({time.perf_counter() - start:.1f} s)"
+    )
+
+
+def _local_root(value: str, key: str, config_path: Path | None) -> Path:
+    """A config root as a local path, relative ones against the config file's folder."""
+    from flair_pipeline.errors import ConfigError
+    from flair_pipeline.storage import is_url
+
+    if is_url(value):
+        raise ConfigError(
+            f"{key}={value}: build-domain writes local roots only; pass --raw/--dataset or "
+            "use `flair-pipeline materialize` (it stages URL roots)"
+        )
+    p = Path(value)
+    return p if p.is_absolute() else (config_path or Path("params.yaml")).resolve().parent / p
+
+
 @cli.command("rasterize-labels")
 @click.option(
     "--labels",
