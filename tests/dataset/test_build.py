@@ -31,7 +31,7 @@ SAMPLING = {"patch_size": 64, "max_patches_per_domain": 6, "zone_size_m": 60}
 #: the per-domain assets, without split_assignment (it merges every domain)
 DOMAIN_ASSETS = (
     "key:domain_sources or key:patch_grid or key:aerial_patches or key:label_masks "
-    "or key:dataset_metadata"
+    "or key:dataset_metadata or key:sentinel2_series"
 )
 
 
@@ -69,21 +69,25 @@ def test_build_domain_cli_writes_the_assets_bytes(
     exe = Path(sys.executable).parent / "flair-pipeline"
     r = subprocess.run(
         [str(exe), "build-domain", DOMAIN, "--config", str(params), "--dataset",
-         str(tmp_path / "cli_dataset")],
+         str(tmp_path / "cli_dataset"), "--sentinel2"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"{DOMAIN}: 6 patches" in r.stdout
     assets, cli = _tree(tmp_path / "dagster_dataset"), _tree(tmp_path / "cli_dataset")
     kinds = {name.split("/")[0] for name in assets}
-    assert kinds == {"aerial", "labels", "metadata"}
+    assert kinds == {"aerial", "labels", "metadata", "sentinel"}
     assert sum(n.endswith(".tif") for n in assets) == 2 * 6
+    assert any(n.endswith("_data.npy") for n in assets)
+    assert any(n.startswith("metadata/centroids/") for n in assets)
     assert any(n.startswith("metadata/patch_grid/") for n in assets)
     assert any(n.startswith("metadata/sources/") for n in assets)
     assert any(n.startswith("metadata/domains/") for n in assets)
     assert cli == assets  # every file, byte for byte: no run id in any data file
     # and the core function called in process writes the same bytes again
-    assert _tree(core_built[0]) == assets
+    assert _tree(core_built[0]) == {
+        n: h for n, h in assets.items() if not n.startswith(("sentinel/", "metadata/centroids/"))
+    }
 
 
 def test_report_counts_match_the_files(core_built, tiny_world: WorldSummary) -> None:
