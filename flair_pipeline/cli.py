@@ -212,6 +212,9 @@ def _run_materialize(
               help="Raw data root holding domains/DOMAIN (default: paths.raw).")  # fmt: skip
 @click.option("--dataset", "dataset_root", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Dataset root to write (default: paths.dataset).")  # fmt: skip
+@click.option("--strict", is_flag=True,
+              help="Stop at the first patch that cannot be built (default: skip it and "
+                   "name it, as the assets do).")  # fmt: skip
 @click.option("--sentinel2", is_flag=True,
               help="Also fetch the domain's Sentinel-2 series (the sentinel2_series asset's "
                    "function, configured provider).")  # fmt: skip
@@ -220,6 +223,7 @@ def build_domain_cmd(
     domain: str,
     raw_root: Path | None,
     dataset_root: Path | None,
+    strict: bool,
     sentinel2: bool,
     config_path: Path | None,
     overrides: tuple[str, ...],
@@ -243,7 +247,7 @@ def build_domain_cmd(
         dataset_root or _local_root(cfg.paths.dataset, "paths.dataset", config_path)
     )
     start = time.perf_counter()
-    report = build_domain_patches(domain, raw, dataset, cfg)
+    report = build_domain_patches(domain, raw, dataset, cfg, skip_bad_patches=not strict)
     for line in report.warnings:
         click.echo(f"warning [{domain}]: {line}", err=True)
     g, i, m, md = report.grid, report.images, report.masks, report.metadata

@@ -212,7 +212,12 @@ class GridReport(StageReport):
 
 
 def sample_domain_grid(
-    domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    skip_bad_patches: bool = True,
 ) -> GridReport:
     """Sample a domain's patch footprints and write its patch grid (GeoPackage, EPSG:2154).
 
@@ -221,13 +226,16 @@ def sample_domain_grid(
         raw: The raw data root.
         dataset: The dataset root written to.
         cfg: The configuration (``sampling`` is used).
+        skip_bad_patches: Skip the candidates under an unreadable ortho tile and name
+            them (default); false: an unreadable tile fails the step (no grid written).
 
     Returns:
         The :class:`GridReport`; one warning per unreadable ortho tile, naming the patches
         it costs.
 
     Raises:
-        InputError: A missing or unusable input (named).
+        InputError: A missing or unusable input (named); with `skip_bad_patches` false,
+            an unreadable ortho tile.
     """
     from flair_pipeline.dataset.rasterize import read_labels
 
@@ -245,6 +253,8 @@ def sample_domain_grid(
             f"{tile}: unreadable tile, {len(lost)} patch(es) lost "
             f"({', '.join(lost[:10])}{' …' if len(lost) > 10 else ''}); replace the file"
         )
+    if warnings and not skip_bad_patches:
+        raise InputError(warnings[0])
     write_patch_grid(grid, path)
     return GridReport(
         domain=domain,
@@ -304,7 +314,12 @@ class ImagesReport(PatchFilesReport):
 
 
 def build_domain_images(
-    domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    skip_bad_patches: bool = True,
 ) -> ImagesReport:
     """Write ``IMG_<id>.tif`` (5 bands uint8: R, G, B, NIR, elevation) of every grid patch.
 
@@ -316,12 +331,15 @@ def build_domain_images(
         raw: The raw data root.
         dataset: The dataset root (read: patch grid; written: ``aerial/<domain>``).
         cfg: The configuration (``sampling``, ``dataset.compression``).
+        skip_bad_patches: Skip a patch that cannot be built (a void DSM under it, an
+            unreadable tile) and name it (default); false: it fails the step.
 
     Returns:
         The :class:`ImagesReport` (one warning per skipped patch).
 
     Raises:
-        InputError: A missing or unusable input (named).
+        InputError: A missing or unusable input (named); with `skip_bad_patches` false,
+            the first bad patch (nothing swapped in).
         StorageError: A file could not be written (nothing swapped in).
     """
     grid = read_patch_grid(dataset.patch_grid(domain))
@@ -329,7 +347,7 @@ def build_domain_images(
     size = cfg.sampling.patch_size
     report = build_aerial_patches(
         grid, inputs.ortho, inputs.dsm, inputs.dtm, dataset, size,
-        cfg.sampling.elevation_scale, cfg.dataset.compression,
+        cfg.sampling.elevation_scale, cfg.dataset.compression, isolate=skip_bad_patches,
     )  # fmt: skip
     skipped = {p for p, _ in report.skipped}
     bad = []
@@ -366,7 +384,12 @@ class MasksReport(PatchFilesReport):
 
 
 def build_domain_masks(
-    domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    skip_bad_patches: bool = True,
 ) -> MasksReport:
     """Write ``MSK_<id>.tif`` (uint8 FLAIR codes, 0 = unlabelled) of every grid patch.
 
@@ -379,12 +402,15 @@ def build_domain_masks(
         raw: The raw data root.
         dataset: The dataset root (read: patch grid; written: ``labels/<domain>``).
         cfg: The configuration (``sampling``, ``dataset.compression``).
+        skip_bad_patches: Skip a patch over the unlabelled tolerance and name it
+            (default); false: it fails the step.
 
     Returns:
         The :class:`MasksReport` (one warning per skipped patch).
 
     Raises:
-        InputError: A missing or unusable label file (named).
+        InputError: A missing or unusable label file (named); with `skip_bad_patches`
+            false, the first bad patch (nothing swapped in).
         StorageError: A file could not be written (nothing swapped in).
     """
     grid = read_patch_grid(dataset.patch_grid(domain))
@@ -393,6 +419,7 @@ def build_domain_masks(
     report = build_label_masks(
         grid, inputs.labels, dataset, cfg.sampling.patch_size, cfg.sampling.resolution,
         mapping=inputs.mapping, max_unlabelled=tolerance, compression=cfg.dataset.compression,
+        isolate=skip_bad_patches,
     )  # fmt: skip
     skipped = {p for p, _ in report.skipped}
     bad, counts = [], np.zeros(20, np.int64)
@@ -619,7 +646,12 @@ def _require(domain: str, step: str, report: StageReport) -> None:
 
 
 def build_domain_patches(
-    domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    skip_bad_patches: bool = True,
 ) -> DomainBuildReport:
     """Build one domain as the dataset assets do: sources record, grid, IMG, MSK, metadata.
 
@@ -632,21 +664,26 @@ def build_domain_patches(
         raw: The raw data root (``domains/<domain>/``).
         dataset: The dataset root written to (FLAIR release layout).
         cfg: The configuration (``sampling``, ``dataset``).
+        skip_bad_patches: Per-patch failure isolation (eo-learn's, rslearn's): a patch
+            that cannot be built is skipped and named in its step's report (default, as
+            the assets do); false: the first one stops the build with its reason.
 
     Returns:
         The :class:`DomainBuildReport` of every step.
 
     Raises:
-        InputError: A missing or unusable input (named).
+        InputError: A missing or unusable input (named); with `skip_bad_patches` false,
+            the first bad patch or unreadable tile.
         StageCheckError: A step's check failed (its first problems named).
         StorageError: A file could not be written.
     """
     sources = record_domain_sources(domain, raw, dataset)
-    grid = sample_domain_grid(domain, raw, dataset, cfg)
+    isolate = {"skip_bad_patches": skip_bad_patches}
+    grid = sample_domain_grid(domain, raw, dataset, cfg, **isolate)
     _require(domain, "patch_grid", grid)
-    images = build_domain_images(domain, raw, dataset, cfg)
+    images = build_domain_images(domain, raw, dataset, cfg, **isolate)
     _require(domain, "aerial_patches", images)
-    masks = build_domain_masks(domain, raw, dataset, cfg)
+    masks = build_domain_masks(domain, raw, dataset, cfg, **isolate)
     _require(domain, "label_masks", masks)
     metadata = write_domain_metadata(domain, raw, dataset, cfg)
     _require(domain, "dataset_metadata", metadata)

@@ -258,7 +258,10 @@ class VoidElevationError(InputError):
 
 
 def _each_patch(
-    grid: gpd.GeoDataFrame, work: Callable[[object], None], report: BuildReport
+    grid: gpd.GeoDataFrame,
+    work: Callable[[object], None],
+    report: BuildReport,
+    isolate: bool = True,
 ) -> BuildReport:
     for row in grid.itertuples():
         try:
@@ -267,6 +270,8 @@ def _each_patch(
         except StorageError:
             raise  # disk full / I/O error: fail the step, keep the live generation
         except (FlairPipelineError, rasterio.errors.RasterioError, OSError, ValueError) as exc:
+            if not isolate:  # the first bad patch fails the step (nothing swapped in)
+                raise InputError(f"patch {row.patch_id}: {exc}") from exc
             report.skipped.append((row.patch_id, str(exc)))
     return report
 
@@ -280,12 +285,14 @@ def build_aerial_patches(
     patch_size: int,
     elevation_scale: float,
     compression: str = DEFAULT_COMPRESSION,
+    isolate: bool = True,
 ) -> BuildReport:
     """Write IMG_<id>.tif (5 bands uint8, `compression`) for every patch of `grid`, as one
     new generation.
 
     ``aerial/<domain>`` is replaced as a whole (patches of an older grid disappear).
-    Raises DiskFullError / StorageError (nothing swapped in) on a storage failure.
+    Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
+    `isolate` false, InputError at the first bad patch (else it is skipped and reported).
     """
     codec = compression_options(compression, zlevel=IMG_ZLEVEL)
     report = BuildReport()
@@ -314,7 +321,7 @@ def build_aerial_patches(
                     **codec,
                 )
 
-            _each_patch(grid, work, report)
+            _each_patch(grid, work, report, isolate)
     finally:
         elevation.close()
     return report
@@ -329,6 +336,7 @@ def build_label_masks(
     mapping: LabelMapping | None = None,
     max_unlabelled: float = 1.0,
     compression: str = DEFAULT_COMPRESSION,
+    isolate: bool = True,
 ) -> BuildReport:
     """Write MSK_<id>.tif (uint8 codes, FLAIR colours, `compression`) for every patch of `grid`.
 
@@ -340,7 +348,8 @@ def build_label_masks(
     patch with more than `max_unlabelled` (the sampler's ``sampling.max_nodata_fraction``)
     of its pixels unlabelled is skipped and named in the report, never written.
     ``labels/<domain>`` is replaced as one new generation; DiskFullError / StorageError on
-    a storage failure (nothing swapped in).
+    a storage failure (nothing swapped in); with `isolate` false, InputError at the first
+    bad patch instead of skipping it.
     """
     from flair_pipeline.dataset.rasterize import LabelIndex
 
@@ -376,7 +385,7 @@ def build_label_masks(
                 **codec,
             )
 
-        _each_patch(grid, work, report)
+        _each_patch(grid, work, report, isolate)
     return report
 
 

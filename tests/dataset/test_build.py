@@ -23,7 +23,7 @@ from flair_pipeline.dataset.build import build_domain_patches
 from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.run import materialize
-from flair_pipeline.errors import StageCheckError
+from flair_pipeline.errors import InputError, StageCheckError
 from flair_pipeline.sources.synthetic import WorldSummary
 
 DOMAIN = "D033_2021"
@@ -174,3 +174,36 @@ def test_assemble_splits_without_leak_passes(tmp_path: Path) -> None:
     report = assemble_splits(layout, SplitConfig())
     assert report.passed and report.leaks == ()
     assert (report.patches("train"), report.patches("test")) == (1, 1)
+
+
+def _void_dsm_corner(folder: Path) -> None:
+    """DSM nodata over the top-left 40 × 40 m: the patches there have no elevation."""
+    dsm = folder / "dsm.tif"
+    with rasterio.open(dsm) as src:
+        profile, data = src.profile, src.read(1)
+    data[:40, :40] = -9999.0
+    profile.update(nodata=-9999.0)
+    dsm.unlink()
+    with rasterio.open(dsm, "w", **profile) as dst:
+        dst.write(data, 1)
+
+
+def test_bad_patches_are_skipped_or_stop_the_build(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    folder = tmp_path / "raw" / "domains" / DOMAIN
+    shutil.copytree(tiny_world.out / "domains" / DOMAIN, folder)
+    _void_dsm_corner(folder)
+    raw, cfg = RawLayout(tmp_path / "raw"), config_from_dict({"sampling": {"patch_size": 64}})
+    skipping = DatasetLayout(tmp_path / "skipping")
+    report = build_domain_patches(DOMAIN, raw, skipping, cfg)
+    void = [p for p, why in report.images.skipped if "elevation void" in why]
+    assert void and len(void) == len(report.images.skipped)
+    assert report.images.written == report.grid.patches - len(void)
+    assert report.masks.written == report.grid.patches  # the MSK step has no void
+    meta = json.loads(skipping.domain_metadata(DOMAIN).read_text())
+    assert not set(void) & {k.removeprefix("IMG_") for k in meta["patches"]}
+    strict = DatasetLayout(tmp_path / "strict")
+    with pytest.raises(InputError, match=rf"patch {void[0]}: elevation void"):
+        build_domain_patches(DOMAIN, raw, strict, cfg, skip_bad_patches=False)
+    assert not list((strict.root / "aerial").rglob("IMG_*.tif"))  # nothing swapped in
