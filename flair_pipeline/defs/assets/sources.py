@@ -2,7 +2,11 @@
 
 import dagster as dg
 
-from flair_pipeline.dataset.build import domain_input_files, fingerprint, record_domain_sources
+from flair_pipeline.dataset.sources_record import (
+    domain_input_files,
+    fingerprint,
+    record_domain_sources,
+)
 from flair_pipeline.defs.adapter import result
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
