@@ -160,12 +160,16 @@ ARTIFACTS: dict[str, Artifact] = {
         stage="split",
         outs=("{dataset}/metadata/splits.csv", "{dataset}/metadata/aerial_metadata.json"),
         params=("split",),
-        code=(f"{_ASSETS}/dataset.py", "flair_pipeline/dataset/splits.py"),
+        code=(
+            f"{_ASSETS}/dataset.py",
+            "flair_pipeline/dataset/splits.py",
+            "flair_pipeline/dataset/assemble.py",
+        ),
     ),
     "sentinel2_index": Artifact(
         stage="sentinel2_index",
         outs=("{dataset}/metadata/centroids_sp_to_patch.json",),
-        code=(f"{_ASSETS}/sentinel2.py",),
+        code=(f"{_ASSETS}/sentinel2.py", "flair_pipeline/sentinel2/build.py"),
     ),
     "packed_training_input": Artifact(
         stage="pack",
@@ -180,7 +184,7 @@ ARTIFACTS: dict[str, Artifact] = {
     "model_comparison": Artifact(
         stage="compare",
         outs=("{eval}/comparison.md",),
-        code=(f"{_ASSETS}/evaluation.py",),
+        code=(f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation/compare.py"),
     ),
 }
 
