@@ -222,6 +222,90 @@ def _run_materialize(
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
 
+@cli.command("build-domain")
+@click.argument("domain")
+@click.option("--raw", "raw_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Raw data root holding domains/DOMAIN (default: paths.raw).")  # fmt: skip
+@click.option("--dataset", "dataset_root", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Dataset root to write (default: paths.dataset).")  # fmt: skip
+@click.option("--strict", is_flag=True,
+              help="Stop at the first patch that cannot be built (default: skip it and "
+                   "name it, as the assets do).")  # fmt: skip
+@click.option("--sentinel2", is_flag=True,
+              help="Also fetch the domain's Sentinel-2 series (the sentinel2_series asset's "
+                   "function, configured provider).")  # fmt: skip
+@config_options
+def build_domain_cmd(
+    domain: str,
+    raw_root: Path | None,
+    dataset_root: Path | None,
+    strict: bool,
+    sentinel2: bool,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Build one domain without Dagster: sources record, patch grid, IMG, MSK, metadata.
+
+    Calls the functions the dataset assets call (flair_pipeline/dataset/build.py), so the
+    files are byte-identical to a materialization of the domain; a failed check stops the
+    build with one line. With --sentinel2, then the series of each zone
+    (flair_pipeline/sentinel2/build.py). Relative roots are taken from the config file's
+    folder, as the assets take them. The split and the centroid index merge every domain:
+    `materialize --select 'key:split_assignment or key:sentinel2_index'` builds them.
+    """
+    from flair_pipeline.dataset.build import build_domain_patches
+    from flair_pipeline.errors import StageCheckError
+    from flair_pipeline.layout import DatasetLayout, RawLayout
+
+    cfg = _load(config_path, overrides)
+    raw = RawLayout(raw_root or _local_root(cfg.paths.raw, "paths.raw", config_path))
+    dataset = DatasetLayout(
+        dataset_root or _local_root(cfg.paths.dataset, "paths.dataset", config_path)
+    )
+    start = time.perf_counter()
+    report = build_domain_patches(domain, raw, dataset, cfg, skip_bad_patches=not strict)
+    for line in report.warnings:
+        click.echo(f"warning [{domain}]: {line}", err=True)
+    g, i, m, md = report.grid, report.images, report.masks, report.metadata
+    click.echo(
+        f"{domain}: {g.patches} patches in {g.zones} zones; {i.written} IMG and {m.written} MSK "
+        f"written ({len(i.skipped)} + {len(m.skipped)} skipped); metadata of {md.patches} "
+        f"patches in {md.path} ({time.perf_counter() - start:.1f} s)"
+    )
+    if sentinel2:
+        from flair_pipeline.sentinel2.build import build_domain_series
+        from flair_pipeline.sentinel2.factory import make_provider
+
+        base = (config_path or Path("params.yaml")).resolve().parent
+        provider = make_provider(cfg.sentinel2, lambda v: base / v, raw.sentinel2_catalog())
+        series = build_domain_series(domain, raw, dataset, cfg, provider)
+        for line in series.failed_zones:
+            click.echo(f"error [{domain}]: {line}", err=True)
+        if not series.passed:
+            raise StageCheckError(
+                f"{domain}: sentinel2_series check series_valid failed "
+                f"({'; '.join(series.problems[:3])})"
+            )
+        click.echo(
+            f"{domain}: Sentinel-2 series of {len(series.dates_per_zone)} zone(s) from "
+            f"{series.provider}, dates per zone {series.dates_per_zone}"
+        )
+
+
+def _local_root(value: str, key: str, config_path: Path | None) -> Path:
+    """A config root as a local path, relative ones against the config file's folder."""
+    from flair_pipeline.errors import ConfigError
+    from flair_pipeline.storage import is_url
+
+    if is_url(value):
+        raise ConfigError(
+            f"{key}={value}: build-domain writes local roots only; pass --raw/--dataset or "
+            "use `flair-pipeline materialize` (it stages URL roots)"
+        )
+    p = Path(value)
+    return p if p.is_absolute() else (config_path or Path("params.yaml")).resolve().parent / p
+
+
 @cli.command("rasterize-labels")
 @click.option(
     "--labels",

@@ -32,3 +32,12 @@ class StorageError(FlairPipelineError, OSError):
 
 class DiskFullError(StorageError):
     """No space left where a file is written: ``disk full at PATH (N MB free)``."""
+
+
+# --- issue 16: stage functions ---------------------------------------------------------------
+class StageCheckError(FlairPipelineError):
+    """A stage's check failed outside Dagster (``flair-pipeline build-domain``).
+
+    The build stops before the next step, as a blocking asset check stops its downstream
+    assets.
+    """

@@ -249,7 +249,10 @@ class VoidElevationError(InputError):
 
 
 def _each_patch(
-    grid: gpd.GeoDataFrame, work: Callable[[object], None], report: BuildReport
+    grid: gpd.GeoDataFrame,
+    work: Callable[[object], None],
+    report: BuildReport,
+    isolate: bool = True,
 ) -> BuildReport:
     for row in grid.itertuples():
         try:
@@ -258,6 +261,8 @@ def _each_patch(
         except StorageError:
             raise  # disk full / I/O error: fail the step, keep the live generation
         except (FlairPipelineError, rasterio.errors.RasterioError, OSError, ValueError) as exc:
+            if not isolate:  # the first bad patch fails the step (nothing swapped in)
+                raise InputError(f"patch {row.patch_id}: {exc}") from exc
             report.skipped.append((str(row.patch_id), str(exc)))
     return report
 
@@ -271,6 +276,7 @@ def build_aerial_patches(
     patch_size: int,
     elevation_scale: float,
     compression: str = DEFAULT_COMPRESSION,
+    isolate: bool = True,
 ) -> BuildReport:
     """Write the IMG of every patch of `grid`, as one new generation.
 
@@ -278,7 +284,8 @@ def build_aerial_patches(
     new generation.
 
     ``aerial/<domain>`` is replaced as a whole (patches of an older grid disappear).
-    Raises DiskFullError / StorageError (nothing swapped in) on a storage failure.
+    Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
+    `isolate` false, InputError at the first bad patch (else it is skipped and reported).
     """
     codec = compression_options(compression, zlevel=IMG_ZLEVEL)
     report = BuildReport()
@@ -311,7 +318,7 @@ def build_aerial_patches(
                     **codec,
                 )
 
-            _each_patch(grid, work, report)
+            _each_patch(grid, work, report, isolate)
     finally:
         elevation.close()
     return report
@@ -326,6 +333,7 @@ def build_label_masks(
     mapping: LabelMapping | None = None,
     max_unlabelled: float = 1.0,
     compression: str = DEFAULT_COMPRESSION,
+    isolate: bool = True,
 ) -> BuildReport:
     """Write MSK_<id>.tif (uint8 codes, FLAIR colours, `compression`) for every patch of `grid`.
 
@@ -337,7 +345,8 @@ def build_label_masks(
     patch with more than `max_unlabelled` (the sampler's ``sampling.max_nodata_fraction``)
     of its pixels unlabelled is skipped and named in the report, never written.
     ``labels/<domain>`` is replaced as one new generation; DiskFullError / StorageError on
-    a storage failure (nothing swapped in).
+    a storage failure (nothing swapped in); with `isolate` false, InputError at the first
+    bad patch instead of skipping it.
     """
     from flair_pipeline.dataset.rasterize import LabelIndex
 
@@ -373,7 +382,7 @@ def build_label_masks(
                 **codec,
             )
 
-        _each_patch(grid, work, report)
+        _each_patch(grid, work, report, isolate)
     return report
 
 

@@ -173,12 +173,16 @@ ARTIFACTS: dict[str, Artifact] = {
         stage="split",
         outs=_of(L.SPLITS, L.AERIAL_METADATA),
         params=("split",),
-        code=(f"{_ASSETS}/dataset.py", "flair_pipeline/dataset/splits.py"),
+        code=(
+            f"{_ASSETS}/dataset.py",
+            "flair_pipeline/dataset/splits.py",
+            "flair_pipeline/dataset/assemble.py",
+        ),
     ),
     "sentinel2_index": Artifact(
         stage="sentinel2_index",
         outs=_of(L.CENTROIDS),
-        code=(f"{_ASSETS}/sentinel2.py",),
+        code=(f"{_ASSETS}/sentinel2.py", "flair_pipeline/sentinel2/build.py"),
     ),
     "packed_training_input": Artifact(
         stage="pack",
@@ -198,7 +202,7 @@ ARTIFACTS: dict[str, Artifact] = {
     "model_comparison": Artifact(
         stage="compare",
         outs=_of(L.COMPARISON),
-        code=(f"{_ASSETS}/evaluation.py",),
+        code=(f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation/compare.py"),
     ),
 }
 

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
+from flair_pipeline.defs.adapter import as_failure
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import RAW_DOMAIN, PathTemplate
@@ -94,4 +95,4 @@ def _run(fn: Callable[..., Any], context: Any, flair: FlairConfig, kwargs: dict[
         return fn(context, flair, **kwargs)
     except FlairPipelineError as exc:
         # bad input, full disk: running the step again cannot help (issue 15)
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        raise as_failure(exc) from exc

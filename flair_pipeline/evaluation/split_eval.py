@@ -9,8 +9,10 @@ logits are upsampled to the label grid: the metric is always computed at full re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import rasterio
@@ -32,14 +34,19 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import EvalFiles
 from flair_pipeline.metrics import ConfusionAccumulator, Scores
 from flair_pipeline.nomenclature import colormap, merge_to_13
+from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.checkpoint import Inference, load_inference
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
 from flair_pipeline.training.samples import PatchDataset, collate
 
 
 @dataclass
-class EvalReport:
+class EvalReport(StageReport):
     """Scores and where the artifacts went."""
+
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {
+        "per_class_iou": "md", "figures": "md", "metrics": "path",
+    }  # fmt: skip
 
     model: str
     scores: Scores
@@ -49,6 +56,28 @@ class EvalReport:
     per_domain_csv: Path
     patches_png: Path
     predictions: Path
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """mIoU, overall accuracy, per-class and per-domain scores, the two figures."""
+        from flair_pipeline.plots import markdown_image
+
+        s = self.scores
+        rows = ["| class | IoU | F1 | support |", "|---|---|---|---|"]
+        rows += [
+            f"| {n} | {s.iou[i]:.4f} | {s.f1[i]:.4f} | {int(s.support[i])} |"
+            for i, n in enumerate(s.names)
+        ]
+        figures = markdown_image(self.confusion_png.read_bytes(), "confusion (row-normalised)")
+        figures += "\n\n" + markdown_image(self.patches_png.read_bytes(), "test patches")
+        return {
+            "miou": float(s.miou),
+            "overall_accuracy": float(s.overall_accuracy),
+            "test_patches": s.n_patches,
+            "per_class_iou": "\n".join(rows),
+            "per_domain_miou": {d: round(float(x.miou), 4) for d, x in s.per_domain.items()},
+            "figures": figures,
+            "metrics": str(self.metrics_json),
+        }
 
 
 def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:

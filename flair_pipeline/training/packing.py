@@ -30,9 +30,10 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
@@ -40,6 +41,7 @@ import rasterio
 from flair_pipeline.errors import ConfigError, InputError
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.nomenclature import merge_to_13
+from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.records import SPLITS, PatchRecord, load_records
 
 PACK_VERSION = 1
@@ -59,12 +61,22 @@ def _base(source: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
-class PackReport:
+class PackReport(StageReport):
     """What a pack holds: patches per split, bytes written, the folder."""
+
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"path": "path"}
 
     root: Path
     counts: dict[str, int]
     bytes: int
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """Patches per split (``<split>_patches``), bytes written and the pack folder."""
+        return {
+            **{f"{split}_patches": n for split, n in self.counts.items()},
+            "bytes": self.bytes,
+            "path": str(self.root),
+        }
 
 
 def pack_source(source: str | Path, out: str | Path | None = None) -> PackReport:

@@ -14,9 +14,10 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import rasterio
@@ -30,6 +31,7 @@ from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import SEN2_PARTS, ModelFiles, sen2_file
 from flair_pipeline.model_registry import get_model
+from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.checkpoint import check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
 from flair_pipeline.training.module import FlairModule
@@ -41,8 +43,10 @@ from flair_pipeline.training.stats import compute_stats
 
 
 @dataclass
-class TrainReport:
+class TrainReport(StageReport):
     """What a training run produced, for metadata, DVC metrics and the closing log line."""
+
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"checkpoint": "path", "curves": "md"}
 
     model: str
     best_val_miou: float
@@ -57,6 +61,25 @@ class TrainReport:
     curves_png: str
     curves_csv: str
     device: str
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """Best validation mIoU, epochs, steps, speed, patch counts, checkpoint and curves."""
+        from flair_pipeline.plots import markdown_image
+
+        with open(self.curves_png, "rb") as f:
+            curves = markdown_image(f.read(), "training curves")
+        return {
+            "best_val_miou": float(self.best_val_miou),
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "wall_time_s": float(self.wall_s),
+            "images_per_s": float(self.images_per_s),
+            "train_patches": self.train_patches,
+            "val_patches": self.val_patches,
+            "device": self.device,
+            "checkpoint": self.best_checkpoint,
+            "curves": curves,
+        }
 
     def write(self, path: Path) -> Path:
         """Write the report as indented JSON at `path`, atomically; return `path`."""

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dagster as dg
 import pytest
 import yaml
+from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
 
 from flair_pipeline.config import PipelineConfig, load_config
-from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
+from flair_pipeline.dataset.assemble import assemble_splits
+from flair_pipeline.dataset.build import build_domain_patches
+from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
+from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sources.synthetic import WorldSummary
-
-BUILD = "group:sources or group:dataset or group:sentinel2"
 
 
 def tiny_params(raw: Path, root: Path) -> dict:
@@ -33,16 +33,28 @@ def tiny_params(raw: Path, root: Path) -> dict:
     }  # fmt: skip
 
 
+def build_dataset(params: Path) -> None:
+    """What the sources, dataset and sentinel2 assets build, through the same core
+    functions and without Dagster: each domain, its Sentinel-2 series, the split, the index."""
+    cfg = load_config(params)
+    raw, dataset = RawLayout(Path(cfg.paths.raw)), DatasetLayout(Path(cfg.paths.dataset))
+    provider = make_provider(cfg.sentinel2, Path, raw.sentinel2_catalog())
+    for domain in sorted(p.name for p in (raw.root / "domains").iterdir()):
+        build_domain_patches(domain, raw, dataset, cfg)
+        build_domain_series(domain, raw, dataset, cfg, provider)
+    assert assemble_splits(dataset, cfg.split).passed
+    merge_centroids(dataset)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(
     tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path]:
-    """(dataset root, params.yaml) of the tiny world, built through the real assets."""
+    """(dataset root, params.yaml) of the tiny world, built by the assets' core functions."""
     root = tmp_path_factory.mktemp("tiny_built")
     params = root / "params.yaml"
     params.write_text(yaml.safe_dump(tiny_params(tiny_world.out, root)))
-    with dg.instance_for_test() as instance:
-        materialize(BUILD, (), FlairConfig(config_path=str(params)), instance=instance)
+    build_dataset(params)
     return root / "dataset", params
 
 

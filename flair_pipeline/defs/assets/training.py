@@ -10,11 +10,10 @@ from typing import Any
 
 import dagster as dg
 
+from flair_pipeline.defs.adapter import project_failures, result
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import ModelFiles
 from flair_pipeline.model_registry import MODELS_BY_FOLDER, model_for_folder
-from flair_pipeline.plots import markdown_image
 
 
 def _train(
@@ -24,29 +23,12 @@ def _train(
 
     cfg = flair.load()
     out = ModelFiles.of(flair.models_dir(), folder).folder
-    try:
+    with project_failures():
         report = train_model(flair.dataset().root, out, cfg, model, progress=False)
-    except FlairPipelineError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info(
         f"{model}: best validation mIoU {report.best_val_miou:.4f} after {report.epochs} epochs"
     )
-    with open(report.curves_png, "rb") as f:
-        curves = markdown_image(f.read(), "training curves")
-    return dg.MaterializeResult(
-        metadata={
-            "best_val_miou": dg.MetadataValue.float(report.best_val_miou),
-            "epochs": report.epochs,
-            "steps": report.steps,
-            "wall_time_s": dg.MetadataValue.float(report.wall_s),
-            "images_per_s": dg.MetadataValue.float(report.images_per_s),
-            "train_patches": report.train_patches,
-            "val_patches": report.val_patches,
-            "device": report.device,
-            "checkpoint": dg.MetadataValue.path(report.best_checkpoint),
-            "curves": dg.MetadataValue.md(curves),
-        }
-    )
+    return result(context, report)
 
 
 @dg.asset(
@@ -64,18 +46,10 @@ def packed_training_input(
     """Asset: the packed training input (its ``description`` says what it writes)."""
     from flair_pipeline.training.packing import pack_source
 
-    try:
+    with project_failures():
         report = pack_source(flair.dataset().root)
-    except FlairPipelineError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     context.log.info(f"packed {report.counts} patches into {report.root}")
-    return dg.MaterializeResult(
-        metadata={
-            **{f"{split}_patches": n for split, n in report.counts.items()},
-            "bytes": report.bytes,
-            "path": dg.MetadataValue.path(str(report.root)),
-        }
-    )
+    return result(context, report)
 
 
 #: Keyword arguments shared by the training assets' @dg.asset.

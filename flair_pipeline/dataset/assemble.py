@@ -1,0 +1,96 @@
+"""Assemble the built domains into one dataset: the split and the merged aerial metadata.
+
+FLAIR splits by domain, never by patch (:mod:`flair_pipeline.dataset.splits`); this stage
+reads every domain's ``metadata/domains/<domain>.json``, writes ``metadata/splits.csv`` and
+the merged ``metadata/aerial_metadata.json``, and checks that no patch key belongs to two
+domains (split leakage).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pandas as pd
+
+from flair_pipeline.config import SplitConfig
+from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.splits import assign_splits, write_splits
+from flair_pipeline.io import remove_stale_temps
+from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.reports import JSON, MetadataKind, StageReport
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SplitsReport(StageReport):
+    """The split of every built domain; check no_split_leakage."""
+
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"splits": "md", "path": "path"}
+
+    path: str
+    #: (domain, split, rule, patches), sorted by domain
+    rows: tuple[tuple[str, str, str, int], ...]
+    leaks: tuple[str, ...] = ()  # "<IMG key> in <domain> and <domain>"
+
+    @property
+    def problems(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``no_split_leakage``: the patch keys found in two domains."""
+        return self.leaks
+
+    def patches(self, split: str) -> int:
+        """Number of patches in `split` (``train``, ``validation`` or ``test``)."""
+        return sum(n for _, s, _, n in self.rows if s == split)
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """Domain count, patches per split, the split table (Markdown) and splits.csv."""
+        table = pd.DataFrame(list(self.rows), columns=["domain", "split", "rule", "patches"])
+        return {
+            "domains": len(self.rows),
+            **{f"{s}_patches": self.patches(s) for s in SPLITS},
+            "splits": table.to_markdown(index=False),
+            "path": self.path,
+        }
+
+    def check_metadata(self) -> dict[str, JSON]:
+        """The first 20 leaks."""
+        return {"leaks": list(self.leaks[:20])}
+
+
+def assemble_splits(dataset: DatasetLayout, cfg: SplitConfig) -> SplitsReport:
+    """Assign every built domain a split and merge their aerial metadata.
+
+    Args:
+        dataset: The dataset root (read: ``metadata/domains/*.json``; written:
+            ``metadata/splits.csv``, ``metadata/aerial_metadata.json``).
+        cfg: The ``split`` section (mapping, ratios, salt).
+
+    Returns:
+        The :class:`SplitsReport`, with any patch key found in two domains as a leak.
+
+    Raises:
+        FlairPipelineError: ``split.mapping`` moves an official FLAIR domain.
+        DomainIdError: A domain file whose name is not a domain id.
+    """
+    remove_stale_temps(dataset.splits, dataset.aerial_metadata)
+    files = sorted(
+        f for f in dataset.domain_metadata_dir.glob("*.json") if not f.name.startswith(".")
+    )
+    per_domain = {f.stem: json.loads(f.read_text()) for f in files}
+    assignment = assign_splits(per_domain, cfg)
+    write_splits(assignment, dataset.splits)
+    merged: dict[str, object] = {}
+    owners: dict[str, str] = {}
+    leaks = []
+    for d, data in sorted(per_domain.items()):
+        for key, value in data["patches"].items():
+            if key in owners:
+                leaks.append(f"{key} in {owners[key]} and {d}")
+            owners[key] = d
+            merged[key] = value
+    md.write_json(merged, dataset.aerial_metadata)
+    rows = tuple((d, str(s), r, len(per_domain[d]["patches"])) for d, (s, r) in assignment.items())
+    return SplitsReport(path=str(dataset.splits), rows=rows, leaks=tuple(leaks))

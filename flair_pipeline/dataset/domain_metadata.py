@@ -1,0 +1,183 @@
+"""A domain's metadata step: every IMG paired with its MSK, FLAIR's aerial metadata JSON.
+
+The ``dataset_metadata`` asset's function, the last step of a domain's build
+(:mod:`flair_pipeline.dataset.build`): ``metadata/domains/<domain>.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+
+from flair_pipeline import layout as L
+from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.generation import recover
+from flair_pipeline.dataset.patches import Elevation
+from flair_pipeline.dataset.sampling import read_patch_grid
+from flair_pipeline.io import remove_stale_temps
+from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.reports import JSON, MetadataKind, StageReport
+from flair_pipeline.sources.domain_spec import DomainInputs, resolve
+
+
+@dataclass(frozen=True)
+class MetadataReport(StageReport):
+    """A domain's aerial metadata and class shares (``metadata/domains/<domain>.json``).
+
+    Its check is img_msk_pairs (every kept IMG has a MSK on the same grid).
+    """
+
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {
+        "class_shares": "md", "class_chart": "md", "preview": "md",
+    }  # fmt: skip
+
+    domain: str
+    path: str
+    patches: int
+    zones: int
+    skipped: tuple[str, ...]  # "<patch id>: no IMG|MSK"
+    class_shares: dict[str, float]  # % of each of the 13 training classes
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    #: up to 3 (IMG 5×H×W uint8, MSK H×W uint8, title) for the preview figure
+    previews: tuple[tuple[np.ndarray, np.ndarray, str], ...] = field(
+        default=(), compare=False, repr=False
+    )
+
+    @property
+    def passed(self) -> bool:
+        """No IMG/MSK pair on different grids, and at least one pair."""
+        return not self.problems and self.patches > 0
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """Counts, the class-share table and chart, a preview of 3 patches (Markdown)."""
+        from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
+
+        shares = self.class_shares
+        table = pd.DataFrame(
+            {"class": list(shares), "share_%": [round(v, 2) for v in shares.values()]}
+        )
+        meta: dict[str, JSON] = {
+            "patches": self.patches,
+            "skipped": list(self.skipped[:50]),
+            "zones": self.zones,
+            "class_shares": table.to_markdown(index=False),
+            "class_chart": markdown_image(class_share_chart(shares, self.domain), "classes"),
+        }
+        if self.previews:
+            png = patch_preview(*zip(*self.previews, strict=True))
+            meta["preview"] = markdown_image(png, "preview")
+        return meta
+
+
+def _ortho_decisions(inputs: DomainInputs) -> list[str]:
+    """One line per rescaled ortho product (its nodata through the rescale), else none."""
+    from flair_pipeline.geo.raster_vrt import rescale_decisions
+
+    return rescale_decisions(inputs.ortho) if isinstance(inputs.ortho, list) else []
+
+
+def _label_decisions(inputs: DomainInputs) -> list[str]:
+    """The decision line ("labels …: CRS … reprojected on the fly") for non-Lambert-93 labels."""
+    from flair_pipeline.geo.crs import is_lambert93
+    from flair_pipeline.geo.label_mapping import label_crs
+
+    crs = label_crs(inputs.labels)
+    if crs is None or is_lambert93(crs):
+        return []
+    name = rasterio.crs.CRS.from_user_input(crs).to_string()
+    return [f"labels {inputs.labels}: CRS {name} reprojected on the fly to EPSG:2154"]
+
+
+def write_domain_metadata(
+    domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig
+) -> MetadataReport:
+    """Pair each grid patch's IMG and MSK and write the domain's metadata JSON.
+
+    First finishes or undoes an interrupted generation swap of ``aerial/<domain>`` and
+    ``labels/<domain>`` (each action is a warning). The JSON holds FLAIR's aerial metadata
+    per kept patch (centroid x/y in m, EPSG:2154; z = terrain altitude in m; camera, date,
+    time), the class shares (%), the problems, the skipped patches and the decisions.
+
+    Args:
+        domain: A domain id such as ``D006_2020``.
+        raw: The raw data root.
+        dataset: The dataset root (read: grid, IMG, MSK; written: the domain's JSON).
+        cfg: The configuration (``sampling.elevation_scale``).
+
+    Returns:
+        The :class:`MetadataReport`.
+
+    Raises:
+        InputError: A missing or unusable input (named), a DTM void under a centroid.
+    """
+    grid = read_patch_grid(dataset.patch_grid(domain))
+    warnings: list[str] = []
+    # a swap killed half-way: back to one generation
+    for kind in (L.AERIAL.all_domains().rel, L.LABELS.all_domains().rel):
+        warnings += recover(dataset.root, kind, domain)
+    remove_stale_temps(dataset.domain_metadata(domain))
+    inputs = resolve(raw.domain(domain))
+    pairs: list[str] = []
+    problems: list[str] = []
+    missing: list[str] = []
+    previews: list[tuple[np.ndarray, np.ndarray, str]] = []  # (IMG, MSK, title)
+    row: Any  # a patch grid row (pandas' itertuples are untyped)
+    for row in grid.itertuples():
+        img, msk = (
+            dataset.img(row.domain, row.zone, row.patch_id),
+            dataset.msk(row.domain, row.zone, row.patch_id),
+        )
+        if not (img.is_file() and msk.is_file()):  # skipped upstream and reported there
+            missing.append(f"{row.patch_id}: no {'IMG' if not img.is_file() else 'MSK'}")
+            continue
+        with rasterio.open(img) as a, rasterio.open(msk) as b:
+            if (a.transform, a.shape, a.crs) != (b.transform, b.shape, b.crs):
+                problems.append(f"{row.patch_id}: IMG and MSK grids differ")
+                continue
+            if len(previews) < 3:
+                previews.append((a.read(), b.read(1), f"IMG_{row.patch_id} ({row.zone})"))
+        pairs.append(row.patch_id)
+    kept: gpd.GeoDataFrame = grid[grid["patch_id"].isin(pairs)]
+    elevation = Elevation(inputs.dsm, inputs.dtm, cfg.sampling.elevation_scale)
+    try:
+        ground: dict[str, float] = {}
+        for row in kept.itertuples():
+            bounds = row.geometry.bounds
+            ground[row.patch_id] = elevation.ground(row.x_centroid, row.y_centroid, bounds)
+    finally:
+        elevation.close()
+    shares = md.class_distribution(kept)
+    path = md.write_json(
+        {
+            "domain": domain,
+            "patches": md.aerial_metadata(kept, inputs.info, ground),
+            "class_distribution": shares,
+            "problems": problems,
+            "skipped": missing,
+            "decisions": [
+                *_ortho_decisions(inputs),
+                *elevation.decisions,
+                *_label_decisions(inputs),
+            ],
+        },
+        dataset.domain_metadata(domain),
+    )
+    return MetadataReport(
+        domain=domain,
+        path=str(path),
+        patches=len(kept),
+        zones=int(kept["zone"].nunique()) if len(kept) else 0,
+        skipped=tuple(missing),
+        class_shares=shares,
+        problems=tuple(problems),
+        warnings=tuple(warnings),
+        previews=tuple(previews),
+    )

@@ -1,0 +1,303 @@
+"""The per-patch steps of a domain's build: patch grid, IMG and MSK, each with its check.
+
+Steps of :mod:`flair_pipeline.dataset.build`, one function per asset (``patch_grid``,
+``aerial_patches``, ``label_masks``). Per-patch failures are isolated by default (a
+corrupt tile or a void DSM under a patch skips that patch and names it,
+:mod:`flair_pipeline.dataset.patches`); ``skip_bad_patches=False`` makes the first one fail
+the step. Every file is in EPSG:2154 (Lambert-93) on the grid of ``sampling.resolution``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import rasterio
+
+from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.dataset.patches import (
+    BuildReport,
+    build_aerial_patches,
+    build_label_masks,
+    unlabelled_fraction,
+)
+from flair_pipeline.dataset.sampling import read_patch_grid, sample_patches, write_patch_grid
+from flair_pipeline.errors import InputError
+from flair_pipeline.io import remove_stale_temps
+from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.reports import JSON, MetadataKind, StageReport
+from flair_pipeline.sources.domain_spec import resolve
+
+
+@dataclass(frozen=True)
+class GridReport(StageReport):
+    """The patch grid of a domain (``metadata/patch_grid/<domain>.gpkg``); check has_patches."""
+
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"path": "path"}
+
+    domain: str
+    path: str
+    patches: int
+    zones: int
+    candidates: int
+    rejected: dict[str, int]
+    strategy: str
+    unreadable_tiles: tuple[str, ...] = ()
+    skipped_patches: tuple[str, ...] = ()  # "<patch id>: <why>", first 50
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> tuple[str, ...]:  # type: ignore[override]
+        """``has_patches``: a grid without any patch."""
+        return () if self.patches else (f"{self.domain}: no patch kept",)
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """Patch, zone and candidate counts, rejections by reason, strategy, lost tiles."""
+        return {
+            "patches": self.patches,
+            "zones": self.zones,
+            "candidates": self.candidates,
+            "rejected": dict(self.rejected),
+            "strategy": self.strategy,
+            "unreadable_tiles": list(self.unreadable_tiles),
+            "skipped_patches": list(self.skipped_patches),
+            "path": self.path,
+        }
+
+    def check_metadata(self) -> dict[str, JSON]:
+        """``{"patches": n}``."""
+        return {"patches": self.patches}
+
+
+def sample_domain_grid(
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    skip_bad_patches: bool = True,
+) -> GridReport:
+    """Sample a domain's patch footprints and write its patch grid (GeoPackage, EPSG:2154).
+
+    Args:
+        domain: A domain id such as ``D006_2020``.
+        raw: The raw data root.
+        dataset: The dataset root written to.
+        cfg: The configuration (``sampling`` is used).
+        skip_bad_patches: Skip the candidates under an unreadable ortho tile and name
+            them (default); false: an unreadable tile fails the step (no grid written).
+
+    Returns:
+        The :class:`GridReport`; one warning per unreadable ortho tile, naming the patches
+        it costs.
+
+    Raises:
+        InputError: A missing or unusable input (named); with `skip_bad_patches` false,
+            an unreadable ortho tile.
+    """
+    from flair_pipeline.dataset.rasterize import read_labels
+
+    path = dataset.patch_grid(domain)
+    remove_stale_temps(path)
+    inputs = resolve(raw.domain(domain))
+    labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    with Mosaic(inputs.ortho) as mosaic:
+        grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
+        broken = [str(p) for p in mosaic.broken]
+    warnings = []
+    for tile in broken:  # a truncated download: name it and what it costs (issue 15)
+        lost = [e.split(": ", 1)[0] for e in report.unreadable if tile in e]
+        warnings.append(
+            f"{tile}: unreadable tile, {len(lost)} patch(es) lost "
+            f"({', '.join(lost[:10])}{' …' if len(lost) > 10 else ''}); replace the file"
+        )
+    if warnings and not skip_bad_patches:
+        raise InputError(warnings[0])
+    write_patch_grid(grid, path)
+    return GridReport(
+        domain=domain,
+        path=str(path),
+        patches=len(grid),
+        zones=int(grid["zone"].nunique()) if len(grid) else 0,
+        candidates=report.candidates,
+        rejected=dict(report.rejected),
+        strategy=cfg.sampling.strategy,
+        unreadable_tiles=tuple(broken),
+        skipped_patches=tuple(report.unreadable[:50]),
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True)
+class PatchFilesReport(StageReport):
+    """IMG or MSK files of a domain: written, skipped (with why), decisions; the check's list."""
+
+    written: int
+    skipped: tuple[tuple[str, str], ...]  # (patch id, reason)
+    decisions: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """No problem, and at least one file written."""
+        return not self.problems and self.written > 0
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """Written and skipped counts, the first 50 skipped patches, decisions."""
+        return BuildReport(self.written, list(self.skipped), list(self.decisions)).as_metadata()
+
+
+def _files_report(report: BuildReport, problems: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "written": report.written,
+        "skipped": tuple(report.skipped),
+        "decisions": tuple(report.decisions),
+        "problems": tuple(problems),
+        "warnings": tuple(f"skipped patch {p}: {why}" for p, why in report.skipped),
+        **extra,
+    }
+
+
+@dataclass(frozen=True)
+class ImagesReport(PatchFilesReport):
+    """IMG files of a domain; check img_format (5 bands, patch_size², uint8, EPSG:2154)."""
+
+    def check_metadata(self) -> dict[str, JSON]:
+        """The first 20 problems and how many files were checked."""
+        return {"problems": list(self.problems[:20]), "checked": self.written}
+
+
+def build_domain_images(
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    skip_bad_patches: bool = True,
+) -> ImagesReport:
+    """Write ``IMG_<id>.tif`` (5 bands uint8: R, G, B, NIR, elevation) of every grid patch.
+
+    Reads the patch grid :func:`sample_domain_grid` wrote; ``aerial/<domain>`` is replaced
+    as one generation. Each written file is then checked (band count, size, dtype, CRS).
+
+    Args:
+        domain: A domain id such as ``D006_2020``.
+        raw: The raw data root.
+        dataset: The dataset root (read: patch grid; written: ``aerial/<domain>``).
+        cfg: The configuration (``sampling``, ``dataset.compression``).
+        skip_bad_patches: Skip a patch that cannot be built (a void DSM under it, an
+            unreadable tile) and name it (default); false: it fails the step.
+
+    Returns:
+        The :class:`ImagesReport` (one warning per skipped patch).
+
+    Raises:
+        InputError: A missing or unusable input (named); with `skip_bad_patches` false,
+            the first bad patch (nothing swapped in).
+        StorageError: A file could not be written (nothing swapped in).
+    """
+    grid = read_patch_grid(dataset.patch_grid(domain))
+    inputs = resolve(raw.domain(domain))
+    size = cfg.sampling.patch_size
+    report = build_aerial_patches(
+        grid, inputs.ortho, inputs.dsm, inputs.dtm, dataset, size,
+        cfg.sampling.elevation_scale, cfg.dataset.compression, isolate=skip_bad_patches,
+    )  # fmt: skip
+    skipped = {p for p, _ in report.skipped}
+    bad = []
+    row: Any  # a patch grid row (pandas' itertuples are untyped)
+    for row in grid.itertuples():
+        if row.patch_id in skipped:
+            continue
+        path = dataset.img(row.domain, row.zone, row.patch_id)
+        with rasterio.open(path) as src:
+            if (src.count, src.width, src.height) != (5, size, size) or src.dtypes[0] != "uint8":
+                bad.append(
+                    f"{path.name}: {src.count} bands {src.width}x{src.height} {src.dtypes[0]}"
+                )
+            elif src.crs is None or src.crs.to_epsg() != 2154:
+                bad.append(f"{path.name}: CRS {src.crs}")
+    return ImagesReport(**_files_report(report, bad))
+
+
+@dataclass(frozen=True)
+class MasksReport(PatchFilesReport):
+    """MSK files of a domain and their pixel counts; check msk_codes (codes 0..19, tolerance)."""
+
+    pixels_per_code: dict[str, int] = field(default_factory=dict)
+    unlabelled_pixels: int = 0
+    unlabelled_tolerance: float = 0.0
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """The file counts, pixels per FLAIR code (1..19), unlabelled pixels and tolerance."""
+        return {
+            **super().as_metadata(),
+            "pixels_per_code": dict(self.pixels_per_code),
+            "unlabelled_pixels": self.unlabelled_pixels,
+            "unlabelled_tolerance": self.unlabelled_tolerance,
+        }
+
+
+def build_domain_masks(
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    skip_bad_patches: bool = True,
+) -> MasksReport:
+    """Write ``MSK_<id>.tif`` (uint8 FLAIR codes, 0 = unlabelled) of every grid patch.
+
+    Reads the patch grid; ``labels/<domain>`` is replaced as one generation. Each written
+    mask is then checked: codes within 0..19 and at most ``sampling.max_nodata_fraction``
+    unlabelled (the sampler's tolerance).
+
+    Args:
+        domain: A domain id such as ``D006_2020``.
+        raw: The raw data root.
+        dataset: The dataset root (read: patch grid; written: ``labels/<domain>``).
+        cfg: The configuration (``sampling``, ``dataset.compression``).
+        skip_bad_patches: Skip a patch over the unlabelled tolerance and name it
+            (default); false: it fails the step.
+
+    Returns:
+        The :class:`MasksReport` (one warning per skipped patch).
+
+    Raises:
+        InputError: A missing or unusable label file (named); with `skip_bad_patches`
+            false, the first bad patch (nothing swapped in).
+        StorageError: A file could not be written (nothing swapped in).
+    """
+    grid = read_patch_grid(dataset.patch_grid(domain))
+    inputs = resolve(raw.domain(domain))
+    tolerance = cfg.sampling.max_nodata_fraction
+    report = build_label_masks(
+        grid, inputs.labels, dataset, cfg.sampling.patch_size, cfg.sampling.resolution,
+        mapping=inputs.mapping, max_unlabelled=tolerance, compression=cfg.dataset.compression,
+        isolate=skip_bad_patches,
+    )  # fmt: skip
+    skipped = {p for p, _ in report.skipped}
+    bad, counts = [], np.zeros(20, np.int64)
+    row: Any  # a patch grid row (pandas' itertuples are untyped)
+    for row in grid.itertuples():
+        if row.patch_id in skipped:
+            continue
+        with rasterio.open(dataset.msk(row.domain, row.zone, row.patch_id)) as src:
+            m = src.read(1)
+        counts += np.bincount(m.ravel(), minlength=20)[:20]
+        # 0 = unlabelled, allowed up to the sampler's tolerance (the same number)
+        unknown = sorted(set(np.unique(m).tolist()) - set(range(0, 20)))
+        if unknown:
+            bad.append(f"MSK_{row.patch_id}: codes {unknown}")
+        elif unlabelled_fraction(m) > tolerance:
+            bad.append(f"MSK_{row.patch_id}: {100 * unlabelled_fraction(m):.2f} % unlabelled")
+    return MasksReport(
+        **_files_report(report, bad),
+        pixels_per_code={str(c): int(counts[c]) for c in range(1, 20) if counts[c]},
+        unlabelled_pixels=int(counts[0]),
+        unlabelled_tolerance=tolerance,
+    )
