@@ -15,9 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 import rasterio
-from flair_pipeline.dataset.layout import DatasetLayout
 
 from flair_pipeline.io import file_mode
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sources.synthetic import WorldSummary
 from tests.conftest import REPO
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
 
 from flair_pipeline.config import config_from_dict
 from flair_pipeline.dataset.build import sample_domain_grid
 from flair_pipeline.dataset.sampling import read_patch_grid
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
 from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.series import read_series

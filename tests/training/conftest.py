@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flair_pipeline.dataset.layout import DatasetLayout, RawLayout
 
 from flair_pipeline.config import PipelineConfig, load_config
 from flair_pipeline.dataset.assemble import assemble_splits
 from flair_pipeline.dataset.build import build_domain_patches
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
 from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sources.synthetic import WorldSummary
