@@ -14,7 +14,9 @@ import numpy as np
 
 from flair_pipeline.evaluation.metrics import Scores
 from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
-from flair_pipeline.plots import _png, code_cmap, plt
+from flair_pipeline.plots import _png, code_cmap, pyplot
+
+plt = pyplot()  # evaluation draws: matplotlib with this module
 
 
 def row_normalised(matrix: np.ndarray) -> np.ndarray:
