@@ -97,4 +97,3 @@ def test_demo_times_the_stages_dvc_runs(tmp_path: Path) -> None:
     assert conf.cpu_s is not None and conf.cpu_s > 0 and conf.process_wall_s <= conf.wall_s
     assert copy.cpu_s is None  # cp reports nothing
     assert (tmp_path / "copy.yaml").read_text().startswith("paths:")
-    assert repro_timed(tmp_path, echo=lines.append) == []  # up to date: nothing ran
