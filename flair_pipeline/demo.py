@@ -42,8 +42,13 @@ def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print
     return "\n".join(parts)
 
 
+def _to_terminal(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
 def repro_timed(
-    repo: Path, echo: Callable[[str], None] = sys.stdout.write
+    repo: Path, echo: Callable[[str], None] = _to_terminal
 ) -> list[stage_times.StageTime]:
     """``dvc repro`` in `repo`, timing each stage that runs.
 
