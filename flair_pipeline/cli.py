@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 import click
 
-from flair_pipeline import redaction
+from flair_pipeline import redaction, stage_times
 from flair_pipeline.config import PipelineConfig, dump_config, load_config
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import ModelFiles
@@ -632,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    finally:
+        if os.environ.get(stage_times.ENV):  # set by `flair-pipeline demo` for DVC's stages
+            click.echo(stage_times.usage_line(), err=True)
     return 0
 
 

@@ -10,13 +10,15 @@ The last stage, ``demo_map`` (:func:`write_maps`), maps the first test domain.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flair_pipeline import layout
+from flair_pipeline import layout, stage_times
 from flair_pipeline.config import PipelineConfig
-from flair_pipeline.dvc_tool import run_dvc
+from flair_pipeline.dvc_tool import DvcError, dvc_env, dvc_executable
 from flair_pipeline.io import atomic_path
 
 
@@ -24,17 +26,67 @@ def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print
     """Run ``dvc repro`` in `repo`, then return the text to print.
 
     ``dvc repro`` in `repo` (DVC's output streams to the terminal), then the text to
-    print: the comparison table and the demo maps. Raises DvcError when a stage fails.
+    print: the comparison table and the demo maps. `log` also gets the time of each stage
+    that ran (:func:`repro_timed`). Raises DvcError when a stage fails.
     """
     start = time.perf_counter()
-    run_dvc(repo, "repro", capture=False)
+    stages = repro_timed(repo)
     log(f"dvc repro done in {time.perf_counter() - start:.1f} s")
+    if stages:
+        log("time per stage (issue 17):\n" + stage_times.format_table(stages))
     ev = repo / cfg.paths.eval
     parts = ["", layout.comparison(ev).read_text()]
     summary = layout.MAPS_SUMMARY.under(ev)
     if summary.is_file():
         parts.append(summary.read_text())
     return "\n".join(parts)
+
+
+def _to_terminal(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def repro_timed(
+    repo: Path, echo: Callable[[str], None] = _to_terminal
+) -> list[stage_times.StageTime]:
+    """``dvc repro`` in `repo`, timing each stage that runs.
+
+    DVC's stdout and stderr (its stages' output included) are read as one stream and
+    passed to `echo` line by line as they come. The stages run with
+    ``FLAIR_STAGE_TIMES=1``, so each ``flair-pipeline`` process reports its own wall and
+    CPU seconds (see :mod:`flair_pipeline.stage_times`).
+
+    Args:
+        repo: the DVC repository (dvc.yaml, params.yaml).
+        echo: where each output line goes (the terminal by default).
+
+    Returns:
+        One :class:`~flair_pipeline.stage_times.StageTime` per stage run, in run order
+        (empty when everything was up to date).
+
+    Raises:
+        DvcError: DVC is missing or ``dvc repro`` failed (its last ERROR line quoted).
+    """
+    clock = stage_times.StageClock()
+    tail: list[str] = []
+    env = {**dvc_env(), stage_times.ENV: "1"}
+    with subprocess.Popen(
+        [dvc_executable(), "repro"], cwd=repo, env=env, text=True, bufsize=1,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            echo(line)
+            clock.feed(line)
+            tail = [*tail[-49:], line]
+    if proc.returncode != 0:
+        last = next((ln for ln in reversed(tail) if "ERROR" in ln), tail[-1] if tail else "")
+        raise DvcError(
+            f"`dvc repro` in {repo} failed (exit {proc.returncode})"
+            + (f": {last.strip()}" if last.strip() else "; see DVC's output above")
+        )
+    return clock.finish()
 
 
 def write_maps(cfg: PipelineConfig) -> str:

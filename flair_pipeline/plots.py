@@ -1,7 +1,10 @@
 """Figures people would rather see than read: class shares, patch previews.
 
 Rendered with matplotlib's Agg backend to PNG bytes, so they can be written to disk and
-embedded in Dagster metadata alike.
+embedded in Dagster metadata alike. matplotlib is imported on the first figure
+(:func:`pyplot`), not with this module: the asset modules import it, and importing
+``matplotlib.pyplot`` costs 1–2 s, which every ``flair-pipeline materialize`` process
+(one per DVC stage) would pay even when it draws nothing (issue 17).
 """
 
 from __future__ import annotations
@@ -9,22 +12,36 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 
 from flair_pipeline.nomenclature import BY_CODE, FLAIR_SHARES, MERGED_COLOURS
+
+if TYPE_CHECKING:
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
+
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, imported on first use.
+
+    Returns:
+        The ``matplotlib.pyplot`` module.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -37,7 +54,7 @@ def class_share_chart(shares: Mapping[str, float], title: str) -> bytes:
     """Horizontal bars of class shares (%) next to FLAIR's, in FLAIR colours."""
     names = list(FLAIR_SHARES)
     ours = [shares.get(n, 0.0) for n in names]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     y = np.arange(len(names))
     ax.barh(y - 0.2, ours, 0.4, color=MERGED_COLOURS, edgecolor="k", linewidth=0.3, label="this")
     ax.barh(y + 0.2, list(FLAIR_SHARES.values()), 0.4, color="lightgrey", label="FLAIR")
@@ -51,6 +68,8 @@ def class_share_chart(shares: Mapping[str, float], title: str) -> bytes:
 
 def code_cmap() -> ListedColormap:
     """Colour map indexed by FLAIR code 0..19 (0 = unlabelled, white)."""
+    from matplotlib.colors import ListedColormap
+
     colours = ["#ffffff"] + [BY_CODE[c].colour for c in range(1, 20)]
     return ListedColormap(colours)
 
@@ -74,7 +93,7 @@ def patch_rows(rows: Sequence[Sequence[Panel]]) -> bytes:
         ValueError: a panel kind other than image, codes, elevation.
     """
     n, cols = max(len(rows), 1), max((len(r) for r in rows), default=3)
-    fig, axes = plt.subplots(n, cols, figsize=(2.5 * cols, 2.5 * n), squeeze=False)
+    fig, axes = pyplot().subplots(n, cols, figsize=(2.5 * cols, 2.5 * n), squeeze=False)
     cmap = code_cmap()
     for i, row in enumerate(rows):
         for ax, (arr, title, kind) in zip(axes[i], row, strict=True):
@@ -117,7 +136,7 @@ def ndvi_profiles(profiles: Mapping[str, Sequence[np.ndarray]], title: str) -> b
     from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
 
     colour = dict(zip(MERGED_NAMES, MERGED_COLOURS, strict=True))
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = pyplot().subplots(figsize=(6.5, 3.8))
     for name, arr in sorted(profiles.items()):
         doy = np.concatenate([a[0] for a in arr])
         val = np.concatenate([a[1] for a in arr])

@@ -19,7 +19,8 @@ def test_repo_params_match_the_model_defaults() -> None:
     gpu = yaml.safe_load((REPO / "recipes" / "flair-gpu.yaml").read_text())
     overrides = [f"{k}={json.dumps(v)}" for k, v in flatten(gpu).items()]
     assert load_config(REPO / "params.yaml", overrides) == PipelineConfig()
-    assert load_config(REPO / "params.yaml").train.epochs == 40  # the CPU recipe in force
+    cpu = load_config(REPO / "params.yaml").train  # the CPU recipe in force (issue 17)
+    assert (cpu.epochs, cpu.batch_size, cpu.downsample) == (20, 4, 8)
     data = read_params(REPO / "params.yaml")
     assert set(data) == set(PipelineConfig.model_fields)
     for section, model in PipelineConfig.model_fields.items():

@@ -14,7 +14,9 @@ import numpy as np
 
 from flair_pipeline.metrics import Scores
 from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
-from flair_pipeline.plots import _png, patch_rows, plt
+from flair_pipeline.plots import _png, patch_rows, pyplot
+
+plt = pyplot()  # evaluation draws: matplotlib with this module
 
 
 def row_normalised(matrix: np.ndarray) -> np.ndarray:
