@@ -11,7 +11,7 @@ import numpy as np
 import pystac
 import pytest
 
-from flair_pipeline.sentinel2.stac_meta import asset_crs, asset_meta, boa_offset
+from flair_pipeline.sentinel2.stac_meta import asset_crs, asset_meta, boa_offset, scale_offset
 from flair_pipeline.sentinel2.stac_select import scl_to_masks, select_items
 
 
@@ -122,3 +122,18 @@ def test_reprocessed_baselines_keep_the_newest_one_item_per_scene() -> None:
         kept, dropped = select_items(order, ["c"])
         assert [i.id for i in kept] == ["a_new", "c_other"]
         assert dropped == [("b_old", "duplicate of a_new (c)")]
+
+
+@pytest.mark.parametrize(
+    ("baseline", "asset", "expected"),
+    [
+        ("05.11", {}, (1e-4, -0.1)),  # default scale 1e-4; DN carry +1000: -1000 x 1e-4
+        ("02.14", {}, (1e-4, 0.0)),
+        ("05.11", {"raster:bands": [{"scale": 2e-4}]}, (2e-4, -0.2)),
+    ],
+)
+def test_scale_offset_turns_dn_into_reflectance(baseline, asset, expected) -> None:
+    item = _item({"s2:processing_baseline": baseline}, asset)
+    scale, offset = scale_offset(item, "red")
+    assert (scale, offset) == pytest.approx(expected, abs=1e-12)
+    assert 2152 * scale + offset == pytest.approx(2152 * expected[0] + expected[1])

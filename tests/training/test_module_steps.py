@@ -226,3 +226,10 @@ def test_buffers_and_hyper_parameters() -> None:
                        torch.rand(3, generator=torch.Generator().manual_seed(5)))  # fmt: skip
     assert m.last_good_step == 0
     assert not hasattr(module(), "s2_mean")
+
+
+def test_each_finished_batch_is_the_last_good_step() -> None:
+    m = module()
+    m.last_good_step = 41
+    m.on_train_batch_end()
+    assert m.last_good_step == m.global_step == 0  # no Trainer attached: step 0
