@@ -24,6 +24,7 @@ import tomllib
 from pathlib import Path
 
 DETECTED = {"killed", "timeout", "segfault", "suspicious"}
+NOT_RUN = "not checked"  # mutmut's word for a mutant of the scope that no run has tried yet
 
 
 def scope(pyproject: Path = Path("pyproject.toml")) -> list[str]:
@@ -54,6 +55,8 @@ def module_of(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=int, metavar="N", help="first run mutmut with N children")
+    ap.add_argument("--only", nargs="+", metavar="GLOB",
+                    help="run only these mutants (a part of the scope; the score covers it all)")  # fmt: skip
     args = ap.parse_args(argv)
     mutmut = Path(sys.executable).parent / "mutmut"
     globs = scope()
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         # one thread per child: the machine is shared, and torch/BLAS pools are not fork-safe
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        subprocess.run(["nice", str(mutmut), "run", "--max-children", str(args.run), *globs],
+        subprocess.run(["nice", str(mutmut), "run", "--max-children", str(args.run),
+                        *(args.only or globs)],
                        check=False, env=env)  # fmt: skip
         print(f"\nmutmut run wall time: {time.monotonic() - t0:.0f} s ({args.run} children)")
     out = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True,
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if not name or not in_scope(name, globs):
             continue
         per[module_of(name)][status] += 1
-        if status not in DETECTED:
+        if status not in DETECTED and status != NOT_RUN:
             survivors.append(f"{name}: {status}")
     if not per:
         print("no mutants found: run `make mutation` first", file=sys.stderr)
@@ -83,13 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         n, k = sum(c.values()), sum(c[s] for s in DETECTED)
         total.update(c)
         strict = c["killed"]
+        tried = n - c[NOT_RUN]
+        of_tried = f"{100 * k / tried:5.1f} % of {tried} tried" if tried else "none tried"
         print(f"{module:40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
-              f"test failed {100 * strict / n:5.1f} %  {dict(c)}")  # fmt: skip
+              f"test failed {100 * strict / n:5.1f} % ({of_tried})  {dict(c)}")  # fmt: skip
     n, k = sum(total.values()), sum(total[s] for s in DETECTED)
     strict = total["killed"]
     print(f"{'TOTAL':40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
           f"test failed {100 * strict / n:5.1f} %")  # fmt: skip
-    print(f"\n{len(survivors)} not killed (`mutmut show <name>` for the diff):")
+    if total[NOT_RUN]:
+        print(f"{total[NOT_RUN]} mutants of the scope not tried yet: score incomplete")
+    print(f"\n{len(survivors)} tried and not killed (`mutmut show <name>` for the diff):")
     print("\n".join(survivors))
     return 0
 

@@ -8,6 +8,8 @@ test_predict_edges.py.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from rasterio.transform import from_origin
@@ -77,9 +79,15 @@ def test_ramp_falls_linearly_over_the_margin_at_both_ends() -> None:
     assert ramp(6, 2).tolist() == pytest.approx([0.25, 0.75, 1, 1, 0.75, 0.25], abs=1e-7)
 
 
+def test_ramp_of_a_one_pixel_margin_halves_the_border_pixels() -> None:
+    assert ramp(4, 1).tolist() == [0.5, 1.0, 1.0, 0.5]
+
+
 @pytest.mark.parametrize("margin", [0, -3])
 def test_ramp_without_margin_is_flat(margin: int) -> None:
-    got = ramp(5, margin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by a zero margin on the way
+        got = ramp(5, margin)
     assert got.dtype == np.float32
     assert got.tolist() == [1.0] * 5
 
