@@ -145,3 +145,14 @@ def test_grid_problem_names_what_differs(tmp_path: Path, case: str) -> None:
         assert got is None
     else:
         assert got is not None and got.startswith(expected), got
+
+
+def test_grid_problem_message_gives_both_six_term_transforms(tmp_path: Path) -> None:
+    from flair_pipeline.dataset.rasterize import grid_problem
+
+    ta, tb = (0.2, 0.0, X0, 0.0, -0.5, Y0), (0.2 + 6e-7, 0.0, X0, 0.0, -0.5, Y0)
+    with (
+        _raster(tmp_path / "a.tif", Affine(*ta)) as a,
+        _raster(tmp_path / "b.tif", Affine(*tb)) as b,
+    ):
+        assert grid_problem(a, b) == f"transform {tb} differs from {ta}"

@@ -11,7 +11,13 @@ import numpy as np
 import pystac
 import pytest
 
-from flair_pipeline.sentinel2.stac_meta import asset_crs, asset_meta, boa_offset, scale_offset
+from flair_pipeline.sentinel2.stac_meta import (
+    asset_crs,
+    asset_meta,
+    boa_offset,
+    product_name,
+    scale_offset,
+)
 from flair_pipeline.sentinel2.stac_select import scl_to_masks, select_items
 
 
@@ -137,3 +143,11 @@ def test_scale_offset_turns_dn_into_reflectance(baseline, asset, expected) -> No
     scale, offset = scale_offset(item, "red")
     assert (scale, offset) == pytest.approx(expected, abs=1e-12)
     assert 2152 * scale + offset == pytest.approx(2152 * expected[0] + expected[1])
+
+
+def test_product_name_is_the_safe_name_without_its_suffix_else_the_item_id() -> None:
+    safe = "S2B_MSIL2A_20250731T103629_N0511_R008_T31TDH_20250731T132207"
+    assert product_name(_item({"s2:product_uri": safe + ".SAFE"}, iid="a")) == safe
+    assert product_name(_item({"s2:product_uri": safe}, iid="a")) == safe
+    assert product_name(_item({}, iid="S2B_31TDH_20250731_0_L2A")) == "S2B_31TDH_20250731_0_L2A"
+    assert product_name(_item({"s2:product_uri": ""}, iid="b")) == "b"
