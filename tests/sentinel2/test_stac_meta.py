@@ -151,3 +151,23 @@ def test_product_name_is_the_safe_name_without_its_suffix_else_the_item_id() -> 
     assert product_name(_item({"s2:product_uri": safe}, iid="a")) == safe
     assert product_name(_item({}, iid="S2B_31TDH_20250731_0_L2A")) == "S2B_31TDH_20250731_0_L2A"
     assert product_name(_item({"s2:product_uri": ""}, iid="b")) == "b"
+
+
+@pytest.mark.parametrize(
+    "asset",
+    [
+        {"raster:bands": [{"offset": -0.1}]},  # raster v1
+        {"raster:offset": -0.1},  # raster v2 (STAC 1.1)
+        {"bands": [{"raster:offset": -0.1}]},  # STAC 1.1 bands array
+    ],
+)
+def test_declared_offset_is_read_in_every_spelling_when_the_baseline_is_unknown(asset) -> None:
+    m = asset_meta(_item({}, asset), "red")  # no baseline: the declared offset is used
+    assert (m.scale, m.offset) == (1e-4, -0.1)
+    assert m.decision == "baseline unknown: declared offset -0.1 used"
+
+
+@pytest.mark.parametrize("asset", [{"raster:bands": []}, {"bands": []}, {"raster:bands": ["x"]}])
+def test_empty_or_odd_band_lists_fall_back_to_the_defaults(asset) -> None:
+    m = asset_meta(_item({}, asset), "red")
+    assert (m.scale, m.offset, m.nodata) == (1e-4, 0.0, None)
