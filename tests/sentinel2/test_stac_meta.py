@@ -171,3 +171,11 @@ def test_declared_offset_is_read_in_every_spelling_when_the_baseline_is_unknown(
 def test_empty_or_odd_band_lists_fall_back_to_the_defaults(asset) -> None:
     m = asset_meta(_item({}, asset), "red")
     assert (m.scale, m.offset, m.nodata) == (1e-4, 0.0, None)
+
+
+def test_non_reflectance_assets_keep_their_crs_and_say_why_unscaled() -> None:
+    item = _item({"s2:processing_baseline": "05.11", "proj:epsg": 32631},
+                 {"raster:bands": [{"scale": 2e-4, "offset": -0.1, "nodata": 0}]})  # fmt: skip
+    m = asset_meta(item, "red", reflectance=False)
+    assert (m.scale, m.offset, m.nodata) == (1.0, 0.0, 0.0)
+    assert (m.crs, m.decision) == ("EPSG:32631", "not a reflectance")
