@@ -15,6 +15,7 @@ from flair_pipeline.sentinel2.stac_meta import (
     asset_crs,
     asset_meta,
     boa_offset,
+    processing_baseline,
     product_name,
     scale_offset,
 )
@@ -179,3 +180,17 @@ def test_non_reflectance_assets_keep_their_crs_and_say_why_unscaled() -> None:
     m = asset_meta(item, "red", reflectance=False)
     assert (m.scale, m.offset, m.nodata) == (1.0, 0.0, 0.0)
     assert (m.crs, m.decision) == ("EPSG:32631", "not a reflectance")
+
+
+def test_baseline_digits_of_the_product_name_are_major_and_hundredths() -> None:
+    uri = "S2B_MSIL2A_20250731T103629_N0511_R008_T31TDH_20250731T132207.SAFE"
+    assert processing_baseline(_item({"s2:product_uri": uri})) == pytest.approx(5.11)
+
+
+def test_a_contradicting_declared_offset_is_added_to_the_decision() -> None:
+    item = _item({"s2:processing_baseline": "05.11", "earthsearch:boa_offset_applied": True})
+    assert boa_offset(item, -0.1, 1e-4) == (
+        0.0,
+        "baseline 05.11, earthsearch:boa_offset_applied: offset already removed; "
+        "declared offset -0.1 contradicts it and is ignored",
+    )
