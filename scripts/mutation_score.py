@@ -1,51 +1,103 @@
-"""Print the score of the last `mutmut run` (make mutation): killed / total, per module.
+"""Run `make mutation` and print its score: killed / total, per module.
 
-Reads ``mutmut results --all true`` (one ``<mutant>: <status>`` line each). "Detected"
-counts mutants a test failed on plus those that timed out or crashed the run, as mutmut
-does; "test failed" counts only the first, because on a loaded machine (and with torch in a
-forked worker) a timeout need not mean the mutant was caught (docs/testing.md). Survivors are
-listed for review.
+``--run N`` first runs ``mutmut run --max-children N`` on the mutants named in
+pyproject's ``[tool.flair_mutation] mutants`` (fnmatch globs over mutmut's names; stac.py is
+restricted to its windowing, offset and mosaic functions) under ``nice``, and prints its wall
+time. Then the score is read from ``mutmut results --all true`` (one ``<mutant>: <status>``
+line each), counting only the mutants in that scope.
+
+"Detected" counts mutants a test failed on plus those that timed out or crashed the run, as
+mutmut does; "test failed" counts only the first. Survivors are listed for review
+(docs/testing.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
+import fnmatch
+import os
 import subprocess
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 DETECTED = {"killed", "timeout", "segfault", "suspicious"}
+NOT_RUN = "not checked"  # mutmut's word for a mutant of the scope that no run has tried yet
 
 
-def main() -> int:
+def scope(pyproject: Path = Path("pyproject.toml")) -> list[str]:
+    """The mutant-name globs of ``[tool.flair_mutation] mutants`` in `pyproject`.
+
+    Args:
+        pyproject: the project's pyproject.toml.
+
+    Returns:
+        The globs, as written.
+
+    Raises:
+        KeyError: if the table or its ``mutants`` key is missing.
+    """
+    return tomllib.loads(pyproject.read_text("utf-8"))["tool"]["flair_mutation"]["mutants"]
+
+
+def in_scope(name: str, globs: list[str]) -> bool:
+    """Whether mutant `name` matches one of `globs` (fnmatch, as mutmut matches names)."""
+    return any(fnmatch.fnmatch(name, g) for g in globs)
+
+
+def module_of(name: str) -> str:
+    """``pkg.mod`` of a mutmut mutant name ``pkg.mod.x_func__mutmut_3`` / ``pkg.mod.xǁCǁm__mutmut_3``."""
+    return name.split(".x_")[0].split(".xǁ")[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=int, metavar="N", help="first run mutmut with N children")
+    ap.add_argument("--only", nargs="+", metavar="GLOB",
+                    help="run only these mutants (a part of the scope; the score covers it all)")  # fmt: skip
+    args = ap.parse_args(argv)
     mutmut = Path(sys.executable).parent / "mutmut"
+    globs = scope()
+    if args.run:
+        t0 = time.monotonic()
+        # one thread per child: the machine is shared, and torch/BLAS pools are not fork-safe
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        subprocess.run(["nice", str(mutmut), "run", "--max-children", str(args.run),
+                        *(args.only or globs)],
+                       check=False, env=env)  # fmt: skip
+        print(f"\nmutmut run wall time: {time.monotonic() - t0:.0f} s ({args.run} children)")
     out = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
     per: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     survivors = []
     for line in out.splitlines():
         name, _, status = line.strip().rpartition(": ")
-        if not name:
+        if not name or not in_scope(name, globs):
             continue
-        module = name.split(".x_")[0].split(".xǁ")[0]
-        per[module][status] += 1
-        if status not in DETECTED:
+        per[module_of(name)][status] += 1
+        if status not in DETECTED and status != NOT_RUN:
             survivors.append(f"{name}: {status}")
     if not per:
         print("no mutants found: run `make mutation` first", file=sys.stderr)
         return 1
-    total = collections.Counter()
+    total: collections.Counter = collections.Counter()
     for module, c in sorted(per.items()):
         n, k = sum(c.values()), sum(c[s] for s in DETECTED)
         total.update(c)
         strict = c["killed"]
+        tried = n - c[NOT_RUN]
+        of_tried = f"{100 * k / tried:5.1f} % of {tried} tried" if tried else "none tried"
         print(f"{module:40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
-              f"test failed {100 * strict / n:5.1f} %  {dict(c)}")  # fmt: skip
+              f"test failed {100 * strict / n:5.1f} % ({of_tried})  {dict(c)}")  # fmt: skip
     n, k = sum(total.values()), sum(total[s] for s in DETECTED)
     strict = total["killed"]
     print(f"{'TOTAL':40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
           f"test failed {100 * strict / n:5.1f} %")  # fmt: skip
-    print(f"\n{len(survivors)} not killed (`mutmut show <name>` for the diff):")
+    if total[NOT_RUN]:
+        print(f"{total[NOT_RUN]} mutants of the scope not tried yet: score incomplete")
+    print(f"\n{len(survivors)} tried and not killed (`mutmut show <name>` for the diff):")
     print("\n".join(survivors))
     return 0
 

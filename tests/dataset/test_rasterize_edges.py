@@ -82,3 +82,77 @@ def test_polygon_just_outside_each_edge_burns_nothing(tmp_path) -> None:
              _box(-3, -3, 0.4, h + 3), _box(w - 0.4, -3, w + 3, h + 3)]  # fmt: skip
     mask = _index(tmp_path, geoms, [1, 2, 3, 4]).mask(GRID, (h, w), "EPSG:2154")
     assert not mask.any()
+
+
+def _raster(path: Path, transform: Affine, shape: tuple[int, int] = (4, 5), crs: str = "EPSG:2154"):
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", height=shape[0], width=shape[1], count=1,
+                       dtype="uint8", crs=crs, transform=transform) as dst:  # fmt: skip
+        dst.write(np.zeros((1, *shape), np.uint8))
+    return rasterio.open(path)
+
+
+# (b's transform, shape, CRS) against a's Affine(0.2, 0, X0, 0, -0.5, Y0), 4x5, EPSG:2154;
+# tolerances by hand: pixel terms 1e-6 x max(|0.2|, |-0.5|) = 5e-7, origin 0.01 m
+GRID_CASES = {
+    "same grid": (Affine(0.2, 0, X0, 0, -0.5, Y0), (4, 5), "EPSG:2154", None),
+    "one row more": (
+        Affine(0.2, 0, X0, 0, -0.5, Y0),
+        (5, 5),
+        "EPSG:2154",
+        "shape 5x5 differs from 4x5",
+    ),
+    "one column less": (
+        Affine(0.2, 0, X0, 0, -0.5, Y0),
+        (4, 4),
+        "EPSG:2154",
+        "shape 4x4 differs from 4x5",
+    ),
+    "pixel height within 5e-7": (Affine(0.2, 0, X0, 0, -0.5 - 3e-7, Y0), (4, 5), "EPSG:2154", None),
+    "pixel width within 5e-7": (Affine(0.2 + 4e-7, 0, X0, 0, -0.5, Y0), (4, 5), "EPSG:2154", None),
+    "pixel width off by 6e-7": (
+        Affine(0.2 + 6e-7, 0, X0, 0, -0.5, Y0),
+        (4, 5),
+        "EPSG:2154",
+        "transform",
+    ),
+    "pixel height off by 6e-7": (
+        Affine(0.2, 0, X0, 0, -0.5 + 6e-7, Y0),
+        (4, 5),
+        "EPSG:2154",
+        "transform",
+    ),
+    "row skew": (Affine(0.2, 1e-5, X0, 0, -0.5, Y0), (4, 5), "EPSG:2154", "transform"),
+    "column skew": (Affine(0.2, 0, X0, 1e-5, -0.5, Y0), (4, 5), "EPSG:2154", "transform"),
+    "x origin within 1 cm": (Affine(0.2, 0, X0 + 0.009, 0, -0.5, Y0), (4, 5), "EPSG:2154", None),
+    "y origin within 1 cm": (Affine(0.2, 0, X0, 0, -0.5, Y0 - 0.009), (4, 5), "EPSG:2154", None),
+    "x origin 2 cm off": (Affine(0.2, 0, X0 + 0.02, 0, -0.5, Y0), (4, 5), "EPSG:2154", "origin"),
+    "y origin 2 cm off": (Affine(0.2, 0, X0, 0, -0.5, Y0 + 0.02), (4, 5), "EPSG:2154", "origin"),
+    "other CRS": (Affine(0.2, 0, X0, 0, -0.5, Y0), (4, 5), "EPSG:32631", "CRS EPSG:32631 differs"),
+}
+
+
+@pytest.mark.parametrize("case", list(GRID_CASES))
+def test_grid_problem_names_what_differs(tmp_path: Path, case: str) -> None:
+    from flair_pipeline.dataset.rasterize import grid_problem
+
+    transform, shape, crs, expected = GRID_CASES[case]
+    with _raster(tmp_path / "a.tif", Affine(0.2, 0, X0, 0, -0.5, Y0)) as a, \
+            _raster(tmp_path / "b.tif", transform, shape, crs) as b:  # fmt: skip
+        got = grid_problem(a, b)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and got.startswith(expected), got
+
+
+def test_grid_problem_message_gives_both_six_term_transforms(tmp_path: Path) -> None:
+    from flair_pipeline.dataset.rasterize import grid_problem
+
+    ta, tb = (0.2, 0.0, X0, 0.0, -0.5, Y0), (0.2 + 6e-7, 0.0, X0, 0.0, -0.5, Y0)
+    with (
+        _raster(tmp_path / "a.tif", Affine(*ta)) as a,
+        _raster(tmp_path / "b.tif", Affine(*tb)) as b,
+    ):
+        assert grid_problem(a, b) == f"transform {tb} differs from {ta}"

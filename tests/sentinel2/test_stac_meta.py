@@ -16,6 +16,8 @@ from flair_pipeline.sentinel2.stac_meta import (
     asset_meta,
     boa_offset,
     processing_baseline,
+    product_name,
+    scale_offset,
 )
 from flair_pipeline.sentinel2.stac_select import scl_to_masks, select_items
 
@@ -138,3 +140,68 @@ def test_baseline_of_cdse_items_from_processing_version_else_the_id() -> None:
     assert processing_baseline(_item({}, iid="S2B_T24MUV_20250731T130245_L2A")) is None
     off, why = boa_offset(_item({}, iid=cdse_id), -0.1, 1e-4)
     assert off == pytest.approx(-0.1) and why.startswith("baseline 05.10")
+
+
+@pytest.mark.parametrize(
+    ("baseline", "asset", "expected"),
+    [
+        ("05.11", {}, (1e-4, -0.1)),  # default scale 1e-4; DN carry +1000: -1000 x 1e-4
+        ("02.14", {}, (1e-4, 0.0)),
+        ("05.11", {"raster:bands": [{"scale": 2e-4}]}, (2e-4, -0.2)),
+    ],
+)
+def test_scale_offset_turns_dn_into_reflectance(baseline, asset, expected) -> None:
+    item = _item({"s2:processing_baseline": baseline}, asset)
+    scale, offset = scale_offset(item, "red")
+    assert (scale, offset) == pytest.approx(expected, abs=1e-12)
+    assert 2152 * scale + offset == pytest.approx(2152 * expected[0] + expected[1])
+
+
+def test_product_name_is_the_safe_name_without_its_suffix_else_the_item_id() -> None:
+    safe = "S2B_MSIL2A_20250731T103629_N0511_R008_T31TDH_20250731T132207"
+    assert product_name(_item({"s2:product_uri": safe + ".SAFE"}, iid="a")) == safe
+    assert product_name(_item({"s2:product_uri": safe}, iid="a")) == safe
+    assert product_name(_item({}, iid="S2B_31TDH_20250731_0_L2A")) == "S2B_31TDH_20250731_0_L2A"
+    assert product_name(_item({"s2:product_uri": ""}, iid="b")) == "b"
+
+
+@pytest.mark.parametrize(
+    "asset",
+    [
+        {"raster:bands": [{"offset": -0.1}]},  # raster v1
+        {"raster:offset": -0.1},  # raster v2 (STAC 1.1)
+        {"bands": [{"raster:offset": -0.1}]},  # STAC 1.1 bands array
+    ],
+)
+def test_declared_offset_is_read_in_every_spelling_when_the_baseline_is_unknown(asset) -> None:
+    m = asset_meta(_item({}, asset), "red")  # no baseline: the declared offset is used
+    assert (m.scale, m.offset) == (1e-4, -0.1)
+    assert m.decision == "baseline unknown: declared offset -0.1 used"
+
+
+@pytest.mark.parametrize("asset", [{"raster:bands": []}, {"bands": []}, {"raster:bands": ["x"]}])
+def test_empty_or_odd_band_lists_fall_back_to_the_defaults(asset) -> None:
+    m = asset_meta(_item({}, asset), "red")
+    assert (m.scale, m.offset, m.nodata) == (1e-4, 0.0, None)
+
+
+def test_non_reflectance_assets_keep_their_crs_and_say_why_unscaled() -> None:
+    item = _item({"s2:processing_baseline": "05.11", "proj:epsg": 32631},
+                 {"raster:bands": [{"scale": 2e-4, "offset": -0.1, "nodata": 0}]})  # fmt: skip
+    m = asset_meta(item, "red", reflectance=False)
+    assert (m.scale, m.offset, m.nodata) == (1.0, 0.0, 0.0)
+    assert (m.crs, m.decision) == ("EPSG:32631", "not a reflectance")
+
+
+def test_baseline_digits_of_the_product_name_are_major_and_hundredths() -> None:
+    uri = "S2B_MSIL2A_20250731T103629_N0511_R008_T31TDH_20250731T132207.SAFE"
+    assert processing_baseline(_item({"s2:product_uri": uri})) == pytest.approx(5.11)
+
+
+def test_a_contradicting_declared_offset_is_added_to_the_decision() -> None:
+    item = _item({"s2:processing_baseline": "05.11", "earthsearch:boa_offset_applied": True})
+    assert boa_offset(item, -0.1, 1e-4) == (
+        0.0,
+        "baseline 05.11, earthsearch:boa_offset_applied: offset already removed; "
+        "declared offset -0.1 contradicts it and is ignored",
+    )
