@@ -304,10 +304,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--patch-size", type=int, default=512)
     ap.add_argument("--domains", type=int, default=None, help="measure only the first N domains")
-    ap.add_argument("--flavour", choices=("plain", "ign"), default="plain",
-                    help="ign: rewrite the generated world as IGN delivers it (domain.yaml)")  # fmt: skip
-    ap.add_argument("--compression", default=DEFAULT_COMPRESSION, choices=COMPRESSIONS,
-                    help="dataset.compression of the IMG and MSK written (measured: all four)")  # fmt: skip
+    ap.add_argument(
+        "--flavour",
+        choices=("plain", "ign"),
+        default="plain",
+        help="ign: rewrite the generated world as IGN delivers it (domain.yaml)",
+    )
+    ap.add_argument(
+        "--compression",
+        default=DEFAULT_COMPRESSION,
+        choices=COMPRESSIONS,
+        help="dataset.compression of the IMG and MSK written (measured: all four)",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
@@ -317,8 +325,10 @@ def main() -> None:
             generate_world(tmp / "raw", args.scenario, args.seed)
             if args.flavour == "ign":
                 convert_world(tmp / "raw")
-            print(f"generated scenario {args.scenario} (seed {args.seed}) "
-                  f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
+            print(
+                f"generated scenario {args.scenario} (seed {args.seed}) "
+                f"in {time.perf_counter() - start:.0f} s"
+            )
             raw_root = tmp / "raw"
         else:
             raw_root = args.raw
@@ -327,9 +337,11 @@ def main() -> None:
         domains = domains[: args.domains] if args.domains else domains
         cfg = SamplingConfig(patch_size=args.patch_size, strategy="grid")
         load = os.getloadavg()
-        print(f"raw world {raw_root}: measuring {len(domains)} domain(s), patch {cfg.patch_size} px "
-              f"at {cfg.resolution} m, strategy grid, {args.compression}; one process (= one core); "
-              f"load average {load[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+        print(
+            f"raw world {raw_root}: measuring {len(domains)} domain(s), patch {cfg.patch_size} px "
+            f"at {cfg.resolution} m, strategy grid, {args.compression}; one process (= one core); "
+            f"load average {load[0]:.1f} on {os.cpu_count()} CPUs"
+        )
 
         t = Timings()
         sizes: dict[str, int] = {}
@@ -358,10 +370,12 @@ def main() -> None:
             t.base_msk += b_msk
             t.img_mb += img_mb
             t.msk_mb += msk_mb
-            print(f"{domain}: {n} patches of {report.candidates} candidates "
-                  f"(sampling {t_sample:.1f} s, {len(skipped)} skipped) | whole "
-                  f"IMG {rate(n, t_img):5.1f}/s MSK {rate(n, t_msk):5.1f}/s | baseline "
-                  f"IMG {rate(len(rows), b_img):5.1f}/s MSK {rate(len(rows), b_msk):5.1f}/s")  # fmt: skip
+            print(
+                f"{domain}: {n} patches of {report.candidates} candidates "
+                f"(sampling {t_sample:.1f} s, {len(skipped)} skipped) | whole "
+                f"IMG {rate(n, t_img):5.1f}/s MSK {rate(n, t_msk):5.1f}/s | baseline "
+                f"IMG {rate(len(rows), b_img):5.1f}/s MSK {rate(len(rows), b_msk):5.1f}/s"
+            )
             for sub in ("whole", "baseline", "breakdown"):  # keep the temp disk small
                 shutil.rmtree(tmp / sub, ignore_errors=True)
 
@@ -377,19 +391,31 @@ def main() -> None:
             t.base_msk / nb,
         )
         print()
-        print(f"per-patch work, {n} patches of {cfg.patch_size} px in {len(domains)} domain(s), "
-              f"IMG {t.img_mb / nb:.2f} MB + MSK {t.msk_mb / nb:.3f} MB per patch on disk:")  # fmt: skip
+        print(
+            f"per-patch work, {n} patches of {cfg.patch_size} px in {len(domains)} domain(s), "
+            f"IMG {t.img_mb / nb:.2f} MB + MSK {t.msk_mb / nb:.3f} MB per patch on disk:"
+        )
         print(f"  {'':34s} {'IMG':>9s} {'MSK':>9s} {'IMG+MSK':>9s}")
-        print(f"  {'whole work   patches/s per core':34s} {1 / w_img:9.1f} {1 / w_msk:9.1f} "
-              f"{1 / (w_img + w_msk):9.1f}")  # fmt: skip
-        print(f"  {'baseline     patches/s per core':34s} {1 / b_img:9.1f} {1 / b_msk:9.1f} "
-              f"{1 / (b_img + b_msk):9.1f}")  # fmt: skip
-        print(f"  {'whole work   ms per patch':34s} {1000 * w_img:9.1f} {1000 * w_msk:9.1f} "
-              f"{1000 * (w_img + w_msk):9.1f}")  # fmt: skip
-        print(f"  {'baseline     ms per patch':34s} {1000 * b_img:9.1f} {1000 * b_msk:9.1f} "
-              f"{1000 * (b_img + b_msk):9.1f}")  # fmt: skip
-        print(f"  {'ratio whole / baseline':34s} {w_img / b_img:8.2f}x {w_msk / b_msk:8.2f}x "
-              f"{(w_img + w_msk) / (b_img + b_msk):8.2f}x")  # fmt: skip
+        print(
+            f"  {'whole work   patches/s per core':34s} {1 / w_img:9.1f} {1 / w_msk:9.1f} "
+            f"{1 / (w_img + w_msk):9.1f}"
+        )
+        print(
+            f"  {'baseline     patches/s per core':34s} {1 / b_img:9.1f} {1 / b_msk:9.1f} "
+            f"{1 / (b_img + b_msk):9.1f}"
+        )
+        print(
+            f"  {'whole work   ms per patch':34s} {1000 * w_img:9.1f} {1000 * w_msk:9.1f} "
+            f"{1000 * (w_img + w_msk):9.1f}"
+        )
+        print(
+            f"  {'baseline     ms per patch':34s} {1000 * b_img:9.1f} {1000 * b_msk:9.1f} "
+            f"{1000 * (b_img + b_msk):9.1f}"
+        )
+        print(
+            f"  {'ratio whole / baseline':34s} {w_img / b_img:8.2f}x {w_msk / b_msk:8.2f}x "
+            f"{(w_img + w_msk) / (b_img + b_msk):8.2f}x"
+        )
         if t.skipped:
             print(f"  ({t.skipped} patches skipped by the builders; excluded from the baseline)")
 
@@ -411,21 +437,33 @@ def main() -> None:
     dom_peak = phases["after MSK"]
 
     print()
-    print(f"peak memory of building {largest} ({phases['patches']:.0f} patches) in a fresh process "
-          f"(VmHWM): " + ", ".join(f"{k} {v:.0f} MB" for k, v in phases.items() if k != "patches"))  # fmt: skip
-    print(f"peak memory of this whole run (ru_maxrss{', includes world generation' if args.raw is None else ''}): "
-          f"{peak_mb:.0f} MB")  # fmt: skip
+    print(
+        f"peak memory of building {largest} ({phases['patches']:.0f} patches) in a fresh process "
+        f"(VmHWM): " + ", ".join(f"{k} {v:.0f} MB" for k, v in phases.items() if k != "patches")
+    )
+    print(
+        f"peak memory of this whole run (ru_maxrss{', includes world generation' if args.raw is None else ''}): "
+        f"{peak_mb:.0f} MB"
+    )
     print()
     ratio = (w_img + w_msk) / (b_img + b_msk)
     per_core = 1 / (w_img + w_msk)
     print(
         f"target whole / baseline <= {TARGET_RATIO:.0f}x:       {ratio:6.2f}x   {verdict(ratio <= TARGET_RATIO)}"
     )
-    print(f"target >= {TARGET_RATE:.0f} patches/s per core:  {per_core:6.1f}/s   "
-          f"{verdict(per_core >= TARGET_RATE)}"
-          + ("" if cfg.patch_size == 512 else f" (target is for 512 px; measured at {cfg.patch_size})"))  # fmt: skip
-    print(f"target peak per domain < {TARGET_PEAK_MB / 1024:.0f} GB:    {dom_peak:6.0f} MB   "
-          f"{verdict(dom_peak < TARGET_PEAK_MB)}")  # fmt: skip
+    print(
+        f"target >= {TARGET_RATE:.0f} patches/s per core:  {per_core:6.1f}/s   "
+        f"{verdict(per_core >= TARGET_RATE)}"
+        + (
+            ""
+            if cfg.patch_size == 512
+            else f" (target is for 512 px; measured at {cfg.patch_size})"
+        )
+    )
+    print(
+        f"target peak per domain < {TARGET_PEAK_MB / 1024:.0f} GB:    {dom_peak:6.0f} MB   "
+        f"{verdict(dom_peak < TARGET_PEAK_MB)}"
+    )
 
 
 if __name__ == "__main__":

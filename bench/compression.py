@@ -49,10 +49,20 @@ def main() -> None:
             paths = []
             with timed() as w:
                 for i, (img, ip, msk, mp) in enumerate(pairs):
-                    a = write_geotiff(out / f"IMG_{i}.tif", img, ip["transform"], ip["crs"],
-                                      **compression_options(codec, zlevel=IMG_ZLEVEL))  # fmt: skip
-                    b = write_geotiff(out / f"MSK_{i}.tif", msk, mp["transform"], mp["crs"],
-                                      **compression_options(codec))  # fmt: skip
+                    a = write_geotiff(
+                        out / f"IMG_{i}.tif",
+                        img,
+                        ip["transform"],
+                        ip["crs"],
+                        **compression_options(codec, zlevel=IMG_ZLEVEL),
+                    )
+                    b = write_geotiff(
+                        out / f"MSK_{i}.tif",
+                        msk,
+                        mp["transform"],
+                        mp["crs"],
+                        **compression_options(codec),
+                    )
                     paths.append((a, b))
             write_ms = 1000 * w.cpu_s / n
             with timed() as r:

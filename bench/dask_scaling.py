@@ -36,10 +36,12 @@ def _params(folder: Path, raw: Path, patch_size: int) -> Path:
     path = folder / "params.yaml"
     path.write_text(
         yaml.safe_dump(
-            {"paths": {"raw": str(raw), "dataset": "dataset"},
-             "sampling": {"patch_size": patch_size}}
+            {
+                "paths": {"raw": str(raw), "dataset": "dataset"},
+                "sampling": {"patch_size": patch_size},
+            }
         )
-    )  # fmt: skip
+    )
     return path
 
 
@@ -76,11 +78,16 @@ def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], work
     ref = instance.get_ref()
     spawn = mp.get_context("spawn")
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                     dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
         Client(cluster) as client,
         ProcessPoolExecutor(max_workers=len(domains), mp_context=spawn) as pool,
-    ):  # fmt: skip
+    ):
         client.run(_warm_up)
         list(pool.map(_warm_up, [1.0] * len(domains)))  # one busy task each: all processes up
         address = cluster.scheduler_address
@@ -132,16 +139,20 @@ def main() -> None:
         base = in_process(instance, base_params, domains)
         reference = _rasters(tmp / "in_process" / "dataset")
         n = len(domains)
-        print(f"{n} domains, {len(reference) // 2} patches of {args.patch_size} px, "
-              f"{os.cpu_count()} CPU cores")  # fmt: skip
+        print(
+            f"{n} domains, {len(reference) // 2} patches of {args.patch_size} px, "
+            f"{os.cpu_count()} CPU cores"
+        )
         print(f"{'engine':<24}{'wall s':>8}{'domains/min':>13}{'vs in-process':>15}")
         print(f"{'in-process (baseline)':<24}{base:>8.1f}{60 * n / base:>13.2f}{1.0:>14.2f}x")
         for w in args.workers:
             params = _params(tmp / f"dask_{w}", raw, args.patch_size)
             secs = on_dask(instance, params, domains, w)
             same = _rasters(tmp / f"dask_{w}" / "dataset") == reference
-            print(f"{f'dask, {w} worker(s)':<24}{secs:>8.1f}{60 * n / secs:>13.2f}"
-                  f"{base / secs:>14.2f}x  {'identical' if same else 'DIFFERENT'} IMG/MSK")  # fmt: skip
+            print(
+                f"{f'dask, {w} worker(s)':<24}{secs:>8.1f}{60 * n / secs:>13.2f}"
+                f"{base / secs:>14.2f}x  {'identical' if same else 'DIFFERENT'} IMG/MSK"
+            )
     print(f"(files under {tmp})")
 
 

@@ -79,9 +79,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
         records = write_pack(Path(tmp), args.patches, args.size)
         ds = PackedDataset(Path(tmp), records)
-        dl = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        collate_fn=collate, pin_memory=cuda, drop_last=True,
-                        persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)  # fmt: skip
+        dl = DataLoader(
+            ds,
+            batch_size=args.batch_size,
+            shuffle=True,
+            num_workers=args.workers,
+            collate_fn=collate,
+            pin_memory=cuda,
+            drop_last=True,
+            persistent_workers=args.workers > 0,
+            prefetch_factor=4 if args.workers else None,
+        )
 
         def batches():
             while True:
@@ -103,9 +111,11 @@ def main() -> None:
             step(fixed)
         sync()
         alone = args.steps * args.batch_size / (time.perf_counter() - t0)
-    print(f"gpu_feed: U-Net R34 {args.size} px on {dev}, batch {args.batch_size}, "
-          f"{args.workers} packed-loader workers: fed {fed:.1f} img/s, model alone "
-          f"{alone:.1f} img/s, fed/alone {fed / alone:.2f}")  # fmt: skip
+    print(
+        f"gpu_feed: U-Net R34 {args.size} px on {dev}, batch {args.batch_size}, "
+        f"{args.workers} packed-loader workers: fed {fed:.1f} img/s, model alone "
+        f"{alone:.1f} img/s, fed/alone {fed / alone:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -62,15 +62,30 @@ def demo_records(raw_root: Path, out: Path, domains: int, compression: str) -> l
         labels = read_labels(raw.labels(domain))
         with Mosaic(raw.ortho_dir(domain)) as mosaic:
             grid, _ = sample_patches(domain, mosaic, labels, cfg)
-        img = build_aerial_patches(grid, raw.ortho_dir(domain), raw.dsm(domain), raw.dtm(domain),
-                                   layout, 512, cfg.elevation_scale, compression)  # fmt: skip
+        img = build_aerial_patches(
+            grid,
+            raw.ortho_dir(domain),
+            raw.dsm(domain),
+            raw.dtm(domain),
+            layout,
+            512,
+            cfg.elevation_scale,
+            compression,
+        )
         msk = build_label_masks(grid, raw.labels(domain), layout, 512, cfg.resolution, compression)
         skipped = {p for p, _ in img.skipped} | {p for p, _ in msk.skipped}
         for row in grid.itertuples():
             if row.patch_id not in skipped:
-                records.append(PatchRecord(row.patch_id, domain, row.zone, "train",
-                                           layout.img(domain, row.zone, row.patch_id),
-                                           layout.msk(domain, row.zone, row.patch_id)))  # fmt: skip
+                records.append(
+                    PatchRecord(
+                        row.patch_id,
+                        domain,
+                        row.zone,
+                        "train",
+                        layout.img(domain, row.zone, row.patch_id),
+                        layout.msk(domain, row.zone, row.patch_id),
+                    )
+                )
     return records
 
 
@@ -90,8 +105,14 @@ def images_per_s(ds, batch: int, epochs: int) -> tuple[float, float]:
     """(images per CPU-second, images per wall-second) through DataLoader (main process),
     collate and augmentation. Per core = per second of this process's CPU time, which a
     loaded machine does not distort (wall time then counts other jobs' turns)."""
-    dl = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0, collate_fn=collate,
-                    generator=torch.Generator().manual_seed(0))  # fmt: skip
+    dl = DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=0,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )
     gen = torch.Generator().manual_seed(0)
     for b in dl:  # warm-up: page cache, memory maps
         augment_batch(b, gen)
@@ -111,10 +132,12 @@ def measure(name: str, records: list[PatchRecord], pack_dir: Path, args) -> tupl
     tiff, tiff_wall = images_per_s(PatchDataset(records), args.batch_size, args.epochs)
     packed, packed_wall = images_per_s(PackedDataset(folder, records), args.batch_size, args.epochs)
     codec = _codec(records[0].img)
-    print(f"{name}: {len(records)} patches of 512 px ({codec} GeoTIFF), batch "
-          f"{args.batch_size}, {args.epochs} epochs: packed {packed:.0f} img/s/core "
-          f"({packed_wall:.0f} wall), geotiff {tiff:.0f} img/s/core ({tiff_wall:.0f} wall), "
-          f"ratio {packed / tiff:.1f}x")  # fmt: skip
+    print(
+        f"{name}: {len(records)} patches of 512 px ({codec} GeoTIFF), batch "
+        f"{args.batch_size}, {args.epochs} epochs: packed {packed:.0f} img/s/core "
+        f"({packed_wall:.0f} wall), geotiff {tiff:.0f} img/s/core ({tiff_wall:.0f} wall), "
+        f"ratio {packed / tiff:.1f}x"
+    )
     return packed, tiff
 
 
@@ -131,8 +154,9 @@ def main() -> None:
     ap.add_argument(
         "--domains", type=int, default=2, help="demo domains to build (25 patches each)"
     )
-    ap.add_argument("--compression", default=DEFAULT_COMPRESSION,
-                    choices=("none", "deflate", "zstd", "lzw"))  # fmt: skip
+    ap.add_argument(
+        "--compression", default=DEFAULT_COMPRESSION, choices=("none", "deflate", "zstd", "lzw")
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()

@@ -70,10 +70,20 @@ def main() -> None:
                     if comp is None
                     else {"compressors": zarr.codecs.BloscCodec(cname=comp, clevel=1)}
                 )
-                zi = zarr.create_array(tmp / f"{name}.img", shape=img.shape, dtype="uint8",
-                                       chunks=(1, 5, size, size), **({"compressors": None} if comp is None else kw))  # fmt: skip
-                zm = zarr.create_array(tmp / f"{name}.msk", shape=msk.shape, dtype="uint8",
-                                       chunks=(1, size, size), **({"compressors": None} if comp is None else kw))  # fmt: skip
+                zi = zarr.create_array(
+                    tmp / f"{name}.img",
+                    shape=img.shape,
+                    dtype="uint8",
+                    chunks=(1, 5, size, size),
+                    **({"compressors": None} if comp is None else kw),
+                )
+                zm = zarr.create_array(
+                    tmp / f"{name}.msk",
+                    shape=msk.shape,
+                    dtype="uint8",
+                    chunks=(1, size, size),
+                    **({"compressors": None} if comp is None else kw),
+                )
                 zi[:], zm[:] = img, msk
                 res[name] = rate(lambda i, zi=zi, zm=zm: (zi[i], zm[i]), n, args.reps)
         except ImportError:
@@ -81,10 +91,12 @@ def main() -> None:
         tr = Affine(0.2, 0, 800000, 0, -0.2, 6500000)
         paths = []
         for i in range(n):
-            a = write_geotiff(tmp / f"IMG_{i}.tif", img[i], tr, "EPSG:2154", compress="zstd",
-                              predictor=2)  # fmt: skip
-            b = write_geotiff(tmp / f"MSK_{i}.tif", msk[i], tr, "EPSG:2154", compress="zstd",
-                              predictor=2)  # fmt: skip
+            a = write_geotiff(
+                tmp / f"IMG_{i}.tif", img[i], tr, "EPSG:2154", compress="zstd", predictor=2
+            )
+            b = write_geotiff(
+                tmp / f"MSK_{i}.tif", msk[i], tr, "EPSG:2154", compress="zstd", predictor=2
+            )
             paths.append((a, b))
 
         def tif(i: int) -> None:

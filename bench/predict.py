@@ -50,9 +50,20 @@ def synth_ortho(folder: Path, size: int, height: int | None = None) -> tuple[Pat
     folder.mkdir(parents=True, exist_ok=True)
     height = height or size
     path = folder / f"ortho_{size}x{height}.tif"
-    profile = dict(driver="GTiff", width=size, height=height, count=4, dtype="uint8",
-                   crs="EPSG:2154", transform=from_origin(X0, Y0, RES, RES), tiled=True,
-                   blockxsize=512, blockysize=512, compress="deflate", zlevel=1)  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=height,
+        count=4,
+        dtype="uint8",
+        crs="EPSG:2154",
+        transform=from_origin(X0, Y0, RES, RES),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        zlevel=1,
+    )
     rng = np.random.default_rng(0)
     with rasterio.open(path, "w", **profile) as dst:
         for r in range(0, height, 512):
@@ -65,8 +76,11 @@ def synth_ortho(folder: Path, size: int, height: int | None = None) -> tuple[Pat
     dtm = 150 + 0.05 * xx
     dsm = dtm + np.clip(8 * np.sin(xx / 7) * np.cos(yy / 9), 0, None)
     t = from_origin(X0 - 2, Y0 + 2, 1.0, 1.0)
-    return (path, write_geotiff(folder / f"dsm_{size}x{height}.tif", dsm, t, "EPSG:2154"),
-            write_geotiff(folder / f"dtm_{size}x{height}.tif", dtm, t, "EPSG:2154"))  # fmt: skip
+    return (
+        path,
+        write_geotiff(folder / f"dsm_{size}x{height}.tif", dsm, t, "EPSG:2154"),
+        write_geotiff(folder / f"dtm_{size}x{height}.tif", dtm, t, "EPSG:2154"),
+    )
 
 
 class PixelModel(torch.nn.Module):
@@ -88,8 +102,16 @@ def unet() -> torch.nn.Module:
 
 
 @torch.inference_mode()
-def naive_predict(model: torch.nn.Module, image: Path, dsm: Path, dtm: Path, out: Path,
-                  patch: int, batch: int, device: str) -> int:  # fmt: skip
+def naive_predict(
+    model: torch.nn.Module,
+    image: Path,
+    dsm: Path,
+    dtm: Path,
+    out: Path,
+    patch: int,
+    batch: int,
+    device: str,
+) -> int:
     """Baseline: whole image in memory, non-overlapping tiles, no blending; returns tiles."""
     dev = torch.device(device)
     model = model.to(dev).eval()
@@ -143,8 +165,19 @@ def worker(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     out = Path(args.worker_out)
     if args.worker == "stream":
-        predict_map(model, image, out, patch_size=args.patch, overlap=0.25, batch_size=args.batch,
-                    mean=MEAN, std=STD, dsm=dsm, dtm=dtm, device="cpu")  # fmt: skip
+        predict_map(
+            model,
+            image,
+            out,
+            patch_size=args.patch,
+            overlap=0.25,
+            batch_size=args.batch,
+            mean=MEAN,
+            std=STD,
+            dsm=dsm,
+            dtm=dtm,
+            device="cpu",
+        )
     else:
         naive_predict(model, image, dsm, dtm, out, args.patch, args.batch, "cpu")
     peak = _status_mb("VmHWM")
@@ -158,41 +191,77 @@ def throughput(dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
         model({"img": torch.zeros(batch, 5, patch, patch, device=dev)})
     if dev == "cuda":
         torch.cuda.synchronize()
-    r = predict_map(model, image, tmp / "map.tif", patch_size=patch, overlap=0.25,
-                    batch_size=batch, mean=MEAN, std=STD, dsm=dsm, dtm=dtm, device=dev)  # fmt: skip
+    r = predict_map(
+        model,
+        image,
+        tmp / "map.tif",
+        patch_size=patch,
+        overlap=0.25,
+        batch_size=batch,
+        mean=MEAN,
+        std=STD,
+        dsm=dsm,
+        dtm=dtm,
+        device=dev,
+    )
     t = time.perf_counter()
     n = naive_predict(model, image, dsm, dtm, tmp / "naive.tif", patch, batch, dev)
     naive_s = time.perf_counter() - t
     km2 = r.km2
-    print(f"\n[{dev}] {size}x{size} px ({km2:.3f} km²), U-Net ResNet34 5 ch, patch {patch}, "
-          f"batch {batch}")  # fmt: skip
-    print(f"  predict_map (overlap 0.25, blended, streamed): {r.n_windows} windows in "
-          f"{r.seconds:.1f} s = {r.patches_per_s:.2f} patches/s, {r.km2_per_h:.2f} km²/h")  # fmt: skip
-    print(f"  baseline (whole image, no overlap, no blend):  {n} windows in {naive_s:.1f} s = "
-          f"{n / naive_s:.2f} patches/s, {km2 / naive_s * 3600:.2f} km²/h")  # fmt: skip
-    print(f"  ratio predict_map / baseline: {r.seconds / naive_s:.2f}x the time per km² "
-          f"({(n / naive_s) / r.patches_per_s:.2f}x per window; overlap alone costs "
-          f"{r.n_windows / n:.2f}x windows)")  # fmt: skip
+    print(
+        f"\n[{dev}] {size}x{size} px ({km2:.3f} km²), U-Net ResNet34 5 ch, patch {patch}, "
+        f"batch {batch}"
+    )
+    print(
+        f"  predict_map (overlap 0.25, blended, streamed): {r.n_windows} windows in "
+        f"{r.seconds:.1f} s = {r.patches_per_s:.2f} patches/s, {r.km2_per_h:.2f} km²/h"
+    )
+    print(
+        f"  baseline (whole image, no overlap, no blend):  {n} windows in {naive_s:.1f} s = "
+        f"{n / naive_s:.2f} patches/s, {km2 / naive_s * 3600:.2f} km²/h"
+    )
+    print(
+        f"  ratio predict_map / baseline: {r.seconds / naive_s:.2f}x the time per km² "
+        f"({(n / naive_s) / r.patches_per_s:.2f}x per window; overlap alone costs "
+        f"{r.n_windows / n:.2f}x windows)"
+    )
     if patch == 512:
         print(f"  vs H100 target 1,000 patches/s: {r.patches_per_s / 1000:.3f} of it")
 
 
 def memory(sizes: list[tuple[int, int]], patch: int, batch: int, tmp: Path) -> None:
     print(f"\npeak RSS in a fresh process (1x1-conv model, patch {patch}, batch {batch}):")
-    print(f"  {'W x H':>12} {'variant':<28} {'RSS before':>11} {'peak RSS':>10} {'growth':>9}"
-          f" {'time':>7}")  # fmt: skip
+    print(
+        f"  {'W x H':>12} {'variant':<28} {'RSS before':>11} {'peak RSS':>10} {'growth':>9}"
+        f" {'time':>7}"
+    )
     for w, h in sizes:
         files = ",".join(str(p) for p in synth_ortho(tmp / "mem", w, h))
-        for variant, label in (("stream", "predict_map (streamed)"),
-                               ("naive", "baseline (whole image)")):  # fmt: skip
-            cmd = [sys.executable, __file__, "--worker", variant, "--worker-files", files,
-                   "--worker-out", str(tmp / f"mem_{variant}.tif"), "--patch", str(patch),
-                   "--batch", str(batch)]  # fmt: skip
+        for variant, label in (
+            ("stream", "predict_map (streamed)"),
+            ("naive", "baseline (whole image)"),
+        ):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                variant,
+                "--worker-files",
+                files,
+                "--worker-out",
+                str(tmp / f"mem_{variant}.tif"),
+                "--patch",
+                str(patch),
+                "--batch",
+                str(batch),
+            ]
             res = subprocess.run(cmd, capture_output=True, text=True, check=True)
             m = json.loads(res.stdout.strip().splitlines()[-1])
             grow = m["peak_mb"] - m["before_mb"]
-            print(f"  {f'{w}x{h}':>12} {label:<28} {m['before_mb']:>8.0f} MB "
-                  f"{m['peak_mb']:>7.0f} MB {grow:>6.0f} MB {m['s']:>6.1f}s")  # fmt: skip
+            print(
+                f"  {f'{w}x{h}':>12} {label:<28} {m['before_mb']:>8.0f} MB "
+                f"{m['peak_mb']:>7.0f} MB {grow:>6.0f} MB {m['s']:>6.1f}s"
+            )
         Path(files.split(",")[0]).unlink()
     print(
         "  streamed: the accumulator is 13 x (block + patch + stride x rows per batch) x "
@@ -207,8 +276,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=None, help="throughput image side (px)")
     ap.add_argument("--patch", type=int, default=None, help="patch side (default 256 CPU)")
     ap.add_argument("--batch", type=int, default=None)
-    ap.add_argument("--mem-sizes", default="2048x2048,2048x6144",
-                    help="W x H of the images for the memory runs (comma-separated)")  # fmt: skip
+    ap.add_argument(
+        "--mem-sizes",
+        default="2048x2048,2048x6144",
+        help="W x H of the images for the memory runs (comma-separated)",
+    )
     ap.add_argument("--mem-patch", type=int, default=512)
     ap.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     ap.add_argument("--worker", choices=["stream", "naive"], help=argparse.SUPPRESS)
@@ -220,19 +292,28 @@ def main() -> None:
         return worker(args)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
-    print(f"predict benchmark: {os.cpu_count()} CPU(s), torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads, default device {resolve_device(None)}")  # fmt: skip
+    print(
+        f"predict benchmark: {os.cpu_count()} CPU(s), torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, default device {resolve_device(None)}"
+    )
     side = 512 * RES
-    print("H100 target: >= 1,000 patches/s of 512² px end to end = "
-          f"{1000 * side**2 / 1e6 * 3600:,.0f} km²/h of new area without overlap, "
-          f"{1000 * (0.75 * side) ** 2 / 1e6 * 3600:,.0f} km²/h at overlap 0.25 "
-          "(a département of ~6,000 km² in ~17 min)")  # fmt: skip
+    print(
+        "H100 target: >= 1,000 patches/s of 512² px end to end = "
+        f"{1000 * side**2 / 1e6 * 3600:,.0f} km²/h of new area without overlap, "
+        f"{1000 * (0.75 * side) ** 2 / 1e6 * 3600:,.0f} km²/h at overlap 0.25 "
+        "(a département of ~6,000 km² in ~17 min)"
+    )
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as d:
         tmp = Path(d)
         for dev in devices:
             gpu = dev == "cuda"
-            throughput(dev, args.size or (4096 if gpu else 768), args.patch or (512 if gpu else 256),
-                       args.batch or (16 if gpu else 4), tmp)  # fmt: skip
+            throughput(
+                dev,
+                args.size or (4096 if gpu else 768),
+                args.patch or (512 if gpu else 256),
+                args.batch or (16 if gpu else 4),
+                tmp,
+            )
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.mem_sizes.split(",")]
         memory(sizes, args.mem_patch, 4, tmp)  # type: ignore[arg-type]
 

@@ -52,8 +52,9 @@ def patch_centroids(zone: tuple[float, float, float, float]) -> list[tuple[float
     """Centroids of the whole 102.4 m patches that fit in the zone."""
     x0, y0, x1, y1 = zone
     nx, ny = int((x1 - x0) // PATCH_M), int((y1 - y0) // PATCH_M)
-    return [(x0 + (i + 0.5) * PATCH_M, y1 - (j + 0.5) * PATCH_M)
-            for j in range(ny) for i in range(nx)]  # fmt: skip
+    return [
+        (x0 + (i + 0.5) * PATCH_M, y1 - (j + 0.5) * PATCH_M) for j in range(ny) for i in range(nx)
+    ]
 
 
 def window_grid(x: float, y: float) -> Grid:
@@ -115,10 +116,12 @@ def run(raw: Path, n_base: int, workers: int | None) -> None:
         b_s = time.perf_counter() - t
         n_dates = len(series[0].dates)
         size = max(max(g.width, g.height) for g in grids)
-        print(f"{info['domain']}: {len(grids)} zones (≤ {size} px), {len(cents)} patches, "
-              f"{n_dates} dates | (a) {a_s:6.2f} s  {len(grids) / a_s:6.2f} zone series/s  "
-              f"{len(cents) / a_s:7.1f} patch windows/s | (b) {b_s / len(sample):5.2f} s/patch "
-              f"on {len(sample)} patches")  # fmt: skip
+        print(
+            f"{info['domain']}: {len(grids)} zones (≤ {size} px), {len(cents)} patches, "
+            f"{n_dates} dates | (a) {a_s:6.2f} s  {len(grids) / a_s:6.2f} zone series/s  "
+            f"{len(cents) / a_s:7.1f} patch windows/s | (b) {b_s / len(sample):5.2f} s/patch "
+            f"on {len(sample)} patches"
+        )
         tot["zones"] += len(grids)
         tot["patches"] += len(cents)
         tot["a_s"] += a_s
@@ -132,26 +135,38 @@ def run(raw: Path, n_base: int, workers: int | None) -> None:
     a_pp = tot["a_s"] / tot["patches"]
     b_pp = tot["b_s"] / tot["b_n"]
     ratio = b_pp / a_pp
-    print(f"\nall domains: {tot['zones']} zones, {tot['patches']} patches, "
-          f"{tot['dates'] / tot['series']:.1f} dates/zone on average")  # fmt: skip
-    print(f"(a) one fetch per domain:  {tot['zones'] / tot['a_s']:7.2f} zone series/s  "
-          f"{1 / a_pp:8.1f} patch windows/s  ({a_pp * 1000:.1f} ms/patch)")  # fmt: skip
-    print(f"(b) one fetch per patch:   {1 / b_pp:8.1f} patch windows/s  ({b_pp * 1000:.1f} ms/patch, "
-          f"measured on {tot['b_n']} patches, extrapolated)")  # fmt: skip
-    print(f"ratio (b)/(a) per patch: {ratio:.1f}x (target >= {TARGET:.0f}x): "
-          f"{'PASS' if ratio >= TARGET else 'MISS'}")  # fmt: skip
+    print(
+        f"\nall domains: {tot['zones']} zones, {tot['patches']} patches, "
+        f"{tot['dates'] / tot['series']:.1f} dates/zone on average"
+    )
+    print(
+        f"(a) one fetch per domain:  {tot['zones'] / tot['a_s']:7.2f} zone series/s  "
+        f"{1 / a_pp:8.1f} patch windows/s  ({a_pp * 1000:.1f} ms/patch)"
+    )
+    print(
+        f"(b) one fetch per patch:   {1 / b_pp:8.1f} patch windows/s  ({b_pp * 1000:.1f} ms/patch, "
+        f"measured on {tot['b_n']} patches, extrapolated)"
+    )
+    print(
+        f"ratio (b)/(a) per patch: {ratio:.1f}x (target >= {TARGET:.0f}x): "
+        f"{'PASS' if ratio >= TARGET else 'MISS'}"
+    )
     dates = round(tot["dates"] / tot["series"])
     pu_patch = pu_estimate(WINDOW_PX, WINDOW_PX, 12, 55)
     pu_here = pu_estimate(WINDOW_PX, WINDOW_PX, 12, dates)
     pu_zone = pu_estimate(110, 110, 12, 55)
-    print(f"\nSentinel Hub PU estimate per patch-year ({WINDOW_PX}×{WINDOW_PX} px window requested "
-          f"alone): {pu_patch:.2f} PU at 55 dates (FLAIR mean), {pu_here:.2f} PU at {dates} "
-          f"dates (this world); a 110×110 px super-area of ~36 patches: {pu_zone:.2f} PU, "
-          f"{pu_zone / 36:.2f} PU per patch")  # fmt: skip
-    print("  assumptions: Process API, one request per window and year; area factor "
-          "40·40/512² = 0.0061 raised to the 0.01 minimum; 12 input bands (10 spectral + SNW "
-          "+ CLD) → ×4; ORBIT mosaicking → ×dates; UINT16/UINT8 outputs → ×1; no other "
-          "factor; request minimum 0.005 PU (not reached)")  # fmt: skip
+    print(
+        f"\nSentinel Hub PU estimate per patch-year ({WINDOW_PX}×{WINDOW_PX} px window requested "
+        f"alone): {pu_patch:.2f} PU at 55 dates (FLAIR mean), {pu_here:.2f} PU at {dates} "
+        f"dates (this world); a 110×110 px super-area of ~36 patches: {pu_zone:.2f} PU, "
+        f"{pu_zone / 36:.2f} PU per patch"
+    )
+    print(
+        "  assumptions: Process API, one request per window and year; area factor "
+        "40·40/512² = 0.0061 raised to the 0.01 minimum; 12 input bands (10 spectral + SNW "
+        "+ CLD) → ×4; ORBIT mosaicking → ×dates; UINT16/UINT8 outputs → ×1; no other "
+        "factor; request minimum 0.005 PU (not reached)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,14 +53,20 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     km2 = summary.area_km2
     mpx = km2 * 1e6 / 0.04 / 1e6
-    print(f"scenario {args.scenario}, seed {args.seed}: {len(summary.domains)} domains, "
-          f"{km2:.2f} km² at 0.2 m ({mpx:.0f} Mpx), "
-          f"{sum(d.dates for d in summary.domains)} Sentinel-2 scenes")  # fmt: skip
-    print(f"whole world:      {elapsed:8.1f} s  {km2 / elapsed * 60:8.2f} km²/min  "
-          f"{summary.bytes_written / 1e6 / elapsed:6.1f} MB/s written "
-          f"({summary.bytes_written / 1e6:.0f} MB)")  # fmt: skip
-    print(f"mosaic write-only baseline: {base_s:6.1f} s  {km2 / base_s * 60:8.2f} km²/min  "
-          f"{base_bytes / 1e6 / base_s:6.1f} MB/s ({ortho_bytes / 1e6:.0f} MB of tiles)")  # fmt: skip
+    print(
+        f"scenario {args.scenario}, seed {args.seed}: {len(summary.domains)} domains, "
+        f"{km2:.2f} km² at 0.2 m ({mpx:.0f} Mpx), "
+        f"{sum(d.dates for d in summary.domains)} Sentinel-2 scenes"
+    )
+    print(
+        f"whole world:      {elapsed:8.1f} s  {km2 / elapsed * 60:8.2f} km²/min  "
+        f"{summary.bytes_written / 1e6 / elapsed:6.1f} MB/s written "
+        f"({summary.bytes_written / 1e6:.0f} MB)"
+    )
+    print(
+        f"mosaic write-only baseline: {base_s:6.1f} s  {km2 / base_s * 60:8.2f} km²/min  "
+        f"{base_bytes / 1e6 / base_s:6.1f} MB/s ({ortho_bytes / 1e6:.0f} MB of tiles)"
+    )
     print(f"ratio whole world / write-only baseline: {elapsed / base_s:.1f}x")
     print(f"peak memory (RSS): {peak_mb:.0f} MB")
 

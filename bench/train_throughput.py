@@ -45,8 +45,10 @@ PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 
 def batch_for(model: str, b: int, size: int, t: int, device: str) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    batch = {"img": torch.randn(b, 5, size, size, generator=g),
-             "msk": torch.randint(0, 12, (b, size, size), generator=g)}  # fmt: skip
+    batch = {
+        "img": torch.randn(b, 5, size, size, generator=g),
+        "msk": torch.randint(0, 12, (b, size, size), generator=g),
+    }
     if model == "utt":
         batch["s2"] = torch.randn(b, t, 10, 40, 40, generator=g)
         batch["dates"] = torch.sort(torch.randint(1, 366, (b, t), generator=g), dim=1).values
@@ -121,11 +123,20 @@ def loader_speed(
             ip = write_geotiff(Path(tmp) / f"IMG_{i}.tif", img, tr, "EPSG:2154", zlevel=1)
             mp = write_geotiff(Path(tmp) / f"MSK_{i}.tif", msk, tr, "EPSG:2154")
             centroid = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
-            recs.append(PatchRecord(str(i), "D000_2020", "Z1", "train", ip, mp,
-                                    sen_prefix=prefix, centroid=centroid))  # fmt: skip
+            recs.append(
+                PatchRecord(
+                    str(i), "D000_2020", "Z1", "train", ip, mp, sen_prefix=prefix, centroid=centroid
+                )
+            )
         s2 = S2Preprocessing(filter_clouds=True, monthly_average=True) if s2_dates else None
-        dl = DataLoader(PatchDataset(recs, s2=s2), batch_size=batch, num_workers=workers,
-                        collate_fn=collate, shuffle=True, persistent_workers=workers > 0)  # fmt: skip
+        dl = DataLoader(
+            PatchDataset(recs, s2=s2),
+            batch_size=batch,
+            num_workers=workers,
+            collate_fn=collate,
+            shuffle=True,
+            persistent_workers=workers > 0,
+        )
         for _ in dl:  # warm-up epoch (worker start, page cache)
             pass
         t0 = time.perf_counter()
@@ -148,8 +159,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32 if cuda else 2)
     ap.add_argument("--steps", type=int, default=30 if cuda else 3)
     ap.add_argument("--dates", type=int, default=12, help="U-T&T series length")
-    ap.add_argument("--s2-dates", type=int, default=60,
-                    help="U-T&T loader: acquisitions in the super-area before filtering")  # fmt: skip
+    ap.add_argument(
+        "--s2-dates",
+        type=int,
+        default=60,
+        help="U-T&T loader: acquisitions in the super-area before filtering",
+    )
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--loader-patches", type=int, default=64 if cuda else 16)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -157,8 +172,10 @@ def main() -> None:
     device = "cuda" if cuda else "cpu"
     name = torch.cuda.get_device_name() if cuda else "CPU"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-    print(f"{args.model} at {args.size}² px, batch {args.batch_size}, {args.steps} timed steps on "
-          f"{name} ({os.cpu_count()} CPUs), torch {torch.__version__}")  # fmt: skip
+    print(
+        f"{args.model} at {args.size}² px, batch {args.batch_size}, {args.steps} timed steps on "
+        f"{name} ({os.cpu_count()} CPUs), torch {torch.__version__}"
+    )
     kw = {"utae": {"encoder_widths": [64, 64, 64, 128], "decoder_widths": [32, 32, 64, 128]}}
     modes = [("fp32", False, False, False)]
     if cuda:
@@ -178,21 +195,26 @@ def main() -> None:
         ips, mem = time_steps(net, batch, args.steps, bf16, cl, device)
         best = max(best, ips)
         mfu = f"{100 * ips * flops / peak:5.1f} %" if peak else "n/a (unknown peak)"
-        print(f"  {label:<16} {ips:9.1f} images/s   {flops / 1e9:8.1f} GFLOP/image (train)   "
-              f"MFU {mfu}   peak memory {mem:6.2f} GiB")  # fmt: skip
+        print(
+            f"  {label:<16} {ips:9.1f} images/s   {flops / 1e9:8.1f} GFLOP/image (train)   "
+            f"MFU {mfu}   peak memory {mem:6.2f} GiB"
+        )
         del net
         if cuda:
             torch.cuda.empty_cache()
     s2_dates = args.s2_dates if args.model == "utt" else None
-    lps = loader_speed(args.size, args.loader_patches, args.batch_size, args.workers, device,
-                       s2_dates)  # fmt: skip
+    lps = loader_speed(
+        args.size, args.loader_patches, args.batch_size, args.workers, device, s2_dates
+    )
     ratio = lps / best
     what = "IMG+MSK GeoTIFF read, collate, augment"
     if s2_dates:
         what += f", S2 window of a {s2_dates}-date super-area, cloud filter, monthly means"
     print(f"  loader           {lps:9.1f} images/s with {args.workers} workers ({what})")
-    print(f"ratio loader / fastest model: {ratio:.2f}x (target >= 1.5x): "
-          f"{'PASS' if ratio >= 1.5 else 'MISS'}")  # fmt: skip
+    print(
+        f"ratio loader / fastest model: {ratio:.2f}x (target >= 1.5x): "
+        f"{'PASS' if ratio >= 1.5 else 'MISS'}"
+    )
     if peak:
         print("MFU target for U-Net bf16 on H100: >= 35 %")
 

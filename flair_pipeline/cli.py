@@ -27,13 +27,19 @@ from flair_pipeline.model_registry import MODEL_NAMES, get_model
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--config`` and ``--set`` to a command and pass the loaded config as `cfg`."""
     func = click.option(
-        "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
         help="Override a config value, e.g. --set synth.seed=3 (repeatable).",
-    )(func)  # fmt: skip
+    )(func)
     func = click.option(
-        "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-        default=None, help="Config file (default: ./params.yaml if present).",
-    )(func)  # fmt: skip
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file (default: ./params.yaml if present).",
+    )(func)
     return func
 
 
@@ -55,14 +61,22 @@ def config_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Raw data root to write (default: paths.raw).")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Raw data root to write (default: paths.raw).",
+)
 @click.option("--scenario", default=None, help="tiny, demo or bench (default: synth.scenario).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: synth.seed).")
-@click.option("--flavour", type=click.Choice(["plain", "ign"]), default=None,
-              help="plain: the project's raw layout; ign: the same world as IGN delivers it "
-                   "(BD ORTHO RVB+IRC JP2, RGE ALTI .asc, LiDAR HD DSM, OCS GE-like labels, "
-                   "domain.yaml), see docs/inputs.md (default: synth.flavour).")  # fmt: skip
+@click.option(
+    "--flavour",
+    type=click.Choice(["plain", "ign"]),
+    default=None,
+    help="plain: the project's raw layout; ign: the same world as IGN delivers it "
+    "(BD ORTHO RVB+IRC JP2, RGE ALTI .asc, LiDAR HD DSM, OCS GE-like labels, "
+    "domain.yaml), see docs/inputs.md (default: synth.flavour).",
+)
 @config_options
 def synth(
     out: Path | None,
@@ -225,16 +239,32 @@ def _run_materialize(
 
 @cli.command("build-domain")
 @click.argument("domain")
-@click.option("--raw", "raw_root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Raw data root holding domains/DOMAIN (default: paths.raw).")  # fmt: skip
-@click.option("--dataset", "dataset_root", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Dataset root to write (default: paths.dataset).")  # fmt: skip
-@click.option("--strict", is_flag=True,
-              help="Stop at the first patch that cannot be built (default: skip it and "
-                   "name it, as the assets do).")  # fmt: skip
-@click.option("--sentinel2", is_flag=True,
-              help="Also fetch the domain's Sentinel-2 series (the sentinel2_series asset's "
-                   "function, configured provider).")  # fmt: skip
+@click.option(
+    "--raw",
+    "raw_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Raw data root holding domains/DOMAIN (default: paths.raw).",
+)
+@click.option(
+    "--dataset",
+    "dataset_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Dataset root to write (default: paths.dataset).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Stop at the first patch that cannot be built (default: skip it and "
+    "name it, as the assets do).",
+)
+@click.option(
+    "--sentinel2",
+    is_flag=True,
+    help="Also fetch the domain's Sentinel-2 series (the sentinel2_series asset's "
+    "function, configured provider).",
+)
 @config_options
 def build_domain_cmd(
     domain: str,
@@ -349,14 +379,34 @@ def rasterize_labels_cmd(labels_path: Path, like_path: Path, out_path: Path) -> 
     type=click.Path(dir_okay=False, path_type=Path),
     help="Manifest CSV to write (one row per patch).",
 )
-@click.option("--metadata", "metadata", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Aerial-metadata JSON outside RELEASE_DIR (found inside by name otherwise).")  # fmt: skip
-@click.option("--centroids", "centroids", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Centroids JSON (IMG_<id>.tif -> [row, col]) outside RELEASE_DIR.")  # fmt: skip
-@click.option("--splits", "splits", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Official split CSV (FLAIR #1 flair-1-paths-{train,val,test}.csv); repeatable.")  # fmt: skip
-@click.option("--sat-window", default=40, show_default=True, type=click.IntRange(2),
-              help="Sentinel-2 window side (px) checked against each super-area.")  # fmt: skip
+@click.option(
+    "--metadata",
+    "metadata",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Aerial-metadata JSON outside RELEASE_DIR (found inside by name otherwise).",
+)
+@click.option(
+    "--centroids",
+    "centroids",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Centroids JSON (IMG_<id>.tif -> [row, col]) outside RELEASE_DIR.",
+)
+@click.option(
+    "--splits",
+    "splits",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Official split CSV (FLAIR #1 flair-1-paths-{train,val,test}.csv); repeatable.",
+)
+@click.option(
+    "--sat-window",
+    default=40,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Sentinel-2 window side (px) checked against each super-area.",
+)
 def import_flair_cmd(
     release_dir: Path,
     out_csv: Path,
@@ -369,21 +419,39 @@ def import_flair_cmd(
     from flair_pipeline.sources.flair_release import format_report, index_release, write_manifest
 
     index = index_release(
-        release_dir, progress=True, window=sat_window, metadata=list(metadata),
-        centroids=list(centroids), split_files=list(splits),
-    )  # fmt: skip
+        release_dir,
+        progress=True,
+        window=sat_window,
+        metadata=list(metadata),
+        centroids=list(centroids),
+        split_files=list(splits),
+    )
     write_manifest(index, out_csv)
     click.echo(format_report(index))
     click.echo(f"wrote {out_csv} ({len(index.rows)} patches)")
 
 
 @cli.command("export-flair")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Release folder to write, in the FLAIR-2 layout (docs/flair-release.md).")  # fmt: skip
-@click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Dataset root built here (default: paths.dataset).")  # fmt: skip
-@click.option("--stac/--no-stac", default=True, show_default=True,
-              help="Also write stac/ (Collection + an Item per zone) and flair-msk.qml.")  # fmt: skip
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Release folder to write, in the FLAIR-2 layout (docs/flair-release.md).",
+)
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Dataset root built here (default: paths.dataset).",
+)
+@click.option(
+    "--stac/--no-stac",
+    default=True,
+    show_default=True,
+    help="Also write stac/ (Collection + an Item per zone) and flair-msk.qml.",
+)
 @config_options
 def export_flair_cmd(
     out_dir: Path,
@@ -409,8 +477,12 @@ def export_flair_cmd(
 
 @cli.command("pack")
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Pack folder (default: <dataset>/packed or <manifest stem>_packed).")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Pack folder (default: <dataset>/packed or <manifest stem>_packed).",
+)
 def pack_cmd(source: Path, out: Path | None) -> None:
     """Pack a dataset root or an import-flair manifest into memory-mapped training arrays."""
     from flair_pipeline.training.packing import pack_source
@@ -421,12 +493,26 @@ def pack_cmd(source: Path, out: Path | None) -> None:
 
 
 @cli.command("train")
-@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES),
-              default=None, help="Baseline to train (default: train.model).")  # fmt: skip
-@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
-              help="Dataset root or an import-flair manifest CSV (default: paths.dataset).")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: <paths.models>/<model>).")  # fmt: skip
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(MODEL_NAMES),
+    default=None,
+    help="Baseline to train (default: train.model).",
+)
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset root or an import-flair manifest CSV (default: paths.dataset).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: <paths.models>/<model>).",
+)
 @click.option("--resume", is_flag=True, help="Continue from <out>/checkpoints/last.ckpt.")
 @config_options
 def train_cmd(
@@ -444,9 +530,12 @@ def train_cmd(
     name = model_name or cfg.train.model
     folder = ModelFiles.of(Path(cfg.paths.models), get_model(name).folder).folder
     report = train_model(
-        data or Path(cfg.paths.dataset), out or folder, cfg, name,
+        data or Path(cfg.paths.dataset),
+        out or folder,
+        cfg,
+        name,
         resume=resume,
-    )  # fmt: skip
+    )
     click.echo(
         f"{name}: best validation mIoU {report.best_val_miou:.4f} after {report.epochs} epochs "
         f"({report.steps} steps, {report.wall_s:.0f} s, {report.images_per_s:.1f} images/s on "
@@ -455,18 +544,43 @@ def train_cmd(
 
 
 @cli.command("evaluate")
-@click.option("--predictions", required=True, type=click.Path(path_type=Path),
-              help="Folder of PRED_<id>.tif (or MSK_<id>.tif) maps of FLAIR codes, searched recursively.")  # fmt: skip
-@click.option("--labels", required=True, type=click.Path(path_type=Path),
-              help="Folder of MSK_<id>.tif labels, searched recursively.")  # fmt: skip
-@click.option("--out", "out_json", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="metrics.json to write (mIoU, overall accuracy, per class, per domain).")  # fmt: skip
-@click.option("--confusion-csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the 13 x 13 confusion matrix (pixel counts) as CSV.")  # fmt: skip
-@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the row-normalised confusion matrix figure.")  # fmt: skip
-@click.option("--per-domain-csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write mIoU, accuracy and per-class IoU per domain as CSV.")  # fmt: skip
+@click.option(
+    "--predictions",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of PRED_<id>.tif (or MSK_<id>.tif) maps of FLAIR codes, searched recursively.",
+)
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of MSK_<id>.tif labels, searched recursively.",
+)
+@click.option(
+    "--out",
+    "out_json",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="metrics.json to write (mIoU, overall accuracy, per class, per domain).",
+)
+@click.option(
+    "--confusion-csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the 13 x 13 confusion matrix (pixel counts) as CSV.",
+)
+@click.option(
+    "--confusion-png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the row-normalised confusion matrix figure.",
+)
+@click.option(
+    "--per-domain-csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write mIoU, accuracy and per-class IoU per domain as CSV.",
+)
 def evaluate_cmd(
     predictions: Path,
     labels: Path,
@@ -497,26 +611,69 @@ def evaluate_cmd(
 
 
 @cli.command("predict")
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model checkpoint written by `flair-pipeline train`.")  # fmt: skip
-@click.option("--image", required=True, type=click.Path(path_type=Path),
-              help="Ortho to map: a GeoTIFF, a .vrt or a folder of tiles (R, G, B, NIR uint8).")  # fmt: skip
-@click.option("--dsm", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Surface model (with --dtm) for the elevation channel of 5-channel models.")  # fmt: skip
-@click.option("--dtm", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Terrain model (with --dsm).")  # fmt: skip
-@click.option("--out", "out_map", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Map to write: COG of FLAIR codes 1..13 (13 = other), FLAIR colours.")  # fmt: skip
-@click.option("--probabilities", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write class probabilities (13 bands, uint8 0..255).")  # fmt: skip
-@click.option("--overlap", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.25,
-              show_default=True, help="Overlap of neighbouring windows (fraction of a patch).")  # fmt: skip
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Windows per forward pass.")  # fmt: skip
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
-              help="Where to run (default: cuda when present, else cpu).")  # fmt: skip
-@click.option("--year", type=int, default=None,
-              help="U-T&T: the year of Sentinel-2 series to fetch (configured provider).")  # fmt: skip
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Model checkpoint written by `flair-pipeline train`.",
+)
+@click.option(
+    "--image",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Ortho to map: a GeoTIFF, a .vrt or a folder of tiles (R, G, B, NIR uint8).",
+)
+@click.option(
+    "--dsm",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Surface model (with --dtm) for the elevation channel of 5-channel models.",
+)
+@click.option(
+    "--dtm",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Terrain model (with --dsm).",
+)
+@click.option(
+    "--out",
+    "out_map",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Map to write: COG of FLAIR codes 1..13 (13 = other), FLAIR colours.",
+)
+@click.option(
+    "--probabilities",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write class probabilities (13 bands, uint8 0..255).",
+)
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.25,
+    show_default=True,
+    help="Overlap of neighbouring windows (fraction of a patch).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Windows per forward pass.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="Where to run (default: cuda when present, else cpu).",
+)
+@click.option(
+    "--year",
+    type=int,
+    default=None,
+    help="U-T&T: the year of Sentinel-2 series to fetch (configured provider).",
+)
 @click.option("--camera", default=None, help="unet-meta: camera of the ortho acquisition.")
 @click.option("--date", "acq_date", default=None, help="unet-meta: acquisition date YYYY-MM-DD.")
 @click.option("--time", "acq_time", default=None, help="unet-meta: acquisition time HH:MM.")
@@ -587,8 +744,14 @@ def _s2_windows(
 
 
 @cli.command("dvc-yaml")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("dvc.yaml"), show_default=True, help="File to write or check.")  # fmt: skip
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("dvc.yaml"),
+    show_default=True,
+    help="File to write or check.",
+)
 @click.option("--check", is_flag=True, help="Fail if the file differs from a fresh generation.")
 def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
     """Generate dvc.yaml from the asset graph and flair_pipeline/defs/artifacts.py."""
@@ -610,8 +773,13 @@ def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
 @cli.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=int, default=3000, show_default=True, help="Web server port.")
-@click.option("--workspace", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("workspace.yaml"), show_default=True, help="Dagster workspace file.")  # fmt: skip
+@click.option(
+    "--workspace",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("workspace.yaml"),
+    show_default=True,
+    help="Dagster workspace file.",
+)
 def ui_cmd(host: str, port: int, workspace: Path) -> None:
     """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error."""
     from flair_pipeline.defs.ui import start_ui

@@ -77,8 +77,13 @@ class SynthConfig(_Section):
 
 #: The `demo` world's domains (two per official split): what `dvc repro` builds by default.
 DEFAULT_BUILD_DOMAINS = (
-    "D033_2021", "D013_2020", "D014_2020", "D067_2021", "D036_2020", "D069_2020",
-)  # fmt: skip
+    "D033_2021",
+    "D013_2020",
+    "D014_2020",
+    "D067_2021",
+    "D036_2020",
+    "D069_2020",
+)
 
 
 class BuildConfig(_Section):

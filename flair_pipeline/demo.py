@@ -72,9 +72,14 @@ def repro_timed(
     tail: list[str] = []
     env = {**dvc_env(), stage_times.ENV: "1"}
     with subprocess.Popen(
-        [dvc_executable(), "repro"], cwd=repo, env=env, text=True, bufsize=1,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    ) as proc:  # fmt: skip
+        [dvc_executable(), "repro"],
+        cwd=repo,
+        env=env,
+        text=True,
+        bufsize=1,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             echo(line)

@@ -49,8 +49,9 @@ def _lock_outs(repo: Path) -> dict[str, list[str]]:
     if not lock.is_file():
         return {}
     doc = yaml.safe_load(lock.read_text()) or {}
-    return {n: [o["path"] for o in st.get("outs", [])]
-            for n, st in (doc.get("stages") or {}).items()}  # fmt: skip
+    return {
+        n: [o["path"] for o in st.get("outs", [])] for n, st in (doc.get("stages") or {}).items()
+    }
 
 
 def _changes(entries: list[Any], kind: str) -> dict[str, Any]:

@@ -48,9 +48,13 @@ def run_dvc(repo: Path, *args: str, capture: bool = True) -> subprocess.Complete
     last error line. With ``capture=False`` DVC's output streams to the terminal.
     """
     r = subprocess.run(
-        [dvc_executable(), *args], cwd=repo, env=dvc_env(), text=True,
-        capture_output=capture, check=False,
-    )  # fmt: skip
+        [dvc_executable(), *args],
+        cwd=repo,
+        env=dvc_env(),
+        text=True,
+        capture_output=capture,
+        check=False,
+    )
     if r.returncode != 0:
         lines = [ln for ln in ((r.stderr or "") + (r.stdout or "")).splitlines() if ln.strip()]
         last = next((ln for ln in reversed(lines) if "ERROR" in ln), lines[-1] if lines else "")

@@ -35,8 +35,10 @@ def shares(scenario: str, sizes: list[float], seed: int) -> None:
     print(f"scenario {scenario}, seed {seed}: share of the split's mosaic area")
     for size in sizes:
         sc = dataclasses.replace(SCENARIOS[scenario], size_m=size)
-        cells = ", ".join(f"{split} agri {s[AGRI]:5.1%} herb {s[HERB]:5.1%}"
-                          for split, s in sorted(split_class_shares(sc, seed).items()))  # fmt: skip
+        cells = ", ".join(
+            f"{split} agri {s[AGRI]:5.1%} herb {s[HERB]:5.1%}"
+            for split, s in sorted(split_class_shares(sc, seed).items())
+        )
         print(f"  {size:6.1f} m: {cells}")
 
 
@@ -73,15 +75,18 @@ def separability(dataset: str, crop: int) -> None:
         centroids = {c: xtr[ytr == c].mean(axis=0) for c in (HERB, AGRI)}
         dist = {c: ((xte - m) ** 2).sum(axis=1) for c, m in centroids.items()}
         pred = np.where(dist[HERB] <= dist[AGRI], HERB, AGRI)
-        print(f"window shifted by {shift} px: train pixels grass {np.sum(ytr == HERB)} "
-              f"crop {np.sum(ytr == AGRI)}; test accuracy {np.mean(pred == yte):.1%}, "
-              f"crop recall {np.mean(pred[yte == AGRI] == AGRI):.1%}, "
-              f"grass recall {np.mean(pred[yte == HERB] == HERB):.1%}")  # fmt: skip
+        print(
+            f"window shifted by {shift} px: train pixels grass {np.sum(ytr == HERB)} "
+            f"crop {np.sum(ytr == AGRI)}; test accuracy {np.mean(pred == yte):.1%}, "
+            f"crop recall {np.mean(pred[yte == AGRI] == AGRI):.1%}, "
+            f"grass recall {np.mean(pred[yte == HERB] == HERB):.1%}"
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sh = sub.add_parser("shares")
     sh.add_argument("--scenario", default="demo", choices=sorted(SCENARIOS))

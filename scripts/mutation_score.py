@@ -55,8 +55,12 @@ def module_of(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=int, metavar="N", help="first run mutmut with N children")
-    ap.add_argument("--only", nargs="+", metavar="GLOB",
-                    help="run only these mutants (a part of the scope; the score covers it all)")  # fmt: skip
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="GLOB",
+        help="run only these mutants (a part of the scope; the score covers it all)",
+    )
     args = ap.parse_args(argv)
     mutmut = Path(sys.executable).parent / "mutmut"
     globs = scope()
@@ -64,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         # one thread per child: the machine is shared, and torch/BLAS pools are not fork-safe
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        subprocess.run(["nice", str(mutmut), "run", "--max-children", str(args.run),
-                        *(args.only or globs)],
-                       check=False, env=env)  # fmt: skip
+        subprocess.run(
+            ["nice", str(mutmut), "run", "--max-children", str(args.run), *(args.only or globs)],
+            check=False,
+            env=env,
+        )
         print(f"\nmutmut run wall time: {time.monotonic() - t0:.0f} s ({args.run} children)")
-    out = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=True
+    ).stdout
     per: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     survivors = []
     for line in out.splitlines():
@@ -89,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         strict = c["killed"]
         tried = n - c[NOT_RUN]
         of_tried = f"{100 * k / tried:5.1f} % of {tried} tried" if tried else "none tried"
-        print(f"{module:40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
-              f"test failed {100 * strict / n:5.1f} % ({of_tried})  {dict(c)}")  # fmt: skip
+        print(
+            f"{module:40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
+            f"test failed {100 * strict / n:5.1f} % ({of_tried})  {dict(c)}"
+        )
     n, k = sum(total.values()), sum(total[s] for s in DETECTED)
     strict = total["killed"]
-    print(f"{'TOTAL':40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
-          f"test failed {100 * strict / n:5.1f} %")  # fmt: skip
+    print(
+        f"{'TOTAL':40s} {k:4d}/{n:<4d} detected {100 * k / n:5.1f} %, "
+        f"test failed {100 * strict / n:5.1f} %"
+    )
     if total[NOT_RUN]:
         print(f"{total[NOT_RUN]} mutants of the scope not tried yet: score incomplete")
     print(f"\n{len(survivors)} tried and not killed (`mutmut show <name>` for the diff):")

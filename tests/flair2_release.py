@@ -30,10 +30,20 @@ CENTROIDS = {
     "084558": (23, 25),
 }
 #: Release-format metadata quirks: HHhMM time, camera strings, negative and float z.
-TIMES = {"036294": "08h06", "034217": "10h41", "050549": "11h28", "000473": "09h15",
-         "084558": "07h50"}  # fmt: skip
-Z = {"036294": 164.82, "034217": -1.7000000477, "050549": 1661.9399414062,
-     "000473": 297.15, "084558": 42.0}  # fmt: skip
+TIMES = {
+    "036294": "08h06",
+    "034217": "10h41",
+    "050549": "11h28",
+    "000473": "09h15",
+    "084558": "07h50",
+}
+Z = {
+    "036294": 164.82,
+    "034217": -1.7000000477,
+    "050549": 1661.9399414062,
+    "000473": 297.15,
+    "084558": 42.0,
+}
 PRODUCTS = [
     "S2A_MSIL2A_20210115T104321_N0214_R008_T31TGJ_20210115T120000",
     "S2B_MSIL2A_20210415T103619_N0300_R008_T31TGJ_20210415T134210",
@@ -66,8 +76,10 @@ def make_flair2_release(real_flair: Path, out: Path, seed: int = 0) -> Flair2Rel
         aerial = "flair_2_aerial_test" if test else "flair_aerial_train"
         labels = "flair_2_labels_test" if test else "flair_labels_train"
         sen = "flair_2_sen_test" if test else "flair_sen_train"
-        for src, top, kind in ((img, aerial, "img"),
-                               (next(real_flair.rglob(f"MSK_{pid}.tif")), labels, "msk")):  # fmt: skip
+        for src, top, kind in (
+            (img, aerial, "img"),
+            (next(real_flair.rglob(f"MSK_{pid}.tif")), labels, "msk"),
+        ):
             dst = out / top / d / z / kind / src.name
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
@@ -81,11 +93,15 @@ def make_flair2_release(real_flair: Path, out: Path, seed: int = 0) -> Flair2Rel
         Path(f"{prefix}_products.txt").write_text("\n".join(PRODUCTS) + "\n")
         series[(d, z)] = (data, masks)
         meta[f"IMG_{pid}"] = {
-            "domain": d, "zone": z,
-            "patch_centroid_x": f["centroid_x"], "patch_centroid_y": f["centroid_y"],
-            "patch_centroid_z": Z[pid], "date": f["acquired_utc"][:10], "time": TIMES[pid],
+            "domain": d,
+            "zone": z,
+            "patch_centroid_x": f["centroid_x"],
+            "patch_centroid_y": f["centroid_y"],
+            "patch_centroid_z": Z[pid],
+            "date": f["acquired_utc"][:10],
+            "time": TIMES[pid],
             "camera": f["camera"],
-        }  # fmt: skip
+        }
     cents = {f"IMG_{pid}.tif": list(rc) for pid, rc in CENTROIDS.items()}
     (out / "flair-2_centroids_sp_to_patch.json").write_text(json.dumps(cents))
     (out / "flair-2_aerial_metadata.json").write_text(json.dumps(meta, indent=4))

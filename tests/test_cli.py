@@ -80,10 +80,24 @@ def test_materialize_runs_show_in_the_persistent_instance(tiny_world, tmp_path: 
     home = tmp_path / "dagster_home"
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     r = subprocess.run(
-        [*_cli(), "materialize", "--select", "key:domain_sources", "--partition", "D033_2021",
-         "--set", f"paths.raw={tiny_world.out}", "--set", f"paths.dataset={tmp_path / 'ds'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
+        [
+            *_cli(),
+            "materialize",
+            "--select",
+            "key:domain_sources",
+            "--partition",
+            "D033_2021",
+            "--set",
+            f"paths.raw={tiny_world.out}",
+            "--set",
+            f"paths.dataset={tmp_path / 'ds'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     assert "1 run(s) succeeded" in r.stdout
     instance = dg.DagsterInstance.from_config(str(home))
@@ -102,8 +116,9 @@ def test_rasterize_labels_onto_a_real_flair_image(real_flair: Path, tmp_path: Pa
         b = src.bounds
         grid = (src.transform, src.shape)
     labels = tmp_path / "l.gpkg"
-    gpd.GeoDataFrame({"code": [7]}, geometry=[shapely.box(b.left, b.bottom, b.right, b.top)],
-                     crs=2154).to_file(labels)  # fmt: skip
+    gpd.GeoDataFrame(
+        {"code": [7]}, geometry=[shapely.box(b.left, b.bottom, b.right, b.top)], crs=2154
+    ).to_file(labels)
     r = run(
         "rasterize-labels",
         "--labels",

@@ -30,9 +30,14 @@ def test_repo_params_match_the_model_defaults() -> None:
 def test_overrides_are_typed_from_yaml() -> None:
     cfg = load_config(
         REPO / "params.yaml",
-        ["synth.seed=7", "sampling.patch_size=256", "sentinel2.filter_clouds=true",
-         "sampling.max_patches_per_domain=null", "synth.scenario=tiny"],
-    )  # fmt: skip
+        [
+            "synth.seed=7",
+            "sampling.patch_size=256",
+            "sentinel2.filter_clouds=true",
+            "sampling.max_patches_per_domain=null",
+            "synth.scenario=tiny",
+        ],
+    )
     assert cfg.synth.seed == 7
     assert cfg.sampling.patch_size == 256
     assert cfg.sentinel2.filter_clouds is True

@@ -20,8 +20,20 @@ def test_parse_and_format() -> None:
     assert str(d) == "D006_2020" and d.department_code == "D006"
 
 
-@pytest.mark.parametrize("bad", ["D6_2020", "D006-2020", "d006_2020", "D000_2020", "D096_2020",
-                                 "D006_20", "D006_1800", "D006_2020 ", "Z1_UA"])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "D6_2020",
+        "D006-2020",
+        "d006_2020",
+        "D000_2020",
+        "D096_2020",
+        "D006_20",
+        "D006_1800",
+        "D006_2020 ",
+        "Z1_UA",
+    ],
+)
 def test_invalid_ids_are_rejected_with_the_expected_form(bad: str) -> None:
     with pytest.raises(DomainIdError, match="D0"):
         DomainId.parse(bad)

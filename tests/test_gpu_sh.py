@@ -16,8 +16,12 @@ def test_gpu_sh_dry_run_writes_every_section(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
     run = subprocess.run(
         ["bash", str(REPO / "bench" / "gpu.sh"), "--dry-run", "--out", str(results)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     text = results.read_text()
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     for section in ("unet_train", "utt_train", "packed_feed", "predict", "gpu_tests"):
@@ -30,6 +34,11 @@ def test_gpu_sh_dry_run_writes_every_section(tmp_path: Path) -> None:
 
 
 def test_gpu_sh_refuses_an_unknown_argument(tmp_path: Path) -> None:
-    run = subprocess.run(["bash", str(REPO / "bench" / "gpu.sh"), "--fast"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    run = subprocess.run(
+        ["bash", str(REPO / "bench" / "gpu.sh"), "--fast"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert run.returncode == 2 and "unknown argument --fast" in run.stderr

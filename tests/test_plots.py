@@ -50,8 +50,10 @@ def test_both_figures_draw_through_patch_rows() -> None:
     img = rng.integers(0, 255, (5, 32, 32), dtype=np.uint8)
     codes = rng.integers(1, 20, (32, 32), dtype=np.uint8)
     # three panels per patch in both figures, one row per patch
-    for png in (patch_preview([img] * 2, [codes] * 2, ["a", "b"]),
-                patch_figure([img] * 2, [codes] * 2, [codes] * 2, ["a", "b"])):  # fmt: skip
+    for png in (
+        patch_preview([img] * 2, [codes] * 2, ["a", "b"]),
+        patch_figure([img] * 2, [codes] * 2, [codes] * 2, ["a", "b"]),
+    ):
         three = patch_rows([[(np.zeros((32, 32, 3), np.uint8), "t", "image")] * 3] * 2)
         assert abs(_png_size(png)[0] - _png_size(three)[0]) <= 8
         assert abs(_png_size(png)[1] - _png_size(three)[1]) <= 8

@@ -35,8 +35,10 @@ class MetadataReport(StageReport):
     """
 
     metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {
-        "class_shares": "md", "class_chart": "md", "preview": "md",
-    }  # fmt: skip
+        "class_shares": "md",
+        "class_chart": "md",
+        "preview": "md",
+    }
 
     domain: str
     path: str

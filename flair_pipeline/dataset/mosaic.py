@@ -99,8 +99,11 @@ class Mosaic:
             The tiles whose bounds intersect `bounds` with a non-zero area, in mosaic order.
         """
         x0, y0, x1, y1 = bounds
-        return [t for t in self.tiles
-                if t.bounds[0] < x1 and t.bounds[2] > x0 and t.bounds[1] < y1 and t.bounds[3] > y0]  # fmt: skip
+        return [
+            t
+            for t in self.tiles
+            if t.bounds[0] < x1 and t.bounds[2] > x0 and t.bounds[1] < y1 and t.bounds[3] > y0
+        ]
 
     def broken_touching(self, bounds: Bounds) -> list[Path]:
         """Unreadable tiles that would have covered part of `bounds`.

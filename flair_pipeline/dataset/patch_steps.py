@@ -204,9 +204,16 @@ def build_domain_images(
     inputs = resolve(raw.domain(domain))
     size = cfg.sampling.patch_size
     report = build_aerial_patches(
-        grid, inputs.ortho, inputs.dsm, inputs.dtm, dataset, size,
-        cfg.sampling.elevation_scale, cfg.dataset.compression, isolate=skip_bad_patches,
-    )  # fmt: skip
+        grid,
+        inputs.ortho,
+        inputs.dsm,
+        inputs.dtm,
+        dataset,
+        size,
+        cfg.sampling.elevation_scale,
+        cfg.dataset.compression,
+        isolate=skip_bad_patches,
+    )
     skipped = {p for p, _ in report.skipped}
     bad = []
     row: Any  # a patch grid row (pandas' itertuples are untyped)
@@ -276,10 +283,16 @@ def build_domain_masks(
     inputs = resolve(raw.domain(domain))
     tolerance = cfg.sampling.max_nodata_fraction
     report = build_label_masks(
-        grid, inputs.labels, dataset, cfg.sampling.patch_size, cfg.sampling.resolution,
-        mapping=inputs.mapping, max_unlabelled=tolerance, compression=cfg.dataset.compression,
+        grid,
+        inputs.labels,
+        dataset,
+        cfg.sampling.patch_size,
+        cfg.sampling.resolution,
+        mapping=inputs.mapping,
+        max_unlabelled=tolerance,
+        compression=cfg.dataset.compression,
         isolate=skip_bad_patches,
-    )  # fmt: skip
+    )
     skipped = {p for p, _ in report.skipped}
     bad, counts = [], np.zeros(20, np.int64)
     row: Any  # a patch grid row (pandas' itertuples are untyped)

@@ -167,12 +167,13 @@ class _Surface:
             rasterio.band(self.src, 1),
             out,
             src_nodata=self.nodata,
-            dst_transform=from_origin(bounds[0], bounds[3], (bounds[2] - bounds[0]) / w,
-                                      (bounds[3] - bounds[1]) / h),
+            dst_transform=from_origin(
+                bounds[0], bounds[3], (bounds[2] - bounds[0]) / w, (bounds[3] - bounds[1]) / h
+            ),
             dst_crs=self.target,
             dst_nodata=np.nan,
             resampling=Resampling.bilinear,
-        )  # fmt: skip
+        )
         if self.nodata is not None:
             out[out == self.nodata] = np.nan
         return out

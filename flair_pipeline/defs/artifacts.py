@@ -272,13 +272,23 @@ PLOTS: tuple[Plot, ...] = tuple(
     p
     for name in (m.folder for m in TRAINED)
     for p in (
-        Plot(f"training curves {name}", _of(L.CURVES_CSV, model=name)[0], "linear", "epoch",
-             ("train_loss", "val_loss", "val_miou")),
+        Plot(
+            f"training curves {name}",
+            _of(L.CURVES_CSV, model=name)[0],
+            "linear",
+            "epoch",
+            ("train_loss", "val_loss", "val_miou"),
+        ),
         Plot(f"confusion {name}", _of(L.CONFUSION_CSV, model=name)[0], CONFUSION_TEMPLATE),
-        Plot(f"per-domain mIoU {name}", _of(L.PER_DOMAIN_CSV, model=name)[0], "bar_horizontal",
-             "miou", ("domain",)),
+        Plot(
+            f"per-domain mIoU {name}",
+            _of(L.PER_DOMAIN_CSV, model=name)[0],
+            "bar_horizontal",
+            "miou",
+            ("domain",),
+        ),
     )
-)  # fmt: skip
+)
 
 
 def all_domains(template: str) -> str:

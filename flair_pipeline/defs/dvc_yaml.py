@@ -119,8 +119,9 @@ def plan(defs: dg.Definitions) -> list[StagePlan]:
 
 
 def _command_plan(name: str, art: CommandStage) -> StagePlan:
-    return StagePlan(name, [], False, [*art.reads, *art.code], list(art.params),
-                     list(art.outs), cmd=art.cmd)  # fmt: skip
+    return StagePlan(
+        name, [], False, [*art.reads, *art.code], list(art.params), list(art.outs), cmd=art.cmd
+    )
 
 
 def plots_section(stages: list[StagePlan]) -> list[dict[str, Any]]:

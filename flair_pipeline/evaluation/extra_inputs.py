@@ -101,8 +101,9 @@ class MetaWindows:
         records = []
         for pw in windows:
             x0, y0, x1, y1 = pw.bounds
-            records.append({**self.facts, "patch_centroid_x": (x0 + x1) / 2,
-                            "patch_centroid_y": (y0 + y1) / 2})  # fmt: skip
+            records.append(
+                {**self.facts, "patch_centroid_x": (x0 + x1) / 2, "patch_centroid_y": (y0 + y1) / 2}
+            )
         return {"meta": self.encoding.encode(records)}
 
 

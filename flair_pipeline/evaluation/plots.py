@@ -44,8 +44,15 @@ def confusion_png(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> by
     for i in range(n):
         for j in range(n):
             if norm[i, j] >= 0.005:
-                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{norm[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xlabel("prediction")
     ax.set_ylabel("reference (truth)")
     ax.set_title("confusion matrix, normalised by rows", fontsize=9)
@@ -73,8 +80,9 @@ def per_domain_csv(scores: Scores) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["domain", "n_patches", "miou", "overall_accuracy", *scores.names])
     for d, s in scores.per_domain.items():
-        w.writerow([d, s.n_patches, cell(s.miou), cell(s.overall_accuracy),
-                    *(cell(v) for v in s.iou)])  # fmt: skip
+        w.writerow(
+            [d, s.n_patches, cell(s.miou), cell(s.overall_accuracy), *(cell(v) for v in s.iou)]
+        )
     return buf.getvalue()
 
 

@@ -94,10 +94,24 @@ def resolve_device(device: str | None) -> torch.device:
 class _Run:
     """One prediction: the lattice, the accumulator of one stripe, reader and writer."""
 
-    def __init__(self, model: torch.nn.Module, src: ImageSource, elev: ElevationSource | None,
-                 *, channels: int, patch: int, stride: int, batch: int, mean: Sequence[float],
-                 std: Sequence[float], dev: torch.device, block: int, stripe: int,
-                 extra: ExtraInputs | None, downsample: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        src: ImageSource,
+        elev: ElevationSource | None,
+        *,
+        channels: int,
+        patch: int,
+        stride: int,
+        batch: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        dev: torch.device,
+        block: int,
+        stripe: int,
+        extra: ExtraInputs | None,
+        downsample: int,
+    ) -> None:
         self.model, self.src, self.elev, self.dev = model, src, elev, dev
         self.channels, self.patch, self.stride, self.batch = channels, patch, stride, batch
         self.block, self.stripe, self.extra, self.ds = block, stripe, extra, downsample
@@ -143,8 +157,11 @@ class _Run:
         if self.extra is not None:
             pws = [patch_window(r, c, self.patch, self.src.transform) for _, r, c in wins]
             batch.update({k: v.to(self.dev) for k, v in self.extra(pws).items()})
-        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.dev.type == "cuda"
-               else contextlib.nullcontext())  # fmt: skip
+        amp = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.dev.type == "cuda"
+            else contextlib.nullcontext()
+        )
         with amp:
             out = self.model(batch)
         logits = out.get("logits") if isinstance(out, Mapping) else None
@@ -158,14 +175,19 @@ class _Run:
             probs = F.interpolate(probs, scale_factor=self.ds, mode="bilinear")
         return probs * self.weight
 
-    def run(self, write: Callable[[int, int, np.ndarray, torch.Tensor | None], None],
-            want_probs: bool, bar: tqdm) -> None:  # fmt: skip
+    def run(
+        self,
+        write: Callable[[int, int, np.ndarray, torch.Tensor | None], None],
+        want_probs: bool,
+        bar: tqdm,
+    ) -> None:
         """Predict stripe after stripe; `write(row, col, codes, probs)` gets finished rows."""
         for c0, c1 in stripes(self.src.width, self.stripe):
             self._stripe(c0, c1, write, want_probs, bar)
 
-    def _stripe(self, c0: int, c1: int, write: Callable[..., None], want_probs: bool,
-                bar: tqdm) -> None:  # fmt: skip
+    def _stripe(
+        self, c0: int, c1: int, write: Callable[..., None], want_probs: bool, bar: tqdm
+    ) -> None:
         p, s, h_img = self.patch, self.stride, self.src.height
         cols = self.stripe_cols(c0, c1)
         rows_per_batch = (self.batch - 1) // len(cols) + 2
@@ -197,8 +219,16 @@ class _Run:
                     self._flush(acc, wsum, n, top, c0, write, want_probs)
                     top = self._top = end
 
-    def _add(self, acc: torch.Tensor, wsum: torch.Tensor, probs: torch.Tensor, r: int, c: int,
-             c0: int, c1: int) -> None:  # fmt: skip
+    def _add(
+        self,
+        acc: torch.Tensor,
+        wsum: torch.Tensor,
+        probs: torch.Tensor,
+        r: int,
+        c: int,
+        c0: int,
+        c1: int,
+    ) -> None:
         """Add one window (at buffer row `r`, image column `c`) clipped to the stripe/image."""
         p = self.patch
         h = min(p, acc.shape[1] - r, self.src.height - (r + self._top))
@@ -209,8 +239,16 @@ class _Run:
         wsum[r : r + h, a0 - c0 : a1 - c0] += self.weight[:h, a0 - c : a1 - c]
         self._used = max(self._used, r + h)
 
-    def _flush(self, acc: torch.Tensor, wsum: torch.Tensor, n: int, top: int, c0: int,
-               write: Callable[..., None], want_probs: bool) -> None:  # fmt: skip
+    def _flush(
+        self,
+        acc: torch.Tensor,
+        wsum: torch.Tensor,
+        n: int,
+        top: int,
+        c0: int,
+        write: Callable[..., None],
+        want_probs: bool,
+    ) -> None:
         """Hand rows [top, top+n) of the stripe to the writer, then slide the buffer up."""
         if bool((wsum[:n] <= 0).any()):
             raise RuntimeError(f"rows {top}..{top + n} of column {c0} got no window")
@@ -237,8 +275,14 @@ def _argmax0(x: torch.Tensor) -> torch.Tensor:
     return x.max(dim=0).indices
 
 
-def _check_args(patch_size: int, batch_size: int, mean: Sequence[float], std: Sequence[float],
-                block_size: int, stripe_width: int) -> None:  # fmt: skip
+def _check_args(
+    patch_size: int,
+    batch_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    block_size: int,
+    stripe_width: int,
+) -> None:
     if patch_size < 1 or batch_size < 1:
         raise ValueError("patch_size and batch_size must be >= 1")
     if len(mean) != len(std) or not 1 <= len(mean) <= 5:
@@ -310,32 +354,59 @@ def predict_map(
         else:
             src.check(channels)
         model = model.to(dev).eval()
-        run = _Run(model, src, elev, channels=channels, patch=window, stride=stride,
-                   batch=batch_size, mean=mean, std=std, dev=dev, block=block_size,
-                   stripe=stripe_width, extra=extra_inputs, downsample=downsample)  # fmt: skip
+        run = _Run(
+            model,
+            src,
+            elev,
+            channels=channels,
+            patch=window,
+            stride=stride,
+            batch=batch_size,
+            mean=mean,
+            std=std,
+            dev=dev,
+            block=block_size,
+            stripe=stripe_width,
+            extra=extra_inputs,
+            downsample=downsample,
+        )
         tmp_out = stack.enter_context(atomic_path(out))
-        fd, stage_name = tempfile.mkstemp(prefix=f".{Path(out).stem}.", suffix=".stage.tif",
-                                          dir=Path(out).parent)  # fmt: skip
+        fd, stage_name = tempfile.mkstemp(
+            prefix=f".{Path(out).stem}.", suffix=".stage.tif", dir=Path(out).parent
+        )
         os.close(fd)
         stage = Path(stage_name)
         stack.callback(lambda: stage.unlink(missing_ok=True))
         writer = _Writer(src, stage, block_size)
         if probabilities is not None:
             writer.open_probs(stack.enter_context(atomic_path(probabilities)))
-        with writer, tqdm(total=run.n_windows(), desc="predict", unit="patch",
-                          disable=not progress) as bar:  # fmt: skip
+        with (
+            writer,
+            tqdm(total=run.n_windows(), desc="predict", unit="patch", disable=not progress) as bar,
+        ):
             run.run(writer.submit, probabilities is not None, bar)
-        rasterio.shutil.copy(stage, tmp_out, driver="COG", compress="DEFLATE",
-                             blocksize=block_size, overview_resampling="nearest")  # fmt: skip
+        rasterio.shutil.copy(
+            stage,
+            tmp_out,
+            driver="COG",
+            compress="DEFLATE",
+            blocksize=block_size,
+            overview_resampling="nearest",
+        )
     seconds = time.perf_counter() - start
     res_x, res_y = abs(src.transform.a), abs(src.transform.e)
     return PredictReport(
-        out=Path(out), probabilities=Path(probabilities) if probabilities else None,
-        height=src.height, width=src.width, n_windows=run.n_windows(), seconds=seconds,
-        device=str(dev), buffer_bytes=run.buffer_bytes,
+        out=Path(out),
+        probabilities=Path(probabilities) if probabilities else None,
+        height=src.height,
+        width=src.width,
+        n_windows=run.n_windows(),
+        seconds=seconds,
+        device=str(dev),
+        buffer_bytes=run.buffer_bytes,
         km2=src.height * src.width * res_x * res_y / 1e6,
         class_pixels={c: int(n) for c, n in enumerate(run.class_pixels) if c and n},
-    )  # fmt: skip
+    )
 
 
 class _Writer:
@@ -343,10 +414,18 @@ class _Writer:
 
     def __init__(self, src: ImageSource, stage: Path, block: int) -> None:
         self.profile: dict[str, Any] = {
-            "driver": "GTiff", "height": src.height, "width": src.width, "dtype": "uint8",
-            "crs": src.crs, "transform": src.transform, "tiled": True, "blockxsize": block,
-            "blockysize": block, "compress": "deflate", "zlevel": 1,
-        }  # fmt: skip
+            "driver": "GTiff",
+            "height": src.height,
+            "width": src.width,
+            "dtype": "uint8",
+            "crs": src.crs,
+            "transform": src.transform,
+            "tiled": True,
+            "blockxsize": block,
+            "blockysize": block,
+            "compress": "deflate",
+            "zlevel": 1,
+        }
         self.map = rasterio.open(stage, "w", count=1, **self.profile)
         self.map.write_colormap(1, colormap())
         self.map.set_band_description(1, "land cover (FLAIR code, 13 = other)")

@@ -142,8 +142,12 @@ class ElevationSource:
                     b = transform_bounds(src.crs, image.crs, *b, densify_pts=21)
                     rx = ry = 0.0
                     note = f" (reprojected from {src.crs.to_string()})"
-                if (b[0] > box[0] + rx or b[1] > box[1] + ry
-                        or b[2] < box[2] - rx or b[3] < box[3] - ry):  # fmt: skip
+                if (
+                    b[0] > box[0] + rx
+                    or b[1] > box[1] + ry
+                    or b[2] < box[2] - rx
+                    or b[3] < box[3] - ry
+                ):
                     raise InputError(
                         f"{p}: extent {tuple(round(v, 3) for v in b)}{note} does not cover the "
                         f"image {image.path} ({tuple(round(v, 3) for v in box)})"

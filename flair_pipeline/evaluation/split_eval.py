@@ -45,8 +45,10 @@ class EvalReport(StageReport):
     """Scores and where the artifacts went."""
 
     metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {
-        "per_class_iou": "md", "figures": "md", "metrics": "path",
-    }  # fmt: skip
+        "per_class_iou": "md",
+        "figures": "md",
+        "metrics": "path",
+    }
 
     model: str
     scores: Scores
@@ -90,8 +92,9 @@ def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:
 
         enc = {k: v for k, v in hp["meta_encoding"].items() if k != "dim"}
         encoder = MetadataEncoding.from_dict(enc).encode
-    return PatchDataset(records, downsample=inf.downsample, with_mask=False, s2=s2,
-                        meta_encoder=encoder)  # fmt: skip
+    return PatchDataset(
+        records, downsample=inf.downsample, with_mask=False, s2=s2, meta_encoder=encoder
+    )
 
 
 @torch.no_grad()
@@ -142,8 +145,9 @@ def evaluate_checkpoint(
                 truth, transform, crs = src.read(1), src.transform, src.crs
             if truth.shape != codes[k].shape:
                 raise InputError(f"{rec.msk}: {truth.shape} label, model predicts {codes[k].shape}")
-            write_geotiff(files.pred(rec.domain, rec.patch_id), codes[k],
-                          transform, crs, colormap=colormap())  # fmt: skip
+            write_geotiff(
+                files.pred(rec.domain, rec.patch_id), codes[k], transform, crs, colormap=colormap()
+            )
             acc.add(
                 merge_to_13(truth, source=str(rec.msk), unlabelled_ok=True),
                 codes[k] - 1,

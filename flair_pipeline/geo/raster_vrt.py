@@ -48,9 +48,13 @@ ORTHO_BANDS = ("R", "G", "B", "NIR")
 _RES_RTOL = 1e-6
 _GRID_TOL = 1e-3  # pixels
 _GDAL_TYPES = {
-    "uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "int32": "Int32",
-    "float32": "Float32", "float64": "Float64",
-}  # fmt: skip
+    "uint8": "Byte",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "int32": "Int32",
+    "float32": "Float32",
+    "float64": "Float64",
+}
 
 
 def is_raster_name(name: str, suffixes: Sequence[str] = ORTHO_SUFFIXES) -> bool:
@@ -99,9 +103,15 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
         with rasterio.open(path) as src:
             found = src.crs if src.crs else (CRS.from_user_input(crs) if crs else None)
             return TileFacts(
-                Path(path).resolve(), found, src.transform, src.width, src.height, src.count,
-                src.dtypes[0], src.nodata,
-            )  # fmt: skip
+                Path(path).resolve(),
+                found,
+                src.transform,
+                src.width,
+                src.height,
+                src.count,
+                src.dtypes[0],
+                src.nodata,
+            )
     except (RasterioError, OSError) as exc:
         raise InputError(f"{path}: cannot open as a raster ({exc})") from None
 
@@ -287,8 +297,19 @@ def build_vrt(
         f"{''.join(xml_bands)}</VRTDataset>"
     )
     decisions = [rescale_decision(p, facts[p.name][0]) for p in products if p.rescale]
-    return RasterVRT(xml, transform, width, height, crs, tuple(band_names), every, broken,
-                     tuple(nodata), tuple(scales), decisions)  # fmt: skip
+    return RasterVRT(
+        xml,
+        transform,
+        width,
+        height,
+        crs,
+        tuple(band_names),
+        every,
+        broken,
+        tuple(nodata),
+        tuple(scales),
+        decisions,
+    )
 
 
 def rescale_decision(prod: Product, tile: TileFacts) -> str:
@@ -332,9 +353,15 @@ def rescale_decisions(products: Sequence[Product]) -> list[str]:
 
 
 def _band_xml(
-    i: int, prod: Product, band: int, tiles: list[TileFacts], left: float, top: float,
-    rx: float, ry: float,
-) -> str:  # fmt: skip
+    i: int,
+    prod: Product,
+    band: int,
+    tiles: list[TileFacts],
+    left: float,
+    top: float,
+    rx: float,
+    ry: float,
+) -> str:
     # a rescaled band is Float32: NaN where the source holds its nodata (masked by GDAL on
     # the source values, before scaling); Mosaic.read rounds and clips it to uint8
     out_type = "Float32" if prod.rescale is not None else _GDAL_TYPES.get(tiles[0].dtype, "Byte")

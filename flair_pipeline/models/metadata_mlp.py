@@ -90,8 +90,10 @@ class MetadataEncoding:
         self.xy_wavelengths = tuple(float(v) for v in self.xy_wavelengths)  # type: ignore[assignment]
         self.z_wavelengths = tuple(float(v) for v in self.z_wavelengths)  # type: ignore[assignment]
         if self.xy_size % 2 or self.z_size % 2 or self.xy_size <= 0 or self.z_size <= 0:
-            raise ConfigError(f"metadata encoding sizes must be even and > 0, got "
-                              f"xy_size={self.xy_size}, z_size={self.z_size}")  # fmt: skip
+            raise ConfigError(
+                f"metadata encoding sizes must be even and > 0, got "
+                f"xy_size={self.xy_size}, z_size={self.z_size}"
+            )
         if len(set(self.cameras)) != len(self.cameras) or len(set(self.years)) != len(self.years):
             raise ConfigError("metadata encoding: duplicate camera or year in the vocabulary")
 
@@ -173,8 +175,10 @@ class MetadataEncoding:
         except TypeError as exc:
             raise ConfigError(f"metadata encoding: bad keys {sorted(data)} ({exc})") from exc
         if dim is not None and int(dim) != enc.dim:
-            raise ConfigError(f"metadata encoding: stored dim {dim} != {enc.dim} from its "
-                              "vocabularies (corrupt checkpoint?)")  # fmt: skip
+            raise ConfigError(
+                f"metadata encoding: stored dim {dim} != {enc.dim} from its "
+                "vocabularies (corrupt checkpoint?)"
+            )
         return enc
 
 
@@ -185,8 +189,9 @@ class MetadataMLP(nn.Module):
     and the image must stay the main source of the prediction.
     """
 
-    def __init__(self, dim: int, out_channels: int, hidden: Sequence[int] = (64, 128),
-                 dropout: float = 0.4) -> None:  # fmt: skip
+    def __init__(
+        self, dim: int, out_channels: int, hidden: Sequence[int] = (64, 128), dropout: float = 0.4
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d = dim
@@ -210,10 +215,21 @@ class UNetMeta(FlairModel):
     name = "unet-meta"
     required_inputs = MODELS[name].inputs  # the registry's, spelled once
 
-    def __init__(self, meta_dim: int, in_channels: int = 5, classes: int = 13,
-                 encoder_weights: str | None = None) -> None:  # fmt: skip
-        super().__init__({"in_channels": in_channels, "classes": classes,
-                          "encoder_weights": None, "meta_dim": meta_dim})  # fmt: skip
+    def __init__(
+        self,
+        meta_dim: int,
+        in_channels: int = 5,
+        classes: int = 13,
+        encoder_weights: str | None = None,
+    ) -> None:
+        super().__init__(
+            {
+                "in_channels": in_channels,
+                "classes": classes,
+                "encoder_weights": None,
+                "meta_dim": meta_dim,
+            }
+        )
         net = build_unet(in_channels, classes, encoder_weights)
         self.meta_dim = meta_dim
         self.encoder, self.decoder = net.encoder, net.decoder
@@ -229,8 +245,10 @@ class UNetMeta(FlairModel):
         self.check_inputs(batch)
         meta = batch["meta"]
         if meta.ndim != 2 or meta.shape[1] != self.meta_dim:
-            raise ValueError(f"model 'unet-meta': batch['meta'] must be (B, {self.meta_dim}), "
-                             f"got {tuple(meta.shape)}")  # fmt: skip
+            raise ValueError(
+                f"model 'unet-meta': batch['meta'] must be (B, {self.meta_dim}), "
+                f"got {tuple(meta.shape)}"
+            )
         features = list(self.encoder(batch["img"]))
         bottom = self.mlp(meta.to(features[-1].dtype))
         features[-1] = features[-1] + bottom[..., None, None]

@@ -102,8 +102,9 @@ def build_unet(
     """
     if encoder_weights == "imagenet":
         try:
-            return smp.Unet(ENCODER, encoder_weights="imagenet", in_channels=in_channels,
-                            classes=classes)  # fmt: skip
+            return smp.Unet(
+                ENCODER, encoder_weights="imagenet", in_channels=in_channels, classes=classes
+            )
         except Exception as exc:  # hub, network and cache errors come in many classes
             raise ConfigError(
                 f"encoder_weights='imagenet': could not get the {ENCODER} ImageNet weights "

@@ -37,8 +37,9 @@ def norm_layer(kind: str, channels: int, n_groups: int = 4) -> nn.Module:
     raise ConfigError(f"U-TAE norm must be 'group' or 'batch', got {kind!r}")
 
 
-def conv_layer(c_in: int, c_out: int, norm: str, k: int = 3, s: int = 1, p: int = 1,
-               n_groups: int = 4) -> nn.Sequential:  # fmt: skip
+def conv_layer(
+    c_in: int, c_out: int, norm: str, k: int = 3, s: int = 1, p: int = 1, n_groups: int = 4
+) -> nn.Sequential:
     """Conv - norm - ReLU; reflect padding avoids dark borders on small S2 windows."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, k, s, p, padding_mode="reflect" if p else "zeros"),
@@ -50,8 +51,9 @@ def conv_layer(c_in: int, c_out: int, norm: str, k: int = 3, s: int = 1, p: int 
 class DownBlock(nn.Module):
     """Strided conv (downsampling) then two convs with a residual connection."""
 
-    def __init__(self, c_in: int, c_out: int, k: int, s: int, p: int, norm: str,
-                 n_groups: int) -> None:  # fmt: skip
+    def __init__(
+        self, c_in: int, c_out: int, k: int, s: int, p: int, norm: str, n_groups: int
+    ) -> None:
         super().__init__()
         self.down = conv_layer(c_in, c_in, norm, k, s, p, n_groups)
         self.conv1 = conv_layer(c_in, c_out, norm, n_groups=n_groups)
@@ -66,8 +68,9 @@ class DownBlock(nn.Module):
 class UpBlock(nn.Module):
     """Transposed conv (upsampling), concatenation with the projected skip, two convs."""
 
-    def __init__(self, c_in: int, c_out: int, c_skip: int, k: int, s: int, p: int, norm: str,
-                 n_groups: int) -> None:  # fmt: skip
+    def __init__(
+        self, c_in: int, c_out: int, c_skip: int, k: int, s: int, p: int, norm: str, n_groups: int
+    ) -> None:
         super().__init__()
         self.skip = conv_layer(c_skip, c_skip, norm, 1, 1, 0, n_groups)
         self.up = nn.Sequential(
@@ -103,9 +106,16 @@ class LTAE(nn.Module):
     per-head attention (n_head, B, T, H, W) that U-TAE reuses at every scale.
     """
 
-    def __init__(self, in_channels: int, n_head: int = 16, d_k: int = 4, d_model: int = 256,
-                 out_channels: int | None = None, dropout: float = 0.2,
-                 period: float = 1000.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        n_head: int = 16,
+        d_k: int = 4,
+        d_model: int = 256,
+        out_channels: int | None = None,
+        dropout: float = 0.2,
+        period: float = 1000.0,
+    ) -> None:
         super().__init__()
         if d_model % n_head:
             raise ConfigError(f"L-TAE: d_model {d_model} must be a multiple of n_head {n_head}")
@@ -162,8 +172,9 @@ def temporal_aggregate(x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     heads, b, t, hh, ww = attn.shape
     _, _, c, h, w = x.shape
     if (hh, ww) != (h, w):
-        attn = F.interpolate(attn.reshape(heads * b, t, hh, ww), size=(h, w), mode="bilinear",
-                             align_corners=False).view(heads, b, t, h, w)  # fmt: skip
+        attn = F.interpolate(
+            attn.reshape(heads * b, t, hh, ww), size=(h, w), mode="bilinear", align_corners=False
+        ).view(heads, b, t, h, w)
     attn = attn.to(x.dtype)
     if c % heads:
         return torch.einsum("btyx,btcyx->bcyx", attn.mean(0), x)
@@ -202,11 +213,15 @@ class UTAE(nn.Module):
         super().__init__()
         enc, dec, outc = list(encoder_widths), list(decoder_widths), list(out_conv)
         if len(enc) != len(dec) or len(enc) < 2:
-            raise ConfigError(f"U-TAE: encoder_widths {enc} and decoder_widths {dec} need the "
-                              "same length, at least 2")  # fmt: skip
+            raise ConfigError(
+                f"U-TAE: encoder_widths {enc} and decoder_widths {dec} need the "
+                "same length, at least 2"
+            )
         if dec[-1] != enc[-1]:
-            raise ConfigError(f"U-TAE: decoder_widths[-1] ({dec[-1]}) must equal "
-                              f"encoder_widths[-1] ({enc[-1]}), the L-TAE output")  # fmt: skip
+            raise ConfigError(
+                f"U-TAE: decoder_widths[-1] ({dec[-1]}) must equal "
+                f"encoder_widths[-1] ({enc[-1]}), the L-TAE output"
+            )
         if not outc:
             raise ConfigError("U-TAE: out_conv needs at least one width (the class count)")
         self.n_stages = len(enc)
@@ -215,19 +230,32 @@ class UTAE(nn.Module):
             conv_layer(enc[0], enc[0], encoder_norm, n_groups=n_groups),
         )
         self.down = nn.ModuleList(
-            DownBlock(enc[i], enc[i + 1], str_conv_k, str_conv_s, str_conv_p, encoder_norm,
-                      n_groups) for i in range(self.n_stages - 1)
-        )  # fmt: skip
+            DownBlock(
+                enc[i], enc[i + 1], str_conv_k, str_conv_s, str_conv_p, encoder_norm, n_groups
+            )
+            for i in range(self.n_stages - 1)
+        )
         self.ltae = LTAE(enc[-1], n_head, d_k, d_model, enc[-1], dropout)
         self.up = nn.ModuleList(
-            UpBlock(dec[i], dec[i - 1], enc[i - 1], str_conv_k, str_conv_s, str_conv_p,
-                    decoder_norm, n_groups) for i in range(self.n_stages - 1, 0, -1)
-        )  # fmt: skip
+            UpBlock(
+                dec[i],
+                dec[i - 1],
+                enc[i - 1],
+                str_conv_k,
+                str_conv_s,
+                str_conv_p,
+                decoder_norm,
+                n_groups,
+            )
+            for i in range(self.n_stages - 1, 0, -1)
+        )
         widths = [dec[0], *outc[:-1]]
         self.head_body = nn.Sequential(
-            *(conv_layer(a, b, decoder_norm, n_groups=n_groups)
-              for a, b in itertools.pairwise(widths))
-        )  # fmt: skip
+            *(
+                conv_layer(a, b, decoder_norm, n_groups=n_groups)
+                for a, b in itertools.pairwise(widths)
+            )
+        )
         self.out = nn.Conv2d(widths[-1], outc[-1], 1)
         self.feature_channels = widths[-1]
 
@@ -255,8 +283,10 @@ class UTAE(nn.Module):
             pad_mask = torch.zeros(b, t, dtype=torch.bool, device=x.device)
         pad_mask = pad_mask.to(device=x.device, dtype=torch.bool)
         if dates.shape != (b, t) or pad_mask.shape != (b, t):
-            raise ValueError(f"U-TAE: dates {tuple(dates.shape)} and pad_mask "
-                             f"{tuple(pad_mask.shape)} must both be (B, T) = ({b}, {t})")  # fmt: skip
+            raise ValueError(
+                f"U-TAE: dates {tuple(dates.shape)} and pad_mask "
+                f"{tuple(pad_mask.shape)} must both be (B, T) = ({b}, {t})"
+            )
         feats = self._encode(x, ~pad_mask)
         y, attn = self.ltae(feats[-1], dates.to(x.device), pad_mask)
         for i, up in enumerate(self.up):

@@ -106,16 +106,25 @@ class UTT(FlairModel):
         utae_kw = _resolve("utae", utae, {**UTAE_DEFAULTS, "out_conv": [32, classes]})
         fusion_kw = _resolve("fusion", fusion, FUSION_DEFAULTS)
         if utae_kw["out_conv"][-1] != classes:
-            raise ConfigError(f"U-T&T utae.out_conv[-1] ({utae_kw['out_conv'][-1]}) must be "
-                              f"the class count {classes} (the aux head)")  # fmt: skip
+            raise ConfigError(
+                f"U-T&T utae.out_conv[-1] ({utae_kw['out_conv'][-1]}) must be "
+                f"the class count {classes} (the aux head)"
+            )
         p = float(fusion_kw["modality_dropout"])
         if not 0.0 <= p <= 1.0:
             raise ConfigError(f"U-T&T fusion.modality_dropout must be in [0, 1], got {p}")
         if int(fusion_kw["crop_px"]) < 1:
             raise ConfigError(f"U-T&T fusion.crop_px must be >= 1, got {fusion_kw['crop_px']}")
-        super().__init__({"in_channels": in_channels, "classes": classes,
-                          "encoder_weights": None, "s2_bands": s2_bands,
-                          "utae": utae_kw, "fusion": fusion_kw})  # fmt: skip
+        super().__init__(
+            {
+                "in_channels": in_channels,
+                "classes": classes,
+                "encoder_weights": None,
+                "s2_bands": s2_bands,
+                "utae": utae_kw,
+                "fusion": fusion_kw,
+            }
+        )
         net = build_unet(in_channels, classes, encoder_weights)
         self.encoder, self.decoder = net.encoder, net.decoder
         self.segmentation_head = net.segmentation_head
@@ -123,10 +132,14 @@ class UTT(FlairModel):
         self.modality_dropout = p
         # Stage 0 is the raw input, which the smp decoder drops: fuse into stages 1..5.
         self.fusion = nn.ModuleList(
-            FusionModule(self.utae.feature_channels, c, int(fusion_kw["crop_px"]),
-                         int(fusion_kw["collapse_hidden"]))
+            FusionModule(
+                self.utae.feature_channels,
+                c,
+                int(fusion_kw["crop_px"]),
+                int(fusion_kw["collapse_hidden"]),
+            )
             for c in self.encoder.out_channels[1:]
-        )  # fmt: skip
+        )
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Fused logits (B, classes, H, W) and the U-TAE's auxiliary logits.

@@ -42,12 +42,23 @@ FOLDERS = {
 }
 CENTROIDS_JSON = "flair-2_centroids_sp_to_patch.json"
 METADATA_JSON = "flair-2_aerial_metadata.json"
-SPLIT_CSV = {"train": "flair-2-paths-train.csv", "validation": "flair-2-paths-val.csv",
-             "test": "flair-2-paths-test.csv"}  # fmt: skip
+SPLIT_CSV = {
+    "train": "flair-2-paths-train.csv",
+    "validation": "flair-2-paths-val.csv",
+    "test": "flair-2-paths-test.csv",
+}
 _ESA = re.compile(r"^S2[A-D]_MSI(L1C|L2A)_(\d{8})T\d{6}_")
 _TIME = re.compile(r"^\s*(\d{1,2})\s*[hH:]\s*(\d{2})")
-METADATA_KEYS = ("domain", "zone", "patch_centroid_x", "patch_centroid_y", "patch_centroid_z",
-                 "date", "time", "camera")  # fmt: skip
+METADATA_KEYS = (
+    "domain",
+    "zone",
+    "patch_centroid_x",
+    "patch_centroid_y",
+    "patch_centroid_z",
+    "date",
+    "time",
+    "camera",
+)
 
 
 @dataclass(frozen=True)

@@ -102,35 +102,55 @@ def _zone_item(domain: str, zone: str, rows: list[ManifestRow], root: Path) -> p
     when, start, end = _zone_dates(rows)
     splits = sorted({r.split for r in rows})
     item = pystac.Item(
-        id=f"{domain}-{zone}", geometry=mapping(geom), bbox=list(geom.bounds), datetime=when,
-        start_datetime=start if when is None else None, end_datetime=end if when is None else None,
-        properties={"flair:domain": domain, "flair:zone": zone,
-                    "flair:split": splits[0] if len(splits) == 1 else splits},
-    )  # fmt: skip
+        id=f"{domain}-{zone}",
+        geometry=mapping(geom),
+        bbox=list(geom.bounds),
+        datetime=when,
+        start_datetime=start if when is None else None,
+        end_datetime=end if when is None else None,
+        properties={
+            "flair:domain": domain,
+            "flair:zone": zone,
+            "flair:split": splits[0] if len(splits) == 1 else splits,
+        },
+    )
     if when is not None and start != end:
         item.common_metadata.start_datetime, item.common_metadata.end_datetime = start, end
     for r in rows:
-        item.add_asset(f"IMG_{r.patch_id}", pystac.Asset(
-            Path(root, r.img).as_posix(), media_type=pystac.MediaType.GEOTIFF, roles=["data"],
-            title=f"aerial IMG_{r.patch_id} (R, G, B, NIR, elevation; uint8)"))  # fmt: skip
+        item.add_asset(
+            f"IMG_{r.patch_id}",
+            pystac.Asset(
+                Path(root, r.img).as_posix(),
+                media_type=pystac.MediaType.GEOTIFF,
+                roles=["data"],
+                title=f"aerial IMG_{r.patch_id} (R, G, B, NIR, elevation; uint8)",
+            ),
+        )
         if r.msk:
-            msk = pystac.Asset(Path(root, r.msk).as_posix(), media_type=pystac.MediaType.GEOTIFF,
-                               roles=["labels", "labels-raster"], title=f"labels MSK_{r.patch_id}")  # fmt: skip
+            msk = pystac.Asset(
+                Path(root, r.msk).as_posix(),
+                media_type=pystac.MediaType.GEOTIFF,
+                roles=["labels", "labels-raster"],
+                title=f"labels MSK_{r.patch_id}",
+            )
             item.add_asset(f"MSK_{r.patch_id}", msk)
             ClassificationExtension.ext(msk, add_if_missing=True).classes = flair_classes()
     sen = next((r.sen_prefix for r in rows if r.sen_prefix), "")
     if sen:
-        for key, suffix, media in (("SEN2_data", "_data.npy", "application/x-npy"),
-                                   ("SEN2_masks", "_masks.npy", "application/x-npy"),
-                                   ("SEN2_products", "_products.txt", "text/plain")):  # fmt: skip
+        for key, suffix, media in (
+            ("SEN2_data", "_data.npy", "application/x-npy"),
+            ("SEN2_masks", "_masks.npy", "application/x-npy"),
+            ("SEN2_products", "_products.txt", "text/plain"),
+        ):
             item.add_asset(key, pystac.Asset(f"{sen}{suffix}", media_type=media, roles=["data"]))
     label = LabelExtension.ext(item, add_if_missing=True)
     label.apply(
         label_description="FLAIR land-cover codes 1..19 per 0.2 m pixel (MSK_<id>.tif)",
-        label_type=LabelType.RASTER, label_properties=None,
+        label_type=LabelType.RASTER,
+        label_properties=None,
         label_classes=[LabelClasses.create(classes=[c.code for c in CLASSES], name=None)],
         label_tasks=[LabelTask.SEGMENTATION],
-    )  # fmt: skip
+    )
     return item
 
 
@@ -150,13 +170,15 @@ def build_collection(release_dir: str | Path) -> pystac.Collection:
     extent = pystac.Extent(
         pystac.SpatialExtent([list(unary_union([box(*(i.bbox or ())) for i in items]).bounds)]),
         pystac.TemporalExtent([[min(starts), max(ends)]]),
-    )  # fmt: skip
+    )
     coll = pystac.Collection(
         COLLECTION_ID,
         "FLAIR-style land-cover dataset: 0.2 m aerial patches (IMG), raster labels (MSK, FLAIR "
         "codes 1..19) and Sentinel-2 super-area time series (SEN2), one Item per zone.",
-        extent, title=f"FLAIR release {root.name}", license="etalab-2.0",
-    )  # fmt: skip
+        extent,
+        title=f"FLAIR release {root.name}",
+        license="etalab-2.0",
+    )
     ClassificationExtension.summaries(coll, add_if_missing=True).classes = flair_classes()
     LabelExtension.summaries(coll, add_if_missing=True).label_type = [LabelType.RASTER]
     LabelExtension.add_to(coll)

@@ -24,8 +24,18 @@ from flair_pipeline.errors import InputError
 #: FLAIR band order (FLAIR band numbers 1..10).
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 #: Earth Search `sentinel-2-c1-l2a` asset key of each band, and of the two masks.
-STAC_ASSETS = ("blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08",
-               "swir16", "swir22")  # fmt: skip
+STAC_ASSETS = (
+    "blue",
+    "green",
+    "red",
+    "rededge1",
+    "rededge2",
+    "rededge3",
+    "nir",
+    "nir08",
+    "swir16",
+    "swir22",
+)
 MASKS = ("SNW", "CLD")
 STAC_MASK_ASSETS = ("snow", "cloud")
 RES = 10.0

@@ -51,10 +51,15 @@ PU_HEADER = "x-processingunits-spent"
 MAX_SIDE = 2500  # Process API limit on output width/height, px
 _FAILURES = (sh.DownloadFailedException, requests.RequestException, OAuth2Error)
 _SHOWN_LOGGERS = (  # loggers that may print request bodies or server answers
-    "requests_oauthlib.oauth2_session", "oauthlib.oauth2.rfc6749", "urllib3.connectionpool",
-    "sentinelhub.download.handlers", "sentinelhub.download.client",
-    "sentinelhub.download.sentinelhub_client", "sentinelhub.download.session", __name__,
-)  # fmt: skip
+    "requests_oauthlib.oauth2_session",
+    "oauthlib.oauth2.rfc6749",
+    "urllib3.connectionpool",
+    "sentinelhub.download.handlers",
+    "sentinelhub.download.client",
+    "sentinelhub.download.sentinelhub_client",
+    "sentinelhub.download.session",
+    __name__,
+)
 log = logging.getLogger(__name__)
 
 
@@ -100,12 +105,16 @@ class SentinelHubSettings:
         """The sentinelhub config; `use_defaults` keeps ~/.config/sentinelhub out of the picture."""
         attempts = self.max_retries + 1
         return sh.SHConfig(
-            use_defaults=True, sh_client_id=self.client_id, sh_client_secret=self.client_secret,
-            sh_base_url=self.sh_base_url.rstrip("/"), sh_token_url=self.sh_token_url,
-            max_download_attempts=attempts, download_sleep_time=self.retry_sleep_s,
+            use_defaults=True,
+            sh_client_id=self.client_id,
+            sh_client_secret=self.client_secret,
+            sh_base_url=self.sh_base_url.rstrip("/"),
+            sh_token_url=self.sh_token_url,
+            max_download_attempts=attempts,
+            download_sleep_time=self.retry_sleep_s,
             download_timeout_seconds=self.timeout_s,
             max_retries=attempts,  # bounds the 429 loop (None, the default, loops forever)
-        )  # fmt: skip
+        )
 
 
 class _Redactor(logging.Filter):
@@ -297,10 +306,12 @@ class SentinelHubProvider(Sentinel2Provider):
                 f"{ENV_SECRET} (issued for {self.settings.sh_token_url})"
             )
         if status == 403:
-            return SentinelHubCredentialsError(_REDACTOR.redact(
-                f"{label}: Sentinel Hub refused access (HTTP 403: {said}); check that the account "
-                f"of {ENV_ID} has processing units left and access to Sentinel-2 L2A"
-            ))  # fmt: skip
+            return SentinelHubCredentialsError(
+                _REDACTOR.redact(
+                    f"{label}: Sentinel Hub refused access (HTTP 403: {said}); check that the account "
+                    f"of {ENV_ID} has processing units left and access to Sentinel-2 L2A"
+                )
+            )
         if isinstance(exc, sh.exceptions.OutOfRequestsException):
             why = f"HTTP 429 (rate limit) {tries} times in a row; retry later or raise max_retries"
         elif status is not None:

@@ -339,8 +339,10 @@ class StacProvider(Sentinel2Provider):
         reason the whole scene is unusable.
         """
         shapes = [(g.height, g.width) for g in grids]
-        out = [(np.zeros((10, *hw), np.uint16), np.zeros((2, *hw), np.uint8), np.zeros(hw, bool))
-               for hw in shapes]  # fmt: skip
+        out = [
+            (np.zeros((10, *hw), np.uint16), np.zeros((2, *hw), np.uint8), np.zeros(hw, bool))
+            for hw in shapes
+        ]
         keys = list(BANDS) + (list(STAC_MASK_ASSETS) if scene.masks == "assets" else [SCL])
         with rasterio.Env(**self._env):
             for b, key in enumerate(keys):
@@ -426,21 +428,31 @@ def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) ->
     """
     bounds = transform_bounds(CRS, crs, *grid.bounds, densify_pts=21)
     window = from_bounds(*bounds, transform=transform)
-    window = Window(
-        math.floor(window.col_off) - 1, math.floor(window.row_off) - 1,
-        math.ceil(window.width) + 3, math.ceil(window.height) + 3,
-    ).intersection(Window(0, 0, width, height)) if _overlaps(window, height, width) else None  # fmt: skip
+    window = (
+        Window(
+            math.floor(window.col_off) - 1,
+            math.floor(window.row_off) - 1,
+            math.ceil(window.width) + 3,
+            math.ceil(window.height) + 3,
+        ).intersection(Window(0, 0, width, height))
+        if _overlaps(window, height, width)
+        else None
+    )
     if window is None:
         return None
     h, w = int(window.height), int(window.width)
     numbers = np.arange(h * w, dtype=np.int32).reshape(h, w)
     target = np.full((grid.height, grid.width), -1, np.int32)
     reproject(
-        numbers, target,
-        src_transform=window_transform(window, transform), src_crs=crs,
-        dst_transform=grid.transform, dst_crs=CRS, dst_nodata=-1,
+        numbers,
+        target,
+        src_transform=window_transform(window, transform),
+        src_crs=crs,
+        dst_transform=grid.transform,
+        dst_crs=CRS,
+        dst_nodata=-1,
         resampling=Resampling.nearest,
-    )  # fmt: skip
+    )
     flat = target.ravel()
     inside = flat >= 0
     if not inside.any():
@@ -450,9 +462,11 @@ def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) ->
 
 def _overlaps(window: Window, height: int, width: int) -> bool:
     return (
-        window.col_off < width and window.row_off < height
-        and window.col_off + window.width > 0 and window.row_off + window.height > 0
-    )  # fmt: skip
+        window.col_off < width
+        and window.row_off < height
+        and window.col_off + window.width > 0
+        and window.row_off + window.height > 0
+    )
 
 
 class _Date:

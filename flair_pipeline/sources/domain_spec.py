@@ -167,9 +167,14 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
         if not info:  # the raw layout needs its domain.json: one line saying so
             info = read_domain_info(info_path, folder.name).as_record()
         return DomainInputs(
-            folder, folder / "ortho", folder / "dsm.tif", folder / "dtm.tif",
-            folder / "labels.gpkg", None, info,
-        )  # fmt: skip
+            folder,
+            folder / "ortho",
+            folder / "dsm.tif",
+            folder / "dtm.tif",
+            folder / "labels.gpkg",
+            None,
+            info,
+        )
     spec = load_spec(spec_path)
     products, files = [], []
     for o in spec.ortho:
@@ -200,8 +205,9 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
     files.append(spec_path)
     if info_path.is_file():
         files.append(info_path)
-    return DomainInputs(folder, products, surfaces[0], surfaces[1], labels[0], mapping, info,
-                        files, spec_path)  # fmt: skip
+    return DomainInputs(
+        folder, products, surfaces[0], surfaces[1], labels[0], mapping, info, files, spec_path
+    )
 
 
 def _companions(path: Path) -> list[Path]:

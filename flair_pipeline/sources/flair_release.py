@@ -178,11 +178,24 @@ def _check_pair(
         t: Affine = src.transform
         cx, cy = t @ (src.width / 2, src.height / 2)
         row = ManifestRow(  # centroids to the mm: the transforms carry 1e-8 m noise
-            img.patch_id, img.domain, img.zone, img.split, "folder", img.split,
-            _official(img.domain), img.rel, msk.rel if msk else "",
-            src.width, src.height, src.count, normalise_crs(src.crs), round(cx, 3), round(cy, 3),
-            (root / img.rel).as_posix(), (root / msk.rel).as_posix() if msk else "",
-        )  # fmt: skip
+            img.patch_id,
+            img.domain,
+            img.zone,
+            img.split,
+            "folder",
+            img.split,
+            _official(img.domain),
+            img.rel,
+            msk.rel if msk else "",
+            src.width,
+            src.height,
+            src.count,
+            normalise_crs(src.crs),
+            round(cx, 3),
+            round(cy, 3),
+            (root / img.rel).as_posix(),
+            (root / msk.rel).as_posix() if msk else "",
+        )
         if msk is None:
             return row, Problem(img.rel, "no MSK for this IMG (kept without labels)")
         if (msk.domain, msk.zone) != (img.domain, img.zone):
@@ -236,8 +249,13 @@ def _join_extras(
         has.append("metadata")
         where = (meta.get("domain"), meta.get("zone"))
         if where != (row.domain, row.zone):
-            problems.append(Problem(row.img, f"metadata says {where[0]}/{where[1]}, path says "
-                                    f"{row.domain}/{row.zone} (path kept)"))  # fmt: skip
+            problems.append(
+                Problem(
+                    row.img,
+                    f"metadata says {where[0]}/{where[1]}, path says "
+                    f"{row.domain}/{row.zone} (path kept)",
+                )
+            )
     elif extras.metadata:
         problems.append(Problem(row.img, "no aerial-metadata entry (unet-meta encodes it unknown)"))
     area = extras.super_areas.get((row.domain, row.zone))
@@ -250,10 +268,15 @@ def _join_extras(
     elif area is not None and rc is not None:
         r0, c0 = rc[0] - window // 2, rc[1] - window // 2
         if r0 < 0 or c0 < 0 or r0 + window > area.height or c0 + window > area.width:
-            problems.append(Problem(row.img, (
-                f"{window} px Sentinel-2 window at [row, col] {list(rc)} leaves the "
-                f"{area.height}×{area.width} super-area {area.prefix.name}: kept without S2"
-            )))  # fmt: skip
+            problems.append(
+                Problem(
+                    row.img,
+                    (
+                        f"{window} px Sentinel-2 window at [row, col] {list(rc)} leaves the "
+                        f"{area.height}×{area.width} super-area {area.prefix.name}: kept without S2"
+                    ),
+                )
+            )
         else:
             changes["sen_prefix"] = area.prefix.as_posix()
             has.append("sen2")
@@ -383,8 +406,10 @@ def format_report(index: ReleaseIndex) -> str:
         (r.split or "(no split)", r.domain) for r in index.rows
     )
     haves: Counter[str] = Counter(h for r in index.rows for h in r.has.split())
-    lines.append("  has: " + ", ".join(f"{k} {haves[k]}" for k in (
-        "img", "msk", "sen2", "centroid", "metadata")))  # fmt: skip
+    lines.append(
+        "  has: "
+        + ", ".join(f"{k} {haves[k]}" for k in ("img", "msk", "sen2", "centroid", "metadata"))
+    )
     if index.side_files:
         lines.append("  side files: " + ", ".join(index.side_files))
     for split, n in sorted(by_split.items()):

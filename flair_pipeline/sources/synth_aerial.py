@@ -153,8 +153,9 @@ def object_appearance(lc: LandCover, seed: int, res: float) -> Appearance:
             ridge[i + 1] = (nx, ny, nx * c.x + ny * c.y)
     height = np.concatenate([[0.0], a["height"]]).astype(np.float32)
     codes = np.concatenate([[0], a["code"]]).astype(np.uint8)
-    return Appearance(rgbn, codes, small=small, roof=roof, wave=wave, ridge=ridge,
-                      height=height, **fields)  # fmt: skip
+    return Appearance(
+        rgbn, codes, small=small, roof=roof, wave=wave, ridge=ridge, height=height, **fields
+    )
 
 
 def rasterize_ids(

@@ -43,14 +43,26 @@ from flair_pipeline.geo.raster_vrt import raster_files
 #: agriculture (US1.1), herbaceous vegetation and agricultural land share CS2.2.1: only
 #: both columns together tell them apart, as in OCS GE.
 OCSGE_PAIRS: dict[int, tuple[str, str]] = {
-    1: ("CS1.1.1.1", "US235"), 2: ("CS1.1.2.1", "US235"), 3: ("CS1.1.1.2", "US4.1.1"),
-    4: ("CS1.2.1", "US6.2"), 5: ("CS1.2.2", "US4.3"), 6: ("CS2.1.1.2", "US2"),
-    7: ("CS2.1.1.1", "US2"), 8: ("CS2.1.2", "US6.3"), 9: ("CS2.1.3", "US1.1"),
-    10: ("CS2.2.1", "US6.3"), 11: ("CS2.2.1", "US1.1"), 12: ("CS1.2.1", "US1.1"),
-    13: ("CS1.2.2", "US235"), 14: ("CS1.2.3", "US6.2"), 15: ("CS2.1.2", "US2"),
-    16: ("CS2.1.3", "US6.3"), 17: ("CS2.1.1.3", "US2"), 18: ("CS1.1.1.1", "US1.1"),
+    1: ("CS1.1.1.1", "US235"),
+    2: ("CS1.1.2.1", "US235"),
+    3: ("CS1.1.1.2", "US4.1.1"),
+    4: ("CS1.2.1", "US6.2"),
+    5: ("CS1.2.2", "US4.3"),
+    6: ("CS2.1.1.2", "US2"),
+    7: ("CS2.1.1.1", "US2"),
+    8: ("CS2.1.2", "US6.3"),
+    9: ("CS2.1.3", "US1.1"),
+    10: ("CS2.2.1", "US6.3"),
+    11: ("CS2.2.1", "US1.1"),
+    12: ("CS1.2.1", "US1.1"),
+    13: ("CS1.2.2", "US235"),
+    14: ("CS1.2.3", "US6.2"),
+    15: ("CS2.1.2", "US2"),
+    16: ("CS2.1.3", "US6.3"),
+    17: ("CS2.1.1.3", "US2"),
+    18: ("CS1.1.1.1", "US1.1"),
     19: ("CS2.2.2", "US6.6"),
-}  # fmt: skip
+}
 LIDAR_RES = 0.5
 _JP2 = {"driver": "JP2OpenJPEG", "QUALITY": "100", "REVERSIBLE": "YES", "YCBCR420": "NO"}
 
@@ -59,23 +71,36 @@ def spec_for(info: dict) -> dict:
     """The domain.yaml of an ign-flavour domain."""
     return {
         "ortho": [
-            {"name": "bd_ortho_rvb", "glob": "ortho/*-LA93-0M20-E080.jp2",
-             "bands": {"R": 1, "G": 2, "B": 3}},
+            {
+                "name": "bd_ortho_rvb",
+                "glob": "ortho/*-LA93-0M20-E080.jp2",
+                "bands": {"R": 1, "G": 2, "B": 3},
+            },
             {"name": "bd_ortho_irc", "glob": "ortho/*-LA93-0M20-IRC-E080.jp2", "bands": {"NIR": 1}},
         ],
         "dsm": {"glob": "lidar_hd/*_MNS_*.tif"},
         "dtm": {"glob": "rge_alti/*.asc", "crs": "EPSG:2154"},
-        "labels": {"glob": "ocsge/OCCUPATION_SOL.gpkg", "field": ["code_cs", "code_us"],
-                   "mapping": "ocsge/ocsge_to_flair.csv"},
+        "labels": {
+            "glob": "ocsge/OCCUPATION_SOL.gpkg",
+            "field": ["code_cs", "code_us"],
+            "mapping": "ocsge/ocsge_to_flair.csv",
+        },
         "acquisition": {k: info[k] for k in ("date", "time", "camera") if k in info},
-    }  # fmt: skip
+    }
 
 
 def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str | None, **opts: Any) -> None:
     arr = arr if arr.ndim == 3 else arr[None]
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {"driver": "GTiff", "width": arr.shape[2], "height": arr.shape[1],
-               "count": arr.shape[0], "dtype": arr.dtype, "transform": transform, **opts}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": arr.shape[2],
+        "height": arr.shape[1],
+        "count": arr.shape[0],
+        "dtype": arr.dtype,
+        "transform": transform,
+        **opts,
+    }
     if crs is not None:
         profile["crs"] = crs
     with rasterio.open(path, "w", **profile) as dst:
@@ -89,41 +114,81 @@ def to_ign(plain: Path, out: Path) -> None:
         with rasterio.open(tile) as src:
             img, t, nodata = src.read(), src.transform, src.nodata
         stem = tile.stem.replace("-LA93-0M20", "")
-        _write(out / "ortho" / f"{stem}-LA93-0M20-E080.jp2", img[:3], t, "EPSG:2154",
-               nodata=nodata, **_JP2)  # fmt: skip
-        _write(out / "ortho" / f"{stem}-LA93-0M20-IRC-E080.jp2", img[[3, 0, 1]], t,
-               "EPSG:2154", nodata=nodata, **_JP2)  # fmt: skip
+        _write(
+            out / "ortho" / f"{stem}-LA93-0M20-E080.jp2",
+            img[:3],
+            t,
+            "EPSG:2154",
+            nodata=nodata,
+            **_JP2,
+        )
+        _write(
+            out / "ortho" / f"{stem}-LA93-0M20-IRC-E080.jp2",
+            img[[3, 0, 1]],
+            t,
+            "EPSG:2154",
+            nodata=nodata,
+            **_JP2,
+        )
     with rasterio.open(plain / "dtm.tif") as src:
         dtm, t = src.read(1), src.transform
     half = dtm.shape[1] // 2
     for k, (c0, c1) in enumerate(((0, half), (half, dtm.shape[1]))):
         x = t.c + c0 * t.a
         name = f"RGEALTI_FXX_{int(x):07d}_{int(t.f):07d}_MNT_LAMB93_IGN69_{k}.asc"
-        _write(out / "rge_alti" / name, dtm[:, c0:c1], from_origin(x, t.f, t.a, -t.e), None,
-               driver="AAIGrid", nodata=-99999.0, DECIMAL_PRECISION=6)  # fmt: skip
+        _write(
+            out / "rge_alti" / name,
+            dtm[:, c0:c1],
+            from_origin(x, t.f, t.a, -t.e),
+            None,
+            driver="AAIGrid",
+            nodata=-99999.0,
+            DECIMAL_PRECISION=6,
+        )
     with rasterio.open(plain / "dsm.tif") as src:
         dsm, t = src.read(1), src.transform
         h = round(src.height * t.a / LIDAR_RES) + 1
         w = round(src.width * t.a / LIDAR_RES) + 1
     left, top = t.c - LIDAR_RES / 2, t.f + LIDAR_RES / 2
     shifted = np.full((h, w), -9999.0, dtype=np.float32)
-    reproject(dsm, shifted, src_transform=t, src_crs="EPSG:2154", dst_nodata=-9999.0,
-              dst_transform=from_origin(left, top, LIDAR_RES, LIDAR_RES), dst_crs="EPSG:2154",
-              resampling=Resampling.bilinear)  # fmt: skip
+    reproject(
+        dsm,
+        shifted,
+        src_transform=t,
+        src_crs="EPSG:2154",
+        dst_nodata=-9999.0,
+        dst_transform=from_origin(left, top, LIDAR_RES, LIDAR_RES),
+        dst_crs="EPSG:2154",
+        resampling=Resampling.bilinear,
+    )
     name = f"LHD_FXX_{int(left):07d}_{int(top):07d}_MNS_O_0M50_LAMB93_IGN69.tif"
-    _write(out / "lidar_hd" / name, shifted, from_origin(left, top, LIDAR_RES, LIDAR_RES),
-           "EPSG:2154", nodata=-9999.0, compress="deflate")  # fmt: skip
+    _write(
+        out / "lidar_hd" / name,
+        shifted,
+        from_origin(left, top, LIDAR_RES, LIDAR_RES),
+        "EPSG:2154",
+        nodata=-9999.0,
+        compress="deflate",
+    )
     labels = gpd.read_file(plain / "labels.gpkg")
     pairs = [OCSGE_PAIRS[int(c)] for c in labels["code"]]
     ocsge = gpd.GeoDataFrame(
-        {"id": [f"OCSGE{i:09d}" for i in range(len(labels))],
-         "code_cs": [p[0] for p in pairs], "code_us": [p[1] for p in pairs],
-         "millesime": str(info.get("year", ""))},
-        geometry=labels.geometry, crs=labels.crs,
-    )  # fmt: skip
+        {
+            "id": [f"OCSGE{i:09d}" for i in range(len(labels))],
+            "code_cs": [p[0] for p in pairs],
+            "code_us": [p[1] for p in pairs],
+            "millesime": str(info.get("year", "")),
+        },
+        geometry=labels.geometry,
+        crs=labels.crs,
+    )
     (out / "ocsge").mkdir(parents=True, exist_ok=True)
-    ocsge.to_file(out / "ocsge" / "OCCUPATION_SOL.gpkg", layer="occupation_sol", driver="GPKG",
-                  engine="pyogrio")  # fmt: skip
+    ocsge.to_file(
+        out / "ocsge" / "OCCUPATION_SOL.gpkg",
+        layer="occupation_sol",
+        driver="GPKG",
+        engine="pyogrio",
+    )
     rows = ["code_cs,code_us,flair"] + [f"{cs},{us},{c}" for c, (cs, us) in OCSGE_PAIRS.items()]
     (out / "ocsge" / "ocsge_to_flair.csv").write_text("\n".join(rows) + "\n")
     (out / "domain.yaml").write_text(yaml.safe_dump(spec_for(info), sort_keys=False))

@@ -88,9 +88,16 @@ def _orientation(poly: Polygon) -> float:
 
 
 _HEIGHTS = {  # code -> (min, max) metres: trees over 5 m, brushwood under 5 m
-    1: (4.0, 18.0), 6: (14.0, 30.0), 7: (9.0, 25.0), 17: (10.0, 26.0),
-    8: (0.5, 4.0), 16: (1.0, 4.5), 9: (1.2, 1.9), 18: (2.5, 5.0), 19: (0.0, 3.0),
-}  # fmt: skip
+    1: (4.0, 18.0),
+    6: (14.0, 30.0),
+    7: (9.0, 25.0),
+    17: (10.0, 26.0),
+    8: (0.5, 4.0),
+    16: (1.0, 4.5),
+    9: (1.2, 1.9),
+    18: (2.5, 5.0),
+    19: (0.0, 3.0),
+}
 
 
 def _draw_height(code: int, rng: np.random.Generator) -> float:

@@ -33,10 +33,17 @@ from flair_pipeline.sources.synth_s2_spectra import CLOUD, ENDMEMBERS, object_sp
 COLLECTION = "sentinel-2-c1-l2a"
 #: (asset key, band name, resolution m) as in Earth Search's sentinel-2-c1-l2a.
 SPECTRAL_ASSETS = (
-    ("blue", "B02", 10), ("green", "B03", 10), ("red", "B04", 10),
-    ("rededge1", "B05", 20), ("rededge2", "B06", 20), ("rededge3", "B07", 20),
-    ("nir", "B08", 10), ("nir08", "B8A", 20), ("swir16", "B11", 20), ("swir22", "B12", 20),
-)  # fmt: skip
+    ("blue", "B02", 10),
+    ("green", "B03", 10),
+    ("red", "B04", 10),
+    ("rededge1", "B05", 20),
+    ("rededge2", "B06", 20),
+    ("rededge3", "B07", 20),
+    ("nir", "B08", 10),
+    ("nir08", "B8A", 20),
+    ("swir16", "B11", 20),
+    ("swir22", "B12", 20),
+)
 MASK_ASSETS = (("cloud", 20), ("snow", 20), ("scl", 20))
 BOA_OFFSET = 1000  # DN added to reflectance * 10000 (processing baseline >= 04.00)
 SUB = 5  # 2 m sub-pixels per 10 m pixel side
@@ -163,8 +170,10 @@ def render_scene(
     snowy_class = (
         P @ (objects["code"] == 14).astype(np.float32) * (100.0 if doy < 90 or doy > 320 else 0)
     )
-    snow = np.maximum(snow * (1 - _down(water.reshape(grid.height, grid.width))),
-                      _down(snowy_class.reshape(grid.height, grid.width)))  # fmt: skip
+    snow = np.maximum(
+        snow * (1 - _down(water.reshape(grid.height, grid.width))),
+        _down(snowy_class.reshape(grid.height, grid.width)),
+    )
     a = _up(snow / 100.0)[None]
     refl = refl * (1 - a) + ENDMEMBERS["snow"][:, None, None] * a
     draw = rng.random()
@@ -191,7 +200,11 @@ def write_scene(scene: Scene, grid: S2Grid, folder: Path) -> dict[str, dict]:
     facts: dict[str, dict] = {}
     dn = np.clip(np.round(scene.reflectance * 10000) + BOA_OFFSET, 1, 65535).astype(np.uint16)
     for i, (key, band, res) in enumerate(SPECTRAL_ASSETS):
-        arr = dn[i] if res == 10 else np.clip(np.round(_down(dn[i].astype(np.float32))), 1, 65535).astype(np.uint16)  # fmt: skip
+        arr = (
+            dn[i]
+            if res == 10
+            else np.clip(np.round(_down(dn[i].astype(np.float32))), 1, 65535).astype(np.uint16)
+        )
         tr = t10 if res == 10 else t20
         write_geotiff(folder / f"{key}.tif", arr, tr, f"EPSG:{grid.epsg}", nodata=0, tiled=False)
         facts[key] = {"band": band, "res": res, "shape": arr.shape, "transform": tr}

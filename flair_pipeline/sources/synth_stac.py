@@ -66,13 +66,20 @@ def make_item(
         "flair:domain": domain,
     }
     item = pystac.Item(
-        id=item_id, geometry=mapping(foot), bbox=list(foot.bounds), datetime=date,
-        properties=props, stac_extensions=list(EXTENSIONS), collection=COLLECTION,
-    )  # fmt: skip
+        id=item_id,
+        geometry=mapping(foot),
+        bbox=list(foot.bounds),
+        datetime=date,
+        properties=props,
+        stac_extensions=list(EXTENSIONS),
+        collection=COLLECTION,
+    )
     for key, f in facts.items():
         spectral = key not in ("cloud", "snow", "scl")
-        band: dict = {"data_type": "uint16" if spectral else "uint8",
-                      "spatial_resolution": f["res"]}  # fmt: skip
+        band: dict = {
+            "data_type": "uint16" if spectral else "uint8",
+            "spatial_resolution": f["res"],
+        }
         if spectral:
             band.update(nodata=0, scale=0.0001, offset=-BOA_OFFSET / 10000, unit="reflectance")
         elif key == "scl":
@@ -105,9 +112,14 @@ def write_catalog(root: Path, items: list[pystac.Item]) -> Path:
     )
     years = sorted({i.datetime.year for i in items if i.datetime}) or [2020]
     spatial = pystac.SpatialExtent([_union_bbox(items)])
-    temporal = pystac.TemporalExtent([[
-        dt.datetime(years[0], 1, 1, tzinfo=dt.UTC), dt.datetime(years[-1], 12, 31, tzinfo=dt.UTC)
-    ]])  # fmt: skip
+    temporal = pystac.TemporalExtent(
+        [
+            [
+                dt.datetime(years[0], 1, 1, tzinfo=dt.UTC),
+                dt.datetime(years[-1], 12, 31, tzinfo=dt.UTC),
+            ]
+        ]
+    )
     coll = pystac.Collection(
         id=COLLECTION,
         description="Sentinel-2 L2A scenes (synthetic), assets named as in Earth Search.",

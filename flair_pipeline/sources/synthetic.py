@@ -73,17 +73,33 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "demo",
             ("D033_2021", "D013_2020", "D014_2020", "D067_2021", "D036_2020", "D069_2020"),
-            512.0, 1280, 350.0, (20, 114), 0.35,
+            512.0,
+            1280,
+            350.0,
+            (20, 114),
+            0.35,
         ),
         # several km²: throughput measurements; all 19 codes occur
         Scenario(
             "bench",
-            ("D033_2021", "D013_2020", "D074_2020", "D051_2019", "D004_2021", "D014_2020",
-             "D036_2020", "D069_2020"),
-            1024.0, 1024, 350.0, (20, 114), 0.35,
+            (
+                "D033_2021",
+                "D013_2020",
+                "D074_2020",
+                "D051_2019",
+                "D004_2021",
+                "D014_2020",
+                "D036_2020",
+                "D069_2020",
+            ),
+            1024.0,
+            1024,
+            350.0,
+            (20, 114),
+            0.35,
         ),
     )
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -229,17 +245,29 @@ def generate_domain(
     n_tiles = int(np.ceil(total_px / scenario.tile_px))
     for ty in range(n_tiles):
         for tx in range(n_tiles):
-            tb = (bounds[0] + tx * tile_m, bounds[3] - (ty + 1) * tile_m,
-                  bounds[0] + (tx + 1) * tile_m, bounds[3] - ty * tile_m)  # fmt: skip
-            img = render_ortho(lc, tree, app, tb, (bounds[0], bounds[3]), RES, radiometry,
-                               dseed, shift)  # fmt: skip
+            tb = (
+                bounds[0] + tx * tile_m,
+                bounds[3] - (ty + 1) * tile_m,
+                bounds[0] + (tx + 1) * tile_m,
+                bounds[3] - ty * tile_m,
+            )
+            img = render_ortho(
+                lc, tree, app, tb, (bounds[0], bounds[3]), RES, radiometry, dseed, shift
+            )
             if unflown is not None:
                 c = (tx * scenario.tile_px + np.arange(scenario.tile_px) + 0.5) / total_px
                 r = (ty * scenario.tile_px + np.arange(scenario.tile_px) + 0.5) / total_px
                 img[:, unflown(c, r)] = 0
             name = f"{domain.department:02d}-{domain.year}-{int(tb[0]):07d}-{int(tb[3]):07d}-LA93-0M20.tif"
-            _write_tif(folder / "ortho" / name, img, from_origin(tb[0], tb[3], RES, RES),
-                       nodata=0, predictor=2, photometric="RGB", alpha="UNSPECIFIED")  # fmt: skip
+            _write_tif(
+                folder / "ortho" / name,
+                img,
+                from_origin(tb[0], tb[3], RES, RES),
+                nodata=0,
+                predictor=2,
+                photometric="RGB",
+                alpha="UNSPECIFIED",
+            )
 
     dsm, dtm = render_elevation(lc, tree, app, bounds, DSM_RES, dseed, domain.is_mountain)
     t_dsm = from_origin(bounds[0], bounds[3], DSM_RES, DSM_RES)
@@ -320,8 +348,9 @@ def _sentinel2(
     dates = s2.acquisition_dates(rng, domain.year, n)
     P = s2.fraction_matrix(lc, grid)
     a = lc.arrays()
-    objects = {k: np.concatenate([[v], a[k]]) for k, v in
-               (("code", 10), ("phase", 0.5), ("variant", 0.5))}  # fmt: skip
+    objects = {
+        k: np.concatenate([[v], a[k]]) for k, v in (("code", 10), ("phase", 0.5), ("variant", 0.5))
+    }
     objects["code"] = objects["code"].astype(np.uint8)
     south = domain.department in {4, 6, 7, 13, 26, 30, 34, 66, 84}
     tile = mgrs_tile(grid.epsg, domain.department)
@@ -406,8 +435,10 @@ def format_summary(s: WorldSummary) -> str:
         f"{'domain':<11} {'split':<11} {'km²':>6} {'tiles':>5} {'S2 dates':>8} {'cloudy':>6}",
     ]
     for d in s.domains:
-        lines.append(f"{d.domain:<11} {d.split:<11} {d.area_km2:6.3f} {d.tiles:5d} "
-                     f"{d.dates:8d} {d.cloudy_dates:6d}")  # fmt: skip
+        lines.append(
+            f"{d.domain:<11} {d.split:<11} {d.area_km2:6.3f} {d.tiles:5d} "
+            f"{d.dates:8d} {d.cloudy_dates:6d}"
+        )
     lines += ["", "class shares (% of labelled area):"]
     for code, share in s.class_shares().items():
         lines.append(f"  {code:2d} {BY_CODE[code].name:<22} {share:6.2f}")

@@ -90,8 +90,12 @@ def from_manifest(path: str | Path) -> list[PatchRecord]:
     for row in read_manifest(path):
         meta = json.loads(row.metadata) if row.metadata else {}
         if not meta:
-            meta = {"domain": row.domain, "zone": row.zone,
-                    "patch_centroid_x": row.x_centroid, "patch_centroid_y": row.y_centroid}  # fmt: skip
+            meta = {
+                "domain": row.domain,
+                "zone": row.zone,
+                "patch_centroid_x": row.x_centroid,
+                "patch_centroid_y": row.y_centroid,
+            }
         with_s2 = row.sen_prefix and row.sp_row is not None and row.sp_col is not None
         records.append(
             PatchRecord(

@@ -178,22 +178,41 @@ def train_model(
     encoder = _meta_encoder(meta_enc)
     cuda = torch.cuda.is_available()
     module = FlairModule.from_config(
-        cfg, model_name, kwargs, stats, patch_size=patch_px, meta_encoding=meta_enc,
-        channels_last=cuda, resumed=resume_from is not None,
-    )  # fmt: skip
+        cfg,
+        model_name,
+        kwargs,
+        stats,
+        patch_size=patch_px,
+        meta_encoding=meta_enc,
+        channels_last=cuda,
+        resumed=resume_from is not None,
+    )
     if t.compile:
         module.model.compile()
     loaders = [
-        _loader(_dataset(source, split, part, t.packed, downsample=t.downsample, s2=s2,
-                         meta_encoder=encoder),
-                t.batch_size, t.num_workers, shuffle, t.seed, cuda)
+        _loader(
+            _dataset(
+                source, split, part, t.packed, downsample=t.downsample, s2=s2, meta_encoder=encoder
+            ),
+            t.batch_size,
+            t.num_workers,
+            shuffle,
+            t.seed,
+            cuda,
+        )
         for split, part, shuffle in (("train", train, True), ("validation", val, False))
-    ]  # fmt: skip
+    ]
     # saved at the end of the train epoch (after validation), so the checkpoint holds the
     # epoch's curve row and the random streams as they stand before the next epoch
-    best = ModelCheckpoint(ckpt_dir, filename=files.best.stem, monitor="val_miou", mode="max",
-                           save_last=True, enable_version_counter=False,
-                           save_on_train_epoch_end=True)  # fmt: skip
+    best = ModelCheckpoint(
+        ckpt_dir,
+        filename=files.best.stem,
+        monitor="val_miou",
+        mode="max",
+        save_last=True,
+        enable_version_counter=False,
+        save_on_train_epoch_end=True,
+    )
     speed = _Throughput()
     streams = ResumeState([loader.generator for loader in loaders])
     trainer = L.Trainer(
@@ -203,14 +222,22 @@ def train_model(
         precision=t.precision if cuda else "32-true",
         max_epochs=t.epochs,
         max_steps=t.max_steps or -1,
-        callbacks=[best, EarlyStopping("val_miou", mode="max", patience=t.patience, strict=False), speed, streams],
-        logger=[CSVLogger(out, name=files.logs.name, version=""), TensorBoardLogger(out, name=files.tensorboard.name, version="")],
+        callbacks=[
+            best,
+            EarlyStopping("val_miou", mode="max", patience=t.patience, strict=False),
+            speed,
+            streams,
+        ],
+        logger=[
+            CSVLogger(out, name=files.logs.name, version=""),
+            TensorBoardLogger(out, name=files.tensorboard.name, version=""),
+        ],
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
         enable_model_summary=False,
         deterministic=not cuda,
-    )  # fmt: skip
+    )
     metrics_csv = files.logs / "metrics.csv"  # Lightning's CSVLogger names it
     # the epochs before the kill: the CSV logger starts a fresh metrics.csv on resume
     prior = (saved_curves(resume_from) or epoch_rows(files.curves_csv)) if resume_from else []

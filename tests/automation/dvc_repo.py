@@ -52,15 +52,24 @@ def tiny_params() -> dict:
     declare is always present.
     """
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["paths"] = {"raw": "data/raw", "dataset": "data/dataset",
-                       "models": "data/models", "eval": "data/eval"}  # fmt: skip
+    params["paths"] = {
+        "raw": "data/raw",
+        "dataset": "data/dataset",
+        "models": "data/models",
+        "eval": "data/eval",
+    }
     params["synth"]["scenario"] = "tiny"
     params["build"]["domains"] = list(TINY)
     params["sampling"].update(patch_size=64, zone_size_m=60, max_patches_per_domain=4)
     params["train"].update(
-        epochs=1, batch_size=4, downsample=1, num_workers=0, utae_width=8, norm_samples=4,
+        epochs=1,
+        batch_size=4,
+        downsample=1,
+        num_workers=0,
+        utae_width=8,
+        norm_samples=4,
         precision="32",
-    )  # fmt: skip
+    )
     params["eval"].update(batch_size=4)
     return params
 
@@ -75,8 +84,14 @@ def env(repo: Path) -> dict[str, str]:
 
 
 def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([require_dvc(), *args], cwd=repo, env=env(repo), capture_output=True,
-                       text=True, timeout=3600)  # fmt: skip
+    r = subprocess.run(
+        [require_dvc(), *args],
+        cwd=repo,
+        env=env(repo),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if check:
         assert r.returncode == 0, f"dvc {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
     return r
@@ -85,8 +100,9 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 def flair(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The `flair-pipeline` console script of .venv, run in `repo`."""
     exe = str(Path(sys.executable).parent / "flair-pipeline")
-    return subprocess.run([exe, *args], cwd=repo, env=env(repo), capture_output=True,
-                          text=True, timeout=3600)  # fmt: skip
+    return subprocess.run(
+        [exe, *args], cwd=repo, env=env(repo), capture_output=True, text=True, timeout=3600
+    )
 
 
 def git(repo: Path, *args: str) -> str:
@@ -117,8 +133,11 @@ def init_repo(repo: Path) -> None:
     repo.mkdir(parents=True)
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(REPO / name, repo / name)
-    shutil.copytree(REPO / "flair_pipeline", repo / "flair_pipeline",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    shutil.copytree(
+        REPO / "flair_pipeline",
+        repo / "flair_pipeline",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     git(repo, "init", "-q")
     git(repo, "config", "user.email", "test@example.org")

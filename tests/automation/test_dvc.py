@@ -28,8 +28,17 @@ def test_first_repro_builds_every_stage(dvc_repo) -> None:
     path, first = dvc_repo
     names = stages(path)
     assert {f"dataset@{d}" for d in TINY} | {f"sentinel2@{d}" for d in TINY} <= names
-    assert {"synth", "split", "sentinel2_index", "train_unet", "train_utt", "evaluate_unet",
-            "evaluate_utt", "compare", "demo_map"} <= names  # fmt: skip
+    assert {
+        "synth",
+        "split",
+        "sentinel2_index",
+        "train_unet",
+        "train_utt",
+        "evaluate_unet",
+        "evaluate_utt",
+        "compare",
+        "demo_map",
+    } <= names
     assert ran(first) == names, first.stdout
     assert len(list((path / "data/dataset/aerial").rglob("IMG_*.tif"))) == 3 * 4
     maps = sorted((path / "data/eval/maps").glob("map_*.tif"))
@@ -222,8 +231,11 @@ def test_fresh_clone_pulls_everything_and_is_up_to_date(dvc_repo, clone: Path) -
     assert any(remote.rglob("*")), "dvc push wrote nothing to the remote of .dvc/config"
     assert not (clone / "data").exists()
     dvc(clone, "pull", "-q")
-    for f in ("data/eval/comparison.md", "data/eval/unet/metrics.json",
-              "data/models/utt/checkpoints/best.ckpt"):  # fmt: skip
+    for f in (
+        "data/eval/comparison.md",
+        "data/eval/unet/metrics.json",
+        "data/models/utt/checkpoints/best.ckpt",
+    ):
         assert (clone / f).read_bytes() == (path / f).read_bytes(), f
     status = dvc(clone, "status")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout

@@ -82,8 +82,9 @@ def test_cli_check_and_write(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     stale = tmp_path / "dvc.yaml"
     stale.write_text("stages: {}\n")
-    bad = subprocess.run([exe, "dvc-yaml", "--check", "--out", str(stale)],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [exe, "dvc-yaml", "--check", "--out", str(stale)], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "out of date" in bad.stderr
     subprocess.run([exe, "dvc-yaml", "--out", str(stale)], check=True, capture_output=True)
     assert stale.read_text() == (REPO / "dvc.yaml").read_text()
@@ -111,9 +112,21 @@ def test_confusion_template_folds_the_13_classes_of_the_csv() -> None:
     template = json.loads((REPO / CONFUSION_TEMPLATE).read_text())
     fold = next(t["fold"] for t in template["spec"]["transform"] if "fold" in t)
     # the CSV's header (evaluation.plots.confusion_csv) after its first column, by hand
-    assert fold == ["building", "pervious surface", "impervious surface", "bare soil",
-                    "water", "coniferous", "deciduous", "brushwood", "vineyard",
-                    "herbaceous vegetation", "agricultural land", "plowed land", "other"]  # fmt: skip
+    assert fold == [
+        "building",
+        "pervious surface",
+        "impervious surface",
+        "bare soil",
+        "water",
+        "coniferous",
+        "deciduous",
+        "brushwood",
+        "vineyard",
+        "herbaceous vegetation",
+        "agricultural land",
+        "plowed land",
+        "other",
+    ]
     assert template["data"]["values"] == "<DVC_METRIC_DATA>"
 
 

@@ -30,14 +30,18 @@ def test_downstream_waits_for_the_nightly_tick_then_catches_up() -> None:
         )
         _built(instance, "dataset_metadata", "D033_2021")  # a new domain arrived
         late = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, evaluation_time=DAY.replace(hour=23),
+            defs=defs,
+            instance=instance,
+            evaluation_time=DAY.replace(hour=23),
             cursor=evaluation_cursor(evening),
-        )  # fmt: skip
+        )
         assert late.total_requested == 0  # no tick yet: wait for the night
         night = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, evaluation_time=DAY.replace(hour=2) + dt.timedelta(1),
+            defs=defs,
+            instance=instance,
+            evaluation_time=DAY.replace(hour=2) + dt.timedelta(1),
             cursor=evaluation_cursor(late),
-        )  # fmt: skip
+        )
         graph = defs.resolve_asset_graph()
         expected = {
             k.to_user_string()
@@ -49,15 +53,18 @@ def test_downstream_waits_for_the_nightly_tick_then_catches_up() -> None:
         for name in expected:
             _built(instance, name)
         after = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance,
-            evaluation_time=DAY.replace(hour=3) + dt.timedelta(1), cursor=evaluation_cursor(night),
-        )  # fmt: skip
+            defs=defs,
+            instance=instance,
+            evaluation_time=DAY.replace(hour=3) + dt.timedelta(1),
+            cursor=evaluation_cursor(night),
+        )
         assert after.total_requested == 0  # handled: nothing until new data and a new tick
         next_night = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance,
+            defs=defs,
+            instance=instance,
             evaluation_time=DAY.replace(hour=2, minute=5) + dt.timedelta(2),
             cursor=evaluation_cursor(after),
-        )  # fmt: skip
+        )
         assert next_night.total_requested == 0  # a tick, but no new domain
 
 

@@ -53,8 +53,11 @@ def _fp(raw: Path, domain: str) -> str:
 
 
 def _copy(world: WorldSummary, raw: Path, domain: str, skip: tuple[str, ...] = ()) -> None:
-    shutil.copytree(world.out / "domains" / domain, raw / "domains" / domain,
-                    ignore=shutil.ignore_patterns(*skip))  # fmt: skip
+    shutil.copytree(
+        world.out / "domains" / domain,
+        raw / "domains" / domain,
+        ignore=shutil.ignore_patterns(*skip),
+    )
 
 
 def test_new_changed_incomplete_and_misnamed_folders(tiny_world, tmp_path: Path) -> None:

@@ -59,19 +59,35 @@ def test_build_domain_cli_writes_the_assets_bytes(
     tiny_world: WorldSummary, tmp_path: Path, core_built
 ) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "paths": {"raw": str(tiny_world.out), "dataset": "dagster_dataset"},
-        "sampling": SAMPLING,
-    }))  # fmt: skip
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(tiny_world.out), "dataset": "dagster_dataset"},
+                "sampling": SAMPLING,
+            }
+        )
+    )
     with dg.instance_for_test() as instance:
-        materialize(DOMAIN_ASSETS, (DOMAIN,), FlairConfig(config_path=str(params)),
-                    instance=instance)  # fmt: skip
+        materialize(
+            DOMAIN_ASSETS, (DOMAIN,), FlairConfig(config_path=str(params)), instance=instance
+        )
     exe = Path(sys.executable).parent / "flair-pipeline"
     r = subprocess.run(
-        [str(exe), "build-domain", DOMAIN, "--config", str(params), "--dataset",
-         str(tmp_path / "cli_dataset"), "--sentinel2"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            str(exe),
+            "build-domain",
+            DOMAIN,
+            "--config",
+            str(params),
+            "--dataset",
+            str(tmp_path / "cli_dataset"),
+            "--sentinel2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert f"{DOMAIN}: 6 patches" in r.stdout
     assets, cli = _tree(tmp_path / "dagster_dataset"), _tree(tmp_path / "cli_dataset")
@@ -116,9 +132,7 @@ def test_report_counts_match_the_files(core_built, tiny_world: WorldSummary) -> 
     src = json.loads(layout.sources_record(DOMAIN).read_text())
     assert report.sources.fingerprint == src["fingerprint"]
     raw = tiny_world.out / "domains" / DOMAIN
-    assert report.sources.input_bytes == sum(
-        (raw / f).stat().st_size for f in src["files"]
-    )  # fmt: skip
+    assert report.sources.input_bytes == sum((raw / f).stat().st_size for f in src["files"])
     assert report.sources.ortho_tiles == len(list((raw / "ortho").glob("*.tif")))
     figures = report.as_metadata()
     json.dumps(figures)  # plain JSON values, nothing of Dagster's

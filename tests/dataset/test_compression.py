@@ -21,8 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 def test_each_codec_is_written_and_lossless(codec: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (5, 256, 256), dtype=np.uint8)
-    out = write_geotiff(tmp_path / "IMG_1.tif", img, Affine(0.2, 0, 8e5, 0, -0.2, 6.5e6),
-                        "EPSG:2154", **compression_options(codec, zlevel=1))  # fmt: skip
+    out = write_geotiff(
+        tmp_path / "IMG_1.tif",
+        img,
+        Affine(0.2, 0, 8e5, 0, -0.2, 6.5e6),
+        "EPSG:2154",
+        **compression_options(codec, zlevel=1),
+    )
     with rasterio.open(out) as src:
         tags = src.tags(ns="IMAGE_STRUCTURE")
         np.testing.assert_array_equal(src.read(), img)

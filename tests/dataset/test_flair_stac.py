@@ -17,15 +17,26 @@ from tests.flair2_release import make_flair2_release
 
 #: FLAIR's 19 classes as published (FLAIR #1 datapaper, table 1; colours of its figures).
 FLAIR_19 = {
-    1: ("building", "db0e9a"), 2: ("pervious surface", "938e7b"),
-    3: ("impervious surface", "f80c00"), 4: ("bare soil", "a97101"), 5: ("water", "1553ae"),
-    6: ("coniferous", "194a26"), 7: ("deciduous", "46e483"), 8: ("brushwood", "f3a60d"),
-    9: ("vineyard", "660082"), 10: ("herbaceous vegetation", "55ff00"),
-    11: ("agricultural land", "fff30d"), 12: ("plowed land", "e4df7c"),
-    13: ("swimming pool", "3de6eb"), 14: ("snow", "ffffff"), 15: ("clear-cut", "8ab3a0"),
-    16: ("ligneous", "c5dc42"), 17: ("mixed", "6b714f"), 18: ("greenhouse", "9999ff"),
+    1: ("building", "db0e9a"),
+    2: ("pervious surface", "938e7b"),
+    3: ("impervious surface", "f80c00"),
+    4: ("bare soil", "a97101"),
+    5: ("water", "1553ae"),
+    6: ("coniferous", "194a26"),
+    7: ("deciduous", "46e483"),
+    8: ("brushwood", "f3a60d"),
+    9: ("vineyard", "660082"),
+    10: ("herbaceous vegetation", "55ff00"),
+    11: ("agricultural land", "fff30d"),
+    12: ("plowed land", "e4df7c"),
+    13: ("swimming pool", "3de6eb"),
+    14: ("snow", "ffffff"),
+    15: ("clear-cut", "8ab3a0"),
+    16: ("ligneous", "c5dc42"),
+    17: ("mixed", "6b714f"),
+    18: ("greenhouse", "9999ff"),
     19: ("other", "000000"),
-}  # fmt: skip
+}
 
 
 @pytest.fixture

@@ -39,8 +39,7 @@ def test_bd_ortho_rvb_and_irc_stack_to_r_g_b_nir(ign: Path) -> None:
         assert a.crs.to_epsg() is None  # the quirk: Lambert-93 without its code
         want = np.concatenate([a.read(), b.read(1)[None]])
         box = tuple(a.bounds)
-    products = [Product("rvb", [rgb], {"R": 1, "G": 2, "B": 3}),
-                Product("irc", [irc], {"NIR": 1})]  # fmt: skip
+    products = [Product("rvb", [rgb], {"R": 1, "G": 2, "B": 3}), Product("irc", [irc], {"NIR": 1})]
     with Mosaic(products) as m:
         assert m.vrt.crs.to_epsg() == 2154
         got, covered = m.read(box)
@@ -57,9 +56,18 @@ def test_lidar_dsm_with_voids_on_a_half_pixel_grid(ign: Path, tmp_path: Path) ->
         assert nodata == -9999 and (t.c * 2) % 1 == 0.5  # x.25 / x.75 edges
     # a DTM exactly 2 m under the DSM with the same voids: elevation is 2 m where not void
     dtm = tmp_path / "dtm.tif"
-    with rasterio.open(dtm, "w", driver="GTiff", width=heights.shape[1], height=heights.shape[0],
-                       count=1, dtype="float32", crs="EPSG:2154", transform=t,
-                       nodata=-9999.0) as dst:  # fmt: skip
+    with rasterio.open(
+        dtm,
+        "w",
+        driver="GTiff",
+        width=heights.shape[1],
+        height=heights.shape[0],
+        count=1,
+        dtype="float32",
+        crs="EPSG:2154",
+        transform=t,
+        nodata=-9999.0,
+    ) as dst:
         dst.write(np.where(heights == nodata, nodata, heights - 2.0).astype(np.float32), 1)
     left, top = np.ceil(t.c / 0.2) * 0.2, np.floor(t.f / 0.2) * 0.2  # FLAIR's 0.2 m grid
     n = 64

@@ -78,8 +78,12 @@ def test_single_corner_pixels(tmp_path, shape) -> None:
 def test_polygon_just_outside_each_edge_burns_nothing(tmp_path) -> None:
     """Strips that stop 0.4 px short of the edge centres (still inside the grid) leave 0s."""
     h, w = 4, 7
-    geoms = [_box(-3, -3, w + 3, 0.4), _box(-3, h - 0.4, w + 3, h + 3),
-             _box(-3, -3, 0.4, h + 3), _box(w - 0.4, -3, w + 3, h + 3)]  # fmt: skip
+    geoms = [
+        _box(-3, -3, w + 3, 0.4),
+        _box(-3, h - 0.4, w + 3, h + 3),
+        _box(-3, -3, 0.4, h + 3),
+        _box(w - 0.4, -3, w + 3, h + 3),
+    ]
     mask = _index(tmp_path, geoms, [1, 2, 3, 4]).mask(GRID, (h, w), "EPSG:2154")
     assert not mask.any()
 
@@ -87,8 +91,17 @@ def test_polygon_just_outside_each_edge_burns_nothing(tmp_path) -> None:
 def _raster(path: Path, transform: Affine, shape: tuple[int, int] = (4, 5), crs: str = "EPSG:2154"):
     import rasterio
 
-    with rasterio.open(path, "w", driver="GTiff", height=shape[0], width=shape[1], count=1,
-                       dtype="uint8", crs=crs, transform=transform) as dst:  # fmt: skip
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        height=shape[0],
+        width=shape[1],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+    ) as dst:
         dst.write(np.zeros((1, *shape), np.uint8))
     return rasterio.open(path)
 
@@ -138,8 +151,10 @@ def test_grid_problem_names_what_differs(tmp_path: Path, case: str) -> None:
     from flair_pipeline.dataset.rasterize import grid_problem
 
     transform, shape, crs, expected = GRID_CASES[case]
-    with _raster(tmp_path / "a.tif", Affine(0.2, 0, X0, 0, -0.5, Y0)) as a, \
-            _raster(tmp_path / "b.tif", transform, shape, crs) as b:  # fmt: skip
+    with (
+        _raster(tmp_path / "a.tif", Affine(0.2, 0, X0, 0, -0.5, Y0)) as a,
+        _raster(tmp_path / "b.tif", transform, shape, crs) as b,
+    ):
         got = grid_problem(a, b)
     if expected is None:
         assert got is None

@@ -59,9 +59,18 @@ L93_LOCAL = 'LOCAL_CS["RGF93 v1 / Lambert-93",UNIT["metre",1,AUTHORITY["EPSG","9
 def _tif(path: Path, arr: np.ndarray, transform, crs="EPSG:2154", **kw) -> Path:
     arr = arr if arr.ndim == 3 else arr[None]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
-                       count=arr.shape[0], dtype=arr.dtype, crs=crs, transform=transform,
-                       **kw) as dst:  # fmt: skip
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=arr.dtype,
+        crs=crs,
+        transform=transform,
+        **kw,
+    ) as dst:
         dst.write(arr)
     return path
 
@@ -79,8 +88,10 @@ def test_every_spelling_of_lambert93_is_lambert93(crs: str) -> None:
     assert same_crs(crs, "EPSG:2154")
 
 
-@pytest.mark.parametrize("crs", ["EPSG:3946", "EPSG:27572", "EPSG:32631", "EPSG:4326",
-                                 L93_NO_CODE.replace("700000", "700100")])  # fmt: skip
+@pytest.mark.parametrize(
+    "crs",
+    ["EPSG:3946", "EPSG:27572", "EPSG:32631", "EPSG:4326", L93_NO_CODE.replace("700000", "700100")],
+)
 def test_other_crs_are_not_lambert93(crs: str) -> None:
     assert not is_lambert93(crs)
 
@@ -92,8 +103,15 @@ def test_uint16_ortho_is_refused_and_no_img_is_written(tmp_path: Path) -> None:
     arr = np.random.default_rng(0).integers(420, 2830, (4, 64, 64)).astype(np.uint16)
     tile = _tif(tmp_path / "ortho" / "a.tif", arr, from_origin(X0, Y1, RES, RES))
     with pytest.raises(InputError) as e:
-        build_aerial_patches(None, tmp_path / "ortho", tile, tile,  # type: ignore[arg-type]
-                             DatasetLayout(tmp_path / "ds"), 64, 5.0)  # fmt: skip
+        build_aerial_patches(
+            None,
+            tmp_path / "ortho",
+            tile,
+            tile,  # type: ignore[arg-type]
+            DatasetLayout(tmp_path / "ds"),
+            64,
+            5.0,
+        )
     msg = str(e.value)
     assert str(tile) in msg and "uint16" in msg and "rescale" in msg and "\n" not in msg
     assert not (tmp_path / "ds").exists()
@@ -139,8 +157,9 @@ def test_nodata_through_a_rescale_stays_no_data(tmp_path: Path, nodata: int) -> 
     boxes = [shapely.box(X0 + c * 12.8, Y1 - 12.8, X0 + (c + 1) * 12.8, Y1) for c in (0, 1)]
     grid = gpd.GeoDataFrame(
         {"domain": ["D033_2021"] * 2, "zone": ["Z1_UU"] * 2, "patch_id": ["0-0", "0-1"]},
-        geometry=boxes, crs="EPSG:2154",
-    )  # fmt: skip
+        geometry=boxes,
+        crs="EPSG:2154",
+    )
     layout = DatasetLayout(tmp_path / "ds")
     report = build_aerial_patches(grid, [prod], dem, dem, layout, 64, 5.0)
     assert report.written == 2 and any(f"nodata {nodata}" in d for d in report.decisions)
@@ -184,8 +203,11 @@ def test_tiles_named_upper_case_are_read_and_fingerprinted(tmp_path: Path) -> No
     img = _rgbn(128, 128)
     for k, name in enumerate(names):
         r, c = divmod(k, 2)
-        _tif(folder / "ortho" / name, img[:, r * 64 : r * 64 + 64, c * 64 : c * 64 + 64],
-             from_origin(X0 + c * 12.8, Y1 - r * 12.8, RES, RES))  # fmt: skip
+        _tif(
+            folder / "ortho" / name,
+            img[:, r * 64 : r * 64 + 64, c * 64 : c * 64 + 64],
+            from_origin(X0 + c * 12.8, Y1 - r * 12.8, RES, RES),
+        )
     with Mosaic(folder / "ortho") as m:
         got, covered = m.read((X0, Y1 - 25.6, X0 + 25.6, Y1))
         assert len(m.tiles) == 4
@@ -199,8 +221,9 @@ def test_tiles_named_upper_case_are_read_and_fingerprinted(tmp_path: Path) -> No
 
 
 def test_rvb_only_is_refused_naming_nir(tmp_path: Path) -> None:
-    tile = _tif(tmp_path / "ortho" / "rvb.tif", _rgbn(64, 64, bands=3),
-                from_origin(X0, Y1, RES, RES))  # fmt: skip
+    tile = _tif(
+        tmp_path / "ortho" / "rvb.tif", _rgbn(64, 64, bands=3), from_origin(X0, Y1, RES, RES)
+    )
     with pytest.raises(InputError) as e:
         Mosaic(tmp_path / "ortho")
     msg = str(e.value)
@@ -231,8 +254,12 @@ def test_rotated_geotransform_is_refused(tmp_path: Path) -> None:
 
 
 def test_ortho_in_another_crs_is_refused(tmp_path: Path) -> None:
-    _tif(tmp_path / "ortho" / "utm.tif", _rgbn(32, 32), from_origin(500000, 5000000, RES, RES),
-         "EPSG:32631")  # fmt: skip
+    _tif(
+        tmp_path / "ortho" / "utm.tif",
+        _rgbn(32, 32),
+        from_origin(500000, 5000000, RES, RES),
+        "EPSG:32631",
+    )
     with pytest.raises(InputError, match=r"utm\.tif.*EPSG:32631.*gdalwarp -t_srs EPSG:2154"):
         Mosaic(tmp_path / "ortho")
 
@@ -300,9 +327,17 @@ def test_asc_tiles_without_crs_take_the_spec_crs(tmp_path: Path) -> None:
     for k, (c0, name) in enumerate(((0, "RGEALTI_A.asc"), (13, "RGEALTI_B.asc"))):
         part = dtm[:, c0 : c0 + (13 if k == 0 else 12)]
         p = tmp_path / name
-        with rasterio.open(p, "w", driver="AAIGrid", width=part.shape[1], height=n, count=1,
-                           dtype="float32", transform=from_origin(left + c0 * r, top, r, r),
-                           nodata=-99999.0) as dst:  # fmt: skip
+        with rasterio.open(
+            p,
+            "w",
+            driver="AAIGrid",
+            width=part.shape[1],
+            height=n,
+            count=1,
+            dtype="float32",
+            transform=from_origin(left + c0 * r, top, r, r),
+            nodata=-99999.0,
+        ) as dst:
             dst.write(part, 1)
         (tmp_path / (name[:-4] + ".prj")).unlink(missing_ok=True)
         paths.append(p)
@@ -330,10 +365,16 @@ def test_labels_in_another_crs_are_reprojected_and_recorded(tiny_world, tmp_path
     x0, _, _, y1 = labels.total_bounds
     box = shapely.box(x0, y1 - 12.8, x0 + 12.8, y1)
     grid = gpd.GeoDataFrame(
-        {"domain": ["D033_2021"], "zone": ["Z1_UU"], "patch_id": ["0-0"],
-         "x_centroid": [box.centroid.x], "y_centroid": [box.centroid.y]},
-        geometry=[box], crs="EPSG:2154",
-    )  # fmt: skip
+        {
+            "domain": ["D033_2021"],
+            "zone": ["Z1_UU"],
+            "patch_id": ["0-0"],
+            "x_centroid": [box.centroid.x],
+            "y_centroid": [box.centroid.y],
+        },
+        geometry=[box],
+        crs="EPSG:2154",
+    )
     ref = build_label_masks(grid, folder / "labels.gpkg", DatasetLayout(tmp_path / "a"), 64, RES)
     rep = build_label_masks(grid, tmp_path / "cc46.gpkg", DatasetLayout(tmp_path / "b"), 64, RES)
     assert ref.written == rep.written == 1 and not ref.decisions

@@ -108,9 +108,18 @@ def test_strategies(tiny_world: WorldSummary) -> None:
 def _write(
     path: Path, arr: np.ndarray, x0: float, y1: float, res: float = 0.2, crs: str = "EPSG:2154"
 ) -> None:
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
-                       count=arr.shape[0], dtype="uint8", crs=crs, nodata=0,
-                       transform=from_origin(x0, y1, res, res)) as dst:  # fmt: skip
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype="uint8",
+        crs=crs,
+        nodata=0,
+        transform=from_origin(x0, y1, res, res),
+    ) as dst:
         dst.write(arr)
 
 

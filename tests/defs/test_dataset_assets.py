@@ -25,10 +25,14 @@ DATASET = "group:sources or group:dataset"
 
 def _params(tmp: Path, raw: Path, dataset: Path, **sampling) -> FlairConfig:
     p = tmp / "params.yaml"
-    p.write_text(yaml.safe_dump({
-        "paths": {"raw": str(raw), "dataset": str(dataset)},
-        "sampling": {"patch_size": PATCH, **sampling},
-    }))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(raw), "dataset": str(dataset)},
+                "sampling": {"patch_size": PATCH, **sampling},
+            }
+        )
+    )
     return FlairConfig(config_path=str(p))
 
 
@@ -44,8 +48,14 @@ def built(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory):
 def test_definitions_load() -> None:
     graph = defs.resolve_asset_graph()
     names = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert {"domain_sources", "patch_grid", "aerial_patches", "label_masks",
-            "dataset_metadata", "split_assignment"} <= names  # fmt: skip
+    assert {
+        "domain_sources",
+        "patch_grid",
+        "aerial_patches",
+        "label_masks",
+        "dataset_metadata",
+        "split_assignment",
+    } <= names
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and node.group_name in (
@@ -113,13 +123,24 @@ def test_splits_and_metadata(built, tiny_world: WorldSummary) -> None:
     layout = DatasetLayout(root)
     rows = layout.splits.read_text().splitlines()
     assert rows[0] == "domain,split,rule"
-    assert {"D033_2021,train,official", "D004_2021,validation,official",
-            "D036_2020,test,official"} == set(rows[1:])  # fmt: skip
+    assert {
+        "D033_2021,train,official",
+        "D004_2021,validation,official",
+        "D036_2020,test,official",
+    } == set(rows[1:])
     meta = json.loads(layout.aerial_metadata.read_text())
     assert len(meta) == 3 * (512 // PATCH) ** 2
     entry = next(iter(meta.values()))
-    for k in ("domain", "zone", "patch_centroid_x", "patch_centroid_y", "patch_centroid_z",
-              "camera", "date", "time"):  # fmt: skip
+    for k in (
+        "domain",
+        "zone",
+        "patch_centroid_x",
+        "patch_centroid_y",
+        "patch_centroid_z",
+        "camera",
+        "date",
+        "time",
+    ):
         assert k in entry
 
 
@@ -131,9 +152,13 @@ def test_metadata_and_checks_in_the_instance(built) -> None:
     assert "data:image/png;base64," in md["class_chart"].value
     assert "data:image/png;base64," in md["preview"].value
     assert "| class" in md["class_shares"].value
-    for asset, check in (("patch_grid", "has_patches"), ("aerial_patches", "img_format"),
-                         ("label_masks", "msk_codes"), ("dataset_metadata", "img_msk_pairs"),
-                         ("split_assignment", "no_split_leakage")):  # fmt: skip
+    for asset, check in (
+        ("patch_grid", "has_patches"),
+        ("aerial_patches", "img_format"),
+        ("label_masks", "msk_codes"),
+        ("dataset_metadata", "img_msk_pairs"),
+        ("split_assignment", "no_split_leakage"),
+    ):
         records = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey(asset), check), limit=5
         )

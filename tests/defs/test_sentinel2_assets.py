@@ -23,10 +23,14 @@ from flair_pipeline.sources.synthetic import WorldSummary
 def series_built(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("s2")
     p = tmp / "params.yaml"
-    p.write_text(yaml.safe_dump({
-        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp / "dataset")},
-        "sampling": {"patch_size": 64, "zone_size_m": 60},
-    }))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(tiny_world.out), "dataset": str(tmp / "dataset")},
+                "sampling": {"patch_size": 64, "zone_size_m": 60},
+            }
+        )
+    )
     with dg.instance_for_test() as instance:
         materialize(
             "key:domain_sources or key:patch_grid or group:sentinel2",
@@ -149,10 +153,15 @@ def test_zone_too_large_for_max_size_is_named(tiny_world: WorldSummary, tmp_path
     from flair_pipeline.errors import FlairPipelineError
 
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump({
-        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
-        "sampling": {"patch_size": 64}, "sentinel2": {"window": 40, "max_size": 45},
-    }))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
+                "sampling": {"patch_size": 64},
+                "sentinel2": {"window": 40, "max_size": 45},
+            }
+        )
+    )
     with (
         dg.instance_for_test() as instance,
         pytest.raises(FlairPipelineError, match=r"Z1_\w+: super-area .*sentinel2\.max_size=45"),

@@ -58,10 +58,23 @@ def test_scores_of_two_patches_by_hand(tmp_path: Path) -> None:
 def test_cli_writes_metrics_csvs_and_figure(tmp_path: Path, capsys) -> None:
     preds, labels = _world(tmp_path)
     out = tmp_path / "eval"
-    rc = main(["evaluate", "--predictions", str(preds), "--labels", str(labels),
-               "--out", str(out / "metrics.json"), "--confusion-csv", str(out / "confusion.csv"),
-               "--per-domain-csv", str(out / "per_domain.csv"),
-               "--confusion-png", str(out / "confusion.png")])  # fmt: skip
+    rc = main(
+        [
+            "evaluate",
+            "--predictions",
+            str(preds),
+            "--labels",
+            str(labels),
+            "--out",
+            str(out / "metrics.json"),
+            "--confusion-csv",
+            str(out / "confusion.csv"),
+            "--per-domain-csv",
+            str(out / "per_domain.csv"),
+            "--confusion-png",
+            str(out / "confusion.png"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_patches"] == 2
@@ -80,8 +93,11 @@ def test_cli_writes_metrics_csvs_and_figure(tmp_path: Path, capsys) -> None:
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "mIoU (classes 1-12) 0.5556" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
-        "confusion.csv", "confusion.png", "metrics.json", "per_domain.csv"
-    ]  # fmt: skip
+        "confusion.csv",
+        "confusion.png",
+        "metrics.json",
+        "per_domain.csv",
+    ]
 
 
 def _error(tmp_path: Path, preds: Path, labels: Path, capsys) -> str:

@@ -65,8 +65,11 @@ def test_invalid_and_out_of_range_pixels_of_any_dtype_are_ignored() -> None:
     expected = np.zeros((N, N), np.int64)
     for t, p in ((0, 0), (2, 2), (2, 4), (12, 12)):  # the pairs with both in 0..12, by hand
         expected[t, p] += 1
-    for a, b in ((truth, pred), (truth.astype(np.int64), pred.astype(np.int32)),
-                 (truth.astype(np.float32), pred.astype(np.int8))):  # fmt: skip
+    for a, b in (
+        (truth, pred),
+        (truth.astype(np.int64), pred.astype(np.int32)),
+        (truth.astype(np.float32), pred.astype(np.int8)),
+    ):
         acc = ConfusionAccumulator()
         acc.add(a, b, domain="D004_2021")
         np.testing.assert_array_equal(acc.scores().matrix, expected, err_msg=f"{a.dtype}")

@@ -64,8 +64,16 @@ def _per_pixel(model: PixelModel, img: np.ndarray, mean, std) -> tuple[np.ndarra
 
 
 def _predict(model, image, out: Path, **kw):
-    args = dict(patch_size=32, overlap=0.25, batch_size=4, mean=MEAN4, std=STD4, device="cpu",
-                block_size=32, stripe_width=64)  # fmt: skip
+    args = dict(
+        patch_size=32,
+        overlap=0.25,
+        batch_size=4,
+        mean=MEAN4,
+        std=STD4,
+        device="cpu",
+        block_size=32,
+        stripe_width=64,
+    )
     args.update(kw)
     return predict_map(model, image, out, **args)
 
@@ -120,8 +128,9 @@ def test_streaming_is_exact_and_memory_does_not_grow_with_height(tmp_path: Path)
     short, tall = _image(96, 100), _image(400, 100)
     r_short = _predict(model, _write(tmp_path / "s.tif", short), tmp_path / "s_map.tif")
     r_tall = _predict(model, _write(tmp_path / "t.tif", tall), tmp_path / "t_map.tif")
-    one_pass = _predict(model, tmp_path / "t.tif", tmp_path / "t_one.tif",
-                        block_size=512, stripe_width=512)  # fmt: skip
+    one_pass = _predict(
+        model, tmp_path / "t.tif", tmp_path / "t_one.tif", block_size=512, stripe_width=512
+    )
     # the tall image is 12 blocks high and 2 stripes wide, yet buffers as much as the short
     assert r_tall.buffer_bytes == r_short.buffer_bytes < one_pass.buffer_bytes
     tall_map = _read(tmp_path / "t_map.tif")
@@ -137,11 +146,16 @@ def test_folder_list_and_vrt_of_tiles_give_the_single_image_map(tmp_path: Path) 
     for r in (0, 64):
         for c in (0, 48):
             t = from_origin(X0 + c * RES, Y0 - r * RES, RES, RES)
-            tiles.append(_write(tmp_path / "tiles" / f"t{r}_{c}.tif", img[:, r:r + 64, c:c + 48], t))  # fmt: skip
+            tiles.append(
+                _write(tmp_path / "tiles" / f"t{r}_{c}.tif", img[:, r : r + 64, c : c + 48], t)
+            )
     (tmp_path / "mosaic.vrt").write_text(mosaic_vrt(tiles))
     expected = _read(tmp_path / "whole_map.tif")
-    for name, source in (("dir", tmp_path / "tiles"), ("list", tiles),
-                         ("vrt", tmp_path / "mosaic.vrt")):  # fmt: skip
+    for name, source in (
+        ("dir", tmp_path / "tiles"),
+        ("list", tiles),
+        ("vrt", tmp_path / "mosaic.vrt"),
+    ):
         out = tmp_path / f"{name}_map.tif"
         _predict(model, source, out)
         np.testing.assert_array_equal(_read(out), expected, err_msg=name)
@@ -165,8 +179,10 @@ def _surfaces(tmp_path: Path, h: int, w: int, crs: str = "EPSG:2154") -> tuple[P
     dtm = (200 + rng.normal(0, 1, (hh, ww))).astype(np.float32)
     dsm = dtm + np.clip(rng.normal(4, 6, (hh, ww)), 0, None).astype(np.float32)
     t = from_origin(X0 - 2.0, Y0 + 2.0, 1.0, 1.0)
-    return (write_geotiff(tmp_path / "dsm.tif", dsm, t, crs),
-            write_geotiff(tmp_path / "dtm.tif", dtm, t, crs))  # fmt: skip
+    return (
+        write_geotiff(tmp_path / "dsm.tif", dsm, t, crs),
+        write_geotiff(tmp_path / "dtm.tif", dtm, t, crs),
+    )
 
 
 def test_elevation_from_dsm_dtm_as_in_img_patches(tmp_path: Path) -> None:
@@ -215,8 +231,13 @@ def test_extra_inputs_get_each_window_and_its_extent(tmp_path: Path) -> None:
         bias[:, 5] = 1.0  # everything is coniferous (code 6)
         return {"bias": bias}
 
-    _predict(Biased(4), _write(tmp_path / "o.tif", _image(64, 64)), tmp_path / "m.tif",
-             extra_inputs=extra, stripe_width=512)  # fmt: skip
+    _predict(
+        Biased(4),
+        _write(tmp_path / "o.tif", _image(64, 64)),
+        tmp_path / "m.tif",
+        extra_inputs=extra,
+        stripe_width=512,
+    )
     assert (_read(tmp_path / "m.tif") == 6).all()
     assert sorted((w.row, w.col) for w in seen) == [
         (r, c) for r in (0, 24, 32) for c in (0, 24, 32)
@@ -227,8 +248,13 @@ def test_extra_inputs_get_each_window_and_its_extent(tmp_path: Path) -> None:
 
 def test_downsampled_model_maps_the_full_resolution_grid(tmp_path: Path) -> None:
     img = _image(100, 90)
-    r = _predict(PixelModel(4), _write(tmp_path / "o.tif", img), tmp_path / "m.tif",
-                 patch_size=16, downsample=2)  # fmt: skip
+    r = _predict(
+        PixelModel(4),
+        _write(tmp_path / "o.tif", img),
+        tmp_path / "m.tif",
+        patch_size=16,
+        downsample=2,
+    )
     with rasterio.open(tmp_path / "m.tif") as b:
         assert b.shape == (100, 90) and b.transform == T
     # 32 px windows at stride 24: 4 rows x (4 windows touching stripe [0, 64) + 2 [64, 90))
@@ -241,15 +267,23 @@ def _no_output(folder: Path) -> None:
 
 @pytest.mark.parametrize(
     ("bands", "channels", "message"),
-    [(3, 4, "3 band(s), the model needs 4"),
-     (4, 5, "4 bands and no --dsm/--dtm, but the model needs 5 channels")],
-)  # fmt: skip
+    [
+        (3, 4, "3 band(s), the model needs 4"),
+        (4, 5, "4 bands and no --dsm/--dtm, but the model needs 5 channels"),
+    ],
+)
 def test_image_without_the_bands_the_model_needs(tmp_path, bands, channels, message) -> None:
     src = _write(tmp_path / "o.tif", _image(40, 40, bands))
     mean, std = (MEAN4, STD4) if channels == 4 else (MEAN5, STD5)
     with pytest.raises(InputError, match=r"o\.tif: " + re.escape(message)):
-        _predict(PixelModel(channels), src, tmp_path / "map.tif", mean=mean, std=std,
-                 probabilities=tmp_path / "map_p.tif")  # fmt: skip
+        _predict(
+            PixelModel(channels),
+            src,
+            tmp_path / "map.tif",
+            mean=mean,
+            std=std,
+            probabilities=tmp_path / "map_p.tif",
+        )
     _no_output(tmp_path)
 
 
@@ -265,8 +299,12 @@ def test_bad_surface_models_are_named(tmp_path: Path) -> None:
         InputError, match=r"utm/dsm\.tif: extent .* \(reprojected from EPSG:32631\) does not cover"
     ):
         _predict(model, src, tmp_path / "map.tif", dsm=utm, dtm=dtm, **kw)
-    small = write_geotiff(tmp_path / "small.tif", np.zeros((3, 3), np.float32),
-                          from_origin(X0, Y0, 1.0, 1.0), "EPSG:2154")  # fmt: skip
+    small = write_geotiff(
+        tmp_path / "small.tif",
+        np.zeros((3, 3), np.float32),
+        from_origin(X0, Y0, 1.0, 1.0),
+        "EPSG:2154",
+    )
     with pytest.raises(InputError, match=r"small\.tif: extent .* does not cover the image"):
         _predict(model, src, tmp_path / "map.tif", dsm=dsm, dtm=small, **kw)
     with pytest.raises(InputError, match=r"nope\.tif: surface model not found"):
@@ -306,10 +344,17 @@ def _checkpoint(path: Path) -> Path:
     from flair_pipeline.training.module import FlairModule
 
     torch.manual_seed(0)
-    module = FlairModule("unet", {"in_channels": 4}, {"mean": MEAN4, "std": STD4},
-                         patch_size=64, elevation_scale=5.0)  # fmt: skip
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                "pytorch-lightning_version": lightning.__version__}, path)  # fmt: skip
+    module = FlairModule(
+        "unet", {"in_channels": 4}, {"mean": MEAN4, "std": STD4}, patch_size=64, elevation_scale=5.0
+    )
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
     return path
 
 
@@ -320,21 +365,54 @@ def test_cli_predict_with_a_checkpoint(tmp_path: Path, capsys) -> None:
     ckpt = _checkpoint(tmp_path / "unet.ckpt")
     src = _write(tmp_path / "o.tif", _image(100, 120))
     out = tmp_path / "cli_map.tif"
-    rc = main(["predict", "--checkpoint", str(ckpt), "--image", str(src), "--out", str(out),
-               "--overlap", "0.5", "--batch-size", "3", "--device", "cpu"])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            "--image",
+            str(src),
+            "--out",
+            str(out),
+            "--overlap",
+            "0.5",
+            "--batch-size",
+            "3",
+            "--device",
+            "cpu",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "wrote" in captured.out and "patches/s" in captured.out
     inf = load_inference(ckpt)
-    predict_map(inf.model, src, tmp_path / "direct.tif", patch_size=64, overlap=0.5,
-                batch_size=3, mean=MEAN4, std=STD4, device="cpu")  # fmt: skip
+    predict_map(
+        inf.model,
+        src,
+        tmp_path / "direct.tif",
+        patch_size=64,
+        overlap=0.5,
+        batch_size=3,
+        mean=MEAN4,
+        std=STD4,
+        device="cpu",
+    )
     np.testing.assert_array_equal(_read(out), _read(tmp_path / "direct.tif"))
     with rasterio.open(out) as b:
         assert b.transform == T and b.shape == (100, 120)
 
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
-    rc = main(["predict", "--checkpoint", str(tmp_path / "bad.ckpt"), "--image", str(src),
-               "--out", str(tmp_path / "bad_map.tif")])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(tmp_path / "bad.ckpt"),
+            "--image",
+            str(src),
+            "--out",
+            str(tmp_path / "bad_map.tif"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "bad.ckpt: not a readable PyTorch checkpoint" in err
     assert not (tmp_path / "bad_map.tif").exists()

@@ -70,14 +70,29 @@ def test_map_is_exact_on_every_edge(tmp_path: Path, shape: tuple[int, int]) -> N
         windows.extend(wins)
         return {}
 
-    predict_map(model, src, tmp_path / "m.tif", patch_size=PATCH, overlap=0.25, batch_size=3,
-                mean=MEAN, std=STD, device="cpu", block_size=16, stripe_width=32,
-                extra_inputs=extra)  # fmt: skip
+    predict_map(
+        model,
+        src,
+        tmp_path / "m.tif",
+        patch_size=PATCH,
+        overlap=0.25,
+        batch_size=3,
+        mean=MEAN,
+        std=STD,
+        device="cpu",
+        block_size=16,
+        stripe_width=32,
+        extra_inputs=extra,
+    )
     with rasterio.open(tmp_path / "m.tif") as out:
         got = out.read(1)
     expected = _argmax(model, img)
-    for name, sl in {"first row": np.s_[0], "last row": np.s_[-1], "first column": np.s_[:, 0],
-                     "last column": np.s_[:, -1]}.items():  # fmt: skip
+    for name, sl in {
+        "first row": np.s_[0],
+        "last row": np.s_[-1],
+        "first column": np.s_[:, 0],
+        "last column": np.s_[:, -1],
+    }.items():
         np.testing.assert_array_equal(got[sl], expected[sl], err_msg=f"{name} of {h}x{w}")
     np.testing.assert_array_equal(got, expected)
 

@@ -31,8 +31,9 @@ def build(raw: Path, dataset: Path, domain: str, n: int) -> int:
     cfg = SamplingConfig(patch_size=PATCH, max_patches_per_domain=n)
     with Mosaic(rl.ortho_dir(domain)) as mosaic:
         grid, _ = sample_patches(domain, mosaic, read_labels(rl.labels(domain)), cfg)
-    build_aerial_patches(grid, rl.ortho_dir(domain), rl.dsm(domain), rl.dtm(domain), dl,
-                         PATCH, cfg.elevation_scale)  # fmt: skip
+    build_aerial_patches(
+        grid, rl.ortho_dir(domain), rl.dsm(domain), rl.dtm(domain), dl, PATCH, cfg.elevation_scale
+    )
     build_label_masks(grid, rl.labels(domain), dl, PATCH, cfg.resolution)
     return len(grid)
 

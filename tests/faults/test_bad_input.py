@@ -26,12 +26,24 @@ SELECT = "key:domain_sources or key:patch_grid"
 def _cli(raw: Path, dataset: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
     select = () if "--select" in args else ("--select", SELECT)
     return subprocess.run(
-        [str(REPO / ".venv" / "bin" / "flair-pipeline"), "materialize", *select,
-         "--set", f"paths.raw={raw}", "--set", f"paths.dataset={dataset}",
-         "--set", f"sampling.patch_size={PATCH}", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            str(REPO / ".venv" / "bin" / "flair-pipeline"),
+            "materialize",
+            *select,
+            "--set",
+            f"paths.raw={raw}",
+            "--set",
+            f"paths.dataset={dataset}",
+            "--set",
+            f"sampling.patch_size={PATCH}",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "DAGSTER_HOME": str(home)},
-    )  # fmt: skip
+    )
 
 
 def _lost_patches(tile: Path, ortho: Path) -> int:
@@ -90,8 +102,16 @@ def test_bad_domains_are_listed_and_good_ones_built(
     assert layout.patch_grid(good).is_file() and not layout.patch_grid(bad).exists()
     assert not layout.sources_record(bad).exists()
 
-    verbose = _cli(raw, tmp_path / "dataset", tmp_path / "home", "--partition", bad, "--verbose",
-                   "--select", "key:domain_sources")  # fmt: skip
+    verbose = _cli(
+        raw,
+        tmp_path / "dataset",
+        tmp_path / "home",
+        "--partition",
+        bad,
+        "--verbose",
+        "--select",
+        "key:domain_sources",
+    )
     assert verbose.returncode == 1 and "Stack Trace:" in verbose.stderr
 
 
@@ -106,14 +126,22 @@ def test_failed_check_is_one_line_naming_the_check(
     from flair_pipeline.defs.run import MaterializeError, materialize
 
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump({  # patches larger than the 512 px mosaic: an empty grid
-        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
-        "sampling": {"patch_size": 1024},
-    }))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {  # patches larger than the 512 px mosaic: an empty grid
+                "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
+                "sampling": {"patch_size": 1024},
+            }
+        )
+    )
     domain = tiny_world.domains[0].domain
     with dg.instance_for_test() as instance, pytest.raises(MaterializeError) as e:
-        materialize("key:domain_sources or key:patch_grid", (domain,),
-                    FlairConfig(config_path=str(p)), instance=instance)  # fmt: skip
+        materialize(
+            "key:domain_sources or key:patch_grid",
+            (domain,),
+            FlairConfig(config_path=str(p)),
+            instance=instance,
+        )
     lines = str(e.value).splitlines()
     assert len(lines) == 2 and lines[0].startswith("1 step(s) failed (domains " + domain)
     assert lines[1].strip().startswith(f"patch_grid [{domain}]: ")

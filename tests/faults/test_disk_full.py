@@ -32,10 +32,17 @@ def _tmpfs_works() -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || "
-         "mount -t tmpfs -o size=64k tmpfs /tmp"],
-        capture_output=True, timeout=30,
-    )  # fmt: skip
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || "
+            "mount -t tmpfs -o size=64k tmpfs /tmp",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
     return probe.returncode == 0
 
 
@@ -56,11 +63,19 @@ def test_real_full_tmpfs_keeps_the_old_generation(tiny_world: WorldSummary, tmp_
         f"\nPath({str(out)!r}).write_text(json.dumps([first, tree(ds), err]))"
     ) % domain
     proc = subprocess.run(
-        ["unshare", "-rm", "sh", "-c",
-         f"mount -t tmpfs -o size={TMPFS_KIB}k tmpfs {mnt} && exec {sys.executable} -c \"$0\"",
-         script],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            f'mount -t tmpfs -o size={TMPFS_KIB}k tmpfs {mnt} && exec {sys.executable} -c "$0"',
+            script,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     first, after, err = json.loads(out.read_text())
     assert len(first) == 8
@@ -77,10 +92,14 @@ def test_injected_enospc_fails_the_run_and_names_the_disk(
 
     domain = tiny_world.domains[0].domain
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump({
-        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
-        "sampling": {"patch_size": 64, "max_patches_per_domain": 12},
-    }))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "dataset")},
+                "sampling": {"patch_size": 64, "max_patches_per_domain": 12},
+            }
+        )
+    )
     flair = FlairConfig(config_path=str(p))
     real, calls = io._fsync, [0]
 

@@ -28,9 +28,21 @@ def _child(
     raw: Path, dataset: Path, domain: str, n: int, fault: str
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tests.faults._build", str(raw), str(dataset), domain, str(n), fault],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.faults._build",
+            str(raw),
+            str(dataset),
+            domain,
+            str(n),
+            fault,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _live(dataset: Path, domain: str) -> dict[str, str]:

@@ -30,13 +30,31 @@ WAITING = re.compile(r"waiting for another build of domain D033_2021 \(pid (\d+)
 def _start(go: Path, raw: Path, dataset: Path, home: Path, n: int) -> subprocess.Popen:
     """A paused CLI build of DOMAIN with at most `n` patches (the generation it writes)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.faults._paused_cli", str(go), "materialize",
-         "--select", SELECT, "--partition", DOMAIN,
-         "--set", f"paths.raw={raw}", "--set", f"paths.dataset={dataset}",
-         "--set", "sampling.patch_size=64", "--set", f"sampling.max_patches_per_domain={n}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.faults._paused_cli",
+            str(go),
+            "materialize",
+            "--select",
+            SELECT,
+            "--partition",
+            DOMAIN,
+            "--set",
+            f"paths.raw={raw}",
+            "--set",
+            f"paths.dataset={dataset}",
+            "--set",
+            "sampling.patch_size=64",
+            "--set",
+            f"sampling.max_patches_per_domain={n}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "DAGSTER_HOME": str(home)},
-    )  # fmt: skip
+    )
 
 
 def _collect(proc: subprocess.Popen, lines: list[str]) -> threading.Thread:

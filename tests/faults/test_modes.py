@@ -30,8 +30,12 @@ def _mode(p: Path) -> int:
 def test_every_writer_follows_the_umask(tmp_path: Path, umask: int) -> None:
     expected = 0o666 & ~umask  # what `touch` would give
     assert file_mode() == expected
-    tif = write_geotiff(tmp_path / "aerial" / "IMG_1.tif", np.ones((5, 32, 32), np.uint8),
-                        from_origin(0, 0, 0.2, 0.2), "EPSG:2154")  # fmt: skip
+    tif = write_geotiff(
+        tmp_path / "aerial" / "IMG_1.tif",
+        np.ones((5, 32, 32), np.uint8),
+        from_origin(0, 0, 0.2, 0.2),
+        "EPSG:2154",
+    )
     js = md.write_json({"a": 1}, tmp_path / "metadata" / "domains" / "D033_2021.json")
     csv = write_splits({"D033_2021": (Split.TRAIN, "official")}, tmp_path / "splits.csv")
     npy = tmp_path / "sen" / "SEN2_data.npy"

@@ -62,10 +62,9 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def _run_and_kill(dataset: Path, params: Path, out: Path) -> None:
     marker = out.parent / f"{out.name}.reached"
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(dataset), str(params), str(out), str(marker),
-         *OVERRIDES],
+        [sys.executable, "-c", CHILD, str(dataset), str(params), str(out), str(marker), *OVERRIDES],
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 300
         while not marker.exists():

@@ -87,18 +87,29 @@ def _submit(instance: dg.DagsterInstance, ctx: WorkspaceProcessContext) -> dg.Da
     location = request.get_code_location("killed_worker")
     repo = next(iter(location.get_repositories().values()))
     job = repo.get_full_job("build_domain")
-    plan = location.get_execution_plan(job, {}, step_keys_to_execute=None, known_state=None,
-                                       instance=instance)  # fmt: skip
+    plan = location.get_execution_plan(
+        job, {}, step_keys_to_execute=None, known_state=None, instance=instance
+    )
     run = instance.create_run(
-        job_name=job.name, run_id=str(uuid.uuid4()), run_config={},
-        resolved_op_selection=None, step_keys_to_execute=None,
-        status=dg.DagsterRunStatus.NOT_STARTED, op_selection=None, root_run_id=None,
-        parent_run_id=None, tags={"dagster/partition": DOMAIN},
-        job_snapshot=job.job_snapshot, execution_plan_snapshot=plan.execution_plan_snapshot,
+        job_name=job.name,
+        run_id=str(uuid.uuid4()),
+        run_config={},
+        resolved_op_selection=None,
+        step_keys_to_execute=None,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        op_selection=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={"dagster/partition": DOMAIN},
+        job_snapshot=job.job_snapshot,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
         parent_job_snapshot=job.parent_job_snapshot,
-        remote_job_origin=job.get_remote_origin(), job_code_origin=job.get_python_origin(),
-        asset_selection=None, asset_check_selection=None, asset_graph=repo.asset_graph,
-    )  # fmt: skip
+        remote_job_origin=job.get_remote_origin(),
+        job_code_origin=job.get_python_origin(),
+        asset_selection=None,
+        asset_check_selection=None,
+        asset_graph=repo.asset_graph,
+    )
     return instance.submit_run(run.run_id, request)
 
 
@@ -108,10 +119,14 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(
     raw, ds = tmp_path / "raw", tmp_path / "ds"
     shutil.copytree(tiny_world.out / "domains" / DOMAIN, raw / "domains" / DOMAIN)
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
-        "paths": {"raw": str(raw), "dataset": str(ds)},
-        "sampling": {"patch_size": 64, "max_patches_per_domain": 6},
-    }))  # fmt: skip
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(raw), "dataset": str(ds)},
+                "sampling": {"patch_size": 64, "max_patches_per_domain": 6},
+            }
+        )
+    )
     mark = tmp_path / "kill-the-first-worker"
     mark.touch()
     monkeypatch.setenv("FLAIR_PARAMS", str(params))  # read by the code servers' FlairConfig
@@ -145,14 +160,21 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(
             assert [r.status for r in retries] == [dg.DagsterRunStatus.QUEUED]
             assert retries[0].tags[RETRY_NUMBER_TAG] == "1"
             _dequeue(ctx)
-            retry = _wait("the retry to end", lambda: (r := instance.get_run_by_id(
-                retries[0].run_id)) and r.is_finished and r)  # fmt: skip
+            retry = _wait(
+                "the retry to end",
+                lambda: (r := instance.get_run_by_id(retries[0].run_id)) and r.is_finished and r,
+            )
         assert retry.status == dg.DagsterRunStatus.SUCCESS
 
         # the partition ends built: every asset materialized for the domain, the three the
         # kill interrupted (or never reached) by the retry, from its failed step on
-        for name in ("domain_sources", "patch_grid", "aerial_patches", "label_masks",
-                     "dataset_metadata"):  # fmt: skip
+        for name in (
+            "domain_sources",
+            "patch_grid",
+            "aerial_patches",
+            "label_masks",
+            "dataset_metadata",
+        ):
             event = instance.get_latest_materialization_event(dg.AssetKey(name))
             assert event is not None and event.dagster_event.partition == DOMAIN, name
             expected = first if name in ("domain_sources", "patch_grid") else retry
@@ -184,19 +206,27 @@ def test_a_killed_cli_run_is_failed_and_a_live_one_left_running(tmp_path: Path) 
         child = subprocess.Popen(["sleep", "60"])  # the CLI process, soon killed
         try:
             tags = {"dagster/partition": DOMAIN, WORKER_HOST_TAG: socket.gethostname()}
-            dead = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED,
-                                       tags={**tags, WORKER_PID_TAG: str(child.pid)})  # fmt: skip
+            dead = create_run_for_test(
+                instance,
+                status=dg.DagsterRunStatus.STARTED,
+                tags={**tags, WORKER_PID_TAG: str(child.pid)},
+            )
         finally:
             child.kill()
             child.wait()
-        live = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED,
-                                   tags={**tags, **in_process_worker_tags()})  # fmt: skip
+        live = create_run_for_test(
+            instance, status=dg.DagsterRunStatus.STARTED, tags={**tags, **in_process_worker_tags()}
+        )
         # a dead worker whose step process (multiprocess executor) still runs: not failed
         # yet, else the retry would write beside the orphaned step
-        orphan = create_run_for_test(instance, status=dg.DagsterRunStatus.STARTED,
-                                     tags={**tags, WORKER_PID_TAG: str(child.pid)})  # fmt: skip
-        instance.report_engine_event("Launching subprocess for step", orphan,
-                                     EngineEventData.multiprocess(os.getpid()))  # fmt: skip
+        orphan = create_run_for_test(
+            instance,
+            status=dg.DagsterRunStatus.STARTED,
+            tags={**tags, WORKER_PID_TAG: str(child.pid)},
+        )
+        instance.report_engine_event(
+            "Launching subprocess for step", orphan, EngineEventData.multiprocess(os.getpid())
+        )
         for run in (dead, live, orphan):
             monitor_started_run(instance, None, instance.get_run_record_by_id(run.run_id), LOG)
         assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE

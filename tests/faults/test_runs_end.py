@@ -66,8 +66,11 @@ def _launch(instance: dg.DagsterInstance, result) -> list[str]:
     for req in result.run_requests:
         used = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": req.run_key}))
         if not used:
-            tags = {**req.tags, "dagster/run_key": req.run_key,
-                    "dagster/partition": req.partition_key}  # fmt: skip
+            tags = {
+                **req.tags,
+                "dagster/run_key": req.run_key,
+                "dagster/partition": req.partition_key,
+            }
             create_run_for_test(instance, tags=tags)
             keys.append(req.run_key)
     return keys

@@ -41,8 +41,13 @@ def _catalog(world_out: Path, areas, victim: str, gone: str, out: Path) -> None:
     to_wgs84 = Transformer.from_crs("EPSG:2154", "EPSG:4326", always_xy=True)
     boxes = {a.zone: shapely.box(*a.grid.bounds) for a in areas}
     cat = pystac.Catalog("zones", "one item per zone and date")
-    col = pystac.Collection("sentinel-2-c1-l2a", "c1", pystac.Extent.from_dict(
-        {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+    col = pystac.Collection(
+        "sentinel-2-c1-l2a",
+        "c1",
+        pystac.Extent.from_dict(
+            {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}
+        ),
+    )
     cat.add_child(col)
     for zone, box in boxes.items():
         own = box.difference(shapely.union_all([b for z, b in boxes.items() if z != zone]))
@@ -65,12 +70,20 @@ def _catalog(world_out: Path, areas, victim: str, gone: str, out: Path) -> None:
 def test_one_zone_404_others_built_one_line(tiny_world, tmp_path: Path, httpserver: HTTPServer):
     params = tmp_path / "params.yaml"
     cat = tmp_path / "cat"
-    params.write_text(yaml.safe_dump({
-        "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "ds")},
-        "sampling": {"patch_size": 64, "zone_size_m": 60},
-        "sentinel2": {"window": WINDOW, "catalog": str(cat / "catalog.json"), "max_retries": 1,
-                      "retry_backoff_s": 0.0},
-    }))  # fmt: skip
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(tiny_world.out), "dataset": str(tmp_path / "ds")},
+                "sampling": {"patch_size": 64, "zone_size_m": 60},
+                "sentinel2": {
+                    "window": WINDOW,
+                    "catalog": str(cat / "catalog.json"),
+                    "max_retries": 1,
+                    "retry_backoff_s": 0.0,
+                },
+            }
+        )
+    )
     flair = FlairConfig(config_path=str(params))
     layout = DatasetLayout(tmp_path / "ds")
     with dg.instance_for_test() as instance:
@@ -84,8 +97,12 @@ def test_one_zone_404_others_built_one_line(tiny_world, tmp_path: Path, httpserv
         run = instance.get_runs(limit=1)[0]
         logs = instance.all_logs(run.run_id)
         errors = [e.user_message for e in logs if e.level >= 40 and victim in e.user_message]
-        retried = [e for e in logs if e.dagster_event and
-                   e.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]  # fmt: skip
+        retried = [
+            e
+            for e in logs
+            if e.dagster_event
+            and e.dagster_event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+        ]
         ev = instance.get_latest_materialization_event(dg.AssetKey("sentinel2_series"))
         meta = ev.asset_materialization.metadata
     assert run.status == dg.DagsterRunStatus.SUCCESS and not retried

@@ -29,13 +29,22 @@ SECRET = "Fq7-cl13nt/S3CR3T+=&x!"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.flairBEARERtoken.c2lnbmF0dXJl"
 SIGNATURE = "hZ8sFLAIRsasSIG%2Bq3"
 SIGNED_URL = f"https://store.example/s2/T31TCJ.tif?sv=2021-08-06&se=2030-01-01&sig={SIGNATURE}"
-LOGGERS = ["requests_oauthlib.oauth2_session", "urllib3.connectionpool",
-           "sentinelhub.download.sentinelhub_client", "flair_pipeline.sentinel2.sentinelhub"]  # fmt: skip
+LOGGERS = [
+    "requests_oauthlib.oauth2_session",
+    "urllib3.connectionpool",
+    "sentinelhub.download.sentinelhub_client",
+    "flair_pipeline.sentinel2.sentinelhub",
+]
 
 
 def _echo_headers(request: Request) -> Response:
-    said = {"error": {"status": 400, "reason": "Bad Request",
-                      "message": f"rejected; headers {dict(request.headers)}; asset {SIGNED_URL}"}}  # fmt: skip
+    said = {
+        "error": {
+            "status": 400,
+            "reason": "Bad Request",
+            "message": f"rejected; headers {dict(request.headers)}; asset {SIGNED_URL}",
+        }
+    }
     return Response(json.dumps(said), status=400, content_type="application/json")
 
 
@@ -48,10 +57,15 @@ def test_a_failing_run_writes_no_secret_token_or_signature(
     )
     httpserver.expect_request(PROCESS_PATH, method="POST").respond_with_handler(_echo_headers)
     settings = SentinelHubSettings(
-        "flair-client", SECRET, sh_base_url=httpserver.url_for("/").rstrip("/"),
-        sh_token_url=httpserver.url_for(TOKEN_PATH), cache_folder=str(tmp_path / "cache"),
-        max_retries=0, retry_sleep_s=0.01, timeout_s=10,
-    )  # fmt: skip
+        "flair-client",
+        SECRET,
+        sh_base_url=httpserver.url_for("/").rstrip("/"),
+        sh_token_url=httpserver.url_for(TOKEN_PATH),
+        cache_folder=str(tmp_path / "cache"),
+        max_retries=0,
+        retry_sleep_s=0.01,
+        timeout_s=10,
+    )
 
     @dg.asset
     def s2_probe(context) -> None:  # unannotated: Dagster rejects a string annotation
@@ -93,11 +107,20 @@ def test_a_failing_run_writes_no_secret_token_or_signature(
     ("text", "masked"),
     [
         ("Authorization: Bearer abc.DEF-12_3", "Authorization: Bearer ***"),
-        ("{'access_token': 'tok123', 'expires_in': 3600}", "{'access_token': '***', 'expires_in': 3600}"),
-        ("grant_type=client_credentials&client_secret=s%2Bx&x=1", "grant_type=client_credentials&client_secret=***&x=1"),
-        ("https://h/x.tif?X-Amz-Credential=AK%2F1&X-Amz-Signature=ab12", "https://h/x.tif?X-Amz-Credential=***&X-Amz-Signature=***"),
+        (
+            "{'access_token': 'tok123', 'expires_in': 3600}",
+            "{'access_token': '***', 'expires_in': 3600}",
+        ),
+        (
+            "grant_type=client_credentials&client_secret=s%2Bx&x=1",
+            "grant_type=client_credentials&client_secret=***&x=1",
+        ),
+        (
+            "https://h/x.tif?X-Amz-Credential=AK%2F1&X-Amz-Signature=ab12",
+            "https://h/x.tif?X-Amz-Credential=***&X-Amz-Signature=***",
+        ),
         ("a plain line about tokens and signatures", "a plain line about tokens and signatures"),
     ],
-)  # fmt: skip
+)
 def test_redact_masks_each_kind(text: str, masked: str) -> None:
     assert redaction.redact(text) == masked

@@ -54,13 +54,21 @@ def test_one_metre_gap_builds_the_domain_with_zeros_in_the_mask(
 ) -> None:
     grid, _, _ = _with_gap(tiny_world, tmp_path / "raw", 1.0, 2.0)  # 50 px, 1.2 % of a patch
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump({
-        "paths": {"raw": str(tmp_path / "raw"), "dataset": str(tmp_path / "dataset")},
-        "sampling": {"patch_size": PATCH},
-    }))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(tmp_path / "raw"), "dataset": str(tmp_path / "dataset")},
+                "sampling": {"patch_size": PATCH},
+            }
+        )
+    )
     with dg.instance_for_test() as instance:
-        materialize("group:sources or group:dataset", (DOMAIN,), FlairConfig(config_path=str(p)),
-                    instance=instance)  # fmt: skip
+        materialize(
+            "group:sources or group:dataset",
+            (DOMAIN,),
+            FlairConfig(config_path=str(p)),
+            instance=instance,
+        )
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("label_masks"), "msk_codes")]
         )
@@ -115,8 +123,13 @@ def test_training_loss_and_validation_ignore_unlabelled_pixels() -> None:
     from flair_pipeline.training.module import FlairModule
 
     torch.manual_seed(0)
-    module = FlairModule("unet", {"in_channels": 4}, {"mean": [100.0] * 4, "std": [30.0] * 4},
-                         patch_size=32, augment=False)  # fmt: skip
+    module = FlairModule(
+        "unet",
+        {"in_channels": 4},
+        {"mean": [100.0] * 4, "std": [30.0] * 4},
+        patch_size=32,
+        augment=False,
+    )
     module.log = lambda *a, **k: None  # no trainer attached
     img = torch.rand(2, 4, 32, 32) * 255
     msk = torch.randint(0, 13, (2, 32, 32))

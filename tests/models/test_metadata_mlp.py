@@ -15,17 +15,36 @@ from flair_pipeline.models import build_model
 from flair_pipeline.models.metadata_mlp import UNKNOWN_INDEX, MetadataEncoding, MetadataMLP
 
 RECORDS = [
-    {"patch_centroid_x": 489_353.6, "patch_centroid_y": 6_757_482.4, "patch_centroid_z": 95.2,
-     "camera": "UCE-M3-f120-s06", "date": "2018-06-27", "time": "11h23"},
-    {"patch_centroid_x": 853_221.0, "patch_centroid_y": 6_527_011.0, "patch_centroid_z": 1_412.0,
-     "camera": "UCE-M3-f100-s06", "date": "2020-09-02", "time": "9h05"},
-]  # fmt: skip
+    {
+        "patch_centroid_x": 489_353.6,
+        "patch_centroid_y": 6_757_482.4,
+        "patch_centroid_z": 95.2,
+        "camera": "UCE-M3-f120-s06",
+        "date": "2018-06-27",
+        "time": "11h23",
+    },
+    {
+        "patch_centroid_x": 853_221.0,
+        "patch_centroid_y": 6_527_011.0,
+        "patch_centroid_z": 1_412.0,
+        "camera": "UCE-M3-f100-s06",
+        "date": "2020-09-02",
+        "time": "9h05",
+    },
+]
 
 
 def blocks(enc: MetadataEncoding, v: torch.Tensor) -> dict[str, torch.Tensor]:
     """Split encoded vectors into their named parts (the documented layout)."""
-    sizes = {"x": enc.xy_size, "y": enc.xy_size, "z": enc.z_size,
-             "camera": len(enc.cameras) + 1, "year": len(enc.years) + 1, "date": 2, "time": 2}  # fmt: skip
+    sizes = {
+        "x": enc.xy_size,
+        "y": enc.xy_size,
+        "z": enc.z_size,
+        "camera": len(enc.cameras) + 1,
+        "year": len(enc.years) + 1,
+        "date": 2,
+        "time": 2,
+    }
     out, i = {}, 0
     for name, n in sizes.items():
         out[name] = v[:, i : i + n]
@@ -58,8 +77,13 @@ def test_unknown_camera_and_year_use_the_reserved_slot() -> None:
 
 def test_missing_fields_never_crash() -> None:
     enc = MetadataEncoding.fit(RECORDS)
-    v = enc.encode([{}, {"patch_centroid_x": 500_000.0, "patch_centroid_y": 6_600_000.0},
-                    {"date": "garbage", "time": "25h99", "camera": None}])  # fmt: skip
+    v = enc.encode(
+        [
+            {},
+            {"patch_centroid_x": 500_000.0, "patch_centroid_y": 6_600_000.0},
+            {"date": "garbage", "time": "25h99", "camera": None},
+        ]
+    )
     assert torch.isfinite(v).all()
     b = blocks(enc, v)
     assert (b["camera"][:, UNKNOWN_INDEX] == 1).all() and (b["year"][:, UNKNOWN_INDEX] == 1).all()
@@ -70,15 +94,18 @@ def test_missing_fields_never_crash() -> None:
 
 def test_cyclic_date_and_time() -> None:
     enc = MetadataEncoding.fit(RECORDS)
-    recs = [{**RECORDS[0], "date": d, "time": t}
-            for d, t in [("2018-12-31", "23h59"), ("2018-01-01", "0h00"), ("2018-07-02", "12h00")]]  # fmt: skip
+    recs = [
+        {**RECORDS[0], "date": d, "time": t}
+        for d, t in [("2018-12-31", "23h59"), ("2018-01-01", "0h00"), ("2018-07-02", "12h00")]
+    ]
     b = blocks(enc, enc.encode(recs))
     # New Year's Eve and New Year's Day are neighbours; midsummer is opposite.
     assert (b["date"][0] - b["date"][1]).norm() < 0.05
     assert (b["date"][1] - b["date"][2]).norm() > 1.9
     assert (b["time"][0] - b["time"][1]).norm() < 0.01
-    assert torch.allclose(b["time"][2], torch.tensor([math.sin(math.pi), math.cos(math.pi)]),
-                          atol=1e-6)  # fmt: skip
+    assert torch.allclose(
+        b["time"][2], torch.tensor([math.sin(math.pi), math.cos(math.pi)]), atol=1e-6
+    )
 
 
 def test_location_encoding_separates_places() -> None:

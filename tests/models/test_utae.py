@@ -9,8 +9,14 @@ import torch.nn.functional as F
 from flair_pipeline.errors import ConfigError
 from flair_pipeline.models.utae import UTAE, temporal_aggregate
 
-TINY = {"encoder_widths": [8, 8, 16], "decoder_widths": [8, 8, 16], "out_conv": [8, 13],
-        "n_head": 4, "d_model": 16, "d_k": 4}  # fmt: skip
+TINY = {
+    "encoder_widths": [8, 8, 16],
+    "decoder_widths": [8, 8, 16],
+    "out_conv": [8, 13],
+    "n_head": 4,
+    "d_model": 16,
+    "d_k": 4,
+}
 
 
 def tiny_utae(**kw: object) -> UTAE:

@@ -13,8 +13,14 @@ from flair_pipeline.errors import ConfigError
 from flair_pipeline.models import build_model
 from flair_pipeline.models.utt import FusionModule, centre_crop
 
-UTAE = {"encoder_widths": [8, 8, 16], "decoder_widths": [8, 8, 16], "out_conv": [8, 13],
-        "n_head": 4, "d_model": 16, "d_k": 4}  # fmt: skip
+UTAE = {
+    "encoder_widths": [8, 8, 16],
+    "decoder_widths": [8, 8, 16],
+    "out_conv": [8, 13],
+    "n_head": 4,
+    "d_model": 16,
+    "d_k": 4,
+}
 
 
 def tiny_utt(**fusion: object) -> torch.nn.Module:

@@ -21,9 +21,10 @@ def write_params(folder: Path, raw: str, dataset: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "params.yaml"
     path.write_text(
-        yaml.safe_dump({"paths": {"raw": raw, "dataset": dataset},
-                        "sampling": {"patch_size": PATCH}})
-    )  # fmt: skip
+        yaml.safe_dump(
+            {"paths": {"raw": raw, "dataset": dataset}, "sampling": {"patch_size": PATCH}}
+        )
+    )
     return path
 
 

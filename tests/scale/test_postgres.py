@@ -35,8 +35,10 @@ def _as_server_user() -> list[str]:
     """PostgreSQL refuses to run as root: run its commands as the `postgres` user then."""
     if os.geteuid() != 0:
         return []
-    if shutil.which("runuser") is None or subprocess.run(["id", "postgres"],
-                                                         capture_output=True).returncode:  # fmt: skip
+    if (
+        shutil.which("runuser") is None
+        or subprocess.run(["id", "postgres"], capture_output=True).returncode
+    ):
         unavailable("running as root without a `postgres` user to start PostgreSQL as")
     return ["runuser", "-u", "postgres", "--"]
 
@@ -53,11 +55,41 @@ def postgres() -> Iterator[tuple[str, int]]:
     folder = Path(tempfile.mkdtemp(prefix="flair-pg-"))  # not under pytest's root-only tmp
     shutil.chown(folder, "postgres") if prefix else None
     data, port = folder / "data", free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "dagster", "-A", "trust",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            *prefix,
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            "dagster",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-l",
-                    str(folder / "server.log"), "-w", "-t", "60", "start"], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+    )
     try:
         import psycopg2
 
@@ -67,8 +99,9 @@ def postgres() -> Iterator[tuple[str, int]]:
         conn.close()
         yield "127.0.0.1", port
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -76,17 +109,24 @@ def _home(tmp: Path, mp: pytest.MonkeyPatch, host: str, port: int) -> Path:
     home = tmp / "dagster_home"
     home.mkdir()
     shutil.copy(POSTGRES_YAML, home / "dagster.yaml")
-    for var, value in (("HOST", host), ("PORT", str(port)), ("USER", "dagster"),
-                       ("PASSWORD", "unused-with-trust"), ("DB", "flair_dagster")):  # fmt: skip
+    for var, value in (
+        ("HOST", host),
+        ("PORT", str(port)),
+        ("USER", "dagster"),
+        ("PASSWORD", "unused-with-trust"),
+        ("DB", "flair_dagster"),
+    ):
         mp.setenv(f"DAGSTER_PG_{var}", value)
     mp.setenv("DAGSTER_HOME", str(home))  # restored after the test (dagster_instance sets it)
     return home
 
 
 def test_partitioned_run_is_stored_in_postgres(
-    postgres: tuple[str, int], tiny_world: WorldSummary, tmp_path: Path,
+    postgres: tuple[str, int],
+    tiny_world: WorldSummary,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     import psycopg2
 
     host, port = postgres

@@ -41,9 +41,17 @@ def recorded(name: str = "earth_search_v1") -> Path:
     return path
 
 
-def raster(value: int, origin: tuple[float, float], res: float, epsg: int, around,
-           dtype: str = "uint16", size_m: float = 2000.0, nodata: int | None = 0,
-           driver: str = "COG") -> bytes:  # fmt: skip
+def raster(
+    value: int,
+    origin: tuple[float, float],
+    res: float,
+    epsg: int,
+    around,
+    dtype: str = "uint16",
+    size_m: float = 2000.0,
+    nodata: int | None = 0,
+    driver: str = "COG",
+) -> bytes:
     """A constant-`value` raster on a tile's pixel grid (origin, res) over `size_m` around
     `around` (a (x, y) point, or (x0, x1, y) to cover only x0 <= x < x1); `driver` "COG"
     or "JP2OpenJPEG" (lossless)."""
@@ -57,8 +65,16 @@ def raster(value: int, origin: tuple[float, float], res: float, epsg: int, aroun
     r1 = int(np.ceil((origin[1] - (y - size_m / 2)) / res))
     w, h = c1 - c0, r1 - r0
     tf = from_origin(origin[0] + c0 * res, origin[1] - r0 * res, res, res)
-    prof = dict(driver="GTiff", width=w, height=h, count=1, dtype=dtype, crs=f"EPSG:{epsg}",
-                transform=tf, nodata=nodata)  # fmt: skip
+    prof = dict(
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=1,
+        dtype=dtype,
+        crs=f"EPSG:{epsg}",
+        transform=tf,
+        nodata=nodata,
+    )
     opts = {"REVERSIBLE": "YES", "QUALITY": "100"} if driver == "JP2OpenJPEG" else {}
     with MemoryFile() as mem:
         with mem.open(**prof) as dst:
@@ -146,8 +162,9 @@ class Replay:
             if self.guard and (refused := self.guard(request)) is not None:
                 return refused
             r = Response(self.files[path], content_type="application/octet-stream")
-            return r.make_conditional(request, accept_ranges=True,
-                                      complete_length=len(self.files[path]))  # fmt: skip
+            return r.make_conditional(
+                request, accept_ranges=True, complete_length=len(self.files[path])
+            )
         return Response("not found", status=404)
 
     def searches(self) -> list[dict]:

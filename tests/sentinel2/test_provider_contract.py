@@ -24,8 +24,13 @@ class _Fixed(Sentinel2Provider):
 
     def fetch_each(self, grids, start, end):
         g = grids[0]
-        ok = TimeSeries(g, np.full((1, 10, g.height, g.width), 7, np.uint16),
-                        np.zeros((1, 2, g.height, g.width), np.uint8), [DAY], ["P"])  # fmt: skip
+        ok = TimeSeries(
+            g,
+            np.full((1, 10, g.height, g.width), 7, np.uint16),
+            np.zeros((1, 2, g.height, g.width), np.uint8),
+            [DAY],
+            ["P"],
+        )
         return [ok, *(InputError(f"grid {i}: nothing") for i in range(1, len(grids)))]
 
 

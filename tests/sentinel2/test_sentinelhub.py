@@ -52,8 +52,15 @@ ORBITS_B = [
 
 def _tiff(arr: np.ndarray, grid: Grid) -> bytes:
     with MemoryFile() as mem:
-        profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=arr.shape[0],
-                       dtype=arr.dtype, crs="EPSG:2154", transform=grid.transform)  # fmt: skip
+        profile = dict(
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=arr.shape[0],
+            dtype=arr.dtype,
+            crs="EPSG:2154",
+            transform=grid.transform,
+        )
         with mem.open(**profile) as dst:
             dst.write(arr)
         return mem.read()
@@ -85,14 +92,18 @@ def _response(grid: Grid, orbits: list[tuple[str, str]]) -> bytes:
             np.zeros((2, grid.height, grid.width), np.uint8),
         )
     ]
-    userdata = {"orbits": [
-        {"dateFrom": d, "tiles": [{"productId": p, "shId": 1, "date": d}]} for d, p in orbits
-    ]}  # fmt: skip
-    return _tar({
-        "data.tif": _tiff(np.concatenate([s[0] for s in scenes]), grid),
-        "masks.tif": _tiff(np.concatenate([s[1] for s in scenes]), grid),
-        "userdata.json": json.dumps(userdata).encode(),
-    })  # fmt: skip
+    userdata = {
+        "orbits": [
+            {"dateFrom": d, "tiles": [{"productId": p, "shId": 1, "date": d}]} for d, p in orbits
+        ]
+    }
+    return _tar(
+        {
+            "data.tif": _tiff(np.concatenate([s[0] for s in scenes]), grid),
+            "masks.tif": _tiff(np.concatenate([s[1] for s in scenes]), grid),
+            "userdata.json": json.dumps(userdata).encode(),
+        }
+    )
 
 
 def _expected(
@@ -131,10 +142,15 @@ def server(httpserver: HTTPServer) -> HTTPServer:
 @pytest.fixture
 def settings(httpserver: HTTPServer, tmp_path: Path) -> SentinelHubSettings:
     return SentinelHubSettings(
-        CLIENT_ID, SECRET, sh_base_url=httpserver.url_for("/").rstrip("/"),
-        sh_token_url=httpserver.url_for(TOKEN_PATH), cache_folder=str(tmp_path / "cache"),
-        max_retries=2, retry_sleep_s=0.01, timeout_s=10,
-    )  # fmt: skip
+        CLIENT_ID,
+        SECRET,
+        sh_base_url=httpserver.url_for("/").rstrip("/"),
+        sh_token_url=httpserver.url_for(TOKEN_PATH),
+        cache_folder=str(tmp_path / "cache"),
+        max_retries=2,
+        retry_sleep_s=0.01,
+        timeout_s=10,
+    )
 
 
 def _calls(httpserver: HTTPServer, path: str) -> list[Request]:

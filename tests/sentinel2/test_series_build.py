@@ -21,10 +21,12 @@ DOMAIN = "D036_2020"
 
 
 def test_series_report_matches_the_files(tiny_world: WorldSummary, tmp_path: Path) -> None:
-    cfg = config_from_dict({
-        "sampling": {"patch_size": 64, "zone_size_m": 200, "max_patches_per_domain": 4},
-        "sentinel2": {"cloud_threshold": 30},
-    })  # fmt: skip
+    cfg = config_from_dict(
+        {
+            "sampling": {"patch_size": 64, "zone_size_m": 200, "max_patches_per_domain": 4},
+            "sentinel2": {"cloud_threshold": 30},
+        }
+    )
     raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
     sample_domain_grid(DOMAIN, raw, dataset, cfg)
     provider = make_provider(cfg.sentinel2, Path, raw.sentinel2_catalog())

@@ -210,14 +210,28 @@ def test_stac_api_search(tiny_world, catalog, series, httpserver: HTTPServer) ->
         d["links"] = []
         feats.append(d)
     base = httpserver.url_for("/")
-    httpserver.expect_request("/").respond_with_json({
-        "type": "Catalog", "id": "api", "stac_version": "1.0.0", "description": "test",
-        "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
-                       "https://api.stacspec.org/v1.0.0/item-search"],
-        "links": [{"rel": "self", "href": base}, {"rel": "root", "href": base},
-                  {"rel": "search", "href": base + "search", "method": "POST",
-                   "type": "application/geo+json"}],
-    })  # fmt: skip
+    httpserver.expect_request("/").respond_with_json(
+        {
+            "type": "Catalog",
+            "id": "api",
+            "stac_version": "1.0.0",
+            "description": "test",
+            "conformsTo": [
+                "https://api.stacspec.org/v1.0.0/core",
+                "https://api.stacspec.org/v1.0.0/item-search",
+            ],
+            "links": [
+                {"rel": "self", "href": base},
+                {"rel": "root", "href": base},
+                {
+                    "rel": "search",
+                    "href": base + "search",
+                    "method": "POST",
+                    "type": "application/geo+json",
+                },
+            ],
+        }
+    )
     httpserver.expect_request("/search", method="POST").respond_with_json(
         {"type": "FeatureCollection", "features": feats, "links": []}
     )

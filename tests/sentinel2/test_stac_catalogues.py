@@ -57,8 +57,17 @@ def grid_at(xy: tuple[float, float], epsg: int, px: int = 12) -> Grid:
     return Grid.around((x - px * 5, y - px * 5, x + px * 5, y + px * 5))
 
 
-def serve(rp: Replay, item: dict, key_of, scl_key: str, scl: int, xy, epsg: int, driver: str,
-          path_of=lambda href: href) -> None:  # fmt: skip
+def serve(
+    rp: Replay,
+    item: dict,
+    key_of,
+    scl_key: str,
+    scl: int,
+    xy,
+    epsg: int,
+    driver: str,
+    path_of=lambda href: href,
+) -> None:
     """Rasters behind the item's band assets (DN 1000 + refl) and its SCL asset (`scl`)."""
     values = {key_of(b): 1000 + refl(i) for i, b in enumerate(BANDS)}
     values[scl_key] = scl
@@ -94,9 +103,16 @@ def pc(httpserver: HTTPServer) -> tuple[Replay, dict]:
 
 
 def pc_config(rp: Replay, **kw) -> Sentinel2Config:
-    return Sentinel2Config(api_url=f"{rp.base}/v1", collection="sentinel-2-l2a", scl_masks=True,
-                           href_signing="planetary-computer", pc_sas_url=f"{rp.base}/sas/token",
-                           max_retries=1, retry_backoff_s=0, **kw)  # fmt: skip
+    return Sentinel2Config(
+        api_url=f"{rp.base}/v1",
+        collection="sentinel-2-l2a",
+        scl_masks=True,
+        href_signing="planetary-computer",
+        pc_sas_url=f"{rp.base}/sas/token",
+        max_retries=1,
+        retry_backoff_s=0,
+        **kw,
+    )
 
 
 def test_planetary_computer_signed_reads_to_the_dn(pc, caplog) -> None:
@@ -155,17 +171,32 @@ def cdse(httpserver: HTTPServer, monkeypatch) -> tuple[Replay, dict]:
     rp = Replay(httpserver, FIXTURES / "cdse", CDSE_API, {})
     item = rp.item(CDSE_ITEM)
     under = f"{rp.prefix}/s3/"  # the S3 endpoint's path: <endpoint>/<bucket>/<key>
-    serve(rp, item, CDSE_KEYS.__getitem__, "SCL_20m", 11, CDSE_XY, CDSE_EPSG, "JP2OpenJPEG",
-          path_of=lambda h: under + h.removeprefix("s3://"))  # fmt: skip
+    serve(
+        rp,
+        item,
+        CDSE_KEYS.__getitem__,
+        "SCL_20m",
+        11,
+        CDSE_XY,
+        CDSE_EPSG,
+        "JP2OpenJPEG",
+        path_of=lambda h: under + h.removeprefix("s3://"),
+    )
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "CDSETESTKEYID")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cdse-test-secret-key-0123456789")
     return rp, item
 
 
 def cdse_config(rp: Replay, **kw) -> Sentinel2Config:
-    return Sentinel2Config(api_url=f"{rp.base}/v1", collection="sentinel-2-l2a", scl_masks=True,
-                           s3_endpoint=f"{rp.base}/s3", max_retries=1, retry_backoff_s=0,
-                           **kw)  # fmt: skip
+    return Sentinel2Config(
+        api_url=f"{rp.base}/v1",
+        collection="sentinel-2-l2a",
+        scl_masks=True,
+        s3_endpoint=f"{rp.base}/s3",
+        max_retries=1,
+        retry_backoff_s=0,
+        **kw,
+    )
 
 
 def test_cdse_jp2_through_vsis3_to_the_dn(cdse) -> None:
@@ -182,8 +213,9 @@ def test_cdse_jp2_through_vsis3_to_the_dn(cdse) -> None:
     assert rec["boa_offset_rule"].startswith("baseline 05.10")  # processing:version, not guessed
     s3 = [(p, h) for (_, p, _), h in zip(rp.hits, rp.headers, strict=True) if "/s3/eodata/" in p]
     assert {p.rsplit("_", 1)[-1] for p, _ in s3} >= {"10m.jp2", "20m.jp2"}
-    assert all(h["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=CDSETESTKEYID/")
-               for _, h in s3)  # fmt: skip
+    assert all(
+        h["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=CDSETESTKEYID/") for _, h in s3
+    )
     assert not any("cdse-test-secret" in json.dumps(h) for _, h in s3)
     # the 10 m keys were used, never the resampled copies (B02_20m, B02_60m)
     assert not any(p.endswith(("B02_20m.jp2", "B02_60m.jp2")) for p, _ in s3)

@@ -112,8 +112,10 @@ def test_c1_l2a_two_tiles_one_date_post_token_paging(rec, httpserver: HTTPServer
     assert (s.masks[0, 1][west] == 30).all() and (s.masks[0, 1][east] == 70).all()
     assert (s.masks[0, 0][west] == 5).all() and (s.masks[0, 0][east] == 9).all()
     items = s.provenance["dates"][0]["items"]
-    assert [i["item"] for i in items] == ["S2B_T24MUV_20250731T130245_L2A",
-                                          "S2B_T24MVV_20250731T130245_L2A"]  # fmt: skip
+    assert [i["item"] for i in items] == [
+        "S2B_T24MUV_20250731T130245_L2A",
+        "S2B_T24MVV_20250731T130245_L2A",
+    ]
     assert {i["boa_offset_removed_dn"] for i in items} == {1000}
 
 
@@ -156,14 +158,20 @@ def test_l2a_2020_baseline_0214_static_catalog(rec, httpserver, tmp_path) -> Non
     xy = (t[2] + 30000.0, t[5] - 30000.0)
     rp.serve_item(d, l2a_dn(), xy, {"scl": 11})
     cat = pystac.Catalog("c", "test")
-    col = pystac.Collection("sentinel-2-l2a", "l2a", pystac.Extent.from_dict(
-        {"spatial": {"bbox": [d["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+    col = pystac.Collection(
+        "sentinel-2-l2a",
+        "l2a",
+        pystac.Extent.from_dict(
+            {"spatial": {"bbox": [d["bbox"]]}, "temporal": {"interval": [[None, None]]}}
+        ),
+    )
     cat.add_child(col)
     col.add_item(pystac.Item.from_dict(d))
     cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
     grid = grid_at(xy, 32629)
-    prov = StacProvider(catalog=tmp_path / "cat" / "catalog.json", collection="sentinel-2-l2a",
-                        scl_masks=True)  # fmt: skip
+    prov = StacProvider(
+        catalog=tmp_path / "cat" / "catalog.json", collection="sentinel-2-l2a", scl_masks=True
+    )
     s = prov.fetch([grid], dt.date(2020, 1, 1), dt.date(2020, 12, 31))[0]
     assert s.dates == [dt.date(2020, 2, 19)]
     for b in range(10):
@@ -219,13 +227,28 @@ def test_config_reaches_the_provider(rec, httpserver) -> None:
     (issue 19 point 5): the cloud filter drops 24MUV (56.8 %) and keeps 24MVV (34.8 %),
     max_retries: 0 makes one 503 fatal after a single request."""
     rp = replay(httpserver, rec)
-    rp.serve_item(rp.item(C1.format("U")), c1_dn(), (OVERLAP[0] - 2000, OVERLAP[0], OVERLAP[1]),
-                  {"cloud": 30, "snow": 5})  # fmt: skip
-    rp.serve_item(rp.item(C1.format("V")), c1_dn(7), (OVERLAP[0], OVERLAP[0] + 2000, OVERLAP[1]),
-                  {"cloud": 70, "snow": 9})  # fmt: skip
+    rp.serve_item(
+        rp.item(C1.format("U")),
+        c1_dn(),
+        (OVERLAP[0] - 2000, OVERLAP[0], OVERLAP[1]),
+        {"cloud": 30, "snow": 5},
+    )
+    rp.serve_item(
+        rp.item(C1.format("V")),
+        c1_dn(7),
+        (OVERLAP[0], OVERLAP[0] + 2000, OVERLAP[1]),
+        {"cloud": 70, "snow": 9},
+    )
     url = f"{rp.base}/v1"
-    cfg = Sentinel2Config(api_url=url, max_cloud_cover=40, max_retries=0, connect_timeout_s=3,
-                          read_timeout_s=4, retry_backoff_s=0, scl_masks=True)  # fmt: skip
+    cfg = Sentinel2Config(
+        api_url=url,
+        max_cloud_cover=40,
+        max_retries=0,
+        connect_timeout_s=3,
+        read_timeout_s=4,
+        retry_backoff_s=0,
+        scl_masks=True,
+    )
     prov = make_provider(cfg, Path, Path("unused"))
     assert (prov.retries, prov.timeouts, prov.scl_masks) == (0, (3, 4), True)
     assert prov.gdal_env["GDAL_HTTP_MAX_RETRY"] == "0" and prov.gdal_env["GDAL_HTTP_TIMEOUT"] == "7"
@@ -266,8 +289,13 @@ def test_one_date_across_two_utm_zones(rec, httpserver, tmp_path) -> None:
     rp.serve_item(vv, c1_dn(), (x - 2000, x, y), {"cloud": 30, "snow": 5})
     rp.serve_item(z25, c1_dn(11), (x25, y25), {"cloud": 70, "snow": 9})
     cat = pystac.Catalog("c", "test")
-    col = pystac.Collection("sentinel-2-c1-l2a", "c1", pystac.Extent.from_dict(
-        {"spatial": {"bbox": [vv["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+    col = pystac.Collection(
+        "sentinel-2-c1-l2a",
+        "c1",
+        pystac.Extent.from_dict(
+            {"spatial": {"bbox": [vv["bbox"]]}, "temporal": {"interval": [[None, None]]}}
+        ),
+    )
     cat.add_child(col)
     for d in (vv, z25):
         d["links"] = []

@@ -105,8 +105,11 @@ def test_asset_crs_epsg_integer_and_absent() -> None:
 
 
 def test_non_reflectance_assets_are_not_scaled() -> None:
-    m = asset_meta(_item({"s2:processing_baseline": "05.11"}, {"raster:bands": [{"nodata": 0}]}),
-                   "red", reflectance=False)  # fmt: skip
+    m = asset_meta(
+        _item({"s2:processing_baseline": "05.11"}, {"raster:bands": [{"nodata": 0}]}),
+        "red",
+        reflectance=False,
+    )
     assert (m.scale, m.offset, m.nodata) == (1.0, 0.0, 0.0)
 
 
@@ -122,8 +125,11 @@ def test_reprocessed_baselines_keep_the_newest_one_item_per_scene() -> None:
     tile = {"grid:code": "MGRS-31TCJ", "platform": "sentinel-2b"}
     old = _item({**tile, "s2:processing_baseline": "04.00"}, iid="b_old", col="c")
     new = _item({**tile, "s2:processing_baseline": "05.10"}, iid="a_new", col="c")
-    other_tile = _item({**tile, "grid:code": "MGRS-31TCK", "s2:processing_baseline": "04.00"},
-                       iid="c_other", col="c")  # fmt: skip
+    other_tile = _item(
+        {**tile, "grid:code": "MGRS-31TCK", "s2:processing_baseline": "04.00"},
+        iid="c_other",
+        col="c",
+    )
     l1c = _item(tile, iid="d_l1c", col="sentinel-2-l1c")
     for order in ([old, new, other_tile, l1c], [new, l1c, other_tile, old]):
         kept, dropped = select_items(order, ["c"])
@@ -186,8 +192,10 @@ def test_empty_or_odd_band_lists_fall_back_to_the_defaults(asset) -> None:
 
 
 def test_non_reflectance_assets_keep_their_crs_and_say_why_unscaled() -> None:
-    item = _item({"s2:processing_baseline": "05.11", "proj:epsg": 32631},
-                 {"raster:bands": [{"scale": 2e-4, "offset": -0.1, "nodata": 0}]})  # fmt: skip
+    item = _item(
+        {"s2:processing_baseline": "05.11", "proj:epsg": 32631},
+        {"raster:bands": [{"scale": 2e-4, "offset": -0.1, "nodata": 0}]},
+    )
     m = asset_meta(item, "red", reflectance=False)
     assert (m.scale, m.offset, m.nodata) == (1.0, 0.0, 0.0)
     assert (m.crs, m.decision) == ("EPSG:32631", "not a reflectance")

@@ -141,8 +141,13 @@ def test_remote_static_catalog_same_contract(rec, httpserver, tmp_path, sleeps) 
     uv = rp.item(C1.format("U"))
     uv["links"] = []
     cat = pystac.Catalog("c", "test")
-    col = pystac.Collection("sentinel-2-c1-l2a", "c1", pystac.Extent.from_dict(
-        {"spatial": {"bbox": [uv["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+    col = pystac.Collection(
+        "sentinel-2-c1-l2a",
+        "c1",
+        pystac.Extent.from_dict(
+            {"spatial": {"bbox": [uv["bbox"]]}, "temporal": {"interval": [[None, None]]}}
+        ),
+    )
     cat.add_child(col)
     col.add_item(pystac.Item.from_dict(uv))
     cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
@@ -171,19 +176,31 @@ def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries, capl
         d = json.loads(json.dumps(item).replace(next(iter(PC_HOSTS)), stalled.url))
         d["links"] = []
         cat = pystac.Catalog("c", "test")
-        col = pystac.Collection("sentinel-2-l2a", "pc", pystac.Extent.from_dict(
-            {"spatial": {"bbox": [d["bbox"]]}, "temporal": {"interval": [[None, None]]}}))  # fmt: skip
+        col = pystac.Collection(
+            "sentinel-2-l2a",
+            "pc",
+            pystac.Extent.from_dict(
+                {"spatial": {"bbox": [d["bbox"]]}, "temporal": {"interval": [[None, None]]}}
+            ),
+        )
         cat.add_child(col)
         col.add_item(pystac.Item.from_dict(d))
         cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
-        cfg = Sentinel2Config(catalog=str(tmp_path / "cat" / "catalog.json"),
-                              collection="sentinel-2-l2a", scl_masks=True, max_retries=retries,
-                              retry_backoff_s=0, connect_timeout_s=0.4, read_timeout_s=0.4)  # fmt: skip
+        cfg = Sentinel2Config(
+            catalog=str(tmp_path / "cat" / "catalog.json"),
+            collection="sentinel-2-l2a",
+            scl_masks=True,
+            max_retries=retries,
+            retry_backoff_s=0,
+            connect_timeout_s=0.4,
+            read_timeout_s=0.4,
+        )
         prov = make_provider(cfg, Path, Path("unused"))
         assert prov.gdal_env["GDAL_HTTP_TIMEOUT"] == "1"  # round(0.4 + 0.4)
         assert prov.gdal_env["GDAL_HTTP_MAX_RETRY"] == str(retries)
-        (res,) = prov.fetch_each([grid_at_utm(PC_XY, PC_EPSG)], dt.date(2024, 1, 1),
-                                 dt.date(2024, 12, 31))  # fmt: skip
+        (res,) = prov.fetch_each(
+            [grid_at_utm(PC_XY, PC_EPSG)], dt.date(2024, 1, 1), dt.date(2024, 12, 31)
+        )
     href = d["assets"]["B02"]["href"]
     assert isinstance(res, InputError)
     said = re.escape(f"asset 'B02' unreadable ({href}): no answer (Operation timed out after ")

@@ -45,9 +45,19 @@ T10, T20 = _src_transform(10.0), _src_transform(20.0)
 
 
 def _write(path: Path, data: np.ndarray, transform: Affine, nodata: int = 0) -> str:
-    profile = dict(driver="GTiff", height=data.shape[0], width=data.shape[1], count=1,
-                   dtype=data.dtype, crs=UTM, transform=transform, nodata=nodata,
-                   tiled=True, blockxsize=256, blockysize=256)  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        height=data.shape[0],
+        width=data.shape[1],
+        count=1,
+        dtype=data.dtype,
+        crs=UTM,
+        transform=transform,
+        nodata=nodata,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
     return str(path)
@@ -70,10 +80,12 @@ def _files(tmp: Path) -> dict[str, str]:
 def _item(iid: str, day: dt.date, hrefs: dict[str, str]) -> pystac.Item:
     w, s, e, n = transform_bounds(UTM, "EPSG:4326", *rasterio.transform.array_bounds(H, W, T10))
     item = pystac.Item(
-        iid, shapely.geometry.mapping(shapely.box(w, s, e, n)), [w, s, e, n],
+        iid,
+        shapely.geometry.mapping(shapely.box(w, s, e, n)),
+        [w, s, e, n],
         dt.datetime(day.year, day.month, day.day, 10, 30, tzinfo=dt.UTC),
         {"s2:processing_baseline": "05.00", "s2:product_uri": f"{iid}.SAFE"},
-    )  # fmt: skip
+    )
     for key in (*STAC_ASSETS, *STAC_MASK_ASSETS):
         item.add_asset(key, pystac.Asset(hrefs[key], media_type=pystac.MediaType.COG))
     return item
@@ -82,10 +94,12 @@ def _item(iid: str, day: dt.date, hrefs: dict[str, str]) -> pystac.Item:
 def _catalog(tmp: Path, items: list[pystac.Item]) -> Path:
     cat = pystac.Catalog("root", "test archive")
     coll = pystac.Collection(
-        "sentinel-2-c1-l2a", "test",
-        pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]),
-                      pystac.TemporalExtent([[None, None]])),
-    )  # fmt: skip
+        "sentinel-2-c1-l2a",
+        "test",
+        pystac.Extent(
+            pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])
+        ),
+    )
     cat.add_child(coll)
     coll.add_items(items)
     cat.normalize_hrefs(str(tmp / "stac"))
@@ -144,9 +158,16 @@ def _check(series, grid: Grid, t: int = 0) -> None:
 def archive(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     tmp = tmp_path_factory.mktemp("s2win")
     f = _files(tmp)
-    items = [_item(f"S2B_{d:%Y%m%d}", d, _hrefs(f)) for d in
-             (dt.date(2021, 3, 31), dt.date(2021, 4, 1), dt.date(2021, 6, 15),
-              dt.date(2021, 9, 30), dt.date(2021, 10, 1))]  # fmt: skip
+    items = [
+        _item(f"S2B_{d:%Y%m%d}", d, _hrefs(f))
+        for d in (
+            dt.date(2021, 3, 31),
+            dt.date(2021, 4, 1),
+            dt.date(2021, 6, 15),
+            dt.date(2021, 9, 30),
+            dt.date(2021, 10, 1),
+        )
+    ]
     return _catalog(tmp, items), f
 
 
@@ -160,8 +181,9 @@ GRIDS = {
 def test_values_on_several_grids_at_once(archive) -> None:
     """Square and non-square grids, off the source diagonal, read in one call."""
     cat, _ = archive
-    out = StacProvider(catalog=cat).fetch(list(GRIDS.values()), dt.date(2021, 4, 1),
-                                          dt.date(2021, 9, 30))  # fmt: skip
+    out = StacProvider(catalog=cat).fetch(
+        list(GRIDS.values()), dt.date(2021, 4, 1), dt.date(2021, 9, 30)
+    )
     for grid, series in zip(GRIDS.values(), out, strict=True):
         assert series.data.shape == (3, 10, grid.height, grid.width)
         for t in range(3):
@@ -170,12 +192,14 @@ def test_values_on_several_grids_at_once(archive) -> None:
 
 def test_first_and_last_day_of_the_range_are_kept(archive) -> None:
     cat, _ = archive
-    (s,) = StacProvider(catalog=cat).fetch([GRIDS["square"]], dt.date(2021, 4, 1),
-                                           dt.date(2021, 9, 30))  # fmt: skip
+    (s,) = StacProvider(catalog=cat).fetch(
+        [GRIDS["square"]], dt.date(2021, 4, 1), dt.date(2021, 9, 30)
+    )
     assert s.dates == [dt.date(2021, 4, 1), dt.date(2021, 6, 15), dt.date(2021, 9, 30)]
     assert s.products == ["S2B_20210401", "S2B_20210615", "S2B_20210930"]
-    (one,) = StacProvider(catalog=cat).fetch([GRIDS["square"]], dt.date(2021, 10, 1),
-                                             dt.date(2021, 10, 1))  # fmt: skip
+    (one,) = StacProvider(catalog=cat).fetch(
+        [GRIDS["square"]], dt.date(2021, 10, 1), dt.date(2021, 10, 1)
+    )
     assert one.dates == [dt.date(2021, 10, 1)]
 
 
@@ -191,9 +215,13 @@ def _edge_grid(col: float, row: float, width: int, height: int) -> Grid:
 
 @pytest.mark.parametrize(
     ("name", "col", "row", "width", "height"),
-    [("first_row", 200, -3, 5, 7), ("last_row", 300, H - 4, 7, 5),
-     ("first_col", -3, 400, 6, 6), ("last_col", W - 4, 500, 8, 4)],
-)  # fmt: skip
+    [
+        ("first_row", 200, -3, 5, 7),
+        ("last_row", 300, H - 4, 7, 5),
+        ("first_col", -3, 400, 6, 6),
+        ("last_col", W - 4, 500, 8, 4),
+    ],
+)
 def test_grids_across_each_source_edge(archive, name, col, row, width, height) -> None:
     """Pixels beyond the tile's first/last row or column are nodata (0), the rest exact."""
     cat, _ = archive

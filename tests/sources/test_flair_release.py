@@ -144,10 +144,18 @@ def _write(path: Path, data: np.ndarray, x0: float, y0: float, crs: Any, tiled: 
     path.parent.mkdir(parents=True, exist_ok=True)
     layout = {"tiled": True, "blockxsize": 16, "blockysize": 16} if tiled else {}
     with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
-        count=data.shape[0], dtype="uint8", crs=crs, compress="zstd",
-        transform=Affine(0.19999999999981, 0, x0, 0, -0.19999999999981, y0), **layout,
-    ) as dst:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype="uint8",
+        crs=crs,
+        compress="zstd",
+        transform=Affine(0.19999999999981, 0, x0, 0, -0.19999999999981, y0),
+        **layout,
+    ) as dst:
         dst.write(data)
 
 

@@ -33,8 +33,9 @@ DOMAIN = "D033_2021"
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("flair-pipeline", path=str(Path(sys.executable).parent))
     assert exe, "console script flair-pipeline not installed"
-    return subprocess.run([exe, *args], cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env=env)  # fmt: skip
+    return subprocess.run(
+        [exe, *args], cwd=REPO, capture_output=True, text=True, timeout=600, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,10 @@ def test_synth_flavour_ign_writes_what_ign_delivers(tiny_world: WorldSummary, ig
         for tile in tiles:  # 33-2021-0424300-6410202-LA93-0M20.tif
             rgbn = _read(tile)
             stem = tile.stem.removesuffix("-LA93-0M20")
-            rvb, irc = (ign / "ortho" / f"{stem}-LA93-0M20-E080.jp2",
-                        ign / "ortho" / f"{stem}-LA93-0M20-IRC-E080.jp2")  # fmt: skip
+            rvb, irc = (
+                ign / "ortho" / f"{stem}-LA93-0M20-E080.jp2",
+                ign / "ortho" / f"{stem}-LA93-0M20-IRC-E080.jp2",
+            )
             for path, bands in ((rvb, [0, 1, 2]), (irc, [3, 0, 1])):  # IRC's order: NIR, R, G
                 with rasterio.open(path) as src, rasterio.open(tile) as ref:
                     assert src.driver == "JP2OpenJPEG" and src.count == 3
@@ -88,8 +91,10 @@ def test_synth_flavour_ign_writes_what_ign_delivers(tiny_world: WorldSummary, ig
         (mns,) = (ign / "lidar_hd").glob("*_MNS_O_0M50_LAMB93_IGN69.tif")
         with rasterio.open(plain / "dsm.tif") as ref, rasterio.open(mns) as src:
             assert src.res == (0.5, 0.5) and src.nodata == -9999 and src.crs == ref.crs
-            assert (src.transform.c, src.transform.f) == (ref.transform.c - 0.25,
-                                                          ref.transform.f + 0.25)  # fmt: skip
+            assert (src.transform.c, src.transform.f) == (
+                ref.transform.c - 0.25,
+                ref.transform.f + 0.25,
+            )
         # OCS GE: both codes per polygon, and the table maps each pair back to the FLAIR code
         labels = gpd.read_file(plain / "labels.gpkg")
         ocsge = gpd.read_file(ign / "ocsge" / "OCCUPATION_SOL.gpkg")
@@ -106,16 +111,29 @@ def test_synth_flavour_ign_writes_what_ign_delivers(tiny_world: WorldSummary, ig
         assert spec["dtm"]["crs"] == "EPSG:2154"
 
 
-def test_materialize_builds_the_ign_domain(tiny_world: WorldSummary, ign_raw: Path,
-                                           tmp_path: Path) -> None:  # fmt: skip
+def test_materialize_builds_the_ign_domain(
+    tiny_world: WorldSummary, ign_raw: Path, tmp_path: Path
+) -> None:
     """The command of docs/inputs.md, one domain: IMG bands R, G, B, NIR are the plain
     world's ortho pixels under each patch (the plain tiles merged by rasterio)."""
     ds = tmp_path / "ds"
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    r = _cli("materialize", "--select", "group:sources or group:dataset", "--partition", DOMAIN,
-             "--set", f"paths.raw={ign_raw}", "--set", f"paths.dataset={ds}",
-             "--set", "sampling.patch_size=64", "--set", "sampling.max_patches_per_domain=4",
-             env=env)  # fmt: skip
+    r = _cli(
+        "materialize",
+        "--select",
+        "group:sources or group:dataset",
+        "--partition",
+        DOMAIN,
+        "--set",
+        f"paths.raw={ign_raw}",
+        "--set",
+        f"paths.dataset={ds}",
+        "--set",
+        "sampling.patch_size=64",
+        "--set",
+        "sampling.max_patches_per_domain=4",
+        env=env,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     imgs = sorted((ds / "aerial" / DOMAIN).rglob("IMG_*.tif"))
     assert len(imgs) == 4

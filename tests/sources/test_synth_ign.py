@@ -148,12 +148,25 @@ def test_sensor_sees_and_dagster_builds_the_ign_domain(both, tmp_path: Path) -> 
     assert scan.complete and "domain.yaml" in names
     assert {p.relative_to(ign).as_posix() for p in ign.rglob("*") if p.is_file()} == names
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(tmp_path / "ds")},
-                                 "sampling": {"patch_size": PATCH, "strategy": "random",
-                                              "max_patches_per_domain": 4}}))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(raw), "dataset": str(tmp_path / "ds")},
+                "sampling": {
+                    "patch_size": PATCH,
+                    "strategy": "random",
+                    "max_patches_per_domain": 4,
+                },
+            }
+        )
+    )
     with dg.instance_for_test() as instance:
-        materialize("group:sources or group:dataset", (DOMAIN,), FlairConfig(config_path=str(p)),
-                    instance=instance)  # fmt: skip
+        materialize(
+            "group:sources or group:dataset",
+            (DOMAIN,),
+            FlairConfig(config_path=str(p)),
+            instance=instance,
+        )
     imgs = sorted((tmp_path / "ds" / "aerial").rglob("IMG_*.tif"))
     assert len(imgs) == 4  # a few patches keep the test fast; the build path is the point
     ids = {p.stem.removeprefix("IMG_") for p in imgs}
@@ -198,18 +211,30 @@ def test_a_uint16_product_with_a_rescale_builds_the_plain_pixels(
         with rasterio.open(tile, "w", **profile) as dst:
             dst.write(arr.astype(np.uint16) * 10)
     bands = {"R": 1, "G": 2, "B": 3, "NIR": 4}
-    spec = {"ortho": [{"name": "rgbn16", "glob": "ortho/*.tif", "bands": bands,
-                       "rescale": [0, 2550]}],
-            "dsm": {"glob": "dsm.tif"}, "dtm": {"glob": "dtm.tif"},
-            "labels": {"glob": "labels.gpkg"}}  # fmt: skip
+    spec = {
+        "ortho": [{"name": "rgbn16", "glob": "ortho/*.tif", "bands": bands, "rescale": [0, 2550]}],
+        "dsm": {"glob": "dsm.tif"},
+        "dtm": {"glob": "dtm.tif"},
+        "labels": {"glob": "labels.gpkg"},
+    }
     (folder / "domain.yaml").write_text(yaml.safe_dump(spec))
     p = tmp_path / "params.yaml"
     ds = tmp_path / "ds"
-    p.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(ds)},
-                                 "sampling": {"patch_size": PATCH, "max_patches_per_domain": 4}}))  # fmt: skip
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {"raw": str(raw), "dataset": str(ds)},
+                "sampling": {"patch_size": PATCH, "max_patches_per_domain": 4},
+            }
+        )
+    )
     with dg.instance_for_test() as instance:
-        materialize("group:sources or group:dataset", (DOMAIN,), FlairConfig(config_path=str(p)),
-                    instance=instance)  # fmt: skip
+        materialize(
+            "group:sources or group:dataset",
+            (DOMAIN,),
+            FlairConfig(config_path=str(p)),
+            instance=instance,
+        )
     tiles = [rasterio.open(t) for t in sorted((plain / "ortho").glob("*.tif"))]
     try:
         mosaic, t = merge(tiles)

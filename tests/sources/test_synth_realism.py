@@ -25,8 +25,17 @@ def test_herbaceous_and_agricultural_alike_in_the_air() -> None:
         for j in range(20):
             lc.add(box(i * 10, j * 10, i * 10 + 10, j * 10 + 10), 10 if (i + j) % 2 else 11, rng)
     app = object_appearance(lc, 3, 0.2)
-    img = render_ortho(lc, shapely.STRtree(lc.geoms), app, (0, 0, 200, 200), (0, 200), 0.2,
-                       Radiometry((1, 1, 1, 1), (0, 0, 0, 0)), 3, (0, 0))  # fmt: skip
+    img = render_ortho(
+        lc,
+        shapely.STRtree(lc.geoms),
+        app,
+        (0, 0, 200, 200),
+        (0, 200),
+        0.2,
+        Radiometry((1, 1, 1, 1), (0, 0, 0, 0)),
+        3,
+        (0, 0),
+    )
     code = np.zeros(img.shape[1:], int)
     for i in range(20):
         for j in range(20):

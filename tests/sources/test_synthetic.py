@@ -65,8 +65,12 @@ def test_split_class_shares_match_the_written_labels(tiny_world: WorldSummary) -
 def test_layout(tiny_world: WorldSummary) -> None:
     for folder in _domains(tiny_world):
         assert {p.name for p in folder.iterdir()} == {
-            "ortho", "dsm.tif", "dtm.tif", "labels.gpkg", "domain.json"
-        }  # fmt: skip
+            "ortho",
+            "dsm.tif",
+            "dtm.tif",
+            "labels.gpkg",
+            "domain.json",
+        }
         assert len(list((folder / "ortho").glob("*.tif"))) >= 2
     assert (tiny_world.out / "sentinel2" / "catalog.json").is_file()
     assert not list(tiny_world.out.glob(".synth-*")), "temporary folder left behind"

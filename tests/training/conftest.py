@@ -27,10 +27,16 @@ def tiny_params(raw: Path, root: Path) -> dict:
         },
         "sampling": {"patch_size": 64, "zone_size_m": 60, "max_patches_per_domain": 12},
         "train": {
-            "epochs": 3, "batch_size": 4, "lr": 0.003, "optimizer": "adamw",
-            "scheduler": "none", "num_workers": 0, "utae_width": 8, "norm_samples": 12,
+            "epochs": 3,
+            "batch_size": 4,
+            "lr": 0.003,
+            "optimizer": "adamw",
+            "scheduler": "none",
+            "num_workers": 0,
+            "utae_width": 8,
+            "norm_samples": 12,
         },
-    }  # fmt: skip
+    }
 
 
 def build_dataset(params: Path) -> None:

@@ -16,8 +16,15 @@ import torch.nn.functional as F
 
 from flair_pipeline.training.module import FlairModule
 
-UTAE = {"encoder_widths": [8, 8, 16], "decoder_widths": [8, 8, 16], "out_conv": [8, 13],
-        "n_head": 4, "d_model": 16, "d_k": 4, "dropout": 0.0}  # fmt: skip
+UTAE = {
+    "encoder_widths": [8, 8, 16],
+    "decoder_widths": [8, 8, 16],
+    "out_conv": [8, 13],
+    "n_head": 4,
+    "d_model": 16,
+    "d_k": 4,
+    "dropout": 0.0,
+}
 STATS = {"mean": [100.0] * 5, "std": [50.0] * 5, "s2_mean": [0.1] * 10, "s2_std": [0.05] * 10}
 
 

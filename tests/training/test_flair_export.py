@@ -44,10 +44,14 @@ def flair2_read(root: Path) -> dict[str, dict]:
     for status, (aerial, labels, sen) in PARTS.items():
         for domain in os.listdir(root / labels):
             for area in os.listdir(root / aerial / domain):
-                imgs = sorted((root / aerial / domain / area).rglob("IMG*.tif"),
-                              key=lambda p: int(p.as_posix().split("_")[-1][:-4]))  # fmt: skip
-                msks = sorted((root / labels / domain / area).rglob("MSK*.tif"),
-                              key=lambda p: int(p.as_posix().split("_")[-1][:-4]))  # fmt: skip
+                imgs = sorted(
+                    (root / aerial / domain / area).rglob("IMG*.tif"),
+                    key=lambda p: int(p.as_posix().split("_")[-1][:-4]),
+                )
+                msks = sorted(
+                    (root / labels / domain / area).rglob("MSK*.tif"),
+                    key=lambda p: int(p.as_posix().split("_")[-1][:-4]),
+                )
                 (data_f,) = (root / sen / domain / area).rglob("*data.npy")
                 (masks_f,) = (root / sen / domain / area).rglob("*masks.npy")
                 (prod_f,) = (root / sen / domain / area).rglob("*products.txt")
@@ -58,12 +62,17 @@ def flair2_read(root: Path) -> dict[str, dict]:
                     m = meta[img.name[:-4]]
                     h, mi = m["time"].split("h")
                     out[img.name] = {
-                        "status": status, "domain": domain, "zone": area, "img": img, "msk": msk,
+                        "status": status,
+                        "domain": domain,
+                        "zone": area,
+                        "img": img,
+                        "msk": msk,
                         "s2": data[:, :, r - HALF : r + HALF, c - HALF : c + HALF],
                         "s2_masks": masks[:, :, r - HALF : r + HALF, c - HALF : c + HALF],
                         "mmdd": [(int(x[15:19][:2]), int(x[15:19][2:])) for x in lines],
-                        "meta": m, "minutes": int(h) * 60 + int(mi),
-                    }  # fmt: skip
+                        "meta": m,
+                        "minutes": int(h) * 60 + int(mi),
+                    }
     return out
 
 

@@ -47,8 +47,17 @@ def real_flair_module() -> Path:
 def test_train_and_evaluate_on_an_imported_release(imported, tmp_path: Path, model: str) -> None:
     release, manifest, params = imported
     out = tmp_path / model
-    args = ["train", "--model", model, "--data", str(manifest), "--out", str(out),
-            "--config", str(params)]  # fmt: skip
+    args = [
+        "train",
+        "--model",
+        model,
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--config",
+        str(params),
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     best = out / "checkpoints" / "best.ckpt"
@@ -62,11 +71,28 @@ def test_train_and_evaluate_on_an_imported_release(imported, tmp_path: Path, mod
         # predict maps a release IMG with the release's own time format
         img = next(release.root.rglob("IMG_084558.tif"))
         m = meta["IMG_084558"]
-        res = CliRunner().invoke(cli, [
-            "predict", "--checkpoint", str(best), "--image", str(img), "--out",
-            str(tmp_path / "map.tif"), "--camera", m["camera"], "--date", m["date"],
-            "--time", m["time"], "--device", "cpu", "--config", str(params),
-        ])  # fmt: skip
+        res = CliRunner().invoke(
+            cli,
+            [
+                "predict",
+                "--checkpoint",
+                str(best),
+                "--image",
+                str(img),
+                "--out",
+                str(tmp_path / "map.tif"),
+                "--camera",
+                m["camera"],
+                "--date",
+                m["date"],
+                "--time",
+                m["time"],
+                "--device",
+                "cpu",
+                "--config",
+                str(params),
+            ],
+        )
         assert res.exit_code == 0, res.output
         with rasterio.open(tmp_path / "map.tif") as mp, rasterio.open(img) as src:
             assert (mp.transform, mp.shape, mp.crs) == (src.transform, src.shape, src.crs)
@@ -91,9 +117,16 @@ def test_train_and_evaluate_on_an_imported_release(imported, tmp_path: Path, mod
     assert report.scores.miou == pytest.approx(float(np.mean(ious)), abs=1e-9)
     res = CliRunner().invoke(
         cli,
-        ["evaluate", "--predictions", str(tmp_path / "eval" / "predictions"),
-         "--labels", str(release.root / "flair_2_labels_test"), "--out", str(tmp_path / "m.json")],
-    )  # fmt: skip
+        [
+            "evaluate",
+            "--predictions",
+            str(tmp_path / "eval" / "predictions"),
+            "--labels",
+            str(release.root / "flair_2_labels_test"),
+            "--out",
+            str(tmp_path / "m.json"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "m.json").read_text())["miou"] == pytest.approx(
         report.scores.miou

@@ -222,8 +222,10 @@ def test_buffers_and_hyper_parameters() -> None:
     )
     assert m.class_weight.tolist() == [1.0] * 12 + [0.0]
     assert "encoder_weights" not in m.hparams and m.hparams.seed == 5
-    assert torch.equal(torch.rand(3, generator=m._generator),
-                       torch.rand(3, generator=torch.Generator().manual_seed(5)))  # fmt: skip
+    assert torch.equal(
+        torch.rand(3, generator=m._generator),
+        torch.rand(3, generator=torch.Generator().manual_seed(5)),
+    )
     assert m.last_good_step == 0
     assert not hasattr(module(), "s2_mean")
 

@@ -46,8 +46,15 @@ def write_patch(path: Path) -> np.ndarray:
     rng = np.random.default_rng(3)
     base = np.array([20, 70, 120, 170, 220])[:, None, None]  # each band near its own mean
     arr = np.clip(base + rng.integers(-20, 21, (5, SIDE, SIDE)), 0, 255).astype(np.uint8)
-    profile = dict(driver="GTiff", width=SIDE, height=SIDE, count=5, dtype="uint8",
-                   crs="EPSG:2154", transform=Affine(0.2, 0, 700000.0, 0, -0.2, 6600000.0))  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=SIDE,
+        height=SIDE,
+        count=5,
+        dtype="uint8",
+        crs="EPSG:2154",
+        transform=Affine(0.2, 0, 700000.0, 0, -0.2, 6600000.0),
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(arr)
     return arr
@@ -56,10 +63,13 @@ def write_patch(path: Path) -> np.ndarray:
 def save_checkpoint(module: FlairModule, path: Path) -> None:
     """The two things ``load_inference`` reads from a Lightning checkpoint."""
     torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-         "pytorch-lightning_version": L.__version__},
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": L.__version__,
+        },
         path,
-    )  # fmt: skip
+    )
 
 
 def test_one_patch_is_normalised_the_same_in_training_and_prediction(tmp_path: Path) -> None:
@@ -83,8 +93,17 @@ def test_one_patch_is_normalised_the_same_in_training_and_prediction(tmp_path: P
     inf = load_inference(ckpt)
     assert inf.mean == MEAN and inf.std == STD and inf.patch_size == SIDE
     spy = Spy(inf.model)
-    predict_map(spy, img, tmp_path / "map.tif", patch_size=inf.patch_size, overlap=0.0,
-                batch_size=1, mean=inf.mean, std=inf.std, device="cpu")  # fmt: skip
+    predict_map(
+        spy,
+        img,
+        tmp_path / "map.tif",
+        patch_size=inf.patch_size,
+        overlap=0.0,
+        batch_size=1,
+        mean=inf.mean,
+        std=inf.std,
+        device="cpu",
+    )
     assert len(spy.seen) == 1 and spy.seen[0].shape == (1, 5, SIDE, SIDE)
     predicted = spy.seen[0][0].numpy()
 

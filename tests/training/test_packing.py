@@ -99,9 +99,12 @@ def test_training_from_the_pack_gives_the_geotiff_losses(packed_copy, tmp_path: 
     cfg = config(params, "train.epochs=1")
     packed = train_model(root, tmp_path / "p", cfg, "unet-meta", progress=False)
     tiffs = train_model(
-        root, tmp_path / "g", config(params, "train.epochs=1", "train.packed=false"), "unet-meta",
+        root,
+        tmp_path / "g",
+        config(params, "train.epochs=1", "train.packed=false"),
+        "unet-meta",
         progress=False,
-    )  # fmt: skip
+    )
     a, b = epoch_rows(Path(packed.curves_csv)), epoch_rows(Path(tiffs.curves_csv))
     keys = ("train_loss", "val_loss", "val_miou")
     assert len(a) == 1 and [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
@@ -181,8 +184,9 @@ def test_asset_writes_the_pack_with_its_counts(packed_copy, tmp_path: Path) -> N
     before = _files(root / "packed")
     shutil.rmtree(root / "packed")
     with dg.instance_for_test() as instance:
-        materialize("key:packed_training_input", (), FlairConfig(config_path=str(p2)),
-                    instance=instance)  # fmt: skip
+        materialize(
+            "key:packed_training_input", (), FlairConfig(config_path=str(p2)), instance=instance
+        )
         event = instance.get_latest_materialization_event(dg.AssetKey("packed_training_input"))
     meta = event.asset_materialization.metadata
     records = load_records(root)

@@ -42,9 +42,21 @@ def test_predict_utt_fetches_sentinel2_once_per_map(tiny_dataset, utt_ckpt, tmp_
     _, params = tiny_dataset
     domain, year = _domain(params)
     out = tmp_path / "map.tif"
-    args = ["predict", "--checkpoint", str(utt_ckpt), "--image", str(domain / "ortho"),
-            "--dsm", str(domain / "dsm.tif"), "--dtm", str(domain / "dtm.tif"),
-            "--out", str(out), "--config", str(params)]  # fmt: skip
+    args = [
+        "predict",
+        "--checkpoint",
+        str(utt_ckpt),
+        "--image",
+        str(domain / "ortho"),
+        "--dsm",
+        str(domain / "dsm.tif"),
+        "--dtm",
+        str(domain / "dtm.tif"),
+        "--out",
+        str(out),
+        "--config",
+        str(params),
+    ]
     res = CliRunner().invoke(cli, [*args, "--year", str(year)])
     assert res.exit_code == 0, res.output
     with rasterio.open(out) as m, rasterio.open(sorted((domain / "ortho").glob("*.tif"))[0]) as t:
@@ -75,22 +87,41 @@ def test_s2_windows_are_the_training_windows(tiny_dataset, utt_ckpt) -> None:
     valid = batch["dates"][~batch["pad_mask"]].tolist()
     assert valid and set(valid) <= fifteenths  # monthly averages, as the model was trained
     with pytest.raises(InputError, match=r"nope\.json: file not found"):
-        S2Windows(inf, (b.left, b.bottom, b.right, b.top),
-                  StacProvider(catalog=raw / "nope.json"), year)  # fmt: skip
+        S2Windows(
+            inf, (b.left, b.bottom, b.right, b.top), StacProvider(catalog=raw / "nope.json"), year
+        )
     assert np.isfinite(inf.s2_mean).all()
 
 
 def test_predict_unet_meta(tiny_dataset, tmp_path) -> None:
     dataset, params = tiny_dataset
-    ckpt = train_model(dataset, tmp_path / "m", config(params, "train.epochs=1"), "unet-meta",
-                       progress=False).best_checkpoint  # fmt: skip
+    ckpt = train_model(
+        dataset, tmp_path / "m", config(params, "train.epochs=1"), "unet-meta", progress=False
+    ).best_checkpoint
     domain, _ = _domain(params)
     out = tmp_path / "meta.tif"
-    res = CliRunner().invoke(cli, [
-        "predict", "--checkpoint", ckpt, "--image", str(domain / "ortho"),
-        "--dsm", str(domain / "dsm.tif"), "--dtm", str(domain / "dtm.tif"), "--out", str(out),
-        "--camera", "UCE-M3-f120-s06", "--date", "2021-06-01", "--time", "11:00:00",
-    ])  # fmt: skip
+    res = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--checkpoint",
+            ckpt,
+            "--image",
+            str(domain / "ortho"),
+            "--dsm",
+            str(domain / "dsm.tif"),
+            "--dtm",
+            str(domain / "dtm.tif"),
+            "--out",
+            str(out),
+            "--camera",
+            "UCE-M3-f120-s06",
+            "--date",
+            "2021-06-01",
+            "--time",
+            "11:00:00",
+        ],
+    )
     assert res.exit_code == 0, res.output
     with rasterio.open(out) as m:
         assert m.count == 1 and m.dtypes[0] == "uint8"

@@ -107,9 +107,18 @@ def test_cli_train(tiny_dataset, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     res = CliRunner().invoke(
         cli,
-        ["train", "--model", "unet", "--config", str(params), "--out", str(out),
-         "--set", "train.epochs=1"],
-    )  # fmt: skip
+        [
+            "train",
+            "--model",
+            "unet",
+            "--config",
+            str(params),
+            "--out",
+            str(out),
+            "--set",
+            "train.epochs=1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "best validation mIoU" in res.output
     assert (out / "checkpoints" / "best.ckpt").is_file()

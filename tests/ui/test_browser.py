@@ -83,10 +83,12 @@ def server(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory) -
     params = tmp / "params.yaml"
     params.write_text(
         yaml.safe_dump(
-            {"paths": {"raw": str(tiny_world.out), "dataset": str(tmp / "dataset")},
-             "sampling": {"patch_size": 64}}
+            {
+                "paths": {"raw": str(tiny_world.out), "dataset": str(tmp / "dataset")},
+                "sampling": {"patch_size": 64},
+            }
         )
-    )  # fmt: skip
+    )
     home = tmp / "dagster_home"
     home.mkdir()
     # Runs launched from the webserver start at once (no daemon needed to dequeue them).
@@ -96,8 +98,15 @@ def server(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory) -
     )
     port, log = free_port(), tmp / "webserver.log"
     env = {**os.environ, "DAGSTER_HOME": str(home), "FLAIR_PARAMS": str(params)}
-    cmd = [str(BIN / "dagster-webserver"), "-m", "flair_pipeline.defs.definitions",
-           "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    cmd = [
+        str(BIN / "dagster-webserver"),
+        "-m",
+        "flair_pipeline.defs.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -182,10 +191,19 @@ def test_materialize_from_the_webserver_then_see_it_in_chromium(
             page.screenshot(path=str(shots[-1]), full_page=True)
             return page.inner_text("body")
 
-        graph = show(f"/locations/{server.location}/asset-groups/dataset/lineage", "graph",
-                     "split_assignment")  # fmt: skip
-        for name in ("patch_grid", "aerial_patches", "label_masks", "dataset_metadata",
-                     "split_assignment", "domain_sources"):  # fmt: skip
+        graph = show(
+            f"/locations/{server.location}/asset-groups/dataset/lineage",
+            "graph",
+            "split_assignment",
+        )
+        for name in (
+            "patch_grid",
+            "aerial_patches",
+            "label_masks",
+            "dataset_metadata",
+            "split_assignment",
+            "domain_sources",
+        ):
             assert name in graph
         overview = show("/assets/aerial_patches", "aerial_patches", "Latest materialization")
         assert DOMAIN in overview  # the partition of the latest materialization

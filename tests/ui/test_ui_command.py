@@ -26,8 +26,14 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
-        r = subprocess.run([CLI, "ui", "--port", str(port)], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        r = subprocess.run(
+            [CLI, "ui", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert r.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use" in r.stderr
     assert "Traceback" not in r.stderr
@@ -38,8 +44,14 @@ def test_ui_starts_webserver_and_daemon_on_the_persistent_home(tmp_path: Path) -
     home, port, log = tmp_path / "home", free_port(), tmp_path / "ui.log"
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     with open(log, "w") as out:
-        proc = subprocess.Popen([CLI, "ui", "--port", str(port)], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [CLI, "ui", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url, statuses, info = f"http://127.0.0.1:{port}", {}, ""
     try:
         deadline = time.monotonic() + 150
@@ -70,8 +82,15 @@ def test_ui_starts_webserver_and_daemon_on_the_persistent_home(tmp_path: Path) -
             os.killpg(proc.pid, signal.SIGKILL)
     # runs launched from the UI share one GPU: the home the UI made limits the gpu pool
     r = subprocess.run(
-        [sys.executable, "-c", "import dagster as dg; s = dg.DagsterInstance.get()"
-         ".event_log_storage; print(s.get_concurrency_info('gpu').slot_count)"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import dagster as dg; s = dg.DagsterInstance.get()"
+            ".event_log_storage; print(s.get_concurrency_info('gpu').slot_count)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr[-2000:]

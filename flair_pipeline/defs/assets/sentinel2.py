@@ -51,8 +51,13 @@ def transient(exc: BaseException) -> bool:
     True for OS-level I/O errors (connection reset, timeout, EIO), not for a missing file,
     a permission or a raster GDAL cannot read.
     """
-    permanent = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-                 rasterio.errors.RasterioError)  # fmt: skip
+    permanent = (
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        rasterio.errors.RasterioError,
+    )
     return isinstance(exc, OSError) and not isinstance(exc, permanent)
 
 
