@@ -43,7 +43,7 @@ def test_series_report_matches_the_files(tiny_world: WorldSummary, tmp_path: Pat
     centroids = json.loads((dataset.metadata_dir / "centroids" / f"{DOMAIN}.json").read_text())
     assert sorted(centroids) == sorted(f"IMG_{p}.tif" for p in grid["patch_id"])
     meta = report.as_metadata()
-    assert meta["zones"] == len(report.dates_per_zone) and "processing_units" not in meta
+    assert meta["zones"] == len(report.dates_per_zone) and meta["processing_units"] == 0.0
     assert "data:image/png;base64," in meta["ndvi_by_class"]
     index = merge_centroids(dataset)
     assert (index.patches, index.domains) == (len(grid), 1)
