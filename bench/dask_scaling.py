@@ -3,7 +3,7 @@
 For each worker count it starts a ``LocalCluster`` (worker processes, one thread each, on
 loopback), warms the workers up (imports the code location once, as a long-lived cluster
 would have), then launches one Dagster run per domain (sources + per-domain dataset
-assets, ``flair_pipeline.defs.executors.dask_build_domain``) all at once, as a run queue
+assets, ``flair_pipeline.orchestration.executors.dask_build_domain``) all at once, as a run queue
 would, and times until every run has finished. The baseline, measured in the same run, is
 the in-process build (one process, domains one after another, ``dg.materialize``).
 Every build writes to its own dataset root; the IMG/MSK files of every Dask build are
@@ -26,8 +26,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from flair_pipeline.defs.executors import run_domain_on_dask
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.orchestration.executors import run_domain_on_dask
 from flair_pipeline.sources.synthetic import generate_world
 
 
@@ -109,7 +109,7 @@ def _run_one(ref: object, domain: str, address: str, params: str) -> bool:
 
 def _warm_up(pause: float = 0.0) -> int:
     """Import the code location once (and hold the process a moment so all get started)."""
-    import flair_pipeline.defs.executors as ex
+    import flair_pipeline.orchestration.executors as ex
 
     ex.dask_build_domain()
     time.sleep(pause)

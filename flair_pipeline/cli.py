@@ -226,7 +226,7 @@ def _run_materialize(
     verbose: bool = False,
 ) -> None:
     from flair_pipeline.defs.resources import FlairConfig
-    from flair_pipeline.defs.run import materialize
+    from flair_pipeline.orchestration.run import materialize
 
     _load(config_path, overrides)  # validate before starting any run
     flair = FlairConfig(config_path=str(config_path or "params.yaml"), overrides=list(overrides))
@@ -754,9 +754,9 @@ def _s2_windows(
 )
 @click.option("--check", is_flag=True, help="Fail if the file differs from a fresh generation.")
 def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
-    """Generate dvc.yaml from the asset graph and flair_pipeline/defs/artifacts.py."""
-    from flair_pipeline.defs import dvc_yaml
+    """Generate dvc.yaml from the asset graph and flair_pipeline/orchestration/artifacts.py."""
     from flair_pipeline.io import atomic_path
+    from flair_pipeline.orchestration import dvc_yaml
 
     if check:
         problem = dvc_yaml.check(out_path)
@@ -782,7 +782,7 @@ def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
 )
 def ui_cmd(host: str, port: int, workspace: Path) -> None:
     """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error."""
-    from flair_pipeline.defs.ui import start_ui
+    from flair_pipeline.orchestration.ui import start_ui
 
     start_ui(host, port, workspace)
 

@@ -7,7 +7,7 @@ the four data roots of ``paths.*`` in params.yaml (``raw``, ``dataset``, ``model
 
 - the typed layouts the stages use (:class:`RawLayout`, :class:`DatasetLayout`,
   :class:`ModelFiles`, :class:`EvalFiles`),
-- the files each asset owns in :mod:`flair_pipeline.defs.artifacts`, hence ``dvc.yaml``,
+- the files each asset owns in :mod:`flair_pipeline.orchestration.artifacts`, hence ``dvc.yaml``,
 - the dataset prefixes an asset stages from URL roots (``@staged(...)``),
 - the test that every file a stage writes is declared here (:func:`undeclared`).
 
@@ -52,7 +52,7 @@ class PathTemplate:
     def template(self) -> str:
         """The template with its root as a field: ``"{dataset}/aerial/{domain}"``.
 
-        This is the syntax of :mod:`flair_pipeline.defs.artifacts` (and, once its roots
+        This is the syntax of :mod:`flair_pipeline.orchestration.artifacts` (and, once its roots
         and ``{domain}`` are rewritten, of dvc.yaml).
         """
         return f"{{{self.root}}}/{self.rel}"

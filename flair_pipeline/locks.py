@@ -1,7 +1,7 @@
 """Inter-process locks per (asset key, partition) for in-process materializations.
 
 Why: runs launched by the daemon go through the run queue, which admits one run per
-``dagster/partition`` value (``flair_pipeline/defs/instance.py``). ``flair-pipeline
+``dagster/partition`` value (``flair_pipeline/orchestration/instance.py``). ``flair-pipeline
 materialize`` and ``dvc repro`` run the assets in their own process and bypass that queue,
 so two of them (or one of them and a queued run's worker calling the same code) could build
 one domain's folders at the same time. Each build therefore holds an exclusive

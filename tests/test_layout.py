@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flair_pipeline import layout as L
-from flair_pipeline.defs.artifacts import ARTIFACTS, COMMAND_STAGES, PLOTS, all_domains
+from flair_pipeline.orchestration.artifacts import ARTIFACTS, COMMAND_STAGES, PLOTS, all_domains
 
 
 def test_dataset_paths_are_flair_release_paths(tmp_path: Path) -> None:

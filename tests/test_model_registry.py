@@ -46,7 +46,7 @@ def test_model_classes_declare_the_registry_inputs() -> None:
 
 def test_assets_and_cli_use_the_registry() -> None:
     from flair_pipeline.cli import train_cmd
-    from flair_pipeline.defs.artifacts import ARTIFACTS
+    from flair_pipeline.orchestration.artifacts import ARTIFACTS
 
     for m in TRAINED:
         assert f"model_{m.folder}" in ARTIFACTS and f"evaluation_{m.folder}" in ARTIFACTS

@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from flair_pipeline.defs import dvc_yaml
-from flair_pipeline.defs.artifacts import ARTIFACTS, COMMAND_STAGES, to_dvc
 from flair_pipeline.defs.definitions import ALL_ASSETS, DATASET_ASSETS, defs
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.orchestration import dvc_yaml
+from flair_pipeline.orchestration.artifacts import ARTIFACTS, COMMAND_STAGES, to_dvc
 from tests.conftest import REPO
 
 RESOURCES = {"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()}
@@ -107,7 +107,7 @@ def test_top_level_plots_draw_files_that_stages_write_with_existing_templates() 
 
 
 def test_confusion_template_folds_the_13_classes_of_the_csv() -> None:
-    from flair_pipeline.defs.artifacts import CONFUSION_TEMPLATE
+    from flair_pipeline.orchestration.artifacts import CONFUSION_TEMPLATE
 
     template = json.loads((REPO / CONFUSION_TEMPLATE).read_text())
     fold = next(t["fold"] for t in template["spec"]["transform"] if "fold" in t)

@@ -19,7 +19,6 @@ import yaml
 from flair_pipeline.defs.assets.sources import domain_input_files, fingerprint
 from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.defs.sensors import (
     DOMAIN_ASSETS,
     new_domains_sensor,
@@ -27,6 +26,7 @@ from flair_pipeline.defs.sensors import (
     scan_raw_root,
 )
 from flair_pipeline.layout import RawLayout
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sources.synthetic import WorldSummary
 
 

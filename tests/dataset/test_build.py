@@ -21,9 +21,9 @@ from flair_pipeline.config import PipelineConfig, SplitConfig, config_from_dict
 from flair_pipeline.dataset.assemble import assemble_splits
 from flair_pipeline.dataset.build import build_domain_patches
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.errors import InputError, StageCheckError
 from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sources.synthetic import WorldSummary
 
 DOMAIN = "D033_2021"

@@ -14,9 +14,9 @@ import yaml
 
 from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sources.synthetic import WorldSummary
 
 PATCH = 64

@@ -13,8 +13,8 @@ import rasterio
 import yaml
 
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sentinel2.series import read_series
 from flair_pipeline.sources.synthetic import WorldSummary
 

@@ -123,7 +123,7 @@ def test_failed_check_is_one_line_naming_the_check(
     import yaml
 
     from flair_pipeline.defs.resources import FlairConfig
-    from flair_pipeline.defs.run import MaterializeError, materialize
+    from flair_pipeline.orchestration.run import MaterializeError, materialize
 
     p = tmp_path / "params.yaml"
     p.write_text(

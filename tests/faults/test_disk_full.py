@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.errors import DiskFullError, FlairPipelineError
 from flair_pipeline.io import TEMP_MARK
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sources.synthetic import WorldSummary
 from tests.conftest import REPO
 from tests.faults._build import build, tree

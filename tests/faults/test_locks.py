@@ -112,7 +112,7 @@ def test_two_builds_of_one_domain_run_one_after_the_other(
         )
         assert [r.dagster_run.status for r in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
         assert runs[0].end_time <= runs[1].start_time, [(r.start_time, r.end_time) for r in runs]
-        # each run names its process, for run monitoring (flair_pipeline/defs/launcher.py)
+        # each run names its process, for run monitoring (flair_pipeline/orchestration/launcher.py)
         pids = [r.dagster_run.tags["flair/worker_pid"] for r in runs]
         assert pids == [str(procs[first].pid), str(procs[waiter].pid)]
 

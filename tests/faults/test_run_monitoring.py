@@ -40,8 +40,9 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
     QueuedRunCoordinatorDaemon,
 )
 
-from flair_pipeline.defs.instance import prepare_home
-from flair_pipeline.defs.launcher import (
+from flair_pipeline.defs.partitions import DOMAINS
+from flair_pipeline.orchestration.instance import prepare_home
+from flair_pipeline.orchestration.launcher import (
     WORKER_HOST_TAG,
     WORKER_PID_TAG,
     FlairRunLauncher,
@@ -49,7 +50,6 @@ from flair_pipeline.defs.launcher import (
     process_alive,
     worker_pid,
 )
-from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.sources.synthetic import WorldSummary
 from tests.conftest import REPO
 

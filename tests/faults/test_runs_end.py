@@ -11,9 +11,9 @@ import yaml
 from dagster._core.test_utils import create_run_for_test
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
-from flair_pipeline.defs.instance import OLD_GENERATED_YAMLS, prepare_home
-from flair_pipeline.defs.launcher import FlairRunLauncher
 from flair_pipeline.defs.sensors import read_cursor
+from flair_pipeline.orchestration.instance import OLD_GENERATED_YAMLS, prepare_home
+from flair_pipeline.orchestration.launcher import FlairRunLauncher
 from tests.automation.test_sensor import _copy, _flair, _fp, evaluate
 
 

@@ -24,8 +24,8 @@ from pytest_httpserver import HTTPServer
 
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sentinel2.series import super_areas
 
 DOMAIN = "D033_2021"

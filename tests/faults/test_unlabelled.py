@@ -23,11 +23,11 @@ from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import build_label_masks
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.metrics import confusion_matrix
 from flair_pipeline.nomenclature import INVALID, merge_to_13
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sources.synthetic import WorldSummary
 
 PATCH = 64

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flair_pipeline.defs.executors import run_domain_on_dask
 from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.orchestration.executors import run_domain_on_dask
 from flair_pipeline.sources.synthetic import WorldSummary
 
 from .helpers import build_in_process, rasters, write_params

@@ -13,9 +13,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flair_pipeline.defs.instance import InstanceStorageError
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import dagster_instance
+from flair_pipeline.orchestration.instance import InstanceStorageError
+from flair_pipeline.orchestration.run import dagster_instance
 from flair_pipeline.sources.synthetic import WorldSummary
 
 from ..conftest import REPO

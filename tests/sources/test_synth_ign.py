@@ -25,9 +25,9 @@ from flair_pipeline.dataset.patches import build_aerial_patches, build_label_mas
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sources.domain_inputs import scan_domain
 from flair_pipeline.sources.domain_spec import resolve
 from flair_pipeline.sources.synth_ign import OCSGE_PAIRS, convert_world, to_ign

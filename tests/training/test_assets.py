@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from flair_pipeline.cli import cli
 from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.defs.run import materialize
 from flair_pipeline.demo import map_first_test_domain
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.layout import undeclared
+from flair_pipeline.orchestration.run import materialize
 from tests.training.conftest import config
 
 

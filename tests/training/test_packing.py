@@ -174,7 +174,7 @@ def test_asset_writes_the_pack_with_its_counts(packed_copy, tmp_path: Path) -> N
     import yaml
 
     from flair_pipeline.defs.resources import FlairConfig
-    from flair_pipeline.defs.run import materialize
+    from flair_pipeline.orchestration.run import materialize
 
     root, params = packed_copy
     data = yaml.safe_load(params.read_text())

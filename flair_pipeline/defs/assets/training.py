@@ -1,7 +1,7 @@
 """Training assets: one model per baseline, trained on the whole built dataset.
 
 Not partitioned: a model sees every train and validation domain. Both run in the `gpu`
-pool (limit 1 on the instance, see defs/run.py) so two trainings never share a GPU, with
+pool (limit 1 on the instance, see orchestration/run.py) so two trainings never share a GPU, with
 a retry policy for the transient failures of long jobs (a preempted node, a CUDA hiccup);
 bad input is not retried.
 """

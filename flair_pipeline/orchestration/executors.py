@@ -6,7 +6,7 @@ Out-of-process executors rebuild the job in every worker, so the job must be
 or PostgreSQL) that workers write their events to. Each step of a domain partition
 becomes one Dask task; the scheduler orders them by the assets' dependencies, and
 independent steps (``aerial_patches`` and ``label_masks``) and the runs of other domains
-spread over the workers (see :mod:`flair_pipeline.defs.dask_executor` for why the
+spread over the workers (see :mod:`flair_pipeline.orchestration.dask_executor` for why the
 executor is a patched dagster-dask one). The assets are unchanged: they write their files themselves, so
 workers need the same data roots: a shared filesystem, or URL roots (s3://…) staged by
 :mod:`flair_pipeline.defs.staging`.
@@ -27,9 +27,9 @@ DASK_JOB = "build_domain_dask"
 
 def dask_build_domain() -> dg.JobDefinition:
     """``build_domain`` (sources + per-domain dataset assets) with the Dask executor."""
-    from flair_pipeline.defs.dask_executor import shielded_dask_executor
     from flair_pipeline.defs.definitions import DATASET_ASSETS
     from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+    from flair_pipeline.orchestration.dask_executor import shielded_dask_executor
 
     job = dg.define_asset_job(
         DASK_JOB,

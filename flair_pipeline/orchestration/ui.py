@@ -48,7 +48,7 @@ def start_ui(host: str, port: int, workspace: Path, home: str | Path | None = No
             f"port {port} on {host} is already in use (another `make ui` or web server?): "
             f"stop it, or pick a free port: make ui UI_PORT=3001 / flair-pipeline ui --port 3001"
         )
-    from flair_pipeline.defs.run import dagster_instance
+    from flair_pipeline.orchestration.run import dagster_instance
 
     # the same home and gpu-pool limit as CLI runs: a run started from the UI on a fresh
     # home must not put two trainings on one GPU

@@ -18,14 +18,14 @@ from typing import Any
 import dagster as dg
 
 from flair_pipeline import errors
-from flair_pipeline.defs.instance import prepare_home
-from flair_pipeline.defs.launcher import in_process_worker_tags
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import domain_id_problem, is_domain_id
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.layout import RawLayout
 from flair_pipeline.locks import asset_locks
+from flair_pipeline.orchestration.instance import prepare_home
+from flair_pipeline.orchestration.launcher import in_process_worker_tags
 from flair_pipeline.storage import domain_folders, is_url, list_domains
 
 _PROJECT_ERRORS = {

@@ -125,7 +125,7 @@ OLD_GENERATED_YAMLS = (OLD_GENERATED_YAML, _GENERATED_YAML_V2)
 
 #: The generated instance config (issue 15, "runs that end"):
 #: * telemetry off: offline machines, no banner about it;
-#: * run launcher: :class:`flair_pipeline.defs.launcher.FlairRunLauncher`, the default
+#: * run launcher: :class:`flair_pipeline.orchestration.launcher.FlairRunLauncher`, the default
 #:   launcher plus a run-worker health check (the default one has none), so that run
 #:   monitoring fails a STARTED run whose worker process is gone;
 #: * run monitoring: every 60 s a STARTED run's worker is probed (dead: the run is marked
@@ -140,7 +140,7 @@ GENERATED_YAML = """\
 telemetry:
   enabled: false
 run_launcher:
-  module: flair_pipeline.defs.launcher
+  module: flair_pipeline.orchestration.launcher
   class: FlairRunLauncher
 run_monitoring:
   enabled: true

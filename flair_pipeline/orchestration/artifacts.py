@@ -2,7 +2,7 @@
 
 DESIGN §2 says "one owner per artifact": every asset writes at the paths dvc.yaml
 declares. Rather than keep the two in sync by hand, dvc.yaml is generated
-(:mod:`flair_pipeline.defs.dvc_yaml`) from the Dagster asset graph (who depends on whom)
+(:mod:`flair_pipeline.orchestration.dvc_yaml`) from the Dagster asset graph (who depends on whom)
 plus this registry (what each asset writes, reads and is configured by), and a test
 checks the committed file against a fresh generation. An asset missing here fails that
 test with a message pointing at this file.
@@ -266,7 +266,7 @@ class Plot:
 
 #: FLAIR's confusion matrix as shares of each true class, from the wide pixel-count CSV
 #: (DVC's own `confusion` template counts rows of per-sample CSVs instead).
-CONFUSION_TEMPLATE = "flair_pipeline/defs/plot_templates/confusion_shares.json"
+CONFUSION_TEMPLATE = "flair_pipeline/orchestration/plot_templates/confusion_shares.json"
 
 PLOTS: tuple[Plot, ...] = tuple(
     p

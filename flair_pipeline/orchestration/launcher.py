@@ -22,7 +22,7 @@ FAILURE and ``run_retries`` launches a re-execution from the failed steps. A wor
 another host, or a run without the pid event (not launched by a launcher, e.g. the CLI's
 in-process runs), is reported RUNNING: only ``dagster/max_runtime_seconds`` ends it.
 
-In-process runs of ``flair-pipeline materialize`` (``defs/run.py``) are tagged with their
+In-process runs of ``flair-pipeline materialize`` (``orchestration/run.py``) are tagged with their
 own pid and host (``flair/worker_pid``, ``flair/worker_host``), so a killed CLI's run is
 failed too, which frees its domain's slot in the run queue; it is not retried (Dagster
 cannot re-execute a run that has no code location: "unable to retry the run").
@@ -118,7 +118,7 @@ def process_alive(pid: int, started_by: float) -> bool:
 class FlairRunLauncher(DefaultRunLauncher):
     """``DefaultRunLauncher`` whose run workers the run monitoring daemon can health-check.
 
-    Configured in dagster.yaml as ``run_launcher: {module: flair_pipeline.defs.launcher,
+    Configured in dagster.yaml as ``run_launcher: {module: flair_pipeline.orchestration.launcher,
     class: FlairRunLauncher}`` (the generated file does it). No config fields.
     """
 

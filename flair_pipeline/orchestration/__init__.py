@@ -1,0 +1,1 @@
+"""Orchestration helpers around the Dagster code location: instance, runs, UI, executors, DVC."""
