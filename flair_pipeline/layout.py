@@ -157,8 +157,15 @@ DOMAIN_CENTROIDS = _t("dataset", "metadata/centroids/{domain}.json")
 AERIAL_METADATA = _t("dataset", "metadata/aerial_metadata.json")
 CENTROIDS = _t("dataset", "metadata/centroids_sp_to_patch.json")
 SPLITS = _t("dataset", "metadata/splits.csv")
-#: The packed training input (training/packing.py names its files inside).
+#: The packed training input (training/packing.py): one folder swapped in whole.
 PACKED = _dir("dataset", "packed")
+PACK_INFO = _t("dataset", "packed/pack.json")
+PACK_META_ENCODING = _t("dataset", "packed/metadata_encoding.json")
+PACKED_SPLIT = _dir("dataset", "packed/{split}")
+PACKED_IMG = _t("dataset", "packed/{split}/img.npy")
+PACKED_MSK = _t("dataset", "packed/{split}/msk.npy")
+PACKED_META = _t("dataset", "packed/{split}/meta.npy")
+PACKED_INDEX = _t("dataset", "packed/{split}/index.json")
 
 # -- trained models (data/models/<model folder>) ------------------------------------------
 CHECKPOINTS = _dir("models", "{model}/checkpoints")
@@ -166,6 +173,8 @@ BEST_CKPT = _t("models", "{model}/checkpoints/best.ckpt")
 LAST_CKPT = _t("models", "{model}/checkpoints/last.ckpt")
 #: Lightning's CSVLogger and TensorBoardLogger own what is inside.
 TRAIN_LOGS = _dir("models", "{model}/logs")
+#: The one file of the CSV logger the pipeline reads (the per-epoch metrics).
+TRAIN_LOG_METRICS = _t("models", "{model}/logs/metrics.csv")
 TENSORBOARD = _dir("models", "{model}/tb")
 CURVES_CSV = _t("models", "{model}/curves.csv")
 CURVES_PNG = _t("models", "{model}/curves.png")
@@ -195,7 +204,8 @@ WRITTEN: tuple[PathTemplate, ...] = tuple(
     t
     for t in TEMPLATES.values()
     if t.root != "raw"
-    and t not in (AERIAL, LABELS, SENTINEL, METADATA, CHECKPOINTS, PREDICTIONS, MAPS)
+    and t not in (AERIAL, LABELS, SENTINEL, METADATA, PACKED, PACKED_SPLIT, CHECKPOINTS)
+    and t not in (PREDICTIONS, MAPS)
 )
 
 
@@ -338,6 +348,24 @@ class DatasetLayout:
         return PACKED.under(self.root)
 
 
+def packed_file(template: PathTemplate, pack: Path, **fields: str) -> Path:
+    """A ``packed/…`` template's path inside pack folder `pack`.
+
+    Args:
+        template: One of the ``PACK*`` / ``PACKED_*`` templates.
+        pack: The pack's folder: the live ``packed/`` or the temporary folder it is built in
+            before the swap.
+        **fields: ``split`` for the per-split files.
+
+    Returns:
+        ``pack / <the template below packed/>``.
+
+    Raises:
+        ValueError: `template` is not below ``packed/``.
+    """
+    return pack / template.relative_to(PACKED).format(**fields)
+
+
 def sen2_file(prefix: Path, part: str) -> Path:
     """One file of a Sentinel-2 series from its prefix.
 
@@ -393,6 +421,11 @@ class ModelFiles:
     def logs(self) -> Path:
         """The CSV logger's folder."""
         return _in_folder(TRAIN_LOGS, self.folder)
+
+    @property
+    def log_metrics(self) -> Path:
+        """The CSV logger's per-epoch metrics (Lightning's ``metrics.csv``)."""
+        return _in_folder(TRAIN_LOG_METRICS, self.folder)
 
     @property
     def tensorboard(self) -> Path:

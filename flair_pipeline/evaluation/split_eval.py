@@ -40,7 +40,7 @@ from flair_pipeline.training.records import PatchRecord, by_split, load_records
 from flair_pipeline.training.samples import PatchDataset, collate
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalReport(StageReport):
     """Scores and where the artifacts went."""
 

@@ -38,8 +38,9 @@ from typing import Any, ClassVar
 import numpy as np
 import rasterio
 
+from flair_pipeline import layout as L
 from flair_pipeline.errors import ConfigError, InputError
-from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout, packed_file
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.records import SPLITS, PatchRecord, load_records
@@ -100,14 +101,16 @@ def pack_records(records: list[PatchRecord], root: Path, base: Path) -> PackRepo
         counts = {}
         shapes: dict[str, Any] = {}
         encoding, encode = _metadata_encoding(records)
-        _write_json(tmp / "metadata_encoding.json", encoding)
+        _write_json(packed_file(L.PACK_META_ENCODING, tmp), encoding)
         for split in SPLITS:
             part = [r for r in records if r.split == split]
             if not part:
                 continue
             counts[split] = len(part)
-            shapes[split] = _pack_split(part, tmp / split, base, encode)
-        _write_json(tmp / "pack.json", {"version": PACK_VERSION, "splits": shapes})
+            shapes[split] = _pack_split(
+                part, packed_file(L.PACKED_SPLIT, tmp, split=split), base, encode
+            )
+        _write_json(packed_file(L.PACK_INFO, tmp), {"version": PACK_VERSION, "splits": shapes})
         _swap_into_place(tmp, root)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -129,10 +132,17 @@ def _metadata_encoding(records: list[PatchRecord]) -> tuple[dict[str, Any], Any]
 def _pack_split(part: list[PatchRecord], folder: Path, base: Path, encode: Any) -> dict[str, Any]:
     folder.mkdir(parents=True)
     first = _read(part[0].img)
-    img = np.lib.format.open_memmap(folder / "img.npy", "w+", np.uint8, (len(part), *first.shape))
+    img = np.lib.format.open_memmap(
+        folder / L.PACKED_IMG.relative_to(L.PACKED_SPLIT), "w+", np.uint8, (len(part), *first.shape)
+    )
     has_msk = all(r.msk is not None for r in part)
     msk = (
-        np.lib.format.open_memmap(folder / "msk.npy", "w+", np.uint8, (len(part), *first.shape[1:]))
+        np.lib.format.open_memmap(
+            folder / L.PACKED_MSK.relative_to(L.PACKED_SPLIT),
+            "w+",
+            np.uint8,
+            (len(part), *first.shape[1:]),
+        )
         if has_msk
         else None
     )
@@ -156,8 +166,11 @@ def _pack_split(part: list[PatchRecord], folder: Path, base: Path, encode: Any) 
         msk.flush()
         del msk
     if encode is not None:
-        np.save(folder / "meta.npy", encode([r.meta for r in part]).numpy().astype(np.float32))
-    _write_json(folder / "index.json", index)
+        np.save(
+            folder / L.PACKED_META.relative_to(L.PACKED_SPLIT),
+            encode([r.meta for r in part]).numpy().astype(np.float32),
+        )
+    _write_json(folder / L.PACKED_INDEX.relative_to(L.PACKED_SPLIT), index)
     return {
         "count": len(part),
         "img": {"shape": [len(part), *first.shape], "dtype": "uint8"},
@@ -230,8 +243,8 @@ def open_packed(source: str | Path, split: str, records: list[PatchRecord]) -> P
     format version this code does not read) gives one warning naming the folder and what to
     run; training then reads the GeoTIFFs.
     """
-    folder = packed_root(source) / split
-    index_f = folder / "index.json"
+    folder = packed_file(L.PACKED_SPLIT, packed_root(source), split=split)
+    index_f = folder / L.PACKED_INDEX.relative_to(L.PACKED_SPLIT)
     if not index_f.is_file():
         return None
     why = _stale(folder, index_f, records, _base(source))
@@ -248,7 +261,7 @@ def open_packed(source: str | Path, split: str, records: list[PatchRecord]) -> P
 
 def _stale(folder: Path, index_f: Path, records: list[PatchRecord], base: Path) -> str | None:
     try:
-        version = json.loads((folder.parent / "pack.json").read_text()).get("version")
+        version = json.loads(packed_file(L.PACK_INFO, folder.parent).read_text()).get("version")
         index = json.loads(index_f.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         return f"unreadable pack.json or index.json ({exc})"
@@ -263,7 +276,7 @@ def _stale(folder: Path, index_f: Path, records: list[PatchRecord], base: Path) 
             return f"patch {r.patch_id} changed since packing ({r.img.name} or its MSK)"
         if e["centroid"] != (list(r.centroid) if r.centroid is not None else None):
             return f"patch {r.patch_id}: Sentinel-2 centroid changed since packing"
-    if not (folder / "img.npy").is_file():
+    if not (folder / L.PACKED_IMG.relative_to(L.PACKED_SPLIT)).is_file():
         return "img.npy missing"
     return None
 

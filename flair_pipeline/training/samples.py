@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
-from flair_pipeline.layout import SEN2_PARTS, sen2_file
+from flair_pipeline.layout import PACKED_IMG, PACKED_MSK, PACKED_SPLIT, SEN2_PARTS, sen2_file
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.sentinel2.preprocess import preprocess
 from flair_pipeline.sentinel2.series import product_date
@@ -170,8 +170,8 @@ class PackedDataset(PatchDataset):
 
     def _open(self) -> tuple[np.ndarray, np.ndarray | None]:
         if self._arrays is None:
-            img = np.load(self.folder / "img.npy", mmap_mode="r")
-            f = self.folder / "msk.npy"
+            img = np.load(self.folder / PACKED_IMG.relative_to(PACKED_SPLIT), mmap_mode="r")
+            f = self.folder / PACKED_MSK.relative_to(PACKED_SPLIT)
             self._arrays = (img, np.load(f, mmap_mode="r") if f.is_file() else None)
         return self._arrays
 

@@ -42,7 +42,7 @@ from flair_pipeline.training.samples import PackedDataset, PatchDataset, collate
 from flair_pipeline.training.stats import compute_stats
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainReport(StageReport):
     """What a training run produced, for metadata, DVC metrics and the closing log line."""
 
@@ -238,7 +238,7 @@ def train_model(
         enable_model_summary=False,
         deterministic=not cuda,
     )
-    metrics_csv = files.logs / "metrics.csv"  # Lightning's CSVLogger names it
+    metrics_csv = files.log_metrics  # Lightning's CSVLogger names it
     # the epochs before the kill: the CSV logger starts a fresh metrics.csv on resume
     prior = (saved_curves(resume_from) or epoch_rows(files.curves_csv)) if resume_from else []
     t0 = time.perf_counter()
