@@ -59,7 +59,8 @@ def test_undeclared_names_stray_and_leftover_files(tmp_path: Path) -> None:
     for rel in (
         "aerial/D1/Z1/img/IMG_1.tif",
         "metadata/splits.csv",
-        "packed/index.json",
+        "packed/train/index.json",
+        "packed/index.json",  # not a file of the pack (index.json is per split)
         "aerial/D1/Z1/img/notes.txt",
         "metadata/.splits.csv.tmp",
     ):
@@ -68,6 +69,7 @@ def test_undeclared_names_stray_and_leftover_files(tmp_path: Path) -> None:
     assert L.undeclared({"dataset": ds}) == [
         "dataset/aerial/D1/Z1/img/notes.txt",
         "dataset/metadata/.splits.csv.tmp",
+        "dataset/packed/index.json",
     ]
 
 

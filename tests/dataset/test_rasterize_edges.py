@@ -148,7 +148,7 @@ GRID_CASES = {
 
 @pytest.mark.parametrize("case", list(GRID_CASES))
 def test_grid_problem_names_what_differs(tmp_path: Path, case: str) -> None:
-    from flair_pipeline.dataset.rasterize import grid_problem
+    from flair_pipeline.geo.grid import grid_problem
 
     transform, shape, crs, expected = GRID_CASES[case]
     with (
@@ -163,7 +163,7 @@ def test_grid_problem_names_what_differs(tmp_path: Path, case: str) -> None:
 
 
 def test_grid_problem_message_gives_both_six_term_transforms(tmp_path: Path) -> None:
-    from flair_pipeline.dataset.rasterize import grid_problem
+    from flair_pipeline.geo.grid import grid_problem
 
     ta, tb = (0.2, 0.0, X0, 0.0, -0.5, Y0), (0.2 + 6e-7, 0.0, X0, 0.0, -0.5, Y0)
     with (
