@@ -348,6 +348,29 @@ class DatasetLayout:
         return PACKED.under(self.root)
 
 
+def file_prefix(template: PathTemplate) -> str:
+    """The fixed start of a per-patch template's file name: ``"IMG_"`` of :data:`IMG`.
+
+    Raises:
+        ValueError: The file name does not start with a fixed prefix then ``{patch_id}``.
+    """
+    name = template.rel.rsplit("/", 1)[-1]
+    head, sep, _ = name.partition("{patch_id}")
+    if not sep or "{" in head:
+        raise ValueError(f"{template.rel}: not a per-patch file")
+    return head
+
+
+def img_name(patch_id: str) -> str:
+    """A patch's IMG file name, ``IMG_<patch_id>.tif``: the key of FLAIR's centroids JSON."""
+    return IMG.rel.rsplit("/", 1)[-1].format(patch_id=patch_id)
+
+
+def patch_id_of(name: str) -> str:
+    """The patch id in an IMG file name or FLAIR metadata key (``IMG_<id>[.tif]``)."""
+    return name.removeprefix(file_prefix(IMG)).removesuffix(".tif")
+
+
 def packed_file(template: PathTemplate, pack: Path, **fields: str) -> Path:
     """A ``packed/…`` template's path inside pack folder `pack`.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flair_pipeline import layout as L
 from flair_pipeline.orchestration.artifacts import ARTIFACTS, COMMAND_STAGES, PLOTS, all_domains
 
@@ -100,3 +102,16 @@ def test_raw_inputs_of_a_domain_folder() -> None:
 
     assert REQUIRED_FILES == ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json")  # docs/inputs.md
     assert L.RAW_ORTHO.relative_to(L.RAW_DOMAIN) == "ortho"
+
+
+def test_patch_file_names_follow_flair() -> None:
+    # FLAIR's release names (written by hand, not from the templates)
+    assert L.img_name("77409") == "IMG_77409.tif"
+    assert L.patch_id_of("IMG_77409.tif") == L.patch_id_of("IMG_77409") == "77409"
+    assert (L.file_prefix(L.IMG), L.file_prefix(L.MSK), L.file_prefix(L.PRED)) == (
+        "IMG_",
+        "MSK_",
+        "PRED_",
+    )
+    with pytest.raises(ValueError, match="not a per-patch file"):
+        L.file_prefix(L.SPLITS)

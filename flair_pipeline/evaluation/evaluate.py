@@ -25,11 +25,12 @@ from tqdm import tqdm
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.grid import grid_problem
 from flair_pipeline.io import atomic_path
+from flair_pipeline.layout import MSK, PRED, file_prefix
 from flair_pipeline.metrics import ConfusionAccumulator, Scores, domain_of
 from flair_pipeline.nomenclature import merge_to_13
 
-PREDICTION_PREFIXES = ("PRED_", "MSK_")
-LABEL_PREFIXES = ("MSK_",)
+PREDICTION_PREFIXES = (file_prefix(PRED), file_prefix(MSK))  # "PRED_", "MSK_"
+LABEL_PREFIXES = (file_prefix(MSK),)
 _MAX_NAMED = 5
 
 

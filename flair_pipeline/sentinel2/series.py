@@ -19,7 +19,7 @@ import numpy as np
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
-from flair_pipeline.layout import SEN2_PARTS, DatasetLayout
+from flair_pipeline.layout import SEN2_PARTS, DatasetLayout, img_name
 from flair_pipeline.sentinel2.provider import RES, Grid, TimeSeries
 
 
@@ -50,7 +50,7 @@ def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[
                 f"sentinel2.max_size={max_size}; lower sampling.zone_size_m"
             )
         cents = {
-            f"IMG_{p}.tif": grid.rowcol(x, y) for p, x, y in zip(z["patch_id"], cx, cy, strict=True)
+            img_name(p): grid.rowcol(x, y) for p, x, y in zip(z["patch_id"], cx, cy, strict=True)
         }
         out.append(SuperArea(str(domain), str(zone), grid, cents))
     return out

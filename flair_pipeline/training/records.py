@@ -16,7 +16,7 @@ from typing import Any
 
 from flair_pipeline.dataset.splits import read_splits
 from flair_pipeline.errors import InputError
-from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout, img_name, patch_id_of
 from flair_pipeline.sources.flair_release import read_manifest
 
 SPLITS = ("train", "validation", "test")
@@ -55,11 +55,11 @@ def from_dataset(root: str | Path) -> list[PatchRecord]:
     centroids = _load_json(layout.centroids) if layout.centroids.is_file() else {}
     records = []
     for key, m in sorted(meta.items(), key=lambda kv: (kv[1]["domain"], kv[1]["zone"], kv[0])):
-        patch_id = key.removeprefix("IMG_").removesuffix(".tif")
+        patch_id = patch_id_of(key)
         domain, zone = m["domain"], m["zone"]
         if domain not in splits:
             continue  # built but not assigned: not part of this dataset version
-        rc = centroids.get(f"IMG_{patch_id}.tif")
+        rc = centroids.get(img_name(patch_id))
         records.append(
             PatchRecord(
                 patch_id=patch_id,
