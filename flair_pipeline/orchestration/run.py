@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from filelock import FileLock
 
 from flair_pipeline import errors
 from flair_pipeline.defs.partitions import DOMAINS
@@ -34,11 +35,17 @@ _PROJECT_ERRORS = {
 
 
 def dagster_instance(home: str | Path | None = None) -> dg.DagsterInstance:
-    """The persistent instance (DAGSTER_HOME, default ./.dagster_home)."""
+    """The persistent instance (DAGSTER_HOME, default ./.dagster_home).
+
+    Opening it is serialised between processes (a file lock, ``<home>/instance.lock``): two
+    CLI processes started together on a new home would otherwise both create its SQLite
+    schemas and one fails ("alembic_version has more than one head").
+    """
     path = prepare_home(home)  # PostgreSQL storage (deploy/): one clear line if it is down
     os.environ["DAGSTER_HOME"] = str(path)
-    instance = dg.DagsterInstance.get()
-    limit_gpu_pool(instance)
+    with FileLock(path / "instance.lock"):
+        instance = dg.DagsterInstance.get()
+        limit_gpu_pool(instance)
     return instance
 
 
