@@ -27,10 +27,12 @@ from flair_pipeline.dataset.patch_steps import (
     build_domain_masks,
     sample_domain_grid,
 )
+from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.dataset.sources_record import SourcesReport, record_domain_sources
 from flair_pipeline.errors import StageCheckError
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, StageReport
+from flair_pipeline.sources.domain_spec import resolve
 
 __all__ = [
     "DomainBuildReport",
@@ -133,14 +135,20 @@ def build_domain_patches(
         StageCheckError: A step's check failed (its first problems named).
         StorageError: A file could not be written.
     """
-    sources = record_domain_sources(domain, raw, dataset)
-    isolate = {"skip_bad_patches": skip_bad_patches}
-    grid = sample_domain_grid(domain, raw, dataset, cfg, **isolate)
+    inputs = resolve(raw.domain(domain))  # once for every step (each asset resolves its own)
+    skip = skip_bad_patches
+    sources = record_domain_sources(domain, raw, dataset, inputs=inputs)
+    grid = sample_domain_grid(domain, raw, dataset, cfg, skip_bad_patches=skip, inputs=inputs)
     _require(domain, "patch_grid", grid)
-    images = build_domain_images(domain, raw, dataset, cfg, **isolate)
+    patches = read_patch_grid(dataset.patch_grid(domain))  # as written, read once
+    images = build_domain_images(
+        domain, raw, dataset, cfg, skip_bad_patches=skip, grid=patches, inputs=inputs
+    )
     _require(domain, "aerial_patches", images)
-    masks = build_domain_masks(domain, raw, dataset, cfg, **isolate)
+    masks = build_domain_masks(
+        domain, raw, dataset, cfg, skip_bad_patches=skip, grid=patches, inputs=inputs
+    )
     _require(domain, "label_masks", masks)
-    metadata = write_domain_metadata(domain, raw, dataset, cfg)
+    metadata = write_domain_metadata(domain, raw, dataset, cfg, grid=patches, inputs=inputs)
     _require(domain, "dataset_metadata", metadata)
     return DomainBuildReport(sources, grid, images, masks, metadata)

@@ -19,12 +19,12 @@ from flair_pipeline import layout as L
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.generation import recover
+from flair_pipeline.dataset.patch_steps import step_inputs
 from flair_pipeline.dataset.patches import Elevation
-from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
-from flair_pipeline.sources.domain_spec import DomainInputs, resolve
+from flair_pipeline.sources.domain_spec import DomainInputs
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,13 @@ def _label_decisions(inputs: DomainInputs) -> list[str]:
 
 
 def write_domain_metadata(
-    domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    *,
+    grid: gpd.GeoDataFrame | None = None,
+    inputs: DomainInputs | None = None,
 ) -> MetadataReport:
     """Pair each grid patch's IMG and MSK and write the domain's metadata JSON.
 
@@ -113,6 +119,9 @@ def write_domain_metadata(
         raw: The raw data root.
         dataset: The dataset root (read: grid, IMG, MSK; written: the domain's JSON).
         cfg: The configuration (``sampling.elevation_scale``).
+        grid: The patch grid already read, or None to read it
+            (:func:`~flair_pipeline.dataset.patch_steps.step_inputs`).
+        inputs: The domain's inputs already resolved, or None to resolve them.
 
     Returns:
         The :class:`MetadataReport`.
@@ -120,13 +129,12 @@ def write_domain_metadata(
     Raises:
         InputError: A missing or unusable input (named), a DTM void under a centroid.
     """
-    grid = read_patch_grid(dataset.patch_grid(domain))
+    grid, inputs = step_inputs(domain, raw, dataset, grid=grid, inputs=inputs)
     warnings: list[str] = []
     # a swap killed half-way: back to one generation
     for kind in (L.AERIAL.all_domains().rel, L.LABELS.all_domains().rel):
         warnings += recover(dataset.root, kind, domain)
     remove_stale_temps(dataset.domain_metadata(domain))
-    inputs = resolve(raw.domain(domain))
     pairs: list[str] = []
     problems: list[str] = []
     missing: list[str] = []

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import geopandas as gpd
 import numpy as np
 import rasterio
 
@@ -29,7 +30,39 @@ from flair_pipeline.errors import InputError
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
-from flair_pipeline.sources.domain_spec import resolve
+from flair_pipeline.sources.domain_spec import DomainInputs, resolve
+
+
+def step_inputs(
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    *,
+    grid: gpd.GeoDataFrame | None = None,
+    inputs: DomainInputs | None = None,
+) -> tuple[gpd.GeoDataFrame, DomainInputs]:
+    """What a step after the grid reads: the domain's patch grid and its resolved inputs.
+
+    A step run alone (one Dagster asset) reads and resolves them itself; a whole-domain
+    build (:func:`flair_pipeline.dataset.build.build_domain_patches`) does it once and
+    passes both down.
+
+    Args:
+        domain: A domain id such as ``D006_2020``.
+        raw: The raw data root.
+        dataset: The dataset root holding ``metadata/patch_grid/<domain>.gpkg``.
+        grid: The patch grid already read, or None to read it.
+        inputs: The domain's inputs already resolved, or None to resolve them.
+
+    Returns:
+        ``(grid, inputs)``.
+
+    Raises:
+        InputError: A missing or unusable input (named by ``resolve``).
+    """
+    if grid is None:
+        grid = read_patch_grid(dataset.patch_grid(domain))
+    return grid, resolve(raw.domain(domain)) if inputs is None else inputs
 
 
 @dataclass(frozen=True)
@@ -79,6 +112,7 @@ def sample_domain_grid(
     cfg: PipelineConfig,
     *,
     skip_bad_patches: bool = True,
+    inputs: DomainInputs | None = None,
 ) -> GridReport:
     """Sample a domain's patch footprints and write its patch grid (GeoPackage, EPSG:2154).
 
@@ -89,6 +123,8 @@ def sample_domain_grid(
         cfg: The configuration (``sampling`` is used).
         skip_bad_patches: Skip the candidates under an unreadable ortho tile and name
             them (default); false: an unreadable tile fails the step (no grid written).
+        inputs: The domain's inputs already resolved (``sources.domain_spec.resolve``), or
+            None to resolve them here.
 
     Returns:
         The :class:`GridReport`; one warning per unreadable ortho tile, naming the patches
@@ -102,7 +138,8 @@ def sample_domain_grid(
 
     path = dataset.patch_grid(domain)
     remove_stale_temps(path)
-    inputs = resolve(raw.domain(domain))
+    if inputs is None:
+        inputs = resolve(raw.domain(domain))
     labels = read_labels(inputs.labels, mapping=inputs.mapping)
     with Mosaic(inputs.ortho) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
@@ -178,6 +215,8 @@ def build_domain_images(
     cfg: PipelineConfig,
     *,
     skip_bad_patches: bool = True,
+    grid: gpd.GeoDataFrame | None = None,
+    inputs: DomainInputs | None = None,
 ) -> ImagesReport:
     """Write ``IMG_<id>.tif`` (5 bands uint8: R, G, B, NIR, elevation) of every grid patch.
 
@@ -191,6 +230,8 @@ def build_domain_images(
         cfg: The configuration (``sampling``, ``dataset.compression``).
         skip_bad_patches: Skip a patch that cannot be built (a void DSM under it, an
             unreadable tile) and name it (default); false: it fails the step.
+        grid: The patch grid already read, or None to read it (:func:`step_inputs`).
+        inputs: The domain's inputs already resolved, or None to resolve them.
 
     Returns:
         The :class:`ImagesReport` (one warning per skipped patch).
@@ -200,8 +241,7 @@ def build_domain_images(
             the first bad patch (nothing swapped in).
         StorageError: A file could not be written (nothing swapped in).
     """
-    grid = read_patch_grid(dataset.patch_grid(domain))
-    inputs = resolve(raw.domain(domain))
+    grid, inputs = step_inputs(domain, raw, dataset, grid=grid, inputs=inputs)
     size = cfg.sampling.patch_size
     report = build_aerial_patches(
         grid,
@@ -256,6 +296,8 @@ def build_domain_masks(
     cfg: PipelineConfig,
     *,
     skip_bad_patches: bool = True,
+    grid: gpd.GeoDataFrame | None = None,
+    inputs: DomainInputs | None = None,
 ) -> MasksReport:
     """Write ``MSK_<id>.tif`` (uint8 FLAIR codes, 0 = unlabelled) of every grid patch.
 
@@ -270,6 +312,8 @@ def build_domain_masks(
         cfg: The configuration (``sampling``, ``dataset.compression``).
         skip_bad_patches: Skip a patch over the unlabelled tolerance and name it
             (default); false: it fails the step.
+        grid: The patch grid already read, or None to read it (:func:`step_inputs`).
+        inputs: The domain's inputs already resolved, or None to resolve them.
 
     Returns:
         The :class:`MasksReport` (one warning per skipped patch).
@@ -279,8 +323,7 @@ def build_domain_masks(
             false, the first bad patch (nothing swapped in).
         StorageError: A file could not be written (nothing swapped in).
     """
-    grid = read_patch_grid(dataset.patch_grid(domain))
-    inputs = resolve(raw.domain(domain))
+    grid, inputs = step_inputs(domain, raw, dataset, grid=grid, inputs=inputs)
     tolerance = cfg.sampling.max_nodata_fraction
     report = build_label_masks(
         grid,

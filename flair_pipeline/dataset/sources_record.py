@@ -20,7 +20,7 @@ from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources import domain_inputs
-from flair_pipeline.sources.domain_spec import resolve
+from flair_pipeline.sources.domain_spec import DomainInputs, resolve
 
 
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
@@ -96,7 +96,9 @@ class SourcesReport(StageReport):
         }
 
 
-def record_domain_sources(domain: str, raw: RawLayout, dataset: DatasetLayout) -> SourcesReport:
+def record_domain_sources(
+    domain: str, raw: RawLayout, dataset: DatasetLayout, *, inputs: DomainInputs | None = None
+) -> SourcesReport:
     """Check a domain's raw inputs (presence, domain.json, label codes) and record them.
 
     Writes ``metadata/sources/<domain>.json``: the fingerprint, the input files (relative),
@@ -106,6 +108,8 @@ def record_domain_sources(domain: str, raw: RawLayout, dataset: DatasetLayout) -
         domain: A domain id such as ``D006_2020``.
         raw: The raw data root.
         dataset: The dataset root written to.
+        inputs: The domain's inputs already resolved (``sources.domain_spec.resolve``), or
+            None to resolve them here.
 
     Returns:
         The :class:`SourcesReport`.
@@ -116,7 +120,8 @@ def record_domain_sources(domain: str, raw: RawLayout, dataset: DatasetLayout) -
     from flair_pipeline.dataset.rasterize import read_labels
 
     files = domain_input_files(raw, domain)
-    inputs = resolve(raw.domain(domain))  # validates domain.json (or the spec's facts)
+    if inputs is None:  # resolving validates domain.json (or the spec's facts)
+        inputs = resolve(raw.domain(domain))
     labels = read_labels(inputs.labels, mapping=inputs.mapping)
     info = inputs.info
     fp = fingerprint(files, raw.domain(domain))
