@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import rasterio
 
 from flair_pipeline.io import file_mode
@@ -120,3 +121,42 @@ def test_two_builds_of_one_domain_run_one_after_the_other(
     locks = sorted((home / "locks").iterdir())
     assert [p.name for p in locks] == sorted(f"{a}@{DOMAIN}.lock" for a in ASSETS)
     assert {stat.S_IMODE(p.stat().st_mode) for p in locks} == {file_mode()}
+
+
+def test_opening_the_instance_waits_for_the_instance_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dagster_instance() opens (and on a new home, creates the SQLite schemas of) the
+    instance only while holding <home>/instance.lock: with the lock held elsewhere it waits,
+    and it opens once the lock is released. Without the lock two processes starting
+    together on a new home both ran alembic's migrations and one died ("more than one
+    head"), seen once in three full runs of the test above; this test does not depend on
+    that race. Planted bug (the `with FileLock` removed): the opener is done within the
+    5 s the lock is held here (it takes about 1 s on an idle machine), and the test fails."""
+    from filelock import FileLock
+
+    from flair_pipeline.orchestration.run import dagster_instance
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster_instance sets it; restored after
+    opened: list[dg.DagsterInstance] = []
+    errors: list[BaseException] = []
+
+    def open_instance() -> None:
+        try:
+            opened.append(dagster_instance(home))
+        except BaseException as e:  # reported by the assert below
+            errors.append(e)
+
+    with FileLock(home / "instance.lock"):
+        opener = threading.Thread(target=open_instance, daemon=True)
+        opener.start()
+        opener.join(timeout=5)
+        assert opener.is_alive() and not opened, "the instance opened while the lock was held"
+    opener.join(timeout=60)
+    assert not errors, errors
+    assert len(opened) == 1
+    with opened[0] as instance:  # a working instance on the new home's storage
+        assert instance.get_runs() == []
+        assert Path(instance.root_directory) == home
