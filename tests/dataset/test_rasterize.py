@@ -248,17 +248,23 @@ def test_codes_outside_1_to_19_are_listed_by_feature_id(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError) as err:
         read_labels(path)
-    msg = str(err.value)
-    assert str(path) in msg and "fid 2 (code 0)" in msg and "fid 4 (code 25)" in msg
-    assert "fid 1 " not in msg and "fid 3 " not in msg
-
-
-def test_many_bad_codes_are_listed_up_to_a_limit(tmp_path: Path) -> None:
-    path = write_labels(
-        tmp_path / "bad.gpkg", [px_box(i, 0, i + 1, 1) for i in range(30)], [40] * 30
+    assert str(err.value) == (
+        f"label file {path}: `code` must be an integer 1..19; 2 feature(s) are not: "
+        "fid 2 (code 0), fid 4 (code 25)"
     )
-    with pytest.raises(InputError, match="and 10 more"):
+
+
+@pytest.mark.parametrize("n_bad", [20, 21, 30])
+def test_many_bad_codes_are_listed_up_to_a_limit(tmp_path: Path, n_bad: int) -> None:
+    """The first 20 features by fid, then how many more (none said when none are left)."""
+    path = write_labels(
+        tmp_path / "bad.gpkg", [px_box(i, 0, i + 1, 1) for i in range(n_bad)], [40] * n_bad
+    )
+    with pytest.raises(InputError) as err:
         read_labels(path)
+    listed = ", ".join(f"fid {i} (code 40)" for i in range(1, 21))
+    more = {20: "", 21: " and 1 more", 30: " and 10 more"}[n_bad]
+    assert str(err.value).endswith(f"are not: {listed}{more}")
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
@@ -304,6 +310,32 @@ def test_bow_tie_is_repaired_and_lines_dropped(tmp_path: Path) -> None:
     assert (m == 3).sum() == 4
 
 
+def test_rasterize_like_places_lambert93_labels_on_a_utm_image(tmp_path: Path) -> None:
+    """An image in another CRS (UTM 31N): the labels are reprojected to its grid, each pixel
+    taking the code of the polygon its centre falls in (the centres mapped back to Lambert-93
+    by pyproj, tested by shapely: independent of the code's GDAL burn)."""
+    west, east = (
+        shapely.box(X0, Y0 - 200, X0 + 100, Y0),
+        shapely.box(X0 + 100, Y0 - 200, X0 + 200, Y0),
+    )
+    labels = write_labels(tmp_path / "l.gpkg", [west, east], [3, 7])
+    ux, uy = Transformer.from_crs(2154, 32631, always_xy=True).transform(X0 + 100, Y0 - 100)
+    grid = Affine(2.0, 0.0, ux - 40, 0.0, -2.0, uy + 30)  # 80 m x 60 m across the border
+    like = write_geotiff(tmp_path / "IMG.tif", np.zeros((1, 30, 40), np.uint8), grid, "EPSG:32631")
+    out = rasterize_like(labels, like, tmp_path / "MSK.tif")
+    with rasterio.open(out) as b:
+        assert b.crs == CRS.from_epsg(32631) and b.transform == grid
+        m = b.read(1)
+    rows, cols = np.mgrid[:30, :40]
+    x, y = Transformer.from_crs(32631, 2154, always_xy=True).transform(
+        *(grid * (cols + 0.5, rows + 0.5))
+    )
+    expected = np.where(shapely.contains_xy(west, x, y), 3, 0)
+    expected = np.where(shapely.contains_xy(east, x, y), 7, expected)
+    assert (expected == 3).any() and (expected == 7).any() and (expected > 0).all()
+    np.testing.assert_array_equal(m, expected)
+
+
 def test_bad_or_unreadable_like_image(tmp_path: Path) -> None:
     labels = write_labels(tmp_path / "l.gpkg", [px_box(0, 0, 4, 4)], [1])
     with pytest.raises(InputError, match=r"IMG_missing\.tif"):
@@ -316,6 +348,9 @@ def test_bad_or_unreadable_like_image(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="no label polygon"):
         rasterize_like(labels, far, tmp_path / "o.tif")
+    no_crs = write_geotiff(tmp_path / "IMG_nocrs.tif", np.zeros((8, 8), np.uint8), GRID, None)
+    with pytest.raises(InputError, match=r"IMG_nocrs\.tif \(--like\) has no CRS"):
+        rasterize_like(labels, no_crs, tmp_path / "o.tif")
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -347,3 +382,44 @@ def test_labels_written_with_the_local_cs_read_as_epsg_2154(tmp_path: Path) -> N
     path = write_labels(tmp_path / "l.gpkg", [px_box(0, 0, 4, 4)], [1], crs=LOCAL_L93)
     assert CRS.from_user_input(read_labels(path).crs) == CRS.from_epsg(2154)
     assert LabelIndex.from_file(path).mask(GRID, (4, 4), "EPSG:2154").tolist() == [[1] * 4] * 4
+
+
+# --- polygonal parts of odd geometries -------------------------------------------------------
+
+
+def test_polygonal_part_of_each_kind_of_geometry() -> None:
+    """What a label feature burns: its polygons; lines, points and empty parts burn nothing.
+    make_valid turns a polygon with a spike into a collection of a polygon and a line."""
+    from flair_pipeline.dataset.rasterize import _polygonal
+
+    a, b = px_box(0, 0, 2, 2), px_box(4, 0, 6, 2)
+    line, point = shapely.LineString([(X0, Y0), (X0 + 1, Y0)]), shapely.Point(X0, Y0)
+    empty = shapely.Polygon()
+    collection = shapely.GeometryCollection
+    assert _polygonal(a) is a
+    assert _polygonal(shapely.MultiPolygon([a, b])).equals(shapely.MultiPolygon([a, b]))
+    assert _polygonal(empty) is None
+    assert _polygonal(shapely.MultiPolygon()) is None
+    assert _polygonal(line) is None and _polygonal(point) is None
+    assert _polygonal(collection([line, point])) is None
+    one = _polygonal(collection([a, line]))
+    assert one is not None and one.geom_type == "Polygon" and one.equals(a)
+    assert _polygonal(collection([empty, a, point])).equals(a)
+    two = _polygonal(collection([a, b, point]))
+    assert two is not None and two.geom_type == "MultiPolygon" and two.equals(a | b)
+    nested = _polygonal(collection([shapely.MultiPolygon([a, b]), line]))
+    assert nested is not None and nested.geom_type == "MultiPolygon" and nested.equals(a | b)
+
+
+def test_a_spiked_polygon_burns_its_area_and_drops_the_spike(tmp_path: Path) -> None:
+    # a 4x4 px square with a zero-width spike out of its right side to column 9
+    spiked = px_poly((0, 0), (4, 0), (4, 2), (9, 2), (4, 2), (4, 4), (0, 4), (0, 0))
+    assert not spiked.is_valid
+    assert shapely.make_valid(spiked).geom_type == "GeometryCollection"
+    gdf = read_labels(write_labels(tmp_path / "s.gpkg", [spiked], [6]))
+    assert (gdf.attrs["repaired"], gdf.attrs["dropped"]) == (1, 0)
+    assert gdf.geometry.iloc[0].geom_type == "Polygon"
+    m = LabelIndex(gdf).mask(GRID, (6, 10))
+    expected = np.zeros((6, 10), np.uint8)
+    expected[:4, :4] = 6
+    np.testing.assert_array_equal(m, expected)

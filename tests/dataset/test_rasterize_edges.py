@@ -162,6 +162,34 @@ def test_grid_problem_names_what_differs(tmp_path: Path, case: str) -> None:
         assert got is not None and got.startswith(expected), got
 
 
+@pytest.mark.parametrize(
+    ("transform", "expected"),
+    [
+        (Affine(0.2, 5e-7, 0.0, 0.0, -0.5, 0.0), None),  # skew of exactly 1e-6 x 0.5
+        (Affine(0.2, 0.0, 0.0, -5e-7, -0.5, 0.0), None),
+        (Affine(0.2, 6e-7, 0.0, 0.0, -0.5, 0.0), "transform"),
+        (Affine(0.2, 0.0, 0.01, 0.0, -0.5, 0.0), None),  # origin off by exactly 1 cm
+        (Affine(0.2, 0.0, 0.0, 0.0, -0.5, -0.01), None),
+        (Affine(0.2, 0.0, 0.0105, 0.0, -0.5, 0.0), "origin"),
+        (Affine(0.2, 0.0, 0.0, 0.0, -0.5, 0.0105), "origin"),
+    ],
+)
+def test_grid_problem_tolerances_are_inclusive(
+    tmp_path: Path, transform: Affine, expected: str | None
+) -> None:
+    """A difference of exactly the tolerance (1e-6 of the pixel size, 1 cm of origin) is
+    accepted; values exact in binary, on a grid at the origin so no subtraction rounds."""
+    from flair_pipeline.geo.grid import grid_problem
+
+    with (
+        _raster(tmp_path / "a.tif", Affine(0.2, 0.0, 0.0, 0.0, -0.5, 0.0)) as a,
+        _raster(tmp_path / "b.tif", transform) as b,
+    ):
+        assert abs(b.transform.b) in (0.0, 5e-7, 6e-7) and abs(b.transform.d) in (0.0, 5e-7)
+        got = grid_problem(a, b)
+    assert got == expected if expected is None else (got or "").startswith(expected)
+
+
 def test_grid_problem_message_gives_both_six_term_transforms(tmp_path: Path) -> None:
     from flair_pipeline.geo.grid import grid_problem
 

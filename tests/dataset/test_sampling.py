@@ -168,3 +168,50 @@ def test_patch_grid_round_trip(tiny_world: WorldSummary, tmp_path: Path) -> None
     assert back["patch_id"].tolist() == g["patch_id"].tolist()
     assert back.crs.to_epsg() == 2154
     assert write_patch_grid(g, tmp_path / "grid2.gpkg").read_bytes() == p.read_bytes()
+
+
+def test_patch_grid_file_is_one_patches_layer_dated_2000(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """The GeoPackage a user opens in QGIS: one layer named ``patches``; its gpkg_contents
+    date is fixed (GDAL's OGR_CURRENT_DATE), so the file's bytes do not depend on when it
+    was written (DVC sees no change on a rebuild). Read with sqlite3, not with GDAL."""
+    import sqlite3
+
+    import pyogrio
+
+    d, ortho, labels = _inputs(tiny_world)
+    with Mosaic(ortho) as m:
+        g, _ = sample_patches(d, m, labels, SamplingConfig(patch_size=64))
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})  # whatever ran before
+    path = write_patch_grid(g, tmp_path / "grid.gpkg")
+    with sqlite3.connect(path) as db:
+        contents = db.execute("SELECT table_name, data_type, last_change FROM gpkg_contents")
+        assert contents.fetchall() == [("patches", "features", "2000-01-01T00:00:00.000Z")]
+
+
+def test_balanced_choice_by_hand() -> None:
+    """The greedy choice of `_balanced` on candidates whose L1 distances to FLAIR's shares
+    (t, nomenclature.FLAIR_SHARES / 100, summing to 0.9999) are worked out by hand."""
+    from flair_pipeline.dataset.sampling import _balanced
+    from flair_pipeline.nomenclature import FLAIR_SHARES
+
+    t = np.array(list(FLAIR_SHARES.values())) / 100
+    assert np.argmax(t) == 9 and np.allclose(t[[0, 9]], [0.0713, 0.1824])
+    e = np.eye(13)
+    # Each row's shares count once, whatever its labelled area: B is 0.5 m² of class 0,
+    # C 100 m² of class 9, A 100 m² in FLAIR's proportions. First A (distance 1e-4); then
+    # adding C gives (t + e9) / 2 at distance ≈ (2 - 2 x 0.1824) / 2 = 0.818, adding B
+    # (t + e0) / 2 at ≈ 0.929: C. (Weighting rows by area would take B, A being already
+    # almost exact; taking A twice is not a choice.)
+    areas = np.stack([0.5 * e[0], 100 * e[9], 100 * t / t.sum()])
+    np.testing.assert_array_equal(_balanced(areas, 2), [1, 2])
+    np.testing.assert_array_equal(_balanced(areas, 1), [2])
+    np.testing.assert_array_equal(_balanced(areas, 5), [0, 1, 2])  # n above the rows: all
+    # The distance is to FLAIR's shares themselves: Q = 0.99 t + 1.01 % of class 12 lies at
+    # 0.0199 from t, R = t moved 0.6 % from class 9 to class 6 at 0.0121, so R; measured
+    # against 0.99 t instead, Q (0.0102) would beat R (0.0184).
+    q = 0.99 * t + (1 - 0.99 * t.sum()) * e[12]
+    r = t / t.sum() + 0.006 * (e[6] - e[9])
+    assert abs(np.abs(q - t).sum() - 0.0199) < 1e-4 and abs(np.abs(r - t).sum() - 0.0121) < 1e-4
+    np.testing.assert_array_equal(_balanced(100 * np.stack([q, r]), 1), [1])
