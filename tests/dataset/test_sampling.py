@@ -215,3 +215,37 @@ def test_balanced_choice_by_hand() -> None:
     r = t / t.sum() + 0.006 * (e[6] - e[9])
     assert abs(np.abs(q - t).sum() - 0.0199) < 1e-4 and abs(np.abs(r - t).sum() - 0.0121) < 1e-4
     np.testing.assert_array_equal(_balanced(100 * np.stack([q, r]), 1), [1])
+
+
+def test_patch_id_spells_department_year_row_and_column() -> None:
+    from flair_pipeline.dataset.sampling import patch_id
+    from flair_pipeline.domains import DomainId
+
+    assert patch_id(DomainId.parse("D033_2021"), 3, 45) == "033" + "21" + "0003" + "0045"
+    assert patch_id(DomainId.parse("D006_2020"), 1234, 0) == "006" + "20" + "1234" + "0000"
+    assert patch_id(DomainId.parse("D095_2019"), 0, 9) == "095" + "19" + "0000" + "0009"
+
+
+@pytest.mark.parametrize(
+    ("areas", "kind"),
+    [
+        ({"building": 10, "coniferous": 30, "deciduous": 5}, "FU"),  # F 35 > U 10
+        ({"herbaceous vegetation": 20, "building": 10, "water": 15}, "AN"),  # A > N > U
+        ({"water": 7}, "NN"),  # one group only: its letter twice
+        ({"building": 5, "bare soil": 5}, "AU"),  # a tie goes to the letter first
+        ({}, "AA"),  # nothing labelled
+        ({"other": 4, "vineyard": 1, "brushwood": 2}, "UN"),  # "other" counts as urban
+    ],
+)
+def test_zone_kind_letters_by_hand(areas: dict[str, float], kind: str) -> None:
+    """Zone type (the FLAIR zone name's letters): the largest landscape group, then the
+    second (Urban: building, pervious, impervious, other; Agricultural: bare soil,
+    vineyard, herbaceous, agricultural, plowed; Forest: coniferous, deciduous; Natural:
+    water, brushwood)."""
+    from flair_pipeline.dataset.sampling import zone_kind
+    from flair_pipeline.nomenclature import MERGED_NAMES
+
+    vector = np.zeros(13)
+    for name, area in areas.items():
+        vector[next(n for n, full in enumerate(MERGED_NAMES) if full.startswith(name))] = area
+    assert zone_kind(vector) == kind
