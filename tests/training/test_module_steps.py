@@ -94,6 +94,8 @@ def test_uint8_masks_become_long_with_the_same_values() -> None:
     same = m.on_after_batch_transfer(b, 0)
     assert same["msk"] is b["msk"]
     assert m.on_after_batch_transfer([1, 2], 0) == [1, 2]
+    images_only = {"img": b["img"]}  # a prediction batch has no mask
+    assert m.on_after_batch_transfer(images_only, 0) is images_only
 
 
 def _step(m: FlairModule, b: dict[str, torch.Tensor]) -> float:
@@ -235,3 +237,76 @@ def test_each_finished_batch_is_the_last_good_step() -> None:
     m.last_good_step = 41
     m.on_train_batch_end()
     assert m.last_good_step == m.global_step == 0  # no Trainer attached: step 0
+
+
+class _Batches(torch.utils.data.Dataset):
+    """The samples of `batches` in order (a DataLoader of their size gives them back)."""
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        self.samples = [
+            {k: v[i] for k, v in b.items()} for b in batches for i in range(len(b["img"]))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.samples[i]
+
+
+def _trainer() -> Any:
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def test_a_real_validation_epoch_logs_the_mean_weighted_loss_and_the_miou() -> None:
+    """Through Lightning's own loop: ``val_loss`` is one value per epoch, the mean of each
+    batch's weighted cross-entropy (computed here by hand, class "other" weighted 0);
+    ``val_miou`` is the epoch's, shown in the progress bar."""
+    m = module().eval()
+    batches = [batch(seed=s) for s in (4, 5)]
+    for b in batches:
+        b["msk"][:, 5:9, 5:20] = 12  # "other": weight 0
+    with torch.no_grad():
+        per_batch = [weighted_ce(m(b)["logits"], b["msk"]) for b in batches]
+    assert abs(per_batch[0] - per_batch[1]) > 1e-4  # a last-batch value would differ
+    trainer = _trainer()
+    loader = torch.utils.data.DataLoader(_Batches(batches), batch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no workers, few batches: Lightning's hints
+        (metrics,) = trainer.validate(m, loader, verbose=False)
+    assert set(metrics) == {"val_loss", "val_miou"}
+    assert metrics["val_loss"] == pytest.approx(np.mean(per_batch), rel=1e-5)
+    assert set(trainer.logged_metrics) == {"val_loss", "val_miou"}  # no per-step values
+    assert set(trainer.progress_bar_metrics) == {"val_miou"}
+    assert 0 <= metrics["val_miou"] <= 1
+
+
+def test_the_plateau_scheduler_steps_on_the_miou_but_not_in_the_sanity_check() -> None:
+    from lightning.pytorch.trainer.states import RunningStage
+
+    m = module(scheduler="plateau").eval()
+    m.configure_optimizers()
+    assert m._plateau is not None
+    logged: dict[str, float] = {}
+    m.log = lambda name, value, **_: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+    trainer = _trainer()
+    m.trainer = trainer
+    trainer.state.stage = RunningStage.SANITY_CHECKING  # Lightning's check before training
+    with torch.no_grad():
+        m.validation_step(batch(seed=4), 0)
+    m.on_validation_epoch_end()
+    assert m._plateau.last_epoch == 0 and m._plateau.best == -math.inf
+    trainer.state.stage = RunningStage.VALIDATING
+    with torch.no_grad():
+        m.validation_step(batch(seed=5), 0)
+    m.on_validation_epoch_end()
+    assert m._plateau.last_epoch == 1 and m._plateau.best == logged["val_miou"] > 0
