@@ -108,8 +108,9 @@ class Mosaic:
     def broken_touching(self, bounds: Bounds) -> list[Path]:
         """Unreadable tiles that would have covered part of `bounds`.
 
-        Their extent is unknown, so it is taken from the IGN name (``dd-yyyy-xmin-ymax-…``)
-        and the size of the readable tiles; a tile with another name touches everything.
+        Their extent is unknown, so it is taken from the IGN name (``dd-yyyy-xmin-ymax-…``,
+        :func:`named_corner`: kilometres as IGN writes them, or metres) and the size of the
+        readable tiles; a tile with another name touches everything.
         """
         t = self.tiles[0].bounds
         size = (t[2] - t[0], t[3] - t[1])
@@ -172,12 +173,33 @@ class Mosaic:
         return self.folder
 
 
-def _named_bounds_touch(path: Path, size: tuple[float, float], bounds: Bounds) -> bool:
+#: Lambert-93 northings run from 6000 to 7200 km: a tile name's y under this is in km.
+_KM_NAME_MAX_Y = 100_000.0
+
+
+def named_corner(path: Path) -> tuple[float, float] | None:
+    """The upper-left corner (x, y in metres, EPSG:2154) an IGN tile name gives, or None.
+
+    IGN names its dalles ``<dept>-<year>-<xmin>-<ymax>-LA93-…`` with the corner in
+    kilometres (BD ORTHO ``49-2022-0405-6700-LA93-0M20-E080.jp2``: x 405 km, y 6700 km;
+    ``../shared/real-samples/ign/SOURCES.md``); the synthetic world writes metres
+    (``33-2021-0500000-6400000-LA93-0M20.tif``). Lambert-93 y is 6 000–7 200 km, so a y
+    below 100 000 is read as kilometres.
+    """
     parts = path.stem.split("-")
     try:
-        xmin, ymax = float(parts[2]), float(parts[3])
+        x, y = float(parts[2]), float(parts[3])
     except (IndexError, ValueError):
+        return None
+    scale = 1000.0 if y < _KM_NAME_MAX_Y else 1.0
+    return x * scale, y * scale
+
+
+def _named_bounds_touch(path: Path, size: tuple[float, float], bounds: Bounds) -> bool:
+    corner = named_corner(path)
+    if corner is None:  # an extent we cannot know: it may touch anything
         return True
+    xmin, ymax = corner
     return (
         xmin < bounds[2]
         and xmin + size[0] > bounds[0]

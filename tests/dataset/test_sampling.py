@@ -249,3 +249,46 @@ def test_zone_kind_letters_by_hand(areas: dict[str, float], kind: str) -> None:
     for name, area in areas.items():
         vector[next(n for n, full in enumerate(MERGED_NAMES) if full.startswith(name))] = area
     assert zone_kind(vector) == kind
+
+
+@pytest.mark.parametrize("unit", ["km", "m"])
+def test_a_truncated_ign_tile_costs_exactly_its_patches(tmp_path: Path, unit: str) -> None:
+    """Three 1 km dalles in a row (20 m pixels, 50 x 50), named as IGN names them, with the
+    upper-left corner in km (``33-2021-0650-6862-LA93-…``), or in metres as the synthetic
+    world does; the middle one cut short by an interrupted download. Its 25 patches of
+    200 m (10 px) are each reported unreadable, naming the file; the 50 others are kept;
+    none is counted as nodata (which a km name read as metres gave)."""
+    import shapely
+
+    rng = np.random.default_rng(0)
+    names = []
+    for x_km in (650, 651, 652):
+        corner = f"{x_km:04d}-6862" if unit == "km" else f"{x_km * 1000:07d}-6862000"
+        path = tmp_path / f"33-2021-{corner}-LA93-0M20-E080.tif"
+        _write(path, rng.integers(1, 255, (4, 50, 50), dtype=np.uint8), x_km * 1000.0, 6862e3, 20)
+        names.append(path)
+    names[1].write_bytes(names[1].read_bytes()[:200])  # the download stopped in the header
+    labels = gpd.GeoDataFrame(
+        {"code": [3]}, geometry=[shapely.box(650e3, 6861e3, 653e3, 6862e3)], crs=2154
+    )
+    with Mosaic(tmp_path) as m:
+        assert list(m.broken) == [names[1]]
+        g, report = sample_patches("D033_2021", m, labels, SamplingConfig(patch_size=10))
+    assert report.candidates == 75
+    assert report.rejected["unreadable tile"] == 25 and report.rejected["nodata"] == 0
+    assert len(g) == 50 and set(g["col"]) == {*range(5), *range(10, 15)}
+    assert sorted(report.unreadable) == sorted(
+        f"0332100{r:02d}00{c:02d}: {names[1]}: unreadable tile"
+        for r in range(5)
+        for c in range(5, 10)
+    )
+
+
+def test_ign_tile_names_give_the_corner_in_metres() -> None:
+    from flair_pipeline.dataset.mosaic import named_corner
+
+    assert named_corner(Path("49-2022-0405-6700-LA93-0M20-E080.jp2")) == (405e3, 6700e3)
+    assert named_corner(Path("49-2022-0440-6700-LA93-0M20-IRC-E080.jp2")) == (440e3, 6700e3)
+    assert named_corner(Path("33-2021-0500000-6400000-LA93-0M20.tif")) == (500e3, 6400e3)
+    assert named_corner(Path("tile_a.tif")) is None
+    assert named_corner(Path("33-2021-x-y.tif")) is None
