@@ -292,3 +292,33 @@ def test_ign_tile_names_give_the_corner_in_metres() -> None:
     assert named_corner(Path("33-2021-0500000-6400000-LA93-0M20.tif")) == (500e3, 6400e3)
     assert named_corner(Path("tile_a.tif")) is None
     assert named_corner(Path("33-2021-x-y.tif")) is None
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "cells"),
+    [
+        (126, 126, [(r, c) for r in range(3) for c in range(3)]),  # 2 px short of 4 x 4
+        (32, 96, [(0, 0), (1, 0), (2, 0)]),  # one column
+        (96, 32, [(0, 0), (0, 1), (0, 2)]),  # one row
+    ],
+)
+def test_the_lattice_holds_whole_patches_only(
+    tmp_path: Path, width: int, height: int, cells: list[tuple[int, int]]
+) -> None:
+    """Candidates are the whole 32 px (6.4 m) cells inside the mosaic, row-major from its
+    upper-left corner; a strip narrower than a patch (here 0.4 m) gives no candidate."""
+    import shapely
+
+    x0, y1 = 1000.0, 2000.0
+    _write(tmp_path / "a.tif", np.full((4, height, width), 9, np.uint8), x0, y1)
+    labels = gpd.GeoDataFrame(
+        {"code": [3]}, geometry=[shapely.box(x0, y1 - 100, x0 + 100, y1)], crs=2154
+    )
+    with Mosaic(tmp_path) as m:
+        g, report = sample_patches("D033_2021", m, labels, SamplingConfig(patch_size=32))
+    assert report.candidates == len(cells) and len(g) == len(cells)
+    assert list(zip(g["row"], g["col"], strict=True)) == cells
+    for (r, c), box in zip(cells, g.geometry, strict=True):
+        expected = (x0 + 6.4 * c, y1 - 6.4 * (r + 1), x0 + 6.4 * (c + 1), y1 - 6.4 * r)
+        np.testing.assert_allclose(box.bounds, expected, atol=1e-9)
+    assert g["patch_id"].tolist() == [f"03321{r:04d}{c:04d}" for r, c in cells]
