@@ -322,3 +322,28 @@ def test_the_lattice_holds_whole_patches_only(
         expected = (x0 + 6.4 * c, y1 - 6.4 * (r + 1), x0 + 6.4 * (c + 1), y1 - 6.4 * r)
         np.testing.assert_allclose(box.bounds, expected, atol=1e-9)
     assert g["patch_id"].tolist() == [f"03321{r:04d}{c:04d}" for r, c in cells]
+
+
+def test_nodata_and_label_cover_limits_are_inclusive_and_counted(tmp_path: Path) -> None:
+    """Three 32 px patches in a row, max_nodata_fraction 0.25: the first has 8 of its 32
+    columns unflown (exactly 25 % nodata: kept); labels cover 24 columns of the second
+    (75 %: kept) and 22 of the third (69 %: rejected as labels not covering)."""
+    import shapely
+
+    x0, y1 = 1000.0, 2000.0
+    arr = np.full((4, 32, 96), 9, np.uint8)
+    arr[:, :, :8] = 0  # nodata in every band
+    _write(tmp_path / "a.tif", arr, x0, y1)
+    covered = [(0, 32), (32, 32 + 24), (64, 64 + 22)]  # label columns of each patch
+    labels = gpd.GeoDataFrame(
+        {"code": [3, 3, 3]},
+        geometry=[shapely.box(x0 + 0.2 * a, y1 - 6.4, x0 + 0.2 * b, y1) for a, b in covered],
+        crs=2154,
+    )
+    cfg = SamplingConfig(patch_size=32, max_nodata_fraction=0.25)
+    with Mosaic(tmp_path) as m:
+        g, report = sample_patches("D033_2021", m, labels, cfg)
+    assert g["col"].tolist() == [0, 1]
+    assert dict(report.rejected) == {"unreadable tile": 0, "nodata": 0, "labels not covering": 1}
+    np.testing.assert_allclose(g["valid_fraction"], [0.75, 1.0])
+    np.testing.assert_allclose(g["label_fraction"], [1.0, 0.75])
