@@ -310,3 +310,66 @@ def test_the_plateau_scheduler_steps_on_the_miou_but_not_in_the_sanity_check() -
         m.validation_step(batch(seed=5), 0)
     m.on_validation_epoch_end()
     assert m._plateau.last_epoch == 1 and m._plateau.best == logged["val_miou"] > 0
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_from_config_reads_every_value_from_the_config(
+    resumed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every hyper-parameter of a training run comes from its own config field: each set
+    here to a value unlike its default (and unlike the others), the expected dict spelled
+    by hand. A resumed run asks for no encoder weights (the checkpoint has them)."""
+    import flair_pipeline.training.module as module_py
+    from flair_pipeline.config import config_from_dict
+    from flair_pipeline.training.train import model_kwargs
+
+    asked: list[str | None] = []
+    real_build = module_py.build_model
+
+    def build_model(name: str, *, encoder_weights: str | None = None, **kw: Any) -> Any:
+        asked.append(encoder_weights)  # recorded, then built without a download
+        return real_build(name, encoder_weights=None, **kw)
+
+    monkeypatch.setattr(module_py, "build_model", build_model)
+    s2 = {"window": 12, "filter_clouds": True, "cloud_threshold": 33}
+    s2 |= {"cloud_max_fraction": 0.25, "monthly_average": True}
+    train = {"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01, "scheduler": "cosine"}
+    train |= {"epochs": 7, "augment": False, "aux_weight": 0.125, "seed": 4, "downsample": 2}
+    train |= {"encoder_weights": "imagenet", "utae_width": 8}
+    cfg = config_from_dict(
+        {
+            "train": train,
+            "sampling": {"resolution": 0.25, "elevation_scale": 4.0},
+            "sentinel2": {**s2, "max_size": 60},
+        }
+    )
+    stats = {"mean": [*MEAN, 10.0], "std": [*STD, 5.0], "s2_mean": S2_MEAN, "s2_std": S2_STD}
+    kwargs = model_kwargs(cfg, "utt", 5, None, 12.0)
+    m = FlairModule.from_config(
+        cfg, "utt", kwargs, stats, patch_size=48, channels_last=True, resumed=resumed
+    )
+    expected = {
+        "model_name": "utt",
+        "model_kwargs": kwargs,
+        "stats": stats,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "weight_decay": 0.01,
+        "scheduler": "cosine",
+        "epochs": 7,
+        "augment": False,
+        "aux_weight": 0.125,
+        "seed": 4,
+        "patch_size": 48,
+        "resolution": 0.25,
+        "downsample": 2,
+        "elevation_scale": 4.0,
+        "meta_encoding": None,
+        "s2_options": s2,
+        "channels_last": True,
+    }
+    assert dict(m.hparams) == expected
+    assert asked == [None if resumed else "imagenet"]
+    plain = FlairModule.from_config(cfg, "unet", {"in_channels": 5}, stats, patch_size=48)
+    assert plain.hparams["s2_options"] is None  # a model without Sentinel-2
+    assert plain.hparams["channels_last"] is False
