@@ -347,3 +347,32 @@ def test_nodata_and_label_cover_limits_are_inclusive_and_counted(tmp_path: Path)
     assert dict(report.rejected) == {"unreadable tile": 0, "nodata": 0, "labels not covering": 1}
     np.testing.assert_allclose(g["valid_fraction"], [0.75, 1.0])
     np.testing.assert_allclose(g["label_fraction"], [1.0, 0.75])
+
+
+@pytest.mark.parametrize("strategy", ["random", "balanced"])
+@pytest.mark.parametrize(
+    ("side", "limit", "selected"),
+    [(126, None, 4), (126, 2, 2), (126, 20, 9), (32, None, 1)],  # 9 candidates, then 1
+)
+def test_random_and_balanced_keep_the_limit_or_half(
+    tmp_path: Path, strategy: str, side: int, limit: int | None, selected: int
+) -> None:
+    """Without max_patches_per_domain, the random and balanced strategies keep half the
+    usable candidates (rounded down, at least one); with it, at most that many."""
+    import shapely
+
+    x0, y1 = 1000.0, 2000.0
+    _write(tmp_path / "a.tif", np.full((4, side, side), 9, np.uint8), x0, y1)
+    labels = gpd.GeoDataFrame(
+        {"code": [3, 10]},
+        geometry=[
+            shapely.box(x0, y1 - 30, x0 + 12, y1),
+            shapely.box(x0 + 12, y1 - 30, x0 + 30, y1),
+        ],
+        crs=2154,
+    )
+    cfg = SamplingConfig(patch_size=32, strategy=strategy, max_patches_per_domain=limit)
+    with Mosaic(tmp_path) as m:
+        g, report = sample_patches("D033_2021", m, labels, cfg)
+    assert report.selected == len(g) == selected
+    assert g["patch_id"].is_unique
