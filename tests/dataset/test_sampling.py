@@ -351,18 +351,20 @@ def test_nodata_and_label_cover_limits_are_inclusive_and_counted(tmp_path: Path)
 
 @pytest.mark.parametrize("strategy", ["random", "balanced"])
 @pytest.mark.parametrize(
-    ("side", "limit", "selected"),
-    [(126, None, 4), (126, 2, 2), (126, 20, 9), (32, None, 1)],  # 9 candidates, then 1
+    ("width", "limit", "selected"),
+    [(126, None, 4), (126, 2, 2), (126, 20, 9), (32, None, 1), (64, None, 1)],
 )
 def test_random_and_balanced_keep_the_limit_or_half(
-    tmp_path: Path, strategy: str, side: int, limit: int | None, selected: int
+    tmp_path: Path, strategy: str, width: int, limit: int | None, selected: int
 ) -> None:
     """Without max_patches_per_domain, the random and balanced strategies keep half the
-    usable candidates (rounded down, at least one); with it, at most that many."""
+    usable candidates (rounded down, at least one); with it, at most that many. Mosaics
+    of 126 x 126 px (9 candidates), 32 x 32 (1) and 64 x 32 (2)."""
     import shapely
 
     x0, y1 = 1000.0, 2000.0
-    _write(tmp_path / "a.tif", np.full((4, side, side), 9, np.uint8), x0, y1)
+    height = 126 if width == 126 else 32
+    _write(tmp_path / "a.tif", np.full((4, height, width), 9, np.uint8), x0, y1)
     labels = gpd.GeoDataFrame(
         {"code": [3, 10]},
         geometry=[
