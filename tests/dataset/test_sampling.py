@@ -378,3 +378,40 @@ def test_random_and_balanced_keep_the_limit_or_half(
         g, report = sample_patches("D033_2021", m, labels, cfg)
     assert report.selected == len(g) == selected
     assert g["patch_id"].is_unique
+
+
+def test_grid_strategy_keeps_the_first_candidates_row_major(tmp_path: Path) -> None:
+    x0, y1 = 1000.0, 2000.0
+    _write(tmp_path / "a.tif", np.full((4, 126, 126), 9, np.uint8), x0, y1)
+    labels = gpd.GeoDataFrame(
+        {"code": [3]}, geometry=[__import__("shapely").box(x0, y1 - 30, x0 + 30, y1)], crs=2154
+    )
+    cfg = SamplingConfig(patch_size=32, strategy="grid", max_patches_per_domain=4)
+    with Mosaic(tmp_path) as m:
+        g, report = sample_patches("D033_2021", m, labels, cfg)
+    assert list(zip(g["row"], g["col"], strict=True)) == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert report.selected == 4
+
+
+@pytest.mark.parametrize(
+    ("zone_size_m", "zones"),
+    [
+        # 6.4 m patches on a 3 x 3 lattice; zones of 2 x 2 patches, numbered row-major
+        (12.8, ["Z1", "Z1", "Z2", "Z1", "Z1", "Z2", "Z3", "Z3", "Z4"]),
+        # a zone smaller than a patch: one patch per zone
+        (1.0, [f"Z{n}" for n in range(1, 10)]),
+        (700.0, ["Z1"] * 9),  # the default: one zone
+    ],
+)
+def test_zones_group_whole_blocks_of_patches(
+    tmp_path: Path, zone_size_m: float, zones: list[str]
+) -> None:
+    x0, y1 = 1000.0, 2000.0
+    _write(tmp_path / "a.tif", np.full((4, 96, 96), 9, np.uint8), x0, y1)
+    labels = gpd.GeoDataFrame(
+        {"code": [1]}, geometry=[__import__("shapely").box(x0, y1 - 30, x0 + 30, y1)], crs=2154
+    )
+    cfg = SamplingConfig(patch_size=32, zone_size_m=zone_size_m)
+    with Mosaic(tmp_path) as m:
+        g, _ = sample_patches("D033_2021", m, labels, cfg)
+    assert g["zone"].tolist() == [f"{z}_UU" for z in zones]  # buildings only: urban
