@@ -76,13 +76,27 @@ def _balanced(areas: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.asarray(chosen, dtype=int))
 
 
+#: A landscape group covering less than this share of a zone's labelled area is float dust
+#: (a label edge on a patch edge, intersected: ~1e-14 of the area), not a second group.
+_DUST = 1e-9
+
+
 def zone_kind(areas: np.ndarray) -> str:
-    """Two letters: the dominant and second landscape group of a zone's patches."""
+    """Two letters: the dominant and second landscape group of a zone's patches.
+
+    Args:
+        areas: (13,) area (any unit) of each merged class in the zone.
+
+    Returns:
+        The largest group's letter (U, A, F, N; ties alphabetical), then the second's, or
+        the first again when no other group covers more than ``_DUST`` of the area.
+    """
     groups: dict[str, float] = {}
     for idx, a in enumerate(areas):
         groups[_GROUP[idx]] = groups.get(_GROUP[idx], 0.0) + float(a)
     ranked = sorted(groups, key=lambda g: (-groups[g], g))
-    second = ranked[1] if len(ranked) > 1 and groups[ranked[1]] > 0 else ranked[0]
+    dust = _DUST * sum(groups.values())
+    second = ranked[1] if len(ranked) > 1 and groups[ranked[1]] > dust else ranked[0]
     return ranked[0] + second
 
 

@@ -235,6 +235,8 @@ def test_patch_id_spells_department_year_row_and_column() -> None:
         ({"building": 5, "bare soil": 5}, "AU"),  # a tie goes to the letter first
         ({}, "AA"),  # nothing labelled
         ({"other": 4, "vineyard": 1, "brushwood": 2}, "UN"),  # "other" counts as urban
+        ({"building": 41, "coniferous": 1.5e-12}, "UU"),  # float dust is no second group
+        ({"building": 41, "coniferous": 1e-6}, "UF"),  # a few square millimetres are
     ],
 )
 def test_zone_kind_letters_by_hand(areas: dict[str, float], kind: str) -> None:
@@ -322,6 +324,24 @@ def test_the_lattice_holds_whole_patches_only(
         expected = (x0 + 6.4 * c, y1 - 6.4 * (r + 1), x0 + 6.4 * (c + 1), y1 - 6.4 * r)
         np.testing.assert_allclose(box.bounds, expected, atol=1e-9)
     assert g["patch_id"].tolist() == [f"03321{r:04d}{c:04d}" for r, c in cells]
+    assert (g["domain"] == "D033_2021").all()
+    np.testing.assert_allclose(g["x_centroid"], [x0 + 6.4 * c + 3.2 for _, c in cells])
+    np.testing.assert_allclose(g["y_centroid"], [y1 - 6.4 * r - 3.2 for r, _ in cells])
+    np.testing.assert_allclose(g["valid_fraction"], 1.0)
+    assert (g["row"].dtype, g["col"].dtype) == (np.int32, np.int32)
+    assert list(g.columns) == [
+        "patch_id",
+        "domain",
+        "zone",
+        "row",
+        "col",
+        "x_centroid",
+        "y_centroid",
+        "valid_fraction",
+        "label_fraction",
+        "geometry",
+        *(f"class_{k}" for k in range(13)),
+    ]
 
 
 def test_nodata_and_label_cover_limits_are_inclusive_and_counted(tmp_path: Path) -> None:
@@ -397,21 +417,38 @@ def test_grid_strategy_keeps_the_first_candidates_row_major(tmp_path: Path) -> N
     ("zone_size_m", "zones"),
     [
         # 6.4 m patches on a 3 x 3 lattice; zones of 2 x 2 patches, numbered row-major
-        (12.8, ["Z1", "Z1", "Z2", "Z1", "Z1", "Z2", "Z3", "Z3", "Z4"]),
+        (12.8, ["Z1_UU", "Z1_UU", "Z2_NN", "Z1_UU", "Z1_UU", "Z2_NN", "Z3_AA", "Z3_AA", "Z4_FF"]),
         # a zone smaller than a patch: one patch per zone
-        (1.0, [f"Z{n}" for n in range(1, 10)]),
-        (700.0, ["Z1"] * 9),  # the default: one zone
+        (
+            1.0,
+            [
+                f"Z{n}_{k}"
+                for n, k in enumerate(["UU", "UU", "NN", "UU", "UU", "NN", "AA", "AA", "FF"], 1)
+            ],
+        ),
+        (700.0, ["Z1_UA"] * 9),  # the default: one zone, buildings first, then fields
     ],
 )
 def test_zones_group_whole_blocks_of_patches(
     tmp_path: Path, zone_size_m: float, zones: list[str]
 ) -> None:
-    x0, y1 = 1000.0, 2000.0
+    """Each zone's kind comes from its own patches: buildings over the upper-left 2 x 2
+    patches (urban), water down the right column (natural), fields along the bottom row
+    (agricultural), a forest in the lower-right patch."""
+    import shapely
+
+    x0, y1, p = 1000.0, 2000.0, 6.4
     _write(tmp_path / "a.tif", np.full((4, 96, 96), 9, np.uint8), x0, y1)
+
+    def cells(c0: int, r0: int, c1: int, r1: int) -> shapely.Polygon:
+        return shapely.box(x0 + c0 * p, y1 - r1 * p, x0 + c1 * p, y1 - r0 * p)
+
     labels = gpd.GeoDataFrame(
-        {"code": [1]}, geometry=[__import__("shapely").box(x0, y1 - 30, x0 + 30, y1)], crs=2154
+        {"code": [1, 5, 10, 6]},  # building, water, agricultural land, coniferous
+        geometry=[cells(0, 0, 2, 2), cells(2, 0, 3, 2), cells(0, 2, 2, 3), cells(2, 2, 3, 3)],
+        crs=2154,
     )
     cfg = SamplingConfig(patch_size=32, zone_size_m=zone_size_m)
     with Mosaic(tmp_path) as m:
         g, _ = sample_patches("D033_2021", m, labels, cfg)
-    assert g["zone"].tolist() == [f"{z}_UU" for z in zones]  # buildings only: urban
+    assert g["zone"].tolist() == zones
