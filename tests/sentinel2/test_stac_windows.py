@@ -250,3 +250,176 @@ def test_same_date_items_mosaic_pixel_by_pixel(archive, tmp_path) -> None:
     expected_green = np.where(a_valid, BASE + 3 * r - 1000, BASE + c - 1000)
     np.testing.assert_array_equal(s.data[0, 1][clear], expected_green[clear])
     assert s.dates == [day] and s.products == ["S2A_20210615_A"]
+
+
+# --- reflectance, nodata, masks and CRS of each asset ----------------------------------------
+
+
+def test_to_reflectance_by_hand() -> None:
+    """DN x scale + offset, x 10000, rounded, clipped to uint16; nodata pixels are 0."""
+    from flair_pipeline.sentinel2.stac import to_reflectance
+
+    dn = np.array([[0, 1, 999, 1000, 1001], [1500, 7, 40000, 65535, 7]], np.uint16)
+    # baseline >= 04.00: offset -0.1 (-1000 DN); nodata 0
+    got = to_reflectance(dn, 1e-4, -0.1, 0)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, [[0, 0, 0, 0, 1], [500, 0, 39000, 64535, 0]])
+    # no offset, a scale pushing past uint16, nodata 7
+    got = to_reflectance(dn, 2e-4, 0.0, 7)
+    np.testing.assert_array_equal(got, [[0, 2, 1998, 2000, 2002], [3000, 0, 65535, 65535, 0]])
+
+
+def _grid_item(
+    iid: str, day: dt.date, hrefs: dict[str, str], baseline: str = "05.00", **props: object
+) -> pystac.Item:
+    item = _item(iid, day, hrefs)
+    item.properties["s2:processing_baseline"] = baseline
+    item.properties.update(props)
+    return item
+
+
+def _band_files(tmp: Path, nodata: int | None, crs: str | None = UTM) -> str:
+    """rows + BASE with rows of 7s, 0s and 1s from ROW0 on, for the nodata rules."""
+    r, _ = np.mgrid[0:H, 0:W]
+    data = (BASE + r).astype(np.uint16)
+    data[ROW0 : ROW0 + 3, :] = 7
+    data[ROW0 + 3 : ROW0 + 5, :] = 0
+    data[ROW0 + 5 : ROW0 + 7, :] = 1
+    profile = dict(driver="GTiff", height=H, width=W, count=1, dtype="uint16", transform=T10)
+    path = tmp / f"nod{nodata}_{crs}.tif".replace(":", "")
+    with rasterio.open(path, "w", crs=crs, nodata=nodata, **profile) as dst:
+        dst.write(data, 1)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("file_nodata", "declared", "nodata"),
+    [(7, None, 7), (None, 7, 7), (None, None, 0), (0, 7, 7)],
+)
+def test_nodata_is_the_items_else_the_files_else_0(
+    archive, tmp_path: Path, file_nodata: int | None, declared: int | None, nodata: int
+) -> None:
+    """Baseline 02.14 (no BOA offset), so DN = reflectance x 10000 and a DN of 7 or 0 shows
+    as itself unless it is the nodata value (then 0)."""
+    _, f = archive
+    band = _band_files(tmp_path, file_nodata)
+    day = dt.date(2021, 6, 15)
+    item = _grid_item("S2B_20210615", day, _hrefs({**f, "nod": band}, "nod"), "02.14")
+    if declared is not None:
+        for key in STAC_ASSETS:
+            item.assets[key].extra_fields["raster:bands"] = [{"nodata": declared}]
+    cat = _catalog(tmp_path, [item])
+    grid = _edge_grid(COL0, ROW0 - 1, 4, 8)  # rows ROW0-1 .. ROW0+6 of the source
+    (s,) = StacProvider(catalog=cat).fetch([grid], day, day)
+    r, _, clear = _source_rc(grid, T10)
+    dn = np.select([r < ROW0, r < ROW0 + 3, r < ROW0 + 5, r < ROW0 + 7], [BASE + r, 7, 0, 1])
+    expected = np.where(dn == nodata, 0, dn)
+    assert {7, 0, 1} <= set(dn[clear].tolist())
+    np.testing.assert_array_equal(s.data[0, 0][clear], expected[clear])
+
+
+def test_a_file_without_crs_takes_the_items_and_a_contradiction_is_refused(
+    archive, tmp_path: Path
+) -> None:
+    _, f = archive
+    day = dt.date(2021, 6, 15)
+    band = _band_files(tmp_path, 0, crs=None)
+    grid = _edge_grid(COL0, ROW0 - 1, 4, 8)
+    cases = {"EPSG:32631": None, None: "has no CRS in the file nor proj:code/proj:epsg"}
+    for code, error in cases.items():
+        props = {"proj:code": code} if code else {}
+        item = _grid_item("S2B_20210615", day, _hrefs({**f, "nod": band}, "nod"), **props)
+        (res,) = StacProvider(catalog=_catalog(tmp_path / str(code), [item])).fetch_each(
+            [grid], day, day
+        )
+        if error is None:
+            r, _, clear = _source_rc(grid, T10)
+            assert not isinstance(res, Exception)
+            np.testing.assert_array_equal(
+                res.data[0, 0][clear & (r < ROW0)], (BASE + r - 1000)[clear & (r < ROW0)]
+            )
+        else:
+            assert isinstance(res, Exception) and f"asset 'blue' {error}" in str(res)
+    item = _grid_item("S2B_20210615", day, _hrefs(f), **{"proj:code": "EPSG:32632"})
+    (res,) = StacProvider(catalog=_catalog(tmp_path / "other", [item])).fetch_each([grid], day, day)
+    assert isinstance(res, Exception)
+    assert "asset 'blue': file CRS EPSG:32631 but the item says EPSG:32632" in str(res)
+    ok = _grid_item("S2B_20210615", day, _hrefs(f), **{"proj:code": UTM})
+    (res,) = StacProvider(catalog=_catalog(tmp_path / "same", [ok])).fetch_each([grid], day, day)
+    assert not isinstance(res, Exception)
+
+
+def test_a_missing_band_asset_is_named_with_every_key_tried(archive, tmp_path: Path) -> None:
+    _, f = archive
+    day = dt.date(2021, 6, 15)
+    item = _grid_item("S2B_20210615", day, _hrefs(f))
+    del item.assets["blue"]
+    (res,) = StacProvider(catalog=_catalog(tmp_path, [item])).fetch_each(
+        [GRIDS["square"]], day, day
+    )
+    assert isinstance(res, Exception)
+    assert "S2B_20210615: asset 'blue' / 'B02' / 'B02_10m' missing" in str(res)
+
+
+def test_masks_from_the_scene_classification(archive, tmp_path: Path) -> None:
+    """An item with an ``scl`` asset (20 m) and no cloud/snow probabilities: SNW 100 on
+    class 11, CLD 65 on 8 and 10, 100 on 9, 0 elsewhere (the documented scl-v1 table)."""
+    _, f = archive
+    r20, c20 = np.mgrid[0 : H // 2, 0 : W // 2]
+    scl = _write(tmp_path / "scl.tif", ((r20 + 5 * c20) % 12).astype(np.uint8), T20)
+    day = dt.date(2021, 6, 15)
+    item = _grid_item("S2B_20210615", day, _hrefs(f))
+    for key in STAC_MASK_ASSETS:
+        del item.assets[key]
+    item.add_asset("scl", pystac.Asset(scl, media_type=pystac.MediaType.COG))
+    (s,) = StacProvider(catalog=_catalog(tmp_path, [item]), scl_masks=True).fetch(
+        [GRIDS["wide"]], day, day
+    )
+    r, c, clear = _source_rc(GRIDS["wide"], T20)
+    cls = (r + 5 * c) % 12
+    snw = np.where(cls == 11, 100, 0)
+    cld = np.select([cls == 9, (cls == 8) | (cls == 10)], [100, 65], 0)
+    assert {0, 65, 100} <= set(cld[clear].tolist()) and (snw[clear] == 100).any()
+    np.testing.assert_array_equal(s.masks[0, 0][clear], snw[clear])
+    np.testing.assert_array_equal(s.masks[0, 1][clear], cld[clear])
+
+
+def test_probability_masks_are_clipped_to_100(archive, tmp_path: Path) -> None:
+    _, f = archive
+    r, c = np.mgrid[0:H, 0:W]
+    cloud = _write(tmp_path / "c256.tif", ((7 * r + 13 * c) % 256).astype(np.uint8), T10, nodata=0)
+    day = dt.date(2021, 6, 15)
+    item = _grid_item("S2B_20210615", day, {**_hrefs(f), "cloud": cloud})
+    (s,) = StacProvider(catalog=_catalog(tmp_path, [item])).fetch([GRIDS["wide"]], day, day)
+    rr, cc, clear = _source_rc(GRIDS["wide"], T10)
+    expected = np.minimum((7 * rr + 13 * cc) % 256, 100)
+    assert (expected[clear] == 100).sum() > 5 and (expected[clear] < 100).any()
+    np.testing.assert_array_equal(s.masks[0, 1][clear], expected[clear])
+
+
+def test_a_grid_outside_the_raster_does_not_stop_the_next_one(archive, tmp_path: Path) -> None:
+    """An item whose footprint is wider than its rasters (0.1 degree more to the west): a
+    grid there is read as nodata and the other grid of the same read is still filled."""
+    _, f = archive
+    day = dt.date(2021, 6, 15)
+    item = _grid_item("S2B_20210615", day, _hrefs(f))
+    w, s_, e, n = item.bbox
+    item.bbox = [w - 0.1, s_, e, n]
+    item.geometry = shapely.geometry.mapping(shapely.box(w - 0.1, s_, e, n))
+    fx, fy = TO_L93.transform(*(T10 * (-200, 300)))  # 2 km west of the raster
+    outside = Grid(fx, fy, 4, 4)
+    res = StacProvider(catalog=_catalog(tmp_path, [item])).fetch_each(
+        [outside, GRIDS["square"]], day, day
+    )
+    assert isinstance(res[0], Exception) and "no valid pixel over the grid" in str(res[0])
+    assert not isinstance(res[1], Exception)
+    _check(res[1], GRIDS["square"])
+
+
+def test_index_map_of_a_grid_off_the_raster_is_none() -> None:
+    from flair_pipeline.sentinel2.stac import _index_map
+
+    fx, fy = TO_L93.transform(*(T10 * (-200, 300)))
+    assert _index_map(Grid(fx, fy, 4, 4), UTM, T10, H, W) is None
+    hit = _index_map(GRIDS["square"], UTM, T10, H, W)
+    assert hit is not None and hit[2].all()  # every pixel of the square grid is inside
