@@ -66,6 +66,7 @@ def test_training_loss_adds_half_the_aux_loss_on_the_centre_crop() -> None:
     # 16 px window, 4 px crop: rows and columns 6..9 (by hand: (16 - 4) / 2 = 6); the mask
     # is what that crop predicts, so any other region fits it worse
     msk = resized(out["aux"][..., 6:10, 6:10]).argmax(1)
+    msk[:, :6, :] = 12  # "other": weight 0 in both losses
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log without a Trainer: warns, logs nothing
         loss = m.training_step({**batch, "msk": msk}, 0)
@@ -78,7 +79,47 @@ def test_training_loss_adds_half_the_aux_loss_on_the_centre_crop() -> None:
     aux = float(ce(resized(out["aux"][..., 6:10, 6:10])))
     main = float(ce(out["logits"]))
     assert float(loss) == pytest.approx(main + 0.5 * aux, rel=1e-6)
+    unweighted = float(F.cross_entropy(resized(out["aux"][..., 6:10, 6:10]), msk))
+    assert abs(unweighted - aux) > 1e-3 * aux  # the class weights matter to this batch
     # the test can tell the crop apart: the whole map, a corner or a one-pixel shift give
     # aux losses farther from this one than the float error of the comparison above
     for wrong in (out["aux"], out["aux"][..., :4, :4], out["aux"][..., 7:11, 7:11]):
         assert abs(float(ce(resized(wrong))) - aux) > 1e-3 * aux
+
+
+@pytest.mark.parametrize(
+    ("aux_weight", "logged"), [(0.5, {"train_loss", "train_aux_loss"}), (0.0, {"train_loss"})]
+)
+def test_a_real_training_epoch_logs_one_value_per_epoch(aux_weight: float, logged: set) -> None:
+    """Through Lightning's fit loop: the loss (and, when weighted in, the aux loss) is
+    logged once per epoch under its own name, the loss also in the progress bar."""
+    import lightning as L
+
+    torch.manual_seed(0)
+    kwargs = {"utae": UTAE, "fusion": {"crop_px": 4}}
+    m = FlairModule("utt", kwargs, STATS, augment=False, aux_weight=aux_weight)
+    g = torch.Generator().manual_seed(2)
+    samples = [
+        {
+            "img": torch.rand(5, 32, 32, generator=g) * 255,
+            "s2": torch.rand(3, 10, 16, 16, generator=g),
+            "dates": torch.tensor([10, 100, 200]),
+            "pad_mask": torch.zeros(3, dtype=torch.bool),
+            "msk": torch.randint(0, 13, (32, 32), generator=g),
+        }
+        for _ in range(4)
+    ]
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no workers, no validation: Lightning's hints
+        trainer.fit(m, torch.utils.data.DataLoader(samples, batch_size=2))
+    assert set(trainer.logged_metrics) == logged
+    assert set(trainer.progress_bar_metrics) == {"train_loss"}
