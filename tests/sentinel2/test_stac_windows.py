@@ -423,3 +423,154 @@ def test_index_map_of_a_grid_off_the_raster_is_none() -> None:
     assert _index_map(Grid(fx, fy, 4, 4), UTM, T10, H, W) is None
     hit = _index_map(GRIDS["square"], UTM, T10, H, W)
     assert hit is not None and hit[2].all()  # every pixel of the square grid is inside
+
+
+# --- scenes: dates, footprints, mask sources, offsets, same-date mosaics ---------------------
+
+
+def test_overlaps_needs_both_axes_and_more_than_an_edge() -> None:
+    from rasterio.windows import Window
+
+    from flair_pipeline.sentinel2.stac import _overlaps
+
+    h, w = 10, 20
+    assert _overlaps(Window(19, 9, 5, 5), h, w)  # the last pixel
+    assert _overlaps(Window(-4, -4, 5, 5), h, w)  # the first pixel
+    assert not _overlaps(Window(20, 0, 5, 5), h, w)  # starts at the right edge
+    assert not _overlaps(Window(0, 10, 5, 5), h, w)  # starts at the bottom edge
+    assert not _overlaps(Window(-5, 0, 5, 5), h, w)  # ends at the left edge
+    assert not _overlaps(Window(0, -5, 5, 5), h, w)  # ends at the top edge
+    assert not _overlaps(Window(30, 0, 5, 5), h, w)  # rows overlap, columns do not
+    assert not _overlaps(Window(0, 30, 5, 5), h, w)  # columns overlap, rows do not
+    assert not _overlaps(Window(-30, 2, 5, 5), h, w)
+    assert not _overlaps(Window(2, -30, 5, 5), h, w)
+
+
+def test_three_items_of_one_date_each_fill_only_what_is_left(archive, tmp_path: Path) -> None:
+    """A (first by id) has data left of column COL0+6, B left of COL0+9, C everywhere:
+    A's pixels stay A's, B fills COL0+6..+8, C the rest."""
+    _, f = archive
+    r, _ = np.mgrid[0:H, 0:W]
+    files = {}
+    for name, mult, last in (("A", 3, COL0 + 6), ("B", 5, COL0 + 9), ("C", 1, W)):
+        data = (BASE + mult * r).astype(np.uint16)
+        data[:, last:] = 0
+        files[name] = _write(tmp_path / f"{name}.tif", data, T10)
+    day = dt.date(2021, 6, 15)
+    items = [_item(f"S2B_20210615_{n}", day, _hrefs({**f, "x": p}, "x")) for n, p in files.items()]
+    cat = _catalog(tmp_path, items[::-1])
+    grid = GRIDS["wide"]
+    (s,) = StacProvider(catalog=cat).fetch([grid], day, day)
+    rr, cc, clear = _source_rc(grid, T10)
+    mult = np.select([cc < COL0 + 6, cc < COL0 + 9], [3, 5], 1)
+    assert {1, 3, 5} <= set(mult[clear].tolist()), "the grid must cross both edges"
+    np.testing.assert_array_equal(s.data[0, 0][clear], (BASE + mult * rr - 1000)[clear])
+    items_of_day = s.provenance["dates"][0]["items"]
+    assert [i["item"] for i in items_of_day] == [f"S2B_20210615_{n}" for n in "ABC"]
+
+
+def test_each_date_records_its_offset_rule_and_mask_source(archive, tmp_path: Path) -> None:
+    _, f = archive
+    old, new = dt.date(2021, 6, 15), dt.date(2021, 6, 20)
+    items = [
+        _grid_item("S2B_20210615", old, _hrefs(f), "02.14"),
+        _grid_item("S2B_20210620", new, _hrefs(f), "05.00"),
+    ]
+    (s,) = StacProvider(catalog=_catalog(tmp_path, items)).fetch([GRIDS["square"]], old, new)
+    got = [d["items"] for d in s.provenance["dates"]]
+    assert got == [
+        [
+            {
+                "item": "S2B_20210615",
+                "collection": "sentinel-2-c1-l2a",
+                "product": "S2B_20210615",
+                "boa_offset_removed_dn": 0,
+                "boa_offset_rule": "baseline 02.14 < 04.00: DN carry no BOA offset",
+                "masks": "cloud/snow assets",
+            }
+        ],
+        [
+            {
+                "item": "S2B_20210620",
+                "collection": "sentinel-2-c1-l2a",
+                "product": "S2B_20210620",
+                "boa_offset_removed_dn": 1000,
+                "boa_offset_rule": "baseline 05.00: DN carry +1000, removed once",
+                "masks": "cloud/snow assets",
+            }
+        ],
+    ]
+    assert "scl_mapping" not in s.provenance
+    r, _, clear = _source_rc(GRIDS["square"], T10)
+    np.testing.assert_array_equal(s.data[0, 0][clear], (BASE + r)[clear])  # no offset
+    np.testing.assert_array_equal(s.data[1, 0][clear], (BASE + r - 1000)[clear])
+
+
+def test_an_item_dated_by_its_range_only(archive, tmp_path: Path) -> None:
+    """STAC allows ``datetime: null`` with start/end_datetime: the start gives the date."""
+    _, f = archive
+    item = _grid_item("S2B_20210615", dt.date(2021, 6, 15), _hrefs(f))
+    item.datetime = None
+    item.properties["start_datetime"] = "2021-06-16T10:30:00Z"
+    item.properties["end_datetime"] = "2021-06-16T10:31:00Z"
+    cat = _catalog(tmp_path, [item])
+    (s,) = StacProvider(catalog=cat).fetch(
+        [GRIDS["square"]], dt.date(2021, 6, 1), dt.date(2021, 6, 30)
+    )
+    assert s.dates == [dt.date(2021, 6, 16)]
+
+
+def test_the_item_footprint_not_its_bbox_decides(archive, tmp_path: Path) -> None:
+    """A partial tile: the item's geometry is the raster's western half (a real L2A tile
+    at a swath edge); a grid in the eastern half is inside its bbox but not its footprint."""
+    _, f = archive
+    day = dt.date(2021, 6, 15)
+    item = _grid_item("S2B_20210615", day, _hrefs(f))
+    w, s_, e, n = item.bbox
+    item.geometry = shapely.geometry.mapping(shapely.box(w, s_, (w + e) / 2, n))
+    ex, ey = TO_L93.transform(*(T10 * (W - 50, 300)))  # 50 px from the raster's east edge
+    east = Grid(ex, ey, 4, 4)
+    res = StacProvider(catalog=_catalog(tmp_path, [item])).fetch_each(
+        [east, GRIDS["square"]], day, day
+    )
+    assert isinstance(res[0], Exception) and "no Sentinel-2 item intersects it" in str(res[0])
+    assert not isinstance(res[1], Exception)
+
+
+def test_mask_sources_and_their_errors(archive, tmp_path: Path) -> None:
+    _, f = archive
+    day = dt.date(2021, 6, 15)
+    scl_only = _grid_item("S2B_20210615", day, _hrefs(f))
+    for key in STAC_MASK_ASSETS:
+        del scl_only.assets[key]
+    scl_only.add_asset("scl", pystac.Asset(f["cloud"], media_type=pystac.MediaType.COG))
+    with pytest.raises(Exception, match="has no readable 'cloud'/'snow' probability assets: "):
+        StacProvider(catalog=_catalog(tmp_path / "a", [scl_only])).fetch_each(
+            [GRIDS["square"]], day, day
+        )
+    (s,) = StacProvider(catalog=_catalog(tmp_path / "b", [scl_only]), scl_masks=True).fetch(
+        [GRIDS["square"]], day, day
+    )
+    assert s.provenance["dates"][0]["items"][0]["masks"] == "derived from SCL"
+    assert s.provenance["scl_mapping"].startswith("scl-v1")
+    neither = _grid_item("S2B_20210615", day, _hrefs(f))
+    for key in STAC_MASK_ASSETS:
+        del neither.assets[key]
+    for scl in (False, True):
+        with pytest.raises(Exception, match="has neither readable 'cloud'/'snow' assets nor"):
+            StacProvider(
+                catalog=_catalog(tmp_path / f"c{scl}", [neither]), scl_masks=scl
+            ).fetch_each([GRIDS["square"]], day, day)
+
+
+def test_an_item_without_any_band_asset_names_the_first_missing(archive, tmp_path: Path) -> None:
+    _, f = archive
+    day = dt.date(2021, 6, 15)
+    item = _grid_item("S2B_20210615", day, _hrefs(f))
+    for key in STAC_ASSETS:
+        del item.assets[key]
+    (res,) = StacProvider(catalog=_catalog(tmp_path, [item])).fetch_each(
+        [GRIDS["square"]], day, day
+    )
+    assert isinstance(res, Exception)
+    assert "S2B_20210615: asset 'blue' / 'B02' / 'B02_10m' missing" in str(res)
