@@ -423,3 +423,96 @@ def test_a_spiked_polygon_burns_its_area_and_drops_the_spike(tmp_path: Path) -> 
     expected = np.zeros((6, 10), np.uint8)
     expected[:4, :4] = 6
     np.testing.assert_array_equal(m, expected)
+
+
+# --- what read_labels reads: rasters, mappings, layers, WGS84, odd features -----------------
+
+
+def test_labels_in_wgs84_longitude_first_on_a_lambert93_grid(tmp_path: Path) -> None:
+    """A GeoJSON in EPSG:4326 (longitude, latitude as GeoJSON and GeoPackage store them):
+    burnt on a Lambert-93 grid, each pixel centre mapped to WGS84 by pyproj (always_xy) and
+    tested by shapely. EPSG:4326's official axis order is latitude first: a transformer
+    built without always_xy puts the polygon in the sea off Somalia."""
+    to_wgs = Transformer.from_crs(2154, 4326, always_xy=True)
+    lon0, lat0 = to_wgs.transform(X0 + 0.7, Y0 - 0.9)
+    lon1, lat1 = to_wgs.transform(X0 + 1.9, Y0 - 2.1)
+    square = shapely.box(min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1))
+    path = tmp_path / "wgs84.geojson"
+    gpd.GeoDataFrame({"code": [4]}, geometry=[square], crs="EPSG:4326").to_file(path)
+    m = LabelIndex.from_file(path).mask(GRID, (16, 16), "EPSG:2154")
+    rows, cols = np.mgrid[:16, :16]
+    lon, lat = to_wgs.transform(*(GRID * (cols + 0.5, rows + 0.5)))
+    expected = np.where(shapely.contains_xy(square, lon, lat), 4, 0)
+    assert 10 < (expected == 4).sum() < 100
+    np.testing.assert_array_equal(m, expected)
+
+
+def test_a_label_raster_is_read_as_its_polygons(tmp_path: Path) -> None:
+    """A label GeoTIFF (codes per pixel, nodata 0): its polygons burn back the same codes
+    on its own grid, and nodata stays 0."""
+    codes = np.zeros((6, 8), np.uint8)
+    codes[1:4, 2:7] = 6
+    codes[4:, :3] = 11
+    path = write_geotiff(tmp_path / "labels.tif", codes, GRID, "EPSG:2154", nodata=0)
+    from flair_pipeline.geo.label_mapping import LabelMapping
+
+    index = LabelIndex.from_file(path, mapping=LabelMapping(("value",)))
+    np.testing.assert_array_equal(index.mask(GRID, (6, 8)), codes)
+
+
+def test_a_mapping_table_turns_a_text_field_into_codes(tmp_path: Path) -> None:
+    from flair_pipeline.geo.label_mapping import LabelMapping
+
+    path = write_labels(
+        tmp_path / "l.gpkg",
+        [px_box(0, 0, 2, 2), px_box(2, 0, 4, 2)],
+        [0, 0],
+        nature=["Bâti", "Eau"],
+    )
+    table = tmp_path / "map.csv"
+    table.write_text("nature,flair\nBâti,1\nEau,5\n", encoding="utf-8")
+    gdf = read_labels(path, mapping=LabelMapping(("nature",), table))
+    assert gdf["code"].tolist() == [1, 5] and gdf["code"].dtype == np.uint8
+    m = LabelIndex.from_file(path, mapping=LabelMapping(("nature",), table)).mask(GRID, (2, 4))
+    np.testing.assert_array_equal(m, [[1, 1, 5, 5], [1, 1, 5, 5]])
+
+
+def test_a_named_layer_of_a_geopackage_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "two.gpkg"
+    for layer, code in (("first", 3), ("second", 9)):
+        gpd.GeoDataFrame({"code": [code]}, geometry=[px_box(0, 0, 2, 2)], crs=2154).to_file(
+            path, layer=layer, driver="GPKG", engine="pyogrio"
+        )
+    assert read_labels(path, layer="second")["code"].tolist() == [9]
+    assert read_labels(path)["code"].tolist() == [3]  # the first layer by default
+    index = LabelIndex.from_file(path, "second")
+    assert index.source == str(path) and index.codes.tolist() == [9]
+    np.testing.assert_array_equal(index.mask(GRID, (2, 2)), np.full((2, 2), 9))
+
+
+@pytest.mark.parametrize(("code", "shown"), [(20, "20"), (3.5, "3.5"), (None, "nan")])
+def test_codes_20_fractional_or_null_are_listed(tmp_path: Path, code, shown: str) -> None:
+    path = write_labels(tmp_path / "c.gpkg", [px_box(0, 0, 1, 1), px_box(1, 0, 2, 2)], [19, code])
+    with pytest.raises(InputError) as err:
+        read_labels(path)
+    assert str(err.value).endswith(f"1 feature(s) are not: fid 2 (code {shown})")
+
+
+def test_odd_features_are_repaired_or_dropped_and_counted(tmp_path: Path) -> None:
+    """Two bow ties (repaired), a multipoint, an empty polygon and a collection of a square
+    and a line (its square kept): 2 repaired, 2 dropped, the line burns nothing."""
+    bow_tie = px_poly((0, 0), (8, 6), (8, 0), (0, 6), (0, 0))
+    bow_tie2 = px_poly((10, 0), (14, 4), (14, 0), (10, 4), (10, 0))
+    points = shapely.MultiPoint(
+        [(X0 + 0.5 * RES, Y0 - 7.5 * RES), (X0 + 1.5 * RES, Y0 - 7.5 * RES)]
+    )
+    line = shapely.LineString([(X0, Y0 - 9.5 * RES), (X0 + 16 * RES, Y0 - 9.5 * RES)])
+    collection = shapely.GeometryCollection([px_box(16, 0, 18, 2), line])
+    geoms = [bow_tie, bow_tie2, points, shapely.Polygon(), collection]
+    path = write_labels(tmp_path / "odd.gpkg", geoms, [2, 3, 4, 5, 6])
+    gdf = read_labels(path)
+    assert gdf.attrs == {"source": str(path), "repaired": 2, "dropped": 2}
+    assert gdf.index.tolist() == [1, 2, 5] and gdf["code"].dtype == np.uint8
+    m = LabelIndex(gdf).mask(GRID, (12, 18))
+    assert (m == 4).sum() == 0 and (m[9] == 0).all()  # no point, no line
+    assert (m == 6).sum() == 4 and (m[:2, 16:18] == 6).all()
