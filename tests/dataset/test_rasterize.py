@@ -186,6 +186,9 @@ def test_labels_in_lambert93_on_a_utm_grid(tmp_path: Path) -> None:
     to_utm = Transformer.from_crs(2154, 32631, always_xy=True)
     ux, uy = to_utm.transform(X0 + 100, Y0 - 100)
     grid = Affine(0.5, 0.0, ux - 40, 0.0, -0.5, uy + 40)  # 80 m square across the border
+    # the index first serves a Lambert-93 grid (no reprojection), then the UTM one: each
+    # CRS gets its own transformers
+    assert (index.mask(GRID, (2, 2), "EPSG:2154") == 3).all()
     m = index.mask(grid, (160, 160), "EPSG:32631")
 
     rows, cols = np.mgrid[:160, :160]
@@ -516,3 +519,12 @@ def test_odd_features_are_repaired_or_dropped_and_counted(tmp_path: Path) -> Non
     m = LabelIndex(gdf).mask(GRID, (12, 18))
     assert (m == 4).sum() == 0 and (m[9] == 0).all()  # no point, no line
     assert (m == 6).sum() == 4 and (m[:2, 16:18] == 6).all()
+
+
+def test_a_label_index_says_where_its_labels_come_from(tmp_path: Path) -> None:
+    path = write_labels(tmp_path / "l.gpkg", [px_box(0, 0, 1, 1)], [3])
+    assert LabelIndex(read_labels(path)).source == str(path)  # read_labels' attrs
+    assert LabelIndex(read_labels(path), source="mine").source == "mine"
+    plain = gpd.GeoDataFrame({"code": [3]}, geometry=[px_box(0, 0, 1, 1)], crs=2154)
+    assert LabelIndex(plain).source == "labels"  # built in memory: no file to name
+    assert LabelIndex(plain).codes.dtype == np.uint8 and LabelIndex(plain).geoms.dtype == object
