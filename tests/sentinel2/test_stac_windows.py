@@ -220,6 +220,8 @@ def _edge_grid(col: float, row: float, width: int, height: int) -> Grid:
         ("last_row", 300, H - 4, 7, 5),
         ("first_col", -3, 400, 6, 6),
         ("last_col", W - 4, 500, 8, 4),
+        ("first_pixel", -3, -2, 6, 5),  # the source's pixel (0, 0) is read
+        ("last_pixel", W - 3, H - 2, 5, 4),
     ],
 )
 def test_grids_across_each_source_edge(archive, name, col, row, width, height) -> None:
