@@ -528,3 +528,39 @@ def test_a_label_index_says_where_its_labels_come_from(tmp_path: Path) -> None:
     plain = gpd.GeoDataFrame({"code": [3]}, geometry=[px_box(0, 0, 1, 1)], crs=2154)
     assert LabelIndex(plain).source == "labels"  # built in memory: no file to name
     assert LabelIndex(plain).codes.dtype == np.uint8 and LabelIndex(plain).geoms.dtype == object
+
+
+def test_unreadable_layer_unmapped_values_and_repairs_are_each_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from flair_pipeline.geo.label_mapping import LabelMapping
+
+    junk = tmp_path / "junk.gpkg"
+    junk.write_bytes(b"not a geopackage")
+    with pytest.raises(InputError, match=rf"label file {junk} cannot be read as a vector layer: "):
+        read_labels(junk)
+    path = write_labels(tmp_path / "m.gpkg", [px_box(0, 0, 2, 2)], [0], nature=["Serre"])
+    table = tmp_path / "map.csv"
+    table.write_text("nature,flair\nBâti,1\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_labels(path, mapping=LabelMapping(("nature",), table))
+    assert str(err.value).startswith(f"label file {path}: 1 value(s) of nature are not in {table}")
+    bow_tie = px_poly((0, 0), (8, 6), (8, 0), (0, 6), (0, 0))
+    for name, geoms, said in (
+        ("repaired.gpkg", [bow_tie], "repaired 1 invalid geometries, dropped 0"),
+        (
+            "dropped.gpkg",
+            [px_box(0, 0, 1, 1), shapely.Point(X0, Y0)],
+            "repaired 0 invalid geometries, dropped 1",
+        ),
+        ("clean.gpkg", [px_box(0, 0, 1, 1)], None),
+    ):
+        caplog.clear()
+        labels = write_labels(tmp_path / name, geoms, [3] * len(geoms))
+        with caplog.at_level("WARNING"):
+            read_labels(labels)
+        lines = [r.getMessage() for r in caplog.records]
+        if said is None:
+            assert lines == []
+        else:
+            assert lines == [f"{labels}: {said} non-polygonal features"]

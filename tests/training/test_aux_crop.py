@@ -67,6 +67,7 @@ def test_training_loss_adds_half_the_aux_loss_on_the_centre_crop() -> None:
     # is what that crop predicts, so any other region fits it worse
     msk = resized(out["aux"][..., 6:10, 6:10]).argmax(1)
     msk[:, :6, :] = 12  # "other": weight 0 in both losses
+    msk[:, -3:, :] = 255  # invalid pixels: ignored by both losses
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log without a Trainer: warns, logs nothing
         loss = m.training_step({**batch, "msk": msk}, 0)
@@ -79,7 +80,7 @@ def test_training_loss_adds_half_the_aux_loss_on_the_centre_crop() -> None:
     aux = float(ce(resized(out["aux"][..., 6:10, 6:10])))
     main = float(ce(out["logits"]))
     assert float(loss) == pytest.approx(main + 0.5 * aux, rel=1e-6)
-    unweighted = float(F.cross_entropy(resized(out["aux"][..., 6:10, 6:10]), msk))
+    unweighted = float(F.cross_entropy(resized(out["aux"][..., 6:10, 6:10]), msk, ignore_index=255))
     assert abs(unweighted - aux) > 1e-3 * aux  # the class weights matter to this batch
     # the test can tell the crop apart: the whole map, a corner or a one-pixel shift give
     # aux losses farther from this one than the float error of the comparison above

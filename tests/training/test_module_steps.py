@@ -372,6 +372,11 @@ def test_from_config_reads_every_value_from_the_config(
     }
     assert dict(m.hparams) == expected
     assert asked == [None if resumed else "imagenet"]
-    plain = FlairModule.from_config(cfg, "unet", {"in_channels": 5}, stats, patch_size=48)
+    vocabulary = {"camera": ["UCE-M3-f100"], "year": [2021]}
+    plain = FlairModule.from_config(
+        cfg, "unet", {"in_channels": 5}, stats, patch_size=48, meta_encoding=vocabulary
+    )
     assert plain.hparams["s2_options"] is None  # a model without Sentinel-2
     assert plain.hparams["channels_last"] is False
+    assert plain.hparams["meta_encoding"] == vocabulary
+    assert asked[-1] == "imagenet"  # a new run (not resumed) by default
