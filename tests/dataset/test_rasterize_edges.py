@@ -199,3 +199,34 @@ def test_grid_problem_message_gives_both_six_term_transforms(tmp_path: Path) -> 
         _raster(tmp_path / "b.tif", Affine(*tb)) as b,
     ):
         assert grid_problem(a, b) == f"transform {tb} differs from {ta}"
+
+
+@pytest.mark.parametrize("degrees", [30.0, 60.0])
+def test_each_corner_pixel_of_a_rotated_grid(degrees: float) -> None:
+    """A grid rotated by 30 or 60 degrees (a rotated GeoTIFF as ``--like``): each of its
+    four corners is the extreme of the grid in one direction, so the labels' candidate
+    window must come from all four. A tiny square (0.1 px) around each corner pixel's
+    centre, the centre computed from the affine transform: that pixel alone takes its code."""
+    import math
+
+    import geopandas as gpd
+    import shapely
+
+    from flair_pipeline.dataset.rasterize import LabelIndex
+
+    r, t = 0.2, math.radians(degrees)
+    grid = Affine(
+        r * math.cos(t), r * math.sin(t), 1000.0, r * math.sin(t), -r * math.cos(t), 2000.0
+    )
+    h, w = 5, 7
+    corners = {(0, 0): 3, (0, w - 1): 5, (h - 1, 0): 7, (h - 1, w - 1): 9}
+    squares = []
+    for (row, col), _ in corners.items():
+        x, y = grid * (col + 0.5, row + 0.5)
+        squares.append(shapely.box(x - 0.01, y - 0.01, x + 0.01, y + 0.01))
+    gdf = gpd.GeoDataFrame({"code": list(corners.values())}, geometry=squares, crs=2154)
+    m = LabelIndex(gdf).mask(grid, (h, w))
+    expected = np.zeros((h, w), np.uint8)
+    for (row, col), code in corners.items():
+        expected[row, col] = code
+    np.testing.assert_array_equal(m, expected)
