@@ -135,10 +135,16 @@ def build_domain_patches(
         StageCheckError: A step's check failed (its first problems named).
         StorageError: A file could not be written.
     """
-    inputs = resolve(raw.domain(domain))  # once for every step (each asset resolves its own)
+    from flair_pipeline.dataset.rasterize import read_labels  # as the steps: not at import
+
+    # resolved and read once for every step (each asset, run alone, does both itself)
+    inputs = resolve(raw.domain(domain))
+    labels = read_labels(inputs.labels, mapping=inputs.mapping)
     skip = skip_bad_patches
-    sources = record_domain_sources(domain, raw, dataset, inputs=inputs)
-    grid = sample_domain_grid(domain, raw, dataset, cfg, skip_bad_patches=skip, inputs=inputs)
+    sources = record_domain_sources(domain, raw, dataset, inputs=inputs, labels=labels)
+    grid = sample_domain_grid(
+        domain, raw, dataset, cfg, skip_bad_patches=skip, inputs=inputs, labels=labels
+    )
     _require(domain, "patch_grid", grid)
     patches = read_patch_grid(dataset.patch_grid(domain))  # as written, read once
     images = build_domain_images(
@@ -146,7 +152,7 @@ def build_domain_patches(
     )
     _require(domain, "aerial_patches", images)
     masks = build_domain_masks(
-        domain, raw, dataset, cfg, skip_bad_patches=skip, grid=patches, inputs=inputs
+        domain, raw, dataset, cfg, skip_bad_patches=skip, grid=patches, inputs=inputs, labels=labels
     )
     _require(domain, "label_masks", masks)
     metadata = write_domain_metadata(domain, raw, dataset, cfg, grid=patches, inputs=inputs)

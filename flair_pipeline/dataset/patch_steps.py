@@ -113,6 +113,7 @@ def sample_domain_grid(
     *,
     skip_bad_patches: bool = True,
     inputs: DomainInputs | None = None,
+    labels: gpd.GeoDataFrame | None = None,
 ) -> GridReport:
     """Sample a domain's patch footprints and write its patch grid (GeoPackage, EPSG:2154).
 
@@ -125,6 +126,8 @@ def sample_domain_grid(
             them (default); false: an unreadable tile fails the step (no grid written).
         inputs: The domain's inputs already resolved (``sources.domain_spec.resolve``), or
             None to resolve them here.
+        labels: Its label layer already read (``rasterize.read_labels``), or None to read
+            it here.
 
     Returns:
         The :class:`GridReport`; one warning per unreadable ortho tile, naming the patches
@@ -140,7 +143,8 @@ def sample_domain_grid(
     remove_stale_temps(path)
     if inputs is None:
         inputs = resolve(raw.domain(domain))
-    labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    if labels is None:
+        labels = read_labels(inputs.labels, mapping=inputs.mapping)
     with Mosaic(inputs.ortho) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
         broken = [str(p) for p in mosaic.broken]
@@ -298,6 +302,7 @@ def build_domain_masks(
     skip_bad_patches: bool = True,
     grid: gpd.GeoDataFrame | None = None,
     inputs: DomainInputs | None = None,
+    labels: gpd.GeoDataFrame | None = None,
 ) -> MasksReport:
     """Write ``MSK_<id>.tif`` (uint8 FLAIR codes, 0 = unlabelled) of every grid patch.
 
@@ -314,6 +319,8 @@ def build_domain_masks(
             (default); false: it fails the step.
         grid: The patch grid already read, or None to read it (:func:`step_inputs`).
         inputs: The domain's inputs already resolved, or None to resolve them.
+        labels: Its label layer already read (``rasterize.read_labels``), or None to read
+            it here.
 
     Returns:
         The :class:`MasksReport` (one warning per skipped patch).
@@ -335,6 +342,7 @@ def build_domain_masks(
         max_unlabelled=tolerance,
         compression=cfg.dataset.compression,
         isolate=skip_bad_patches,
+        labels=labels,
     )
     skipped = {p for p, _ in report.skipped}
     bad, counts = [], np.zeros(20, np.int64)

@@ -335,6 +335,7 @@ def build_label_masks(
     max_unlabelled: float = 1.0,
     compression: str = DEFAULT_COMPRESSION,
     isolate: bool = True,
+    labels: gpd.GeoDataFrame | None = None,
 ) -> BuildReport:
     """Write MSK_<id>.tif (uint8 codes, FLAIR colours, `compression`) for every patch of `grid`.
 
@@ -347,12 +348,16 @@ def build_label_masks(
     of its pixels unlabelled is skipped and named in the report, never written.
     ``labels/<domain>`` is replaced as one new generation; DiskFullError / StorageError on
     a storage failure (nothing swapped in); with `isolate` false, InputError at the first
-    bad patch instead of skipping it.
+    bad patch instead of skipping it. `labels`, when given, is `labels_path` already read
+    by :func:`~flair_pipeline.dataset.rasterize.read_labels` (with `mapping`).
     """
     from flair_pipeline.dataset.rasterize import LabelIndex
 
     codec = compression_options(compression)
-    index = LabelIndex.from_file(labels_path, mapping=mapping)
+    if labels is None:
+        index = LabelIndex.from_file(labels_path, mapping=mapping)
+    else:
+        index = LabelIndex(labels, source=str(labels_path))
     cmap = colormap()
     report = BuildReport()
     if not same_crs(index.crs, CRS):

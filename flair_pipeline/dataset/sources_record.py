@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fsspec.implementations.local import LocalFileSystem
 
@@ -21,6 +22,9 @@ from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources import domain_inputs
 from flair_pipeline.sources.domain_spec import DomainInputs, resolve
+
+if TYPE_CHECKING:  # geopandas only for the annotation: not imported at run time here
+    import geopandas as gpd
 
 
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
@@ -97,7 +101,12 @@ class SourcesReport(StageReport):
 
 
 def record_domain_sources(
-    domain: str, raw: RawLayout, dataset: DatasetLayout, *, inputs: DomainInputs | None = None
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    *,
+    inputs: DomainInputs | None = None,
+    labels: gpd.GeoDataFrame | None = None,
 ) -> SourcesReport:
     """Check a domain's raw inputs (presence, domain.json, label codes) and record them.
 
@@ -110,6 +119,8 @@ def record_domain_sources(
         dataset: The dataset root written to.
         inputs: The domain's inputs already resolved (``sources.domain_spec.resolve``), or
             None to resolve them here.
+        labels: The label layer already read and checked (``rasterize.read_labels``), or
+            None to read it here.
 
     Returns:
         The :class:`SourcesReport`.
@@ -122,7 +133,8 @@ def record_domain_sources(
     files = domain_input_files(raw, domain)
     if inputs is None:  # resolving validates domain.json (or the spec's facts)
         inputs = resolve(raw.domain(domain))
-    labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    if labels is None:  # reading checks the codes and geometries
+        labels = read_labels(inputs.labels, mapping=inputs.mapping)
     info = inputs.info
     fp = fingerprint(files, raw.domain(domain))
     total = sum(f.stat().st_size for f in files)

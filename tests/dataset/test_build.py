@@ -226,15 +226,17 @@ def test_bad_patches_are_skipped_or_stop_the_build(
 def test_a_whole_domain_build_reads_its_inputs_once(
     tiny_world: WorldSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """build_domain_patches resolves the raw folder (glob + domain.json) and reads the patch
-    grid once for its five steps; a step run alone (an asset) still does both itself."""
+    """build_domain_patches resolves the raw folder (glob + domain.json), reads the label
+    layer and the patch grid once for its five steps; a step run alone (an asset) still
+    does all three itself."""
     import flair_pipeline.dataset.build as build
     import flair_pipeline.dataset.patch_steps as steps
+    import flair_pipeline.dataset.rasterize as rasterize
     import flair_pipeline.dataset.sampling as sampling
     import flair_pipeline.dataset.sources_record as sources_record
     from flair_pipeline.sources import domain_spec
 
-    calls = {"resolve": 0, "read_patch_grid": 0}
+    calls = {"resolve": 0, "read_patch_grid": 0, "read_labels": 0}
 
     def counted(name: str, real):  # the real function, counted
         def wrapper(*args, **kwargs):
@@ -249,10 +251,12 @@ def test_a_whole_domain_build_reads_its_inputs_once(
         monkeypatch.setattr(module, "resolve", resolve)
     for module in (build, steps):
         monkeypatch.setattr(module, "read_patch_grid", read_grid)
+    # every caller imports it from rasterize when called (LabelIndex.from_file included)
+    monkeypatch.setattr(rasterize, "read_labels", counted("read_labels", rasterize.read_labels))
     raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
     report = build_domain_patches(DOMAIN, raw, dataset, _cfg())
     assert report.metadata.patches > 0
-    assert calls == {"resolve": 1, "read_patch_grid": 1}
-    calls.update(resolve=0, read_patch_grid=0)
+    assert calls == {"resolve": 1, "read_patch_grid": 1, "read_labels": 1}
+    calls.update(resolve=0, read_patch_grid=0, read_labels=0)
     steps.build_domain_masks(DOMAIN, raw, dataset, _cfg())  # alone, as the label_masks asset
-    assert calls == {"resolve": 1, "read_patch_grid": 1}
+    assert calls == {"resolve": 1, "read_patch_grid": 1, "read_labels": 1}
