@@ -8,6 +8,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import shapely
 from rasterio.transform import from_origin
 
 from flair_pipeline.config import SamplingConfig
@@ -123,6 +124,24 @@ def _write(
         dst.write(arr)
 
 
+X0, Y1 = 1000.0, 2000.0  # the upper-left corner of the one-tile mosaics below
+
+
+def _sample_tile(
+    tmp: Path, arr: np.ndarray, boxes: list, codes: list[int], **cfg: object
+) -> tuple[gpd.GeoDataFrame, object]:
+    """sample_patches on a one-tile mosaic `arr` (4, H, W) at (X0, Y1), 0.2 m, with labels
+    `boxes` (EPSG:2154) of `codes`; `cfg` are SamplingConfig fields (patch_size 32 default)."""
+    _write(tmp / "a.tif", arr, X0, Y1)
+    labels = gpd.GeoDataFrame({"code": codes}, geometry=boxes, crs=2154)
+    with Mosaic(tmp) as m:
+        return sample_patches("D033_2021", m, labels, SamplingConfig(**{"patch_size": 32, **cfg}))
+
+
+def _full(height: int, width: int) -> np.ndarray:
+    return np.full((4, height, width), 9, np.uint8)
+
+
 def test_nodata_patches_are_rejected_and_windows_straddle_tiles(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     a = rng.integers(1, 255, (4, 64, 64), dtype=np.uint8)
@@ -131,7 +150,7 @@ def test_nodata_patches_are_rejected_and_windows_straddle_tiles(tmp_path: Path) 
     _write(tmp_path / "a.tif", a, 1000.0, 2012.8)
     _write(tmp_path / "b.tif", b, 1012.8, 2012.8)
     labels = gpd.GeoDataFrame(
-        {"code": [3]}, geometry=[__import__("shapely").box(1000, 2000, 1025.6, 2012.8)], crs=2154
+        {"code": [3]}, geometry=[shapely.box(1000, 2000, 1025.6, 2012.8)], crs=2154
     )
     with Mosaic(tmp_path) as m:
         g, report = sample_patches(
@@ -260,7 +279,6 @@ def test_a_truncated_ign_tile_costs_exactly_its_patches(tmp_path: Path, unit: st
     world does; the middle one cut short by an interrupted download. Its 25 patches of
     200 m (10 px) are each reported unreadable, naming the file; the 50 others are kept;
     none is counted as nodata (which a km name read as metres gave)."""
-    import shapely
 
     rng = np.random.default_rng(0)
     names = []
@@ -309,15 +327,11 @@ def test_the_lattice_holds_whole_patches_only(
 ) -> None:
     """Candidates are the whole 32 px (6.4 m) cells inside the mosaic, row-major from its
     upper-left corner; a strip narrower than a patch (here 0.4 m) gives no candidate."""
-    import shapely
 
-    x0, y1 = 1000.0, 2000.0
-    _write(tmp_path / "a.tif", np.full((4, height, width), 9, np.uint8), x0, y1)
-    labels = gpd.GeoDataFrame(
-        {"code": [3]}, geometry=[shapely.box(x0, y1 - 100, x0 + 100, y1)], crs=2154
+    x0, y1 = X0, Y1
+    g, report = _sample_tile(
+        tmp_path, _full(height, width), [shapely.box(x0, y1 - 100, x0 + 100, y1)], [3]
     )
-    with Mosaic(tmp_path) as m:
-        g, report = sample_patches("D033_2021", m, labels, SamplingConfig(patch_size=32))
     assert report.candidates == len(cells) and len(g) == len(cells)
     assert list(zip(g["row"], g["col"], strict=True)) == cells
     for (r, c), box in zip(cells, g.geometry, strict=True):
@@ -348,21 +362,12 @@ def test_nodata_and_label_cover_limits_are_inclusive_and_counted(tmp_path: Path)
     """Three 32 px patches in a row, max_nodata_fraction 0.25: the first has 8 of its 32
     columns unflown (exactly 25 % nodata: kept); labels cover 24 columns of the second
     (75 %: kept) and 22 of the third (69 %: rejected as labels not covering)."""
-    import shapely
 
-    x0, y1 = 1000.0, 2000.0
-    arr = np.full((4, 32, 96), 9, np.uint8)
+    arr = _full(32, 96)
     arr[:, :, :8] = 0  # nodata in every band
-    _write(tmp_path / "a.tif", arr, x0, y1)
     covered = [(0, 32), (32, 32 + 24), (64, 64 + 22)]  # label columns of each patch
-    labels = gpd.GeoDataFrame(
-        {"code": [3, 3, 3]},
-        geometry=[shapely.box(x0 + 0.2 * a, y1 - 6.4, x0 + 0.2 * b, y1) for a, b in covered],
-        crs=2154,
-    )
-    cfg = SamplingConfig(patch_size=32, max_nodata_fraction=0.25)
-    with Mosaic(tmp_path) as m:
-        g, report = sample_patches("D033_2021", m, labels, cfg)
+    boxes = [shapely.box(X0 + 0.2 * a, Y1 - 6.4, X0 + 0.2 * b, Y1) for a, b in covered]
+    g, report = _sample_tile(tmp_path, arr, boxes, [3, 3, 3], max_nodata_fraction=0.25)
     assert g["col"].tolist() == [0, 1]
     assert dict(report.rejected) == {"unreadable tile": 0, "nodata": 0, "labels not covering": 1}
     np.testing.assert_allclose(g["valid_fraction"], [0.75, 1.0])
@@ -380,35 +385,26 @@ def test_random_and_balanced_keep_the_limit_or_half(
     """Without max_patches_per_domain, the random and balanced strategies keep half the
     usable candidates (rounded down, at least one); with it, at most that many. Mosaics
     of 126 x 126 px (9 candidates), 32 x 32 (1) and 64 x 32 (2)."""
-    import shapely
 
-    x0, y1 = 1000.0, 2000.0
     height = 126 if width == 126 else 32
-    _write(tmp_path / "a.tif", np.full((4, height, width), 9, np.uint8), x0, y1)
-    labels = gpd.GeoDataFrame(
-        {"code": [3, 10]},
-        geometry=[
-            shapely.box(x0, y1 - 30, x0 + 12, y1),
-            shapely.box(x0 + 12, y1 - 30, x0 + 30, y1),
-        ],
-        crs=2154,
+    boxes = [shapely.box(X0, Y1 - 30, X0 + 12, Y1), shapely.box(X0 + 12, Y1 - 30, X0 + 30, Y1)]
+    g, report = _sample_tile(
+        tmp_path,
+        _full(height, width),
+        boxes,
+        [3, 10],
+        strategy=strategy,
+        max_patches_per_domain=limit,
     )
-    cfg = SamplingConfig(patch_size=32, strategy=strategy, max_patches_per_domain=limit)
-    with Mosaic(tmp_path) as m:
-        g, report = sample_patches("D033_2021", m, labels, cfg)
     assert report.selected == len(g) == selected
     assert g["patch_id"].is_unique
 
 
 def test_grid_strategy_keeps_the_first_candidates_row_major(tmp_path: Path) -> None:
-    x0, y1 = 1000.0, 2000.0
-    _write(tmp_path / "a.tif", np.full((4, 126, 126), 9, np.uint8), x0, y1)
-    labels = gpd.GeoDataFrame(
-        {"code": [3]}, geometry=[__import__("shapely").box(x0, y1 - 30, x0 + 30, y1)], crs=2154
+    box = shapely.box(X0, Y1 - 30, X0 + 30, Y1)
+    g, report = _sample_tile(
+        tmp_path, _full(126, 126), [box], [3], strategy="grid", max_patches_per_domain=4
     )
-    cfg = SamplingConfig(patch_size=32, strategy="grid", max_patches_per_domain=4)
-    with Mosaic(tmp_path) as m:
-        g, report = sample_patches("D033_2021", m, labels, cfg)
     assert list(zip(g["row"], g["col"], strict=True)) == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert report.selected == 4
 
@@ -435,20 +431,13 @@ def test_zones_group_whole_blocks_of_patches(
     """Each zone's kind comes from its own patches: buildings over the upper-left 2 x 2
     patches (urban), water down the right column (natural), fields along the bottom row
     (agricultural), a forest in the lower-right patch."""
-    import shapely
 
-    x0, y1, p = 1000.0, 2000.0, 6.4
-    _write(tmp_path / "a.tif", np.full((4, 96, 96), 9, np.uint8), x0, y1)
+    p = 6.4
 
     def cells(c0: int, r0: int, c1: int, r1: int) -> shapely.Polygon:
-        return shapely.box(x0 + c0 * p, y1 - r1 * p, x0 + c1 * p, y1 - r0 * p)
+        return shapely.box(X0 + c0 * p, Y1 - r1 * p, X0 + c1 * p, Y1 - r0 * p)
 
-    labels = gpd.GeoDataFrame(
-        {"code": [1, 5, 10, 6]},  # building, water, agricultural land, coniferous
-        geometry=[cells(0, 0, 2, 2), cells(2, 0, 3, 2), cells(0, 2, 2, 3), cells(2, 2, 3, 3)],
-        crs=2154,
-    )
-    cfg = SamplingConfig(patch_size=32, zone_size_m=zone_size_m)
-    with Mosaic(tmp_path) as m:
-        g, _ = sample_patches("D033_2021", m, labels, cfg)
+    boxes = [cells(0, 0, 2, 2), cells(2, 0, 3, 2), cells(0, 2, 2, 3), cells(2, 2, 3, 3)]
+    # building, water, agricultural land, coniferous
+    g, _ = _sample_tile(tmp_path, _full(96, 96), boxes, [1, 5, 10, 6], zone_size_m=zone_size_m)
     assert g["zone"].tolist() == zones

@@ -44,14 +44,16 @@ def _src_transform(res: float) -> Affine:
 T10, T20 = _src_transform(10.0), _src_transform(20.0)
 
 
-def _write(path: Path, data: np.ndarray, transform: Affine, nodata: int = 0) -> str:
+def _write(
+    path: Path, data: np.ndarray, transform: Affine, nodata: int | None = 0, crs: str | None = UTM
+) -> str:
     profile = dict(
         driver="GTiff",
         height=data.shape[0],
         width=data.shape[1],
         count=1,
         dtype=data.dtype,
-        crs=UTM,
+        crs=crs,
         transform=transform,
         nodata=nodata,
         tiled=True,
@@ -287,11 +289,7 @@ def _band_files(tmp: Path, nodata: int | None, crs: str | None = UTM) -> str:
     data[ROW0 : ROW0 + 3, :] = 7
     data[ROW0 + 3 : ROW0 + 5, :] = 0
     data[ROW0 + 5 : ROW0 + 7, :] = 1
-    profile = dict(driver="GTiff", height=H, width=W, count=1, dtype="uint16", transform=T10)
-    path = tmp / f"nod{nodata}_{crs}.tif".replace(":", "")
-    with rasterio.open(path, "w", crs=crs, nodata=nodata, **profile) as dst:
-        dst.write(data, 1)
-    return str(path)
+    return _write(tmp / f"nod{nodata}_{crs}.tif".replace(":", ""), data, T10, nodata, crs)
 
 
 @pytest.mark.parametrize(
