@@ -3,7 +3,8 @@
 DESIGN §2 says "one owner per artifact": every asset writes at the paths dvc.yaml
 declares. Rather than keep the two in sync by hand, dvc.yaml is generated
 (:mod:`flair_pipeline.orchestration.dvc_yaml`) from the Dagster asset graph (who depends on whom)
-plus this registry (what each asset writes, reads and is configured by), and a test
+plus this registry (what each asset writes, reads and is configured by; the code it runs
+is computed from its module's imports by :mod:`flair_pipeline.orchestration.code_deps`), and a test
 checks the committed file against a fresh generation. An asset missing here fails that
 test with a message pointing at this file.
 
@@ -38,7 +39,9 @@ class Artifact:
     params: params.yaml keys (sections or dotted keys) its code reads.
     reads: what it reads beyond its Dagster parents' outputs: raw data (no asset owns it)
         and files of assets it reads without declaring them as parents.
-    code: source files and packages whose change must rebuild it.
+    code: files outside the Python import closure whose change must rebuild it (the
+        modules it runs are computed: :mod:`flair_pipeline.orchestration.code_deps`, from
+        the module defining the asset).
     """
 
     stage: str
@@ -55,27 +58,6 @@ class Artifact:
         return (*self.outs, *self.metrics, *self.plots)
 
 
-_ASSETS = "flair_pipeline/defs/assets"
-_DATASET_CODE = (
-    f"{_ASSETS}/sources.py",
-    f"{_ASSETS}/dataset.py",
-    "flair_pipeline/dataset",
-    "flair_pipeline/geo",
-    "flair_pipeline/layout.py",
-)
-_S2_CODE = (
-    f"{_ASSETS}/sentinel2.py",
-    "flair_pipeline/sentinel2",
-    "flair_pipeline/sources/domain_spec.py",
-    "flair_pipeline/layout.py",
-)
-_TRAIN_CODE = (
-    f"{_ASSETS}/training.py",
-    "flair_pipeline/training",
-    "flair_pipeline/models",
-    "flair_pipeline/metrics.py",
-)
-_EVAL_CODE = (f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation", "flair_pipeline/metrics.py")
 #: What training reads besides `train`: pixel geometry and FLAIR-2's S2 preprocessing.
 _TRAIN_PARAMS = ("train", "sampling.resolution", "sampling.elevation_scale")
 _S2_TRAIN_PARAMS = tuple(f"sentinel2.{k}" for k in S2Preprocessing.model_fields)
@@ -105,7 +87,6 @@ def _model(name: str, extra_params: tuple[str, ...] = (), reads: tuple[str, ...]
         plots=_of(L.CURVES_CSV, model=name),
         params=(*_TRAIN_PARAMS, *extra_params),
         reads=reads,
-        code=_TRAIN_CODE,
     )
 
 
@@ -119,7 +100,6 @@ def _evaluation(name: str) -> Artifact:
         plots=_of(L.CONFUSION_CSV, L.PER_DOMAIN_CSV, model=name),
         params=("eval",),
         reads=dataset,
-        code=_EVAL_CODE,
     )
 
 
@@ -131,35 +111,26 @@ ARTIFACTS: dict[str, Artifact] = {
         stage="dataset",
         outs=_of(L.SOURCES_RECORD),
         reads=(_RAW_DOMAIN,),
-        code=(
-            *_DATASET_CODE,
-            "flair_pipeline/sources/domain_inputs.py",
-            "flair_pipeline/sources/domain_spec.py",
-        ),
     ),
     "patch_grid": Artifact(
         stage="dataset",
         outs=_of(L.PATCH_GRID),
         params=("sampling",),
-        code=_DATASET_CODE,
     ),
     "aerial_patches": Artifact(
         stage="dataset",
         outs=_of(L.AERIAL),
         params=("sampling", "dataset"),
-        code=_DATASET_CODE,
     ),
     "label_masks": Artifact(
         stage="dataset",
         outs=_of(L.LABELS),
         params=("sampling", "dataset"),
-        code=_DATASET_CODE,
     ),
     "dataset_metadata": Artifact(
         stage="dataset",
         outs=_of(L.DOMAIN_METADATA),
         params=("sampling",),
-        code=_DATASET_CODE,
     ),
     "sentinel2_series": Artifact(
         stage="sentinel2",
@@ -167,27 +138,19 @@ ARTIFACTS: dict[str, Artifact] = {
         params=("sentinel2",),
         # the whole folder: a domain.yaml domain has no domain.json (year from the id)
         reads=(_RAW_DOMAIN, L.RAW_SENTINEL2.template),
-        code=_S2_CODE,
     ),
     "split_assignment": Artifact(
         stage="split",
         outs=_of(L.SPLITS, L.AERIAL_METADATA),
         params=("split",),
-        code=(
-            f"{_ASSETS}/dataset.py",
-            "flair_pipeline/dataset/splits.py",
-            "flair_pipeline/dataset/assemble.py",
-        ),
     ),
     "sentinel2_index": Artifact(
         stage="sentinel2_index",
         outs=_of(L.CENTROIDS),
-        code=(f"{_ASSETS}/sentinel2.py", "flair_pipeline/sentinel2/build.py"),
     ),
     "packed_training_input": Artifact(
         stage="pack",
         outs=_of(L.PACKED),
-        code=(f"{_ASSETS}/training.py", "flair_pipeline/training/packing.py"),
     ),
     **{
         f"model_{m.folder}": _model(
@@ -202,7 +165,6 @@ ARTIFACTS: dict[str, Artifact] = {
     "model_comparison": Artifact(
         stage="compare",
         outs=_of(L.COMPARISON),
-        code=(f"{_ASSETS}/evaluation.py", "flair_pipeline/evaluation/compare.py"),
     ),
 }
 
@@ -211,6 +173,8 @@ ARTIFACTS: dict[str, Artifact] = {
 class CommandStage:
     """A dvc stage that runs a CLI command rather than assets.
 
+    roots: the modules holding the work the command runs; the stage's code dependencies
+    are their import closure (:mod:`flair_pipeline.orchestration.code_deps`);
     reads: files and folders it reads (templates); needs: assets whose files it reads,
     so it appears only when they exist; last: placed after the asset stages in dvc.yaml.
     """
@@ -218,7 +182,7 @@ class CommandStage:
     cmd: str
     outs: tuple[str, ...]
     params: tuple[str, ...]
-    code: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     last: bool = False
@@ -231,13 +195,14 @@ COMMAND_STAGES: dict[str, CommandStage] = {
         cmd="flair-pipeline synth",
         outs=("{raw}",),  # the whole raw root: every domain and the Sentinel-2 archive
         params=("synth",),
-        code=("flair_pipeline/sources", "flair_pipeline/geo"),
+        # `flair-pipeline synth`: the world, then its IGN rewriting for the `ign` flavour
+        roots=("flair_pipeline.sources.synthetic", "flair_pipeline.sources.synth_ign"),
     ),
     "demo_map": CommandStage(
         cmd="flair-pipeline demo-map",
         outs=_of(L.MAPS),
         params=("eval", "sentinel2"),
-        code=("flair_pipeline/demo.py", "flair_pipeline/evaluation", "flair_pipeline/metrics.py"),
+        roots=("flair_pipeline.demo",),
         reads=(
             "{raw}",
             L.SPLITS.template,
