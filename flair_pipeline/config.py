@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.storage import is_url
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -360,10 +361,46 @@ def read_params(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
+    """The config with every relative local root of ``paths`` made absolute against `base`.
+
+    The one rule for relative roots, whatever the front door (CLI, Dagster resource, DVC
+    stage, benchmark) and whatever the working folder: a relative ``paths.*`` value is
+    relative to the folder of the config file that holds it (``--set`` values included);
+    without a config file, to the working folder. URL roots (``s3://…``) and absolute
+    paths are kept as given.
+
+    Args:
+        cfg: a validated configuration.
+        base: the folder relative roots are resolved against.
+
+    Returns:
+        A new configuration; `cfg` is not changed.
+    """
+    root = Path(base).resolve()
+    resolved = {
+        name: value if is_url(value) or Path(value).is_absolute() else str(root / value)
+        for name, value in cfg.paths.model_dump().items()
+    }
+    return cfg.model_copy(update={"paths": PathsConfig(**resolved)})
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
     """Load the config from `path` (default ``./params.yaml`` if present) plus overrides.
 
     Without a file, the built-in defaults apply, so the CLI works outside the repo too.
+    Relative roots (``paths.*``) come back absolute, resolved by :func:`resolve_roots`
+    against the config file's folder (the working folder without a file).
+
+    Args:
+        path: the params YAML file; None: ``./params.yaml`` if present, else the defaults.
+        overrides: ``key.sub=value`` strings, applied in order (``--set``).
+
+    Returns:
+        The validated configuration, roots absolute (URLs as given).
+
+    Raises:
+        ConfigError: the file is missing, unreadable or invalid, or an override is.
     """
     if path is None:
         path = DEFAULT_PARAMS if DEFAULT_PARAMS.exists() else None
@@ -373,7 +410,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if overrides:
         data = apply_overrides(data, overrides)
         source += " + --set " + " ".join(overrides)
-    return config_from_dict(data, source=source)
+    cfg = config_from_dict(data, source=source)
+    return resolve_roots(cfg, Path(path).resolve().parent if path is not None else Path.cwd())
 
 
 def dump_config(cfg: PipelineConfig) -> str:
