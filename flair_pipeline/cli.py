@@ -651,16 +651,14 @@ def evaluate_cmd(
 @click.option(
     "--overlap",
     type=click.FloatRange(0.0, 1.0, max_open=True),
-    default=0.25,
-    show_default=True,
-    help="Overlap of neighbouring windows (fraction of a patch).",
+    default=None,
+    help="Overlap of neighbouring windows (fraction of a patch; default: eval.overlap).",
 )
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Windows per forward pass.",
+    default=None,
+    help="Windows per forward pass (default: eval.batch_size).",
 )
 @click.option(
     "--device",
@@ -685,8 +683,8 @@ def predict_cmd(
     dtm: Path | None,
     out_map: Path,
     probabilities: Path | None,
-    overlap: float,
-    batch_size: int,
+    overlap: float | None,
+    batch_size: int | None,
     device: str | None,
     year: int | None,
     camera: str | None,
@@ -712,9 +710,14 @@ def predict_cmd(
     elif spec.needs_meta:
         facts = {"camera": camera, "date": acq_date, "time": acq_time}
         extra = ex.MetaWindows(inf, {k: v for k, v in facts.items() if v})
+    given = {"overlap": overlap, "batch_size": batch_size}
     try:
         settings = PredictConfig.for_checkpoint(
-            inf, overlap=overlap, batch_size=batch_size, device=device, progress=True
+            inf,
+            _load(config_path, overrides).eval,  # the demo_map stage's settings too
+            device=device,
+            progress=True,
+            **{k: v for k, v in given.items() if v is not None},
         )
         report = settings.build(inf.model, extra).map(
             image, out_map, dsm=dsm, dtm=dtm, probabilities=probabilities

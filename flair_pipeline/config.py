@@ -362,13 +362,14 @@ def read_params(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
-    """The config with every relative local root of ``paths`` made absolute against `base`.
+    """The config with every relative local path made absolute against `base`.
 
-    The one rule for relative roots, whatever the front door (CLI, Dagster resource, DVC
-    stage, benchmark) and whatever the working folder: a relative ``paths.*`` value is
-    relative to the folder of the config file that holds it (``--set`` values included);
-    without a config file, to the working folder. URL roots (``s3://…``) and absolute
-    paths are kept as given.
+    The one rule for relative paths, whatever the front door (CLI, Dagster resource, DVC
+    stage, benchmark) and whatever the working folder: a relative ``paths.*`` value (and
+    the file settings ``sentinel2.catalog``, ``sentinel2.sh_cache``) is relative to the
+    folder of the config file that holds it (``--set`` values included); without a config
+    file, to the working folder. URLs (``s3://…``, ``https://…``) and absolute paths are
+    kept as given.
 
     Args:
         cfg: a validated configuration.
@@ -378,11 +379,20 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
         A new configuration; `cfg` is not changed.
     """
     root = Path(base).resolve()
-    resolved = {
-        name: value if is_url(value) or Path(value).is_absolute() else str(root / value)
-        for name, value in cfg.paths.model_dump().items()
-    }
-    return cfg.model_copy(update={"paths": PathsConfig(**resolved)})
+
+    def absolute(value: str | None) -> str | None:
+        if not value or is_url(value) or Path(value).is_absolute():
+            return value
+        return str(root / value)
+
+    paths = PathsConfig(**{k: absolute(v) for k, v in cfg.paths.model_dump().items()})
+    s2 = cfg.sentinel2.model_copy(
+        update={
+            "catalog": absolute(cfg.sentinel2.catalog),
+            "sh_cache": absolute(cfg.sentinel2.sh_cache),
+        }
+    )
+    return cfg.model_copy(update={"paths": paths, "sentinel2": s2})
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:

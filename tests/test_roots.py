@@ -55,6 +55,7 @@ def test_config_roots_are_the_same_from_any_working_folder(tmp_path: Path) -> No
         "dataset": str(proj / "out/ds"),
         "models": "/abs/models",  # absolute: kept
         "eval": str(proj / "ev"),  # a --set value: relative to the config file too
+        "catalog": str(proj / "cat/c.json"),  # a file setting, the same rule
     }
     assert seen == [expected, expected]
 

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flair_pipeline.config import EvalConfig
+
 if TYPE_CHECKING:
     import torch
 
-    from flair_pipeline.config import EvalConfig
     from flair_pipeline.evaluation.predict import ExtraInputs, PredictReport
     from flair_pipeline.training.checkpoint import Inference
 
@@ -43,8 +44,9 @@ class PredictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     patch_size: int = Field(gt=0)
-    overlap: float = Field(0.25, ge=0, lt=1)
-    batch_size: int = Field(8, gt=0)
+    # one source for the defaults: the ``eval`` section (params.yaml spells its values)
+    overlap: float = Field(EvalConfig.model_fields["overlap"].default, ge=0, lt=1)
+    batch_size: int = Field(EvalConfig.model_fields["batch_size"].default, gt=0)
     mean: tuple[float, ...] = Field(min_length=1, max_length=5)
     std: tuple[float, ...] = Field(min_length=1, max_length=5)
     elevation_scale: float = Field(5.0, gt=0)

@@ -416,3 +416,31 @@ def test_cli_predict_with_a_checkpoint(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert rc == 1 and "bad.ckpt: not a readable PyTorch checkpoint" in err
     assert not (tmp_path / "bad_map.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "windows"),
+    [
+        # 100 x 120 px, 64 px windows. overlap 0.5: stride 32, rows at 0, 32, 36 (flush) and
+        # columns at 0, 32, 56 (flush): 9 windows; overlap 0.25: stride 48, rows 0, 36 and
+        # columns 0, 48, 56: 6 windows.
+        (["--set", "eval.overlap=0.5"], 9),
+        (["--set", "eval.overlap=0.25"], 6),
+        (["--set", "eval.overlap=0.25", "--overlap", "0.5"], 9),  # the option wins
+    ],
+)
+def test_cli_predict_takes_overlap_from_the_eval_section(
+    tmp_path: Path, capsys, args: list[str], windows: int
+) -> None:
+    # `predict` used its own defaults where `demo_map` read eval.* (issue 28)
+    from flair_pipeline.cli import main
+
+    ckpt = _checkpoint(tmp_path / "unet.ckpt")
+    src = _write(tmp_path / "o.tif", _image(100, 120))
+    rc = main(
+        ["predict", "--checkpoint", str(ckpt), "--image", str(src)]
+        + ["--out", str(tmp_path / "m.tif"), "--device", "cpu", *args]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert f": {windows} windows in " in captured.out, captured.out
