@@ -46,10 +46,9 @@ def test_config_roots_are_the_same_from_any_working_folder(tmp_path: Path) -> No
     seen = []
     for cwd in (a, b):
         rel = os.path.relpath(proj / "params.yaml", cwd)
-        out = yaml.safe_load(
-            _run(["config", "--config", rel, "--set", "paths.eval=ev"], cwd).stdout
-        )
-        seen.append(out["paths"])
+        args = ["config", "--config", rel, "--set", "paths.eval=ev"]
+        out = yaml.safe_load(_run([*args, "--set", "sentinel2.catalog=cat/c.json"], cwd).stdout)
+        seen.append({**out["paths"], "catalog": out["sentinel2"]["catalog"]})
     expected = {
         "raw": str(proj / "in/raw"),
         "dataset": str(proj / "out/ds"),
