@@ -145,21 +145,21 @@ def whole_work(
     t0 = time.perf_counter()
     img = build_aerial_patches(
         grid,
-        _in(raw, domain).ortho,
-        _in(raw, domain).dsm,
-        _in(raw, domain).dtm,
-        layout,
-        cfg.patch_size,
-        cfg.elevation_scale,
-        compression,
+        ortho_dir=_in(raw, domain).ortho,
+        dsm=_in(raw, domain).dsm,
+        dtm=_in(raw, domain).dtm,
+        layout=layout,
+        patch_size=cfg.patch_size,
+        elevation_scale=cfg.elevation_scale,
+        compression=compression,
     )
     t1 = time.perf_counter()
     msk = build_label_masks(
         grid,
-        _in(raw, domain).labels,
-        layout,
-        cfg.patch_size,
-        cfg.resolution,
+        labels_path=_in(raw, domain).labels,
+        layout=layout,
+        patch_size=cfg.patch_size,
+        res=cfg.resolution,
         mapping=_in(raw, domain).mapping,
         compression=compression,
     )
@@ -274,20 +274,20 @@ def domain_peak(raw_root: str, domain: str, patch_size: int, out: str) -> dict[s
     phases["after sampling"] = peak_rss_mb()
     build_aerial_patches(
         grid,
-        _in(raw, domain).ortho,
-        _in(raw, domain).dsm,
-        _in(raw, domain).dtm,
-        layout,
-        cfg.patch_size,
-        cfg.elevation_scale,
+        ortho_dir=_in(raw, domain).ortho,
+        dsm=_in(raw, domain).dsm,
+        dtm=_in(raw, domain).dtm,
+        layout=layout,
+        patch_size=cfg.patch_size,
+        elevation_scale=cfg.elevation_scale,
     )
     phases["after IMG"] = peak_rss_mb()
     build_label_masks(
         grid,
-        _in(raw, domain).labels,
-        layout,
-        cfg.patch_size,
-        cfg.resolution,
+        labels_path=_in(raw, domain).labels,
+        layout=layout,
+        patch_size=cfg.patch_size,
+        res=cfg.resolution,
         mapping=_in(raw, domain).mapping,
     )
     phases["after MSK"] = peak_rss_mb()

@@ -64,15 +64,22 @@ def demo_records(raw_root: Path, out: Path, domains: int, compression: str) -> l
             grid, _ = sample_patches(domain, mosaic, labels, cfg)
         img = build_aerial_patches(
             grid,
-            raw.ortho_dir(domain),
-            raw.dsm(domain),
-            raw.dtm(domain),
-            layout,
-            512,
-            cfg.elevation_scale,
-            compression,
+            ortho_dir=raw.ortho_dir(domain),
+            dsm=raw.dsm(domain),
+            dtm=raw.dtm(domain),
+            layout=layout,
+            patch_size=512,
+            elevation_scale=cfg.elevation_scale,
+            compression=compression,
         )
-        msk = build_label_masks(grid, raw.labels(domain), layout, 512, cfg.resolution, compression)
+        msk = build_label_masks(
+            grid,
+            labels_path=raw.labels(domain),
+            layout=layout,
+            patch_size=512,
+            res=cfg.resolution,
+            compression=compression,
+        )
         skipped = {p for p, _ in img.skipped} | {p for p, _ in msk.skipped}
         for row in grid.itertuples():
             if row.patch_id not in skipped:
