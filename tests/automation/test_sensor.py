@@ -10,9 +10,17 @@ domains by counting the bytes the process read (/proc/self/io).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import random
 import shutil
+import signal
+import string
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -205,3 +213,218 @@ def test_an_ign_flavour_domain_is_seen_built_once_and_rebuilt_when_a_tile_change
         new_fp = _fp(raw, "D036_2020")
         assert new_fp != fp
         assert [r.run_key for r in changed.run_requests] == [f"D036_2020@{new_fp[:16]}#1"]
+
+
+# --- issue 29: folders copied in while the sensor ticks --------------------------------
+
+
+def _names(folder: Path) -> dict[str, int]:
+    """Relative name -> size of every file under `folder`, hidden ones included."""
+    out = {}
+    for d, _, files in os.walk(folder):
+        for f in files:
+            p = Path(d) / f
+            with contextlib.suppress(FileNotFoundError):  # renamed away while listing
+                out[p.relative_to(folder).as_posix()] = p.stat().st_size
+    return out
+
+
+def _sha(folder: Path, names: list[str]) -> str:
+    """The fingerprint's definition, by hand: sha256 over each relative name then its bytes."""
+    h = hashlib.sha256()
+    for n in names:
+        h.update(n.encode())
+        h.update((folder / n).read_bytes())
+    return h.hexdigest()
+
+
+def _rsync(src: Path, dest_parent: Path, on_stage: Callable[[], None]) -> None:
+    """Copy `src` into `dest_parent` with real rsync, stopped at each of its stages.
+
+    rsync -a, slowed down with --bwlimit, is polled; whenever the set of file names under
+    the destination changes (a temp file created, a file renamed into place) its process
+    group is stopped (SIGSTOP), `on_stage` is called, and it is continued.
+    """
+    dest = dest_parent / src.name
+    proc = subprocess.Popen(
+        ["rsync", "-a", "--bwlimit=400", str(src), f"{dest_parent}/"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    last: frozenset[str] | None = None
+    try:
+        while proc.poll() is None:
+            if frozenset(_names(dest)) != last:
+                os.killpg(proc.pid, signal.SIGSTOP)
+                time.sleep(0.02)  # let a write in progress land before looking
+                last = frozenset(_names(dest))
+                try:
+                    on_stage()
+                finally:
+                    os.killpg(proc.pid, signal.SIGCONT)
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def _copy_like_rsync(src: Path, dest_parent: Path, on_stage: Callable[[], None]) -> None:
+    """rsync's order and temp names in Python (where rsync is not installed).
+
+    Per folder, its files in sorted order, then its subfolders; each file written to a
+    hidden ``.<name>.XXXXXX`` beside its target (half, a stage, the rest), given the
+    source's mtime and renamed into place (a stage).
+    """
+
+    def copy_dir(s: Path, d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        entries = sorted(s.iterdir(), key=lambda p: p.name)
+        for f in (p for p in entries if p.is_file()):
+            data = f.read_bytes()
+            tmp = d / f".{f.name}.{''.join(random.choices(string.ascii_letters, k=6))}"
+            tmp.write_bytes(data[: len(data) // 2])
+            on_stage()
+            with tmp.open("ab") as fh:
+                fh.write(data[len(data) // 2 :])
+            os.utime(tmp, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns))
+            tmp.rename(d / f.name)
+            on_stage()
+        for sub in (p for p in entries if p.is_dir()):
+            copy_dir(sub, d / sub.name)
+
+    copy_dir(src, dest_parent / src.name)
+
+
+@pytest.fixture(scope="module")
+def ign_domain(tiny_world, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """D036_2020 as IGN delivers it: domain.yaml, 4 RVB + 4 IRC .jp2 tiles, .asc DTM, …"""
+    from flair_pipeline.sources.synth_ign import to_ign
+
+    out = tmp_path_factory.mktemp("ign") / "D036_2020"
+    to_ign(tiny_world.out / "domains" / "D036_2020", out)
+    return out
+
+
+@pytest.mark.parametrize("layout", ["spec", "raw"])
+def test_a_folder_copied_in_by_rsync_is_built_once_complete_and_settled(
+    layout: str, tiny_world, ign_domain: Path, tmp_path: Path
+) -> None:
+    """The sensor ticks at every stage of a real rsync: no request while the copy runs (only
+    domain.yaml there, 2 of 4 tiles, a tile in rsync's hidden temp file, even over two
+    ticks), exactly one, with the fingerprint of the whole source, once it has settled."""
+    if layout == "spec":
+        src = ign_domain
+        inputs = sorted(_names(src))
+    else:
+        src = tiny_world.out / "domains" / "D033_2021"
+        tiles = sorted(f"ortho/{p.name}" for p in (src / "ortho").glob("*.tif"))
+        inputs = [*tiles, "dsm.tif", "dtm.tif", "labels.gpkg", "domain.json"]
+    raw = tmp_path / "raw"
+    (raw / "domains").mkdir(parents=True)
+    dest = raw / "domains" / src.name
+    flair = _flair(tmp_path, raw)
+    stages: list[list[str]] = []
+    with dg.instance_for_test() as instance:
+        cursor = evaluate(instance, flair, None).cursor
+
+        def tick() -> None:  # the sensor's tick at this stage of the copy
+            nonlocal cursor
+            names = sorted(_names(dest))
+            stages.append(names)
+            result = evaluate(instance, flair, cursor)
+            assert not result.run_requests, names
+            temps = [n for n in names if n.rsplit("/", 1)[-1].startswith(".")]
+            if temps:  # a copy stalled in the middle of a file, over a second tick
+                again = evaluate(instance, flair, result.cursor)
+                assert not again.run_requests, names
+                assert f"copy in progress: {temps[0]}" in again.skip_reason.skip_message
+                result = again
+            cursor = result.cursor
+
+        copy = _rsync if shutil.which("rsync") else _copy_like_rsync
+        copy(src, raw / "domains", tick)
+        assert sorted(_names(dest)) == sorted(_names(src))  # the copy is whole
+        after = []
+        for _ in range(3):  # ticks after the copy: built once, when seen unchanged
+            result = evaluate(instance, flair, cursor)
+            cursor = result.cursor
+            after.append(result.run_requests)
+    assert any(any("/." in f"/{n}" for n in s) for s in stages), stages  # a temp file seen
+    assert len(stages) >= 4, stages
+    if layout == "spec":  # the spec arrives first (sorted order): alone, it is not enough
+        assert any(s and all(n == "domain.yaml" or "/." in n for n in s) for s in stages)
+    requests = [r for rs in after for r in rs]
+    assert len(requests) == 1, after
+    fp = _sha(dest, inputs)
+    assert requests[0].run_key == f"{src.name}@{fp[:16]}#1"
+    assert requests[0].tags["flair/fingerprint"] == fp
+
+
+def test_ready_marker_builds_at_once_unless_written_before_the_files(
+    tiny_world, tmp_path: Path
+) -> None:
+    raw = tmp_path / "raw"
+    flair = _flair(tmp_path, raw)
+    with dg.instance_for_test() as instance:
+        _copy(tiny_world, raw, "D033_2021")
+        (raw / "domains" / "D033_2021" / "READY").touch()  # written after the copy
+        first = evaluate(instance, flair, None)  # no wait for the files to settle
+        fp = _fp(tiny_world.out, "D033_2021")  # READY is not an input
+        assert [r.run_key for r in first.run_requests] == [f"D033_2021@{fp[:16]}#1"]
+
+        early = raw / "domains" / "D004_2021"  # a READY that landed before the files
+        early.mkdir()
+        (early / "READY").touch()
+        shutil.copytree(tiny_world.out / "domains" / "D004_2021", early, dirs_exist_ok=True)
+        _copy(  # READY, but an input missing
+            tiny_world, raw, "D036_2020", skip=("labels.gpkg",)
+        )
+        (raw / "domains" / "D036_2020" / "READY").touch()
+        second = evaluate(instance, flair, first.cursor)
+        assert not second.run_requests
+        reason = second.skip_reason.skip_message
+        assert "D004_2021 still changing" in reason
+        assert "D036_2020 not ready (labels.gpkg)" in reason
+        third = evaluate(instance, flair, second.cursor)  # D004_2021 settled
+        assert [r.partition_key for r in third.run_requests] == ["D004_2021"]
+
+
+SPEC = """
+ortho:
+  - {name: rvb, glob: "ortho/*-E080.jp2", bands: {R: 1, G: 2, B: 3}}
+  - {name: irc, glob: "ortho/*-IRC.jp2", bands: {NIR: 1}}
+dsm: {glob: "dsm/*.tif"}
+dtm: {glob: "dtm/*.asc", crs: "EPSG:2154"}
+labels: {glob: "labels/OCS.shp", field: code}
+acquisition: {date: "2021-06-01", time: "10:30:00", camera: "UCE"}
+"""
+
+
+def test_a_spec_domain_waits_for_every_input_its_spec_names(tmp_path: Path) -> None:
+    """Each glob must match a visible file (case ignored), a shapefile needs .shx and .dbf;
+    an unreadable domain.yaml is named, never built."""
+    raw = tmp_path / "raw"
+    folder = raw / "domains" / "D033_2021"
+    for name in ("ortho/a-E080.jp2", "dsm/x.tif", "dtm/y.asc", "labels/OCS.shp", "labels/ocs.DBF"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"x")
+    (folder / "ortho" / ".a-IRC.jp2.Ab12Cd").write_bytes(b"x")  # rsync's temp: not a tile
+    (folder / "domain.yaml").write_text(SPEC)
+    (raw / "domains" / "D004_2021").mkdir()
+    (raw / "domains" / "D004_2021" / "domain.yaml").write_text("ortho: [\n")
+    flair = _flair(tmp_path, raw)
+    with dg.instance_for_test() as instance:
+        result = evaluate(instance, flair, None)
+        reason = result.skip_reason.skip_message
+        assert (
+            "D033_2021 not ready (ortho 'irc' 'ortho/*-IRC.jp2' (no file yet), "
+            "labels/ocs.shx, copy in progress: ortho/.a-IRC.jp2.Ab12Cd)"
+        ) in reason
+        assert "D004_2021 not ready (domain.yaml unreadable (" in reason
+        (folder / "ortho" / ".a-IRC.jp2.Ab12Cd").rename(folder / "ortho" / "a-IRC.jp2")
+        (folder / "labels" / "OCS.SHX").write_bytes(b"x")
+        done = settle(instance, flair, result.cursor)
+        assert [r.partition_key for r in done.run_requests] == ["D033_2021"]
