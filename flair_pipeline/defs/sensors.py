@@ -129,7 +129,7 @@ class Scan:
 
 
 def _gb(n: int) -> str:
-    return f"{n / GIB:.2f} GB" if n >= GIB // 100 else f"{n / (1 << 20):.1f} MB"
+    return f"{n / GIB:.2f} GB" if n >= GIB else f"{n / (1 << 20):.1f} MB"
 
 
 def read_cursor(text: str | None) -> dict[str, dict[str, Any]]:

@@ -33,8 +33,10 @@ from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.sensors import (
     DOMAIN_ASSETS,
+    Budget,
     new_domains_sensor,
     read_cursor,
+    scan_raw_root,
 )
 from flair_pipeline.layout import RawLayout
 from flair_pipeline.orchestration.run import materialize
@@ -428,3 +430,131 @@ def test_a_spec_domain_waits_for_every_input_its_spec_names(tmp_path: Path) -> N
         (folder / "labels" / "OCS.SHX").write_bytes(b"x")
         done = settle(instance, flair, result.cursor)
         assert [r.partition_key for r in done.run_requests] == ["D033_2021"]
+
+
+# --- issue 30: the reading budget at FLAIR scale ---------------------------------------
+
+MIB = 1 << 20
+
+
+def _sparse_domain(raw: Path, domain: str, size: int) -> None:
+    """A raw-layout domain whose one tile is a sparse file of `size` bytes (zeros, no disk)."""
+    folder = raw / "domains" / domain
+    (folder / "ortho").mkdir(parents=True)
+    with (folder / "ortho" / "tile.tif").open("wb") as fh:
+        fh.truncate(size)
+    for name in ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json"):
+        (folder / name).write_bytes(name.encode())
+
+
+def _sparse_fp(domain: str, size: int) -> str:
+    """Its fingerprint by hand (sha256 of names and bytes), without reading the files."""
+    h = hashlib.sha256(b"ortho/tile.tif")
+    for _ in range(size // MIB):
+        h.update(bytes(MIB))
+    for name in ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json"):
+        h.update(name.encode() + name.encode())
+    return h.hexdigest()
+
+
+def _bytes_read() -> int:
+    """Bytes this process got from read() calls so far (the kernel's count, /proc/self/io)."""
+    io = Path("/proc/self/io")
+    if not io.exists():
+        pytest.skip("needs /proc/self/io (Linux) to count the bytes read")
+    return int(io.read_text().split("rchar:")[1].split()[0])
+
+
+def _touch_all(raw: Path, domain: str, when: float) -> None:
+    """A re-delivery of the same bytes: every file of the domain gets a new mtime."""
+    for p in (raw / "domains" / domain).rglob("*"):
+        if p.is_file():
+            os.utime(p, (when, when))
+
+
+def test_reading_is_budgeted_in_bytes_and_carried_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted by the kernel: a tick never reads more than its byte budget; hashing that does
+    not fit waits for the next tick (named in the skip reason), first in line; a domain
+    larger than the whole budget is requested on its stats without a single read."""
+    size = 24 * MIB
+    domains = ["D004_2021", "D013_2020", "D033_2021", "D036_2020"]
+    raw = tmp_path / "raw"
+    for d in domains:
+        _sparse_domain(raw, d, size)
+    flair = _flair(tmp_path, raw)
+    with dg.instance_for_test() as instance:
+        before = _bytes_read()
+        seen = evaluate(instance, flair, None)  # first look: stats only
+        assert _bytes_read() - before < 2 * MIB
+        first = evaluate(instance, flair, seen.cursor)  # default budget (4 GB): all hashed
+        assert {r.partition_key: r.tags["flair/fingerprint"] for r in first.run_requests} == {
+            d: _sparse_fp(d, size) for d in domains
+        }
+
+        for d in domains:  # re-delivered, same bytes; a tick may read 50 MiB
+            _touch_all(raw, d, 1.7e9)
+        monkeypatch.setenv("FLAIR_SENSOR_HASH_GB", str(50 / 1024))
+        settling = evaluate(instance, flair, first.cursor)
+        before = _bytes_read()
+        tick = evaluate(instance, flair, settling.cursor)
+        read = _bytes_read() - before
+        assert 2 * size <= read <= 50 * MIB + 2 * MIB, read / MIB  # two fit, not three
+        assert not tick.run_requests  # same bytes: nothing rebuilt
+        reason = tick.skip_reason.skip_message
+        assert "D033_2021: 24.0 MB left to hash at the next tick (budget spent)" in reason
+        assert "D036_2020: 24.0 MB left to hash at the next tick (budget spent)" in reason
+        cursor = read_cursor(tick.cursor)
+        assert [d for d in domains if cursor[d].get("deferred")] == ["D033_2021", "D036_2020"]
+
+        big = raw / "domains" / "D036_2020" / "ortho" / "tile.tif"
+        with big.open("r+b") as fh:  # meanwhile one of them really changed
+            fh.seek(size - 1)
+            fh.write(b"\1")
+        before = _bytes_read()  # next tick: D033_2021, carried over, is hashed first; ...
+        moved = evaluate(instance, flair, tick.cursor)
+        assert size <= _bytes_read() - before <= size + 2 * MIB
+        assert not moved.run_requests  # ... D036_2020's stats moved: it waits to settle
+        assert "D036_2020 still changing" in moved.skip_reason.skip_message
+        before = _bytes_read()
+        carried = evaluate(instance, flair, moved.cursor)
+        assert size <= _bytes_read() - before <= size + 2 * MIB
+        assert [r.partition_key for r in carried.run_requests] == ["D036_2020"]
+        h = hashlib.sha256(b"ortho/tile.tif")
+        h.update(bytes(size - 1) + b"\1")
+        for name in ("dsm.tif", "dtm.tif", "labels.gpkg", "domain.json"):
+            h.update(name.encode() + name.encode())
+        assert carried.run_requests[0].tags["flair/fingerprint"] == h.hexdigest()
+        assert not any(v.get("deferred") for v in read_cursor(carried.cursor).values())
+
+        _sparse_domain(raw, "D069_2020", 30 * 2**30)  # FLAIR size: 30 GB, over the budget
+        quiet = evaluate(instance, flair, carried.cursor)
+        before = _bytes_read()
+        huge = evaluate(instance, flair, quiet.cursor)
+        assert _bytes_read() - before < 2 * MIB  # not one byte of the 30 GB
+        (request,) = huge.run_requests
+        stat_key = request.tags["flair/stat_key"]
+        assert request.run_key == f"D069_2020@stat:{stat_key[:16]}#1"
+        assert "flair/fingerprint" not in request.tags
+
+
+def test_time_budget_stops_a_slow_hash(tmp_path: Path) -> None:
+    """Out of time in the middle of a domain: the tick's first hash is not retried forever
+    (the domain is requested on its stats), the next one waits for the next tick."""
+    raw = tmp_path / "raw"
+    for d in ("D004_2021", "D013_2020"):
+        _sparse_domain(raw, d, 8 * MIB)
+    with dg.instance_for_test() as instance:
+        seen = scan_raw_root(str(raw), {}, instance)
+        first = scan_raw_root(str(raw), seen.cursor, instance)
+        assert set(first.requests) == {"D004_2021", "D013_2020"}
+        for d in ("D004_2021", "D013_2020"):
+            _touch_all(raw, d, 1.7e9)
+        settling = scan_raw_root(str(raw), first.cursor, instance)
+        before = _bytes_read()
+        tick = scan_raw_root(str(raw), settling.cursor, instance, Budget(2**30, 0.0))
+        assert _bytes_read() - before <= 2 * MIB  # stopped after its first MiB
+        assert tick.requests == {"D004_2021": None}  # decided on its stats
+        assert "not hashed within 0 s" in tick.unread["D004_2021"]
+        assert list(tick.deferred) == ["D013_2020"] and tick.cursor["D013_2020"]["deferred"]
