@@ -1,4 +1,4 @@
-"""A domain's raw inputs: which files, are they complete, and their fingerprint.
+"""A domain's raw inputs: which files, complete or still arriving, and their fingerprint.
 
 Two front doors need the same answer: the `domain_sources` asset (which records the
 fingerprint as its data version) and the `new_domains_sensor` (which puts it in run keys,
