@@ -1,4 +1,4 @@
-"""A domain's raw inputs: which files, are they complete, and their fingerprint.
+"""A domain's raw inputs: which files, complete or still arriving, and their fingerprint.
 
 Two front doors need the same answer: the `domain_sources` asset (which records the
 fingerprint as its data version) and the `new_domains_sensor` (which puts it in run keys,
@@ -6,22 +6,33 @@ so a domain is built again exactly when its inputs change). Both call this modul
 can never disagree. It works on any fsspec filesystem: the sensor may watch ``s3://…`` or
 ``memory://…`` while assets read local paths.
 
-Two tiers of cost: :func:`scan_domain` lists and stats the files (cheap: sizes and mtimes,
-no reads), :func:`fingerprint` reads every byte (sha256). Callers compare the cheap
+Two tiers of cost: :func:`scan_domain` lists and stats the files (cheap: sizes, mtimes and
+inodes, no reads), :func:`fingerprint` reads every byte (sha256). Callers compare the cheap
 signature first and only hash when it moved.
+
+A scan also tells a folder still being copied in (issue 29): what ``domain.yaml`` names
+and is not there yet (``spec_missing``), the hidden temporary files a copy is writing
+(``in_flight``: rsync's ``.<name>.XXXXXX``), a stat key of every file, hidden ones included
+(``folder_key``: equal on two looks means nothing moved in between), and whether the
+folder carries a ``READY`` file written after every other file (``marker``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import hashlib
 import os
+import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
+import yaml
 from fsspec.implementations.local import LocalFileSystem
+from pydantic import ValidationError
 
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.geo.raster_vrt import is_raster_name
@@ -33,6 +44,7 @@ from flair_pipeline.layout import (
     RAW_LABELS,
     RawLayout,
 )
+from flair_pipeline.sources.domain_spec import DomainSpec
 from flair_pipeline.storage import filesystem, folder_names, is_url
 
 #: Inputs besides the orthophoto tiles, in fingerprint order (after the tiles).
@@ -42,6 +54,14 @@ REQUIRED_FILES = tuple(
 #: A domain folder with this file names its inputs by role (sources/domain_spec.py); its
 #: fingerprint covers every non-hidden file of the folder, whatever the globs pick.
 SPEC_NAME = "domain.yaml"
+#: Written (empty) into a domain folder once its copy is finished: the sensor then builds it
+#: at its next tick instead of waiting one more tick to see the files settle. It counts only
+#: if written after every other file of the folder (a READY copied in with the files is
+#: ignored) and is never an input (not fingerprinted).
+READY_NAME = "READY"
+#: The temporary name rsync (and tools copying like it) writes a file under before renaming
+#: it into place: ``.<name>.XXXXXX`` in the destination folder.
+_COPY_TEMP = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
 
 
 def open_root(root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -60,12 +80,26 @@ class DomainScan:
     folder: str
     files: list[str] = field(default_factory=list)  # present inputs, fingerprint order
     missing: list[str] = field(default_factory=list)  # names relative to the folder
-    signature: str = ""  # sha256 of (name, size, mtime) of every present input
+    signature: str = ""  # sha256 of (name, size, mtime, inode) of every present input
+    nbytes: int = 0  # the inputs' total size: what a fingerprint reads
+    spec_missing: list[str] = field(default_factory=list)  # what domain.yaml names, absent
+    in_flight: list[str] = field(default_factory=list)  # copy temp files (.name.XXXXXX)
+    folder_key: str = ""  # like `signature`, over every file, hidden ones included
+    marker: bool = False  # READY present and written after every other file
 
     @property
     def complete(self) -> bool:
         """True when no input the domain needs is missing."""
         return not self.missing
+
+    @property
+    def not_ready(self) -> list[str]:
+        """Why a sensor must not build the folder now (missing inputs, copies in flight)."""
+        return [
+            *self.missing,
+            *self.spec_missing,
+            *(f"copy in progress: {n}" for n in self.in_flight),
+        ]
 
 
 def _mtime(info: dict[str, Any]) -> str:
@@ -76,8 +110,77 @@ def _mtime(info: dict[str, Any]) -> str:
     return ""
 
 
-def _scan(domain: str, folder: str, entries: dict[str, dict[str, Any]]) -> DomainScan:
-    """A DomainScan from `entries`: relative name (under `folder`) -> fsspec file info."""
+def _arrival(info: dict[str, Any]) -> float:
+    """When a file arrived: its ctime on local disks, upload time on object stores.
+
+    A copy keeps the source's mtime (rsync -a, cp -p) but not its ctime, so ctime tells
+    the order in which files landed here; without either, the mtime.
+    """
+    for key in ("created", "LastModified", "last_modified", "updated", "mtime"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return 0.0
+
+
+def _stat_key(entries: dict[str, dict[str, Any]], names: list[str]) -> str:
+    """sha256 of (name, size, mtime, inode or ETag) of `names`: moves when any file does."""
+    h = hashlib.sha256()
+    for name in names:
+        info = entries[name]
+        ident = info.get("ino") or info.get("ETag") or info.get("etag") or ""
+        h.update(f"{name}\0{info.get('size')}\0{_mtime(info)}\0{ident}\n".encode())
+    return h.hexdigest()
+
+
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") for part in name.split("/"))
+
+
+def _spec_missing(spec_text: str | None, names: list[str]) -> list[str]:
+    """What a ``domain.yaml`` names that `names` (visible relative paths) do not hold yet.
+
+    Each glob must match a file (as :func:`flair_pipeline.sources.domain_spec.match`: case
+    ignored), a shapefile needs its ``.shx`` and ``.dbf``; a spec that cannot be read is
+    reported as such (the build would refuse it).
+    """
+    if spec_text is None:
+        return []
+    try:
+        spec = DomainSpec.model_validate(yaml.safe_load(spec_text) or {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        first = str(exc).strip().splitlines()
+        return [f"{SPEC_NAME} unreadable ({first[0] if first else type(exc).__name__})"]
+    lower = {n.lower(): n for n in names}
+    roles = [(f"ortho {o.name!r}", o.glob) for o in spec.ortho]
+    roles += [("dsm", spec.dsm.glob), ("dtm", spec.dtm.glob), ("labels", spec.labels.glob)]
+    if spec.labels.mapping:
+        roles.append(("labels mapping", spec.labels.mapping))
+    out = []
+    for role, pattern in roles:
+        pat = pattern.lower().lstrip("./")
+        found = sorted(n for n in lower if fnmatch.fnmatchcase(n, pat))
+        if not found:
+            out.append(f"{role} {pattern!r} (no file yet)")
+        elif role == "labels" and found[0].endswith(".shp"):
+            stem = found[0][: -len(".shp")]
+            out += [f"{stem}{ext}" for ext in (".shx", ".dbf") if f"{stem}{ext}" not in lower]
+    return out
+
+
+def _scan(
+    domain: str, folder: str, entries: dict[str, dict[str, Any]], spec_text: str | None = None
+) -> DomainScan:
+    """A DomainScan from `entries`: relative name (under `folder`) -> fsspec file info.
+
+    `spec_text` is the content of the folder's ``domain.yaml``, when it has one.
+    """
     # Same selection as the Mosaic's (raster_vrt.raster_files): direct children of ortho/,
     # no hidden names, suffix .tif/.tiff/.jp2 in any case (``*.TIF`` tiles count too).
     tiles = sorted(
@@ -85,21 +188,45 @@ def _scan(domain: str, folder: str, entries: dict[str, dict[str, Any]]) -> Domai
         for n in entries
         if n.startswith("ortho/") and n.count("/") == 1 and is_raster_name(n.split("/", 1)[1])
     )
+    visible = sorted(n for n in entries if not _hidden(n) and n != READY_NAME)
+    spec_missing: list[str] = []
     if SPEC_NAME in entries:  # domain.yaml: its globs pick files anywhere in the folder
-        present = sorted(
-            n for n in entries if not any(part.startswith(".") for part in n.split("/"))
-        )
+        present = visible
         missing: list[str] = []
+        spec_missing = _spec_missing(spec_text, visible)
     else:
         missing = [] if tiles else ["ortho/*.tif"]
         missing += [n for n in REQUIRED_FILES if n not in entries]
         present = [*tiles, *(n for n in REQUIRED_FILES if n in entries)]
-    h = hashlib.sha256()
-    for name in present:
-        info = entries[name]
-        h.update(f"{name}\0{info.get('size')}\0{_mtime(info)}\n".encode())
-    files = [f"{folder}/{n}" for n in present]
-    return DomainScan(domain, folder, files, missing, h.hexdigest())
+    everything = sorted(entries)
+    in_flight = [n for n in everything if _COPY_TEMP.match(n.rsplit("/", 1)[-1])]
+    marker = READY_NAME in entries and all(
+        _arrival(entries[READY_NAME]) >= _arrival(info)
+        for name, info in entries.items()
+        if name != READY_NAME
+    )
+    return DomainScan(
+        domain,
+        folder,
+        [f"{folder}/{n}" for n in present],
+        missing,
+        _stat_key(entries, present),
+        sum(int(entries[n].get("size") or 0) for n in present),
+        spec_missing,
+        in_flight,
+        _stat_key(entries, everything),
+        marker,
+    )
+
+
+def _read_spec(fs: fsspec.AbstractFileSystem, folder: str, entries: dict[str, Any]) -> str | None:
+    """The text of the folder's domain.yaml, when it has one ("" when it cannot be read)."""
+    if SPEC_NAME not in entries:
+        return None
+    try:
+        return str(fs.cat_file(f"{folder}/{SPEC_NAME}").decode("utf-8", errors="replace"))
+    except (OSError, FileNotFoundError):  # renamed away between the listing and the read
+        return ""
 
 
 def _files_under(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, dict[str, Any]]:
@@ -124,7 +251,8 @@ def scan_domain(fs: fsspec.AbstractFileSystem, raw_root: str, domain: str) -> Do
     sensor, and the caller decides whether that is an error.
     """
     folder = str(RawLayout(PurePosixPath(raw_root)).domain(domain))  # type: ignore[arg-type]
-    return _scan(domain, folder, _files_under(fs, folder))
+    entries = _files_under(fs, folder)
+    return _scan(domain, folder, entries, _read_spec(fs, folder, entries))
 
 
 def scan_domains(
@@ -147,7 +275,7 @@ def scan_domains(
         if rest:
             per_folder.setdefault(head, {})[rest] = info
     scans = {
-        n: _scan(n, f"{root}/{n}", entries)
+        n: _scan(n, f"{root}/{n}", entries, _read_spec(fs, f"{root}/{n}", entries))
         for n, entries in sorted(per_folder.items())
         if is_domain_id(n)
     }
@@ -168,11 +296,42 @@ def fingerprint(fs: fsspec.AbstractFileSystem, files: list[str], folder: str) ->
 
     Relative names make it independent of where the raw root is mounted, so a domain
     moved to another disk or bucket keeps its fingerprint (and is not rebuilt).
+
+    Args:
+        fs: The filesystem holding `files`.
+        files: The inputs, in fingerprint order (:attr:`DomainScan.files`).
+        folder: The domain folder the names are taken relative to.
+
+    Returns:
+        The hex digest (64 characters).
+    """
+    digest, _ = fingerprint_until(fs, files, folder, None)
+    assert digest is not None  # no deadline: always finishes
+    return digest
+
+
+def fingerprint_until(
+    fs: fsspec.AbstractFileSystem, files: list[str], folder: str, deadline: float | None
+) -> tuple[str | None, int]:
+    """:func:`fingerprint`, given up when ``time.monotonic()`` passes `deadline`.
+
+    Args:
+        fs: The filesystem holding `files`.
+        files: The inputs, in fingerprint order.
+        folder: The domain folder the names are taken relative to.
+        deadline: A ``time.monotonic()`` value, checked after every MiB read; None: none.
+
+    Returns:
+        The hex digest, or None when the deadline passed first; and the bytes read.
     """
     h = hashlib.sha256()
+    read = 0
     for f in files:
         h.update(_relative(f, folder).encode())
         with fs.open(f, "rb") as fh:
             for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                 h.update(chunk)
-    return h.hexdigest()
+                read += len(chunk)
+                if deadline is not None and time.monotonic() > deadline:
+                    return None, read
+    return h.hexdigest(), read

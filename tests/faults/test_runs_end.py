@@ -14,7 +14,7 @@ from dagster._utils.tags import TagConcurrencyLimitsCounter
 from flair_pipeline.defs.sensors import read_cursor
 from flair_pipeline.orchestration.instance import OLD_GENERATED_YAMLS, prepare_home
 from flair_pipeline.orchestration.launcher import FlairRunLauncher
-from tests.automation.test_sensor import _copy, _flair, _fp, evaluate
+from tests.automation.test_sensor import _copy, _flair, _fp, settle
 
 
 def test_generated_instance_monitors_retries_and_queues(tmp_path: Path) -> None:
@@ -83,18 +83,19 @@ def test_a_reverted_domain_is_rebuilt(tiny_world, tmp_path: Path) -> None:
     info = raw / "domains" / "D033_2021" / "domain.json"
     original = info.read_text()
     with dg.instance_for_test() as instance:
-        first = evaluate(instance, flair, None)
+        # each evaluation is two ticks: a domain is decided once its files stay unchanged
+        first = settle(instance, flair, None)
         fp_a = _fp(raw, "D033_2021")
         info.write_text(original + "\n")  # an edit ...
-        second = evaluate(instance, flair, first.cursor)
+        second = settle(instance, flair, first.cursor)
         shutil.copy(tiny_world.out / "domains" / "D033_2021" / "domain.json", info)  # reverted
-        third = evaluate(instance, flair, second.cursor)
+        third = settle(instance, flair, second.cursor)
         launched = [_launch(instance, r) for r in (first, second, third)]
         assert [len(k) for k in launched] == [1, 1, 1], launched  # the revert is built too
         assert third.run_requests[0].tags["flair/fingerprint"] == fp_a
         assert len({k[0] for k in launched}) == 3
 
         info.write_text(original + "\n\n")  # a cursor lost (reset) then a change
-        reset = evaluate(instance, flair, None)
+        reset = settle(instance, flair, None)
         assert _launch(instance, reset) == [f"D033_2021@{_fp(raw, 'D033_2021')[:16]}#4"]
         assert read_cursor(reset.cursor)["D033_2021"]["n"] == 4
