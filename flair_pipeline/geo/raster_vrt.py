@@ -101,6 +101,9 @@ class TileFacts:
     alpha_band: int | None = None  # 1-based index of the band declared alpha, if any
     #: what the VRT reads for this tile: the file itself (None) or a resampled view of it
     source: str | None = None
+    #: (width, height) of the file itself when ``source`` is a resampled view: its mask is
+    #: read from the file, scaled onto the view's grid (nearest)
+    native: tuple[int, int] | None = None
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -130,8 +133,10 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
             flags = src.mask_flag_enums[0]
             alpha = [i for i, c in enumerate(src.colorinterp, 1) if c == ColorInterp.alpha]
             mask = None
-            if MaskFlags.per_dataset in flags:
-                mask = "alpha" if MaskFlags.alpha in flags else "mask"
+            if MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags:
+                mask = "mask"  # an internal mask band or a .msk file
+            elif alpha:  # GDAL masks by alpha in 2- and 4-band files only; any band here
+                mask = "alpha"
             return TileFacts(
                 Path(path).resolve(),
                 found,
@@ -487,8 +492,8 @@ def _resampled(
 ) -> TileFacts:
     """`tile` read through GDAL's warper on a `resolution` grid anchored at its corner.
 
-    The view is a warped VRT serialised in memory; a per-dataset mask becomes the view's
-    alpha band, so masked pixels stay masked. Raises InputError for an unknown method.
+    The view is a warped VRT serialised in memory; the tile's mask (or alpha) is read from
+    the file itself (``native``). Raises InputError for an unknown method.
     """
     try:
         method = Resampling[resampling]
@@ -510,21 +515,16 @@ def _resampled(
             width=width,
             height=height,
             resampling=method,
-            add_alpha=tile.mask is not None,
         ) as view,
     ):
         gdal_copy(view, mem.name, driver="VRT")
-        count = view.count
-    alpha = count if tile.mask is not None else tile.alpha_band
     return replace(
         tile,
         transform=from_origin(left, top, resolution, resolution),
         width=width,
         height=height,
-        count=count,
-        mask="alpha" if tile.mask is not None else None,
-        alpha_band=alpha,
         source=mem.name,
+        native=(tile.width, tile.height),
     )
 
 
@@ -598,14 +598,16 @@ def _band_xml(
 def _mask_band_xml(
     i: int, band: int, tiles: list[TileFacts], left: float, top: float, rx: float, ry: float
 ) -> str:
-    """Band `i` of the mask VRT: GDAL's mask of `band` (``mask,<band>``) of each masked tile."""
+    """Band `i` of the mask VRT: each masked tile's alpha band, or its mask of `band`."""
     sources = []
     for t in tiles:
         col, row = round((t.bounds[0] - left) / rx), round((top - t.bounds[3]) / ry)
+        which = str(t.alpha_band) if t.mask == "alpha" else f"mask,{band}"
+        w, h = t.native or (t.width, t.height)  # a resampled tile's mask: nearest
         sources.append(
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(t.filename)}'
-            f"</SourceFilename><SourceBand>mask,{band}</SourceBand>"
-            f'<SrcRect xOff="0" yOff="0" xSize="{t.width}" ySize="{t.height}"/>'
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(t.path))}'
+            f"</SourceFilename><SourceBand>{which}</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
             f'<DstRect xOff="{col}" yOff="{row}" xSize="{t.width}" ySize="{t.height}"/>'
             "</SimpleSource>"
         )
