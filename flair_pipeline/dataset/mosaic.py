@@ -95,6 +95,7 @@ class Mosaic:
             skip_unreadable=True,
             resolution=resolution,
             resampling=resampling,
+            product_bands=True,
         )
         self.broken: dict[Path, str] = self.vrt.broken
         self.tiles = [TileInfo(t.path, t.bounds, t.count) for t in self.vrt.tiles]
@@ -184,6 +185,7 @@ class Mosaic:
             return out, valid
         window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
         masks = None
+        out = np.zeros((self._src.count, h, w), dtype=np.uint8)  # + the products' other bands
         try:
             block = self._src.read(window=window, out_dtype="float32" if self._scaled else None)
             if self._mask_src is not None:
@@ -201,7 +203,7 @@ class Mosaic:
         out[:, inner[0], inner[1]] = block
         for name, bands in self.vrt.product_bands.items():
             valid[name] = self._product_data(name, bands, bounds, out, blank, masks)
-        return out, valid
+        return out[: self.count], valid
 
     def _product_data(
         self,
@@ -225,10 +227,12 @@ class Mosaic:
             ok = plain | (masked & seen)
             for b in bands:  # what a mask hides is no pixel value: 0, as outside every tile
                 out[b][masked & (masks[b] == 0)] = 0
-        if all(self.nodata[b] is not None for b in bands):
+        nodata = [self.nodata[b] for b in bands]
+        if all(v is not None for v in nodata):  # every band of its files holds its nodata
             void = np.ones(out.shape[1:], dtype=bool)
-            for b in bands:
-                void &= blank[b] if self.vrt.scales[b] is not None else out[b] == self.nodata[b]
+            scaled = self.vrt.scales[bands[0]] is not None
+            for b in (*bands, *self.vrt.product_extra.get(name, ())):
+                void &= blank[b] if scaled else out[b] == nodata[0]
             ok = ok & ~void
         return ok
 

@@ -198,6 +198,9 @@ class RasterVRT:
     #: product name -> its 0-based output bands, and its readable tiles
     product_bands: dict[str, tuple[int, ...]] = field(default_factory=dict)
     product_tiles: dict[str, list[TileFacts]] = field(default_factory=dict)
+    #: with `product_bands=True`: product name -> the 0-based VRT bands appended after the
+    #: output bands, its files' other bands (IRC's R and G), for its nodata rule
+    product_extra: dict[str, tuple[int, ...]] = field(default_factory=dict)
     #: a VRT of the tiles' per-dataset masks (mask band or alpha), one Byte band per output
     #: band on the same grid (0: masked; outside every masked tile: 0); "" when no tile has one
     mask_xml: str = ""
@@ -308,6 +311,7 @@ def build_vrt(
     any_dtype: bool = False,
     resolution: float | None = None,
     resampling: str | None = None,
+    product_bands: bool = False,
 ) -> RasterVRT:
     """A VRT whose bands `band_names` come from `products`, every tile checked first.
 
@@ -323,6 +327,8 @@ def build_vrt(
     A tile's per-dataset mask (an internal or ``.msk`` mask band, an alpha band that no
     output band is mapped to) is carried in ``mask_xml``; an alpha band that an output band
     is mapped to is read as data (one decision line per product says so).
+    `product_bands` appends each product's unmapped bands (not alpha) after `band_names`
+    (``product_extra``), so that a reader can tell a product's nodata on all its bands.
 
     Raises:
         InputError: each refusal listed in the module docstring, and a tile at another
@@ -342,7 +348,7 @@ def build_vrt(
     try:
         if resolution is not None:
             decisions += _to_resolution(products, facts, resolution, resampling, views)
-        vrt = _assemble(products, band_names, facts, broken, lambert93, any_dtype)
+        vrt = _assemble(products, band_names, facts, broken, lambert93, any_dtype, product_bands)
     except BaseException:
         for mem in views:
             mem.close()
@@ -359,6 +365,7 @@ def _assemble(
     broken: dict[Path, str],
     lambert93: bool,
     any_dtype: bool,
+    with_extra: bool = False,
 ) -> RasterVRT:
     ref = facts[products[0].name][0]
     for prod in products:
@@ -380,6 +387,15 @@ def _assemble(
         xml_bands.append(_band_xml(i, prod, prod.bands[name], tiles, left, top, rx, ry))
         masked = [t for t in tiles if uses_mask(prod, t)]
         mask_bands.append(_mask_band_xml(i, prod.bands[name], masked, left, top, rx, ry))
+    extra: dict[str, list[int]] = {}
+    for prod in products if with_extra else ():
+        tiles = facts[prod.name]
+        count = min(t.count for t in tiles)
+        used = {*prod.bands.values(), *(t.alpha_band for t in tiles)}
+        for band in (b for b in range(1, count + 1) if b not in used):
+            i = len(xml_bands) + 1
+            extra.setdefault(prod.name, []).append(i - 1)
+            xml_bands.append(_band_xml(i, prod, band, tiles, left, top, rx, ry))
     crs = normalize_crs(ref.crs) if lambert93 else ref.crs
     srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
     transform = Affine(rx, 0.0, left, 0.0, -ry, top)
@@ -405,7 +421,8 @@ def _assemble(
         decisions,
         {k: tuple(v) for k, v in product_bands.items() if v},
         {p.name: facts[p.name] for p in products},
-        mask_xml,
+        mask_xml=mask_xml,
+        product_extra={k: tuple(v) for k, v in extra.items()},
     )
 
 
