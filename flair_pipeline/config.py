@@ -127,6 +127,12 @@ class SamplingConfig(_Section):
 
     patch_size: int = Field(512, gt=0, description="patch side in pixels")
     resolution: float = Field(0.2, gt=0, description="aerial pixel size in metres")
+    #: an ortho tile at another pixel size than `resolution` (BD ORTHO 50 cm next to 20 cm
+    #: dalles): refused in one line naming it (default), or resampled onto the
+    #: `resolution` grid with this GDAL warper method (recorded in the domain's decisions)
+    ortho_resampling: Literal[
+        "refuse", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"
+    ] = "refuse"
     strategy: Literal["grid", "random", "balanced"] = "grid"
     max_patches_per_domain: int | None = Field(None, gt=0)
     max_nodata_fraction: float = Field(0.05, ge=0, le=1)

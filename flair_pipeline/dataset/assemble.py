@@ -4,6 +4,10 @@ FLAIR splits by domain, never by patch (:mod:`flair_pipeline.dataset.splits`); t
 reads every domain's ``metadata/domains/<domain>.json``, writes ``metadata/splits.csv`` and
 the merged ``metadata/aerial_metadata.json``, and checks that no patch key belongs to two
 domains (split leakage).
+
+A domain built earlier whose folder is no longer among the raw inputs (removed, renamed)
+is **stale**: its files stay on disk, untouched, but it is left out of ``splits.csv`` and
+``aerial_metadata.json``, named in one warning line and in the report's ``stale_domains``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from flair_pipeline.config import SplitConfig
 from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.splits import assign_splits, write_splits
 from flair_pipeline.io import remove_stale_temps
-from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 
 SPLITS = ("train", "validation", "test")
@@ -35,6 +39,9 @@ class SplitsReport(StageReport):
     #: (domain, split, rule, patches), sorted by domain
     rows: tuple[tuple[str, str, str, int], ...]
     leaks: tuple[str, ...] = ()  # "<IMG key> in <domain> and <domain>"
+    #: built domains whose raw folder is gone: left out of the split
+    stale: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def problems(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -52,6 +59,7 @@ class SplitsReport(StageReport):
             "domains": len(self.rows),
             **{f"{s}_patches": self.patches(s) for s in SPLITS},
             "splits": table.to_markdown(index=False),
+            "stale_domains": list(self.stale),
             "path": self.path,
         }
 
@@ -60,16 +68,19 @@ class SplitsReport(StageReport):
         return {"leaks": list(self.leaks[:20])}
 
 
-def assemble_splits(dataset: DatasetLayout, cfg: SplitConfig) -> SplitsReport:
+def assemble_splits(dataset: DatasetLayout, cfg: SplitConfig, raw: RawLayout) -> SplitsReport:
     """Assign every built domain a split and merge their aerial metadata.
 
     Args:
         dataset: The dataset root (read: ``metadata/domains/*.json``; written:
             ``metadata/splits.csv``, ``metadata/aerial_metadata.json``).
         cfg: The ``split`` section (mapping, ratios, salt).
+        raw: The raw data root: a built domain without a folder there is stale and left
+            out (one warning line names them all).
 
     Returns:
-        The :class:`SplitsReport`, with any patch key found in two domains as a leak.
+        The :class:`SplitsReport`, with any patch key found in two domains as a leak and
+        the stale domains.
 
     Raises:
         FlairPipelineError: ``split.mapping`` moves an official FLAIR domain.
@@ -79,7 +90,15 @@ def assemble_splits(dataset: DatasetLayout, cfg: SplitConfig) -> SplitsReport:
     files = sorted(
         f for f in dataset.domain_metadata_dir.glob("*.json") if not f.name.startswith(".")
     )
-    per_domain = {f.stem: json.loads(f.read_text()) for f in files}
+    stale = tuple(f.stem for f in files if not raw.domain(f.stem).is_dir())
+    per_domain = {f.stem: json.loads(f.read_text()) for f in files if f.stem not in stale}
+    warnings: tuple[str, ...] = ()
+    if stale:
+        warnings = (
+            f"{len(stale)} built domain(s) with no folder under {raw.domains_dir} left "
+            f"out of the split: {', '.join(stale)}; restore their raw inputs, or delete their "
+            "files (metadata/domains/<id>.json, aerial/<id>, labels/<id>) to silence this",
+        )
     assignment = assign_splits(per_domain, cfg)
     write_splits(assignment, dataset.splits)
     merged: dict[str, object] = {}
@@ -93,4 +112,6 @@ def assemble_splits(dataset: DatasetLayout, cfg: SplitConfig) -> SplitsReport:
             merged[key] = value
     md.write_json(merged, dataset.aerial_metadata)
     rows = tuple((d, str(s), r, len(per_domain[d]["patches"])) for d, (s, r) in assignment.items())
-    return SplitsReport(path=str(dataset.splits), rows=rows, leaks=tuple(leaks))
+    return SplitsReport(
+        path=str(dataset.splits), rows=rows, leaks=tuple(leaks), stale=stale, warnings=warnings
+    )

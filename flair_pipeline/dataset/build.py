@@ -141,7 +141,9 @@ def build_domain_patches(
     inputs = resolve(raw.domain(domain))
     labels = read_labels(inputs.labels, mapping=inputs.mapping)
     skip = skip_bad_patches
-    sources = record_domain_sources(domain, raw, dataset, inputs=inputs, labels=labels)
+    sources = record_domain_sources(
+        domain, raw, dataset, inputs=inputs, labels=labels, sampling=cfg.sampling
+    )
     grid = sample_domain_grid(
         domain, raw, dataset, cfg, skip_bad_patches=skip, inputs=inputs, labels=labels
     )

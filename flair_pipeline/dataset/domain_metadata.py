@@ -19,6 +19,7 @@ from flair_pipeline import layout as L
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.generation import recover
+from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.dataset.patch_steps import step_inputs
 from flair_pipeline.dataset.patches import Elevation
 from flair_pipeline.io import remove_stale_temps
@@ -79,11 +80,14 @@ class MetadataReport(StageReport):
         return meta
 
 
-def _ortho_decisions(inputs: DomainInputs) -> list[str]:
-    """One line per rescaled ortho product (its nodata through the rescale), else none."""
-    from flair_pipeline.geo.raster_vrt import rescale_decisions
+def _ortho_decisions(inputs: DomainInputs, cfg: PipelineConfig) -> list[str]:
+    """The ortho reader's decision lines, from the tiles' headers (no pixel read).
 
-    return rescale_decisions(inputs.ortho) if isinstance(inputs.ortho, list) else []
+    One per product that is rescaled (its nodata through the rescale), resampled to
+    ``sampling.resolution`` (the method), or whose alpha-declared band is mapped as data.
+    """
+    with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
+        return list(mosaic.vrt.decisions)
 
 
 def _label_decisions(inputs: DomainInputs) -> list[str]:
@@ -173,7 +177,7 @@ def write_domain_metadata(
             "problems": problems,
             "skipped": missing,
             "decisions": [
-                *_ortho_decisions(inputs),
+                *_ortho_decisions(inputs, cfg),
                 *elevation.decisions,
                 *_label_decisions(inputs),
             ],

@@ -4,8 +4,16 @@ A patch may straddle two or four tiles; it must come out as if the mosaic were o
 The tiles are assembled by the project's one VRT reader
 (:func:`flair_pipeline.geo.raster_vrt.build_vrt`), which checks them first: one CRS
 (Lambert-93 in any spelling), north-up, one pixel size and grid, uint8 unless rescaled, and
-every band of R, G, B, NIR present — each refusal is one line naming the tile. A rescaled
-product's nodata is found on its source values, before scaling (see :meth:`Mosaic.read`).
+every band of R, G, B, NIR present, and (given ``resolution``) the pixel size the patches
+are cut at, unless a ``resampling`` method is given — each refusal is one line naming the
+tile. A rescaled product's nodata is found on its source values, before scaling (see
+:meth:`Mosaic.read`).
+
+A pixel is covered when **every** product has data there: some tile of the product over
+it, not its nodata value (on every band the product gives), not masked by its per-dataset
+mask (an internal or ``.msk`` mask band, or an alpha band at 0). RVB over a place where
+IRC is missing is not covered: its NIR would be made up.
+
 A corrupt tile does not sink the domain: the patches it touches fail with
 :class:`TileReadError` and the caller skips them.
 """
@@ -15,14 +23,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from flair_pipeline.config import SamplingConfig
 from flair_pipeline.errors import InputError
-from flair_pipeline.geo.raster_vrt import Product, build_vrt, default_product, raster_files
+from flair_pipeline.geo.raster_vrt import (
+    Product,
+    build_vrt,
+    default_product,
+    raster_files,
+    uses_mask,
+)
 
 Bounds = tuple[float, float, float, float]
 
@@ -45,10 +61,19 @@ class Mosaic:
 
     `source` is a folder of 4-band tiles (the raw layout; ``*.tif``, ``*.TIF``,
     ``*.jp2``… in any case) or the products of a domain spec (e.g. BD ORTHO RVB + IRC).
+    `resolution` (``sampling.resolution``), when given, is the pixel size every tile must
+    have; a tile at another one is refused (InputError naming it and its pixel size) or,
+    with `resampling` (``sampling.ortho_resampling``), read through GDAL's warper onto
+    that grid (the decision is in ``vrt.decisions``).
     """
 
     def __init__(
-        self, source: str | Path | Sequence[Product], expected_crs: str = "EPSG:2154"
+        self,
+        source: str | Path | Sequence[Product],
+        expected_crs: str = "EPSG:2154",
+        *,
+        resolution: float | None = None,
+        resampling: str | None = None,
     ) -> None:
         if isinstance(source, (str, Path)):
             self.folder = Path(source)
@@ -63,7 +88,15 @@ class Mosaic:
             self.folder = Path(products[0].files[0]).parent if products[0].files else Path()
         if expected_crs != "EPSG:2154":
             raise ValueError("the dataset build reads Lambert-93 (EPSG:2154) orthos only")
-        self.vrt = build_vrt(products, lambert93=True, skip_unreadable=True)
+        self.products = {p.name: p for p in products}
+        self.vrt = build_vrt(
+            products,
+            lambert93=True,
+            skip_unreadable=True,
+            resolution=resolution,
+            resampling=resampling,
+            product_bands=True,
+        )
         self.broken: dict[Path, str] = self.vrt.broken
         self.tiles = [TileInfo(t.path, t.bounds, t.count) for t in self.vrt.tiles]
         self.res: float | None = self.vrt.res
@@ -72,6 +105,10 @@ class Mosaic:
         self._scaled = any(s is not None for s in self.vrt.scales)
         self._mem = MemoryFile(self.vrt.xml.encode(), ext=".vrt")
         self._src = self._mem.open()
+        self._mask_mem = (
+            MemoryFile(self.vrt.mask_xml.encode(), ext=".vrt") if self.vrt.mask_xml else None
+        )
+        self._mask_src = self._mask_mem.open() if self._mask_mem is not None else None
 
     def __enter__(self) -> Mosaic:
         return self
@@ -80,9 +117,13 @@ class Mosaic:
         self.close()
 
     def close(self) -> None:
-        """Close the VRT dataset and its in-memory file."""
+        """Close the VRT datasets, their in-memory files and the resampled views."""
         self._src.close()
         self._mem.close()
+        if self._mask_src is not None and self._mask_mem is not None:
+            self._mask_src.close()
+            self._mask_mem.close()
+        self.vrt.close()
 
     @property
     def bounds(self) -> Bounds:
@@ -98,12 +139,7 @@ class Mosaic:
         Returns:
             The tiles whose bounds intersect `bounds` with a non-zero area, in mosaic order.
         """
-        x0, y0, x1, y1 = bounds
-        return [
-            t
-            for t in self.tiles
-            if t.bounds[0] < x1 and t.bounds[2] > x0 and t.bounds[1] < y1 and t.bounds[3] > y0
-        ]
+        return [t for t in self.tiles if _overlaps(t.bounds, bounds)]
 
     def broken_touching(self, bounds: Bounds) -> list[Path]:
         """Unreadable tiles that would have covered part of `bounds`.
@@ -117,13 +153,23 @@ class Mosaic:
         return [p for p in self.broken if _named_bounds_touch(p, size, bounds)]
 
     def read(self, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (4, H, W) uint8 of `bounds` and a bool mask of pixels covered by some tile.
+        """Pixels (4, H, W) uint8 of `bounds` and a bool mask of pixels every product covers.
 
-        A pixel is uncovered outside every tile, or where every band holds its product's
-        nodata value (a black or white roof pixel is data). A rescaled product's nodata is
+        See :meth:`read_products`; the mask is the AND of its per-product masks.
+        """
+        out, valid = self.read_products(bounds)
+        return out, np.logical_and.reduce(list(valid.values()))
+
+    def read_products(self, bounds: Bounds) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Pixels (4, H, W) uint8 of `bounds` and, per product, a bool mask of its data.
+
+        A product has data at a pixel when one of its tiles covers it, its per-dataset mask
+        (mask band, or alpha) is not 0 there, and not every band it gives holds its nodata
+        value (a black or white roof pixel is data). A rescaled product's nodata is
         compared on its source values, before scaling, and its pixels there are 0 (like
         pixels outside every tile), never the scaled nodata; a valid value that scales to 0
-        stays data. Raises TileReadError naming the tile if a touching tile fails to decode.
+        stays data. Pixels a mask hides are 0 in the bands of its product. Raises
+        TileReadError naming the tile if a touching tile fails to decode.
         """
         res = self.res
         assert res is not None and self.count is not None
@@ -131,36 +177,64 @@ class Mosaic:
         left, _, _, top = self.vrt.bounds
         w, h = round((x1 - x0) / res), round((y1 - y0) / res)
         out = np.zeros((self.count, h, w), dtype=np.uint8)
-        covered = np.zeros((h, w), dtype=bool)
+        valid = {name: np.zeros((h, w), dtype=bool) for name in self.vrt.product_bands}
         c0, r0 = round((x0 - left) / res), round((top - y1) / res)
         cc0, rr0 = max(c0, 0), max(r0, 0)
         cc1, rr1 = min(c0 + w, self.vrt.width), min(r0 + h, self.vrt.height)
         if cc1 <= cc0 or rr1 <= rr0:
-            return out, covered
+            return out, valid
         window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+        masks = None
+        out = np.zeros((self._src.count, h, w), dtype=np.uint8)  # + the products' other bands
         try:
             block = self._src.read(window=window, out_dtype="float32" if self._scaled else None)
+            if self._mask_src is not None:
+                masks = np.zeros((self.count, h, w), dtype=np.uint8)
+                masks[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = self._mask_src.read(
+                    window=window
+                )
         except rasterio.errors.RasterioIOError as exc:
             raise TileReadError(f"{self._culprit(bounds)}: cannot decode pixels ({exc})") from None
         inner = np.s_[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0]
-        blank = None
+        blank = np.zeros(out.shape, dtype=bool)
         if self._scaled:  # rescaled bands are Float32 with NaN at the source's nodata
-            blank = np.isnan(block)
-            block = np.floor(np.clip(np.where(blank, 0.0, block), 0.0, 255.0) + 0.5)
+            blank[:, inner[0], inner[1]] = np.isnan(block)
+            block = np.floor(np.clip(np.where(np.isnan(block), 0.0, block), 0.0, 255.0) + 0.5)
         out[:, inner[0], inner[1]] = block
-        for t in self.tiles_touching(bounds):
-            tc0, tr0 = round((t.bounds[0] - x0) / res), round((y1 - t.bounds[3]) / res)
-            tc1, tr1 = round((t.bounds[2] - x0) / res), round((y1 - t.bounds[1]) / res)
-            covered[max(tr0, 0) : max(tr1, 0), max(tc0, 0) : max(tc1, 0)] = True
-        if all(v is not None for v in self.nodata):
-            void = np.zeros(out.shape, dtype=bool)
-            for i, (nd, scale) in enumerate(zip(self.nodata, self.vrt.scales, strict=True)):
-                if scale is None:
-                    void[i] = out[i] == nd
-                elif blank is not None:
-                    void[i][inner] = blank[i]
-            covered &= ~void.all(axis=0)
-        return out, covered
+        for name, bands in self.vrt.product_bands.items():
+            valid[name] = self._product_data(name, bands, bounds, out, blank, masks)
+        return out[: self.count], valid
+
+    def _product_data(
+        self,
+        name: str,
+        bands: tuple[int, ...],
+        bounds: Bounds,
+        out: np.ndarray,
+        blank: np.ndarray,
+        masks: np.ndarray | None,
+    ) -> np.ndarray:
+        """Where product `name` has data in `bounds`; zeroes the pixels its masks hide."""
+        plain = np.zeros(out.shape[1:], dtype=bool)  # under a tile without a mask
+        masked = np.zeros(out.shape[1:], dtype=bool)  # under a tile with one
+        prod = self.products[name]
+        for t in self.vrt.product_tiles[name]:
+            if _overlaps(t.bounds, bounds):
+                _fill(masked if uses_mask(prod, t) else plain, t.bounds, bounds, self.res)
+        ok = plain
+        if masks is not None and masked.any():
+            seen = (masks[list(bands)] > 0).any(axis=0)
+            ok = plain | (masked & seen)
+            for b in bands:  # what a mask hides is no pixel value: 0, as outside every tile
+                out[b][masked & (masks[b] == 0)] = 0
+        nodata = [self.nodata[b] for b in bands]
+        if all(v is not None for v in nodata):  # every band of its files holds its nodata
+            void = np.ones(out.shape[1:], dtype=bool)
+            scaled = self.vrt.scales[bands[0]] is not None
+            for b in (*bands, *self.vrt.product_extra.get(name, ())):
+                void &= blank[b] if scaled else out[b] == nodata[0]
+            ok = ok & ~void
+        return ok
 
     def _culprit(self, bounds: Bounds) -> Path | str:
         """The touching tile that fails to decode on its own, or the mosaic's folder."""
@@ -171,6 +245,23 @@ class Mosaic:
             except rasterio.errors.RasterioError:
                 return t.path
         return self.folder
+
+
+def mosaic_options(cfg: SamplingConfig) -> dict[str, Any]:
+    """The :class:`Mosaic` keywords of the dataset build: the pixel size and its resampling.
+
+    Args:
+        cfg: The ``sampling`` section (``resolution``, ``ortho_resampling``).
+
+    Returns:
+        ``{"resolution": …, "resampling": None or a GDAL method}`` (None: refuse a tile at
+        another pixel size).
+    """
+    method = cfg.ortho_resampling
+    return {
+        "resolution": cfg.resolution,
+        "resampling": None if method == "refuse" else method,
+    }
 
 
 #: Lambert-93 northings run from 6000 to 7200 km: a tile name's y under this is in km.
@@ -193,6 +284,19 @@ def named_corner(path: Path) -> tuple[float, float] | None:
         return None
     scale = 1000.0 if y < _KM_NAME_MAX_Y else 1.0
     return x * scale, y * scale
+
+
+def _overlaps(a: Bounds, b: Bounds) -> bool:
+    return a[0] < b[2] and a[2] > b[0] and a[1] < b[3] and a[3] > b[1]
+
+
+def _fill(target: np.ndarray, tile: Bounds, bounds: Bounds, res: float | None) -> None:
+    """Set True the pixels of `target` (the grid of `bounds`) inside `tile`."""
+    assert res is not None
+    x0, _, _, y1 = bounds
+    tc0, tr0 = round((tile[0] - x0) / res), round((y1 - tile[3]) / res)
+    tc1, tr1 = round((tile[2] - x0) / res), round((y1 - tile[1]) / res)
+    target[max(tr0, 0) : max(tr1, 0), max(tc0, 0) : max(tc1, 0)] = True
 
 
 def _named_bounds_touch(path: Path, size: tuple[float, float], bounds: Bounds) -> bool:

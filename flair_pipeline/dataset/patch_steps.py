@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 
 from flair_pipeline.config import PipelineConfig
-from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.dataset.patches import (
     BuildReport,
     build_aerial_patches,
@@ -81,6 +81,7 @@ class GridReport(StageReport):
     unreadable_tiles: tuple[str, ...] = ()
     skipped_patches: tuple[str, ...] = ()  # "<patch id>: <why>", first 50
     warnings: tuple[str, ...] = ()
+    decisions: tuple[str, ...] = ()  # e.g. an ortho resampled to sampling.resolution
 
     @property
     def problems(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -97,6 +98,7 @@ class GridReport(StageReport):
             "strategy": self.strategy,
             "unreadable_tiles": list(self.unreadable_tiles),
             "skipped_patches": list(self.skipped_patches),
+            "decisions": list(self.decisions),
             "path": self.path,
         }
 
@@ -145,10 +147,21 @@ def sample_domain_grid(
         inputs = resolve(raw.domain(domain))
     if labels is None:
         labels = read_labels(inputs.labels, mapping=inputs.mapping)
-    with Mosaic(inputs.ortho) as mosaic:
+    with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
         broken = [str(p) for p in mosaic.broken]
+        decisions = tuple(mosaic.vrt.decisions)
+        band_names = {
+            n: [mosaic.vrt.band_names[b] for b in bs] for n, bs in mosaic.vrt.product_bands.items()
+        }
     warnings = []
+    for name, lost in report.product_missing.items():  # e.g. IRC not delivered over a tile
+        warnings.append(
+            f"ortho product {name} does not cover {len(lost)} candidate patch(es) the other "
+            f"products cover ({', '.join(lost[:10])}{' …' if len(lost) > 10 else ''}): "
+            f"rejected, never built with an empty {'/'.join(band_names[name])}; deliver its "
+            "missing tiles"
+        )
     for tile in broken:  # a truncated download: name it and what it costs (issue 15)
         lost = [e.split(": ", 1)[0] for e in report.unreadable if tile in e]
         warnings.append(
@@ -169,6 +182,7 @@ def sample_domain_grid(
         unreadable_tiles=tuple(broken),
         skipped_patches=tuple(report.unreadable[:50]),
         warnings=tuple(warnings),
+        decisions=decisions,
     )
 
 
@@ -257,6 +271,7 @@ def build_domain_images(
         cfg.sampling.elevation_scale,
         cfg.dataset.compression,
         isolate=skip_bad_patches,
+        **mosaic_options(cfg.sampling),
     )
     skipped = {p for p, _ in report.skipped}
     bad = []

@@ -278,6 +278,9 @@ def build_aerial_patches(
     elevation_scale: float,
     compression: str = DEFAULT_COMPRESSION,
     isolate: bool = True,
+    *,
+    resolution: float | None = None,
+    resampling: str | None = None,
 ) -> BuildReport:
     """Write the IMG of every patch of `grid`, as one new generation.
 
@@ -285,7 +288,10 @@ def build_aerial_patches(
     new generation.
 
     ``aerial/<domain>`` is replaced as a whole (patches of an older grid disappear).
-    Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
+    `resolution` and `resampling` are the :class:`Mosaic`'s (``sampling.resolution``,
+    ``sampling.ortho_resampling``): a tile at another pixel size is refused before any
+    file is written, or resampled (the decision is in the report). Pixels a tile's mask
+    or alpha band hides are 0. Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
     `isolate` false, InputError at the first bad patch (else it is skipped and reported).
     """
     codec = compression_options(compression, zlevel=IMG_ZLEVEL)
@@ -294,11 +300,11 @@ def build_aerial_patches(
     report.decisions.extend(elevation.decisions)
     try:
         with (
-            Mosaic(ortho_dir) as mosaic,
+            Mosaic(ortho_dir, resolution=resolution, resampling=resampling) as mosaic,
             _generation(layout, AERIAL.all_domains().rel, grid) as stage,
         ):
             res = mosaic.res
-            report.decisions.extend(mosaic.vrt.decisions)  # a rescaled product's nodata
+            report.decisions.extend(mosaic.vrt.decisions)  # rescale, resampling, alpha
 
             def work(row: Any) -> None:
                 b = _bounds(row)

@@ -39,6 +39,8 @@ class SamplingReport:
     rejected: Counter = field(default_factory=Counter)
     selected: int = 0
     unreadable: list[str] = field(default_factory=list)  # "patch id: reason", skipped
+    #: ortho product -> candidates rejected because it alone does not cover them
+    product_missing: dict[str, list[str]] = field(default_factory=dict)
 
 
 def patch_id(domain: DomainId, row: int, col: int) -> str:
@@ -106,7 +108,13 @@ def sample_patches(
     labels: gpd.GeoDataFrame,
     cfg: SamplingConfig,
 ) -> tuple[gpd.GeoDataFrame, SamplingReport]:
-    """Choose a domain's patches; return them (EPSG:2154 boxes with ids and zones)."""
+    """Choose a domain's patches; return them (EPSG:2154 boxes with ids and zones).
+
+    A candidate is rejected when more than ``cfg.max_nodata_fraction`` of it is not
+    covered by every ortho product (nodata, masked, no tile; counted under
+    ``ortho product <name> missing`` when one product alone lacks it, with the patch ids
+    in ``product_missing``), or not covered by labels.
+    """
     did = DomainId.parse(domain)
     res = mosaic.res or cfg.resolution
     size_m = cfg.patch_size * res
@@ -120,23 +128,36 @@ def sample_patches(
 
     valid = np.zeros(len(boxes))
     unreadable = np.zeros(len(boxes), bool)
+    lacking: list[str | None] = [None] * len(boxes)  # the one product missing, if any
     for i, b in enumerate(boxes):
         bounds = tuple(b.bounds)
         try:
             broken = mosaic.broken_touching(bounds)
             if broken:
                 raise TileReadError(f"{broken[0]}: unreadable tile")
-            valid[i] = mosaic.read(bounds)[1].mean()
+            per_product = mosaic.read_products(bounds)[1]
         except TileReadError as exc:
             unreadable[i] = True
             report.unreadable.append(f"{patch_id(did, int(rows[i]), int(cols[i]))}: {exc}")
+            continue
+        valid[i] = np.logical_and.reduce(list(per_product.values())).mean()
+        short = [n for n, m in per_product.items() if 1.0 - m.mean() > cfg.max_nodata_fraction]
+        if short and len(short) < len(per_product):  # the others cover it: that one lacks
+            lacking[i] = short[0]
     tree = shapely.STRtree(labels.geometry.values)
     areas = _class_areas(labels, tree, boxes)
     labelled = areas.sum(1) / (size_m * size_m)
     ok_data = ((1.0 - valid) <= cfg.max_nodata_fraction) & ~unreadable
     ok_labels = (1.0 - labelled) <= cfg.max_nodata_fraction + 1e-9
     report.rejected["unreadable tile"] = int(unreadable.sum())
-    report.rejected["nodata"] = int((~ok_data & ~unreadable).sum())
+    for i in np.flatnonzero(~ok_data & ~unreadable).tolist():
+        name = lacking[i]
+        reason = "nodata" if name is None else f"ortho product {name} missing"
+        report.rejected[reason] += 1
+        if name is not None:
+            pid = patch_id(did, int(rows[i]), int(cols[i]))
+            report.product_missing.setdefault(name, []).append(pid)
+    report.rejected["nodata"] += 0  # always reported, 0 included
     report.rejected["labels not covering"] = int((ok_data & ~ok_labels).sum())
     keep = np.flatnonzero(ok_data & ok_labels)
 

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from fsspec.implementations.local import LocalFileSystem
 
+from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout, RawLayout
@@ -107,8 +109,13 @@ def record_domain_sources(
     *,
     inputs: DomainInputs | None = None,
     labels: gpd.GeoDataFrame | None = None,
+    sampling: SamplingConfig | None = None,
 ) -> SourcesReport:
     """Check a domain's raw inputs (presence, domain.json, label codes) and record them.
+
+    With `sampling`, the ortho tiles' headers are checked as the build will read them
+    (:class:`~flair_pipeline.dataset.mosaic.Mosaic`): a tile at another pixel size than
+    ``sampling.resolution`` is refused here, up front, unless ``ortho_resampling`` is set.
 
     Writes ``metadata/sources/<domain>.json``: the fingerprint, the input files (relative),
     their total size in bytes and the validated domain facts.
@@ -121,12 +128,15 @@ def record_domain_sources(
             None to resolve them here.
         labels: The label layer already read and checked (``rasterize.read_labels``), or
             None to read it here.
+        sampling: The ``sampling`` section, or None to leave the ortho's checks to the
+            patch grid step.
 
     Returns:
         The :class:`SourcesReport`.
 
     Raises:
-        InputError: A missing input, an invalid domain.json or bad label codes (named).
+        InputError: A missing input, an invalid domain.json or bad label codes (named);
+            with `sampling`, an ortho tile the build would refuse (named).
     """
     from flair_pipeline.dataset.rasterize import read_labels
 
@@ -135,6 +145,9 @@ def record_domain_sources(
         inputs = resolve(raw.domain(domain))
     if labels is None:  # reading checks the codes and geometries
         labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    if sampling is not None:  # the ortho as the build reads it: pixel size, CRS, bands
+        with Mosaic(inputs.ortho, **mosaic_options(sampling)):
+            pass
     info = inputs.info
     fp = fingerprint(files, raw.domain(domain))
     total = sum(f.stat().st_size for f in files)

@@ -28,19 +28,22 @@ import dagster as dg
 from flair_pipeline.defs.adapter import as_failure
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.errors import FlairPipelineError
-from flair_pipeline.layout import RAW_DOMAIN, PathTemplate
-from flair_pipeline.storage import is_url, publish, pull, snapshot
+from flair_pipeline.layout import RAW_DOMAIN, PathTemplate, RawLayout
+from flair_pipeline.storage import is_url, list_domains, publish, pull, snapshot
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def staged(*dataset_files: PathTemplate) -> Callable[[F], F]:
+def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[[F], F]:
     """Stage URL roots for one asset step.
 
     Args:
         *dataset_files: The dataset entries of :mod:`flair_pipeline.layout` the step reads
             (``{domain}`` is the partition key), e.g. ``PATCH_GRID`` or ``AERIAL``; the
             domain's raw folder is always staged for a partitioned step.
+        raw_folders: For a step over all domains, stage the raw root's domain folders as
+            empty folders (names only, one listing): ``split_assignment`` tells by them
+            which built domains are stale.
 
     Returns:
         A decorator for an asset function ``fn(context, flair, **resources)``.
@@ -70,6 +73,9 @@ def staged(*dataset_files: PathTemplate) -> Callable[[F], F]:
                         pull(
                             raw, Path(local_raw), [RAW_DOMAIN.prefix(domain=domain)], required=True
                         )
+                    elif raw_folders:
+                        for name in list_domains(raw):
+                            RawLayout(Path(local_raw)).domain(name).mkdir(parents=True)
                 baseline: dict[str, tuple[int, int]] = {}
                 if is_url(dataset):
                     local_dataset = str(folder / "dataset")

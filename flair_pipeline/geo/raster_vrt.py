@@ -11,7 +11,10 @@ file, what was found and what to do:
   would silently change the pixels — ``gdalwarp`` it first;
 - a CRS that is not the expected one (Lambert-93 in any spelling, see
   :mod:`flair_pipeline.geo.crs`) or differs between tiles;
-- a pixel size or pixel grid that differs between tiles;
+- a pixel size or pixel grid that differs between tiles, and, for the dataset build, a
+  pixel size other than ``sampling.resolution`` (its IMG would cover another ground than
+  its MSK) unless ``sampling.ortho_resampling`` names a method: the tile is then read
+  through GDAL's warper onto that grid, and a decision line says so;
 - a data type other than uint8 unless a rescale (``low, high`` → 0..255) is configured:
   reading uint16 as uint8 would keep the values modulo 256. Through a rescale the source's
   nodata stays no data: GDAL masks it on the source values, before scaling (the VRT band
@@ -21,6 +24,11 @@ file, what was found and what to do:
 - a band the mapping needs and the product does not have (e.g. NIR from a 3-band RVB:
   "add the IRC product").
 
+Where the data is: a tile's nodata value, and its per-dataset mask (an internal or
+``.msk`` mask band, an alpha band) just as much — the latter is carried in a second VRT
+(``mask_xml``, GDAL's ``mask,<band>`` of each masked tile), so that the build counts
+masked pixels as uncovered.
+
 A band of the VRT may come from any product: BD ORTHO RVB gives R, G, B (bands 1, 2, 3)
 and BD ORTHO IRC gives NIR (its band 1; IRC's order is NIR, R, G).
 """
@@ -28,7 +36,7 @@ and BD ORTHO IRC gives NIR (its band 1; IRC's order is NIR, R, G).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 
@@ -36,7 +44,12 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioError
+from rasterio.io import MemoryFile
+from rasterio.shutil import copy as gdal_copy
+from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import is_lambert93, normalize_crs, same_crs
@@ -81,12 +94,27 @@ class TileFacts:
     count: int
     dtype: str
     nodata: float | None
+    #: a per-dataset validity mask GDAL reports: "mask" (an internal mask band,
+    #: GDAL_TIFF_INTERNAL_MASK, or a ``.msk`` file) or "alpha" (an alpha band); None when
+    #: only a nodata value (or nothing) says where the data is
+    mask: str | None = None
+    alpha_band: int | None = None  # 1-based index of the band declared alpha, if any
+    #: what the VRT reads for this tile: the file itself (None) or a resampled view of it
+    source: str | None = None
+    #: (width, height) of the file itself when ``source`` is a resampled view: its mask is
+    #: read from the file, scaled onto the view's grid (nearest)
+    native: tuple[int, int] | None = None
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the raster's CRS units, from its north-up geotransform."""
         t = self.transform
         return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
+
+    @property
+    def filename(self) -> str:
+        """The file the VRT reads: the tile, or its resampled view (``source``)."""
+        return self.source if self.source is not None else str(self.path)
 
     @property
     def res(self) -> tuple[float, float]:
@@ -102,6 +130,13 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
     try:
         with rasterio.open(path) as src:
             found = src.crs if src.crs else (CRS.from_user_input(crs) if crs else None)
+            flags = src.mask_flag_enums[0]
+            alpha = [i for i, c in enumerate(src.colorinterp, 1) if c == ColorInterp.alpha]
+            mask = None
+            if MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags:
+                mask = "mask"  # an internal mask band or a .msk file
+            elif alpha:  # GDAL masks by alpha in 2- and 4-band files only; any band here
+                mask = "alpha"
             return TileFacts(
                 Path(path).resolve(),
                 found,
@@ -111,6 +146,8 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
                 src.count,
                 src.dtypes[0],
                 src.nodata,
+                mask,
+                alpha[0] if alpha else None,
             )
     except (RasterioError, OSError) as exc:
         raise InputError(f"{path}: cannot open as a raster ({exc})") from None
@@ -157,7 +194,24 @@ class RasterVRT:
     nodata: tuple[float | None, ...] = ()  # per output band, in the source's values
     #: per output band: the product's rescale (the band is then Float32, NaN = nodata)
     scales: tuple[tuple[float, float] | None, ...] = ()
-    decisions: list[str] = field(default_factory=list)  # one line per rescaled product
+    decisions: list[str] = field(default_factory=list)  # one line per decision taken
+    #: product name -> its 0-based output bands, and its readable tiles
+    product_bands: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    product_tiles: dict[str, list[TileFacts]] = field(default_factory=dict)
+    #: with `product_bands=True`: product name -> the 0-based VRT bands appended after the
+    #: output bands, its files' other bands (IRC's R and G), for its nodata rule
+    product_extra: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: a VRT of the tiles' per-dataset masks (mask band or alpha), one Byte band per output
+    #: band on the same grid (0: masked; outside every masked tile: 0); "" when no tile has one
+    mask_xml: str = ""
+    #: the resampled views of tiles at another pixel size, kept open while the VRT is read
+    views: list[MemoryFile] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release the in-memory resampled views (the VRT cannot be read afterwards)."""
+        for mem in self.views:
+            mem.close()
+        self.views.clear()
 
     @property
     def res(self) -> float:
@@ -255,13 +309,30 @@ def build_vrt(
     lambert93: bool = True,
     skip_unreadable: bool = False,
     any_dtype: bool = False,
+    resolution: float | None = None,
+    resampling: str | None = None,
+    product_bands: bool = False,
 ) -> RasterVRT:
     """A VRT whose bands `band_names` come from `products`, every tile checked first.
 
     `lambert93` requires every tile to be in Lambert-93 (the dataset build); otherwise the
     tiles must only agree with one another (prediction of any georeferenced ortho).
     Unreadable tiles raise InputError, or with `skip_unreadable` are left out and listed
-    in ``broken``. `any_dtype` keeps the files' type (DSM/DTM heights in float32). Raises InputError for each refusal listed in the module docstring.
+    in ``broken``. `any_dtype` keeps the files' type (DSM/DTM heights in float32).
+
+    `resolution` (the dataset's ``sampling.resolution``) is the pixel size every tile must
+    have: a tile at another one is refused in one line naming it and its pixel size, or,
+    with `resampling` (a GDAL resampling name: ``bilinear``, ``cubic``…), read through
+    GDAL's warper onto the `resolution` grid (one decision line per product says so).
+    A tile's per-dataset mask (an internal or ``.msk`` mask band, an alpha band that no
+    output band is mapped to) is carried in ``mask_xml``; an alpha band that an output band
+    is mapped to is read as data (one decision line per product says so).
+    `product_bands` appends each product's unmapped bands (not alpha) after `band_names`
+    (``product_extra``), so that a reader can tell a product's nodata on all its bands.
+
+    Raises:
+        InputError: each refusal listed in the module docstring, and a tile at another
+            pixel size than `resolution` when `resampling` is None.
     """
     mapped = {n for p in products for n in p.bands}
     missing = [n for n in band_names if n not in mapped]
@@ -272,6 +343,30 @@ def build_vrt(
             + hint
         )
     facts, broken = _gather(products, skip_unreadable)
+    views: list[MemoryFile] = []
+    decisions: list[str] = []
+    try:
+        if resolution is not None:
+            decisions += _to_resolution(products, facts, resolution, resampling, views)
+        vrt = _assemble(products, band_names, facts, broken, lambert93, any_dtype, product_bands)
+    except BaseException:
+        for mem in views:
+            mem.close()
+        raise
+    vrt.views = views
+    vrt.decisions = [*_alpha_decisions(products, facts), *decisions, *vrt.decisions]
+    return vrt
+
+
+def _assemble(
+    products: Sequence[Product],
+    band_names: Sequence[str],
+    facts: dict[str, list[TileFacts]],
+    broken: dict[Path, str],
+    lambert93: bool,
+    any_dtype: bool,
+    with_extra: bool = False,
+) -> RasterVRT:
     ref = facts[products[0].name][0]
     for prod in products:
         _check_product(prod, facts[prod.name], ref, lambert93, any_dtype)
@@ -281,21 +376,36 @@ def build_vrt(
     top = max(t.bounds[3] for t in every)
     width = round((max(t.bounds[2] for t in every) - left) / rx)
     height = round((top - min(t.bounds[1] for t in every)) / ry)
-    xml_bands, nodata, scales = [], [], []
+    xml_bands, mask_bands, nodata, scales = [], [], [], []
+    product_bands: dict[str, list[int]] = {p.name: [] for p in products}
     for i, name in enumerate(band_names, 1):
         prod = next(p for p in products if name in p.bands)
+        product_bands[prod.name].append(i - 1)
         tiles = facts[prod.name]
         nodata.append(tiles[0].nodata)
         scales.append(prod.rescale)
         xml_bands.append(_band_xml(i, prod, prod.bands[name], tiles, left, top, rx, ry))
+        masked = [t for t in tiles if uses_mask(prod, t)]
+        mask_bands.append(_mask_band_xml(i, prod.bands[name], masked, left, top, rx, ry))
+    extra: dict[str, list[int]] = {}
+    for prod in products if with_extra else ():
+        tiles = facts[prod.name]
+        count = min(t.count for t in tiles)
+        used = {*prod.bands.values(), *(t.alpha_band for t in tiles)}
+        for band in (b for b in range(1, count + 1) if b not in used):
+            i = len(xml_bands) + 1
+            extra.setdefault(prod.name, []).append(i - 1)
+            xml_bands.append(_band_xml(i, prod, band, tiles, left, top, rx, ry))
     crs = normalize_crs(ref.crs) if lambert93 else ref.crs
     srs = f"<SRS>{escape(crs.to_wkt())}</SRS>" if crs else ""
     transform = Affine(rx, 0.0, left, 0.0, -ry, top)
-    xml = (
+    head = (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{srs}'
         f"<GeoTransform>{left!r}, {rx!r}, 0, {top!r}, 0, {-ry!r}</GeoTransform>"
-        f"{''.join(xml_bands)}</VRTDataset>"
     )
+    xml = f"{head}{''.join(xml_bands)}</VRTDataset>"
+    any_mask = any(uses_mask(p, t) for p in products for t in facts[p.name])
+    mask_xml = f"{head}{''.join(mask_bands)}</VRTDataset>" if any_mask else ""
     decisions = [rescale_decision(p, facts[p.name][0]) for p in products if p.rescale]
     return RasterVRT(
         xml,
@@ -309,6 +419,129 @@ def build_vrt(
         tuple(nodata),
         tuple(scales),
         decisions,
+        {k: tuple(v) for k, v in product_bands.items() if v},
+        {p.name: facts[p.name] for p in products},
+        mask_xml=mask_xml,
+        product_extra={k: tuple(v) for k, v in extra.items()},
+    )
+
+
+def uses_mask(prod: Product, tile: TileFacts) -> bool:
+    """Whether `tile`'s per-dataset mask says where `prod` has data.
+
+    An internal or external mask band does; so does an alpha band, unless one of the
+    product's output bands is mapped to it (a 4-band R, G, B, NIR GeoTIFF whose fourth band
+    GDAL declares alpha: the mapping says it is NIR, and it is read as NIR).
+    """
+    if tile.mask is None:
+        return False
+    return not (tile.mask == "alpha" and tile.alpha_band in prod.bands.values())
+
+
+def _alpha_decisions(
+    products: Sequence[Product], facts: Mapping[str, Sequence[TileFacts]]
+) -> list[str]:
+    """One line per product whose tiles declare alpha a band that it maps to an output band."""
+    out = []
+    for prod in products:
+        t = next(
+            (t for t in facts.get(prod.name, ()) if t.mask == "alpha" and not uses_mask(prod, t)),
+            None,
+        )
+        if t is not None:
+            name = next(n for n, b in prod.bands.items() if b == t.alpha_band)
+            out.append(
+                f"ortho {prod.name}: band {t.alpha_band} of {t.path} is declared alpha but "
+                f"mapped to {name}: read as {name}, not as a mask (the bands mapping wins)"
+            )
+    return out
+
+
+def _same_res(res: tuple[float, float], target: float) -> bool:
+    return all(abs(r - target) <= _RES_RTOL * target for r in res)
+
+
+def _to_resolution(
+    products: Sequence[Product],
+    facts: dict[str, list[TileFacts]],
+    resolution: float,
+    resampling: str | None,
+    views: list[MemoryFile],
+) -> list[str]:
+    """Refuse, or resample onto the `resolution` grid, the tiles at another pixel size.
+
+    Replaces each such tile's facts in `facts` by those of its resampled view (a GDAL
+    warped VRT held in memory, appended to `views`) and returns one decision per product.
+    """
+    off = [(p, t) for p in products for t in facts[p.name] if not _same_res(t.res, resolution)]
+    if not off:
+        return []
+    if resampling is None:
+        _, t = off[0]
+        more = f" (and {len(off) - 1} other tile(s))" if len(off) > 1 else ""
+        r = f"{resolution:g}"
+        raise InputError(
+            f"{t.path}: ortho pixel size {t.res[0]:g} x {t.res[1]:g} m{more}, but patches are "
+            f"cut at sampling.resolution {r} m (its IMG would cover another ground than its "
+            f"MSK); resample the tiles first (gdalwarp -tr {r} {r} -r cubic) or set "
+            "sampling.ortho_resampling (e.g. bilinear) to resample them on the fly"
+        )
+    decisions = []
+    for prod in products:
+        mine = [t for p, t in off if p is prod]
+        if not mine:
+            continue
+        for t in mine:
+            check_north_up(t)
+            view = _resampled(t, resolution, resampling, views)
+            facts[prod.name][facts[prod.name].index(t)] = view
+        sizes = sorted({f"{t.res[0]:g}" for t in mine})
+        decisions.append(
+            f"ortho {prod.name}: {len(mine)} tile(s) at {'/'.join(sizes)} m (first: "
+            f"{mine[0].path}) resampled on the fly to sampling.resolution {resolution:g} m "
+            f"({resampling}, GDAL warper, tile by tile)"
+        )
+    return decisions
+
+
+def _resampled(
+    tile: TileFacts, resolution: float, resampling: str, views: list[MemoryFile]
+) -> TileFacts:
+    """`tile` read through GDAL's warper on a `resolution` grid anchored at its corner.
+
+    The view is a warped VRT serialised in memory; the tile's mask (or alpha) is read from
+    the file itself (``native``). Raises InputError for an unknown method.
+    """
+    try:
+        method = Resampling[resampling]
+    except KeyError:
+        raise InputError(
+            f"sampling.ortho_resampling {resampling!r}: not a GDAL resampling method"
+        ) from None
+    left, bottom, right, top = tile.bounds
+    width, height = round((right - left) / resolution), round((top - bottom) / resolution)
+    mem = MemoryFile(ext=".vrt")
+    views.append(mem)
+    with (
+        rasterio.open(tile.path) as src,
+        WarpedVRT(
+            src,
+            src_crs=tile.crs,
+            crs=tile.crs,
+            transform=from_origin(left, top, resolution, resolution),
+            width=width,
+            height=height,
+            resampling=method,
+        ) as view,
+    ):
+        gdal_copy(view, mem.name, driver="VRT")
+    return replace(
+        tile,
+        transform=from_origin(left, top, resolution, resolution),
+        width=width,
+        height=height,
+        source=mem.name,
+        native=(tile.width, tile.height),
     )
 
 
@@ -337,21 +570,6 @@ def rescale_decision(prod: Product, tile: TileFacts) -> str:
     )
 
 
-def rescale_decisions(products: Sequence[Product]) -> list[str]:
-    """:func:`rescale_decision` of each rescaled product, from its first tile's header.
-
-    Args:
-        products: a domain's ortho products (``DomainInputs.ortho`` of a spec domain).
-
-    Returns:
-        One line per product with a ``rescale``; none for uint8 products.
-
-    Raises:
-        InputError: naming the tile when GDAL cannot open it.
-    """
-    return [rescale_decision(p, inspect(Path(p.files[0]), p.crs)) for p in products if p.rescale]
-
-
 def _band_xml(
     i: int,
     prod: Product,
@@ -373,7 +591,7 @@ def _band_xml(
             f'<SrcRect xOff="0" yOff="0" xSize="{t.width}" ySize="{t.height}"/>'
             f'<DstRect xOff="{col}" yOff="{row}" xSize="{t.width}" ySize="{t.height}"/>'
         )
-        name = f'<SourceFilename relativeToVRT="0">{escape(str(t.path))}</SourceFilename>'
+        name = f'<SourceFilename relativeToVRT="0">{escape(t.filename)}</SourceFilename>'
         if prod.rescale is None:
             sources.append(
                 f"<SimpleSource>{name}<SourceBand>{band}</SourceBand>{rects}</SimpleSource>"
@@ -392,6 +610,25 @@ def _band_xml(
     else:
         nd = f"<NoDataValue>{nodata!r}</NoDataValue>" if nodata is not None else ""
     return f'<VRTRasterBand dataType="{out_type}" band="{i}">{nd}{"".join(sources)}</VRTRasterBand>'
+
+
+def _mask_band_xml(
+    i: int, band: int, tiles: list[TileFacts], left: float, top: float, rx: float, ry: float
+) -> str:
+    """Band `i` of the mask VRT: each masked tile's alpha band, or its mask of `band`."""
+    sources = []
+    for t in tiles:
+        col, row = round((t.bounds[0] - left) / rx), round((top - t.bounds[3]) / ry)
+        which = str(t.alpha_band) if t.mask == "alpha" else f"mask,{band}"
+        w, h = t.native or (t.width, t.height)  # a resampled tile's mask: nearest
+        sources.append(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(t.path))}'
+            f"</SourceFilename><SourceBand>{which}</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+            f'<DstRect xOff="{col}" yOff="{row}" xSize="{t.width}" ySize="{t.height}"/>'
+            "</SimpleSource>"
+        )
+    return f'<VRTRasterBand dataType="Byte" band="{i}">{"".join(sources)}</VRTRasterBand>'
 
 
 def default_product(files: Sequence[Path], count: int | None = None) -> Product:

@@ -153,6 +153,7 @@ def test_a_failed_check_stops_the_build(tiny_world: WorldSummary, tmp_path: Path
 
 
 def _domain_json(layout: DatasetLayout, domain: str, keys: list[str]) -> None:
+    (layout.root / "raw" / "domains" / domain).mkdir(parents=True)  # its raw folder is there
     path = layout.domain_metadata(domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     patches = {k: {"domain": domain, "zone": "Z1_UA"} for k in keys}
@@ -164,7 +165,7 @@ def test_assemble_splits_counts_merges_and_finds_leaks(tmp_path: Path) -> None:
     _domain_json(layout, "D033_2021", ["IMG_1", "IMG_2", "IMG_3"])  # official train
     _domain_json(layout, "D004_2021", ["IMG_4"])  # official validation
     _domain_json(layout, "D036_2020", ["IMG_5", "IMG_2"])  # official test; IMG_2 leaks
-    report = assemble_splits(layout, SplitConfig())
+    report = assemble_splits(layout, SplitConfig(), RawLayout(tmp_path / "raw"))
     assert report.leaks == ("IMG_2 in D033_2021 and D036_2020",) and not report.passed
     meta = report.as_metadata()
     assert (meta["train_patches"], meta["validation_patches"], meta["test_patches"]) == (3, 1, 2)
@@ -185,9 +186,35 @@ def test_assemble_splits_without_leak_passes(tmp_path: Path) -> None:
     layout = DatasetLayout(tmp_path)
     _domain_json(layout, "D033_2021", ["IMG_1"])
     _domain_json(layout, "D036_2020", ["IMG_2"])
-    report = assemble_splits(layout, SplitConfig())
-    assert report.passed and report.leaks == ()
+    report = assemble_splits(layout, SplitConfig(), RawLayout(tmp_path / "raw"))
+    assert report.passed and report.leaks == () and report.warnings == ()
     assert (report.patches("train"), report.patches("test")) == (1, 1)
+    assert report.as_metadata()["stale_domains"] == []
+
+
+def test_a_domain_whose_raw_folder_is_gone_is_left_out_of_the_split(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    raw, dataset = RawLayout(tmp_path / "raw"), DatasetLayout(tmp_path / "dataset")
+    kept, gone = tiny_world.domains[0].domain, tiny_world.domains[1].domain
+    for d in (kept, gone):
+        shutil.copytree(tiny_world.out / "domains" / d, raw.domain(d))
+        build_domain_patches(d, raw, dataset, _cfg())
+    gone_keys = set(json.loads(dataset.domain_metadata(gone).read_text())["patches"])
+    assert gone_keys  # built, with patches
+    shutil.rmtree(raw.domain(gone))  # the raw folder removed (or renamed) after the build
+
+    report = assemble_splits(dataset, SplitConfig(), raw)
+
+    rows = dataset.splits.read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [kept]  # the stale domain is not in the split
+    merged = json.loads(dataset.aerial_metadata.read_text())
+    assert not gone_keys & set(merged) and merged  # nor in the merged aerial metadata
+    assert report.stale == (gone,) and report.as_metadata()["stale_domains"] == [gone]
+    assert len(report.warnings) == 1 and "\n" not in report.warnings[0]
+    assert gone in report.warnings[0] and kept not in report.warnings[0]
+    assert str(raw.domains_dir) in report.warnings[0]
+    assert dataset.domain_metadata(gone).is_file()  # its files are left alone
 
 
 def _void_dsm_corner(folder: Path) -> None:

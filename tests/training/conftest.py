@@ -48,7 +48,7 @@ def build_dataset(params: Path) -> None:
     for domain in sorted(p.name for p in (raw.root / "domains").iterdir()):
         build_domain_patches(domain, raw, dataset, cfg)
         build_domain_series(domain, raw, dataset, cfg, provider)
-    assert assemble_splits(dataset, cfg.split).passed
+    assert assemble_splits(dataset, cfg.split, raw).passed
     merge_centroids(dataset)
 
 

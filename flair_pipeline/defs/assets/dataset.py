@@ -90,11 +90,12 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     kinds={"python", "csv"},
     description="Train / validation / test per domain: the official FLAIR split, other domains "
     "by explicit mapping or a deterministic hash. Writes metadata/splits.csv and the merged "
-    "aerial_metadata.json of every built domain.",
+    "aerial_metadata.json of every built domain; a built domain whose raw folder is gone is "
+    "stale: left out, and named in a warning.",
     check_specs=[dg.AssetCheckSpec("no_split_leakage", asset="split_assignment", blocking=True)],
 )
-@staged(L.DOMAIN_METADATA.all_domains())
+@staged(L.DOMAIN_METADATA.all_domains(), raw_folders=True)
 def split_assignment(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the split of every domain (its ``description`` says what it writes)."""
-    report = assemble_splits(flair.dataset(), flair.load().split)
+    report = assemble_splits(flair.dataset(), flair.load().split, flair.raw())
     return result(context, report, check="no_split_leakage")

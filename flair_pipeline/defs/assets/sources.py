@@ -25,5 +25,7 @@ __all__ = ["domain_input_files", "domain_sources", "fingerprint"]  # the sensor'
 @staged()
 def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: a domain's raw inputs, checked and fingerprinted (its ``description`` says what it writes)."""
-    report = record_domain_sources(context.partition_key, flair.raw(), flair.dataset())
+    report = record_domain_sources(
+        context.partition_key, flair.raw(), flair.dataset(), sampling=flair.load().sampling
+    )
     return result(context, report, data_version=report.fingerprint[:16])
