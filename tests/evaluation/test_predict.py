@@ -438,8 +438,10 @@ def test_cli_predict_takes_overlap_from_the_eval_section(
     ckpt = _checkpoint(tmp_path / "unet.ckpt")
     src = _write(tmp_path / "o.tif", _image(100, 120))
     rc = main(
-        ["predict", "--checkpoint", str(ckpt), "--image", str(src)]
-        + ["--out", str(tmp_path / "m.tif"), "--device", "cpu", *args]
+        [
+            *("predict", "--checkpoint", str(ckpt), "--image", str(src)),
+            *("--out", str(tmp_path / "m.tif"), "--device", "cpu", *args),
+        ]
     )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
