@@ -370,6 +370,75 @@ def rasterize_labels_cmd(labels_path: Path, like_path: Path, out_path: Path) -> 
     click.echo(f"wrote {out}")
 
 
+@cli.command("import-flair-hub")
+@click.argument("release_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_csv",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Manifest CSV to write (one row per patch, one column per modality).",
+)
+@click.option(
+    "--splits",
+    "split_csvs",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Per-split CSV (*_TRAIN.csv, *_VALID.csv, *_TEST.csv); repeatable "
+    "(default: those in RELEASE_DIR, else GLOBAL_ALL_MTD_SPLIT.gpkg).",
+)
+@click.option(
+    "--split-gpkg",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="GLOBAL_ALL_MTD_SPLIT.gpkg outside RELEASE_DIR.",
+)
+@click.option(
+    "--split-column",
+    default="split_1",
+    show_default=True,
+    help="Split column of the GeoPackage: split_1..split_5 or split_flairchallenge.",
+)
+@click.option("--modality", "modalities", multiple=True, help="Keep only these modalities.")
+@click.option("--domain", "domains", multiple=True, help="Keep only these domains (D006-2020).")
+@click.option(
+    "--area-disjoint",
+    is_flag=True,
+    help="Take areas shared between splits out of the lower split (test > validation > train).",
+)
+def import_flair_hub_cmd(
+    release_dir: Path,
+    out_csv: Path,
+    split_csvs: tuple[Path, ...],
+    split_gpkg: Path | None,
+    split_column: str,
+    modalities: tuple[str, ...],
+    domains: tuple[str, ...],
+    area_disjoint: bool,
+) -> None:
+    """Index a FLAIR-HUB release (zipped or not, any subset) into a manifest CSV.
+
+    Every modality file is checked (bands, size, dtype, a series against its dates, 0-based
+    COSIA labels); bad files and missing modalities are listed, not fatal; areas shared
+    between splits are reported (docs/flair-release.md).
+    """
+    from flair_pipeline.sources.flair_hub import format_hub_report, index_hub, write_hub_manifest
+
+    index = index_hub(
+        release_dir,
+        split_csvs=split_csvs,
+        split_gpkg=split_gpkg,
+        split_column=split_column,
+        modalities=modalities,
+        domains=domains,
+        area_disjoint=area_disjoint,
+        progress=True,
+    )
+    write_hub_manifest(index, out_csv)
+    click.echo(format_hub_report(index))
+    click.echo(f"wrote {out_csv}")
+
+
 @cli.command("import-flair")
 @click.argument("release_dir", type=click.Path(path_type=Path))
 @click.option(
