@@ -406,6 +406,12 @@ def rasterize_labels_cmd(labels_path: Path, like_path: Path, out_path: Path) -> 
     is_flag=True,
     help="Take areas shared between splits out of the lower split (test > validation > train).",
 )
+@click.option(
+    "--any-size",
+    is_flag=True,
+    help="Accept patches of other pixel sizes than the release's (an export of another "
+    "patch size); squareness and every other check still apply.",
+)
 def import_flair_hub_cmd(
     release_dir: Path,
     out_csv: Path,
@@ -415,6 +421,7 @@ def import_flair_hub_cmd(
     modalities: tuple[str, ...],
     domains: tuple[str, ...],
     area_disjoint: bool,
+    any_size: bool,
 ) -> None:
     """Index a FLAIR-HUB release (zipped or not, any subset) into a manifest CSV.
 
@@ -432,11 +439,47 @@ def import_flair_hub_cmd(
         modalities=modalities,
         domains=domains,
         area_disjoint=area_disjoint,
+        check_size=not any_size,
         progress=True,
     )
     write_hub_manifest(index, out_csv)
     click.echo(format_hub_report(index))
     click.echo(f"wrote {out_csv}")
+
+
+@cli.command("export-flair-hub")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Dataset root built here (default: paths.dataset).",
+)
+@click.option("--name", default="EXPORT", show_default=True, help="Name part of the split CSVs.")
+@config_options
+def export_flair_hub_cmd(
+    out_dir: Path,
+    data: Path | None,
+    name: str,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Export the dataset in FLAIR-HUB's layout into OUT_DIR (a new folder).
+
+    AERIAL_RGBI, AERIAL_LABEL-COSIA (0-based), SENTINEL2_TS and SENTINEL2_MSK-SC (10 px
+    over each patch), the split and dates GeoPackages and one CSV per split
+    (docs/flair-release.md).
+    """
+    from flair_pipeline.release.flair_hub_export import export_flair_hub
+
+    root = data or Path(_load(config_path, overrides).paths.dataset)
+    report = export_flair_hub(root, out_dir, name=name)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(
+        f"wrote {report.patches} patches ({report.with_s2} with Sentinel-2), "
+        f"{report.files} files into {report.out_dir}"
+    )
 
 
 @cli.command("import-flair")

@@ -255,7 +255,9 @@ def read_dates(path: Path, problems: list[Problem]) -> dict[str, tuple[str, ...]
     return out
 
 
-def _check_file(modality: str, path: str, n_dates: int | None) -> str | None:
+def _check_file(
+    modality: str, path: str, n_dates: int | None, check_size: bool = True
+) -> str | None:
     """What is wrong with one modality file, None when training can read it as is."""
     spec = MODALITIES[modality]
     try:
@@ -273,10 +275,11 @@ def _check_file(modality: str, path: str, n_dates: int | None) -> str | None:
                     )
             elif spec.bands is not None and src.count != spec.bands:
                 return f"{modality}: {src.count} bands, expected {spec.bands}"
-            if spec.size is not None and (src.width, src.height) != (spec.size, spec.size):
-                return (
-                    f"{modality}: {src.width} x {src.height} px, expected {spec.size} x {spec.size}"
-                )
+            size = spec.size if check_size and spec.size is not None else None
+            if size is not None and (src.width, src.height) != (size, size):
+                return f"{modality}: {src.width} x {src.height} px, expected {size} x {size}"
+            if src.width != src.height:
+                return f"{modality}: {src.width} x {src.height} px, patches are square"
             if spec.dtypes and src.dtypes[0] not in spec.dtypes:
                 return f"{modality}: dtype {src.dtypes[0]}, expected {'/'.join(spec.dtypes)}"
             if spec.label_max is not None:
@@ -314,6 +317,7 @@ def index_hub(
     modalities: Iterable[str] = (),
     domains: Iterable[str] = (),
     area_disjoint: bool = False,
+    check_size: bool = True,
     workers: int = 8,
     progress: bool = False,
 ) -> HubIndex:
@@ -329,6 +333,8 @@ def index_hub(
         modalities: keep only these (default: every modality found).
         domains: keep only these domains (``D006-2020`` or ``D006_2020``).
         area_disjoint: move areas shared between splits out of the lower split.
+        check_size: refuse files not at the release's pixel size (512 px aerial, 10 px
+            Sentinel…); off for a dataset exported here from other patch sizes.
         workers: threads checking files (rasterio releases the GIL).
         progress: a progress bar on stderr.
 
@@ -400,7 +406,7 @@ def index_hub(
                 if series in dates and str(pid) in dates[series]
                 else None
             )
-            why = _check_file(mod, path, n)
+            why = _check_file(mod, path, n, check_size)
             if why is None:
                 kept[mod] = path
             else:

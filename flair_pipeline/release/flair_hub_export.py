@@ -1,0 +1,325 @@
+"""Write a dataset built here in FLAIR-HUB's layout (IGNF/FLAIR-HUB, TorchGeo's FLAIRHUB).
+
+The layout is :mod:`flair_pipeline.sources.flair_hub_layout`'s. What this export writes,
+for every patch of the dataset's split (``splits.csv``):
+
+- ``AERIAL_RGBI``: bands 1–4 of the IMG (R, G, B, NIR), uint8, its grid and CRS;
+- ``AERIAL_LABEL-COSIA``: the MSK shifted to FLAIR-HUB's 0-based classes (``MSK − 1``:
+  0–18); an unlabelled pixel (MSK 0) becomes 255, declared as the file's nodata;
+- ``SENTINEL2_TS`` / ``SENTINEL2_MSK-SC``: the zone's super-area series resampled to 10 px
+  covering exactly the patch's footprint (10.24 m pixels for FLAIR's 512 px at 0.2 m), as
+  ``T × 10`` and ``T × 2`` bands, date-major (IGN's ``reshape_sentinel``). IGN does not
+  publish how it resampled its 10 m series; here each output pixel is the area-weighted
+  mean of the 10 m pixels it overlaps (GDAL's ``average``), recorded in the export's
+  metadata; the acquisition dates go to ``GLOBAL_SENTINEL2_MTD_DATES.gpkg``.
+
+Patch ids are ``{D}-{Y}_{ROI}_{r}-{c}``: the zone as the area of interest (``Z3_UA`` ->
+``Z3-UA``, an ROI never holds ``_``) and the patch's row and column in its zone's lattice
+(counted from the zone's top-left patch). ``export_metadata.json`` maps every id to the
+dataset's own (``IMG_<id>``). Splits go to ``GLOBAL_ALL_MTD/GLOBAL_ALL_MTD_SPLIT.gpkg``
+(``split_1``…``split_5`` and ``split_flairchallenge`` all hold the dataset's one split:
+``train``, ``val`` or ``test``) and to one CSV per split (``csv/FLAIR-HUB_<NAME>_{TRAIN,
+VALID,TEST}.csv``: ``patch_id`` and a ``../``-relative path per modality, as IGN's).
+
+The export is written into a fresh sibling folder and renamed into place at the end, so a
+killed export leaves no half release; an existing destination is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, reproject
+from shapely.geometry import Point, box
+
+from flair_pipeline.errors import InputError
+from flair_pipeline.sentinel2.provider import RES
+from flair_pipeline.sentinel2.series import product_date
+from flair_pipeline.sources.flair_hub import DATES_FILES, dates_file
+from flair_pipeline.sources.flair_hub_layout import HubPatchId
+from flair_pipeline.training.records import PatchRecord, from_dataset
+
+#: FLAIR-HUB's aerial patch: 512 px at 0.2 m; its Sentinel windows: 10 px over it.
+HUB_PATCH_PX, HUB_RES, S2_PX = 512, 0.2, 10
+#: The label nodata of the COSIA files this export writes (an unlabelled MSK pixel).
+LABEL_NODATA = 255
+_SPLIT_WORD = {"train": "train", "validation": "val", "test": "test"}
+_CSV_NAME = {"train": "TRAIN", "validation": "VALID", "test": "TEST"}
+MODALITIES_WRITTEN = ("AERIAL_RGBI", "AERIAL_LABEL-COSIA", "SENTINEL2_TS", "SENTINEL2_MSK-SC")
+
+
+@dataclass
+class HubExportReport:
+    """What an export wrote."""
+
+    out_dir: Path
+    patches: int = 0
+    with_s2: int = 0
+    files: int = 0
+    warnings: list[str] = field(default_factory=list)
+    ids: dict[str, str] = field(default_factory=dict)  # FLAIR-HUB id -> dataset id
+
+
+@dataclass(frozen=True)
+class _Patch:
+    record: PatchRecord
+    hub: HubPatchId
+    bounds: tuple[float, float, float, float]
+    res: float
+    size: tuple[int, int]
+    crs: Any
+
+
+def _hub_ids(records: list[PatchRecord]) -> list[_Patch]:
+    """Each record with its FLAIR-HUB id (zone lattice row-col) and its IMG geometry."""
+    found = []
+    for r in records:
+        with rasterio.open(r.img) as src:
+            found.append((r, tuple(src.bounds), src.res[0], (src.height, src.width), src.crs))
+    tops: dict[tuple[str, str], tuple[float, float]] = {}
+    for r, b, *_ in found:
+        left, top = tops.get((r.domain, r.zone), (b[0], b[3]))
+        tops[(r.domain, r.zone)] = (min(left, b[0]), max(top, b[3]))
+    out = []
+    for r, b, res, size, crs in found:
+        dept, year = r.domain.split("_")
+        left, top = tops[(r.domain, r.zone)]
+        ext_x, ext_y = b[2] - b[0], b[3] - b[1]
+        row, col = round((top - b[3]) / ext_y), round((b[0] - left) / ext_x)
+        hub = HubPatchId(dept, year, r.zone.replace("_", "-"), row, col)
+        out.append(_Patch(r, hub, b, res, size, crs))
+    return out
+
+
+def _super_area_transform(p: _Patch) -> rasterio.Affine:
+    """The 10 m super-area grid's transform, from the patch's centroid pixel.
+
+    The super-area grid is aligned on multiples of 10 m (``sentinel2.provider.Grid``) and
+    the patch's centre lies in pixel (row, col) of it (``Grid.rowcol``), which fixes the
+    grid's origin.
+    """
+    assert p.record.centroid is not None
+    row, col = p.record.centroid
+    cx, cy = (p.bounds[0] + p.bounds[2]) / 2, (p.bounds[1] + p.bounds[3]) / 2
+    left = np.floor((cx - col * RES) / RES) * RES
+    top = np.ceil((cy + row * RES) / RES) * RES
+    return rasterio.Affine(RES, 0.0, float(left), 0.0, -RES, float(top))
+
+
+def s2_window(
+    stack: np.ndarray, src_transform: rasterio.Affine, bounds: tuple[float, float, float, float]
+) -> np.ndarray:
+    """A super-area stack resampled to 10 × 10 px over `bounds` (area-weighted mean).
+
+    Args:
+        stack: (bands, H, W) of the 10 m super-area (EPSG:2154).
+        src_transform: its affine transform.
+        bounds: (left, bottom, right, top) of the patch, metres, EPSG:2154.
+
+    Returns:
+        (bands, 10, 10), the dtype of `stack`; each pixel the mean of the 10 m pixels it
+        overlaps, weighted by the overlapped area (GDAL's ``average`` resampling).
+    """
+    left, bottom, right, top = bounds
+    dst = np.zeros((stack.shape[0], S2_PX, S2_PX), stack.dtype)
+    reproject(
+        stack,
+        dst,
+        src_transform=src_transform,
+        src_crs="EPSG:2154",
+        dst_transform=from_origin(left, top, (right - left) / S2_PX, (top - bottom) / S2_PX),
+        dst_crs="EPSG:2154",
+        resampling=Resampling.average,
+    )
+    return dst
+
+
+def _write(
+    path: Path, arr: np.ndarray, transform: Any, crs: Any, nodata: float | None = None
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=arr.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        compress="deflate",
+    ) as dst:
+        dst.write(arr)
+
+
+def export_flair_hub(
+    dataset_root: str | Path, out_dir: str | Path, *, name: str = "EXPORT"
+) -> HubExportReport:
+    """Export a dataset built here in FLAIR-HUB's layout (see the module docstring).
+
+    Args:
+        dataset_root: a dataset built by this pipeline (``splits.csv`` written).
+        out_dir: the release folder to create (must not exist).
+        name: the CSVs' name part (``FLAIR-HUB_<name>_TRAIN.csv``).
+
+    Returns:
+        What was written; patches not at FLAIR-HUB's 512 px / 0.2 m are exported at their
+        own size with a warning (IGN's models expect 512 px).
+
+    Raises:
+        InputError: `out_dir` exists, the dataset has no split, or a patch's label holds a
+            class outside 1..19 (named).
+    """
+    out = Path(out_dir)
+    if out.exists():
+        raise InputError(f"{out}: already exists; export into a new folder (or remove it first)")
+    records = [r for r in from_dataset(dataset_root) if r.split in _SPLIT_WORD]
+    if not records:
+        raise InputError(f"{dataset_root}: no patch in a train, validation or test split")
+    patches = _hub_ids(records)
+    stage = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    report = HubExportReport(out)
+    try:
+        _export(patches, stage, name, report)
+        meta = {
+            "source_dataset": str(Path(dataset_root).resolve()),
+            "modalities": list(MODALITIES_WRITTEN),
+            "sentinel2_resampling": "area-weighted mean (GDAL average) of the 10 m "
+            "super-area over the patch footprint, 10 x 10 px",
+            "label": f"AERIAL_LABEL-COSIA = MSK - 1 (0..18); MSK 0 (unlabelled) -> {LABEL_NODATA} (nodata)",
+            "split_values": _SPLIT_WORD,
+            "warnings": report.warnings,
+            "patch_ids": report.ids,
+        }
+        (stage / "export_metadata.json").write_text(
+            json.dumps(meta, indent=1, sort_keys=True) + "\n"
+        )
+        report.files += 1
+        stage.rename(out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return report
+
+
+def _export(patches: list[_Patch], stage: Path, name: str, report: HubExportReport) -> None:
+    odd = sorted(
+        {
+            p.record.domain
+            for p in patches
+            if p.size != (HUB_PATCH_PX, HUB_PATCH_PX) or abs(p.res - HUB_RES) > 1e-6
+        }
+    )
+    if odd:
+        p0 = next(p for p in patches if p.record.domain == odd[0])
+        report.warnings.append(
+            f"patches of {', '.join(odd)} are {p0.size[1]} px at {p0.res:g} m, not FLAIR-HUB's "
+            f"{HUB_PATCH_PX} px at {HUB_RES} m: exported at their size (Sentinel-2 windows of "
+            f"{S2_PX} px still cover each patch); IGN's models expect {HUB_PATCH_PX} px"
+        )
+    series: dict[Path, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    dates_rows: dict[str, dict[str, Any]] = {}
+    split_rows: list[dict[str, Any]] = []
+    csv_rows: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for p in patches:
+        r, hub = p.record, p.hub
+        sid = str(hub)
+        if sid in report.ids:
+            raise InputError(f"{r.img}: FLAIR-HUB id {sid} also given to {report.ids[sid]}")
+        report.ids[sid] = f"IMG_{r.patch_id}"
+        with rasterio.open(r.img) as src:
+            img, transform, crs = src.read(), src.transform, src.crs
+        _write(stage / hub.relpath("AERIAL_RGBI"), img[:4], transform, crs)
+        row = {"patch_id": sid, "AERIAL_RGBI": f"../{hub.relpath('AERIAL_RGBI')}"}
+        if r.msk is not None:
+            with rasterio.open(r.msk) as src:
+                msk = src.read(1)
+            if msk.max() > 19:
+                raise InputError(f"{r.msk}: class {int(msk.max())} outside FLAIR's 1..19")
+            cosia = np.where(msk == 0, LABEL_NODATA, msk.astype(np.int16) - 1).astype(np.uint8)
+            _write(
+                stage / hub.relpath("AERIAL_LABEL-COSIA"), cosia[None], transform, crs, LABEL_NODATA
+            )
+            row["AERIAL_LABEL-COSIA"] = f"../{hub.relpath('AERIAL_LABEL-COSIA')}"
+        if r.sen_prefix is not None and r.centroid is not None:
+            if r.sen_prefix not in series:
+                data = np.load(f"{r.sen_prefix}_data.npy")
+                masks = np.load(f"{r.sen_prefix}_masks.npy")
+                products = Path(f"{r.sen_prefix}_products.txt").read_text().split()
+                series[r.sen_prefix] = (data, masks, products)
+            data, masks, products = series[r.sen_prefix]
+            t = data.shape[0]
+            src_t = _super_area_transform(p)
+            s2 = s2_window(data.reshape(t * data.shape[1], *data.shape[2:]), src_t, p.bounds)
+            sc = s2_window(masks.reshape(t * masks.shape[1], *masks.shape[2:]), src_t, p.bounds)
+            s2_t = from_origin(
+                p.bounds[0],
+                p.bounds[3],
+                (p.bounds[2] - p.bounds[0]) / S2_PX,
+                (p.bounds[3] - p.bounds[1]) / S2_PX,
+            )
+            _write(stage / hub.relpath("SENTINEL2_TS"), s2, s2_t, crs)
+            _write(stage / hub.relpath("SENTINEL2_MSK-SC"), sc, s2_t, crs)
+            row["SENTINEL2_TS"] = f"../{hub.relpath('SENTINEL2_TS')}"
+            row["SENTINEL2_MSK-SC"] = f"../{hub.relpath('SENTINEL2_MSK-SC')}"
+            days = []
+            for prod in products:
+                day = product_date(prod)
+                if day is None:
+                    raise InputError(f"{r.sen_prefix}_products.txt: no date in product {prod!r}")
+                days.append(day.strftime("%Y%m%d"))
+            cx, cy = (p.bounds[0] + p.bounds[2]) / 2, (p.bounds[1] + p.bounds[3]) / 2
+            dates_rows[sid] = {
+                "acquisition_dates": json.dumps({str(i): d for i, d in enumerate(days)}),
+                "geometry": Point(cx, cy),
+            }
+            report.with_s2 += 1
+        word = _SPLIT_WORD[r.split]
+        split_rows.append(
+            {
+                "patch_id": sid,
+                **{f"split_{k}": word for k in range(1, 6)},
+                "split_flairchallenge": word,
+                "geometry": box(*p.bounds),
+            }
+        )
+        csv_rows[r.split].append(row)
+        report.patches += 1
+        report.files += len(row) - 1
+    crs = patches[0].crs
+    mtd = stage / "GLOBAL_ALL_MTD"
+    mtd.mkdir()
+    gpd.GeoDataFrame(split_rows, geometry="geometry", crs=crs).to_file(
+        mtd / "GLOBAL_ALL_MTD_SPLIT.gpkg", driver="GPKG"
+    )
+    report.files += 1
+    if dates_rows:
+        frame = gpd.GeoDataFrame(
+            [{"patch_id": k, **v} for k, v in sorted(dates_rows.items())],
+            geometry="geometry",
+            crs=crs,
+        )
+        frame.to_file(mtd / dates_file(DATES_FILES[0]), driver="GPKG")
+        report.files += 1
+    (stage / "csv").mkdir()
+    for split, rows in sorted(csv_rows.items()):
+        cols = ["patch_id", *[m for m in MODALITIES_WRITTEN if any(m in r for r in rows)]]
+        lines = [",".join(cols)] + [",".join(r.get(c, "") for c in cols) for r in rows]
+        (stage / "csv" / f"FLAIR-HUB_{name}_{_CSV_NAME[split]}.csv").write_text(
+            "\n".join(lines) + "\n"
+        )
+        report.files += 1

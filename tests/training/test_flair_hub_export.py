@@ -1,0 +1,178 @@
+"""FLAIR-HUB export (issue 24, parts 3 and 4): a build here, read back as IGN's code reads it.
+
+The reader below is written from IGN's FLAIR-HUB loader (``src/flair_hub/data/``: the
+per-split CSV's path columns, ``read_patch``, ``reshape_sentinel`` date-major, the dates row
+keyed by ``"_".join([parts[0], parts[-2], parts[-1][:-4]])`` of the label file name,
+``acquisition_dates`` as JSON ``{index: "YYYYMMDD"}``), not from the exporter. Pixels are
+checked against the dataset's own files (IMG bands 1-4, MSK − 1) and the Sentinel-2 windows
+against an area-weighted mean computed here with plain loops over the 10 m pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+
+from flair_pipeline.errors import InputError
+from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.release.flair_hub_export import export_flair_hub
+from flair_pipeline.sentinel2.series import super_areas
+from flair_pipeline.sources.flair_hub import index_hub
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root, _ = tiny_dataset
+    out = tmp_path_factory.mktemp("hub_export") / "FLAIR-HUB"
+    report = export_flair_hub(root, out, name="TINY")
+    meta = json.loads((out / "export_metadata.json").read_text())
+    return {"root": root, "out": out, "report": report, "ids": meta["patch_ids"]}
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def _ign_reader(out: Path) -> dict[str, dict]:
+    """Every patch of the export read as IGN's loader reads it (independent of the exporter)."""
+    dates = gpd.read_file(out / "GLOBAL_ALL_MTD" / "GLOBAL_SENTINEL2_MTD_DATES.gpkg")
+    by_area = {
+        r.patch_id: [
+            d for _, d in sorted(json.loads(r.acquisition_dates).items(), key=lambda kv: int(kv[0]))
+        ]
+        for r in dates.itertuples()
+    }
+    seen = {}
+    for f in sorted((out / "csv").glob("FLAIR-HUB_TINY_*.csv")):
+        split = f.stem.rsplit("_", 1)[1]
+        with f.open() as fh:
+            for row in csv.DictReader(fh):
+                files = {
+                    k: (f.parent / v).resolve() for k, v in row.items() if k != "patch_id" and v
+                }
+                rgbi, lab = _read(files["AERIAL_RGBI"]), _read(files["AERIAL_LABEL-COSIA"])
+                assert rgbi.shape[0] == 4 and rgbi.dtype == np.uint8
+                assert lab.shape == (1, *rgbi.shape[1:]) and lab.dtype == np.uint8
+                assert set(np.unique(lab)) <= set(range(19)) | {255}  # 0-based, 255 nodata
+                parts = files["AERIAL_LABEL-COSIA"].name.split("_")
+                area_elem = "_".join([parts[0], parts[-2], parts[-1].split(".")[0]])
+                assert area_elem == row["patch_id"]
+                s2 = _read(files["SENTINEL2_TS"])
+                sc = _read(files["SENTINEL2_MSK-SC"])
+                t = len(by_area[area_elem])
+                assert s2.shape == (10 * t, 10, 10) and sc.shape == (2 * t, 10, 10)
+                s2 = s2.reshape(t, 10, 10, 10)  # reshape_sentinel(chunk_size=10)
+                sc = sc.reshape(t, 2, 10, 10)
+                assert sc.max() <= 100
+                seen[row["patch_id"]] = {
+                    "split": split,
+                    "rgbi": rgbi,
+                    "label": lab,
+                    "s2": s2,
+                    "sc": sc,
+                    "dates": by_area[area_elem],
+                    "files": files,
+                }
+    return seen
+
+
+def _area_mean(stack: np.ndarray, left: float, top: float, bounds: tuple) -> np.ndarray:
+    """(bands, 10, 10): each cell the overlap-area-weighted mean of the 10 m pixels."""
+    x0, y0, x1, y1 = bounds
+    w, h = (x1 - x0) / 10, (y1 - y0) / 10
+    out = np.zeros((stack.shape[0], 10, 10))
+    for i in range(10):
+        for j in range(10):
+            cl, cr, ct, cb = x0 + j * w, x0 + (j + 1) * w, y1 - i * h, y1 - (i + 1) * h
+            acc, tot = np.zeros(stack.shape[0]), 0.0
+            for r in range(stack.shape[1]):
+                for c in range(stack.shape[2]):
+                    pl, pr, pt, pb = (
+                        left + 10 * c,
+                        left + 10 * (c + 1),
+                        top - 10 * r,
+                        top - 10 * (r + 1),
+                    )
+                    a = max(0.0, min(cr, pr) - max(cl, pl)) * max(0.0, min(ct, pt) - max(cb, pb))
+                    if a > 0:
+                        acc += a * stack[:, r, c]
+                        tot += a
+            out[:, i, j] = acc / tot
+    return out
+
+
+def test_export_reads_as_ign_reads_it_with_the_same_pixels(exported: dict) -> None:
+    root, report = exported["root"], exported["report"]
+    seen = _ign_reader(exported["out"])
+    assert len(seen) == report.patches == report.with_s2 > 0
+    splits = {
+        r["domain"]: r["split"] for r in csv.DictReader((root / "metadata" / "splits.csv").open())
+    }
+    layout = DatasetLayout(root)
+    grids = {}
+    for hub_id, got in seen.items():
+        own = exported["ids"][hub_id]  # IMG_<id>
+        img = next(root.glob(f"aerial/*/*/img/{own}.tif"))
+        msk = next(root.glob(f"labels/*/*/msk/{own.replace('IMG_', 'MSK_')}.tif"))
+        domain, zone = img.parts[-4], img.parts[-3]
+        assert (
+            got["split"]
+            == {"train": "TRAIN", "validation": "VALID", "test": "TEST"}[splits[domain]]
+        )
+        np.testing.assert_array_equal(got["rgbi"], _read(img)[:4])
+        m = _read(msk)
+        np.testing.assert_array_equal(got["label"], np.where(m == 0, 255, m - 1))
+        # the zone's super-area, where the Sentinel-2 build put it, and its products' dates
+        if domain not in grids:
+            grids[domain] = {
+                a.zone: a for a in super_areas(gpd.read_file(layout.patch_grid(domain)), 40, 4096)
+            }
+        area = grids[domain][zone]
+        prefix = layout.sen_file(domain, zone, "data").with_name(f"SEN2_sp_{domain}-{zone}")
+        data = np.load(f"{prefix}_data.npy")
+        products = Path(f"{prefix}_products.txt").read_text().split()
+        assert got["dates"] == [p.split("_")[2][:8] for p in products]
+        with rasterio.open(img) as src:
+            bounds = tuple(src.bounds)
+        t = data.shape[0]
+        want = _area_mean(
+            data.reshape(t * 10, *data.shape[2:]).astype(float),
+            area.grid.left,
+            area.grid.top,
+            bounds,
+        )
+        np.testing.assert_allclose(got["s2"].reshape(t * 10, 10, 10), want, atol=1.0)
+
+
+def test_export_then_import_gives_the_same_records(exported: dict) -> None:
+    out = exported["out"]
+    strict = index_hub(out)  # 64 px patches: every aerial file is refused for its size only
+    assert {p.reason for p in strict.problems} == {
+        f"{m}: 64 x 64 px, expected 512 x 512" for m in ("AERIAL_RGBI", "AERIAL_LABEL-COSIA")
+    }
+    index = index_hub(out, check_size=False)
+    seen = _ign_reader(out)
+    assert index.problems == [] and index.missing == {}
+    assert {r.patch_id for r in index.records} == set(seen)
+    for r in index.records:
+        assert (
+            r.split
+            == {"TRAIN": "train", "VALID": "validation", "TEST": "test"}[seen[r.patch_id]["split"]]
+        )
+        assert r.dates == {"SENTINEL2": tuple(seen[r.patch_id]["dates"])}
+        assert {k: Path(v) for k, v in r.paths.items()} == seen[r.patch_id]["files"]
+
+
+def test_not_flair_hub_size_is_said_and_an_existing_folder_refused(exported: dict) -> None:
+    report = exported["report"]
+    assert any("not FLAIR-HUB's 512 px at 0.2 m" in w for w in report.warnings)
+    with pytest.raises(InputError, match="already exists; export into a new folder"):
+        export_flair_hub(exported["root"], exported["out"])
+    assert not list(exported["out"].parent.glob(".*.partial"))  # nothing left behind
