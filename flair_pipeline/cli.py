@@ -564,27 +564,50 @@ def import_flair_cmd(
     show_default=True,
     help="Also write stac/ (Collection + an Item per zone) and flair-msk.qml.",
 )
+@click.option(
+    "--allow-missing-sentinel2",
+    is_flag=True,
+    default=False,
+    help=(
+        "Leave out the patches whose zone has no Sentinel-2 series instead of refusing the "
+        "export (FLAIR-2's loader fails on a patch without a centroid entry); they are "
+        "listed in flair-export.json and the STAC collection."
+    ),
+)
 @config_options
 def export_flair_cmd(
     out_dir: Path,
     data: Path | None,
     stac: bool,
+    allow_missing_sentinel2: bool,
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> None:
-    """Write our dataset as a FLAIR-2 release (aerial, labels, Sentinel-2, JSONs, split lists)."""
-    from flair_pipeline.release.flair_export import export_release
+    """Write our dataset as a FLAIR-2 release (aerial, labels, Sentinel-2, JSONs, split lists).
+
+    The folder is written beside OUT and swapped in whole on success (an earlier export
+    is replaced, never merged); a killed export leaves a folder marked EXPORT-INCOMPLETE
+    beside OUT, which the next export deletes.
+    """
+    from flair_pipeline.release.flair_export import LOADER_NOTE, export_release
 
     root = data or Path(_load(config_path, overrides).paths.dataset)
-    report = export_release(root, out_dir)
+    report = export_release(root, out_dir, allow_missing_sentinel2, stac=stac)
     click.echo(
         f"wrote {report.out}: {report.patches} patches, {report.zones_with_s2} Sentinel-2 "
         f"super-areas, {report.files} files"
     )
+    if report.excluded:
+        click.echo(
+            f"warning: {len(report.excluded)} patches without a Sentinel-2 series left out "
+            f"(--allow-missing-sentinel2; listed in {report.out / 'flair-export.json'}): "
+            f"{LOADER_NOTE}",
+            err=True,
+        )
     if stac:
-        from flair_pipeline.release.flair_stac import write_stac
-
-        click.echo(f"wrote {write_stac(out_dir)} and {Path(out_dir) / 'flair-msk.qml'}")
+        click.echo(
+            f"wrote {report.out / 'stac' / 'collection.json'} and {report.out / 'flair-msk.qml'}"
+        )
 
 
 @cli.command("pack")

@@ -16,7 +16,13 @@ FLAIR's loader reads a product's date at characters 15–18 of each ``_products.
 (``file[15:19]`` as MMDD), which holds for ESA names ``S2A_MSIL2A_YYYYMMDDT…``: a product
 name of another shape cannot be exported silently and raises :class:`InputError`.
 Our aerial metadata writes ``time`` as ``HH:MM[:SS]``; the release writes ``HHhMM``.
-Every file is written through a temporary name (DESIGN §6), with umask-following modes.
+Every file is written through a temporary name (DESIGN §6), with umask-following modes,
+into a fresh folder swapped in whole (:mod:`~flair_pipeline.release.export_folder`).
+
+A patch without a Sentinel-2 series (its zone's partition failed) refuses the export in
+one line naming the patches, because FLAIR-2's loader cannot read it (:data:`LOADER_NOTE`);
+``allow_missing_sentinel2`` leaves such patches out instead, recorded in ``flair-export.json``
+and in the STAC collection.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from typing import Any
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
+from flair_pipeline.release.export_folder import RECORD, staged
+from flair_pipeline.release.flair_stac import write_stac
 from flair_pipeline.sentinel2.series import product_date
 from flair_pipeline.training.records import PatchRecord, from_dataset
 
@@ -63,12 +71,35 @@ METADATA_KEYS = (
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What :func:`export_release` wrote: the folder, patches, zones with S2, files."""
+    """What :func:`export_release` wrote.
+
+    The folder, patches exported, zones with S2, files, and the patches left out for
+    want of a Sentinel-2 series (``IMG_<id>.tif``; only with ``allow_missing_sentinel2``).
+    """
 
     out: Path
     patches: int
     zones_with_s2: int
     files: int
+    excluded: tuple[str, ...] = ()
+
+
+#: What FLAIR-2's loader does with a patch without a Sentinel-2 window, and so the export.
+LOADER_NOTE = (
+    "IGNF/FLAIR-2's loader (src/load_data.py) looks up every IMG it finds in "
+    "flair-2_centroids_sp_to_patch.json (KeyError when absent) and repeats its zone's "
+    "SEN2 files once per IMG (the lists misalign when a zone has none), so a patch "
+    "without a Sentinel-2 series cannot be in the release: it is left out (IMG, MSK, "
+    "metadata and split lists), and the loader reads the other patches as usual"
+)
+
+
+class MissingSentinel2Error(InputError):
+    """Patches without a Sentinel-2 series, refused by :func:`export_release`."""
+
+    def __init__(self, message: str, patches: list[str]) -> None:
+        super().__init__(message)
+        self.patches = patches
 
 
 def release_time(value: object) -> str:
@@ -126,18 +157,88 @@ def _part(rec: PatchRecord) -> str:
     return "test" if str(rec.split) == "test" else "train"
 
 
-def export_release(dataset_root: str | Path, out_dir: str | Path) -> ExportReport:
-    """Write the dataset at `dataset_root` into `out_dir` in the FLAIR-2 layout.
+def has_sentinel2(rec: PatchRecord) -> bool:
+    """Whether a patch has a Sentinel-2 window: a centroid entry and its zone's three files."""
+    if rec.centroid is None or rec.sen_prefix is None:
+        return False
+    parts = ("_data.npy", "_masks.npy", "_products.txt")
+    return all(Path(f"{rec.sen_prefix}{p}").is_file() for p in parts)
 
-    Write the dataset at `dataset_root` (needs ``splits.csv`` and ``aerial_metadata.json``)
-    into `out_dir` in the FLAIR-2 layout above. Patches without a Sentinel-2 window get no
-    centroid entry (as in the release, where every patch has one: the report counts them).
-    Raises InputError on a missing file, a malformed time or a non-ESA product name.
+
+def _refusal(root: str | Path, missing: list[PatchRecord], total: int) -> MissingSentinel2Error:
+    names = [f"IMG_{r.patch_id}.tif" for r in missing]
+    zones = sorted({f"{r.domain}/{r.zone}" for r in missing})
+    domains = sorted({r.domain for r in missing})
+    shown = ", ".join(names[:20]) + (f" … and {len(names) - 20} more" if len(names) > 20 else "")
+    return MissingSentinel2Error(
+        f"{root}: {len(names)} of {total} patches have no Sentinel-2 series (zone(s) "
+        f"{', '.join(zones)}: no SEN2_sp_ files or no centroid entry), and FLAIR-2's loader "
+        "fails on such a patch (KeyError in flair-2_centroids_sp_to_patch.json): "
+        f"rematerialize sentinel2_series for {', '.join(domains)} and sentinel2_index, or "
+        f"pass --allow-missing-sentinel2 to leave them out of the export; patches: {shown}",
+        names,
+    )
+
+
+def export_release(
+    dataset_root: str | Path,
+    out_dir: str | Path,
+    allow_missing_sentinel2: bool = False,
+    stac: bool = False,
+) -> ExportReport:
+    """Write the dataset at `dataset_root` as a FLAIR-2 release folder `out_dir`.
+
+    The export is written into a fresh folder beside `out_dir`, marked incomplete while
+    it is written, and swapped in whole on success
+    (:mod:`~flair_pipeline.release.export_folder`): nothing of an earlier export survives
+    that is no longer in the release. Its record :data:`~flair_pipeline.release.
+    export_folder.RECORD` says what was exported and what was left out.
+
+    Args:
+        dataset_root: A dataset built here (needs ``splits.csv`` and
+            ``aerial_metadata.json``).
+        out_dir: The release folder: created, or replaced if it is an earlier export.
+        allow_missing_sentinel2: Leave out the patches without a Sentinel-2 series
+            (:data:`LOADER_NOTE`) instead of refusing the export.
+        stac: Also write ``stac/`` and the QGIS style into the export.
+
+    Returns:
+        The :class:`ExportReport`.
+
+    Raises:
+        MissingSentinel2Error: Patches without a Sentinel-2 series, unless allowed.
+        InputError: Nothing to export, a missing file, a malformed time, a non-ESA
+            product name, or an `out_dir` that is not an export of ours.
     """
     records = from_dataset(dataset_root)
     if not records:
         raise InputError(f"{dataset_root}: no assigned patches to export")
+    missing = [r for r in records if not has_sentinel2(r)]
+    if missing and not allow_missing_sentinel2:
+        raise _refusal(dataset_root, missing, len(records))
+    kept = [r for r in records if has_sentinel2(r)]
+    if not kept:
+        raise InputError(f"{dataset_root}: no patch has a Sentinel-2 series, nothing to export")
     out = Path(out_dir)
+    excluded = tuple(f"IMG_{r.patch_id}.tif" for r in missing)
+    with staged(out) as stage:
+        patches, zones, files = _write(kept, stage)
+        record = {
+            "source": str(Path(dataset_root)),
+            "patches": patches,
+            "zones_with_sentinel2": zones,
+            "allow_missing_sentinel2": allow_missing_sentinel2,
+            "excluded_without_sentinel2": list(excluded),
+            "flair2_loader": LOADER_NOTE if excluded else "",
+        }
+        _write_text(stage / RECORD, json.dumps(record, indent=1) + "\n", 0o666 & ~_umask())
+        if stac:
+            write_stac(stage, name=out.name)
+    return ExportReport(out, patches, zones, files + 1, excluded)
+
+
+def _write(records: list[PatchRecord], out: Path) -> tuple[int, int, int]:
+    """Write `records` in the FLAIR-2 layout under `out`; (patches, zones, files)."""
     mode = 0o666 & ~_umask()
     centroids: dict[str, list[int]] = {}
     metadata: dict[str, dict[str, Any]] = {}
@@ -154,9 +255,10 @@ def export_release(dataset_root: str | Path, out_dir: str | Path) -> ExportRepor
             _copy(rec.msk, out / msk, mode)
             files += 1
         metadata[f"IMG_{rec.patch_id}"] = release_metadata(rec.meta)
-        if rec.centroid is not None and rec.sen_prefix is not None:
-            centroids[f"IMG_{rec.patch_id}.tif"] = [int(rec.centroid[0]), int(rec.centroid[1])]
-            zones[(rec.domain, rec.zone)] = (rec.sen_prefix, sen)
+        # has_sentinel2(rec): every record here has a centroid and a series
+        assert rec.centroid is not None and rec.sen_prefix is not None
+        centroids[f"IMG_{rec.patch_id}.tif"] = [int(rec.centroid[0]), int(rec.centroid[1])]
+        zones[(rec.domain, rec.zone)] = (rec.sen_prefix, sen)
         lines[str(rec.split)].append(f"{img.as_posix()},{msk.as_posix() if rec.msk else ''}")
     for (domain, zone), (prefix, sen) in sorted(zones.items()):
         dst = out / sen / domain / zone / "sen" / prefix.name
@@ -171,4 +273,4 @@ def export_release(dataset_root: str | Path, out_dir: str | Path) -> ExportRepor
         if lines.get(split):
             _write_text(out / name, "".join(f"{line}\n" for line in sorted(lines[split])), mode)
             files += 1
-    return ExportReport(out, len(records), len(zones), files + 2)
+    return len(records), len(zones), files + 2

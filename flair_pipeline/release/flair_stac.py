@@ -41,6 +41,7 @@ from shapely.ops import unary_union
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
 from flair_pipeline.nomenclature import CLASSES
+from flair_pipeline.release.export_folder import RECORD
 from flair_pipeline.sources.flair_release import ManifestRow, index_release
 
 SCHEMAS = Path(__file__).with_name("stac_schemas")
@@ -154,8 +155,13 @@ def _zone_item(domain: str, zone: str, rows: list[ManifestRow], root: Path) -> p
     return item
 
 
-def build_collection(release_dir: str | Path) -> pystac.Collection:
-    """The Collection and its zone Items for the release at `release_dir` (not yet saved)."""
+def build_collection(release_dir: str | Path, name: str | None = None) -> pystac.Collection:
+    """The Collection and its zone Items for the release at `release_dir` (not yet saved).
+
+    `name` is the release's name in the title (default: the folder's). Patches an export
+    left out for want of a Sentinel-2 series (its ``flair-export.json``) are listed in the
+    collection's ``flair:excluded_without_sentinel2``.
+    """
     root = Path(release_dir).resolve()
     index = index_release(root, workers=2)
     if not index.rows:
@@ -176,9 +182,22 @@ def build_collection(release_dir: str | Path) -> pystac.Collection:
         "FLAIR-style land-cover dataset: 0.2 m aerial patches (IMG), raster labels (MSK, FLAIR "
         "codes 1..19) and Sentinel-2 super-area time series (SEN2), one Item per zone.",
         extent,
-        title=f"FLAIR release {root.name}",
+        title=f"FLAIR release {name or root.name}",
         license="etalab-2.0",
     )
+    record = root / RECORD
+    excluded = (
+        json.loads(record.read_text()).get("excluded_without_sentinel2")
+        if (record.is_file())
+        else None
+    )
+    if excluded:
+        coll.extra_fields["flair:excluded_without_sentinel2"] = list(excluded)
+        coll.description += (
+            f" {len(excluded)} patches without a Sentinel-2 series were left out of this "
+            "export (flair:excluded_without_sentinel2; FLAIR-2's loader needs a centroid "
+            "for every patch)."
+        )
     ClassificationExtension.summaries(coll, add_if_missing=True).classes = flair_classes()
     LabelExtension.summaries(coll, add_if_missing=True).label_type = [LabelType.RASTER]
     LabelExtension.add_to(coll)
@@ -211,14 +230,15 @@ def write_qml(path: str | Path) -> Path:
     return Path(path)
 
 
-def write_stac(release_dir: str | Path) -> Path:
+def write_stac(release_dir: str | Path, name: str | None = None) -> Path:
     """Write the STAC description and the QGIS style of a release folder.
 
     Write ``stac/`` (self-contained, relative hrefs) and the QML into `release_dir`;
-    return the collection path. Raises InputError for an empty release.
+    return the collection path. `name` is the release's name (default: the folder's).
+    Raises InputError for an empty release.
     """
     root = Path(release_dir).resolve()
-    coll = build_collection(root)
+    coll = build_collection(root, name)
     out = root / "stac"
     coll.normalize_hrefs(out.as_posix())
     coll.make_all_asset_hrefs_relative()

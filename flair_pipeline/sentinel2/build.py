@@ -147,6 +147,7 @@ def build_domain_series(
     dates: dict[str, int] = {}
     cloudy: dict[str, float] = {}
     skipped: list[str] = []
+    warnings: list[str] = []  # catalogue items no rule settles: one line each, date dropped
     labels = read_labels(inputs.labels, mapping=inputs.mapping)  # for the NDVI-by-class plot
     profiles: dict[str, list[np.ndarray]] = {}
     centroids: dict[str, list[int]] = {}
@@ -159,6 +160,7 @@ def build_domain_series(
         dates[area.zone] = len(res.dates)
         cloudy[area.zone] = cloudy_share(res, cfg.sentinel2.cloud_threshold)
         skipped += [f"{area.zone} {p}: {why}" for p, why in res.skipped]
+        warnings += [f"{area.zone}: {why}" for _, why in res.skipped if "date is dropped" in why]
         centroids.update({k: list(v) for k, v in area.centroids.items()})
         for name, rows in class_profiles(res, labels, seed=cfg.sampling.seed).items():
             profiles.setdefault(name, []).extend(rows)
@@ -174,6 +176,7 @@ def build_domain_series(
         skipped_dates=tuple(skipped),
         processing_units=provider.processing_units,
         problems=tuple(check_series(written, year)),
+        warnings=tuple(dict.fromkeys(warnings)),
         profiles=profiles,
     )
 

@@ -19,6 +19,11 @@ Why it is shaped this way:
 * A per-grid failure must not lose the other zones of the domain: :meth:`fetch_each`
   returns an :class:`InputError` in place of that grid's series; :meth:`fetch` (from
   :class:`~flair_pipeline.sentinel2.provider.Sentinel2Provider`) raises the first one.
+* **One bad item costs its own date, not the year**: an item whose declarations no rule
+  settles (:class:`~flair_pipeline.sentinel2.stac_meta.CatalogueContradiction`) or whose
+  asset cannot be read is one line in ``TimeSeries.skipped`` naming it, and its date is
+  dropped on the grids it covers (whole: no half mosaic of the date's other items); the
+  other dates are kept.
 * What an item says about its pixels (scale, offset, nodata, CRS, the BOA offset rule) is
   read in :mod:`~flair_pipeline.sentinel2.stac_meta`; which items and assets are used
   (collections, duplicates, SCL-derived masks) in :mod:`~flair_pipeline.sentinel2.stac_select`;
@@ -32,7 +37,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,8 @@ from flair_pipeline.sentinel2.provider import (
 from flair_pipeline.sentinel2.stac_hrefs import Hrefs, s3_hint
 from flair_pipeline.sentinel2.stac_meta import (
     BOA_ADD_OFFSET,
+    AssetMeta,
+    CatalogueContradiction,
     asset_meta,
     processing_baseline,
     product_name,
@@ -87,26 +94,53 @@ SCL = "SCL"  # the scene classification, whatever its asset key (stac_select.SCL
 
 @dataclass(frozen=True)
 class Scene:
-    """What is known of an item before opening a pixel."""
+    """What is known of an item before opening a pixel.
+
+    ``metas`` holds each band asset's scale / offset decision (:mod:`stac_meta`), by asset
+    key; ``problem`` is the one line saying why the item cannot be used (declarations no
+    rule settles), '' when it can: such an item costs its own date, not the year.
+    """
 
     item: pystac.Item
     date: dt.date
     product: str
     footprint: Any  # shapely geometry, WGS84
     masks: str  # "assets" (cloud/snow), "scl" (derived from SCL) or "none"
-    offset_dn: int  # DN removed by the BOA offset rule (stac_meta.boa_offset)
-    offset_rule: str  # that rule's decision, in words
+    metas: dict[str, AssetMeta] = field(default_factory=dict)
+    problem: str = ""
+
+    @property
+    def offset_dn(self) -> int:
+        """DN removed by the BOA offset rule from the first band (stac_meta.boa_offset)."""
+        m = next(iter(self.metas.values()), None)
+        return round(-m.offset / m.scale) if m and m.scale else 0
 
     def record(self) -> dict[str, Any]:
-        """This item's decisions, as recorded per date next to products.txt."""
+        """This item's decisions, as recorded per date next to products.txt.
+
+        Scale, offset (reflectance units and DN removed), the rule that won and why; a
+        band whose decision differs from the first band's is listed under ``bands``.
+        """
+        first = next(iter(self.metas.values()), None)
         rec: dict[str, Any] = {
             "item": self.item.id,
             "collection": self.item.collection_id,
             "product": self.product,
+            "scale": first.scale if first else None,
+            "offset": first.offset if first else None,
             "boa_offset_removed_dn": self.offset_dn,
-            "boa_offset_rule": self.offset_rule,
+            "offset_rule": first.rule if first else "none",
+            "boa_offset_rule": first.decision if first else "no band asset",
             "masks": "cloud/snow assets" if self.masks == "assets" else "derived from SCL",
         }
+        odd = {
+            k: {"scale": m.scale, "offset": m.offset, "rule": m.rule, "why": m.decision}
+            for k, m in self.metas.items()
+            if first
+            and (m.scale, m.offset, m.decision) != (first.scale, first.offset, first.decision)
+        }
+        if odd:
+            rec["bands"] = odd
         return rec
 
 
@@ -202,7 +236,18 @@ class StacProvider(Sentinel2Provider):
         acc: list[dict[dt.date, _Date]] = [{} for _ in grids]
         skipped: list[list[tuple[str, str]]] = [[] for _ in grids]
         seen = [0] * len(grids)
-        jobs = [(s, gs) for s, gs in zip(scenes, which, strict=True) if gs]
+        bad: list[set[dt.date]] = [set() for _ in grids]  # dates a bad item costs, per grid
+        jobs = []
+        for scene, gs in zip(scenes, which, strict=True):
+            if not gs:
+                continue
+            if scene.problem:  # costs its own date on the grids it covers, not the year
+                for g in gs:
+                    seen[g] += 1
+                    skipped[g].append((scene.product, scene.problem))
+                    bad[g].add(scene.date)
+                continue
+            jobs.append((scene, gs))
         for scene, _ in jobs:
             self._check_masks(scene)
         self._env = self.gdal_env if jobs else {}  # S3 keys checked once, before any read
@@ -215,12 +260,17 @@ class StacProvider(Sentinel2Provider):
                         seen[g] += 1
                         if isinstance(res, str):
                             skipped[g].append((scene.product, res))
+                            bad[g].add(scene.date)
                         elif not res[k][2].any():
                             skipped[g].append((scene.product, "no valid pixel over the grid"))
                         else:
                             acc[g].setdefault(scene.date, _Date()).add(scene, *res[k])
         finally:
             self._index.clear()
+        for g, days in enumerate(bad):
+            for day in days & acc[g].keys():  # no half mosaic beside a dropped item
+                kept = ", ".join(s.product for s in acc[g].pop(day).scenes)
+                skipped[g].append((kept, f"date {day} dropped with an unusable item of it"))
         extra = {"dropped_duplicates": [f"{i}: {why}" for i, why in self._dropped]}
         return [
             _series(grid, acc[g], skipped[g], seen[g], self._why(start, end), extra)
@@ -364,7 +414,8 @@ class StacProvider(Sentinel2Provider):
         if not self.hrefs.readable(scene.item, key):
             return f"asset {key!r} not readable: s3:// href ({s3_hint()})"
         href = self.hrefs.href(scene.item, key)
-        meta = asset_meta(scene.item, key, reflectance=spectral)
+        known = scene.metas.get(key) if spectral else None
+        meta = known or asset_meta(scene.item, key, reflectance=spectral)
         try:
             with gdal_messages() as said, rasterio.open(href) as src:
                 nodata = meta.nodata if meta.nodata is not None else src.nodata
@@ -532,11 +583,15 @@ def _scene(item: pystac.Item, hrefs: Hrefs) -> Scene:
         masks = "scl"
     else:
         masks = "none"
-    key = next((k for b in BANDS if (k := asset_key(item, BAND_KEYS[b]))), None)
-    meta = asset_meta(item, key) if key else None
-    offset_dn = round(-meta.offset / meta.scale) if meta and meta.scale else 0
-    rule = meta.decision if meta else "no band asset"
-    return Scene(item, when.date(), product_name(item), geom, masks, offset_dn, rule)
+    metas: dict[str, AssetMeta] = {}
+    try:
+        for b in BANDS:
+            key = asset_key(item, BAND_KEYS[b])
+            if key is not None:
+                metas[key] = asset_meta(item, key)
+    except CatalogueContradiction as exc:
+        return Scene(item, when.date(), product_name(item), geom, masks, metas, str(exc))
+    return Scene(item, when.date(), product_name(item), geom, masks, metas)
 
 
 def _remote(scene: Scene) -> bool:

@@ -48,3 +48,39 @@ def test_series_report_matches_the_files(tiny_world: WorldSummary, tmp_path: Pat
     index = merge_centroids(dataset)
     assert (index.patches, index.domains) == (len(grid), 1)
     assert json.loads(dataset.centroids.read_text()) == centroids
+
+
+def test_an_item_no_rule_settles_is_a_warning_and_costs_only_its_date(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """One item's red asset declares offset -0.1 (raster v1) and 0 (raster v2): each zone
+    loses that date only, and the run's warnings name the item once per zone."""
+    import shutil
+
+    cfg = config_from_dict(
+        {"sampling": {"patch_size": 64, "zone_size_m": 200, "max_patches_per_domain": 4}}
+    )
+    raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
+    sample_domain_grid(DOMAIN, raw, dataset, cfg)
+    catalog = Path(shutil.copytree(tiny_world.out / "sentinel2", tmp_path / "s2")) / "catalog.json"
+    ours = sorted(
+        p
+        for p in catalog.parent.glob("*/*/*.json")
+        if json.loads(p.read_text())["properties"].get("flair:domain") == DOMAIN
+    )
+    victim = ours[len(ours) // 2]
+    d = json.loads(victim.read_text())
+    d["assets"]["red"]["raster:bands"][0]["offset"] = -0.1
+    d["assets"]["red"]["raster:offset"] = 0
+    victim.write_text(json.dumps(d))
+    report = build_domain_series(
+        DOMAIN, raw, dataset, cfg, make_provider(cfg.sentinel2, Path, catalog)
+    )
+    zones = sorted(report.dates_per_zone)
+    assert report.failed_zones == () and zones
+    assert set(report.dates_per_zone.values()) == {len(ours) - 1}
+    assert len(report.warnings) == len(zones)
+    for zone, line in zip(zones, report.warnings, strict=True):
+        assert line.startswith(f"{zone}: STAC item {d['id']} (") and "its date is dropped" in line
+        products = read_series(dataset, DOMAIN, zone)[2]
+        assert d["properties"]["s2:product_uri"].removesuffix(".SAFE") not in products

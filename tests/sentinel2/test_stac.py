@@ -294,3 +294,26 @@ def test_scale_offset_rules() -> None:
     assert scale_offset(_item(uri, None), "red") == (1e-4, -0.1)
     applied = {"s2:processing_baseline": "04.00", "earthsearch:boa_offset_applied": True}
     assert scale_offset(_item(applied, [{"scale": 0.0001}]), "red") == (1e-4, 0.0)
+
+
+def test_an_item_no_rule_settles_costs_its_date_not_the_year(tiny_world, copy, series) -> None:
+    """One item's red asset declares offset -0.1 (raster v1) and 0 (raster v2): one line
+    naming it, its date dropped, every other date read exactly as before."""
+    items = _items(copy)
+    day = series.dates[4]
+    iid = items[day].id
+    (path,) = [p for p in copy.parent.glob("*/*/*.json") if p.stem == iid]
+    d = json.loads(path.read_text())
+    d["assets"]["red"]["raster:bands"][0]["offset"] = -0.1
+    d["assets"]["red"]["raster:offset"] = 0
+    path.write_text(json.dumps(d))
+    (s,) = StacProvider(catalog=copy).fetch_each([_grid(tiny_world)], *YEAR)
+    keep = [i for i, t in enumerate(series.dates) if t != day]
+    assert s.dates == [series.dates[i] for i in keep]
+    np.testing.assert_array_equal(s.data, series.data[keep])
+    np.testing.assert_array_equal(s.masks, series.masks[keep])
+    product = items[day].properties["s2:product_uri"].removesuffix(".SAFE")
+    ((skipped_product, line),) = s.skipped
+    assert skipped_product == product and "\n" not in line
+    assert line.startswith(f"STAC item {iid} (sentinel-2-c1-l2a), asset 'red': ")
+    assert "disagree" in line and "its date is dropped" in line

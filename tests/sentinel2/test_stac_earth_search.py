@@ -25,7 +25,7 @@ from flair_pipeline.config import Sentinel2Config
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.sentinel2.factory import make_provider
-from flair_pipeline.sentinel2.provider import STAC_ASSETS, Grid
+from flair_pipeline.sentinel2.provider import STAC_ASSETS, Grid, TimeSeries
 from flair_pipeline.sentinel2.series import SuperArea, write_series
 from flair_pipeline.sentinel2.stac import StacProvider
 from tests.sentinel2.stac_replay import Replay, cog, recorded
@@ -139,7 +139,8 @@ def test_l2a_2025_offset_not_removed_twice_and_scl_masks(rec, httpserver, tmp_pa
     assert (s.data[0, 0] == refl(0)).all() and (s.data[0, 9] == refl(9)).all()
     assert (s.masks[0, 0] == 0).all() and (s.masks[0, 1] == 100).all()  # SCL 9: high cloud
     rec_ = s.provenance["dates"][0]["items"][0]
-    assert rec_["boa_offset_removed_dn"] == 0 and "contradicts" in rec_["boa_offset_rule"]
+    assert rec_["boa_offset_removed_dn"] == 0 and rec_["offset_rule"] == "flag"
+    assert "the flag wins over the asset's raster:bands[0].offset -0.1" in rec_["boa_offset_rule"]
     assert rec_["masks"] == "derived from SCL" and "9->CLD 100" in s.provenance["scl_mapping"]
     layout = DatasetLayout(tmp_path)
     paths = write_series(layout, SuperArea("D001_2025", "Z1_AA", grid, {}), s)
@@ -177,8 +178,11 @@ def test_l2a_2020_baseline_0214_static_catalog(rec, httpserver, tmp_path) -> Non
     for b in range(10):
         assert (s.data[0, b] == refl(b)).all()
     assert (s.masks[0, 0] == 100).all() and (s.masks[0, 1] == 0).all()  # SCL 11: snow
-    rule = s.provenance["dates"][0]["items"][0]["boa_offset_rule"]
-    assert rule.startswith("baseline 02.14 < 04.00")
+    rec_ = s.provenance["dates"][0]["items"][0]
+    assert rec_["offset_rule"] == "flag" and rec_["boa_offset_removed_dn"] == 0
+    assert rec_["boa_offset_rule"].startswith(
+        "baseline 02.14, earthsearch:boa_offset_applied: false"
+    )
 
 
 def test_same_scene_in_two_collections_never_doubles_a_date(rec, httpserver) -> None:
@@ -320,3 +324,81 @@ def test_item_crs_contradicting_its_file_skips_the_date(rec, httpserver) -> None
     (res,) = StacProvider(api_url=f"{rp.base}/v1", retries=0).fetch_each([grid_at(UV_ONLY)], *RANGE)
     assert isinstance(res, InputError)
     assert "file CRS EPSG:32724 but the item says EPSG:32725" in str(res)
+
+
+def _declare(flag: bool | None = None, v1: float | None = None, v2: float | None = None):
+    """An item edit: baseline 05.10, each band's offset declared as raster v1 (`v1`, in
+    ``raster:bands``), raster v2 (`v2`, asset-level ``raster:offset``/``raster:scale``,
+    STAC 1.1) or not at all, and ``earthsearch:boa_offset_applied`` set to `flag`."""
+
+    def edit(f: dict) -> None:
+        f["properties"]["s2:processing_baseline"] = "05.10"
+        if flag is not None:
+            f["properties"]["earthsearch:boa_offset_applied"] = flag
+        for key in STAC_ASSETS:
+            a = f["assets"][key]
+            bands = a.pop("raster:bands")
+            for b in bands:
+                b.pop("offset", None)
+            if v1 is not None:
+                bands[0]["offset"] = v1
+            a["raster:bands"] = bands
+            if v2 is not None:
+                a["raster:offset"], a["raster:scale"] = v2, 1e-4
+
+    return edit
+
+
+#: edit, red DN served, red reflectance expected (by hand), rule that won, DN removed
+HARMONISED = [
+    # issue 29: a harmonised catalogue declares raster:offset 0 at 05.10: 500 stays 500
+    (_declare(v2=0.0), 500, 500, "asset", 0),
+    (_declare(v1=0.0), 500, 500, "asset", 0),
+    (_declare(), 1500, 500, "table", 1000),  # nothing declared: ESA's table, 1000 removed
+    (_declare(v2=-0.1), 1500, 500, "asset", 1000),  # CDSE's declaration
+    (_declare(flag=True, v1=-0.1), 500, 500, "flag", 0),  # Earth Search l2a (#66)
+    (_declare(flag=True), 500, 500, "flag", 0),
+    (_declare(flag=False, v2=0.0), 1500, 500, "flag", 1000),  # the flag says ESA's DN
+    (_declare(flag=False, v1=-0.1), 1500, 500, "flag", 1000),
+]
+
+
+@pytest.mark.parametrize(("edit", "red", "expected", "rule", "removed"), HARMONISED)
+def test_declared_scale_and_offset_win_unless_the_catalogue_flag_says_otherwise(
+    rec, httpserver, edit, red, expected, rule, removed
+) -> None:
+    rp = replay(httpserver, rec)
+    uv = rp.item(C1.format("U"))
+    dn = {k: refl(b) + removed for b, k in enumerate(STAC_ASSETS)}
+    dn["red"] = red
+    rp.serve_item(uv, dn, UV_ONLY, {"cloud": 30, "snow": 5})
+    rp.edit[uv["id"]] = edit
+    (s,) = StacProvider(api_url=f"{rp.base}/v1", retries=0).fetch([grid_at(UV_ONLY)], *RANGE)
+    assert s.dates == [DAY] and s.skipped == []
+    assert (s.data[0, 2] == expected).all()
+    assert (s.data[0, 0] == refl(0)).all() and (s.data[0, 9] == refl(9)).all()
+    got = s.provenance["dates"][0]["items"][0]
+    assert (got["offset_rule"], got["boa_offset_removed_dn"]) == (rule, removed)
+    assert got["scale"] == 1e-4 and got["offset"] == pytest.approx(-removed * 1e-4)
+    assert "bands" not in got  # every band decided alike
+
+
+def test_contradicting_declarations_cost_their_date_not_the_search(rec, httpserver) -> None:
+    """Two tiles on one date: the item whose red asset says offset -0.1 (raster v1) and 0
+    (raster v2) is one line naming it; the grid it alone covers loses that date, the grid
+    of the sound item keeps it."""
+    rp = replay(httpserver, rec)
+    uv, vv = rp.item(C1.format("U")), rp.item(C1.format("V"))
+    rp.serve_item(uv, c1_dn(), UV_ONLY, {"cloud": 30, "snow": 5})
+    rp.serve_item(vv, c1_dn(), VV_ONLY, {"cloud": 30, "snow": 5})
+
+    def contradict(f: dict) -> None:
+        f["assets"]["red"]["raster:offset"] = 0
+
+    rp.edit[uv["id"]] = contradict
+    prov = StacProvider(api_url=f"{rp.base}/v1", retries=0)
+    bad, good = prov.fetch_each([grid_at(UV_ONLY), grid_at(VV_ONLY)], *RANGE)
+    assert isinstance(bad, InputError) and isinstance(good, TimeSeries)
+    assert str(bad).count(uv["id"]) == 1 and "\n" not in str(bad)
+    assert "raster:bands[0].offset -0.1 and raster:offset 0 disagree" in str(bad)
+    assert good.dates == [DAY] and (good.data[0, 2] == refl(2)).all() and good.skipped == []

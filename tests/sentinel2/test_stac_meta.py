@@ -12,6 +12,7 @@ import pystac
 import pytest
 
 from flair_pipeline.sentinel2.stac_meta import (
+    CatalogueContradiction,
     asset_crs,
     asset_meta,
     boa_offset,
@@ -30,42 +31,92 @@ def _item(props: dict, asset: dict | None = None, iid: str = "x", col: str | Non
     return item
 
 
-# baseline, boa_offset_applied, declared offset -> offset removed (DN), contradiction?
+# baseline, boa_offset_applied, declared offset -> offset removed (DN), rule that won,
+# does the winner override another declaration? (the table of stac_meta's docstring)
 TABLE = [
-    ("02.14", None, None, 0, False),
-    ("02.14", False, 0.0, 0, False),
-    ("02.14", True, 0.0, 0, False),
-    ("03.01", None, -0.1, 0, True),  # a pre-04.00 scene declaring the offset
-    ("04.00", None, None, 1000, False),  # Planetary Computer / CDSE: nothing declared
-    ("05.11", None, -0.1, 1000, False),  # Earth Search c1-l2a
-    ("05.11", False, -0.1, 1000, False),
-    ("05.11", False, 0.0, 1000, True),  # says "not applied" yet declares no offset
-    ("05.11", True, -0.1, 0, True),  # Earth Search l2a (earth-search#66)
-    ("05.11", True, None, 0, False),
-    ("05.11", True, 0.0, 0, False),
-    (None, None, -0.1, 1000, False),  # baseline unknown: the declared offset
-    (None, True, None, 0, False),
+    ("02.14", None, None, 0, "table", False),
+    ("02.14", False, 0.0, 0, "flag", False),  # Earth Search l2a 2020 (recorded item)
+    ("02.14", True, 0.0, 0, "flag", False),
+    ("03.01", None, -0.1, 1000, "asset", True),  # the declaration wins over the table
+    ("04.00", None, None, 1000, "table", False),  # Planetary Computer: nothing declared
+    ("05.10", None, -0.1, 1000, "asset", False),  # CDSE / Earth Search c1-l2a
+    ("05.10", None, 0.0, 0, "asset", True),  # harmonised: the catalogue removed it (#29)
+    ("05.11", False, -0.1, 1000, "flag", False),
+    ("05.11", False, 0.0, 1000, "flag", True),  # the flag says the DN are ESA's
+    ("05.11", True, -0.1, 0, "flag", True),  # Earth Search l2a (earth-search#66)
+    ("05.11", True, None, 0, "flag", False),
+    ("05.11", True, 0.0, 0, "flag", False),
+    (None, None, -0.1, 1000, "asset", False),  # baseline unknown: the declared offset
+    (None, None, 0.0, 0, "asset", False),
+    (None, None, None, 0, "none", False),
+    (None, True, None, 0, "flag", False),
+    (None, False, -0.1, 1000, "asset", False),  # flag false, no table: the declaration
 ]
 
 
-@pytest.mark.parametrize("baseline, flag, declared, removed, contradiction", TABLE)
-def test_boa_offset_applied_exactly_once(baseline, flag, declared, removed, contradiction) -> None:
+@pytest.mark.parametrize("baseline, flag, declared, removed, rule, overrides", TABLE)
+def test_boa_offset_applied_exactly_once(baseline, flag, declared, removed, rule, overrides):
     props = {}
     if baseline is not None:
         props["s2:processing_baseline"] = baseline
     if flag is not None:
         props["earthsearch:boa_offset_applied"] = flag
-    off, why = boa_offset(_item(props), declared, 1e-4)
+    off, won, why = boa_offset(_item(props), declared, 1e-4)
     assert off == pytest.approx(-removed * 1e-4, abs=1e-12)
-    assert ("contradicts" in why) == contradiction
+    assert won == rule and ("wins over" in why) == overrides
     # a DN of 1500 (reflectance 0.05 once the offset is gone, if any) by hand
     assert round((1500 * 1e-4 + off) * 10000) == 1500 - removed
 
 
+@pytest.mark.parametrize(
+    "asset",
+    [
+        {"raster:offset": 0, "raster:scale": 1e-4},  # raster v2 (STAC 1.1), asset level
+        {"raster:bands": [{"offset": 0, "scale": 1e-4}]},  # raster v1
+        {"bands": [{"raster:offset": 0.0}]},  # STAC 1.1 bands array
+    ],
+)
+def test_a_declared_zero_offset_at_baseline_0510_is_kept(asset) -> None:
+    """Issue 29: red 500 with raster:offset 0 at 05.10 stays 500 (not 0 after -1000)."""
+    m = asset_meta(_item({"s2:processing_baseline": "05.10"}, asset), "red")
+    assert (m.scale, m.offset, m.rule) == (1e-4, 0.0, "asset")
+    assert round((500 * m.scale + m.offset) * 10000) == 500
+    assert "wins over ESA's baseline table, which would remove 1000 DN" in m.decision
+    bare = asset_meta(_item({"s2:processing_baseline": "05.10"}, {}), "red")
+    assert (bare.offset, bare.rule) == (pytest.approx(-0.1), "table")
+    assert round((1500 * bare.scale + bare.offset) * 10000) == 500
+
+
+@pytest.mark.parametrize(
+    ("asset", "props", "words"),
+    [
+        ({"raster:bands": [{"offset": -0.1}], "raster:offset": 0}, {}, "disagree"),
+        ({"raster:offset": -0.1, "bands": [{"raster:offset": 0}]}, {}, "disagree"),
+        ({"raster:bands": [{"scale": 1e-4}], "raster:scale": 2e-4}, {}, "disagree"),
+        ({"raster:offset": "0"}, {}, "not a number"),
+        ({"raster:scale": 0}, {}, "not a positive scale"),
+        ({}, {"earthsearch:boa_offset_applied": "yes"}, "not true or false"),
+    ],
+)
+def test_declarations_no_rule_settles_are_one_line_naming_the_item(asset, props, words):
+    item = _item({"s2:processing_baseline": "05.10", **props}, asset, iid="S2B_BAD", col="c")
+    with pytest.raises(CatalogueContradiction) as err:
+        asset_meta(item, "red")
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("STAC item S2B_BAD (c)") and words in line
+    assert "its date is dropped" in line
+
+
+def test_agreeing_spellings_are_one_declaration() -> None:
+    asset = {"raster:bands": [{"offset": 0, "scale": 1e-4}], "raster:offset": 0.0}
+    m = asset_meta(_item({"s2:processing_baseline": "05.10"}, asset), "red")
+    assert m.offset == 0.0 and "raster:bands[0].offset = raster:offset 0" in m.decision
+
+
 def test_baseline_from_product_uri_when_property_missing() -> None:
     uri = "S2B_MSIL2A_20220714T105619_N0400_R094_T31TCJ_20220714T133441.SAFE"
-    off, why = boa_offset(_item({"s2:product_uri": uri}), None, 1e-4)
-    assert off == pytest.approx(-0.1) and why.startswith("baseline 04.00")
+    off, rule, why = boa_offset(_item({"s2:product_uri": uri}), None, 1e-4)
+    assert off == pytest.approx(-0.1) and why.startswith("baseline 04.00") and rule == "table"
 
 
 @pytest.mark.parametrize(
@@ -74,19 +125,19 @@ def test_baseline_from_product_uri_when_property_missing() -> None:
         (
             {"raster:bands": [{"scale": 2e-4, "offset": -0.1, "nodata": 0}]},
             {},
-            (2e-4, 0, "EPSG:32631"),
+            (2e-4, 0, "EPSG:32631", -0.1),  # declared: wins over the table
         ),
         (
             {"raster:scale": 2e-4, "raster:offset": -0.1, "nodata": 65535},
             {},
-            (2e-4, 65535, "EPSG:32631"),
+            (2e-4, 65535, "EPSG:32631", -0.1),
         ),
         (
             {"bands": [{"raster:scale": 2e-4, "nodata": 7}], "proj:code": "EPSG:32630"},
             {},
-            (2e-4, 7, "EPSG:32630"),
+            (2e-4, 7, "EPSG:32630", -0.2),  # no offset declared: 1000 DN x 2e-4
         ),
-        ({}, {"proj:code": "EPSG:32629"}, (1e-4, None, "EPSG:32629")),
+        ({}, {"proj:code": "EPSG:32629"}, (1e-4, None, "EPSG:32629", -0.1)),
     ],
 )
 def test_asset_meta_reads_every_spelling(asset, props, expected) -> None:
@@ -96,7 +147,7 @@ def test_asset_meta_reads_every_spelling(asset, props, expected) -> None:
     m = asset_meta(_item(base, asset), "red")
     assert m.scale == pytest.approx(expected[0]) and m.nodata == expected[1]
     assert m.crs == expected[2]
-    assert m.offset == pytest.approx(-1000 * expected[0])  # baseline 05.11: 1000 DN, once
+    assert m.offset == pytest.approx(expected[3])
 
 
 def test_asset_crs_epsg_integer_and_absent() -> None:
@@ -144,8 +195,8 @@ def test_baseline_of_cdse_items_from_processing_version_else_the_id() -> None:
     assert processing_baseline(_item({"processing:version": "05.10"})) == 5.10
     assert processing_baseline(_item({}, iid=cdse_id)) == 5.10
     assert processing_baseline(_item({}, iid="S2B_T24MUV_20250731T130245_L2A")) is None
-    off, why = boa_offset(_item({}, iid=cdse_id), -0.1, 1e-4)
-    assert off == pytest.approx(-0.1) and why.startswith("baseline 05.10")
+    off, rule, why = boa_offset(_item({}, iid=cdse_id), -0.1, 1e-4)
+    assert off == pytest.approx(-0.1) and why.startswith("baseline 05.10") and rule == "asset"
 
 
 @pytest.mark.parametrize(
@@ -172,17 +223,19 @@ def test_product_name_is_the_safe_name_without_its_suffix_else_the_item_id() -> 
 
 
 @pytest.mark.parametrize(
-    "asset",
+    ("asset", "spelling"),
     [
-        {"raster:bands": [{"offset": -0.1}]},  # raster v1
-        {"raster:offset": -0.1},  # raster v2 (STAC 1.1)
-        {"bands": [{"raster:offset": -0.1}]},  # STAC 1.1 bands array
+        ({"raster:bands": [{"offset": -0.1}]}, "raster:bands[0].offset"),  # raster v1
+        ({"raster:offset": -0.1}, "raster:offset"),  # raster v2 (STAC 1.1)
+        ({"bands": [{"raster:offset": -0.1}]}, "bands[0].raster:offset"),  # STAC 1.1 bands
     ],
 )
-def test_declared_offset_is_read_in_every_spelling_when_the_baseline_is_unknown(asset) -> None:
+def test_declared_offset_is_read_in_every_spelling_when_the_baseline_is_unknown(
+    asset, spelling
+) -> None:
     m = asset_meta(_item({}, asset), "red")  # no baseline: the declared offset is used
     assert (m.scale, m.offset) == (1e-4, -0.1)
-    assert m.decision == "baseline unknown: declared offset -0.1 used"
+    assert m.decision == f"baseline unknown: the asset's {spelling} -0.1 used"
 
 
 @pytest.mark.parametrize("asset", [{"raster:bands": []}, {"bands": []}, {"raster:bands": ["x"]}])
@@ -206,10 +259,12 @@ def test_baseline_digits_of_the_product_name_are_major_and_hundredths() -> None:
     assert processing_baseline(_item({"s2:product_uri": uri})) == pytest.approx(5.11)
 
 
-def test_a_contradicting_declared_offset_is_added_to_the_decision() -> None:
+def test_the_flag_overriding_a_declared_offset_says_so() -> None:
     item = _item({"s2:processing_baseline": "05.11", "earthsearch:boa_offset_applied": True})
-    assert boa_offset(item, -0.1, 1e-4) == (
+    assert boa_offset(item, -0.1, 1e-4, "raster:bands[0].offset") == (
         0.0,
-        "baseline 05.11, earthsearch:boa_offset_applied: offset already removed; "
-        "declared offset -0.1 contradicts it and is ignored",
+        "flag",
+        "baseline 05.11, earthsearch:boa_offset_applied: true: the catalogue already removed "
+        "the BOA offset; the flag wins over the asset's raster:bands[0].offset -0.1 "
+        "(Element84/earth-search#66)",
     )

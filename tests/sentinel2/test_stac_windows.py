@@ -484,7 +484,10 @@ def test_each_date_records_its_offset_rule_and_mask_source(archive, tmp_path: Pa
                 "item": "S2B_20210615",
                 "collection": "sentinel-2-c1-l2a",
                 "product": "S2B_20210615",
+                "scale": 1e-4,
+                "offset": 0.0,
                 "boa_offset_removed_dn": 0,
+                "offset_rule": "table",
                 "boa_offset_rule": "baseline 02.14 < 04.00: DN carry no BOA offset",
                 "masks": "cloud/snow assets",
             }
@@ -494,7 +497,10 @@ def test_each_date_records_its_offset_rule_and_mask_source(archive, tmp_path: Pa
                 "item": "S2B_20210620",
                 "collection": "sentinel-2-c1-l2a",
                 "product": "S2B_20210620",
+                "scale": 1e-4,
+                "offset": pytest.approx(-0.1),
                 "boa_offset_removed_dn": 1000,
+                "offset_rule": "table",
                 "boa_offset_rule": "baseline 05.00: DN carry +1000, removed once",
                 "masks": "cloud/snow assets",
             }
