@@ -219,14 +219,28 @@ def _scan(
     )
 
 
+#: domain.yaml texts read, by (protocol, path, stat key): a sensor looking at hundreds of
+#: spec domains every minute (one GET each on object stores) reads a spec again only when
+#: its stats move.
+_SPECS: dict[tuple[str, str, str], str] = {}
+
+
 def _read_spec(fs: fsspec.AbstractFileSystem, folder: str, entries: dict[str, Any]) -> str | None:
     """The text of the folder's domain.yaml, when it has one ("" when it cannot be read)."""
     if SPEC_NAME not in entries:
         return None
+    path = f"{folder}/{SPEC_NAME}"
+    key = (str(fs.protocol), path, _stat_key(entries, [SPEC_NAME]))
+    if key in _SPECS:
+        return _SPECS[key]
     try:
-        return str(fs.cat_file(f"{folder}/{SPEC_NAME}").decode("utf-8", errors="replace"))
-    except (OSError, FileNotFoundError):  # renamed away between the listing and the read
+        text = str(fs.cat_file(path).decode("utf-8", errors="replace"))
+    except OSError:  # renamed away between the listing and the read
         return ""
+    if len(_SPECS) > 4096:
+        _SPECS.clear()
+    _SPECS[key] = text
+    return text
 
 
 def _files_under(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, dict[str, Any]]:

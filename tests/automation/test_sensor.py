@@ -558,3 +558,26 @@ def test_time_budget_stops_a_slow_hash(tmp_path: Path) -> None:
         assert tick.requests == {"D004_2021": None}  # decided on its stats
         assert "not hashed within 0 s" in tick.unread["D004_2021"]
         assert list(tick.deferred) == ["D013_2020"] and tick.cursor["D013_2020"]["deferred"]
+
+
+def test_a_version_1_cursor_keeps_fingerprints_and_change_counts(
+    tiny_world, tmp_path: Path
+) -> None:
+    """An older cursor (no inode in its stat signatures) costs a look and a hash, not a
+    rebuild: its fingerprints and change counts are kept."""
+    raw = tmp_path / "raw"
+    _copy(tiny_world, raw, "D033_2021")
+    fp = _fp(raw, "D033_2021")
+    old = json.dumps({"v": 1, "domains": {"D033_2021": {"sig": "0" * 64, "fp": fp, "n": 3}}})
+    flair = _flair(tmp_path, raw)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("domains", ["D033_2021"])
+        same = settle(instance, flair, old)
+        assert not same.run_requests
+        assert read_cursor(same.cursor)["D033_2021"]["n"] == 3
+        info = raw / "domains" / "D033_2021" / "domain.json"
+        info.write_text(info.read_text() + "\n")
+        changed = settle(instance, flair, same.cursor)
+        assert [r.run_key for r in changed.run_requests] == [
+            f"D033_2021@{_fp(raw, 'D033_2021')[:16]}#4"
+        ]
