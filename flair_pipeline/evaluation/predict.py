@@ -45,6 +45,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from flair_pipeline.errors import FlairPipelineError, InputError
+from flair_pipeline.evaluation.map_style import (
+    MAP_DESCRIPTION,
+    MAP_NODATA,
+    map_colormap,
+    write_map_style,
+)
 from flair_pipeline.evaluation.raster_input import ElevationSource, ImageSource
 from flair_pipeline.evaluation.windows import (
     PatchWindow,
@@ -54,12 +60,6 @@ from flair_pipeline.evaluation.windows import (
     stride_for,
     stripes,
     weight_window,
-)
-from flair_pipeline.evaluation.map_style import (
-    MAP_DESCRIPTION,
-    MAP_NODATA,
-    map_colormap,
-    write_map_style,
 )
 from flair_pipeline.io import atomic_path, reap_dead_temps, temp_path_for
 from flair_pipeline.nomenclature import MERGED_NAMES, N_CLASSES_MERGED

@@ -109,10 +109,13 @@ def mask_mode(
                 "elevation with --dsm/--dtm, or rewrite the file without the alpha flag "
                 "(gdal_translate -co PHOTOMETRIC=MINISBLACK -co ALPHA=NO)"
             )
-        alpha, decision = None, (
-            f"{path}: band 4 is flagged alpha in the file's header (GDAL's default for "
-            "4-band uint8 GeoTIFFs); read as NIR, the project's band order, not as a mask "
-            "of no data"
+        alpha, decision = (
+            None,
+            (
+                f"{path}: band 4 is flagged alpha in the file's header (GDAL's default for "
+                "4-band uint8 GeoTIFFs); read as NIR, the project's band order, not as a mask "
+                "of no data"
+            ),
         )
     flags = src.mask_flag_enums
     dataset = MaskFlags.per_dataset in flags[0] and MaskFlags.alpha not in flags[0]
