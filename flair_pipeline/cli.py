@@ -640,7 +640,8 @@ def evaluate_cmd(
     "out_map",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Map to write: COG of FLAIR codes 1..13 (13 = other), FLAIR colours.",
+    help="Map to write: COG of FLAIR codes 1..13 (13 = other), nodata 0 where the ortho has "
+    "none (nodata, mask or alpha band); its QGIS style goes beside it (.qml).",
 )
 @click.option(
     "--probabilities",
