@@ -775,7 +775,8 @@ def evaluate_cmd(
     "out_map",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Map to write: COG of FLAIR codes 1..13 (13 = other), FLAIR colours.",
+    help="Map to write: COG of FLAIR codes 1..13 (13 = other), nodata 0 where the ortho has "
+    "none (nodata, mask or alpha band); its QGIS style goes beside it (.qml).",
 )
 @click.option(
     "--probabilities",
@@ -866,6 +867,15 @@ def predict_cmd(
         f"{report.n_windows} windows in {report.seconds:.1f} s on {report.device} "
         f"({report.patches_per_s:.1f} patches/s, {report.km2_per_h:.1f} km²/h)"
     )
+    for line in report.decisions:
+        click.echo(f"note: {line}")
+    if report.void_pixels:
+        click.echo(
+            f"{report.void_pixels} pixel(s) with no data in the ortho (its nodata, mask or "
+            "alpha band) are nodata 0 in the map, in no class"
+        )
+    if report.style is not None:
+        click.echo(f"wrote {report.style} (QGIS style: 13 classes, 13 = other)")
 
 
 def _s2_windows(

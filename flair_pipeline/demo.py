@@ -98,15 +98,18 @@ def write_maps(cfg: PipelineConfig) -> str:
     """The ``demo_map`` stage: map the first test domain with each trained model.
 
     The ``demo_map`` stage: map the first test domain with each trained model into
-    ``<paths.eval>/maps`` (GeoTIFFs, uint8 FLAIR codes, the ortho's grid and CRS) and
-    write ``maps.md`` listing them (no timings, so reruns write identical files); return
-    the lines with timings for the terminal.
+    ``<paths.eval>/maps`` (GeoTIFFs of merged codes 1..13, nodata 0 where the ortho holds
+    no data, the ortho's grid and CRS, each with its 13-class ``.qml`` style) and write
+    ``maps.md`` listing them with their count of void pixels (no timings, so reruns write
+    identical files); return the lines with timings for the terminal.
     """
     out_dir = layout.maps_dir(Path(cfg.paths.eval))
     lines, timed = [], []
-    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, out_dir):
-        lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km²)")
-        timed.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")
+    for domain, label, out, km2, void, seconds in _map_first_test_domain(cfg, out_dir):
+        lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {_void(void)})")
+        timed.append(
+            f"map of {domain} ({label}): {out} ({km2:.2f} km², {_void(void)}, {seconds:.1f} s)"
+        )
     with atomic_path(layout.MAPS_SUMMARY.under(Path(cfg.paths.eval))) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return "\n".join(timed)
@@ -120,15 +123,22 @@ def map_first_test_domain(cfg: PipelineConfig) -> str:
     """
     lines = ["", layout.comparison(Path(cfg.paths.eval)).read_text()]
     maps = layout.maps_dir(Path(cfg.paths.eval))
-    for domain, label, out, km2, seconds in _map_first_test_domain(cfg, maps):
-        lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {seconds:.1f} s)")
+    for domain, label, out, km2, void, seconds in _map_first_test_domain(cfg, maps):
+        lines.append(
+            f"map of {domain} ({label}): {out} ({km2:.2f} km², {_void(void)}, {seconds:.1f} s)"
+        )
     return "\n".join(lines)
+
+
+def _void(pixels: int) -> str:
+    """How much of a map is nodata because the ortho holds no data there (issue 29)."""
+    return f"{pixels} px of no ortho data: nodata 0"
 
 
 def _map_first_test_domain(
     cfg: PipelineConfig, out_dir: Path
-) -> list[tuple[str, str, Path, float, float]]:
-    """(domain, model label, map path, km², seconds) for each trained model.
+) -> list[tuple[str, str, Path, float, int, float]]:
+    """(domain, model label, map path, km², void pixels, seconds) for each trained model.
 
     U-T&T maps too (its Sentinel-2 windows come from the configured provider for the
     domain's year), because its map is the one that tells crops from grassland. Relative
@@ -158,5 +168,5 @@ def _map_first_test_domain(
         out = layout.map_path(out_dir, domain, spec.folder)
         predictor = PredictConfig.for_checkpoint(inf, cfg.eval).build(inf.model, extra)
         report = predictor.map(raw.ortho_dir(domain), out, dsm=raw.dsm(domain), dtm=raw.dtm(domain))
-        done.append((domain, spec.label, out, report.km2, report.seconds))
+        done.append((domain, spec.label, out, report.km2, report.void_pixels, report.seconds))
     return done

@@ -191,6 +191,7 @@ PATCHES_PNG = _t("eval", "{model}/patches.png")
 COMPARISON = _t("eval", "comparison.md")
 MAPS = _dir("eval", "maps")
 MAP = _t("eval", "maps/map_{domain}_{model}.tif")
+MAP_STYLE = _t("eval", "maps/map_{domain}_{model}.qml")  # its QGIS style (13 classes)
 MAPS_SUMMARY = _t("eval", "maps/maps.md")
 
 #: Every declared path by name (the names above), for docs and :func:`undeclared`.

@@ -8,7 +8,10 @@ Predictions are single-band uint8 GeoTIFFs of FLAIR codes named ``PRED_<id>.tif`
 Everything that would make the score silently wrong is refused with an error naming the
 file: a labelled patch without a prediction (a missing patch would inflate the score), an
 id found twice (which one counts?), a prediction on another grid than its label (pixels
-would be compared with their neighbours), a code that is not 1..19.
+would be compared with their neighbours), a code that is not 1..19. A prediction pixel its
+file declares as no data (its nodata value or mask: where the image held nothing, as
+``predict`` and ``evaluate_checkpoint`` write them) is not scored; an undeclared 0 is
+refused as any other value outside 1..19.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from flair_pipeline.geo.grid import grid_problem
 from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import MSK, PRED, file_prefix
 from flair_pipeline.metrics import ConfusionAccumulator, Scores, domain_of
-from flair_pipeline.nomenclature import merge_to_13
+from flair_pipeline.nomenclature import INVALID, merge_to_13
 
 PREDICTION_PREFIXES = (file_prefix(PRED), file_prefix(MSK))  # "PRED_", "MSK_"
 LABEL_PREFIXES = (file_prefix(MSK),)
@@ -69,11 +72,14 @@ def _read_pair(label: Path, pred: Path) -> tuple[np.ndarray, np.ndarray]:
             if problem:
                 raise InputError(f"{pred}: not on the grid of its label {label}: {problem}")
             truth, guess = lsrc.read(1), psrc.read(1)
+            void = psrc.read_masks(1) == 0  # declared no data: nodata value or mask
     except RasterioError as exc:
         raise InputError(f"cannot read {label} or {pred}: {exc}") from None
-    return merge_to_13(truth, source=str(label), unlabelled_ok=True), merge_to_13(
-        guess, source=str(pred)
-    )
+    if void.any():
+        guess = np.where(void, 1, guess)  # any class: overwritten just below
+    merged = merge_to_13(guess, source=str(pred))
+    merged[void] = INVALID  # no image there: not scored
+    return merge_to_13(truth, source=str(label), unlabelled_ok=True), merged
 
 
 def evaluate(

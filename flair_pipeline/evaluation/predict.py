@@ -10,16 +10,26 @@ output tiles, as soon as no later window can change them. The accumulator lives 
 model's device, so on a GPU only the finished uint8 map crosses to the host.
 
 Reading (one prefetch thread) and writing (one writer thread) overlap with inference.
-The map is a COG (tiled, DEFLATE, overviews) of FLAIR codes 1..13 (13 = "other") on the
-input's exact grid and CRS with FLAIR's colour table; it and the optional probabilities
-are written under temporary names and renamed at the end, so a failure leaves nothing.
+The map is a COG (tiled, DEFLATE, overviews) of FLAIR merged codes 1..13 (13 = "other") on
+the input's exact grid and CRS, with the 13-class colour table and a QGIS style beside it
+(:mod:`~flair_pipeline.evaluation.map_style`). Where the ortho holds no data (its nodata
+value, mask band or alpha band: :meth:`ImageSource.read_valid`) the map is
+:data:`~flair_pipeline.evaluation.map_style.MAP_NODATA` (0), declared as the COG's nodata,
+and the optional probabilities carry the same pixels as their mask; the count of such
+pixels is in the report and in the map's ``FLAIR_VOID_PIXELS`` tag.
+
+The map, the optional probabilities and the style are written under temporary names and
+renamed at the end, so a failure leaves nothing; the row-by-row stage file
+(``.<map name>.stage.tif.<host>-<pid>-<hex>.flairtmp.tif``, from
+:func:`flair_pipeline.io.temp_path_for`) carries its writer's pid, so the next prediction
+into the same map deletes those of dead processes (a ``kill -9`` runs no cleanup) and keeps
+those of live ones.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +45,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from flair_pipeline.errors import FlairPipelineError, InputError
+from flair_pipeline.evaluation.map_style import (
+    MAP_DESCRIPTION,
+    MAP_NODATA,
+    map_colormap,
+    write_map_style,
+)
 from flair_pipeline.evaluation.raster_input import ElevationSource, ImageSource
 from flair_pipeline.evaluation.windows import (
     PatchWindow,
@@ -45,8 +61,8 @@ from flair_pipeline.evaluation.windows import (
     stripes,
     weight_window,
 )
-from flair_pipeline.io import atomic_path
-from flair_pipeline.nomenclature import MERGED_NAMES, N_CLASSES_MERGED, colormap
+from flair_pipeline.io import atomic_path, reap_dead_temps, temp_path_for
+from flair_pipeline.nomenclature import MERGED_NAMES, N_CLASSES_MERGED
 
 #: Gives extra batch entries (e.g. {"sen": …} for U-T&T) for the windows of one batch.
 ExtraInputs = Callable[[Sequence[PatchWindow]], Mapping[str, torch.Tensor]]
@@ -69,6 +85,11 @@ class PredictReport:
     buffer_bytes: int
     km2: float
     class_pixels: dict[int, int] = field(default_factory=dict)  # FLAIR code -> pixels
+    #: pixels where the ortho holds no data: MAP_NODATA in the map, in no class
+    void_pixels: int = 0
+    style: Path | None = None  # the QGIS style written beside the map
+    #: how doubtful declarations of the image were read (also the map's FLAIR_DECISIONS tag)
+    decisions: list[str] = field(default_factory=list)
 
     @property
     def patches_per_s(self) -> float:
@@ -123,7 +144,6 @@ class _Run:
         self.buffer_bytes = 0
         self._top = 0  # image row of the accumulator's first row
         self._used = 0  # accumulator rows that hold contributions
-        self.class_pixels = np.zeros(N_CLASSES_MERGED + 1, dtype=np.int64)
 
     def stripe_cols(self, c0: int, c1: int) -> list[int]:
         return [c for c in self.cols if c < c1 and c + self.patch > c0]
@@ -256,7 +276,6 @@ class _Run:
         probs = None
         if want_probs:
             probs = (acc[:, :n] / wsum[:n] * 255).round_().clamp_(0, 255).to(torch.uint8).cpu()
-        self.class_pixels += np.bincount(codes.ravel(), minlength=N_CLASSES_MERGED + 1)
         write(top, c0, codes, probs)
         rest = max(self._used - n, 0)  # only rows some window touched need to move
         acc[:, :rest] = acc[:, n : n + rest].clone()
@@ -311,6 +330,7 @@ def predict_map(
     block_size: int = 512,
     stripe_width: int = 4096,
     progress: bool = False,
+    style: bool = True,
 ) -> PredictReport:
     """Write the land-cover map of `image` predicted by `model` to `out`.
 
@@ -325,6 +345,9 @@ def predict_map(
     the granularity at which rows are flushed; `stripe_width` bounds memory in width: the
     accumulator holds 13 x (block + patch + stride x rows a batch spans) x stripe_width
     float32 (~0.3 GB at the defaults, patch 512), whatever the image size.
+    Pixels where the image holds no data (its nodata, mask or alpha band) are MAP_NODATA
+    (0, the map's declared nodata) and counted in ``void_pixels``. With `style`, the
+    13-class QGIS style is written beside the map (``<out stem>.qml``).
     Raises InputError naming the file for an unusable image or DSM/DTM; nothing is written
     then.
     """
@@ -340,7 +363,12 @@ def predict_map(
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         # a fixed GDAL block cache (MB): its default, 5 % of RAM, would grow with the image
-        stack.enter_context(rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256))
+        # masks of the probabilities inside the TIFF: a .msk beside a temp name would be lost
+        stack.enter_context(
+            rasterio.Env(
+                GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=256, GDAL_TIFF_INTERNAL_MASK=True
+            )
+        )
         src = stack.enter_context(ImageSource(image))
         elev = None
         if channels == 5 and dsm is not None and dtm is not None:
@@ -371,11 +399,7 @@ def predict_map(
             downsample=downsample,
         )
         tmp_out = stack.enter_context(atomic_path(out))
-        fd, stage_name = tempfile.mkstemp(
-            prefix=f".{Path(out).stem}.", suffix=".stage.tif", dir=Path(out).parent
-        )
-        os.close(fd)
-        stage = Path(stage_name)
+        stage = _stage_path(Path(out))
         stack.callback(lambda: stage.unlink(missing_ok=True))
         writer = _Writer(src, stage, block_size)
         if probabilities is not None:
@@ -385,6 +409,13 @@ def predict_map(
             tqdm(total=run.n_windows(), desc="predict", unit="patch", disable=not progress) as bar,
         ):
             run.run(writer.submit, probabilities is not None, bar)
+        with rasterio.open(stage, "r+") as staged:  # tags travel into the COG
+            staged.update_tags(
+                FLAIR_VOID_PIXELS=str(writer.void_pixels),
+                FLAIR_NODATA=f"{MAP_NODATA}: no data in the ortho (its nodata, mask or alpha)",
+            )
+            if src.decisions:
+                staged.update_tags(FLAIR_DECISIONS=" | ".join(src.decisions))
         rasterio.shutil.copy(
             stage,
             tmp_out,
@@ -393,6 +424,7 @@ def predict_map(
             blocksize=block_size,
             overview_resampling="nearest",
         )
+        style_file = write_map_style(out) if style else None
     seconds = time.perf_counter() - start
     res_x, res_y = abs(src.transform.a), abs(src.transform.e)
     return PredictReport(
@@ -405,8 +437,38 @@ def predict_map(
         device=str(dev),
         buffer_bytes=run.buffer_bytes,
         km2=src.height * src.width * res_x * res_y / 1e6,
-        class_pixels={c: int(n) for c, n in enumerate(run.class_pixels) if c and n},
+        class_pixels={c: int(n) for c, n in enumerate(writer.class_pixels) if c and n},
+        void_pixels=writer.void_pixels,
+        style=style_file,
+        decisions=list(src.decisions),
     )
+
+
+#: Stage files of versions before the pid was in their name: ``.<stem>.<8 chars>.stage.tif``.
+_LEGACY_STAGE = re.compile(r"^\.(?P<stem>.+)\.[A-Za-z0-9_]{8}\.stage\.tif$")
+#: A legacy stage file untouched this long is no live run's (a run rewrites it block by
+#: block; the final COG copy only reads it, and takes minutes, not an hour).
+LEGACY_STAGE_AGE_S = 3600.0
+
+
+def _stage_path(out: Path) -> Path:
+    """A fresh stage name for `out`, after deleting the stage files dead runs left.
+
+    The name carries host and pid (:func:`flair_pipeline.io.temp_path_for` of
+    ``<out name>.stage.tif``): stage files of dead processes of this host are deleted, those
+    of live processes (another prediction into the same map) and of other hosts are kept.
+    Stage files named by earlier versions (no pid) are deleted once untouched for
+    :data:`LEGACY_STAGE_AGE_S`.
+    """
+    target = out.with_name(f"{out.name}.stage.tif")
+    with contextlib.suppress(OSError):
+        reap_dead_temps(target)
+        now = time.time()
+        for p in out.parent.glob(".*.stage.tif"):
+            m = _LEGACY_STAGE.match(p.name)
+            if m and m["stem"] == out.stem and now - p.stat().st_mtime > LEGACY_STAGE_AGE_S:
+                p.unlink(missing_ok=True)
+    return temp_path_for(target)
 
 
 class _Writer:
@@ -426,14 +488,18 @@ class _Writer:
             "compress": "deflate",
             "zlevel": 1,
         }
-        self.map = rasterio.open(stage, "w", count=1, **self.profile)
-        self.map.write_colormap(1, colormap())
-        self.map.set_band_description(1, "land cover (FLAIR code, 13 = other)")
+        self.src = src
+        self.map = rasterio.open(stage, "w", count=1, nodata=MAP_NODATA, **self.profile)
+        self.map.write_colormap(1, map_colormap())
+        self.map.set_band_description(1, MAP_DESCRIPTION)
         self.probs: rasterio.io.DatasetWriter | None = None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flair-write")
         self.pending: list[Future[None]] = []
+        self.class_pixels = np.zeros(N_CLASSES_MERGED + 1, dtype=np.int64)
+        self.void_pixels = 0
 
     def open_probs(self, path: Path) -> None:
+        # probabilities have no free value for nodata (0 is a probability): a mask instead
         self.probs = rasterio.open(path, "w", count=N_CLASSES_MERGED, **self.profile)
         for i, name in enumerate(MERGED_NAMES, start=1):
             self.probs.set_band_description(i, f"p({name}) x 255")
@@ -446,9 +512,20 @@ class _Writer:
 
     def _write(self, row: int, col: int, codes: np.ndarray, probs: np.ndarray | None) -> None:
         win = rasterio.windows.Window(col, row, codes.shape[1], codes.shape[0])
+        valid = self.src.read_valid(row, col, codes.shape[0], codes.shape[1])
+        void = ~valid
+        n_void = int(void.sum())
+        if n_void:
+            codes[void] = MAP_NODATA
+            if probs is not None:
+                probs[:, void] = 0
+        self.void_pixels += n_void
+        self.class_pixels += np.bincount(codes.ravel(), minlength=N_CLASSES_MERGED + 1)
         self.map.write(codes, 1, window=win)
         if probs is not None and self.probs is not None:
             self.probs.write(probs, window=win)
+            if self.src.may_have_voids:
+                self.probs.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=win)
 
     def __enter__(self) -> _Writer:
         return self

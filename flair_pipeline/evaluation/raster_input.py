@@ -6,17 +6,33 @@ the CRS, pixel size, pixel grid, band count and uint8 type (a tile off the grid 
 resampling, which would silently change pixels). Elevation is computed exactly as the IMG
 patches were built (:class:`flair_pipeline.dataset.patches.Elevation`), so the model sees
 at prediction time what it saw in training.
+
+No data is read from the ortho's own declaration (issue 29): a GDAL nodata value, a
+per-dataset mask band (internal or ``.msk``) or an alpha band all mark pixels where the
+ortho holds nothing, and :meth:`ImageSource.read_valid` gives that mask on any pixel window
+(rasterio's ``dataset_mask``, which covers all three, per tile for a folder or list of
+tiles, where pixels no tile covers are void too). The map is nodata there.
+
+One exception, recorded as a decision line: GDAL marks band 4 of every 4-band uint8
+GeoTIFF as alpha unless its writer said otherwise (``PHOTOMETRIC=RGB`` is GDAL's default
+for 3 or 4 bytes per pixel), so an R, G, B, NIR ortho reads as RGBA. Band 4 is then read
+as NIR, the project's band order, and not as a mask. An alpha band among the other
+channels a model reads is refused (it is no channel); one after them is the mask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioError
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import NodataShadowWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
@@ -27,11 +43,105 @@ from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import same_crs
 from flair_pipeline.geo.raster_vrt import (
     Product,
+    TileFacts,
     build_vrt,
     check_north_up,
     inspect,
     raster_files,
 )
+
+#: Tiles kept open at once to read their masks (a folder may hold thousands of tiles).
+_OPEN_TILES = 32
+
+
+def _alpha_band(src: rasterio.DatasetReader) -> int | None:
+    """The first band whose colour interpretation is alpha, or None.
+
+    GDAL itself takes an alpha band as the mask only for 2- and 4-band files; a 5-band
+    R, G, B, NIR + alpha ortho declares its mask just as explicitly.
+    """
+    return next((i for i, c in enumerate(src.colorinterp, 1) if c == ColorInterp.alpha), None)
+
+
+@dataclass(frozen=True)
+class MaskMode:
+    """Which declarations of a raster mark its no data; a pixel is void when any does.
+
+    Attributes:
+        dataset: its per-dataset mask band (internal or ``.msk``): 0 is void.
+        nodata: its nodata values: void where every band holds its nodata.
+        alpha: its alpha band after the model's channels: 0 is void.
+    """
+
+    dataset: bool = False
+    nodata: bool = False
+    alpha: int | None = None
+
+    @property
+    def all_valid(self) -> bool:
+        """Whether no pixel can be void."""
+        return not (self.dataset or self.nodata or self.alpha)
+
+
+def mask_mode(
+    src: rasterio.DatasetReader, path: Path, channels: int
+) -> tuple[MaskMode, str | None]:
+    """How a raster's no data is read, for a model reading its first `channels` bands.
+
+    Args:
+        src: The open raster.
+        path: Its path, for messages.
+        channels: Bands the model reads as data (R, G, B, NIR[, elevation]).
+
+    Returns:
+        (mode, decision): decision is the line to record when band 4 of a 4-band file,
+        flagged alpha by GDAL's RGBA default, is read as NIR (else None).
+
+    Raises:
+        InputError: An alpha band among the channels, other than that default.
+    """
+    alpha, decision = _alpha_band(src), None
+    if alpha is not None and alpha <= channels:
+        if not (alpha == 4 and src.count == 4):
+            raise InputError(
+                f"{path}: band {alpha} is declared alpha (the image's mask of no data), but "
+                f"the model reads bands 1..{channels} as R, G, B, NIR[, elevation]; give the "
+                "elevation with --dsm/--dtm, or rewrite the file without the alpha flag "
+                "(gdal_translate -co PHOTOMETRIC=MINISBLACK -co ALPHA=NO)"
+            )
+        alpha, decision = (
+            None,
+            (
+                f"{path}: band 4 is flagged alpha in the file's header (GDAL's default for "
+                "4-band uint8 GeoTIFFs); read as NIR, the project's band order, not as a mask "
+                "of no data"
+            ),
+        )
+    flags = src.mask_flag_enums
+    dataset = MaskFlags.per_dataset in flags[0] and MaskFlags.alpha not in flags[0]
+    nodata = any(MaskFlags.nodata in f for f in flags)
+    return MaskMode(dataset, nodata, alpha), decision
+
+
+def read_valid_of(src: rasterio.DatasetReader, mode: MaskMode, win: Window) -> np.ndarray:
+    """(h, w) bool, True where `src` holds data in `win`, by its :class:`MaskMode`.
+
+    Raises:
+        InputError: GDAL cannot read the mask.
+    """
+    out = np.ones((int(win.height), int(win.width)), dtype=bool)
+    try:
+        with warnings.catch_warnings():  # nodata "shadowing" GDAL's RGBA alpha: decided above
+            warnings.simplefilter("ignore", NodataShadowWarning)
+            if mode.dataset:
+                out &= src.read_masks(1, window=win) > 0
+            if mode.nodata:
+                out &= (src.read_masks(window=win) > 0).any(axis=0)
+        if mode.alpha:
+            out &= src.read(mode.alpha, window=win) > 0
+    except RasterioError as exc:
+        raise InputError(f"{src.name}: cannot read its mask at {win} ({exc})") from None
+    return out
 
 
 def _open(path: Path) -> rasterio.DatasetReader:
@@ -67,6 +177,8 @@ class ImageSource:
     """An ortho as one dataset on one grid, read by pixel windows padded with zeros.
 
     Use as a context manager. `path` is what the user gave, for error messages.
+    :meth:`read` is for one thread (the prefetcher) and :meth:`read_valid` for one other
+    (the writer): they use separate GDAL handles.
     """
 
     def __init__(self, image: Path | Sequence[Path]) -> None:
@@ -77,17 +189,28 @@ class ImageSource:
                 raise InputError("no ortho tiles given")
         single = isinstance(image, (str, Path)) and not Path(image).is_dir()
         self.path = Path(image) if isinstance(image, (str, Path)) else image[0].parent
+        self._tiles: list[TileFacts] = []
+        self._tile_srcs: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
+        self._mask_src: rasterio.DatasetReader | None = None
         if single:
             if not self.path.exists():
                 raise InputError(f"{self.path}: image not found")
             check_north_up(inspect(self.path))
             self.src = self._stack.enter_context(_open(self.path))
         else:
-            xml = mosaic_vrt(_tiles(image))
+            tiles = _tiles(image)
+            xml = mosaic_vrt(tiles)
             mem = self._stack.enter_context(MemoryFile(xml.encode(), ext=".vrt"))
             self.src = self._stack.enter_context(mem.open())
+            self._tiles = [inspect(t) for t in tiles]
+            self._stack.callback(self._close_tiles)
         self.height, self.width = self.src.height, self.src.width
         self.transform, self.crs, self.count = self.src.transform, self.src.crs, self.src.count
+        self._modes: dict[Path, MaskMode] = {}  # mask_mode of each file, set by check()
+        #: whether any pixel may be void (a mask, nodata or gaps between tiles), by check()
+        self.may_have_voids = False
+        #: lines recorded with the map: how a doubtful declaration of the image was read
+        self.decisions: list[str] = []
 
     def __enter__(self) -> ImageSource:
         return self
@@ -104,6 +227,56 @@ class ImageSource:
             )
         if set(self.src.dtypes[:bands]) != {"uint8"}:
             raise InputError(f"{self.path}: bands are {self.src.dtypes}, expected uint8")
+        self._modes = {}
+        for f in [t.path for t in self._tiles] or [self.path]:
+            with _open(f) as one:
+                mode, decision = mask_mode(one, f, bands)
+            self._modes[f] = mode
+            if decision and not self.decisions:  # once: tiles share one band layout
+                self.decisions.append(decision)
+        if self._tiles:
+            covered = sum(t.width * t.height for t in self._tiles)
+            gaps = covered < self.width * self.height
+            self.may_have_voids = gaps or any(not m.all_valid for m in self._modes.values())
+        else:
+            self.may_have_voids = not self._modes[self.path].all_valid
+            if self.may_have_voids and self._mask_src is None:
+                # a second handle: the writer thread reads the masks, the reader the pixels
+                self._mask_src = self._stack.enter_context(_open(self.path))
+
+    def read_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """(height, width) bool: True where the ortho holds data, False where it is void.
+
+        Void is what the ortho declares: a nodata value (a pixel is void when every band
+        holds it), a per-dataset mask band or an alpha band (0 = void), as rasterio's
+        ``dataset_mask`` reads them; for a folder or list of tiles, each tile's own mask,
+        and pixels no tile covers (and pixels outside the image) are void.
+        """
+        out = np.zeros((height, width), dtype=bool)
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + height, self.height), min(col + width, self.width)
+        if r1 <= r0 or c1 <= c0:
+            return out
+        if not self.may_have_voids:
+            out[r0 - row : r1 - row, c0 - col : c1 - col] = True
+            return out
+        if self._mask_src is not None:  # one file: its own mask
+            win = Window(c0, r0, c1 - c0, r1 - r0)
+            out[r0 - row : r1 - row, c0 - col : c1 - col] = read_valid_of(
+                self._mask_src, self._modes[self.path], win
+            )
+            return out
+        for t in self._tiles:  # tiles: each one's mask where it lies; gaps stay void
+            tr = round((t.transform.f - self.transform.f) / self.transform.e)
+            tc = round((t.transform.c - self.transform.c) / self.transform.a)
+            a0, b0 = max(r0, tr), max(c0, tc)
+            a1, b1 = min(r1, tr + t.height), min(c1, tc + t.width)
+            if a1 > a0 and b1 > b0:
+                win = Window(b0 - tc, a0 - tr, b1 - b0, a1 - a0)
+                mode = self._modes[t.path]
+                src = self.src if mode.all_valid else self._tile(t)
+                out[a0 - row : a1 - row, b0 - col : b1 - col] |= read_valid_of(src, mode, win)
+        return out
 
     def read(self, row: int, col: int, height: int, width: int, bands: int) -> np.ndarray:
         """(bands, height, width) uint8; pixels outside the image are 0."""
@@ -118,6 +291,19 @@ class ImageSource:
                 raise InputError(f"{self.path}: cannot read pixels at {win} ({exc})") from None
             out[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
         return out
+
+    def _tile(self, t: TileFacts) -> rasterio.DatasetReader:
+        """An open handle on a tile, for its mask (the least recently used is closed)."""
+        src = self._tile_srcs.pop(t.path, None) or _open(t.path)
+        self._tile_srcs[t.path] = src
+        while len(self._tile_srcs) > _OPEN_TILES:
+            self._tile_srcs.popitem(last=False)[1].close()
+        return src
+
+    def _close_tiles(self) -> None:
+        for src in self._tile_srcs.values():
+            src.close()
+        self._tile_srcs.clear()
 
     def bounds_of(
         self, row: int, col: int, height: int, width: int

@@ -1,8 +1,10 @@
 """Evaluate a trained model on the test split: predictions, FLAIR metrics, figures.
 
-Predictions are written as ``PRED_<id>.tif`` on each label's exact grid (FLAIR codes
-1..13, colour map), so `flair-pipeline evaluate` reproduces the score from the files
-alone; the confusion matrix is accumulated while predicting so the test set is read once.
+Predictions are written as ``PRED_<id>.tif`` on each label's exact grid (FLAIR merged
+codes 1..13, 13 = "other", the 13-class colour map), so `flair-pipeline evaluate`
+reproduces the score from the files alone. Where the IMG holds no data (its nodata, mask or
+alpha band, read as prediction reads an ortho) the prediction is nodata 0, declared, and
+those pixels are not scored (``void_pixels`` in the report counts them); the confusion matrix is accumulated while predicting so the test set is read once.
 A model trained at 1/k resolution (train.downsample) predicts at that resolution and its
 logits are upsampled to the label grid: the metric is always computed at full resolution.
 """
@@ -18,22 +20,25 @@ import numpy as np
 import rasterio
 import torch
 import torch.nn.functional as F
+from rasterio.windows import Window
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.evaluate import write_bytes, write_metrics, write_text
+from flair_pipeline.evaluation.map_style import MAP_NODATA, map_colormap
 from flair_pipeline.evaluation.plots import (
     confusion_csv,
     confusion_png,
     patch_figure,
     per_domain_csv,
 )
+from flair_pipeline.evaluation.raster_input import mask_mode, read_valid_of
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import EvalFiles
-from flair_pipeline.metrics import ConfusionAccumulator, Scores
-from flair_pipeline.nomenclature import colormap, merge_to_13
+from flair_pipeline.metrics import INVALID, ConfusionAccumulator, Scores
+from flair_pipeline.nomenclature import OTHER_INDEX, merge_to_13
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.checkpoint import Inference, load_inference
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
@@ -58,6 +63,8 @@ class EvalReport(StageReport):
     per_domain_csv: Path
     patches_png: Path
     predictions: Path
+    #: pixels of the test IMG holding no data: nodata in PRED, not scored
+    void_pixels: int = 0
 
     def as_metadata(self) -> dict[str, JSON]:
         """mIoU, overall accuracy, per-class and per-domain scores, the two figures."""
@@ -79,6 +86,7 @@ class EvalReport(StageReport):
             "per_domain_miou": {d: round(float(x.miou), 4) for d, x in s.per_domain.items()},
             "figures": figures,
             "metrics": str(self.metrics_json),
+            "void_pixels": self.void_pixels,
         }
 
 
@@ -136,6 +144,7 @@ def evaluate_checkpoint(
     acc = ConfusionAccumulator()
     figure: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
     pick = set(np.linspace(0, len(records) - 1, min(n_figure, len(records))).astype(int).tolist())
+    void_pixels = 0
     for batch in tqdm(loader, desc=f"evaluate {inf.name}", disable=not progress):
         idx = batch["index"].tolist()
         codes = predict_codes(inf, batch, size)
@@ -145,17 +154,26 @@ def evaluate_checkpoint(
                 truth, transform, crs = src.read(1), src.transform, src.crs
             if truth.shape != codes[k].shape:
                 raise InputError(f"{rec.msk}: {truth.shape} label, model predicts {codes[k].shape}")
+            pred, valid = codes[k], image_valid(rec.img, inf.in_channels, truth.shape)
+            guess = pred.astype(np.uint8) - 1
+            if not valid.all():
+                pred = np.where(valid, pred, MAP_NODATA).astype(np.uint8)
+                guess[~valid] = INVALID  # no image, no score
+                void_pixels += int((~valid).sum())
             write_geotiff(
-                files.pred(rec.domain, rec.patch_id), codes[k], transform, crs, colormap=colormap()
+                files.pred(rec.domain, rec.patch_id),
+                pred,
+                transform,
+                crs,
+                nodata=MAP_NODATA,
+                colormap=map_colormap(),
             )
-            acc.add(
-                merge_to_13(truth, source=str(rec.msk), unlabelled_ok=True),
-                codes[k] - 1,
-                rec.domain,
-            )
+            acc.add(merge_to_13(truth, source=str(rec.msk), unlabelled_ok=True), guess, rec.domain)
             if i in pick:
                 with rasterio.open(rec.img) as src:
-                    figure.append((src.read(), truth, codes[k], rec.patch_id))
+                    # drawn in the 19-code palette: merged "other" (13) as code 19, black
+                    shown = np.where(pred == OTHER_INDEX + 1, 19, pred)
+                    figure.append((src.read(), truth, shown, rec.patch_id))
     scores = acc.scores()
     report = EvalReport(
         model=inf.name,
@@ -168,5 +186,31 @@ def evaluate_checkpoint(
             files.patches_png, patch_figure(*map(list, zip(*figure, strict=True)))
         ),
         predictions=pred_dir,
+        void_pixels=void_pixels,
     )
     return report
+
+
+def image_valid(img: Path, channels: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Where an IMG patch holds data (bool), read as prediction reads an ortho.
+
+    Args:
+        img: The IMG patch.
+        channels: Bands the model reads (its normalisation channels).
+        shape: The label's (H, W): the IMG must be on that grid.
+
+    Returns:
+        True where the IMG declares data (see
+        :func:`flair_pipeline.evaluation.raster_input.mask_mode`).
+
+    Raises:
+        InputError: The IMG is not the label's size, or declares an alpha band among the
+            model's channels.
+    """
+    with rasterio.open(img) as src:
+        if src.shape != tuple(shape):
+            raise InputError(f"{img}: {src.shape} image, its label is {tuple(shape)}")
+        mode, _ = mask_mode(src, img, min(channels, src.count))
+        if mode.all_valid:
+            return np.ones(src.shape, dtype=bool)
+        return read_valid_of(src, mode, Window(0, 0, src.width, src.height))

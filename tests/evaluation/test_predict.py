@@ -104,12 +104,16 @@ def test_output_grid_format_and_colours(tmp_path: Path) -> None:
         assert b.block_shapes == [(32, 32)]
         assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert b.colormap(1)[1][:3] == BY_CODE[1].rgb and b.colormap(1)[12][:3] == BY_CODE[12].rgb
+        assert b.colormap(1)[13] == (0, 0, 0, 255)  # 13 is "other" in a map, not a pool
+        assert b.nodata == 0 and b.tags()["FLAIR_VOID_PIXELS"] == "0"
         codes = b.read(1)
     assert codes.min() >= 1 and codes.max() <= 13
     assert report.height == 150 and report.width == 130
     assert sum(report.class_pixels.values()) == 150 * 130
     assert report.km2 == pytest.approx(150 * 130 * 0.04 / 1e6)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["map.tif"]  # no temp files left
+    assert report.void_pixels == 0 and report.style == out.with_suffix(".qml")
+    # no temp files left: the map and its QGIS style
+    assert sorted(p.name for p in out.parent.iterdir()) == ["map.qml", "map.tif"]
 
 
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
