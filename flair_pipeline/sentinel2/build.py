@@ -147,7 +147,8 @@ def build_domain_series(
     dates: dict[str, int] = {}
     cloudy: dict[str, float] = {}
     skipped: list[str] = []
-    labels = read_labels(inputs.labels, mapping=inputs.mapping)  # for the NDVI-by-class plot
+    # for the NDVI-by-class plot: the domain's label layer, as the dataset build reads it
+    labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
     profiles: dict[str, list[np.ndarray]] = {}
     centroids: dict[str, list[int]] = {}
     for area, res in zip(areas, results, strict=True):
