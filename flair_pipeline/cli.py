@@ -359,12 +359,20 @@ def _local_root(value: str, key: str, config_path: Path | None) -> Path:
     type=click.Path(path_type=Path),
     help="Output MSK GeoTIFF (uint8 codes, FLAIR colours).",
 )
-def rasterize_labels_cmd(labels_path: Path, like_path: Path, out_path: Path) -> None:
+@click.option(
+    "--layer",
+    default=None,
+    help="Layer of a multi-layer label file (default: its only layer with geometries, "
+    "else the one named `labels`).",
+)
+def rasterize_labels_cmd(
+    labels_path: Path, like_path: Path, out_path: Path, layer: str | None
+) -> None:
     """Rasterize a label layer onto the grid of an existing image (pixel-centre rule)."""
     from flair_pipeline.dataset.rasterize import rasterize_like
 
     try:
-        out = rasterize_like(labels_path, like_path, out_path)
+        out = rasterize_like(labels_path, like_path, out_path, layer)
     except OSError as exc:
         raise FlairPipelineError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
     click.echo(f"wrote {out}")

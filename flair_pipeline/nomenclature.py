@@ -3,6 +3,12 @@
 Raw labels and MSK files hold codes 1..19. Training and metrics use 13 classes: codes 1..12
 keep their meaning (class index = code - 1) and codes 13..19 merge into "other" (index 12),
 as in the FLAIR paper and its public code. Colours are those of FLAIR's figures.
+
+Codes 16 and 17 are named as IGN describes the released MSK files (dataset page and card,
+FLAIR-1 README and config, FLAIR-2 display code): 16 "mixed", 17 "ligneous". IGN's FLAIR-HUB
+QGIS style and the FLAIR #1 datapaper's table give them the other way round; the choice and
+its sources are in docs/data-format.md. Both merge into "other", so training and metrics do
+not depend on it.
 """
 
 from __future__ import annotations
@@ -45,8 +51,8 @@ CLASSES: tuple[LandCoverClass, ...] = (
     LandCoverClass(13, "swimming pool", "#3de6eb"),
     LandCoverClass(14, "snow", "#ffffff"),
     LandCoverClass(15, "clear-cut", "#8ab3a0"),
-    LandCoverClass(16, "ligneous", "#c5dc42"),
-    LandCoverClass(17, "mixed", "#6b714f"),
+    LandCoverClass(16, "mixed", "#6b714f"),  # 16/17: as FLAIR's release, not its datapaper
+    LandCoverClass(17, "ligneous", "#c5dc42"),  # (docs/data-format.md, "Codes 16 and 17")
     LandCoverClass(18, "greenhouse", "#9999ff"),
     LandCoverClass(19, "other", "#000000"),
 )

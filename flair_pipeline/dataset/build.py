@@ -139,7 +139,7 @@ def build_domain_patches(
 
     # resolved and read once for every step (each asset, run alone, does both itself)
     inputs = resolve(raw.domain(domain))
-    labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
     skip = skip_bad_patches
     sources = record_domain_sources(
         domain, raw, dataset, inputs=inputs, labels=labels, sampling=cfg.sampling

@@ -91,15 +91,18 @@ def _ortho_decisions(inputs: DomainInputs, cfg: PipelineConfig) -> list[str]:
 
 
 def _label_decisions(inputs: DomainInputs) -> list[str]:
-    """The decision line ("labels …: CRS … reprojected on the fly") for non-Lambert-93 labels."""
+    """Decision lines on the labels: the layer read by default, a CRS reprojected on the fly."""
     from flair_pipeline.geo.crs import is_lambert93
+    from flair_pipeline.geo.label_layers import choose_label_layer
     from flair_pipeline.geo.label_mapping import label_crs
 
-    crs = label_crs(inputs.labels)
+    choice = choose_label_layer(inputs.labels, inputs.labels_layer)
+    out = [choice.decision] if choice.decision else []
+    crs = label_crs(inputs.labels, choice.name)
     if crs is None or is_lambert93(crs):
-        return []
+        return out
     name = rasterio.crs.CRS.from_user_input(crs).to_string()
-    return [f"labels {inputs.labels}: CRS {name} reprojected on the fly to EPSG:2154"]
+    return [*out, f"labels {inputs.labels}: CRS {name} reprojected on the fly to EPSG:2154"]
 
 
 def write_domain_metadata(

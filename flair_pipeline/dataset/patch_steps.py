@@ -146,7 +146,7 @@ def sample_domain_grid(
     if inputs is None:
         inputs = resolve(raw.domain(domain))
     if labels is None:
-        labels = read_labels(inputs.labels, mapping=inputs.mapping)
+        labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
     with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
         broken = [str(p) for p in mosaic.broken]
@@ -354,6 +354,7 @@ def build_domain_masks(
         cfg.sampling.patch_size,
         cfg.sampling.resolution,
         mapping=inputs.mapping,
+        layer=inputs.labels_layer,
         max_unlabelled=tolerance,
         compression=cfg.dataset.compression,
         isolate=skip_bad_patches,

@@ -342,6 +342,7 @@ def build_label_masks(
     compression: str = DEFAULT_COMPRESSION,
     isolate: bool = True,
     labels: gpd.GeoDataFrame | None = None,
+    layer: str | None = None,
 ) -> BuildReport:
     """Write MSK_<id>.tif (uint8 codes, FLAIR colours, `compression`) for every patch of `grid`.
 
@@ -355,17 +356,19 @@ def build_label_masks(
     ``labels/<domain>`` is replaced as one new generation; DiskFullError / StorageError on
     a storage failure (nothing swapped in); with `isolate` false, InputError at the first
     bad patch instead of skipping it. `labels`, when given, is `labels_path` already read
-    by :func:`~flair_pipeline.dataset.rasterize.read_labels` (with `mapping`).
+    by :func:`~flair_pipeline.dataset.rasterize.read_labels` (with `layer` and `mapping`);
+    `layer` names the layer of a multi-layer label file (the domain's ``labels_layer``).
     """
-    from flair_pipeline.dataset.rasterize import LabelIndex
+    from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
 
     codec = compression_options(compression)
     if labels is None:
-        index = LabelIndex.from_file(labels_path, mapping=mapping)
-    else:
-        index = LabelIndex(labels, source=str(labels_path))
+        labels = read_labels(labels_path, layer, mapping)
+    index = LabelIndex(labels, source=str(labels_path))
     cmap = colormap()
     report = BuildReport()
+    if labels.attrs.get("layer_decision"):  # several layers, `labels` read by default
+        report.decisions.append(str(labels.attrs["layer_decision"]))
     if not same_crs(index.crs, CRS):
         report.decisions.append(
             f"labels {labels_path}: CRS {index.crs.to_string() if index.crs else None} "

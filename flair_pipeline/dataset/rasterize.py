@@ -26,6 +26,7 @@ from shapely.geometry.base import BaseGeometry
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import normalize_crs, same_crs
+from flair_pipeline.geo.label_layers import choose_label_layer
 from flair_pipeline.geo.label_mapping import (
     LabelMapping,
     apply_mapping,
@@ -66,14 +67,18 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
 
 
 def read_labels(
-    path: str | Path, layer: str | int | None = None, mapping: LabelMapping | None = None
+    path: str | Path, layer: str | None = None, mapping: LabelMapping | None = None
 ) -> gpd.GeoDataFrame:
     """Read and check a label layer: polygons with an integer `code` in 1..19.
 
     `path` is any OGR vector (GeoPackage, Shapefile with its .prj, GeoJSON, FlatGeobuf) or
-    a label raster (.tif/.tiff/.jp2, polygonised, value in ``value``). With `mapping`, the
-    codes come from its field(s) through its table (:mod:`flair_pipeline.geo.label_mapping`);
-    without, from the ``code`` column.
+    a label raster (.tif/.tiff/.jp2, polygonised, value in ``value``). The layer read is
+    `layer`, or the one :func:`~flair_pipeline.geo.label_layers.choose_label_layer` picks
+    (the only layer with geometries, else ``labels`` with a decision line, else refused):
+    ``attrs["layer"]`` names it and ``attrs["layer_decision"]`` holds the decision line
+    (None when the layer was named or alone). With `mapping`, the codes come from its
+    field(s) through its table (:mod:`flair_pipeline.geo.label_mapping`); without, from the
+    ``code`` column.
 
     The index is the feature id (the GeoPackage fid), so errors point at features a user
     can find in QGIS. Invalid geometries are repaired (``attrs["repaired"]``) and features
@@ -84,13 +89,16 @@ def read_labels(
     path = Path(path)
     if not path.exists():
         raise InputError(f"label file {path} does not exist")
+    choice = choose_label_layer(path, layer)
+    if choice.decision is not None:
+        log.warning("%s", choice.decision)
     if is_label_raster(path):
         gdf = raster_labels(path)
     else:
         import pyogrio  # here, not at import: predicting needs rasterize's grid helpers, not OGR
 
         try:
-            gdf = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
+            gdf = pyogrio.read_dataframe(path, layer=choice.name, fid_as_index=True)
         except Exception as exc:  # pyogrio raises several types for unreadable data
             raise InputError(f"label file {path} cannot be read as a vector layer: {exc}") from exc
     if mapping is not None:
@@ -131,7 +139,13 @@ def read_labels(
     keep = ~shapely.is_missing(geoms)
     out = gpd.GeoDataFrame({"code": gdf["code"].to_numpy()[keep]}, index=gdf.index[keep])
     out = out.set_geometry(gpd.GeoSeries(geoms[keep], index=out.index, crs=gdf.crs))
-    out.attrs.update(source=str(path), repaired=int(invalid.sum()), dropped=int((~keep).sum()))
+    out.attrs.update(
+        source=str(path),
+        layer=choice.name,
+        layer_decision=choice.decision,
+        repaired=int(invalid.sum()),
+        dropped=int((~keep).sum()),
+    )
     if invalid.any() or not keep.all():
         log.warning(
             "%s: repaired %d invalid geometries, dropped %d non-polygonal features",
@@ -189,7 +203,7 @@ class LabelIndex:
 
     @classmethod
     def from_file(
-        cls, path: str | Path, layer: str | int | None = None, mapping: LabelMapping | None = None
+        cls, path: str | Path, layer: str | None = None, mapping: LabelMapping | None = None
     ) -> LabelIndex:
         """Read, check and index a label file (see :func:`read_labels`)."""
         return cls(read_labels(path, layer, mapping), source=str(path))
@@ -242,8 +256,16 @@ class LabelIndex:
         return out
 
 
-def rasterize_like(labels_path: str | Path, like_path: str | Path, out_path: str | Path) -> Path:
+def rasterize_like(
+    labels_path: str | Path,
+    like_path: str | Path,
+    out_path: str | Path,
+    layer: str | None = None,
+) -> Path:
     """Write labels as an MSK on the exact grid of an existing image (e.g. its IMG).
+
+    `layer` names the layer of a multi-layer label file (:func:`read_labels`' rule
+    otherwise).
 
     The output is single-band uint8 with FLAIR's colour map, written atomically. Its CRS is
     the image's, normalised (a Lambert-93 LOCAL_CS is written as EPSG:2154). A grid no
@@ -259,7 +281,7 @@ def rasterize_like(labels_path: str | Path, like_path: str | Path, out_path: str
         raise InputError(f"image {like_path} (--like) cannot be read as a raster: {exc}") from exc
     if crs is None:
         raise InputError(f"image {like_path} (--like) has no CRS; cannot place the labels on it")
-    index = LabelIndex.from_file(labels_path)
+    index = LabelIndex.from_file(labels_path, layer)
     mask = index.mask(transform, shape, crs)
     if not mask.any():
         raise InputError(

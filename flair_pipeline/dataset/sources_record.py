@@ -87,6 +87,8 @@ class SourcesReport(StageReport):
     input_bytes: int
     camera: str
     flight_date: str
+    label_layer: str | None = None
+    warnings: tuple[str, ...] = ()
 
     def as_metadata(self) -> dict[str, JSON]:
         """Fingerprint, tile and polygon counts, input size (MB), camera and flight date."""
@@ -95,6 +97,7 @@ class SourcesReport(StageReport):
             "ortho_tiles": self.ortho_tiles,
             "inputs": self.inputs,
             "label_polygons": self.label_polygons,
+            "label_layer": self.label_layer,
             "repaired_geometries": self.repaired_geometries,
             "input_mb": round(self.input_bytes / 1e6, 2),
             "camera": self.camera,
@@ -144,19 +147,22 @@ def record_domain_sources(
     if inputs is None:  # resolving validates domain.json (or the spec's facts)
         inputs = resolve(raw.domain(domain))
     if labels is None:  # reading checks the codes and geometries
-        labels = read_labels(inputs.labels, mapping=inputs.mapping)
+        labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
     if sampling is not None:  # the ortho as the build reads it: pixel size, CRS, bands
         with Mosaic(inputs.ortho, **mosaic_options(sampling)):
             pass
     info = inputs.info
     fp = fingerprint(files, raw.domain(domain))
     total = sum(f.stat().st_size for f in files)
+    layer, decision = labels.attrs.get("layer"), labels.attrs.get("layer_decision")
     record = {
         "domain": domain,
         "fingerprint": fp,
         "files": [str(f.relative_to(raw.domain(domain))) for f in files],
         "bytes": total,
         "info": info,
+        "labels_layer": layer,  # the layer read (None: a label raster), geo/label_layers.py
+        "decisions": [decision] if decision else [],
     }
     md.write_json(record, dataset.sources_record(domain))
     ortho = inputs.ortho
@@ -171,4 +177,6 @@ def record_domain_sources(
         input_bytes=total,
         camera=str(info.get("camera", "")),
         flight_date=str(info.get("date", "")),
+        label_layer=layer,
+        warnings=(decision,) if decision else (),
     )

@@ -148,7 +148,8 @@ def build_domain_series(
     cloudy: dict[str, float] = {}
     skipped: list[str] = []
     warnings: list[str] = []  # catalogue items no rule settles: one line each, date dropped
-    labels = read_labels(inputs.labels, mapping=inputs.mapping)  # for the NDVI-by-class plot
+    # for the NDVI-by-class plot: the domain's label layer, as the dataset build reads it
+    labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
     profiles: dict[str, list[np.ndarray]] = {}
     centroids: dict[str, list[int]] = {}
     for area, res in zip(areas, results, strict=True):

@@ -1,16 +1,22 @@
 """``domain.json``: a domain's flight facts, validated before anything is built from them.
 
 FLAIR's aerial metadata carries, per patch, the ``camera``, flight ``date`` (ISO
-``YYYY-MM-DD``) and ``time`` (``HH:MM:SS``) of the domain's acquisition; they reach
+``YYYY-MM-DD``) and ``time`` of the domain's acquisition; they reach
 ``aerial_metadata.json`` and U-Net's metadata branch, so a missing field or a
 ``22/08/2021`` date must stop the domain with one line naming the file and the field
 (issue 15), not be copied through. Other keys (bounds, bands, source…) are kept as given.
+
+The time is read as ISO ``HH:MM`` / ``HH:MM:SS`` or as FLAIR's own ``HHhMM`` (the release's
+metadata writes ``08h06``) and always kept as ISO ``HH:MM:SS`` (``10h30`` -> ``10:30:00``);
+the FLAIR export writes it back as ``HHhMM``. A number is refused: YAML reads an unquoted
+``10:30`` as the sexagesimal integer 630, which would otherwise become 00:10:30.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,41 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import DomainIdError, InputError
+
+_FLAIR_TIME = re.compile(r"^(\d{1,2})[hH](\d{2})$")
+_ISO_TIME = re.compile(r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
+
+
+def flight_time(value: Any) -> Any:
+    """A flight time as pydantic parses it: FLAIR's ``HHhMM`` turned into ``HH:MM:00``.
+
+    ISO strings pass through unchanged (pydantic checks their ranges).
+
+    Args:
+        value: The ``time`` field as read from JSON or YAML.
+
+    Returns:
+        The value to parse as a ``datetime.time``.
+
+    Raises:
+        ValueError: A number (e.g. YAML's unquoted 10:30, read as 630), a string in
+            neither form, or an ``HHhMM`` outside 00h00..23h59.
+    """
+    if isinstance(value, (bool, int, float)):
+        raise ValueError(
+            f'the number {value!r} is not a time; write it quoted, "10:30" or FLAIR\'s '
+            '"10h30" (YAML reads an unquoted 10:30 as the number 630)'
+        )
+    if isinstance(value, str) and (m := _FLAIR_TIME.match(value.strip())):
+        hours, minutes = int(m.group(1)), int(m.group(2))
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"{value!r} is not a time of day (HHhMM: 00h00 to 23h59)")
+        return f"{hours:02d}:{minutes:02d}:00"
+    if isinstance(value, str) and not _ISO_TIME.match(value.strip()):
+        raise ValueError(
+            f'{value!r} is not a time: expected "HH:MM", "HH:MM:SS" or FLAIR\'s "HHhMM"'
+        )
+    return value
 
 
 class DomainInfo(BaseModel):
@@ -37,6 +78,11 @@ class DomainInfo(BaseModel):
         if isinstance(v, str) and (len(v) != 10 or v[4] != "-" or v[7] != "-"):
             raise ValueError(f"{v!r} is not an ISO date YYYY-MM-DD")
         return v
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _flair_time(cls, v: Any) -> Any:
+        return flight_time(v)
 
     @field_validator("domain")
     @classmethod

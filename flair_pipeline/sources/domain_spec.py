@@ -34,7 +34,11 @@ from flair_pipeline.errors import InputError
 from flair_pipeline.geo.label_mapping import LabelMapping
 from flair_pipeline.geo.raster_vrt import ORTHO_BANDS, Product
 from flair_pipeline.geo.surface import SurfaceInput
-from flair_pipeline.sources.domain_info import read_domain_info, validate_domain_info
+from flair_pipeline.sources.domain_info import (
+    flight_time,
+    read_domain_info,
+    validate_domain_info,
+)
 
 SPEC_NAME = "domain.yaml"
 
@@ -84,11 +88,20 @@ class LabelSpec(_Strict):
 
 
 class AcquisitionSpec(_Strict):
-    """``acquisition:`` of domain.yaml: flight date (YYYY-MM-DD), time (HHhMM), camera."""
+    """``acquisition:`` of domain.yaml: flight date (YYYY-MM-DD), time, camera.
+
+    The time is ``"HH:MM"``, ``"HH:MM:SS"`` or FLAIR's ``"HHhMM"``, kept as ``HH:MM:SS``
+    (:func:`~flair_pipeline.sources.domain_info.flight_time`).
+    """
 
     date: str | None = None
     time: str | None = None
     camera: str | None = None
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _quoted_time(cls, v: Any) -> Any:
+        return flight_time(v)  # before str: YAML's unquoted 10:30 is the number 630
 
 
 class DomainSpec(_Strict):
@@ -114,6 +127,7 @@ class DomainInputs:
     info: dict[str, Any]
     files: list[Path] = field(default_factory=list)  # every input, fingerprint order
     spec: Path | None = None
+    labels_layer: str | None = None  # the layer the domain names (geo/label_layers.py)
 
 
 def match(folder: Path, pattern: str) -> list[Path]:
@@ -137,7 +151,8 @@ def load_spec(path: Path) -> DomainSpec:
         return DomainSpec.model_validate(raw or {})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise InputError(f"{path}: {problems}") from None
 
@@ -174,6 +189,7 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
             folder / "labels.gpkg",
             None,
             info,
+            labels_layer=_info_layer(info, info_path),
         )
     spec = load_spec(spec_path)
     products, files = [], []
@@ -205,8 +221,35 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
     files.append(spec_path)
     if info_path.is_file():
         files.append(info_path)
+    layer = spec.labels.layer
+    named = _info_layer(info, info_path) if info_path.is_file() else None
+    if named is not None and layer is not None and named != layer:
+        raise InputError(
+            f'{spec_path}: labels.layer {layer!r} differs from "labels_layer" {named!r} of '
+            f"{info_path}; keep one of them"
+        )
     return DomainInputs(
-        folder, products, surfaces[0], surfaces[1], labels[0], mapping, info, files, spec_path
+        folder,
+        products,
+        surfaces[0],
+        surfaces[1],
+        labels[0],
+        mapping,
+        info,
+        files,
+        spec_path,
+        labels_layer=layer if layer is not None else named,
+    )
+
+
+def _info_layer(info: dict[str, Any], path: Path) -> str | None:
+    """``labels_layer`` of a domain.json (None when absent); InputError if not a name."""
+    layer = info.get("labels_layer")
+    if layer is None or (isinstance(layer, str) and layer.strip()):
+        return layer
+    raise InputError(
+        f"{path}: field 'labels_layer': expected the name of a layer of labels.gpkg, "
+        f"found {layer!r}; fix {path.name} and rerun"
     )
 
 

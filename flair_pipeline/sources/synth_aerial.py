@@ -39,8 +39,8 @@ PALETTES: dict[int, list[tuple[int, int, int, int]]] = {
     13: [(62, 188, 200, 62), (80, 200, 210, 70)],
     14: [(240, 242, 246, 232), (228, 232, 238, 222)],
     15: [(128, 114, 86, 140), (140, 126, 94, 150)],
-    16: [(112, 130, 74, 176), (124, 136, 82, 170)],
-    17: [(58, 92, 52, 168), (66, 98, 56, 176)],
+    16: [(58, 92, 52, 168), (66, 98, 56, 176)],  # mixed forest
+    17: [(112, 130, 74, 176), (124, 136, 82, 170)],  # ligneous
     18: [(212, 216, 216, 198), (196, 204, 206, 188)],
     19: [(150, 146, 140, 130), (124, 118, 110, 112), (170, 160, 146, 140)],
 }
@@ -77,8 +77,8 @@ TEXTURES: dict[int, Texture] = {
     13: Texture(coarse=0.01, fine=0.02),
     14: Texture(coarse=0.03, fine=0.02),
     15: Texture(coarse=0.14, fine=0.10, crowns=0.10, small_crowns=True),
-    16: Texture(coarse=0.06, fine=0.05, crowns=0.25, small_crowns=True),
-    17: Texture(coarse=0.05, fine=0.04, crowns=0.40),
+    16: Texture(coarse=0.05, fine=0.04, crowns=0.40),
+    17: Texture(coarse=0.06, fine=0.05, crowns=0.25, small_crowns=True),
     18: Texture(coarse=0.02, fine=0.02, stripes=0.12, period_m=4.0),
     19: Texture(coarse=0.16, fine=0.12),
 }

@@ -91,9 +91,9 @@ _HEIGHTS = {  # code -> (min, max) metres: trees over 5 m, brushwood under 5 m
     1: (4.0, 18.0),
     6: (14.0, 30.0),
     7: (9.0, 25.0),
-    17: (10.0, 26.0),
+    16: (10.0, 26.0),  # mixed forest
     8: (0.5, 4.0),
-    16: (1.0, 4.5),
+    17: (1.0, 4.5),  # ligneous
     9: (1.2, 1.9),
     18: (2.5, 5.0),
     19: (0.0, 3.0),
@@ -208,8 +208,8 @@ def _urban_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator, sou
             lc.add(inner, 2, rng)
 
 
-_AGRI = {11: 0.43, 10: 0.28, 12: 0.14, 4: 0.045, 8: 0.04, 16: 0.03, 18: 0.025}
-_FOREST = {7: 0.45, 6: 0.18, 17: 0.10, 8: 0.12, 15: 0.06, 16: 0.05, 10: 0.04}
+_AGRI = {11: 0.43, 10: 0.28, 12: 0.14, 4: 0.045, 8: 0.04, 17: 0.03, 18: 0.025}
+_FOREST = {7: 0.45, 6: 0.18, 16: 0.10, 8: 0.12, 15: 0.06, 17: 0.05, 10: 0.04}
 
 
 def _agricultural_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator) -> None:
@@ -249,7 +249,7 @@ def _water_cell(cell: BaseGeometry, lc: LandCover, rng: np.random.Generator) -> 
 def _natural_cell(
     cell: BaseGeometry, lc: LandCover, rng: np.random.Generator, mountain: bool
 ) -> None:
-    table = {8: 0.35, 4: 0.2, 10: 0.25, 16: 0.2}
+    table = {8: 0.35, 4: 0.2, 10: 0.25, 17: 0.2}
     if mountain:
         table = {14: 0.35, 4: 0.3, 8: 0.2, 10: 0.15}
     for piece in subdivide(cell, 40.0, 140.0, rng):

@@ -94,8 +94,8 @@ def object_spectra(
         13: (E["pool"], E["pool"], one),
         14: (E["soil"], E["snow"], one if winter else 0 * one),
         15: (E["soil"], E["veg"], 0.15 + 0.25 * lo),
-        16: (E["dry"], E["veg"], 0.30 + 0.45 * lo),
-        17: (E["conifer"], E["veg"], 0.45 * lo),
+        16: (E["conifer"], E["veg"], 0.45 * lo),
+        17: (E["dry"], E["veg"], 0.30 + 0.45 * lo),
         18: (E["glass"], E["glass"], one),
         19: (E["urban"], E["soil"], 0.5 * one),
     }

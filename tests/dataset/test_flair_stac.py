@@ -15,7 +15,8 @@ from pyproj import Transformer
 from flair_pipeline.release.flair_stac import QML_NAME, validate_offline, write_stac
 from tests.flair2_release import make_flair2_release
 
-#: FLAIR's 19 classes as published (FLAIR #1 datapaper, table 1; colours of its figures).
+#: FLAIR's 19 classes as IGN describes the released MSK codes (dataset page, FLAIR-1 config,
+#: FLAIR-2 display code; 16/17 differ in the datapaper: docs/data-format.md).
 FLAIR_19 = {
     1: ("building", "db0e9a"),
     2: ("pervious surface", "938e7b"),
@@ -32,8 +33,8 @@ FLAIR_19 = {
     13: ("swimming pool", "3de6eb"),
     14: ("snow", "ffffff"),
     15: ("clear-cut", "8ab3a0"),
-    16: ("ligneous", "c5dc42"),
-    17: ("mixed", "6b714f"),
+    16: ("mixed", "6b714f"),
+    17: ("ligneous", "c5dc42"),
     18: ("greenhouse", "9999ff"),
     19: ("other", "000000"),
 }

@@ -487,7 +487,8 @@ def test_a_named_layer_of_a_geopackage_is_read(tmp_path: Path) -> None:
             path, layer=layer, driver="GPKG", engine="pyogrio"
         )
     assert read_labels(path, layer="second")["code"].tolist() == [9]
-    assert read_labels(path)["code"].tolist() == [3]  # the first layer by default
+    with pytest.raises(InputError, match=r"2 layers with geometries and none named 'labels'"):
+        read_labels(path)  # never OGR's first layer (test_label_layers.py has the rule)
     index = LabelIndex.from_file(path, "second")
     assert index.source == str(path) and index.codes.tolist() == [9]
     np.testing.assert_array_equal(index.mask(GRID, (2, 2)), np.full((2, 2), 9))
@@ -514,7 +515,13 @@ def test_odd_features_are_repaired_or_dropped_and_counted(tmp_path: Path) -> Non
     geoms = [bow_tie, bow_tie2, points, shapely.Polygon(), collection]
     path = write_labels(tmp_path / "odd.gpkg", geoms, [2, 3, 4, 5, 6])
     gdf = read_labels(path)
-    assert gdf.attrs == {"source": str(path), "repaired": 2, "dropped": 2}
+    assert gdf.attrs == {
+        "source": str(path),
+        "layer": "labels",
+        "layer_decision": None,
+        "repaired": 2,
+        "dropped": 2,
+    }
     assert gdf.index.tolist() == [1, 2, 5] and gdf["code"].dtype == np.uint8
     m = LabelIndex(gdf).mask(GRID, (12, 18))
     assert (m == 4).sum() == 0 and (m[9] == 0).all()  # no point, no line
