@@ -10,9 +10,10 @@ tile. A rescaled product's nodata is found on its source values, before scaling 
 :meth:`Mosaic.read`).
 
 A pixel is covered when **every** product has data there: some tile of the product over
-it, not its nodata value (on every band the product gives), not masked by its per-dataset
-mask (an internal or ``.msk`` mask band, or an alpha band at 0). RVB over a place where
-IRC is missing is not covered: its NIR would be made up.
+it, not its nodata value on every band of its files (IRC's NIR at 255 alone is
+saturation), not masked by its per-dataset mask (an internal or ``.msk`` mask band, or an
+alpha band at 0). RVB over a place where IRC is missing is not covered: its NIR would be
+made up.
 
 A corrupt tile does not sink the domain: the patches it touches fail with
 :class:`TileReadError` and the caller skips them.
@@ -164,7 +165,7 @@ class Mosaic:
         """Pixels (4, H, W) uint8 of `bounds` and, per product, a bool mask of its data.
 
         A product has data at a pixel when one of its tiles covers it, its per-dataset mask
-        (mask band, or alpha) is not 0 there, and not every band it gives holds its nodata
+        (mask band, or alpha) is not 0 there, and not every band of its files holds its nodata
         value (a black or white roof pixel is data). A rescaled product's nodata is
         compared on its source values, before scaling, and its pixels there are 0 (like
         pixels outside every tile), never the scaled nodata; a valid value that scales to 0
