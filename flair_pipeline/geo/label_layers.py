@@ -58,7 +58,7 @@ def _layers(path: Path) -> list[tuple[str, str | None]]:
 
 
 def _listed(layers: list[tuple[str, str | None]]) -> str:
-    """ "labels_2019 (Polygon), labels (MultiPolygon), layer_styles (table, no geometry)"."""
+    """Layers as listed in messages: ``labels_2019 (Polygon), layer_styles (table, no geometry)``."""
     return ", ".join(f"{n} ({g or 'table, no geometry'})" for n, g in layers)
 
 
