@@ -4,8 +4,10 @@ The layout is :mod:`flair_pipeline.sources.flair_hub_layout`'s. What this export
 for every patch of the dataset's split (``splits.csv``):
 
 - ``AERIAL_RGBI``: bands 1–4 of the IMG (R, G, B, NIR), uint8, its grid and CRS;
-- ``AERIAL_LABEL-COSIA``: the MSK shifted to FLAIR-HUB's 0-based classes (``MSK − 1``:
-  0–18); an unlabelled pixel (MSK 0) becomes 255, declared as the file's nodata;
+- ``AERIAL_LABEL-COSIA``: the MSK in FLAIR-HUB's 0-based COSIA classes, class by class
+  (:data:`~flair_pipeline.sources.flair_hub_layout.FLAIR_TO_COSIA`: COSIA orders its
+  classes differently, so this is not ``MSK − 1``); an unlabelled pixel (MSK 0) becomes
+  255, declared as the file's nodata;
 - ``SENTINEL2_TS`` / ``SENTINEL2_MSK-SC``: the zone's super-area series resampled to 10 px
   covering exactly the patch's footprint (10.24 m pixels for FLAIR's 512 px at 0.2 m), as
   ``T × 10`` and ``T × 2`` bands, date-major (IGN's ``reshape_sentinel``). IGN does not
@@ -46,13 +48,17 @@ from flair_pipeline.errors import InputError
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
 from flair_pipeline.sources.flair_hub import DATES_FILES, dates_file
-from flair_pipeline.sources.flair_hub_layout import HubPatchId
+from flair_pipeline.sources.flair_hub_layout import FLAIR_TO_COSIA, HubPatchId
 from flair_pipeline.training.records import PatchRecord, from_dataset
 
 #: FLAIR-HUB's aerial patch: 512 px at 0.2 m; its Sentinel windows: 10 px over it.
 HUB_PATCH_PX, HUB_RES, S2_PX = 512, 0.2, 10
 #: The label nodata of the COSIA files this export writes (an unlabelled MSK pixel).
 LABEL_NODATA = 255
+#: MSK code (0..255) -> COSIA class; 0 (unlabelled) and codes outside 1..19 -> nodata.
+COSIA_LUT = np.full(256, LABEL_NODATA, np.uint8)
+for _code, _cosia in FLAIR_TO_COSIA.items():
+    COSIA_LUT[_code] = _cosia
 _SPLIT_WORD = {"train": "train", "validation": "val", "test": "test"}
 _CSV_NAME = {"train": "TRAIN", "validation": "VALID", "test": "TEST"}
 MODALITIES_WRITTEN = ("AERIAL_RGBI", "AERIAL_LABEL-COSIA", "SENTINEL2_TS", "SENTINEL2_MSK-SC")
@@ -200,7 +206,8 @@ def export_flair_hub(
             "modalities": list(MODALITIES_WRITTEN),
             "sentinel2_resampling": "area-weighted mean (GDAL average) of the 10 m "
             "super-area over the patch footprint, 10 x 10 px",
-            "label": f"AERIAL_LABEL-COSIA = MSK - 1 (0..18); MSK 0 (unlabelled) -> {LABEL_NODATA} (nodata)",
+            "label": "AERIAL_LABEL-COSIA = the MSK's class by name in COSIA's 0-based order "
+            f"{dict(sorted(FLAIR_TO_COSIA.items()))}; MSK 0 (unlabelled) -> {LABEL_NODATA} (nodata)",
             "split_values": _SPLIT_WORD,
             "warnings": report.warnings,
             "patch_ids": report.ids,
@@ -250,7 +257,7 @@ def _export(patches: list[_Patch], stage: Path, name: str, report: HubExportRepo
                 msk = src.read(1)
             if msk.max() > 19:
                 raise InputError(f"{r.msk}: class {int(msk.max())} outside FLAIR's 1..19")
-            cosia = np.where(msk == 0, LABEL_NODATA, msk.astype(np.int16) - 1).astype(np.uint8)
+            cosia = COSIA_LUT[msk]
             _write(
                 stage / hub.relpath("AERIAL_LABEL-COSIA"), cosia[None], transform, crs, LABEL_NODATA
             )

@@ -11,6 +11,10 @@ and TorchGeo's ``FLAIRHUB`` dataset (``torchgeo/datasets/flair.py``):
   the historical ortho (``AERIAL-RLT_PAN``) under the pseudo-year ``195X``;
 - labels: ``AERIAL_LABEL-COSIA`` is one band of **0-based** classes 0–18 (FLAIR #1/#2 MSK
   are 1-based, 1–19), ``ALL_LABEL-LPIS`` three bands (the crop nomenclature's 3 levels).
+  COSIA's classes are **not** FLAIR #1/#2's shifted by one: they come in another order
+  (``configs/train/config_supervision.yaml``, the COSIA and FLAIR ``.qml`` styles of
+  ``color-styles/``: 0 building, 1 greenhouse, 2 swimming pool, …), so a FLAIR MSK becomes a
+  COSIA label through :data:`FLAIR_TO_COSIA`, class by class.
 """
 
 from __future__ import annotations
@@ -62,6 +66,53 @@ MODALITIES: dict[str, ModalitySpec] = {
         ModalitySpec("AERIAL_LABEL-COSIA", bands=1, size=512, dtypes=("uint8",), label_max=18),
         ModalitySpec("ALL_LABEL-LPIS", bands=3, size=512),
     )
+}
+#: FLAIR-HUB's COSIA classes, 0-based (IGNF/FLAIR-HUB 3d5693b,
+#: ``configs/train/config_supervision.yaml`` ``value_name``; 18 is "undefined" there and
+#: "other" in ``color-styles/flair-hub-qgis-style-cosia-num.qml``).
+COSIA_NAMES: tuple[str, ...] = (
+    "building",
+    "greenhouse",
+    "swimming pool",
+    "impervious surface",
+    "pervious surface",
+    "bare soil",
+    "water",
+    "snow",
+    "herbaceous vegetation",
+    "agricultural land",
+    "plowed land",
+    "vineyard",
+    "deciduous",
+    "coniferous",
+    "brushwood",
+    "clear cut",
+    "ligneous",
+    "mixed",
+    "other",
+)
+#: FLAIR #1/#2 MSK code (1..19, :mod:`flair_pipeline.nomenclature`) -> COSIA class (0..18),
+#: matched by class name (COSIA's "clear cut" is FLAIR's "clear-cut").
+FLAIR_TO_COSIA: dict[int, int] = {
+    1: 0,  # building
+    2: 4,  # pervious surface
+    3: 3,  # impervious surface
+    4: 5,  # bare soil
+    5: 6,  # water
+    6: 13,  # coniferous
+    7: 12,  # deciduous
+    8: 14,  # brushwood
+    9: 11,  # vineyard
+    10: 8,  # herbaceous vegetation
+    11: 9,  # agricultural land
+    12: 10,  # plowed land
+    13: 2,  # swimming pool
+    14: 7,  # snow
+    15: 15,  # clear-cut
+    16: 17,  # mixed
+    17: 16,  # ligneous
+    18: 1,  # greenhouse
+    19: 18,  # other
 }
 #: The dates GeoPackages (``GLOBAL_ALL_MTD/GLOBAL_<key>_MTD_DATES.gpkg``).
 DATES_FILES = ("SENTINEL2", "SENTINEL1-ASC", "SENTINEL1-DESC")

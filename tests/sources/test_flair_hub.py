@@ -78,7 +78,7 @@ def release(real_flair: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         with rasterio.open(img) as src:
             rgbi = src.read([1, 2, 3, 4])
         with rasterio.open(msk) as src:
-            cosia = src.read(1)[None] - 1  # FLAIR #1/#2 MSK are 1-based
+            cosia = src.read(1)[None] - 1  # 0-based values (not COSIA's class order: unused here)
         dem = np.stack(
             [np.full((512, 512), 300.5 + i, "float32"), np.full((512, 512), 290, "float32")]
         )

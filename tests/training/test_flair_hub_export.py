@@ -4,7 +4,8 @@ The reader below is written from IGN's FLAIR-HUB loader (``src/flair_hub/data/``
 per-split CSV's path columns, ``read_patch``, ``reshape_sentinel`` date-major, the dates row
 keyed by ``"_".join([parts[0], parts[-2], parts[-1][:-4]])`` of the label file name,
 ``acquisition_dates`` as JSON ``{index: "YYYYMMDD"}``), not from the exporter. Pixels are
-checked against the dataset's own files (IMG bands 1-4, MSK − 1) and the Sentinel-2 windows
+checked against the dataset's own files (IMG bands 1-4; the MSK's class names looked up in
+IGN's COSIA style, whose order differs from FLAIR #1/#2's) and the Sentinel-2 windows
 against an area-weighted mean computed here with plain loops over the 10 m pixels.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -21,9 +23,34 @@ import rasterio
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout
+from flair_pipeline.nomenclature import CLASSES
 from flair_pipeline.release.flair_hub_export import export_flair_hub
 from flair_pipeline.sentinel2.series import super_areas
 from flair_pipeline.sources.flair_hub import index_hub
+from tests.conftest import REPO
+
+COSIA_QML = (
+    REPO.parent
+    / "shared/real-samples/flair-metadata/flair_hub_qml/flair-hub-qgis-style-cosia-num.qml"
+)
+
+
+def _name(text: str) -> str:
+    text = text.lower().replace("-", " ").replace("_", " ")
+    return "swimming pool" if text == "swimmin pool" else text  # the .qml's own typo
+
+
+def _cosia_lut() -> np.ndarray:
+    """MSK code -> COSIA class, by class name, from IGN's COSIA style (not the exporter)."""
+    if not COSIA_QML.is_file():
+        pytest.skip(f"FLAIR-HUB styles not found at {COSIA_QML} (../shared is absent)")
+    labels = re.findall(r'label="(\d+) - ([^"]*)"', COSIA_QML.read_text())
+    cosia = {_name(name): int(code) for code, name in labels}
+    assert len(cosia) == 19
+    lut = np.full(256, 255, np.uint8)  # 255: unlabelled, the file's nodata
+    for c in CLASSES:
+        lut[c.code] = cosia[_name(c.name)]
+    return lut
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +154,8 @@ def test_export_reads_as_ign_reads_it_with_the_same_pixels(exported: dict) -> No
             == {"train": "TRAIN", "validation": "VALID", "test": "TEST"}[splits[domain]]
         )
         np.testing.assert_array_equal(got["rgbi"], _read(img)[:4])
-        m = _read(msk)
-        np.testing.assert_array_equal(got["label"], np.where(m == 0, 255, m - 1))
+        # COSIA orders its classes differently: not MSK - 1 but the class of the same name
+        np.testing.assert_array_equal(got["label"], _cosia_lut()[_read(msk)])
         # the zone's super-area, where the Sentinel-2 build put it, and its products' dates
         if domain not in grids:
             grids[domain] = {
