@@ -771,8 +771,19 @@ def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
 
 
 @cli.command("ui")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; a non-loopback one needs --expose.",
+)
 @click.option("--port", type=int, default=3000, show_default=True, help="Web server port.")
+@click.option(
+    "--expose",
+    is_flag=True,
+    help="Allow a non-loopback --host (e.g. 0.0.0.0): the UI has no authentication; "
+    "put it behind an authenticating reverse proxy.",
+)
 @click.option(
     "--workspace",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -780,11 +791,15 @@ def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
     show_default=True,
     help="Dagster workspace file.",
 )
-def ui_cmd(host: str, port: int, workspace: Path) -> None:
-    """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error."""
+def ui_cmd(host: str, port: int, expose: bool, workspace: Path) -> None:
+    """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error.
+
+    Dagster OSS has no authentication: a --host other than a loopback address is refused
+    unless --expose is given, and then a warning says what it opens.
+    """
     from flair_pipeline.orchestration.ui import start_ui
 
-    start_ui(host, port, workspace)
+    start_ui(host, port, workspace, expose=expose)
 
 
 def main(argv: list[str] | None = None) -> int:
