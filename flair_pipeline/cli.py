@@ -488,6 +488,8 @@ def pack_cmd(source: Path, out: Path | None) -> None:
     from flair_pipeline.training.packing import pack_source
 
     report = pack_source(source, out)
+    for line in report.warnings:
+        click.echo(line, err=True)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     click.echo(f"packed {counts} patches into {report.root} ({report.bytes / 2**20:.1f} MiB)")
 
