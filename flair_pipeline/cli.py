@@ -237,6 +237,37 @@ def _run_materialize(
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
 
+@cli.command("runs")
+@click.option(
+    "--fail-stale",
+    is_flag=True,
+    help="Mark FAILURE the STARTED runs whose process is gone (default: only list them).",
+)
+def runs_cmd(fail_stale: bool) -> None:
+    """List the STARTED runs of the persistent instance and whether their process lives.
+
+    Without a Dagster daemon (only the CLI or `dvc repro` in use) nothing fails a run whose
+    process was killed: it stays STARTED and holds its domain's slot of the run queue.
+    --fail-stale marks those FAILURE (run monitoring's own check, on this host), one line
+    each; live runs and runs of other hosts are left alone.
+    """
+    from flair_pipeline.orchestration.launcher import fail_stale_runs
+    from flair_pipeline.orchestration.run import dagster_instance
+
+    instance = dagster_instance()
+    try:
+        checks = fail_stale_runs(instance, dry_run=not fail_stale)
+    finally:
+        instance.dispose()
+    for c in checks:
+        what = ("marked FAILURE" if fail_stale else "stale") if c.stale else "left STARTED"
+        part = f" [{c.partition}]" if c.partition else ""
+        click.echo(f"{what}: run {c.run_id} ({c.job}{part}): {c.reason}")
+    stale = sum(c.stale for c in checks)
+    hint = ": rerun with --fail-stale to mark them FAILURE" if stale and not fail_stale else ""
+    click.echo(f"{len(checks)} started run(s), {stale} whose process is gone{hint}")
+
+
 @cli.command("build-domain")
 @click.argument("domain")
 @click.option(
