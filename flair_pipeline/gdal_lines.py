@@ -88,9 +88,10 @@ def _tiff_libraries() -> list[str]:
 
 
 def _install_tiff_handler() -> None:
-    if "tiff" in _INSTALLED or not sys.platform.startswith("linux"):
+    if "tiff" in _INSTALLED:
         return
-    if platform.machine() not in ("x86_64", "aarch64"):
+    _INSTALLED["tiff"] = None  # one attempt per process, whatever happens
+    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "aarch64"):
         return
     import rasterio  # noqa: F401  (loads GDAL and its libtiff)
 
