@@ -237,6 +237,37 @@ def _run_materialize(
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
 
+@cli.command("runs")
+@click.option(
+    "--fail-stale",
+    is_flag=True,
+    help="Mark FAILURE the STARTED runs whose process is gone (default: only list them).",
+)
+def runs_cmd(fail_stale: bool) -> None:
+    """List the STARTED runs of the persistent instance and whether their process lives.
+
+    Without a Dagster daemon (only the CLI or `dvc repro` in use) nothing fails a run whose
+    process was killed: it stays STARTED and holds its domain's slot of the run queue.
+    --fail-stale marks those FAILURE (run monitoring's own check, on this host), one line
+    each; live runs and runs of other hosts are left alone.
+    """
+    from flair_pipeline.orchestration.launcher import fail_stale_runs
+    from flair_pipeline.orchestration.run import dagster_instance
+
+    instance = dagster_instance()
+    try:
+        checks = fail_stale_runs(instance, dry_run=not fail_stale)
+    finally:
+        instance.dispose()
+    for c in checks:
+        what = ("marked FAILURE" if fail_stale else "stale") if c.stale else "left STARTED"
+        part = f" [{c.partition}]" if c.partition else ""
+        click.echo(f"{what}: run {c.run_id} ({c.job}{part}): {c.reason}")
+    stale = sum(c.stale for c in checks)
+    hint = ": rerun with --fail-stale to mark them FAILURE" if stale and not fail_stale else ""
+    click.echo(f"{len(checks)} started run(s), {stale} whose process is gone{hint}")
+
+
 @cli.command("build-domain")
 @click.argument("domain")
 @click.option(
@@ -631,6 +662,8 @@ def pack_cmd(source: Path, out: Path | None) -> None:
     from flair_pipeline.training.packing import pack_source
 
     report = pack_source(source, out)
+    for line in report.warnings:
+        click.echo(line, err=True)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     click.echo(f"packed {counts} patches into {report.root} ({report.bytes / 2**20:.1f} MiB)")
 
@@ -927,8 +960,19 @@ def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
 
 
 @cli.command("ui")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; a non-loopback one needs --expose.",
+)
 @click.option("--port", type=int, default=3000, show_default=True, help="Web server port.")
+@click.option(
+    "--expose",
+    is_flag=True,
+    help="Allow a non-loopback --host (e.g. 0.0.0.0): the UI has no authentication; "
+    "put it behind an authenticating reverse proxy.",
+)
 @click.option(
     "--workspace",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -936,11 +980,15 @@ def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
     show_default=True,
     help="Dagster workspace file.",
 )
-def ui_cmd(host: str, port: int, workspace: Path) -> None:
-    """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error."""
+def ui_cmd(host: str, port: int, expose: bool, workspace: Path) -> None:
+    """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error.
+
+    Dagster OSS has no authentication: a --host other than a loopback address is refused
+    unless --expose is given, and then a warning says what it opens.
+    """
     from flair_pipeline.orchestration.ui import start_ui
 
-    start_ui(host, port, workspace)
+    start_ui(host, port, workspace, expose=expose)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,11 @@ a later stage would take for complete (DESIGN §6, issue 15). Every writer goes 
   target and fsyncs the folder;
 - turns ENOSPC/EDQUOT, or any write failure while the folder's file system has under
   :data:`DISK_FULL_MARGIN` bytes free, into :class:`DiskFullError` ("disk full at PATH
-  (N MB free)"), and any other I/O failure into :class:`StorageError` naming the file.
+  (N MB free)"), and any other I/O failure into :class:`StorageError` naming the file;
+  the message says what a rebuild needs (room for a second generation beside the live
+  one, with the live one's size when the file belongs to a domain's staged generation)
+  and folds in GDAL's and libtiff's raw error lines (:mod:`flair_pipeline.gdal_lines`),
+  which would otherwise print on stderr beside it (issue 30).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from flair_pipeline import gdal_lines
 from flair_pipeline.errors import DiskFullError, StorageError
 
 #: Marker in every temp file name: ``.IMG_x.tif.host-1234-9f3a0b1c.flairtmp.tif``.
@@ -140,16 +145,65 @@ def _is_disk_full(exc: BaseException, folder: Path) -> bool:
     return free_mb(folder) * 1e6 < DISK_FULL_MARGIN
 
 
-def storage_error(exc: BaseException, path: Path) -> StorageError:
-    """The one-line error for a failed write of `path` (disk full or another I/O error)."""
+#: A domain's staging folder (dataset/generation.py): ``.<kind>-<domain>.<owner>.flairstage``.
+_STAGE = re.compile(r"^\.(?P<kind>[a-z0-9_]+)-(?P<domain>D\d{3}_\d{4})\..*\.flairstage$")
+
+
+def rebuild_need(path: Path) -> str:
+    """What a rebuild writing `path` needs free, in words (for the disk-full line).
+
+    Args:
+        path: The file whose write failed.
+
+    Returns:
+        The live generation's size when `path` is in a domain's staging folder (the
+        rebuild writes a complete second generation beside it before swapping), else the
+        general rule.
+    """
+    for folder in path.parents:
+        m = _STAGE.match(folder.name)
+        if m:
+            live = folder.parent / m["kind"] / m["domain"]
+            size = sum(f.stat().st_size for f in live.rglob("*") if f.is_file())
+            if size:
+                return (
+                    f"a rebuild writes a second generation beside the live one ({live}, "
+                    f"{_size_text(size)}) before swapping, so it needs about that much free"
+                )
+            break
+    return (
+        "a rebuild writes its new files beside the live ones before swapping, so it needs "
+        "free space for a second copy of what it rebuilds"
+    )
+
+
+def _size_text(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def storage_error(exc: BaseException, path: Path, gdal: str = "") -> StorageError:
+    """The one-line error for a failed write of `path` (disk full or another I/O error).
+
+    Args:
+        exc: What the write raised.
+        path: The file being written.
+        gdal: GDAL's own lines about the failure (``"; GDAL said: …"``), folded in.
+
+    Returns:
+        A :class:`DiskFullError` (disk full: free space, what a rebuild needs) or a
+        :class:`StorageError` naming `path`; `exc` itself if it is already one.
+    """
     if isinstance(exc, StorageError):
         return exc
     if _is_disk_full(exc, path.parent):
         return DiskFullError(
-            f"disk full at {path} ({free_mb(path.parent):.0f} MB free): free space on that "
-            "file system (or point paths.dataset elsewhere) and rerun the step"
+            f"disk full at {path} ({free_mb(path.parent):.0f} MB free{gdal}): "
+            f"{rebuild_need(path)}; free space on that file system (or point paths.dataset "
+            "elsewhere) and rerun the step"
         )
-    return StorageError(f"{path}: write failed ({exc}); check the disk and rerun the step")
+    return StorageError(f"{path}: write failed ({exc}{gdal}); check the disk and rerun the step")
 
 
 def _fsync(path: Path, directory: bool = False) -> None:
@@ -183,10 +237,8 @@ def atomic_path(
     with contextlib.suppress(OSError):
         reap_dead_temps(path)
     tmp = temp_path_for(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        os.chmod(tmp, file_mode())
+    # GDAL's raw lines go into the error, not beside it
+    with gdal_lines.held() as gdal, _one_line(path, tmp, gdal):
         yield tmp
         if not tmp.is_file():
             raise StorageError(f"{path}: the writer left no file")
@@ -198,12 +250,29 @@ def atomic_path(
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync(path.parent, directory=True)
+
+
+@contextlib.contextmanager
+def _one_line(path: Path, tmp: Path, gdal: gdal_lines.Held) -> Iterator[None]:
+    """Create `tmp`; turn any I/O failure of the block into one line naming `path`."""
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.chmod(tmp, file_mode())
+        yield
     except StorageError as exc:  # before OSError: it is one
         if isinstance(exc, DiskFullError) or not _is_disk_full(exc, path.parent):
-            raise
-        raise storage_error(OSError(errno.ENOSPC, str(exc)), path) from exc
+            said = gdal.suffix()
+            if not said:
+                raise
+            raise type(exc)(f"{exc} ({said.removeprefix('; ')})") from exc
+        raise storage_error(OSError(errno.ENOSPC, str(exc)), path, gdal.suffix()) from exc
     except (OSError, rasterio.errors.RasterioError) as exc:
-        raise storage_error(exc, path) from exc
+        raise storage_error(exc, path, gdal.suffix()) from exc
+    except RuntimeError as exc:  # pyogrio's write errors (GPKG, …): not imported here for that
+        if not type(exc).__module__.startswith("pyogrio"):
+            raise
+        raise storage_error(exc, path, gdal.suffix()) from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

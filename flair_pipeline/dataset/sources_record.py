@@ -4,6 +4,10 @@ The first step of a domain's build (:mod:`flair_pipeline.dataset.build`), the
 ``domain_sources`` asset's function. The listing and fingerprint are the sensor's
 (:mod:`flair_pipeline.sources.domain_inputs`), so the fingerprint recorded here equals the
 one in the sensor's run keys.
+
+An empty input is named as empty here, before any patch is cut (issue 30): a 0-byte file
+(an interrupted copy or download) and a DSM or DTM whose every pixel is nodata
+(:func:`check_not_empty`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+import rasterio
 from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.config import SamplingConfig
@@ -20,6 +26,7 @@ from flair_pipeline.dataset import metadata as md
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
+from flair_pipeline.geo.surface import SurfaceInput
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources import domain_inputs
@@ -57,6 +64,57 @@ def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
             raise InputError(f"{raw.ortho_dir(domain)}: no orthophoto tiles (*.tif)")
         raise InputError(f"{folder / first}: required input missing")
     return [Path(f) for f in scan.files]
+
+
+def check_not_empty(files: list[Path], inputs: DomainInputs) -> None:
+    """Refuse a 0-byte input file, or a DSM/DTM whose every pixel is nodata.
+
+    A surface is read block by block from its middle outwards and the first valid pixel
+    ends the check (one block for a normal DSM); only an empty one is read whole.
+
+    Args:
+        files: The domain's input files (:func:`domain_input_files`).
+        inputs: The domain's resolved inputs (their DSM and DTM are checked).
+
+    Raises:
+        InputError: ``<file>: empty file (0 bytes)`` or ``<dsm>: empty DSM: every pixel is
+            nodata``, one line naming the file and what to do.
+    """
+    for f in files:
+        if f.is_file() and f.stat().st_size == 0:
+            raise InputError(
+                f"{f}: empty file (0 bytes; an interrupted copy or download?): "
+                "replace it with the complete file and rerun"
+            )
+    for role, surface in (("DSM", inputs.dsm), ("DTM", inputs.dtm)):
+        tiles = [surface] if isinstance(surface, Path) else list(surface.files)
+        found = [_nodata_only(t) for t in tiles]
+        if tiles and all(found):
+            name = surface.name if isinstance(surface, SurfaceInput) else str(surface)
+            raise InputError(
+                f"{name}: empty {role}: every pixel is nodata ({found[0]}) in "
+                f"{'its ' + str(len(tiles)) + ' tiles' if len(tiles) > 1 else 'the file'}: "
+                f"replace it with a {role} that covers the domain and rerun"
+            )
+
+
+def _nodata_only(path: Path) -> str:
+    """What marks every pixel of band 1 of `path` invalid ('' if one pixel is valid)."""
+    try:
+        with rasterio.open(path) as src:
+            windows = [w for _, w in src.block_windows(1)]
+            mid = len(windows) // 2
+            for w in windows[mid:] + windows[:mid]:  # the middle first: likeliest to hold data
+                a = src.read(1, window=w, masked=True)
+                valid = ~np.ma.getmaskarray(a)
+                if a.dtype.kind == "f":
+                    valid &= np.isfinite(a.data)
+                if valid.any():
+                    return ""
+            nodata = src.nodata
+    except rasterio.errors.RasterioError as exc:
+        raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+    return f"nodata = {nodata:g}" if nodata is not None else "masked or NaN"
 
 
 def fingerprint(files: list[Path], root: Path) -> str:
@@ -138,14 +196,16 @@ def record_domain_sources(
         The :class:`SourcesReport`.
 
     Raises:
-        InputError: A missing input, an invalid domain.json or bad label codes (named);
-            with `sampling`, an ortho tile the build would refuse (named).
+        InputError: A missing input, an empty one (a 0-byte file, a DSM or DTM with no
+            valid pixel), an invalid domain.json or bad label codes (named); with
+            `sampling`, an ortho tile the build would refuse (named).
     """
     from flair_pipeline.dataset.rasterize import read_labels
 
     files = domain_input_files(raw, domain)
     if inputs is None:  # resolving validates domain.json (or the spec's facts)
         inputs = resolve(raw.domain(domain))
+    check_not_empty(files, inputs)
     if labels is None:  # reading checks the codes and geometries
         labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
     if sampling is not None:  # the ortho as the build reads it: pixel size, CRS, bands

@@ -26,15 +26,20 @@ In-process runs of ``flair-pipeline materialize`` (``orchestration/run.py``) are
 own pid and host (``flair/worker_pid``, ``flair/worker_host``), so a killed CLI's run is
 failed too, which frees its domain's slot in the run queue; it is not retried (Dagster
 cannot re-execute a run that has no code location: "unable to retry the run").
+
+Without a daemon (only the CLI or ``dvc repro`` is used) nothing runs the health check, so
+a killed run stays STARTED; ``flair-pipeline runs --fail-stale`` applies the same check
+once (:func:`fail_stale_runs`) and marks FAILURE the runs whose processes are gone.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 
 import psutil
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import DagsterRun
@@ -149,32 +154,48 @@ class FlairRunLauncher(DefaultRunLauncher):
             ``WorkerStatus.RUNNING`` when one of them is alive or the worker cannot be
             probed from here (the message says why).
         """
-        here = socket.gethostname()
-        host = run.tags.get(WORKER_HOST_TAG)
-        if host != here:
-            return CheckRunHealthResult(
-                WorkerStatus.RUNNING, f"worker host {host or 'unknown'} is not {here}: not probed"
-            )
-        found = worker_pid(self._instance, run)
-        if found is None and run.tags.get(WORKER_PID_TAG, "").isdigit():
-            record = self._instance.get_run_record_by_id(run.run_id)
-            if record is not None:  # the process made the run, so it existed by then
-                found = (int(run.tags[WORKER_PID_TAG]), record.create_timestamp.timestamp())
-        if found is None:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker pid recorded yet")
-        pid, logged_at = found
-        if process_alive(pid, logged_at):
-            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {pid} is alive")
-        orphans = [p for p, t in step_pids(self._instance, run) if process_alive(p, t)]
-        if orphans:  # failing now would let a retry write beside a step still writing
-            return CheckRunHealthResult(
-                WorkerStatus.RUNNING,
-                f"run worker pid {pid} is gone but step process(es) {orphans} still run",
-            )
+        return worker_health(self._instance, run)
+
+
+def worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthResult:
+    """Whether a STARTED run's processes still live (the health check, usable without a launcher).
+
+    Args:
+        instance: The instance holding the run's event log.
+        run: A STARTED run.
+
+    Returns:
+        ``WorkerStatus.FAILED`` with the pid and host when the run's worker (its
+        ``Started process`` event, or the CLI's ``flair/worker_pid`` tag) is dead on this
+        host and no step process it started still runs; ``WorkerStatus.RUNNING`` when one
+        of them is alive or the worker cannot be probed from here (the message says why).
+    """
+    here = socket.gethostname()
+    host = run.tags.get(WORKER_HOST_TAG)
+    if host != here:
         return CheckRunHealthResult(
-            WorkerStatus.FAILED,
-            f"run worker pid {pid} on {here} is gone (killed or crashed without ending the run)",
+            WorkerStatus.RUNNING, f"worker host {host or 'unknown'} is not {here}: not probed"
         )
+    found = worker_pid(instance, run)
+    if found is None and run.tags.get(WORKER_PID_TAG, "").isdigit():
+        record = instance.get_run_record_by_id(run.run_id)
+        if record is not None:  # the process made the run, so it existed by then
+            found = (int(run.tags[WORKER_PID_TAG]), record.create_timestamp.timestamp())
+    if found is None:
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker pid recorded yet")
+    pid, logged_at = found
+    if process_alive(pid, logged_at):
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {pid} is alive")
+    orphans = [p for p, t in step_pids(instance, run) if process_alive(p, t)]
+    if orphans:  # failing now would let a retry write beside a step still writing
+        return CheckRunHealthResult(
+            WorkerStatus.RUNNING,
+            f"run worker pid {pid} is gone but step process(es) {orphans} still run",
+        )
+    return CheckRunHealthResult(
+        WorkerStatus.FAILED,
+        f"run worker pid {pid} on {here} is gone (killed or crashed without ending the run)",
+    )
 
 
 def in_process_worker_tags() -> dict[str, str]:
@@ -184,3 +205,47 @@ def in_process_worker_tags() -> dict[str, str]:
         ``{flair/worker_pid: <this pid>, flair/worker_host: <this host>}``.
     """
     return {WORKER_PID_TAG: str(os.getpid()), WORKER_HOST_TAG: socket.gethostname()}
+
+
+@dataclass(frozen=True)
+class StaleRunCheck:
+    """One STARTED run as :func:`fail_stale_runs` found it."""
+
+    run_id: str
+    job: str
+    partition: str | None
+    stale: bool  # its processes are gone (marked FAILURE unless a dry run)
+    reason: str  # the health check's message
+
+
+def fail_stale_runs(instance: DagsterInstance, *, dry_run: bool = False) -> list[StaleRunCheck]:
+    """Mark FAILURE every STARTED run whose processes are gone (what monitoring would do).
+
+    For users of the CLI or ``dvc repro`` only, where no daemon runs run monitoring: a run
+    whose process was killed stays STARTED (and holds its partition's slot of the run
+    queue) until this is called. Uses :func:`worker_health`, so a live run, a run with a
+    live step process and a run of another host are left alone.
+
+    Args:
+        instance: The instance to clean.
+        dry_run: Only report; change nothing.
+
+    Returns:
+        One :class:`StaleRunCheck` per STARTED run, oldest first.
+    """
+    checks = []
+    records = instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+    for record in sorted(records, key=lambda r: r.create_timestamp):
+        run = record.dagster_run
+        health = worker_health(instance, run)
+        stale = health.status == WorkerStatus.FAILED
+        if stale and not dry_run:
+            instance.report_run_failed(
+                run, f"{health.msg}; marked FAILURE by `flair-pipeline runs --fail-stale`"
+            )
+        checks.append(
+            StaleRunCheck(
+                run.run_id, run.job_name, run.tags.get("dagster/partition"), stale, health.msg or ""
+            )
+        )
+    return checks

@@ -6,16 +6,88 @@ and the daemon are already up, nor a silent fallback to another port that the us
 bookmark does not point at); DAGSTER_HOME must be the persistent one with its
 dagster.yaml (telemetry off, PostgreSQL checked when configured), so that the runs of
 the CLI and of `dvc repro` show in the UI.
+
+Exposure is a decision (issue 30): Dagster OSS has no authentication, so anyone who reaches
+the port can launch, cancel and delete runs as the server's user. A host that is not a
+loopback address (127.0.0.0/8, ::1, ``localhost``) is refused in one line unless the caller
+passes ``expose=True`` (``flair-pipeline ui --expose``), and then :data:`EXPOSURE_WARNING`
+says what is opened and how to put it behind an authenticating reverse proxy.
 """
 
 from __future__ import annotations
 
+import getpass
+import ipaddress
 import os
 import socket
 import sys
 from pathlib import Path
 
 from flair_pipeline.errors import FlairPipelineError
+
+#: Printed before a UI is started on a non-loopback host with ``--expose``.
+EXPOSURE_WARNING = (
+    "warning: the Dagster UI will listen on {host}:{port}, reachable by every machine that can "
+    "reach this one, with NO authentication (Dagster OSS has none): anyone who reaches it can "
+    "launch, cancel and delete runs and wipe assets as user {user}. Put it behind a reverse "
+    "proxy that authenticates and serves HTTPS (e.g. nginx `auth_basic` or oauth2-proxy "
+    "forwarding to http://127.0.0.1:{port}, with the UI left on --host 127.0.0.1) and firewall "
+    "the port; for one person, `ssh -L {port}:127.0.0.1:{port} <this host>` needs no exposure "
+    "at all."
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine.
+
+    Args:
+        host: The ``--host`` value: an IPv4/IPv6 address (brackets allowed) or a name.
+
+    Returns:
+        True for ``localhost`` and any address in 127.0.0.0/8 or ::1; False for everything
+        else, including ``0.0.0.0``/``::`` (every interface) and any other name (it may
+        resolve to a public interface).
+    """
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, port: int, expose: bool) -> str | None:
+    """Refuse a non-loopback host without `expose`; say what it opens with it.
+
+    Args:
+        host: The interface the UI would listen on.
+        port: Its port.
+        expose: The caller's explicit consent (``--expose``).
+
+    Returns:
+        None for a loopback host; the warning to print for an exposed one.
+
+    Raises:
+        FlairPipelineError: `host` is not a loopback address and `expose` is False.
+    """
+    if is_loopback(host):
+        return None
+    if not expose:
+        raise FlairPipelineError(
+            f"--host {host} is not a loopback address and the Dagster UI has no "
+            f"authentication: anyone reaching port {port} could launch runs as this user; "
+            "keep --host 127.0.0.1 (reach it through `ssh -L` or an authenticating reverse "
+            "proxy, see docs/operations.md), or pass --expose to open it anyway"
+        )
+    return EXPOSURE_WARNING.format(host=host, port=port, user=_user())
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -39,8 +111,30 @@ def dagster_dev_command(host: str, port: int, workspace: Path) -> list[str]:
     return [str(exe), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
 
 
-def start_ui(host: str, port: int, workspace: Path, home: str | Path | None = None) -> None:
-    """Check the port and the home, then replace this process with `dagster dev`."""
+def start_ui(
+    host: str,
+    port: int,
+    workspace: Path,
+    home: str | Path | None = None,
+    *,
+    expose: bool = False,
+) -> None:
+    """Check the exposure, the port and the home, then replace this process with `dagster dev`.
+
+    Args:
+        host: Interface to listen on; not a loopback address only with `expose`.
+        port: Web server port (must be free).
+        workspace: The Dagster workspace file.
+        home: DAGSTER_HOME (default: the environment's, else ``.dagster_home``).
+        expose: Consent to listen on a non-loopback host (prints what that opens).
+
+    Raises:
+        FlairPipelineError: A non-loopback host without `expose`, a missing workspace file
+            or a busy port (one line each).
+    """
+    warning = check_exposure(host, port, expose)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if not workspace.is_file():
         raise FlairPipelineError(f"{workspace}: workspace file not found (run from the repo root)")
     if port_in_use(host, port):

@@ -21,14 +21,23 @@ Packing is deterministic: records come in the source's order, arrays are written
 JSON is written with sorted keys, and no time, host or absolute path goes into the files, so
 two packs of the same source are byte-identical. A pack whose patch ids or IMG/MSK byte sizes
 no longer match the source is stale: training then warns once and reads the GeoTIFFs.
+
+A pack is written in ``.<name>.<host>-<pid>-<hex>.tmp/`` beside its folder and swapped in
+(the previous pack moved aside to ``.<name>.<host>-<pid>-<hex>.old/`` for the two renames).
+A ``kill -9`` leaves those folders behind (the uncompressed dataset, tens of GB at FLAIR
+scale): the next pack of the same folder deletes every one whose owner process, on this
+host, is dead (``os.kill(pid, 0)``) and names it in its report's warnings. Folders of live
+packs and of other hosts are kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +55,8 @@ from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.records import SPLITS, PatchRecord, load_records
 
 PACK_VERSION = 1
+#: This host as written in the owner token of a pack's temp folders.
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
 def packed_root(source: str | Path) -> Path:
@@ -70,6 +81,7 @@ class PackReport(StageReport):
     root: Path
     counts: dict[str, int]
     bytes: int
+    warnings: tuple[str, ...] = ()
 
     def as_metadata(self) -> dict[str, JSON]:
         """Patches per split (``<split>_patches``), bytes written and the pack folder."""
@@ -94,9 +106,16 @@ def pack_source(source: str | Path, out: str | Path | None = None) -> PackReport
 
 
 def pack_records(records: list[PatchRecord], root: Path, base: Path) -> PackReport:
-    """Pack `records` (split by their ``split``) into `root`; index paths relative to `base`."""
+    """Pack `records` (split by their ``split``) into `root`; index paths relative to `base`.
+
+    First deletes the temp folders of packs of `root` killed earlier
+    (:func:`reap_dead_pack_folders`); the report's warnings name them.
+    """
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    reaped = reap_dead_pack_folders(root)
+    token = _owner_token()
+    tmp = root.with_name(f".{root.name}.{token}.tmp")
+    tmp.mkdir(mode=0o700)
     try:
         counts = {}
         shapes: dict[str, Any] = {}
@@ -111,11 +130,51 @@ def pack_records(records: list[PatchRecord], root: Path, base: Path) -> PackRepo
                 part, packed_file(L.PACKED_SPLIT, tmp, split=split), base, encode
             )
         _write_json(packed_file(L.PACK_INFO, tmp), {"version": PACK_VERSION, "splits": shapes})
-        _swap_into_place(tmp, root)
+        _swap_into_place(tmp, root, root.with_name(f".{root.name}.{token}.old"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-    return PackReport(root, counts, size)
+    notes = tuple(f"deleted {p}: left by a pack whose process {pid} is gone" for p, pid in reaped)
+    return PackReport(root, counts, size, notes)
+
+
+def _owner_token() -> str:
+    return f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def reap_dead_pack_folders(root: Path) -> list[tuple[Path, int]]:
+    """Delete the temp and set-aside folders of killed packs of `root`; return them.
+
+    Args:
+        root: A pack folder (``<dataset>/packed``); its siblings are searched.
+
+    Returns:
+        ``(folder, owner pid)`` of each ``.<name>.<host>-<pid>-<hex>.tmp`` or ``.old``
+        folder of this host whose owner process no longer exists, now deleted. Folders of
+        live processes and of other hosts are kept.
+    """
+    pattern = re.compile(
+        rf"^\.{re.escape(root.name)}\.{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}\.(tmp|old)$"
+    )
+    reaped: list[tuple[Path, int]] = []
+    if not root.parent.is_dir():
+        return reaped
+    for p in sorted(root.parent.iterdir()):
+        m = pattern.match(p.name)
+        if m and p.is_dir() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            reaped.append((p, int(m.group(1))))
+    return reaped
 
 
 def _metadata_encoding(records: list[PatchRecord]) -> tuple[dict[str, Any], Any]:
@@ -208,12 +267,14 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, sort_keys=True, indent=1, default=str) + "\n")
 
 
-def _swap_into_place(tmp: Path, root: Path) -> None:
-    """Replace `root` by the finished `tmp` folder; a crash leaves the old or the new pack."""
+def _swap_into_place(tmp: Path, root: Path, aside: Path) -> None:
+    """Replace `root` by the finished `tmp` folder; a crash leaves the old or the new pack.
+
+    The previous pack is moved to `aside` (this process's name) for the two renames.
+    """
     old = None
     if root.exists():
-        old = root.with_name(f".{root.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        old = aside
         os.replace(root, old)
     os.replace(tmp, root)
     mode = 0o777 & ~_umask()

@@ -58,9 +58,10 @@ def test_real_full_tmpfs_keeps_the_old_generation(tiny_world: WorldSummary, tmp_
         "from tests.faults._build import build, tree;"
         f"raw, ds = Path({str(tiny_world.out)!r}), Path({str(mnt)!r}) / 'dataset';"
         f"build(raw, ds, {domain!r}, 4); first = tree(ds);"
+        f"live = sum(f.stat().st_size for f in (ds / 'aerial' / {domain!r}).rglob('*.tif'));"
         "\ntry:\n build(raw, ds, %r, 16); err = None"
         "\nexcept Exception as exc:\n err = [type(exc).__name__, str(exc)]"
-        f"\nPath({str(out)!r}).write_text(json.dumps([first, tree(ds), err]))"
+        f"\nPath({str(out)!r}).write_text(json.dumps([first, tree(ds), err, live]))"
     ) % domain
     proc = subprocess.run(
         [
@@ -77,11 +78,17 @@ def test_real_full_tmpfs_keeps_the_old_generation(tiny_world: WorldSummary, tmp_
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    first, after, err = json.loads(out.read_text())
+    first, after, err, live = json.loads(out.read_text())
     assert len(first) == 8
     assert err is not None and err[0] == "DiskFullError", err
-    assert err[1].startswith("disk full at ") and " MB free)" in err[1]
+    assert err[1].startswith("disk full at ") and " MB free" in err[1]
     assert "/dataset/" in err[1]
+    # issue 30: the line says what the rebuild needs: the live generation's size again
+    assert (
+        f"a rebuild writes a second generation beside the live one ({mnt}/dataset/aerial/"
+        f"{domain}, {round(live / 1e3)} kB) before swapping, so it needs about that much free"
+    ) in err[1], (err, live)
+    assert "_tiffWriteProc" not in proc.stderr  # GDAL's raw lines are in the error, not beside
     assert after == first  # the old generation, byte for byte; no temp file, no staging
 
 
@@ -142,3 +149,42 @@ def test_disk_full_error_is_raised_by_the_writer_not_skipped(
     with pytest.raises(DiskFullError, match=r"^disk full at .*IMG_\d+\.tif \(\d+ MB free\)"):
         build(tiny_world.out, tmp_path / "dataset", tiny_world.domains[0].domain, 4)
     assert tree(tmp_path / "dataset") == {}
+
+
+def test_disk_full_through_the_cli_is_one_line_with_gdal_folded_in(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """Issue 30: libtiff printed ``_tiffWriteProc: No space left on device.`` twice on
+    stderr beside the one-line error; they are folded into it, and the line says what a
+    rebuild needs."""
+    if not _tmpfs_works():
+        pytest.skip("cannot mount a tmpfs here (unshare -rm refused)")
+    domain = tiny_world.domains[0].domain
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cli = Path(sys.executable).parent / "flair-pipeline"
+    build = (
+        f"{cli} build-domain {domain} --raw {tiny_world.out} --dataset {mnt / 'ds'} "
+        "--set sampling.patch_size=64 --set sampling.max_patches_per_domain=16"
+    )
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            f"mount -t tmpfs -o size={TMPFS_KIB}k tmpfs {mnt} && {build}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr  # nothing printed beside the error
+    line = lines[0]
+    assert line.startswith(f"error: disk full at {mnt / 'ds'}/.aerial-{domain}.")
+    assert "MB free; GDAL said: _tiffWriteProc: No space left on device" in line
+    assert "needs free space for a second copy of what it rebuilds" in line  # no live one yet
+    assert line.endswith("and rerun the step")

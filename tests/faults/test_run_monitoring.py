@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -234,3 +235,91 @@ def test_a_killed_cli_run_is_failed_and_a_live_one_left_running(tmp_path: Path) 
         assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.STARTED
         failure = instance.all_logs(dead.run_id, of_type=DagsterEventType.RUN_FAILURE)
         assert f"run worker pid {child.pid} on " in failure[-1].dagster_event.message
+
+
+def test_runs_fail_stale_fails_a_killed_cli_run_without_a_daemon(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """Issue 30: with only the CLI (no daemon) a killed `materialize` left its run STARTED
+    for ever; `flair-pipeline runs --fail-stale` marks it FAILURE and leaves a live one."""
+    raw, home, go = tmp_path / "raw", prepare_home(tmp_path / "home"), tmp_path / "go"
+    shutil.copytree(tiny_world.out / "domains" / DOMAIN, raw / "domains" / DOMAIN)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    cli = str(Path(sys.executable).parent / "flair-pipeline")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        live = create_run_for_test(
+            instance,
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"dagster/partition": "D004_2021", **in_process_worker_tags()},  # this process
+        )
+        killed = subprocess.Popen(  # a real CLI build, paused at its first write, then killed
+            [
+                sys.executable,
+                "-m",
+                "tests.faults._paused_cli",
+                str(go),
+                "materialize",
+                "--select",
+                "key:domain_sources",
+                "--partition",
+                DOMAIN,
+                "--set",
+                f"paths.raw={raw}",
+                "--set",
+                f"paths.dataset={tmp_path / 'ds'}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            run = _wait(
+                "the CLI's run to start",
+                lambda: next(
+                    iter(
+                        instance.get_runs(
+                            dg.RunsFilter(
+                                statuses=[dg.DagsterRunStatus.STARTED],
+                                tags={"dagster/partition": DOMAIN},
+                            )
+                        )
+                    ),
+                    None,
+                ),
+            )
+        finally:
+            killed.kill()
+            killed.wait()
+        assert run.tags[WORKER_PID_TAG] == str(killed.pid)
+
+        listed = subprocess.run(
+            [cli, "runs"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert f"stale: run {run.run_id} (" in listed.stdout
+        assert "rerun with --fail-stale" in listed.stdout
+        assert (
+            instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+        )  # listed only
+
+        r = subprocess.run(
+            [cli, "runs", "--fail-stale"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()  # oldest run first: the live one was made first
+        assert lines[0].startswith(f"left STARTED: run {live.run_id} (")
+        assert lines[1].startswith(
+            f"marked FAILURE: run {run.run_id} ({run.job_name} [{DOMAIN}]): run worker pid "
+            f"{killed.pid} on {socket.gethostname()} is gone"
+        ), r.stdout
+        assert lines[-1] == "2 started run(s), 1 whose process is gone"
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(live.run_id).status == dg.DagsterRunStatus.STARTED
+        failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)
+        assert "runs --fail-stale" in failure[-1].dagster_event.message

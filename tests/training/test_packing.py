@@ -193,3 +193,57 @@ def test_asset_writes_the_pack_with_its_counts(packed_copy, tmp_path: Path) -> N
     for split in ("train", "validation", "test"):
         assert meta[f"{split}_patches"].value == len(by_split(records, split))
     assert _files(root / "packed") == before  # the asset and pack_source write the same bytes
+
+
+def test_the_next_pack_deletes_the_temp_folders_of_killed_packs_only(
+    packed_copy, tmp_path: Path
+) -> None:
+    """Issue 30: each killed pack left ``.packed.<rand>.tmp/`` (the whole uncompressed
+    dataset); the next pack deletes those whose owner is dead, on this host only."""
+    import subprocess
+    import sys
+
+    from flair_pipeline.training.packing import _HOST
+
+    root, _ = packed_copy
+    out = tmp_path / "packed"
+    gone = subprocess.Popen(["true"])  # a pack process that is no longer running
+    gone.wait()
+    live = subprocess.Popen(["sleep", "120"])  # one still running
+
+    def plant(name: str) -> Path:
+        folder = tmp_path / name
+        (folder / "train").mkdir(parents=True)
+        (folder / "train" / "img.npy").write_bytes(b"\0" * 4096)  # half-written array
+        return folder
+
+    try:
+        dead_tmp = plant(f".packed.{_HOST}-{gone.pid}-0123abcd.tmp")
+        dead_old = plant(f".packed.{_HOST}-{gone.pid}-4567cdef.old")
+        live_tmp = plant(f".packed.{_HOST}-{live.pid}-89abcdef.tmp")
+        other_host = plant(f".packed.elsewhere.example-{gone.pid}-0123abcd.tmp")
+        other_pack = plant(f".other.{_HOST}-{gone.pid}-0123abcd.tmp")
+        r = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "flair-pipeline"),
+                "pack",
+                str(root),
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        assert not dead_tmp.exists() and not dead_old.exists()
+        assert live_tmp.is_dir() and other_host.is_dir() and other_pack.is_dir()
+        for folder in (dead_tmp, dead_old):  # each deletion is said, naming the folder
+            assert f"deleted {folder}: left by a pack whose process {gone.pid} is gone" in r.stderr
+        assert (out / "pack.json").is_file()
+        # the pack itself leaves nothing beside it but what was planted and kept
+        left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".packed."))
+        assert left == sorted([other_host.name, live_tmp.name])
+    finally:
+        live.kill()
+        live.wait()

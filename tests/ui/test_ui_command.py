@@ -1,4 +1,5 @@
-"""`flair-pipeline ui` (what `make ui` runs): webserver + daemon, and a busy port refused."""
+"""`flair-pipeline ui` (what `make ui` runs): webserver + daemon, a busy port refused, and a
+non-loopback host refused without --expose (issue 30)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+
+from flair_pipeline.orchestration.ui import is_loopback
 
 from ..conftest import REPO
 from ..scale.helpers import free_port
@@ -38,6 +43,65 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "home").exists()  # refused before touching anything
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "ui.example.org"])
+def test_a_non_loopback_host_is_refused_without_expose(tmp_path: Path, host: str) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    r = subprocess.run(
+        [CLI, "ui", "--host", host, "--port", str(free_port())],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr  # one line, no traceback, no warning
+    assert lines[0].startswith(f"error: --host {host} is not a loopback address")
+    assert "no authentication" in lines[0] and "--expose" in lines[0]
+    assert not (tmp_path / "home").exists()  # refused before touching anything
+
+
+def test_expose_prints_what_it_opens_before_anything_starts(tmp_path: Path) -> None:
+    # the missing workspace file stops the command after the warning, before `dagster dev`
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    port = free_port()
+    r = subprocess.run(
+        [
+            CLI,
+            "ui",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--expose",
+            "--workspace",
+            str(tmp_path / "absent.yaml"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stderr
+    warning, error = r.stderr.splitlines()
+    assert warning.startswith(f"warning: the Dagster UI will listen on 0.0.0.0:{port}")
+    assert "NO authentication" in warning and "reverse proxy that authenticates" in warning
+    assert f"http://127.0.0.1:{port}" in warning  # where the proxy forwards to
+    assert (
+        error
+        == f"error: {tmp_path / 'absent.yaml'}: workspace file not found (run from the repo root)"
+    )
+
+
+def test_loopback_hosts_need_no_flag() -> None:
+    for host in ("127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "::1", "[::1]"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "::", "10.0.0.1", "myhost", "128.0.0.1"):
+        assert not is_loopback(host), host
 
 
 def test_ui_starts_webserver_and_daemon_on_the_persistent_home(tmp_path: Path) -> None:
