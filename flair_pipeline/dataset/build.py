@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_lock import STAGES, holds
 from flair_pipeline.dataset.domain_metadata import MetadataReport, write_domain_metadata
 from flair_pipeline.dataset.patch_steps import (
     GridReport,
@@ -103,6 +104,7 @@ def _require(domain: str, step: str, report: StageReport) -> None:
         raise StageCheckError(f"{domain}: {step} check {CHECKS[step]} failed ({shown}{more})")
 
 
+@holds(*STAGES)  # the whole build is one: no other build's step between two of ours
 def build_domain_patches(
     domain: str,
     raw: RawLayout,

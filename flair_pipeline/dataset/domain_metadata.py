@@ -18,6 +18,7 @@ import rasterio
 from flair_pipeline import layout as L
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.patch_steps import step_inputs
 from flair_pipeline.dataset.patches import Elevation
@@ -98,6 +99,7 @@ def _label_decisions(inputs: DomainInputs) -> list[str]:
     return [f"labels {inputs.labels}: CRS {name} reprojected on the fly to EPSG:2154"]
 
 
+@holds("aerial_patches", "label_masks", "dataset_metadata")  # reads IMG and MSK: no swap meanwhile
 def write_domain_metadata(
     domain: str,
     raw: RawLayout,

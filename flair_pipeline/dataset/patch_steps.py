@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 
 from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patches import (
     BuildReport,
@@ -105,6 +106,7 @@ class GridReport(StageReport):
         return {"patches": self.patches}
 
 
+@holds("patch_grid")
 def sample_domain_grid(
     domain: str,
     raw: RawLayout,
@@ -212,6 +214,7 @@ class ImagesReport(PatchFilesReport):
         return {"problems": list(self.problems[:20]), "checked": self.written}
 
 
+@holds("aerial_patches")
 def build_domain_images(
     domain: str,
     raw: RawLayout,
@@ -293,6 +296,7 @@ class MasksReport(PatchFilesReport):
         }
 
 
+@holds("label_masks")
 def build_domain_masks(
     domain: str,
     raw: RawLayout,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout, RawLayout
@@ -100,6 +101,7 @@ class SourcesReport(StageReport):
         }
 
 
+@holds("domain_sources")
 def record_domain_sources(
     domain: str,
     raw: RawLayout,
