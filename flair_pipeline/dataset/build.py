@@ -117,7 +117,9 @@ def build_domain_patches(
 
     The steps run in the assets' order; a failed check stops the build before the next
     step, as a blocking asset check stops its downstream assets. The files written are
-    byte-identical to the assets' (tests/dataset/test_build.py).
+    byte-identical to the assets' (tests/dataset/test_build.py). Holds every step's lock of
+    the domain for the whole build (:mod:`~flair_pipeline.dataset.domain_lock`): another
+    build of the domain, from any front door, waits for it or is waited for.
 
     Args:
         domain: A domain id such as ``D006_2020``.

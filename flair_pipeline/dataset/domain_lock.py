@@ -39,8 +39,6 @@ from flair_pipeline.locks import hold
 
 #: The stages of a domain's build, as the Dagster assets name them.
 STAGES = ("domain_sources", "patch_grid", "aerial_patches", "label_masks", "dataset_metadata")
-#: Folder of the lock files under the dataset root (hidden: no reader lists it).
-LOCK_DIR = ".locks"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,7 +60,7 @@ def stage_lock_path(root: Path, stage: str, domain: str) -> Path:
     """
     if stage not in STAGES:
         raise ValueError(f"{stage!r} is not a dataset stage (expected one of {STAGES})")
-    return Path(root) / LOCK_DIR / stage / f"{domain}.lock"
+    return DatasetLayout(Path(root)).stage_lock(stage, domain)
 
 
 @contextmanager

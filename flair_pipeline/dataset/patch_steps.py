@@ -119,6 +119,9 @@ def sample_domain_grid(
 ) -> GridReport:
     """Sample a domain's patch footprints and write its patch grid (GeoPackage, EPSG:2154).
 
+    Holds the domain's ``patch_grid`` lock while it runs (another build of it waits,
+    :mod:`~flair_pipeline.dataset.domain_lock`).
+
     Args:
         domain: A domain id such as ``D006_2020``.
         raw: The raw data root.
@@ -229,6 +232,8 @@ def build_domain_images(
 
     Reads the patch grid :func:`sample_domain_grid` wrote; ``aerial/<domain>`` is replaced
     as one generation. Each written file is then checked (band count, size, dtype, CRS).
+    Holds the domain's ``aerial_patches`` lock while it runs (another build of it waits,
+    :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         domain: A domain id such as ``D006_2020``.
@@ -312,7 +317,8 @@ def build_domain_masks(
 
     Reads the patch grid; ``labels/<domain>`` is replaced as one generation. Each written
     mask is then checked: codes within 0..19 and at most ``sampling.max_nodata_fraction``
-    unlabelled (the sampler's tolerance).
+    unlabelled (the sampler's tolerance). Holds the domain's ``label_masks`` lock while it
+    runs (another build of it waits, :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         domain: A domain id such as ``D006_2020``.

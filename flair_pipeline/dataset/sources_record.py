@@ -113,7 +113,9 @@ def record_domain_sources(
     """Check a domain's raw inputs (presence, domain.json, label codes) and record them.
 
     Writes ``metadata/sources/<domain>.json``: the fingerprint, the input files (relative),
-    their total size in bytes and the validated domain facts.
+    their total size in bytes and the validated domain facts. Holds the domain's
+    ``domain_sources`` lock while it runs (another build of it waits,
+    :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         domain: A domain id such as ``D006_2020``.

@@ -361,3 +361,31 @@ def test_opening_the_instance_waits_for_the_instance_lock(
     with opened[0] as instance:  # a working instance on the new home's storage
         assert instance.get_runs() == []
         assert Path(instance.root_directory) == home
+
+
+def test_metadata_check_fails_on_img_msk_of_another_grid(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """Dagster runs of one domain from two homes hold one step's lock at a time, so a
+    step of one run may land between two of the other's (a new grid after the IMG and MSK
+    were built): the metadata step then fails ``img_msk_pairs`` naming the patches, rather
+    than describing files of another grid. Planted bug (the `_on_cell` test removed from
+    write_domain_metadata): the check passes and the test fails."""
+    from flair_pipeline.config import config_from_dict
+    from flair_pipeline.dataset.build import build_domain_patches
+    from flair_pipeline.dataset.domain_metadata import write_domain_metadata
+    from flair_pipeline.dataset.sampling import read_patch_grid, write_patch_grid
+
+    raw, layout = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "ds")
+    cfg = config_from_dict({"sampling": {"patch_size": 64, "max_patches_per_domain": 3}})
+    assert build_domain_patches(DOMAIN, raw, layout, cfg).metadata.passed
+    # another run's grid step in between: the same patch ids and zones, cells 2 pixels east
+    grid = read_patch_grid(layout.patch_grid(DOMAIN))
+    moved = grid.copy()
+    moved["geometry"] = grid.geometry.translate(xoff=0.4)
+    moved["x_centroid"] = grid["x_centroid"] + 0.4
+    write_patch_grid(moved, layout.patch_grid(DOMAIN))
+    report = write_domain_metadata(DOMAIN, raw, layout, cfg)
+    assert not report.passed and report.patches == 0
+    assert sorted(p.split(":")[0] for p in report.problems) == sorted(grid["patch_id"])
+    assert all("not on the current patch grid" in p for p in report.problems), report.problems
