@@ -174,43 +174,45 @@ def test_two_homes_build_one_domain_one_after_the_other(
     assert a.end_time <= b.start_time, (a.start_time, a.end_time, b.start_time)
 
 
-def test_materialize_and_build_domain_of_one_domain_one_after_the_other(
+def test_build_domain_and_materialize_of_one_domain_one_after_the_other(
     tiny_world: WorldSummary, tmp_path: Path
 ) -> None:
-    """``materialize`` (Dagster) holds the domain; ``build-domain`` (no Dagster, no home)
-    waits with the holder's line, then rebuilds: its generation is the one on disk.
-    Planted bug (``@holds(*STAGES)`` removed from build_domain_patches): no waiting line
-    within the paused first build, the test fails at the `_until`."""
+    """``build-domain`` (no Dagster, no home) holds every step of the domain for its whole
+    build; ``materialize`` (Dagster, in process) waits with the holder's line, then
+    rebuilds: its generation is the one on disk, and its run (started after the wait) is
+    SUCCESS. Planted bug (``@holds(*STAGES)`` removed from build_domain_patches): the
+    paused build-domain holds only ``domain_sources``, never ``aerial_patches``, and the
+    test fails at its first `_until`."""
     raw, dataset, go = tmp_path / "raw", tmp_path / "ds", tmp_path / "go"
     shutil.copytree(tiny_world.out / "domains" / DOMAIN, raw / "domains" / DOMAIN)
     home = tmp_path / "home"
-    cli = _materialize(go, raw, dataset, home, 3)
-    cli_err: list[str] = []
-    readers = [_collect(cli, cli_err)]
+    first = _build_domain(go, raw, dataset, tmp_path / "unused-home", 3)
+    first_err: list[str] = []
+    readers = [_collect(first, first_err)]
     lock = dataset / ".locks" / "aerial_patches" / f"{DOMAIN}.lock"
-    _until("materialize to hold the domain", lambda: _holder_pid(lock) == cli.pid)
-    other = _build_domain(go, raw, dataset, tmp_path / "unused-home", 5)
-    other_err: list[str] = []
-    readers.append(_collect(other, other_err))
+    _until("build-domain to hold the domain", lambda: _holder_pid(lock) == first.pid)
+    cli = _materialize(go, raw, dataset, home, 5)
+    cli_err: list[str] = []
+    readers.append(_collect(cli, cli_err))
 
     def waiting() -> re.Match[str] | None:
-        assert cli.poll() is None and other.poll() is None, (cli_err, other_err)
-        return next((m for x in other_err if (m := WAITING.search(x))), None)
+        assert cli.poll() is None and first.poll() is None, (first_err, cli_err)
+        return next((m for x in cli_err if (m := WAITING.search(x))), None)
 
-    found = _until("build-domain's waiting line", waiting)
-    assert int(found.group(1)) == cli.pid, found.group(0)  # type: ignore[union-attr]
-    assert list((dataset / "aerial").glob("*/*/IMG_*.tif")) == []  # nothing written meanwhile
+    found = _until("materialize's waiting line", waiting)
+    assert int(found.group(1)) == first.pid, found.group(0)  # type: ignore[union-attr]
+    assert _runs(home) == []  # no run started while waiting
+    assert list(dataset.rglob("IMG_*.tif")) == []  # nothing written meanwhile
     go.touch()
+    out, _ = first.communicate(timeout=240)
+    assert first.returncode == 0, "".join(first_err)
     assert cli.wait(timeout=240) == 0, "".join(cli_err)
-    out, _ = other.communicate(timeout=240)
-    assert other.returncode == 0, "".join(other_err)
     for t in readers:
         t.join(timeout=10)
-    assert f"{DOMAIN}: 5 patches" in out  # build-domain's truthful summary
-    _assert_one_generation(dataset, 5)  # build-domain's, the second
+    assert f"{DOMAIN}: 3 patches" in out  # build-domain's truthful summary of its build
+    _assert_one_generation(dataset, 5)  # materialize's, the second
     (run,) = _runs(home)
     assert run.dagster_run.status == dg.DagsterRunStatus.SUCCESS
-    assert run.end_time is not None and run.end_time <= time.time()
 
 
 def _holder(mode: str, root: Path, name: str, ready: Path, go: Path) -> subprocess.Popen:
