@@ -84,7 +84,8 @@ def recover(root: str | Path, kind: str, domain: str) -> list[str]:
             done.append(f"kept {stage}: a live build is writing it ({who})")
             continue
         shutil.rmtree(stage, ignore_errors=True)
-        done.append(f"deleted the unfinished build {stage} (its writer, {who}, is gone)")
+        why = "no writer recorded" if who == "holder unknown" else f"its writer, {who}, is gone"
+        done.append(f"deleted the unfinished build {stage} ({why})")
     return done
 
 
