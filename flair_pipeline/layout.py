@@ -166,6 +166,9 @@ PACKED_IMG = _t("dataset", "packed/{split}/img.npy")
 PACKED_MSK = _t("dataset", "packed/{split}/msk.npy")
 PACKED_META = _t("dataset", "packed/{split}/meta.npy")
 PACKED_INDEX = _t("dataset", "packed/{split}/index.json")
+#: One build step's lock of one domain (dataset/domain_lock.py): empty while free, the
+#: holder's record while held; kept after use. Hidden, in no DVC output.
+STAGE_LOCK = _t("dataset", ".locks/{stage}/{domain}.lock")
 
 # -- trained models (data/models/<model folder>) ------------------------------------------
 CHECKPOINTS = _dir("models", "{model}/checkpoints")
@@ -309,6 +312,10 @@ class DatasetLayout:
     def patch_grid(self, domain: str) -> Path:
         """A domain's patch footprints (GeoPackage)."""
         return PATCH_GRID.under(self.root, domain=domain)
+
+    def stage_lock(self, stage: str, domain: str) -> Path:
+        """The lock file of one build step (``patch_grid``…) of a domain."""
+        return STAGE_LOCK.under(self.root, stage=stage, domain=domain)
 
     def domain_metadata(self, domain: str) -> Path:
         """A domain's aerial metadata and class distribution (JSON)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_lock import STAGES, holds
 from flair_pipeline.dataset.domain_metadata import MetadataReport, write_domain_metadata
 from flair_pipeline.dataset.patch_steps import (
     GridReport,
@@ -103,6 +104,7 @@ def _require(domain: str, step: str, report: StageReport) -> None:
         raise StageCheckError(f"{domain}: {step} check {CHECKS[step]} failed ({shown}{more})")
 
 
+@holds(*STAGES)  # the whole build is one: no other build's step between two of ours
 def build_domain_patches(
     domain: str,
     raw: RawLayout,
@@ -115,7 +117,9 @@ def build_domain_patches(
 
     The steps run in the assets' order; a failed check stops the build before the next
     step, as a blocking asset check stops its downstream assets. The files written are
-    byte-identical to the assets' (tests/dataset/test_build.py).
+    byte-identical to the assets' (tests/dataset/test_build.py). Holds every step's lock of
+    the domain for the whole build (:mod:`~flair_pipeline.dataset.domain_lock`): another
+    build of the domain, from any front door, waits for it or is waited for.
 
     Args:
         domain: A domain id such as ``D006_2020``.

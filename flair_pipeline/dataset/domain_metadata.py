@@ -18,6 +18,7 @@ import rasterio
 from flair_pipeline import layout as L
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.dataset.patch_steps import step_inputs
@@ -105,6 +106,17 @@ def _label_decisions(inputs: DomainInputs) -> list[str]:
     return [*out, f"labels {inputs.labels}: CRS {name} reprojected on the fly to EPSG:2154"]
 
 
+def _on_cell(src: Any, bounds: tuple[float, float, float, float], size: int) -> bool:
+    """Whether an open patch file lies on its grid cell: top-left corner and size."""
+    res = abs(src.transform.a)
+    return (
+        src.shape == (size, size)
+        and abs(src.transform.c - bounds[0]) < res / 2
+        and abs(src.transform.f - bounds[3]) < res / 2
+    )
+
+
+@holds("aerial_patches", "label_masks", "dataset_metadata")  # reads IMG and MSK: no swap meanwhile
 def write_domain_metadata(
     domain: str,
     raw: RawLayout,
@@ -116,8 +128,12 @@ def write_domain_metadata(
 ) -> MetadataReport:
     """Pair each grid patch's IMG and MSK and write the domain's metadata JSON.
 
-    First finishes or undoes an interrupted generation swap of ``aerial/<domain>`` and
-    ``labels/<domain>`` (each action is a warning). The JSON holds FLAIR's aerial metadata
+    Holds the domain's ``aerial_patches``, ``label_masks`` and ``dataset_metadata`` locks
+    (:mod:`~flair_pipeline.dataset.domain_lock`: no other build swaps IMG or MSK while
+    they are read). First finishes or undoes an interrupted generation swap of
+    ``aerial/<domain>`` and ``labels/<domain>`` (each action is a warning). An IMG/MSK pair
+    off its cell of the current grid (built from another grid) is a problem: the check
+    ``img_msk_pairs`` fails. The JSON holds FLAIR's aerial metadata
     per kept patch (centroid x/y in m, EPSG:2154; z = terrain altitude in m; camera, date,
     time), the class shares (%), the problems, the skipped patches and the decisions.
 
@@ -146,6 +162,7 @@ def write_domain_metadata(
     problems: list[str] = []
     missing: list[str] = []
     previews: list[tuple[np.ndarray, np.ndarray, str]] = []  # (IMG, MSK, title)
+    size = cfg.sampling.patch_size
     row: Any  # a patch grid row (pandas' itertuples are untyped)
     for row in grid.itertuples():
         img, msk = (
@@ -158,6 +175,13 @@ def write_domain_metadata(
         with rasterio.open(img) as a, rasterio.open(msk) as b:
             if (a.transform, a.shape, a.crs) != (b.transform, b.shape, b.crs):
                 problems.append(f"{row.patch_id}: IMG and MSK grids differ")
+                continue
+            if not _on_cell(a, row.geometry.bounds, size):
+                problems.append(
+                    f"{row.patch_id}: IMG and MSK are not on the current patch grid (built "
+                    "from another grid, e.g. by another build of the domain in between); "
+                    "rebuild aerial_patches and label_masks"
+                )
                 continue
             if len(previews) < 3:
                 previews.append((a.read(), b.read(1), f"IMG_{row.patch_id} ({row.zone})"))

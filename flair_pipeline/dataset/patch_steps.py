@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 
 from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.dataset.patches import (
     BuildReport,
@@ -107,6 +108,7 @@ class GridReport(StageReport):
         return {"patches": self.patches}
 
 
+@holds("patch_grid")
 def sample_domain_grid(
     domain: str,
     raw: RawLayout,
@@ -118,6 +120,9 @@ def sample_domain_grid(
     labels: gpd.GeoDataFrame | None = None,
 ) -> GridReport:
     """Sample a domain's patch footprints and write its patch grid (GeoPackage, EPSG:2154).
+
+    Holds the domain's ``patch_grid`` lock while it runs (another build of it waits,
+    :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         domain: A domain id such as ``D006_2020``.
@@ -226,6 +231,7 @@ class ImagesReport(PatchFilesReport):
         return {"problems": list(self.problems[:20]), "checked": self.written}
 
 
+@holds("aerial_patches")
 def build_domain_images(
     domain: str,
     raw: RawLayout,
@@ -240,6 +246,8 @@ def build_domain_images(
 
     Reads the patch grid :func:`sample_domain_grid` wrote; ``aerial/<domain>`` is replaced
     as one generation. Each written file is then checked (band count, size, dtype, CRS).
+    Holds the domain's ``aerial_patches`` lock while it runs (another build of it waits,
+    :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         domain: A domain id such as ``D006_2020``.
@@ -308,6 +316,7 @@ class MasksReport(PatchFilesReport):
         }
 
 
+@holds("label_masks")
 def build_domain_masks(
     domain: str,
     raw: RawLayout,
@@ -323,7 +332,8 @@ def build_domain_masks(
 
     Reads the patch grid; ``labels/<domain>`` is replaced as one generation. Each written
     mask is then checked: codes within 0..19 and at most ``sampling.max_nodata_fraction``
-    unlabelled (the sampler's tolerance).
+    unlabelled (the sampler's tolerance). Holds the domain's ``label_masks`` lock while it
+    runs (another build of it waits, :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         domain: A domain id such as ``D006_2020``.

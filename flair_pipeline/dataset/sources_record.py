@@ -23,6 +23,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
@@ -163,6 +164,7 @@ class SourcesReport(StageReport):
         }
 
 
+@holds("domain_sources")
 def record_domain_sources(
     domain: str,
     raw: RawLayout,
@@ -179,7 +181,9 @@ def record_domain_sources(
     ``sampling.resolution`` is refused here, up front, unless ``ortho_resampling`` is set.
 
     Writes ``metadata/sources/<domain>.json``: the fingerprint, the input files (relative),
-    their total size in bytes and the validated domain facts.
+    their total size in bytes and the validated domain facts. Holds the domain's
+    ``domain_sources`` lock while it runs (another build of it waits,
+    :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         domain: A domain id such as ``D006_2020``.

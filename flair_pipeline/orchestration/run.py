@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import dagster as dg
 from filelock import FileLock
 
 from flair_pipeline import errors
+from flair_pipeline.dataset.domain_lock import STAGES, stage_locks
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
 from flair_pipeline.domains import domain_id_problem, is_domain_id
@@ -87,6 +89,46 @@ def lock_dir(instance: dg.DagsterInstance) -> Path:
         ``<instance root>/locks`` (not created here; see :func:`flair_pipeline.locks.asset_locks`).
     """
     return Path(instance.root_directory) / "locks"
+
+
+@contextmanager
+def build_locks(
+    instance: dg.DagsterInstance,
+    flair: FlairConfig,
+    assets: Sequence[str],
+    partition: str | None,
+    log: Callable[[str], None],
+) -> Iterator[None]:
+    """Hold the locks of one in-process batch: the home's, then the dataset's.
+
+    The home's per-(asset, partition) locks (:func:`lock_dir`) serialise this home's
+    in-process builds; the dataset's per-(stage, domain) locks
+    (:mod:`flair_pipeline.dataset.domain_lock`) exclude every other build of the domain's
+    stages in the batch (another home, ``build-domain``, the UI's runs) for the whole batch,
+    so no other build's step lands between two of this one's. The steps take the
+    dataset's locks again themselves (re-entrant). A URL dataset root has no shared lock
+    (docs/operations.md).
+
+    Args:
+        instance: The instance the batch records its run in.
+        flair: The configuration (its dataset root).
+        assets: The batch's asset keys as user strings.
+        partition: The domain, or None for unpartitioned assets.
+        log: Where a "waiting for another build" line goes.
+
+    Yields:
+        Nothing; the locks are held inside the block.
+
+    Raises:
+        StorageError: A lock file cannot be created.
+    """
+    dataset_root = flair.root_urls()[1]
+    stages = [a for a in assets if a in STAGES]
+    with ExitStack() as stack:
+        stack.enter_context(asset_locks(lock_dir(instance), assets, partition, log))
+        if partition and stages and not is_url(dataset_root):
+            stack.enter_context(stage_locks(Path(dataset_root), stages, partition, log))
+        yield
 
 
 def _stderr(message: str) -> None:
@@ -236,8 +278,9 @@ def materialize(
         where = f" [{partition}]" if partition else ""
         try:
             # this process bypasses the run queue: one build per (asset, domain) at a time
-            with asset_locks(
-                lock_dir(instance),
+            with build_locks(
+                instance,
+                flair,
                 [k.to_user_string() for k in batch_keys],
                 partition,
                 log or _stderr,

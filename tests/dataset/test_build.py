@@ -92,7 +92,8 @@ def test_build_domain_cli_writes_the_assets_bytes(
     assert f"{DOMAIN}: 6 patches" in r.stdout
     assets, cli = _tree(tmp_path / "dagster_dataset"), _tree(tmp_path / "cli_dataset")
     kinds = {name.split("/")[0] for name in assets}
-    assert kinds == {"aerial", "labels", "metadata", "sentinel"}
+    # .locks: the build steps' lock files (dataset/domain_lock.py), empty once released
+    assert kinds == {".locks", "aerial", "labels", "metadata", "sentinel"}
     assert sum(n.endswith(".tif") for n in assets) == 2 * 6
     assert any(n.endswith("_data.npy") for n in assets)
     assert any(n.startswith("metadata/centroids/") for n in assets)
