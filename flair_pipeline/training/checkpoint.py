@@ -3,10 +3,24 @@
 A Lightning checkpoint of :class:`FlairModule` carries the model's name and constructor
 arguments, the normalisation statistics and the patch geometry, so a checkpoint file is
 all a user needs to predict: no config has to be kept in sync by hand.
+
+Checkpoints are what people download and share, so every read goes through
+:func:`load_checkpoint`: ``torch.load(weights_only=True)``, whose unpickler builds tensors,
+containers and numbers only and refuses any other Python object instead of calling it
+(issue 30: a ``__reduce__`` payload ran ``os.system`` under ``weights_only=False``).
+Lightning's own reads (``load_from_checkpoint``, ``Trainer.fit(ckpt_path=...)``) get
+``weights_only=True`` explicitly too, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn
+them unsafe. The project's checkpoints hold nothing beyond torch's default allow-list
+(tensors, dicts, lists, tuples, strings, numbers, ``OrderedDict``, ``torch.Size``): the
+resume state keeps numpy's random key as a tensor for that reason, and
+``tests/training/test_train.py`` checks each model's checkpoint with
+``torch.serialization.get_unsafe_globals_in_checkpoint``. :data:`SAFE_GLOBALS`, the
+project's own additions to that list, is therefore empty.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,16 +53,79 @@ class Inference:
         return len(self.mean)
 
 
-def read_hparams(path: str | Path) -> dict[str, Any]:
-    """The hyper-parameters stored in a checkpoint; InputError naming it if unusable."""
+# Types beyond torch's default weights-only allow-list that the project's checkpoints hold:
+# none (see the module docstring); a new one is added here, never by weights_only=False.
+SAFE_GLOBALS: tuple[Any, ...] = ()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The contents of checkpoint `path`, read without running any code it may carry.
+
+    Args:
+        path: A checkpoint file written by ``flair-pipeline train`` (Lightning format).
+
+    Returns:
+        The checkpoint's dictionary (tensors memory-mapped, on the CPU).
+
+    Raises:
+        InputError: one line naming `path`: missing, not a PyTorch checkpoint, or holding
+            Python objects outside the allow-list (which are refused, never called).
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"checkpoint {p}: file not found")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean "not a checkpoint"
-        raise InputError(f"checkpoint {p}: not a readable PyTorch checkpoint ({exc})") from exc
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:  # the weights-only unpickler refused an object
+        raise InputError(
+            f"checkpoint {p}: refused, it holds Python objects ({_unsafe_globals(p)}) that no "
+            "flair_pipeline checkpoint contains and that could run code when loaded; nothing "
+            "was executed. Use a checkpoint written by `flair-pipeline train` from a source "
+            "you trust"
+        ) from None
+    except Exception as exc:  # zip and torch errors all mean "not a checkpoint"
+        raise InputError(
+            f"checkpoint {p}: not a readable PyTorch checkpoint ({_one_line(exc)})"
+        ) from exc
+    if not isinstance(ckpt, dict):
+        raise InputError(
+            f"checkpoint {p}: holds a {type(ckpt).__name__}, not a flair_pipeline model checkpoint"
+        )
+    return ckpt
+
+
+def _unsafe_globals(path: Path) -> str:
+    """The refused globals of `path` ("module.name, ..."), found without unpickling."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # a legacy (non-zip) file: the scanner cannot open it
+        names = []
+    return ", ".join(sorted(set(names))[:5]) or "unknown globals"
+
+
+def _one_line(exc: BaseException) -> str:
+    """`exc`'s message folded onto one line, at most 300 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def read_hparams(path: str | Path) -> dict[str, Any]:
+    """The hyper-parameters stored in a checkpoint, read safely (:func:`load_checkpoint`).
+
+    Args:
+        path: A checkpoint written by ``flair-pipeline train``.
+
+    Returns:
+        Its hyper-parameters (model name, model arguments, statistics, patch geometry).
+
+    Raises:
+        InputError: one line naming `path` when it is unreadable, unsafe or not a
+            flair_pipeline model checkpoint.
+    """
+    p = Path(path)
+    ckpt = load_checkpoint(p)
+    hp = ckpt.get("hyper_parameters")
     if not isinstance(hp, dict) or "model_name" not in hp:
         raise InputError(f"checkpoint {p}: not a flair_pipeline model checkpoint")
     return dict(hp)
@@ -68,10 +145,13 @@ def load_inference(path: str | Path, device: str | torch.device = "cpu") -> Infe
 
     hp = read_hparams(path)
     try:
-        module = FlairModule.load_from_checkpoint(str(path), map_location="cpu")
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            module = FlairModule.load_from_checkpoint(
+                str(path), map_location="cpu", weights_only=True
+            )
     except Exception as exc:
         raise InputError(
-            f"checkpoint {path}: does not load into {hp['model_name']} ({exc})"
+            f"checkpoint {path}: does not load into {hp['model_name']} ({_one_line(exc)})"
         ) from exc
     module = module.to(device).eval()
     stats = hp["stats"]

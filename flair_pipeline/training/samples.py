@@ -9,7 +9,7 @@ prediction.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, RandomSampler
 
 from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
@@ -98,6 +98,48 @@ def preprocess_window(
     win, _, days = preprocess(opts, np.asarray(data), np.asarray(masks), list(dates))
     doy = np.array([d.timetuple().tm_yday for d in days], np.int64)
     return win.astype(np.float32), doy
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch `epoch`'s sample order: a function of (`seed`, `epoch`) alone.
+
+    Args:
+        seed: The run's seed (``train.seed``).
+        epoch: The epoch, from 0.
+
+    Returns:
+        A 63-bit seed; different epochs and seeds give unrelated streams (SeedSequence).
+    """
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
+
+
+class EpochSampler(RandomSampler):
+    """A shuffled order of `data_source` per epoch, drawn from (`seed`, epoch) only.
+
+    Lightning calls :meth:`set_epoch` before each epoch (also on a resumed one), so the
+    order of epoch *e* is the same in an uninterrupted run and in a run resumed from a
+    checkpoint, whatever the loader's workers drew from its generator (issue 30). A
+    :class:`~torch.utils.data.RandomSampler`, so that under DDP Lightning replaces it by
+    its ``DistributedSampler`` (itself seeded by (seed, epoch)).
+
+    Args:
+        data_source: The dataset (only its length is used).
+        seed: The run's seed.
+    """
+
+    def __init__(self, data_source: Sized, seed: int) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of epoch `epoch` from now on."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
 class PatchDataset(Dataset):

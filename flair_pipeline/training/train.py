@@ -23,7 +23,7 @@ import lightning as L
 import rasterio
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from flair_pipeline.config import PipelineConfig
@@ -32,13 +32,18 @@ from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import SEN2_PARTS, ModelFiles, sen2_file
 from flair_pipeline.model_registry import get_model
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
-from flair_pipeline.training.checkpoint import check_model
+from flair_pipeline.training.checkpoint import SAFE_GLOBALS, check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
 from flair_pipeline.training.module import FlairModule
 from flair_pipeline.training.packing import open_packed
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
-from flair_pipeline.training.resume import ResumeState, saved_curves
-from flair_pipeline.training.samples import PackedDataset, PatchDataset, collate
+from flair_pipeline.training.resume import (
+    KeptCSVLogger,
+    ResumeState,
+    saved_curves,
+    saved_log_rows,
+)
+from flair_pipeline.training.samples import EpochSampler, PackedDataset, PatchDataset, collate
 from flair_pipeline.training.stats import compute_stats
 
 
@@ -160,6 +165,10 @@ def train_model(
     ckpt_dir, last = files.checkpoints, files.last
     patch_px = _patch_px(train[0])
     resume_from: str | None = None
+    # in both branches: it also makes Lightning seed each loader worker (PL_SEED_WORKERS), and
+    # a resumed process must seed its workers as the uninterrupted one did; the random states
+    # of the run itself are then restored from the checkpoint
+    L.seed_everything(t.seed, workers=True, verbose=False)
     if resume and last.is_file():
         hp = check_model(last, model_name)
         stats, kwargs, meta_enc = hp["stats"], hp["model_kwargs"], hp.get("meta_encoding")
@@ -168,7 +177,6 @@ def train_model(
         if resume:
             warnings.warn(f"--resume: no {last}, starting from scratch", stacklevel=2)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-        L.seed_everything(t.seed, workers=True, verbose=False)
         computed = compute_stats(train, t.norm_samples, t.seed, t.downsample, s2)
         stats = computed.to_dict()
         meta_enc = _meta_encoding(train) if spec.needs_meta else None
@@ -214,7 +222,15 @@ def train_model(
         save_on_train_epoch_end=True,
     )
     speed = _Throughput()
-    streams = ResumeState([loader.generator for loader in loaders])
+    # the rows of the epochs before the kill go back into metrics.csv (issue 30)
+    csv_logger = KeptCSVLogger(
+        out,
+        name=files.logs.name,
+        version="",
+        prior=saved_log_rows(resume_from) if resume_from else None,
+    )
+    samplers = [dl.sampler for dl in loaders if isinstance(dl.sampler, EpochSampler)]
+    streams = ResumeState(csv_logger, samplers)
     trainer = L.Trainer(
         accelerator="auto",
         devices=t.devices if cuda else 1,
@@ -229,7 +245,7 @@ def train_model(
             streams,
         ],
         logger=[
-            CSVLogger(out, name=files.logs.name, version=""),
+            csv_logger,
             TensorBoardLogger(out, name=files.tensorboard.name, version=""),
         ],
         log_every_n_steps=1,
@@ -239,11 +255,14 @@ def train_model(
         deterministic=not cuda,
     )
     metrics_csv = files.log_metrics  # Lightning's CSVLogger names it
-    # the epochs before the kill: the CSV logger starts a fresh metrics.csv on resume
+    # the epochs before the kill: for a checkpoint without log rows, the curves it carries
     prior = (saved_curves(resume_from) or epoch_rows(files.curves_csv)) if resume_from else []
+    csv_logger.start()
     t0 = time.perf_counter()
     train_loader, val_loader = loaders
-    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from)
+    # weights_only=True explicitly: no environment variable can make Lightning's read unsafe
+    with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     wall = time.perf_counter() - t0
     png, curves_csv = write_curves(metrics_csv, out, title=model_name, prior=prior)
     score = best.best_model_score
@@ -315,11 +334,18 @@ def _meta_encoder(meta_enc: dict[str, Any] | None) -> Any:
 def _loader(
     ds: PatchDataset, batch: int, workers: int, shuffle: bool, seed: int, cuda: bool
 ) -> DataLoader:
+    """The loader of one split.
+
+    The order of a shuffled split comes from :class:`EpochSampler` ((seed, epoch) only);
+    the loader's generator only gives the workers' base seed, drawn once per process from
+    ``seed`` (persistent workers), so a resumed process seeds its workers as the
+    uninterrupted run did.
+    """
     workers = min(workers, os.cpu_count() or 1)
     return DataLoader(
         ds,
         batch_size=batch,
-        shuffle=shuffle,
+        sampler=EpochSampler(ds, seed) if shuffle else None,
         num_workers=workers,
         collate_fn=collate,
         pin_memory=cuda,

@@ -45,12 +45,12 @@ train_model(dataset, out, load_config(params, sys.argv[5:]), "unet", progress=Fa
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def _plateau(path: Path) -> dict:
     """The ReduceLROnPlateau state, wherever the checkpoint keeps it."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return ckpt.get("plateau_scheduler") or ckpt["lr_schedulers"][0]
 
 
@@ -87,7 +87,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(tiny_dataset, tmp_
     killed = tmp_path / "killed"
     _run_and_kill(dataset, params, killed)
     # on disk after the kill: the end-of-epoch-0 checkpoint, no curves written yet
-    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["epoch"] == 0
     assert not (killed / "curves.csv").exists()
 
