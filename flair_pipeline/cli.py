@@ -22,6 +22,7 @@ from flair_pipeline.config import PipelineConfig, dump_config, load_config
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import ModelFiles
 from flair_pipeline.model_registry import MODEL_NAMES, get_model
+from flair_pipeline.progress import Progress
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,8 +50,22 @@ def _load(config_path: Path | None, overrides: tuple[str, ...]) -> PipelineConfi
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="flair-pipeline")
-def cli() -> None:
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress on stderr (bar on a terminal, a line every 5 % otherwise); "
+    "results, warnings and errors still print.",
+)
+def cli(quiet: bool) -> None:
     """Build a FLAIR-style land-cover dataset and train the FLAIR baselines."""
+
+
+def _progress(command: str) -> Progress:
+    """The progress of a long command: a bar on a terminal, lines in a log, none if --quiet."""
+    ctx = click.get_current_context(silent=True)
+    quiet = bool(ctx is not None and ctx.find_root().params.get("quiet"))
+    return Progress.for_terminal(command, quiet=quiet)
 
 
 @cli.command("config")
@@ -325,7 +340,9 @@ def build_domain_cmd(
         dataset_root or _local_root(cfg.paths.dataset, "paths.dataset", config_path)
     )
     start = time.perf_counter()
-    report = build_domain_patches(domain, raw, dataset, cfg, skip_bad_patches=not strict)
+    report = build_domain_patches(
+        domain, raw, dataset, cfg, skip_bad_patches=not strict, progress=_progress("build-domain")
+    )
     for line in report.warnings:
         click.echo(f"warning [{domain}]: {line}", err=True)
     g, i, m, md = report.grid, report.images, report.masks, report.metadata
