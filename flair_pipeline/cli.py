@@ -496,7 +496,7 @@ def import_flair_hub_cmd(
         domains=domains,
         area_disjoint=area_disjoint,
         check_size=not any_size,
-        progress=True,
+        progress=_progress("import-flair-hub"),
     )
     write_hub_manifest(index, out_csv)
     click.echo(format_hub_report(index))
@@ -529,7 +529,7 @@ def export_flair_hub_cmd(
     from flair_pipeline.release.flair_hub_export import export_flair_hub
 
     root = data or Path(_load(config_path, overrides).paths.dataset)
-    report = export_flair_hub(root, out_dir, name=name)
+    report = export_flair_hub(root, out_dir, name=name, progress=_progress("export-flair-hub"))
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
     click.echo(
@@ -588,7 +588,7 @@ def import_flair_cmd(
 
     index = index_release(
         release_dir,
-        progress=True,
+        progress=_progress("import-flair"),
         window=sat_window,
         metadata=list(metadata),
         centroids=list(centroids),
@@ -648,7 +648,9 @@ def export_flair_cmd(
     from flair_pipeline.release.flair_export import LOADER_NOTE, export_release
 
     root = data or Path(_load(config_path, overrides).paths.dataset)
-    report = export_release(root, out_dir, allow_missing_sentinel2, stac=stac)
+    report = export_release(
+        root, out_dir, allow_missing_sentinel2, stac=stac, progress=_progress("export-flair")
+    )
     click.echo(
         f"wrote {report.out}: {report.patches} patches, {report.zones_with_s2} Sentinel-2 "
         f"super-areas, {report.files} files"
@@ -678,7 +680,7 @@ def pack_cmd(source: Path, out: Path | None) -> None:
     """Pack a dataset root or an import-flair manifest into memory-mapped training arrays."""
     from flair_pipeline.training.packing import pack_source
 
-    report = pack_source(source, out)
+    report = pack_source(source, out, progress=_progress("pack"))
     for line in report.warnings:
         click.echo(line, err=True)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
@@ -910,11 +912,15 @@ def predict_cmd(
             inf,
             _load(config_path, overrides).eval,  # the demo_map stage's settings too
             device=device,
-            progress=True,
             **{k: v for k, v in given.items() if v is not None},
         )
         report = settings.build(inf.model, extra).map(
-            image, out_map, dsm=dsm, dtm=dtm, probabilities=probabilities
+            image,
+            out_map,
+            dsm=dsm,
+            dtm=dtm,
+            probabilities=probabilities,
+            progress=_progress("predict"),
         )
     except OSError as exc:
         raise FlairPipelineError(

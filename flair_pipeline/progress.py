@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
 
 LineSink = Callable[[str], None]
+T = TypeVar("T")
 
 
 def format_duration(seconds: float) -> str:
@@ -225,3 +226,33 @@ def task(progress: Progress | None, label: str, total: int, unit: str = "items")
         A :class:`Task`.
     """
     return (progress or Progress()).task(label, total, unit)
+
+
+def each(
+    progress: Progress | None,
+    label: str,
+    items: Iterable[T],
+    unit: str = "items",
+    total: int | None = None,
+) -> Iterator[T]:
+    """The items of `items`, counted on a task of `progress` as the loop takes the next one.
+
+    ``for p in each(progress, "patches", patches, "patches"):`` in place of
+    ``for p in patches:``; an item counts as done when the loop asks for the next, and the
+    last line is written when the loop ends (none when it ends by an error).
+
+    Args:
+        progress: The caller's :class:`Progress`, or None (nothing shown).
+        label: What is counted.
+        items: The items (a sequence, or any iterable with `total`).
+        unit: Their name in the rate.
+        total: How many items there are (default: ``len(items)``).
+
+    Yields:
+        Each item, in order.
+    """
+    n = total if total is not None else len(items)  # type: ignore[arg-type]
+    with task(progress, label, n, unit) as counter:
+        for item in items:
+            yield item
+            counter.advance()
