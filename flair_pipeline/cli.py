@@ -357,7 +357,9 @@ def build_domain_cmd(
 
         base = (config_path or Path("params.yaml")).resolve().parent
         provider = make_provider(cfg.sentinel2, lambda v: base / v, raw.sentinel2_catalog())
-        series = build_domain_series(domain, raw, dataset, cfg, provider)
+        series = build_domain_series(
+            domain, raw, dataset, cfg, provider, progress=_progress("build-domain")
+        )
         for line in series.failed_zones:
             click.echo(f"error [{domain}]: {line}", err=True)
         if not series.passed:

@@ -196,6 +196,18 @@ class Progress:
 
         return cls(write, prefix=prefix)
 
+    def within(self, label: str) -> Progress:
+        """The same progress with `label` added to the prefix (a domain, a step).
+
+        Args:
+            label: Put after the current prefix, e.g. the domain a provider works for.
+
+        Returns:
+            A :class:`Progress` writing to the same place.
+        """
+        full = f"{self.prefix} {label}".strip()
+        return Progress(self.log, bar=self.bar, prefix=full, step=self.step)
+
     def task(self, label: str, total: int, unit: str = "items") -> Task:
         """Start counting `total` items of one piece of work.
 

@@ -63,8 +63,9 @@ def test_build_domain_prints_progress_lines_and_none_when_quiet(
     params = _params(tmp_path, tiny_world.out)
     exe = Path(sys.executable).parent / "flair-pipeline"
 
-    def build(*flags: str, out: str) -> subprocess.CompletedProcess[str]:
-        cmd = [str(exe), *flags, "build-domain", DOMAIN, "--config", str(params)]
+    def build(*flags: str, out: str, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+        group = ["--quiet"] if quiet else []
+        cmd = [str(exe), *group, "build-domain", DOMAIN, *flags, "--config", str(params)]
         return subprocess.run(
             [*cmd, "--dataset", str(tmp_path / out)],
             capture_output=True,  # stderr a pipe: lines, not a bar
@@ -73,7 +74,7 @@ def test_build_domain_prints_progress_lines_and_none_when_quiet(
             cwd=tmp_path,
         )
 
-    r = build(out="loud")
+    r = build("--sentinel2", out="loud")  # --sentinel2: an option of build-domain, after it
     assert r.returncode == 0, r.stderr
     imgs = list((tmp_path / "loud" / "aerial" / DOMAIN).rglob("IMG_*.tif"))
     msks = list((tmp_path / "loud" / "labels" / DOMAIN).rglob("MSK_*.tif"))
@@ -85,7 +86,15 @@ def test_build_domain_prints_progress_lines_and_none_when_quiet(
     assert "\r" not in r.stderr  # no bar in a log
     assert r.stdout.startswith(f"{DOMAIN}: {len(imgs)} patches")  # the result on stdout
 
-    q = build("--quiet", out="quiet")
+    # a year of Sentinel-2: the scenes read, counted to the end
+    s2 = [
+        s for s in r.stderr.splitlines() if s.startswith(f"build-domain {DOMAIN} Sentinel-2 2021: ")
+    ]
+    assert s2, r.stderr
+    last = re.search(r": (\d+)/(\d+) \(100 %\), .* scenes/s, done in ", s2[-1])
+    assert last and last[1] == last[2] and int(last[1]) > 0
+
+    q = build("--sentinel2", out="quiet", quiet=True)
     assert q.returncode == 0, q.stderr
     assert q.stderr == ""
     assert q.stdout.startswith(f"{DOMAIN}: {len(imgs)} patches")
