@@ -61,11 +61,15 @@ def cli(quiet: bool) -> None:
     """Build a FLAIR-style land-cover dataset and train the FLAIR baselines."""
 
 
+def _quiet() -> bool:
+    """Whether the global --quiet was given."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("quiet"))
+
+
 def _progress(command: str) -> Progress:
     """The progress of a long command: a bar on a terminal, lines in a log, none if --quiet."""
-    ctx = click.get_current_context(silent=True)
-    quiet = bool(ctx is not None and ctx.find_root().params.get("quiet"))
-    return Progress.for_terminal(command, quiet=quiet)
+    return Progress.for_terminal(command, quiet=_quiet())
 
 
 @cli.command("config")
@@ -125,9 +129,12 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
     start = time.perf_counter()
     done = [0]
 
+    quiet = _quiet()
+
     def progress(domain: str) -> None:
         done[0] += 1
-        click.echo(f"[{done[0]}/{n}] generating {domain}", err=True)
+        if not quiet:
+            click.echo(f"[{done[0]}/{n}] generating {domain}", err=True)
 
     summary = generate_world(out, cfg.synth.scenario, cfg.synth.seed, progress=progress)
     click.echo(format_summary(summary))
@@ -790,7 +797,7 @@ def evaluate_cmd(
     from flair_pipeline.evaluation import evaluate as ev
     from flair_pipeline.evaluation import plots
 
-    scores = ev.evaluate(predictions, labels, progress=True)
+    scores = ev.evaluate(predictions, labels, progress=_progress("evaluate"))
     try:
         ev.write_metrics(scores, out_json)
         if confusion_csv is not None:
