@@ -739,6 +739,7 @@ def train_cmd(
         cfg,
         name,
         resume=resume,
+        progress=not _quiet(),  # Lightning's own bar
     )
     click.echo(
         f"{name}: best validation mIoU {report.best_val_miou:.4f} after {report.epochs} epochs "
