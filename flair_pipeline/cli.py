@@ -22,6 +22,7 @@ from flair_pipeline.config import PipelineConfig, dump_config, load_config
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import ModelFiles
 from flair_pipeline.model_registry import MODEL_NAMES, get_model
+from flair_pipeline.progress import Progress
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,8 +50,26 @@ def _load(config_path: Path | None, overrides: tuple[str, ...]) -> PipelineConfi
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="flair-pipeline")
-def cli() -> None:
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress on stderr (bar on a terminal, a line every 5 % otherwise); "
+    "results, warnings and errors still print.",
+)
+def cli(quiet: bool) -> None:
     """Build a FLAIR-style land-cover dataset and train the FLAIR baselines."""
+
+
+def _quiet() -> bool:
+    """Whether the global --quiet was given."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("quiet"))
+
+
+def _progress(command: str) -> Progress:
+    """The progress of a long command: a bar on a terminal, lines in a log, none if --quiet."""
+    return Progress.for_terminal(command, quiet=_quiet())
 
 
 @cli.command("config")
@@ -110,9 +129,12 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
     start = time.perf_counter()
     done = [0]
 
+    quiet = _quiet()
+
     def progress(domain: str) -> None:
         done[0] += 1
-        click.echo(f"[{done[0]}/{n}] generating {domain}", err=True)
+        if not quiet:
+            click.echo(f"[{done[0]}/{n}] generating {domain}", err=True)
 
     summary = generate_world(out, cfg.synth.scenario, cfg.synth.seed, progress=progress)
     click.echo(format_summary(summary))
@@ -325,7 +347,9 @@ def build_domain_cmd(
         dataset_root or _local_root(cfg.paths.dataset, "paths.dataset", config_path)
     )
     start = time.perf_counter()
-    report = build_domain_patches(domain, raw, dataset, cfg, skip_bad_patches=not strict)
+    report = build_domain_patches(
+        domain, raw, dataset, cfg, skip_bad_patches=not strict, progress=_progress("build-domain")
+    )
     for line in report.warnings:
         click.echo(f"warning [{domain}]: {line}", err=True)
     g, i, m, md = report.grid, report.images, report.masks, report.metadata
@@ -340,7 +364,9 @@ def build_domain_cmd(
 
         base = (config_path or Path("params.yaml")).resolve().parent
         provider = make_provider(cfg.sentinel2, lambda v: base / v, raw.sentinel2_catalog())
-        series = build_domain_series(domain, raw, dataset, cfg, provider)
+        series = build_domain_series(
+            domain, raw, dataset, cfg, provider, progress=_progress("build-domain")
+        )
         for line in series.failed_zones:
             click.echo(f"error [{domain}]: {line}", err=True)
         if not series.passed:
@@ -479,7 +505,7 @@ def import_flair_hub_cmd(
         domains=domains,
         area_disjoint=area_disjoint,
         check_size=not any_size,
-        progress=True,
+        progress=_progress("import-flair-hub"),
     )
     write_hub_manifest(index, out_csv)
     click.echo(format_hub_report(index))
@@ -512,7 +538,7 @@ def export_flair_hub_cmd(
     from flair_pipeline.release.flair_hub_export import export_flair_hub
 
     root = data or Path(_load(config_path, overrides).paths.dataset)
-    report = export_flair_hub(root, out_dir, name=name)
+    report = export_flair_hub(root, out_dir, name=name, progress=_progress("export-flair-hub"))
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
     click.echo(
@@ -571,7 +597,7 @@ def import_flair_cmd(
 
     index = index_release(
         release_dir,
-        progress=True,
+        progress=_progress("import-flair"),
         window=sat_window,
         metadata=list(metadata),
         centroids=list(centroids),
@@ -631,7 +657,9 @@ def export_flair_cmd(
     from flair_pipeline.release.flair_export import LOADER_NOTE, export_release
 
     root = data or Path(_load(config_path, overrides).paths.dataset)
-    report = export_release(root, out_dir, allow_missing_sentinel2, stac=stac)
+    report = export_release(
+        root, out_dir, allow_missing_sentinel2, stac=stac, progress=_progress("export-flair")
+    )
     click.echo(
         f"wrote {report.out}: {report.patches} patches, {report.zones_with_s2} Sentinel-2 "
         f"super-areas, {report.files} files"
@@ -661,7 +689,7 @@ def pack_cmd(source: Path, out: Path | None) -> None:
     """Pack a dataset root or an import-flair manifest into memory-mapped training arrays."""
     from flair_pipeline.training.packing import pack_source
 
-    report = pack_source(source, out)
+    report = pack_source(source, out, progress=_progress("pack"))
     for line in report.warnings:
         click.echo(line, err=True)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
@@ -711,6 +739,7 @@ def train_cmd(
         cfg,
         name,
         resume=resume,
+        progress=not _quiet(),  # Lightning's own bar
     )
     click.echo(
         f"{name}: best validation mIoU {report.best_val_miou:.4f} after {report.epochs} epochs "
@@ -769,7 +798,7 @@ def evaluate_cmd(
     from flair_pipeline.evaluation import evaluate as ev
     from flair_pipeline.evaluation import plots
 
-    scores = ev.evaluate(predictions, labels, progress=True)
+    scores = ev.evaluate(predictions, labels, progress=_progress("evaluate"))
     try:
         ev.write_metrics(scores, out_json)
         if confusion_csv is not None:
@@ -893,11 +922,15 @@ def predict_cmd(
             inf,
             _load(config_path, overrides).eval,  # the demo_map stage's settings too
             device=device,
-            progress=True,
             **{k: v for k, v in given.items() if v is not None},
         )
         report = settings.build(inf.model, extra).map(
-            image, out_map, dsm=dsm, dtm=dtm, probabilities=probabilities
+            image,
+            out_map,
+            dsm=dsm,
+            dtm=dtm,
+            probabilities=probabilities,
+            progress=_progress("predict"),
         )
     except OSError as exc:
         raise FlairPipelineError(

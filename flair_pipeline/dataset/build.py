@@ -32,6 +32,7 @@ from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.dataset.sources_record import SourcesReport, record_domain_sources
 from flair_pipeline.errors import StageCheckError
 from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.progress import Progress
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources.domain_spec import resolve
 
@@ -112,6 +113,7 @@ def build_domain_patches(
     cfg: PipelineConfig,
     *,
     skip_bad_patches: bool = True,
+    progress: Progress | None = None,
 ) -> DomainBuildReport:
     """Build one domain as the dataset assets do: sources record, grid, IMG, MSK, metadata.
 
@@ -129,6 +131,7 @@ def build_domain_patches(
         skip_bad_patches: Per-patch failure isolation (eo-learn's, rslearn's): a patch
             that cannot be built is skipped and named in its step's report (default, as
             the assets do); false: the first one stops the build with its reason.
+        progress: Where to show the count of IMG and MSK patches written, or None.
 
     Returns:
         The :class:`DomainBuildReport` of every step.
@@ -154,11 +157,26 @@ def build_domain_patches(
     _require(domain, "patch_grid", grid)
     patches = read_patch_grid(dataset.patch_grid(domain))  # as written, read once
     images = build_domain_images(
-        domain, raw, dataset, cfg, skip_bad_patches=skip, grid=patches, inputs=inputs
+        domain,
+        raw,
+        dataset,
+        cfg,
+        skip_bad_patches=skip,
+        grid=patches,
+        inputs=inputs,
+        progress=progress,
     )
     _require(domain, "aerial_patches", images)
     masks = build_domain_masks(
-        domain, raw, dataset, cfg, skip_bad_patches=skip, grid=patches, inputs=inputs, labels=labels
+        domain,
+        raw,
+        dataset,
+        cfg,
+        skip_bad_patches=skip,
+        grid=patches,
+        inputs=inputs,
+        labels=labels,
+        progress=progress,
     )
     _require(domain, "label_masks", masks)
     metadata = write_domain_metadata(domain, raw, dataset, cfg, grid=patches, inputs=inputs)

@@ -30,6 +30,7 @@ from flair_pipeline.dataset.sampling import read_patch_grid, sample_patches, wri
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.progress import Progress
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.sources.domain_spec import DomainInputs, resolve
 
@@ -241,6 +242,7 @@ def build_domain_images(
     skip_bad_patches: bool = True,
     grid: gpd.GeoDataFrame | None = None,
     inputs: DomainInputs | None = None,
+    progress: Progress | None = None,
 ) -> ImagesReport:
     """Write ``IMG_<id>.tif`` (5 bands uint8: R, G, B, NIR, elevation) of every grid patch.
 
@@ -258,6 +260,7 @@ def build_domain_images(
             unreadable tile) and name it (default); false: it fails the step.
         grid: The patch grid already read, or None to read it (:func:`step_inputs`).
         inputs: The domain's inputs already resolved, or None to resolve them.
+        progress: Where to show the count of patches written (``<domain> IMG``), or None.
 
     Returns:
         The :class:`ImagesReport` (one warning per skipped patch).
@@ -280,6 +283,7 @@ def build_domain_images(
         cfg.dataset.compression,
         isolate=skip_bad_patches,
         **mosaic_options(cfg.sampling),
+        progress=progress,
     )
     skipped = {p for p, _ in report.skipped}
     bad = []
@@ -327,6 +331,7 @@ def build_domain_masks(
     grid: gpd.GeoDataFrame | None = None,
     inputs: DomainInputs | None = None,
     labels: gpd.GeoDataFrame | None = None,
+    progress: Progress | None = None,
 ) -> MasksReport:
     """Write ``MSK_<id>.tif`` (uint8 FLAIR codes, 0 = unlabelled) of every grid patch.
 
@@ -346,6 +351,7 @@ def build_domain_masks(
         inputs: The domain's inputs already resolved, or None to resolve them.
         labels: Its label layer already read (``rasterize.read_labels``), or None to read
             it here.
+        progress: Where to show the count of patches written (``<domain> MSK``), or None.
 
     Returns:
         The :class:`MasksReport` (one warning per skipped patch).
@@ -369,6 +375,7 @@ def build_domain_masks(
         compression=cfg.dataset.compression,
         isolate=skip_bad_patches,
         labels=labels,
+        progress=progress,
     )
     skipped = {p for p, _ in report.skipped}
     bad, counts = [], np.zeros(20, np.int64)

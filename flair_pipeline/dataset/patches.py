@@ -38,6 +38,7 @@ from flair_pipeline.geo.surface import SurfaceInput
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import AERIAL, LABELS, DatasetLayout
 from flair_pipeline.nomenclature import colormap
+from flair_pipeline.progress import Progress, task
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
 #: deflate ZLEVEL / zstd ZSTD_LEVEL of IMG files: level 1 encodes ~5x (deflate, vs 6) and ~3x
@@ -254,17 +255,22 @@ def _each_patch(
     work: Callable[[object], None],
     report: BuildReport,
     isolate: bool = True,
+    progress: tuple[Progress | None, str] = (None, ""),
 ) -> BuildReport:
-    for row in grid.itertuples():
-        try:
-            work(row)
-            report.written += 1
-        except StorageError:
-            raise  # disk full / I/O error: fail the step, keep the live generation
-        except (FlairPipelineError, rasterio.errors.RasterioError, OSError, ValueError) as exc:
-            if not isolate:  # the first bad patch fails the step (nothing swapped in)
-                raise InputError(f"patch {row.patch_id}: {exc}") from exc
-            report.skipped.append((str(row.patch_id), str(exc)))
+    domains = sorted(set(grid["domain"])) if len(grid) else []
+    label = f"{' '.join(domains[:1]) or 'patches'} {progress[1]}".strip()
+    with task(progress[0], label, len(grid), "patches") as counter:
+        for row in grid.itertuples():
+            try:
+                work(row)
+                report.written += 1
+            except StorageError:
+                raise  # disk full / I/O error: fail the step, keep the live generation
+            except (FlairPipelineError, rasterio.errors.RasterioError, OSError, ValueError) as exc:
+                if not isolate:  # the first bad patch fails the step (nothing swapped in)
+                    raise InputError(f"patch {row.patch_id}: {exc}") from exc
+                report.skipped.append((str(row.patch_id), str(exc)))
+            counter.advance()  # a skipped patch is finished too
     return report
 
 
@@ -281,6 +287,7 @@ def build_aerial_patches(
     *,
     resolution: float | None = None,
     resampling: str | None = None,
+    progress: Progress | None = None,
 ) -> BuildReport:
     """Write the IMG of every patch of `grid`, as one new generation.
 
@@ -291,7 +298,7 @@ def build_aerial_patches(
     `resolution` and `resampling` are the :class:`Mosaic`'s (``sampling.resolution``,
     ``sampling.ortho_resampling``): a tile at another pixel size is refused before any
     file is written, or resampled (the decision is in the report). Pixels a tile's mask
-    or alpha band hides are 0. Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
+    or alpha band hides are 0. `progress` counts the patches (``<domain> IMG``). Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
     `isolate` false, InputError at the first bad patch (else it is skipped and reported).
     """
     codec = compression_options(compression, zlevel=IMG_ZLEVEL)
@@ -325,7 +332,7 @@ def build_aerial_patches(
                     **codec,
                 )
 
-            _each_patch(grid, work, report, isolate)
+            _each_patch(grid, work, report, isolate, (progress, "IMG"))
     finally:
         elevation.close()
     return report
@@ -343,6 +350,7 @@ def build_label_masks(
     isolate: bool = True,
     labels: gpd.GeoDataFrame | None = None,
     layer: str | None = None,
+    progress: Progress | None = None,
 ) -> BuildReport:
     """Write MSK_<id>.tif (uint8 codes, FLAIR colours, `compression`) for every patch of `grid`.
 
@@ -358,6 +366,7 @@ def build_label_masks(
     bad patch instead of skipping it. `labels`, when given, is `labels_path` already read
     by :func:`~flair_pipeline.dataset.rasterize.read_labels` (with `layer` and `mapping`);
     `layer` names the layer of a multi-layer label file (the domain's ``labels_layer``).
+    `progress` counts the patches (``<domain> MSK``).
     """
     from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
 
@@ -397,7 +406,7 @@ def build_label_masks(
                 **codec,
             )
 
-        _each_patch(grid, work, report, isolate)
+        _each_patch(grid, work, report, isolate, (progress, "MSK"))
     return report
 
 

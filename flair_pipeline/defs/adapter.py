@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 
 from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.progress import Progress
 from flair_pipeline.reports import StageReport
 
 
@@ -64,6 +65,19 @@ def metadata(report: StageReport) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def progress(context: dg.AssetExecutionContext) -> Progress:
+    """The progress of a long stage as lines of the run's log (one per 5 %, and at the end).
+
+    Args:
+        context: The asset's context; each line goes to ``context.log.info``, after the
+            asset's name (``aerial_patches D033_2021 IMG: 120/2400 (5 %), …``).
+
+    Returns:
+        The :class:`~flair_pipeline.progress.Progress` to hand to the stage function.
+    """
+    return Progress(context.log.info, prefix=context.asset_key.to_user_string())
 
 
 def log_warnings(context: dg.AssetExecutionContext, report: StageReport) -> None:

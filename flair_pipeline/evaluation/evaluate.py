@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
-from tqdm import tqdm
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.grid import grid_problem
@@ -31,6 +30,7 @@ from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import MSK, PRED, file_prefix
 from flair_pipeline.metrics import ConfusionAccumulator, Scores, domain_of
 from flair_pipeline.nomenclature import INVALID, merge_to_13
+from flair_pipeline.progress import Progress, each
 
 PREDICTION_PREFIXES = (file_prefix(PRED), file_prefix(MSK))  # "PRED_", "MSK_"
 LABEL_PREFIXES = (file_prefix(MSK),)
@@ -87,13 +87,14 @@ def evaluate(
     labels: str | Path,
     *,
     domains: Mapping[str, str] | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> Scores:
     """Score every labelled patch under `labels` against its prediction under `predictions`.
 
     `domains` maps a patch id to its domain; without it the domain is the ``D0xx_YYYY``
     folder of the label (or else of the prediction) path. Predictions without a label are
     ignored (a map may cover more than the test set); labels without a prediction are not.
+    `progress` counts the patches scored.
     """
     label_files = find_patches(labels, LABEL_PREFIXES, "label")
     pred_files = find_patches(predictions, PREDICTION_PREFIXES, "prediction")
@@ -106,7 +107,7 @@ def evaluate(
             f"{shown}{more}"
         )
     acc = ConfusionAccumulator()
-    for pid, label in tqdm(label_files.items(), desc="evaluate", disable=not progress):
+    for pid, label in each(progress, "patches", list(label_files.items()), "patches"):
         pred = pred_files[pid]
         truth, guess = _read_pair(label, pred)
         domain = (domains or {}).get(pid) or domain_of(label) or domain_of(pred)

@@ -42,7 +42,6 @@ import rasterio
 import rasterio.shutil
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.evaluation.map_style import (
@@ -63,6 +62,7 @@ from flair_pipeline.evaluation.windows import (
 )
 from flair_pipeline.io import atomic_path, reap_dead_temps, temp_path_for
 from flair_pipeline.nomenclature import MERGED_NAMES, N_CLASSES_MERGED
+from flair_pipeline.progress import Progress, Task, task
 
 #: Gives extra batch entries (e.g. {"sen": …} for U-T&T) for the windows of one batch.
 ExtraInputs = Callable[[Sequence[PatchWindow]], Mapping[str, torch.Tensor]]
@@ -199,14 +199,14 @@ class _Run:
         self,
         write: Callable[[int, int, np.ndarray, torch.Tensor | None], None],
         want_probs: bool,
-        bar: tqdm,
+        bar: Task,
     ) -> None:
         """Predict stripe after stripe; `write(row, col, codes, probs)` gets finished rows."""
         for c0, c1 in stripes(self.src.width, self.stripe):
             self._stripe(c0, c1, write, want_probs, bar)
 
     def _stripe(
-        self, c0: int, c1: int, write: Callable[..., None], want_probs: bool, bar: tqdm
+        self, c0: int, c1: int, write: Callable[..., None], want_probs: bool, bar: Task
     ) -> None:
         p, s, h_img = self.patch, self.stride, self.src.height
         cols = self.stripe_cols(c0, c1)
@@ -227,7 +227,7 @@ class _Run:
                 probs = self.probs(x, group)
                 for k, (_, r, c) in enumerate(group):
                     self._add(acc, wsum, probs[k], r - top, c, c0, c1)
-                bar.update(len(group))
+                bar.advance(len(group))
                 ri = group[-1][0]
                 if group[-1][2] == cols[-1]:  # window row ri complete
                     done = self.rows[ri + 1] if ri + 1 < len(self.rows) else h_img
@@ -329,7 +329,7 @@ def predict_map(
     downsample: int = 1,
     block_size: int = 512,
     stripe_width: int = 4096,
-    progress: bool = False,
+    progress: Progress | None = None,
     style: bool = True,
 ) -> PredictReport:
     """Write the land-cover map of `image` predicted by `model` to `out`.
@@ -347,7 +347,8 @@ def predict_map(
     float32 (~0.3 GB at the defaults, patch 512), whatever the image size.
     Pixels where the image holds no data (its nodata, mask or alpha band) are MAP_NODATA
     (0, the map's declared nodata) and counted in ``void_pixels``. With `style`, the
-    13-class QGIS style is written beside the map (``<out stem>.qml``).
+    13-class QGIS style is written beside the map (``<out stem>.qml``). `progress` counts
+    the windows predicted.
     Raises InputError naming the file for an unusable image or DSM/DTM; nothing is written
     then.
     """
@@ -406,7 +407,7 @@ def predict_map(
             writer.open_probs(stack.enter_context(atomic_path(probabilities)))
         with (
             writer,
-            tqdm(total=run.n_windows(), desc="predict", unit="patch", disable=not progress) as bar,
+            task(progress, Path(out).name, run.n_windows(), "windows") as bar,
         ):
             run.run(writer.submit, probabilities is not None, bar)
         with rasterio.open(stage, "r+") as staged:  # tags travel into the COG

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flair_pipeline.config import EvalConfig
+from flair_pipeline.progress import Progress
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,6 @@ class PredictConfig(BaseModel):
         device: ``cpu``, ``cuda`` or None (cuda when present).
         block_size: Output tile side in pixels (multiple of 16).
         stripe_width: Width in pixels of the column stripes (multiple of `block_size`).
-        progress: Show a progress bar.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,7 +54,6 @@ class PredictConfig(BaseModel):
     device: str | None = None
     block_size: int = Field(512, gt=0, multiple_of=16)
     stripe_width: int = Field(4096, gt=0)
-    progress: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> PredictConfig:
@@ -114,6 +113,7 @@ class Predictor:
         dsm: Path | None = None,
         dtm: Path | None = None,
         probabilities: Path | None = None,
+        progress: Progress | None = None,
     ) -> PredictReport:
         """Write the land-cover map of `image` to `out` (see :func:`predict_map`).
 
@@ -123,6 +123,7 @@ class Predictor:
             dsm: Surface model for the elevation channel (with `dtm`).
             dtm: Terrain model (with `dsm`).
             probabilities: Also write the 13 class probabilities here (uint8 0..255).
+            progress: Where to show the count of windows predicted, or None.
 
         Returns:
             What was written, and how fast.
@@ -151,5 +152,5 @@ class Predictor:
             downsample=c.downsample,
             block_size=c.block_size,
             stripe_width=c.stripe_width,
-            progress=c.progress,
+            progress=progress,
         )

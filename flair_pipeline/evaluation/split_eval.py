@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from rasterio.windows import Window
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
@@ -39,6 +38,7 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import EvalFiles
 from flair_pipeline.metrics import INVALID, ConfusionAccumulator, Scores
 from flair_pipeline.nomenclature import OTHER_INDEX, merge_to_13
+from flair_pipeline.progress import Progress, each
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.checkpoint import Inference, load_inference
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
@@ -128,9 +128,12 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     device: str | None = None,
     n_figure: int = 4,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> EvalReport:
-    """Predict every `split` patch of `dataset` with `checkpoint` and score it."""
+    """Predict every `split` patch of `dataset` with `checkpoint` and score it.
+
+    `progress` counts the batches predicted.
+    """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     inf = load_inference(checkpoint, device)
     records = [r for r in by_split(load_records(dataset), split) if r.msk is not None]
@@ -145,7 +148,7 @@ def evaluate_checkpoint(
     figure: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
     pick = set(np.linspace(0, len(records) - 1, min(n_figure, len(records))).astype(int).tolist())
     void_pixels = 0
-    for batch in tqdm(loader, desc=f"evaluate {inf.name}", disable=not progress):
+    for batch in each(progress, f"{inf.name} {split}", loader, "batches", len(loader)):
         idx = batch["index"].tolist()
         codes = predict_codes(inf, batch, size)
         for k, i in enumerate(idx):

@@ -38,6 +38,7 @@ from typing import Any
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
+from flair_pipeline.progress import Progress, task
 from flair_pipeline.release.export_folder import RECORD, staged
 from flair_pipeline.release.flair_stac import write_stac
 from flair_pipeline.sentinel2.series import product_date
@@ -185,6 +186,8 @@ def export_release(
     out_dir: str | Path,
     allow_missing_sentinel2: bool = False,
     stac: bool = False,
+    *,
+    progress: Progress | None = None,
 ) -> ExportReport:
     """Write the dataset at `dataset_root` as a FLAIR-2 release folder `out_dir`.
 
@@ -201,6 +204,7 @@ def export_release(
         allow_missing_sentinel2: Leave out the patches without a Sentinel-2 series
             (:data:`LOADER_NOTE`) instead of refusing the export.
         stac: Also write ``stac/`` and the QGIS style into the export.
+        progress: Where to show the count of patches copied, or None.
 
     Returns:
         The :class:`ExportReport`.
@@ -222,7 +226,7 @@ def export_release(
     out = Path(out_dir)
     excluded = tuple(f"IMG_{r.patch_id}.tif" for r in missing)
     with staged(out) as stage:
-        patches, zones, files = _write(kept, stage)
+        patches, zones, files = _write(kept, stage, progress)
         record = {
             "source": str(Path(dataset_root)),
             "patches": patches,
@@ -237,7 +241,9 @@ def export_release(
     return ExportReport(out, patches, zones, files + 1, excluded)
 
 
-def _write(records: list[PatchRecord], out: Path) -> tuple[int, int, int]:
+def _write(
+    records: list[PatchRecord], out: Path, progress: Progress | None = None
+) -> tuple[int, int, int]:
     """Write `records` in the FLAIR-2 layout under `out`; (patches, zones, files)."""
     mode = 0o666 & ~_umask()
     centroids: dict[str, list[int]] = {}
@@ -245,21 +251,23 @@ def _write(records: list[PatchRecord], out: Path) -> tuple[int, int, int]:
     lines: dict[str, list[str]] = defaultdict(list)
     zones: dict[tuple[str, str], tuple[Path, str]] = {}
     files = 0
-    for rec in records:
-        aerial, labels, sen = FOLDERS[_part(rec)]
-        img = Path(aerial, rec.domain, rec.zone, "img", f"IMG_{rec.patch_id}.tif")
-        msk = Path(labels, rec.domain, rec.zone, "msk", f"MSK_{rec.patch_id}.tif")
-        _copy(rec.img, out / img, mode)
-        files += 1
-        if rec.msk is not None:
-            _copy(rec.msk, out / msk, mode)
+    with task(progress, "patches", len(records), "patches") as counter:
+        for rec in records:
+            aerial, labels, sen = FOLDERS[_part(rec)]
+            img = Path(aerial, rec.domain, rec.zone, "img", f"IMG_{rec.patch_id}.tif")
+            msk = Path(labels, rec.domain, rec.zone, "msk", f"MSK_{rec.patch_id}.tif")
+            _copy(rec.img, out / img, mode)
             files += 1
-        metadata[f"IMG_{rec.patch_id}"] = release_metadata(rec.meta)
-        # has_sentinel2(rec): every record here has a centroid and a series
-        assert rec.centroid is not None and rec.sen_prefix is not None
-        centroids[f"IMG_{rec.patch_id}.tif"] = [int(rec.centroid[0]), int(rec.centroid[1])]
-        zones[(rec.domain, rec.zone)] = (rec.sen_prefix, sen)
-        lines[str(rec.split)].append(f"{img.as_posix()},{msk.as_posix() if rec.msk else ''}")
+            if rec.msk is not None:
+                _copy(rec.msk, out / msk, mode)
+                files += 1
+            metadata[f"IMG_{rec.patch_id}"] = release_metadata(rec.meta)
+            # has_sentinel2(rec): every record here has a centroid and a series
+            assert rec.centroid is not None and rec.sen_prefix is not None
+            centroids[f"IMG_{rec.patch_id}.tif"] = [int(rec.centroid[0]), int(rec.centroid[1])]
+            zones[(rec.domain, rec.zone)] = (rec.sen_prefix, sen)
+            lines[str(rec.split)].append(f"{img.as_posix()},{msk.as_posix() if rec.msk else ''}")
+            counter.advance()
     for (domain, zone), (prefix, sen) in sorted(zones.items()):
         dst = out / sen / domain / zone / "sen" / prefix.name
         names = check_products(Path(f"{prefix}_products.txt"))

@@ -45,6 +45,7 @@ from rasterio.warp import Resampling, reproject
 from shapely.geometry import Point, box
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.progress import Progress, each
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
 from flair_pipeline.sources.flair_hub import DATES_FILES, dates_file
@@ -171,7 +172,11 @@ def _write(
 
 
 def export_flair_hub(
-    dataset_root: str | Path, out_dir: str | Path, *, name: str = "EXPORT"
+    dataset_root: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str = "EXPORT",
+    progress: Progress | None = None,
 ) -> HubExportReport:
     """Export a dataset built here in FLAIR-HUB's layout (see the module docstring).
 
@@ -179,6 +184,7 @@ def export_flair_hub(
         dataset_root: a dataset built by this pipeline (``splits.csv`` written).
         out_dir: the release folder to create (must not exist).
         name: the CSVs' name part (``FLAIR-HUB_<name>_TRAIN.csv``).
+        progress: where to show the count of patches exported, or None.
 
     Returns:
         What was written; patches not at FLAIR-HUB's 512 px / 0.2 m are exported at their
@@ -200,7 +206,7 @@ def export_flair_hub(
     stage.mkdir(parents=True)
     report = HubExportReport(out)
     try:
-        _export(patches, stage, name, report)
+        _export(patches, stage, name, report, progress)
         meta = {
             "source_dataset": str(Path(dataset_root).resolve()),
             "modalities": list(MODALITIES_WRITTEN),
@@ -223,7 +229,13 @@ def export_flair_hub(
     return report
 
 
-def _export(patches: list[_Patch], stage: Path, name: str, report: HubExportReport) -> None:
+def _export(
+    patches: list[_Patch],
+    stage: Path,
+    name: str,
+    report: HubExportReport,
+    progress: Progress | None = None,
+) -> None:
     odd = sorted(
         {
             p.record.domain
@@ -242,7 +254,7 @@ def _export(patches: list[_Patch], stage: Path, name: str, report: HubExportRepo
     dates_rows: dict[str, dict[str, Any]] = {}
     split_rows: list[dict[str, Any]] = []
     csv_rows: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for p in patches:
+    for p in each(progress, "patches", patches, "patches"):
         r, hub = p.record, p.hub
         sid = str(hub)
         if sid in report.ids:

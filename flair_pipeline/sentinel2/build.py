@@ -25,6 +25,7 @@ from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.progress import Progress
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.sentinel2.profiles import class_profiles
 from flair_pipeline.sentinel2.provider import TimeSeries
@@ -109,7 +110,13 @@ def check_series(written: Mapping[str, TimeSeries], year: int) -> list[str]:
 
 
 def build_domain_series(
-    domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig, provider: Any
+    domain: str,
+    raw: RawLayout,
+    dataset: DatasetLayout,
+    cfg: PipelineConfig,
+    provider: Any,
+    *,
+    progress: Progress | None = None,
 ) -> SeriesReport:
     """Fetch and write one year of Sentinel-2 L2A for each zone of a domain.
 
@@ -126,6 +133,7 @@ def build_domain_series(
         cfg: The configuration (``sentinel2``, ``sampling.seed``).
         provider: A Sentinel-2 provider (:func:`flair_pipeline.sentinel2.factory.make_provider`)
             with ``fetch_each(grids, start, end)`` returning a series or an exception per grid.
+        progress: Where to show the provider's count of scenes (or requests), or None.
 
     Returns:
         The :class:`SeriesReport`; a zone the provider failed on is a ``failed_zones``
@@ -139,9 +147,13 @@ def build_domain_series(
     year = int(inputs.info.get("year") or DomainId.parse(domain).year)
     grid = read_patch_grid(dataset.patch_grid(domain))
     areas = super_areas(grid, cfg.sentinel2.window, cfg.sentinel2.max_size)
-    results = provider.fetch_each(
-        [a.grid for a in areas], dt.date(year, 1, 1), dt.date(year, 12, 31)
-    )
+    span = (dt.date(year, 1, 1), dt.date(year, 12, 31))
+    if progress is None:
+        results = provider.fetch_each([a.grid for a in areas], *span)
+    else:  # a provider of a test or a plug-in may not count
+        results = provider.fetch_each(
+            [a.grid for a in areas], *span, progress=progress.within(domain)
+        )
     problems: list[str] = []
     written: dict[str, TimeSeries] = {}
     dates: dict[str, int] = {}

@@ -20,6 +20,7 @@ import numpy as np
 from affine import Affine
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.progress import Progress
 
 #: FLAIR band order (FLAIR band numbers 1..10).
 BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
@@ -115,7 +116,12 @@ class Sentinel2Provider(abc.ABC):
 
     @abc.abstractmethod
     def fetch_each(
-        self, grids: list[Grid], start: dt.date, end: dt.date
+        self,
+        grids: list[Grid],
+        start: dt.date,
+        end: dt.date,
+        *,
+        progress: Progress | None = None,
     ) -> list[TimeSeries | InputError]:
         """One result per grid, in order: its series or the error saying why it has none.
 
@@ -123,6 +129,7 @@ class Sentinel2Provider(abc.ABC):
             grids: 10 m EPSG:2154 grids (super-areas) to fill.
             start: first day of the range (inclusive).
             end: last day of the range (inclusive).
+            progress: where to show the count of scenes (or requests) done, or None.
 
         Returns:
             Per grid, a :class:`TimeSeries` (dates sorted, T >= 1; data T×10×H×W uint16,

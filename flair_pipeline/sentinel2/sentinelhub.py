@@ -41,6 +41,7 @@ from sentinelhub.decoding import decode_sentinelhub_err_msg
 
 from flair_pipeline import redaction
 from flair_pipeline.errors import ConfigError, InputError
+from flair_pipeline.progress import Progress, each
 from flair_pipeline.sentinel2.provider import BANDS, MASKS, Grid, Sentinel2Provider, TimeSeries
 
 CDSE_BASE_URL = "https://sh.dataspace.copernicus.eu"
@@ -204,15 +205,22 @@ class SentinelHubProvider(Sentinel2Provider):
         return [r.pu_spent for r in self.requests]
 
     def fetch_each(
-        self, grids: list[Grid], start: dt.date, end: dt.date
+        self,
+        grids: list[Grid],
+        start: dt.date,
+        end: dt.date,
+        *,
+        progress: Progress | None = None,
     ) -> list[TimeSeries | InputError]:
         """One result per grid: its series, or the InputError saying why it has none.
 
         Account-wide failures (credentials, access) raise SentinelHubCredentialsError instead.
+        `progress` counts the grids (one Process API request each).
         """
         if end < start:
             raise InputError(f"Sentinel-2 time range is empty: start {start} is after end {end}")
-        return [self._fetch_one(grid, start, end) for grid in grids]
+        label = f"Sentinel-2 {start.year}"
+        return [self._fetch_one(g, start, end) for g in each(progress, label, grids, "zones")]
 
     def _fetch_one(self, grid: Grid, start: dt.date, end: dt.date) -> TimeSeries | InputError:
         label = f"grid left={grid.left:.0f} top={grid.top:.0f} ({grid.width}×{grid.height} px)"

@@ -52,6 +52,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import shape
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.progress import Progress, each
 from flair_pipeline.redaction import redact
 from flair_pipeline.sentinel2.provider import (
     BANDS,
@@ -217,13 +218,19 @@ class StacProvider(Sentinel2Provider):
         }
 
     def fetch_each(
-        self, grids: list[Grid], start: dt.date, end: dt.date
+        self,
+        grids: list[Grid],
+        start: dt.date,
+        end: dt.date,
+        *,
+        progress: Progress | None = None,
     ) -> list[TimeSeries | InputError]:
         """One result per grid, in order: its series or the InputError naming it.
 
         One result per grid, in order: its series (dates sorted, T >= 1) or the
         InputError naming the grid when no date is usable. Catalogue failures raise, and
-        so does an item without probability masks when ``scl_masks`` is off.
+        so does an item without probability masks when ``scl_masks`` is off. `progress`
+        counts the scenes read (each over every grid it covers).
         """
         if end < start:
             raise InputError(f"Sentinel-2 time range is empty: start {start} is after end {end}")
@@ -255,7 +262,9 @@ class StacProvider(Sentinel2Provider):
         try:
             with ThreadPoolExecutor(max(1, n)) as pool:
                 results = pool.map(lambda j: self._read(j[0], [grids[g] for g in j[1]]), jobs)
-                for (scene, gs), res in zip(jobs, results, strict=True):
+                done = zip(jobs, results, strict=True)
+                label = f"Sentinel-2 {start.year}"
+                for (scene, gs), res in each(progress, label, done, "scenes", len(jobs)):
                     for k, g in enumerate(gs):
                         seen[g] += 1
                         if isinstance(res, str):

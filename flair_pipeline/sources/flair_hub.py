@@ -40,10 +40,10 @@ import numpy as np
 import pyogrio
 import rasterio
 from rasterio.errors import RasterioError
-from tqdm import tqdm
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
+from flair_pipeline.progress import Progress, each
 from flair_pipeline.sources.flair_hub_layout import (
     ARCHIVE_RE,
     DATES_FILES,
@@ -319,7 +319,7 @@ def index_hub(
     area_disjoint: bool = False,
     check_size: bool = True,
     workers: int = 8,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> HubIndex:
     """Index a FLAIR-HUB release folder (see the module docstring for the rules).
 
@@ -336,7 +336,7 @@ def index_hub(
         check_size: refuse files not at the release's pixel size (512 px aerial, 10 px
             Sentinel…); off for a dataset exported here from other patch sizes.
         workers: threads checking files (rasterio releases the GIL).
-        progress: a progress bar on stderr.
+        progress: where to show the count of patches checked, or None.
 
     Returns:
         The index; problems and missing modalities are listed, not raised.
@@ -416,9 +416,7 @@ def index_hub(
     missing: dict[str, list[str]] = defaultdict(list)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(check, candidates)
-        for pid, kept, bad in tqdm(
-            results, total=len(candidates), disable=not progress, desc="index"
-        ):
+        for pid, kept, bad in each(progress, "patches", results, "patches", len(candidates)):
             index.problems.extend(bad)
             sid = str(pid)
             expect = declared.get(sid, set(index.modalities)) & set(index.modalities)

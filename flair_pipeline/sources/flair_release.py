@@ -39,13 +39,13 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
-from tqdm import tqdm
 
 from flair_pipeline.domains import DomainId, ZoneId, official_split
 from flair_pipeline.errors import DomainIdError, InputError
 from flair_pipeline.geo.crs import normalize_crs
 from flair_pipeline.geo.grid import grid_problem
 from flair_pipeline.io import atomic_path
+from flair_pipeline.progress import Progress, each
 from flair_pipeline.sources.flair_release_extras import ReleaseExtras, find_extras
 
 _FILE_RE = re.compile(r"^(IMG|MSK)_(\w+)\.tiff?$", re.IGNORECASE)
@@ -288,7 +288,7 @@ def index_release(
     release_dir: str | Path,
     *,
     workers: int = 8,
-    progress: bool = False,
+    progress: Progress | None = None,
     window: int = SAT_WINDOW,
     metadata: list[Path] | None = None,
     centroids: list[Path] | None = None,
@@ -299,7 +299,8 @@ def index_release(
     Find, pair and check every IMG/MSK of a release folder (threads: rasterio drops the GIL),
     then join the side files (found below the folder, or given: `metadata`, `centroids`,
     `split_files`). `window` is the Sentinel-2 window side (px) checked against each
-    super-area. Raises InputError when the folder is missing or holds no IMG/MSK.
+    super-area; `progress` counts the patches checked. Raises InputError when the folder is
+    missing or holds no IMG/MSK.
     """
     root = Path(release_dir).resolve()
     if not root.is_dir():
@@ -330,7 +331,7 @@ def index_release(
     imgs = list(found["IMG"].values())
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(lambda f: _check_pair(root, f, found["MSK"].get(f.patch_id)), imgs)
-        for row, problem in tqdm(results, total=len(imgs), disable=not progress, desc="index"):
+        for row, problem in each(progress, "patches", results, "patches", len(imgs)):
             if row is not None:
                 index.rows.append(row)
             if problem is not None:

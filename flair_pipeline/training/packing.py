@@ -51,6 +51,7 @@ from flair_pipeline import layout as L
 from flair_pipeline.errors import ConfigError, InputError
 from flair_pipeline.layout import DatasetLayout, packed_file
 from flair_pipeline.nomenclature import merge_to_13
+from flair_pipeline.progress import Progress, Task, task
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.records import SPLITS, PatchRecord, load_records
 
@@ -92,24 +93,30 @@ class PackReport(StageReport):
         }
 
 
-def pack_source(source: str | Path, out: str | Path | None = None) -> PackReport:
+def pack_source(
+    source: str | Path, out: str | Path | None = None, *, progress: Progress | None = None
+) -> PackReport:
     """Pack every split of `source` (dataset root or manifest CSV) into `out`.
 
     Raises InputError naming the file for an unreadable patch, a patch whose shape differs
-    from the split's first, or a label code outside 1..19.
+    from the split's first, or a label code outside 1..19. `progress` counts the patches
+    packed (all splits).
     """
     records = load_records(source)
     if not records:
         raise InputError(f"{source}: no patch to pack (materialize split_assignment first)")
     root = Path(out) if out is not None else packed_root(source)
-    return pack_records(records, root, _base(source))
+    return pack_records(records, root, _base(source), progress=progress)
 
 
-def pack_records(records: list[PatchRecord], root: Path, base: Path) -> PackReport:
+def pack_records(
+    records: list[PatchRecord], root: Path, base: Path, *, progress: Progress | None = None
+) -> PackReport:
     """Pack `records` (split by their ``split``) into `root`; index paths relative to `base`.
 
     First deletes the temp folders of packs of `root` killed earlier
-    (:func:`reap_dead_pack_folders`); the report's warnings name them.
+    (:func:`reap_dead_pack_folders`); the report's warnings name them. `progress` counts
+    the patches packed.
     """
     root.parent.mkdir(parents=True, exist_ok=True)
     reaped = reap_dead_pack_folders(root)
@@ -117,20 +124,22 @@ def pack_records(records: list[PatchRecord], root: Path, base: Path) -> PackRepo
     tmp = root.with_name(f".{root.name}.{token}.tmp")
     tmp.mkdir(mode=0o700)
     try:
-        counts = {}
-        shapes: dict[str, Any] = {}
-        encoding, encode = _metadata_encoding(records)
-        _write_json(packed_file(L.PACK_META_ENCODING, tmp), encoding)
-        for split in SPLITS:
-            part = [r for r in records if r.split == split]
-            if not part:
-                continue
-            counts[split] = len(part)
-            shapes[split] = _pack_split(
-                part, packed_file(L.PACKED_SPLIT, tmp, split=split), base, encode
-            )
-        _write_json(packed_file(L.PACK_INFO, tmp), {"version": PACK_VERSION, "splits": shapes})
-        _swap_into_place(tmp, root, root.with_name(f".{root.name}.{token}.old"))
+        total = sum(r.split in SPLITS for r in records)
+        with task(progress, root.name, total, "patches") as counter:
+            counts = {}
+            shapes: dict[str, Any] = {}
+            encoding, encode = _metadata_encoding(records)
+            _write_json(packed_file(L.PACK_META_ENCODING, tmp), encoding)
+            for split in SPLITS:
+                part = [r for r in records if r.split == split]
+                if not part:
+                    continue
+                counts[split] = len(part)
+                shapes[split] = _pack_split(
+                    part, packed_file(L.PACKED_SPLIT, tmp, split=split), base, encode, counter
+                )
+            _write_json(packed_file(L.PACK_INFO, tmp), {"version": PACK_VERSION, "splits": shapes})
+            _swap_into_place(tmp, root, root.with_name(f".{root.name}.{token}.old"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
@@ -188,7 +197,9 @@ def _metadata_encoding(records: list[PatchRecord]) -> tuple[dict[str, Any], Any]
     return {"encoding": {"dim": enc.dim, **enc.to_dict()}}, enc.encode
 
 
-def _pack_split(part: list[PatchRecord], folder: Path, base: Path, encode: Any) -> dict[str, Any]:
+def _pack_split(
+    part: list[PatchRecord], folder: Path, base: Path, encode: Any, counter: Task
+) -> dict[str, Any]:
     folder.mkdir(parents=True)
     first = _read(part[0].img)
     img = np.lib.format.open_memmap(
@@ -219,6 +230,7 @@ def _pack_split(part: list[PatchRecord], folder: Path, base: Path, encode: Any) 
             codes = _read(rec.msk)[0]
             msk[i] = merge_to_13(codes, source=str(rec.msk), unlabelled_ok=True)
         index.append(_entry(rec, base))
+        counter.advance()
     img.flush()
     del img
     if msk is not None:

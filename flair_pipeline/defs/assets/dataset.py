@@ -7,7 +7,7 @@ import dagster as dg
 from flair_pipeline import layout as L
 from flair_pipeline.dataset import build
 from flair_pipeline.dataset.assemble import assemble_splits
-from flair_pipeline.defs.adapter import result
+from flair_pipeline.defs.adapter import progress, result
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
@@ -45,7 +45,11 @@ def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
 def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the IMG patches of one domain (its ``description`` says what it writes)."""
     report = build.build_domain_images(
-        context.partition_key, flair.raw(), flair.dataset(), flair.load()
+        context.partition_key,
+        flair.raw(),
+        flair.dataset(),
+        flair.load(),
+        progress=progress(context),
     )
     return result(context, report, check="img_format")
 
@@ -62,7 +66,11 @@ def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
 def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
     """Asset: the MSK patches of one domain (its ``description`` says what it writes)."""
     report = build.build_domain_masks(
-        context.partition_key, flair.raw(), flair.dataset(), flair.load()
+        context.partition_key,
+        flair.raw(),
+        flair.dataset(),
+        flair.load(),
+        progress=progress(context),
     )
     return result(context, report, check="msk_codes")
 

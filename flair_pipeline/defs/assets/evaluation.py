@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from flair_pipeline.defs.adapter import project_failures, result
+from flair_pipeline.defs.adapter import progress, project_failures, result
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.evaluation.compare import EVALUATED, compare_models, comparison_table
 from flair_pipeline.layout import EvalFiles, ModelFiles
@@ -26,6 +26,7 @@ def _evaluate(
             flair.dataset().root,
             EvalFiles.of(flair.eval_dir(), folder).folder,
             batch_size=cfg.eval.batch_size,
+            progress=progress(context),
         )
     s = report.scores
     context.log.info(f"{folder}: test mIoU {s.miou:.4f} on {s.n_patches} patches")

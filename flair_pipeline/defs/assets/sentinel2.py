@@ -3,7 +3,7 @@
 import dagster as dg
 import rasterio
 
-from flair_pipeline.defs.adapter import as_failure, result
+from flair_pipeline.defs.adapter import as_failure, progress, result
 from flair_pipeline.defs.partitions import domains_partitions
 from flair_pipeline.defs.resources import FlairConfig, SentinelHubCredentials
 from flair_pipeline.errors import FlairPipelineError
@@ -66,7 +66,9 @@ def _build_series(
 ) -> dg.MaterializeResult:
     cfg, raw = flair.load(), flair.raw()
     provider = make_provider(cfg.sentinel2, flair.resolve, raw.sentinel2_catalog(), sentinelhub)
-    report = build_domain_series(context.partition_key, raw, flair.dataset(), cfg, provider)
+    report = build_domain_series(
+        context.partition_key, raw, flair.dataset(), cfg, provider, progress=progress(context)
+    )
     for line in report.failed_zones:
         context.log.error(f"{context.partition_key}/{line}")
     return result(context, report, check="series_valid")

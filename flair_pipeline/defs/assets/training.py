@@ -10,7 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from flair_pipeline.defs.adapter import project_failures, result
+from flair_pipeline.defs.adapter import progress, project_failures, result
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.layout import ModelFiles
 from flair_pipeline.model_registry import MODELS_BY_FOLDER, model_for_folder
@@ -47,7 +47,7 @@ def packed_training_input(
     from flair_pipeline.training.packing import pack_source
 
     with project_failures():
-        report = pack_source(flair.dataset().root)
+        report = pack_source(flair.dataset().root, progress=progress(context))
     context.log.info(f"packed {report.counts} patches into {report.root}")
     return result(context, report)
 
