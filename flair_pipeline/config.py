@@ -1,7 +1,7 @@
 """The configuration tree: one pydantic model, loaded from ``params.yaml``.
 
 ``params.yaml`` at the repo root is the single source of parameters, so DVC tracks exactly
-what the code uses (DESIGN §2). Every front door loads it with :func:`load_config`, applies
+what the code uses (docs/architecture.md). Every front door loads it with :func:`load_config`, applies
 ``--set key.sub=value`` overrides and gets a validated, frozen :class:`PipelineConfig`.
 Unknown keys are errors (a typo must not silently fall back to a default).
 """
@@ -57,7 +57,7 @@ class S2Preprocessing(BaseModel):
 
 
 class PathsConfig(_Section):
-    """Roots of the data layout (DESIGN §4); each may be a local path or an fsspec URL."""
+    """Roots of the data layout (docs/data-format.md); each may be a local path or an fsspec URL."""
 
     raw: str = "data/raw"
     dataset: str = "data/dataset"

@@ -2,7 +2,7 @@
 
 A domain is one French *département* flown in one year. FLAIR's split is by domain, not by
 patch, so that validation and test measure generalisation to unseen radiometry and
-landscapes (a domain-shift benchmark, DESIGN §5).
+landscapes (a domain-shift benchmark: FLAIR #1 datapaper, Garioud et al. 2022).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _depts(text: str) -> tuple[int, ...]:
     return tuple(int(tok[1:]) for tok in text.split())
 
 
-#: Official FLAIR split by département number (DESIGN §5).
+#: Official FLAIR split by département number (FLAIR #1 datapaper, Garioud et al. 2022).
 OFFICIAL_SPLIT: dict[Split, tuple[int, ...]] = {
     Split.TRAIN: _depts(
         "D006 D007 D008 D009 D013 D016 D017 D021 D023 D030 D032 D033 D034 D035 D038 D041 "

@@ -1,7 +1,7 @@
 """Writing artifacts safely: a recognisable temp name, checked, fsynced, then renamed.
 
 A crash, a full disk or a bad input must never leave a half-written IMG, MSK or array that
-a later stage would take for complete (DESIGN §6, issue 15). Every writer goes through
+a later stage would take for complete (docs/operations.md, issue 15). Every writer goes through
 :func:`atomic_path`, which
 
 - writes beside the target under ``.<name>.<host>-<pid>-<random>.flairtmp<suffix>``; the

@@ -1,6 +1,6 @@
 """FLAIR's metric: one 13 x 13 confusion matrix summed over all patches, and what follows.
 
-DESIGN §5: IoU_c = TP / (TP + FP + FN) from the matrix summed over *all* test patches (not
+FLAIR's metric (FLAIR #1 datapaper, Garioud et al. 2022, arXiv:2211.12979): IoU_c = TP / (TP + FP + FN) from the matrix summed over *all* test patches (not
 a mean of per-patch IoUs, which would over-weight small, easy patches); mIoU is the mean
 over classes 1..12 (indices 0..11), "other" (index 12) being excluded as in the paper;
 overall accuracy and per-class precision, recall, F1 and support come from the same matrix.
@@ -23,7 +23,7 @@ import numpy as np
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.nomenclature import INVALID, MERGED_NAMES, N_CLASSES_MERGED, OTHER_INDEX
 
-#: Class indices the mIoU averages over: codes 1..12, "other" excluded (DESIGN §5).
+#: Class indices the mIoU averages over: codes 1..12, "other" excluded (FLAIR #1 datapaper, Garioud et al. 2022).
 MIOU_CLASSES: tuple[int, ...] = tuple(i for i in range(N_CLASSES_MERGED) if i != OTHER_INDEX)
 
 

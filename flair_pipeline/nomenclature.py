@@ -66,7 +66,7 @@ MERGED_NAMES: tuple[str, ...] = (*(BY_CODE[c].name for c in range(1, 13)), "othe
 #: Colours of the 13 training classes ("other" keeps FLAIR's black).
 MERGED_COLOURS: tuple[str, ...] = (*(BY_CODE[c].colour for c in range(1, 13)), "#000000")
 
-#: Pixel share (%) of each merged class over the FLAIR dataset (DESIGN §5).
+#: Pixel share (%) of each merged class over the FLAIR dataset (FLAIR #1 datapaper, Garioud et al. 2022).
 FLAIR_SHARES: dict[str, float] = dict(
     zip(
         MERGED_NAMES,

@@ -1,1 +1,1 @@
-"""Dagster front door: thin assets over the core library (DESIGN §2)."""
+"""Dagster front door: thin assets over the core library (docs/architecture.md)."""

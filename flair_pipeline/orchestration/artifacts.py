@@ -1,6 +1,6 @@
 """Which files each asset owns and which params it reads: the bridge to dvc.yaml.
 
-DESIGN §2 says "one owner per artifact": every asset writes at the paths dvc.yaml
+docs/architecture.md says "one owner per artifact": every asset writes at the paths dvc.yaml
 declares. Rather than keep the two in sync by hand, dvc.yaml is generated
 (:mod:`flair_pipeline.orchestration.dvc_yaml`) from the Dagster asset graph (who depends on whom)
 plus this registry (what each asset writes, reads and is configured by; the code it runs

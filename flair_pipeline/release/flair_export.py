@@ -16,7 +16,7 @@ FLAIR's loader reads a product's date at characters 15–18 of each ``_products.
 (``file[15:19]`` as MMDD), which holds for ESA names ``S2A_MSIL2A_YYYYMMDDT…``: a product
 name of another shape cannot be exported silently and raises :class:`InputError`.
 Our aerial metadata writes ``time`` as ``HH:MM[:SS]``; the release writes ``HHhMM``.
-Every file is written through a temporary name (DESIGN §6), with umask-following modes,
+Every file is written through a temporary name (docs/operations.md), with umask-following modes,
 into a fresh folder swapped in whole (:mod:`~flair_pipeline.release.export_folder`).
 
 A patch without a Sentinel-2 series (its zone's partition failed) refuses the export in

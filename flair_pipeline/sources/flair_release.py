@@ -7,7 +7,7 @@ path and the release split from the folder above the domain (``flair_aerial_trai
 ``flair_1_aerial_test``, ``flair_aerial_val`` …). Each IMG is paired with its MSK by patch
 id and the pair is checked the way training will use it (bands, dtype, same grid, class
 codes), so a bad file shows up here, in a report, rather than mid-epoch. One bad patch never
-sinks the index (DESIGN §7, eo-learn): it is listed as a :class:`Problem` and left out.
+sinks the index (docs/architecture.md; as eo-learn does): it is listed as a :class:`Problem` and left out.
 
 The side files of the release (:mod:`flair_release_extras`: Sentinel-2 super-areas, the
 centroids and aerial-metadata JSONs, FLAIR #1's split CSVs) are joined to each patch; the
@@ -16,7 +16,7 @@ super-area, or whose metadata or centroid is missing, is reported and kept.
 
 The split a row trains with (``split``) is, first, the official split file listing it;
 else the release folder when it says test or validation; else FLAIR's domain split
-(DESIGN §5) for a patch of a validation domain unpacked in a train folder, as FLAIR-2
+(FLAIR #1 datapaper, Garioud et al. 2022) for a patch of a validation domain unpacked in a train folder, as FLAIR-2
 ships its validation domains; else the folder's split; else FLAIR's domain split.
 ``split_source`` records which of these decided.
 """
@@ -66,7 +66,7 @@ class ManifestRow:
     split: str  # the split training uses (see the module docstring)
     split_source: str  # what decided it: "file <relpath>", "folder" or "domain"
     folder_split: str  # the release's own split, from the folder name ("" if none)
-    official_split: str  # FLAIR's split of the domain (DESIGN §5), "" if not a FLAIR domain
+    official_split: str  # FLAIR's split of the domain (FLAIR #1 datapaper, Garioud et al. 2022), "" if not a FLAIR domain
     img: str  # POSIX path relative to the release dir
     msk: str  # idem, "" when the release has no MSK for this patch
     width: int

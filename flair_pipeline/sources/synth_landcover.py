@@ -25,7 +25,7 @@ from shapely.ops import split
 from flair_pipeline.domains import DomainId
 
 LANDSCAPES = ("urban", "agricultural", "forest", "vineyard", "water", "natural")
-#: Base share of landscape cells; chosen so class shares land near FLAIR's (DESIGN §5).
+#: Base share of landscape cells; chosen so class shares land near FLAIR's (FLAIR #1 datapaper, Garioud et al. 2022).
 BASE_LANDSCAPE_WEIGHTS = np.array([0.27, 0.36, 0.25, 0.04, 0.04, 0.04])
 #: Départements with much vineyard (Bordeaux, Languedoc, Provence, Champagne, Burgundy…).
 VINE_DEPARTMENTS = frozenset({7, 13, 21, 26, 30, 33, 34, 51, 66, 69, 71, 84})

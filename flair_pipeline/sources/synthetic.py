@@ -1,6 +1,6 @@
 """The embedded default: a deterministic synthetic "mini-France" of raw inputs.
 
-`generate_world` writes, for each domain of a scenario, what IGN delivers (DESIGN §4): an
+`generate_world` writes, for each domain of a scenario, what IGN delivers (docs/inputs.md): an
 R,G,B,NIR orthophoto mosaic in several 0.2 m GeoTIFF tiles, DSM and DTM, vector labels
 (labels.gpkg, column `code`), domain.json; and a Sentinel-2 L2A archive with its STAC
 catalog. Same scenario and seed give byte-identical files. Everything is written in a
@@ -389,7 +389,7 @@ def generate_world(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> WorldSummary:
-    """Write the synthetic raw inputs of `scenario` under `out` (DESIGN §4 layout)."""
+    """Write the synthetic raw inputs of `scenario` under `out` (the raw layout of docs/inputs.md)."""
     if scenario not in SCENARIOS:
         raise FlairPipelineError(
             f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}"

@@ -1,6 +1,6 @@
 """Which patches a training run sees: one record per patch, from our dataset or a manifest.
 
-Two sources give the same records: a dataset built by this pipeline (DESIGN §4: the
+Two sources give the same records: a dataset built by this pipeline (docs/data-format.md: the
 release layout plus ``metadata/splits.csv``, ``aerial_metadata.json`` and
 ``centroids_sp_to_patch.json``) and a manifest CSV written by ``flair-pipeline
 import-flair`` for the official release. Everything downstream (datasets, statistics,
