@@ -5,10 +5,12 @@ domains (from the UI, or ``dagster asset backfill``) launches one run per domain
 Measured against a single run over the whole range (``bench/backfill.py``, figures in
 docs/operations.md#backfills), one run per domain costs a few seconds of run start per
 domain, and buys what the project relies on: a bad domain fails its own run only (the
-others are built and recorded), each domain's data version, blocking checks, staging, run
-queue limit (``dagster/partition``) and locks stay per domain, and a failed domain is
-re-run alone. The assets read ``context.partition_key``: one key per run is what they
-expect.
+others are built and recorded), each domain's data version, blocking checks and staging
+stay per domain, and a failed domain is re-run alone. The assets read
+``context.partition_key``: one key per run is what they expect. Dagster tags such a run
+with a one-domain range (``dagster/asset_partition_range_start``/``_end``), not
+``dagster/partition``: the run queue's per-domain limit does not see backfill runs (a
+known limit, in docs/operations.md).
 """
 
 import warnings
