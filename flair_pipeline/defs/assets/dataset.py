@@ -8,11 +8,16 @@ from flair_pipeline import layout as L
 from flair_pipeline.dataset import build
 from flair_pipeline.dataset.assemble import assemble_splits
 from flair_pipeline.defs.adapter import progress, result
-from flair_pipeline.defs.partitions import domains_partitions
+from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
 
-DOMAIN: dict[str, Any] = {"partitions_def": domains_partitions, "group_name": "dataset"}
+#: Keyword arguments shared by the per-domain dataset assets' @dg.asset.
+DOMAIN: dict[str, Any] = {
+    "partitions_def": domains_partitions,
+    "backfill_policy": DOMAIN_BACKFILL,
+    "group_name": "dataset",
+}
 
 
 @dg.asset(

@@ -4,7 +4,7 @@ import dagster as dg
 import rasterio
 
 from flair_pipeline.defs.adapter import as_failure, progress, result
-from flair_pipeline.defs.partitions import domains_partitions
+from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
 from flair_pipeline.defs.resources import FlairConfig, SentinelHubCredentials
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
@@ -13,6 +13,7 @@ from flair_pipeline.sentinel2.factory import make_provider
 
 @dg.asset(
     partitions_def=domains_partitions,
+    backfill_policy=DOMAIN_BACKFILL,
     group_name="sentinel2",
     deps=["patch_grid"],
     kinds={"python", "numpy", "stac"},

@@ -8,7 +8,7 @@ from flair_pipeline.dataset.sources_record import (
     record_domain_sources,
 )
 from flair_pipeline.defs.adapter import result
-from flair_pipeline.defs.partitions import domains_partitions
+from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
 from flair_pipeline.defs.resources import FlairConfig
 from flair_pipeline.defs.staging import staged
 
@@ -17,6 +17,7 @@ __all__ = ["domain_input_files", "domain_sources", "fingerprint"]  # the sensor'
 
 @dg.asset(
     partitions_def=domains_partitions,
+    backfill_policy=DOMAIN_BACKFILL,
     group_name="sources",
     kinds={"python", "geotiff", "geopackage"},
     description="A domain's raw inputs (orthophoto tiles, DSM/DTM, labels.gpkg, domain.json), "
