@@ -234,7 +234,9 @@ def test_a_tile_at_another_pixel_size_is_refused_up_front(tmp_path: Path) -> Non
     assert "\n" not in msg and msg.startswith(str(b))
     assert "pixel size 0.5 x 0.5 m" in msg and "sampling.resolution 0.2 m" in msg
     assert "ortho_resampling" in msg
-    assert not ds.exists()  # nothing written, not even the sources record
+    # nothing written, not even the sources record: only the steps' (empty) build locks
+    written = [p for p in ds.rglob("*") if p.is_file()]
+    assert all(".locks" in p.relative_to(ds).parts and p.stat().st_size == 0 for p in written)
 
 
 def test_a_tile_at_another_pixel_size_is_resampled_when_asked(tmp_path: Path) -> None:

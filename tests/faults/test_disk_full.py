@@ -164,9 +164,9 @@ def test_disk_full_through_the_cli_is_one_line_with_gdal_folded_in(
     mnt.mkdir()
     cli = Path(sys.executable).parent / "flair-pipeline"
     build = (
-        f"{cli} build-domain {domain} --raw {tiny_world.out} --dataset {mnt / 'ds'} "
+        f"{cli} --quiet build-domain {domain} --raw {tiny_world.out} --dataset {mnt / 'ds'} "
         "--set sampling.patch_size=64 --set sampling.max_patches_per_domain=16"
-    )
+    )  # --quiet: no progress lines, so stderr holds the error alone
     proc = subprocess.run(
         [
             "unshare",
