@@ -45,6 +45,7 @@ from rasterio.warp import Resampling, reproject
 from shapely.geometry import Point, box
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.io import write_geotiff
 from flair_pipeline.progress import Progress, each
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
@@ -154,21 +155,9 @@ def s2_window(
 def _write(
     path: Path, arr: np.ndarray, transform: Any, crs: Any, nodata: float | None = None
 ) -> None:
+    """One modality file, through the project's one GeoTIFF writer (checked, atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=arr.shape[2],
-        height=arr.shape[1],
-        count=arr.shape[0],
-        dtype=arr.dtype,
-        crs=crs,
-        transform=transform,
-        nodata=nodata,
-        compress="deflate",
-    ) as dst:
-        dst.write(arr)
+    write_geotiff(path, arr, transform, crs, nodata=nodata)
 
 
 def export_flair_hub(
