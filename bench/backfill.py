@@ -38,7 +38,7 @@ import yaml
 from flair_pipeline.dataset import build
 from flair_pipeline.dataset.sources_record import record_domain_sources
 from flair_pipeline.defs.partitions import DOMAINS, domains_partitions
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.orchestration.instance import prepare_home
 
@@ -50,7 +50,7 @@ ASSETS = ["domain_sources", "patch_grid", "aerial_patches", "label_masks", "data
 
 # -- the single-run variant: same stage functions, looped over the run's partition keys --
 
-Stage = Callable[[str, FlairConfig], object]
+Stage = Callable[[str, PipelineConfigResource], object]
 
 _STAGES: dict[str, tuple[list[str], Stage]] = {
     "domain_sources": (
@@ -84,7 +84,7 @@ def _looping_asset(name: str, deps: list[str], stage: Stage) -> dg.AssetsDefinit
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="dataset",
     )
-    def _asset(context: dg.AssetExecutionContext, flair: FlairConfig) -> None:
+    def _asset(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> None:
         failed = []
         for domain in context.partition_keys:
             try:
@@ -101,7 +101,7 @@ def _looping_asset(name: str, deps: list[str], stage: Stage) -> dg.AssetsDefinit
 #: The code location of the single-run variant (loaded by the backfill's code server).
 single_run_defs = dg.Definitions(
     assets=[_looping_asset(n, deps, stage) for n, (deps, stage) in _STAGES.items()],
-    resources={"flair": FlairConfig()},
+    resources={"flair": PipelineConfigResource()},
 )
 
 
@@ -228,7 +228,7 @@ def run_variant(raw: Path, domains: Sequence[str], policy: str, root: Path) -> O
 
 
 def main() -> None:
-    from flair_pipeline.sources.synthetic import SCENARIOS, generate_world
+    from flair_pipeline.synthetic.world import SCENARIOS, generate_world
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default="tiny", choices=sorted(SCENARIOS))

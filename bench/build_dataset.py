@@ -42,7 +42,7 @@ from rasterio.transform import from_origin
 
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import (
+from flair_pipeline.dataset.patch_writers import (
     COMPRESSIONS,
     CRS,
     DEFAULT_COMPRESSION,
@@ -58,8 +58,8 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.nomenclature import colormap
 from flair_pipeline.sources.domain_spec import DomainInputs, resolve
-from flair_pipeline.sources.synth_ign import convert_world
-from flair_pipeline.sources.synthetic import SCENARIOS, generate_world
+from flair_pipeline.synthetic.ign import convert_world
+from flair_pipeline.synthetic.world import SCENARIOS, generate_world
 
 TARGET_RATIO = 2.0
 TARGET_RATE = 100.0  # patches/s per core, at 512 px

@@ -19,9 +19,9 @@ import rasterio
 from loader import demo_records  # bench/ is on sys.path when a bench script runs
 from timing import timed
 
-from flair_pipeline.dataset.patches import COMPRESSIONS, IMG_ZLEVEL, compression_options
+from flair_pipeline.dataset.patch_writers import COMPRESSIONS, IMG_ZLEVEL, compression_options
 from flair_pipeline.io import write_geotiff
-from flair_pipeline.sources.synthetic import generate_world
+from flair_pipeline.synthetic.world import generate_world
 
 
 def main() -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.orchestration.executors import run_domain_on_dask
-from flair_pipeline.sources.synthetic import generate_world
+from flair_pipeline.synthetic.world import generate_world
 
 
 def _params(folder: Path, raw: Path, patch_size: int) -> Path:
@@ -53,7 +53,7 @@ def in_process(instance: dg.DagsterInstance, params: Path, domains: list[str]) -
     """Seconds to build every domain in this process, one after another."""
     from flair_pipeline.defs.definitions import DATASET_ASSETS
 
-    flair = FlairConfig(config_path=str(params))
+    flair = PipelineConfigResource(config_path=str(params))
     start = time.perf_counter()
     for d in domains:
         result = dg.materialize(

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import (
+from flair_pipeline.dataset.patch_writers import (
     DEFAULT_COMPRESSION,
     build_aerial_patches,
     build_label_masks,
@@ -44,7 +44,7 @@ from flair_pipeline.dataset.patches import (
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.layout import DatasetLayout, RawLayout
-from flair_pipeline.sources.synthetic import generate_world
+from flair_pipeline.synthetic.world import generate_world
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.packing import pack_records
 from flair_pipeline.training.records import PatchRecord

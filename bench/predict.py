@@ -35,7 +35,7 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from flair_pipeline.dataset.patches import Elevation
+from flair_pipeline.dataset.patch_writers import Elevation
 from flair_pipeline.evaluation.predict import predict_map, resolve_device
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap

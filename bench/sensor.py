@@ -30,7 +30,7 @@ import yaml
 from timing import timed  # bench/ is on sys.path when a bench script runs
 
 from flair_pipeline.defs.definitions import defs
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.defs.sensors import Budget, new_domains_sensor
 from flair_pipeline.sources import domain_inputs
 
@@ -67,7 +67,7 @@ def main() -> None:
             _write(raw, d, args.gb, args.tiles)
         params = root / "params.yaml"
         params.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(root)}}))
-        flair = FlairConfig(config_path=str(params))
+        flair = PipelineConfigResource(config_path=str(params))
         total = args.domains * args.gb
         print(
             f"{args.domains} domains × {args.gb:g} GB ({args.tiles} sparse tiles each), "

@@ -84,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = args.raw
         if raw is None:
-            from flair_pipeline.sources.synthetic import generate_world
+            from flair_pipeline.synthetic.world import generate_world
 
             raw = Path(tmp) / "raw"
             print("generating the `bench` world (a few minutes)…", flush=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import rasterio
 
-from flair_pipeline.sources.synthetic import generate_world
+from flair_pipeline.synthetic.world import generate_world
 
 
 def write_only_baseline(raw: Path, out: Path) -> tuple[float, int]:

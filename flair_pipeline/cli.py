@@ -116,14 +116,14 @@ def synth(
     cfg = _load(config_path, tuple(extra))
     _run_synth(cfg, out or Path(cfg.paths.raw))
     if cfg.synth.flavour == "ign":
-        from flair_pipeline.sources.synth_ign import convert_world
+        from flair_pipeline.synthetic.ign import convert_world
 
         done = convert_world(out or Path(cfg.paths.raw))
         click.echo(f"ign flavour: {len(done)} domain(s) rewritten as IGN delivers them")
 
 
 def _run_synth(cfg: PipelineConfig, out: Path) -> None:
-    from flair_pipeline.sources.synthetic import SCENARIOS, format_summary, generate_world
+    from flair_pipeline.synthetic.world import SCENARIOS, format_summary, generate_world
 
     n = len(SCENARIOS[cfg.synth.scenario].domains)
     start = time.perf_counter()
@@ -247,11 +247,13 @@ def _run_materialize(
     overrides: tuple[str, ...],
     verbose: bool = False,
 ) -> None:
-    from flair_pipeline.defs.resources import FlairConfig
+    from flair_pipeline.defs.resources import PipelineConfigResource
     from flair_pipeline.orchestration.run import materialize
 
     _load(config_path, overrides)  # validate before starting any run
-    flair = FlairConfig(config_path=str(config_path or "params.yaml"), overrides=list(overrides))
+    flair = PipelineConfigResource(
+        config_path=str(config_path or "params.yaml"), overrides=list(overrides)
+    )
     start = time.perf_counter()
     summary = materialize(
         selection, partitions, flair, log=lambda m: click.echo(m, err=True), verbose=verbose
@@ -795,8 +797,8 @@ def evaluate_cmd(
     per_domain_csv: Path | None,
 ) -> None:
     """Score predicted maps against labels with FLAIR's metric (summed confusion matrix)."""
-    from flair_pipeline.evaluation import evaluate as ev
     from flair_pipeline.evaluation import plots
+    from flair_pipeline.evaluation import scoring as ev
 
     scores = ev.evaluate(predictions, labels, progress=_progress("evaluate"))
     try:

@@ -22,7 +22,7 @@ import rasterio
 from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.sentinel2.series import ndvi
-from flair_pipeline.sources.synthetic import SCENARIOS, split_class_shares
+from flair_pipeline.synthetic.world import SCENARIOS, split_class_shares
 from flair_pipeline.training.records import by_split, from_dataset
 from flair_pipeline.training.samples import ZoneSeries, s2_window
 

@@ -11,7 +11,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core (make test: -n 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # each, inherited by CLI subprocesses
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-from flair_pipeline.sources.synthetic import WorldSummary, generate_world
+from flair_pipeline.synthetic.world import WorldSummary, generate_world
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FLAIR = REPO.parent / "shared" / "real-samples" / "flair"

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from flair_pipeline.config import load_config
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 
 EXE = str(Path(sys.executable).parent / "flair-pipeline")
 
@@ -68,7 +68,7 @@ def test_cli_and_dagster_resource_write_and_read_the_same_files(tmp_path: Path) 
     written = sorted(p.name for p in (proj / "in/raw/domains").iterdir())
     assert written == ["D004_2021", "D033_2021", "D036_2020"]  # the tiny world's domains
     # the Dagster resource (the UI, the sensor, `materialize`) reads exactly there
-    resource = FlairConfig(config_path=str(proj / "params.yaml"))
+    resource = PipelineConfigResource(config_path=str(proj / "params.yaml"))
     assert resource.raw().root == proj / "in/raw"
     assert resource.dataset().root == proj / "out/ds"
 

@@ -20,7 +20,7 @@ from typing import ClassVar
 import pandas as pd
 
 from flair_pipeline.config import SplitConfig
-from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.splits import assign_splits, write_splits
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.layout import DatasetLayout, RawLayout

@@ -1,13 +1,13 @@
 """Build one domain of the dataset: its sources record, patch grid, IMG, MSK and metadata.
 
 One plain function per step, each returning a frozen report (:mod:`flair_pipeline.reports`):
-:mod:`~flair_pipeline.dataset.sources_record`, :mod:`~flair_pipeline.dataset.patch_steps`
-(grid, IMG, MSK), :mod:`~flair_pipeline.dataset.domain_metadata`; and here
+:mod:`~flair_pipeline.dataset.sources_record`, :mod:`~flair_pipeline.dataset.domain_steps`
+(grid, IMG, MSK), :mod:`~flair_pipeline.dataset.metadata_step`; and here
 :func:`build_domain_patches` running them in order. The Dagster assets
 (``defs/assets/sources.py``, ``defs/assets/dataset.py``) call one step each and the CLI's
 ``flair-pipeline build-domain`` calls :func:`build_domain_patches`, so both write the same
 bytes. Per-patch failures are isolated (a corrupt tile under a patch skips that patch and
-names it, :mod:`flair_pipeline.dataset.patches`); a step's check (``has_patches``,
+names it, :mod:`flair_pipeline.dataset.patch_writers`); a step's check (``has_patches``,
 ``img_format``, ``msk_codes``, ``img_msk_pairs``) lists its problems in the report, and
 :func:`build_domain_patches` stops at the first failed check as Dagster's blocking checks do.
 Every file is in EPSG:2154 (Lambert-93) on the 0.2 m grid of ``sampling.resolution``.
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset.domain_lock import STAGES, holds
-from flair_pipeline.dataset.domain_metadata import MetadataReport, write_domain_metadata
-from flair_pipeline.dataset.patch_steps import (
+from flair_pipeline.dataset.domain_steps import (
     GridReport,
     ImagesReport,
     MasksReport,
@@ -28,6 +27,7 @@ from flair_pipeline.dataset.patch_steps import (
     build_domain_masks,
     sample_domain_grid,
 )
+from flair_pipeline.dataset.metadata_step import MetadataReport, write_domain_metadata
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.dataset.sources_record import SourcesReport, record_domain_sources
 from flair_pipeline.errors import StageCheckError

@@ -4,7 +4,7 @@ Why here and not in ``DAGSTER_HOME``: two builds of one domain may come from two
 homes (two users, the UI and a CLI on another home), from ``build-domain`` (no Dagster at
 all), from a Dask worker; the one thing they share is the dataset folder. Every step
 function of a domain's build (:mod:`~flair_pipeline.dataset.sources_record`,
-:mod:`~flair_pipeline.dataset.patch_steps`, :mod:`~flair_pipeline.dataset.domain_metadata`)
+:mod:`~flair_pipeline.dataset.domain_steps`, :mod:`~flair_pipeline.dataset.metadata_step`)
 is wrapped by :func:`holds` and holds its stage's lock (:func:`flair_pipeline.locks.hold`:
 ``flock``, freed by the kernel when the holder dies) while it runs, so every front door
 holds it. A second build of the same stage and domain **waits** for the first, after one

@@ -22,7 +22,7 @@ import rasterio
 from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.config import SamplingConfig
-from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.domains import DomainId

@@ -19,7 +19,7 @@ from flair_pipeline import redaction
 from flair_pipeline.defs import assets as assets_package
 from flair_pipeline.defs.automation import automate_downstream, downstream_automation
 from flair_pipeline.defs.jobs import build_domain_job, domain_build_assets
-from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.defs.sensors import new_domains_sensor
 
 #: Every asset of the code location, as Dagster's loader finds them in ``defs/assets/``.
@@ -39,5 +39,5 @@ defs = dg.Definitions(
     assets=automate_downstream(ALL_ASSETS),  # nightly catch-up of the all-domain assets
     jobs=[build_domain],
     sensors=[new_domains_sensor, downstream_automation],
-    resources={"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()},
+    resources={"flair": PipelineConfigResource(), "sentinelhub": sentinelhub_credentials()},
 )

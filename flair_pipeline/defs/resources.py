@@ -29,7 +29,7 @@ def _parsed(path: str, mtime_ns: int, size: int, overrides: tuple[str, ...]) -> 
     return load_config(Path(path), overrides)
 
 
-class FlairConfig(dg.ConfigurableResource):
+class PipelineConfigResource(dg.ConfigurableResource):
     """Loads params.yaml (+ overrides) and exposes the data layout."""
 
     config_path: str = os.environ.get("FLAIR_PARAMS", "params.yaml")
@@ -87,9 +87,9 @@ class FlairConfig(dg.ConfigurableResource):
         raw, dataset = (v if is_url(v) else str(self._root(v)) for v in (paths.raw, paths.dataset))
         return raw, dataset
 
-    def with_roots(self, raw: str, dataset: str) -> FlairConfig:
+    def with_roots(self, raw: str, dataset: str) -> PipelineConfigResource:
         """The same configuration with other raw and dataset roots (staging folders)."""
-        return FlairConfig(
+        return PipelineConfigResource(
             config_path=self.config_path,
             overrides=[*self.overrides, f"paths.raw={raw}", f"paths.dataset={dataset}"],
         )

@@ -51,7 +51,7 @@ import dagster as dg
 
 from flair_pipeline.defs.assets import dataset, sentinel2, sources
 from flair_pipeline.defs.partitions import DOMAINS, domains_partitions
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.domains import domain_id_problem
 from flair_pipeline.sources import domain_inputs
 from flair_pipeline.sources.domain_inputs import READY_NAME
@@ -313,7 +313,9 @@ def _decide(
     "FLAIR_SENSOR_HASH_GB / FLAIR_SENSOR_HASH_SECONDS per tick. Incomplete, still-changing "
     "or misnamed folders are reported.",
 )
-def new_domains_sensor(context: dg.SensorEvaluationContext, flair: FlairConfig) -> dg.SensorResult:
+def new_domains_sensor(
+    context: dg.SensorEvaluationContext, flair: PipelineConfigResource
+) -> dg.SensorResult:
     """Request a build of every domain whose raw inputs are complete, settled, new or changed."""
     root = flair.root_urls()[0]
     scan = scan_raw_root(root, read_cursor(context.cursor), context.instance)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import dagster as dg
 
 from flair_pipeline.defs.adapter import as_failure
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import RAW_DOMAIN, PathTemplate, RawLayout
 from flair_pipeline.storage import is_url, list_domains, publish, pull, snapshot
@@ -57,7 +57,9 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)  # keeps the signature Dagster reads for context and resources
-        def wrapper(context: dg.AssetExecutionContext, flair: FlairConfig, **kwargs: Any) -> Any:
+        def wrapper(
+            context: dg.AssetExecutionContext, flair: PipelineConfigResource, **kwargs: Any
+        ) -> Any:
             raw, dataset = flair.root_urls()
             if not (is_url(raw) or is_url(dataset)):
                 return _run(fn, context, flair, kwargs)
@@ -96,7 +98,9 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
     return decorate
 
 
-def _run(fn: Callable[..., Any], context: Any, flair: FlairConfig, kwargs: dict[str, Any]) -> Any:
+def _run(
+    fn: Callable[..., Any], context: Any, flair: PipelineConfigResource, kwargs: dict[str, Any]
+) -> Any:
     try:
         return fn(context, flair, **kwargs)
     except FlairPipelineError as exc:

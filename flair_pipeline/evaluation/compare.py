@@ -1,7 +1,7 @@
 """The comparison of every evaluated model: one Markdown table (``<paths.eval>/comparison.md``).
 
 Reads each model's ``<paths.eval>/<model>/metrics.json`` (written by
-:mod:`flair_pipeline.evaluation.split_eval`); the table is what ``flair-pipeline demo``
+:mod:`flair_pipeline.evaluation.checkpoint_eval`); the table is what ``flair-pipeline demo``
 prints and the ``model_comparison`` asset shows.
 """
 
@@ -84,7 +84,7 @@ def compare_models(eval_dir: str | Path, models: Sequence[str] = EVALUATED) -> C
     Raises:
         InputError: A model's metrics.json is missing (named, with the asset to run).
     """
-    from flair_pipeline.evaluation.evaluate import write_text
+    from flair_pipeline.evaluation.scoring import write_text
 
     root = Path(eval_dir)
     metrics = {}

@@ -4,7 +4,7 @@ Whatever the ortho is delivered as, prediction sees one GDAL dataset on one pixe
 a folder or list of tiles becomes an in-memory VRT, after checking that every tile shares
 the CRS, pixel size, pixel grid, band count and uint8 type (a tile off the grid would need
 resampling, which would silently change pixels). Elevation is computed exactly as the IMG
-patches were built (:class:`flair_pipeline.dataset.patches.Elevation`), so the model sees
+patches were built (:class:`flair_pipeline.dataset.patch_writers.Elevation`), so the model sees
 at prediction time what it saw in training.
 
 No data is read from the ortho's own declaration (issue 29): a GDAL nodata value, a
@@ -38,7 +38,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
-from flair_pipeline.dataset.patches import Elevation
+from flair_pipeline.dataset.patch_writers import Elevation
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import same_crs
 from flair_pipeline.geo.raster_vrt import (

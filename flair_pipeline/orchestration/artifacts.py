@@ -196,7 +196,7 @@ COMMAND_STAGES: dict[str, CommandStage] = {
         outs=("{raw}",),  # the whole raw root: every domain and the Sentinel-2 archive
         params=("synth",),
         # `flair-pipeline synth`: the world, then its IGN rewriting for the `ign` flavour
-        roots=("flair_pipeline.sources.synthetic", "flair_pipeline.sources.synth_ign"),
+        roots=("flair_pipeline.synthetic.world", "flair_pipeline.synthetic.ign"),
     ),
     "demo_map": CommandStage(
         cmd="flair-pipeline demo-map",

@@ -28,7 +28,7 @@ DASK_JOB = "build_domain_dask"
 def dask_build_domain() -> dg.JobDefinition:
     """``build_domain`` (sources + per-domain dataset assets) with the Dask executor."""
     from flair_pipeline.defs.definitions import DATASET_ASSETS
-    from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+    from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
     from flair_pipeline.orchestration.dask_executor import shielded_dask_executor
 
     job = dg.define_asset_job(
@@ -40,7 +40,7 @@ def dask_build_domain() -> dg.JobDefinition:
     defs = dg.Definitions(
         assets=DATASET_ASSETS,
         jobs=[job],
-        resources={"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()},
+        resources={"flair": PipelineConfigResource(), "sentinelhub": sentinelhub_credentials()},
     )
     return defs.resolve_job_def(DASK_JOB)
 

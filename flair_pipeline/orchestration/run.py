@@ -22,7 +22,7 @@ from filelock import FileLock
 from flair_pipeline import errors
 from flair_pipeline.dataset.domain_lock import STAGES, stage_locks
 from flair_pipeline.defs.partitions import DOMAINS
-from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.domains import domain_id_problem, is_domain_id
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.layout import RawLayout
@@ -94,7 +94,7 @@ def lock_dir(instance: dg.DagsterInstance) -> Path:
 @contextmanager
 def build_locks(
     instance: dg.DagsterInstance,
-    flair: FlairConfig,
+    flair: PipelineConfigResource,
     assets: Sequence[str],
     partition: str | None,
     log: Callable[[str], None],
@@ -211,7 +211,7 @@ def _user_error(exc: BaseException) -> BaseException:
 def materialize(
     selection: str,
     partitions: Sequence[str] = (),
-    flair: FlairConfig | None = None,
+    flair: PipelineConfigResource | None = None,
     instance: dg.DagsterInstance | None = None,
     log: Callable[[str], None] | None = None,
     log_level: str | None = None,
@@ -229,7 +229,7 @@ def materialize(
     log_level = log_level or ("INFO" if verbose else "CRITICAL")
     from flair_pipeline.defs.definitions import ALL_ASSETS, defs
 
-    flair = flair or FlairConfig()
+    flair = flair or PipelineConfigResource()
     instance = instance or dagster_instance()
     graph = defs.resolve_asset_graph()
     try:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from flair_pipeline.config import PipelineConfig
-from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.domains import DomainId

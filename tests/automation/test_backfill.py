@@ -18,7 +18,7 @@ import yaml
 
 from flair_pipeline.defs.definitions import ALL_ASSETS
 from flair_pipeline.orchestration.instance import prepare_home
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 
 BENCH = REPO / "bench"

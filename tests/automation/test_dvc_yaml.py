@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from flair_pipeline.defs.definitions import ALL_ASSETS, DATASET_ASSETS, defs
-from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.orchestration import dvc_yaml
 from flair_pipeline.orchestration.artifacts import ARTIFACTS, COMMAND_STAGES, to_dvc
 from tests.conftest import REPO
 
-RESOURCES = {"flair": FlairConfig(), "sentinelhub": sentinelhub_credentials()}
+RESOURCES = {"flair": PipelineConfigResource(), "sentinelhub": sentinelhub_credentials()}
 
 
 def _committed() -> dict:

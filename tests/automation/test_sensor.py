@@ -30,7 +30,7 @@ import yaml
 
 from flair_pipeline.defs.assets.sources import domain_input_files, fingerprint
 from flair_pipeline.defs.definitions import defs
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.defs.sensors import (
     DOMAIN_ASSETS,
     Budget,
@@ -40,16 +40,16 @@ from flair_pipeline.defs.sensors import (
 )
 from flair_pipeline.layout import RawLayout
 from flair_pipeline.orchestration.run import materialize
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 
-def _flair(tmp: Path, raw: str | Path) -> FlairConfig:
+def _flair(tmp: Path, raw: str | Path) -> PipelineConfigResource:
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(tmp / "ds")}}))
-    return FlairConfig(config_path=str(params))
+    return PipelineConfigResource(config_path=str(params))
 
 
-def evaluate(instance: dg.DagsterInstance, flair: FlairConfig, cursor: str | None):
+def evaluate(instance: dg.DagsterInstance, flair: PipelineConfigResource, cursor: str | None):
     ctx = dg.build_sensor_context(
         instance=instance, cursor=cursor, definitions=defs, resources={"flair": flair}
     )
@@ -60,7 +60,7 @@ def evaluate(instance: dg.DagsterInstance, flair: FlairConfig, cursor: str | Non
     return result
 
 
-def settle(instance: dg.DagsterInstance, flair: FlairConfig, cursor: str | None):
+def settle(instance: dg.DagsterInstance, flair: PipelineConfigResource, cursor: str | None):
     """Two evaluations over unchanged folders, as two daemon ticks a minute apart.
 
     The first sees files it has not seen before (a copy may still be running): it requests
@@ -184,7 +184,7 @@ def test_an_ign_flavour_domain_is_seen_built_once_and_rebuilt_when_a_tile_change
     """A domain delivered as IGN's products (domain.yaml, JPEG 2000 RVB + IRC, .asc DTM,
     LiDAR HD DSM, OCS GE labels): the sensor requests it, not again once `domain_sources`
     recorded the same fingerprint, and again when a re-delivered IRC tile changes."""
-    from flair_pipeline.sources.synth_ign import to_ign
+    from flair_pipeline.synthetic.ign import to_ign
 
     raw = tmp_path / "raw"
     folder = raw / "domains" / "D036_2020"
@@ -303,7 +303,7 @@ def _copy_like_rsync(src: Path, dest_parent: Path, on_stage: Callable[[], None])
 @pytest.fixture(scope="module")
 def ign_domain(tiny_world, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """D036_2020 as IGN delivers it: domain.yaml, 4 RVB + 4 IRC .jp2 tiles, .asc DTM, …"""
-    from flair_pipeline.sources.synth_ign import to_ign
+    from flair_pipeline.synthetic.ign import to_ign
 
     out = tmp_path_factory.mktemp("ign") / "D036_2020"
     to_ign(tiny_world.out / "domains" / "D036_2020", out)

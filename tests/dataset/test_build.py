@@ -20,11 +20,11 @@ import yaml
 from flair_pipeline.config import PipelineConfig, SplitConfig, config_from_dict
 from flair_pipeline.dataset.assemble import assemble_splits
 from flair_pipeline.dataset.build import build_domain_patches
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import InputError, StageCheckError
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.orchestration.run import materialize
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 DOMAIN = "D033_2021"
 SAMPLING = {"patch_size": 64, "max_patches_per_domain": 6, "zone_size_m": 60}
@@ -69,7 +69,10 @@ def test_build_domain_cli_writes_the_assets_bytes(
     )
     with dg.instance_for_test() as instance:
         materialize(
-            DOMAIN_ASSETS, (DOMAIN,), FlairConfig(config_path=str(params)), instance=instance
+            DOMAIN_ASSETS,
+            (DOMAIN,),
+            PipelineConfigResource(config_path=str(params)),
+            instance=instance,
         )
     exe = Path(sys.executable).parent / "flair-pipeline"
     r = subprocess.run(
@@ -258,7 +261,7 @@ def test_a_whole_domain_build_reads_its_inputs_once(
     layer and the patch grid once for its five steps; a step run alone (an asset) still
     does all three itself."""
     import flair_pipeline.dataset.build as build
-    import flair_pipeline.dataset.patch_steps as steps
+    import flair_pipeline.dataset.domain_steps as steps
     import flair_pipeline.dataset.rasterize as rasterize
     import flair_pipeline.dataset.sampling as sampling
     import flair_pipeline.dataset.sources_record as sources_record

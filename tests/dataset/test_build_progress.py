@@ -14,8 +14,8 @@ import yaml
 
 from flair_pipeline.defs.assets.dataset import aerial_patches, label_masks, patch_grid
 from flair_pipeline.defs.assets.sources import domain_sources
-from flair_pipeline.defs.resources import FlairConfig
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.defs.resources import PipelineConfigResource
+from flair_pipeline.synthetic.world import WorldSummary
 
 DOMAIN = "D033_2021"
 #: small patches, so a domain of the tiny world has a few dozen (many 5 % steps)
@@ -105,7 +105,7 @@ def test_a_dagster_materialization_logs_progress_lines(
     tiny_world: WorldSummary, tmp_path: Path
 ) -> None:
     params = _params(tmp_path, tiny_world.out)
-    flair = FlairConfig(config_path=str(params))
+    flair = PipelineConfigResource(config_path=str(params))
     assets = [domain_sources, patch_grid, aerial_patches, label_masks]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("domains", [DOMAIN])

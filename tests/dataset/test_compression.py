@@ -10,7 +10,7 @@ import rasterio
 from affine import Affine
 
 from flair_pipeline.config import PipelineConfig, load_config
-from flair_pipeline.dataset.patches import COMPRESSIONS, compression_options
+from flair_pipeline.dataset.patch_writers import COMPRESSIONS, compression_options
 from flair_pipeline.errors import ConfigError
 from flair_pipeline.io import write_geotiff
 

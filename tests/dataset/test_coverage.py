@@ -25,7 +25,7 @@ from rasterio.vrt import WarpedVRT
 from flair_pipeline.config import SamplingConfig, config_from_dict
 from flair_pipeline.dataset.build import build_domain_patches
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import build_aerial_patches
+from flair_pipeline.dataset.patch_writers import build_aerial_patches
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout, RawLayout

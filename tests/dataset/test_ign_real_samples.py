@@ -15,7 +15,7 @@ import rasterio
 import rasterio.windows
 
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import Elevation
+from flair_pipeline.dataset.patch_writers import Elevation
 from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import is_lambert93

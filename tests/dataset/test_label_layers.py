@@ -31,7 +31,7 @@ from flair_pipeline.geo.label_layers import DEFAULT_LAYER, choose_label_layer
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sources.domain_spec import resolve
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 X0, Y0, RES = 650_000.0, 6_860_000.0, 0.2
 GRID = Affine(RES, 0.0, X0, 0.0, -RES, Y0)

@@ -18,7 +18,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import (
+from flair_pipeline.dataset.patch_writers import (
     Elevation,
     VoidElevationError,
     build_aerial_patches,

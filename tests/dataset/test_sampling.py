@@ -15,7 +15,7 @@ from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.sampling import read_patch_grid, sample_patches, write_patch_grid
 from flair_pipeline.errors import InputError
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 
 def _inputs(world: WorldSummary, i: int = 0) -> tuple[str, Path, gpd.GeoDataFrame]:

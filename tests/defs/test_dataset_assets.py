@@ -13,17 +13,17 @@ import rasterio
 import yaml
 
 from flair_pipeline.defs.definitions import defs
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.orchestration.run import materialize
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 PATCH = 64
 DATASET = "group:sources or group:dataset"
 
 
-def _params(tmp: Path, raw: Path, dataset: Path, **sampling) -> FlairConfig:
+def _params(tmp: Path, raw: Path, dataset: Path, **sampling) -> PipelineConfigResource:
     p = tmp / "params.yaml"
     p.write_text(
         yaml.safe_dump(
@@ -33,7 +33,7 @@ def _params(tmp: Path, raw: Path, dataset: Path, **sampling) -> FlairConfig:
             }
         )
     )
-    return FlairConfig(config_path=str(p))
+    return PipelineConfigResource(config_path=str(p))
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import pytest
 import rasterio
 import yaml
 
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sentinel2.series import read_series
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def series_built(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFact
         materialize(
             "key:domain_sources or key:patch_grid or group:sentinel2",
             (),
-            FlairConfig(config_path=str(p)),
+            PipelineConfigResource(config_path=str(p)),
             instance=instance,
         )
         yield DatasetLayout(tmp / "dataset"), instance
@@ -169,6 +169,6 @@ def test_zone_too_large_for_max_size_is_named(tiny_world: WorldSummary, tmp_path
         materialize(
             "key:domain_sources or key:patch_grid or key:sentinel2_series",
             ("D033_2021",),
-            FlairConfig(config_path=str(p)),
+            PipelineConfigResource(config_path=str(p)),
             instance=instance,
         )

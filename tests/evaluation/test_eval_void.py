@@ -9,8 +9,8 @@ import pytest
 import rasterio
 
 from flair_pipeline.errors import InputError
-from flair_pipeline.evaluation.evaluate import evaluate
-from flair_pipeline.evaluation.split_eval import image_valid
+from flair_pipeline.evaluation.checkpoint_eval import image_valid
+from flair_pipeline.evaluation.scoring import evaluate
 from flair_pipeline.io import write_geotiff
 from tests.evaluation.test_evaluate import T, _tif
 
@@ -52,7 +52,7 @@ def test_evaluate_checkpoint_writes_nodata_and_skips_it(tmp_path: Path) -> None:
     """A test IMG with a nodata margin: PRED is 0 there, declared, and those pixels unscored."""
     from types import SimpleNamespace
 
-    from flair_pipeline.evaluation.split_eval import evaluate_checkpoint
+    from flair_pipeline.evaluation.checkpoint_eval import evaluate_checkpoint
     from flair_pipeline.sources.flair_release import ManifestRow, write_manifest
     from tests.evaluation.test_predict import _checkpoint, _image
 

@@ -13,8 +13,8 @@ from rasterio.transform import from_origin
 
 from flair_pipeline.cli import main
 from flair_pipeline.errors import InputError
-from flair_pipeline.evaluation.evaluate import evaluate
 from flair_pipeline.evaluation.plots import confusion_csv, confusion_png, patch_figure
+from flair_pipeline.evaluation.scoring import evaluate
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
 

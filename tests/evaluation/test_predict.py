@@ -11,7 +11,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from flair_pipeline.dataset.patches import Elevation
+from flair_pipeline.dataset.patch_writers import Elevation
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.evaluation.predict import predict_map
 from flair_pipeline.evaluation.raster_input import mosaic_vrt
@@ -193,7 +193,7 @@ def test_elevation_from_dsm_dtm_as_in_img_patches(tmp_path: Path) -> None:
     img = _image(96, 80)
     dsm, dtm = _surfaces(tmp_path, 96, 80)
     elev = Elevation(dsm, dtm, 5.0)
-    try:  # the elevation band exactly as dataset/patches.py encodes it for the whole image
+    try:  # the elevation band exactly as dataset/patch_writers.py encodes it for the whole image
         band = elev.patch((X0, Y0 - 96 * RES, X0 + 80 * RES, Y0), (96, 80))
     finally:
         elev.close()

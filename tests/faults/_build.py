@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import build_aerial_patches, build_label_masks
+from flair_pipeline.dataset.patch_writers import build_aerial_patches, build_label_masks
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.layout import DatasetLayout, RawLayout

@@ -16,7 +16,7 @@ import dagster as dg
 
 import flair_pipeline.io as io
 from flair_pipeline.defs.assets import dataset, sources
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 
 KILL_AT = 3  # patch_grid's file, then the first IMG: killed while aerial_patches writes
 _real, _calls = io._fsync, [0]
@@ -56,5 +56,5 @@ defs = dg.Definitions(
             executor_def=dg.in_process_executor,
         )
     ],
-    resources={"flair": FlairConfig()},
+    resources={"flair": PipelineConfigResource()},
 )

@@ -16,7 +16,7 @@ import rasterio
 import shapely
 
 from flair_pipeline.layout import DatasetLayout
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 
 PATCH = 64
@@ -122,7 +122,7 @@ def test_failed_check_is_one_line_naming_the_check(
     import pytest
     import yaml
 
-    from flair_pipeline.defs.resources import FlairConfig
+    from flair_pipeline.defs.resources import PipelineConfigResource
     from flair_pipeline.orchestration.run import MaterializeError, materialize
 
     p = tmp_path / "params.yaml"
@@ -139,7 +139,7 @@ def test_failed_check_is_one_line_naming_the_check(
         materialize(
             "key:domain_sources or key:patch_grid",
             (domain,),
-            FlairConfig(config_path=str(p)),
+            PipelineConfigResource(config_path=str(p)),
             instance=instance,
         )
     lines = str(e.value).splitlines()

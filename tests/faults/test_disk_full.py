@@ -17,11 +17,11 @@ import dagster as dg
 import pytest
 import yaml
 
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import DiskFullError, FlairPipelineError
 from flair_pipeline.io import TEMP_MARK
 from flair_pipeline.orchestration.run import materialize
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 from tests.faults._build import build, tree
 
@@ -107,7 +107,7 @@ def test_injected_enospc_fails_the_run_and_names_the_disk(
             }
         )
     )
-    flair = FlairConfig(config_path=str(p))
+    flair = PipelineConfigResource(config_path=str(p))
     real, calls = io._fsync, [0]
 
     def fsync(path: Path, directory: bool = False) -> None:

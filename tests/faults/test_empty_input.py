@@ -19,7 +19,7 @@ import rasterio
 
 from flair_pipeline.dataset.sources_record import record_domain_sources
 from flair_pipeline.layout import DatasetLayout, RawLayout
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 
 DOMAIN = "D033_2021"

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from flair_pipeline.errors import InputError
-from flair_pipeline.evaluation.split_eval import evaluate_checkpoint
+from flair_pipeline.evaluation.checkpoint_eval import evaluate_checkpoint
 from flair_pipeline.training.checkpoint import load_inference
 from flair_pipeline.training.train import train_model
 from tests.conftest import REPO

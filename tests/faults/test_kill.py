@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.io import TEMP_MARK, remove_stale_temps, temp_path_for
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 from tests.faults._build import build, tree
 
@@ -92,7 +92,7 @@ def test_temp_file_of_a_killed_write_is_removed_by_the_next_run(tmp_path: Path) 
     target = tmp_path / "metadata" / "domains" / "D033_2021.json"
     code = (
         "import os, signal, sys; import flair_pipeline.io as io;"
-        "from flair_pipeline.dataset import metadata as md;"
+        "from flair_pipeline.dataset import aerial_metadata as md;"
         "io._fsync = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL);"
         f"md.write_json({{'a': 1}}, {str(target)!r})"
     )

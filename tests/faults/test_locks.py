@@ -31,7 +31,7 @@ from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.sources_record import record_domain_sources
 from flair_pipeline.io import file_mode
 from flair_pipeline.layout import DatasetLayout, RawLayout
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 
 DOMAIN = "D033_2021"
@@ -375,7 +375,7 @@ def test_metadata_check_fails_on_img_msk_of_another_grid(
     write_domain_metadata): the check passes and the test fails."""
     from flair_pipeline.config import config_from_dict
     from flair_pipeline.dataset.build import build_domain_patches
-    from flair_pipeline.dataset.domain_metadata import write_domain_metadata
+    from flair_pipeline.dataset.metadata_step import write_domain_metadata
     from flair_pipeline.dataset.sampling import read_patch_grid, write_patch_grid
 
     raw, layout = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "ds")

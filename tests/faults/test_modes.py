@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rasterio.transform import from_origin
 
-from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.splits import write_splits
 from flair_pipeline.domains import Split
 from flair_pipeline.io import atomic_path, file_mode, write_geotiff

@@ -51,7 +51,7 @@ from flair_pipeline.orchestration.launcher import (
     process_alive,
     worker_pid,
 )
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 
 DOMAIN = "D033_2021"
@@ -130,7 +130,9 @@ def test_killed_worker_is_failed_by_monitoring_and_retried(
     )
     mark = tmp_path / "kill-the-first-worker"
     mark.touch()
-    monkeypatch.setenv("FLAIR_PARAMS", str(params))  # read by the code servers' FlairConfig
+    monkeypatch.setenv(
+        "FLAIR_PARAMS", str(params)
+    )  # read by the code servers' PipelineConfigResource
     monkeypatch.setenv("FLAIR_TEST_KILL_MARK", str(mark))
     home = prepare_home(tmp_path / "home")  # the project's generated dagster.yaml
     monkeypatch.setenv("DAGSTER_HOME", str(home))

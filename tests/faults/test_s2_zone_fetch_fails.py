@@ -23,7 +23,7 @@ from pyproj import Transformer
 from pytest_httpserver import HTTPServer
 
 from flair_pipeline.dataset.sampling import read_patch_grid
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sentinel2.series import super_areas
@@ -84,7 +84,7 @@ def test_one_zone_404_others_built_one_line(tiny_world, tmp_path: Path, httpserv
             }
         )
     )
-    flair = FlairConfig(config_path=str(params))
+    flair = PipelineConfigResource(config_path=str(params))
     layout = DatasetLayout(tmp_path / "ds")
     with dg.instance_for_test() as instance:
         materialize("key:domain_sources or key:patch_grid", [DOMAIN], flair, instance=instance)

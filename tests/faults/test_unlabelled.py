@@ -20,15 +20,15 @@ import yaml
 
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import build_label_masks
+from flair_pipeline.dataset.patch_writers import build_label_masks
 from flair_pipeline.dataset.sampling import sample_patches
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.metrics import confusion_matrix
 from flair_pipeline.nomenclature import INVALID, merge_to_13
 from flair_pipeline.orchestration.run import materialize
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 PATCH = 64
 DOMAIN = "D033_2021"
@@ -66,7 +66,7 @@ def test_one_metre_gap_builds_the_domain_with_zeros_in_the_mask(
         materialize(
             "group:sources or group:dataset",
             (DOMAIN,),
-            FlairConfig(config_path=str(p)),
+            PipelineConfigResource(config_path=str(p)),
             instance=instance,
         )
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(

@@ -11,7 +11,7 @@ import yaml
 
 from flair_pipeline.defs.assets.dataset import split_assignment
 from flair_pipeline.defs.definitions import DATASET_ASSETS
-from flair_pipeline.defs.resources import FlairConfig, sentinelhub_credentials
+from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 
 PATCH = 64
 
@@ -29,7 +29,11 @@ def write_params(folder: Path, raw: str, dataset: str) -> Path:
 
 
 def build_in_process(
-    flair: FlairConfig, instance: dg.DagsterInstance, domains: Sequence[str], *, split: bool
+    flair: PipelineConfigResource,
+    instance: dg.DagsterInstance,
+    domains: Sequence[str],
+    *,
+    split: bool,
 ) -> None:
     """The reference build: the per-domain assets for each domain, then the split."""
     new = [d for d in domains if d not in set(instance.get_dynamic_partitions("domains"))]

@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.orchestration.executors import run_domain_on_dask
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 from .helpers import build_in_process, rasters, write_params
 
@@ -49,7 +49,9 @@ def test_domains_on_dask_equal_in_process_build(
             dask_runs.append(result.run_id)
             run = instance.get_run_by_id(result.run_id)
             assert run.tags["dagster/partition"] == d
-        build_in_process(FlairConfig(config_path=str(reference)), instance, domains, split=False)
+        build_in_process(
+            PipelineConfigResource(config_path=str(reference)), instance, domains, split=False
+        )
         # every step ran in one of the Dask worker processes, none in this one
         with Client(cluster) as client:
             workers = set(client.run(os.getpid).values())

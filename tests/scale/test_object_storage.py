@@ -8,12 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.defs.staging import staged
 from flair_pipeline.errors import ConfigError, InputError
 from flair_pipeline.layout import AERIAL
-from flair_pipeline.sources.synthetic import WorldSummary
 from flair_pipeline.storage import StorageError, filesystem, list_domains, list_files
+from flair_pipeline.synthetic.world import WorldSummary
 
 from .helpers import build_in_process, free_port, rasters, write_params
 
@@ -46,10 +46,10 @@ def s3(tiny_world: WorldSummary) -> Iterator[str]:
 def test_domain_build_on_s3_equals_local_build(
     s3: str, tiny_world: WorldSummary, tmp_path: Path
 ) -> None:
-    remote = FlairConfig(
+    remote = PipelineConfigResource(
         config_path=str(write_params(tmp_path / "s3", f"{s3}/raw", f"{s3}/dataset"))
     )
-    local = FlairConfig(
+    local = PipelineConfigResource(
         config_path=str(write_params(tmp_path / "local", str(tiny_world.out), "dataset"))
     )
     with dg.instance_for_test() as instance:
@@ -79,7 +79,7 @@ def test_domain_build_on_s3_equals_local_build(
 
 def _step(s3: str, tmp_path: Path, dataset: str, body) -> None:
     """Run `body(flair)` as a staged asset step of partition DOMAIN, roots on `s3`."""
-    flair = FlairConfig(config_path=str(write_params(tmp_path, f"{s3}/raw", dataset)))
+    flair = PipelineConfigResource(config_path=str(write_params(tmp_path, f"{s3}/raw", dataset)))
     staged(AERIAL)(lambda context, flair: body(flair))(
         dg.build_asset_context(partition_key=DOMAIN), flair
     )
@@ -88,7 +88,7 @@ def _step(s3: str, tmp_path: Path, dataset: str, body) -> None:
 def test_failed_step_publishes_nothing(s3: str, tmp_path: Path) -> None:
     target, seen = f"{s3}/failed", []
 
-    def body(flair: FlairConfig) -> None:
+    def body(flair: PipelineConfigResource) -> None:
         root = flair.dataset().root
         seen.append(root)
         (root / "aerial").mkdir(parents=True)
@@ -104,7 +104,7 @@ def test_failed_step_publishes_nothing(s3: str, tmp_path: Path) -> None:
 def test_successful_step_publishes_what_it_wrote(s3: str, tmp_path: Path) -> None:
     target = f"{s3}/published"
 
-    def body(flair: FlairConfig) -> None:
+    def body(flair: PipelineConfigResource) -> None:
         (flair.dataset().root / "aerial").mkdir(parents=True)
         (flair.dataset().root / "aerial" / "IMG_1.tif").write_bytes(b"complete")
 
@@ -113,7 +113,9 @@ def test_successful_step_publishes_what_it_wrote(s3: str, tmp_path: Path) -> Non
 
 
 def test_missing_domain_is_named_with_its_url(s3: str, tmp_path: Path) -> None:
-    flair = FlairConfig(config_path=str(write_params(tmp_path, f"{s3}/raw", f"{s3}/dataset")))
+    flair = PipelineConfigResource(
+        config_path=str(write_params(tmp_path, f"{s3}/raw", f"{s3}/dataset"))
+    )
     step = staged()(lambda context, flair: None)
     with pytest.raises(InputError, match=r"s3://flair/raw/domains/D099_2020: nothing found"):
         step(dg.build_asset_context(partition_key="D099_2020"), flair)
@@ -130,6 +132,8 @@ def test_unreachable_endpoint_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_url_root_without_staging_is_a_clear_error(tmp_path: Path) -> None:
-    flair = FlairConfig(config_path=str(write_params(tmp_path, "s3://b/raw", "s3://b/dataset")))
+    flair = PipelineConfigResource(
+        config_path=str(write_params(tmp_path, "s3://b/raw", "s3://b/dataset"))
+    )
     with pytest.raises(ConfigError, match="s3://b/raw: a URL root has no local path"):
         flair.raw()

@@ -13,10 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.orchestration.instance import InstanceStorageError
 from flair_pipeline.orchestration.run import dagster_instance
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 from ..conftest import REPO
 from ..services import unavailable
@@ -131,7 +131,9 @@ def test_partitioned_run_is_stored_in_postgres(
 
     host, port = postgres
     home = _home(tmp_path, monkeypatch, host, port)
-    flair = FlairConfig(config_path=str(write_params(tmp_path, str(tiny_world.out), "dataset")))
+    flair = PipelineConfigResource(
+        config_path=str(write_params(tmp_path, str(tiny_world.out), "dataset"))
+    )
     with dagster_instance(home) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         build_in_process(flair, instance, [DOMAIN], split=False)

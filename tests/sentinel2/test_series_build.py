@@ -15,7 +15,7 @@ from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
 from flair_pipeline.sentinel2.factory import make_provider
 from flair_pipeline.sentinel2.series import read_series
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 DOMAIN = "D036_2020"
 

@@ -24,7 +24,7 @@ import yaml
 from rasterio.merge import merge
 from rasterio.windows import from_bounds
 
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
 
 DOMAIN = "D033_2021"

@@ -21,17 +21,17 @@ from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic
-from flair_pipeline.dataset.patches import build_aerial_patches, build_label_masks
+from flair_pipeline.dataset.patch_writers import build_aerial_patches, build_label_masks
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.orchestration.run import materialize
 from flair_pipeline.sources.domain_inputs import scan_domain
 from flair_pipeline.sources.domain_spec import resolve
-from flair_pipeline.sources.synth_ign import OCSGE_PAIRS, convert_world, to_ign
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.ign import OCSGE_PAIRS, convert_world, to_ign
+from flair_pipeline.synthetic.world import WorldSummary
 
 PATCH = 64
 DOMAIN = "D033_2021"
@@ -164,7 +164,7 @@ def test_sensor_sees_and_dagster_builds_the_ign_domain(both, tmp_path: Path) -> 
         materialize(
             "group:sources or group:dataset",
             (DOMAIN,),
-            FlairConfig(config_path=str(p)),
+            PipelineConfigResource(config_path=str(p)),
             instance=instance,
         )
     imgs = sorted((tmp_path / "ds" / "aerial").rglob("IMG_*.tif"))
@@ -232,7 +232,7 @@ def test_a_uint16_product_with_a_rescale_builds_the_plain_pixels(
         materialize(
             "group:sources or group:dataset",
             (DOMAIN,),
-            FlairConfig(config_path=str(p)),
+            PipelineConfigResource(config_path=str(p)),
             instance=instance,
         )
     tiles = [rasterio.open(t) for t in sorted((plain / "ortho").glob("*.tif"))]

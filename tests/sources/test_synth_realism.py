@@ -7,10 +7,10 @@ import shapely
 from shapely.geometry import box
 
 from flair_pipeline.domains import DomainId
-from flair_pipeline.sources.synth_aerial import Radiometry, object_appearance, render_ortho
-from flair_pipeline.sources.synth_landcover import LandCover
-from flair_pipeline.sources.synth_s2_spectra import object_spectra
-from flair_pipeline.sources.synthetic import SCENARIOS, domain_landcover
+from flair_pipeline.synthetic.aerial import Radiometry, object_appearance, render_ortho
+from flair_pipeline.synthetic.landcover import LandCover
+from flair_pipeline.synthetic.s2_spectra import object_spectra
+from flair_pipeline.synthetic.world import SCENARIOS, domain_landcover
 
 
 def _ndvi(s: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ import shapely
 
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import FlairPipelineError
-from flair_pipeline.sources.synth_sentinel2 import BOA_OFFSET, SPECTRAL_ASSETS
-from flair_pipeline.sources.synthetic import (
+from flair_pipeline.synthetic.sentinel2 import BOA_OFFSET, SPECTRAL_ASSETS
+from flair_pipeline.synthetic.world import (
     SCENARIOS,
     WorldSummary,
     generate_world,
@@ -235,7 +235,7 @@ def test_failure_midway_leaves_previous_output_intact(
     out = tmp_path / "raw"
     generate_world(out, "tiny", 0)
     before = _digest(out)
-    from flair_pipeline.sources import synthetic
+    from flair_pipeline.synthetic import world as synthetic
 
     def boom(*args, **kwargs):
         raise OSError("disk full")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
 from flair_pipeline.defs.definitions import defs
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.demo import map_first_test_domain
 from flair_pipeline.domains import is_domain_id
 from flair_pipeline.layout import undeclared
@@ -30,7 +30,7 @@ def _last_metadata(instance: dg.DagsterInstance, key: str) -> dict:
 def test_train_evaluate_compare(tiny_dataset, tmp_path: Path) -> None:
     dataset, params = tiny_dataset
     root = params.parent
-    flair = FlairConfig(config_path=str(params), overrides=["train.epochs=2"])
+    flair = PipelineConfigResource(config_path=str(params), overrides=["train.epochs=2"])
     with dg.instance_for_test() as instance:
         materialize("group:training or group:evaluation", (), flair, instance=instance)
         for model in ("unet", "utt"):

@@ -8,7 +8,7 @@ import lightning
 import torch
 
 from flair_pipeline.config import S2Preprocessing, config_from_dict
-from flair_pipeline.evaluation.split_eval import dataset_for
+from flair_pipeline.evaluation.checkpoint_eval import dataset_for
 from flair_pipeline.orchestration.artifacts import ARTIFACTS
 from flair_pipeline.training.checkpoint import load_inference
 from flair_pipeline.training.module import FlairModule

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
-from flair_pipeline.evaluation.split_eval import evaluate_checkpoint
+from flair_pipeline.evaluation.checkpoint_eval import evaluate_checkpoint
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.training.checkpoint import read_hparams
 from tests.flair2_release import make_flair2_release

@@ -173,7 +173,7 @@ def test_asset_writes_the_pack_with_its_counts(packed_copy, tmp_path: Path) -> N
     import dagster as dg
     import yaml
 
-    from flair_pipeline.defs.resources import FlairConfig
+    from flair_pipeline.defs.resources import PipelineConfigResource
     from flair_pipeline.orchestration.run import materialize
 
     root, params = packed_copy
@@ -185,7 +185,10 @@ def test_asset_writes_the_pack_with_its_counts(packed_copy, tmp_path: Path) -> N
     shutil.rmtree(root / "packed")
     with dg.instance_for_test() as instance:
         materialize(
-            "key:packed_training_input", (), FlairConfig(config_path=str(p2)), instance=instance
+            "key:packed_training_input",
+            (),
+            PipelineConfigResource(config_path=str(p2)),
+            instance=instance,
         )
         event = instance.get_latest_materialization_event(dg.AssetKey("packed_training_input"))
     meta = event.asset_materialization.metadata

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flair_pipeline.sources.synthetic import WorldSummary
+from flair_pipeline.synthetic.world import WorldSummary
 
 from ..scale.helpers import free_port
 from ..services import unavailable

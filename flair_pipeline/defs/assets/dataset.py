@@ -9,7 +9,7 @@ from flair_pipeline.dataset import build
 from flair_pipeline.dataset.assemble import assemble_splits
 from flair_pipeline.defs.adapter import progress, result
 from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.defs.staging import staged
 
 #: Keyword arguments shared by the per-domain dataset assets' @dg.asset.
@@ -30,7 +30,9 @@ DOMAIN: dict[str, Any] = {
     check_specs=[dg.AssetCheckSpec("has_patches", asset="patch_grid", blocking=True)],
 )
 @staged()
-def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def patch_grid(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the patch grid of one domain (its ``description`` says what it writes)."""
     report = build.sample_domain_grid(
         context.partition_key, flair.raw(), flair.dataset(), flair.load()
@@ -47,7 +49,9 @@ def patch_grid(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
     check_specs=[dg.AssetCheckSpec("img_format", asset="aerial_patches", blocking=True)],
 )
 @staged(L.PATCH_GRID)
-def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def aerial_patches(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the IMG patches of one domain (its ``description`` says what it writes)."""
     report = build.build_domain_images(
         context.partition_key,
@@ -68,7 +72,9 @@ def aerial_patches(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     check_specs=[dg.AssetCheckSpec("msk_codes", asset="label_masks", blocking=True)],
 )
 @staged(L.PATCH_GRID)
-def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def label_masks(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the MSK patches of one domain (its ``description`` says what it writes)."""
     report = build.build_domain_masks(
         context.partition_key,
@@ -89,7 +95,9 @@ def label_masks(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mat
     check_specs=[dg.AssetCheckSpec("img_msk_pairs", asset="dataset_metadata", blocking=True)],
 )
 @staged(L.PATCH_GRID, L.AERIAL, L.LABELS)
-def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def dataset_metadata(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: one domain's metadata and its checks (its ``description`` says what it writes)."""
     report = build.write_domain_metadata(
         context.partition_key, flair.raw(), flair.dataset(), flair.load()
@@ -108,7 +116,9 @@ def dataset_metadata(context: dg.AssetExecutionContext, flair: FlairConfig) -> d
     check_specs=[dg.AssetCheckSpec("no_split_leakage", asset="split_assignment", blocking=True)],
 )
 @staged(L.DOMAIN_METADATA.all_domains(), raw_folders=True)
-def split_assignment(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def split_assignment(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the split of every domain (its ``description`` says what it writes)."""
     report = assemble_splits(flair.dataset(), flair.load().split, flair.raw())
     return result(context, report, check="no_split_leakage")

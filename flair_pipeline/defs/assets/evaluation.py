@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 
 from flair_pipeline.defs.adapter import progress, project_failures, result
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.evaluation.compare import EVALUATED, compare_models, comparison_table
 from flair_pipeline.layout import EvalFiles, ModelFiles
 from flair_pipeline.model_registry import MODELS_BY_FOLDER
@@ -14,9 +14,9 @@ __all__ = ["EVALUATED", "comparison_table"]  # kept importable from here
 
 
 def _evaluate(
-    context: dg.AssetExecutionContext, flair: FlairConfig, folder: str
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource, folder: str
 ) -> dg.MaterializeResult:
-    from flair_pipeline.evaluation.split_eval import evaluate_checkpoint  # torch: lazily
+    from flair_pipeline.evaluation.checkpoint_eval import evaluate_checkpoint  # torch: lazily
 
     cfg = flair.load()
     ckpt = ModelFiles.of(flair.models_dir(), folder).best
@@ -44,7 +44,9 @@ _COMMON: dict[str, Any] = dict(group_name="evaluation", kinds={"pytorch", "json"
     "figure of test patches; in `<paths.eval>/unet/`.",
     **_COMMON,
 )
-def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def evaluation_unet(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the U-Net evaluated on the test split (its ``description`` says what it writes)."""
     return _evaluate(context, flair, MODELS_BY_FOLDER["unet"].folder)
 
@@ -54,7 +56,9 @@ def evaluation_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg
     description="U-T&T on the test split; same artifacts as evaluation_unet in `<paths.eval>/utt/`.",
     **_COMMON,
 )
-def evaluation_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def evaluation_utt(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: U-T&T evaluated on the test split (its ``description`` says what it writes)."""
     return _evaluate(context, flair, MODELS_BY_FOLDER["utt"].folder)
 
@@ -66,7 +70,9 @@ def evaluation_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.
     description="One table of every evaluated model: per-class IoU, mIoU, overall accuracy "
     "(`<paths.eval>/comparison.md`).",
 )
-def model_comparison(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def model_comparison(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the comparison table of the evaluated models (its ``description`` says what it writes)."""
     with project_failures():
         report = compare_models(flair.eval_dir(), EVALUATED)

@@ -5,7 +5,7 @@ import rasterio
 
 from flair_pipeline.defs.adapter import as_failure, progress, result
 from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
-from flair_pipeline.defs.resources import FlairConfig, SentinelHubCredentials
+from flair_pipeline.defs.resources import PipelineConfigResource, SentinelHubCredentials
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
 from flair_pipeline.sentinel2.factory import make_provider
@@ -25,7 +25,9 @@ from flair_pipeline.sentinel2.factory import make_provider
     check_specs=[dg.AssetCheckSpec("series_valid", asset="sentinel2_series", blocking=True)],
 )
 def sentinel2_series(
-    context: dg.AssetExecutionContext, flair: FlairConfig, sentinelhub: SentinelHubCredentials
+    context: dg.AssetExecutionContext,
+    flair: PipelineConfigResource,
+    sentinelhub: SentinelHubCredentials,
 ) -> dg.MaterializeResult:
     """Asset: the Sentinel-2 series of one domain's zones (its ``description`` says what it writes)."""
     try:
@@ -63,7 +65,9 @@ def transient(exc: BaseException) -> bool:
 
 
 def _build_series(
-    context: dg.AssetExecutionContext, flair: FlairConfig, sentinelhub: SentinelHubCredentials
+    context: dg.AssetExecutionContext,
+    flair: PipelineConfigResource,
+    sentinelhub: SentinelHubCredentials,
 ) -> dg.MaterializeResult:
     cfg, raw = flair.load(), flair.raw()
     provider = make_provider(cfg.sentinel2, flair.resolve, raw.sentinel2_catalog(), sentinelhub)
@@ -82,6 +86,8 @@ def _build_series(
     description="centroids_sp_to_patch.json: for every patch, the row and column of its "
     "centroid in its zone's super-area (merged over all built domains).",
 )
-def sentinel2_index(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def sentinel2_index(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the centroid index over every domain's series (its ``description`` says what it writes)."""
     return result(context, merge_centroids(flair.dataset()))

@@ -9,7 +9,7 @@ from flair_pipeline.dataset.sources_record import (
 )
 from flair_pipeline.defs.adapter import result
 from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.defs.staging import staged
 
 __all__ = ["domain_input_files", "domain_sources", "fingerprint"]  # the sensor's tests use both
@@ -24,7 +24,9 @@ __all__ = ["domain_input_files", "domain_sources", "fingerprint"]  # the sensor'
     "checked for presence and fingerprinted so downstream assets rebuild only when they change.",
 )
 @staged()
-def domain_sources(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def domain_sources(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: a domain's raw inputs, checked and fingerprinted (its ``description`` says what it writes)."""
     report = record_domain_sources(
         context.partition_key, flair.raw(), flair.dataset(), sampling=flair.load().sampling

@@ -11,13 +11,13 @@ from typing import Any
 import dagster as dg
 
 from flair_pipeline.defs.adapter import progress, project_failures, result
-from flair_pipeline.defs.resources import FlairConfig
+from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.layout import ModelFiles
 from flair_pipeline.model_registry import MODELS_BY_FOLDER, model_for_folder
 
 
 def _train(
-    context: dg.AssetExecutionContext, flair: FlairConfig, model: str, folder: str
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource, model: str, folder: str
 ) -> dg.MaterializeResult:
     from flair_pipeline.training.train import train_model  # torch: only when a run trains
 
@@ -41,7 +41,7 @@ def _train(
     "and centroid. Deterministic; training reads it instead of the GeoTIFFs when current.",
 )
 def packed_training_input(
-    context: dg.AssetExecutionContext, flair: FlairConfig
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> dg.MaterializeResult:
     """Asset: the packed training input (its ``description`` says what it writes)."""
     from flair_pipeline.training.packing import pack_source
@@ -68,7 +68,9 @@ _COMMON: dict[str, Any] = dict(
     "last), CSV/TensorBoard logs, training curves, report.json in `<paths.models>/unet/`.",
     **_COMMON,
 )
-def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def model_unet(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: the U-Net baseline (or U-Net with metadata) trained (its ``description`` says what it writes)."""
     spec = model_for_folder("unet", flair.load().train.model)  # unet or unet-meta
     return _train(context, flair, spec.name, spec.folder)
@@ -87,7 +89,9 @@ def model_unet(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.Mate
     "`<paths.models>/utt/`.",
     **_COMMON,
 )
-def model_utt(context: dg.AssetExecutionContext, flair: FlairConfig) -> dg.MaterializeResult:
+def model_utt(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> dg.MaterializeResult:
     """Asset: U-T&T trained (its ``description`` says what it writes)."""
     spec = MODELS_BY_FOLDER["utt"]
     return _train(context, flair, spec.name, spec.folder)

@@ -17,12 +17,12 @@ import rasterio
 
 from flair_pipeline import layout as L
 from flair_pipeline.config import PipelineConfig
-from flair_pipeline.dataset import metadata as md
+from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.domain_lock import holds
+from flair_pipeline.dataset.domain_steps import step_inputs
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
-from flair_pipeline.dataset.patch_steps import step_inputs
-from flair_pipeline.dataset.patches import Elevation
+from flair_pipeline.dataset.patch_writers import Elevation
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
@@ -143,7 +143,7 @@ def write_domain_metadata(
         dataset: The dataset root (read: grid, IMG, MSK; written: the domain's JSON).
         cfg: The configuration (``sampling.elevation_scale``).
         grid: The patch grid already read, or None to read it
-            (:func:`~flair_pipeline.dataset.patch_steps.step_inputs`).
+            (:func:`~flair_pipeline.dataset.domain_steps.step_inputs`).
         inputs: The domain's inputs already resolved, or None to resolve them.
 
     Returns:

@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader
 
 from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
-from flair_pipeline.evaluation.evaluate import write_bytes, write_metrics, write_text
 from flair_pipeline.evaluation.map_style import MAP_NODATA, map_colormap
 from flair_pipeline.evaluation.plots import (
     confusion_csv,
@@ -34,6 +33,7 @@ from flair_pipeline.evaluation.plots import (
     per_domain_csv,
 )
 from flair_pipeline.evaluation.raster_input import mask_mode, read_valid_of
+from flair_pipeline.evaluation.scoring import write_bytes, write_metrics, write_text
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import EvalFiles
 from flair_pipeline.metrics import INVALID, ConfusionAccumulator, Scores

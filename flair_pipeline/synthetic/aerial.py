@@ -18,8 +18,8 @@ from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from scipy.ndimage import gaussian_filter
 
-from flair_pipeline.sources import noise
-from flair_pipeline.sources.synth_landcover import LandCover
+from flair_pipeline.synthetic import noise
+from flair_pipeline.synthetic.landcover import LandCover
 
 # code -> palette of R, G, B, NIR colours (0..255) an object's colour is drawn from
 _GRASS = [(96, 132, 70, 190), (150, 150, 92, 175), (178, 166, 108, 165), (120, 140, 80, 185)]

@@ -16,7 +16,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import box, mapping
 
-from flair_pipeline.sources.synth_sentinel2 import BOA_OFFSET, COLLECTION, S2Grid
+from flair_pipeline.synthetic.sentinel2 import BOA_OFFSET, COLLECTION, S2Grid
 
 EXTENSIONS = [
     "https://stac-extensions.github.io/eo/v1.1.0/schema.json",

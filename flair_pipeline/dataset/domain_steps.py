@@ -3,7 +3,7 @@
 Steps of :mod:`flair_pipeline.dataset.build`, one function per asset (``patch_grid``,
 ``aerial_patches``, ``label_masks``). Per-patch failures are isolated by default (a
 corrupt tile or a void DSM under a patch skips that patch and names it,
-:mod:`flair_pipeline.dataset.patches`); ``skip_bad_patches=False`` makes the first one fail
+:mod:`flair_pipeline.dataset.patch_writers`); ``skip_bad_patches=False`` makes the first one fail
 the step. Every file is in EPSG:2154 (Lambert-93) on the grid of ``sampling.resolution``.
 """
 
@@ -20,7 +20,7 @@ import rasterio
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
-from flair_pipeline.dataset.patches import (
+from flair_pipeline.dataset.patch_writers import (
     BuildReport,
     build_aerial_patches,
     build_label_masks,

@@ -31,15 +31,15 @@ from flair_pipeline.domains import DomainId, department_centre_l93, utm_epsg
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import CODES
-from flair_pipeline.sources import synth_sentinel2 as s2
-from flair_pipeline.sources.synth_aerial import (
+from flair_pipeline.synthetic import sentinel2 as s2
+from flair_pipeline.synthetic.aerial import (
     Radiometry,
     object_appearance,
     render_elevation,
     render_ortho,
 )
-from flair_pipeline.sources.synth_landcover import LandCover, generate_landcover
-from flair_pipeline.sources.synth_stac import make_item, mgrs_tile, write_catalog
+from flair_pipeline.synthetic.landcover import LandCover, generate_landcover
+from flair_pipeline.synthetic.stac import make_item, mgrs_tile, write_catalog
 
 RES = 0.2  # aerial pixel size, metres
 DSM_RES = 1.0  # surface models, metres

@@ -25,10 +25,10 @@ from rasterio.warp import transform_bounds
 
 from flair_pipeline.domains import DomainId
 from flair_pipeline.io import write_geotiff
-from flair_pipeline.sources import noise
-from flair_pipeline.sources.synth_aerial import rasterize_ids
-from flair_pipeline.sources.synth_landcover import LandCover
-from flair_pipeline.sources.synth_s2_spectra import CLOUD, ENDMEMBERS, object_spectra
+from flair_pipeline.synthetic import noise
+from flair_pipeline.synthetic.aerial import rasterize_ids
+from flair_pipeline.synthetic.landcover import LandCover
+from flair_pipeline.synthetic.s2_spectra import CLOUD, ENDMEMBERS, object_spectra
 
 COLLECTION = "sentinel-2-c1-l2a"
 #: (asset key, band name, resolution m) as in Earth Search's sentinel-2-c1-l2a.

@@ -1,0 +1,1 @@
+"""The synthetic world: raw domains generated offline (ortho tiles, labels, DEMs, a Sentinel-2 archive)."""
