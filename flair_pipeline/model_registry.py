@@ -108,6 +108,56 @@ def get_model(name: str) -> ModelSpec:
         ) from None
 
 
+def architecture(
+    name: str,
+    *,
+    in_channels: int,
+    meta_dim: int | None,
+    patch_m: float,
+    utae_width: int,
+    modality_dropout: float,
+) -> dict[str, Any]:
+    """Constructor arguments of model `name` (:func:`flair_pipeline.models.build_model`).
+
+    The network's side of a model card (``ModelCard.architecture``): the U-Net's encoder
+    is a ResNet34 whatever the model; U-T&T's U-TAE has `utae_width` channels and its
+    cropped branch takes the Sentinel-2 pixels under the patch, `patch_m` / 10 m.
+
+    Args:
+        name: A model name.
+        in_channels: Aerial channels.
+        meta_dim: Width of the encoded metadata (metadata models), else None.
+        patch_m: Side of a training patch on the ground, metres.
+        utae_width: ``train.utae_width``.
+        modality_dropout: ``train.modality_dropout``.
+
+    Returns:
+        The keyword arguments, JSON-like.
+
+    Raises:
+        ConfigError: Unknown model.
+    """
+    spec = get_model(name)
+    kw: dict[str, Any] = {"in_channels": in_channels, "classes": 13}
+    if spec.needs_meta:
+        kw["meta_dim"] = meta_dim
+    if spec.needs_s2:
+        w = utae_width
+        kw["s2_bands"] = 10
+        heads = next(h for h in (16, 8, 4, 2, 1) if w % h == 0)  # FLAIR: 16 heads at 64
+        kw["utae"] = {
+            "encoder_widths": [w, w, w, 2 * w],
+            "decoder_widths": [w // 2, w // 2, w, 2 * w],
+            "n_head": heads,
+            "d_model": 4 * w,
+        }
+        kw["fusion"] = {
+            "modality_dropout": modality_dropout,
+            "crop_px": max(1, round(patch_m / 10.0)),
+        }
+    return kw
+
+
 def model_for_folder(folder: str, configured: str) -> ModelSpec:
     """The model the asset of `folder` trains.
 

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from rasterio.windows import Window
 from torch.utils.data import DataLoader
 
-from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.map_style import MAP_NODATA, map_colormap
 from flair_pipeline.evaluation.plots import (
@@ -92,16 +91,19 @@ class EvalReport(StageReport):
 
 def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:
     """Samples as the model was trained on them (resolution, S2 options, metadata)."""
-    hp = inf.hparams
-    s2 = S2Preprocessing.model_validate(hp["s2_options"]) if hp.get("s2_options") else None
+    card = inf.card
     encoder = None
-    if hp.get("meta_encoding"):
+    if card.meta_encoding:
         from flair_pipeline.models.metadata_mlp import MetadataEncoding
 
-        enc = {k: v for k, v in hp["meta_encoding"].items() if k != "dim"}
+        enc = {k: v for k, v in card.meta_encoding.items() if k != "dim"}
         encoder = MetadataEncoding.from_dict(enc).encode
     return PatchDataset(
-        records, downsample=inf.downsample, with_mask=False, s2=s2, meta_encoder=encoder
+        records,
+        downsample=card.patch.downsample,
+        with_mask=False,
+        s2=card.sentinel2,
+        meta_encoder=encoder,
     )
 
 
@@ -142,7 +144,8 @@ def evaluate_checkpoint(
     files = EvalFiles(Path(out_dir))
     pred_dir = files.predictions
     loader = DataLoader(dataset_for(inf, records), batch_size=batch_size, collate_fn=collate)
-    side = inf.patch_size * inf.downsample  # the label grid: patches at full resolution
+    geometry = inf.card.patch
+    side = geometry.model_px * geometry.downsample  # the label grid: patches at full resolution
     size = (side, side)
     acc = ConfusionAccumulator()
     figure: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []

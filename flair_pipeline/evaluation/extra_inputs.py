@@ -35,16 +35,19 @@ class S2Windows:
         provider: Sentinel2Provider,
         year: int,
     ) -> None:
-        if not inf.hparams.get("s2_options") or inf.s2_mean is None or inf.s2_std is None:
-            raise InputError(f"the {inf.name!r} checkpoint was not trained with Sentinel-2")
-        self.opts = S2Preprocessing.model_validate(inf.hparams["s2_options"])
+        card, norm = inf.card, inf.card.normalisation
+        if card.sentinel2 is None or norm.s2_mean is None or norm.s2_std is None:
+            raise InputError(
+                f"checkpoint {inf.path}: the {inf.name!r} model has no Sentinel-2 input"
+            )
+        self.opts: S2Preprocessing = card.sentinel2
         half = self.opts.window * RES / 2 + RES
         x0, y0, x1, y1 = bounds
         self.grid = Grid.around((x0 - half, y0 - half, x1 + half, y1 + half))
         series = provider.fetch([self.grid], dt.date(year, 1, 1), dt.date(year, 12, 31))[0]
         self.data, self.masks, self.dates = series.data, series.masks, series.dates
-        self.mean = torch.tensor(inf.s2_mean).view(1, 1, -1, 1, 1)
-        self.std = torch.tensor(inf.s2_std).view(1, 1, -1, 1, 1)
+        self.mean = torch.tensor(norm.s2_mean).view(1, 1, -1, 1, 1)
+        self.std = torch.tensor(norm.s2_std).view(1, 1, -1, 1, 1)
 
     def __call__(self, windows: Sequence[PatchWindow]) -> Mapping[str, torch.Tensor]:
         """``s2`` (N, T, 10, w, w), ``dates`` (N, T) and ``pad_mask`` (N, T) around each window."""
@@ -90,9 +93,11 @@ class MetaWindows:
     def __init__(self, inf: Inference, facts: Mapping[str, Any]) -> None:
         from flair_pipeline.models.metadata_mlp import MetadataEncoding
 
-        enc = inf.hparams.get("meta_encoding")
+        enc = inf.card.meta_encoding
         if not enc:
-            raise InputError(f"the {inf.name!r} checkpoint has no metadata encoding")
+            raise InputError(
+                f"checkpoint {inf.path}: the {inf.name!r} model has no metadata encoding"
+            )
         self.encoding = MetadataEncoding.from_dict(enc)
         self.facts = dict(facts)
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flair_pipeline.config import EvalConfig
 from flair_pipeline.progress import Progress
+from flair_pipeline.training.model_card import ModelCard
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +40,7 @@ class PredictConfig(BaseModel):
         device: ``cpu``, ``cuda`` or None (cuda when present).
         block_size: Output tile side in pixels (multiple of 16).
         stripe_width: Width in pixels of the column stripes (multiple of `block_size`).
+        card: The checkpoint's model card, or None (no check of the image).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,6 +56,8 @@ class PredictConfig(BaseModel):
     device: str | None = None
     block_size: int = Field(512, gt=0, multiple_of=16)
     stripe_width: int = Field(4096, gt=0)
+    # when set, Predictor.map refuses an image that does not match it (card_check)
+    card: ModelCard | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PredictConfig:
@@ -81,12 +85,33 @@ class PredictConfig(BaseModel):
         Raises:
             pydantic.ValidationError: A value out of range.
         """
+        return cls.for_card(inf.card, evaluation, **options)
+
+    @classmethod
+    def for_card(
+        cls, card: ModelCard, evaluation: EvalConfig | None = None, **options: Any
+    ) -> PredictConfig:
+        """The prediction settings of a model card.
+
+        Args:
+            card: The model card: the window the model sees (its ``model_px``), the
+                normalisation, downsampling and elevation scale come from it.
+            evaluation: The ``eval`` section of the config, for `overlap` and `batch_size`.
+            **options: Any other field (they win over `evaluation`).
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            pydantic.ValidationError: A value out of range.
+        """
         fields: dict[str, Any] = {
-            "patch_size": inf.patch_size,
-            "mean": inf.mean,
-            "std": inf.std,
-            "elevation_scale": inf.elevation_scale,
-            "downsample": inf.downsample,
+            "patch_size": card.patch.model_px,
+            "mean": card.normalisation.mean,
+            "std": card.normalisation.std,
+            "elevation_scale": card.inputs.elevation_scale,
+            "downsample": card.patch.downsample,
+            "card": card,
         }
         if evaluation is not None:
             fields.update(overlap=evaluation.overlap, batch_size=evaluation.batch_size)
@@ -129,11 +154,20 @@ class Predictor:
             What was written, and how fast.
 
         Raises:
-            InputError: An unusable image or DSM/DTM (nothing is written then).
+            InputError: An unusable image or DSM/DTM, or an image that does not match the
+                card (resolution, bands, modalities); nothing is written then.
         """
+        from flair_pipeline.evaluation.card_check import check_image
         from flair_pipeline.evaluation.predict import predict_map
 
         c = self.config
+        if c.card is not None:
+            check_image(
+                c.card,
+                image,
+                elevation_given=dsm is not None and dtm is not None,
+                extra_given=self.extra_inputs is not None,
+            )
         return predict_map(
             self.model,
             image,

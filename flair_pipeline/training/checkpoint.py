@@ -1,8 +1,10 @@
 """Loading a trained model for evaluation and prediction, with clear errors.
 
-A Lightning checkpoint of :class:`FlairModule` carries the model's name and constructor
-arguments, the normalisation statistics and the patch geometry, so a checkpoint file is
-all a user needs to predict: no config has to be kept in sync by hand.
+A Lightning checkpoint of :class:`FlairModule` carries its model card
+(:mod:`~flair_pipeline.training.model_card`: the model's name and architecture, its inputs,
+the normalisation statistics, the classes and the patch geometry), so a checkpoint file is
+all a user needs to predict: no config has to be kept in sync by hand. Checkpoints written
+before the card existed are upgraded from their hyper-parameters when read.
 
 Checkpoints are what people download and share, so every read goes through
 :func:`load_checkpoint`: ``torch.load(weights_only=True)``, whose unpickler builds tensors,
@@ -28,29 +30,27 @@ from typing import Any
 import torch
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.training.model_card import ModelCard, card_from_checkpoint
 
 
 @dataclass
 class Inference:
-    """A model ready to predict, and how its inputs must look."""
+    """A model ready to predict, and its card (how its inputs must look)."""
 
     module: Any  # FlairModule, in eval mode: module(batch) normalises, then runs the model
     model: torch.nn.Module  # expects normalised inputs: model({"img": …}) -> {"logits": …}
-    name: str
-    mean: list[float]
-    std: list[float]
-    s2_mean: list[float] | None
-    s2_std: list[float] | None
-    patch_size: int  # side in pixels the model was trained on (after downsampling)
-    downsample: int
-    resolution: float  # metres per aerial pixel of the training patches (before downsample)
-    elevation_scale: float
-    hparams: dict[str, Any]
+    card: ModelCard
+    path: Path  # the checkpoint file, for messages
+
+    @property
+    def name(self) -> str:
+        """The model's registry name."""
+        return self.card.model
 
     @property
     def in_channels(self) -> int:
-        """Aerial channels the model takes (one normalisation mean per channel)."""
-        return len(self.mean)
+        """Aerial channels the model takes."""
+        return len(self.card.inputs.aerial_channels)
 
 
 # Types beyond torch's default weights-only allow-list that the project's checkpoints hold:
@@ -111,13 +111,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def read_hparams(path: str | Path) -> dict[str, Any]:
-    """The hyper-parameters stored in a checkpoint, read safely (:func:`load_checkpoint`).
+    """The Lightning hyper-parameters stored in a checkpoint, read safely.
 
     Args:
         path: A checkpoint written by ``flair-pipeline train``.
 
     Returns:
-        Its hyper-parameters (model name, model arguments, statistics, patch geometry).
+        Its hyper-parameters (``FlairModule``'s constructor arguments).
 
     Raises:
         InputError: one line naming `path` when it is unreadable, unsafe or not a
@@ -131,42 +131,67 @@ def read_hparams(path: str | Path) -> dict[str, Any]:
     return dict(hp)
 
 
-def check_model(path: str | Path, expected: str) -> dict[str, Any]:
-    """Hyper-parameters of `path`, which must hold a model of kind `expected`."""
-    hp = read_hparams(path)
-    if hp["model_name"] != expected:
-        raise InputError(f"checkpoint {path}: holds a {hp['model_name']!r} model, not {expected!r}")
-    return hp
+def read_card(path: str | Path) -> ModelCard:
+    """The model card of a checkpoint, upgraded when it predates cards.
+
+    Args:
+        path: A checkpoint written by ``flair-pipeline train``.
+
+    Returns:
+        Its card (:func:`~flair_pipeline.training.model_card.card_from_checkpoint`).
+
+    Raises:
+        InputError: one line naming `path` when it is unreadable, unsafe, not a
+            flair_pipeline model checkpoint, or its card is invalid or too new.
+    """
+    return card_from_checkpoint(load_checkpoint(path), str(path))
+
+
+def check_model(path: str | Path, expected: str) -> ModelCard:
+    """The card of checkpoint `path`, which must hold a model of kind `expected`.
+
+    Args:
+        path: A checkpoint.
+        expected: The model name it must hold.
+
+    Returns:
+        Its card.
+
+    Raises:
+        InputError: One line naming `path`: unreadable, or another model.
+    """
+    card = read_card(path)
+    if card.model != expected:
+        raise InputError(f"checkpoint {path}: holds a {card.model!r} model, not {expected!r}")
+    return card
 
 
 def load_inference(path: str | Path, device: str | torch.device = "cpu") -> Inference:
-    """The model of checkpoint `path`, in eval mode on `device`."""
+    """The model of checkpoint `path`, built from its card, in eval mode on `device`.
+
+    Args:
+        path: A checkpoint written by ``flair-pipeline train`` (any card version, or none).
+        device: Where to put the model.
+
+    Returns:
+        The model and its card.
+
+    Raises:
+        InputError: One line naming `path`: unreadable, unsafe, an invalid card, or
+            weights that do not fit the card's model.
+    """
     from flair_pipeline.training.module import FlairModule
 
-    hp = read_hparams(path)
+    p = Path(path)
+    ckpt = load_checkpoint(p)
+    card = card_from_checkpoint(ckpt, str(p))
+    dev = torch.device(device)
     try:
-        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
-            module = FlairModule.load_from_checkpoint(
-                str(path), map_location="cpu", weights_only=True
-            )
+        module = FlairModule.for_inference(card, channels_last=dev.type == "cuda")
+        module.load_state_dict(ckpt["state_dict"])
     except Exception as exc:
         raise InputError(
-            f"checkpoint {path}: does not load into {hp['model_name']} ({_one_line(exc)})"
+            f"checkpoint {p}: does not load into {card.model} ({_one_line(exc)})"
         ) from exc
-    module = module.to(device).eval()
-    stats = hp["stats"]
-    ds = int(hp.get("downsample", 1))
-    return Inference(
-        module=module,
-        model=module.model,
-        name=hp["model_name"],
-        mean=list(stats["mean"]),
-        std=list(stats["std"]),
-        s2_mean=stats.get("s2_mean"),
-        s2_std=stats.get("s2_std"),
-        patch_size=int(hp.get("patch_size", 512)) // ds,
-        downsample=ds,
-        resolution=float(hp.get("resolution", 0.2)),
-        elevation_scale=float(hp.get("elevation_scale", 5.0)),
-        hparams=hp,
-    )
+    module = module.to(dev).eval()
+    return Inference(module=module, model=module.model, card=card, path=p)

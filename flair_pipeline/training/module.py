@@ -17,11 +17,11 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.metrics import Scores
-from flair_pipeline.model_registry import get_model
 from flair_pipeline.models import build_model
 from flair_pipeline.models.utt import centre_crop
 from flair_pipeline.nomenclature import INVALID, N_CLASSES_MERGED
 from flair_pipeline.training.augment import augment_batch
+from flair_pipeline.training.model_card import ModelCard, card_from_hparams
 from flair_pipeline.training.stats import class_weights
 
 if TYPE_CHECKING:
@@ -36,7 +36,12 @@ class FlairModule(L.LightningModule):
     """Wraps a model from :func:`flair_pipeline.models.build_model` for training.
 
     Everything needed to rebuild and use the model (name, constructor kwargs, statistics,
-    metadata vocabulary, patch geometry) is saved as hyper-parameters in the checkpoint.
+    metadata vocabulary, patch geometry) is saved in the checkpoint twice: as Lightning's
+    hyper-parameters (the arguments of this constructor, which Lightning passes back) and
+    as the typed, versioned model card (``model_card``, :attr:`card`) that evaluation and
+    prediction read. ``patch_size`` is the side of a training patch in aerial pixels at
+    ``resolution`` (before downsampling); the model sees ``patch_size // downsample`` px
+    (:class:`~flair_pipeline.training.model_card.PatchGeometry`).
     """
 
     # buffers registered in __init__ (nn.Module's attribute lookup types them as Tensor | Module)
@@ -94,33 +99,21 @@ class FlairModule(L.LightningModule):
     def from_config(
         cls,
         cfg: PipelineConfig,
-        model_name: str,
-        model_kwargs: dict[str, Any],
-        stats: dict[str, Any],
+        card: ModelCard,
         *,
-        patch_size: int,
-        meta_encoding: dict[str, Any] | None = None,
         channels_last: bool = False,
         resumed: bool = False,
     ) -> FlairModule:
-        """The module of a training run configured by `cfg`.
+        """The module of a training run: the model of `card`, the recipe of `cfg.train`.
 
-        `cfg` supplies ``train``, ``sampling`` and, for a model reading Sentinel-2,
-        ``sentinel2``'s preprocessing.
-
-        The keyword arguments of ``__init__`` stay what a checkpoint stores and what
-        Lightning passes back when loading one, so checkpoints written before this
-        constructor existed load unchanged; this only reads them from the config.
+        The card fixes the network, its inputs, statistics and patch geometry (its values
+        win over `cfg`'s ``sampling`` and ``train.downsample``); `cfg.train` gives only the
+        optimisation recipe (optimiser, learning rate, schedule, augmentation, seed).
 
         Args:
             cfg: The pipeline configuration.
-            model_name: A name of :mod:`flair_pipeline.model_registry`.
-            model_kwargs: Constructor arguments of the model
-                (:func:`flair_pipeline.training.train.model_kwargs`).
-            stats: Normalisation statistics (``mean``, ``std``: one per image channel,
-                0..255 units; ``s2_mean``, ``s2_std``: one per Sentinel-2 band).
-            patch_size: Side of the training patches in pixels, after downsampling.
-            meta_encoding: The metadata vocabulary of a metadata model.
+            card: The model card (:func:`~flair_pipeline.training.model_card.card_for_training`,
+                or a checkpoint's when resuming).
             channels_last: Feed the model channels-last images (CUDA).
             resumed: A resumed run: no encoder weights are loaded (the checkpoint has them).
 
@@ -131,11 +124,8 @@ class FlairModule(L.LightningModule):
             ConfigError: Unknown model, or model arguments it does not use.
         """
         t = cfg.train
-        s2 = cfg.sentinel2.preprocessing if get_model(model_name).needs_s2 else None
         return cls(
-            model_name,
-            model_kwargs,
-            stats,
+            **_card_kwargs(card),
             optimizer=t.optimizer,
             lr=t.lr,
             weight_decay=t.weight_decay,
@@ -144,15 +134,34 @@ class FlairModule(L.LightningModule):
             augment=t.augment,
             aux_weight=t.aux_weight,
             seed=t.seed,
-            patch_size=patch_size,
-            resolution=cfg.sampling.resolution,
-            downsample=t.downsample,
-            elevation_scale=cfg.sampling.elevation_scale,
-            meta_encoding=meta_encoding,
-            s2_options=s2.model_dump() if s2 else None,
             channels_last=channels_last,
             encoder_weights=None if resumed else t.encoder_weights,
         )
+
+    @classmethod
+    def for_inference(cls, card: ModelCard, *, channels_last: bool = False) -> FlairModule:
+        """An untrained module shaped by `card`, to receive a checkpoint's weights.
+
+        Args:
+            card: The checkpoint's model card.
+            channels_last: Feed the model channels-last images (CUDA).
+
+        Returns:
+            The module (training settings at their defaults: they play no part in inference).
+
+        Raises:
+            ConfigError: Unknown model, or model arguments it does not use.
+        """
+        return cls(**_card_kwargs(card), augment=False, channels_last=channels_last)
+
+    @property
+    def card(self) -> ModelCard:
+        """This module's model card, from its hyper-parameters.
+
+        Raises:
+            InputError: The hyper-parameters do not make a valid card.
+        """
+        return card_from_hparams(dict(self.hparams), "FlairModule")
 
     # -- inputs ------------------------------------------------------------------------
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -265,7 +274,8 @@ class FlairModule(L.LightningModule):
         return opt
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Save the plateau scheduler's state, which Lightning does not see."""
+        """Save the model card and the plateau scheduler's state (Lightning sees neither)."""
+        checkpoint["model_card"] = self.card.model_dump(mode="json")
         if self._plateau is not None:
             checkpoint["plateau_scheduler"] = self._plateau.state_dict()
 
@@ -274,6 +284,21 @@ class FlairModule(L.LightningModule):
         self._plateau_state = checkpoint.get("plateau_scheduler")
         if self._plateau is not None and self._plateau_state is not None:
             self._plateau.load_state_dict(self._plateau_state)
+
+
+def _card_kwargs(card: ModelCard) -> dict[str, Any]:
+    """The model-defining arguments of :class:`FlairModule`, from `card`."""
+    return {
+        "model_name": card.model,
+        "model_kwargs": dict(card.architecture),
+        "stats": card.normalisation.as_stats(),
+        "patch_size": card.patch.patch_px,
+        "resolution": card.patch.resolution_m,
+        "downsample": card.patch.downsample,
+        "elevation_scale": card.inputs.elevation_scale,
+        "meta_encoding": card.meta_encoding,
+        "s2_options": card.sentinel2.model_dump() if card.sentinel2 else None,
+    }
 
 
 def miou_from_confusion(cm: torch.Tensor) -> torch.Tensor:

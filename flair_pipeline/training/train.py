@@ -30,10 +30,11 @@ from flair_pipeline.config import PipelineConfig
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import SEN2_PARTS, ModelFiles, sen2_file
-from flair_pipeline.model_registry import get_model
+from flair_pipeline.model_registry import architecture, get_model
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.checkpoint import SAFE_GLOBALS, check_model
 from flair_pipeline.training.curves import epoch_rows, write_curves
+from flair_pipeline.training.model_card import card_for_training
 from flair_pipeline.training.module import FlairModule
 from flair_pipeline.training.packing import open_packed
 from flair_pipeline.training.records import PatchRecord, by_split, load_records
@@ -113,30 +114,27 @@ class _Throughput(Callback):
 
 def model_kwargs(
     cfg: PipelineConfig, name: str, in_channels: int, meta_dim: int | None, patch_m: float
-) -> dict:
-    """Constructor arguments of `name` for :func:`flair_pipeline.models.build_model`.
+) -> dict[str, Any]:
+    """Constructor arguments of `name`: :func:`flair_pipeline.model_registry.architecture`.
 
-    U-T&T's cropped branch takes the S2 pixels under the patch: `patch_m` / 10 m.
+    Args:
+        cfg: The configuration (``train.utae_width``, ``train.modality_dropout``).
+        name: A model name.
+        in_channels: Aerial channels.
+        meta_dim: Width of the encoded metadata, or None.
+        patch_m: Side of a training patch on the ground, metres.
+
+    Returns:
+        The keyword arguments.
     """
-    spec = get_model(name)
-    kw: dict[str, Any] = {"in_channels": in_channels, "classes": 13}
-    if spec.needs_meta:
-        kw["meta_dim"] = meta_dim
-    if spec.needs_s2:
-        w = cfg.train.utae_width
-        kw["s2_bands"] = 10
-        heads = next(h for h in (16, 8, 4, 2, 1) if w % h == 0)  # FLAIR: 16 heads at 64
-        kw["utae"] = {
-            "encoder_widths": [w, w, w, 2 * w],
-            "decoder_widths": [w // 2, w // 2, w, 2 * w],
-            "n_head": heads,
-            "d_model": 4 * w,
-        }
-        kw["fusion"] = {
-            "modality_dropout": cfg.train.modality_dropout,
-            "crop_px": max(1, round(patch_m / 10.0)),
-        }
-    return kw
+    return architecture(
+        name,
+        in_channels=in_channels,
+        meta_dim=meta_dim,
+        patch_m=patch_m,
+        utae_width=cfg.train.utae_width,
+        modality_dropout=cfg.train.modality_dropout,
+    )
 
 
 def train_model(
@@ -170,37 +168,32 @@ def train_model(
     # of the run itself are then restored from the checkpoint
     L.seed_everything(t.seed, workers=True, verbose=False)
     if resume and last.is_file():
-        hp = check_model(last, model_name)
-        stats, kwargs, meta_enc = hp["stats"], hp["model_kwargs"], hp.get("meta_encoding")
+        card = check_model(last, model_name)
         resume_from = str(last)
     else:
         if resume:
             warnings.warn(f"--resume: no {last}, starting from scratch", stacklevel=2)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         computed = compute_stats(train, t.norm_samples, t.seed, t.downsample, s2)
-        stats = computed.to_dict()
         meta_enc = _meta_encoding(train) if spec.needs_meta else None
-        meta_dim = meta_enc["dim"] if meta_enc else None
-        patch_m = patch_px * cfg.sampling.resolution
-        kwargs = model_kwargs(cfg, model_name, len(computed.mean), meta_dim, patch_m)
-    encoder = _meta_encoder(meta_enc)
+        card = card_for_training(
+            cfg, model_name, computed.to_dict(), patch_px=patch_px, meta_encoding=meta_enc
+        )
+    encoder = _meta_encoder(card.meta_encoding)
     cuda = torch.cuda.is_available()
-    module = FlairModule.from_config(
-        cfg,
-        model_name,
-        kwargs,
-        stats,
-        patch_size=patch_px,
-        meta_encoding=meta_enc,
-        channels_last=cuda,
-        resumed=resume_from is not None,
-    )
+    module = FlairModule.from_config(cfg, card, channels_last=cuda, resumed=resume_from is not None)
     if t.compile:
         module.model.compile()
     loaders = [
         _loader(
             _dataset(
-                source, split, part, t.packed, downsample=t.downsample, s2=s2, meta_encoder=encoder
+                source,
+                split,
+                part,
+                t.packed,
+                downsample=card.patch.downsample,
+                s2=card.sentinel2,
+                meta_encoder=encoder,
             ),
             t.batch_size,
             t.num_workers,

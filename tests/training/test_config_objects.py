@@ -11,6 +11,7 @@ from flair_pipeline.config import S2Preprocessing, config_from_dict
 from flair_pipeline.evaluation.checkpoint_eval import dataset_for
 from flair_pipeline.orchestration.artifacts import ARTIFACTS
 from flair_pipeline.training.checkpoint import load_inference
+from flair_pipeline.training.model_card import card_for_training
 from flair_pipeline.training.module import FlairModule
 from flair_pipeline.training.train import model_kwargs
 
@@ -66,7 +67,7 @@ def test_module_from_config_equals_the_hand_built_one_and_old_checkpoints_load(
 ) -> None:
     cfg = _cfg()
     kwargs = model_kwargs(cfg, "utt", 5, None, 12.8)
-    new = FlairModule.from_config(cfg, "utt", kwargs, STATS, patch_size=32)
+    new = FlairModule.from_config(cfg, card_for_training(cfg, "utt", STATS, patch_px=32))
     torch.manual_seed(0)
     old = FlairModule(  # the pre-from_config call of train_model, spelled by hand
         "utt",
@@ -101,7 +102,9 @@ def test_module_from_config_equals_the_hand_built_one_and_old_checkpoints_load(
         path,
     )
     inf = load_inference(path)
-    assert (inf.name, inf.patch_size, inf.downsample, inf.elevation_scale) == ("utt", 16, 2, 4.0)
+    geometry = inf.card.patch
+    assert (inf.name, geometry.model_px, geometry.downsample) == ("utt", 16, 2)
+    assert inf.card.inputs.elevation_scale == 4.0
     assert dataset_for(inf, []).s2 == S2Preprocessing(**OLD_S2)
     for k, v in old.state_dict().items():
         assert torch.equal(inf.module.state_dict()[k], v), k

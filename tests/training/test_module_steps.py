@@ -323,6 +323,7 @@ def test_from_config_reads_every_value_from_the_config(
     by hand. A resumed run asks for no encoder weights (the checkpoint has them)."""
     import flair_pipeline.training.module as module_py
     from flair_pipeline.config import config_from_dict
+    from flair_pipeline.training.model_card import card_for_training
     from flair_pipeline.training.train import model_kwargs
 
     asked: list[str | None] = []
@@ -347,9 +348,8 @@ def test_from_config_reads_every_value_from_the_config(
     )
     stats = {"mean": [*MEAN, 10.0], "std": [*STD, 5.0], "s2_mean": S2_MEAN, "s2_std": S2_STD}
     kwargs = model_kwargs(cfg, "utt", 5, None, 12.0)
-    m = FlairModule.from_config(
-        cfg, "utt", kwargs, stats, patch_size=48, channels_last=True, resumed=resumed
-    )
+    card = card_for_training(cfg, "utt", stats, patch_px=48)
+    m = FlairModule.from_config(cfg, card, channels_last=True, resumed=resumed)
     expected = {
         "model_name": "utt",
         "model_kwargs": kwargs,
@@ -373,9 +373,8 @@ def test_from_config_reads_every_value_from_the_config(
     assert dict(m.hparams) == expected
     assert asked == [None if resumed else "imagenet"]
     vocabulary = {"camera": ["UCE-M3-f100"], "year": [2021]}
-    plain = FlairModule.from_config(
-        cfg, "unet", {"in_channels": 5}, stats, patch_size=48, meta_encoding=vocabulary
-    )
+    plain_card = card_for_training(cfg, "unet", stats, patch_px=48, meta_encoding=vocabulary)
+    plain = FlairModule.from_config(cfg, plain_card)
     assert plain.hparams["s2_options"] is None  # a model without Sentinel-2
     assert plain.hparams["channels_last"] is False
     assert plain.hparams["meta_encoding"] == vocabulary

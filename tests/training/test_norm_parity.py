@@ -91,17 +91,18 @@ def test_one_patch_is_normalised_the_same_in_training_and_prediction(tmp_path: P
     ckpt = tmp_path / "m.ckpt"
     save_checkpoint(module, ckpt)
     inf = load_inference(ckpt)
-    assert inf.mean == MEAN and inf.std == STD and inf.patch_size == SIDE
+    norm = inf.card.normalisation
+    assert list(norm.mean) == MEAN and list(norm.std) == STD and inf.card.patch.model_px == SIDE
     spy = Spy(inf.model)
     predict_map(
         spy,
         img,
         tmp_path / "map.tif",
-        patch_size=inf.patch_size,
+        patch_size=inf.card.patch.model_px,
         overlap=0.0,
         batch_size=1,
-        mean=inf.mean,
-        std=inf.std,
+        mean=norm.mean,
+        std=norm.std,
         device="cpu",
     )
     assert len(spy.seen) == 1 and spy.seen[0].shape == (1, 5, SIDE, SIDE)

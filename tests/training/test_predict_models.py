@@ -90,7 +90,7 @@ def test_s2_windows_are_the_training_windows(tiny_dataset, utt_ckpt) -> None:
         S2Windows(
             inf, (b.left, b.bottom, b.right, b.top), StacProvider(catalog=raw / "nope.json"), year
         )
-    assert np.isfinite(inf.s2_mean).all()
+    assert np.isfinite(inf.card.normalisation.s2_mean).all()
 
 
 def test_predict_unet_meta(tiny_dataset, tmp_path) -> None:

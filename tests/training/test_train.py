@@ -39,7 +39,7 @@ def test_model_trains_and_loss_goes_down(tiny_dataset, tmp_path: Path, model, ex
     for ckpt in (report.best_checkpoint, report.last_checkpoint):  # issue 30: no allow-list needed
         assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt) == [], ckpt
     inf = load_inference(report.best_checkpoint)
-    assert inf.name == model and inf.in_channels == 5 and inf.patch_size == 64
+    assert inf.name == model and inf.in_channels == 5 and inf.card.patch.model_px == 64
     hp = read_hparams(report.best_checkpoint)
     assert len(hp["stats"]["mean"]) == 5
     if model == "utt":
