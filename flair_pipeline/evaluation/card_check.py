@@ -62,10 +62,10 @@ def check_image(
         channels = card.inputs.aerial_channels
         need = len(channels) - (1 if card.inputs.needs_elevation and elevation_given else 0)
         if src.count < need:
-            missing = ", ".join(channels[src.count :])
+            missing = ", ".join(channels[src.count : need])
             hint = (
                 ": give --dsm and --dtm for the elevation channel"
-                if card.inputs.needs_elevation and src.count == len(channels) - 1
+                if card.inputs.needs_elevation and need == len(channels) == src.count + 1
                 else ""
             )
             raise InputError(
