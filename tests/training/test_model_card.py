@@ -198,3 +198,21 @@ def test_prediction_accepts_an_image_that_matches_the_card(tmp_path: Path) -> No
     image = _tif(tmp_path / "good.tif", 5, 0.25)
     report = _predictor("unet", STATS).map(image, tmp_path / "map.tif")  # type: ignore[attr-defined]
     assert (report.height, report.width) == (32, 32)
+
+
+def test_cli_predict_refuses_an_image_at_another_resolution_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flair_pipeline.cli import main
+
+    module = FlairModule("unet", {"in_channels": 4}, {"mean": [1.0] * 4, "std": [2.0] * 4})
+    ckpt = _save(module, tmp_path / "unet.ckpt", card=False)  # today's main's format: 0.2 m
+    image = _tif(tmp_path / "half_metre.tif", 4, 0.5)
+    out = tmp_path / "m.tif"
+    rc = main(["predict", "--checkpoint", str(ckpt), "--image", str(image), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and not out.exists()
+    assert err == (
+        f"error: {image}: 0.5 x 0.5 m pixels, but the unet model card was trained on 0.2 m "
+        "pixels: resample the image to 0.2 m (gdalwarp -tr 0.2 0.2 -r average)"
+    )

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
 from flair_pipeline.errors import InputError
-from flair_pipeline.training.checkpoint import load_inference, read_hparams
+from flair_pipeline.training.checkpoint import load_inference, read_card, read_hparams
 from flair_pipeline.training.curves import epoch_rows
 from flair_pipeline.training.module import NonFiniteLossError
 from flair_pipeline.training.train import train_model
@@ -40,6 +40,10 @@ def test_model_trains_and_loss_goes_down(tiny_dataset, tmp_path: Path, model, ex
         assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt) == [], ckpt
     inf = load_inference(report.best_checkpoint)
     assert inf.name == model and inf.in_channels == 5 and inf.card.patch.model_px == 64
+    for ckpt in (report.best_checkpoint, report.last_checkpoint):  # the card is written, typed
+        written = torch.load(ckpt, weights_only=True)["model_card"]
+        assert written["card_version"] == 1 and written["upgraded"] == [], ckpt
+        assert read_card(ckpt) == inf.card
     hp = read_hparams(report.best_checkpoint)
     assert len(hp["stats"]["mean"]) == 5
     if model == "utt":
