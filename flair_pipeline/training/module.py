@@ -94,6 +94,8 @@ class FlairModule(L.LightningModule):
         self.last_good_step = 0
         self._plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict[str, Any] | None = None
+        #: what the upgrader decided for the card this module was built from (kept on resume)
+        self._card_upgraded: tuple[str, ...] = ()
 
     @classmethod
     def from_config(
@@ -124,7 +126,7 @@ class FlairModule(L.LightningModule):
             ConfigError: Unknown model, or model arguments it does not use.
         """
         t = cfg.train
-        return cls(
+        module = cls(
             **_card_kwargs(card),
             optimizer=t.optimizer,
             lr=t.lr,
@@ -137,6 +139,8 @@ class FlairModule(L.LightningModule):
             channels_last=channels_last,
             encoder_weights=None if resumed else t.encoder_weights,
         )
+        module._card_upgraded = card.upgraded
+        return module
 
     @classmethod
     def for_inference(cls, card: ModelCard, *, channels_last: bool = False) -> FlairModule:
@@ -158,10 +162,13 @@ class FlairModule(L.LightningModule):
     def card(self) -> ModelCard:
         """This module's model card, from its hyper-parameters.
 
+        A module resumed from an upgraded checkpoint keeps that card's ``upgraded`` lines.
+
         Raises:
             InputError: The hyper-parameters do not make a valid card.
         """
-        return card_from_hparams(dict(self.hparams), "FlairModule")
+        card = card_from_hparams(dict(self.hparams), "FlairModule")
+        return card.model_copy(update={"upgraded": self._card_upgraded})
 
     # -- inputs ------------------------------------------------------------------------
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -97,6 +97,13 @@ def test_upgrader_reads_a_checkpoint_of_todays_main_and_older_ones(tmp_path: Pat
     assert card.upgraded == ("upgraded from hyper-parameters to card version 1",)
     inf = load_inference(path)
     assert inf.card.patch.model_px == 512
+    # resuming from it: the card wins over the config (downsample 2, 0.25 m there) and the
+    # upgrade stays recorded in the checkpoints the resumed run writes
+    resumed = FlairModule.from_config(_cfg(), card, resumed=True)  # type: ignore[arg-type]
+    assert (resumed.hparams["downsample"], resumed.hparams["resolution"]) == (1, 0.2)
+    saved: dict[str, object] = {}
+    resumed.on_save_checkpoint(saved)
+    assert saved["model_card"]["upgraded"] == list(card.upgraded)  # type: ignore[index]
 
     # older still: no downsample nor resolution recorded -> the documented values, noted
     ckpt = torch.load(path, weights_only=True)
