@@ -129,7 +129,7 @@ def _resolved(folder: Path) -> DomainInputs:
 def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
     labels = read_labels(_in(raw, domain).labels, mapping=_in(raw, domain).mapping)
     with Mosaic(_in(raw, domain).ortho) as mosaic:
-        grid, report = sample_patches(domain, mosaic, labels, cfg)
+        grid, report = sample_patches(domain=domain, mosaic=mosaic, labels=labels, cfg=cfg)
     return grid, report
 
 
@@ -222,8 +222,10 @@ def breakdown(
     try:
         for r in rows:
             bounds = _bounds(r)
-            transform = from_origin(bounds[0], bounds[3], res, res)
-            msk_transform = from_origin(bounds[0], bounds[3], cfg.resolution, cfg.resolution)
+            transform = from_origin(west=bounds[0], north=bounds[3], xsize=res, ysize=res)
+            msk_transform = from_origin(
+                west=bounds[0], north=bounds[3], xsize=cfg.resolution, ysize=cfg.resolution
+            )
             t0 = clock()
             mosaic.broken_touching(bounds)
             t1 = clock()
@@ -235,9 +237,9 @@ def breakdown(
             t4 = clock()
             write_geotiff(
                 out.img(r.domain, r.zone, r.patch_id),
-                img,
-                transform,
-                CRS,
+                array=img,
+                transform=transform,
+                crs=CRS,
                 descriptions=IMG_BANDS,
                 zlevel=IMG_ZLEVEL,
             )
@@ -246,9 +248,9 @@ def breakdown(
             t6 = clock()
             write_geotiff(
                 out.msk(r.domain, r.zone, r.patch_id),
-                msk,
-                msk_transform,
-                CRS,
+                array=msk,
+                transform=msk_transform,
+                crs=CRS,
                 colormap=cmap,
                 descriptions=("label",),
             )
@@ -354,10 +356,26 @@ def main() -> None:
                 print(f"{domain}: no patches ({report.candidates} candidates), skipped")
                 continue
             whole = DatasetLayout(tmp / "whole")
-            t_img, t_msk, skipped = whole_work(raw, domain, grid, whole, cfg, args.compression)
+            t_img, t_msk, skipped = whole_work(
+                raw=raw,
+                domain=domain,
+                grid=grid,
+                layout=whole,
+                cfg=cfg,
+                compression=args.compression,
+            )
             rows = [r for r in grid.itertuples() if r.patch_id not in skipped]
-            b_img, b_msk = baseline(raw, domain, rows, whole, DatasetLayout(tmp / "baseline"))
-            breakdown(raw, domain, rows, DatasetLayout(tmp / "breakdown"), cfg, t)
+            b_img, b_msk = baseline(
+                raw=raw, domain=domain, rows=rows, src=whole, out=DatasetLayout(tmp / "baseline")
+            )
+            breakdown(
+                raw=raw,
+                domain=domain,
+                rows=rows,
+                out=DatasetLayout(tmp / "breakdown"),
+                cfg=cfg,
+                t=t,
+            )
             n = len(grid)
             img_mb = _files_mb([whole.img(r.domain, r.zone, r.patch_id) for r in rows])
             msk_mb = _files_mb([whole.msk(r.domain, r.zone, r.patch_id) for r in rows])

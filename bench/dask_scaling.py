@@ -92,7 +92,10 @@ def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], work
         list(pool.map(_warm_up, [1.0] * len(domains)))  # one busy task each: all processes up
         address = cluster.scheduler_address
         start = time.perf_counter()
-        jobs = [pool.submit(_run_one, ref, d, address, str(params)) for d in domains]
+        jobs = [
+            pool.submit(_run_one, ref=ref, domain=d, address=address, params=str(params))
+            for d in domains
+        ]
         ok = [j.result() for j in jobs]
         elapsed = time.perf_counter() - start
     failed = [d for d, good in zip(domains, ok, strict=True) if not good]
@@ -104,7 +107,9 @@ def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], work
 def _run_one(ref: object, domain: str, address: str, params: str) -> bool:
     """One domain's run, from a run-launcher-like process."""
     with dg.DagsterInstance.from_ref(ref) as instance:
-        return run_domain_on_dask(instance, domain, address, params).success
+        return run_domain_on_dask(
+            instance=instance, domain=domain, address=address, config_path=params
+        ).success
 
 
 def _warm_up(pause: float = 0.0) -> int:
@@ -147,7 +152,7 @@ def main() -> None:
         print(f"{'in-process (baseline)':<24}{base:>8.1f}{60 * n / base:>13.2f}{1.0:>14.2f}x")
         for w in args.workers:
             params = _params(tmp / f"dask_{w}", raw, args.patch_size)
-            secs = on_dask(instance, params, domains, w)
+            secs = on_dask(instance=instance, params=params, domains=domains, workers=w)
             same = _rasters(tmp / f"dask_{w}" / "dataset") == reference
             print(
                 f"{f'dask, {w} worker(s)':<24}{secs:>8.1f}{60 * n / secs:>13.2f}"

@@ -32,15 +32,26 @@ from flair_pipeline.training.samples import PackedDataset, collate
 def write_pack(folder: Path, n: int, size: int) -> list[PatchRecord]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    img = np.lib.format.open_memmap(folder / "img.npy", "w+", np.uint8, (n, 5, size, size))
-    msk = np.lib.format.open_memmap(folder / "msk.npy", "w+", np.uint8, (n, size, size))
+    img = np.lib.format.open_memmap(
+        folder / "img.npy", mode="w+", dtype=np.uint8, shape=(n, 5, size, size)
+    )
+    msk = np.lib.format.open_memmap(
+        folder / "msk.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)
+    )
     for i in range(n):
         img[i] = rng.integers(0, 255, (5, size, size), dtype=np.uint8)
         msk[i] = rng.integers(0, 13, (size, size), dtype=np.uint8)
     img.flush()
     msk.flush()
     return [
-        PatchRecord(str(i), "D000_2020", "Z1", "train", folder / f"IMG_{i}.tif", None)
+        PatchRecord(
+            patch_id=str(i),
+            domain="D000_2020",
+            zone="Z1",
+            split="train",
+            img=folder / f"IMG_{i}.tif",
+            msk=None,
+        )
         for i in range(n)
     ]
 

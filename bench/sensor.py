@@ -64,7 +64,7 @@ def main() -> None:
         raw = root / "raw"
         names = DOMAINS[: args.domains]
         for d in names:
-            _write(raw, d, args.gb, args.tiles)
+            _write(raw=raw, domain=d, gb=args.gb, tiles=args.tiles)
         params = root / "params.yaml"
         params.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(root)}}))
         flair = PipelineConfigResource(config_path=str(params))

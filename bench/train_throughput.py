@@ -120,12 +120,21 @@ def loader_speed(
             img = rng.integers(0, 255, (5, size, size), dtype=np.uint8)
             msk = rng.integers(1, 13, (size, size), dtype=np.uint8)
             tr = Affine(0.2, 0, 800000 + i * 200, 0, -0.2, 6500000)
-            ip = write_geotiff(Path(tmp) / f"IMG_{i}.tif", img, tr, "EPSG:2154", zlevel=1)
-            mp = write_geotiff(Path(tmp) / f"MSK_{i}.tif", msk, tr, "EPSG:2154")
+            ip = write_geotiff(
+                Path(tmp) / f"IMG_{i}.tif", array=img, transform=tr, crs="EPSG:2154", zlevel=1
+            )
+            mp = write_geotiff(Path(tmp) / f"MSK_{i}.tif", array=msk, transform=tr, crs="EPSG:2154")
             centroid = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
             recs.append(
                 PatchRecord(
-                    str(i), "D000_2020", "Z1", "train", ip, mp, sen_prefix=prefix, centroid=centroid
+                    patch_id=str(i),
+                    domain="D000_2020",
+                    zone="Z1",
+                    split="train",
+                    img=ip,
+                    msk=mp,
+                    sen_prefix=prefix,
+                    centroid=centroid,
                 )
             )
         s2 = S2Preprocessing(filter_clouds=True, monthly_average=True) if s2_dates else None
@@ -188,11 +197,15 @@ def main() -> None:
         net = build_model(args.model, **(kw if args.model == "utt" else {})).to(device).train()
         if cl:
             net = net.to(memory_format=torch.channels_last)
-        batch = batch_for(args.model, args.batch_size, args.size, args.dates, device)
+        batch = batch_for(
+            model=args.model, b=args.batch_size, size=args.size, t=args.dates, device=device
+        )
         flops = flops_per_image(net, batch)
         if comp:
             net.compile()
-        ips, mem = time_steps(net, batch, args.steps, bf16, cl, device)
+        ips, mem = time_steps(
+            net=net, batch=batch, steps=args.steps, bf16=bf16, cl=cl, device=device
+        )
         best = max(best, ips)
         mfu = f"{100 * ips * flops / peak:5.1f} %" if peak else "n/a (unknown peak)"
         print(
@@ -204,7 +217,12 @@ def main() -> None:
             torch.cuda.empty_cache()
     s2_dates = args.s2_dates if args.model == "utt" else None
     lps = loader_speed(
-        args.size, args.loader_patches, args.batch_size, args.workers, device, s2_dates
+        size=args.size,
+        n=args.loader_patches,
+        batch=args.batch_size,
+        workers=args.workers,
+        device=device,
+        s2_dates=s2_dates,
     )
     ratio = lps / best
     what = "IMG+MSK GeoTIFF read, collate, augment"
