@@ -127,6 +127,7 @@ def main() -> None:
     ap.add_argument("--scenario", default="demo", help="synthetic world when --raw is not given")
     ap.add_argument("--patch-size", type=int, default=256)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--domains", type=int, default=None, help="only the first N domains")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="dask-bench-"))
@@ -136,7 +137,7 @@ def main() -> None:
         t = time.perf_counter()
         generate_world(raw, args.scenario, 0)
         print(f"generated {args.scenario!r} world in {time.perf_counter() - t:.1f} s")
-    domains = sorted(p.name for p in (raw / "domains").iterdir() if p.is_dir())
+    domains = sorted(p.name for p in (raw / "domains").iterdir() if p.is_dir())[: args.domains]
     (tmp / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
         instance.add_dynamic_partitions("domains", domains)
