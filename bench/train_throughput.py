@@ -23,6 +23,7 @@ import datetime as dt
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -115,28 +116,30 @@ def loader_speed(
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
         prefix = _super_area(Path(tmp), s2_dates, rng) if s2_dates else None
-        recs = []
-        for i in range(n):
-            img = rng.integers(0, 255, (5, size, size), dtype=np.uint8)
-            msk = rng.integers(1, 13, (size, size), dtype=np.uint8)
+
+        def write_patch(i: int) -> PatchRecord:
+            r = np.random.default_rng(i)
+            img = r.integers(0, 255, (5, size, size), dtype=np.uint8)
+            msk = r.integers(1, 13, (size, size), dtype=np.uint8)
             tr = Affine(0.2, 0, 800000 + i * 200, 0, -0.2, 6500000)
             ip = write_geotiff(
                 Path(tmp) / f"IMG_{i}.tif", array=img, transform=tr, crs="EPSG:2154", zlevel=1
             )
             mp = write_geotiff(Path(tmp) / f"MSK_{i}.tif", array=msk, transform=tr, crs="EPSG:2154")
-            centroid = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
-            recs.append(
-                PatchRecord(
-                    patch_id=str(i),
-                    domain="D000_2020",
-                    zone="Z1",
-                    split="train",
-                    img=ip,
-                    msk=mp,
-                    sen_prefix=prefix,
-                    centroid=centroid,
-                )
+            return PatchRecord(
+                patch_id=str(i),
+                domain="D000_2020",
+                zone="Z1",
+                split="train",
+                img=ip,
+                msk=mp,
+                sen_prefix=prefix,
+                centroid=(int(r.integers(20, 90)), int(r.integers(20, 90))),
             )
+
+        # thousands of patches (several batches for every worker): written by every CPU
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            recs = list(pool.map(write_patch, range(n)))
         s2 = S2Preprocessing(filter_clouds=True, monthly_average=True) if s2_dates else None
         dl = DataLoader(
             PatchDataset(recs, s2=s2),
@@ -228,7 +231,11 @@ def main() -> None:
     what = "IMG+MSK GeoTIFF read, collate, augment"
     if s2_dates:
         what += f", S2 window of a {s2_dates}-date super-area, cloud filter, monthly means"
-    print(f"  loader           {lps:9.1f} images/s with {args.workers} workers ({what})")
+    per_worker = args.loader_patches / args.batch_size / max(1, args.workers)
+    print(
+        f"  loader           {lps:9.1f} images/s with {args.workers} workers ({what}; "
+        f"{args.loader_patches} patches, {per_worker:.1f} batches a worker an epoch)"
+    )
     print(
         f"ratio loader / fastest model: {ratio:.2f}x (target >= 1.5x): "
         f"{'PASS' if ratio >= 1.5 else 'MISS'}"
