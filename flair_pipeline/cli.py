@@ -169,7 +169,7 @@ def demo_map_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """
     from flair_pipeline.demo import write_maps
 
-    click.echo(write_maps(_load(config_path, overrides)))
+    click.echo(write_maps(_load(config_path, overrides), progress=_progress("demo-map")))
 
 
 @cli.command("dvc-record")
@@ -256,7 +256,12 @@ def _run_materialize(
     )
     start = time.perf_counter()
     summary = materialize(
-        selection, partitions, flair, log=lambda m: click.echo(m, err=True), verbose=verbose
+        selection,
+        partitions,
+        flair,
+        log=lambda m: click.echo(m, err=True),
+        verbose=verbose,
+        progress=not _quiet(),
     )
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 
