@@ -128,6 +128,7 @@ class Outcome:
 
 
 def backfill(
+    *,
     instance: dg.DagsterInstance,
     target: object,
     domains: Sequence[str],
@@ -209,7 +210,7 @@ def _params(root: Path, raw: Path) -> Path:
     return params
 
 
-def run_variant(raw: Path, domains: Sequence[str], policy: str, root: Path) -> Outcome:
+def run_variant(*, raw: Path, domains: Sequence[str], policy: str, root: Path) -> Outcome:
     """One backfill of `domains` under `policy` (``multi`` or ``single``), fresh instance.
 
     Args:
@@ -242,7 +243,7 @@ def run_variant(raw: Path, domains: Sequence[str], policy: str, root: Path) -> O
             location_name="flair_single",
         )
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        return backfill(instance, target, domains)
+        return backfill(instance=instance, target=target, domains=domains)
 
 
 def main() -> None:

@@ -134,6 +134,7 @@ def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
 
 
 def whole_work(
+    *,
     raw: RawLayout,
     domain: str,
     grid,
@@ -184,7 +185,7 @@ def _load(path: Path) -> dict:
         }
 
 
-def baseline(raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: DatasetLayout):
+def baseline(*, raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: DatasetLayout):
     """Read the same windows and write the same bytes; (IMG seconds, MSK seconds)."""
     imgs = [{**_load(src.img(r.domain, r.zone, r.patch_id)), "zlevel": IMG_ZLEVEL} for r in rows]
     msks = [_load(src.msk(r.domain, r.zone, r.patch_id)) for r in rows]
@@ -201,7 +202,7 @@ def baseline(raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: D
 
 
 def breakdown(
-    raw: RawLayout, domain: str, rows: list, out: DatasetLayout, cfg: SamplingConfig, t: Timings
+    *, raw: RawLayout, domain: str, rows: list, out: DatasetLayout, cfg: SamplingConfig, t: Timings
 ) -> None:
     """The builders' per-patch work, step by step, with the same core functions."""
     clock = time.perf_counter
@@ -267,7 +268,7 @@ def breakdown(
         elevation.close()
 
 
-def domain_peak(raw_root: str, domain: str, patch_size: int, out: str) -> dict[str, float]:
+def domain_peak(*, raw_root: str, domain: str, patch_size: int, out: str) -> dict[str, float]:
     """Build one domain (sampling, IMG, MSK) in this fresh process; VmHWM after each phase."""
     raw, cfg = RawLayout(Path(raw_root)), SamplingConfig(patch_size=patch_size)
     layout = DatasetLayout(Path(out))
@@ -448,7 +449,13 @@ def main() -> None:
         ctx = mp.get_context("spawn")
         with ctx.Pool(1) as pool:
             phases = pool.apply(
-                domain_peak, (str(raw_root), largest, cfg.patch_size, str(tmp / "mem"))
+                domain_peak,
+                kwds={
+                    "raw_root": str(raw_root),
+                    "domain": largest,
+                    "patch_size": cfg.patch_size,
+                    "out": str(tmp / "mem"),
+                },
             )
         shutil.rmtree(tmp / "mem", ignore_errors=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -67,7 +67,9 @@ def in_process(instance: dg.DagsterInstance, params: Path, domains: list[str]) -
     return time.perf_counter() - start
 
 
-def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], workers: int) -> float:
+def on_dask(
+    *, instance: dg.DagsterInstance, params: Path, domains: list[str], workers: int
+) -> float:
     """Seconds to build every domain on a fresh `workers`-process cluster, runs launched at once.
 
     Each run is orchestrated from its own process (as a run launcher would start it); those
@@ -104,7 +106,7 @@ def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], work
     return elapsed
 
 
-def _run_one(ref: object, domain: str, address: str, params: str) -> bool:
+def _run_one(*, ref: object, domain: str, address: str, params: str) -> bool:
     """One domain's run, from a run-launcher-like process."""
     with dg.DagsterInstance.from_ref(ref) as instance:
         return run_domain_on_dask(

@@ -53,7 +53,7 @@ from flair_pipeline.training.samples import PackedDataset, PatchDataset, collate
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "flair"
 
 
-def demo_records(raw_root: Path, out: Path, domains: int, compression: str) -> list[PatchRecord]:
+def demo_records(*, raw_root: Path, out: Path, domains: int, compression: str) -> list[PatchRecord]:
     """Build the first `domains` demo domains' IMG and MSK; their records (split train)."""
     raw, cfg = RawLayout(raw_root), SamplingConfig(patch_size=512, strategy="grid")
     layout = DatasetLayout(out)
@@ -136,7 +136,7 @@ def images_per_s(ds, batch: int, epochs: int) -> tuple[float, float]:
     return seen / t.cpu_s, seen / t.wall_s
 
 
-def measure(name: str, records: list[PatchRecord], pack_dir: Path, args) -> tuple[float, float]:
+def measure(*, name: str, records: list[PatchRecord], pack_dir: Path, args) -> tuple[float, float]:
     """(packed, geotiff) images/s of one set, printed."""
     pack = pack_records(records, pack_dir, pack_dir.parent)
     folder = pack.root / "train"

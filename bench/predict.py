@@ -106,6 +106,7 @@ def unet() -> torch.nn.Module:
 
 @torch.inference_mode()
 def naive_predict(
+    *,
     model: torch.nn.Module,
     image: Path,
     dsm: Path,
@@ -196,7 +197,7 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"before_mb": before, "peak_mb": peak, "s": time.perf_counter() - t}))
 
 
-def throughput(dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
+def throughput(*, dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
     image, dsm, dtm = synth_ortho(tmp / "tp", size)
     model = unet().to(dev)
     with torch.inference_mode():  # warm-up (allocator, cuDNN), not counted
@@ -250,7 +251,7 @@ def throughput(dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
         print(f"  vs H100 target 1,000 patches/s: {r.patches_per_s / 1000:.3f} of it")
 
 
-def memory(sizes: list[tuple[int, int]], patch: int, batch: int, tmp: Path) -> None:
+def memory(*, sizes: list[tuple[int, int]], patch: int, batch: int, tmp: Path) -> None:
     print(f"\npeak RSS in a fresh process (1x1-conv model, patch {patch}, batch {batch}):")
     print(
         f"  {'W x H':>12} {'variant':<28} {'RSS before':>11} {'peak RSS':>10} {'growth':>9}"

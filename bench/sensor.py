@@ -41,7 +41,7 @@ def _rchar() -> int:
     return int(Path("/proc/self/io").read_text().split("rchar:")[1].split()[0])
 
 
-def _write(raw: Path, domain: str, gb: float, tiles: int) -> None:
+def _write(*, raw: Path, domain: str, gb: float, tiles: int) -> None:
     folder = raw / "domains" / domain
     (folder / "ortho").mkdir(parents=True)
     size = int(gb * 2**30) // tiles

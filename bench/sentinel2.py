@@ -62,7 +62,7 @@ def window_grid(x: float, y: float) -> Grid:
     return Grid.around((x - half, y - half, x + half, y + half))
 
 
-def pu_estimate(width: int, height: int, bands: int, dates: int, float32: bool = False) -> float:
+def pu_estimate(*, width: int, height: int, bands: int, dates: int, float32: bool = False) -> float:
     """Sentinel Hub PU of one Process API request (docs.sentinel-hub.com, "Processing Unit").
 
     area factor = W·H / 512² (at least 0.01), × input bands / 3, × data samples (dates),

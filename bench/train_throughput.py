@@ -44,7 +44,7 @@ from flair_pipeline.training.samples import PatchDataset, collate
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
 
-def batch_for(model: str, b: int, size: int, t: int, device: str) -> dict[str, torch.Tensor]:
+def batch_for(*, model: str, b: int, size: int, t: int, device: str) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     batch = {
         "img": torch.randn(b, 5, size, size, generator=g),
@@ -65,7 +65,7 @@ def flops_per_image(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> flo
     return 3.0 * counter.get_total_flops()
 
 
-def time_steps(net, batch, steps: int, bf16: bool, cl: bool, device: str) -> tuple[float, float]:
+def time_steps(*, net, batch, steps: int, bf16: bool, cl: bool, device: str) -> tuple[float, float]:
     """(images/s, peak memory GiB) over `steps` timed steps after warm-up."""
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     inputs = {k: v for k, v in batch.items() if k != "msk"}
@@ -108,7 +108,7 @@ def _super_area(tmp: Path, dates: int, rng: np.random.Generator) -> Path:
 
 
 def loader_speed(
-    size: int, n: int, batch: int, workers: int, device: str, s2_dates: int | None = None
+    *, size: int, n: int, batch: int, workers: int, device: str, s2_dates: int | None = None
 ) -> float:
     """Images/s of the real training loader (IMG + MSK GeoTIFFs, collate, augment) and,
     for U-T&T (`s2_dates`), the 40 px Sentinel-2 window with FLAIR-2's cloud filter and

@@ -90,6 +90,18 @@ def test_bench_calls_pass_many_arguments_by_keyword() -> None:
     assert found == []
 
 
+def test_bench_functions_of_more_than_three_parameters_take_keywords_only() -> None:
+    """A positional call of them fails at once (TypeError), instead of shifting arguments."""
+    loose = [
+        f"{p.name}:{node.lineno}: {node.name}"
+        for p in sorted(BENCH.glob("*.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef)
+        and len(node.args.posonlyargs) + len(node.args.args) > 3
+    ]
+    assert loose == []
+
+
 def test_the_keyword_check_finds_a_positional_call(tmp_path: Path) -> None:
     """The bug that broke compression.py, planted: the check names it."""
     bad = tmp_path / "bad.py"
