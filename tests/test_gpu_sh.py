@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -35,7 +33,10 @@ def test_gpu_sh_dry_run_writes_every_section(tmp_path: Path) -> None:
         text,
     )
     assert fed and float(fed.group(1)) > 0 and float(fed.group(2)) > 0
-    assert float(fed.group(3)) == pytest.approx(float(fed.group(1)) / float(fed.group(2)), abs=0.01)
+    # the ratio of the two rates, within their printed rounding (0.05 img/s each, 0.005)
+    f, a = float(fed.group(1)), float(fed.group(2))
+    low, high = (f - 0.05) / (a + 0.05), (f + 0.05) / max(a - 0.05, 1e-9)
+    assert low - 0.005 <= float(fed.group(3)) <= high + 0.005, fed.group(0)
     loader = re.search(r"loader .* images/s with 0 workers .*4 patches, 2.0 batches a worker", text)
     assert loader, "the loader line names its batches a worker (4 patches / batch 2)"
     windows = re.search(
