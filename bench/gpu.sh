@@ -15,7 +15,7 @@
 # The device's Python has torch, lightning, timm, torchmetrics but not rasterio, smp, pydantic,
 # dagster…: `bench/gpu.sh --prepare` (here, with PyPI) downloads those as cp312 manylinux
 # wheels into .whl/ (git-ignored, <= 64 MiB); the device run installs them into /tmp/site:
-#   run(command="bash bench/gpu.sh", carry=[".whl"], timeout_s=540)
+#   run(command="bash bench/gpu.sh", carry=[".whl"], timeout_s=600)
 # `bench/gpu.sh --dry-run` runs the same steps on the CPU at toy sizes (CI: tests/test_gpu_sh.py),
 # under an import guard (bench/device_guard/sitecustomize.py) that refuses every package that is
 # neither on the device image (bench/device_guard/device_packages.txt) nor in WHEELS below.
