@@ -59,19 +59,27 @@ _STAGES: dict[str, tuple[list[str], Stage]] = {
     ),
     "patch_grid": (
         ["domain_sources"],
-        lambda d, f: build.sample_domain_grid(d, f.raw(), f.dataset(), f.load()),
+        lambda d, f: build.sample_domain_grid(
+            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
+        ),
     ),
     "aerial_patches": (
         ["patch_grid"],
-        lambda d, f: build.build_domain_images(d, f.raw(), f.dataset(), f.load()),
+        lambda d, f: build.build_domain_images(
+            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
+        ),
     ),
     "label_masks": (
         ["patch_grid"],
-        lambda d, f: build.build_domain_masks(d, f.raw(), f.dataset(), f.load()),
+        lambda d, f: build.build_domain_masks(
+            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
+        ),
     ),
     "dataset_metadata": (
         ["aerial_patches", "label_masks", "domain_sources"],
-        lambda d, f: build.write_domain_metadata(d, f.raw(), f.dataset(), f.load()),
+        lambda d, f: build.write_domain_metadata(
+            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
+        ),
     ),
 }
 
@@ -120,6 +128,7 @@ class Outcome:
 
 
 def backfill(
+    *,
     instance: dg.DagsterInstance,
     target: object,
     domains: Sequence[str],
@@ -201,7 +210,7 @@ def _params(root: Path, raw: Path) -> Path:
     return params
 
 
-def run_variant(raw: Path, domains: Sequence[str], policy: str, root: Path) -> Outcome:
+def run_variant(*, raw: Path, domains: Sequence[str], policy: str, root: Path) -> Outcome:
     """One backfill of `domains` under `policy` (``multi`` or ``single``), fresh instance.
 
     Args:
@@ -220,11 +229,21 @@ def run_variant(raw: Path, domains: Sequence[str], policy: str, root: Path) -> O
     os.environ["FLAIR_PARAMS"] = str(_params(root, raw))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(BENCH)])
     if policy == "multi":
-        target = ModuleTarget("flair_pipeline.defs.definitions", "defs", str(REPO), "flair")
+        target = ModuleTarget(
+            module_name="flair_pipeline.defs.definitions",
+            attribute="defs",
+            working_directory=str(REPO),
+            location_name="flair",
+        )
     else:
-        target = ModuleTarget("backfill", "single_run_defs", str(BENCH), "flair_single")
+        target = ModuleTarget(
+            module_name="backfill",
+            attribute="single_run_defs",
+            working_directory=str(BENCH),
+            location_name="flair_single",
+        )
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        return backfill(instance, target, domains)
+        return backfill(instance=instance, target=target, domains=domains)
 
 
 def main() -> None:
@@ -241,7 +260,7 @@ def main() -> None:
         print(f"{args.scenario} world: backfill of {len(domains)} domains ({', '.join(domains)})")
         out = {}
         for policy, label in (("multi", "multi_run(1)"), ("single", "single_run")):
-            o = run_variant(root / "raw", domains, policy, root / policy)
+            o = run_variant(raw=root / "raw", domains=domains, policy=policy, root=root / policy)
             out[policy] = o
             print(
                 f"{label:<13} runs {o.runs}  wall {o.wall_s:6.1f} s  "

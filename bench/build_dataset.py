@@ -129,11 +129,12 @@ def _resolved(folder: Path) -> DomainInputs:
 def sample(raw: RawLayout, domain: str, cfg: SamplingConfig):
     labels = read_labels(_in(raw, domain).labels, mapping=_in(raw, domain).mapping)
     with Mosaic(_in(raw, domain).ortho) as mosaic:
-        grid, report = sample_patches(domain, mosaic, labels, cfg)
+        grid, report = sample_patches(domain=domain, mosaic=mosaic, labels=labels, cfg=cfg)
     return grid, report
 
 
 def whole_work(
+    *,
     raw: RawLayout,
     domain: str,
     grid,
@@ -184,7 +185,7 @@ def _load(path: Path) -> dict:
         }
 
 
-def baseline(raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: DatasetLayout):
+def baseline(*, raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: DatasetLayout):
     """Read the same windows and write the same bytes; (IMG seconds, MSK seconds)."""
     imgs = [{**_load(src.img(r.domain, r.zone, r.patch_id)), "zlevel": IMG_ZLEVEL} for r in rows]
     msks = [_load(src.msk(r.domain, r.zone, r.patch_id)) for r in rows]
@@ -201,7 +202,7 @@ def baseline(raw: RawLayout, domain: str, rows: list, src: DatasetLayout, out: D
 
 
 def breakdown(
-    raw: RawLayout, domain: str, rows: list, out: DatasetLayout, cfg: SamplingConfig, t: Timings
+    *, raw: RawLayout, domain: str, rows: list, out: DatasetLayout, cfg: SamplingConfig, t: Timings
 ) -> None:
     """The builders' per-patch work, step by step, with the same core functions."""
     clock = time.perf_counter
@@ -222,8 +223,10 @@ def breakdown(
     try:
         for r in rows:
             bounds = _bounds(r)
-            transform = from_origin(bounds[0], bounds[3], res, res)
-            msk_transform = from_origin(bounds[0], bounds[3], cfg.resolution, cfg.resolution)
+            transform = from_origin(west=bounds[0], north=bounds[3], xsize=res, ysize=res)
+            msk_transform = from_origin(
+                west=bounds[0], north=bounds[3], xsize=cfg.resolution, ysize=cfg.resolution
+            )
             t0 = clock()
             mosaic.broken_touching(bounds)
             t1 = clock()
@@ -235,9 +238,9 @@ def breakdown(
             t4 = clock()
             write_geotiff(
                 out.img(r.domain, r.zone, r.patch_id),
-                img,
-                transform,
-                CRS,
+                array=img,
+                transform=transform,
+                crs=CRS,
                 descriptions=IMG_BANDS,
                 zlevel=IMG_ZLEVEL,
             )
@@ -246,9 +249,9 @@ def breakdown(
             t6 = clock()
             write_geotiff(
                 out.msk(r.domain, r.zone, r.patch_id),
-                msk,
-                msk_transform,
-                CRS,
+                array=msk,
+                transform=msk_transform,
+                crs=CRS,
                 colormap=cmap,
                 descriptions=("label",),
             )
@@ -265,7 +268,7 @@ def breakdown(
         elevation.close()
 
 
-def domain_peak(raw_root: str, domain: str, patch_size: int, out: str) -> dict[str, float]:
+def domain_peak(*, raw_root: str, domain: str, patch_size: int, out: str) -> dict[str, float]:
     """Build one domain (sampling, IMG, MSK) in this fresh process; VmHWM after each phase."""
     raw, cfg = RawLayout(Path(raw_root)), SamplingConfig(patch_size=patch_size)
     layout = DatasetLayout(Path(out))
@@ -354,10 +357,26 @@ def main() -> None:
                 print(f"{domain}: no patches ({report.candidates} candidates), skipped")
                 continue
             whole = DatasetLayout(tmp / "whole")
-            t_img, t_msk, skipped = whole_work(raw, domain, grid, whole, cfg, args.compression)
+            t_img, t_msk, skipped = whole_work(
+                raw=raw,
+                domain=domain,
+                grid=grid,
+                layout=whole,
+                cfg=cfg,
+                compression=args.compression,
+            )
             rows = [r for r in grid.itertuples() if r.patch_id not in skipped]
-            b_img, b_msk = baseline(raw, domain, rows, whole, DatasetLayout(tmp / "baseline"))
-            breakdown(raw, domain, rows, DatasetLayout(tmp / "breakdown"), cfg, t)
+            b_img, b_msk = baseline(
+                raw=raw, domain=domain, rows=rows, src=whole, out=DatasetLayout(tmp / "baseline")
+            )
+            breakdown(
+                raw=raw,
+                domain=domain,
+                rows=rows,
+                out=DatasetLayout(tmp / "breakdown"),
+                cfg=cfg,
+                t=t,
+            )
             n = len(grid)
             img_mb = _files_mb([whole.img(r.domain, r.zone, r.patch_id) for r in rows])
             msk_mb = _files_mb([whole.msk(r.domain, r.zone, r.patch_id) for r in rows])
@@ -430,7 +449,13 @@ def main() -> None:
         ctx = mp.get_context("spawn")
         with ctx.Pool(1) as pool:
             phases = pool.apply(
-                domain_peak, (str(raw_root), largest, cfg.patch_size, str(tmp / "mem"))
+                domain_peak,
+                kwds={
+                    "raw_root": str(raw_root),
+                    "domain": largest,
+                    "patch_size": cfg.patch_size,
+                    "out": str(tmp / "mem"),
+                },
             )
         shutil.rmtree(tmp / "mem", ignore_errors=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -35,7 +35,9 @@ def main() -> None:
         if raw is None:
             generate_world(tmp / "raw", "demo", 0)
             raw = tmp / "raw"
-        records = demo_records(raw, tmp / "src", args.domains, "none")
+        records = demo_records(
+            raw_root=raw, out=tmp / "src", domains=args.domains, compression="none"
+        )
         pairs = []
         for r in records:
             with rasterio.open(r.img) as a, rasterio.open(r.msk) as b:
@@ -51,16 +53,16 @@ def main() -> None:
                 for i, (img, ip, msk, mp) in enumerate(pairs):
                     a = write_geotiff(
                         out / f"IMG_{i}.tif",
-                        img,
-                        ip["transform"],
-                        ip["crs"],
+                        array=img,
+                        transform=ip["transform"],
+                        crs=ip["crs"],
                         **compression_options(codec, zlevel=IMG_ZLEVEL),
                     )
                     b = write_geotiff(
                         out / f"MSK_{i}.tif",
-                        msk,
-                        mp["transform"],
-                        mp["crs"],
+                        array=msk,
+                        transform=mp["transform"],
+                        crs=mp["crs"],
                         **compression_options(codec),
                     )
                     paths.append((a, b))

@@ -67,7 +67,9 @@ def in_process(instance: dg.DagsterInstance, params: Path, domains: list[str]) -
     return time.perf_counter() - start
 
 
-def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], workers: int) -> float:
+def on_dask(
+    *, instance: dg.DagsterInstance, params: Path, domains: list[str], workers: int
+) -> float:
     """Seconds to build every domain on a fresh `workers`-process cluster, runs launched at once.
 
     Each run is orchestrated from its own process (as a run launcher would start it); those
@@ -92,7 +94,10 @@ def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], work
         list(pool.map(_warm_up, [1.0] * len(domains)))  # one busy task each: all processes up
         address = cluster.scheduler_address
         start = time.perf_counter()
-        jobs = [pool.submit(_run_one, ref, d, address, str(params)) for d in domains]
+        jobs = [
+            pool.submit(_run_one, ref=ref, domain=d, address=address, params=str(params))
+            for d in domains
+        ]
         ok = [j.result() for j in jobs]
         elapsed = time.perf_counter() - start
     failed = [d for d, good in zip(domains, ok, strict=True) if not good]
@@ -101,10 +106,12 @@ def on_dask(instance: dg.DagsterInstance, params: Path, domains: list[str], work
     return elapsed
 
 
-def _run_one(ref: object, domain: str, address: str, params: str) -> bool:
+def _run_one(*, ref: object, domain: str, address: str, params: str) -> bool:
     """One domain's run, from a run-launcher-like process."""
     with dg.DagsterInstance.from_ref(ref) as instance:
-        return run_domain_on_dask(instance, domain, address, params).success
+        return run_domain_on_dask(
+            instance=instance, domain=domain, address=address, config_path=params
+        ).success
 
 
 def _warm_up(pause: float = 0.0) -> int:
@@ -122,6 +129,7 @@ def main() -> None:
     ap.add_argument("--scenario", default="demo", help="synthetic world when --raw is not given")
     ap.add_argument("--patch-size", type=int, default=256)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--domains", type=int, default=None, help="only the first N domains")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="dask-bench-"))
@@ -131,7 +139,7 @@ def main() -> None:
         t = time.perf_counter()
         generate_world(raw, args.scenario, 0)
         print(f"generated {args.scenario!r} world in {time.perf_counter() - t:.1f} s")
-    domains = sorted(p.name for p in (raw / "domains").iterdir() if p.is_dir())
+    domains = sorted(p.name for p in (raw / "domains").iterdir() if p.is_dir())[: args.domains]
     (tmp / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
         instance.add_dynamic_partitions("domains", domains)
@@ -147,7 +155,7 @@ def main() -> None:
         print(f"{'in-process (baseline)':<24}{base:>8.1f}{60 * n / base:>13.2f}{1.0:>14.2f}x")
         for w in args.workers:
             params = _params(tmp / f"dask_{w}", raw, args.patch_size)
-            secs = on_dask(instance, params, domains, w)
+            secs = on_dask(instance=instance, params=params, domains=domains, workers=w)
             same = _rasters(tmp / f"dask_{w}" / "dataset") == reference
             print(
                 f"{f'dask, {w} worker(s)':<24}{secs:>8.1f}{60 * n / secs:>13.2f}"

@@ -7,7 +7,12 @@ ResNet34 (SGD, cross-entropy, bf16 autocast + channels_last on CUDA) fed by a Da
 `PackedDataset` with `--workers` workers, pinned memory, collate and FLAIR's augmentation on
 the device batch. The same steps on one fixed device batch give the model's own speed; the
 ratio fed / fixed is the share of the model's speed the loader keeps (1.0: the GPU never
-waits). Run by bench/gpu.sh; `--size 64 --patches 16 --steps 2` runs on a CPU in seconds.
+waits). Each timed window runs at least `--steps` steps and at least `--seconds` seconds, so
+that fixed costs fade (bench/gpu.sh: 20 s each). The loader draws its patches at random with
+replacement, in one epoch that lasts the whole run: its workers and prefetch queue never
+drain at an epoch's end inside the timed window (a pack of 512 patches is 16 batches, an
+epoch of ~0.5 s on an H200). Run by bench/gpu.sh; `--size 64 --patches 16 --steps 2` runs on
+a CPU in seconds.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from flair_pipeline.models import build_model
 from flair_pipeline.training.augment import augment_batch
@@ -32,15 +38,26 @@ from flair_pipeline.training.samples import PackedDataset, collate
 def write_pack(folder: Path, n: int, size: int) -> list[PatchRecord]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    img = np.lib.format.open_memmap(folder / "img.npy", "w+", np.uint8, (n, 5, size, size))
-    msk = np.lib.format.open_memmap(folder / "msk.npy", "w+", np.uint8, (n, size, size))
+    img = np.lib.format.open_memmap(
+        folder / "img.npy", mode="w+", dtype=np.uint8, shape=(n, 5, size, size)
+    )
+    msk = np.lib.format.open_memmap(
+        folder / "msk.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)
+    )
     for i in range(n):
         img[i] = rng.integers(0, 255, (5, size, size), dtype=np.uint8)
         msk[i] = rng.integers(0, 13, (size, size), dtype=np.uint8)
     img.flush()
     msk.flush()
     return [
-        PatchRecord(str(i), "D000_2020", "Z1", "train", folder / f"IMG_{i}.tif", None)
+        PatchRecord(
+            patch_id=str(i),
+            domain="D000_2020",
+            zone="Z1",
+            split="train",
+            img=folder / f"IMG_{i}.tif",
+            msk=None,
+        )
         for i in range(n)
     ]
 
@@ -50,7 +67,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--patches", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=40, help="at least this many timed steps")
+    ap.add_argument("--seconds", type=float, default=0.0, help="and at least this long, each")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     cuda = torch.cuda.is_available()
@@ -79,10 +97,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
         records = write_pack(Path(tmp), args.patches, args.size)
         ds = PackedDataset(Path(tmp), records)
+        # one epoch for the whole run (warm-up, both windows, with margin): no drain inside
+        sampler = RandomSampler(ds, replacement=True, num_samples=2**40)
         dl = DataLoader(
             ds,
             batch_size=args.batch_size,
-            shuffle=True,
+            sampler=sampler,
             num_workers=args.workers,
             collate_fn=collate,
             pin_memory=cuda,
@@ -101,20 +121,23 @@ def main() -> None:
         for _ in range(3):  # warm-up: cuDNN autotune, worker start
             step(next(it))
         sync()
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step(next(it))
-        sync()
-        fed = args.steps * args.batch_size / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step(fixed)
-        sync()
-        alone = args.steps * args.batch_size / (time.perf_counter() - t0)
+
+        def timed(batch: Callable[[], dict[str, torch.Tensor]]) -> tuple[float, float]:
+            """(images/s, seconds) of >= --steps steps lasting >= --seconds."""
+            t0, n = time.perf_counter(), 0
+            while n < args.steps or time.perf_counter() - t0 < args.seconds:
+                step(batch())
+                n += 1
+            sync()
+            s = time.perf_counter() - t0
+            return n * args.batch_size / s, s
+
+        fed, fed_s = timed(lambda: next(it))
+        alone, alone_s = timed(lambda: fixed)
     print(
         f"gpu_feed: U-Net R34 {args.size} px on {dev}, batch {args.batch_size}, "
         f"{args.workers} packed-loader workers: fed {fed:.1f} img/s, model alone "
-        f"{alone:.1f} img/s, fed/alone {fed / alone:.2f}"
+        f"{alone:.1f} img/s, fed/alone {fed / alone:.2f} (timed {fed_s:.1f} s and {alone_s:.1f} s)"
     )
 
 

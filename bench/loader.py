@@ -53,7 +53,7 @@ from flair_pipeline.training.samples import PackedDataset, PatchDataset, collate
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "flair"
 
 
-def demo_records(raw_root: Path, out: Path, domains: int, compression: str) -> list[PatchRecord]:
+def demo_records(*, raw_root: Path, out: Path, domains: int, compression: str) -> list[PatchRecord]:
     """Build the first `domains` demo domains' IMG and MSK; their records (split train)."""
     raw, cfg = RawLayout(raw_root), SamplingConfig(patch_size=512, strategy="grid")
     layout = DatasetLayout(out)
@@ -61,7 +61,7 @@ def demo_records(raw_root: Path, out: Path, domains: int, compression: str) -> l
     for domain in sorted(p.name for p in (raw_root / "domains").iterdir())[:domains]:
         labels = read_labels(raw.labels(domain))
         with Mosaic(raw.ortho_dir(domain)) as mosaic:
-            grid, _ = sample_patches(domain, mosaic, labels, cfg)
+            grid, _ = sample_patches(domain=domain, mosaic=mosaic, labels=labels, cfg=cfg)
         img = build_aerial_patches(
             grid,
             ortho_dir=raw.ortho_dir(domain),
@@ -85,12 +85,12 @@ def demo_records(raw_root: Path, out: Path, domains: int, compression: str) -> l
             if row.patch_id not in skipped:
                 records.append(
                     PatchRecord(
-                        row.patch_id,
-                        domain,
-                        row.zone,
-                        "train",
-                        layout.img(domain, row.zone, row.patch_id),
-                        layout.msk(domain, row.zone, row.patch_id),
+                        patch_id=row.patch_id,
+                        domain=domain,
+                        zone=row.zone,
+                        split="train",
+                        img=layout.img(domain, row.zone, row.patch_id),
+                        msk=layout.msk(domain, row.zone, row.patch_id),
                     )
                 )
     return records
@@ -104,7 +104,11 @@ def real_records() -> list[PatchRecord]:
         msk_dir = REAL / rel.parts[0].replace("aerial", "labels") / Path(*rel.parts[1:-2]) / "msk"
         msk = msk_dir / img.name.replace("IMG_", "MSK_")
         domain, zone = rel.parts[1], rel.parts[2]
-        records.append(PatchRecord(img.stem[4:], domain, zone, "train", img, msk))
+        records.append(
+            PatchRecord(
+                patch_id=img.stem[4:], domain=domain, zone=zone, split="train", img=img, msk=msk
+            )
+        )
     return records
 
 
@@ -132,7 +136,7 @@ def images_per_s(ds, batch: int, epochs: int) -> tuple[float, float]:
     return seen / t.cpu_s, seen / t.wall_s
 
 
-def measure(name: str, records: list[PatchRecord], pack_dir: Path, args) -> tuple[float, float]:
+def measure(*, name: str, records: list[PatchRecord], pack_dir: Path, args) -> tuple[float, float]:
     """(packed, geotiff) images/s of one set, printed."""
     pack = pack_records(records, pack_dir, pack_dir.parent)
     folder = pack.root / "train"
@@ -179,14 +183,29 @@ def main() -> None:
         if raw is None:
             generate_world(tmp / "raw", "demo", 0)
             raw = tmp / "raw"
-        sets = [("demo", demo_records(raw, tmp / "demo", args.domains, args.compression))]
+        sets = [
+            (
+                "demo",
+                demo_records(
+                    raw_root=raw,
+                    out=tmp / "demo",
+                    domains=args.domains,
+                    compression=args.compression,
+                ),
+            )
+        ]
         real = real_records() if REAL.is_dir() else []
         if real:
             sets.append(("real FLAIR", real))
         else:
             print(f"real FLAIR: skipped ({REAL} absent)")
         for name, recs in sets:
-            packed, tiff = measure(name, recs, tmp / f"pack-{name.split()[0]}" / "packed", args)
+            packed, tiff = measure(
+                name=name,
+                records=recs,
+                pack_dir=tmp / f"pack-{name.split()[0]}" / "packed",
+                args=args,
+            )
             totals["packed"] += len(recs) / packed
             totals["geotiff"] += len(recs) / tiff
             n_all += len(recs)

@@ -92,10 +92,20 @@ def main() -> None:
         paths = []
         for i in range(n):
             a = write_geotiff(
-                tmp / f"IMG_{i}.tif", img[i], tr, "EPSG:2154", compress="zstd", predictor=2
+                tmp / f"IMG_{i}.tif",
+                array=img[i],
+                transform=tr,
+                crs="EPSG:2154",
+                compress="zstd",
+                predictor=2,
             )
             b = write_geotiff(
-                tmp / f"MSK_{i}.tif", msk[i], tr, "EPSG:2154", compress="zstd", predictor=2
+                tmp / f"MSK_{i}.tif",
+                array=msk[i],
+                transform=tr,
+                crs="EPSG:2154",
+                compress="zstd",
+                predictor=2,
             )
             paths.append((a, b))
 

@@ -57,7 +57,7 @@ def synth_ortho(folder: Path, size: int, height: int | None = None) -> tuple[Pat
         count=4,
         dtype="uint8",
         crs="EPSG:2154",
-        transform=from_origin(X0, Y0, RES, RES),
+        transform=from_origin(west=X0, north=Y0, xsize=RES, ysize=RES),
         tiled=True,
         blockxsize=512,
         blockysize=512,
@@ -71,15 +71,18 @@ def synth_ortho(folder: Path, size: int, height: int | None = None) -> tuple[Pat
             yy, xx = np.mgrid[r : r + h, 0:size].astype(np.float32)
             base = 120 + 80 * np.sin(xx / 97) * np.cos(yy / 131)
             block = np.stack([base + 20 * b + rng.normal(0, 8, base.shape) for b in range(4)])
-            dst.write(np.clip(block, 0, 255).astype(np.uint8), window=Window(0, r, size, h))
+            dst.write(
+                np.clip(block, 0, 255).astype(np.uint8),
+                window=Window(col_off=0, row_off=r, width=size, height=h),
+            )
     yy, xx = np.mgrid[0 : int(height * RES) + 4, 0 : int(size * RES) + 4].astype(np.float32)
     dtm = 150 + 0.05 * xx
     dsm = dtm + np.clip(8 * np.sin(xx / 7) * np.cos(yy / 9), 0, None)
-    t = from_origin(X0 - 2, Y0 + 2, 1.0, 1.0)
+    t = from_origin(west=X0 - 2, north=Y0 + 2, xsize=1.0, ysize=1.0)
     return (
         path,
-        write_geotiff(folder / f"dsm_{size}x{height}.tif", dsm, t, "EPSG:2154"),
-        write_geotiff(folder / f"dtm_{size}x{height}.tif", dtm, t, "EPSG:2154"),
+        write_geotiff(folder / f"dsm_{size}x{height}.tif", array=dsm, transform=t, crs="EPSG:2154"),
+        write_geotiff(folder / f"dtm_{size}x{height}.tif", array=dtm, transform=t, crs="EPSG:2154"),
     )
 
 
@@ -103,6 +106,7 @@ def unet() -> torch.nn.Module:
 
 @torch.inference_mode()
 def naive_predict(
+    *,
     model: torch.nn.Module,
     image: Path,
     dsm: Path,
@@ -137,7 +141,7 @@ def naive_predict(
         pred = (logits.argmax(1) + 1).to(torch.uint8).cpu().numpy()
         for (r, c), p in zip(group, pred, strict=True):
             codes[r : r + patch, c : c + patch] = p
-    write_geotiff(out, codes[:h, :w], transform, crs, colormap=colormap())
+    write_geotiff(out, array=codes[:h, :w], transform=transform, crs=crs, colormap=colormap())
     return len(tiles)
 
 
@@ -179,12 +183,21 @@ def worker(args: argparse.Namespace) -> None:
             device="cpu",
         )
     else:
-        naive_predict(model, image, dsm, dtm, out, args.patch, args.batch, "cpu")
+        naive_predict(
+            model=model,
+            image=image,
+            dsm=dsm,
+            dtm=dtm,
+            out=out,
+            patch=args.patch,
+            batch=args.batch,
+            device="cpu",
+        )
     peak = _status_mb("VmHWM")
     print(json.dumps({"before_mb": before, "peak_mb": peak, "s": time.perf_counter() - t}))
 
 
-def throughput(dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
+def throughput(*, dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
     image, dsm, dtm = synth_ortho(tmp / "tp", size)
     model = unet().to(dev)
     with torch.inference_mode():  # warm-up (allocator, cuDNN), not counted
@@ -205,7 +218,16 @@ def throughput(dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
         device=dev,
     )
     t = time.perf_counter()
-    n = naive_predict(model, image, dsm, dtm, tmp / "naive.tif", patch, batch, dev)
+    n = naive_predict(
+        model=model,
+        image=image,
+        dsm=dsm,
+        dtm=dtm,
+        out=tmp / "naive.tif",
+        patch=patch,
+        batch=batch,
+        device=dev,
+    )
     naive_s = time.perf_counter() - t
     km2 = r.km2
     print(
@@ -229,7 +251,7 @@ def throughput(dev: str, size: int, patch: int, batch: int, tmp: Path) -> None:
         print(f"  vs H100 target 1,000 patches/s: {r.patches_per_s / 1000:.3f} of it")
 
 
-def memory(sizes: list[tuple[int, int]], patch: int, batch: int, tmp: Path) -> None:
+def memory(*, sizes: list[tuple[int, int]], patch: int, batch: int, tmp: Path) -> None:
     print(f"\npeak RSS in a fresh process (1x1-conv model, patch {patch}, batch {batch}):")
     print(
         f"  {'W x H':>12} {'variant':<28} {'RSS before':>11} {'peak RSS':>10} {'growth':>9}"
@@ -308,14 +330,14 @@ def main() -> None:
         for dev in devices:
             gpu = dev == "cuda"
             throughput(
-                dev,
-                args.size or (4096 if gpu else 768),
-                args.patch or (512 if gpu else 256),
-                args.batch or (16 if gpu else 4),
-                tmp,
+                dev=dev,
+                size=args.size or (4096 if gpu else 768),
+                patch=args.patch or (512 if gpu else 256),
+                batch=args.batch or (16 if gpu else 4),
+                tmp=tmp,
             )
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.mem_sizes.split(",")]
-        memory(sizes, args.mem_patch, 4, tmp)  # type: ignore[arg-type]
+        memory(sizes=sizes, patch=args.mem_patch, batch=4, tmp=tmp)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def _rchar() -> int:
     return int(Path("/proc/self/io").read_text().split("rchar:")[1].split()[0])
 
 
-def _write(raw: Path, domain: str, gb: float, tiles: int) -> None:
+def _write(*, raw: Path, domain: str, gb: float, tiles: int) -> None:
     folder = raw / "domains" / domain
     (folder / "ortho").mkdir(parents=True)
     size = int(gb * 2**30) // tiles
@@ -64,7 +64,7 @@ def main() -> None:
         raw = root / "raw"
         names = DOMAINS[: args.domains]
         for d in names:
-            _write(raw, d, args.gb, args.tiles)
+            _write(raw=raw, domain=d, gb=args.gb, tiles=args.tiles)
         params = root / "params.yaml"
         params.write_text(yaml.safe_dump({"paths": {"raw": str(raw), "dataset": str(root)}}))
         flair = PipelineConfigResource(config_path=str(params))

@@ -62,7 +62,7 @@ def window_grid(x: float, y: float) -> Grid:
     return Grid.around((x - half, y - half, x + half, y + half))
 
 
-def pu_estimate(width: int, height: int, bands: int, dates: int, float32: bool = False) -> float:
+def pu_estimate(*, width: int, height: int, bands: int, dates: int, float32: bool = False) -> float:
     """Sentinel Hub PU of one Process API request (docs.sentinel-hub.com, "Processing Unit").
 
     area factor = W·H / 512² (at least 0.01), × input bands / 3, × data samples (dates),
@@ -152,9 +152,9 @@ def run(raw: Path, n_base: int, workers: int | None) -> None:
         f"{'PASS' if ratio >= TARGET else 'MISS'}"
     )
     dates = round(tot["dates"] / tot["series"])
-    pu_patch = pu_estimate(WINDOW_PX, WINDOW_PX, 12, 55)
-    pu_here = pu_estimate(WINDOW_PX, WINDOW_PX, 12, dates)
-    pu_zone = pu_estimate(110, 110, 12, 55)
+    pu_patch = pu_estimate(width=WINDOW_PX, height=WINDOW_PX, bands=12, dates=55)
+    pu_here = pu_estimate(width=WINDOW_PX, height=WINDOW_PX, bands=12, dates=dates)
+    pu_zone = pu_estimate(width=110, height=110, bands=12, dates=55)
     print(
         f"\nSentinel Hub PU estimate per patch-year ({WINDOW_PX}×{WINDOW_PX} px window requested "
         f"alone): {pu_patch:.2f} PU at 55 dates (FLAIR mean), {pu_here:.2f} PU at {dates} "

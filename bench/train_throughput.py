@@ -23,6 +23,7 @@ import datetime as dt
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from flair_pipeline.training.samples import PatchDataset, collate
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
 
-def batch_for(model: str, b: int, size: int, t: int, device: str) -> dict[str, torch.Tensor]:
+def batch_for(*, model: str, b: int, size: int, t: int, device: str) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     batch = {
         "img": torch.randn(b, 5, size, size, generator=g),
@@ -64,7 +65,7 @@ def flops_per_image(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> flo
     return 3.0 * counter.get_total_flops()
 
 
-def time_steps(net, batch, steps: int, bf16: bool, cl: bool, device: str) -> tuple[float, float]:
+def time_steps(*, net, batch, steps: int, bf16: bool, cl: bool, device: str) -> tuple[float, float]:
     """(images/s, peak memory GiB) over `steps` timed steps after warm-up."""
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     inputs = {k: v for k, v in batch.items() if k != "msk"}
@@ -107,7 +108,7 @@ def _super_area(tmp: Path, dates: int, rng: np.random.Generator) -> Path:
 
 
 def loader_speed(
-    size: int, n: int, batch: int, workers: int, device: str, s2_dates: int | None = None
+    *, size: int, n: int, batch: int, workers: int, device: str, s2_dates: int | None = None
 ) -> float:
     """Images/s of the real training loader (IMG + MSK GeoTIFFs, collate, augment) and,
     for U-T&T (`s2_dates`), the 40 px Sentinel-2 window with FLAIR-2's cloud filter and
@@ -115,19 +116,30 @@ def loader_speed(
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
         prefix = _super_area(Path(tmp), s2_dates, rng) if s2_dates else None
-        recs = []
-        for i in range(n):
-            img = rng.integers(0, 255, (5, size, size), dtype=np.uint8)
-            msk = rng.integers(1, 13, (size, size), dtype=np.uint8)
+
+        def write_patch(i: int) -> PatchRecord:
+            r = np.random.default_rng(i)
+            img = r.integers(0, 255, (5, size, size), dtype=np.uint8)
+            msk = r.integers(1, 13, (size, size), dtype=np.uint8)
             tr = Affine(0.2, 0, 800000 + i * 200, 0, -0.2, 6500000)
-            ip = write_geotiff(Path(tmp) / f"IMG_{i}.tif", img, tr, "EPSG:2154", zlevel=1)
-            mp = write_geotiff(Path(tmp) / f"MSK_{i}.tif", msk, tr, "EPSG:2154")
-            centroid = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
-            recs.append(
-                PatchRecord(
-                    str(i), "D000_2020", "Z1", "train", ip, mp, sen_prefix=prefix, centroid=centroid
-                )
+            ip = write_geotiff(
+                Path(tmp) / f"IMG_{i}.tif", array=img, transform=tr, crs="EPSG:2154", zlevel=1
             )
+            mp = write_geotiff(Path(tmp) / f"MSK_{i}.tif", array=msk, transform=tr, crs="EPSG:2154")
+            return PatchRecord(
+                patch_id=str(i),
+                domain="D000_2020",
+                zone="Z1",
+                split="train",
+                img=ip,
+                msk=mp,
+                sen_prefix=prefix,
+                centroid=(int(r.integers(20, 90)), int(r.integers(20, 90))),
+            )
+
+        # thousands of patches (several batches for every worker): written by every CPU
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            recs = list(pool.map(write_patch, range(n)))
         s2 = S2Preprocessing(filter_clouds=True, monthly_average=True) if s2_dates else None
         dl = DataLoader(
             PatchDataset(recs, s2=s2),
@@ -188,11 +200,15 @@ def main() -> None:
         net = build_model(args.model, **(kw if args.model == "utt" else {})).to(device).train()
         if cl:
             net = net.to(memory_format=torch.channels_last)
-        batch = batch_for(args.model, args.batch_size, args.size, args.dates, device)
+        batch = batch_for(
+            model=args.model, b=args.batch_size, size=args.size, t=args.dates, device=device
+        )
         flops = flops_per_image(net, batch)
         if comp:
             net.compile()
-        ips, mem = time_steps(net, batch, args.steps, bf16, cl, device)
+        ips, mem = time_steps(
+            net=net, batch=batch, steps=args.steps, bf16=bf16, cl=cl, device=device
+        )
         best = max(best, ips)
         mfu = f"{100 * ips * flops / peak:5.1f} %" if peak else "n/a (unknown peak)"
         print(
@@ -204,13 +220,22 @@ def main() -> None:
             torch.cuda.empty_cache()
     s2_dates = args.s2_dates if args.model == "utt" else None
     lps = loader_speed(
-        args.size, args.loader_patches, args.batch_size, args.workers, device, s2_dates
+        size=args.size,
+        n=args.loader_patches,
+        batch=args.batch_size,
+        workers=args.workers,
+        device=device,
+        s2_dates=s2_dates,
     )
     ratio = lps / best
     what = "IMG+MSK GeoTIFF read, collate, augment"
     if s2_dates:
         what += f", S2 window of a {s2_dates}-date super-area, cloud filter, monthly means"
-    print(f"  loader           {lps:9.1f} images/s with {args.workers} workers ({what})")
+    per_worker = args.loader_patches / args.batch_size / max(1, args.workers)
+    print(
+        f"  loader           {lps:9.1f} images/s with {args.workers} workers ({what}; "
+        f"{args.loader_patches} patches, {per_worker:.1f} batches a worker an epoch)"
+    )
     print(
         f"ratio loader / fastest model: {ratio:.2f}x (target >= 1.5x): "
         f"{'PASS' if ratio >= 1.5 else 'MISS'}"

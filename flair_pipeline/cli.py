@@ -127,16 +127,17 @@ def _run_synth(cfg: PipelineConfig, out: Path) -> None:
 
     n = len(SCENARIOS[cfg.synth.scenario].domains)
     start = time.perf_counter()
-    done = [0]
+    begun: list[str] = []
 
-    quiet = _quiet()
+    with _progress("synth").task(f"{cfg.synth.scenario} domains", n, "domains") as counter:
 
-    def progress(domain: str) -> None:
-        done[0] += 1
-        if not quiet:
-            click.echo(f"[{done[0]}/{n}] generating {domain}", err=True)
+        def progress(domain: str) -> None:  # called as each domain begins
+            if begun:
+                counter.advance()
+            begun.append(domain)
 
-    summary = generate_world(out, cfg.synth.scenario, cfg.synth.seed, progress=progress)
+        summary = generate_world(out, cfg.synth.scenario, cfg.synth.seed, progress=progress)
+        counter.advance()  # the last domain
     click.echo(format_summary(summary))
     click.echo(f"\ndone in {time.perf_counter() - start:.1f} s")
 
@@ -169,7 +170,7 @@ def demo_map_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """
     from flair_pipeline.demo import write_maps
 
-    click.echo(write_maps(_load(config_path, overrides)))
+    click.echo(write_maps(_load(config_path, overrides), progress=_progress("demo-map")))
 
 
 @cli.command("dvc-record")
@@ -256,7 +257,12 @@ def _run_materialize(
     )
     start = time.perf_counter()
     summary = materialize(
-        selection, partitions, flair, log=lambda m: click.echo(m, err=True), verbose=verbose
+        selection,
+        partitions,
+        flair,
+        log=lambda m: click.echo(m, err=True),
+        verbose=verbose,
+        progress=not _quiet(),
     )
     click.echo(f"{len(summary.runs)} run(s) succeeded in {time.perf_counter() - start:.1f} s")
 

@@ -20,6 +20,7 @@ from flair_pipeline import layout, stage_times
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dvc_tool import DvcError, dvc_env, dvc_executable
 from flair_pipeline.io import atomic_path
+from flair_pipeline.progress import Progress
 
 
 def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print) -> str:
@@ -94,7 +95,7 @@ def repro_timed(
     return clock.finish()
 
 
-def write_maps(cfg: PipelineConfig) -> str:
+def write_maps(cfg: PipelineConfig, progress: Progress | None = None) -> str:
     """The ``demo_map`` stage: map the first test domain with each trained model.
 
     The ``demo_map`` stage: map the first test domain with each trained model into
@@ -102,10 +103,17 @@ def write_maps(cfg: PipelineConfig) -> str:
     no data, the ortho's grid and CRS, each with its 13-class ``.qml`` style) and write
     ``maps.md`` listing them with their count of void pixels (no timings, so reruns write
     identical files); return the lines with timings for the terminal.
+
+    Args:
+        cfg: The pipeline's configuration (paths, eval settings).
+        progress: Where to show the count of windows predicted for each map, or None.
+
+    Returns:
+        One line a map: where it went, its area, its void pixels and the time it took.
     """
     out_dir = layout.maps_dir(Path(cfg.paths.eval))
     lines, timed = [], []
-    for domain, label, out, km2, void, seconds in _map_first_test_domain(cfg, out_dir):
+    for domain, label, out, km2, void, seconds in _map_first_test_domain(cfg, out_dir, progress):
         lines.append(f"map of {domain} ({label}): {out} ({km2:.2f} km², {_void(void)})")
         timed.append(
             f"map of {domain} ({label}): {out} ({km2:.2f} km², {_void(void)}, {seconds:.1f} s)"
@@ -136,7 +144,7 @@ def _void(pixels: int) -> str:
 
 
 def _map_first_test_domain(
-    cfg: PipelineConfig, out_dir: Path
+    cfg: PipelineConfig, out_dir: Path, progress: Progress | None = None
 ) -> list[tuple[str, str, Path, float, int, float]]:
     """(domain, model label, map path, km², void pixels, seconds) for each trained model.
 
@@ -167,6 +175,12 @@ def _map_first_test_domain(
             extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, Path.cwd())
         out = layout.map_path(out_dir, domain, spec.folder)
         predictor = PredictConfig.for_checkpoint(inf, cfg.eval).build(inf.model, extra)
-        report = predictor.map(raw.ortho_dir(domain), out, dsm=raw.dsm(domain), dtm=raw.dtm(domain))
+        report = predictor.map(
+            raw.ortho_dir(domain),
+            out,
+            dsm=raw.dsm(domain),
+            dtm=raw.dtm(domain),
+            progress=progress.within(spec.label) if progress else None,
+        )
         done.append((domain, spec.label, out, report.km2, report.void_pixels, report.seconds))
     return done

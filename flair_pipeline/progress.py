@@ -27,6 +27,9 @@ from typing import IO, Any, TypeVar
 from tqdm import tqdm
 
 LineSink = Callable[[str], None]
+#: Tag of a Dagster run whose assets also show their progress on this process's stderr (a
+#: bar on a terminal, else the lines): the CLI's `materialize` runs in process and sets it.
+STDERR_TAG = "flair/progress"
 T = TypeVar("T")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,7 +12,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core (make test: -n 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # each, inherited by CLI subprocesses
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-from flair_pipeline.synthetic.world import WorldSummary, generate_world
+if TYPE_CHECKING:  # imported in the fixture: bench/gpu.sh's GPU tests run on the device, which
+    # has neither pyogrio nor pystac (tests/test_gpu_sh.py imports this file under its guard)
+    from flair_pipeline.synthetic.world import WorldSummary
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_FLAIR = REPO.parent / "shared" / "real-samples" / "flair"
@@ -20,6 +23,8 @@ REAL_FLAIR = REPO.parent / "shared" / "real-samples" / "flair"
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> WorldSummary:
     """The `tiny` world (3 domains: train, validation, test), seed 0, read-only for tests."""
+    from flair_pipeline.synthetic.world import generate_world
+
     out = tmp_path_factory.mktemp("tiny_world") / "raw"
     return generate_world(out, "tiny", 0)
 

@@ -1,26 +1,44 @@
-"""Smoke runs of the benchmarks that rotted unseen (issue 28): tiny inputs, the line parsed.
+"""Smoke runs of every benchmark (issue 28 §6): tiny inputs, each printed figure line parsed.
 
 `bench/loader.py` and `bench/compression.py` crashed on main with ``AttributeError: 'str'
-object has no attribute 'fields'`` (``build_label_masks`` called positionally after a
-refactor shifted its arguments: the compression landed in ``mapping``). Each runs here as a
-user runs it, on the tiny world, and its figures line must parse.
+object has no attribute 'fields'`` (``build_label_masks`` called with positional arguments
+after a refactor shifted them: the compression landed in ``mapping``). Each script runs here as
+a user runs it (a subprocess from ``bench/``), on the tiny world or at toy sizes, and its figure
+lines must parse and agree with what the run was given. The three GPU scripts
+(`train_throughput.py`, `gpu_feed.py`, `predict.py`) run through ``bench/gpu.sh --dry-run``
+(`tests/test_gpu_sh.py`), which parses their lines; `test_every_bench_script_has_a_smoke_run`
+fails when a new script has neither. `test_bench_calls_pass_many_arguments_by_keyword` keeps
+the calls of `bench/` from shifting again.
 """
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 
+BENCH = REPO / "bench"
+#: the scripts run by `bench/gpu.sh --dry-run` in tests/test_gpu_sh.py (their lines parsed there)
+VIA_GPU_SH = {"train_throughput.py", "gpu_feed.py", "predict.py"}
+#: callees outside the project whose positional arguments are a shape or a matrix
+POSITIONAL_OK = {"Affine", "torch.randn", "torch.zeros", "rng.integers", "view"}
+NUM = r"([\d.]+)"
 
-def _bench(script: str, *args: str) -> str:
+
+def _bench(script: str, *args: str, tmp: Path) -> str:
+    """Run ``bench/<script> args`` as a user does; its temporary files under `tmp`."""
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(REPO)}
     run = subprocess.run(
         [sys.executable, script, *args],
-        cwd=REPO / "bench",
+        cwd=BENCH,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -29,8 +47,70 @@ def _bench(script: str, *args: str) -> str:
     return run.stdout
 
 
-def test_compression_bench_prints_every_codec(tiny_world) -> None:
-    out = _bench("compression.py", "--raw", str(tiny_world.out), "--domains", "1")
+def _smoked() -> set[str]:
+    """The scripts this file runs: the first argument of each ``_bench(...)`` call."""
+    tree = ast.parse(Path(__file__).read_text())
+    return {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "_bench"
+        and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def test_every_bench_script_has_a_smoke_run() -> None:
+    scripts = {p.name for p in BENCH.glob("*.py") if "__main__" in p.read_text()}
+    assert "timing.py" not in scripts  # a module the scripts import, not a script
+    assert scripts - _smoked() == VIA_GPU_SH, "a bench script without a smoke run"
+    gpu_sh = (BENCH / "gpu.sh").read_text()
+    for script in VIA_GPU_SH:
+        assert f"bench/{script}" in gpu_sh, script
+    test_gpu_sh = (REPO / "tests" / "test_gpu_sh.py").read_text()
+    assert "--dry-run" in test_gpu_sh
+
+
+def _positional_calls(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        short = name.rsplit(".", 1)[-1]
+        if name in POSITIONAL_OK or short in POSITIONAL_OK:
+            continue
+        if sum(not isinstance(a, ast.Starred) for a in node.args) > 3:
+            out.append(f"{path.name}:{node.lineno}: {name}")
+    return out
+
+
+def test_bench_calls_pass_many_arguments_by_keyword() -> None:
+    found = [c for p in sorted(BENCH.glob("*.py")) for c in _positional_calls(p)]
+    assert found == []
+
+
+def test_bench_functions_of_more_than_three_parameters_take_keywords_only() -> None:
+    """A positional call of them fails at once (TypeError), instead of shifting arguments."""
+    loose = [
+        f"{p.name}:{node.lineno}: {node.name}"
+        for p in sorted(BENCH.glob("*.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef)
+        and len(node.args.posonlyargs) + len(node.args.args) > 3
+    ]
+    assert loose == []
+
+
+def test_the_keyword_check_finds_a_positional_call(tmp_path: Path) -> None:
+    """The bug that broke compression.py, planted: the check names it."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("build_label_masks(grid, labels, layout, 512, compression='zstd')\n")
+    assert _positional_calls(bad) == ["bad.py:1: build_label_masks"]
+
+
+def test_compression_bench_prints_every_codec(tiny_world, tmp_path: Path) -> None:
+    out = _bench("compression.py", "--raw", str(tiny_world.out), "--domains", "1", tmp=tmp_path)
     rows = re.findall(
         r"^(none|deflate|zstd|lzw)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M
     )
@@ -39,8 +119,10 @@ def test_compression_bench_prints_every_codec(tiny_world) -> None:
     assert int(rows[0][1]) == pytest.approx(1280, abs=2)
 
 
-def test_loader_bench_prints_its_ratio(tiny_world) -> None:
-    out = _bench("loader.py", "--raw", str(tiny_world.out), "--domains", "1", "--epochs", "1")
+def test_loader_bench_prints_its_ratio(tiny_world, tmp_path: Path) -> None:
+    out = _bench(
+        "loader.py", "--raw", str(tiny_world.out), "--domains", "1", "--epochs", "1", tmp=tmp_path
+    )
     m = re.search(
         r"^loader: packed (\d+) img/s/core, geotiff (\d+) img/s/core, ratio ([\d.]+)x$", out, re.M
     )
@@ -48,3 +130,139 @@ def test_loader_bench_prints_its_ratio(tiny_world) -> None:
     packed, tiff, ratio = int(m[1]), int(m[2]), float(m[3])
     assert packed > 0 and tiff > 0
     assert ratio == pytest.approx(packed / tiff, rel=0.1)
+
+
+def test_pack_formats_bench_prints_a_rate_per_format(tmp_path: Path) -> None:
+    out = _bench("pack_formats.py", "--patches", "2", "--reps", "1", tmp=tmp_path)
+    rates = dict(
+        re.findall(r"^(npy memmap|GeoTIFF zstd \(rasterio\))\s+(\d+) patches/s", out, re.M)
+    )
+    assert set(rates) == {"npy memmap", "GeoTIFF zstd (rasterio)"}, out
+    assert all(int(r) > 0 for r in rates.values())
+
+
+def test_synth_bench_prints_throughput_and_ratio(tmp_path: Path) -> None:
+    out = _bench("synth.py", "--scenario", "tiny", "--out", str(tmp_path / "w"), tmp=tmp_path)
+    head = re.search(r"^scenario tiny, seed 0: (\d+) domains, ", out, re.M)
+    whole = re.search(rf"^whole world:\s+{NUM} s\s+{NUM} km²/min\s+{NUM} MB/s", out, re.M)
+    base = re.search(rf"^mosaic write-only baseline:\s+{NUM} s", out, re.M)
+    ratio = re.search(rf"^ratio whole world / write-only baseline: {NUM}x$", out, re.M)
+    assert head and whole and base and ratio, out
+    domains = [p for p in (tmp_path / "w" / "domains").iterdir() if p.is_dir()]
+    assert int(head[1]) == len(domains) > 0  # the world it says it wrote is on disk
+    assert float(ratio[1]) > 0 and float(base[1]) >= 0
+    # km²/min = 60 x area / seconds, with the area and seconds as printed (rounded)
+    area = float(re.search(rf"domains, {NUM} km² at 0.2 m", out)[1])  # type: ignore[index]
+    assert float(whole[2]) == pytest.approx(60 * area / float(whole[1]), rel=0.25)
+
+
+def test_sensor_bench_requests_each_domain_once(tmp_path: Path) -> None:
+    out = _bench("sensor.py", "--domains", "2", "--gb", "0.01", "--tiles", "2", tmp=tmp_path)
+    ticks = dict(
+        re.findall(
+            r"^tick (.+?)\s+wall\s+[\d.]+ s\s+cpu\s+[\d.]+ s.*run requests (\d+)$", out, re.M
+        )
+    )
+    assert set(ticks) == {"first look", "decision", "re-delivery: look", "re-delivery: decision"}
+    # by hand: 2 domains copied in, each requested once when it has settled, not on a re-touch
+    assert {k: int(v) for k, v in ticks.items()} == {
+        "first look": 0,
+        "decision": 2,
+        "re-delivery: look": 0,
+        "re-delivery: decision": 0,
+    }
+    assert re.search(r"^slowest tick [\d.]+ s vs baseline", out, re.M), out
+
+
+def test_sentinel2_bench_prints_each_domain_and_the_ratio(tiny_world, tmp_path: Path) -> None:
+    out = _bench(
+        "sentinel2.py",
+        "--raw",
+        str(tiny_world.out),
+        "--baseline-patches",
+        "1",
+        "--workers",
+        "1",
+        tmp=tmp_path,
+    )
+    per_domain = re.findall(r"^(D\d{3}_\d{4}): (\d+) zones .* (\d+) dates \|", out, re.M)
+    on_disk = sorted(p.name for p in (tiny_world.out / "domains").iterdir() if p.is_dir())
+    assert [d for d, _, _ in per_domain] == on_disk, out
+    a = re.search(rf"^\(a\) one fetch per domain: .*\({NUM} ms/patch\)$", out, re.M)
+    b = re.search(rf"^\(b\) one fetch per patch: .*\({NUM} ms/patch, measured", out, re.M)
+    ratio = re.search(rf"^ratio \(b\)/\(a\) per patch: {NUM}x", out, re.M)
+    assert a and b and ratio, out
+    assert float(ratio[1]) == pytest.approx(float(b[1]) / float(a[1]), abs=0.06)
+    assert re.search(
+        r"^Sentinel Hub PU estimate per patch-year .*: [\d.]+ PU at 55 dates", out, re.M
+    )
+
+
+def test_build_dataset_bench_prints_its_targets(tiny_world, tmp_path: Path) -> None:
+    out = _bench(
+        "build_dataset.py",
+        "--raw",
+        str(tiny_world.out),
+        "--domains",
+        "1",
+        "--patch-size",
+        "64",
+        tmp=tmp_path,
+    )
+    dom = re.search(r"^(D\d{3}_\d{4}): (\d+) patches of (\d+) candidates", out, re.M)
+    assert dom, out
+    n = int(dom[2])
+    assert 0 < n <= int(dom[3])
+    peak = re.search(rf"^peak memory of building {dom[1]} \((\d+) patches\)", out, re.M)
+    assert peak and int(peak[1]) == n  # the fresh-process build made the same patches
+    ratio_row = re.search(rf"^  ratio whole / baseline\s+{NUM}x\s+{NUM}x\s+{NUM}x$", out, re.M)
+    target = re.search(rf"^target whole / baseline <= 2x:\s+{NUM}x\s+(PASS|MISS)$", out, re.M)
+    assert ratio_row and target, out
+    assert float(target[1]) == pytest.approx(float(ratio_row[3]), abs=0.011)
+    assert (target[2] == "PASS") == (float(target[1]) <= 2)
+    assert re.search(r"^target >= 100 patches/s per core:\s+[\d.]+/s\s+(PASS|MISS)", out, re.M)
+
+
+@pytest.mark.slow
+def test_backfill_bench_runs_both_policies(tmp_path: Path) -> None:
+    out = _bench("backfill.py", "--scenario", "tiny", "--domains", "1", tmp=tmp_path)
+    rows = {
+        m[1]: (int(m[2]), m[3], m[4], m[5])
+        for m in re.finditer(
+            r"^(multi_run\(1\)|single_run)\s+runs (\d+)\s+wall\s+[\d.]+ s\s+runs (\S+)\s+"
+            r"materialized (\d+)/(\d+)$",
+            out,
+            re.M,
+        )
+    }
+    # one domain: one run either way, every run a success, the domain materialized
+    assert rows == {
+        "multi_run(1)": (1, "SUCCESS", "1", "1"),
+        "single_run": (1, "SUCCESS", "1", "1"),
+    }, out
+    assert re.search(r"^multi_run\(1\) / single_run wall: [\d.]+x", out, re.M), out
+
+
+@pytest.mark.slow
+def test_dask_scaling_bench_builds_identical_rasters(tiny_world, tmp_path: Path) -> None:
+    out = _bench(
+        "dask_scaling.py",
+        "--raw",
+        str(tiny_world.out),
+        "--patch-size",
+        "64",
+        "--workers",
+        "1",
+        "--domains",
+        "1",
+        tmp=tmp_path,
+    )
+    head = re.search(r"^(\d+) domains, (\d+) patches of 64 px", out, re.M)
+    base = re.search(rf"^in-process \(baseline\)\s+{NUM}\s+{NUM}\s+1.00x$", out, re.M)
+    dask = re.search(
+        rf"^dask, 1 worker\(s\)\s+{NUM}\s+{NUM}\s+{NUM}x  identical IMG/MSK$", out, re.M
+    )
+    assert head and base and dask, out
+    assert int(head[1]) == 1 and int(head[2]) > 0
+    # domains/min = 60 x domains / wall s, for the rounding printed
+    assert float(dask[2]) == pytest.approx(60 / float(dask[1]), rel=0.05)

@@ -30,6 +30,17 @@ def test_synth_prints_summary(tmp_path: Path) -> None:
         assert d in r.stdout
         assert (tmp_path / "raw" / "domains" / d / "labels.gpkg").is_file()
     assert "agricultural land" in r.stdout and "S2 dates" in r.stdout
+    # progress on stderr (a pipe: lines): one domain after another, then done
+    lines = [x for x in r.stderr.splitlines() if x.startswith("synth tiny domains: ")]
+    assert [x.split(": ")[1].split(" (")[0] for x in lines] == ["1/3", "2/3", "3/3"], r.stderr
+    assert "done in" in lines[-1]
+    q = subprocess.run(
+        [*_cli(), "--quiet", "synth", "--out", str(tmp_path / "q"), "--scenario", "tiny"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert q.returncode == 0 and "synth tiny domains" not in q.stderr
 
 
 def test_config_shows_overrides() -> None:

@@ -9,13 +9,14 @@ asset (:func:`project_failures`, and ``defs/staging.py`` for staged assets).
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 
 from flair_pipeline.errors import FlairPipelineError
-from flair_pipeline.progress import Progress
+from flair_pipeline.progress import STDERR_TAG, Progress
 from flair_pipeline.reports import StageReport
 
 
@@ -70,6 +71,9 @@ def metadata(report: StageReport) -> dict[str, Any]:
 def progress(context: dg.AssetExecutionContext) -> Progress:
     """The progress of a long stage as lines of the run's log (one per 5 %, and at the end).
 
+    In a run tagged ``flair/progress: stderr`` (the CLI's ``materialize``, in process) the
+    progress shows on stderr too: a bar on a terminal, else the same lines.
+
     Args:
         context: The asset's context; each line goes to ``context.log.info``, after the
             asset's name (``aerial_patches D033_2021 IMG: 120/2400 (5 %), …``).
@@ -77,7 +81,17 @@ def progress(context: dg.AssetExecutionContext) -> Progress:
     Returns:
         The :class:`~flair_pipeline.progress.Progress` to hand to the stage function.
     """
-    return Progress(context.log.info, prefix=context.asset_key.to_user_string())
+    prefix = context.asset_key.to_user_string()
+    if context.run.tags.get(STDERR_TAG) != "stderr":
+        return Progress(context.log.info, prefix=prefix)
+    if sys.stderr.isatty():
+        return Progress(context.log.info, bar=sys.stderr, prefix=prefix)
+
+    def both(line: str) -> None:
+        context.log.info(line)
+        print(line, file=sys.stderr, flush=True)
+
+    return Progress(both, prefix=prefix)
 
 
 def log_warnings(context: dg.AssetExecutionContext, report: StageReport) -> None:

@@ -29,6 +29,7 @@ from flair_pipeline.layout import RawLayout
 from flair_pipeline.locks import asset_locks
 from flair_pipeline.orchestration.instance import prepare_home
 from flair_pipeline.orchestration.launcher import in_process_worker_tags
+from flair_pipeline.progress import STDERR_TAG
 from flair_pipeline.storage import domain_folders, is_url, list_domains
 
 _PROJECT_ERRORS = {
@@ -216,6 +217,7 @@ def materialize(
     log: Callable[[str], None] | None = None,
     log_level: str | None = None,
     verbose: bool = False,
+    progress: bool = False,
 ) -> MaterializeSummary:
     """Materialize `selection` (Dagster selection syntax, e.g. ``group:dataset``).
 
@@ -224,7 +226,8 @@ def materialize(
     are added to the ``domains`` dynamic partitions first. A failing domain does not stop
     the others: every batch runs, then :class:`MaterializeError` lists one line per failed
     step. Dagster's console log (with each failure's trace) shows only with `verbose`; else the
-    assets' warnings reach `log` as one line each.
+    assets' warnings reach `log` as one line each. With `progress`, the long assets show their
+    progress on stderr as they run (run tag ``flair/progress: stderr``), besides the run's log.
     """
     log_level = log_level or ("INFO" if verbose else "CRITICAL")
     from flair_pipeline.defs.definitions import ALL_ASSETS, defs
@@ -291,7 +294,11 @@ def materialize(
                     partition_key=partition,
                     instance=instance,
                     resources={"flair": flair, "sentinelhub": sentinelhub_credentials()},
-                    tags={"flair/front_door": "cli", **in_process_worker_tags()},
+                    tags={
+                        "flair/front_door": "cli",
+                        **({STDERR_TAG: "stderr"} if progress else {}),
+                        **in_process_worker_tags(),
+                    },
                     run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                     raise_on_error=False,
                 )

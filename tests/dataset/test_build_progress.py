@@ -4,6 +4,7 @@ Dagster materialization of the IMG/MSK assets logs the same lines in the run's e
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -123,3 +124,48 @@ def test_a_dagster_materialization_logs_progress_lines(
     _check(msk, len(list((root / "labels" / DOMAIN).rglob("MSK_*.tif"))))
     assert {m["label"] for m in img} == {f"aerial_patches {DOMAIN} IMG"}
     assert {m["label"] for m in msk} == {f"label_masks {DOMAIN} MSK"}
+
+
+def test_materialize_shows_the_assets_progress_on_stderr_and_in_the_run_log(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """`flair-pipeline materialize` runs the assets in process: their progress lines reach
+    the terminal's stderr as they run (none under --quiet) and the persistent instance's log."""
+    params = _params(tmp_path, tiny_world.out)
+    exe = Path(sys.executable).parent / "flair-pipeline"
+    select = "key:domain_sources or key:patch_grid or key:aerial_patches or key:label_masks"
+
+    def run(home: str, *group: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*group, "materialize", "--select", select, "--partition", DOMAIN]
+        return subprocess.run(
+            [str(exe), *cmd, "--config", str(params), "--set", f"paths.dataset={home}/ds"],
+            capture_output=True,  # stderr a pipe: lines, not a bar
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+            env={**os.environ, "DAGSTER_HOME": str(tmp_path / home / "dagster")},
+        )
+
+    loud = run("loud")
+    assert loud.returncode == 0, loud.stderr
+    assert "run(s) succeeded" in loud.stdout
+    root = tmp_path / "loud" / "ds"
+    written = len(list((root / "aerial" / DOMAIN).rglob("IMG_*.tif")))
+    assert written > 20
+    img, msk = _lines(loud.stderr, "IMG"), _lines(loud.stderr, "MSK")
+    _check(img, written)
+    _check(msk, len(list((root / "labels" / DOMAIN).rglob("MSK_*.tif"))))
+    assert {m["label"] for m in img} == {f"aerial_patches {DOMAIN} IMG"}
+    # the same lines in the persistent instance's event log (what the UI shows)
+    with dg.DagsterInstance.from_config(str(tmp_path / "loud" / "dagster")) as instance:
+        [run_record] = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": DOMAIN}))
+        logged = [e.user_message for e in instance.all_logs(run_record.dagster_run.run_id)]
+    assert [m[0] for m in img] == [s for s in logged if LINE.match(s) and " IMG: " in s]
+
+    quiet = run("quiet", "--quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert _lines(quiet.stderr, "IMG") == [] and _lines(quiet.stderr, "MSK") == []
+    with dg.DagsterInstance.from_config(str(tmp_path / "quiet" / "dagster")) as instance:
+        [run_record] = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": DOMAIN}))
+        logged = [e.user_message for e in instance.all_logs(run_record.dagster_run.run_id)]
+    assert len(_lines("\n".join(logged), "IMG")) == len(img)  # the run's log keeps them
