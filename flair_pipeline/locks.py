@@ -149,7 +149,8 @@ def holder_alive(record: dict[str, Any]) -> bool | None:
     try:
         proc = psutil.Process(int(record["pid"]))
         started = float(record.get("started", proc.create_time()))
-        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - started) < 1.0
+        alive: bool = proc.status() != psutil.STATUS_ZOMBIE
+        return alive and abs(proc.create_time() - started) < 1.0
     except (psutil.NoSuchProcess, ValueError, TypeError):
         return False
 

@@ -105,7 +105,7 @@ def merge_to_13(
             bad = np.unique(arr[(arr < 1) | (arr > 19)])[:10].tolist()
             raise InputError(f"{source}: label codes must be {allowed}, found {bad}")
         arr = arr.astype(np.uint8)
-    merged = _MERGE_LUT[arr]
+    merged: np.ndarray = _MERGE_LUT[arr]
     wrong = merged == INVALID
     if unlabelled_ok and wrong.any():
         wrong &= arr != UNLABELLED

@@ -159,9 +159,10 @@ class _Surface:
                     self.nodata is None
                     or not ((native == self.nodata) | ~np.isfinite(native)).any()
                 ):
-                    return self.src.read(
+                    read: np.ndarray = self.src.read(
                         1, window=win, out_shape=shape, resampling=Resampling.bilinear
                     ).astype(np.float32)
+                    return read
         out = np.full(shape, np.nan, dtype=np.float32)
         h, w = shape
         reproject(
@@ -223,7 +224,8 @@ class Elevation:
             )
         if share:
             h[void] = 0.0
-        return np.clip(np.round(h * self.scale), 0, 255).astype(np.uint8)
+        height: np.ndarray = np.clip(np.round(h * self.scale), 0, 255).astype(np.uint8)
+        return height
 
     def ground(self, x: float, y: float, bounds: Bounds | None = None) -> float:
         """Terrain altitude (m) at a point, FLAIR's patch_centroid_z; never a nodata value.

@@ -36,7 +36,7 @@ class SamplingReport:
     """Why candidates were kept or rejected."""
 
     candidates: int = 0
-    rejected: Counter = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
     selected: int = 0
     unreadable: list[str] = field(default_factory=list)  # "patch id: reason", skipped
     #: ortho product -> candidates rejected because it alone does not cover them

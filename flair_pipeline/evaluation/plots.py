@@ -26,7 +26,8 @@ def row_normalised(matrix: np.ndarray) -> np.ndarray:
     """
     m = np.asarray(matrix, dtype=np.float64)
     sums = m.sum(axis=1, keepdims=True)
-    return np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+    shares: np.ndarray = np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+    return shares
 
 
 def confusion_png(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> bytes:
@@ -91,7 +92,8 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     rgb = np.moveaxis(np.asarray(image)[:3], 0, -1).astype(np.float32)
     lo, hi = np.percentile(rgb, 1), np.percentile(rgb, 99)
     span = hi - lo if hi - lo >= 1.0 else 1.0  # max(hi - lo, 1.0), types kept
-    return np.clip((rgb - lo) / span, 0, 1)
+    stretched: np.ndarray = np.clip((rgb - lo) / span, 0, 1)
+    return stretched
 
 
 def patch_figure(

@@ -138,4 +138,5 @@ def label_crs(path: Path, layer: str | int | None = None) -> str | None:
             return src.crs.to_wkt() if src.crs else None
     import pyogrio
 
-    return pyogrio.read_info(path, layer=layer).get("crs")
+    crs: str | None = pyogrio.read_info(path, layer=layer).get("crs")
+    return crs

@@ -203,7 +203,8 @@ class MetadataMLP(nn.Module):
 
     def forward(self, meta: torch.Tensor) -> torch.Tensor:
         """(B, dim) -> (B, out_channels)."""
-        return self.net(meta)
+        out: torch.Tensor = self.net(meta)
+        return out
 
 
 class UNetMeta(FlairModel):

@@ -62,7 +62,8 @@ class DownBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Halve the spatial size of `x` (N, C, H, W), then a residual convolution."""
         x = self.conv1(self.down(x))
-        return x + self.conv2(x)
+        out: torch.Tensor = x + self.conv2(x)
+        return out
 
 
 class UpBlock(nn.Module):
@@ -87,7 +88,8 @@ class UpBlock(nn.Module):
         if x.shape[-2:] != skip.shape[-2:]:  # odd sizes: strided conv floors, upsampling doubles
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         x = self.conv1(torch.cat([x, self.skip(skip)], dim=1))
-        return x + self.conv2(x)
+        out: torch.Tensor = x + self.conv2(x)
+        return out
 
 
 def date_encoding(days: torch.Tensor, size: int, period: float = 1000.0) -> torch.Tensor:

@@ -49,7 +49,9 @@ UTAE_DEFAULTS: dict[str, Any] = {
 FUSION_DEFAULTS: dict[str, Any] = {"crop_px": 10, "collapse_hidden": 64, "modality_dropout": 0.0}
 
 
-def _resolve(kind: str, given: Mapping[str, Any] | None, defaults: dict[str, Any]) -> dict:
+def _resolve(
+    kind: str, given: Mapping[str, Any] | None, defaults: dict[str, Any]
+) -> dict[str, Any]:
     """Defaults overridden by `given`; unknown keys are a ConfigError (typos must not pass)."""
     given = dict(given or {})
     unknown = sorted(set(given) - set(defaults))
@@ -85,7 +87,8 @@ class FusionModule(nn.Module):
         cropped = self.crop_proj(centre_crop(fmap, self.crop_px))
         cropped = F.interpolate(cropped, size=size, mode="bilinear", align_corners=False)
         collapsed = self.collapse(fmap.mean(dim=(2, 3)))  # (B, C): one summary per sample
-        return cropped + collapsed[:, :, None, None]
+        out: torch.Tensor = cropped + collapsed[:, :, None, None]
+        return out
 
 
 class UTT(FlairModel):

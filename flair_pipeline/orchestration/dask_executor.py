@@ -78,7 +78,9 @@ class ShieldedDaskExecutor(DaskExecutor):
         if self.cluster_type == "existing":
             cluster: Any = self.cluster_configuration["address"]
         elif self.cluster_type == "local":
-            cluster = dask.distributed.LocalCluster(**self.build_dict(plan_context.job_name))
+            # build_dict: inherited from dagster-dask, which leaves it unannotated
+            kwargs = self.build_dict(plan_context.job_name)  # type: ignore[no-untyped-call]
+            cluster = dask.distributed.LocalCluster(**kwargs)
         else:
             raise ConfigError(
                 f"Dask cluster type {self.cluster_type!r} is not supported here: start the "
@@ -113,8 +115,9 @@ class ShieldedDaskExecutor(DaskExecutor):
 
 
 # dagster's overloads of @executor do not accept the IDefinitionConfigSchema that
-# dagster-dask's own executor exposes as config_schema (the same object, at run time)
-@dg.executor(  # type: ignore[call-overload]
+# dagster-dask's own executor exposes as config_schema (the same object, at run time); with
+# no overload matched, mypy also calls the decorator untyped (the function stays annotated)
+@dg.executor(  # type: ignore[call-overload, untyped-decorator]
     name="dask",
     config_schema=dask_executor.config_schema,
     requirements=dg.multiple_process_executor_requirements(),
@@ -123,4 +126,5 @@ def shielded_dask_executor(init_context: dg.InitExecutorContext) -> ShieldedDask
     """Dask executor (dagster-dask config): one Dask task per step."""
     cluster: Any = init_context.executor_config["cluster"]  # {cluster type: its config}
     ((cluster_type, cluster_configuration),) = cluster.items()
-    return ShieldedDaskExecutor(cluster_type, cluster_configuration)
+    # DaskExecutor.__init__ (dagster-dask) is unannotated; ours inherits it
+    return ShieldedDaskExecutor(cluster_type, cluster_configuration)  # type: ignore[no-untyped-call]

@@ -49,8 +49,8 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.progress import Progress, each
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
-from flair_pipeline.sources.flair_hub import DATES_FILES, dates_file
-from flair_pipeline.sources.flair_hub_layout import FLAIR_TO_COSIA, HubPatchId
+from flair_pipeline.sources.flair_hub import dates_file
+from flair_pipeline.sources.flair_hub_layout import DATES_FILES, FLAIR_TO_COSIA, HubPatchId
 from flair_pipeline.training.records import PatchRecord, from_dataset
 
 #: FLAIR-HUB's aerial patch: 512 px at 0.2 m; its Sentinel windows: 10 px over it.

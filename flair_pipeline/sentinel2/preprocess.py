@@ -32,7 +32,8 @@ def cloudy_share(masks: np.ndarray, threshold: int = 60) -> np.ndarray:
     if masks.ndim != 4 or masks.shape[1] != 2:
         raise ValueError(f"masks {masks.shape}: expected (T, 2, H, W) with SNW, CLD")
     bad = (masks[:, 0] >= threshold) | (masks[:, 1] >= threshold)
-    return bad.reshape(len(bad), -1).mean(axis=1)
+    share: np.ndarray = bad.reshape(len(bad), -1).mean(axis=1)
+    return share
 
 
 def cloud_filter(

@@ -102,4 +102,5 @@ def product_date(product: str) -> dt.date | None:
 def ndvi(data: np.ndarray) -> np.ndarray:
     """NDVI of a (T, 10, …) series (B08 and B04)."""
     nir, red = data[:, 6].astype(np.float32), data[:, 2].astype(np.float32)
-    return (nir - red) / np.maximum(nir + red, 1.0)
+    index: np.ndarray = (nir - red) / np.maximum(nir + red, 1.0)
+    return index

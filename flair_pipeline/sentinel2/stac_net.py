@@ -113,7 +113,8 @@ def static_stac_io(retries: int, backoff_s: float, connect_s: float, read_s: flo
                 err = requests.HTTPError(f"HTTP {resp.status_code} for {href}")
                 err.status_code = resp.status_code  # type: ignore[attr-defined]
                 raise err
-            return resp.text
+            text: str = resp.text
+            return text
 
     return _BoundedStacIO()
 

@@ -101,7 +101,7 @@ def scene_key(item: pystac.Item) -> tuple[str, str, str]:
     )
 
 
-def _rank(item: pystac.Item, collections: Sequence[str]) -> tuple:
+def _rank(item: pystac.Item, collections: Sequence[str]) -> tuple[int, float, tuple[int, ...], str]:
     col = item.collection_id or ""
     order = collections.index(col) if col in collections else len(collections)
     pb = processing_baseline(item) or 0.0
@@ -119,7 +119,7 @@ def select_items(
 ) -> tuple[list[pystac.Item], list[tuple[str, str]]]:
     """(kept items, [(dropped id, why)]): configured collections only, one item per scene."""
     dropped: list[tuple[str, str]] = []
-    best: dict[tuple, pystac.Item] = {}
+    best: dict[tuple[str, str, str], pystac.Item] = {}
     for item in items:
         if item.collection_id not in collections:
             continue

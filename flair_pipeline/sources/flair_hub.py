@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pyogrio
@@ -120,9 +121,16 @@ def _key(pid: HubPatchId) -> tuple[str, str, int, int]:
     return (pid.departement, pid.roi, pid.row, pid.col)
 
 
-def _scan(root: Path, problems: list[Problem]) -> dict[tuple[str, str, int, int], dict]:
+class _Found(TypedDict):
+    """What `_scan` found for one area: its year and its files by modality."""
+
+    year: str
+    files: dict[str, str]
+
+
+def _scan(root: Path, problems: list[Problem]) -> dict[tuple[str, str, int, int], _Found]:
     """Every modality file below `root` and in its archives, by (dépt, ROI, row, col)."""
-    found: dict[tuple[str, str, int, int], dict] = defaultdict(lambda: {"year": "", "files": {}})
+    found: dict[tuple[str, str, int, int], _Found] = defaultdict(lambda: {"year": "", "files": {}})
 
     def add(pid: HubPatchId, mod: str, path: str) -> None:
         entry = found[_key(pid)]
@@ -396,9 +404,12 @@ def index_hub(
             continue
         candidates.append((pid, files))
 
-    def check(item: tuple[HubPatchId, dict[str, str]]) -> tuple[HubPatchId, dict, list[Problem]]:
+    def check(
+        item: tuple[HubPatchId, dict[str, str]],
+    ) -> tuple[HubPatchId, dict[str, str], list[Problem]]:
         pid, files = item
-        kept, bad = {}, []
+        kept: dict[str, str] = {}
+        bad: list[Problem] = []
         for mod, path in files.items():
             series = MODALITIES[mod].dates
             n = (

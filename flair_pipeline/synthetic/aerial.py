@@ -173,7 +173,10 @@ def rasterize_ids(
         return np.zeros((h, w), np.int32)
     transform = from_origin(x0 - shift[0], y1 - shift[1], res, res)
     shapes = ((lc.geoms[i], int(i) + 1) for i in np.sort(hits))
-    return rasterize(shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32")
+    index: np.ndarray = rasterize(
+        shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32"
+    )
+    return index
 
 
 def render_ortho(
@@ -225,7 +228,8 @@ def render_ortho(
     img = img[:, halo : h - halo, halo : w - halo]
     gain = np.asarray(radiometry.gain, np.float32)[:, None, None]
     offset = np.asarray(radiometry.offset, np.float32)[:, None, None]
-    return np.clip(img * gain + offset, 1, 255).round().astype(np.uint8)
+    ortho: np.ndarray = np.clip(img * gain + offset, 1, 255).round().astype(np.uint8)
+    return ortho
 
 
 def render_elevation(

@@ -67,7 +67,7 @@ LIDAR_RES = 0.5
 _JP2 = {"driver": "JP2OpenJPEG", "QUALITY": "100", "REVERSIBLE": "YES", "YCBCR420": "NO"}
 
 
-def spec_for(info: dict) -> dict:
+def spec_for(info: dict[str, Any]) -> dict[str, Any]:
     """The domain.yaml of an ign-flavour domain."""
     return {
         "ortho": [

@@ -22,7 +22,8 @@ def _mix(h: np.ndarray) -> np.ndarray:
     h = h * _M2
     h = h ^ (h >> np.uint64(27))
     h = h * _M3
-    return h ^ (h >> np.uint64(31))
+    mixed: np.ndarray = h ^ (h >> np.uint64(31))
+    return mixed
 
 
 def hash_uniform(seed: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -64,7 +65,8 @@ def value_noise(seed: int, cols: np.ndarray, rows: np.ndarray, scale: float) -> 
         lattice[cy[:, None] + 1, cx[None, :]] * (1 - fx)[None, :]
         + lattice[cy[:, None] + 1, cx[None, :] + 1] * fx[None, :]
     )
-    return top * (1 - fy)[:, None] + bottom * fy[:, None]
+    field: np.ndarray = top * (1 - fy)[:, None] + bottom * fy[:, None]
+    return field
 
 
 def fractal(

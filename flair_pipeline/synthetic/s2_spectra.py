@@ -45,7 +45,8 @@ def grassland(doy: float, phase: np.ndarray, south: bool) -> np.ndarray:
     """Meadows: green all year, peak in spring, a summer dip (stronger in the south)."""
     spring = np.exp(-(((doy - 130.0 - 20 * (phase - 0.5)) / 45.0) ** 2))
     drought = np.exp(-(((doy - 215.0) / 30.0) ** 2)) * (0.35 if south else 0.15)
-    return np.clip(0.66 + 0.22 * spring - drought, 0.0, 1.0)
+    green: np.ndarray = np.clip(0.66 + 0.22 * spring - drought, 0.0, 1.0)
+    return green
 
 
 def crop(doy: float, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

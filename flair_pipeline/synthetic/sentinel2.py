@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -130,7 +131,10 @@ def _up(a: np.ndarray) -> np.ndarray:
 
 def _down(a: np.ndarray) -> np.ndarray:
     h, w = a.shape[-2] // 2, a.shape[-1] // 2
-    return a[..., : 2 * h, : 2 * w].reshape(*a.shape[:-2], h, 2, w, 2).mean(axis=(-3, -1))
+    out: np.ndarray = (
+        a[..., : 2 * h, : 2 * w].reshape(*a.shape[:-2], h, 2, w, 2).mean(axis=(-3, -1))
+    )
+    return out
 
 
 @dataclass
@@ -192,12 +196,12 @@ def render_scene(
     return Scene(date, refl, cloud.round().astype(np.uint8), snow.round().astype(np.uint8), scl)
 
 
-def write_scene(scene: Scene, grid: S2Grid, folder: Path) -> dict[str, dict]:
+def write_scene(scene: Scene, grid: S2Grid, folder: Path) -> dict[str, dict[str, Any]]:
     """Write a scene's 13 assets as GeoTIFFs in `folder`; return per-asset STAC facts."""
     folder.mkdir(parents=True, exist_ok=True)
     t10 = from_origin(grid.left, grid.top, 10, 10)
     t20 = from_origin(grid.left, grid.top, 20, 20)
-    facts: dict[str, dict] = {}
+    facts: dict[str, dict[str, Any]] = {}
     dn = np.clip(np.round(scene.reflectance * 10000) + BOA_OFFSET, 1, 65535).astype(np.uint16)
     for i, (key, band, res) in enumerate(SPECTRAL_ASSETS):
         arr = (

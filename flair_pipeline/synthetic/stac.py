@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pystac
@@ -36,7 +37,7 @@ def make_item(
     domain: str,
     grid: S2Grid,
     date: dt.datetime,
-    facts: dict[str, dict],
+    facts: dict[str, dict[str, Any]],
     folder: Path,
     cloud_cover: float,
     snow_cover: float,
@@ -76,7 +77,7 @@ def make_item(
     )
     for key, f in facts.items():
         spectral = key not in ("cloud", "snow", "scl")
-        band: dict = {
+        band: dict[str, Any] = {
             "data_type": "uint16" if spectral else "uint8",
             "spatial_resolution": f["res"],
         }

@@ -23,6 +23,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pyogrio
+import pystac
 import shapely
 from affine import Affine
 from rasterio.transform import from_origin
@@ -216,14 +217,15 @@ def _nodata_mask(
     def mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         u = 1 - u if flip_u else u
         v = 1 - v if flip_v else v
-        return (u[None, :] + v[:, None]) < cut
+        unflown: np.ndarray = (u[None, :] + v[:, None]) < cut
+        return unflown
 
     return mask
 
 
 def generate_domain(
     domain_id: str, scenario: Scenario, seed: int, raw: Path
-) -> tuple[DomainSummary, list]:
+) -> tuple[DomainSummary, list[pystac.Item]]:
     """Write one domain's raw inputs under `raw` and its S2 scenes; return summary, items."""
     domain = DomainId.parse(domain_id)
     rng = np.random.default_rng([seed, domain.department, domain.year, 2])
@@ -342,7 +344,7 @@ def _sentinel2(
     seed: int,
     dseed: int,
     root: Path,
-) -> tuple[list, int]:
+) -> tuple[list[pystac.Item], int]:
     rng = np.random.default_rng([seed, domain.department, domain.year, 4])
     n = s2.n_dates(rng, *scenario.dates)
     dates = s2.acquisition_dates(rng, domain.year, n)

@@ -270,7 +270,8 @@ def _entry(rec: PatchRecord, base: Path) -> dict[str, Any]:
 def _read(path: Path) -> np.ndarray:
     try:
         with rasterio.open(path) as src:
-            return src.read()
+            data: np.ndarray = src.read()
+            return data
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{path}: unreadable patch while packing ({exc})") from exc
 

@@ -130,6 +130,7 @@ def by_split(records: list[PatchRecord], split: str) -> list[PatchRecord]:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not readable JSON ({exc})") from exc

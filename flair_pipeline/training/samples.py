@@ -142,7 +142,7 @@ class EpochSampler(RandomSampler):
         return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
-class PatchDataset(Dataset):
+class PatchDataset(Dataset[dict[str, Any]]):
     """Training samples read from the patch GeoTIFFs (and series), as dicts.
 
     Samples as dicts: ``img`` (C×H×W float, 0..255), ``msk`` (H×W long, 0..12),

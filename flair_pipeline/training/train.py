@@ -113,7 +113,7 @@ class _Throughput(Callback):
 
 def model_kwargs(
     cfg: PipelineConfig, name: str, in_channels: int, meta_dim: int | None, patch_m: float
-) -> dict:
+) -> dict[str, Any]:
     """Constructor arguments of `name` for :func:`flair_pipeline.models.build_model`.
 
     U-T&T's cropped branch takes the S2 pixels under the patch: `patch_m` / 10 m.
@@ -333,7 +333,7 @@ def _meta_encoder(meta_enc: dict[str, Any] | None) -> Any:
 
 def _loader(
     ds: PatchDataset, batch: int, workers: int, shuffle: bool, seed: int, cuda: bool
-) -> DataLoader:
+) -> DataLoader[dict[str, Any]]:
     """The loader of one split.
 
     The order of a shuffled split comes from :class:`EpochSampler` ((seed, epoch) only);
