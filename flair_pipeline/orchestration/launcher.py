@@ -59,7 +59,15 @@ _START_SLACK_S = 2.0
 
 
 def _engine_pids(instance: DagsterInstance, run: DagsterRun) -> list[tuple[int, float, str]]:
-    """``(pid, event time, message)`` of every engine event of the run that names a pid."""
+    """``(pid, event time, message)`` of every engine event of the run that names a pid.
+
+    Args:
+        instance: The Dagster instance holding the run's event log.
+        run: The run whose engine events are read.
+
+    Returns:
+        One tuple per such event, in event-log order (time in Unix seconds).
+    """
     out = []
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
         event = record.dagster_event
