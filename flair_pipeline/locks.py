@@ -183,7 +183,20 @@ def is_held(path: Path) -> bool:
 
 
 def _flock(fd: int, path: Path, blocking: bool) -> bool:
-    """Lock `fd` (flock); False if it would block (`blocking` false); one-line errors otherwise."""
+    """Lock `fd` (flock); False if it would block (`blocking` false); one-line errors otherwise.
+
+    Args:
+        fd: Open file descriptor of the lock file.
+        path: The lock file, named in errors.
+        blocking: Wait for the lock rather than give up.
+
+    Returns:
+        True once locked; False when held elsewhere and `blocking` is false.
+
+    Raises:
+        StorageError: The file system does not support flock (ENOLCK, EOPNOTSUPP, ENOSYS).
+        OSError: Any other failure of flock, unchanged.
+    """
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except BlockingIOError:
