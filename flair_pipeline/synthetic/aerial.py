@@ -293,7 +293,8 @@ def render_elevation(
         bounds: (left, bottom, right, top), Lambert-93 m.
         res: Pixel size (m).
         seed: The domain's seed.
-        mountain: Steeper relief.
+        mountain: A mountain domain: ground at 700..1500 m with 80..200 m of relief
+            (else 15..320 m with 6..30 m).
 
     Returns:
         (DSM, DTM), each float32 (H, W): surface with buildings and trees, bare ground.
