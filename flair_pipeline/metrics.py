@@ -151,7 +151,7 @@ class Scores:
 
         Returns:
             ``miou``, ``overall_accuracy``, ``n_patches``, ``per_class`` (IoU, F1, precision,
-            recall by class name) and ``per_domain``.
+            recall, support by class name) and ``per_domain``.
         """
         return {
             "miou": _clean(self.miou),
