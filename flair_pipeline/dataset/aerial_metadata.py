@@ -52,7 +52,7 @@ def class_distribution(grid: gpd.GeoDataFrame) -> dict[str, float]:
     """Share (%) of each of the 13 training classes over a grid's patches.
 
     Args:
-        grid: The patch grid with one ``class_<k>`` area column per merged class k (0..12).
+        grid: The patch grid with one ``class_<k>`` share-of-patch column per merged class k (0..12).
 
     Returns:
         Class name -> percent of the summed class area (all 0 for an empty grid).
