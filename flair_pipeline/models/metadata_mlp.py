@@ -46,7 +46,7 @@ def sinusoid(values: torch.Tensor, size: int, wavelengths: tuple[float, float]) 
         wavelengths: (shortest, longest) wavelength, in the values' unit.
 
     Returns:
-        float32 (N, size): sines then cosines.
+        float32 (N, size): one (sin, cos) pair per wavelength, interleaved.
     """
     n = size // 2
     lo, hi = wavelengths
