@@ -583,7 +583,8 @@ def _resampled(
         views: Where the in-memory view is kept open.
 
     Returns:
-        The view's facts (path of the in-memory VRT, the new grid), ``native`` the file.
+        The tile's facts on the new grid, ``source`` the in-memory view and ``native``
+        the file's own (width, height).
 
     Raises:
         InputError: `resampling` is not a GDAL method.
