@@ -165,7 +165,17 @@ class DomainId:
 
     @classmethod
     def parse(cls, text: str) -> DomainId:
-        """Parse ``D006_2020``; raise DomainIdError saying what a domain id looks like."""
+        """Parse ``D006_2020``.
+
+        Args:
+            text: The id: ``D0`` + two-digit département + ``_`` + four-digit year.
+
+        Returns:
+            The domain id.
+
+        Raises:
+            DomainIdError: `text` is not a domain id, saying what one looks like.
+        """
         m = _DOMAIN_RE.match(text)
         if not m:
             raise DomainIdError(
@@ -198,7 +208,14 @@ class DomainId:
 
 
 def is_domain_id(text: str) -> bool:
-    """True if `text` parses as a domain id."""
+    """True if `text` parses as a domain id.
+
+    Args:
+        text: Any text (a folder name).
+
+    Returns:
+        Whether :meth:`DomainId.parse` accepts it.
+    """
     try:
         DomainId.parse(text)
     except DomainIdError:
@@ -207,7 +224,14 @@ def is_domain_id(text: str) -> bool:
 
 
 def domain_id_problem(text: str) -> str | None:
-    """Why `text` is not a domain id (DomainIdError's message), or None if it is one."""
+    """Why `text` is not a domain id (DomainIdError's message), or None if it is one.
+
+    Args:
+        text: Any text (a folder name).
+
+    Returns:
+        The one-line reason, or None.
+    """
     try:
         DomainId.parse(text)
     except DomainIdError as exc:
@@ -216,7 +240,14 @@ def domain_id_problem(text: str) -> str | None:
 
 
 def official_split(domain: str) -> Split | None:
-    """The official split of a domain id string, or None if its département is not in FLAIR."""
+    """The official split of a domain id string, or None if its département is not in FLAIR.
+
+    Args:
+        domain: A domain id, e.g. ``D006_2020``.
+
+    Returns:
+        ``train``, ``validation`` or ``test`` as FLAIR assigned it, or None.
+    """
     return DomainId.parse(domain).official_split
 
 
@@ -233,7 +264,17 @@ class ZoneId:
 
     @classmethod
     def parse(cls, text: str) -> ZoneId:
-        """Parse ``Z12_UA``."""
+        """Parse ``Z12_UA``.
+
+        Args:
+            text: ``Z<n>_<two letters>``.
+
+        Returns:
+            The zone id.
+
+        Raises:
+            DomainIdError: `text` is not a zone id.
+        """
         m = _ZONE_RE.match(text)
         if not m:
             raise DomainIdError(f"{text!r} is not a zone id: expected 'Z<n>_<XY>' like 'Z1_UA'")
@@ -248,6 +289,12 @@ def department_centre_l93(department: int) -> tuple[float, float]:
     """Approximate centre of a département in Lambert-93 (EPSG:2154) metres.
 
     Départements outside FLAIR get the centre of France, so any valid id still works.
+
+    Args:
+        department: Département number.
+
+    Returns:
+        (x, y) in EPSG:2154 metres.
     """
     from pyproj import Transformer
 
@@ -258,6 +305,14 @@ def department_centre_l93(department: int) -> tuple[float, float]:
 
 
 def utm_epsg(lon: float, lat: float) -> int:
-    """EPSG code of the WGS84 UTM zone (north) that contains a point."""
+    """EPSG code of the WGS84 UTM zone (north) that contains a point.
+
+    Args:
+        lon: Longitude, degrees.
+        lat: Latitude, degrees.
+
+    Returns:
+        326zz north of the equator, 327zz south, zz the UTM zone.
+    """
     zone = int((lon + 180.0) // 6.0) + 1
     return (32600 if lat >= 0 else 32700) + zone

@@ -86,9 +86,16 @@ def record(repo: Path) -> RecordReport:
     """Commit every changed stage of `repo` whose outputs are newer than its inputs.
 
     Commit every changed stage of `repo` whose outputs exist and are newer than its
-    changed dependencies; return what was recorded and what was refused, and why.
+    changed dependencies.
 
-    Raises DvcError when DVC fails (not a DVC repository, corrupt dvc.yaml, …).
+    Args:
+        repo: Root of the git + DVC repository (holds ``dvc.yaml`` and ``dvc.lock``).
+
+    Returns:
+        The stages recorded (``dvc commit --force``) and, per refused stage, why.
+
+    Raises:
+        DvcError: DVC failed (not a DVC repository, corrupt dvc.yaml, …).
     """
     status = json.loads(run_dvc(repo, "status", "--json").stdout or "{}")
     lock = _lock_outs(repo)
@@ -105,7 +112,15 @@ def record(repo: Path) -> RecordReport:
 
 
 def format_report(report: RecordReport) -> str:
-    """Human lines: what was recorded, then one line per refused stage."""
+    """Human lines: what was recorded, then one line per refused stage.
+
+    Args:
+        report: What :func:`record` did.
+
+    Returns:
+        One line per fact, joined by newlines; one line saying DVC is up to date when
+        nothing was recorded nor refused.
+    """
     if not report.recorded and not report.refused:
         return "nothing to record: DVC is up to date with the workspace"
     lines = []

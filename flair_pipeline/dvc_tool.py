@@ -21,7 +21,14 @@ class DvcError(FlairPipelineError):
 
 
 def dvc_executable() -> str:
-    """``$FLAIR_DVC``, else ``dvc`` beside this interpreter (``.venv/bin``), else on PATH."""
+    """``$FLAIR_DVC``, else ``dvc`` beside this interpreter (``.venv/bin``), else on PATH.
+
+    Returns:
+        Path of the first of them that is a file.
+
+    Raises:
+        DvcError: None is: how to install DVC or point FLAIR_DVC at it.
+    """
     for candidate in (
         os.environ.get("FLAIR_DVC"),
         str(Path(sys.executable).parent / "dvc"),
@@ -36,7 +43,11 @@ def dvc_executable() -> str:
 
 
 def dvc_env() -> dict[str, str]:
-    """The environment for DVC: this interpreter's bin directory first on PATH."""
+    """The environment for DVC: this interpreter's bin directory first on PATH.
+
+    Returns:
+        A copy of ``os.environ`` with PATH changed.
+    """
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     return {**os.environ, "PATH": path}
 
@@ -44,8 +55,18 @@ def dvc_env() -> dict[str, str]:
 def run_dvc(repo: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``dvc ARGS`` in `repo`; a failure raises DvcError.
 
-    Run ``dvc ARGS`` in `repo`; a failure raises DvcError naming the command and DVC's
-    last error line. With ``capture=False`` DVC's output streams to the terminal.
+    With ``capture=False`` DVC's output streams to the terminal.
+
+    Args:
+        repo: The DVC repository (working directory of the command).
+        *args: DVC's arguments, e.g. ``"status", "--json"``.
+        capture: Capture stdout and stderr as text (else they stream).
+
+    Returns:
+        The completed process (exit status 0).
+
+    Raises:
+        DvcError: DVC exited non-zero: the command and DVC's last error line.
     """
     r = subprocess.run(
         [dvc_executable(), *args],

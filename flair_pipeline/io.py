@@ -51,7 +51,11 @@ _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
 def file_mode() -> int:
-    """The mode ``open(path, "w")`` would give a new file: ``0o666 & ~umask``."""
+    """The mode ``open(path, "w")`` would give a new file: ``0o666 & ~umask``.
+
+    Returns:
+        The permission bits, e.g. 0o644 under umask 022.
+    """
     try:  # Linux >= 4.7 exposes the umask without changing it (thread safe)
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
@@ -66,8 +70,13 @@ def file_mode() -> int:
 def temp_path_for(path: Path) -> Path:
     """A fresh, recognisable temp name beside `path`.
 
-    A fresh, recognisable temp name beside `path` (same suffix, so drivers see the type):
-    ``.<name>.<host>-<pid>-<8 hex>.flairtmp<suffix>``.
+    Same suffix, so drivers see the type.
+
+    Args:
+        path: The file to be written.
+
+    Returns:
+        ``.<name>.<host>-<pid>-<8 hex>.flairtmp<suffix>`` in `path`'s folder.
     """
     token = f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
     return path.parent / f".{path.name}.{token}{TEMP_MARK}{path.suffix}"
@@ -89,6 +98,12 @@ def reap_dead_temps(path: Path) -> list[Path]:
     :func:`atomic_path` calls it before every write, so the next write of a file (the next
     run of the step that owns it) removes what a ``kill -9`` left. Temps of live processes
     and of other hosts are kept (see :func:`remove_stale_temps` for those).
+
+    Args:
+        path: A target file.
+
+    Returns:
+        The temp files deleted.
     """
     pattern = re.compile(
         rf"^\.{re.escape(path.name)}\.{re.escape(_HOST)}-(\d+)-[0-9a-f]{{8}}"
@@ -106,7 +121,14 @@ def reap_dead_temps(path: Path) -> list[Path]:
 
 
 def is_temp_file(path: Path) -> bool:
-    """Whether `path` is a temp file left by :func:`atomic_path`."""
+    """Whether `path` is a temp file left by :func:`atomic_path`.
+
+    Args:
+        path: Any file.
+
+    Returns:
+        True for a hidden name holding the temp mark.
+    """
     return path.name.startswith(".") and TEMP_MARK in path.name
 
 
@@ -115,6 +137,12 @@ def remove_stale_temps(*targets: str | Path) -> list[Path]:
 
     A step calls it first for the files it writes: only a killed process leaves these
     behind (``finally`` blocks do not run on SIGKILL), and no other writer uses the name.
+
+    Args:
+        *targets: The files the step writes.
+
+    Returns:
+        The temp files deleted, whatever process or host left them.
     """
     removed = []
     for target in map(Path, targets):
@@ -128,7 +156,14 @@ def remove_stale_temps(*targets: str | Path) -> list[Path]:
 
 
 def free_mb(folder: Path) -> float:
-    """Free space (MB, 10^6 bytes) on the file system holding `folder` (or its nearest parent)."""
+    """Free space (MB, 10^6 bytes) on the file system holding `folder` (or its nearest parent).
+
+    Args:
+        folder: A folder (it may not exist yet).
+
+    Returns:
+        Free megabytes for an unprivileged writer.
+    """
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return shutil.disk_usage(folder).free / 1e6
@@ -225,10 +260,22 @@ def atomic_path(
 
     `check(tmp)` may raise to refuse the file (e.g. a re-open check); an empty file is
     refused unless `allow_empty`. On any failure the
-    temp file is deleted and the target is left as it was; I/O errors are raised as
-    :class:`DiskFullError` / :class:`StorageError` naming `path`; the project's own errors
+    temp file is deleted and the target is left as it was; the project's own errors
     pass through unchanged.
-    """
+
+    Args:
+        path: The file written.
+        check: Called on the temp file before the rename; raises to refuse it.
+        allow_empty: Accept an empty file.
+
+    Yields:
+        The temp path to write (created empty, mode per the umask).
+
+    Raises:
+        DiskFullError: The disk filled up (or a write failed for want of space).
+        StorageError: Any other I/O failure, or an empty file refused: one line naming
+            `path` (built by :func:`storage_error`).
+    """  # noqa: DOC501 (storage_error() builds the StorageError named above)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +301,20 @@ def atomic_path(
 
 @contextlib.contextmanager
 def _one_line(path: Path, tmp: Path, gdal: gdal_lines.Held) -> Iterator[None]:
-    """Create `tmp`; turn any I/O failure of the block into one line naming `path`."""
+    """Create `tmp`; turn any I/O failure of the block into one line naming `path`.
+
+    Args:
+        path: The target, named in errors.
+        tmp: The temp file created.
+        gdal: GDAL's held error lines, appended to the message.
+
+    Yields:
+        Nothing; the block writes `tmp`.
+
+    Raises:
+        StorageError: Any I/O, rasterio or pyogrio failure of the block (DiskFullError
+            when the disk is full); other RuntimeErrors pass unchanged.
+    """  # noqa: DOC501 (storage_error() builds the StorageError; RuntimeError re-raised)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
@@ -284,6 +344,12 @@ def _geotiff_check(expected: np.ndarray) -> Callable[[Path], None]:
     GDAL writes blocks in order and the directory last, so a file cut short by a full disk
     fails to re-open or loses its last block; reading only that block keeps the check at
     a fraction of a full decode.
+
+    Args:
+        expected: The array written (bands, H, W).
+
+    Returns:
+        A check for :func:`atomic_path` that raises StorageError on a mismatch.
     """
 
     def check(tmp: Path) -> None:

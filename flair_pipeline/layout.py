@@ -75,6 +75,12 @@ class PathTemplate:
     def prefix(self, **fields: str) -> str:
         """The relative path with every field filled (a staging prefix).
 
+        Args:
+            **fields: A value for each ``{field}`` of the template.
+
+        Returns:
+            The relative path (POSIX), e.g. ``aerial/D006_2020``.
+
         Raises:
             KeyError: A field of the template is not given.
         """
@@ -82,6 +88,13 @@ class PathTemplate:
 
     def under(self, root: Path, **fields: str) -> Path:
         """The path under a local `root` folder, every field filled.
+
+        Args:
+            root: The data root the template is relative to.
+            **fields: A value for each ``{field}`` of the template.
+
+        Returns:
+            ``root / prefix``.
 
         Raises:
             KeyError: A field of the template is not given.
@@ -92,6 +105,12 @@ class PathTemplate:
         """This path relative to a folder template.
 
         ``RAW_DSM.relative_to(RAW_DOMAIN)`` is ``"dsm.tif"``.
+
+        Args:
+            folder: A folder template of the same root.
+
+        Returns:
+            The relative template text.
 
         Raises:
             ValueError: This path is not below `folder`.
@@ -106,13 +125,25 @@ class PathTemplate:
 
         ``aerial/{domain}`` -> ``aerial``; ``metadata/domains/{domain}.json`` ->
         ``metadata/domains``. An all-domain stage depends on that folder.
+
+        Returns:
+            That folder, as a folder template (the template itself when it has no ``{domain}``).
         """
         parts = self.rel.split("/")
         cut = next((i for i, p in enumerate(parts) if "{domain}" in p), len(parts))
         return PathTemplate(self.root, "/".join(parts[:cut]), cut < len(parts) or self.folder)
 
     def matches(self, root: Root, rel: str) -> bool:
-        """Whether file `rel` (relative to data root `root`) is this path or lies below it."""
+        """Whether file `rel` (relative to data root `root`) is this path or lies below it.
+
+        Args:
+            root: The data root `rel` is relative to.
+            rel: A POSIX relative path.
+
+        Returns:
+            True when `rel` fills this template (any value per field), or lies below it for a
+            folder template.
+        """
         if root != self.root:
             return False
         pattern = re.escape(self.rel)
@@ -240,7 +271,14 @@ class RawLayout:
     root: Path
 
     def domain(self, domain: str) -> Path:
-        """The domain's folder: ``<raw>/domains/<domain>``."""
+        """The domain's folder: ``<raw>/domains/<domain>``.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return RAW_DOMAIN.under(self.root, domain=domain)
 
     @property
@@ -249,27 +287,66 @@ class RawLayout:
         return RAW_DOMAIN.all_domains().under(self.root)
 
     def ortho_dir(self, domain: str) -> Path:
-        """The folder of the domain's orthophoto tiles."""
+        """The folder of the domain's orthophoto tiles.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return RAW_ORTHO.under(self.root, domain=domain)
 
     def dsm(self, domain: str) -> Path:
-        """The domain's surface model (GeoTIFF, metres)."""
+        """The domain's surface model (GeoTIFF, metres).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return RAW_DSM.under(self.root, domain=domain)
 
     def dtm(self, domain: str) -> Path:
-        """The domain's terrain model (GeoTIFF, metres)."""
+        """The domain's terrain model (GeoTIFF, metres).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return RAW_DTM.under(self.root, domain=domain)
 
     def labels(self, domain: str) -> Path:
-        """The domain's label polygons (GeoPackage)."""
+        """The domain's label polygons (GeoPackage).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return RAW_LABELS.under(self.root, domain=domain)
 
     def domain_json(self, domain: str) -> Path:
-        """The domain's flight facts (``domain.json``)."""
+        """The domain's flight facts (``domain.json``).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return RAW_DOMAIN_JSON.under(self.root, domain=domain)
 
     def sentinel2_catalog(self) -> Path:
-        """The static STAC catalog of the local Sentinel-2 archive."""
+        """The static STAC catalog of the local Sentinel-2 archive.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return RAW_SENTINEL2_CATALOG.under(self.root)
 
 
@@ -280,24 +357,67 @@ class DatasetLayout:
     root: Path
 
     def img(self, domain: str, zone: str, patch_id: str) -> Path:
-        """``IMG_<id>.tif`` of a patch (5 bands uint8, EPSG:2154)."""
+        """``IMG_<id>.tif`` of a patch (5 bands uint8, EPSG:2154).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+            zone: Zone name, e.g. ``Z1_UA``.
+            patch_id: Patch id (the ``<id>`` of ``IMG_<id>.tif``).
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return IMG.under(self.root, domain=domain, zone=zone, patch_id=patch_id)
 
     def msk(self, domain: str, zone: str, patch_id: str) -> Path:
-        """``MSK_<id>.tif`` of a patch (1 band uint8 codes)."""
+        """``MSK_<id>.tif`` of a patch (1 band uint8 codes).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+            zone: Zone name, e.g. ``Z1_UA``.
+            patch_id: Patch id (the ``<id>`` of ``IMG_<id>.tif``).
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return MSK.under(self.root, domain=domain, zone=zone, patch_id=patch_id)
 
     def sen_dir(self, domain: str, zone: str) -> Path:
-        """The folder of a zone's Sentinel-2 series."""
+        """The folder of a zone's Sentinel-2 series.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+            zone: Zone name, e.g. ``Z1_UA``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return self.sen_file(domain, zone, SEN2_PARTS[0]).parent
 
     def sen_prefix(self, domain: str, zone: str) -> Path:
-        """A zone's series without its suffix: ``…/SEN2_sp_<domain>-<zone>``."""
+        """A zone's series without its suffix: ``…/SEN2_sp_<domain>-<zone>``.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+            zone: Zone name, e.g. ``Z1_UA``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         name = SEN2.rel.rpartition("/")[2].removesuffix("_{part}")
         return self.sen_dir(domain, zone) / name.format(domain=domain, zone=zone)
 
     def sen_file(self, domain: str, zone: str, part: str) -> Path:
-        """One file of a zone's series; `part` is one of :data:`SEN2_PARTS`."""
+        """One file of a zone's series; `part` is one of :data:`SEN2_PARTS`.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+            zone: Zone name, e.g. ``Z1_UA``.
+            part: One of :data:`SEN2_PARTS`.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return SEN2.under(self.root, domain=domain, zone=zone, part=part)
 
     @property
@@ -306,19 +426,48 @@ class DatasetLayout:
         return METADATA.under(self.root)
 
     def sources_record(self, domain: str) -> Path:
-        """The record of a domain's raw inputs and their fingerprint (JSON)."""
+        """The record of a domain's raw inputs and their fingerprint (JSON).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return SOURCES_RECORD.under(self.root, domain=domain)
 
     def patch_grid(self, domain: str) -> Path:
-        """A domain's patch footprints (GeoPackage)."""
+        """A domain's patch footprints (GeoPackage).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return PATCH_GRID.under(self.root, domain=domain)
 
     def stage_lock(self, stage: str, domain: str) -> Path:
-        """The lock file of one build step (``patch_grid``…) of a domain."""
+        """The lock file of one build step (``patch_grid``…) of a domain.
+
+        Args:
+            stage: Build step name (``patch_grid``, ``aerial_patches``…).
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return STAGE_LOCK.under(self.root, stage=stage, domain=domain)
 
     def domain_metadata(self, domain: str) -> Path:
-        """A domain's aerial metadata and class distribution (JSON)."""
+        """A domain's aerial metadata and class distribution (JSON).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return DOMAIN_METADATA.under(self.root, domain=domain)
 
     @property
@@ -327,7 +476,14 @@ class DatasetLayout:
         return DOMAIN_METADATA.all_domains().under(self.root)
 
     def domain_centroids(self, domain: str) -> Path:
-        """A domain's patch centroids in their super-area (row, col) (JSON)."""
+        """A domain's patch centroids in their super-area (row, col) (JSON).
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return DOMAIN_CENTROIDS.under(self.root, domain=domain)
 
     @property
@@ -359,6 +515,12 @@ class DatasetLayout:
 def file_prefix(template: PathTemplate) -> str:
     """The fixed start of a per-patch template's file name: ``"IMG_"`` of :data:`IMG`.
 
+    Args:
+        template: A per-patch template (``…/IMG_{patch_id}.tif``).
+
+    Returns:
+        The prefix, e.g. ``"IMG_"``.
+
     Raises:
         ValueError: The file name does not start with a fixed prefix then ``{patch_id}``.
     """
@@ -370,12 +532,26 @@ def file_prefix(template: PathTemplate) -> str:
 
 
 def img_name(patch_id: str) -> str:
-    """A patch's IMG file name, ``IMG_<patch_id>.tif``: the key of FLAIR's centroids JSON."""
+    """A patch's IMG file name, ``IMG_<patch_id>.tif``: the key of FLAIR's centroids JSON.
+
+    Args:
+        patch_id: The patch id.
+
+    Returns:
+        The file name.
+    """
     return IMG.rel.rsplit("/", 1)[-1].format(patch_id=patch_id)
 
 
 def patch_id_of(name: str) -> str:
-    """The patch id in an IMG file name or FLAIR metadata key (``IMG_<id>[.tif]``)."""
+    """The patch id in an IMG file name or FLAIR metadata key (``IMG_<id>[.tif]``).
+
+    Args:
+        name: ``IMG_<id>.tif`` or ``IMG_<id>``.
+
+    Returns:
+        The id.
+    """
     return name.removeprefix(file_prefix(IMG)).removesuffix(".tif")
 
 
@@ -411,7 +587,19 @@ def sen2_file(prefix: Path, part: str) -> Path:
 
 
 def _in_folder(template: PathTemplate, folder: Path, **fields: str) -> Path:
-    """A ``{model}/…`` template's path inside one model's folder, other fields filled."""
+    """A ``{model}/…`` template's path inside one model's folder, other fields filled.
+
+    Args:
+        template: A template starting with ``{model}/``.
+        folder: The model's folder.
+        **fields: Values of the template's other fields.
+
+    Returns:
+        The path inside `folder`.
+
+    Raises:
+        ValueError: The template is not per-model.
+    """
     head, _, rest = template.rel.partition("/")
     if head != "{model}":
         raise ValueError(f"{template.rel}: not a per-model template")
@@ -430,7 +618,15 @@ class ModelFiles:
 
     @classmethod
     def of(cls, models_root: Path, folder: str) -> ModelFiles:
-        """The files of model folder `folder` (see the model registry) under the root."""
+        """The files of model folder `folder` (see the model registry) under the root.
+
+        Args:
+            models_root: The models root (``paths.models``).
+            folder: The model's folder name (see the model registry).
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return cls(CHECKPOINTS.under(models_root, model=folder).parent)
 
     @property
@@ -487,7 +683,15 @@ class EvalFiles:
 
     @classmethod
     def of(cls, eval_root: Path, folder: str) -> EvalFiles:
-        """The evaluation files of model folder `folder` under the eval root."""
+        """The evaluation files of model folder `folder` under the eval root.
+
+        Args:
+            eval_root: The evaluation root (``paths.eval``).
+            folder: The model's folder name (see the model registry).
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return cls(METRICS.under(eval_root, model=folder).parent)
 
     @property
@@ -496,7 +700,15 @@ class EvalFiles:
         return _in_folder(PREDICTIONS, self.folder)
 
     def pred(self, domain: str, patch_id: str) -> Path:
-        """The predicted map of one test patch."""
+        """The predicted map of one test patch.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+            patch_id: Patch id (the ``<id>`` of ``IMG_<id>.tif``).
+
+        Returns:
+            The path (it may not exist yet).
+        """
         return _in_folder(PRED, self.folder, domain=domain, patch_id=patch_id)
 
     @property
@@ -526,15 +738,38 @@ class EvalFiles:
 
 
 def comparison(eval_root: Path) -> Path:
-    """``comparison.md``: one table of every evaluated model."""
+    """``comparison.md``: one table of every evaluated model.
+
+    Args:
+        eval_root: The evaluation root (``paths.eval``).
+
+    Returns:
+        Its ``comparison.md``.
+    """
     return COMPARISON.under(eval_root)
 
 
 def maps_dir(eval_root: Path) -> Path:
-    """Where the demo's large-area maps go."""
+    """Where the demo's large-area maps go.
+
+    Args:
+        eval_root: The evaluation root (``paths.eval``).
+
+    Returns:
+        The maps folder.
+    """
     return MAPS.under(eval_root)
 
 
 def map_path(maps_folder: Path, domain: str, folder: str) -> Path:
-    """The large-area map of `domain` by model folder `folder`, inside `maps_folder`."""
+    """The large-area map of `domain` by model folder `folder`, inside `maps_folder`.
+
+    Args:
+        maps_folder: The maps folder (:func:`maps_dir` or another).
+        domain: Domain id.
+        folder: The model's folder name.
+
+    Returns:
+        The map's GeoTIFF path.
+    """
     return maps_folder / MAP.rel.partition("/")[2].format(domain=domain, model=folder)

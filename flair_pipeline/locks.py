@@ -149,7 +149,8 @@ def holder_alive(record: dict[str, Any]) -> bool | None:
     try:
         proc = psutil.Process(int(record["pid"]))
         started = float(record.get("started", proc.create_time()))
-        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - started) < 1.0
+        alive: bool = proc.status() != psutil.STATUS_ZOMBIE
+        return alive and abs(proc.create_time() - started) < 1.0
     except (psutil.NoSuchProcess, ValueError, TypeError):
         return False
 
@@ -182,7 +183,20 @@ def is_held(path: Path) -> bool:
 
 
 def _flock(fd: int, path: Path, blocking: bool) -> bool:
-    """Lock `fd` (flock); False if it would block (`blocking` false); one-line errors otherwise."""
+    """Lock `fd` (flock); False if it would block (`blocking` false); one-line errors otherwise.
+
+    Args:
+        fd: Open file descriptor of the lock file.
+        path: The lock file, named in errors.
+        blocking: Wait for the lock rather than give up.
+
+    Returns:
+        True once locked; False when held elsewhere and `blocking` is false.
+
+    Raises:
+        StorageError: The file system does not support flock (ENOLCK, EOPNOTSUPP, ENOSYS).
+        OSError: Any other failure of flock, unchanged.
+    """
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except BlockingIOError:

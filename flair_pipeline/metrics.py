@@ -35,6 +35,17 @@ def confusion_matrix(
     Pixels whose truth or prediction is INVALID (255) or otherwise outside 0..n-1 are
     ignored. One bincount over ``truth * n + pred`` is ~20x faster than sklearn's
     confusion_matrix, which matters when summing tens of thousands of 512² patches.
+
+    Args:
+        truth: Merged class indices of the reference, any shape.
+        pred: Merged class indices predicted, the same number of pixels.
+        n_classes: n (13 after FLAIR's merge).
+
+    Returns:
+        int64 (n, n) pixel counts.
+
+    Raises:
+        ValueError: `truth` and `pred` hold different numbers of pixels.
     """
     t = np.asarray(truth).ravel()
     p = np.asarray(pred).ravel()
@@ -92,7 +103,22 @@ class Scores:
         per_domain: Mapping[str, tuple[np.ndarray, int]] | None = None,
         names: Sequence[str] = MERGED_NAMES,
     ) -> Scores:
-        """Scores of `matrix`; `per_domain` maps a domain to its (matrix, n_patches)."""
+        """Scores of `matrix`; `per_domain` maps a domain to its (matrix, n_patches).
+
+        Args:
+            matrix: (n, n) pixel counts, rows = truth, columns = prediction.
+            n_patches: Patches the matrix sums.
+            per_domain: Domain -> (its matrix, its patch count), for the per-domain table.
+            names: The n class names.
+
+        Returns:
+            IoU, F1, precision, recall per class, mIoU over classes 1..12 (``other``
+            excluded) and overall accuracy; NaN where undefined (a class absent from truth and
+            prediction).
+
+        Raises:
+            ValueError: `matrix` is not (n, n) for the n `names`.
+        """
         m = np.asarray(matrix, dtype=np.int64)
         if m.shape != (len(names), len(names)):
             raise ValueError(f"confusion matrix is {m.shape}, expected {len(names)} classes")
@@ -121,7 +147,12 @@ class Scores:
         )
 
     def to_dict(self) -> dict[str, object]:
-        """The metrics.json structure; NaN (undefined) becomes None (JSON null)."""
+        """The metrics.json structure; NaN (undefined) becomes None (JSON null).
+
+        Returns:
+            ``miou``, ``overall_accuracy``, ``n_patches``, ``per_class`` (IoU, F1, precision,
+            recall, support by class name) and ``per_domain``.
+        """
         return {
             "miou": _clean(self.miou),
             "overall_accuracy": _clean(self.overall_accuracy),
@@ -171,7 +202,14 @@ class ConfusionAccumulator:
             self.patches[domain] += 1
 
     def scores(self, names: Sequence[str] = MERGED_NAMES) -> Scores:
-        """Scores of everything added so far."""
+        """Scores of everything added so far.
+
+        Args:
+            names: The class names.
+
+        Returns:
+            Scores of the summed matrix, with the per-domain breakdown.
+        """
         per = {d: (m, self.patches[d]) for d, m in self.domains.items()}
         return Scores.from_confusion(
             self.total, n_patches=self.n_patches, per_domain=per, names=names
@@ -179,7 +217,14 @@ class ConfusionAccumulator:
 
 
 def domain_of(path: str | Path) -> str | None:
-    """The ``D0xx_YYYY`` folder a patch lies under (FLAIR release layout), or None."""
+    """The ``D0xx_YYYY`` folder a patch lies under (FLAIR release layout), or None.
+
+    Args:
+        path: A patch file's path.
+
+    Returns:
+        The nearest parent folder named like a domain id, or None.
+    """
     for part in reversed(PurePath(path).parts[:-1]):
         if is_domain_id(part):
             return part

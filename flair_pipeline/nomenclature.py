@@ -94,9 +94,20 @@ def merge_to_13(
     """Map FLAIR codes 1..19 to the 13 training classes 0..12.
 
     With `unlabelled_ok` (reference masks), UNLABELLED (0) becomes INVALID, which the loss
-    and the metrics ignore. Raises InputError naming `source` and the offending values if
-    any other value is not 1..19, because a silently mapped unknown code would poison
-    training and metrics.
+    and the metrics ignore.
+
+    Args:
+        codes: FLAIR codes, any shape and integer dtype.
+        source: What the codes come from (a file), named in the error.
+        unlabelled_ok: Accept 0 (unlabelled) and map it to INVALID (255).
+
+    Returns:
+        uint8 array of `codes`' shape: merged classes 0..12, or INVALID (255) for 0.
+
+    Raises:
+        InputError: A value is not 1..19 (nor 0 with `unlabelled_ok`), naming `source`
+            and up to 10 offending values: a silently mapped unknown code would poison
+            training and metrics.
     """
     arr = np.asarray(codes)
     allowed = "0..19 (0 = unlabelled)" if unlabelled_ok else "1..19"
@@ -105,7 +116,7 @@ def merge_to_13(
             bad = np.unique(arr[(arr < 1) | (arr > 19)])[:10].tolist()
             raise InputError(f"{source}: label codes must be {allowed}, found {bad}")
         arr = arr.astype(np.uint8)
-    merged = _MERGE_LUT[arr]
+    merged: np.ndarray = _MERGE_LUT[arr]
     wrong = merged == INVALID
     if unlabelled_ok and wrong.any():
         wrong &= arr != UNLABELLED
@@ -116,7 +127,11 @@ def merge_to_13(
 
 
 def colormap() -> dict[int, tuple[int, int, int, int]]:
-    """GDAL colour table for a uint8 raster of FLAIR codes (code -> RGBA)."""
+    """GDAL colour table for a uint8 raster of FLAIR codes (code -> RGBA).
+
+    Returns:
+        Code 0 -> transparent; codes 1..19 -> their FLAIR colour, opaque.
+    """
     table = {0: (0, 0, 0, 0)}
     for c in CLASSES:
         table[c.code] = (*c.rgb, 255)

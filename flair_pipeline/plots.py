@@ -46,12 +46,28 @@ def _png(fig: Figure) -> bytes:
 
 
 def markdown_image(png: bytes, alt: str = "figure") -> str:
-    """A markdown image with the PNG inlined (renders in the Dagster UI)."""
+    """A markdown image with the PNG inlined (renders in the Dagster UI).
+
+    Args:
+        png: PNG bytes.
+        alt: Alternative text.
+
+    Returns:
+        ``![alt](data:image/png;base64,…)``.
+    """
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def class_share_chart(shares: Mapping[str, float], title: str) -> bytes:
-    """Horizontal bars of class shares (%) next to FLAIR's, in FLAIR colours."""
+    """Horizontal bars of class shares (%) next to FLAIR's, in FLAIR colours.
+
+    Args:
+        shares: Merged class name -> percent of pixels.
+        title: Figure title.
+
+    Returns:
+        PNG bytes.
+    """
     names = list(FLAIR_SHARES)
     ours = [shares.get(n, 0.0) for n in names]
     fig, ax = pyplot().subplots(figsize=(6, 4))
@@ -67,7 +83,11 @@ def class_share_chart(shares: Mapping[str, float], title: str) -> bytes:
 
 
 def code_cmap() -> ListedColormap:
-    """Colour map indexed by FLAIR code 0..19 (0 = unlabelled, white)."""
+    """Colour map indexed by FLAIR code 0..19 (0 = unlabelled, white).
+
+    Returns:
+        20 colours: index 0 white, then FLAIR's colour of codes 1..19.
+    """
     from matplotlib.colors import ListedColormap
 
     colours = ["#ffffff"] + [BY_CODE[c].colour for c in range(1, 20)]
@@ -114,7 +134,16 @@ def patch_rows(rows: Sequence[Sequence[Panel]]) -> bytes:
 def patch_preview(
     images: Sequence[np.ndarray], masks: Sequence[np.ndarray], titles: Sequence[str]
 ) -> bytes:
-    """Rows of (RGB, elevation, labels) for a few patches: (5, H, W) IMG, (H, W) MSK codes."""
+    """Rows of (RGB, elevation, labels) for a few patches: (5, H, W) IMG, (H, W) MSK codes.
+
+    Args:
+        images: IMG patches (5, H, W) uint8: R, G, B, NIR, elevation.
+        masks: MSK patches (H, W), FLAIR codes.
+        titles: One title per patch.
+
+    Returns:
+        PNG bytes.
+    """
     return patch_rows(
         [
             [
@@ -130,8 +159,13 @@ def patch_preview(
 def ndvi_profiles(profiles: Mapping[str, Sequence[np.ndarray]], title: str) -> bytes:
     """NDVI through the year per class: points of every sampled pixel, median per month.
 
-    `profiles` maps a class name to one (2, T) array of (day of year, NDVI) rows per
-    sampled pixel; T differs between zones (their clear dates differ), hence a sequence.
+    Args:
+        profiles: Class name -> one (2, T) array of (day of year, NDVI) rows per sampled
+            pixel; T differs between zones (their clear dates differ), hence a sequence.
+        title: Figure title.
+
+    Returns:
+        PNG bytes.
     """
     from flair_pipeline.nomenclature import MERGED_COLOURS, MERGED_NAMES
 

@@ -132,7 +132,11 @@ class Task:
             self._log(self.line(final=True))
 
     def __enter__(self) -> Task:
-        """The task itself."""
+        """The task itself.
+
+        Returns:
+            This task, to call ``advance`` on.
+        """
         return self
 
     def __exit__(
@@ -169,7 +173,11 @@ class Progress:
         prefix: str = "",
         step: float = 5.0,
     ) -> None:
-        """See the class."""
+        """See the class.
+
+        Raises:
+            ValueError: `step` is not above 0 percent.
+        """
         if step <= 0:
             raise ValueError(f"progress step must be > 0 percent, got {step}")
         self.log, self.bar, self.prefix, self.step = log, bar, prefix, step

@@ -18,7 +18,15 @@ from flair_pipeline.errors import ConfigError
 
 
 def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 0.02}}`` -> ``{"train.lr": 0.02}`` (lists and None are leaves)."""
+    """``{"train": {"lr": 0.02}}`` -> ``{"train.lr": 0.02}`` (lists and None are leaves).
+
+    Args:
+        node: A nested mapping (a parsed YAML document).
+        prefix: Dotted key prefix of `node` (empty at the top).
+
+    Returns:
+        Dotted key -> leaf value, in the mapping's order.
+    """
     out: dict[str, Any] = {}
     for key, value in node.items():
         dotted = f"{prefix}{key}"
@@ -32,8 +40,17 @@ def flatten(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def set_args(recipe: Path, params: Path = Path("params.yaml")) -> list[str]:
     """The recipe as ``-S key=value`` arguments, in file order (no value holds a space).
 
-    Raises ConfigError naming the file when it is not a YAML mapping, and the key when
-    a value is invalid for the configuration schema (checked against `params`).
+    Args:
+        recipe: A partial params file (``recipes/*.yaml``).
+        params: The params file the recipe applies to (the schema check loads both).
+
+    Returns:
+        ``["-S", "key=value", …]`` for ``dvc exp run``, values as YAML writes them.
+
+    Raises:
+        ConfigError: Naming the file when it is unreadable or not a YAML mapping, the key
+            when a value is invalid for the configuration schema, and the pair when a
+            value holds a space.
     """
     try:
         doc = yaml.safe_load(recipe.read_text())

@@ -51,8 +51,12 @@ def add_secret(secret: str | None) -> None:
 def redact(text: str) -> str:
     """`text` with every secret replaced by ``***``.
 
-    `text` with registered secrets, bearer tokens, token fields and URL signatures
-    replaced by ``***``.
+    Args:
+        text: Any text about to be logged, stored or shown.
+
+    Returns:
+        `text` with registered secrets, bearer tokens, token fields and URL signatures
+        replaced by ``***``.
     """
     for needle in sorted(_SECRETS, key=len, reverse=True):
         if needle in text:  # a whole token only: a secret never rewrites a key name around it
@@ -81,7 +85,14 @@ class RedactingFilter(logging.Filter):
     """The same masking as a filter, for handlers built outside this process's factory."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Mask secrets in `record`'s message and arguments; always keep the record."""
+        """Mask secrets in `record`'s message and arguments; always keep the record.
+
+        Args:
+            record: The log record, modified in place.
+
+        Returns:
+            Always True: the record is kept, masked.
+        """
         _redact_record(record)
         return True
 

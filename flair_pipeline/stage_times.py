@@ -96,7 +96,11 @@ class StageClock:
             self.stages[-1].cpu_s = float(m["cpu"])
 
     def finish(self) -> list[StageTime]:
-        """Close the last stage at the current time and return every stage, in run order."""
+        """Close the last stage at the current time and return every stage, in run order.
+
+        Returns:
+            Every stage seen, its wall and CPU seconds closed.
+        """
         self._close(self.clock())
         return self.stages
 

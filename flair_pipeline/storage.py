@@ -46,12 +46,29 @@ class StorageError(FlairPipelineError):
 
 
 def is_url(root: str | Path) -> bool:
-    """True for ``scheme://…`` roots (handled by fsspec), False for local paths."""
+    """True for ``scheme://…`` roots (handled by fsspec), False for local paths.
+
+    Args:
+        root: A root of the config.
+
+    Returns:
+        Whether it is a URL (a Path never is).
+    """
     return isinstance(root, str) and bool(_URL.match(root))
 
 
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
-    """The fsspec filesystem of `url` and the path inside it (no trailing slash)."""
+    """The fsspec filesystem of `url` and the path inside it (no trailing slash).
+
+    Args:
+        url: An fsspec URL; ``s3://`` uses the project's timeouts and ``AWS_ENDPOINT_URL_S3``.
+
+    Returns:
+        (filesystem, path without protocol).
+
+    Raises:
+        StorageError: fsspec has no filesystem for the URL (unknown scheme, missing package).
+    """
     protocol = url.split("://", 1)[0].lower()
     options: dict[str, object] = {}
     if protocol in ("s3", "s3a"):
@@ -68,7 +85,15 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
 
 
 def endpoint(fs: AbstractFileSystem, url: str) -> str:
-    """Where `fs` sends requests, for error messages (the S3 endpoint, or the URL scheme)."""
+    """Where `fs` sends requests, for error messages (the S3 endpoint, or the URL scheme).
+
+    Args:
+        fs: The filesystem.
+        url: The URL it serves.
+
+    Returns:
+        The endpoint URL, or ``<scheme>://``.
+    """
     kwargs = getattr(fs, "client_kwargs", None) or {}
     found = kwargs.get("endpoint_url") or getattr(fs, "endpoint_url", None)
     if found:
@@ -82,7 +107,20 @@ def endpoint(fs: AbstractFileSystem, url: str) -> str:
 
 @contextlib.contextmanager
 def _reported(fs: AbstractFileSystem, url: str, doing: str) -> Iterator[None]:
-    """Turn any transport failure into a StorageError naming the URL and the endpoint."""
+    """Turn any transport failure into a StorageError naming the URL and the endpoint.
+
+    Args:
+        fs: The filesystem used in the block.
+        url: The URL, named in errors.
+        doing: What the block does (``listing``, ``reading …``), named in errors.
+
+    Yields:
+        Nothing; the block talks to the store.
+
+    Raises:
+        StorageError: The block failed in transport (or found nothing at the URL).
+        FlairPipelineError: The project's own errors, re-raised unchanged.
+    """
     try:
         yield
     except FlairPipelineError:
@@ -100,7 +138,14 @@ def _reported(fs: AbstractFileSystem, url: str, doing: str) -> Iterator[None]:
 
 
 def list_files(url: str) -> list[str]:
-    """Relative names of every file under `url` (empty when nothing is there)."""
+    """Relative names of every file under `url` (empty when nothing is there).
+
+    Args:
+        url: A folder URL.
+
+    Returns:
+        Sorted relative names.
+    """
     fs, root = filesystem(url)
     with _reported(fs, url, "listing"):
         if not fs.exists(root):
@@ -154,15 +199,31 @@ def domain_folders(raw_url: str) -> tuple[list[str], list[str]]:
 
 
 def list_domains(raw_url: str) -> list[str]:
-    """Domain ids with a folder under ``<raw_url>/domains`` (a local path or any URL)."""
+    """Domain ids with a folder under ``<raw_url>/domains`` (a local path or any URL).
+
+    Args:
+        raw_url: The raw root.
+
+    Returns:
+        Sorted domain ids.
+    """
     return domain_folders(raw_url)[0]
 
 
 def pull(url: str, local: Path, prefixes: Iterable[str], *, required: bool = False) -> int:
     """Copy the files under each prefix of `url` (a folder or one file) into `local`.
 
-    With `required`, a prefix with nothing under it is an InputError naming the URL.
-    Returns the number of files copied.
+    Args:
+        url: The root URL.
+        local: The local folder mirroring it.
+        prefixes: Relative prefixes (folders or files) to copy.
+        required: Refuse a prefix with nothing under it.
+
+    Returns:
+        The number of files copied.
+
+    Raises:
+        InputError: With `required`, a prefix has nothing under it, naming the URL.
     """
     fs, root = filesystem(url)
     count = 0
@@ -182,7 +243,14 @@ def pull(url: str, local: Path, prefixes: Iterable[str], *, required: bool = Fal
 
 
 def snapshot(local: Path) -> dict[str, tuple[int, int]]:
-    """(size, mtime_ns) of every file under `local`, to see later what a step changed."""
+    """(size, mtime_ns) of every file under `local`, to see later what a step changed.
+
+    Args:
+        local: A local folder (may be absent).
+
+    Returns:
+        Relative name -> (size in bytes, mtime in ns); {} without the folder.
+    """
     if not local.is_dir():
         return {}
     return {
@@ -199,8 +267,15 @@ def _publish_order(name: str) -> tuple[int, str]:
 def publish(local: Path, url: str, before: dict[str, tuple[int, int]]) -> list[str]:
     """Upload the files under `local` that are new or changed since `before`.
 
-    Hidden files (temporary names of the atomic writers) are never uploaded. Returns the
-    relative names uploaded, data first and metadata last.
+    Hidden files (temporary names of the atomic writers) are never uploaded.
+
+    Args:
+        local: The local staging folder.
+        url: The root URL uploaded to.
+        before: :func:`snapshot` of `local` before the step.
+
+    Returns:
+        The relative names uploaded, data first and metadata last.
     """
     fs, root = filesystem(url)
     now = snapshot(local)

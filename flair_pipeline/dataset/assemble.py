@@ -49,11 +49,22 @@ class SplitsReport(StageReport):
         return self.leaks
 
     def patches(self, split: str) -> int:
-        """Number of patches in `split` (``train``, ``validation`` or ``test``)."""
+        """Number of patches in `split` (``train``, ``validation`` or ``test``).
+
+        Args:
+            split: The split.
+
+        Returns:
+            Its patches over every domain.
+        """
         return sum(n for _, s, _, n in self.rows if s == split)
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Domain count, patches per split, the split table (Markdown) and splits.csv."""
+        """Domain count, patches per split, the split table (Markdown) and splits.csv.
+
+        Returns:
+            ``domains``, ``<split>_patches``, ``splits`` (Markdown), ``stale_domains``, ``path``.
+        """
         table = pd.DataFrame(list(self.rows), columns=["domain", "split", "rule", "patches"])
         return {
             "domains": len(self.rows),
@@ -64,7 +75,11 @@ class SplitsReport(StageReport):
         }
 
     def check_metadata(self) -> dict[str, JSON]:
-        """The first 20 leaks."""
+        """The first 20 leaks.
+
+        Returns:
+            ``leaks``: up to 20 lines ``<IMG key> in <domain> and <domain>``.
+        """
         return {"leaks": list(self.leaks[:20])}
 
 

@@ -123,6 +123,14 @@ def new_generation(root: str | Path, kind: str, domain: str) -> Iterator[Path]:
     layout, e.g. ``DatasetLayout(stage)``). On an exception the staging folder is deleted
     and the live generation is left untouched. An empty build (no folder under the
     staging root) swaps in an empty generation.
+
+    Args:
+        root: The live dataset root (local folder).
+        kind: The per-patch folder swapped as one generation (e.g. ``aerial``, ``labels``).
+        domain: Domain id, e.g. ``D006_2020``.
+
+    Yields:
+        The staging root: a hidden folder ``.<kind>-<domain>.<pid>-<hex>`` under `root`.
     """
     root = Path(root)
     recover(root, kind, domain)
@@ -138,7 +146,12 @@ def new_generation(root: str | Path, kind: str, domain: str) -> Iterator[Path]:
 
 
 def _swap_in(root: Path, stage: Path, kind: str, domain: str) -> None:
-    """Swap the staged ``<kind>/<domain>`` in as the live generation (two renames)."""
+    """Swap the staged ``<kind>/<domain>`` in as the live generation (two renames).
+
+    Raises:
+        StorageError: A rename or the directory fsync failed (the live folder is kept or
+            left at its old name ``_old``, recovered by the next build).
+    """
     built, live, old = stage / kind / domain, root / kind / domain, _old(root, kind, domain)
     built.mkdir(parents=True, exist_ok=True)
     live.parent.mkdir(parents=True, exist_ok=True)

@@ -109,11 +109,12 @@ def _label_decisions(inputs: DomainInputs) -> list[str]:
 def _on_cell(src: Any, bounds: tuple[float, float, float, float], size: int) -> bool:
     """Whether an open patch file lies on its grid cell: top-left corner and size."""
     res = abs(src.transform.a)
-    return (
+    on_cell: bool = (
         src.shape == (size, size)
         and abs(src.transform.c - bounds[0]) < res / 2
         and abs(src.transform.f - bounds[3]) < res / 2
     )
+    return on_cell
 
 
 @holds("aerial_patches", "label_masks", "dataset_metadata")  # reads IMG and MSK: no swap meanwhile

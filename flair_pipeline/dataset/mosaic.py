@@ -148,6 +148,12 @@ class Mosaic:
         Their extent is unknown, so it is taken from the IGN name (``dd-yyyy-xmin-ymax-…``,
         :func:`named_corner`: kilometres as IGN writes them, or metres) and the size of the
         readable tiles; a tile with another name touches everything.
+
+        Args:
+            bounds: (left, bottom, right, top), Lambert-93 m.
+
+        Returns:
+            The unreadable tiles' paths.
         """
         t = self.tiles[0].bounds
         size = (t[2] - t[0], t[3] - t[1])
@@ -157,6 +163,12 @@ class Mosaic:
         """Pixels (4, H, W) uint8 of `bounds` and a bool mask of pixels every product covers.
 
         See :meth:`read_products`; the mask is the AND of its per-product masks.
+
+        Args:
+            bounds: (left, bottom, right, top), Lambert-93 m.
+
+        Returns:
+            (pixels (4, H, W) uint8 R, G, B, NIR; bool (H, W) mask).
         """
         out, valid = self.read_products(bounds)
         return out, np.logical_and.reduce(list(valid.values()))
@@ -169,8 +181,16 @@ class Mosaic:
         value (a black or white roof pixel is data). A rescaled product's nodata is
         compared on its source values, before scaling, and its pixels there are 0 (like
         pixels outside every tile), never the scaled nodata; a valid value that scales to 0
-        stays data. Pixels a mask hides are 0 in the bands of its product. Raises
-        TileReadError naming the tile if a touching tile fails to decode.
+        stays data. Pixels a mask hides are 0 in the bands of its product.
+
+        Args:
+            bounds: (left, bottom, right, top), Lambert-93 m.
+
+        Returns:
+            (pixels (4, H, W) uint8 R, G, B, NIR; product name -> bool (H, W) mask).
+
+        Raises:
+            TileReadError: A touching tile fails to decode, naming it.
         """
         res = self.res
         assert res is not None and self.count is not None
@@ -215,7 +235,19 @@ class Mosaic:
         blank: np.ndarray,
         masks: np.ndarray | None,
     ) -> np.ndarray:
-        """Where product `name` has data in `bounds`; zeroes the pixels its masks hide."""
+        """Where product `name` has data in `bounds`; zeroes the pixels its masks hide.
+
+        Args:
+            name: The product.
+            bands: Its band indices in `out`.
+            bounds: (left, bottom, right, top), Lambert-93 m.
+            out: The pixels read (4, H, W), modified in place.
+            blank: Where every band of `out` is 0.
+            masks: Per-band dataset masks (4, H, W), or None when no tile has one.
+
+        Returns:
+            bool (H, W): where the product has data.
+        """
         plain = np.zeros(out.shape[1:], dtype=bool)  # under a tile without a mask
         masked = np.zeros(out.shape[1:], dtype=bool)  # under a tile with one
         prod = self.products[name]
@@ -238,7 +270,14 @@ class Mosaic:
         return ok
 
     def _culprit(self, bounds: Bounds) -> Path | str:
-        """The touching tile that fails to decode on its own, or the mosaic's folder."""
+        """The touching tile that fails to decode on its own, or the mosaic's folder.
+
+        Args:
+            bounds: The bounds whose read failed.
+
+        Returns:
+            The first touching tile that fails alone, else the mosaic's folder.
+        """
         for t in self.tiles_touching(bounds):
             try:
                 with rasterio.open(t.path) as src:
@@ -277,6 +316,12 @@ def named_corner(path: Path) -> tuple[float, float] | None:
     ``../shared/real-samples/ign/SOURCES.md``); the synthetic world writes metres
     (``33-2021-0500000-6400000-LA93-0M20.tif``). Lambert-93 y is 6 000–7 200 km, so a y
     below 100 000 is read as kilometres.
+
+    Args:
+        path: A tile file.
+
+    Returns:
+        (x, y) in metres, or None when the name does not follow the pattern.
     """
     parts = path.stem.split("-")
     try:

@@ -58,7 +58,17 @@ def compression_options(name: str, *, zlevel: int | None = None) -> dict[str, An
 
     `zlevel` sets deflate's ZLEVEL or zstd's ZSTD_LEVEL (IMG: 1, see IMG_ZLEVEL; GDAL's
     default ZSTD_LEVEL 9 writes a demo IMG ~3x slower for ~10 % fewer bytes,
-    docs/performance.md). Raises ValueError for a name outside COMPRESSIONS.
+    docs/performance.md).
+
+    Args:
+        name: One of ``COMPRESSIONS``.
+        zlevel: Deflate or zstd level, or None for GDAL's default.
+
+    Returns:
+        ``COMPRESS``, ``PREDICTOR`` and the level, as GDAL creation options.
+
+    Raises:
+        ValueError: `name` is not in ``COMPRESSIONS``.
     """
     if name not in COMPRESSIONS:
         raise ValueError(f"dataset.compression {name!r}: expected one of {COMPRESSIONS}")
@@ -79,7 +89,11 @@ class BuildReport:
     decisions: list[str] = field(default_factory=list)  # e.g. "dsm …: reprojected on the fly"
 
     def as_metadata(self) -> dict[str, Any]:
-        """JSON-ready summary: patches written, skipped (count, then the first 50 with reasons)."""
+        """JSON-ready summary: patches written, skipped (count, then the first 50 with reasons).
+
+        Returns:
+            ``written``, ``skipped``, ``skipped_patches`` and ``decisions``.
+        """
         return {
             "written": self.written,
             "skipped": len(self.skipped),
@@ -146,6 +160,13 @@ class _Surface:
         Voids are the source's nodata and everything outside it. The fast path (same CRS, no
         void in the window) is a resampled windowed read; otherwise GDAL's warper, which
         leaves voids out of the bilinear kernel rather than averaging -9999 into heights.
+
+        Args:
+            bounds: (left, bottom, right, top) in the target CRS (EPSG:2154).
+            shape: (height, width) in pixels.
+
+        Returns:
+            float32 (height, width) heights in metres, NaN where void.
         """
         if self.lambert93:
             win = from_bounds(*bounds, transform=self.src.transform)
@@ -159,9 +180,10 @@ class _Surface:
                     self.nodata is None
                     or not ((native == self.nodata) | ~np.isfinite(native)).any()
                 ):
-                    return self.src.read(
+                    read: np.ndarray = self.src.read(
                         1, window=win, out_shape=shape, resampling=Resampling.bilinear
                     ).astype(np.float32)
+                    return read
         out = np.full(shape, np.nan, dtype=np.float32)
         h, w = shape
         reproject(
@@ -211,7 +233,15 @@ class Elevation:
     def patch(self, bounds: Bounds, shape: tuple[int, int]) -> np.ndarray:
         """uint8 elevation above ground on the patch grid (0 where void).
 
-        Raises VoidElevationError when more than MAX_VOID_SHARE of the patch is void.
+        Args:
+            bounds: The patch's (left, bottom, right, top), EPSG:2154.
+            shape: (height, width) in pixels.
+
+        Returns:
+            uint8 (height, width): (DSM − DTM) × scale, rounded and clipped to 0..255.
+
+        Raises:
+            VoidElevationError: More than MAX_VOID_SHARE of the patch is void.
         """
         h = self._dsm.heights(bounds, shape) - self._dtm.heights(bounds, shape)
         void = np.isnan(h)
@@ -223,13 +253,25 @@ class Elevation:
             )
         if share:
             h[void] = 0.0
-        return np.clip(np.round(h * self.scale), 0, 255).astype(np.uint8)
+        height: np.ndarray = np.clip(np.round(h * self.scale), 0, 255).astype(np.uint8)
+        return height
 
     def ground(self, x: float, y: float, bounds: Bounds | None = None) -> float:
         """Terrain altitude (m) at a point, FLAIR's patch_centroid_z; never a nodata value.
 
         The DTM pixel under the point (nearest, as before); when it is void, the mean of the
-        valid DTM over `bounds` (the patch). Raises VoidElevationError when neither exists.
+        valid DTM over `bounds` (the patch).
+
+        Args:
+            x: Easting, EPSG:2154 m.
+            y: Northing, EPSG:2154 m.
+            bounds: The patch's bounds, for the fallback mean, or None.
+
+        Returns:
+            The altitude in metres.
+
+        Raises:
+            VoidElevationError: Neither the pixel nor the patch has a valid DTM value.
         """
         if self._dtm.lambert93:
             z = float(next(self._dtm.src.sample([(x, y)]))[0])
@@ -300,6 +342,9 @@ def build_aerial_patches(
     file is written, or resampled (the decision is in the report). Pixels a tile's mask
     or alpha band hides are 0. `progress` counts the patches (``<domain> IMG``). Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
     `isolate` false, InputError at the first bad patch (else it is skipped and reported).
+
+    Returns:
+        Patches written and skipped (with reasons), and the decisions taken.
     """
     codec = compression_options(compression, zlevel=IMG_ZLEVEL)
     report = BuildReport()
@@ -367,6 +412,9 @@ def build_label_masks(
     by :func:`~flair_pipeline.dataset.rasterize.read_labels` (with `layer` and `mapping`);
     `layer` names the layer of a multi-layer label file (the domain's ``labels_layer``).
     `progress` counts the patches (``<domain> MSK``).
+
+    Returns:
+        Patches written and skipped (with reasons), and the decisions taken.
     """
     from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
 
@@ -411,7 +459,14 @@ def build_label_masks(
 
 
 def unlabelled_fraction(msk: np.ndarray) -> float:
-    """Share of pixels holding 0 (no polygon covers their centre) in a MSK array."""
+    """Share of pixels holding 0 (no polygon covers their centre) in a MSK array.
+
+    Args:
+        msk: A MSK array of FLAIR codes.
+
+    Returns:
+        The share in 0..1 (0 for an empty array).
+    """
     return float(np.count_nonzero(msk == 0)) / max(msk.size, 1)
 
 
@@ -419,7 +474,16 @@ def unlabelled_fraction(msk: np.ndarray) -> float:
 def _generation(
     layout: DatasetLayout, kind: str, grid: gpd.GeoDataFrame
 ) -> Iterator[DatasetLayout]:
-    """A staging layout for the grid's domain; swapped in as ``<kind>/<domain>`` on success."""
+    """A staging layout for the grid's domain; swapped in as ``<kind>/<domain>`` on success.
+
+    Args:
+        layout: The live dataset layout.
+        kind: ``aerial`` or ``labels``.
+        grid: The patch grid written.
+
+    Yields:
+        The layout to write to: a staging one for a one-domain grid, else `layout` itself.
+    """
     domains = sorted(set(grid["domain"])) if len(grid) else []
     if len(domains) != 1:  # an empty grid or several domains: write in place
         yield layout

@@ -45,14 +45,29 @@ _CLIP_VERTICES = 256
 
 
 def _listing(ids: Any, values: Any) -> str:
-    """Features as "fid 3 (code 0), … and 4 more": enough to find them, never a flood."""
+    """Features as "fid 3 (code 0), … and 4 more": enough to find them, never a flood.
+
+    Args:
+        ids: Feature ids.
+        values: Their codes, same order.
+
+    Returns:
+        The first few as text, with how many more.
+    """
     pairs = [f"fid {i} (code {v})" for i, v in zip(list(ids)[:_MAX_LISTED], values, strict=False)]
     more = len(ids) - len(pairs)
     return ", ".join(pairs) + (f" and {more} more" if more > 0 else "")
 
 
 def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
-    """The polygonal part of `geom` (None if it has none): lines and points burn nothing."""
+    """The polygonal part of `geom` (None if it has none): lines and points burn nothing.
+
+    Args:
+        geom: Any shapely geometry.
+
+    Returns:
+        A Polygon, MultiPolygon or None.
+    """
     if geom.geom_type in ("Polygon", "MultiPolygon"):
         return None if geom.is_empty else geom
     polys = [
@@ -85,6 +100,18 @@ def read_labels(
     with no polygonal part are dropped (``attrs["dropped"]``) rather than failing a whole
     domain over a few digitising slips; codes, nulls and a missing CRS are errors because
     no repair would be right.
+
+    Args:
+        path: The label file.
+        layer: The layer to read, or None for the rule above.
+        mapping: A mapping from another nomenclature, or None.
+
+    Returns:
+        The polygons with a uint8 ``code`` (1..19), in the file's CRS, indexed by fid.
+
+    Raises:
+        InputError: The file is missing or unreadable, has no CRS, no usable layer, or
+            null or out-of-range codes (the features listed by fid).
     """
     path = Path(path)
     if not path.exists():
@@ -157,7 +184,15 @@ def read_labels(
 
 
 def _grid_bounds(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    """(xmin, ymin, xmax, ymax) of a grid, from its four corners (any affine transform)."""
+    """(xmin, ymin, xmax, ymax) of a grid, from its four corners (any affine transform).
+
+    Args:
+        transform: The grid's affine transform.
+        shape: (height, width) in pixels.
+
+    Returns:
+        The bounds in the transform's CRS units.
+    """
     h, w = shape
     xs, ys = zip(*(transform * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
     return min(xs), min(ys), max(xs), max(ys)
@@ -173,6 +208,14 @@ def _clip_large(
     clipping them costs more than it saves and moves edges by an ulp, which can flip a pixel
     centre lying exactly on an edge. Pixel centres lie inside the grid, so what they see of
     a clipped polygon is unchanged.
+
+    Args:
+        geoms: The candidate polygons.
+        bounds: The grid's bounds.
+        transform: The grid's transform (its pixel size sets the margin).
+
+    Returns:
+        The polygons, the large ones clipped, same order and length.
     """
     large = shapely.get_num_coordinates(geoms) > _CLIP_VERTICES
     if not large.any():
@@ -205,14 +248,30 @@ class LabelIndex:
     def from_file(
         cls, path: str | Path, layer: str | None = None, mapping: LabelMapping | None = None
     ) -> LabelIndex:
-        """Read, check and index a label file (see :func:`read_labels`)."""
+        """Read, check and index a label file (see :func:`read_labels`).
+
+        Args:
+            path: The label file.
+            layer: The layer, or None.
+            mapping: A nomenclature mapping, or None.
+
+        Returns:
+            The index over the checked labels.
+        """
         return cls(read_labels(path, layer, mapping), source=str(path))
 
     def __len__(self) -> int:
         return len(self.geoms)
 
     def _transformers(self, crs: Any) -> tuple[Transformer, Transformer] | None:
-        """(grid -> labels, labels -> grid), or None when no reprojection is needed; cached."""
+        """(grid -> labels, labels -> grid), or None when no reprojection is needed; cached.
+
+        Args:
+            crs: The grid's CRS, or None (taken as the labels').
+
+        Returns:
+            The two pyproj transformers, or None.
+        """
         key = crs if isinstance(crs, str) else crs.to_wkt()
         if key not in self._to_grid:
             grid = normalize_crs(crs)
@@ -226,7 +285,14 @@ class LabelIndex:
         return self._to_grid[key]
 
     def candidates(self, bounds: tuple[float, float, float, float]) -> np.ndarray:
-        """Indices (in feature order) of the polygons intersecting `bounds` (labels' CRS)."""
+        """Indices (in feature order) of the polygons intersecting `bounds` (labels' CRS).
+
+        Args:
+            bounds: (left, bottom, right, top) in the labels' CRS.
+
+        Returns:
+            Sorted int indices.
+        """
         hits = self.tree.query(shapely.box(*bounds), predicate="intersects")
         hits.sort()
         return hits
@@ -237,6 +303,14 @@ class LabelIndex:
         `crs` is the grid's CRS; when it differs from the labels', the polygons near the
         grid are reprojected to it. Where polygons overlap, the later feature wins, so the
         result depends only on the file and is byte-identical across runs.
+
+        Args:
+            transform: The grid's affine transform.
+            shape: (height, width) in pixels.
+            crs: The grid's CRS (None: the labels').
+
+        Returns:
+            uint8 (height, width) FLAIR codes.
         """
         bounds = _grid_bounds(transform, shape)
         tr = None if crs is None else self._transformers(crs)
@@ -270,6 +344,19 @@ def rasterize_like(
     The output is single-band uint8 with FLAIR's colour map, written atomically. Its CRS is
     the image's, normalised (a Lambert-93 LOCAL_CS is written as EPSG:2154). A grid no
     polygon touches is an error: an all-zero MSK almost always means the wrong file or CRS.
+
+    Args:
+        labels_path: The label file.
+        like_path: The image whose grid the MSK takes.
+        out_path: The MSK written.
+        layer: The label layer, or None.
+
+    Returns:
+        `out_path` as a Path.
+
+    Raises:
+        InputError: The image is missing, unreadable or without a CRS, the labels are
+            refused (see :func:`read_labels`), or no polygon touches the grid.
     """
     like_path = Path(like_path)
     if not like_path.exists():

@@ -36,7 +36,7 @@ class SamplingReport:
     """Why candidates were kept or rejected."""
 
     candidates: int = 0
-    rejected: Counter = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
     selected: int = 0
     unreadable: list[str] = field(default_factory=list)  # "patch id: reason", skipped
     #: ortho product -> candidates rejected because it alone does not cover them
@@ -44,12 +44,30 @@ class SamplingReport:
 
 
 def patch_id(domain: DomainId, row: int, col: int) -> str:
-    """Stable id unique across domains: département, 2-digit year, lattice row and column."""
+    """Stable id unique across domains: département, 2-digit year, lattice row and column.
+
+    Args:
+        domain: The domain.
+        row: Lattice row from the mosaic's top.
+        col: Lattice column from the mosaic's left.
+
+    Returns:
+        13 digits: ``DDDYYRRRRCCCC``.
+    """
     return f"{domain.department:03d}{domain.year % 100:02d}{row:04d}{col:04d}"
 
 
 def _class_areas(labels: gpd.GeoDataFrame, tree: shapely.STRtree, boxes: np.ndarray) -> np.ndarray:
-    """(n_boxes, 13) area of each merged class inside each box."""
+    """(n_boxes, 13) area of each merged class inside each box.
+
+    Args:
+        labels: Label polygons (column ``code``, FLAIR codes 1..19), EPSG:2154.
+        tree: Spatial index of their geometries.
+        boxes: Candidate patch boxes.
+
+    Returns:
+        float64 (n_boxes, 13) areas in m².
+    """
     merged = merge_to_13(labels["code"].to_numpy(), source="labels")
     geoms = labels.geometry.values
     out = np.zeros((len(boxes), N_CLASSES_MERGED))
@@ -61,7 +79,15 @@ def _class_areas(labels: gpd.GeoDataFrame, tree: shapely.STRtree, boxes: np.ndar
 
 
 def _balanced(areas: np.ndarray, n: int) -> np.ndarray:
-    """Greedy choice of `n` rows of `areas` whose summed shares are closest to FLAIR's."""
+    """Greedy choice of `n` rows of `areas` whose summed shares are closest to FLAIR's.
+
+    Args:
+        areas: (n, 13) class areas of the candidates.
+        n: Patches wanted.
+
+    Returns:
+        The chosen row indices, sorted.
+    """
     target = np.asarray(list(FLAIR_SHARES.values())) / 100.0
     shares = areas / np.maximum(areas.sum(1, keepdims=True), 1e-9)
     chosen: list[int] = []
@@ -113,8 +139,20 @@ def sample_patches(
     A candidate is rejected when more than ``cfg.max_nodata_fraction`` of it is not
     covered by every ortho product (nodata, masked, no tile; counted under
     ``ortho product <name> missing`` when one product alone lacks it, with the patch ids
-    in ``product_missing``), or not covered by labels.
-    """
+    in ``product_missing``), or not covered by labels. An unreadable tile rejects the
+    candidates it touches (``unreadable tile``) rather than failing the domain.
+
+    Args:
+        domain: Domain id.
+        mosaic: The domain's ortho mosaic.
+        labels: Label polygons (column ``code``), EPSG:2154.
+        cfg: The ``sampling`` section.
+
+    Returns:
+        (patch boxes (EPSG:2154) with ``patch_id``, ``domain``, ``zone``, lattice
+        ``row``/``col``, centroids, valid and labelled fractions and the share of each
+        merged class ``class_<k>``; the counts of candidates and rejections).
+    """  # noqa: DOC501 (TileReadError is raised and caught inside)
     did = DomainId.parse(domain)
     res = mosaic.res or cfg.resolution
     size_m = cfg.patch_size * res
@@ -204,7 +242,15 @@ def sample_patches(
 
 
 def write_patch_grid(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
-    """Save the patch grid as a GeoPackage (layer ``patches``), atomically, reproducibly."""
+    """Save the patch grid as a GeoPackage (layer ``patches``), atomically, reproducibly.
+
+    Args:
+        gdf: The patch grid.
+        path: The GeoPackage written.
+
+    Returns:
+        `path` as a Path.
+    """
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_DATE})
     with atomic_path(path) as tmp:
         tmp.unlink()
@@ -213,5 +259,12 @@ def write_patch_grid(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
 
 
 def read_patch_grid(path: str | Path) -> gpd.GeoDataFrame:
-    """Load a patch grid written by :func:`write_patch_grid`."""
+    """Load a patch grid written by :func:`write_patch_grid`.
+
+    Args:
+        path: A patch-grid GeoPackage.
+
+    Returns:
+        The grid, as written.
+    """
     return gpd.read_file(path, layer="patches")

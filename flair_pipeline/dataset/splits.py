@@ -19,7 +19,19 @@ def _hash_unit(salt: str, domain: str) -> float:
 
 
 def assign_split(domain: str, cfg: SplitConfig) -> tuple[Split, str]:
-    """The split of one domain and the rule that decided it."""
+    """The split of one domain and the rule that decided it.
+
+    Args:
+        domain: Domain id, e.g. ``D006_2020``.
+        cfg: The ``split`` section: explicit mapping, ratios and hash salt.
+
+    Returns:
+        (split, rule): ``official`` for FLAIR's own domains, ``mapping`` for
+        ``split.mapping``, else ``hash`` (a salted hash of the id against the ratios).
+
+    Raises:
+        FlairPipelineError: ``split.mapping`` puts an official domain in another split.
+    """
     did = DomainId.parse(domain)
     official = did.official_split
     mapped = cfg.mapping.get(domain)
@@ -41,12 +53,28 @@ def assign_split(domain: str, cfg: SplitConfig) -> tuple[Split, str]:
 
 
 def assign_splits(domains: Iterable[str], cfg: SplitConfig) -> dict[str, tuple[Split, str]]:
-    """Splits of all domains, sorted by id."""
+    """Splits of all domains, sorted by id.
+
+    Args:
+        domains: Domain ids (duplicates ignored).
+        cfg: The ``split`` section.
+
+    Returns:
+        Domain id -> (split, rule), see :func:`assign_split`.
+    """
     return {d: assign_split(d, cfg) for d in sorted(set(domains))}
 
 
 def write_splits(assignment: Mapping[str, tuple[Split, str]], path: str | Path) -> Path:
-    """Write ``splits.csv`` (domain, split, rule), atomically."""
+    """Write ``splits.csv`` (domain, split, rule), atomically.
+
+    Args:
+        assignment: Domain id -> (split, rule).
+        path: The CSV written.
+
+    Returns:
+        `path` as a Path.
+    """
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["domain", "split", "rule"])
@@ -56,7 +84,17 @@ def write_splits(assignment: Mapping[str, tuple[Split, str]], path: str | Path) 
 
 
 def read_splits(path: str | Path) -> dict[str, Split]:
-    """Read ``splits.csv``; a domain listed twice is an error (split leakage)."""
+    """Read ``splits.csv``; a domain listed twice is an error (split leakage).
+
+    Args:
+        path: A ``splits.csv`` (columns ``domain``, ``split``, ``rule``).
+
+    Returns:
+        Domain id -> split.
+
+    Raises:
+        FlairPipelineError: A domain is listed in two splits.
+    """
     out: dict[str, Split] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):

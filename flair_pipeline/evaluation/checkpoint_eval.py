@@ -118,7 +118,8 @@ def predict_codes(
         logits = inf.module(batch)["logits"].float()
     if tuple(logits.shape[-2:]) != size:
         logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    return (logits.argmax(1) + 1).to(torch.uint8).cpu().numpy()
+    codes: np.ndarray = (logits.argmax(1) + 1).to(torch.uint8).cpu().numpy()
+    return codes
 
 
 def evaluate_checkpoint(

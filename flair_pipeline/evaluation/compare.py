@@ -67,7 +67,11 @@ class ComparisonReport(StageReport):
     path: str
 
     def as_metadata(self) -> dict[str, JSON]:
-        """The table (Markdown) and its file."""
+        """The table (Markdown) and its file.
+
+        Returns:
+            ``table`` (the Markdown comparison) and ``path`` (where it was written).
+        """
         return {"table": self.table, "path": self.path}
 
 

@@ -50,7 +50,15 @@ class S2Windows:
         self.std = torch.tensor(norm.s2_std).view(1, 1, -1, 1, 1)
 
     def __call__(self, windows: Sequence[PatchWindow]) -> Mapping[str, torch.Tensor]:
-        """``s2`` (N, T, 10, w, w), ``dates`` (N, T) and ``pad_mask`` (N, T) around each window."""
+        """``s2`` (N, T, 10, w, w), ``dates`` (N, T) and ``pad_mask`` (N, T) around each window.
+
+        Args:
+            windows: The batch's windows (bounds in Lambert-93, m).
+
+        Returns:
+            The windows' series cut around each centre, preprocessed as in training, collated
+            (padded to the longest T) and normalised with the checkpoint's S2 statistics.
+        """
         samples = []
         w = self.opts.window
         for pw in windows:
@@ -72,6 +80,16 @@ def s2_windows_from_config(
 
     The provider is the one `cfg.sentinel2` names; relative paths of the config are resolved
     against `base`, the catalog defaulting to <paths.raw>/sentinel2.
+
+    Args:
+        inf: The loaded checkpoint (S2 options and statistics).
+        image: The ortho as predict_map takes it (file, .vrt or folder).
+        year: The year of the series.
+        cfg: The pipeline config.
+        base: Folder against which the config's relative paths are resolved.
+
+    Returns:
+        Windows over the image's bounds, fetched once from the provider.
     """
     from flair_pipeline.layout import RawLayout
     from flair_pipeline.sentinel2.factory import make_provider
@@ -102,7 +120,14 @@ class MetaWindows:
         self.facts = dict(facts)
 
     def __call__(self, windows: Sequence[PatchWindow]) -> Mapping[str, torch.Tensor]:
-        """``meta`` (N, encoding dim) float32: each window's centroid (Lambert-93, m) and the facts."""
+        """``meta`` (N, encoding dim) float32: each window's centroid (Lambert-93, m) and the facts.
+
+        Args:
+            windows: The batch's windows (bounds in Lambert-93, m).
+
+        Returns:
+            The encoded metadata as the checkpoint's encoding makes it.
+        """
         records = []
         for pw in windows:
             x0, y0, x1, y1 = pw.bounds
@@ -113,7 +138,15 @@ class MetaWindows:
 
 
 def check_lambert93(crs: Any, what: str) -> None:
-    """Sentinel-2 grids are built in EPSG:2154: the image must be in it too."""
+    """Sentinel-2 grids are built in EPSG:2154: the image must be in it too.
+
+    Args:
+        crs: The image's CRS.
+        what: The image, named in the error.
+
+    Raises:
+        InputError: `crs` is not Lambert-93 in any of its forms.
+    """
     from flair_pipeline.geo.crs import same_crs
 
     if not same_crs(crs, "EPSG:2154"):
@@ -121,7 +154,14 @@ def check_lambert93(crs: Any, what: str) -> None:
 
 
 def image_bounds(image: Any) -> tuple[tuple[float, float, float, float], Any]:
-    """(bounds, crs) of an image given as predict_map takes it (file, .vrt or folder)."""
+    """(bounds, crs) of an image given as predict_map takes it (file, .vrt or folder).
+
+    Args:
+        image: A file, a .vrt or a folder of tiles.
+
+    Returns:
+        (left, bottom, right, top) in the image's CRS units, and that CRS.
+    """
     from flair_pipeline.evaluation.raster_input import ImageSource
 
     with ImageSource(image) as src:

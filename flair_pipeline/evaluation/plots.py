@@ -23,14 +23,29 @@ def row_normalised(matrix: np.ndarray) -> np.ndarray:
     """Each row divided by its sum (the share of a true class going to each prediction).
 
     Rows of absent classes stay 0 instead of NaN so the figure shows them as empty.
+
+    Args:
+        matrix: (n, n) pixel counts, rows = truth, columns = prediction.
+
+    Returns:
+        float64 (n, n), each row summing to 1 (or all 0).
     """
     m = np.asarray(matrix, dtype=np.float64)
     sums = m.sum(axis=1, keepdims=True)
-    return np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+    shares: np.ndarray = np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
+    return shares
 
 
 def confusion_png(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> bytes:
-    """Row-normalised confusion matrix with class names on both axes, shares annotated."""
+    """Row-normalised confusion matrix with class names on both axes, shares annotated.
+
+    Args:
+        matrix: (n, n) pixel counts, rows = truth, columns = prediction.
+        names: The n class names, in index order.
+
+    Returns:
+        PNG bytes.
+    """
     norm = row_normalised(matrix)
     n = len(names)
     fig, ax = plt.subplots(figsize=(0.55 * n + 2.5, 0.55 * n + 1.5))
@@ -61,7 +76,15 @@ def confusion_png(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> by
 
 
 def confusion_csv(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> str:
-    r"""Raw pixel counts as CSV: header ``truth\pred,<names>``, one row per true class."""
+    r"""Raw pixel counts as CSV: header ``truth\pred,<names>``, one row per true class.
+
+    Args:
+        matrix: (n, n) pixel counts, rows = truth, columns = prediction.
+        names: The n class names, in index order.
+
+    Returns:
+        The CSV text, integer counts.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["truth\\pred", *names])
@@ -71,7 +94,14 @@ def confusion_csv(matrix: np.ndarray, names: Sequence[str] = MERGED_NAMES) -> st
 
 
 def per_domain_csv(scores: Scores) -> str:
-    """One row per domain: patches, mIoU, overall accuracy, IoU per class (empty if undefined)."""
+    """One row per domain: patches, mIoU, overall accuracy, IoU per class (empty if undefined).
+
+    Args:
+        scores: Scores with their per-domain breakdown.
+
+    Returns:
+        The CSV text, scores with 6 decimals.
+    """
 
     def cell(x: float) -> str:
         return "" if np.isnan(x) else f"{x:.6f}"
@@ -87,11 +117,19 @@ def per_domain_csv(scores: Scores) -> str:
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 from a (bands, H, W) image, stretched per band when it is dark."""
+    """(H, W, 3) uint8 from a (bands, H, W) image, stretched per band when it is dark.
+
+    Args:
+        image: (bands, H, W), first three bands R, G, B.
+
+    Returns:
+        float32 (H, W, 3) in 0..1, stretched between the 1st and 99th percentiles.
+    """
     rgb = np.moveaxis(np.asarray(image)[:3], 0, -1).astype(np.float32)
     lo, hi = np.percentile(rgb, 1), np.percentile(rgb, 99)
     span = hi - lo if hi - lo >= 1.0 else 1.0  # max(hi - lo, 1.0), types kept
-    return np.clip((rgb - lo) / span, 0, 1)
+    stretched: np.ndarray = np.clip((rgb - lo) / span, 0, 1)
+    return stretched
 
 
 def patch_figure(
@@ -100,7 +138,17 @@ def patch_figure(
     preds: Sequence[np.ndarray],
     ids: Sequence[str],
 ) -> bytes:
-    """Rows of (RGB image | truth | prediction) in FLAIR colours; maps hold codes 1..19."""
+    """Rows of (RGB image | truth | prediction) in FLAIR colours; maps hold codes 1..19.
+
+    Args:
+        images: IMG patches (bands, H, W), R, G, B first.
+        truths: MSK codes (H, W).
+        preds: Predicted codes (H, W).
+        ids: Patch ids, one per row.
+
+    Returns:
+        PNG bytes.
+    """
     return patch_rows(
         [
             [

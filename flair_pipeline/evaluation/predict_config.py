@@ -118,7 +118,16 @@ class PredictConfig(BaseModel):
         return cls(**{**fields, **options})
 
     def build(self, model: torch.nn.Module, extra_inputs: ExtraInputs | None = None) -> Predictor:
-        """A predictor running `model` (and its extra inputs, e.g. Sentinel-2 windows)."""
+        """A predictor running `model` (and its extra inputs, e.g. Sentinel-2 windows).
+
+        Args:
+            model: The trained network, already on its device.
+            extra_inputs: What the model needs besides the image (Sentinel-2 windows, aerial
+                metadata), or None for an image-only model.
+
+        Returns:
+            A predictor holding this configuration (window size, overlap, batch size).
+        """
         return Predictor(self, model, extra_inputs)
 
 

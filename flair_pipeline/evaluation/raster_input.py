@@ -59,6 +59,12 @@ def _alpha_band(src: rasterio.DatasetReader) -> int | None:
 
     GDAL itself takes an alpha band as the mask only for 2- and 4-band files; a 5-band
     R, G, B, NIR + alpha ortho declares its mask just as explicitly.
+
+    Args:
+        src: An open raster.
+
+    Returns:
+        The 1-based band index, or None.
     """
     return next((i for i, c in enumerate(src.colorinterp, 1) if c == ColorInterp.alpha), None)
 
@@ -126,6 +132,14 @@ def mask_mode(
 def read_valid_of(src: rasterio.DatasetReader, mode: MaskMode, win: Window) -> np.ndarray:
     """(h, w) bool, True where `src` holds data in `win`, by its :class:`MaskMode`.
 
+    Args:
+        src: An open raster.
+        mode: How `src` declares its voids.
+        win: The window read.
+
+    Returns:
+        bool (h, w).
+
     Raises:
         InputError: GDAL cannot read the mask.
     """
@@ -162,10 +176,20 @@ def _tiles(image: Path | Sequence[Path]) -> list[Path]:
 
 
 def mosaic_vrt(tiles: Sequence[Path]) -> str:
-    """VRT XML assembling aligned tiles into one image; InputError naming a misfit tile.
+    """VRT XML assembling aligned tiles into one image.
 
     The same reader as the dataset build's (:func:`flair_pipeline.geo.raster_vrt.build_vrt`)
     with every band of the tiles kept and any common CRS accepted.
+
+    Args:
+        tiles: The tiles (GeoTIFF, JPEG 2000, …), all bands kept.
+
+    Returns:
+        The VRT document as text.
+
+    Raises:
+        InputError: A tile that does not fit the others (CRS, resolution, bands, grid),
+            naming it.
     """
     with _open(Path(tiles[0])) as src:
         count = src.count
@@ -219,7 +243,14 @@ class ImageSource:
         self._stack.close()
 
     def check(self, bands: int) -> None:
-        """InputError unless the image has at least `bands` uint8 bands."""
+        """InputError unless the image has at least `bands` uint8 bands.
+
+        Args:
+            bands: Bands the model reads (R, G, B, NIR[, elevation]).
+
+        Raises:
+            InputError: Fewer bands, or bands not uint8, naming the file.
+        """
         if self.count < bands:
             raise InputError(
                 f"{self.path}: {self.count} band(s), the model needs {bands} "
@@ -251,6 +282,15 @@ class ImageSource:
         holds it), a per-dataset mask band or an alpha band (0 = void), as rasterio's
         ``dataset_mask`` reads them; for a folder or list of tiles, each tile's own mask,
         and pixels no tile covers (and pixels outside the image) are void.
+
+        Args:
+            row: Top row of the window, image pixels (may be negative).
+            col: Left column (may be negative).
+            height: Window height, pixels.
+            width: Window width, pixels.
+
+        Returns:
+            bool (height, width).
         """
         out = np.zeros((height, width), dtype=bool)
         r0, c0 = max(row, 0), max(col, 0)
@@ -279,7 +319,21 @@ class ImageSource:
         return out
 
     def read(self, row: int, col: int, height: int, width: int, bands: int) -> np.ndarray:
-        """(bands, height, width) uint8; pixels outside the image are 0."""
+        """(bands, height, width) uint8; pixels outside the image are 0.
+
+        Args:
+            row: Top row of the window, image pixels (may be negative).
+            col: Left column (may be negative).
+            height: Window height, pixels.
+            width: Window width, pixels.
+            bands: Bands read, from the first.
+
+        Returns:
+            uint8 (bands, height, width).
+
+        Raises:
+            InputError: GDAL cannot decode the window, naming the file and the window.
+        """
         out = np.zeros((bands, height, width), dtype=np.uint8)
         r0, c0 = max(row, 0), max(col, 0)
         r1, c1 = min(row + height, self.height), min(col + width, self.width)
@@ -293,7 +347,14 @@ class ImageSource:
         return out
 
     def _tile(self, t: TileFacts) -> rasterio.DatasetReader:
-        """An open handle on a tile, for its mask (the least recently used is closed)."""
+        """An open handle on a tile, for its mask (the least recently used is closed).
+
+        Args:
+            t: A tile of the image.
+
+        Returns:
+            Its open dataset (kept open for the next windows).
+        """
         src = self._tile_srcs.pop(t.path, None) or _open(t.path)
         self._tile_srcs[t.path] = src
         while len(self._tile_srcs) > _OPEN_TILES:
@@ -308,7 +369,17 @@ class ImageSource:
     def bounds_of(
         self, row: int, col: int, height: int, width: int
     ) -> tuple[float, float, float, float]:
-        """Extent (left, bottom, right, top, in the image CRS) of a pixel window."""
+        """Extent (left, bottom, right, top, in the image CRS) of a pixel window.
+
+        Args:
+            row: Top row, image pixels.
+            col: Left column.
+            height: Window height, pixels.
+            width: Window width, pixels.
+
+        Returns:
+            (left, bottom, right, top).
+        """
         left, bottom, right, top = window_bounds(Window(col, row, width, height), self.transform)
         return (left, bottom, right, top)
 
@@ -348,5 +419,15 @@ class ElevationSource:
         self._elev.close()
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
-        """(height, width) uint8 elevation band for a pixel window of the image."""
+        """(height, width) uint8 elevation band for a pixel window of the image.
+
+        Args:
+            row: Top row, image pixels.
+            col: Left column.
+            height: Window height, pixels.
+            width: Window width, pixels.
+
+        Returns:
+            uint8 (height, width): (DSM − DTM) × scale, rounded and clipped to 0..255.
+        """
         return self._elev.patch(self.image.bounds_of(row, col, height, width), (height, width))

@@ -40,7 +40,16 @@ _MAX_NAMED = 5
 def find_patches(root: str | Path, prefixes: tuple[str, ...], kind: str) -> dict[str, Path]:
     """Map patch id -> file for every ``<prefix><id>.tif`` under `root`, recursively.
 
-    Raises InputError if `root` is not a folder, holds no such file, or holds one id twice.
+    Args:
+        root: The folder searched.
+        prefixes: File-name prefixes, e.g. ``("MSK_",)``.
+        kind: What the files are (``label``, ``prediction``), named in errors.
+
+    Returns:
+        Patch id (the name without prefix and ``.tif``) -> file.
+
+    Raises:
+        InputError: `root` is not a folder, holds no such file, or holds one id twice.
     """
     root = Path(root)
     if not root.is_dir():
@@ -63,7 +72,20 @@ def find_patches(root: str | Path, prefixes: tuple[str, ...], kind: str) -> dict
 
 
 def _read_pair(label: Path, pred: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Merged class indices of a (label, prediction) pair checked to share one grid."""
+    """Merged class indices of a (label, prediction) pair checked to share one grid.
+
+    Args:
+        label: An MSK file (FLAIR codes, 0 = unlabelled).
+        pred: Its prediction (FLAIR codes 1..19), one band.
+
+    Returns:
+        (truth, prediction) merged class indices (H, W) uint8; unlabelled truth and
+        prediction pixels the file declares void (nodata or mask) are INVALID.
+
+    Raises:
+        InputError: The prediction has several bands, is not on the label's grid, either
+            file is unreadable, or a code is outside FLAIR's.
+    """
     try:
         with rasterio.open(label) as lsrc, rasterio.open(pred) as psrc:
             if psrc.count != 1:
@@ -94,7 +116,19 @@ def evaluate(
     `domains` maps a patch id to its domain; without it the domain is the ``D0xx_YYYY``
     folder of the label (or else of the prediction) path. Predictions without a label are
     ignored (a map may cover more than the test set); labels without a prediction are not.
-    `progress` counts the patches scored.
+
+    Args:
+        predictions: Folder of ``PRED_<id>.tif`` files.
+        labels: Folder of ``MSK_<id>.tif`` files.
+        domains: Patch id -> domain id, or None.
+        progress: Counts the patches scored.
+
+    Returns:
+        FLAIR's scores from the confusion matrix summed over every patch, and per domain.
+
+    Raises:
+        InputError: A labelled patch has no prediction (the first ones named), or see
+            :func:`find_patches` and the pair reader.
     """
     label_files = find_patches(labels, LABEL_PREFIXES, "label")
     pred_files = find_patches(predictions, PREDICTION_PREFIXES, "prediction")
@@ -116,26 +150,58 @@ def evaluate(
 
 
 def write_metrics(scores: Scores, out: str | Path) -> Path:
-    """Write metrics.json atomically (strict JSON: undefined values are null)."""
+    """Write metrics.json atomically (strict JSON: undefined values are null).
+
+    Args:
+        scores: The scores.
+        out: The metrics.json written.
+
+    Returns:
+        `out` as a Path.
+    """
     return write_text(out, json.dumps(scores.to_dict(), indent=2, allow_nan=False) + "\n")
 
 
 def write_text(out: str | Path, text: str) -> Path:
-    """Write a small text artifact atomically."""
+    """Write a small text artifact atomically.
+
+    Args:
+        out: The file written.
+        text: Its content (UTF-8).
+
+    Returns:
+        `out` as a Path.
+    """
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(out)
 
 
 def write_bytes(out: str | Path, data: bytes) -> Path:
-    """Write a small binary artifact (a PNG) atomically."""
+    """Write a small binary artifact (a PNG) atomically.
+
+    Args:
+        out: The file written.
+        data: Its content.
+
+    Returns:
+        `out` as a Path.
+    """
     with atomic_path(out) as tmp:
         tmp.write_bytes(data)
     return Path(out)
 
 
 def format_scores(scores: Scores) -> str:
-    """A plain-text table for the terminal: per-class IoU/F1 and the headline numbers."""
+    """A plain-text table for the terminal: per-class IoU/F1 and the headline numbers.
+
+    Args:
+        scores: The scores.
+
+    Returns:
+        The table: IoU, F1 and support per class, then mIoU, overall accuracy and
+        patches, then one line per domain.
+    """
 
     def f(x: float) -> str:
         return "   -  " if np.isnan(x) else f"{x:6.4f}"

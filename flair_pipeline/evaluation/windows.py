@@ -34,7 +34,18 @@ class PatchWindow:
 
 
 def stride_for(patch_size: int, overlap: float) -> int:
-    """Step between windows for an overlap given as a fraction of the patch (0 <= o < 1)."""
+    """Step between windows for an overlap given as a fraction of the patch (0 <= o < 1).
+
+    Args:
+        patch_size: Window side, pixels.
+        overlap: Overlap between neighbouring windows, fraction of `patch_size`.
+
+    Returns:
+        The stride in pixels, at least 1.
+
+    Raises:
+        ValueError: `overlap` is not in [0, 1).
+    """
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     return max(1, round(patch_size * (1.0 - overlap)))
@@ -45,6 +56,14 @@ def starts(length: int, size: int, stride: int) -> list[int]:
 
     Shifting the last window back (instead of padding past the edge) keeps every window
     on real pixels; an axis shorter than `size` gets one window at 0 (read padded).
+
+    Args:
+        length: Image size along the axis, pixels.
+        size: Window size, pixels.
+        stride: Step between windows, pixels.
+
+    Returns:
+        Increasing offsets; ``[0]`` when `length` <= `size`.
     """
     if length <= size:
         return [0]
@@ -60,6 +79,13 @@ def ramp(size: int, margin: int) -> np.ndarray:
     single window still get a prediction; and for two windows overlapping by exactly
     `margin` the two ramps sum to 1, a partition of unity (pixels are normalised by the
     summed weight anyway, for the flush-shifted last windows).
+
+    Args:
+        size: Window size, pixels.
+        margin: Ramp length at each end, pixels (0: flat).
+
+    Returns:
+        float32 (size,) weights in (0, 1].
     """
     if margin <= 0:
         return np.ones(size, dtype=np.float32)
@@ -68,22 +94,56 @@ def ramp(size: int, margin: int) -> np.ndarray:
 
 
 def weight_window(patch_size: int, stride: int) -> np.ndarray:
-    """2-D blending weight (patch_size, patch_size): the outer product of two ramps."""
+    """2-D blending weight (patch_size, patch_size): the outer product of two ramps.
+
+    Args:
+        patch_size: Window side, pixels.
+        stride: Step between windows (the ramps span the overlap ``patch_size - stride``).
+
+    Returns:
+        float32 (patch_size, patch_size) weights.
+    """
     r = ramp(patch_size, patch_size - stride)
     return np.outer(r, r)
 
 
 def stripes(width: int, stripe_width: int) -> list[tuple[int, int]]:
-    """Column ranges [c0, c1) processed one after the other to bound memory in width."""
+    """Column ranges [c0, c1) processed one after the other to bound memory in width.
+
+    Args:
+        width: Image width, pixels.
+        stripe_width: Columns per stripe.
+
+    Returns:
+        Consecutive (c0, c1) ranges covering 0..width.
+    """
     return [(c0, min(c0 + stripe_width, width)) for c0 in range(0, width, stripe_width)]
 
 
 def patch_window(row: int, col: int, size: int, transform: Affine) -> PatchWindow:
-    """A PatchWindow with its extent computed from the image transform."""
+    """A PatchWindow with its extent computed from the image transform.
+
+    Args:
+        row: Top row of the window, pixels.
+        col: Left column, pixels.
+        size: Window side, pixels.
+        transform: The image's affine transform.
+
+    Returns:
+        The window and its bounds (left, bottom, right, top) in the image's CRS.
+    """
     b = window_bounds(Window(col, row, size, size), transform)
     return PatchWindow(row, col, size, (b[0], b[1], b[2], b[3]))
 
 
 def floor_to(value: int, block: int) -> int:
-    """`value` rounded down to a multiple of `block`."""
+    """`value` rounded down to a multiple of `block`.
+
+    Args:
+        value: A non-negative integer.
+        block: The block size.
+
+    Returns:
+        The largest multiple of `block` not above `value`.
+    """
     return value - value % block

@@ -40,7 +40,15 @@ def _as_rasterio(crs: Any) -> CRS:
 
 
 def _lcc_is_lambert93(wkt: str) -> bool:
-    """Whether a WKT without an EPSG code has Lambert-93's projection and ellipsoid."""
+    """Whether a WKT without an EPSG code has Lambert-93's projection and ellipsoid.
+
+    Args:
+        wkt: A CRS as WKT.
+
+    Returns:
+        True for a projected Lambert conic conformal (2SP) CRS with Lambert-93's parameters,
+        metre axes and the GRS80 ellipsoid; False otherwise or when pyproj cannot parse it.
+    """
     try:
         pj = ProjCRS.from_wkt(wkt)
     except CRSError:
@@ -70,7 +78,16 @@ def _lcc_is_lambert93(wkt: str) -> bool:
 
 
 def is_lambert93(crs: Any) -> bool:
-    """Whether `crs` (anything rasterio or pyproj accepts) is Lambert-93 in one of its forms."""
+    """Whether `crs` (anything rasterio or pyproj accepts) is Lambert-93 in one of its forms.
+
+    Args:
+        crs: EPSG code, WKT, PROJ string, rasterio or pyproj CRS, or None.
+
+    Returns:
+        True for EPSG:2154, for the local/engineering CRS named ``RGF93 / Lambert-93``
+        that GDAL writes for FLAIR's files, and for a Lambert conic conformal WKT with
+        Lambert-93's parameters; False for None or an unreadable CRS.
+    """
     if crs is None:
         return False
     try:
@@ -88,6 +105,13 @@ def normalize_crs(crs: Any) -> CRS | None:
 
     Without this, a real FLAIR MSK and its IMG partner (same grid) or a BD ORTHO extract
     and a DSM would look like two CRSs and trigger a pointless, lossy reprojection.
+
+    Args:
+        crs: Anything rasterio or pyproj accepts, or None.
+
+    Returns:
+        EPSG:2154 for any form of Lambert-93, the CRS as rasterio reads it otherwise, None
+        for None.
     """
     if crs is None:
         return None
@@ -97,5 +121,13 @@ def normalize_crs(crs: Any) -> CRS | None:
 
 
 def same_crs(a: Any, b: Any) -> bool:
-    """Whether two CRSs are equal once every form of Lambert-93 is normalised."""
+    """Whether two CRSs are equal once every form of Lambert-93 is normalised.
+
+    Args:
+        a: A CRS in any form :func:`normalize_crs` accepts.
+        b: Another one.
+
+    Returns:
+        Whether both normalise to the same rasterio CRS.
+    """
     return normalize_crs(a) == normalize_crs(b)

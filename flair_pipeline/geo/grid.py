@@ -12,7 +12,17 @@ PIXEL_RTOL = 1e-6
 
 
 def grid_problem(a: rasterio.DatasetReader, b: rasterio.DatasetReader) -> str | None:
-    """Why raster `b` is not on raster `a`'s pixel grid (shape, transform, CRS), or None."""
+    """Why raster `b` is not on raster `a`'s pixel grid (shape, transform, CRS), or None.
+
+    Args:
+        a: The reference raster, open.
+        b: The raster checked against it, open.
+
+    Returns:
+        One phrase naming the first difference (shape in px, transform beyond
+        ``PIXEL_RTOL`` of a pixel, origin beyond ``ORIGIN_ATOL`` map units, CRS), or None
+        when `b` shares `a`'s grid.
+    """
     if (a.height, a.width) != (b.height, b.width):
         return f"shape {b.height}x{b.width} differs from {a.height}x{a.width}"
     ta, tb = a.transform, b.transform

@@ -48,7 +48,17 @@ class LayerChoice:
 
 
 def _layers(path: Path) -> list[tuple[str, str | None]]:
-    """(name, geometry type or None) of every layer of an OGR source, in file order."""
+    """(name, geometry type or None) of every layer of an OGR source, in file order.
+
+    Args:
+        path: A vector file (GeoPackage, Shapefile, …).
+
+    Returns:
+        The layers, geometry type as OGR names it (``Polygon``, …).
+
+    Raises:
+        InputError: The file cannot be read as a vector source.
+    """
     import pyogrio  # here, not at import, as rasterize's read
 
     try:
@@ -58,7 +68,14 @@ def _layers(path: Path) -> list[tuple[str, str | None]]:
 
 
 def _listed(layers: list[tuple[str, str | None]]) -> str:
-    """Layers as listed in messages: ``labels_2019 (Polygon), layer_styles (table, no geometry)``."""
+    """Layers as listed in messages: ``labels_2019 (Polygon), layer_styles (table, no geometry)``.
+
+    Args:
+        layers: (name, geometry type or None) of each layer.
+
+    Returns:
+        The layers, comma-separated.
+    """
     return ", ".join(f"{n} ({g or 'table, no geometry'})" for n, g in layers)
 
 

@@ -46,7 +46,15 @@ class LabelMapping:
     table: Path | None = None
 
     def load(self) -> dict[tuple[str, ...], int]:
-        """Key (one string per field) -> FLAIR code; InputError naming the bad row."""
+        """Key (one string per field) -> FLAIR code; InputError naming the bad row.
+
+        Returns:
+            The table's mapping, keys stripped.
+
+        Raises:
+            InputError: The table is unreadable, lacks a key or the ``flair`` column, or a row's
+                code is not an integer 1..19: naming the table and the line.
+        """
         assert self.table is not None
         try:
             with open(self.table, newline="", encoding="utf-8-sig") as fh:
@@ -72,7 +80,14 @@ class LabelMapping:
 
 
 def _key(value: object) -> str:
-    """A cell as a mapping key: integral floats lose their ".0", text is stripped."""
+    """A cell as a mapping key: integral floats lose their ".0", text is stripped.
+
+    Args:
+        value: A table or attribute cell.
+
+    Returns:
+        Its key text.
+    """
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value).strip()
@@ -81,8 +96,17 @@ def _key(value: object) -> str:
 def apply_mapping(gdf: gpd.GeoDataFrame, mapping: LabelMapping, path: Path) -> gpd.GeoDataFrame:
     """`gdf` with a ``code`` column of FLAIR codes from `mapping`'s field(s) and table.
 
-    Raises InputError naming a missing field, or listing every unmapped value with its
-    area in m² (the layer's CRS units).
+    Args:
+        gdf: The label layer.
+        mapping: The field(s) read and the mapping table.
+        path: The label file, named in errors.
+
+    Returns:
+        A copy of `gdf` with a uint8 ``code`` column (1..19).
+
+    Raises:
+        InputError: A field is missing, or values are unmapped: every one listed with
+            its area in m² (the layer's CRS units).
     """
     missing = [f for f in mapping.fields if f not in gdf.columns]
     if missing:
@@ -112,6 +136,16 @@ def raster_labels(path: Path, band: int = 1) -> gpd.GeoDataFrame:
     """Polygons of equal pixel value of a label raster, the value in column ``value``.
 
     Pixels equal to the raster's nodata are left out. The index numbers the polygons.
+
+    Args:
+        path: A label raster (GeoTIFF, …).
+        band: The band read.
+
+    Returns:
+        Polygons with their ``value``, in the raster's CRS.
+
+    Raises:
+        InputError: The raster cannot be read.
     """
     try:
         with rasterio.open(path) as src:
@@ -127,15 +161,31 @@ def raster_labels(path: Path, band: int = 1) -> gpd.GeoDataFrame:
 
 
 def is_label_raster(path: Path) -> bool:
-    """Whether `path` is read as a label raster (by its suffix, any case)."""
+    """Whether `path` is read as a label raster (by its suffix, any case).
+
+    Args:
+        path: A label file.
+
+    Returns:
+        True for the suffixes of ``RASTER_LABEL_SUFFIXES``.
+    """
     return Path(path).suffix.lower() in RASTER_LABEL_SUFFIXES
 
 
 def label_crs(path: Path, layer: str | int | None = None) -> str | None:
-    """The CRS of a label file (WKT, from its header only), None when it has none."""
+    """The CRS of a label file (WKT, from its header only), None when it has none.
+
+    Args:
+        path: A label file (raster or vector).
+        layer: The vector layer read (None: the first).
+
+    Returns:
+        The CRS as WKT, or None.
+    """
     if is_label_raster(path):
         with rasterio.open(path) as src:
             return src.crs.to_wkt() if src.crs else None
     import pyogrio
 
-    return pyogrio.read_info(path, layer=layer).get("crs")
+    crs: str | None = pyogrio.read_info(path, layer=layer).get("crs")
+    return crs

@@ -71,12 +71,28 @@ _GDAL_TYPES = {
 
 
 def is_raster_name(name: str, suffixes: Sequence[str] = ORTHO_SUFFIXES) -> bool:
-    """Whether a file name is a tile: a listed suffix in any case, not a hidden file."""
+    """Whether a file name is a tile: a listed suffix in any case, not a hidden file.
+
+    Args:
+        name: A file name.
+        suffixes: Accepted suffixes (lower case, with the dot).
+
+    Returns:
+        Whether it is read as a tile.
+    """
     return not name.startswith(".") and name.lower().endswith(tuple(suffixes))
 
 
 def raster_files(folder: Path, suffixes: Sequence[str] = ORTHO_SUFFIXES) -> list[Path]:
-    """Tiles directly in `folder` (case-insensitive suffixes), sorted by name."""
+    """Tiles directly in `folder` (case-insensitive suffixes), sorted by name.
+
+    Args:
+        folder: A product's folder (not searched recursively).
+        suffixes: Accepted suffixes.
+
+    Returns:
+        The tiles' paths.
+    """
     return sorted(
         p for p in Path(folder).iterdir() if p.is_file() and is_raster_name(p.name, suffixes)
     )
@@ -125,7 +141,15 @@ class TileFacts:
 def inspect(path: Path, crs: str | None = None) -> TileFacts:
     """Header facts of a raster; `crs` stands in for a file that has none (ESRI .asc).
 
-    Raises InputError naming the file when GDAL cannot open it.
+    Args:
+        path: A raster file.
+        crs: A CRS for a file without one, or None.
+
+    Returns:
+        Size, band count, dtypes, transform, bounds, resolution, CRS, nodata and mask flags.
+
+    Raises:
+        InputError: GDAL cannot open the file, naming it.
     """
     try:
         with rasterio.open(path) as src:
@@ -154,7 +178,15 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
 
 
 def check_north_up(t: TileFacts) -> None:
-    """InputError unless pixels are axis-aligned with rows going south."""
+    """Refuse a rotated or flipped geotransform.
+
+    Args:
+        t: A tile's header facts.
+
+    Raises:
+        InputError: The pixels are not axis-aligned with rows going south, naming the
+            file and how to warp it.
+    """
     tr = t.transform
     if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
         raise InputError(
@@ -330,6 +362,10 @@ def build_vrt(
     `product_bands` appends each product's unmapped bands (not alpha) after `band_names`
     (``product_extra``), so that a reader can tell a product's nodata on all its bands.
 
+    Returns:
+        The VRT XML with its grid (transform, size, CRS), band names, tiles' facts,
+        unreadable tiles, per-band nodata and rescales, and the decision lines.
+
     Raises:
         InputError: each refusal listed in the module docstring, and a tile at another
             pixel size than `resolution` when `resampling` is None.
@@ -432,6 +468,13 @@ def uses_mask(prod: Product, tile: TileFacts) -> bool:
     An internal or external mask band does; so does an alpha band, unless one of the
     product's output bands is mapped to it (a 4-band R, G, B, NIR GeoTIFF whose fourth band
     GDAL declares alpha: the mapping says it is NIR, and it is read as NIR).
+
+    Args:
+        prod: The product the tile belongs to.
+        tile: The tile's header facts.
+
+    Returns:
+        Whether the tile's mask is read.
     """
     if tile.mask is None:
         return False
@@ -441,7 +484,15 @@ def uses_mask(prod: Product, tile: TileFacts) -> bool:
 def _alpha_decisions(
     products: Sequence[Product], facts: Mapping[str, Sequence[TileFacts]]
 ) -> list[str]:
-    """One line per product whose tiles declare alpha a band that it maps to an output band."""
+    """One line per product whose tiles declare alpha a band that it maps to an output band.
+
+    Args:
+        products: The products.
+        facts: Their tiles' header facts, by product name.
+
+    Returns:
+        The decision lines.
+    """
     out = []
     for prod in products:
         t = next(
@@ -471,7 +522,20 @@ def _to_resolution(
     """Refuse, or resample onto the `resolution` grid, the tiles at another pixel size.
 
     Replaces each such tile's facts in `facts` by those of its resampled view (a GDAL
-    warped VRT held in memory, appended to `views`) and returns one decision per product.
+    warped VRT held in memory, appended to `views`).
+
+    Args:
+        products: The products.
+        facts: Their tiles' header facts by product name, modified in place.
+        resolution: The pixel size required, metres.
+        resampling: A GDAL resampling name, or None to refuse.
+        views: Where the in-memory warped views are kept open.
+
+    Returns:
+        One decision line per resampled product.
+
+    Raises:
+        InputError: A tile at another pixel size when `resampling` is None, naming it.
     """
     off = [(p, t) for p in products for t in facts[p.name] if not _same_res(t.res, resolution)]
     if not off:
@@ -510,7 +574,20 @@ def _resampled(
     """`tile` read through GDAL's warper on a `resolution` grid anchored at its corner.
 
     The view is a warped VRT serialised in memory; the tile's mask (or alpha) is read from
-    the file itself (``native``). Raises InputError for an unknown method.
+    the file itself (``native``).
+
+    Args:
+        tile: The tile's header facts.
+        resolution: The target pixel size, metres.
+        resampling: A GDAL resampling name.
+        views: Where the in-memory view is kept open.
+
+    Returns:
+        The tile's facts on the new grid, ``source`` the in-memory view and ``native``
+        the file's own (width, height).
+
+    Raises:
+        InputError: `resampling` is not a GDAL method.
     """
     try:
         method = Resampling[resampling]
@@ -615,7 +692,20 @@ def _band_xml(
 def _mask_band_xml(
     i: int, band: int, tiles: list[TileFacts], left: float, top: float, rx: float, ry: float
 ) -> str:
-    """Band `i` of the mask VRT: each masked tile's alpha band, or its mask of `band`."""
+    """Band `i` of the mask VRT: each masked tile's alpha band, or its mask of `band`.
+
+    Args:
+        i: The mask VRT's band number.
+        band: The tiles' band whose mask is read.
+        tiles: The product's tiles.
+        left: The mosaic's left edge.
+        top: The mosaic's top edge.
+        rx: Pixel width.
+        ry: Pixel height (positive).
+
+    Returns:
+        The ``VRTRasterBand`` XML.
+    """
     sources = []
     for t in tiles:
         col, row = round((t.bounds[0] - left) / rx), round((top - t.bounds[3]) / ry)
@@ -632,12 +722,27 @@ def _mask_band_xml(
 
 
 def default_product(files: Sequence[Path], count: int | None = None) -> Product:
-    """The project's raw layout: tiles whose bands 1..4 are R, G, B, NIR."""
+    """The project's raw layout: tiles whose bands 1..4 are R, G, B, NIR.
+
+    Args:
+        files: The tiles.
+        count: Bands mapped (None: all four).
+
+    Returns:
+        The product ``ortho``.
+    """
     return Product("ortho", list(files), {n: i for i, n in enumerate(ORTHO_BANDS[:count], 1)})
 
 
 def sample_range(path: Path) -> tuple[float, float]:
-    """(min, max) of a decimated read of band 1, for error messages."""
+    """(min, max) of a decimated read of band 1, for error messages.
+
+    Args:
+        path: A raster.
+
+    Returns:
+        The range of its decimated first band.
+    """
     with rasterio.open(path) as src:
         a = src.read(1, out_shape=(min(src.height, 64), min(src.width, 64)))
     return float(np.min(a)), float(np.max(a))

@@ -49,6 +49,19 @@ def build_model(
     Arguments a model does not use must be left at their default, so a config that sets,
     e.g., U-TAE options for a plain U-Net is flagged, not ignored.
 
+    Args:
+        name: A model name of the registry (``unet``, ``unet-meta``, ``utt``).
+        in_channels: Aerial bands of the input (5: R, G, B, NIR, elevation).
+        classes: Output classes (13 after FLAIR's merge).
+        encoder_weights: Pretrained encoder weights for smp (``imagenet``) or None.
+        meta_dim: Length of the encoded aerial metadata vector (metadata models only).
+        s2_bands: Sentinel-2 bands of the series (U-T&T only).
+        utae: U-TAE options (U-T&T only).
+        fusion: Fusion options (U-T&T only).
+
+    Returns:
+        The untrained network, on the CPU, returning ``{"logits": (B, classes, H, W)}``.
+
     Raises:
         ConfigError: Unknown name, an argument the model does not use, or a metadata
             model without `meta_dim`.

@@ -39,6 +39,14 @@ def sinusoid(values: torch.Tensor, size: int, wavelengths: tuple[float, float]) 
     kilometre scale (neighbouring patches) and the country scale (climate, landscape)
     without ever wrapping around over France. NaN values (missing) encode as zeros, which
     no real value produces (each sin/cos pair has norm 1), so the MLP can tell them apart.
+
+    Args:
+        values: (N,) float values (metres).
+        size: Encoding length (even).
+        wavelengths: (shortest, longest) wavelength, in the values' unit.
+
+    Returns:
+        float32 (N, size): one (sin, cos) pair per wavelength, interleaved.
     """
     n = size // 2
     lo, hi = wavelengths
@@ -99,7 +107,15 @@ class MetadataEncoding:
 
     @classmethod
     def fit(cls, records: Iterable[Mapping[str, Any]], **kwargs: Any) -> MetadataEncoding:
-        """Vocabularies from training records: every non-empty camera and every year seen."""
+        """Vocabularies from training records: every non-empty camera and every year seen.
+
+        Args:
+            records: Aerial-metadata records of the train split.
+            **kwargs: Other fields of the encoding (sizes, wavelengths).
+
+        Returns:
+            The encoding, vocabularies sorted.
+        """
         cams: set[str] = set()
         years: set[int] = set()
         for r in records:
@@ -116,12 +132,26 @@ class MetadataEncoding:
         return 2 * self.xy_size + self.z_size + len(self.cameras) + len(self.years) + 2 + 4
 
     def camera_index(self, camera: object) -> int:
-        """One-hot position of `camera` (UNKNOWN_INDEX if not in the vocabulary)."""
+        """One-hot position of `camera` (UNKNOWN_INDEX if not in the vocabulary).
+
+        Args:
+            camera: A camera name (any value; stripped text).
+
+        Returns:
+            1 + its vocabulary index, or UNKNOWN_INDEX.
+        """
         name = str(camera or "").strip()
         return self.cameras.index(name) + 1 if name in self.cameras else UNKNOWN_INDEX
 
     def year_index(self, year: int | None) -> int:
-        """One-hot position of `year` (UNKNOWN_INDEX if None or not in the vocabulary)."""
+        """One-hot position of `year` (UNKNOWN_INDEX if None or not in the vocabulary).
+
+        Args:
+            year: A flight year, or None.
+
+        Returns:
+            1 + its vocabulary index, or UNKNOWN_INDEX.
+        """
         return self.years.index(year) + 1 if year in self.years else UNKNOWN_INDEX
 
     def encode(self, records: Sequence[Mapping[str, Any]]) -> torch.Tensor:
@@ -129,6 +159,13 @@ class MetadataEncoding:
 
         Missing or malformed fields never raise: numbers become zero encodings, camera and
         year the unknown slot, date and time (0, 0) (again a value no real input gives).
+
+        Args:
+            records: Aerial-metadata records (``patch_centroid_x/y/z`` in Lambert-93 m,
+                ``camera``, ``date``, ``time``).
+
+        Returns:
+            float32 (B, :attr:`dim`).
         """
         b = len(records)
         xs = torch.tensor([_float(r, "patch_centroid_x") for r in records], dtype=torch.float64)
@@ -159,7 +196,11 @@ class MetadataEncoding:
         return torch.cat(parts, dim=1).float()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (lists, ints, floats, strings)."""
+        """Plain JSON-able dict (lists, ints, floats, strings).
+
+        Returns:
+            The fields; wavelength pairs as lists.
+        """
         d = asdict(self)
         d["xy_wavelengths"] = list(self.xy_wavelengths)
         d["z_wavelengths"] = list(self.z_wavelengths)
@@ -167,7 +208,18 @@ class MetadataEncoding:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetadataEncoding:
-        """Inverse of :meth:`to_dict`; an optional ``dim`` key is checked, not trusted."""
+        """Inverse of :meth:`to_dict`; an optional ``dim`` key is checked, not trusted.
+
+        Args:
+            data: A dict written by :meth:`to_dict`, maybe with ``dim``.
+
+        Returns:
+            The encoding.
+
+        Raises:
+            ConfigError: Unknown or missing keys, or a ``dim`` that differs from the one the
+                vocabularies give (corrupt checkpoint).
+        """
         data = dict(data)
         dim = data.pop("dim", None)
         try:
@@ -202,8 +254,16 @@ class MetadataMLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, meta: torch.Tensor) -> torch.Tensor:
-        """(B, dim) -> (B, out_channels)."""
-        return self.net(meta)
+        """(B, dim) -> (B, out_channels).
+
+        Args:
+            meta: Encoded metadata (B, dim) float32.
+
+        Returns:
+            float32 (B, out_channels).
+        """
+        out: torch.Tensor = self.net(meta)
+        return out
 
 
 class UNetMeta(FlairModel):
@@ -238,6 +298,12 @@ class UNetMeta(FlairModel):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Logits (B, classes, H, W) from `img` (B, C, H, W) and `meta` (B, meta_dim).
+
+        Args:
+            batch: The batch; ``img`` and ``meta`` are read.
+
+        Returns:
+            ``{"logits": (B, classes, H, W)}``.
 
         Raises:
             ValueError: a missing input or `meta` not of shape (B, meta_dim).

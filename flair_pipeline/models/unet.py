@@ -41,7 +41,14 @@ class FlairModel(nn.Module):
         self.hparams_dict: dict[str, Any] = dict(hparams)
 
     def check_inputs(self, batch: Mapping[str, torch.Tensor]) -> None:
-        """Raise ValueError naming the first required key missing from `batch`."""
+        """Check that `batch` holds every input the model needs.
+
+        Args:
+            batch: The batch's tensors by key.
+
+        Raises:
+            ValueError: A required key is missing, naming it and the keys present.
+        """
         for key in self.required_inputs:
             if key not in batch:
                 raise ValueError(
@@ -51,7 +58,18 @@ class FlairModel(nn.Module):
 
 
 def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The tensor dict inside a weights file (a bare state dict or {'state_dict': ...})."""
+    """The tensor dict inside a weights file (a bare state dict or {'state_dict': ...}).
+
+    Args:
+        obj: What ``torch.load`` returned.
+        path: The weights file, named in the error.
+
+    Returns:
+        Parameter name -> tensor.
+
+    Raises:
+        ConfigError: `obj` is not a dict of tensors.
+    """
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -66,7 +84,15 @@ def load_encoder_weights(model: smp.Unet, path: str | Path) -> None:
     U-Net's (keys prefixed ``encoder.``, ``decoder.``, ...).
 
     Loading is strict because a partial match would leave layers at random init without
-    anyone noticing; every failure is a ConfigError naming the file.
+    anyone noticing.
+
+    Args:
+        model: The U-Net, modified in place.
+        path: A local ``.pth``/``.pt`` weights file.
+
+    Raises:
+        ConfigError: The file is missing, unreadable, not a state dict, or does not match
+            the model's keys and shapes, naming the file.
     """
     p = Path(path)
     if not p.is_file():
@@ -97,8 +123,18 @@ def build_unet(
 ) -> smp.Unet:
     """smp.Unet with a ResNet34 encoder, as in FLAIR's baseline.
 
-    `encoder_weights`: None = random init; "imagenet" = smp's download (smp adapts the first
-    convolution to `in_channels`); any other string = a local weights file.
+    Args:
+        in_channels: Input bands (5: R, G, B, NIR, elevation).
+        classes: Output classes.
+        encoder_weights: None = random init; "imagenet" = smp's download (smp adapts the
+            first convolution to `in_channels`); any other string = a local weights file.
+
+    Returns:
+        The U-Net, on the CPU.
+
+    Raises:
+        ConfigError: The ImageNet weights cannot be downloaded, or the local file cannot
+            be loaded (:func:`load_encoder_weights`).
     """
     if encoder_weights == "imagenet":
         try:
@@ -138,6 +174,12 @@ class UNet(FlairModel):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Logits (B, classes, H, W) from ``batch['img']`` (B, C, H, W) float32.
 
+        Args:
+            batch: The batch; ``img`` is read.
+
+        Returns:
+            ``{"logits": (B, classes, H, W)}``.
+
         Raises:
             ValueError: an input the model needs is missing from `batch`.
         """
@@ -147,5 +189,12 @@ class UNet(FlairModel):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters.
+
+    Args:
+        model: Any torch module.
+
+    Returns:
+        The sum of ``numel`` over parameters with ``requires_grad``.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

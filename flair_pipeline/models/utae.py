@@ -29,7 +29,19 @@ from flair_pipeline.errors import ConfigError
 
 
 def norm_layer(kind: str, channels: int, n_groups: int = 4) -> nn.Module:
-    """'group' (batch-independent, safe for per-date encoders) or 'batch'."""
+    """'group' (batch-independent, safe for per-date encoders) or 'batch'.
+
+    Args:
+        kind: ``group`` or ``batch``.
+        channels: Channels normalised.
+        n_groups: Groups for GroupNorm (gcd with `channels`).
+
+    Returns:
+        The normalisation layer.
+
+    Raises:
+        ConfigError: `kind` is neither.
+    """
     if kind == "group":
         return nn.GroupNorm(math.gcd(n_groups, channels), channels)
     if kind == "batch":
@@ -40,7 +52,20 @@ def norm_layer(kind: str, channels: int, n_groups: int = 4) -> nn.Module:
 def conv_layer(
     c_in: int, c_out: int, norm: str, k: int = 3, s: int = 1, p: int = 1, n_groups: int = 4
 ) -> nn.Sequential:
-    """Conv - norm - ReLU; reflect padding avoids dark borders on small S2 windows."""
+    """Conv - norm - ReLU; reflect padding avoids dark borders on small S2 windows.
+
+    Args:
+        c_in: Input channels.
+        c_out: Output channels.
+        norm: ``group`` or ``batch``.
+        k: Kernel size.
+        s: Stride.
+        p: Padding (reflect when > 0).
+        n_groups: Groups for GroupNorm.
+
+    Returns:
+        The three layers.
+    """
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, k, s, p, padding_mode="reflect" if p else "zeros"),
         norm_layer(norm, c_out, n_groups),
@@ -60,9 +85,17 @@ class DownBlock(nn.Module):
         self.conv2 = conv_layer(c_out, c_out, norm, n_groups=n_groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Halve the spatial size of `x` (N, C, H, W), then a residual convolution."""
+        """Halve the spatial size of `x` (N, C, H, W), then a residual convolution.
+
+        Args:
+            x: Feature maps (N, C_in, H, W).
+
+        Returns:
+            (N, C_out, H', W'), H' and W' set by the strided convolution.
+        """
         x = self.conv1(self.down(x))
-        return x + self.conv2(x)
+        out: torch.Tensor = x + self.conv2(x)
+        return out
 
 
 class UpBlock(nn.Module):
@@ -82,16 +115,34 @@ class UpBlock(nn.Module):
         self.conv2 = conv_layer(c_out, c_out, norm, n_groups=n_groups)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """Upsample `x` to `skip`'s size, concatenate the projected skip, convolve."""
+        """Upsample `x` to `skip`'s size, concatenate the projected skip, convolve.
+
+        Args:
+            x: Decoder features (N, C, h, w).
+            skip: Encoder features of the stage (N, C_skip, H, W).
+
+        Returns:
+            (N, C_out, H, W).
+        """
         x = self.up(x)
         if x.shape[-2:] != skip.shape[-2:]:  # odd sizes: strided conv floors, upsampling doubles
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         x = self.conv1(torch.cat([x, self.skip(skip)], dim=1))
-        return x + self.conv2(x)
+        out: torch.Tensor = x + self.conv2(x)
+        return out
 
 
 def date_encoding(days: torch.Tensor, size: int, period: float = 1000.0) -> torch.Tensor:
-    """(B, T) day-of-year -> (B, T, size) transformer sinusoids with T = `period`."""
+    """(B, T) day-of-year -> (B, T, size) transformer sinusoids with T = `period`.
+
+    Args:
+        days: (B, T) day of year.
+        size: Encoding length.
+        period: The sinusoids' base period.
+
+    Returns:
+        float32 (B, T, size): sin at even, cos at odd positions.
+    """
     i = torch.arange(size, device=days.device)
     denom = torch.pow(period, 2 * (i // 2) / size)
     ang = days.float()[..., None] / denom
@@ -135,7 +186,16 @@ class LTAE(nn.Module):
     def forward(
         self, x: torch.Tensor, dates: torch.Tensor, pad_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """X (B, T, C, H, W) -> (out (B, out, H, W), attention (n_head, B, T, H, W))."""
+        """X (B, T, C, H, W) -> (out (B, out, H, W), attention (n_head, B, T, H, W)).
+
+        Args:
+            x: (B, T, C, H, W) features.
+            dates: (B, T) day of year.
+            pad_mask: (B, T) True at padded dates (attention weight 0).
+
+        Returns:
+            The attention-weighted projection and the attention weights.
+        """
         b, t, c, h, w = x.shape
         seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
         pe = date_encoding(dates, self.d_model // self.n_head, self.period).repeat(
@@ -168,6 +228,13 @@ def temporal_aggregate(x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     every channel uses the head-averaged attention (the paper's "att_mean") rather than
     refusing the configuration. Bilinear resizing keeps padded dates at weight 0 and valid
     weights summing to 1.
+
+    Args:
+        x: (B, T, C, h, w) features.
+        attn: (heads, B, T, H, W) attention weights.
+
+    Returns:
+        (B, C, h, w).
     """
     heads, b, t, hh, ww = attn.shape
     _, _, c, h, w = x.shape
@@ -260,7 +327,15 @@ class UTAE(nn.Module):
         self.feature_channels = widths[-1]
 
     def _encode(self, x: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
-        """Encoder features of every stage, (B, T, C_i, h_i, w_i), zero at padded dates."""
+        """Encoder features of every stage, (B, T, C_i, h_i, w_i), zero at padded dates.
+
+        Args:
+            x: (B, T, C, H, W) input series.
+            valid: (B, T) True at real dates.
+
+        Returns:
+            One tensor per encoder stage.
+        """
         b, t = valid.shape
         feats = []
         y = self.in_conv(x[valid])
@@ -275,7 +350,19 @@ class UTAE(nn.Module):
     def forward(
         self, x: torch.Tensor, dates: torch.Tensor, pad_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """X (B, T, C, H, W), dates (B, T) day of year, pad_mask (B, T) True = padded."""
+        """X (B, T, C, H, W), dates (B, T) day of year, pad_mask (B, T) True = padded.
+
+        Args:
+            x: (B, T, C, H, W) series (normalised reflectance).
+            dates: (B, T) day of year.
+            pad_mask: (B, T) True at padded dates; None when nothing is padded.
+
+        Returns:
+            (logits (B, out, H, W), the last decoder's feature map (B, C, H, W)).
+
+        Raises:
+            ValueError: `x` is not 5-D.
+        """
         if x.ndim != 5:
             raise ValueError(f"U-TAE input must be (B, T, C, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]

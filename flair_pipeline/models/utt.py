@@ -49,8 +49,22 @@ UTAE_DEFAULTS: dict[str, Any] = {
 FUSION_DEFAULTS: dict[str, Any] = {"crop_px": 10, "collapse_hidden": 64, "modality_dropout": 0.0}
 
 
-def _resolve(kind: str, given: Mapping[str, Any] | None, defaults: dict[str, Any]) -> dict:
-    """Defaults overridden by `given`; unknown keys are a ConfigError (typos must not pass)."""
+def _resolve(
+    kind: str, given: Mapping[str, Any] | None, defaults: dict[str, Any]
+) -> dict[str, Any]:
+    """Defaults overridden by `given`; unknown keys are a ConfigError (typos must not pass).
+
+    Args:
+        kind: Which options (``utae``, ``fusion``), named in the error.
+        given: Options set by the config, or None.
+        defaults: Every known option with its default.
+
+    Returns:
+        The options, tuples turned into lists (as checkpoints store them).
+
+    Raises:
+        ConfigError: `given` holds a key `defaults` does not know.
+    """
     given = dict(given or {})
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -60,7 +74,15 @@ def _resolve(kind: str, given: Mapping[str, Any] | None, defaults: dict[str, Any
 
 
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Centre `size` x `size` crop of (B, C, H, W) (clamped to the map's size)."""
+    """Centre `size` x `size` crop of (B, C, H, W) (clamped to the map's size).
+
+    Args:
+        x: Feature maps (B, C, H, W).
+        size: Side of the crop in pixels.
+
+    Returns:
+        A view (B, C, min(size, H), min(size, W)).
+    """
     h, w = x.shape[-2:]
     ch, cw = min(size, h), min(size, w)
     h0, w0 = (h - ch) // 2, (w - cw) // 2
@@ -79,13 +101,22 @@ class FusionModule(nn.Module):
         )
 
     def forward(self, fmap: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """(B, F, h, w) -> (B, out_channels, *size)."""
+        """(B, F, h, w) -> (B, out_channels, *size).
+
+        Args:
+            fmap: U-TAE's feature maps at Sentinel-2 resolution.
+            size: Output (height, width), the aerial decoder's.
+
+        Returns:
+            The centre crop projected and resized, plus the whole-map summary broadcast.
+        """
         # 1x1 conv before resizing: both are linear and bilinear weights sum to 1, so the
         # order does not change the result, and the conv runs on 10x10 instead of 256x256.
         cropped = self.crop_proj(centre_crop(fmap, self.crop_px))
         cropped = F.interpolate(cropped, size=size, mode="bilinear", align_corners=False)
         collapsed = self.collapse(fmap.mean(dim=(2, 3)))  # (B, C): one summary per sample
-        return cropped + collapsed[:, :, None, None]
+        out: torch.Tensor = cropped + collapsed[:, :, None, None]
+        return out
 
 
 class UTT(FlairModel):

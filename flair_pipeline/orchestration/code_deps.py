@@ -36,7 +36,14 @@ def _graph() -> grimp.ImportGraph:
 
 
 def _module_file(module: str) -> Path:
-    """The source file of a module of the package (a package's ``__init__.py``)."""
+    """The source file of a module of the package (a package's ``__init__.py``).
+
+    Args:
+        module: Dotted module name, e.g. ``flair_pipeline.io``.
+
+    Returns:
+        The ``.py`` path under the repository root (it may not exist).
+    """
     rel = Path(*module.split("."))
     pkg = REPO_ROOT / rel / "__init__.py"
     return pkg if pkg.is_file() else (REPO_ROOT / rel).with_suffix(".py")
@@ -70,7 +77,11 @@ def import_closure(roots: Iterable[str]) -> set[str]:
 
 
 def _package_dirs() -> dict[Path, list[Path]]:
-    """Each package folder -> its Python modules and data files (not sub-packages')."""
+    """Each package folder -> its Python modules and data files (not sub-packages').
+
+    Returns:
+        Package folder (holding an ``__init__.py``) -> its files, sorted by path.
+    """
     base = REPO_ROOT / PACKAGE
     owned: dict[Path, list[Path]] = {}
     for path in sorted(base.rglob("*")):

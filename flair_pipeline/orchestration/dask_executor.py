@@ -42,7 +42,15 @@ class _Box:
 
 
 def _run_step(dependencies: list[Any], box: _Box) -> _Box:
-    """Worker side: the upstream worker function, on the unboxed arguments; events boxed."""
+    """Worker side: the upstream worker function, on the unboxed arguments; events boxed.
+
+    Args:
+        dependencies: The futures of the upstream steps (resolved, unused).
+        box: (job, run, run config, step keys, instance ref, known state).
+
+    Returns:
+        The step's Dagster events, boxed.
+    """
     del dependencies  # only there so that Dask runs this step after the ones it depends on
     events: Sequence[dg.DagsterEvent] = query_on_dask_worker(None, *box.items)
     return _Box(*events)
@@ -65,7 +73,19 @@ class ShieldedDaskExecutor(DaskExecutor):
     def execute(
         self, plan_context: Any, execution_plan: ExecutionPlan
     ) -> Iterator[dg.DagsterEvent]:
-        """Run each step of `execution_plan` as one Dask task and yield its Dagster events."""
+        """Run each step of `execution_plan` as one Dask task and yield its Dagster events.
+
+        Args:
+            plan_context: Dagster's plan orchestration context.
+            execution_plan: The run's plan.
+
+        Yields:
+            Every step's events, step by step as tasks complete.
+
+        Raises:
+            ConfigError: The instance is not persistent, or the cluster type is neither
+                ``existing`` nor ``local``.
+        """
         import dask.distributed
         from dagster._core.errors import raise_execution_interrupts
         from dagster._utils import iterate_with_context
@@ -78,7 +98,9 @@ class ShieldedDaskExecutor(DaskExecutor):
         if self.cluster_type == "existing":
             cluster: Any = self.cluster_configuration["address"]
         elif self.cluster_type == "local":
-            cluster = dask.distributed.LocalCluster(**self.build_dict(plan_context.job_name))
+            # build_dict: inherited from dagster-dask, which leaves it unannotated
+            kwargs = self.build_dict(plan_context.job_name)  # type: ignore[no-untyped-call]
+            cluster = dask.distributed.LocalCluster(**kwargs)
         else:
             raise ConfigError(
                 f"Dask cluster type {self.cluster_type!r} is not supported here: start the "
@@ -113,14 +135,23 @@ class ShieldedDaskExecutor(DaskExecutor):
 
 
 # dagster's overloads of @executor do not accept the IDefinitionConfigSchema that
-# dagster-dask's own executor exposes as config_schema (the same object, at run time)
-@dg.executor(  # type: ignore[call-overload]
+# dagster-dask's own executor exposes as config_schema (the same object, at run time); with
+# no overload matched, mypy also calls the decorator untyped (the function stays annotated)
+@dg.executor(  # type: ignore[call-overload, untyped-decorator]
     name="dask",
     config_schema=dask_executor.config_schema,
     requirements=dg.multiple_process_executor_requirements(),
 )
 def shielded_dask_executor(init_context: dg.InitExecutorContext) -> ShieldedDaskExecutor:
-    """Dask executor (dagster-dask config): one Dask task per step."""
+    """Dask executor (dagster-dask config): one Dask task per step.
+
+    Args:
+        init_context: Dagster's executor init context (config ``cluster: {type: config}``).
+
+    Returns:
+        The executor for that cluster.
+    """
     cluster: Any = init_context.executor_config["cluster"]  # {cluster type: its config}
     ((cluster_type, cluster_configuration),) = cluster.items()
-    return ShieldedDaskExecutor(cluster_type, cluster_configuration)
+    # DaskExecutor.__init__ (dagster-dask) is unannotated; ours inherits it
+    return ShieldedDaskExecutor(cluster_type, cluster_configuration)  # type: ignore[no-untyped-call]

@@ -26,7 +26,12 @@ DASK_JOB = "build_domain_dask"
 
 
 def dask_build_domain() -> dg.JobDefinition:
-    """``build_domain`` (sources + per-domain dataset assets) with the Dask executor."""
+    """``build_domain`` (sources + per-domain dataset assets) with the Dask executor.
+
+    Returns:
+        The job, partitioned by domain, with the shielded Dask executor and the project's
+        resources.
+    """
     from flair_pipeline.defs.definitions import DATASET_ASSETS
     from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
     from flair_pipeline.orchestration.dask_executor import shielded_dask_executor
@@ -46,7 +51,16 @@ def dask_build_domain() -> dg.JobDefinition:
 
 
 def dask_run_config(address: str, config_path: str, log_level: str = "WARNING") -> dict[str, Any]:
-    """Run config: the scheduler's address and the params file every worker loads."""
+    """Run config: the scheduler's address and the params file every worker loads.
+
+    Args:
+        address: The Dask scheduler, e.g. ``tcp://host:8786``.
+        config_path: The params file, as the workers see it.
+        log_level: Dagster's console log level.
+
+    Returns:
+        The run config dict.
+    """
     return {
         "execution": {"config": {"cluster": {"existing": {"address": address}}}},
         "resources": {"flair": {"config": {"config_path": config_path}}},
@@ -57,7 +71,17 @@ def dask_run_config(address: str, config_path: str, log_level: str = "WARNING") 
 def run_domain_on_dask(
     instance: dg.DagsterInstance, domain: str, address: str, config_path: str
 ) -> dg.JobExecutionResult:
-    """Build one domain partition on the Dask cluster at `address` (registers the partition)."""
+    """Build one domain partition on the Dask cluster at `address` (registers the partition).
+
+    Args:
+        instance: A persistent Dagster instance (the workers write events to it).
+        domain: Domain id.
+        address: The Dask scheduler.
+        config_path: The params file, as the workers see it.
+
+    Returns:
+        The run's result (``success`` and its events).
+    """
     if not instance.has_dynamic_partition("domains", domain):
         instance.add_dynamic_partitions("domains", [domain])
     return dg.execute_job(

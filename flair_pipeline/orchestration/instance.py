@@ -31,7 +31,18 @@ class InstanceStorageError(FlairPipelineError):
 
 
 def _value(v: Any, where: Path) -> Any:
-    """A config value, with Dagster's ``{env: NAME}`` form read from the environment."""
+    """A config value, with Dagster's ``{env: NAME}`` form read from the environment.
+
+    Args:
+        v: A value of dagster.yaml.
+        where: The dagster.yaml, named in the error.
+
+    Returns:
+        The environment variable's value for ``{env: NAME}``, else `v` unchanged.
+
+    Raises:
+        ConfigError: The variable is not set.
+    """
     if isinstance(v, Mapping) and set(v) == {"env"}:
         name = str(v["env"])
         if name not in os.environ:
@@ -41,7 +52,14 @@ def _value(v: Any, where: Path) -> Any:
 
 
 def _postgres_blocks(node: Any) -> Iterator[Mapping[str, Any]]:
-    """Every mapping of the config that holds postgres_db or postgres_url."""
+    """Every mapping of the config that holds postgres_db or postgres_url.
+
+    Args:
+        node: A parsed YAML value.
+
+    Yields:
+        Those mappings, depth first.
+    """
     if isinstance(node, Mapping):
         if "postgres_db" in node or "postgres_url" in node:
             yield node
@@ -53,7 +71,18 @@ def _postgres_blocks(node: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def postgres_endpoints(config_file: Path) -> list[tuple[str, int]]:
-    """(host, port) of every PostgreSQL database a dagster.yaml names (empty for SQLite)."""
+    """(host, port) of every PostgreSQL database a dagster.yaml names (empty for SQLite).
+
+    Args:
+        config_file: A dagster.yaml (may be absent).
+
+    Returns:
+        The distinct endpoints, in file order (port 5432 unless given).
+
+    Raises:
+        ConfigError: The file is not valid YAML, an ``{env: NAME}`` value is unset, or a
+            port is not a number.
+    """
     if not config_file.is_file():
         return []
     try:
@@ -81,7 +110,16 @@ def postgres_endpoints(config_file: Path) -> list[tuple[str, int]]:
 
 
 def check_instance_storage(home: str | Path, timeout: float = 3.0) -> None:
-    """Raise InstanceStorageError if a PostgreSQL server named by home/dagster.yaml is down."""
+    """Raise InstanceStorageError if a PostgreSQL server named by home/dagster.yaml is down.
+
+    Args:
+        home: DAGSTER_HOME.
+        timeout: Seconds to wait for each TCP connection.
+
+    Raises:
+        InstanceStorageError: A server does not accept a connection: one line naming it, the
+            dagster.yaml and the variables to check.
+    """
     config_file = Path(home) / "dagster.yaml"
     for host, port in postgres_endpoints(config_file):
         try:
@@ -166,6 +204,12 @@ def prepare_home(home: str | Path | None) -> Path:
 
     A missing dagster.yaml, or one identical to what an older version generated, becomes
     :data:`GENERATED_YAML`; a dagster.yaml someone wrote (``deploy/``) is never touched.
+
+    Args:
+        home: The folder, or None for ``$DAGSTER_HOME``, else ``./.dagster_home``.
+
+    Returns:
+        Its absolute path.
     """
     path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     path.mkdir(parents=True, exist_ok=True)

@@ -38,13 +38,13 @@ import os
 import socket
 from dataclasses import dataclass
 
+import dagster_shared.seven.json as seven_json
 import psutil
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import GRPC_INFO_TAG
-from dagster_shared import seven
 
 #: Tag holding the host name of the machine the run worker was started on.
 WORKER_HOST_TAG = "flair/worker_host"
@@ -59,7 +59,15 @@ _START_SLACK_S = 2.0
 
 
 def _engine_pids(instance: DagsterInstance, run: DagsterRun) -> list[tuple[int, float, str]]:
-    """``(pid, event time, message)`` of every engine event of the run that names a pid."""
+    """``(pid, event time, message)`` of every engine event of the run that names a pid.
+
+    Args:
+        instance: The Dagster instance holding the run's event log.
+        run: The run whose engine events are read.
+
+    Returns:
+        One tuple per such event, in event-log order (time in Unix seconds).
+    """
     out = []
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
         event = record.dagster_event
@@ -112,10 +120,8 @@ def process_alive(pid: int, started_by: float) -> bool:
     """
     try:
         proc = psutil.Process(pid)
-        return (
-            proc.status() != psutil.STATUS_ZOMBIE
-            and proc.create_time() <= started_by + _START_SLACK_S
-        )
+        alive: bool = proc.status() != psutil.STATUS_ZOMBIE
+        return alive and proc.create_time() <= started_by + _START_SLACK_S
     except psutil.NoSuchProcess:
         return False
 
@@ -132,7 +138,7 @@ class FlairRunLauncher(DefaultRunLauncher):
         super().launch_run(context)
         run_id = context.dagster_run.run_id
         run = self._instance.get_run_by_id(run_id)
-        info = seven.json.loads((run.tags if run else {}).get(GRPC_INFO_TAG) or "{}")
+        info = seven_json.loads((run.tags if run else {}).get(GRPC_INFO_TAG) or "{}")
         host = str(info.get("host") or "")
         if info.get("socket") or host in _LOCAL_HOSTS or host == socket.gethostname():
             self._instance.add_run_tags(run_id, {WORKER_HOST_TAG: socket.gethostname()})

@@ -104,7 +104,17 @@ class MissingSentinel2Error(InputError):
 
 
 def release_time(value: object) -> str:
-    """``11:28:00`` / ``11:28`` / ``11h28`` → ``11h28`` (the release's format); "" stays ""."""
+    """``11:28:00`` / ``11:28`` / ``11h28`` → ``11h28`` (the release's format); "" stays "".
+
+    Args:
+        value: A time as our metadata or a release writes it, or empty.
+
+    Returns:
+        ``HHhMM``, or "".
+
+    Raises:
+        InputError: Not ``HH:MM[:SS]`` nor ``HHhMM`` with a valid hour and minute.
+    """
     text = str(value or "")
     if not text.strip():
         return ""
@@ -115,14 +125,31 @@ def release_time(value: object) -> str:
 
 
 def release_metadata(meta: dict[str, Any]) -> dict[str, Any]:
-    """One aerial-metadata entry in the release's fields and formats."""
+    """One aerial-metadata entry in the release's fields and formats.
+
+    Args:
+        meta: Our aerial-metadata entry of the patch.
+
+    Returns:
+        The ``METADATA_KEYS`` fields ("" when absent), time as ``HHhMM``.
+    """
     out = {k: meta.get(k, "") for k in METADATA_KEYS}
     out["time"] = release_time(meta.get("time"))
     return out
 
 
 def check_products(products_txt: Path) -> list[str]:
-    """The product names of a series, each an ESA name whose characters 11–18 are its date."""
+    """The product names of a series, each an ESA name whose characters 11–18 are its date.
+
+    Args:
+        products_txt: A zone's ``_products.txt``.
+
+    Returns:
+        The names, in file order.
+
+    Raises:
+        InputError: A name is not an ESA product name with a date, naming the file.
+    """
     names = products_txt.read_text().split()
     for name in names:
         m = _ESA.match(name)
@@ -159,7 +186,15 @@ def _part(rec: PatchRecord) -> str:
 
 
 def has_sentinel2(rec: PatchRecord) -> bool:
-    """Whether a patch has a Sentinel-2 window: a centroid entry and its zone's three files."""
+    """Whether a patch has a Sentinel-2 window: a centroid entry and its zone's three files.
+
+    Args:
+        rec: A patch record.
+
+    Returns:
+        True when the centroid is known and ``_data.npy``, ``_masks.npy`` and
+        ``_products.txt`` exist.
+    """
     if rec.centroid is None or rec.sen_prefix is None:
         return False
     parts = ("_data.npy", "_masks.npy", "_products.txt")
@@ -213,7 +248,7 @@ def export_release(
         MissingSentinel2Error: Patches without a Sentinel-2 series, unless allowed.
         InputError: Nothing to export, a missing file, a malformed time, a non-ESA
             product name, or an `out_dir` that is not an export of ours.
-    """
+    """  # noqa: DOC501 (_refusal() builds the MissingSentinel2Error named above)
     records = from_dataset(dataset_root)
     if not records:
         raise InputError(f"{dataset_root}: no assigned patches to export")
@@ -244,7 +279,16 @@ def export_release(
 def _write(
     records: list[PatchRecord], out: Path, progress: Progress | None = None
 ) -> tuple[int, int, int]:
-    """Write `records` in the FLAIR-2 layout under `out`; (patches, zones, files)."""
+    """Write `records` in the FLAIR-2 layout under `out`; (patches, zones, files).
+
+    Args:
+        records: The patches exported.
+        out: The staging release folder.
+        progress: Counts the patches copied.
+
+    Returns:
+        (patches, zones, files) written.
+    """
     mode = 0o666 & ~_umask()
     centroids: dict[str, list[int]] = {}
     metadata: dict[str, dict[str, Any]] = {}

@@ -49,8 +49,8 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.progress import Progress, each
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
-from flair_pipeline.sources.flair_hub import DATES_FILES, dates_file
-from flair_pipeline.sources.flair_hub_layout import FLAIR_TO_COSIA, HubPatchId
+from flair_pipeline.sources.flair_hub import dates_file
+from flair_pipeline.sources.flair_hub_layout import DATES_FILES, FLAIR_TO_COSIA, HubPatchId
 from flair_pipeline.training.records import PatchRecord, from_dataset
 
 #: FLAIR-HUB's aerial patch: 512 px at 0.2 m; its Sentinel windows: 10 px over it.
@@ -89,7 +89,15 @@ class _Patch:
 
 
 def _hub_ids(records: list[PatchRecord]) -> list[_Patch]:
-    """Each record with its FLAIR-HUB id (zone lattice row-col) and its IMG geometry."""
+    """Each record with its FLAIR-HUB id (zone lattice row-col) and its IMG geometry.
+
+    Args:
+        records: The patches exported, with their IMG paths.
+
+    Returns:
+        One entry per record, in order: its HUB id (row and column on its zone's lattice,
+        counted from the zone's top-left patch), bounds, resolution (m), size (px) and CRS.
+    """
     found = []
     for r in records:
         with rasterio.open(r.img) as src:
@@ -115,6 +123,12 @@ def _super_area_transform(p: _Patch) -> rasterio.Affine:
     The super-area grid is aligned on multiples of 10 m (``sentinel2.provider.Grid``) and
     the patch's centre lies in pixel (row, col) of it (``Grid.rowcol``), which fixes the
     grid's origin.
+
+    Args:
+        p: A patch with its centroid pixel (row, col) in the super-area recorded.
+
+    Returns:
+        The affine transform of the 10 m grid, in the patch's CRS.
     """
     assert p.record.centroid is not None
     row, col = p.record.centroid

@@ -56,12 +56,23 @@ QML_NAME = "flair-msk.qml"
 
 
 def class_name(name: str) -> str:
-    """A machine-readable class name (classification v2: ``^[0-9A-Za-z-_]+$``)."""
+    """A machine-readable class name (classification v2: ``^[0-9A-Za-z-_]+$``).
+
+    Args:
+        name: A class name as FLAIR spells it.
+
+    Returns:
+        Runs of other characters replaced by ``-``, trimmed.
+    """
     return re.sub(r"[^0-9A-Za-z]+", "-", name).strip("-")
 
 
 def flair_classes() -> list[Classification]:
-    """FLAIR's 19 codes as classification objects (value, name, title, colour)."""
+    """FLAIR's 19 codes as classification objects (value, name, title, colour).
+
+    Returns:
+        One per code 1..19, in code order.
+    """
     return [
         Classification.create(
             value=c.code,
@@ -161,6 +172,16 @@ def build_collection(release_dir: str | Path, name: str | None = None) -> pystac
     `name` is the release's name in the title (default: the folder's). Patches an export
     left out for want of a Sentinel-2 series (its ``flair-export.json``) are listed in the
     collection's ``flair:excluded_without_sentinel2``.
+
+    Args:
+        release_dir: A FLAIR-2 release folder.
+        name: The release's name, or None for the folder's.
+
+    Returns:
+        The collection, one item per zone, hrefs not yet set.
+
+    Raises:
+        InputError: The folder holds no indexable patch.
     """
     root = Path(release_dir).resolve()
     index = index_release(root, workers=2)
@@ -206,7 +227,14 @@ def build_collection(release_dir: str | Path, name: str | None = None) -> pystac
 
 
 def write_qml(path: str | Path) -> Path:
-    """A QGIS paletted style for a single-band map of FLAIR codes 1..19 (MSK or PRED)."""
+    """A QGIS paletted style for a single-band map of FLAIR codes 1..19 (MSK or PRED).
+
+    Args:
+        path: The ``.qml`` file written.
+
+    Returns:
+        `path` as a Path.
+    """
     entries = "\n".join(
         f'        <paletteEntry value="{c.code}" color="{c.colour}" alpha="255" '
         f"label={quoteattr(c.name)}/>"
@@ -233,9 +261,17 @@ def write_qml(path: str | Path) -> Path:
 def write_stac(release_dir: str | Path, name: str | None = None) -> Path:
     """Write the STAC description and the QGIS style of a release folder.
 
-    Write ``stac/`` (self-contained, relative hrefs) and the QML into `release_dir`;
-    return the collection path. `name` is the release's name (default: the folder's).
-    Raises InputError for an empty release.
+    Write ``stac/`` (self-contained, relative hrefs) and the QML into `release_dir`.
+
+    Args:
+        release_dir: A FLAIR-2 release folder.
+        name: The release's name (default: the folder's).
+
+    Returns:
+        The path of ``stac/collection.json``.
+
+    Raises:
+        InputError: The release is empty.
     """
     root = Path(release_dir).resolve()
     coll = build_collection(root, name)
@@ -248,7 +284,11 @@ def write_stac(release_dir: str | Path, name: str | None = None) -> Path:
 
 
 def offline_validator() -> JsonSchemaSTACValidator:
-    """Pystac's validator with the extension schemas from ``stac_schemas/`` (no network)."""
+    """Pystac's validator with the extension schemas from ``stac_schemas/`` (no network).
+
+    Returns:
+        A validator whose schema cache holds every vendored schema.
+    """
     validator = JsonSchemaSTACValidator()
     for uri, name in VENDORED.items():
         validator.schema_cache[uri] = json.loads((SCHEMAS / name).read_text())
@@ -258,8 +298,14 @@ def offline_validator() -> JsonSchemaSTACValidator:
 def validate_offline(obj: pystac.STACObject) -> list[str]:
     """Validate `obj` with the offline validator; return the schema URIs checked.
 
-    Validate `obj` (and, for a collection, every item) with the offline validator;
-    the schema URIs checked. Raises pystac's STACValidationError on the first failure.
+    Args:
+        obj: An item or a collection (every item of a collection is validated too).
+
+    Returns:
+        The schema URIs checked.
+
+    Raises:
+        pystac.errors.STACValidationError: The first failure.
     """
     previous = RegisteredValidator.get_validator()
     RegisteredValidator.set_validator(offline_validator())

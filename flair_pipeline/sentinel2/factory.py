@@ -23,6 +23,16 @@ def make_provider(
 
     `credentials` (for sentinelhub) has ``client_id`` and ``client_secret``; it comes from
     the environment through a Dagster resource, never from params.yaml.
+
+    Args:
+        cfg: The ``sentinel2`` section of the config.
+        resolve: Maps a path of the config (catalog, cache) to a file.
+        default_catalog: The local STAC catalog used when none is configured (the synthetic
+            world's).
+        credentials: Object with ``client_id`` and ``client_secret`` (sentinelhub only).
+
+    Returns:
+        A :class:`StacProvider` or a :class:`SentinelHubProvider`, not yet connected.
     """
     if cfg.provider == "stac":
         from flair_pipeline.sentinel2.stac import StacProvider

@@ -27,12 +27,24 @@ class Filtered:
 
 
 def cloudy_share(masks: np.ndarray, threshold: int = 60) -> np.ndarray:
-    """Per date, the share of pixels whose SNW or CLD probability is >= `threshold`."""
+    """Per date, the share of pixels whose SNW or CLD probability is >= `threshold`.
+
+    Args:
+        masks: (T, 2, H, W) SNW, CLD probabilities (0..100).
+        threshold: Probability (percent) from which a pixel counts as snowy or cloudy.
+
+    Returns:
+        float64 (T,): share 0..1 of pixels where SNW or CLD is >= `threshold`.
+
+    Raises:
+        ValueError: `masks` is not (T, 2, H, W).
+    """
     masks = np.asarray(masks)
     if masks.ndim != 4 or masks.shape[1] != 2:
         raise ValueError(f"masks {masks.shape}: expected (T, 2, H, W) with SNW, CLD")
     bad = (masks[:, 0] >= threshold) | (masks[:, 1] >= threshold)
-    return bad.reshape(len(bad), -1).mean(axis=1)
+    share: np.ndarray = bad.reshape(len(bad), -1).mean(axis=1)
+    return share
 
 
 def cloud_filter(
@@ -52,6 +64,16 @@ def cloud_filter(
     If every date would be dropped, the least cloudy one (earliest on ties) is kept so
     that a series never becomes empty: a model needs T >= 1 and a cloudy date says more
     than none.
+
+    Args:
+        data: (T, 10, H, W) reflectance DN.
+        masks: (T, 2, H, W) SNW, CLD probabilities (0..100).
+        dates: The T acquisition dates.
+        threshold: Probability (percent) from which a pixel counts.
+        max_fraction: Largest share (0..1) of counted pixels a kept date may have.
+
+    Returns:
+        The kept dates' data, masks and dates, and their indices into the input.
     """
     _check(data, masks, dates)
     share = cloudy_share(masks, threshold)
@@ -66,11 +88,18 @@ def monthly_average(
 ) -> tuple[np.ndarray, np.ndarray, list[dt.date]]:
     """One mean image per (year, month) present, dated the 15th (as FLAIR-2 does).
 
-    Returns (data T'×10×H×W float32, masks T'×2×H×W float32, dates), months in calendar
-    order. Float32 because a mean of DN is not an integer and rounding would bias it; the
+    Float32 because a mean of DN is not an integer and rounding would bias it; the
     model normalises floats anyway. Masks are averaged the same way, so they become the
     mean snow/cloud probability of the month. Months without a date are absent (T' <= 12
     for a one-year series), not interpolated.
+
+    Args:
+        data: (T, 10, H, W) reflectance DN.
+        masks: (T, 2, H, W) SNW, CLD probabilities (0..100).
+        dates: The T acquisition dates.
+
+    Returns:
+        (data T'×10×H×W float32, masks T'×2×H×W float32, dates), months in calendar order.
     """
     _check(data, masks, dates)
     months = sorted({(d.year, d.month) for d in dates})

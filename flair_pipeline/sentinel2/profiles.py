@@ -29,7 +29,20 @@ def class_profiles(
     seed: int = 0,
     classes: tuple[int, ...] = VEGETATION,
 ) -> dict[str, list[np.ndarray]]:
-    """Class name -> one (2, T') array of (day of year, NDVI) on clear dates per sampled pixel."""
+    """Class name -> one (2, T') array of (day of year, NDVI) on clear dates per sampled pixel.
+
+    Args:
+        series: A zone's series (10 m grid, Lambert-93).
+        labels: The label polygons (column ``code``: FLAIR codes 1..19), in the series' CRS.
+        per_class: Pixels sampled per merged class at most.
+        seed: Seed of the pixel draw.
+        classes: Merged class indices profiled (vegetation by default).
+
+    Returns:
+        Per class name, one float array (2, T') per sampled pixel: day of year and NDVI on
+        the dates whose SNW and CLD are below ``CLEAR_BELOW``; empty when no pixel centre
+        lies in a polygon.
+    """
     g = series.grid
     xs = g.left + (np.arange(g.width) + 0.5) * RES
     ys = g.top - (np.arange(g.height) + 0.5) * RES

@@ -15,6 +15,7 @@ import abc
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -86,7 +87,7 @@ class TimeSeries:
     products: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (product, why)
     #: decisions taken per date (offset rule, mask source…), written next to products.txt
-    provenance: dict = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         t = len(self.dates)

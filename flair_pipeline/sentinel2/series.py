@@ -36,8 +36,18 @@ class SuperArea:
 def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[SuperArea]:
     """One super-area per zone of a domain's patch grid.
 
-    Raises InputError naming the zone if its super-area would exceed `max_size` px: zones
-    must then be made smaller (sampling.zone_size_m).
+    Args:
+        grid_gdf: The domain's patch grid (``domain``, ``zone``, ``x_centroid``,
+            ``y_centroid`` in Lambert-93 m).
+        window: Side (px at 10 m) of the Sentinel-2 window around each patch centroid.
+        max_size: Largest side (px) a super-area may have.
+
+    Returns:
+        One super-area per (domain, zone): a 10 m grid covering every patch's window.
+
+    Raises:
+        InputError: A zone's super-area would exceed `max_size` px, naming the zone: zones
+            must then be made smaller (sampling.zone_size_m).
     """
     out = []
     half = window * RES / 2
@@ -62,6 +72,15 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
     Write the three FLAIR files of a zone, each atomically, and, when the provider
     recorded decisions (``series.provenance``: BOA offset rule per date, SCL-derived
     masks), their companion ``_products.json``.
+
+    Args:
+        layout: The dataset layout.
+        area: The zone's super-area.
+        series: Its series: data uint16 (T, 10, H, W), masks uint8 (T, 2, H, W).
+
+    Returns:
+        The files written: ``_data.npy``, ``_masks.npy``, ``_products.txt`` and maybe
+        ``_products.json``.
     """
     paths = [layout.sen_file(area.domain, area.zone, part) for part in SEN2_PARTS[:3]]
     with atomic_path(paths[0]) as tmp, open(tmp, "wb") as f:
@@ -80,7 +99,16 @@ def write_series(layout: DatasetLayout, area: SuperArea, series: TimeSeries) -> 
 def read_series(
     layout: DatasetLayout, domain: str, zone: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Load a zone's data, masks and products."""
+    """Load a zone's data, masks and products.
+
+    Args:
+        layout: The dataset layout.
+        domain: Domain id.
+        zone: Zone name.
+
+    Returns:
+        (data (T, 10, H, W), masks (T, 2, H, W), product names), as written.
+    """
     data_f, masks_f, products_f = (layout.sen_file(domain, zone, p) for p in SEN2_PARTS[:3])
     data = np.load(data_f)
     masks = np.load(masks_f)
@@ -89,7 +117,14 @@ def read_series(
 
 
 def product_date(product: str) -> dt.date | None:
-    """Acquisition date of a product name such as ``S2A_MSIL2A_20200712T105619_…``."""
+    """Acquisition date of a product name such as ``S2A_MSIL2A_20200712T105619_…``.
+
+    Args:
+        product: A Sentinel-2 product name.
+
+    Returns:
+        The date of its first ``YYYYMMDD…`` field, or None.
+    """
     for token in product.split("_"):
         if len(token) >= 8 and token[:8].isdigit():
             try:
@@ -100,6 +135,14 @@ def product_date(product: str) -> dt.date | None:
 
 
 def ndvi(data: np.ndarray) -> np.ndarray:
-    """NDVI of a (T, 10, …) series (B08 and B04)."""
+    """NDVI of a (T, 10, …) series (B08 and B04).
+
+    Args:
+        data: (T, 10, …) reflectance DN in FLAIR's band order.
+
+    Returns:
+        float32 (T, …) NDVI in -1..1, 0 where both bands are 0.
+    """
     nir, red = data[:, 6].astype(np.float32), data[:, 2].astype(np.float32)
-    return (nir - red) / np.maximum(nir + red, 1.0)
+    index: np.ndarray = (nir - red) / np.maximum(nir + red, 1.0)
+    return index

@@ -155,6 +155,10 @@ def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -
 
 #: (window, flat index into it, inside mask) of each grid pixel's source pixel.
 _Nearest = tuple[Window, np.ndarray, np.ndarray]
+#: An asset's geometry: (CRS string, affine transform, height, width).
+_Geo = tuple[str, Any, int, int]
+#: One grid's pixels from one scene: (data uint16 10×H×W, masks uint8 2×H×W, valid bool H×W).
+_Pixels = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class StacProvider(Sentinel2Provider):
@@ -205,7 +209,7 @@ class StacProvider(Sentinel2Provider):
         self.scl_masks = scl_masks
         self.hrefs = hrefs or Hrefs(retries=retries, backoff_s=backoff_s, timeouts=self.timeouts)
         self._static: list[Scene] | None = None
-        self._index: dict[tuple, _Nearest | None] = {}
+        self._index: dict[tuple[Grid, _Geo], _Nearest | None] = {}
         self._dropped: list[tuple[str, str]] = []
         self._env: dict[str, str] = {}
 
@@ -391,7 +395,7 @@ class StacProvider(Sentinel2Provider):
             ) from exc
 
     # -- pixels ------------------------------------------------------------------------
-    def _read(self, scene: Scene, grids: list[Grid]) -> list[tuple] | str:
+    def _read(self, scene: Scene, grids: list[Grid]) -> list[_Pixels] | str:
         """Each asset of `scene` opened once, every grid's window read from it.
 
         Returns per grid (data uint16 10×H×W, masks uint8 2×H×W, valid bool H×W), or the
@@ -410,7 +414,9 @@ class StacProvider(Sentinel2Provider):
                     return why
         return out
 
-    def _read_asset(self, scene: Scene, b: int, what: str, grids: list[Grid], out: list) -> str:
+    def _read_asset(
+        self, scene: Scene, b: int, what: str, grids: list[Grid], out: list[_Pixels]
+    ) -> str:
         """Open the asset of `what` once and fill band `b` of every grid.
 
         `what` is a band name, SCL, or a mask asset key. Returns '' or why it failed.
@@ -462,7 +468,7 @@ class StacProvider(Sentinel2Provider):
             return redact(f"asset {key!r} unreadable ({href}): {detail}")  # signed hrefs
         return ""
 
-    def _nearest(self, grid: Grid, geo: tuple) -> _Nearest | None:
+    def _nearest(self, grid: Grid, geo: _Geo) -> _Nearest | None:
         """Where each grid pixel takes its value from, cached per grid and geometry.
 
         (window, flat index into it, inside mask) of each grid pixel's source pixel;
@@ -521,12 +527,13 @@ def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) ->
 
 
 def _overlaps(window: Window, height: int, width: int) -> bool:
-    return (
+    inside: bool = (
         window.col_off < width
         and window.row_off < height
         and window.col_off + window.width > 0
         and window.row_off + window.height > 0
     )
+    return inside
 
 
 class _Date:
@@ -555,7 +562,12 @@ class _Date:
 
 
 def _series(
-    grid: Grid, dates: dict[dt.date, _Date], skipped: list, seen: int, why: str, extra: dict
+    grid: Grid,
+    dates: dict[dt.date, _Date],
+    skipped: list[tuple[str, str]],
+    seen: int,
+    why: str,
+    extra: dict[str, Any],
 ) -> TimeSeries | InputError:
     x0, y0, x1, y1 = grid.bounds
     label = f"grid ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) EPSG:2154"

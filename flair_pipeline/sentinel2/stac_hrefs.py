@@ -48,7 +48,11 @@ TOKEN_MARGIN_S = 60.0
 
 
 def s3_hint() -> str:
-    """The settings an ``s3://`` href needs, in words (for error lines)."""
+    """The settings an ``s3://`` href needs, in words (for error lines).
+
+    Returns:
+        The settings and environment variables to set, as one phrase.
+    """
     return (
         "set sentinel2.s3_endpoint (CDSE: https://eodata.dataspace.copernicus.eu) and "
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment"
@@ -98,7 +102,16 @@ class Hrefs:
 
     # -- which assets can be read ----------------------------------------------------
     def readable(self, item: pystac.Item, key: str) -> bool:
-        """Whether asset `key` of `item` exists and can be opened with these settings."""
+        """Whether asset `key` of `item` exists and can be opened with these settings.
+
+        Args:
+            item: A STAC item.
+            key: One of its asset keys.
+
+        Returns:
+            False when the asset or its href is missing, or when the href is ``s3://`` and no
+            endpoint is configured.
+        """
         asset = item.assets.get(key)
         href = asset.get_absolute_href() if asset is not None else None
         if not href:
@@ -107,6 +120,9 @@ class Hrefs:
 
     def gdal_options(self) -> dict[str, str]:
         """GDAL options for ``/vsis3/`` reads at the configured endpoint ({} without one).
+
+        Returns:
+            ``AWS_S3_ENDPOINT`` and the related GDAL options, or {}.
 
         Raises:
             InputError: an endpoint is configured but the S3 keys are not in the environment.
@@ -138,6 +154,9 @@ class Hrefs:
         ``/vsis3/…`` for ``s3://``, the href with a SAS token for Planetary Computer, else
         the href itself.
 
+        Returns:
+            A path or URL GDAL can open.
+
         Raises:
             InputError: the SAS token endpoint failed (after its retries) or answered no token.
         """
@@ -151,6 +170,12 @@ class Hrefs:
 
     def token(self, collection: str) -> str:
         """A SAS token for `collection`, cached until a minute before its expiry.
+
+        Args:
+            collection: A Planetary Computer collection id.
+
+        Returns:
+            The SAS token (a URL query string).
 
         Raises:
             InputError: the endpoint failed (after its retries) or answered no token.

@@ -84,7 +84,14 @@ class AssetMeta:
 
 
 def product_name(item: pystac.Item) -> str:
-    """``s2:product_uri`` without ``.SAFE`` (FLAIR's products.txt), else the item id."""
+    """``s2:product_uri`` without ``.SAFE`` (FLAIR's products.txt), else the item id.
+
+    Args:
+        item: A Sentinel-2 L2A item.
+
+    Returns:
+        The product name written in ``products.txt``.
+    """
     uri = item.properties.get("s2:product_uri")
     return str(uri).removesuffix(".SAFE") if uri else item.id
 
@@ -95,6 +102,12 @@ def processing_baseline(item: pystac.Item) -> float | None:
     From ``s2:processing_baseline`` (Earth Search, Planetary Computer) or
     ``processing:version`` (CDSE), else the ``_Nxxyy_`` field of ``s2:product_uri`` or of
     the item id (CDSE ids are product names).
+
+    Args:
+        item: A Sentinel-2 L2A item.
+
+    Returns:
+        The baseline, e.g. 5.09 for ``N0509``, or None when no field gives it.
     """
     for field in ("s2:processing_baseline", "processing:version"):
         try:
@@ -109,7 +122,15 @@ def processing_baseline(item: pystac.Item) -> float | None:
 
 
 def _spellings(asset: pystac.Asset, name: str) -> dict[str, Any]:
-    """Every value asset-level field `name` (scale, offset, nodata) has, by its spelling."""
+    """Every value asset-level field `name` (scale, offset, nodata) has, by its spelling.
+
+    Args:
+        asset: A STAC asset.
+        name: ``scale``, ``offset`` or ``nodata``.
+
+    Returns:
+        Spelling (``raster:bands[0].scale``, ``bands[0].raster:scale``, …) -> value.
+    """
     ex = asset.extra_fields
     out: dict[str, Any] = {}
     v1 = ex.get("raster:bands")
@@ -126,6 +147,14 @@ def _spellings(asset: pystac.Asset, name: str) -> dict[str, Any]:
 
 def _declared(item: pystac.Item, key: str, name: str) -> tuple[float | None, str]:
     """(value, spelling) of asset `key`'s declared scale or offset; None when undeclared.
+
+    Args:
+        item: A STAC item.
+        key: One of its asset keys.
+        name: ``scale`` or ``offset``.
+
+    Returns:
+        The value and the spelling it was read under; (None, "") when undeclared.
 
     Raises:
         CatalogueContradiction: a value that is not a finite number, or two spellings
@@ -156,7 +185,15 @@ def _declared(item: pystac.Item, key: str, name: str) -> tuple[float | None, str
 
 
 def asset_crs(item: pystac.Item, key: str) -> str | None:
-    """``proj:code`` or ``proj:epsg`` of asset `key`, else of the item, as ``EPSG:<n>``."""
+    """``proj:code`` or ``proj:epsg`` of asset `key`, else of the item, as ``EPSG:<n>``.
+
+    Args:
+        item: A STAC item.
+        key: One of its asset keys.
+
+    Returns:
+        The CRS as ``EPSG:<n>`` (or the ``proj:code`` as given), None when neither declares one.
+    """
     for fields in (item.assets[key].extra_fields, item.properties):
         code = fields.get("proj:code")
         if code:
@@ -258,6 +295,14 @@ def asset_meta(item: pystac.Item, key: str, reflectance: bool = True) -> AssetMe
 
 
 def scale_offset(item: pystac.Item, key: str) -> tuple[float, float]:
-    """(scale, offset) of reflectance asset `key`: reflectance = DN × scale + offset."""
+    """(scale, offset) of reflectance asset `key`: reflectance = DN × scale + offset.
+
+    Args:
+        item: A Sentinel-2 L2A item.
+        key: A reflectance asset key.
+
+    Returns:
+        The declared (or defaulted, see :func:`asset_meta`) scale and offset.
+    """
     m = asset_meta(item, key)
     return m.scale, m.offset

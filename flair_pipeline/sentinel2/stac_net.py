@@ -33,7 +33,15 @@ RETRY_STATUS = (429, 500, 502, 503, 504)
 
 
 def retry_policy(retries: int, backoff_s: float) -> Retry:
-    """urllib3 Retry of this module's contract (POST included: a STAC search is a read)."""
+    """urllib3 Retry of this module's contract (POST included: a STAC search is a read).
+
+    Args:
+        retries: Retries on connection errors, read errors and 429/5xx answers.
+        backoff_s: Backoff factor, seconds (doubling per retry).
+
+    Returns:
+        The urllib3 Retry.
+    """
     return Retry(
         total=retries,
         connect=retries,
@@ -49,7 +57,17 @@ def retry_policy(retries: int, backoff_s: float) -> Retry:
 
 
 def stac_api_io(retries: int, backoff_s: float, connect_s: float, read_s: float) -> Any:
-    """A StacApiIO with the retry policy and (connect, read) timeouts in seconds."""
+    """A StacApiIO with the retry policy and (connect, read) timeouts in seconds.
+
+    Args:
+        retries: Retries, see :func:`retry_policy`.
+        backoff_s: Backoff factor, seconds.
+        connect_s: Connect timeout, seconds.
+        read_s: Read timeout, seconds.
+
+    Returns:
+        A ``pystac_client`` StacApiIO.
+    """
     from pystac_client.stac_api_io import StacApiIO
 
     return StacApiIO(timeout=(connect_s, read_s), max_retries=retry_policy(retries, backoff_s))
@@ -61,6 +79,15 @@ def gdal_env(retries: int, backoff_s: float, connect_s: float, read_s: float) ->
     ``GDAL_HTTP_TIMEOUT`` bounds a whole request (GDAL has no separate read timeout), so it
     is set to connect + read; ``GDAL_HTTP_LOW_SPEED_TIME`` aborts a transfer stalled for
     `read_s` seconds.
+
+    Args:
+        retries: ``GDAL_HTTP_MAX_RETRY``.
+        backoff_s: ``GDAL_HTTP_RETRY_DELAY``, seconds.
+        connect_s: ``GDAL_HTTP_CONNECTTIMEOUT``, seconds.
+        read_s: Stall limit, seconds.
+
+    Returns:
+        GDAL configuration options, as strings.
     """
     return {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -83,7 +110,15 @@ def gdal_env(retries: int, backoff_s: float, connect_s: float, read_s: float) ->
 
 
 def session(retries: int, backoff_s: float) -> Any:
-    """A requests session whose http(s) adapters carry the retry policy."""
+    """A requests session whose http(s) adapters carry the retry policy.
+
+    Args:
+        retries: Retries, see :func:`retry_policy`.
+        backoff_s: Backoff factor, seconds.
+
+    Returns:
+        A ``requests.Session``.
+    """
     import requests
     from requests.adapters import HTTPAdapter
 
@@ -98,6 +133,15 @@ def static_stac_io(retries: int, backoff_s: float, connect_s: float, read_s: flo
     """A pystac StacIO reading static catalogs over HTTP(S) with the same contract.
 
     HTTP errors raise :class:`requests.HTTPError` (``status_code`` on the exception).
+
+    Args:
+        retries: Retries, see :func:`retry_policy`.
+        backoff_s: Backoff factor, seconds.
+        connect_s: Connect timeout, seconds.
+        read_s: Read timeout, seconds.
+
+    Returns:
+        A ``pystac.StacIO`` (local paths and ``file://`` read as pystac does).
     """
     import requests
     from pystac.stac_io import DefaultStacIO
@@ -113,7 +157,8 @@ def static_stac_io(retries: int, backoff_s: float, connect_s: float, read_s: flo
                 err = requests.HTTPError(f"HTTP {resp.status_code} for {href}")
                 err.status_code = resp.status_code  # type: ignore[attr-defined]
                 raise err
-            return resp.text
+            text: str = resp.text
+            return text
 
     return _BoundedStacIO()
 
@@ -152,6 +197,9 @@ def gdal_messages() -> Iterator[list[str]]:
     happened and how many tries it took. Yields the list, filled as records come; while any
     thread captures, logger ``rasterio._env`` is at DEBUG and a filter drops, after
     capture, whatever its previous level would have dropped.
+
+    Yields:
+        The list of this thread's messages, filled while the block runs.
     """
     logger = logging.getLogger("rasterio._env")
     messages: list[str] = []
@@ -179,7 +227,11 @@ def gdal_messages() -> Iterator[list[str]]:
 def http_failure(messages: list[str]) -> str:
     """What GDAL's `messages` (:func:`gdal_messages`) say about an HTTP failure, in words.
 
-    The last HTTP status or curl error and the tries made; '' when they say nothing.
+    Args:
+        messages: GDAL's lines captured during a failed read.
+
+    Returns:
+        The last HTTP status or curl error and the tries made; '' when they say nothing.
     """
     retried = sum("Retrying again" in m for m in messages)
     why = ""

@@ -55,7 +55,15 @@ SCL_MAPPING_NAME = "scl-v1: 8->CLD 65, 9->CLD 100, 10->CLD 65, 11->SNW 100, else
 
 
 def scl_to_masks(scl: np.ndarray) -> np.ndarray:
-    """(2, H, W) uint8 SNW, CLD probabilities from an (H, W) SCL array (table above)."""
+    """(2, H, W) uint8 SNW, CLD probabilities from an (H, W) SCL array (table above).
+
+    Args:
+        scl: Scene classification codes (H, W), any integer dtype.
+
+    Returns:
+        uint8 (2, H, W): SNW and CLD probabilities (0..100) per ``SCL_TO_MASKS``; 0 for
+        codes it does not list.
+    """
     lut = np.zeros((2, 256), np.uint8)
     for cls, (snw, cld) in SCL_TO_MASKS.items():
         lut[0, cls], lut[1, cls] = snw, cld
@@ -81,12 +89,27 @@ SCL_KEYS = ("scl", "SCL", "SCL_20m")
 
 
 def asset_key(item: pystac.Item, candidates: Sequence[str]) -> str | None:
-    """The first of `candidates` (one band's keys, :data:`BAND_KEYS`) that `item` has."""
+    """The first of `candidates` (one band's keys, :data:`BAND_KEYS`) that `item` has.
+
+    Args:
+        item: A STAC item.
+        candidates: Asset keys to try, in order.
+
+    Returns:
+        The first key present in ``item.assets``, or None.
+    """
     return next((k for k in candidates if k in item.assets), None)
 
 
 def scene_key(item: pystac.Item) -> tuple[str, str, str]:
-    """(platform, MGRS tile, sensing time to the second): equal for copies of one scene."""
+    """(platform, MGRS tile, sensing time to the second): equal for copies of one scene.
+
+    Args:
+        item: A Sentinel-2 L2A STAC item.
+
+    Returns:
+        (platform in lower case, MGRS tile without ``MGRS-``, ``YYYYMMDDTHHMMSS``).
+    """
     p = item.properties
     tile = p.get("grid:code") or "".join(
         str(p.get(k, "")) for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")
@@ -101,7 +124,7 @@ def scene_key(item: pystac.Item) -> tuple[str, str, str]:
     )
 
 
-def _rank(item: pystac.Item, collections: Sequence[str]) -> tuple:
+def _rank(item: pystac.Item, collections: Sequence[str]) -> tuple[int, float, tuple[int, ...], str]:
     col = item.collection_id or ""
     order = collections.index(col) if col in collections else len(collections)
     pb = processing_baseline(item) or 0.0
@@ -117,9 +140,19 @@ def _neg(s: str) -> tuple[int, ...]:
 def select_items(
     items: list[pystac.Item], collections: Sequence[str]
 ) -> tuple[list[pystac.Item], list[tuple[str, str]]]:
-    """(kept items, [(dropped id, why)]): configured collections only, one item per scene."""
+    """(kept items, [(dropped id, why)]): configured collections only, one item per scene.
+
+    Args:
+        items: Every item a search returned.
+        collections: The configured collections, preferred first.
+
+    Returns:
+        The kept items sorted by id, and each duplicate dropped with the item it lost to.
+        A duplicate loses to the earlier collection, then the higher processing baseline,
+        then the later ``updated``/``created`` stamp, then the smaller id.
+    """
     dropped: list[tuple[str, str]] = []
-    best: dict[tuple, pystac.Item] = {}
+    best: dict[tuple[str, str, str], pystac.Item] = {}
     for item in items:
         if item.collection_id not in collections:
             continue

@@ -111,7 +111,11 @@ class DomainInfo(BaseModel):
         return v
 
     def as_record(self) -> dict[str, Any]:
-        """JSON-ready dict; ``date`` and ``time`` as ISO strings, as FLAIR writes them."""
+        """JSON-ready dict; ``date`` and ``time`` as ISO strings, as FLAIR writes them.
+
+        Returns:
+            The fields as JSON values.
+        """
         return self.model_dump(mode="json")
 
 
@@ -127,9 +131,18 @@ def _one_line(path: Path, exc: ValidationError) -> str:
 
 
 def read_domain_info(path: str | Path, domain: str | None = None) -> DomainInfo:
-    """Parse and validate a ``domain.json``; InputError naming the file and the field.
+    """Parse and validate a ``domain.json``.
 
-    `domain` (the folder name) must equal the file's ``domain`` field when given.
+    Args:
+        path: The ``domain.json``.
+        domain: The folder name, which must equal the file's ``domain`` field when given.
+
+    Returns:
+        The validated flight facts.
+
+    Raises:
+        InputError: The file is missing, not JSON, or a field is invalid: one line naming
+            the file and the field.
     """
     path = Path(path)
     try:
@@ -144,8 +157,17 @@ def read_domain_info(path: str | Path, domain: str | None = None) -> DomainInfo:
 def validate_domain_info(data: Any, path: str | Path, domain: str | None = None) -> DomainInfo:
     """Validate already-parsed flight facts (``domain.json`` or a spec's ``acquisition``).
 
-    Raises InputError naming `path` and each bad field; `domain` (the folder name) must equal
-    the ``domain`` field when given.
+    Args:
+        data: The parsed JSON value.
+        path: Where it comes from, named in errors.
+        domain: The folder name, which must equal the ``domain`` field when given.
+
+    Returns:
+        The validated flight facts.
+
+    Raises:
+        InputError: `data` is not an object, a field is invalid, or the domain differs
+            from the folder name: one line naming `path` and each bad field.
     """
     path = Path(path)
     if not isinstance(data, dict):

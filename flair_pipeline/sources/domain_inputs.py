@@ -65,7 +65,15 @@ _COPY_TEMP = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
 
 
 def open_root(root: str | Path) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and in-filesystem path of a local folder or an fsspec URL."""
+    """The filesystem and in-filesystem path of a local folder or an fsspec URL.
+
+    Args:
+        root: A local folder or an fsspec URL (``s3://…``).
+
+    Returns:
+        (filesystem, path in it): S3 through the project's settings, else the local disk
+        with an absolute path.
+    """
     text = str(root)
     if is_url(text):
         return filesystem(text)  # the project's S3 settings (short timeouts, endpoint)
@@ -115,6 +123,12 @@ def _arrival(info: dict[str, Any]) -> float:
 
     A copy keeps the source's mtime (rsync -a, cp -p) but not its ctime, so ctime tells
     the order in which files landed here; without either, the mtime.
+
+    Args:
+        info: An fsspec file info.
+
+    Returns:
+        Unix seconds; 0.0 when no field gives a time.
     """
     for key in ("created", "LastModified", "last_modified", "updated", "mtime"):
         value = info.get(key)
@@ -130,7 +144,15 @@ def _arrival(info: dict[str, Any]) -> float:
 
 
 def _stat_key(entries: dict[str, dict[str, Any]], names: list[str]) -> str:
-    """sha256 of (name, size, mtime, inode or ETag) of `names`: moves when any file does."""
+    """sha256 of (name, size, mtime, inode or ETag) of `names`: moves when any file does.
+
+    Args:
+        entries: Relative name -> fsspec file info.
+        names: The files hashed, in order.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     for name in names:
         info = entries[name]
@@ -149,6 +171,13 @@ def _spec_missing(spec_text: str | None, names: list[str]) -> list[str]:
     Each glob must match a file (as :func:`flair_pipeline.sources.domain_spec.match`: case
     ignored), a shapefile needs its ``.shx`` and ``.dbf``; a spec that cannot be read is
     reported as such (the build would refuse it).
+
+    Args:
+        spec_text: The ``domain.yaml`` text, or None without one.
+        names: Relative paths of the visible files.
+
+    Returns:
+        One phrase per missing piece; empty when the spec is satisfied.
     """
     if spec_text is None:
         return []
@@ -179,7 +208,15 @@ def _scan(
 ) -> DomainScan:
     """A DomainScan from `entries`: relative name (under `folder`) -> fsspec file info.
 
-    `spec_text` is the content of the folder's ``domain.yaml``, when it has one.
+    Args:
+        domain: Domain id.
+        folder: The domain folder, in the filesystem.
+        entries: Relative name -> fsspec file info, every file under `folder`.
+        spec_text: The content of the folder's ``domain.yaml``, when it has one.
+
+    Returns:
+        Present and missing inputs, their signature and size, copies in flight, the
+        READY marker's state.
     """
     # Same selection as the Mosaic's (raster_vrt.raster_files): direct children of ortho/,
     # no hidden names, suffix .tif/.tiff/.jp2 in any case (``*.TIF`` tiles count too).
@@ -226,7 +263,16 @@ _SPECS: dict[tuple[str, str, str], str] = {}
 
 
 def _read_spec(fs: fsspec.AbstractFileSystem, folder: str, entries: dict[str, Any]) -> str | None:
-    """The text of the folder's domain.yaml, when it has one ("" when it cannot be read)."""
+    """The text of the folder's domain.yaml, when it has one ("" when it cannot be read).
+
+    Args:
+        fs: The filesystem.
+        folder: The domain folder.
+        entries: Its files' infos (the spec's stat keys a cache).
+
+    Returns:
+        The text, "" when unreadable, None without a ``domain.yaml``.
+    """
     if SPEC_NAME not in entries:
         return None
     path = f"{folder}/{SPEC_NAME}"
@@ -263,6 +309,14 @@ def scan_domain(fs: fsspec.AbstractFileSystem, raw_root: str, domain: str) -> Do
 
     Missing pieces are reported, never raised: a folder still being copied is normal for a
     sensor, and the caller decides whether that is an error.
+
+    Args:
+        fs: The filesystem of the raw root.
+        raw_root: The raw root, in `fs`.
+        domain: Domain id.
+
+    Returns:
+        The scan of ``<raw>/domains/<domain>``.
     """
     folder = str(RawLayout(PurePosixPath(raw_root)).domain(domain))  # type: ignore[arg-type]
     entries = _files_under(fs, folder)
@@ -278,6 +332,13 @@ def scan_domains(
     stores rather than several per domain), so a sensor watching hundreds of domains
     stays cheap. Other names are returned, not dropped, so callers can tell the user why
     a folder they copied in is not being built.
+
+    Args:
+        fs: The filesystem of the raw root.
+        raw_root: The raw root, in `fs`.
+
+    Returns:
+        (domain id -> scan, the other folder names); empty without ``<raw>/domains``.
     """
     root = f"{raw_root.rstrip('/')}/domains"
     if not fs.isdir(root):
@@ -298,7 +359,18 @@ def scan_domains(
 
 
 def _relative(path: str, folder: str) -> str:
-    """`path` relative to `folder` ("ortho/a.tif"), whatever leading "/" the fs adds."""
+    """`path` relative to `folder` ("ortho/a.tif"), whatever leading "/" the fs adds.
+
+    Args:
+        path: A path the filesystem listed.
+        folder: A folder above it.
+
+    Returns:
+        The relative POSIX path.
+
+    Raises:
+        ValueError: `path` is not under `folder`.
+    """
     p, f = path.strip("/"), folder.strip("/") + "/"
     if not p.startswith(f):
         raise ValueError(f"{path} is not inside {folder}")

@@ -131,7 +131,15 @@ class DomainInputs:
 
 
 def match(folder: Path, pattern: str) -> list[Path]:
-    """Files under `folder` whose relative POSIX path matches `pattern`, case ignored; sorted."""
+    """Files under `folder` whose relative POSIX path matches `pattern`, case ignored; sorted.
+
+    Args:
+        folder: The domain folder.
+        pattern: A glob (``ortho/*.jp2``), relative to `folder`.
+
+    Returns:
+        The matching files.
+    """
     pat = pattern.lower().lstrip("./")
     out = [
         p
@@ -142,7 +150,17 @@ def match(folder: Path, pattern: str) -> list[Path]:
 
 
 def load_spec(path: Path) -> DomainSpec:
-    """The parsed spec; InputError naming the file and each bad key."""
+    """The parsed spec.
+
+    Args:
+        path: A ``domain.yaml``.
+
+    Returns:
+        The validated spec.
+
+    Raises:
+        InputError: Unreadable YAML or invalid keys, naming the file and each bad key.
+    """
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -169,8 +187,16 @@ def _one_or_more(folder: Path, spec_path: Path, role: str, pattern: str) -> list
 def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
     """A domain folder's inputs: from ``domain.yaml`` when present, else the raw layout.
 
-    `layout_info` is the ``domain.json`` of the raw layout (it wins over the spec's
-    acquisition facts when both exist). Raises InputError naming what is missing.
+    Args:
+        folder: The domain folder.
+        layout_info: The ``domain.json`` of the raw layout (it wins over the spec's
+            acquisition facts when both exist), or None.
+
+    Returns:
+        The ortho products, DSM, DTM, labels (layer, mapping) and flight facts.
+
+    Raises:
+        InputError: A piece is missing or a glob matches nothing, naming what.
     """
     folder = Path(folder)
     spec_path = folder / SPEC_NAME
@@ -243,7 +269,18 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
 
 
 def _info_layer(info: dict[str, Any], path: Path) -> str | None:
-    """``labels_layer`` of a domain.json (None when absent); InputError if not a name."""
+    """``labels_layer`` of a domain.json.
+
+    Args:
+        info: The parsed domain.json.
+        path: The file, named in the error.
+
+    Returns:
+        The layer name, or None when absent.
+
+    Raises:
+        InputError: The field is not a non-empty string.
+    """
     layer = info.get("labels_layer")
     if layer is None or (isinstance(layer, str) and layer.strip()):
         return layer
@@ -254,7 +291,14 @@ def _info_layer(info: dict[str, Any], path: Path) -> str | None:
 
 
 def _companions(path: Path) -> list[Path]:
-    """A shapefile with its .shx/.dbf/.prj/.cpg (any case); any other file alone."""
+    """A shapefile with its .shx/.dbf/.prj/.cpg (any case); any other file alone.
+
+    Args:
+        path: A file named by the spec.
+
+    Returns:
+        The files to fingerprint with it, sorted.
+    """
     if path.suffix.lower() != ".shp":
         return [path]
     stem = path.stem.lower()

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pyogrio
@@ -70,7 +71,14 @@ SPLIT_COLUMNS = ("split_1", "split_2", "split_3", "split_4", "split_5", "split_f
 
 
 def dates_file(key: str) -> str:
-    """The dates GeoPackage of a series (``GLOBAL_SENTINEL2_MTD_DATES.gpkg``)."""
+    """The dates GeoPackage of a series (``GLOBAL_SENTINEL2_MTD_DATES.gpkg``).
+
+    Args:
+        key: A series key of ``DATES_FILES`` (``SENTINEL2``, …).
+
+    Returns:
+        The file name.
+    """
     return f"GLOBAL_{key}_MTD_DATES.gpkg"
 
 
@@ -120,9 +128,24 @@ def _key(pid: HubPatchId) -> tuple[str, str, int, int]:
     return (pid.departement, pid.roi, pid.row, pid.col)
 
 
-def _scan(root: Path, problems: list[Problem]) -> dict[tuple[str, str, int, int], dict]:
-    """Every modality file below `root` and in its archives, by (dépt, ROI, row, col)."""
-    found: dict[tuple[str, str, int, int], dict] = defaultdict(lambda: {"year": "", "files": {}})
+class _Found(TypedDict):
+    """What `_scan` found for one area: its year and its files by modality."""
+
+    year: str
+    files: dict[str, str]
+
+
+def _scan(root: Path, problems: list[Problem]) -> dict[tuple[str, str, int, int], _Found]:
+    """Every modality file below `root` and in its archives, by (dépt, ROI, row, col).
+
+    Args:
+        root: The release folder.
+        problems: Where duplicate or inconsistent files are recorded.
+
+    Returns:
+        Area key -> its year and its files by modality (paths, ``zip://`` members included).
+    """
+    found: dict[tuple[str, str, int, int], _Found] = defaultdict(lambda: {"year": "", "files": {}})
 
     def add(pid: HubPatchId, mod: str, path: str) -> None:
         entry = found[_key(pid)]
@@ -169,7 +192,18 @@ def _split_of_name(path: Path) -> str | None:
 def _read_split_csvs(
     files: Iterable[Path], problems: list[Problem]
 ) -> tuple[dict[str, tuple[str, str]], dict[str, set[str]]]:
-    """Patch id -> (split, source) and patch id -> modalities its row declares."""
+    """Patch id -> (split, source) and patch id -> modalities its row declares.
+
+    Args:
+        files: FLAIR-HUB's split CSVs (``*_TRAIN.csv``, ``*_VALID.csv``, ``*_TEST.csv``).
+        problems: Where bad rows are recorded.
+
+    Returns:
+        The two maps.
+
+    Raises:
+        InputError: A file name names no split, or a file has no ``patch_id`` column.
+    """
     splits: dict[str, tuple[str, str]] = {}
     declared: dict[str, set[str]] = {}
     for path in files:
@@ -258,7 +292,17 @@ def read_dates(path: Path, problems: list[Problem]) -> dict[str, tuple[str, ...]
 def _check_file(
     modality: str, path: str, n_dates: int | None, check_size: bool = True
 ) -> str | None:
-    """What is wrong with one modality file, None when training can read it as is."""
+    """What is wrong with one modality file, None when training can read it as is.
+
+    Args:
+        modality: A key of ``MODALITIES``.
+        path: The file (or archive member).
+        n_dates: Dates its series' dates file lists, or None when unknown.
+        check_size: Also check the pixel size.
+
+    Returns:
+        One phrase (unreadable, bands, dtype, size, dates), or None.
+    """
     spec = MODALITIES[modality]
     try:
         with rasterio.open(path) as src:
@@ -396,9 +440,12 @@ def index_hub(
             continue
         candidates.append((pid, files))
 
-    def check(item: tuple[HubPatchId, dict[str, str]]) -> tuple[HubPatchId, dict, list[Problem]]:
+    def check(
+        item: tuple[HubPatchId, dict[str, str]],
+    ) -> tuple[HubPatchId, dict[str, str], list[Problem]]:
         pid, files = item
-        kept, bad = {}, []
+        kept: dict[str, str] = {}
+        bad: list[Problem] = []
         for mod, path in files.items():
             series = MODALITIES[mod].dates
             n = (
@@ -459,7 +506,14 @@ def index_hub(
 
 
 def _area_disjoint(records: list[HubRecord]) -> list[HubRecord]:
-    """Each area shared by splits stays only in its highest split (test > validation > train)."""
+    """Each area shared by splits stays only in its highest split (test > validation > train).
+
+    Args:
+        records: The indexed patches.
+
+    Returns:
+        The records kept, in their order.
+    """
     best: dict[str, str] = {}
     for r in records:
         if r.split in _PRIORITY and (
@@ -561,7 +615,14 @@ def read_hub_manifest(path: str | Path) -> list[HubRecord]:
 
 
 def format_hub_report(index: HubIndex) -> str:
-    """A human summary: counts per split, modalities, missing files, problems, warnings."""
+    """A human summary: counts per split, modalities, missing files, problems, warnings.
+
+    Args:
+        index: The index.
+
+    Returns:
+        Multi-line text.
+    """
     counts: dict[str, int] = defaultdict(int)
     for r in index.records:
         counts[r.split or "(none)"] += 1

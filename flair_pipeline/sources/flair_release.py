@@ -116,7 +116,14 @@ class _Found:
 
 
 def normalise_crs(crs: CRS | None) -> str:
-    """``EPSG:<n>`` where possible (the Lambert-93 LOCAL_CS quirk included), else the WKT."""
+    """``EPSG:<n>`` where possible (the Lambert-93 LOCAL_CS quirk included), else the WKT.
+
+    Args:
+        crs: A file's CRS, or None.
+
+    Returns:
+        The CRS text; "" for None.
+    """
     crs = normalize_crs(crs)
     if crs is None:
         return ""
@@ -125,7 +132,14 @@ def normalise_crs(crs: CRS | None) -> str:
 
 
 def release_split(folder: str) -> str:
-    """The split a release folder name announces (``flair_1_aerial_test`` → test)."""
+    """The split a release folder name announces (``flair_1_aerial_test`` → test).
+
+    Args:
+        folder: A folder name of the release.
+
+    Returns:
+        ``train``, ``test``, ``validation``, or "" when it names none.
+    """
     name = folder.lower()
     for key, split in (("train", "train"), ("test", "test"), ("val", "validation")):
         if key in name:
@@ -134,7 +148,19 @@ def release_split(folder: str) -> str:
 
 
 def _locate(rel: PurePosixPath, root_name: str) -> tuple[str, str, str]:
-    """Domain, zone and release split from a relative path; DomainIdError if they are absent."""
+    """Domain, zone and release split from a relative path.
+
+    Args:
+        rel: A patch file's path relative to the release root.
+        root_name: The release folder's name (read for the split when the domain folder
+            is at the top).
+
+    Returns:
+        (domain id, zone, split the folder above the domain announces, or "").
+
+    Raises:
+        DomainIdError: No folder of the path is a domain id followed by a zone.
+    """
     parts = rel.parts[:-1]
     for i, part in enumerate(parts[:-1]):
         try:
@@ -147,13 +173,28 @@ def _locate(rel: PurePosixPath, root_name: str) -> tuple[str, str, str]:
 
 
 def _official(domain: str) -> str:
-    """FLAIR's split of a domain as plain text ("" outside FLAIR), for the CSV."""
+    """FLAIR's split of a domain as plain text ("" outside FLAIR), for the CSV.
+
+    Args:
+        domain: Domain id.
+
+    Returns:
+        ``train``, ``validation``, ``test`` or "".
+    """
     split = official_split(domain)
     return split.value if split is not None else ""
 
 
 def _grid_problem(img: rasterio.DatasetReader, msk: rasterio.DatasetReader) -> str | None:
-    """Why MSK does not sit on IMG's pixel grid, or None if it does."""
+    """Why MSK does not sit on IMG's pixel grid, or None if it does.
+
+    Args:
+        img: The IMG, open.
+        msk: The MSK, open.
+
+    Returns:
+        ``grid mismatch: MSK …``, or None.
+    """
     problem = grid_problem(img, msk)
     return f"grid mismatch: MSK {problem}" if problem else None
 
@@ -161,7 +202,16 @@ def _grid_problem(img: rasterio.DatasetReader, msk: rasterio.DatasetReader) -> s
 def _check_pair(
     root: Path, img: _Found, msk: _Found | None
 ) -> tuple[ManifestRow | None, Problem | None]:
-    """Validate one IMG (and its MSK); return the row (None if dropped) and any problem."""
+    """Validate one IMG (and its MSK); return the row (None if dropped) and any problem.
+
+    Args:
+        root: The release folder.
+        img: The IMG found.
+        msk: Its MSK, or None.
+
+    Returns:
+        (the manifest row or None, the problem or None).
+    """
     try:
         src = rasterio.open(root / img.rel)
     except (RasterioError, OSError) as exc:
@@ -222,7 +272,15 @@ def _check_pair(
 
 
 def _final_split(row: ManifestRow, extras: ReleaseExtras) -> tuple[str, str]:
-    """(split, split_source) by the precedence of the module docstring."""
+    """(split, split_source) by the precedence of the module docstring.
+
+    Args:
+        row: A manifest row.
+        extras: The side files read (split files).
+
+    Returns:
+        (split, where it comes from: ``file …``, ``folder`` or ``domain``).
+    """
     listed = extras.split_of.get(row.patch_id)
     if listed is not None:
         return listed[0], f"file {listed[1]}"
@@ -238,7 +296,16 @@ def _final_split(row: ManifestRow, extras: ReleaseExtras) -> tuple[str, str]:
 def _join_extras(
     row: ManifestRow, extras: ReleaseExtras, window: int
 ) -> tuple[ManifestRow, list[Problem]]:
-    """The row with its split, S2 super-area, centroid and metadata; what is missing."""
+    """The row with its split, S2 super-area, centroid and metadata; what is missing.
+
+    Args:
+        row: A manifest row.
+        extras: The side files read.
+        window: The Sentinel-2 window side, px at 10 m.
+
+    Returns:
+        The completed row and the problems met.
+    """
     problems: list[Problem] = []
     split, source = _final_split(row, extras)
     has = ["img"] + (["msk"] if row.msk else [])
@@ -299,8 +366,14 @@ def index_release(
     Find, pair and check every IMG/MSK of a release folder (threads: rasterio drops the GIL),
     then join the side files (found below the folder, or given: `metadata`, `centroids`,
     `split_files`). `window` is the Sentinel-2 window side (px) checked against each
-    super-area; `progress` counts the patches checked. Raises InputError when the folder is
-    missing or holds no IMG/MSK.
+    super-area; `progress` counts the patches checked.
+
+    Returns:
+        The manifest rows, the problems (one per dropped file or missing side entry) and
+        what the side files gave.
+
+    Raises:
+        InputError: The folder is missing or holds no IMG/MSK.
     """
     root = Path(release_dir).resolve()
     if not root.is_dir():
@@ -351,7 +424,15 @@ def index_release(
 
 
 def write_manifest(index: ReleaseIndex, out_csv: str | Path) -> Path:
-    """Write the manifest CSV atomically, rows sorted by (domain, zone, patch_id)."""
+    """Write the manifest CSV atomically, rows sorted by (domain, zone, patch_id).
+
+    Args:
+        index: The index.
+        out_csv: The CSV written.
+
+    Returns:
+        `out_csv` as a Path.
+    """
     rows = sorted(index.rows, key=lambda r: (r.domain, r.zone, r.patch_id))
     with atomic_path(out_csv) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -362,7 +443,14 @@ def write_manifest(index: ReleaseIndex, out_csv: str | Path) -> Path:
 
 
 def _cell(v: object) -> object:
-    """CSV text of a value: floats round-trip exactly (repr), None is empty."""
+    """CSV text of a value: floats round-trip exactly (repr), None is empty.
+
+    Args:
+        v: A row's value.
+
+    Returns:
+        The value to write.
+    """
     if v is None:
         return ""
     return repr(v) if isinstance(v, float) else v
@@ -373,7 +461,17 @@ def _opt_int(v: str) -> int | None:
 
 
 def read_manifest(csv_path: str | Path) -> list[ManifestRow]:
-    """Read a manifest written by :func:`write_manifest`; InputError if it is not one."""
+    """Read a manifest written by :func:`write_manifest`.
+
+    Args:
+        csv_path: The manifest CSV.
+
+    Returns:
+        Its rows, in file order.
+
+    Raises:
+        InputError: The file is missing or its columns are not a manifest's.
+    """
     path = Path(csv_path)
     if not path.is_file():
         raise InputError(f"manifest {path} does not exist")
@@ -396,7 +494,14 @@ def read_manifest(csv_path: str | Path) -> list[ManifestRow]:
 
 
 def format_report(index: ReleaseIndex) -> str:
-    """Counts per split and domain, then every problem: what a user reads after indexing."""
+    """Counts per split and domain, then every problem: what a user reads after indexing.
+
+    Args:
+        index: The index.
+
+    Returns:
+        Multi-line text.
+    """
     labelled = sum(1 for r in index.rows if r.msk)
     lines = [
         f"FLAIR release {index.release_dir}: {len(index.rows)} patches "

@@ -69,7 +69,14 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
-    """The array shape from the .npy header (memory-mapped: no pixel is read)."""
+    """The array shape from the .npy header (memory-mapped: no pixel is read).
+
+    Args:
+        path: A ``.npy`` file.
+
+    Returns:
+        Its shape.
+    """
     return tuple(np.load(path, mmap_mode="r").shape)
 
 
@@ -126,7 +133,14 @@ def _load_json(path: Path, root: Path, extras: ReleaseExtras) -> dict[str, Any] 
 
 
 def _patch_key(key: str) -> str:
-    """``IMG_000717.tif`` and ``IMG_000717`` → ``000717`` (the two JSONs differ here)."""
+    """``IMG_000717.tif`` and ``IMG_000717`` → ``000717`` (the two JSONs differ here).
+
+    Args:
+        key: A key of a FLAIR JSON.
+
+    Returns:
+        The bare patch number.
+    """
     return key.removeprefix("IMG_").removesuffix(".tif")
 
 
@@ -159,7 +173,14 @@ def read_metadata(path: Path, root: Path, extras: ReleaseExtras) -> None:
 
 
 def split_of_file(name: str) -> str:
-    """The split a split file's name announces (``flair-1-paths-toy-val.csv`` → validation)."""
+    """The split a split file's name announces (``flair-1-paths-toy-val.csv`` → validation).
+
+    Args:
+        name: File name of a FLAIR #1 split file.
+
+    Returns:
+        ``train``, ``test``, ``validation``, or "" when the name announces none.
+    """
     stem = name.lower()
     for key, split in (("train", "train"), ("test", "test"), ("val", "validation")):
         if re.search(rf"(^|[-_.]){key}", stem):
@@ -204,6 +225,16 @@ def find_extras(
 
     Found by name: ``*centroids*.json``, ``*metadata*.json`` and ``*paths*.csv`` (FLAIR #1's
     split files, which ship in the challenge repository, not the data archive: pass them).
+
+    Args:
+        root: The release folder.
+        metadata: Aerial metadata JSONs outside `root`.
+        centroids: Super-area centroid JSONs outside `root`.
+        split_files: FLAIR #1 split CSVs.
+
+    Returns:
+        Super-areas, metadata, centroids and splits read, with the problems met (one
+        line per file).
     """
     extras = ReleaseExtras()
     find_super_areas(root, extras)

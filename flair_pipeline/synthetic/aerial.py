@@ -93,7 +93,14 @@ class Radiometry:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Radiometry:
-        """Gain 0.82-1.18, offset +-14 DN, plus a colour cast shared by R, G, B."""
+        """Gain 0.82-1.18, offset +-14 DN, plus a colour cast shared by R, G, B.
+
+        Args:
+            rng: The domain's generator.
+
+        Returns:
+            Per band (R, G, B, NIR) gain and offset (DN).
+        """
         overall = rng.uniform(0.86, 1.14)
         cast = rng.normal(0.0, 0.06, 4)
         gain = tuple(float(overall * (1 + c)) for c in cast)
@@ -119,7 +126,17 @@ class Appearance:
 
 
 def object_appearance(lc: LandCover, seed: int, res: float) -> Appearance:
-    """Draw every object's colour and texture parameters once per domain."""
+    """Draw every object's colour and texture parameters once per domain.
+
+    Args:
+        lc: The domain's land cover.
+        seed: The domain's seed.
+        res: Ground resolution (m) of the ortho, for texture scales.
+
+    Returns:
+        Per object (row 0: no object): RGBN base colour, texture weights, roof and wave
+        parameters.
+    """
     a = lc.arrays()
     n = len(lc)
     idx = np.arange(n)
@@ -165,7 +182,18 @@ def rasterize_ids(
     res: float,
     shift: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
-    """Object index + 1 at each pixel centre of the grid over `bounds` (0 = no object)."""
+    """Object index + 1 at each pixel centre of the grid over `bounds` (0 = no object).
+
+    Args:
+        lc: The domain's land cover.
+        tree: Spatial index of ``lc.geoms``.
+        bounds: (left, bottom, right, top) in Lambert-93 m.
+        res: Pixel size (m).
+        shift: Sub-pixel shift (m) of the sampling grid (x, y).
+
+    Returns:
+        int32 (H, W) object index + 1, 0 where no object covers the pixel centre.
+    """
     x0, y0, x1, y1 = bounds
     w, h = round((x1 - x0) / res), round((y1 - y0) / res)
     hits = tree.query(shapely.box(*bounds))
@@ -173,7 +201,10 @@ def rasterize_ids(
         return np.zeros((h, w), np.int32)
     transform = from_origin(x0 - shift[0], y1 - shift[1], res, res)
     shapes = ((lc.geoms[i], int(i) + 1) for i in np.sort(hits))
-    return rasterize(shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32")
+    index: np.ndarray = rasterize(
+        shapes, out_shape=(h, w), transform=transform, fill=0, dtype="int32"
+    )
+    return index
 
 
 def render_ortho(
@@ -192,6 +223,21 @@ def render_ortho(
 
     `origin` is the domain's top-left corner: noise is keyed on pixel indices from there, so
     any tiling of the domain gives the same pixels.
+
+    Args:
+        lc: The domain's land cover.
+        tree: Spatial index of ``lc.geoms``.
+        app: Per-object appearance.
+        bounds: (left, bottom, right, top) of the window, Lambert-93 m.
+        origin: The domain's top-left corner (x, y), Lambert-93 m.
+        res: Pixel size (m).
+        radiometry: The domain's per-band gain and offset.
+        seed: The domain's seed.
+        shift: Sub-pixel shift (m) of the product's grid (x, y).
+        halo: Extra pixels rendered around the window so blurs see their neighbours.
+
+    Returns:
+        uint8 (4, H, W) R, G, B, NIR in 1..255.
     """
     x0, y0, x1, y1 = bounds
     hb = (x0 - halo * res, y0 - halo * res, x1 + halo * res, y1 + halo * res)
@@ -225,7 +271,8 @@ def render_ortho(
     img = img[:, halo : h - halo, halo : w - halo]
     gain = np.asarray(radiometry.gain, np.float32)[:, None, None]
     offset = np.asarray(radiometry.offset, np.float32)[:, None, None]
-    return np.clip(img * gain + offset, 1, 255).round().astype(np.uint8)
+    ortho: np.ndarray = np.clip(img * gain + offset, 1, 255).round().astype(np.uint8)
+    return ortho
 
 
 def render_elevation(
@@ -237,7 +284,21 @@ def render_elevation(
     seed: int,
     mountain: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(DSM, DTM) float32 metres on the grid over `bounds` at `res` metres."""
+    """(DSM, DTM) float32 metres on the grid over `bounds` at `res` metres.
+
+    Args:
+        lc: The domain's land cover.
+        tree: Spatial index of ``lc.geoms``.
+        app: Per-object appearance (roof shapes).
+        bounds: (left, bottom, right, top), Lambert-93 m.
+        res: Pixel size (m).
+        seed: The domain's seed.
+        mountain: A mountain domain: ground at 700..1500 m with 80..200 m of relief
+            (else 15..320 m with 6..30 m).
+
+    Returns:
+        (DSM, DTM), each float32 (H, W): surface with buildings and trees, bare ground.
+    """
     ids = rasterize_ids(lc, tree, bounds, res)
     h, w = ids.shape
     cols, rows = np.arange(w), np.arange(h)

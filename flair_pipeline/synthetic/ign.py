@@ -67,8 +67,16 @@ LIDAR_RES = 0.5
 _JP2 = {"driver": "JP2OpenJPEG", "QUALITY": "100", "REVERSIBLE": "YES", "YCBCR420": "NO"}
 
 
-def spec_for(info: dict) -> dict:
-    """The domain.yaml of an ign-flavour domain."""
+def spec_for(info: dict[str, Any]) -> dict[str, Any]:
+    """The domain.yaml of an ign-flavour domain.
+
+    Args:
+        info: The domain's ``domain.json`` (``date``, ``time``, ``camera`` are copied).
+
+    Returns:
+        The ``domain.yaml`` mapping: ortho products (RVB and IRC JPEG 2000), DSM, DTM
+        (ASCII grid, EPSG:2154), labels and their mapping table, acquisition facts.
+    """
     return {
         "ortho": [
             {
@@ -195,7 +203,14 @@ def to_ign(plain: Path, out: Path) -> None:
 
 
 def convert_world(raw: Path) -> list[str]:
-    """Rewrite every domain under ``raw/domains`` in the ign flavour; the domains done."""
+    """Rewrite every domain under ``raw/domains`` in the ign flavour; the domains done.
+
+    Args:
+        raw: The synthetic world's raw root.
+
+    Returns:
+        The names of the domains converted, sorted.
+    """
     done = []
     for plain in sorted(p for p in (Path(raw) / "domains").iterdir() if p.is_dir()):
         if not (plain / "domain.json").is_file():

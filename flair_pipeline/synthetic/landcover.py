@@ -58,7 +58,11 @@ class LandCover:
         return len(self.geoms)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Attributes as numpy arrays, index i for polygon i."""
+        """Attributes as numpy arrays, index i for polygon i.
+
+        Returns:
+            ``code`` uint8, ``angle``, ``height``, ``variant``, ``phase`` float32, each (n,).
+        """
         return {
             "code": np.asarray(self.codes, dtype=np.uint8),
             "angle": np.asarray(self.angle, dtype=np.float32),
@@ -106,7 +110,15 @@ def _draw_height(code: int, rng: np.random.Generator) -> float:
 
 
 def _split_once(poly: BaseGeometry, rng: np.random.Generator) -> list[BaseGeometry]:
-    """Cut a polygon across its long axis at 35-65 % with a little angular jitter."""
+    """Cut a polygon across its long axis at 35-65 % with a little angular jitter.
+
+    Args:
+        poly: The polygon cut.
+        rng: The domain's generator.
+
+    Returns:
+        The pieces, or `poly` alone when the cut leaves fewer than two.
+    """
     rect = poly.minimum_rotated_rectangle
     assert isinstance(rect, Polygon), f"degenerate polygon {poly.wkt[:60]}"
     coords = np.asarray(rect.exterior.coords)
@@ -130,7 +142,17 @@ def _split_once(poly: BaseGeometry, rng: np.random.Generator) -> list[BaseGeomet
 def subdivide(
     poly: BaseGeometry, min_size: float, max_size: float, rng: np.random.Generator
 ) -> list[BaseGeometry]:
-    """Recursively split until pieces are between about min_size and max_size across."""
+    """Recursively split until pieces are between about min_size and max_size across.
+
+    Args:
+        poly: The polygon split (EPSG:2154 m).
+        min_size: Pieces below this many metres across are not split further.
+        max_size: Pieces above this many metres across are always split.
+        rng: The domain's generator.
+
+    Returns:
+        The pieces, tiling `poly`.
+    """
     out: list[BaseGeometry] = []
     stack = [poly]
     while stack:
@@ -272,7 +294,15 @@ def _river(bounds: tuple[float, float, float, float], rng: np.random.Generator) 
 
 
 def landscape_weights(domain: DomainId, rng: np.random.Generator) -> np.ndarray:
-    """Per-domain shares of landscape types: the base mix, perturbed and regionalised."""
+    """Per-domain shares of landscape types: the base mix, perturbed and regionalised.
+
+    Args:
+        domain: The domain (département and mountain flag regionalise the mix).
+        rng: The domain's generator.
+
+    Returns:
+        Shares (summing to 1) of the landscape types, in ``BASE_LANDSCAPE_WEIGHTS`` order.
+    """
     w = BASE_LANDSCAPE_WEIGHTS.copy()
     if domain.department in VINE_DEPARTMENTS:
         w[3] *= 2.5
@@ -286,7 +316,16 @@ def landscape_weights(domain: DomainId, rng: np.random.Generator) -> np.ndarray:
 def generate_landcover(
     domain: DomainId, bounds: tuple[float, float, float, float], seed: int
 ) -> LandCover:
-    """Polygons tiling `bounds` (EPSG:2154) for `domain`, deterministic in (domain, seed)."""
+    """Polygons tiling `bounds` (EPSG:2154) for `domain`, deterministic in (domain, seed).
+
+    Args:
+        domain: The domain.
+        bounds: (left, bottom, right, top), EPSG:2154 m.
+        seed: The world's seed.
+
+    Returns:
+        Polygons tiling `bounds`, each with its FLAIR code and attributes.
+    """
     rng = np.random.default_rng([seed, domain.department, domain.year, 1])
     x0, y0, x1, y1 = bounds
     area = (x1 - x0) * (y1 - y0)
@@ -320,7 +359,16 @@ def generate_landcover(
 
 
 def _cut_river(lc: LandCover, river: BaseGeometry, rng: np.random.Generator) -> LandCover:
-    """Carve a river through the polygons, keeping the tiling exact."""
+    """Carve a river through the polygons, keeping the tiling exact.
+
+    Args:
+        lc: The land cover.
+        river: The river's polygon.
+        rng: The domain's generator.
+
+    Returns:
+        A new land cover: the polygons minus the river, plus the river as water.
+    """
     tree = shapely.STRtree(lc.geoms)
     hit = set(tree.query(river, predicate="intersects").tolist())
     out = LandCover()

@@ -36,16 +36,34 @@ def _sig(x: np.ndarray | float, centre: np.ndarray | float, width: float) -> np.
 
 
 def leaf_on(doy: float, phase: np.ndarray) -> np.ndarray:
-    """Deciduous canopy: 0 in winter, 1 from May to September, per-object timing."""
+    """Deciduous canopy: 0 in winter, 1 from May to September, per-object timing.
+
+    Args:
+        doy: Day of year.
+        phase: Per-object timing draw in 0..1 (shifts the dates by up to ±10 days).
+
+    Returns:
+        Leaf-on fraction 0..1 per object.
+    """
     shift = (phase - 0.5) * 20.0
     return _sig(doy, 110.0 + shift, 8.0) * (1.0 - _sig(doy, 295.0 + shift, 10.0))
 
 
 def grassland(doy: float, phase: np.ndarray, south: bool) -> np.ndarray:
-    """Meadows: green all year, peak in spring, a summer dip (stronger in the south)."""
+    """Meadows: green all year, peak in spring, a summer dip (stronger in the south).
+
+    Args:
+        doy: Day of year.
+        phase: Per-object timing draw in 0..1.
+        south: Whether the domain is in the south (stronger summer drought).
+
+    Returns:
+        Greenness 0..1 per object.
+    """
     spring = np.exp(-(((doy - 130.0 - 20 * (phase - 0.5)) / 45.0) ** 2))
     drought = np.exp(-(((doy - 215.0) / 30.0) ** 2)) * (0.35 if south else 0.15)
-    return np.clip(0.66 + 0.22 * spring - drought, 0.0, 1.0)
+    green: np.ndarray = np.clip(0.66 + 0.22 * spring - drought, 0.0, 1.0)
+    return green
 
 
 def crop(doy: float, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +71,13 @@ def crop(doy: float, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     phase < 0.55: winter cereal (green March-June, harvest early July);
     otherwise a summer crop such as maize (bare until May, green June-September).
+
+    Args:
+        doy: Day of year.
+        phase: Per-parcel draw in 0..1 (crop type and timing).
+
+    Returns:
+        (greenness 0..1, past harvest bool), one value per parcel.
     """
     winter = phase < 0.55
     p = (phase % 0.55) / 0.55
@@ -66,7 +91,18 @@ def crop(doy: float, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def object_spectra(
     doy: float, code: np.ndarray, phase: np.ndarray, variant: np.ndarray, south: bool
 ) -> np.ndarray:
-    """Reflectance (n, 10) of every object on day of year `doy`."""
+    """Reflectance (n, 10) of every object on day of year `doy`.
+
+    Args:
+        doy: Day of year.
+        code: FLAIR code (1..19) of each object.
+        phase: Per-object timing draw in 0..1.
+        variant: Per-object draw in 0..1 (within-class variation).
+        south: Whether the domain is in the south.
+
+    Returns:
+        float32 (n, 10) BOA reflectance (0..1) in FLAIR's band order.
+    """
     E = ENDMEMBERS
     n = code.size
     out = np.zeros((n, len(BANDS)), np.float32)

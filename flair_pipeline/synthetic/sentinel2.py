@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,7 +67,16 @@ class S2Grid:
 
 
 def s2_grid(aerial_bounds: tuple[float, float, float, float], margin: float, epsg: int) -> S2Grid:
-    """UTM grid around an aerial extent plus `margin` metres, snapped to 20 m."""
+    """UTM grid around an aerial extent plus `margin` metres, snapped to 20 m.
+
+    Args:
+        aerial_bounds: (left, bottom, right, top), EPSG:2154 m.
+        margin: Metres added on every side.
+        epsg: The UTM zone's EPSG code.
+
+    Returns:
+        The 10 m grid in that zone.
+    """
     x0, y0, x1, y1 = aerial_bounds
     ux0, uy0, ux1, uy1 = transform_bounds(
         "EPSG:2154", f"EPSG:{epsg}", x0 - margin, y0 - margin, x1 + margin, y1 + margin
@@ -77,13 +87,28 @@ def s2_grid(aerial_bounds: tuple[float, float, float, float], margin: float, eps
 
 
 def landcover_bounds_for(grid: S2Grid) -> tuple[float, float, float, float]:
-    """EPSG:2154 bounds that cover the whole UTM grid (so every S2 pixel has land cover)."""
+    """EPSG:2154 bounds that cover the whole UTM grid (so every S2 pixel has land cover).
+
+    Args:
+        grid: A UTM grid.
+
+    Returns:
+        (left, bottom, right, top) in EPSG:2154 m, 20 m beyond the grid's reprojected edges.
+    """
     b = transform_bounds(f"EPSG:{grid.epsg}", "EPSG:2154", *grid.bounds, densify_pts=21)
     return (b[0] - 20, b[1] - 20, b[2] + 20, b[3] + 20)
 
 
 def fraction_matrix(lc: LandCover, grid: S2Grid) -> sp.csr_matrix:
-    """Sparse (pixels10, objects + 1): share of each 10 m pixel covered by each object."""
+    """Sparse (pixels10, objects + 1): share of each 10 m pixel covered by each object.
+
+    Args:
+        lc: The land cover (EPSG:2154).
+        grid: The 10 m UTM grid.
+
+    Returns:
+        float32 CSR (H·W, n + 1); column 0 is no object.
+    """
     tr = Transformer.from_crs("EPSG:2154", f"EPSG:{grid.epsg}", always_xy=True)
     utm = shapely.transform(
         np.asarray(lc.geoms, dtype=object), lambda xy: np.c_[tr.transform(xy[:, 0], xy[:, 1])]
@@ -100,7 +125,16 @@ def fraction_matrix(lc: LandCover, grid: S2Grid) -> sp.csr_matrix:
 
 
 def acquisition_dates(rng: np.random.Generator, year: int, n: int) -> list[dt.datetime]:
-    """`n` distinct dates of `year` on two interleaved 5-day revisit cycles, ~10:30 UTC."""
+    """`n` distinct dates of `year` on two interleaved 5-day revisit cycles, ~10:30 UTC.
+
+    Args:
+        rng: The domain's generator.
+        year: The year.
+        n: Dates wanted (fewer if the cycles have fewer).
+
+    Returns:
+        The dates, sorted.
+    """
     first = dt.datetime(year, 1, 1, 10, 30)
     a, b = rng.integers(0, 5, 2)
     days = sorted({int(a) + 5 * k for k in range(73)} | {int(b) + 2 + 5 * k for k in range(73)})
@@ -110,12 +144,31 @@ def acquisition_dates(rng: np.random.Generator, year: int, n: int) -> list[dt.da
 
 
 def n_dates(rng: np.random.Generator, lo: int, hi: int) -> int:
-    """Dates per domain: FLAIR has 20-114 (mean 55); `lo`/`hi` narrow it for small worlds."""
+    """Dates per domain: FLAIR has 20-114 (mean 55); `lo`/`hi` narrow it for small worlds.
+
+    Args:
+        rng: The domain's generator.
+        lo: Fewest dates.
+        hi: Most dates.
+
+    Returns:
+        A gamma draw (mean 55) clipped to `lo`..`hi`.
+    """
     return int(np.clip(round(rng.gamma(6.0, 55.0 / 6.0)), lo, hi))
 
 
 def _cover_field(seed: int, cols: np.ndarray, rows: np.ndarray, cover: float) -> np.ndarray:
-    """Probability 0..100 of a blotchy field covering about `cover` of the grid."""
+    """Probability 0..100 of a blotchy field covering about `cover` of the grid.
+
+    Args:
+        seed: Noise seed.
+        cols: 20 m column indices.
+        rows: 20 m row indices.
+        cover: Share of the grid to cover, 0..1.
+
+    Returns:
+        float32 (rows, cols) probabilities 0..100.
+    """
     if cover <= 0:
         return np.zeros((rows.size, cols.size), np.float32)
     f = noise.fractal(seed, cols, rows, 25.0, octaves=3)
@@ -130,7 +183,10 @@ def _up(a: np.ndarray) -> np.ndarray:
 
 def _down(a: np.ndarray) -> np.ndarray:
     h, w = a.shape[-2] // 2, a.shape[-1] // 2
-    return a[..., : 2 * h, : 2 * w].reshape(*a.shape[:-2], h, 2, w, 2).mean(axis=(-3, -1))
+    out: np.ndarray = (
+        a[..., : 2 * h, : 2 * w].reshape(*a.shape[:-2], h, 2, w, 2).mean(axis=(-3, -1))
+    )
+    return out
 
 
 @dataclass
@@ -154,7 +210,22 @@ def render_scene(
     south: bool,
     rng: np.random.Generator,
 ) -> Scene:
-    """Render one date: phenology, then snow, then clouds on top, plus Sen2Cor-like masks."""
+    """Render one date: phenology, then snow, then clouds on top, plus Sen2Cor-like masks.
+
+    Args:
+        date: Acquisition time.
+        P: Pixel-by-object fraction matrix (:func:`fraction_matrix`).
+        objects: Per-object ``code``, ``phase``, ``variant`` (index 0: no object).
+        grid: The 10 m UTM grid.
+        seed: The domain's noise seed.
+        domain: The domain (mountain domains get more snow).
+        south: Whether the domain is in the south.
+        rng: The domain's generator.
+
+    Returns:
+        Reflectance (10, H, W) float32, cloud and snow probabilities (H/2, W/2) uint8 and
+        the SCL classes at 20 m.
+    """
     doy = date.timetuple().tm_yday
     spectra = object_spectra(doy, objects["code"], objects["phase"], objects["variant"], south)
     refl = (P @ spectra).T.reshape(10, grid.height, grid.width)
@@ -192,12 +263,21 @@ def render_scene(
     return Scene(date, refl, cloud.round().astype(np.uint8), snow.round().astype(np.uint8), scl)
 
 
-def write_scene(scene: Scene, grid: S2Grid, folder: Path) -> dict[str, dict]:
-    """Write a scene's 13 assets as GeoTIFFs in `folder`; return per-asset STAC facts."""
+def write_scene(scene: Scene, grid: S2Grid, folder: Path) -> dict[str, dict[str, Any]]:
+    """Write a scene's 13 assets as GeoTIFFs in `folder`; return per-asset STAC facts.
+
+    Args:
+        scene: The rendered scene.
+        grid: Its UTM grid.
+        folder: Where the GeoTIFFs go.
+
+    Returns:
+        Asset key -> band name, resolution (m), shape and transform of its file.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     t10 = from_origin(grid.left, grid.top, 10, 10)
     t20 = from_origin(grid.left, grid.top, 20, 20)
-    facts: dict[str, dict] = {}
+    facts: dict[str, dict[str, Any]] = {}
     dn = np.clip(np.round(scene.reflectance * 10000) + BOA_OFFSET, 1, 65535).astype(np.uint16)
     for i, (key, band, res) in enumerate(SPECTRAL_ASSETS):
         arr = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pystac
@@ -26,7 +27,15 @@ EXTENSIONS = [
 
 
 def mgrs_tile(epsg: int, department: int) -> str:
-    """A plausible, per-département-unique MGRS-like tile name such as ``31TCJ``."""
+    """A plausible, per-département-unique MGRS-like tile name such as ``31TCJ``.
+
+    Args:
+        epsg: The UTM EPSG code of the domain (its zone: the last two digits).
+        department: The domain's département number.
+
+    Returns:
+        ``<zone>T<two letters>`` derived from the département.
+    """
     zone = epsg % 100
     letters = "CDEFGHJKLMNPQRSTUVWXYZ"
     return f"{zone}T{letters[department // len(letters) % len(letters)]}{letters[department % len(letters)]}"
@@ -36,13 +45,27 @@ def make_item(
     domain: str,
     grid: S2Grid,
     date: dt.datetime,
-    facts: dict[str, dict],
+    facts: dict[str, dict[str, Any]],
     folder: Path,
     cloud_cover: float,
     snow_cover: float,
     tile: str,
 ) -> pystac.Item:
-    """One L2A item whose assets are the GeoTIFFs written in `folder`."""
+    """One L2A item whose assets are the GeoTIFFs written in `folder`.
+
+    Args:
+        domain: Domain id, stored as ``flair:domain``.
+        grid: The scene's UTM grid.
+        date: Acquisition time (UTC).
+        facts: Per asset key: band name, resolution (m), shape and transform of its file.
+        folder: Where the scene's GeoTIFFs are.
+        cloud_cover: Cloudy share of the scene, percent.
+        snow_cover: Snowy share of the scene, percent.
+        tile: MGRS-like tile name.
+
+    Returns:
+        The item (footprint in WGS84, eo/proj/raster extensions), not yet in a catalog.
+    """
     sat = "A" if date.toordinal() % 2 else "B"
     ymd = date.strftime("%Y%m%d")
     item_id = f"S2{sat}_{tile}_{ymd}_0_L2A"
@@ -76,7 +99,7 @@ def make_item(
     )
     for key, f in facts.items():
         spectral = key not in ("cloud", "snow", "scl")
-        band: dict = {
+        band: dict[str, Any] = {
             "data_type": "uint16" if spectral else "uint8",
             "spatial_resolution": f["res"],
         }
@@ -105,7 +128,15 @@ def make_item(
 
 
 def write_catalog(root: Path, items: list[pystac.Item]) -> Path:
-    """Save a self-contained catalog at `root` holding one collection with `items`."""
+    """Save a self-contained catalog at `root` holding one collection with `items`.
+
+    Args:
+        root: Folder of the catalog.
+        items: The scenes' items.
+
+    Returns:
+        Path of ``catalog.json``.
+    """
     catalog = pystac.Catalog(
         id="flair-synthetic-sentinel2",
         description="Synthetic Sentinel-2 L2A archive of the flair_pipeline embedded world.",

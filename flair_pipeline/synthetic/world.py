@@ -23,6 +23,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pyogrio
+import pystac
 import shapely
 from affine import Affine
 from rasterio.transform import from_origin
@@ -137,7 +138,11 @@ class WorldSummary:
         return sum(d.area_km2 for d in self.domains)
 
     def class_shares(self) -> dict[int, float]:
-        """Percent of labelled area per code over all domains."""
+        """Percent of labelled area per code over all domains.
+
+        Returns:
+            Code (1..19) -> percent.
+        """
         total: dict[int, float] = dict.fromkeys(CODES, 0.0)
         for d in self.domains:
             for c, a in d.class_area_m2.items():
@@ -147,7 +152,16 @@ class WorldSummary:
 
 
 def domain_bounds(domain: DomainId, size_m: float, seed: int) -> tuple[float, float, float, float]:
-    """A plausible EPSG:2154 extent inside the domain's département, snapped to 100 m."""
+    """A plausible EPSG:2154 extent inside the domain's département, snapped to 100 m.
+
+    Args:
+        domain: The domain.
+        size_m: Side of the square mosaic, metres.
+        seed: The world's seed.
+
+    Returns:
+        (left, bottom, right, top), EPSG:2154 m, within ±15 km of the département's centre.
+    """
     rng = np.random.default_rng([seed, domain.department, domain.year, 0])
     cx, cy = department_centre_l93(domain.department)
     x0 = np.floor((cx + rng.uniform(-15_000, 15_000)) / 100) * 100
@@ -162,6 +176,14 @@ def domain_landcover(
 
     The land cover spans the whole Sentinel-2 grid (wider than the mosaic), because
     super-areas reach beyond the flown patches; labels are clipped to the mosaic.
+
+    Args:
+        domain: The domain.
+        scenario: Its scenario (mosaic size, S2 margin).
+        seed: The world's seed.
+
+    Returns:
+        (land cover, mosaic bounds in EPSG:2154 m, S2 grid in the local UTM zone).
     """
     bounds = domain_bounds(domain, scenario.size_m, seed)
     lon_lat = _lonlat((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
@@ -175,6 +197,13 @@ def split_class_shares(scenario: Scenario, seed: int) -> dict[str, np.ndarray]:
     Computed from the land-cover polygons alone (no rendering, seconds), so a scenario can
     be checked for what its splits contain before generating it: a comparison of models
     on a class means nothing if the training split barely holds that class.
+
+    Args:
+        scenario: The scenario.
+        seed: The world's seed.
+
+    Returns:
+        Split name -> float64 (20,) shares summing to 1, indexed by code.
     """
     area: dict[str, np.ndarray] = {}
     for name in scenario.domains:
@@ -207,7 +236,16 @@ def _write_tif(
 def _nodata_mask(
     rng: np.random.Generator, p: float
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """A corner of the mosaic left unflown (pixels = 0), as at a département's edge."""
+    """A corner of the mosaic left unflown (pixels = 0), as at a département's edge.
+
+    Args:
+        rng: The domain's generator.
+        p: Probability that the domain has such a corner.
+
+    Returns:
+        None, or a function of (u, v) coordinates in 0..1 returning the bool mask of the
+        unflown corner.
+    """
     if rng.random() >= p:
         return None
     cut = rng.uniform(0.2, 0.35)
@@ -216,15 +254,26 @@ def _nodata_mask(
     def mask(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         u = 1 - u if flip_u else u
         v = 1 - v if flip_v else v
-        return (u[None, :] + v[:, None]) < cut
+        unflown: np.ndarray = (u[None, :] + v[:, None]) < cut
+        return unflown
 
     return mask
 
 
 def generate_domain(
     domain_id: str, scenario: Scenario, seed: int, raw: Path
-) -> tuple[DomainSummary, list]:
-    """Write one domain's raw inputs under `raw` and its S2 scenes; return summary, items."""
+) -> tuple[DomainSummary, list[pystac.Item]]:
+    """Write one domain's raw inputs under `raw` and its S2 scenes; return summary, items.
+
+    Args:
+        domain_id: Domain id.
+        scenario: The scenario.
+        seed: The world's seed.
+        raw: The raw root.
+
+    Returns:
+        The domain's summary and its scenes' STAC items.
+    """
     domain = DomainId.parse(domain_id)
     rng = np.random.default_rng([seed, domain.department, domain.year, 2])
     lc, bounds, grid = domain_landcover(domain, scenario, seed)
@@ -342,7 +391,7 @@ def _sentinel2(
     seed: int,
     dseed: int,
     root: Path,
-) -> tuple[list, int]:
+) -> tuple[list[pystac.Item], int]:
     rng = np.random.default_rng([seed, domain.department, domain.year, 4])
     n = s2.n_dates(rng, *scenario.dates)
     dates = s2.acquisition_dates(rng, domain.year, n)
@@ -389,7 +438,21 @@ def generate_world(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> WorldSummary:
-    """Write the synthetic raw inputs of `scenario` under `out` (the raw layout of docs/inputs.md)."""
+    """Write the synthetic raw inputs of `scenario` under `out` (the raw layout of docs/inputs.md).
+
+    Args:
+        out: The raw root written.
+        scenario: A name of ``SCENARIOS``.
+        seed: The world's seed (>= 0).
+        progress: Called with one line per domain written.
+
+    Returns:
+        What was written: domains, area, class areas, dates, bytes.
+
+    Raises:
+        FlairPipelineError: Unknown scenario or negative seed.
+        InputError: `out` cannot be written.
+    """
     if scenario not in SCENARIOS:
         raise FlairPipelineError(
             f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}"
@@ -425,7 +488,14 @@ def generate_world(
 
 
 def format_summary(s: WorldSummary) -> str:
-    """A human-readable summary: domains, area, class shares, dates per domain."""
+    """A human-readable summary: domains, area, class shares, dates per domain.
+
+    Args:
+        s: A world's summary.
+
+    Returns:
+        Multi-line text.
+    """
     from flair_pipeline.nomenclature import BY_CODE
 
     lines = [

@@ -17,7 +17,18 @@ SPATIAL = {"img": 3, "msk": 2, "s2": 4}  # tensor rank of one sample, last two d
 def augment_batch(
     batch: dict[str, torch.Tensor], generator: torch.Generator | None = None, p: float = 0.5
 ) -> dict[str, torch.Tensor]:
-    """A new batch dict with each sample flipped/rotated at random (keys in SPATIAL)."""
+    """A new batch dict with each sample flipped/rotated at random (keys in SPATIAL).
+
+    Args:
+        batch: Tensors of shape (B, …, H, W) by key; the keys in ``SPATIAL`` are transformed
+            alike per sample, others copied.
+        generator: Random generator of the draws (None: torch's global one).
+        p: Probability of each of the three transforms (horizontal flip, vertical flip,
+            1 to 3 quarter turns).
+
+    Returns:
+        A new dict; the input tensors are not modified.
+    """
     n = batch["img"].shape[0]
     draws = torch.rand(n, 3, generator=generator)
     turns = torch.randint(1, 4, (n,), generator=generator)

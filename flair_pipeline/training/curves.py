@@ -22,7 +22,14 @@ COLUMNS = ("epoch", "train_loss", "val_loss", "val_miou")
 
 
 def epoch_rows(metrics_csv: Path) -> list[dict[str, float]]:
-    """One dict per epoch with the COLUMNS found (missing ones absent)."""
+    """One dict per epoch with the COLUMNS found (missing ones absent).
+
+    Args:
+        metrics_csv: Lightning's CSVLogger ``metrics.csv`` (may be absent).
+
+    Returns:
+        Rows sorted by epoch, values as floats; empty when the file is absent.
+    """
     rows: dict[int, dict[str, float]] = {}
     if not metrics_csv.is_file():
         return []
@@ -46,6 +53,15 @@ def write_curves(
 
     `prior` holds the epochs of an earlier run this one resumed (Lightning's CSV logger
     starts a fresh file on resume); epochs logged again by this run replace them.
+
+    Args:
+        metrics_csv: Lightning's ``metrics.csv`` of this run.
+        out_dir: The model folder.
+        title: Figure title.
+        prior: Epoch rows of the run this one resumed, or None.
+
+    Returns:
+        (PNG path, CSV path): losses and validation mIoU per epoch.
     """
     merged = {int(r["epoch"]): r for r in prior or []}
     merged.update({int(r["epoch"]): r for r in epoch_rows(metrics_csv)})

@@ -91,7 +91,12 @@ class Normalisation(_Part):
     s2_std: tuple[float, ...] | None = None
 
     def as_stats(self) -> dict[str, Any]:
-        """The statistics in the shape ``FlairModule`` and the loaders take (lists)."""
+        """The statistics in the shape ``FlairModule`` and the loaders take (lists).
+
+        Returns:
+            ``mean``, ``std``, ``s2_mean``, ``s2_std``: plain lists of floats in the card's
+            channel order (the Sentinel-2 ones None for a model without Sentinel-2).
+        """
         return {
             "mean": list(self.mean),
             "std": list(self.std),

@@ -186,7 +186,8 @@ class FlairModule(L.LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The wrapped model's outputs (``logits``, maybe ``aux``) for a normalised batch."""
-        return self.model(self.prepare(batch))
+        outputs: dict[str, torch.Tensor] = self.model(self.prepare(batch))
+        return outputs
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], _: int) -> Any:
         """Packed batches carry uint8 masks (less to collate and copy); losses want long."""

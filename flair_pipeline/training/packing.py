@@ -61,7 +61,14 @@ _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
 def packed_root(source: str | Path) -> Path:
-    """Where the pack of `source` lives: ``<dataset>/packed`` or ``<manifest>_packed``."""
+    """Where the pack of `source` lives: ``<dataset>/packed`` or ``<manifest>_packed``.
+
+    Args:
+        source: A dataset root or a manifest CSV.
+
+    Returns:
+        The pack folder (it may not exist).
+    """
     p = Path(source)
     if p.suffix.lower() == ".csv":
         return p.with_name(f"{p.stem}_packed")
@@ -85,7 +92,11 @@ class PackReport(StageReport):
     warnings: tuple[str, ...] = ()
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Patches per split (``<split>_patches``), bytes written and the pack folder."""
+        """Patches per split (``<split>_patches``), bytes written and the pack folder.
+
+        Returns:
+            ``<split>_patches`` counts, ``bytes`` and ``path``.
+        """
         return {
             **{f"{split}_patches": n for split, n in self.counts.items()},
             "bytes": self.bytes,
@@ -98,9 +109,17 @@ def pack_source(
 ) -> PackReport:
     """Pack every split of `source` (dataset root or manifest CSV) into `out`.
 
-    Raises InputError naming the file for an unreadable patch, a patch whose shape differs
-    from the split's first, or a label code outside 1..19. `progress` counts the patches
-    packed (all splits).
+    Args:
+        source: A dataset root or a manifest CSV.
+        out: The pack folder; None for :func:`packed_root` of `source`.
+        progress: Counts the patches packed (all splits).
+
+    Returns:
+        Patches per split, bytes written and the pack folder.
+
+    Raises:
+        InputError: `source` has no patch, or naming the file for an unreadable patch, a
+            patch whose shape differs from the split's first, or a label code outside 1..19.
     """
     records = load_records(source)
     if not records:
@@ -115,8 +134,16 @@ def pack_records(
     """Pack `records` (split by their ``split``) into `root`; index paths relative to `base`.
 
     First deletes the temp folders of packs of `root` killed earlier
-    (:func:`reap_dead_pack_folders`); the report's warnings name them. `progress` counts
-    the patches packed.
+    (:func:`reap_dead_pack_folders`); the report's warnings name them.
+
+    Args:
+        records: The patches, each with its split.
+        root: The pack folder, replaced split by split.
+        base: Folder the index's paths are relative to.
+        progress: Counts the patches packed.
+
+    Returns:
+        Patches per split, bytes written and the pack folder.
     """
     root.parent.mkdir(parents=True, exist_ok=True)
     reaped = reap_dead_pack_folders(root)
@@ -270,7 +297,8 @@ def _entry(rec: PatchRecord, base: Path) -> dict[str, Any]:
 def _read(path: Path) -> np.ndarray:
     try:
         with rasterio.open(path) as src:
-            return src.read()
+            data: np.ndarray = src.read()
+            return data
     except rasterio.errors.RasterioError as exc:
         raise InputError(f"{path}: unreadable patch while packing ({exc})") from exc
 
@@ -315,6 +343,14 @@ def open_packed(source: str | Path, split: str, records: list[PatchRecord]) -> P
     A pack that is present but does not match (other patches, a patch rewritten since, a
     format version this code does not read) gives one warning naming the folder and what to
     run; training then reads the GeoTIFFs.
+
+    Args:
+        source: A dataset root or a manifest CSV.
+        split: ``train``, ``validation`` or ``test``.
+        records: The split's records, in training order.
+
+    Returns:
+        The checked split (its folder and patch count), or None.
     """
     folder = packed_file(L.PACKED_SPLIT, packed_root(source), split=split)
     index_f = folder / L.PACKED_INDEX.relative_to(L.PACKED_SPLIT)

@@ -42,6 +42,16 @@ def from_dataset(root: str | Path) -> list[PatchRecord]:
 
     Needs ``splits.csv`` and ``aerial_metadata.json`` (written by ``split_assignment``);
     the Sentinel-2 centroid index is optional (U-T&T checks for it).
+
+    Args:
+        root: The dataset root.
+
+    Returns:
+        One record per ``aerial_metadata.json`` entry of a domain listed in ``splits.csv``.
+
+    Raises:
+        InputError: ``splits.csv`` or ``aerial_metadata.json`` is missing or unreadable,
+            naming it and the asset to materialize.
     """
     layout = DatasetLayout(Path(root))
     for need in (layout.splits, layout.aerial_metadata):
@@ -85,6 +95,12 @@ def from_manifest(path: str | Path) -> list[PatchRecord]:
     gives it (the encoder reads ``08h06`` and ``08:06`` alike); without one, only the
     location is known. The Sentinel-2 prefix and centroid are set only where the import
     found the window inside the super-area.
+
+    Args:
+        path: The manifest CSV written by ``import-flair``.
+
+    Returns:
+        One record per manifest row, in file order.
     """
     records = []
     for row in read_manifest(path):
@@ -114,7 +130,17 @@ def from_manifest(path: str | Path) -> list[PatchRecord]:
 
 
 def load_records(source: str | Path) -> list[PatchRecord]:
-    """From a dataset root (a folder) or a manifest (a ``.csv`` file)."""
+    """From a dataset root (a folder) or a manifest (a ``.csv`` file).
+
+    Args:
+        source: A dataset root or a manifest CSV.
+
+    Returns:
+        The records, see :func:`from_dataset` and :func:`from_manifest`.
+
+    Raises:
+        InputError: `source` is neither a folder nor a ``.csv`` file (or see the readers).
+    """
     p = Path(source)
     if p.suffix.lower() == ".csv":
         return from_manifest(p)
@@ -124,12 +150,21 @@ def load_records(source: str | Path) -> list[PatchRecord]:
 
 
 def by_split(records: list[PatchRecord], split: str) -> list[PatchRecord]:
-    """The records of `split` (``train``, ``validation`` or ``test``), in their order."""
+    """The records of `split` (``train``, ``validation`` or ``test``), in their order.
+
+    Args:
+        records: Any records.
+        split: The split kept.
+
+    Returns:
+        The records of that split.
+    """
     return [r for r in records if r.split == split]
 
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not readable JSON ({exc})") from exc

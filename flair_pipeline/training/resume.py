@@ -83,7 +83,14 @@ class KeptCSVLogger(CSVLogger):
 
 
 def _plain(value: Any) -> float | int:
-    """A logged value as the CSV writer stores it (a tensor's ``item()``)."""
+    """A logged value as the CSV writer stores it (a tensor's ``item()``).
+
+    Args:
+        value: A tensor or a number.
+
+    Returns:
+        The Python number.
+    """
     return value.item() if isinstance(value, torch.Tensor) else value
 
 
@@ -131,7 +138,12 @@ class ResumeState(Callback):
         self._next_epoch = trainer.current_epoch + 1
 
     def state_dict(self) -> dict[str, Any]:
-        """Augmentation and global random streams, the curve rows and the log rows so far."""
+        """Augmentation and global random streams, the curve rows and the log rows so far.
+
+        Returns:
+            ``version``, ``next_epoch``, the random states (augmentation, torch, numpy, Python),
+            the curve rows and the ``metrics.csv`` rows, as Lightning saves in the checkpoint.
+        """
         module = self._module
         logged = list(self.logger.history) if self.logger is not None else []
         if self._train_row is not None:
@@ -186,6 +198,9 @@ def _numpy_state() -> tuple[Any, ...]:
 
     Numpy's global state with its key as a tensor: Lightning loads checkpoints with
     ``weights_only=True``, which refuses numpy arrays.
+
+    Returns:
+        ``np.random.get_state()``'s tuple with the key array as an int64 tensor.
     """
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return name, torch.from_numpy(np.asarray(keys, np.int64)), pos, has_gauss, cached
@@ -199,6 +214,12 @@ def _set_numpy_state(state: tuple[Any, ...]) -> None:
 def saved_curves(path: str | Path) -> list[dict[str, float]]:
     """The curve rows stored in checkpoint `path` (empty for a checkpoint without them).
 
+    Args:
+        path: A checkpoint written by training.
+
+    Returns:
+        One dict per epoch (epoch, losses, validation mIoU).
+
     Raises:
         InputError: `path` is unreadable or unsafe (:func:`load_checkpoint`).
     """
@@ -211,6 +232,12 @@ def saved_curves(path: str | Path) -> list[dict[str, float]]:
 
 def saved_log_rows(path: str | Path) -> list[LogRow]:
     """The ``metrics.csv`` rows stored in checkpoint `path` (empty without them).
+
+    Args:
+        path: A checkpoint written by training.
+
+    Returns:
+        The rows in logging order.
 
     Raises:
         InputError: `path` is unreadable or unsafe (:func:`load_checkpoint`).

@@ -39,6 +39,12 @@ class ZoneSeries:
 
         Read once per prefix and cached.
 
+        Args:
+            prefix: The series' path without its ``_data.npy``… suffix.
+
+        Returns:
+            Memory-mapped data and masks, and the products' dates.
+
         Raises:
             InputError: a file of the series is missing or unreadable.
         """
@@ -60,7 +66,20 @@ class ZoneSeries:
 def s2_window(
     record: PatchRecord, series: ZoneSeries, opts: S2Preprocessing
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(T×10×w×w float32 reflectance, T day-of-year) around the patch centroid."""
+    """(T×10×w×w float32 reflectance, T day-of-year) around the patch centroid.
+
+    Args:
+        record: The patch, with its series prefix and centroid (row, col).
+        series: The cache of zone series.
+        opts: The Sentinel-2 preprocessing.
+
+    Returns:
+        float32 (T, 10, w, w) and int64 (T,) day of year, T after preprocessing.
+
+    Raises:
+        InputError: The record has no Sentinel-2 series or centroid, or the window leaves
+            the series.
+    """
     if record.sen_prefix is None or record.centroid is None:
         raise InputError(
             f"patch {record.patch_id} ({record.domain}/{record.zone}): no Sentinel-2 window "
@@ -80,6 +99,20 @@ def cut_window(
 
     Training and large-area prediction both cut through here, so a patch and a prediction
     window at the same place see exactly the same Sentinel-2 pixels.
+
+    Args:
+        data: (T, 10, H, W) series.
+        masks: (T, 2, H, W) SNW, CLD.
+        r: Centre row.
+        c: Centre column.
+        window: Side in pixels.
+        what: The patch or window, named in the error.
+
+    Returns:
+        Views (T, 10, window, window) and (T, 2, window, window).
+
+    Raises:
+        InputError: The window leaves the series.
     """
     r0, c0 = r - window // 2, c - window // 2
     if r0 < 0 or c0 < 0 or r0 + window > data.shape[2] or c0 + window > data.shape[3]:
@@ -94,7 +127,17 @@ def cut_window(
 def preprocess_window(
     data: np.ndarray, masks: np.ndarray, dates: list[dt.date], opts: S2Preprocessing
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FLAIR-2's cloud filter and monthly averages as configured; (float32 data, doy)."""
+    """FLAIR-2's cloud filter and monthly averages as configured; (float32 data, doy).
+
+    Args:
+        data: (T, 10, w, w) reflectance DN.
+        masks: (T, 2, w, w) SNW, CLD.
+        dates: The T dates.
+        opts: The Sentinel-2 preprocessing.
+
+    Returns:
+        float32 (T', 10, w, w) and int64 (T',) day of year.
+    """
     win, _, days = preprocess(opts, np.asarray(data), np.asarray(masks), list(dates))
     doy = np.array([d.timetuple().tm_yday for d in days], np.int64)
     return win.astype(np.float32), doy
@@ -142,7 +185,7 @@ class EpochSampler(RandomSampler):
         return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
-class PatchDataset(Dataset):
+class PatchDataset(Dataset[dict[str, Any]]):
     """Training samples read from the patch GeoTIFFs (and series), as dicts.
 
     Samples as dicts: ``img`` (C×H×W float, 0..255), ``msk`` (H×W long, 0..12),
@@ -220,8 +263,15 @@ class PackedDataset(PatchDataset):
     def _image(self, i: int, rec: PatchRecord) -> torch.Tensor:
         """The image of sample `i`, uint8 C×H×W at full resolution.
 
-        uint8 C×H×W at full resolution: 4× less to copy, collate and pin than float;
-        the module's normalisation promotes it to float exactly (uint8 -> float32).
+        4× less to copy, collate and pin than float; the module's normalisation promotes
+        it to float exactly (uint8 -> float32).
+
+        Args:
+            i: Sample index.
+            rec: Its record.
+
+        Returns:
+            uint8 (C, H, W).
         """
         arr = self._open()[0][i]
         if self.downsample > 1:
@@ -229,7 +279,18 @@ class PackedDataset(PatchDataset):
         return torch.from_numpy(np.array(arr))
 
     def _mask(self, i: int, rec: PatchRecord) -> torch.Tensor:
-        """uint8 H×W classes 0..12 (FlairModule casts masks to long on the device)."""
+        """uint8 H×W classes 0..12 (FlairModule casts masks to long on the device).
+
+        Args:
+            i: Sample index.
+            rec: Its record.
+
+        Returns:
+            uint8 (H, W), downsampled like the image.
+
+        Raises:
+            InputError: The pack holds no MSK.
+        """
         msk = self._open()[1]
         if msk is None:
             raise InputError(f"{self.folder}: packed without MSK; no mask to train on")
@@ -238,7 +299,15 @@ class PackedDataset(PatchDataset):
 
 
 def image_tensor(arr: np.ndarray, downsample: int = 1) -> torch.Tensor:
-    """C×H×W uint8 -> float C×H×W (0..255), area-averaged by `downsample`."""
+    """C×H×W uint8 -> float C×H×W (0..255), area-averaged by `downsample`.
+
+    Args:
+        arr: (C, H, W) image.
+        downsample: Averaging factor (1: none).
+
+    Returns:
+        float32 (C, H/downsample, W/downsample).
+    """
     img = torch.from_numpy(np.asarray(arr, dtype=np.float32))
     if downsample > 1:
         img = F.avg_pool2d(img[None], downsample)[0]
@@ -246,7 +315,15 @@ def image_tensor(arr: np.ndarray, downsample: int = 1) -> torch.Tensor:
 
 
 def mask_tensor(merged: np.ndarray, downsample: int = 1) -> torch.Tensor:
-    """H×W merged classes (0..12) -> long H×W; downsampling keeps each block's centre pixel."""
+    """H×W merged classes (0..12) -> long H×W; downsampling keeps each block's centre pixel.
+
+    Args:
+        merged: (H, W) merged classes.
+        downsample: Block size (1: none).
+
+    Returns:
+        int64 (H/downsample, W/downsample).
+    """
     if downsample > 1:  # the centre pixel of each block: a label, never an average
         o = downsample // 2
         merged = merged[o::downsample, o::downsample]
@@ -254,7 +331,18 @@ def mask_tensor(merged: np.ndarray, downsample: int = 1) -> torch.Tensor:
 
 
 def read_image(path: Path, downsample: int = 1) -> torch.Tensor:
-    """An IMG patch as float C×H×W (0..255), area-averaged by `downsample`."""
+    """An IMG patch as float C×H×W (0..255), area-averaged by `downsample`.
+
+    Args:
+        path: The IMG file.
+        downsample: Averaging factor.
+
+    Returns:
+        float32 (C, H, W).
+
+    Raises:
+        InputError: The file cannot be read.
+    """
     try:
         with rasterio.open(path) as src:
             arr = src.read()
@@ -264,7 +352,18 @@ def read_image(path: Path, downsample: int = 1) -> torch.Tensor:
 
 
 def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
-    """A MSK patch merged to the 13 classes (long H×W); a bad code names the file."""
+    """A MSK patch merged to the 13 classes (long H×W); a bad code names the file.
+
+    Args:
+        path: The MSK file.
+        downsample: Block size.
+
+    Returns:
+        int64 (H, W) merged classes 0..12, INVALID (255) where unlabelled.
+
+    Raises:
+        InputError: The file cannot be read, or a code is outside 1..19.
+    """
     try:
         with rasterio.open(path) as src:
             codes = src.read(1)
@@ -276,8 +375,15 @@ def read_mask(path: Path, downsample: int = 1) -> torch.Tensor:
 def collate(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack samples into a batch, padding series of different lengths.
 
-    Stack a batch; series of different lengths are padded at the end with a pad mask
-    (True = padded) so U-TAE can ignore those dates.
+    Series of different lengths are padded at the end with a pad mask (True = padded) so
+    U-TAE can ignore those dates.
+
+    Args:
+        samples: Sample dicts from the dataset.
+
+    Returns:
+        Each key stacked on a new batch axis; with series, ``s2`` (B, T, 10, w, w),
+        ``dates`` (B, T) and ``pad_mask`` (B, T).
     """
     out: dict[str, torch.Tensor] = {}
     for key in samples[0]:

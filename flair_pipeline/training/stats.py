@@ -30,7 +30,11 @@ class Stats:
     s2_std: list[float] | None = None
 
     def to_dict(self) -> dict[str, list[float] | None]:
-        """The statistics as saved in a checkpoint's hyper-parameters."""
+        """The statistics as saved in a checkpoint's hyper-parameters.
+
+        Returns:
+            ``mean``, ``std`` (per aerial channel) and ``s2_mean``, ``s2_std`` (per band, or None).
+        """
         return dict(mean=self.mean, std=self.std, s2_mean=self.s2_mean, s2_std=self.s2_std)
 
 
@@ -41,7 +45,18 @@ def compute_stats(
     downsample: int = 1,
     s2: S2Preprocessing | None = None,
 ) -> Stats:
-    """Channel statistics over up to `n` train patches drawn with `seed`."""
+    """Channel statistics over up to `n` train patches drawn with `seed`.
+
+    Args:
+        train: The train split's records.
+        n: Patches drawn at most.
+        seed: Seed of the draw.
+        downsample: Area-average the images by this factor before counting (faster).
+        s2: Sentinel-2 preprocessing when the model uses S2, else None.
+
+    Returns:
+        Mean and std per channel (image DN 0..255; S2 after `s2`'s preprocessing).
+    """
     picked = sorted(random.Random(seed).sample(range(len(train)), min(n, len(train))))
     img = _Moments()
     sat = _Moments()
@@ -63,6 +78,9 @@ def class_weights() -> torch.Tensor:
 
     Equal weights for the 12 land-cover classes and 0 for "other", as FLAIR trains:
     "other" is a catch-all of rare, heterogeneous codes the metric ignores too.
+
+    Returns:
+        float32 (13,) weights by merged class index.
     """
     w = torch.ones(N_CLASSES_MERGED)
     w[OTHER_INDEX] = 0.0

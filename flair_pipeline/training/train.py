@@ -326,7 +326,7 @@ def _meta_encoder(meta_enc: dict[str, Any] | None) -> Any:
 
 def _loader(
     ds: PatchDataset, batch: int, workers: int, shuffle: bool, seed: int, cuda: bool
-) -> DataLoader:
+) -> DataLoader[dict[str, Any]]:
     """The loader of one split.
 
     The order of a shuffled split comes from :class:`EpochSampler` ((seed, epoch) only);

@@ -22,7 +22,7 @@ def _count(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
 
 def _miou(m: np.ndarray) -> float:
     ious = []
-    for c in range(N - 1):  # classes 0..11; "other" (12) is not averaged (DESIGN §5)
+    for c in range(N - 1):  # classes 0..11; "other" (12) is not averaged (metrics.py: FLAIR's mIoU)
         tp, fp, fn = m[c, c], m[:, c].sum() - m[c, c], m[c, :].sum() - m[c, c]
         if tp + fp + fn:
             ious.append(tp / (tp + fp + fn))
