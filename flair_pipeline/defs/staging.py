@@ -11,6 +11,9 @@ A project error (bad input, full disk) raised by the asset becomes a non-retried
 ``dg.Failure`` carrying its one-line message. Each step stages on its own, so it works
 unchanged under the multiprocess, Dask or k8s executors, where steps run on different
 machines.
+
+``defs/declared.py`` applies it to every asset whose stage declaration
+(:mod:`flair_pipeline.stages`) names the dataset files it stages (``Stage.staged``).
 """
 
 from __future__ import annotations

@@ -2,32 +2,35 @@
 
 docs/architecture.md says "one owner per artifact": every asset writes at the paths dvc.yaml
 declares. Rather than keep the two in sync by hand, dvc.yaml is generated
-(:mod:`flair_pipeline.orchestration.dvc_yaml`) from the Dagster asset graph (who depends on whom)
-plus this registry (what each asset writes, reads and is configured by; the code it runs
-is computed from its module's imports by :mod:`flair_pipeline.orchestration.code_deps`), and a test
-checks the committed file against a fresh generation. An asset missing here fails that
-test with a message pointing at this file.
+(:mod:`flair_pipeline.orchestration.dvc_yaml`) from the stage declarations of
+:mod:`flair_pipeline.stages` (who reads whom, what each stage writes, reads and is configured
+by; the code it runs is computed from its asset module's imports by
+:mod:`flair_pipeline.orchestration.code_deps`), and a test checks the committed file against
+a fresh generation. :data:`ARTIFACTS` is each declaration's footprint as templates; the
+dvc stages that run a CLI command rather than assets (:data:`COMMAND_STAGES`) and the
+top-level plots (:data:`PLOTS`) are declared here.
 
 Templates use the config roots ``{raw}``, ``{dataset}``, ``{models}``, ``{eval}`` and
 ``{domain}`` (the partition); each is a :mod:`flair_pipeline.layout` entry (the only place
-a path is spelled), one model per trained folder of :mod:`flair_pipeline.models.registry`. They become ``${paths.raw}``… and ``${item}`` in dvc.yaml.
-Entries of assets that do not exist (yet) in the definitions are ignored, so a stage
-appears in dvc.yaml as soon as its asset is registered in ``definitions.ALL_ASSETS``.
+a path is spelled), one model per trained folder of :mod:`flair_pipeline.model_registry`.
+They become ``${paths.raw}``… and ``${item}`` in dvc.yaml. A stage appears in dvc.yaml as
+soon as its asset is in the definitions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flair_pipeline import layout as L
-from flair_pipeline.config import S2Preprocessing
 from flair_pipeline.layout import ROOTS
-from flair_pipeline.model_registry import MODELS_BY_FOLDER, TRAINED
+from flair_pipeline.model_registry import TRAINED
+from flair_pipeline.stages import STAGES, Stage
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """One asset's footprint on disk and in params.yaml.
+    """One asset's footprint on disk and in params.yaml (from its :class:`Stage`).
 
     stage: the dvc stage that materializes it; assets sharing a stage run in one
         ``flair-pipeline materialize`` call (one process, one Dagster run), which keeps a
@@ -37,11 +40,8 @@ class Artifact:
     plots: CSV series it writes (`dvc plots`): cached stage outputs that the top-level
         ``plots`` of dvc.yaml draw (:data:`PLOTS`).
     params: params.yaml keys (sections or dotted keys) its code reads.
-    reads: what it reads beyond its Dagster parents' outputs: raw data (no asset owns it)
-        and files of assets it reads without declaring them as parents.
-    code: files outside the Python import closure whose change must rebuild it (the
-        modules it runs are computed: :mod:`flair_pipeline.orchestration.code_deps`, from
-        the module defining the asset).
+    reads: what it reads beyond its inputs' outputs: raw data (no asset owns it)
+        and files of assets it reads without declaring them as inputs.
     """
 
     stage: str
@@ -50,27 +50,30 @@ class Artifact:
     plots: tuple[str, ...] = ()
     params: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
-    code: tuple[str, ...] = ()
 
     @property
     def owned(self) -> tuple[str, ...]:
         """Every path the asset writes."""
         return (*self.outs, *self.metrics, *self.plots)
 
+    @classmethod
+    def of(cls, stage: Stage) -> Artifact:
+        """The footprint of a stage declaration, as templates.
 
-#: What training reads besides `train`: pixel geometry and FLAIR-2's S2 preprocessing.
-_TRAIN_PARAMS = ("train", "sampling.resolution", "sampling.elevation_scale")
-_S2_TRAIN_PARAMS = tuple(f"sentinel2.{k}" for k in S2Preprocessing.model_fields)
+        Args:
+            stage: A declaration of :mod:`flair_pipeline.stages`.
 
-
-#: Dataset files a model reads (training and evaluation).
-_TRAIN_READS = (
-    L.AERIAL.all_domains().template,
-    L.LABELS.all_domains().template,
-    L.SPLITS.template,
-    L.AERIAL_METADATA.template,
-)
-_SENTINEL = L.SENTINEL.all_domains().template
+        Returns:
+            Its dvc stage, files, params and extra reads.
+        """
+        return cls(
+            stage=stage.dvc_stage,
+            outs=_of(*stage.outputs),
+            metrics=_of(*stage.metrics),
+            plots=_of(*stage.plots),
+            params=stage.params,
+            reads=_of(*stage.reads),
+        )
 
 
 def _of(*templates: L.PathTemplate, model: str | None = None) -> tuple[str, ...]:
@@ -78,95 +81,20 @@ def _of(*templates: L.PathTemplate, model: str | None = None) -> tuple[str, ...]
     return tuple((t.fill(model=model) if model else t).template for t in templates)
 
 
-def _model(name: str, extra_params: tuple[str, ...] = (), reads: tuple[str, ...] = ()) -> Artifact:
-    return Artifact(
-        stage=f"train_{name}",
-        outs=_of(
-            L.CHECKPOINTS, L.TRAIN_LOGS, L.TENSORBOARD, L.CURVES_PNG, L.TRAIN_REPORT, model=name
-        ),
-        plots=_of(L.CURVES_CSV, model=name),
-        params=(*_TRAIN_PARAMS, *extra_params),
-        reads=reads,
-    )
+def artifacts(stages: Iterable[Stage]) -> dict[str, Artifact]:
+    """Asset key -> its artifact, for the given declarations.
+
+    Args:
+        stages: Stage declarations.
+
+    Returns:
+        ``{name: Artifact.of(stage)}`` in the order given.
+    """
+    return {s.name: Artifact.of(s) for s in stages}
 
 
-def _evaluation(name: str) -> Artifact:
-    # Reads the test split from the dataset, which its Dagster deps (the model) do not say.
-    dataset = _TRAIN_READS + ((_SENTINEL,) if MODELS_BY_FOLDER[name].needs_s2 else ())
-    return Artifact(
-        stage=f"evaluate_{name}",
-        outs=_of(L.PREDICTIONS, L.CONFUSION_PNG, L.PATCHES_PNG, model=name),
-        metrics=_of(L.METRICS, model=name),
-        plots=_of(L.CONFUSION_CSV, L.PER_DOMAIN_CSV, model=name),
-        params=("eval",),
-        reads=dataset,
-    )
-
-
-_RAW_DOMAIN = L.RAW_DOMAIN.template
-
-#: Asset key -> its artifact. Per-domain entries use {domain}; keep in asset-graph order.
-ARTIFACTS: dict[str, Artifact] = {
-    "domain_sources": Artifact(
-        stage="dataset",
-        outs=_of(L.SOURCES_RECORD),
-        reads=(_RAW_DOMAIN,),
-    ),
-    "patch_grid": Artifact(
-        stage="dataset",
-        outs=_of(L.PATCH_GRID),
-        params=("sampling",),
-    ),
-    "aerial_patches": Artifact(
-        stage="dataset",
-        outs=_of(L.AERIAL),
-        params=("sampling", "dataset"),
-    ),
-    "label_masks": Artifact(
-        stage="dataset",
-        outs=_of(L.LABELS),
-        params=("sampling", "dataset"),
-    ),
-    "dataset_metadata": Artifact(
-        stage="dataset",
-        outs=_of(L.DOMAIN_METADATA),
-        params=("sampling",),
-    ),
-    "sentinel2_series": Artifact(
-        stage="sentinel2",
-        outs=_of(L.SENTINEL, L.DOMAIN_CENTROIDS),
-        params=("sentinel2",),
-        # the whole folder: a domain.yaml domain has no domain.json (year from the id)
-        reads=(_RAW_DOMAIN, L.RAW_SENTINEL2.template),
-    ),
-    "split_assignment": Artifact(
-        stage="split",
-        outs=_of(L.SPLITS, L.AERIAL_METADATA),
-        params=("split",),
-    ),
-    "sentinel2_index": Artifact(
-        stage="sentinel2_index",
-        outs=_of(L.CENTROIDS),
-    ),
-    "packed_training_input": Artifact(
-        stage="pack",
-        outs=_of(L.PACKED),
-    ),
-    **{
-        f"model_{m.folder}": _model(
-            m.folder,
-            _S2_TRAIN_PARAMS if m.needs_s2 else (),
-            # the series themselves: its Dagster deps only name the centroid index
-            reads=(_SENTINEL,) if m.needs_s2 else (),
-        )
-        for m in TRAINED
-    },
-    **{f"evaluation_{m.folder}": _evaluation(m.folder) for m in TRAINED},
-    "model_comparison": Artifact(
-        stage="compare",
-        outs=_of(L.COMPARISON),
-    ),
-}
+#: Asset key -> its artifact, for every declared stage (asset-graph order).
+ARTIFACTS: dict[str, Artifact] = artifacts(STAGES)
 
 
 @dataclass(frozen=True)

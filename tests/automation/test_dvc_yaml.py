@@ -63,10 +63,10 @@ def test_code_dependencies_exist() -> None:
 def test_an_unregistered_asset_fails_with_a_pointer_to_the_registry() -> None:
     @dg.asset(deps=["split_assignment"])
     def brand_new_asset() -> None:
-        """An asset someone added without telling artifacts.py."""
+        """An asset someone added without declaring it in stages.py."""
 
     extended = dg.Definitions(assets=[*ALL_ASSETS, brand_new_asset], resources=RESOURCES)
-    with pytest.raises(dvc_yaml.RegistryError, match=r"brand_new_asset.*artifacts\.py"):
+    with pytest.raises(dvc_yaml.RegistryError, match=r"brand_new_asset.*stages\.py"):
         dvc_yaml.generate(extended)
 
 

@@ -1,34 +1,27 @@
-"""Sentinel-2 assets: one series per zone (partitioned by domain), and the centroid index."""
+"""Sentinel-2 assets: one series per zone (partitioned by domain), and the centroid index.
+
+Declared in :mod:`flair_pipeline.stages`; here are their bodies.
+"""
 
 import dagster as dg
 import rasterio
 
-from flair_pipeline.defs.adapter import as_failure, progress, result
-from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
+from flair_pipeline.defs.adapter import as_failure, progress
+from flair_pipeline.defs.declared import stage_asset
 from flair_pipeline.defs.resources import PipelineConfigResource, SentinelHubCredentials
 from flair_pipeline.errors import FlairPipelineError
+from flair_pipeline.reports import StageReport
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
 from flair_pipeline.sentinel2.factory import make_provider
+from flair_pipeline.stages import STAGES_BY_NAME
 
 
-@dg.asset(
-    partitions_def=domains_partitions,
-    backfill_policy=DOMAIN_BACKFILL,
-    group_name="sentinel2",
-    deps=["patch_grid"],
-    kinds={"python", "numpy", "stac"},
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
-    description="Per zone, a one-year Sentinel-2 L2A series over a super-area covering a "
-    "window of sentinel2.window px around every patch centroid: FLAIR's "
-    "`SEN2_sp_<domain>-<zone>_{data,masks}.npy` and `_products.txt`. Provider from config "
-    "(stac on the local archive by default, or sentinelhub).",
-    check_specs=[dg.AssetCheckSpec("series_valid", asset="sentinel2_series", blocking=True)],
-)
+@stage_asset(STAGES_BY_NAME["sentinel2_series"])
 def sentinel2_series(
     context: dg.AssetExecutionContext,
     flair: PipelineConfigResource,
     sentinelhub: SentinelHubCredentials,
-) -> dg.MaterializeResult:
+) -> StageReport:
     """Asset: the Sentinel-2 series of one domain's zones (its ``description`` says what it writes)."""
     try:
         return _build_series(context, flair, sentinelhub)
@@ -68,7 +61,7 @@ def _build_series(
     context: dg.AssetExecutionContext,
     flair: PipelineConfigResource,
     sentinelhub: SentinelHubCredentials,
-) -> dg.MaterializeResult:
+) -> StageReport:
     cfg, raw = flair.load(), flair.raw()
     provider = make_provider(cfg.sentinel2, flair.resolve, raw.sentinel2_catalog(), sentinelhub)
     report = build_domain_series(
@@ -76,18 +69,12 @@ def _build_series(
     )
     for line in report.failed_zones:
         context.log.error(f"{context.partition_key}/{line}")
-    return result(context, report, check="series_valid")
+    return report
 
 
-@dg.asset(
-    group_name="sentinel2",
-    deps=[dg.AssetDep("sentinel2_series", partition_mapping=dg.AllPartitionMapping())],
-    kinds={"python", "json"},
-    description="centroids_sp_to_patch.json: for every patch, the row and column of its "
-    "centroid in its zone's super-area (merged over all built domains).",
-)
+@stage_asset(STAGES_BY_NAME["sentinel2_index"])
 def sentinel2_index(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
-) -> dg.MaterializeResult:
+) -> StageReport:
     """Asset: the centroid index over every domain's series (its ``description`` says what it writes)."""
-    return result(context, merge_centroids(flair.dataset()))
+    return merge_centroids(flair.dataset())

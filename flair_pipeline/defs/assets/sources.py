@@ -1,4 +1,9 @@
-"""Asset `domain_sources`: a domain's raw inputs, checked and fingerprinted."""
+"""Asset `domain_sources`: a domain's raw inputs, checked and fingerprinted.
+
+Declared in :mod:`flair_pipeline.stages`; here is only its body.
+"""
+
+from typing import Any
 
 import dagster as dg
 
@@ -8,25 +13,17 @@ from flair_pipeline.dataset.sources_record import (
     record_domain_sources,
 )
 from flair_pipeline.defs.adapter import result
-from flair_pipeline.defs.partitions import DOMAIN_BACKFILL, domains_partitions
+from flair_pipeline.defs.declared import stage_asset
 from flair_pipeline.defs.resources import PipelineConfigResource
-from flair_pipeline.defs.staging import staged
+from flair_pipeline.stages import STAGES_BY_NAME
 
 __all__ = ["domain_input_files", "domain_sources", "fingerprint"]  # the sensor's tests use both
 
 
-@dg.asset(
-    partitions_def=domains_partitions,
-    backfill_policy=DOMAIN_BACKFILL,
-    group_name="sources",
-    kinds={"python", "geotiff", "geopackage"},
-    description="A domain's raw inputs (orthophoto tiles, DSM/DTM, labels.gpkg, domain.json), "
-    "checked for presence and fingerprinted so downstream assets rebuild only when they change.",
-)
-@staged()
+@stage_asset(STAGES_BY_NAME["domain_sources"])
 def domain_sources(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     """Asset: a domain's raw inputs, checked and fingerprinted (its ``description`` says what it writes)."""
     report = record_domain_sources(
         context.partition_key, flair.raw(), flair.dataset(), sampling=flair.load().sampling
