@@ -1,7 +1,8 @@
 """Assets as thin adapters: a stage report to Dagster metadata, checks and failures.
 
 Every asset body reads its resources, calls one core stage function and hands the report to
-:func:`result`; a project error becomes a non-retried ``dg.Failure`` through
+:func:`result`, which shows its values in the UI and draws its figures (:func:`metadata`;
+reports hold values only); a project error becomes a non-retried ``dg.Failure`` through
 :func:`as_failure` (one line: running the step again cannot help), the same way in every
 asset (:func:`project_failures`, and ``defs/staging.py`` for staged assets).
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import dagster as dg
 
+from flair_pipeline.dataset.metadata_step import MetadataReport
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.progress import Progress
 from flair_pipeline.reports import StageReport
@@ -44,16 +46,51 @@ def project_failures() -> Iterator[None]:
         raise as_failure(exc) from exc
 
 
+def domain_metadata_figures(report: MetadataReport) -> dict[str, Any]:
+    """The figures of a domain's metadata step: class-share table and chart, a preview.
+
+    Args:
+        report: What :func:`~flair_pipeline.dataset.metadata_step.write_domain_metadata`
+            returned (plain values).
+
+    Returns:
+        Its :meth:`~flair_pipeline.dataset.metadata_step.MetadataReport.as_metadata`, the
+        ``class_shares`` as a Markdown table, then ``class_chart`` (a bar chart) and, when
+        the report holds previews, ``preview`` (3 IMG/MSK pairs), both Markdown images;
+        every Markdown value as ``MetadataValue.md``.
+    """
+    import pandas as pd
+
+    from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
+
+    shares = report.class_shares
+    table = pd.DataFrame({"class": list(shares), "share_%": [round(v, 2) for v in shares.values()]})
+    out: dict[str, Any] = report.as_metadata()
+    out["class_shares"] = dg.MetadataValue.md(table.to_markdown(index=False))
+    chart = class_share_chart(shares, report.domain)
+    out["class_chart"] = dg.MetadataValue.md(markdown_image(chart, "classes"))
+    if report.previews:
+        png = patch_preview(*zip(*report.previews, strict=True))
+        out["preview"] = dg.MetadataValue.md(markdown_image(png, "preview"))
+    return out
+
+
 def metadata(report: StageReport) -> dict[str, Any]:
-    """A report's :meth:`~StageReport.as_metadata` with paths and Markdown typed for the UI.
+    """A report's :meth:`~StageReport.as_metadata` with paths, Markdown and figures for the UI.
+
+    The figures are drawn here, not in the core: a report holds values only
+    (:func:`domain_metadata_figures` for a domain's metadata step).
 
     Args:
         report: A stage report.
 
     Returns:
         Dagster metadata: ``MetadataValue.path``/``md`` where the report's
-        ``metadata_kinds`` say so, every other JSON value as is.
+        ``metadata_kinds`` say so, the figures of the reports that have some, every other
+        JSON value as is.
     """
+    if isinstance(report, MetadataReport):
+        return domain_metadata_figures(report)
     kinds: Mapping[str, str] = report.metadata_kinds
     out: dict[str, Any] = {}
     for key, value in report.as_metadata().items():
@@ -91,7 +128,7 @@ def result(
     report: StageReport,
     check: str | None = None,
     data_version: str | None = None,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     """The materialization of an asset from its stage report.
 
     Args:

@@ -20,6 +20,15 @@ DOMAIN: dict[str, Any] = {
 }
 
 
+def _context(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> build.DomainContext:
+    """The build context of the asset's domain (its partition), opened once per step."""
+    return build.DomainContext.open(
+        context.partition_key, flair.raw(), flair.dataset(), flair.load()
+    )
+
+
 @dg.asset(
     **DOMAIN,
     deps=["domain_sources"],
@@ -34,9 +43,7 @@ def patch_grid(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> dg.MaterializeResult:
     """Asset: the patch grid of one domain (its ``description`` says what it writes)."""
-    report = build.sample_domain_grid(
-        context.partition_key, flair.raw(), flair.dataset(), flair.load()
-    )
+    report = build.sample_domain_grid(_context(context, flair))
     return result(context, report, check="has_patches")
 
 
@@ -53,13 +60,7 @@ def aerial_patches(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> dg.MaterializeResult:
     """Asset: the IMG patches of one domain (its ``description`` says what it writes)."""
-    report = build.build_domain_images(
-        context.partition_key,
-        flair.raw(),
-        flair.dataset(),
-        flair.load(),
-        progress=progress(context),
-    )
+    report = build.build_domain_images(_context(context, flair), progress=progress(context))
     return result(context, report, check="img_format")
 
 
@@ -76,13 +77,7 @@ def label_masks(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> dg.MaterializeResult:
     """Asset: the MSK patches of one domain (its ``description`` says what it writes)."""
-    report = build.build_domain_masks(
-        context.partition_key,
-        flair.raw(),
-        flair.dataset(),
-        flair.load(),
-        progress=progress(context),
-    )
+    report = build.build_domain_masks(_context(context, flair), progress=progress(context))
     return result(context, report, check="msk_codes")
 
 
@@ -99,9 +94,7 @@ def dataset_metadata(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> dg.MaterializeResult:
     """Asset: one domain's metadata and its checks (its ``description`` says what it writes)."""
-    report = build.write_domain_metadata(
-        context.partition_key, flair.raw(), flair.dataset(), flair.load()
-    )
+    report = build.write_domain_metadata(_context(context, flair))
     return result(context, report, check="img_msk_pairs")
 
 
