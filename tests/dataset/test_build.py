@@ -298,3 +298,26 @@ def test_a_whole_domain_build_reads_its_inputs_once(
         DomainContext.open(DOMAIN, raw, dataset, _cfg())
     )  # alone, as the label_masks asset
     assert calls == {"resolve": 1, "read_patch_grid": 1, "read_labels": 1}
+
+
+def test_a_step_after_the_grid_without_a_grid_is_named(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """IMG, MSK or metadata asked before any patch grid: one line naming the missing grid
+    and what to run, nothing written. Planted bug (the context reading the grid without
+    looking): pyogrio's own error escapes, not an InputError, and the test fails."""
+    from flair_pipeline.dataset import domain_steps, metadata_step
+
+    dataset = DatasetLayout(tmp_path / "dataset")
+    for step in (
+        domain_steps.build_domain_images,
+        domain_steps.build_domain_masks,
+        metadata_step.write_domain_metadata,
+    ):
+        ctx = DomainContext.open(DOMAIN, RawLayout(tiny_world.out), dataset, _cfg())
+        with pytest.raises(InputError) as e:
+            step(ctx)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(str(dataset.patch_grid(DOMAIN)))
+        assert "materialize patch_grid first" in msg
+    assert not (dataset.root / "aerial").exists() and not (dataset.root / "labels").exists()
