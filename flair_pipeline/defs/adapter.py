@@ -10,15 +10,19 @@ asset (:func:`project_failures`, and ``defs/staging.py`` for staged assets).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from flair_pipeline.dataset.metadata_step import MetadataReport
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.progress import Progress
 from flair_pipeline.reports import StageReport
+
+if TYPE_CHECKING:  # annotations only: the stages' code is not imported by every asset (DVC deps)
+    from flair_pipeline.dataset.assemble import SplitsReport
+    from flair_pipeline.dataset.metadata_step import MetadataReport
+    from flair_pipeline.sentinel2.build import SeriesReport
 
 
 def as_failure(exc: FlairPipelineError) -> dg.Failure:
@@ -54,10 +58,9 @@ def domain_metadata_figures(report: MetadataReport) -> dict[str, Any]:
             returned (plain values).
 
     Returns:
-        Its :meth:`~flair_pipeline.dataset.metadata_step.MetadataReport.as_metadata`, the
         ``class_shares`` as a Markdown table, then ``class_chart`` (a bar chart) and, when
-        the report holds previews, ``preview`` (3 IMG/MSK pairs), both Markdown images;
-        every Markdown value as ``MetadataValue.md``.
+        the report holds previews, ``preview`` (3 IMG/MSK pairs), Markdown images; each a
+        ``MetadataValue.md``.
     """
     import pandas as pd
 
@@ -65,32 +68,86 @@ def domain_metadata_figures(report: MetadataReport) -> dict[str, Any]:
 
     shares = report.class_shares
     table = pd.DataFrame({"class": list(shares), "share_%": [round(v, 2) for v in shares.values()]})
-    out: dict[str, Any] = report.as_metadata()
-    out["class_shares"] = dg.MetadataValue.md(table.to_markdown(index=False))
     chart = class_share_chart(shares, report.domain)
-    out["class_chart"] = dg.MetadataValue.md(markdown_image(chart, "classes"))
+    out: dict[str, Any] = {
+        "class_shares": dg.MetadataValue.md(table.to_markdown(index=False)),
+        "class_chart": dg.MetadataValue.md(markdown_image(chart, "classes")),
+    }
     if report.previews:
         png = patch_preview(*zip(*report.previews, strict=True))
         out["preview"] = dg.MetadataValue.md(markdown_image(png, "preview"))
     return out
 
 
-def metadata(report: StageReport) -> dict[str, Any]:
-    """A report's :meth:`~StageReport.as_metadata` with paths, Markdown and figures for the UI.
+def split_table(report: SplitsReport) -> dict[str, Any]:
+    """The split of every domain as a Markdown table (``splits``).
 
-    The figures are drawn here, not in the core: a report holds values only
-    (:func:`domain_metadata_figures` for a domain's metadata step).
+    Args:
+        report: What :func:`~flair_pipeline.dataset.assemble.assemble_splits` returned.
+
+    Returns:
+        ``{"splits": MetadataValue.md(table)}``: domain, split, rule, patches.
+    """
+    import pandas as pd
+
+    table = pd.DataFrame(list(report.rows), columns=["domain", "split", "rule", "patches"])
+    return {"splits": dg.MetadataValue.md(table.to_markdown(index=False))}
+
+
+def series_figures(report: SeriesReport) -> dict[str, Any]:
+    """The NDVI profiles by class of a domain's Sentinel-2 series (``ndvi_by_class``).
+
+    Args:
+        report: What :func:`~flair_pipeline.sentinel2.build.build_domain_series` returned.
+
+    Returns:
+        ``{"ndvi_by_class": MetadataValue.md(image)}``, or ``{}`` without profiles.
+    """
+    if not report.profiles:
+        return {}
+    from flair_pipeline.plots import markdown_image, ndvi_profiles
+
+    png = ndvi_profiles(report.profiles, report.domain)
+    return {"ndvi_by_class": dg.MetadataValue.md(markdown_image(png, "NDVI"))}
+
+
+def figures(report: StageReport) -> dict[str, Any]:
+    """What the UI shows of a report beyond its values: its tables and figures, drawn here.
+
+    Args:
+        report: A stage report (values only).
+
+    Returns:
+        Dagster metadata values keyed as the UI shows them; ``{}`` for a report without.
+    """
+    cls = type(report)
+    draw = FIGURES.get(f"{cls.__module__}.{cls.__qualname__}")
+    return draw(report) if draw is not None else {}
+
+
+#: The reports with tables or figures (by class path, so that this module imports none of
+#: the stages: each asset's DVC code deps stay its own stage's) and what draws them.
+FIGURES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "flair_pipeline.dataset.metadata_step.MetadataReport": domain_metadata_figures,
+    "flair_pipeline.dataset.assemble.SplitsReport": split_table,
+    "flair_pipeline.sentinel2.build.SeriesReport": series_figures,
+}
+
+
+def metadata(report: StageReport) -> dict[str, Any]:
+    """A report's :meth:`~StageReport.as_metadata` with paths typed and figures drawn for the UI.
+
+    A report holds values only; its tables and figures are drawn here (:func:`figures`),
+    each in place of the value it shows or after the values.
 
     Args:
         report: A stage report.
 
     Returns:
         Dagster metadata: ``MetadataValue.path``/``md`` where the report's
-        ``metadata_kinds`` say so, the figures of the reports that have some, every other
+        ``metadata_kinds`` say so, the tables and figures of :func:`figures`, every other
         JSON value as is.
     """
-    if isinstance(report, MetadataReport):
-        return domain_metadata_figures(report)
     kinds: Mapping[str, str] = report.metadata_kinds
     out: dict[str, Any] = {}
     for key, value in report.as_metadata().items():
@@ -101,6 +158,7 @@ def metadata(report: StageReport) -> dict[str, Any]:
             out[key] = dg.MetadataValue.md(str(value))
         else:
             out[key] = value
+    out.update(figures(report))  # a key already there keeps its place
     return out
 
 

@@ -178,7 +178,7 @@ def test_assemble_splits_counts_merges_and_finds_leaks(tmp_path: Path) -> None:
     assert report.leaks == ("IMG_2 in D033_2021 and D036_2020",) and not report.passed
     meta = report.as_metadata()
     assert (meta["train_patches"], meta["validation_patches"], meta["test_patches"]) == (3, 1, 2)
-    assert meta["domains"] == 3 and "| D036_2020 | test" in meta["splits"]
+    assert meta["domains"] == 3 and ["D036_2020", "test", "official", 2] in meta["splits"]
     assert report.check_metadata() == {"leaks": ["IMG_2 in D033_2021 and D036_2020"]}
     assert layout.splits.read_text().splitlines() == [
         "domain,split,rule",

@@ -68,3 +68,18 @@ def test_a_domain_metadata_report_holds_values_and_the_adapter_draws_its_figures
     for key in ("class_chart", "preview"):
         assert isinstance(meta[key], dg.MarkdownMetadataValue)
         assert meta[key].value.startswith("![") and "data:image/png;base64," in meta[key].value
+
+
+def test_every_report_with_figures_is_named_by_its_real_class_path() -> None:
+    """The adapter finds a report's figures by class path (it imports no stage); a renamed
+    or moved report would lose its figures silently. Planted bug (a key misspelt): the
+    import fails here."""
+    import importlib
+
+    from flair_pipeline.defs.adapter import FIGURES
+    from flair_pipeline.reports import StageReport
+
+    for path in FIGURES:
+        module, name = path.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+        assert issubclass(cls, StageReport) and f"{cls.__module__}.{cls.__qualname__}" == path
