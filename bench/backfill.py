@@ -48,6 +48,11 @@ REPO = BENCH.parent
 ASSETS = ["domain_sources", "patch_grid", "aerial_patches", "label_masks", "dataset_metadata"]
 
 
+def _ctx(domain: str, flair: PipelineConfigResource) -> build.DomainContext:
+    """The build context of one domain, opened once per step as the assets do."""
+    return build.DomainContext.open(domain, flair.raw(), flair.dataset(), flair.load())
+
+
 # -- the single-run variant: same stage functions, looped over the run's partition keys --
 
 Stage = Callable[[str, PipelineConfigResource], object]
@@ -55,31 +60,23 @@ Stage = Callable[[str, PipelineConfigResource], object]
 _STAGES: dict[str, tuple[list[str], Stage]] = {
     "domain_sources": (
         [],
-        lambda d, f: record_domain_sources(d, f.raw(), f.dataset(), sampling=f.load().sampling),
+        lambda d, f: record_domain_sources(_ctx(d, f)),
     ),
     "patch_grid": (
         ["domain_sources"],
-        lambda d, f: build.sample_domain_grid(
-            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
-        ),
+        lambda d, f: build.sample_domain_grid(_ctx(d, f)),
     ),
     "aerial_patches": (
         ["patch_grid"],
-        lambda d, f: build.build_domain_images(
-            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
-        ),
+        lambda d, f: build.build_domain_images(_ctx(d, f)),
     ),
     "label_masks": (
         ["patch_grid"],
-        lambda d, f: build.build_domain_masks(
-            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
-        ),
+        lambda d, f: build.build_domain_masks(_ctx(d, f)),
     ),
     "dataset_metadata": (
         ["aerial_patches", "label_masks", "domain_sources"],
-        lambda d, f: build.write_domain_metadata(
-            domain=d, raw=f.raw(), dataset=f.dataset(), cfg=f.load()
-        ),
+        lambda d, f: build.write_domain_metadata(_ctx(d, f)),
     ),
 }
 

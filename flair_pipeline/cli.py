@@ -345,7 +345,7 @@ def build_domain_cmd(
     folder, as the assets take them. The split and the centroid index merge every domain:
     `materialize --select 'key:split_assignment or key:sentinel2_index'` builds them.
     """
-    from flair_pipeline.dataset.build import build_domain_patches
+    from flair_pipeline.dataset.build import DomainContext, build_domain_patches
     from flair_pipeline.errors import StageCheckError
     from flair_pipeline.layout import DatasetLayout, RawLayout
 
@@ -355,8 +355,9 @@ def build_domain_cmd(
         dataset_root or _local_root(cfg.paths.dataset, "paths.dataset", config_path)
     )
     start = time.perf_counter()
+    ctx = DomainContext.open(domain, raw, dataset, cfg)  # once for every step of the build
     report = build_domain_patches(
-        domain, raw, dataset, cfg, skip_bad_patches=not strict, progress=_progress("build-domain")
+        ctx, skip_bad_patches=not strict, progress=_progress("build-domain")
     )
     for line in report.warnings:
         click.echo(f"warning [{domain}]: {line}", err=True)

@@ -5,8 +5,10 @@ model comparison) is one plain function that returns a report (rslearn's
 ``handler_summaries``, eo-learn's execution stats): the numbers a person wants to see
 (:meth:`StageReport.as_metadata`, plain JSON values), the problems a blocking check fails on
 (:attr:`StageReport.problems`) and the warning lines a run shows (:attr:`StageReport.warnings`).
-Front doors render it: the Dagster assets as materialization metadata and an asset check
-(``defs/adapter.py``), the CLI as text. Nothing here imports Dagster.
+A report holds values only (numbers, names, class shares, preview arrays): front doors render
+it, the Dagster assets as materialization metadata, tables, figures and an asset check
+(``defs/adapter.py``: ``FIGURES`` says which report has which), the CLI as text. Nothing
+here imports Dagster or draws.
 """
 
 from __future__ import annotations

@@ -17,8 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-import pandas as pd
-
 from flair_pipeline.config import SplitConfig
 from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.splits import assign_splits, write_splits
@@ -33,7 +31,7 @@ SPLITS = ("train", "validation", "test")
 class SplitsReport(StageReport):
     """The split of every built domain; check no_split_leakage."""
 
-    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"splits": "md", "path": "path"}
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"path": "path"}
 
     path: str
     #: (domain, split, rule, patches), sorted by domain
@@ -60,16 +58,18 @@ class SplitsReport(StageReport):
         return sum(n for _, s, _, n in self.rows if s == split)
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Domain count, patches per split, the split table (Markdown) and splits.csv.
+        """Domain count, patches per split, the split rows and splits.csv (plain values).
+
+        ``splits`` is one ``[domain, split, rule, patches]`` list per domain; the Dagster
+        adapter (``defs/adapter.py``) shows it as a table.
 
         Returns:
-            ``domains``, ``<split>_patches``, ``splits`` (Markdown), ``stale_domains``, ``path``.
+            ``domains``, ``<split>_patches``, ``splits`` (rows), ``stale_domains``, ``path``.
         """
-        table = pd.DataFrame(list(self.rows), columns=["domain", "split", "rule", "patches"])
         return {
             "domains": len(self.rows),
             **{f"{s}_patches": self.patches(s) for s in SPLITS},
-            "splits": table.to_markdown(index=False),
+            "splits": [list(r) for r in self.rows],
             "stale_domains": list(self.stale),
             "path": self.path,
         }

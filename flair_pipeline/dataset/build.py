@@ -3,10 +3,12 @@
 One plain function per step, each returning a frozen report (:mod:`flair_pipeline.reports`):
 :mod:`~flair_pipeline.dataset.sources_record`, :mod:`~flair_pipeline.dataset.domain_steps`
 (grid, IMG, MSK), :mod:`~flair_pipeline.dataset.metadata_step`; and here
-:func:`build_domain_patches` running them in order. The Dagster assets
-(``defs/assets/sources.py``, ``defs/assets/dataset.py``) call one step each and the CLI's
-``flair-pipeline build-domain`` calls :func:`build_domain_patches`, so both write the same
-bytes. Per-patch failures are isolated (a corrupt tile under a patch skips that patch and
+:func:`build_domain_patches` running them in order. Each step takes one
+:class:`~flair_pipeline.dataset.domain_context.DomainContext` (the domain, its roots, the
+configuration, its inputs resolved and labels read on first use). The Dagster assets
+(``defs/assets/sources.py``, ``defs/assets/dataset.py``) open one and call one step each;
+the CLI's ``flair-pipeline build-domain`` opens one and calls :func:`build_domain_patches`,
+so both write the same bytes. Per-patch failures are isolated (a corrupt tile under a patch skips that patch and
 names it, :mod:`flair_pipeline.dataset.patch_writers`); a step's check (``has_patches``,
 ``img_format``, ``msk_codes``, ``img_msk_pairs``) lists its problems in the report, and
 :func:`build_domain_patches` stops at the first failed check as Dagster's blocking checks do.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import STAGES, holds
 from flair_pipeline.dataset.domain_steps import (
     GridReport,
@@ -28,16 +30,14 @@ from flair_pipeline.dataset.domain_steps import (
     sample_domain_grid,
 )
 from flair_pipeline.dataset.metadata_step import MetadataReport, write_domain_metadata
-from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.dataset.sources_record import SourcesReport, record_domain_sources
 from flair_pipeline.errors import StageCheckError
-from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.progress import Progress
 from flair_pipeline.reports import JSON, StageReport
-from flair_pipeline.sources.domain_spec import resolve
 
 __all__ = [
     "DomainBuildReport",
+    "DomainContext",
     "build_domain_images",
     "build_domain_masks",
     "build_domain_patches",
@@ -73,16 +73,13 @@ class DomainBuildReport(StageReport):
         }
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Every step's figures by asset name; the metadata step's as numbers, no figures."""
+        """Every step's figures by asset name; the metadata step's with its problems and path."""
         out: dict[str, JSON] = {
             n: s.as_metadata() for n, s in self.steps().items() if n != "dataset_metadata"
         }
         m = self.metadata
         out["dataset_metadata"] = {
-            "patches": m.patches,
-            "skipped": list(m.skipped[:50]),
-            "zones": m.zones,
-            "class_shares": dict(m.class_shares),
+            **m.as_metadata(),
             "problems": list(m.problems),
             "path": m.path,
         }
@@ -107,10 +104,7 @@ def _require(domain: str, step: str, report: StageReport) -> None:
 
 @holds(*STAGES)  # the whole build is one: no other build's step between two of ours
 def build_domain_patches(
-    domain: str,
-    raw: RawLayout,
-    dataset: DatasetLayout,
-    cfg: PipelineConfig,
+    ctx: DomainContext,
     *,
     skip_bad_patches: bool = True,
     progress: Progress | None = None,
@@ -124,10 +118,8 @@ def build_domain_patches(
     build of the domain, from any front door, waits for it or is waited for.
 
     Args:
-        domain: A domain id such as ``D006_2020``.
-        raw: The raw data root (``domains/<domain>/``).
-        dataset: The dataset root written to (FLAIR release layout).
-        cfg: The configuration (``sampling``, ``dataset``).
+        ctx: The domain's build (:meth:`DomainContext.open`): every step shares it, so the
+            inputs are resolved, the labels read and the patch grid kept once.
         skip_bad_patches: Per-patch failure isolation (eo-learn's, rslearn's): a patch
             that cannot be built is skipped and named in its step's report (default, as
             the assets do); false: the first one stops the build with its reason.
@@ -142,43 +134,14 @@ def build_domain_patches(
         StageCheckError: A step's check failed (its first problems named).
         StorageError: A file could not be written.
     """
-    from flair_pipeline.dataset.rasterize import read_labels  # as the steps: not at import
-
-    # resolved and read once for every step (each asset, run alone, does both itself)
-    inputs = resolve(raw.domain(domain))
-    labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
-    skip = skip_bad_patches
-    sources = record_domain_sources(
-        domain, raw, dataset, inputs=inputs, labels=labels, sampling=cfg.sampling
-    )
-    grid = sample_domain_grid(
-        domain, raw, dataset, cfg, skip_bad_patches=skip, inputs=inputs, labels=labels
-    )
+    domain, skip = ctx.domain, skip_bad_patches
+    sources = record_domain_sources(ctx)
+    grid = sample_domain_grid(ctx, skip_bad_patches=skip)
     _require(domain, "patch_grid", grid)
-    patches = read_patch_grid(dataset.patch_grid(domain))  # as written, read once
-    images = build_domain_images(
-        domain,
-        raw,
-        dataset,
-        cfg,
-        skip_bad_patches=skip,
-        grid=patches,
-        inputs=inputs,
-        progress=progress,
-    )
+    images = build_domain_images(ctx, skip_bad_patches=skip, progress=progress)
     _require(domain, "aerial_patches", images)
-    masks = build_domain_masks(
-        domain,
-        raw,
-        dataset,
-        cfg,
-        skip_bad_patches=skip,
-        grid=patches,
-        inputs=inputs,
-        labels=labels,
-        progress=progress,
-    )
+    masks = build_domain_masks(ctx, skip_bad_patches=skip, progress=progress)
     _require(domain, "label_masks", masks)
-    metadata = write_domain_metadata(domain, raw, dataset, cfg, grid=patches, inputs=inputs)
+    metadata = write_domain_metadata(ctx)
     _require(domain, "dataset_metadata", metadata)
     return DomainBuildReport(sources, grid, images, masks, metadata)

@@ -94,7 +94,10 @@ def stage_locks(
 
 
 def holds(*stages: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorate a step ``fn(domain, raw, dataset, ...)`` to run under its stages' locks.
+    """Decorate a step ``fn(ctx, ...)`` or ``fn(domain, raw, dataset, ...)`` to run under its locks.
+
+    ``ctx`` is a :class:`~flair_pipeline.dataset.domain_context.DomainContext` (its
+    ``domain`` and ``dataset``).
 
     Args:
         *stages: The stages whose lock the step holds (its own; the metadata step also
@@ -115,7 +118,10 @@ def holds(*stages: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         @functools.wraps(fn)
         def locked(*args: P.args, **kwargs: P.kwargs) -> R:
             given = signature.bind(*args, **kwargs).arguments
-            with stage_locks(given["dataset"], stages, str(given["domain"])):
+            ctx = given.get("ctx")  # a DomainContext, or the step's own domain and dataset
+            dataset = ctx.dataset if ctx is not None else given["dataset"]
+            domain = ctx.domain if ctx is not None else given["domain"]
+            with stage_locks(dataset, stages, str(domain)):
                 return fn(*args, **kwargs)
 
         return locked

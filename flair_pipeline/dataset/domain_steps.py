@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import geopandas as gpd
 import numpy as np
 import rasterio
 
-from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.dataset.patch_writers import (
@@ -26,45 +25,11 @@ from flair_pipeline.dataset.patch_writers import (
     build_label_masks,
     unlabelled_fraction,
 )
-from flair_pipeline.dataset.sampling import read_patch_grid, sample_patches, write_patch_grid
+from flair_pipeline.dataset.sampling import sample_patches, write_patch_grid
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import remove_stale_temps
-from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.progress import Progress
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
-from flair_pipeline.sources.domain_spec import DomainInputs, resolve
-
-
-def step_inputs(
-    domain: str,
-    raw: RawLayout,
-    dataset: DatasetLayout,
-    *,
-    grid: gpd.GeoDataFrame | None = None,
-    inputs: DomainInputs | None = None,
-) -> tuple[gpd.GeoDataFrame, DomainInputs]:
-    """What a step after the grid reads: the domain's patch grid and its resolved inputs.
-
-    A step run alone (one Dagster asset) reads and resolves them itself; a whole-domain
-    build (:func:`flair_pipeline.dataset.build.build_domain_patches`) does it once and
-    passes both down.
-
-    Args:
-        domain: A domain id such as ``D006_2020``.
-        raw: The raw data root.
-        dataset: The dataset root holding ``metadata/patch_grid/<domain>.gpkg``.
-        grid: The patch grid already read, or None to read it.
-        inputs: The domain's inputs already resolved, or None to resolve them.
-
-    Returns:
-        ``(grid, inputs)``.
-
-    Raises:
-        InputError: A missing or unusable input (named by ``resolve``).
-    """
-    if grid is None:
-        grid = read_patch_grid(dataset.patch_grid(domain))
-    return grid, resolve(raw.domain(domain)) if inputs is None else inputs
 
 
 @dataclass(frozen=True)
@@ -110,32 +75,17 @@ class GridReport(StageReport):
 
 
 @holds("patch_grid")
-def sample_domain_grid(
-    domain: str,
-    raw: RawLayout,
-    dataset: DatasetLayout,
-    cfg: PipelineConfig,
-    *,
-    skip_bad_patches: bool = True,
-    inputs: DomainInputs | None = None,
-    labels: gpd.GeoDataFrame | None = None,
-) -> GridReport:
+def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> GridReport:
     """Sample a domain's patch footprints and write its patch grid (GeoPackage, EPSG:2154).
 
     Holds the domain's ``patch_grid`` lock while it runs (another build of it waits,
     :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
-        domain: A domain id such as ``D006_2020``.
-        raw: The raw data root.
-        dataset: The dataset root written to.
-        cfg: The configuration (``sampling`` is used).
+        ctx: The domain's build (its inputs and label layer; ``sampling`` is used); the
+            grid written is kept in it for the later steps.
         skip_bad_patches: Skip the candidates under an unreadable ortho tile and name
             them (default); false: an unreadable tile fails the step (no grid written).
-        inputs: The domain's inputs already resolved (``sources.domain_spec.resolve``), or
-            None to resolve them here.
-        labels: Its label layer already read (``rasterize.read_labels``), or None to read
-            it here.
 
     Returns:
         The :class:`GridReport`; one warning per unreadable ortho tile, naming the patches
@@ -145,14 +95,10 @@ def sample_domain_grid(
         InputError: A missing or unusable input (named); with `skip_bad_patches` false,
             an unreadable ortho tile.
     """
-    from flair_pipeline.dataset.rasterize import read_labels
-
-    path = dataset.patch_grid(domain)
+    domain, cfg = ctx.domain, ctx.cfg
+    path = ctx.dataset.patch_grid(domain)
     remove_stale_temps(path)
-    if inputs is None:
-        inputs = resolve(raw.domain(domain))
-    if labels is None:
-        labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
+    inputs, labels = ctx.inputs, ctx.labels
     with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
         grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
         broken = [str(p) for p in mosaic.broken]
@@ -177,6 +123,7 @@ def sample_domain_grid(
     if warnings and not skip_bad_patches:
         raise InputError(warnings[0])
     write_patch_grid(grid, path)
+    ctx.keep_grid(grid)
     return GridReport(
         domain=domain,
         path=str(path),
@@ -208,8 +155,13 @@ class PatchFilesReport(StageReport):
         return not self.problems and self.written > 0
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Written and skipped counts, the first 50 skipped patches, decisions."""
-        return BuildReport(self.written, list(self.skipped), list(self.decisions)).as_metadata()
+        """Written and skipped counts, the first 50 skipped patches (with why), decisions."""
+        return {
+            "written": self.written,
+            "skipped": len(self.skipped),
+            "skipped_patches": [f"{p}: {why}" for p, why in self.skipped[:50]],
+            "decisions": list(self.decisions),
+        }
 
 
 def _files_report(report: BuildReport, problems: list[str], **extra: Any) -> dict[str, Any]:
@@ -234,15 +186,7 @@ class ImagesReport(PatchFilesReport):
 
 @holds("aerial_patches")
 def build_domain_images(
-    domain: str,
-    raw: RawLayout,
-    dataset: DatasetLayout,
-    cfg: PipelineConfig,
-    *,
-    skip_bad_patches: bool = True,
-    grid: gpd.GeoDataFrame | None = None,
-    inputs: DomainInputs | None = None,
-    progress: Progress | None = None,
+    ctx: DomainContext, *, skip_bad_patches: bool = True, progress: Progress | None = None
 ) -> ImagesReport:
     """Write ``IMG_<id>.tif`` (5 bands uint8: R, G, B, NIR, elevation) of every grid patch.
 
@@ -252,14 +196,10 @@ def build_domain_images(
     :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
-        domain: A domain id such as ``D006_2020``.
-        raw: The raw data root.
-        dataset: The dataset root (read: patch grid; written: ``aerial/<domain>``).
-        cfg: The configuration (``sampling``, ``dataset.compression``).
+        ctx: The domain's build (its patch grid and inputs; ``sampling``,
+            ``dataset.compression``); writes ``aerial/<domain>``.
         skip_bad_patches: Skip a patch that cannot be built (a void DSM under it, an
             unreadable tile) and name it (default); false: it fails the step.
-        grid: The patch grid already read, or None to read it (:func:`step_inputs`).
-        inputs: The domain's inputs already resolved, or None to resolve them.
         progress: Where to show the count of patches written (``<domain> IMG``), or None.
 
     Returns:
@@ -270,7 +210,7 @@ def build_domain_images(
             the first bad patch (nothing swapped in).
         StorageError: A file could not be written (nothing swapped in).
     """
-    grid, inputs = step_inputs(domain, raw, dataset, grid=grid, inputs=inputs)
+    cfg, dataset, grid, inputs = ctx.cfg, ctx.dataset, ctx.grid, ctx.inputs
     size = cfg.sampling.patch_size
     report = build_aerial_patches(
         grid,
@@ -322,16 +262,7 @@ class MasksReport(PatchFilesReport):
 
 @holds("label_masks")
 def build_domain_masks(
-    domain: str,
-    raw: RawLayout,
-    dataset: DatasetLayout,
-    cfg: PipelineConfig,
-    *,
-    skip_bad_patches: bool = True,
-    grid: gpd.GeoDataFrame | None = None,
-    inputs: DomainInputs | None = None,
-    labels: gpd.GeoDataFrame | None = None,
-    progress: Progress | None = None,
+    ctx: DomainContext, *, skip_bad_patches: bool = True, progress: Progress | None = None
 ) -> MasksReport:
     """Write ``MSK_<id>.tif`` (uint8 FLAIR codes, 0 = unlabelled) of every grid patch.
 
@@ -341,16 +272,10 @@ def build_domain_masks(
     runs (another build of it waits, :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
-        domain: A domain id such as ``D006_2020``.
-        raw: The raw data root.
-        dataset: The dataset root (read: patch grid; written: ``labels/<domain>``).
-        cfg: The configuration (``sampling``, ``dataset.compression``).
+        ctx: The domain's build (its patch grid, inputs and label layer; ``sampling``,
+            ``dataset.compression``); writes ``labels/<domain>``.
         skip_bad_patches: Skip a patch over the unlabelled tolerance and name it
             (default); false: it fails the step.
-        grid: The patch grid already read, or None to read it (:func:`step_inputs`).
-        inputs: The domain's inputs already resolved, or None to resolve them.
-        labels: Its label layer already read (``rasterize.read_labels``), or None to read
-            it here.
         progress: Where to show the count of patches written (``<domain> MSK``), or None.
 
     Returns:
@@ -361,7 +286,7 @@ def build_domain_masks(
             false, the first bad patch (nothing swapped in).
         StorageError: A file could not be written (nothing swapped in).
     """
-    grid, inputs = step_inputs(domain, raw, dataset, grid=grid, inputs=inputs)
+    cfg, dataset, grid, inputs = ctx.cfg, ctx.dataset, ctx.grid, ctx.inputs
     tolerance = cfg.sampling.max_nodata_fraction
     report = build_label_masks(
         grid,
@@ -374,7 +299,7 @@ def build_domain_masks(
         max_unlabelled=tolerance,
         compression=cfg.dataset.compression,
         isolate=skip_bad_patches,
-        labels=labels,
+        labels=ctx.labels,
         progress=progress,
     )
     skipped = {p for p, _ in report.skipped}

@@ -6,26 +6,23 @@ The ``dataset_metadata`` asset's function, the last step of a domain's build
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import rasterio
 
 from flair_pipeline import layout as L
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset import aerial_metadata as md
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import holds
-from flair_pipeline.dataset.domain_steps import step_inputs
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.dataset.patch_writers import Elevation
 from flair_pipeline.io import remove_stale_temps
-from flair_pipeline.layout import DatasetLayout, RawLayout
-from flair_pipeline.reports import JSON, MetadataKind, StageReport
+from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources.domain_spec import DomainInputs
 
 
@@ -35,12 +32,6 @@ class MetadataReport(StageReport):
 
     Its check is img_msk_pairs (every kept IMG has a MSK on the same grid).
     """
-
-    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {
-        "class_shares": "md",
-        "class_chart": "md",
-        "preview": "md",
-    }
 
     domain: str
     path: str
@@ -61,24 +52,17 @@ class MetadataReport(StageReport):
         return not self.problems and self.patches > 0
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Counts, the class-share table and chart, a preview of 3 patches (Markdown)."""
-        from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
+        """Counts, the first 50 skipped patches and the class shares (% by class name).
 
-        shares = self.class_shares
-        table = pd.DataFrame(
-            {"class": list(shares), "share_%": [round(v, 2) for v in shares.values()]}
-        )
-        meta: dict[str, JSON] = {
+        Plain values: the Dagster adapter (``defs/adapter.py``) shows the class shares as a
+        table and chart, and :attr:`previews` as a figure.
+        """
+        return {
             "patches": self.patches,
             "skipped": list(self.skipped[:50]),
             "zones": self.zones,
-            "class_shares": table.to_markdown(index=False),
-            "class_chart": markdown_image(class_share_chart(shares, self.domain), "classes"),
+            "class_shares": dict(self.class_shares),
         }
-        if self.previews:
-            png = patch_preview(*zip(*self.previews, strict=True))
-            meta["preview"] = markdown_image(png, "preview")
-        return meta
 
 
 def _ortho_decisions(inputs: DomainInputs, cfg: PipelineConfig) -> list[str]:
@@ -118,15 +102,7 @@ def _on_cell(src: Any, bounds: tuple[float, float, float, float], size: int) -> 
 
 
 @holds("aerial_patches", "label_masks", "dataset_metadata")  # reads IMG and MSK: no swap meanwhile
-def write_domain_metadata(
-    domain: str,
-    raw: RawLayout,
-    dataset: DatasetLayout,
-    cfg: PipelineConfig,
-    *,
-    grid: gpd.GeoDataFrame | None = None,
-    inputs: DomainInputs | None = None,
-) -> MetadataReport:
+def write_domain_metadata(ctx: DomainContext) -> MetadataReport:
     """Pair each grid patch's IMG and MSK and write the domain's metadata JSON.
 
     Holds the domain's ``aerial_patches``, ``label_masks`` and ``dataset_metadata`` locks
@@ -139,13 +115,8 @@ def write_domain_metadata(
     time), the class shares (%), the problems, the skipped patches and the decisions.
 
     Args:
-        domain: A domain id such as ``D006_2020``.
-        raw: The raw data root.
-        dataset: The dataset root (read: grid, IMG, MSK; written: the domain's JSON).
-        cfg: The configuration (``sampling.elevation_scale``).
-        grid: The patch grid already read, or None to read it
-            (:func:`~flair_pipeline.dataset.domain_steps.step_inputs`).
-        inputs: The domain's inputs already resolved, or None to resolve them.
+        ctx: The domain's build (its patch grid and inputs; ``sampling``); reads the IMG
+            and MSK, writes the domain's JSON.
 
     Returns:
         The :class:`MetadataReport`.
@@ -153,7 +124,7 @@ def write_domain_metadata(
     Raises:
         InputError: A missing or unusable input (named), a DTM void under a centroid.
     """
-    grid, inputs = step_inputs(domain, raw, dataset, grid=grid, inputs=inputs)
+    domain, dataset, cfg, grid, inputs = ctx.domain, ctx.dataset, ctx.cfg, ctx.grid, ctx.inputs
     warnings: list[str] = []
     # a swap killed half-way: back to one generation
     for kind in (L.AERIAL.all_domains().rel, L.LABELS.all_domains().rel):

@@ -88,19 +88,6 @@ class BuildReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (patch id, reason)
     decisions: list[str] = field(default_factory=list)  # e.g. "dsm …: reprojected on the fly"
 
-    def as_metadata(self) -> dict[str, Any]:
-        """JSON-ready summary: patches written, skipped (count, then the first 50 with reasons).
-
-        Returns:
-            ``written``, ``skipped``, ``skipped_patches`` and ``decisions``.
-        """
-        return {
-            "written": self.written,
-            "skipped": len(self.skipped),
-            "skipped_patches": [f"{p}: {r}" for p, r in self.skipped][:50],
-            "decisions": list(self.decisions),
-        }
-
 
 def _bounds(row: Any) -> tuple[float, float, float, float]:
     minx, miny, maxx, maxy = row.geometry.bounds

@@ -15,26 +15,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
 from fsspec.implementations.local import LocalFileSystem
 
-from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset import aerial_metadata as md
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.surface import SurfaceInput
-from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.layout import RawLayout
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources import domain_inputs
-from flair_pipeline.sources.domain_spec import DomainInputs, resolve
-
-if TYPE_CHECKING:  # geopandas only for the annotation: not imported at run time here
-    import geopandas as gpd
+from flair_pipeline.sources.domain_spec import DomainInputs
 
 
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
@@ -165,18 +161,10 @@ class SourcesReport(StageReport):
 
 
 @holds("domain_sources")
-def record_domain_sources(
-    domain: str,
-    raw: RawLayout,
-    dataset: DatasetLayout,
-    *,
-    inputs: DomainInputs | None = None,
-    labels: gpd.GeoDataFrame | None = None,
-    sampling: SamplingConfig | None = None,
-) -> SourcesReport:
+def record_domain_sources(ctx: DomainContext) -> SourcesReport:
     """Check a domain's raw inputs (presence, domain.json, label codes) and record them.
 
-    With `sampling`, the ortho tiles' headers are checked as the build will read them
+    The ortho tiles' headers are checked as the build will read them
     (:class:`~flair_pipeline.dataset.mosaic.Mosaic`): a tile at another pixel size than
     ``sampling.resolution`` is refused here, up front, unless ``ortho_resampling`` is set.
 
@@ -186,39 +174,28 @@ def record_domain_sources(
     :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
-        domain: A domain id such as ``D006_2020``.
-        raw: The raw data root.
-        dataset: The dataset root written to.
-        inputs: The domain's inputs already resolved (``sources.domain_spec.resolve``), or
-            None to resolve them here.
-        labels: The label layer already read and checked (``rasterize.read_labels``), or
-            None to read it here.
-        sampling: The ``sampling`` section, or None to leave the ortho's checks to the
-            patch grid step.
+        ctx: The domain's build: its inputs are resolved (validating domain.json or the
+            spec) and its label layer read and checked here, if not yet; ``sampling``.
 
     Returns:
         The :class:`SourcesReport`.
 
     Raises:
         InputError: A missing input, an empty one (a 0-byte file, a DSM or DTM with no
-            valid pixel), an invalid domain.json or bad label codes (named); with
-            `sampling`, an ortho tile the build would refuse (named).
+            valid pixel), an invalid domain.json or bad label codes (named), an ortho
+            tile the build would refuse (named).
     """
-    from flair_pipeline.dataset.rasterize import read_labels
-
+    domain, raw, dataset = ctx.domain, ctx.raw, ctx.dataset
     files = domain_input_files(raw, domain)
-    if inputs is None:  # resolving validates domain.json (or the spec's facts)
-        inputs = resolve(raw.domain(domain))
+    inputs = ctx.inputs  # resolving validates domain.json (or the spec's facts)
     check_not_empty(files, inputs)
-    if labels is None:  # reading checks the codes and geometries
-        labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
-    if sampling is not None:  # the ortho as the build reads it: pixel size, CRS, bands
-        with Mosaic(inputs.ortho, **mosaic_options(sampling)):
-            pass
+    labels = ctx.labels  # reading checks the codes and geometries
+    with Mosaic(inputs.ortho, **mosaic_options(ctx.cfg.sampling)):  # as the build reads it
+        pass
     info = inputs.info
     fp = fingerprint(files, raw.domain(domain))
     total = sum(f.stat().st_size for f in files)
-    layer, decision = labels.attrs.get("layer"), labels.attrs.get("layer_decision")
+    layer, decision = ctx.label_layer, ctx.label_layer_decision
     record = {
         "domain": domain,
         "fingerprint": fp,

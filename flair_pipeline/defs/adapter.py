@@ -1,7 +1,8 @@
 """Assets as thin adapters: a stage report to Dagster metadata, checks and failures.
 
 Every asset body reads its resources, calls one core stage function and hands the report to
-:func:`result`; a project error becomes a non-retried ``dg.Failure`` through
+:func:`result`, which shows its values in the UI and draws its figures (:func:`metadata`;
+reports hold values only); a project error becomes a non-retried ``dg.Failure`` through
 :func:`as_failure` (one line: running the step again cannot help), the same way in every
 asset (:func:`project_failures`, and ``defs/staging.py`` for staged assets).
 """
@@ -10,14 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.progress import STDERR_TAG, Progress
 from flair_pipeline.reports import StageReport
+
+if TYPE_CHECKING:  # annotations only: the stages' code is not imported by every asset (DVC deps)
+    from flair_pipeline.dataset.assemble import SplitsReport
+    from flair_pipeline.dataset.metadata_step import MetadataReport
+    from flair_pipeline.sentinel2.build import SeriesReport
 
 
 def as_failure(exc: FlairPipelineError) -> dg.Failure:
@@ -45,15 +51,103 @@ def project_failures() -> Iterator[None]:
         raise as_failure(exc) from exc
 
 
+def domain_metadata_figures(report: MetadataReport) -> dict[str, Any]:
+    """The figures of a domain's metadata step: class-share table and chart, a preview.
+
+    Args:
+        report: What :func:`~flair_pipeline.dataset.metadata_step.write_domain_metadata`
+            returned (plain values).
+
+    Returns:
+        ``class_shares`` as a Markdown table, then ``class_chart`` (a bar chart) and, when
+        the report holds previews, ``preview`` (3 IMG/MSK pairs), Markdown images; each a
+        ``MetadataValue.md``.
+    """
+    import pandas as pd
+
+    from flair_pipeline.plots import class_share_chart, markdown_image, patch_preview
+
+    shares = report.class_shares
+    table = pd.DataFrame({"class": list(shares), "share_%": [round(v, 2) for v in shares.values()]})
+    chart = class_share_chart(shares, report.domain)
+    out: dict[str, Any] = {
+        "class_shares": dg.MetadataValue.md(table.to_markdown(index=False)),
+        "class_chart": dg.MetadataValue.md(markdown_image(chart, "classes")),
+    }
+    if report.previews:
+        png = patch_preview(*zip(*report.previews, strict=True))
+        out["preview"] = dg.MetadataValue.md(markdown_image(png, "preview"))
+    return out
+
+
+def split_table(report: SplitsReport) -> dict[str, Any]:
+    """The split of every domain as a Markdown table (``splits``).
+
+    Args:
+        report: What :func:`~flair_pipeline.dataset.assemble.assemble_splits` returned.
+
+    Returns:
+        ``{"splits": MetadataValue.md(table)}``: domain, split, rule, patches.
+    """
+    import pandas as pd
+
+    table = pd.DataFrame(list(report.rows), columns=["domain", "split", "rule", "patches"])
+    return {"splits": dg.MetadataValue.md(table.to_markdown(index=False))}
+
+
+def series_figures(report: SeriesReport) -> dict[str, Any]:
+    """The NDVI profiles by class of a domain's Sentinel-2 series (``ndvi_by_class``).
+
+    Args:
+        report: What :func:`~flair_pipeline.sentinel2.build.build_domain_series` returned.
+
+    Returns:
+        ``{"ndvi_by_class": MetadataValue.md(image)}``, or ``{}`` without profiles.
+    """
+    if not report.profiles:
+        return {}
+    from flair_pipeline.plots import markdown_image, ndvi_profiles
+
+    png = ndvi_profiles(report.profiles, report.domain)
+    return {"ndvi_by_class": dg.MetadataValue.md(markdown_image(png, "NDVI"))}
+
+
+def figures(report: StageReport) -> dict[str, Any]:
+    """What the UI shows of a report beyond its values: its tables and figures, drawn here.
+
+    Args:
+        report: A stage report (values only).
+
+    Returns:
+        Dagster metadata values keyed as the UI shows them; ``{}`` for a report without.
+    """
+    cls = type(report)
+    draw = FIGURES.get(f"{cls.__module__}.{cls.__qualname__}")
+    return draw(report) if draw is not None else {}
+
+
+#: The reports with tables or figures (by class path, so that this module imports none of
+#: the stages: each asset's DVC code deps stay its own stage's) and what draws them.
+FIGURES: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "flair_pipeline.dataset.metadata_step.MetadataReport": domain_metadata_figures,
+    "flair_pipeline.dataset.assemble.SplitsReport": split_table,
+    "flair_pipeline.sentinel2.build.SeriesReport": series_figures,
+}
+
+
 def metadata(report: StageReport) -> dict[str, Any]:
-    """A report's :meth:`~StageReport.as_metadata` with paths and Markdown typed for the UI.
+    """A report's :meth:`~StageReport.as_metadata` with paths typed and figures drawn for the UI.
+
+    A report holds values only; its tables and figures are drawn here (:func:`figures`),
+    each in place of the value it shows or after the values.
 
     Args:
         report: A stage report.
 
     Returns:
         Dagster metadata: ``MetadataValue.path``/``md`` where the report's
-        ``metadata_kinds`` say so, every other JSON value as is.
+        ``metadata_kinds`` say so, the tables and figures of :func:`figures`, every other
+        JSON value as is.
     """
     kinds: Mapping[str, str] = report.metadata_kinds
     out: dict[str, Any] = {}
@@ -65,6 +159,7 @@ def metadata(report: StageReport) -> dict[str, Any]:
             out[key] = dg.MetadataValue.md(str(value))
         else:
             out[key] = value
+    out.update(figures(report))  # a key already there keeps its place
     return out
 
 
@@ -105,7 +200,7 @@ def result(
     report: StageReport,
     check: str | None = None,
     data_version: str | None = None,
-) -> dg.MaterializeResult:
+) -> dg.MaterializeResult[Any]:
     """The materialization of an asset from its stage report.
 
     Args:

@@ -39,7 +39,9 @@ def downstream_cron() -> tuple[str, str]:
     )
 
 
-def nightly_catch_up(cron: str, timezone: str = "UTC") -> dg.AutomationCondition:
+def nightly_catch_up(
+    cron: str, timezone: str = "UTC"
+) -> dg.AutomationCondition[dg.AssetKey | dg.AssetCheckKey]:
     """Run after each `cron` tick when a parent changed since the last run (see module)."""
     handled = dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
     changed = (
@@ -57,7 +59,8 @@ def nightly_catch_up(cron: str, timezone: str = "UTC") -> dg.AutomationCondition
 
 
 def automate_downstream(
-    assets: Sequence[dg.AssetsDefinition], condition: dg.AutomationCondition | None = None
+    assets: Sequence[dg.AssetsDefinition],
+    condition: dg.AutomationCondition[dg.AssetKey | dg.AssetCheckKey] | None = None,
 ) -> list[dg.AssetsDefinition]:
     """`assets` with `condition` on every all-domain asset without one.
 

@@ -37,8 +37,6 @@ from flair_pipeline.sources.domain_spec import resolve
 class SeriesReport(StageReport):
     """A domain's Sentinel-2 series, per zone; check series_valid."""
 
-    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"ndvi_by_class": "md"}
-
     domain: str
     provider: str
     dates_per_zone: dict[str, int]
@@ -53,8 +51,12 @@ class SeriesReport(StageReport):
     profiles: dict[str, list[np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Zones written and failed, dates and cloudy shares per zone, the NDVI figure."""
-        meta: dict[str, JSON] = {
+        """Zones written and failed, dates and cloudy shares per zone (plain values).
+
+        The NDVI figure of :attr:`profiles` is drawn by the Dagster adapter
+        (``defs/adapter.py``), not here.
+        """
+        return {
             "zones": len(self.dates_per_zone),
             "failed_zones": list(self.failed_zones),
             "dates_per_zone": dict(self.dates_per_zone),
@@ -63,12 +65,6 @@ class SeriesReport(StageReport):
             "provider": self.provider,
             "processing_units": self.processing_units,
         }
-        if self.profiles:
-            from flair_pipeline.plots import markdown_image, ndvi_profiles
-
-            png = ndvi_profiles(self.profiles, self.domain)
-            meta["ndvi_by_class"] = markdown_image(png, "NDVI")
-        return meta
 
 
 def cloudy_share(series: TimeSeries, threshold: int) -> float:

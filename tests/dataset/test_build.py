@@ -20,6 +20,7 @@ import yaml
 from flair_pipeline.config import PipelineConfig, SplitConfig, config_from_dict
 from flair_pipeline.dataset.assemble import assemble_splits
 from flair_pipeline.dataset.build import build_domain_patches
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import InputError, StageCheckError
 from flair_pipeline.layout import DatasetLayout, RawLayout
@@ -51,7 +52,9 @@ def _tree(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def core_built(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("core") / "dataset"
-    report = build_domain_patches(DOMAIN, RawLayout(tiny_world.out), DatasetLayout(root), _cfg())
+    report = build_domain_patches(
+        DomainContext.open(DOMAIN, RawLayout(tiny_world.out), DatasetLayout(root), _cfg())
+    )
     return root, report
 
 
@@ -151,7 +154,9 @@ def test_a_failed_check_stops_the_build(tiny_world: WorldSummary, tmp_path: Path
     smallest.to_file(folder / "labels.gpkg", layer="labels", driver="GPKG")
     dataset = DatasetLayout(tmp_path / "dataset")
     with pytest.raises(StageCheckError, match=rf"{DOMAIN}: patch_grid check has_patches failed"):
-        build_domain_patches(DOMAIN, RawLayout(tmp_path / "raw"), dataset, _cfg())
+        build_domain_patches(
+            DomainContext.open(DOMAIN, RawLayout(tmp_path / "raw"), dataset, _cfg())
+        )
     assert dataset.sources_record(DOMAIN).is_file()  # the step before ran
     assert not (dataset.root / "aerial").exists()  # no step after
 
@@ -173,7 +178,7 @@ def test_assemble_splits_counts_merges_and_finds_leaks(tmp_path: Path) -> None:
     assert report.leaks == ("IMG_2 in D033_2021 and D036_2020",) and not report.passed
     meta = report.as_metadata()
     assert (meta["train_patches"], meta["validation_patches"], meta["test_patches"]) == (3, 1, 2)
-    assert meta["domains"] == 3 and "| D036_2020 | test" in meta["splits"]
+    assert meta["domains"] == 3 and ["D036_2020", "test", "official", 2] in meta["splits"]
     assert report.check_metadata() == {"leaks": ["IMG_2 in D033_2021 and D036_2020"]}
     assert layout.splits.read_text().splitlines() == [
         "domain,split,rule",
@@ -203,7 +208,7 @@ def test_a_domain_whose_raw_folder_is_gone_is_left_out_of_the_split(
     kept, gone = tiny_world.domains[0].domain, tiny_world.domains[1].domain
     for d in (kept, gone):
         shutil.copytree(tiny_world.out / "domains" / d, raw.domain(d))
-        build_domain_patches(d, raw, dataset, _cfg())
+        build_domain_patches(DomainContext.open(d, raw, dataset, _cfg()))
     gone_keys = set(json.loads(dataset.domain_metadata(gone).read_text())["patches"])
     assert gone_keys  # built, with patches
     shutil.rmtree(raw.domain(gone))  # the raw folder removed (or renamed) after the build
@@ -241,7 +246,7 @@ def test_bad_patches_are_skipped_or_stop_the_build(
     _void_dsm_corner(folder)
     raw, cfg = RawLayout(tmp_path / "raw"), config_from_dict({"sampling": {"patch_size": 64}})
     skipping = DatasetLayout(tmp_path / "skipping")
-    report = build_domain_patches(DOMAIN, raw, skipping, cfg)
+    report = build_domain_patches(DomainContext.open(DOMAIN, raw, skipping, cfg))
     void = [p for p, why in report.images.skipped if "elevation void" in why]
     assert void and len(void) == len(report.images.skipped)
     assert report.images.written == report.grid.patches - len(void)
@@ -250,21 +255,22 @@ def test_bad_patches_are_skipped_or_stop_the_build(
     assert not set(void) & {k.removeprefix("IMG_") for k in meta["patches"]}
     strict = DatasetLayout(tmp_path / "strict")
     with pytest.raises(InputError, match=rf"patch {void[0]}: elevation void"):
-        build_domain_patches(DOMAIN, raw, strict, cfg, skip_bad_patches=False)
+        build_domain_patches(DomainContext.open(DOMAIN, raw, strict, cfg), skip_bad_patches=False)
     assert not list((strict.root / "aerial").rglob("IMG_*.tif"))  # nothing swapped in
 
 
 def test_a_whole_domain_build_reads_its_inputs_once(
     tiny_world: WorldSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """build_domain_patches resolves the raw folder (glob + domain.json), reads the label
-    layer and the patch grid once for its five steps; a step run alone (an asset) still
-    does all three itself."""
-    import flair_pipeline.dataset.build as build
+    """build_domain_patches, given one DomainContext, resolves the raw folder (glob +
+    domain.json) and reads the label layer once for its five steps, and never reads back
+    the patch grid it wrote; a step run alone (an asset, its own context) does all three
+    itself. Planted bug (the grid step not keeping its grid in the context): the grid is
+    read back once and the first assertion fails."""
+    import flair_pipeline.dataset.domain_context as domain_context
     import flair_pipeline.dataset.domain_steps as steps
     import flair_pipeline.dataset.rasterize as rasterize
     import flair_pipeline.dataset.sampling as sampling
-    import flair_pipeline.dataset.sources_record as sources_record
     from flair_pipeline.sources import domain_spec
 
     calls = {"resolve": 0, "read_patch_grid": 0, "read_labels": 0}
@@ -276,18 +282,42 @@ def test_a_whole_domain_build_reads_its_inputs_once(
 
         return wrapper
 
-    resolve = counted("resolve", domain_spec.resolve)
-    read_grid = counted("read_patch_grid", sampling.read_patch_grid)
-    for module in (build, steps, sources_record):
-        monkeypatch.setattr(module, "resolve", resolve)
-    for module in (build, steps):
-        monkeypatch.setattr(module, "read_patch_grid", read_grid)
+    monkeypatch.setattr(domain_context, "resolve", counted("resolve", domain_spec.resolve))
+    # the context imports it from sampling when it first needs the grid
+    monkeypatch.setattr(
+        sampling, "read_patch_grid", counted("read_patch_grid", sampling.read_patch_grid)
+    )
     # every caller imports it from rasterize when called (LabelIndex.from_file included)
     monkeypatch.setattr(rasterize, "read_labels", counted("read_labels", rasterize.read_labels))
     raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
-    report = build_domain_patches(DOMAIN, raw, dataset, _cfg())
+    report = build_domain_patches(DomainContext.open(DOMAIN, raw, dataset, _cfg()))
     assert report.metadata.patches > 0
-    assert calls == {"resolve": 1, "read_patch_grid": 1, "read_labels": 1}
+    assert calls == {"resolve": 1, "read_patch_grid": 0, "read_labels": 1}
     calls.update(resolve=0, read_patch_grid=0, read_labels=0)
-    steps.build_domain_masks(DOMAIN, raw, dataset, _cfg())  # alone, as the label_masks asset
+    steps.build_domain_masks(
+        DomainContext.open(DOMAIN, raw, dataset, _cfg())
+    )  # alone, as the label_masks asset
     assert calls == {"resolve": 1, "read_patch_grid": 1, "read_labels": 1}
+
+
+def test_a_step_after_the_grid_without_a_grid_is_named(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """IMG, MSK or metadata asked before any patch grid: one line naming the missing grid
+    and what to run, nothing written. Planted bug (the context reading the grid without
+    looking): pyogrio's own error escapes, not an InputError, and the test fails."""
+    from flair_pipeline.dataset import domain_steps, metadata_step
+
+    dataset = DatasetLayout(tmp_path / "dataset")
+    for step in (
+        domain_steps.build_domain_images,
+        domain_steps.build_domain_masks,
+        metadata_step.write_domain_metadata,
+    ):
+        ctx = DomainContext.open(DOMAIN, RawLayout(tiny_world.out), dataset, _cfg())
+        with pytest.raises(InputError) as e:
+            step(ctx)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(str(dataset.patch_grid(DOMAIN)))
+        assert "materialize patch_grid first" in msg
+    assert not (dataset.root / "aerial").exists() and not (dataset.root / "labels").exists()

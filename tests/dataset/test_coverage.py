@@ -24,6 +24,7 @@ from rasterio.vrt import WarpedVRT
 
 from flair_pipeline.config import SamplingConfig, config_from_dict
 from flair_pipeline.dataset.build import build_domain_patches
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patch_writers import build_aerial_patches
 from flair_pipeline.dataset.sampling import sample_patches
@@ -192,7 +193,7 @@ def test_a_patch_one_product_does_not_cover_is_rejected_and_named(tmp_path: Path
         ],
     )
     ds = DatasetLayout(tmp_path / "ds")
-    report = build_domain_patches(DOMAIN, RawLayout(raw), ds, _cfg())
+    report = build_domain_patches(DomainContext.open(DOMAIN, RawLayout(raw), ds, _cfg()))
 
     # by hand: tile a is lattice columns 0-4 (64 m / 12.8 m), tile b columns 5-9
     grid = report.grid
@@ -229,7 +230,9 @@ def test_a_tile_at_another_pixel_size_is_refused_up_front(tmp_path: Path) -> Non
     _, b, _ = _two_resolutions(tmp_path / "raw")
     ds = tmp_path / "ds"
     with pytest.raises(InputError) as e:
-        build_domain_patches(DOMAIN, RawLayout(tmp_path / "raw"), DatasetLayout(ds), _cfg())
+        build_domain_patches(
+            DomainContext.open(DOMAIN, RawLayout(tmp_path / "raw"), DatasetLayout(ds), _cfg())
+        )
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(str(b))
     assert "pixel size 0.5 x 0.5 m" in msg and "sampling.resolution 0.2 m" in msg
@@ -243,7 +246,9 @@ def test_a_tile_at_another_pixel_size_is_resampled_when_asked(tmp_path: Path) ->
     a, b, fine = _two_resolutions(tmp_path / "raw")
     ds = DatasetLayout(tmp_path / "ds")
     report = build_domain_patches(
-        DOMAIN, RawLayout(tmp_path / "raw"), ds, _cfg(ortho_resampling="bilinear")
+        DomainContext.open(
+            DOMAIN, RawLayout(tmp_path / "raw"), ds, _cfg(ortho_resampling="bilinear")
+        )
     )
     assert report.grid.patches == 50  # 10 x 5 patches of 12.8 m over 128 m x 64 m
     with (

@@ -25,6 +25,7 @@ from rasterio.features import rasterize
 
 from flair_pipeline.config import config_from_dict
 from flair_pipeline.dataset.build import build_domain_patches
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.rasterize import LabelIndex, rasterize_like, read_labels
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.label_layers import DEFAULT_LAYER, choose_label_layer
@@ -171,7 +172,9 @@ def test_a_domain_with_two_layers_is_refused_then_built_from_its_named_layer(
     folder = _copy_domain(tiny_world, tmp_path, ["labels_2019", "vintage_2021"])
     raw, cfg = RawLayout(tmp_path / "raw"), config_from_dict({"sampling": SAMPLING})
     with pytest.raises(InputError) as err:
-        build_domain_patches(DOMAIN, raw, DatasetLayout(tmp_path / "refused"), cfg)
+        build_domain_patches(
+            DomainContext.open(DOMAIN, raw, DatasetLayout(tmp_path / "refused"), cfg)
+        )
     assert "labels_2019 (" in str(err.value) and "vintage_2021 (" in str(err.value)
     assert not (tmp_path / "refused" / "labels").exists()
 
@@ -180,7 +183,7 @@ def test_a_domain_with_two_layers_is_refused_then_built_from_its_named_layer(
     (folder / "domain.json").write_text(json.dumps({**info, "labels_layer": "vintage_2021"}))
     assert resolve(folder).labels_layer == "vintage_2021"
     dataset = DatasetLayout(tmp_path / "dataset")
-    report = build_domain_patches(DOMAIN, raw, dataset, cfg)
+    report = build_domain_patches(DomainContext.open(DOMAIN, raw, dataset, cfg))
     true = gpd.read_file(folder / "labels.gpkg", layer="vintage_2021")
     assert _check_masks(dataset, true) == report.masks.written > 0
     record = json.loads(dataset.sources_record(DOMAIN).read_text())
@@ -208,7 +211,7 @@ def test_a_domain_reads_labels_by_default_and_records_why(
     _copy_domain(tiny_world, tmp_path, ["labels_2019", "labels"])
     raw, cfg = RawLayout(tmp_path / "raw"), config_from_dict({"sampling": SAMPLING})
     dataset = DatasetLayout(tmp_path / "dataset")
-    report = build_domain_patches(DOMAIN, raw, dataset, cfg)
+    report = build_domain_patches(DomainContext.open(DOMAIN, raw, dataset, cfg))
     true = gpd.read_file(raw.domain(DOMAIN) / "labels.gpkg", layer="labels")
     assert _check_masks(dataset, true) > 0
     record = json.loads(dataset.sources_record(DOMAIN).read_text())

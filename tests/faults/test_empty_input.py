@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import rasterio
 
+from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.sources_record import record_domain_sources
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.synthetic.world import WorldSummary
@@ -89,6 +91,8 @@ def test_a_dsm_with_one_valid_pixel_in_a_corner_is_not_empty(
     with rasterio.open(dsm) as src:
         corner = (src.height - 1, src.width - 1)  # the last block, read last
     _rewrite_dsm(dsm, -9999.0, valid_at=corner)
-    report = record_domain_sources(DOMAIN, RawLayout(raw), DatasetLayout(tmp_path / "ds"))
+    report = record_domain_sources(
+        DomainContext.open(DOMAIN, RawLayout(raw), DatasetLayout(tmp_path / "ds"), PipelineConfig())
+    )
     assert report.domain == DOMAIN
     assert DatasetLayout(tmp_path / "ds").sources_record(DOMAIN).is_file()

@@ -26,6 +26,8 @@ import geopandas as gpd
 import pytest
 import rasterio
 
+from flair_pipeline.config import PipelineConfig
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import STAGES
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.sources_record import record_domain_sources
@@ -249,7 +251,10 @@ def test_a_step_function_waits_for_the_lock_of_its_stage(
     record = dataset / "metadata" / "sources" / f"{DOMAIN}.json"
     raw, layout = RawLayout(tiny_world.out), DatasetLayout(dataset)
     thread = threading.Thread(
-        target=lambda: done.append(record_domain_sources(DOMAIN, raw, layout)), daemon=True
+        target=lambda: done.append(
+            record_domain_sources(DomainContext.open(DOMAIN, raw, layout, PipelineConfig()))
+        ),
+        daemon=True,
     )
     thread.start()
     err: list[str] = []
@@ -380,14 +385,14 @@ def test_metadata_check_fails_on_img_msk_of_another_grid(
 
     raw, layout = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "ds")
     cfg = config_from_dict({"sampling": {"patch_size": 64, "max_patches_per_domain": 3}})
-    assert build_domain_patches(DOMAIN, raw, layout, cfg).metadata.passed
+    assert build_domain_patches(DomainContext.open(DOMAIN, raw, layout, cfg)).metadata.passed
     # another run's grid step in between: the same patch ids and zones, cells 2 pixels east
     grid = read_patch_grid(layout.patch_grid(DOMAIN))
     moved = grid.copy()
     moved["geometry"] = grid.geometry.translate(xoff=0.4)
     moved["x_centroid"] = grid["x_centroid"] + 0.4
     write_patch_grid(moved, layout.patch_grid(DOMAIN))
-    report = write_domain_metadata(DOMAIN, raw, layout, cfg)
+    report = write_domain_metadata(DomainContext.open(DOMAIN, raw, layout, cfg))
     assert not report.passed and report.patches == 0
     assert sorted(p.split(":")[0] for p in report.problems) == sorted(grid["patch_id"])
     assert all("not on the current patch grid" in p for p in report.problems), report.problems

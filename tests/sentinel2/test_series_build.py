@@ -10,6 +10,7 @@ import pytest
 
 from flair_pipeline.config import config_from_dict
 from flair_pipeline.dataset.build import sample_domain_grid
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
@@ -28,7 +29,7 @@ def test_series_report_matches_the_files(tiny_world: WorldSummary, tmp_path: Pat
         }
     )
     raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
-    sample_domain_grid(DOMAIN, raw, dataset, cfg)
+    sample_domain_grid(DomainContext.open(DOMAIN, raw, dataset, cfg))
     provider = make_provider(cfg.sentinel2, Path, raw.sentinel2_catalog())
     report = build_domain_series(DOMAIN, raw, dataset, cfg, provider)
     assert report.passed and report.failed_zones == () and report.provider == "stac"
@@ -44,7 +45,7 @@ def test_series_report_matches_the_files(tiny_world: WorldSummary, tmp_path: Pat
     assert sorted(centroids) == sorted(f"IMG_{p}.tif" for p in grid["patch_id"])
     meta = report.as_metadata()
     assert meta["zones"] == len(report.dates_per_zone) and meta["processing_units"] == 0.0
-    assert "data:image/png;base64," in meta["ndvi_by_class"]
+    assert "ndvi_by_class" not in meta and report.profiles  # values only: the adapter draws
     index = merge_centroids(dataset)
     assert (index.patches, index.domains) == (len(grid), 1)
     assert json.loads(dataset.centroids.read_text()) == centroids
@@ -61,7 +62,7 @@ def test_an_item_no_rule_settles_is_a_warning_and_costs_only_its_date(
         {"sampling": {"patch_size": 64, "zone_size_m": 200, "max_patches_per_domain": 4}}
     )
     raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
-    sample_domain_grid(DOMAIN, raw, dataset, cfg)
+    sample_domain_grid(DomainContext.open(DOMAIN, raw, dataset, cfg))
     catalog = Path(shutil.copytree(tiny_world.out / "sentinel2", tmp_path / "s2")) / "catalog.json"
     ours = sorted(
         p

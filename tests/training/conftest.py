@@ -10,6 +10,7 @@ import yaml
 from flair_pipeline.config import PipelineConfig, load_config
 from flair_pipeline.dataset.assemble import assemble_splits
 from flair_pipeline.dataset.build import build_domain_patches
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
 from flair_pipeline.sentinel2.factory import make_provider
@@ -46,7 +47,7 @@ def build_dataset(params: Path) -> None:
     raw, dataset = RawLayout(Path(cfg.paths.raw)), DatasetLayout(Path(cfg.paths.dataset))
     provider = make_provider(cfg.sentinel2, Path, raw.sentinel2_catalog())
     for domain in sorted(p.name for p in (raw.root / "domains").iterdir()):
-        build_domain_patches(domain, raw, dataset, cfg)
+        build_domain_patches(DomainContext.open(domain, raw, dataset, cfg))
         build_domain_series(domain, raw, dataset, cfg, provider)
     assert assemble_splits(dataset, cfg.split, raw).passed
     merge_centroids(dataset)

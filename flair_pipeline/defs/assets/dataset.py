@@ -15,36 +15,31 @@ from flair_pipeline.reports import StageReport
 from flair_pipeline.stages import STAGES_BY_NAME as S
 
 
+def _context(
+    context: dg.AssetExecutionContext, flair: PipelineConfigResource
+) -> build.DomainContext:
+    """The build context of the asset's domain (its partition), opened once per step."""
+    return build.DomainContext.open(
+        context.partition_key, flair.raw(), flair.dataset(), flair.load()
+    )
+
+
 @stage_asset(S["patch_grid"])
 def patch_grid(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
     """Asset: the patch grid of one domain (its ``description`` says what it writes)."""
-    return build.sample_domain_grid(
-        context.partition_key, flair.raw(), flair.dataset(), flair.load()
-    )
+    return build.sample_domain_grid(_context(context, flair))
 
 
 @stage_asset(S["aerial_patches"])
 def aerial_patches(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
     """Asset: the IMG patches of one domain (its ``description`` says what it writes)."""
-    return build.build_domain_images(
-        context.partition_key,
-        flair.raw(),
-        flair.dataset(),
-        flair.load(),
-        progress=progress(context),
-    )
+    return build.build_domain_images(_context(context, flair), progress=progress(context))
 
 
 @stage_asset(S["label_masks"])
 def label_masks(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
     """Asset: the MSK patches of one domain (its ``description`` says what it writes)."""
-    return build.build_domain_masks(
-        context.partition_key,
-        flair.raw(),
-        flair.dataset(),
-        flair.load(),
-        progress=progress(context),
-    )
+    return build.build_domain_masks(_context(context, flair), progress=progress(context))
 
 
 @stage_asset(S["dataset_metadata"])
@@ -52,9 +47,7 @@ def dataset_metadata(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> StageReport:
     """Asset: one domain's metadata and its checks (its ``description`` says what it writes)."""
-    return build.write_domain_metadata(
-        context.partition_key, flair.raw(), flair.dataset(), flair.load()
-    )
+    return build.write_domain_metadata(_context(context, flair))
 
 
 @stage_asset(S["split_assignment"])

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.sources_record import (
     domain_input_files,
     fingerprint,
@@ -25,7 +26,6 @@ def domain_sources(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> dg.MaterializeResult[Any]:
     """Asset: a domain's raw inputs, checked and fingerprinted (its ``description`` says what it writes)."""
-    report = record_domain_sources(
-        context.partition_key, flair.raw(), flair.dataset(), sampling=flair.load().sampling
-    )
+    ctx = DomainContext.open(context.partition_key, flair.raw(), flair.dataset(), flair.load())
+    report = record_domain_sources(ctx)
     return result(context, report, data_version=report.fingerprint[:16])

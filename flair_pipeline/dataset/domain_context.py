@@ -1,0 +1,117 @@
+"""What every step of a domain's build reads, gathered once: a :class:`DomainContext`.
+
+A front door opens one context per domain (:meth:`DomainContext.open`): the CLI's
+``build-domain`` once for the whole build, each Dagster asset once for its one step. The
+steps (:mod:`~flair_pipeline.dataset.sources_record`, :mod:`~flair_pipeline.dataset.domain_steps`,
+:mod:`~flair_pipeline.dataset.metadata_step`) take it as their only input. What is costly
+or may fail is done on first use and kept: the domain's inputs resolved, its label layer
+read and checked, its patch grid (the one the grid step wrote in this context, else the
+one on disk). So a whole build resolves and reads each once, and a step run alone reads
+only what it uses, in the same order as before (a missing folder is named before a bad
+``domain.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from flair_pipeline.config import PipelineConfig
+from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.sources.domain_spec import DomainInputs, resolve
+
+if TYPE_CHECKING:  # geopandas only for the annotations: not imported at run time here
+    import geopandas as gpd
+
+
+@dataclass(frozen=True)
+class DomainContext:
+    """One domain's build: its id, roots, configuration and (on first use) inputs.
+
+    Attributes:
+        domain: A domain id such as ``D006_2020``.
+        raw: The raw data root (``domains/<domain>/``).
+        dataset: The dataset root written to (FLAIR release layout).
+        cfg: The configuration (``sampling``, ``dataset``).
+    """
+
+    domain: str
+    raw: RawLayout
+    dataset: DatasetLayout
+    cfg: PipelineConfig
+
+    @classmethod
+    def open(
+        cls, domain: str, raw: RawLayout, dataset: DatasetLayout, cfg: PipelineConfig
+    ) -> DomainContext:
+        """The context of one domain's build; nothing is read yet.
+
+        Args:
+            domain: A domain id such as ``D006_2020``.
+            raw: The raw data root.
+            dataset: The dataset root.
+            cfg: The configuration.
+
+        Returns:
+            The :class:`DomainContext`.
+        """
+        return cls(domain, raw, dataset, cfg)
+
+    @cached_property
+    def inputs(self) -> DomainInputs:
+        """The domain's inputs, resolved on first use (validates ``domain.json`` or the spec).
+
+        Raises:
+            InputError: A missing or unusable input (named by ``resolve``).
+        """
+        return resolve(self.raw.domain(self.domain))
+
+    @cached_property
+    def labels(self) -> gpd.GeoDataFrame:
+        """Its label layer, read and checked on first use (``rasterize.read_labels``).
+
+        Raises:
+            InputError: A missing label file, bad codes or geometries (named).
+        """
+        from flair_pipeline.dataset.rasterize import read_labels  # OGR: not at import
+
+        inputs = self.inputs
+        return read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
+
+    @property
+    def label_layer(self) -> str | None:
+        """The label layer read (None: a label raster); reads the labels if not yet read."""
+        layer = self.labels.attrs.get("layer")
+        return None if layer is None else str(layer)
+
+    @property
+    def label_layer_decision(self) -> str | None:
+        """The decision line when the layer was chosen by default among several, else None."""
+        decision = self.labels.attrs.get("layer_decision")
+        return None if decision is None else str(decision)
+
+    @cached_property
+    def grid(self) -> gpd.GeoDataFrame:
+        """The domain's patch grid: the one written in this context, else read from disk.
+
+        Raises:
+            InputError: No patch grid yet (run the grid step first).
+        """
+        from flair_pipeline.dataset.sampling import read_patch_grid
+        from flair_pipeline.errors import InputError
+
+        path = self.dataset.patch_grid(self.domain)
+        if not path.is_file():
+            raise InputError(
+                f"{path}: no patch grid for {self.domain}; materialize patch_grid first"
+            )
+        return read_patch_grid(path)
+
+    def keep_grid(self, grid: gpd.GeoDataFrame) -> None:
+        """Keep the grid just written, so the later steps of this context do not read it back.
+
+        Args:
+            grid: The patch grid as written to ``metadata/patch_grid/<domain>.gpkg``.
+        """
+        self.__dict__["grid"] = grid  # the cache of the `grid` property (frozen: no setattr)
