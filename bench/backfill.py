@@ -220,7 +220,7 @@ def run_variant(raw: Path, domains: Sequence[str], policy: str, root: Path) -> O
     os.environ["FLAIR_PARAMS"] = str(_params(root, raw))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(BENCH)])
     if policy == "multi":
-        target = ModuleTarget("flair_pipeline.defs.definitions", "defs", str(REPO), "flair")
+        target = ModuleTarget("flair_pipeline.definitions", "defs", str(REPO), "flair")
     else:
         target = ModuleTarget("backfill", "single_run_defs", str(BENCH), "flair_single")
     with dg.DagsterInstance.from_config(str(home)) as instance:

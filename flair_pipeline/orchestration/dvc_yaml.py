@@ -185,7 +185,7 @@ def to_dict(stages: list[StagePlan]) -> dict[str, Any]:
 def generate(defs: dg.Definitions | None = None) -> str:
     """dvc.yaml's text for `defs` (default: the project's definitions)."""
     if defs is None:
-        from flair_pipeline.defs.definitions import defs as project_defs
+        from flair_pipeline.definitions import defs as project_defs
 
         defs = project_defs
     body = yaml.safe_dump(to_dict(plan(defs)), sort_keys=False, width=1000)

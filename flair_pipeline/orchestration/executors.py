@@ -27,7 +27,7 @@ DASK_JOB = "build_domain_dask"
 
 def dask_build_domain() -> dg.JobDefinition:
     """``build_domain`` (sources + per-domain dataset assets) with the Dask executor."""
-    from flair_pipeline.defs.definitions import DATASET_ASSETS
+    from flair_pipeline.definitions import DATASET_ASSETS
     from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
     from flair_pipeline.orchestration.dask_executor import shielded_dask_executor
 

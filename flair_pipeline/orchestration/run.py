@@ -227,7 +227,7 @@ def materialize(
     assets' warnings reach `log` as one line each.
     """
     log_level = log_level or ("INFO" if verbose else "CRITICAL")
-    from flair_pipeline.defs.definitions import ALL_ASSETS, defs
+    from flair_pipeline.definitions import ALL_ASSETS, defs
 
     flair = flair or PipelineConfigResource()
     instance = instance or dagster_instance()

@@ -101,7 +101,7 @@ def server(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory) -
     cmd = [
         str(BIN / "dagster-webserver"),
         "-m",
-        "flair_pipeline.defs.definitions",
+        "flair_pipeline.definitions",
         "-h",
         "127.0.0.1",
         "-p",
