@@ -58,7 +58,10 @@ class DatasetBuild(dg.Component, dg.Model, dg.Resolvable):
         """
         if self.recipe is None:
             return []
-        return set_args(project_root / self.recipe, project_root / "params.yaml")[1::2]
+        try:
+            return set_args(project_root / self.recipe, project_root / "params.yaml")[1::2]
+        except ConfigError as exc:  # one line: pydantic's report spans several
+            raise ConfigError("; ".join(s.strip() for s in str(exc).splitlines())) from None
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The job and the sensor of this build.
