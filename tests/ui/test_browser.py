@@ -107,7 +107,7 @@ def server(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory) -
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, proc, log)
+        _wait_until_up(url, proc, log, timeout=300)  # dg dev: daemon, code server, webserver
         data = graphql(
             url, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
         )
