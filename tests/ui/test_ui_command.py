@@ -145,7 +145,7 @@ def test_ui_starts_webserver_and_daemon_on_the_persistent_home(tmp_path: Path) -
         assert [e["name"] for e in locations] == ["flair_pipeline"]  # the dg project's location
         assert "superseded" not in log.read_text().lower()  # `dg dev`, not `dagster dev`
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # dagster dev and the children it started
+        os.killpg(proc.pid, signal.SIGTERM)  # dg dev and the children it started
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
