@@ -47,12 +47,15 @@ gpu-experiment: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run -n flair-gpu $$($(BIN)/flair-pipeline recipe-args recipes/flair-gpu.yaml)
 
 # Static checks first (seconds), then the suite: ruff (lint, docstrings, format), no cycles
-# between packages (import-linter's layers in pyproject.toml), mypy on the package.
+# between packages (import-linter's layers in pyproject.toml), mypy on the package, and
+# `dg check defs` (every defs.yaml against its component's schema, then the code location
+# loaded as `dg dev` loads it).
 test: install
 	$(BIN)/ruff check flair_pipeline tests bench scripts
 	$(BIN)/ruff format --check flair_pipeline tests bench scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy flair_pipeline
+	$(BIN)/dg check defs
 	$(BIN)/pytest -q -n 2 --dist loadscope
 
 lint: install
@@ -65,10 +68,11 @@ bench: install
 
 # Dagster UI (webserver + daemon) on 127.0.0.1:$(UI_PORT) with the persistent DAGSTER_HOME:
 # `flair-pipeline ui` checks that the port is free (a clear error otherwise), then execs
-# `dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)`.
+# `dg dev --target-path <this checkout> --check-yaml -h 127.0.0.1 -p $(UI_PORT)` (Dagster's
+# `dg` project: [tool.dg] in pyproject.toml).
 UI_PORT ?= 3000
 ui: install
-	$(BIN)/flair-pipeline ui --host 127.0.0.1 --port $(UI_PORT) --workspace workspace.yaml
+	$(BIN)/flair-pipeline ui --host 127.0.0.1 --port $(UI_PORT)
 
 # Mutation testing (docs/testing.md): mutmut on the modules and tests listed in pyproject's
 # [tool.mutmut], the mutants of [tool.flair_mutation]; not in CI (too slow). Runs under nice

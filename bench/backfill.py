@@ -227,7 +227,7 @@ def run_variant(*, raw: Path, domains: Sequence[str], policy: str, root: Path) -
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(BENCH)])
     if policy == "multi":
         target = ModuleTarget(
-            module_name="flair_pipeline.defs.definitions",
+            module_name="flair_pipeline.definitions",
             attribute="defs",
             working_directory=str(REPO),
             location_name="flair",

@@ -51,7 +51,7 @@ def _rasters(root: Path) -> dict[str, bytes]:
 
 def in_process(instance: dg.DagsterInstance, params: Path, domains: list[str]) -> float:
     """Seconds to build every domain in this process, one after another."""
-    from flair_pipeline.defs.definitions import DATASET_ASSETS
+    from flair_pipeline.definitions import DATASET_ASSETS
 
     flair = PipelineConfigResource(config_path=str(params))
     start = time.perf_counter()

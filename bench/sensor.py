@@ -29,7 +29,7 @@ import dagster as dg
 import yaml
 from timing import timed  # bench/ is on sys.path when a bench script runs
 
-from flair_pipeline.defs.definitions import defs
+from flair_pipeline.definitions import defs
 from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.defs.sensors import Budget, new_domains_sensor
 from flair_pipeline.sources import domain_inputs

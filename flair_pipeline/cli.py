@@ -1015,22 +1015,15 @@ def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
     help="Allow a non-loopback --host (e.g. 0.0.0.0): the UI has no authentication; "
     "put it behind an authenticating reverse proxy.",
 )
-@click.option(
-    "--workspace",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("workspace.yaml"),
-    show_default=True,
-    help="Dagster workspace file.",
-)
-def ui_cmd(host: str, port: int, expose: bool, workspace: Path) -> None:
-    """Dagster UI: `dagster dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error.
+def ui_cmd(host: str, port: int, expose: bool) -> None:
+    """Dagster UI: `dg dev` (web server + daemon) on DAGSTER_HOME; a busy port is an error.
 
     Dagster OSS has no authentication: a --host other than a loopback address is refused
     unless --expose is given, and then a warning says what it opens.
     """
     from flair_pipeline.orchestration.ui import start_ui
 
-    start_ui(host, port, workspace, expose=expose)
+    start_ui(host, port, expose=expose)
 
 
 def main(argv: list[str] | None = None) -> int:

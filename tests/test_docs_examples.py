@@ -4,7 +4,7 @@ is in its info string, and each kind is executed or parsed by the project's own 
 | info string | what the test does |
 |---|---|
 | ``text`` | nothing: a diagram, a folder tree, an output |
-| ``bash`` | every command is parsed by its own parser: ``flair-pipeline`` by the click CLI (its ``--set`` by the config loader over params.yaml), ``dvc`` by DVC's ``parse_args`` (its ``-S`` by the config loader), ``dask`` by distributed's click commands, ``make`` against the Makefile's targets, ``python script.py`` / ``bash script.sh`` against the options the script declares |
+| ``bash`` | every command is parsed by its own parser: ``flair-pipeline`` by the click CLI (its ``--set`` by the config loader over params.yaml), ``dvc`` by DVC's ``parse_args`` (its ``-S`` by the config loader), ``dask`` by distributed's click commands, ``dg`` by Dagster's click CLI, ``make`` against the Makefile's targets, ``python script.py`` / ``bash script.sh`` against the options the script declares |
 | ``python`` | executed |
 | ``yaml domain.yaml`` | loaded and resolved (``sources/domain_spec.resolve``) in a folder holding a file for each glob; its mapping table is the doc's ``csv label-mapping`` block, loaded too |
 | ``yaml domain.yaml part`` | each YAML document replaces its roles in the doc's ``domain.yaml`` example, then as above |
@@ -254,6 +254,21 @@ def _parse_flair(argv: list[str], where: Path) -> None:
     raise AssertionError(f"too many missing paths for {argv}")
 
 
+def _check_dg(argv: list[str]) -> None:
+    """Parse with Dagster's own `dg` click CLI (sub-commands, options, their values)."""
+    from dagster_dg_cli.cli import cli as dg_cli
+
+    ctx = click.Context(dg_cli, info_name="dg")
+    cmd: click.Command = dg_cli
+    args = list(argv)
+    while isinstance(cmd, click.Group):
+        name, args = args[0], args[1:]
+        sub = cmd.get_command(ctx, name)
+        assert sub is not None, f"dg has no command {name!r} ({' '.join(argv)})"
+        cmd = sub
+    cmd.make_context(cmd.name, args, parent=ctx)
+
+
 def _script_options(path: Path) -> tuple[set[str], set[str]]:
     """Options (``--x``) and sub-commands an argparse script declares, read from its AST."""
     options, subcommands = set(), set()
@@ -360,6 +375,8 @@ def test_shell_commands_parse(
             _check_make(args)
         elif prog == "dask":
             _check_dask(args)
+        elif prog == "dg":
+            _check_dg(args)
         elif prog in ("python", "bash"):
             _check_script(args[0], args[1:])
         elif prog.endswith(".sh"):

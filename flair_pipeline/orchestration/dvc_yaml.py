@@ -211,7 +211,7 @@ def generate(defs: dg.Definitions | None = None, stages: Sequence[Stage] = STAGE
         RegistryError: See :func:`plan`.
     """
     if defs is None:
-        from flair_pipeline.defs.definitions import defs as project_defs
+        from flair_pipeline.definitions import defs as project_defs
 
         defs = project_defs
     body = yaml.safe_dump(to_dict(plan(defs, stages)), sort_keys=False, width=1000)

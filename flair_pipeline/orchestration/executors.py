@@ -32,7 +32,7 @@ def dask_build_domain() -> dg.JobDefinition:
         The job, partitioned by domain, with the shielded Dask executor and the project's
         resources.
     """
-    from flair_pipeline.defs.definitions import DATASET_ASSETS
+    from flair_pipeline.definitions import DATASET_ASSETS
     from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
     from flair_pipeline.orchestration.dask_executor import shielded_dask_executor
 

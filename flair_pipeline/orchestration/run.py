@@ -230,7 +230,7 @@ def materialize(
     progress on stderr as they run (run tag ``flair/progress: stderr``), besides the run's log.
     """
     log_level = log_level or ("INFO" if verbose else "CRITICAL")
-    from flair_pipeline.defs.definitions import ALL_ASSETS, defs
+    from flair_pipeline.definitions import ALL_ASSETS, defs
 
     flair = flair or PipelineConfigResource()
     instance = instance or dagster_instance()

@@ -1,6 +1,8 @@
-"""Start the Dagster UI (`dagster dev`: webserver + daemon) the way `make ui` does.
+"""Start the Dagster UI (`dg dev`: webserver + daemon) the way `make ui` does.
 
-Why a wrapper rather than calling `dagster dev` directly: a busy port must be a clear
+`dg dev` is Dagster's own launcher for a ``dg`` project (``[tool.dg]`` in pyproject.toml;
+the code location is :mod:`flair_pipeline.definitions`); it superseded `dagster dev`.
+Why a wrapper rather than calling `dg dev` directly: a busy port must be a clear
 error before anything starts (not a stack trace from the webserver after the code server
 and the daemon are already up, nor a silent fallback to another port that the user's
 bookmark does not point at); DAGSTER_HOME must be the persistent one with its
@@ -105,49 +107,85 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def dagster_dev_command(host: str, port: int, workspace: Path) -> list[str]:
-    """`dagster dev` from this environment's bin folder (webserver + daemon)."""
-    exe = Path(sys.executable).parent / "dagster"
-    return [str(exe), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+def project_root() -> Path:
+    """The source checkout that declares this package to ``dg``.
+
+    Returns:
+        The folder above the ``flair_pipeline`` package, whose pyproject.toml has ``[tool.dg]``.
+
+    Raises:
+        FlairPipelineError: The package is not run from a checkout with that pyproject.toml
+            (e.g. installed as a wheel), so ``dg`` could not find the project.
+    """
+    root = Path(__file__).resolve().parents[2]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file() or "[tool.dg]" not in pyproject.read_text(encoding="utf-8"):
+        raise FlairPipelineError(
+            f"{pyproject}: no pyproject.toml with [tool.dg] above the flair_pipeline package; "
+            "`dg dev` needs the source checkout: run from a clone installed with `make install`"
+        )
+    return root
+
+
+def dg_dev_command(host: str, port: int, root: Path) -> list[str]:
+    """`dg dev` from this environment's bin folder (webserver + daemon) on the project at `root`.
+
+    Args:
+        host: Interface to listen on.
+        port: Web server port.
+        root: The project root (pyproject.toml with ``[tool.dg]``).
+
+    Returns:
+        The command line; ``--check-yaml`` validates the ``defs.yaml`` components first.
+    """
+    exe = Path(sys.executable).parent / "dg"
+    return [
+        str(exe),
+        "dev",
+        "--target-path",
+        str(root),
+        "--check-yaml",
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
 
 
 def start_ui(
     host: str,
     port: int,
-    workspace: Path,
     home: str | Path | None = None,
     *,
     expose: bool = False,
 ) -> None:
-    """Check the exposure, the port and the home, then replace this process with `dagster dev`.
+    """Check the exposure, the port and the home, then replace this process with `dg dev`.
 
     Args:
         host: Interface to listen on; not a loopback address only with `expose`.
         port: Web server port (must be free).
-        workspace: The Dagster workspace file.
         home: DAGSTER_HOME (default: the environment's, else ``.dagster_home``).
         expose: Consent to listen on a non-loopback host (prints what that opens).
 
     Raises:
-        FlairPipelineError: A non-loopback host without `expose`, a missing workspace file
-            or a busy port (one line each).
+        FlairPipelineError: A non-loopback host without `expose`, a busy port or no ``dg``
+            project above the package (one line each).
     """
     warning = check_exposure(host, port, expose)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    if not workspace.is_file():
-        raise FlairPipelineError(f"{workspace}: workspace file not found (run from the repo root)")
     if port_in_use(host, port):
         raise FlairPipelineError(
             f"port {port} on {host} is already in use (another `make ui` or web server?): "
             f"stop it, or pick a free port: make ui UI_PORT=3001 / flair-pipeline ui --port 3001"
         )
+    root = project_root()
     from flair_pipeline.orchestration.run import dagster_instance
 
     # the same home and gpu-pool limit as CLI runs: a run started from the UI on a fresh
     # home must not put two trainings on one GPU
     dagster_instance(home).dispose()
     path = os.environ["DAGSTER_HOME"]
-    cmd = dagster_dev_command(host, port, workspace)
+    cmd = dg_dev_command(host, port, root)
     print(f"Dagster UI on http://{host}:{port} (DAGSTER_HOME={path})", file=sys.stderr, flush=True)
     os.execv(cmd[0], cmd)

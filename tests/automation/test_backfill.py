@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from flair_pipeline.defs.definitions import ALL_ASSETS
+from flair_pipeline.definitions import ALL_ASSETS
 from flair_pipeline.orchestration.instance import prepare_home
 from flair_pipeline.synthetic.world import WorldSummary
 from tests.conftest import REPO
@@ -66,7 +66,7 @@ def test_backfill_builds_each_domain_in_its_own_run(
     home = prepare_home(tmp_path / "home")  # the generated dagster.yaml: a run queue
     monkeypatch.setenv("FLAIR_PARAMS", str(params))  # the code server and run workers read it
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    target = ModuleTarget("flair_pipeline.defs.definitions", "defs", str(REPO), "flair")
+    target = ModuleTarget("flair_pipeline.definitions", "defs", str(REPO), "flair")
     bench = _bench_backfill()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         out = bench.backfill(instance, target, ["D033_2021", "D036_2020", "D004_2021"])

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from flair_pipeline.defs.definitions import ALL_ASSETS, DATASET_ASSETS, defs
+from flair_pipeline.definitions import ALL_ASSETS, DATASET_ASSETS, defs
 from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.orchestration import dvc_yaml
 from flair_pipeline.orchestration.artifacts import ARTIFACTS, COMMAND_STAGES, to_dvc

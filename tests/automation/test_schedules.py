@@ -6,8 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
+from flair_pipeline.definitions import defs
 from flair_pipeline.defs.automation import DOWNSTREAM_ASSETS, downstream_cron
-from flair_pipeline.defs.definitions import defs
 
 DAY = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
 

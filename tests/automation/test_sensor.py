@@ -28,8 +28,8 @@ import fsspec
 import pytest
 import yaml
 
+from flair_pipeline.definitions import defs
 from flair_pipeline.defs.assets.sources import domain_input_files, fingerprint
-from flair_pipeline.defs.definitions import defs
 from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.defs.sensors import (
     DOMAIN_ASSETS,

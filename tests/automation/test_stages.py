@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from flair_pipeline import layout as L
+from flair_pipeline.definitions import ALL_ASSETS, defs
 from flair_pipeline.defs.declared import stage_asset
-from flair_pipeline.defs.definitions import ALL_ASSETS, defs
 from flair_pipeline.defs.jobs import stage_jobs
 from flair_pipeline.defs.partitions import DOMAINS
 from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import yaml
 
-from flair_pipeline.defs.definitions import defs
+from flair_pipeline.definitions import defs
 from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.layout import DatasetLayout

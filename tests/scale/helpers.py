@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from flair_pipeline.definitions import DATASET_ASSETS
 from flair_pipeline.defs.assets.dataset import split_assignment
-from flair_pipeline.defs.definitions import DATASET_ASSETS
 from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 
 PATCH = 64

@@ -12,7 +12,7 @@ import rasterio
 from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
-from flair_pipeline.defs.definitions import defs
+from flair_pipeline.definitions import defs
 from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.demo import map_first_test_domain
 from flair_pipeline.domains import is_domain_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flair_pipeline.defs.definitions import defs
+from flair_pipeline.definitions import defs
 
 GROUPS = {"sources", "dataset", "sentinel2", "training", "evaluation"}
 # The UI renders descriptions as Markdown: a bare <id> is taken for an HTML tag and vanishes.

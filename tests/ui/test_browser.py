@@ -1,6 +1,7 @@
 """The Dagster UI in a real headless Chromium, on a real webserver with a real run.
 
-The webserver runs our code location on a tmp instance and the tiny world; one domain
+`flair-pipeline ui` (what `make ui` runs: `dg dev`, webserver + daemon) serves our code
+location on a tmp instance and the tiny world; one domain
 partition is registered and materialized through the webserver's GraphQL API (as the
 UI's "Materialize" button does), then the asset pages are opened in Chromium.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,31 +100,28 @@ def server(tiny_world: WorldSummary, tmp_path_factory: pytest.TempPathFactory) -
     )
     port, log = free_port(), tmp / "webserver.log"
     env = {**os.environ, "DAGSTER_HOME": str(home), "FLAIR_PARAMS": str(params)}
-    cmd = [
-        str(BIN / "dagster-webserver"),
-        "-m",
-        "flair_pipeline.defs.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+    cmd = [str(BIN / "flair-pipeline"), "ui", "--host", "127.0.0.1", "--port", str(port)]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url, proc, log)
+        _wait_until_up(url, proc, log, timeout=300)  # dg dev: daemon, code server, webserver
         data = graphql(
             url, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
         )
         (location,) = [e["name"] for e in data["workspaceOrError"]["locationEntries"]]
+        assert location == "flair_pipeline"  # [tool.dg.project] code_location_name
         yield Server(url, location, tmp / "dataset", log)
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)  # dg dev and the webserver, daemon, code server
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+    # `dg dev` is Dagster's current launcher: nothing says it is superseded
+    assert "superseded" not in log.read_text().lower()
 
 
 ADD_PARTITION = """

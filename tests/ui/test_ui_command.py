@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flair_pipeline.orchestration.ui import is_loopback
+from flair_pipeline.orchestration.ui import dg_dev_command, is_loopback, project_root
 
 from ..conftest import REPO
 from ..scale.helpers import free_port
@@ -65,36 +65,37 @@ def test_a_non_loopback_host_is_refused_without_expose(tmp_path: Path, host: str
 
 
 def test_expose_prints_what_it_opens_before_anything_starts(tmp_path: Path) -> None:
-    # the missing workspace file stops the command after the warning, before `dagster dev`
+    # a busy port stops the command after the warning, before `dg dev`
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
-    port = free_port()
-    r = subprocess.run(
-        [
-            CLI,
-            "ui",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(port),
-            "--expose",
-            "--workspace",
-            str(tmp_path / "absent.yaml"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [CLI, "ui", "--host", "0.0.0.0", "--port", str(port), "--expose"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert r.returncode == 1, r.stderr
     warning, error = r.stderr.splitlines()
     assert warning.startswith(f"warning: the Dagster UI will listen on 0.0.0.0:{port}")
     assert "NO authentication" in warning and "reverse proxy that authenticates" in warning
     assert f"http://127.0.0.1:{port}" in warning  # where the proxy forwards to
-    assert (
-        error
-        == f"error: {tmp_path / 'absent.yaml'}: workspace file not found (run from the repo root)"
-    )
+    assert error.startswith(f"error: port {port} on 0.0.0.0 is already in use")
+    assert not (tmp_path / "home").exists()  # refused before touching anything
+
+
+def test_the_ui_is_dg_dev_on_this_checkout() -> None:
+    # `make ui` is Dagster's `dg dev` on the project [tool.dg] declares (not `dagster dev`)
+    root = project_root()
+    assert (root / "pyproject.toml").is_file() and root == REPO
+    cmd = dg_dev_command("127.0.0.1", 3999, root)
+    assert Path(cmd[0]).name == "dg" and cmd[1] == "dev"
+    assert cmd[cmd.index("--target-path") + 1] == str(REPO)
+    assert cmd[-4:] == ["-h", "127.0.0.1", "-p", "3999"]
 
 
 def test_loopback_hosts_need_no_flag() -> None:
@@ -138,8 +139,13 @@ def test_ui_starts_webserver_and_daemon_on_the_persistent_home(tmp_path: Path) -
         assert statuses.get("SENSOR") and statuses.get("SCHEDULER"), (statuses, log.read_text())
         assert str(home) in info  # the instance is the DAGSTER_HOME we gave, not a temp one
         assert (home / "dagster.yaml").read_text().startswith("telemetry:")
+        locations = graphql(
+            url, "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+        )["workspaceOrError"]["locationEntries"]
+        assert [e["name"] for e in locations] == ["flair_pipeline"]  # the dg project's location
+        assert "superseded" not in log.read_text().lower()  # `dg dev`, not `dagster dev`
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # dagster dev and the children it started
+        os.killpg(proc.pid, signal.SIGTERM)  # dg dev and the children it started
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
