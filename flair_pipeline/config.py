@@ -8,6 +8,7 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -496,7 +497,7 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
     def absolute(value: str | None) -> str | None:
         if not value or is_url(value) or Path(value).is_absolute():
             return value
-        return str(root / value)
+        return os.path.normpath(root / value)  # lexical: ../x is one spelling of the folder
 
     paths = PathsConfig(**{k: absolute(v) for k, v in cfg.paths.model_dump().items()})
     src = cfg.sentinel2.source

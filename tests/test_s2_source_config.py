@@ -121,7 +121,9 @@ def test_each_config_builds_its_provider(tmp_path: Path) -> None:
     class Client:
         client_id, client_secret = "id", "secret"
 
-    sh = build_provider(SentinelHubSource(base_url="https://sh.test", cache=None), catalog, Client())
+    sh = build_provider(
+        SentinelHubSource(base_url="https://sh.test", cache=None), catalog, Client()
+    )
     assert isinstance(sh, SentinelHubProvider)
     assert (sh.settings.sh_base_url, sh.settings.cache_folder) == ("https://sh.test", None)
     with pytest.raises(ConfigError, match="SH_CLIENT_ID"):
