@@ -257,9 +257,9 @@ class Sentinel2Config(_Section, S2Preprocessing):
     @classmethod
     def _stac_by_default(cls, data: Any) -> Any:
         """A ``source`` that names no provider is STAC's (the default provider)."""
-        if isinstance(data, Mapping) and isinstance(data.get("source"), Mapping):
-            if "provider" not in data["source"]:
-                return {**data, "source": {"provider": "stac", **data["source"]}}
+        src = data.get("source") if isinstance(data, Mapping) else None
+        if isinstance(src, Mapping) and "provider" not in src:
+            return {**data, "source": {"provider": "stac", **src}}
         return data
 
     @model_validator(mode="after")
