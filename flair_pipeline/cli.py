@@ -18,11 +18,11 @@ from typing import Any
 import click
 
 from flair_pipeline import redaction, stage_times
-from flair_pipeline.config import PipelineConfig, dump_config, load_config
+from flair_pipeline.config import PipelineConfig, dump_config
 from flair_pipeline.errors import FlairPipelineError
-from flair_pipeline.layout import ModelFiles
 from flair_pipeline.model_registry import MODEL_NAMES, get_model
 from flair_pipeline.progress import Progress
+from flair_pipeline.project import Project
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,8 +44,13 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _project(config_path: Path | None, overrides: tuple[str, ...]) -> Project:
+    """The command's one project: its config, roots resolved against the config's folder."""
+    return Project.load(config_path, overrides)
+
+
 def _load(config_path: Path | None, overrides: tuple[str, ...]) -> PipelineConfig:
-    return load_config(config_path, overrides)
+    return _project(config_path, overrides).config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -350,10 +355,8 @@ def build_domain_cmd(
     from flair_pipeline.layout import DatasetLayout, RawLayout
 
     cfg = _load(config_path, overrides)
-    raw = RawLayout(raw_root or _local_root(cfg.paths.raw, "paths.raw", config_path))
-    dataset = DatasetLayout(
-        dataset_root or _local_root(cfg.paths.dataset, "paths.dataset", config_path)
-    )
+    raw = RawLayout(raw_root or _local_root(cfg.paths.raw, "paths.raw"))
+    dataset = DatasetLayout(dataset_root or _local_root(cfg.paths.dataset, "paths.dataset"))
     start = time.perf_counter()
     ctx = DomainContext.open(domain, raw, dataset, cfg)  # once for every step of the build
     report = build_domain_patches(
@@ -369,10 +372,9 @@ def build_domain_cmd(
     )
     if sentinel2:
         from flair_pipeline.sentinel2.build import build_domain_series
-        from flair_pipeline.sentinel2.factory import make_provider
+        from flair_pipeline.sentinel2.factory import build_provider
 
-        base = (config_path or Path("params.yaml")).resolve().parent
-        provider = make_provider(cfg.sentinel2, lambda v: base / v, raw.sentinel2_catalog())
+        provider = build_provider(cfg.sentinel2.source, raw.sentinel2_catalog())
         series = build_domain_series(
             domain, raw, dataset, cfg, provider, progress=_progress("build-domain")
         )
@@ -389,8 +391,8 @@ def build_domain_cmd(
         )
 
 
-def _local_root(value: str, key: str, config_path: Path | None) -> Path:
-    """A config root as a local path, relative ones against the config file's folder."""
+def _local_root(value: str, key: str) -> Path:
+    """A config root (absolute: :class:`Project` resolved it) as a local path."""
     from flair_pipeline.errors import ConfigError
     from flair_pipeline.storage import is_url
 
@@ -399,8 +401,7 @@ def _local_root(value: str, key: str, config_path: Path | None) -> Path:
             f"{key}={value}: build-domain writes local roots only; pass --raw/--dataset or "
             "use `flair-pipeline materialize` (it stages URL roots)"
         )
-    p = Path(value)
-    return p if p.is_absolute() else (config_path or Path("params.yaml")).resolve().parent / p
+    return Path(value)
 
 
 @cli.command("rasterize-labels")
@@ -739,11 +740,12 @@ def train_cmd(
     """Train a baseline with Lightning (GPU when present) and save its checkpoints."""
     from flair_pipeline.training.train import train_model
 
-    cfg = _load(config_path, overrides)
+    project = _project(config_path, overrides)
+    cfg = project.config
     name = model_name or cfg.train.model
-    folder = ModelFiles.of(Path(cfg.paths.models), get_model(name).folder).folder
+    folder = project.model_files(name).folder
     report = train_model(
-        data or Path(cfg.paths.dataset),
+        data or project.dataset.root,
         out or folder,
         cfg,
         name,
@@ -969,9 +971,8 @@ def _s2_windows(
 
     if year is None:
         raise FlairPipelineError("a U-T&T checkpoint needs --year (the Sentinel-2 year to fetch)")
-    cfg = _load(config_path, overrides)
-    base = (config_path or Path("params.yaml")).resolve().parent
-    return ex.s2_windows_from_config(inf, image, year, cfg, base)
+    provider = _project(config_path, overrides).provider()
+    return ex.s2_windows_from_config(inf, image, year, provider)
 
 
 @cli.command("dvc-yaml")

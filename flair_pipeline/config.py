@@ -8,9 +8,11 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -173,16 +175,10 @@ class SplitConfig(_Section):
         return self
 
 
-class Sentinel2Config(_Section, S2Preprocessing):
-    """Where and how Sentinel-2 series are fetched, and FLAIR-2's preprocessing.
+class StacSource(_Section):
+    """A STAC catalogue: a static catalog (local or URL) or a STAC API (``provider: stac``)."""
 
-    The preprocessing fields (``window``, ``filter_clouds``, ``cloud_threshold``,
-    ``cloud_max_fraction``, ``monthly_average``) are those of
-    :class:`S2Preprocessing`, inherited, so the config
-    and a checkpoint's ``s2_options`` are one model; :attr:`preprocessing` gives them alone.
-    """
-
-    provider: Literal["stac", "sentinelhub"] = "stac"
+    provider: Literal["stac"] = "stac"
     catalog: str | None = Field(
         None, description="static STAC catalog; default <paths.raw>/sentinel2/catalog.json"
     )
@@ -190,13 +186,7 @@ class Sentinel2Config(_Section, S2Preprocessing):
     collection: str = Field(
         "sentinel-2-c1-l2a", description="STAC collection id(s), comma-separated, preferred first"
     )
-    sh_base_url: str = "https://sh.dataspace.copernicus.eu"
-    sh_token_url: str = (
-        "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
-    )
-    sh_cache: str | None = "data/cache/sentinelhub"
     max_retries: int = Field(3, ge=0)
-    # -- STAC provider (issue 14) --
     max_cloud_cover: float | None = Field(
         None, ge=0, le=100, description="drop STAC items above this eo:cloud_cover, %"
     )
@@ -219,12 +209,58 @@ class Sentinel2Config(_Section, S2Preprocessing):
         description="read s3:// hrefs with GDAL /vsis3/ at this endpoint (CDSE: "
         "https://eodata.dataspace.copernicus.eu); keys from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
     )
+
+    @property
+    def collections(self) -> list[str]:
+        """The collection ids of :attr:`collection`, in order of preference."""
+        return [c.strip() for c in self.collection.split(",") if c.strip()]
+
+
+class SentinelHubSource(_Section):
+    """The Sentinel Hub Process API (``provider: sentinelhub``); credentials from the environment."""
+
+    provider: Literal["sentinelhub"] = "sentinelhub"
+    base_url: str = "https://sh.dataspace.copernicus.eu"
+    token_url: str = (
+        "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+    )
+    cache: str | None = "data/cache/sentinelhub"
+    max_retries: int = Field(3, ge=0)
+
+
+#: Where Sentinel-2 series come from: one model per provider, chosen by ``provider``.
+#: Adding a provider: a model here with its own ``provider`` literal, and its builder in
+#: ``flair_pipeline/sentinel2/factory.py`` (docs/architecture.md).
+Sentinel2Source = Annotated[StacSource | SentinelHubSource, Field(discriminator="provider")]
+
+
+class Sentinel2Config(_Section, S2Preprocessing):
+    """Where Sentinel-2 series come from (``source``), and FLAIR-2's preprocessing.
+
+    ``source`` is the provider and its catalogue settings, one model per provider
+    (:data:`Sentinel2Source`, chosen by ``source.provider``). The preprocessing fields
+    (``window``, ``filter_clouds``, ``cloud_threshold``, ``cloud_max_fraction``,
+    ``monthly_average``) are those of :class:`S2Preprocessing`, inherited, so the config
+    and a checkpoint's ``s2_options`` are one model; :attr:`preprocessing` gives them alone.
+    ``max_size`` bounds the super-areas cut for any provider.
+    """
+
+    source: Sentinel2Source = StacSource()
     max_size: int = Field(110, gt=0, description="max super-area side in px")
 
     @property
     def preprocessing(self) -> S2Preprocessing:
         """FLAIR-2's preprocessing options of this section, as a checkpoint stores them."""
         return S2Preprocessing.of(self)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stac_by_default(cls, data: Any) -> Any:
+        """A ``source`` that names no provider is STAC's (the default provider)."""
+        src = data.get("source") if isinstance(data, Mapping) else None
+        if isinstance(src, Mapping) and "provider" not in src:
+            return {**data, "source": {"provider": "stac", **src}}
+        return data
 
     @model_validator(mode="after")
     def _window_fits(self) -> Sentinel2Config:
@@ -339,8 +375,80 @@ def _format_validation(source: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+#: The Sentinel Hub settings of the flat ``sentinel2`` section of before, and their new names.
+_SH_RENAMED = {"sh_base_url": "base_url", "sh_token_url": "token_url", "sh_cache": "cache"}
+_STAC_KEYS = tuple(k for k in StacSource.model_fields if k != "provider")
+_FLAT_S2_KEYS = frozenset({"provider", *_STAC_KEYS, *_SH_RENAMED})
+
+
+def upgrade_params(data: Mapping[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """`data` with the flat Sentinel-2 provider keys of before moved under ``sentinel2.source``.
+
+    Until session 8 the ``sentinel2`` section mixed the provider's settings (``provider``,
+    ``catalog``, ``api_url``, ``sh_base_url``…) with the preprocessing; they now live in
+    ``sentinel2.source``, one model per provider. A params file (or a ``--set``) that still
+    uses the flat keys keeps working: its keys move under ``source`` (``sh_base_url``,
+    ``sh_token_url``, ``sh_cache`` become ``base_url``, ``token_url``, ``cache``), those
+    of the provider not selected are dropped, and ONE :class:`FutureWarning` line names
+    the file, the keys moved, those dropped and what to write instead.
+
+    Args:
+        data: the params as read (not changed).
+        source: what `data` came from, named in the warning.
+
+    Returns:
+        A new dict; `data` itself when it has no flat key.
+    """
+    s2 = data.get("sentinel2")
+    if not isinstance(s2, Mapping):
+        return dict(data)
+    flat = [k for k in s2 if k in _FLAT_S2_KEYS]
+    if not flat:
+        return dict(data)
+    section = {k: v for k, v in s2.items() if k not in _FLAT_S2_KEYS}
+    given = section.get("source")
+    src: dict[str, Any] = dict(given) if isinstance(given, Mapping) else {}
+    moved = {k: s2[k] for k in flat}
+    provider = moved.pop("provider", None) or src.get("provider") or "stac"
+    src["provider"] = provider
+    dropped: list[str] = []
+    for key, value in moved.items():
+        if provider == "stac" and key in _STAC_KEYS:
+            src[key] = value
+        elif provider == "sentinelhub" and (key in _SH_RENAMED or key == "max_retries"):
+            src[_SH_RENAMED.get(key, key)] = value
+        elif provider in ("stac", "sentinelhub"):
+            dropped.append(key)
+        else:  # an unknown provider: let validation name it
+            src[key] = value
+    section["source"] = src
+    note = f"; dropped (not used by {provider}): {', '.join(dropped)}" if dropped else ""
+    warnings.warn(
+        f"{source}: sentinel2.{{{', '.join(flat)}}} are the flat keys of before, read as "
+        f"sentinel2.source (provider: {provider}){note}; write them under sentinel2.source "
+        "(docs/sentinel2.md)",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return {**data, "sentinel2": section}
+
+
 def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> PipelineConfig:
-    """Validate a plain dict; errors name every offending key."""
+    """Validate a plain dict; errors name every offending key.
+
+    Flat Sentinel-2 provider keys of before are upgraded first (:func:`upgrade_params`).
+
+    Args:
+        data: the params, as read from YAML (overrides applied).
+        source: what `data` came from, named in errors and in the upgrade warning.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: a key is unknown or a value invalid (every one named).
+    """
+    data = upgrade_params(data, source=source)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
@@ -372,7 +480,7 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
 
     The one rule for relative paths, whatever the front door (CLI, Dagster resource, DVC
     stage, benchmark) and whatever the working folder: a relative ``paths.*`` value (and
-    the file settings ``sentinel2.catalog``, ``sentinel2.sh_cache``) is relative to the
+    the file settings ``sentinel2.source.catalog``, ``sentinel2.source.cache``) is relative to the
     folder of the config file that holds it (``--set`` values included); without a config
     file, to the working folder. URLs (``s3://…``, ``https://…``) and absolute paths are
     kept as given.
@@ -389,15 +497,15 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
     def absolute(value: str | None) -> str | None:
         if not value or is_url(value) or Path(value).is_absolute():
             return value
-        return str(root / value)
+        return os.path.normpath(root / value)  # lexical: ../x is one spelling of the folder
 
     paths = PathsConfig(**{k: absolute(v) for k, v in cfg.paths.model_dump().items()})
-    s2 = cfg.sentinel2.model_copy(
-        update={
-            "catalog": absolute(cfg.sentinel2.catalog),
-            "sh_cache": absolute(cfg.sentinel2.sh_cache),
-        }
-    )
+    src = cfg.sentinel2.source
+    if isinstance(src, StacSource):
+        src = src.model_copy(update={"catalog": absolute(src.catalog)})
+    else:
+        src = src.model_copy(update={"cache": absolute(src.cache)})
+    s2 = cfg.sentinel2.model_copy(update={"source": src})
     return cfg.model_copy(update={"paths": paths, "sentinel2": s2})
 
 

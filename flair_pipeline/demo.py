@@ -149,8 +149,8 @@ def _map_first_test_domain(
     """(domain, model label, map path, km², void pixels, seconds) for each trained model.
 
     U-T&T maps too (its Sentinel-2 windows come from the configured provider for the
-    domain's year), because its map is the one that tells crops from grassland. Relative
-    paths of the config are relative to the working directory, as everywhere in the demo.
+    domain's year), because its map is the one that tells crops from grassland. `cfg`
+    comes from the CLI's :class:`~flair_pipeline.project.Project`: its roots are absolute.
     """
     from flair_pipeline.dataset.splits import read_splits
     from flair_pipeline.domains import DomainId
@@ -158,6 +158,7 @@ def _map_first_test_domain(
     from flair_pipeline.evaluation.predict_config import PredictConfig
     from flair_pipeline.layout import DatasetLayout, RawLayout
     from flair_pipeline.model_registry import TRAINED, get_model
+    from flair_pipeline.project import Project
     from flair_pipeline.training.checkpoint import load_inference
 
     splits = read_splits(DatasetLayout(Path(cfg.paths.dataset)).splits)
@@ -172,7 +173,8 @@ def _map_first_test_domain(
         extra = None
         if get_model(inf.name).needs_s2:
             year = DomainId.parse(domain).year
-            extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, cfg, Path.cwd())
+            provider = Project.of(cfg, Path.cwd()).provider()  # roots already absolute
+            extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, provider)
         out = layout.map_path(out_dir, domain, spec.folder)
         predictor = PredictConfig.for_checkpoint(inf, cfg.eval).build(inf.model, extra)
         report = predictor.map(

@@ -47,8 +47,10 @@ def test_config_roots_are_the_same_from_any_working_folder(tmp_path: Path) -> No
     for cwd in (a, b):
         rel = os.path.relpath(proj / "params.yaml", cwd)
         args = ["config", "--config", rel, "--set", "paths.eval=ev"]
-        out = yaml.safe_load(_run([*args, "--set", "sentinel2.catalog=cat/c.json"], cwd).stdout)
-        seen.append({**out["paths"], "catalog": out["sentinel2"]["catalog"]})
+        out = yaml.safe_load(
+            _run([*args, "--set", "sentinel2.source.catalog=cat/c.json"], cwd).stdout
+        )
+        seen.append({**out["paths"], "catalog": out["sentinel2"]["source"]["catalog"]})
     expected = {
         "raw": str(proj / "in/raw"),
         "dataset": str(proj / "out/ds"),

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import rasterio.errors
 
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.progress import STDERR_TAG, Progress
@@ -133,6 +134,55 @@ FIGURES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "flair_pipeline.dataset.assemble.SplitsReport": split_table,
     "flair_pipeline.sentinel2.build.SeriesReport": series_figures,
 }
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a retry of the step may succeed.
+
+    Args:
+        exc: what the step raised.
+
+    Returns:
+        True for OS-level I/O errors (connection reset, timeout, EIO), not for a missing
+        file, a permission or a raster GDAL cannot read.
+    """
+    permanent = (
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        rasterio.errors.RasterioError,
+    )
+    return isinstance(exc, OSError) and not isinstance(exc, permanent)
+
+
+@contextlib.contextmanager
+def retried_failures(step: str) -> Iterator[None]:
+    """The error policy of an asset with a retry policy (network providers, issue 15).
+
+    A project error (bad input, or a provider that already retried with back-off) fails
+    now, not retried (:func:`as_failure`); a :func:`transient` error passes unchanged so
+    the asset's retry policy may get past it; anything else (a bug, a library error on a
+    bad file) would fail the same way on a retry: one non-retried line now rather than the
+    same trace three times.
+
+    Args:
+        step: names the step in the failure line (``"<partition>: <asset>"``).
+
+    Raises:
+        dagster.Failure: a project error, or a non-transient other error.
+    """
+    try:
+        yield
+    except FlairPipelineError as exc:
+        raise as_failure(exc) from exc
+    except Exception as exc:
+        if transient(exc):
+            raise
+        raise dg.Failure(
+            description=f"{step} failed, not retried ({type(exc).__name__}: {exc})",
+            allow_retries=False,
+        ) from exc
 
 
 def metadata(report: StageReport) -> dict[str, Any]:

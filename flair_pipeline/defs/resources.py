@@ -19,6 +19,7 @@ import dagster as dg
 from flair_pipeline.config import PipelineConfig, load_config
 from flair_pipeline.errors import ConfigError
 from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.project import Project
 from flair_pipeline.storage import is_url
 
 
@@ -52,14 +53,24 @@ class PipelineConfigResource(dg.ConfigurableResource):
         st = path.stat()
         return _parsed(str(path.resolve()), st.st_mtime_ns, st.st_size, tuple(self.overrides))
 
+    def project(self) -> Project:
+        """The project of this configuration: roots resolved against the config's folder.
+
+        Raises:
+            ConfigError: The file is unreadable or invalid.
+        """
+        cfg = self.load()  # roots already absolute (load_config resolves them)
+        path = Path(self.config_path)
+        base = path.resolve().parent if path.exists() else Path.cwd().resolve()
+        return Project(cfg, base, path.resolve() if path.exists() else None)
+
     def _root(self, value: str) -> Path:
         if is_url(value):
             raise ConfigError(
                 f"{value}: a URL root has no local path; this step must be wrapped in "
                 "flair_pipeline.defs.staging.staged to read or write it"
             )
-        p = Path(value)
-        return p if p.is_absolute() else Path(self.config_path).resolve().parent / p
+        return self.project().base / value  # absolute values stay as they are
 
     def resolve(self, value: str) -> Path:
         """A config path resolved against the config file's folder."""

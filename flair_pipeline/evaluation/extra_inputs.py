@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,30 +73,25 @@ class S2Windows:
 
 
 def s2_windows_from_config(
-    inf: Inference, image: Any, year: int, cfg: Any, base: Path
+    inf: Inference, image: Any, year: int, provider: Sentinel2Provider
 ) -> S2Windows:
     """S2Windows over `image` from the configured Sentinel-2 provider.
 
-    The provider is the one `cfg.sentinel2` names; relative paths of the config are resolved
-    against `base`, the catalog defaulting to <paths.raw>/sentinel2.
-
     Args:
-        inf: The loaded checkpoint (S2 options and statistics).
-        image: The ortho as predict_map takes it (file, .vrt or folder).
-        year: The year of the series.
-        cfg: The pipeline config.
-        base: Folder against which the config's relative paths are resolved.
+        inf: the U-T&T checkpoint's inference bundle.
+        image: the ortho (file or folder) whose bounds the series must cover.
+        year: the Sentinel-2 year to fetch.
+        provider: the configured provider (``Project.provider()``,
+            :func:`flair_pipeline.sentinel2.factory.build_provider`).
 
     Returns:
-        Windows over the image's bounds, fetched once from the provider.
-    """
-    from flair_pipeline.layout import RawLayout
-    from flair_pipeline.sentinel2.factory import make_provider
+        The ``extra_inputs`` source of the predictor.
 
+    Raises:
+        InputError: the image is not in Lambert-93.
+    """
     bounds, crs = image_bounds(image)
     check_lambert93(crs, str(image))
-    default_catalog = RawLayout(base / cfg.paths.raw).sentinel2_catalog()
-    provider = make_provider(cfg.sentinel2, lambda v: base / v, default_catalog)
     return S2Windows(inf, bounds, provider, year)
 
 

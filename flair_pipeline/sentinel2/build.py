@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.progress import Progress
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.sentinel2.profiles import class_profiles
-from flair_pipeline.sentinel2.provider import TimeSeries
+from flair_pipeline.sentinel2.provider import Sentinel2Provider, TimeSeries
 from flair_pipeline.sentinel2.series import super_areas, write_series
 from flair_pipeline.sources.domain_spec import resolve
 
@@ -110,7 +110,7 @@ def build_domain_series(
     raw: RawLayout,
     dataset: DatasetLayout,
     cfg: PipelineConfig,
-    provider: Any,
+    provider: Sentinel2Provider,
     *,
     progress: Progress | None = None,
 ) -> SeriesReport:
@@ -127,7 +127,7 @@ def build_domain_series(
         raw: The raw data root (domain facts, labels for the NDVI profiles).
         dataset: The dataset root (read: patch grid; written: ``sentinel/<domain>``).
         cfg: The configuration (``sentinel2``, ``sampling.seed``).
-        provider: A Sentinel-2 provider (:func:`flair_pipeline.sentinel2.factory.make_provider`)
+        provider: A Sentinel-2 provider (:func:`flair_pipeline.sentinel2.factory.build_provider`)
             with ``fetch_each(grids, start, end)`` returning a series or an exception per grid.
         progress: Where to show the provider's count of scenes (or requests), or None.
 

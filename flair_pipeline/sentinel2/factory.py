@@ -1,72 +1,132 @@
-"""Build the configured Sentinel-2 provider (stac by default, or sentinelhub)."""
+"""Build the Sentinel-2 provider a ``sentinel2.source`` config names.
+
+Each provider config (:class:`~flair_pipeline.config.StacSource`,
+:class:`~flair_pipeline.config.SentinelHubSource`, members of the discriminated union
+:data:`~flair_pipeline.config.Sentinel2Source`) has one builder here, found by the config's
+type; callers get the :class:`~flair_pipeline.sentinel2.provider.Sentinel2Provider` ABC and
+never probe which provider it is. The builders live here, not as a ``build()`` method of
+the config models, because ``config.py`` sits below the Sentinel-2 layer (import layers,
+pyproject): a method there would import every provider's client into every stage's code.
+
+Adding a provider: its config model in ``config.py`` (its own ``provider`` literal, added
+to :data:`~flair_pipeline.config.Sentinel2Source`), its
+:class:`~flair_pipeline.sentinel2.provider.Sentinel2Provider` subclass, and one builder
+registered in :data:`BUILDERS`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from flair_pipeline.config import Sentinel2Config
+from flair_pipeline.config import SentinelHubSource, StacSource
+from flair_pipeline.errors import ConfigError
 from flair_pipeline.sentinel2.provider import Sentinel2Provider
 
-if TYPE_CHECKING:  # imported where used: each provider pulls in its own client library
-    pass
+
+class Credentials(Protocol):
+    """An OAuth client (the Dagster resource ``SentinelHubCredentials`` is one)."""
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth client id."""
+
+    @property
+    def client_secret(self) -> str:
+        """The OAuth client secret (never shown)."""
 
 
-def make_provider(
-    cfg: Sentinel2Config,
-    resolve: Callable[[str], Path],
-    default_catalog: Path,
-    credentials: Any = None,
+def _stac(
+    source: StacSource, default_catalog: Path, credentials: Credentials | None
 ) -> Sentinel2Provider:
-    """The provider named by ``sentinel2.provider``; `resolve` maps config paths to files.
-
-    `credentials` (for sentinelhub) has ``client_id`` and ``client_secret``; it comes from
-    the environment through a Dagster resource, never from params.yaml.
-
-    Args:
-        cfg: The ``sentinel2`` section of the config.
-        resolve: Maps a path of the config (catalog, cache) to a file.
-        default_catalog: The local STAC catalog used when none is configured (the synthetic
-            world's).
-        credentials: Object with ``client_id`` and ``client_secret`` (sentinelhub only).
+    """A :class:`~flair_pipeline.sentinel2.stac.StacProvider` (credentials unused).
 
     Returns:
-        A :class:`StacProvider` or a :class:`SentinelHubProvider`, not yet connected.
+        The provider over ``source.api_url``, else ``source.catalog``, else `default_catalog`.
     """
-    if cfg.provider == "stac":
-        from flair_pipeline.sentinel2.stac import StacProvider
-        from flair_pipeline.sentinel2.stac_hrefs import Hrefs
+    del credentials
+    from flair_pipeline.sentinel2.stac import StacProvider
+    from flair_pipeline.sentinel2.stac_hrefs import Hrefs
 
-        api_url = cfg.api_url or None
-        catalog = None if api_url else str(resolve(cfg.catalog) if cfg.catalog else default_catalog)
-        return StacProvider(
-            catalog=catalog,
-            api_url=api_url,
-            collection=[c.strip() for c in cfg.collection.split(",") if c.strip()],
-            max_cloud_cover=cfg.max_cloud_cover,
-            retries=cfg.max_retries,
-            backoff_s=cfg.retry_backoff_s,
-            connect_timeout_s=cfg.connect_timeout_s,
-            read_timeout_s=cfg.read_timeout_s,
-            scl_masks=cfg.scl_masks,
-            hrefs=Hrefs(
-                signing=cfg.href_signing,
-                sas_url=cfg.pc_sas_url,
-                s3_endpoint=cfg.s3_endpoint,
-                retries=cfg.max_retries,
-                backoff_s=cfg.retry_backoff_s,
-                timeouts=(cfg.connect_timeout_s, cfg.read_timeout_s),
-            ),
-        )
+    api_url = source.api_url or None
+    catalog = None if api_url else (source.catalog or str(default_catalog))
+    return StacProvider(
+        catalog=catalog,
+        api_url=api_url,
+        collection=source.collections,
+        max_cloud_cover=source.max_cloud_cover,
+        retries=source.max_retries,
+        backoff_s=source.retry_backoff_s,
+        connect_timeout_s=source.connect_timeout_s,
+        read_timeout_s=source.read_timeout_s,
+        scl_masks=source.scl_masks,
+        hrefs=Hrefs(
+            signing=source.href_signing,
+            sas_url=source.pc_sas_url,
+            s3_endpoint=source.s3_endpoint,
+            retries=source.max_retries,
+            backoff_s=source.retry_backoff_s,
+            timeouts=(source.connect_timeout_s, source.read_timeout_s),
+        ),
+    )
+
+
+def _sentinelhub(
+    source: SentinelHubSource, default_catalog: Path, credentials: Credentials | None
+) -> Sentinel2Provider:
+    """A :class:`~flair_pipeline.sentinel2.sentinelhub.SentinelHubProvider`.
+
+    Returns:
+        The provider with `credentials`' OAuth client (empty strings without credentials).
+    """
+    del default_catalog
     from flair_pipeline.sentinel2.sentinelhub import SentinelHubProvider, SentinelHubSettings
 
     settings = SentinelHubSettings(
         client_id=getattr(credentials, "client_id", "") or "",
         client_secret=getattr(credentials, "client_secret", "") or "",
-        sh_base_url=cfg.sh_base_url,
-        sh_token_url=cfg.sh_token_url,
-        cache_folder=str(resolve(cfg.sh_cache)) if cfg.sh_cache else None,
-        max_retries=cfg.max_retries,
+        sh_base_url=source.base_url,
+        sh_token_url=source.token_url,
+        cache_folder=source.cache,
+        max_retries=source.max_retries,
     )
     return SentinelHubProvider(settings)
+
+
+#: The builder of each provider config type.
+BUILDERS: dict[type, Callable[[Any, Path, Credentials | None], Sentinel2Provider]] = {
+    StacSource: _stac,
+    SentinelHubSource: _sentinelhub,
+}
+
+
+def build_provider(
+    source: StacSource | SentinelHubSource,
+    default_catalog: Path,
+    credentials: Credentials | None = None,
+) -> Sentinel2Provider:
+    """The provider `source` configures (``sentinel2.source`` of params.yaml).
+
+    Args:
+        source: the provider config; its relative paths already resolved
+            (:func:`flair_pipeline.config.load_config` does it).
+        default_catalog: the STAC catalog when `source` names none
+            (``<paths.raw>/sentinel2/catalog.json``).
+        credentials: the Sentinel Hub OAuth client (``client_id``, ``client_secret``), from
+            the environment through a Dagster resource, never from params.yaml.
+
+    Returns:
+        The provider, typed by the ABC.
+
+    Raises:
+        ConfigError: `source` is of a type no builder knows, or its settings are unusable
+            (empty Sentinel Hub credentials, bad S3 endpoint).
+    """
+    builder = BUILDERS.get(type(source))
+    if builder is None:
+        raise ConfigError(
+            f"sentinel2.source.provider {source.provider!r}: no builder registered in "
+            "flair_pipeline/sentinel2/factory.py"
+        )
+    return builder(source, default_catalog, credentials)

@@ -309,13 +309,17 @@ class StacProvider(Sentinel2Provider):
         if scene.masks == "scl" and not self.scl_masks:
             raise InputError(
                 f"collection {scene.item.collection_id!r} (item {scene.item.id}) has no readable "
-                "'cloud'/'snow' probability assets: set sentinel2.scl_masks: true to derive "
+                "'cloud'/'snow' probability assets: set sentinel2.source.scl_masks: true to derive "
                 "the SNW/CLD masks from its scene classification (SCL)"
             )
         if scene.masks == "none":
             scl = asset_key(scene.item, SCL_KEYS)
             href = scene.item.assets[scl].get_absolute_href() or "" if scl else ""
-            fix = s3_hint() if href.startswith("s3://") else "choose another sentinel2.collection"
+            fix = (
+                s3_hint()
+                if href.startswith("s3://")
+                else "choose another sentinel2.source.collection"
+            )
             raise InputError(
                 f"collection {scene.item.collection_id!r} (item {scene.item.id}) has neither "
                 "readable 'cloud'/'snow' assets nor a readable scene classification (SCL): "
@@ -355,8 +359,8 @@ class StacProvider(Sentinel2Provider):
             raise InputError(
                 f"STAC API {self.api_url}: search failed ({http}{_short(exc)}); retried "
                 f"{self.retries} times on 429/5xx/connection errors with timeouts "
-                f"{self.timeouts[0]:g}/{self.timeouts[1]:g} s (sentinel2.max_retries, "
-                "sentinel2.connect_timeout_s, sentinel2.read_timeout_s)"
+                f"{self.timeouts[0]:g}/{self.timeouts[1]:g} s (sentinel2.source.max_retries, "
+                "sentinel2.source.connect_timeout_s, sentinel2.source.read_timeout_s)"
             ) from exc
 
     def _load_catalog(self) -> list[pystac.Item]:
@@ -388,7 +392,7 @@ class StacProvider(Sentinel2Provider):
             if remote:
                 raise InputError(
                     f"STAC catalog {href}: unreadable ({why}{_short(exc)}); retried "
-                    f"{self.retries} times on 429/5xx/connection errors (sentinel2.max_retries)"
+                    f"{self.retries} times on 429/5xx/connection errors (sentinel2.source.max_retries)"
                 ) from exc
             raise InputError(
                 f"STAC catalog {href}: not a readable STAC catalog ({_short(exc)})"
@@ -463,7 +467,7 @@ class StacProvider(Sentinel2Provider):
                 detail = (
                     f"{http} (GDAL_HTTP_TIMEOUT {env.get('GDAL_HTTP_TIMEOUT')} s, "
                     f"GDAL_HTTP_MAX_RETRY {env.get('GDAL_HTTP_MAX_RETRY')}: sentinel2."
-                    f"read_timeout_s, sentinel2.max_retries); GDAL: {detail}"
+                    f"read_timeout_s, sentinel2.source.max_retries); GDAL: {detail}"
                 )
             return redact(f"asset {key!r} unreadable ({href}): {detail}")  # signed hrefs
         return ""

@@ -54,7 +54,7 @@ def s3_hint() -> str:
         The settings and environment variables to set, as one phrase.
     """
     return (
-        "set sentinel2.s3_endpoint (CDSE: https://eodata.dataspace.copernicus.eu) and "
+        "set sentinel2.source.s3_endpoint (CDSE: https://eodata.dataspace.copernicus.eu) and "
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment"
     )
 
@@ -63,9 +63,9 @@ class Hrefs:
     """Resolves asset hrefs for one provider: which are readable, and what GDAL opens.
 
     Args:
-        signing: ``"none"`` or ``"planetary-computer"`` (``sentinel2.href_signing``).
-        sas_url: Planetary Computer token endpoint (``sentinel2.pc_sas_url``).
-        s3_endpoint: S3 endpoint URL for ``s3://`` hrefs, or None (``sentinel2.s3_endpoint``).
+        signing: ``"none"`` or ``"planetary-computer"`` (``sentinel2.source.href_signing``).
+        sas_url: Planetary Computer token endpoint (``sentinel2.source.pc_sas_url``).
+        s3_endpoint: S3 endpoint URL for ``s3://`` hrefs, or None (``sentinel2.source.s3_endpoint``).
         retries: retries of a token request (429, 5xx, connection errors, read timeouts).
         backoff_s: urllib3 back-off factor of those retries, s.
         timeouts: (connect, read) timeouts of a token request, s.
@@ -84,14 +84,14 @@ class Hrefs:
         timeouts: tuple[float, float] = (10.0, 60.0),
     ) -> None:
         if signing not in SIGNING:
-            raise ConfigError(f"sentinel2.href_signing: {signing!r} is not one of {SIGNING}")
+            raise ConfigError(f"sentinel2.source.href_signing: {signing!r} is not one of {SIGNING}")
         self.signing, self.sas_url = signing, sas_url.rstrip("/")
         self.retries, self.backoff_s, self.timeouts = retries, backoff_s, timeouts
         self.s3: tuple[str, bool] | None = None
         if s3_endpoint:
             url = urlparse(s3_endpoint if "://" in s3_endpoint else f"https://{s3_endpoint}")
             if not url.netloc:
-                raise ConfigError(f"sentinel2.s3_endpoint: {s3_endpoint!r} has no host")
+                raise ConfigError(f"sentinel2.source.s3_endpoint: {s3_endpoint!r} has no host")
             # a path after the host is kept (GDAL appends /bucket/key to the endpoint)
             self.s3 = (url.netloc + url.path.rstrip("/"), url.scheme != "http")
         if signing != "none" or self.s3 is not None:
@@ -134,7 +134,7 @@ class Hrefs:
         ]
         if missing:
             raise InputError(
-                f"sentinel2.s3_endpoint is {self.s3[0]} but {' and '.join(missing)} "
+                f"sentinel2.source.s3_endpoint is {self.s3[0]} but {' and '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} not set in the environment: give the "
                 "S3 keys of that service (CDSE: https://eodata-s3keysmanager.dataspace.copernicus.eu)"
             )
@@ -210,7 +210,7 @@ class Hrefs:
                 redaction.redact(
                     f"Planetary Computer SAS token endpoint {url}: failed ({http}"
                     f"{type(exc).__name__}); retried {self.retries} times on 429/5xx/connection "
-                    "errors (sentinel2.pc_sas_url, sentinel2.max_retries)"
+                    "errors (sentinel2.source.pc_sas_url, sentinel2.source.max_retries)"
                 )
             ) from exc
         token = body.get("token")

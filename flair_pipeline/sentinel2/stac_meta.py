@@ -167,7 +167,7 @@ def _declared(item: pystac.Item, key: str, name: str) -> tuple[float | None, str
             raise CatalogueContradiction(
                 f"STAC item {item.id} ({item.collection_id}), asset {key!r}: {spelling} "
                 f"is {v!r}, not a number; its date is dropped (fix the catalogue or choose "
-                "another sentinel2.collection)"
+                "another sentinel2.source.collection)"
             )
         values[spelling] = float(v)
     if not values:
@@ -179,7 +179,7 @@ def _declared(item: pystac.Item, key: str, name: str) -> tuple[float | None, str
                 f"STAC item {item.id} ({item.collection_id}), asset {key!r}: {first[0]} "
                 f"{first[1]:g} and {spelling} {v:g} disagree and no rule says which the DN "
                 "follow; its date is dropped (fix the catalogue or choose another "
-                "sentinel2.collection)"
+                "sentinel2.source.collection)"
             )
     return first[1], " = ".join(values)
 
@@ -227,7 +227,7 @@ def boa_offset(
         raise CatalogueContradiction(
             f"STAC item {item.id} ({item.collection_id}): {FLAG} is {flag!r}, not true or "
             "false; whether the DN carry the BOA offset is unknown, its date is dropped "
-            "(fix the catalogue or choose another sentinel2.collection)"
+            "(fix the catalogue or choose another sentinel2.source.collection)"
         )
     pb = "baseline unknown" if baseline is None else f"baseline {baseline:05.2f}"
     table = None if baseline is None else (0 if baseline < 4.0 else BOA_ADD_OFFSET)
@@ -287,7 +287,7 @@ def asset_meta(item: pystac.Item, key: str, reflectance: bool = True) -> AssetMe
         raise CatalogueContradiction(
             f"STAC item {item.id} ({item.collection_id}), asset {key!r}: {scale_said} "
             f"{scale:g} is not a positive scale; its date is dropped (fix the catalogue "
-            "or choose another sentinel2.collection)"
+            "or choose another sentinel2.source.collection)"
         )
     declared, said = _declared(item, key, "offset")
     off, rule, why = boa_offset(item, declared, scale or DEFAULT_SCALE, said or "offset")

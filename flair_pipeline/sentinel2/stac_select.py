@@ -17,7 +17,7 @@ are different scenes: they are all kept and mosaicked into **one date** by the p
 ``blue`` … ``swir22`` and ``scl``; Planetary Computer ``B02`` … ``B12`` and ``SCL``; CDSE
 ``B02_10m``, ``B05_20m`` … and ``SCL_20m`` (the native resolution of each band; CDSE also
 lists resampled copies such as ``B02_20m``, never used). The first key an item has is
-used. Whether an asset can be read (an ``s3://`` href needs ``sentinel2.s3_endpoint``) is
+used. Whether an asset can be read (an ``s3://`` href needs ``sentinel2.source.s3_endpoint``) is
 decided by :class:`~flair_pipeline.sentinel2.stac_hrefs.Hrefs`; an unreadable asset counts
 as absent. When the ``cloud``/``snow`` probability assets are absent (only Earth Search
 ``sentinel-2-c1-l2a`` has readable ones), the masks can be derived from the scene

@@ -246,7 +246,7 @@ def test_fresh_clone_pulls_everything_and_is_up_to_date(dvc_repo, clone: Path) -
 def test_exp_run_reruns_only_the_readers_of_the_param_and_exp_show_compares(clone) -> None:
     if not (clone / "data").exists():
         dvc(clone, "pull", "-q")
-    r = dvc(clone, "exp", "run", "-n", "retries5", "-S", "sentinel2.max_retries=5")
+    r = dvc(clone, "exp", "run", "-n", "retries5", "-S", "sentinel2.source.max_retries=5")
     # only the Sentinel-2 stages and the map declare `sentinel2`; the series they write are
     # unchanged, so the index and U-T&T's training (which read them) do not rerun
     assert ran(r) == {f"sentinel2@{d}" for d in TINY} | {"demo_map"}, r.stdout
@@ -263,8 +263,8 @@ def test_exp_run_reruns_only_the_readers_of_the_param_and_exp_show_compares(clon
         return node
 
     exp = exps["retries5"]
-    assert value(base, "params", "params.yaml", "sentinel2", "max_retries") == 3
-    assert value(exp, "params", "params.yaml", "sentinel2", "max_retries") == 5
+    assert value(base, "params", "params.yaml", "sentinel2", "source", "max_retries") == 3
+    assert value(exp, "params", "params.yaml", "sentinel2", "source", "max_retries") == 5
     for model in ("unet", "utt"):
         on_disk = json.loads((clone / f"data/eval/{model}/metrics.json").read_text())["miou"]
         for run in (base, exp):  # read from the cache: data/ is git-ignored

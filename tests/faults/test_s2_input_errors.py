@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from flair_pipeline.defs.assets.sentinel2 import transient
+from flair_pipeline.defs.adapter import transient
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.orchestration.run import materialize
 from tests.automation.test_sensor import _copy, _flair

@@ -77,9 +77,11 @@ def test_one_zone_404_others_built_one_line(tiny_world, tmp_path: Path, httpserv
                 "sampling": {"patch_size": 64, "zone_size_m": 60},
                 "sentinel2": {
                     "window": WINDOW,
-                    "catalog": str(cat / "catalog.json"),
-                    "max_retries": 1,
-                    "retry_backoff_s": 0.0,
+                    "source": {
+                        "catalog": str(cat / "catalog.json"),
+                        "max_retries": 1,
+                        "retry_backoff_s": 0.0,
+                    },
                 },
             }
         )

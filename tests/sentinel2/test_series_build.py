@@ -14,7 +14,7 @@ from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
-from flair_pipeline.sentinel2.factory import make_provider
+from flair_pipeline.sentinel2.factory import build_provider
 from flair_pipeline.sentinel2.series import read_series
 from flair_pipeline.synthetic.world import WorldSummary
 
@@ -30,7 +30,7 @@ def test_series_report_matches_the_files(tiny_world: WorldSummary, tmp_path: Pat
     )
     raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
     sample_domain_grid(DomainContext.open(DOMAIN, raw, dataset, cfg))
-    provider = make_provider(cfg.sentinel2, Path, raw.sentinel2_catalog())
+    provider = build_provider(cfg.sentinel2.source, raw.sentinel2_catalog())
     report = build_domain_series(DOMAIN, raw, dataset, cfg, provider)
     assert report.passed and report.failed_zones == () and report.provider == "stac"
     grid = read_patch_grid(dataset.patch_grid(DOMAIN))
@@ -75,7 +75,7 @@ def test_an_item_no_rule_settles_is_a_warning_and_costs_only_its_date(
     d["assets"]["red"]["raster:offset"] = 0
     victim.write_text(json.dumps(d))
     report = build_domain_series(
-        DOMAIN, raw, dataset, cfg, make_provider(cfg.sentinel2, Path, catalog)
+        DOMAIN, raw, dataset, cfg, build_provider(cfg.sentinel2.source, catalog)
     )
     zones = sorted(report.dates_per_zone)
     assert report.failed_zones == () and zones

@@ -11,7 +11,7 @@ SCL value by the table of docs/sentinel2.md (8 -> CLD 65, 11 -> SNW 100).
   (``sig``) that the token endpoint gave; the token is asked once per collection and never
   appears in an error or in the products metadata.
 * CDSE: JPEG 2000 assets under ``s3://eodata/…`` are read through GDAL ``/vsis3/`` at
-  ``sentinel2.s3_endpoint`` (the loopback server, path-style), with SigV4-signed requests
+  ``sentinel2.source.s3_endpoint`` (the loopback server, path-style), with SigV4-signed requests
   made from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``.
 """
 
@@ -29,9 +29,9 @@ from pyproj import Transformer
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from flair_pipeline.config import Sentinel2Config
+from flair_pipeline.config import StacSource
 from flair_pipeline.errors import InputError
-from flair_pipeline.sentinel2.factory import make_provider
+from flair_pipeline.sentinel2.factory import build_provider
 from flair_pipeline.sentinel2.provider import BANDS, Grid
 from tests.sentinel2.stac_replay import FIXTURES, Replay, raster
 
@@ -102,8 +102,8 @@ def pc(httpserver: HTTPServer) -> tuple[Replay, dict]:
     return rp, item
 
 
-def pc_config(rp: Replay, **kw) -> Sentinel2Config:
-    return Sentinel2Config(
+def pc_config(rp: Replay, **kw) -> StacSource:
+    return StacSource(
         api_url=f"{rp.base}/v1",
         collection="sentinel-2-l2a",
         scl_masks=True,
@@ -118,7 +118,7 @@ def pc_config(rp: Replay, **kw) -> Sentinel2Config:
 def test_planetary_computer_signed_reads_to_the_dn(pc, caplog) -> None:
     rp, _ = pc
     caplog.set_level(logging.DEBUG)
-    prov = make_provider(pc_config(rp), Path, Path("unused"))
+    prov = build_provider(pc_config(rp), Path("unused"))
     (s,) = prov.fetch([grid_at(PC_XY, PC_EPSG)], dt.date(2024, 1, 1), dt.date(2024, 12, 31))
     assert rp.searches()[0]["collections"] == ["sentinel-2-l2a"]
     assert s.dates == [dt.date(2024, 4, 19)] and s.skipped == []
@@ -142,10 +142,10 @@ def test_planetary_computer_unsigned_is_refused_and_the_token_never_shown(pc) ->
     rp, item = pc
     grid, when = grid_at(PC_XY, PC_EPSG), (dt.date(2024, 1, 1), dt.date(2024, 12, 31))
     unsigned = pc_config(rp).model_copy(update={"href_signing": "none"})
-    (res,) = make_provider(unsigned, Path, Path("unused")).fetch_each([grid], *when)
+    (res,) = build_provider(unsigned, Path("unused")).fetch_each([grid], *when)
     assert isinstance(res, InputError) and "403" in str(res)
     rp.files.pop(urlparse(item["assets"]["B04"]["href"]).path)  # B04 is gone
-    (res,) = make_provider(pc_config(rp), Path, Path("unused")).fetch_each([grid], *when)
+    (res,) = build_provider(pc_config(rp), Path("unused")).fetch_each([grid], *when)
     assert isinstance(res, InputError) and "'B04' unreadable" in str(res) and "404" in str(res)
     assert "B04_10m.tif?***" in str(res) and "Zm9vYmFy" not in str(res)  # the whole token
 
@@ -153,11 +153,11 @@ def test_planetary_computer_unsigned_is_refused_and_the_token_never_shown(pc) ->
 def test_planetary_computer_token_endpoint_down_is_one_clear_line(pc) -> None:
     rp, _ = pc
     rp.fail[f"{rp.prefix}/sas/token/sentinel-2-l2a"] = [503] * 5
-    prov = make_provider(pc_config(rp), Path, Path("unused"))
+    prov = build_provider(pc_config(rp), Path("unused"))
     url = f"{rp.base}/sas/token/sentinel-2-l2a"
     with pytest.raises(InputError, match=rf"SAS token endpoint {url}: failed.*retried 1 times"):
         prov.fetch([grid_at(PC_XY, PC_EPSG)], dt.date(2024, 1, 1), dt.date(2024, 12, 31))
-    assert rp.count(url) == 2  # the request and its one retry (sentinel2.max_retries: 1)
+    assert rp.count(url) == 2  # the request and its one retry (sentinel2.source.max_retries: 1)
 
 
 # -- CDSE ----------------------------------------------------------------------------------
@@ -187,8 +187,8 @@ def cdse(httpserver: HTTPServer, monkeypatch) -> tuple[Replay, dict]:
     return rp, item
 
 
-def cdse_config(rp: Replay, **kw) -> Sentinel2Config:
-    return Sentinel2Config(
+def cdse_config(rp: Replay, **kw) -> StacSource:
+    return StacSource(
         api_url=f"{rp.base}/v1",
         collection="sentinel-2-l2a",
         scl_masks=True,
@@ -201,7 +201,7 @@ def cdse_config(rp: Replay, **kw) -> Sentinel2Config:
 
 def test_cdse_jp2_through_vsis3_to_the_dn(cdse) -> None:
     rp, item = cdse
-    prov = make_provider(cdse_config(rp), Path, Path("unused"))
+    prov = build_provider(cdse_config(rp), Path("unused"))
     (s,) = prov.fetch([grid_at(CDSE_XY, CDSE_EPSG)], dt.date(2022, 1, 1), dt.date(2022, 12, 31))
     assert s.dates == [dt.date(2022, 2, 17)] and s.skipped == []
     assert s.products == [CDSE_ITEM]
@@ -226,9 +226,11 @@ def test_cdse_without_endpoint_or_keys_says_what_to_set(cdse, monkeypatch) -> No
     rp, _ = cdse
     grid, when = grid_at(CDSE_XY, CDSE_EPSG), (dt.date(2022, 1, 1), dt.date(2022, 12, 31))
     no_s3 = cdse_config(rp).model_copy(update={"s3_endpoint": None})
-    with pytest.raises(InputError, match=r"readable scene classification.*sentinel2\.s3_endpoint"):
-        make_provider(no_s3, Path, Path("unused")).fetch([grid], *when)
+    with pytest.raises(
+        InputError, match=r"readable scene classification.*sentinel2\.source\.s3_endpoint"
+    ):
+        build_provider(no_s3, Path("unused")).fetch([grid], *when)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(InputError, match=r"s3_endpoint is .* but AWS_SECRET_ACCESS_KEY is not set"):
-        make_provider(cdse_config(rp), Path, Path("unused")).fetch([grid], *when)
+        build_provider(cdse_config(rp), Path("unused")).fetch([grid], *when)
     assert not any("/s3/" in p for _, p, _ in rp.hits)  # nothing was read in either case

@@ -21,10 +21,10 @@ import pytest
 from pyproj import Transformer
 from pytest_httpserver import HTTPServer
 
-from flair_pipeline.config import Sentinel2Config
+from flair_pipeline.config import StacSource
 from flair_pipeline.errors import InputError
 from flair_pipeline.layout import DatasetLayout
-from flair_pipeline.sentinel2.factory import make_provider
+from flair_pipeline.sentinel2.factory import build_provider
 from flair_pipeline.sentinel2.provider import STAC_ASSETS, Grid, TimeSeries
 from flair_pipeline.sentinel2.series import SuperArea, write_series
 from flair_pipeline.sentinel2.stac import StacProvider
@@ -129,7 +129,7 @@ def test_l2a_2025_offset_not_removed_twice_and_scl_masks(rec, httpserver, tmp_pa
     rp.serve_item(uv, dn, UV_ONLY, {"scl": 9})
     grid = grid_at(UV_ONLY)
     url = f"{rp.base}/v1"
-    with pytest.raises(InputError, match=r"'sentinel-2-l2a'.*sentinel2\.scl_masks: true"):
+    with pytest.raises(InputError, match=r"'sentinel-2-l2a'.*sentinel2\.source\.scl_masks: true"):
         StacProvider(api_url=url, collection="sentinel-2-l2a", retries=0).fetch([grid], *RANGE)
     s = StacProvider(api_url=url, collection="sentinel-2-l2a", retries=0, scl_masks=True).fetch(
         [grid], *RANGE
@@ -227,7 +227,7 @@ def test_nodata_from_the_file_when_the_item_is_silent(rec, httpserver) -> None:
 
 
 def test_config_reaches_the_provider(rec, httpserver) -> None:
-    """sentinel2.max_cloud_cover, max_retries, timeouts and scl_masks from the config
+    """sentinel2.source.max_cloud_cover, max_retries, timeouts and scl_masks from the config
     (issue 19 point 5): the cloud filter drops 24MUV (56.8 %) and keeps 24MVV (34.8 %),
     max_retries: 0 makes one 503 fatal after a single request."""
     rp = replay(httpserver, rec)
@@ -244,7 +244,7 @@ def test_config_reaches_the_provider(rec, httpserver) -> None:
         {"cloud": 70, "snow": 9},
     )
     url = f"{rp.base}/v1"
-    cfg = Sentinel2Config(
+    cfg = StacSource(
         api_url=url,
         max_cloud_cover=40,
         max_retries=0,
@@ -253,7 +253,7 @@ def test_config_reaches_the_provider(rec, httpserver) -> None:
         retry_backoff_s=0,
         scl_masks=True,
     )
-    prov = make_provider(cfg, Path, Path("unused"))
+    prov = build_provider(cfg, Path("unused"))
     assert (prov.retries, prov.timeouts, prov.scl_masks) == (0, (3, 4), True)
     assert prov.gdal_env["GDAL_HTTP_MAX_RETRY"] == "0" and prov.gdal_env["GDAL_HTTP_TIMEOUT"] == "7"
     s = prov.fetch([grid_at(OVERLAP)], *RANGE)[0]
@@ -266,10 +266,10 @@ def test_config_reaches_the_provider(rec, httpserver) -> None:
     rp.page_fail[1] = [(503, {})]
     n = len(rp.searches())
     with pytest.raises(InputError, match="503"):
-        make_provider(cfg, Path, Path("unused")).fetch([grid_at(OVERLAP)], *RANGE)
+        build_provider(cfg, Path("unused")).fetch([grid_at(OVERLAP)], *RANGE)
     assert len(rp.searches()) == n + 1
     two = cfg.model_copy(update={"collection": "sentinel-2-c1-l2a, sentinel-2-l2a"})
-    assert make_provider(two, Path, Path("unused")).collections == [
+    assert build_provider(two, Path("unused")).collections == [
         "sentinel-2-c1-l2a",
         "sentinel-2-l2a",
     ]

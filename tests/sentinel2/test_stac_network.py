@@ -20,9 +20,9 @@ import pytest
 import urllib3.util.retry
 from pytest_httpserver import HTTPServer
 
-from flair_pipeline.config import Sentinel2Config
+from flair_pipeline.config import StacSource
 from flair_pipeline.errors import InputError
-from flair_pipeline.sentinel2.factory import make_provider
+from flair_pipeline.sentinel2.factory import build_provider
 from flair_pipeline.sentinel2.stac import StacProvider
 from tests.sentinel2.stac_replay import FIXTURES, Replay, Stalled, recorded
 from tests.sentinel2.test_stac_catalogues import PC_EPSG, PC_HOSTS, PC_ITEM, PC_XY
@@ -168,7 +168,7 @@ def test_remote_static_catalog_same_contract(rec, httpserver, tmp_path, sleeps) 
 @pytest.mark.parametrize("retries", [0, 2])
 def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries, caplog) -> None:
     """A COG server that answers HEAD and never answers the range GET: GDAL gives up after
-    sentinel2.max_retries retries of that GET, each bounded by GDAL_HTTP_TIMEOUT (from
+    sentinel2.source.max_retries retries of that GET, each bounded by GDAL_HTTP_TIMEOUT (from
     connect + read timeouts); the zone's error names the href, curl's reason and the tries
     (GDAL's own last words would be "not recognized as being in a supported file format")."""
     item = json.loads((FIXTURES / "planetary_computer/items" / f"{PC_ITEM}.json").read_text())
@@ -186,7 +186,7 @@ def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries, capl
         cat.add_child(col)
         col.add_item(pystac.Item.from_dict(d))
         cat.normalize_and_save(str(tmp_path / "cat"), pystac.CatalogType.SELF_CONTAINED)
-        cfg = Sentinel2Config(
+        cfg = StacSource(
             catalog=str(tmp_path / "cat" / "catalog.json"),
             collection="sentinel-2-l2a",
             scl_masks=True,
@@ -195,7 +195,7 @@ def test_stalled_cog_range_read_is_bounded_by_the_config(tmp_path, retries, capl
             connect_timeout_s=0.4,
             read_timeout_s=0.4,
         )
-        prov = make_provider(cfg, Path, Path("unused"))
+        prov = build_provider(cfg, Path("unused"))
         assert prov.gdal_env["GDAL_HTTP_TIMEOUT"] == "1"  # round(0.4 + 0.4)
         assert prov.gdal_env["GDAL_HTTP_MAX_RETRY"] == str(retries)
         (res,) = prov.fetch_each(

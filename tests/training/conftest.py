@@ -13,7 +13,7 @@ from flair_pipeline.dataset.build import build_domain_patches
 from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sentinel2.build import build_domain_series, merge_centroids
-from flair_pipeline.sentinel2.factory import make_provider
+from flair_pipeline.sentinel2.factory import build_provider
 from flair_pipeline.synthetic.world import WorldSummary
 
 
@@ -45,7 +45,7 @@ def build_dataset(params: Path) -> None:
     functions and without Dagster: each domain, its Sentinel-2 series, the split, the index."""
     cfg = load_config(params)
     raw, dataset = RawLayout(Path(cfg.paths.raw)), DatasetLayout(Path(cfg.paths.dataset))
-    provider = make_provider(cfg.sentinel2, Path, raw.sentinel2_catalog())
+    provider = build_provider(cfg.sentinel2.source, raw.sentinel2_catalog())
     for domain in sorted(p.name for p in (raw.root / "domains").iterdir()):
         build_domain_patches(DomainContext.open(domain, raw, dataset, cfg))
         build_domain_series(domain, raw, dataset, cfg, provider)
