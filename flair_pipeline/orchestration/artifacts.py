@@ -295,13 +295,9 @@ def to_dvc(template: str) -> str:
 
 #: Top-level dvc.yaml ``metrics``: files inside stage outputs (`dvc exp show`, `dvc metrics`):
 #: DVCLive's last-epoch values of each model.
-TRACKED_METRICS: tuple[str, ...] = tuple(
-    _of(L.DVCLIVE_METRICS, model=m.folder)[0] for m in TRAINED
-)
+TRACKED_METRICS: tuple[str, ...] = tuple(_of(L.DVCLIVE_METRICS, model=m.folder)[0] for m in TRAINED)
 
 #: Top-level dvc.yaml ``artifacts``: each model's best checkpoint as a DVC model artifact
 #: (`dvc artifacts get`, DVC Studio's model registry), declared here rather than copied by
 #: DVCLive's ``log_model``.
-MODEL_ARTIFACTS: dict[str, str] = {
-    m.folder: _of(L.BEST_CKPT, model=m.folder)[0] for m in TRAINED
-}
+MODEL_ARTIFACTS: dict[str, str] = {m.folder: _of(L.BEST_CKPT, model=m.folder)[0] for m in TRAINED}

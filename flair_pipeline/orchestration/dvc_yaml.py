@@ -196,7 +196,9 @@ def to_dict(stages: list[StagePlan]) -> dict[str, Any]:
     plots = plots_section(stages)
     if plots:
         out["plots"] = plots
-    models = {n: f for n, f in MODEL_ARTIFACTS.items() if any(f.startswith(o + "/") for o in written)}
+    models = {
+        n: f for n, f in MODEL_ARTIFACTS.items() if any(f.startswith(o + "/") for o in written)
+    }
     if models:
         out["artifacts"] = {
             n: {"path": to_dvc(f), "type": "model", "desc": f"{n}: best validation mIoU"}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,10 +37,10 @@ from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import ModelFiles
 
 
-class EpochDVCLiveLogger(DVCLiveLogger):  # type: ignore[misc]  # dvclive is untyped
+class EpochDVCLiveLogger(DVCLiveLogger):
     """DVCLive's Lightning logger with the epoch as its step (DVCLive's own turns 0 into 1)."""
 
-    @rank_zero_only  # type: ignore[misc]
+    @rank_zero_only
     def log_metrics(
         self,
         metrics: Mapping[str, Any],
@@ -67,7 +66,7 @@ class EpochDVCLiveLogger(DVCLiveLogger):  # type: ignore[misc]  # dvclive is unt
 class EpochMLFlowLogger(MLFlowLogger):
     """Lightning's MLflow logger with the epoch as the metric step."""
 
-    @rank_zero_only  # type: ignore[misc]
+    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log `metrics` at step = their epoch.
 

@@ -78,13 +78,17 @@ def test_dvc_exp_show_and_plots_show_read_dvclive(tiny_dataset, tmp_path: Path) 
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
-    shutil.copytree(REPO / "flair_pipeline" / "orchestration" / "plot_templates",
-                    repo / "flair_pipeline" / "orchestration" / "plot_templates")
+    templates = Path("flair_pipeline/orchestration/plot_templates")
+    shutil.copytree(REPO / templates, repo / templates)
     project = yaml.safe_load((REPO / "params.yaml").read_text())
     project["paths"] = {"raw": "r", "dataset": "d", "models": "models", "eval": "e"}
     (repo / "params.yaml").write_text(yaml.safe_dump(project))
     git(repo, "init", "-q")
+    git(repo, "config", "user.email", "test@example.org")
+    git(repo, "config", "user.name", "test")
     dvc(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pipeline")  # `dvc exp show` lists nothing before one
     cfg = config(params, "train.epochs=2")
     train_model(dataset, repo / "models" / "unet", cfg, "unet", progress=False)
     expected = _expected(ModelFiles(repo / "models" / "unet"))
@@ -95,10 +99,11 @@ def test_dvc_exp_show_and_plots_show_read_dvclive(tiny_dataset, tmp_path: Path) 
     assert metrics["val_miou"] == pytest.approx(expected["val_miou"][1], rel=1e-6)
     plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)["data"]
     curves = plots["training curves unet"][0]["content"]
-    drawn = {
-        (row["field"], int(row["step"])): float(row[row["field"]])
-        for row in curves["data"]["values"]
-    }
+    drawn = {}
+    for row in curves["data"]["values"]:  # one series per DVCLive TSV
+        key = row["filename::field"].split("::")[1]
+        drawn[key, int(row["step"])] = float(row[key])
+    assert curves["encoding"]["x"] == {"field": "step", "type": "quantitative", "title": "epoch"}
     assert drawn == pytest.approx(
         {(k, e): v for k in KEYS for e, v in expected[k].items()}, rel=1e-6
     )

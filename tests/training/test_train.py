@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
 from flair_pipeline.errors import InputError
-from flair_pipeline.training.checkpoint import load_inference, read_hparams
 from flair_pipeline.layout import ModelFiles
+from flair_pipeline.training.checkpoint import load_inference, read_hparams
 from flair_pipeline.training.module import NonFiniteLossError
 from flair_pipeline.training.tracking import epoch_series
 from flair_pipeline.training.train import train_model
