@@ -269,6 +269,18 @@ class Sentinel2Config(_Section, S2Preprocessing):
         return self
 
 
+class MlflowConfig(_Section):
+    """Where the optional MLflow logger writes (``train.loggers`` holding ``mlflow``)."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="any MLflow tracking URI (http://host:5000, sqlite:///…); "
+        "None: sqlite:///<paths.models>/mlflow.db",
+    )
+    experiment: str = Field("flair_pipeline", min_length=1)
+    run_name: str | None = Field(None, description="None: the model folder (unet, utt)")
+
+
 class TrainConfig(_Section):
     """Training of the baselines (U-Net ResNet34, U-T&T).
 
@@ -304,6 +316,12 @@ class TrainConfig(_Section):
     packed: bool = Field(
         True, description="read <dataset>/packed (packed_training_input) when present and current"
     )
+    loggers: tuple[Literal["dvclive", "mlflow"], ...] = Field(
+        ("dvclive",),
+        description="experiment trackers beside the CSV/TensorBoard logs; the dvc.yaml "
+        "train stages need dvclive (their outputs, metrics and plots)",
+    )
+    mlflow: MlflowConfig = MlflowConfig()
 
 
 class EvalConfig(_Section):

@@ -210,7 +210,12 @@ TRAIN_LOGS = _dir("models", "{model}/logs")
 #: The one file of the CSV logger the pipeline reads (the per-epoch metrics).
 TRAIN_LOG_METRICS = _t("models", "{model}/logs/metrics.csv")
 TENSORBOARD = _dir("models", "{model}/tb")
-CURVES_CSV = _t("models", "{model}/curves.csv")
+#: DVCLive's folder (training/tracking.py): params.yaml, metrics.json (the last epoch's
+#: values, `dvc exp show`) and one TSV per metric, one row per epoch (`dvc plots`).
+DVCLIVE = _dir("models", "{model}/dvclive")
+DVCLIVE_METRICS = _t("models", "{model}/dvclive/metrics.json")
+DVCLIVE_PARAMS = _t("models", "{model}/dvclive/params.yaml")
+DVCLIVE_PLOT = _t("models", "{model}/dvclive/plots/metrics/{metric}.tsv")
 CURVES_PNG = _t("models", "{model}/curves.png")
 TRAIN_REPORT = _t("models", "{model}/report.json")
 
@@ -660,9 +665,20 @@ class ModelFiles:
         return _in_folder(TENSORBOARD, self.folder)
 
     @property
-    def curves_csv(self) -> Path:
-        """One row per epoch (``dvc plots``)."""
-        return _in_folder(CURVES_CSV, self.folder)
+    def dvclive(self) -> Path:
+        """DVCLive's folder: params, last-epoch metrics, one TSV per metric."""
+        return _in_folder(DVCLIVE, self.folder)
+
+    def dvclive_plot(self, metric: str) -> Path:
+        """DVCLive's TSV of one metric (columns ``timestamp``, ``step`` = epoch, `metric`).
+
+        Args:
+            metric: The metric's name as logged (``train/loss``, ``val/miou``…).
+
+        Returns:
+            ``<model>/dvclive/plots/metrics/<metric>.tsv``.
+        """
+        return _in_folder(DVCLIVE_PLOT, self.folder, metric=metric)
 
     @property
     def curves_png(self) -> Path:

@@ -207,9 +207,18 @@ def _model(folder: str) -> Stage:
         ),
         outputs=tuple(
             t.fill(model=folder)
-            for t in (L.CHECKPOINTS, L.TRAIN_LOGS, L.TENSORBOARD, L.CURVES_PNG, L.TRAIN_REPORT)
+            for t in (
+                L.CHECKPOINTS,
+                L.TRAIN_LOGS,
+                L.TENSORBOARD,
+                L.CURVES_PNG,
+                L.TRAIN_REPORT,
+                # DVCLive's folder whole (training/tracking.py); its metrics.json and TSVs
+                # are read by dvc.yaml's top-level `metrics` and `plots` (DVC refuses an
+                # output inside another, so they are not stage metrics or plots)
+                L.DVCLIVE,
+            )
         ),
-        plots=(L.CURVES_CSV.fill(model=folder),),
         params=(*_TRAIN_PARAMS, *(_S2_TRAIN_PARAMS if s2 else ())),
         # the series themselves: its inputs only name the centroid index
         reads=(L.SENTINEL.all_domains(),) if s2 else (),

@@ -36,9 +36,9 @@ def test_model_and_eval_files(tmp_path: Path) -> None:
     assert m.folder == tmp_path / "utt"
     assert m.best == tmp_path / "utt" / "checkpoints" / "best.ckpt"
     assert m.last == tmp_path / "utt" / "checkpoints" / "last.ckpt"
-    assert (m.report, m.curves_csv) == (
+    assert (m.report, m.dvclive_plot("val_miou")) == (
         tmp_path / "utt" / "report.json",
-        tmp_path / "utt" / "curves.csv",
+        tmp_path / "utt" / "dvclive" / "plots" / "metrics" / "val_miou.tsv",
     )
     e = L.EvalFiles(tmp_path / "x")
     assert e.pred("D1", "7") == tmp_path / "x" / "predictions" / "D1" / "PRED_7.tif"
@@ -52,7 +52,7 @@ def test_matching_a_file_against_templates() -> None:
     assert not L.IMG.matches("dataset", "aerial/D1/Z1/img/MSK_3.tif")
     assert not L.IMG.matches("eval", "aerial/D1/Z1/img/IMG_3.tif")  # another root
     assert L.TRAIN_LOGS.matches("models", "unet/logs/metrics.csv")  # a folder owns its tree
-    assert not L.CURVES_CSV.matches("models", "unet/curves.csv/x")  # a file does not
+    assert not L.CURVES_PNG.matches("models", "unet/curves.png/x")  # a file does not
     assert L.AERIAL.all_domains() == L.PathTemplate("dataset", "aerial", folder=True)
 
 

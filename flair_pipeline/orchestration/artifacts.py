@@ -155,6 +155,10 @@ class Plot:
     template: str
     x: str | None = None
     y: tuple[str, ...] = ()
+    #: (file, column) pairs drawn together (DVCLive: one TSV per metric); `file` is then
+    #: the folder holding them (a stage output)
+    series: tuple[tuple[str, str], ...] = ()
+    x_label: str | None = None
 
 
 #: FLAIR's confusion matrix as shares of each true class, from the wide pixel-count CSV
@@ -167,10 +171,14 @@ PLOTS: tuple[Plot, ...] = tuple(
     for p in (
         Plot(
             f"training curves {name}",
-            _of(L.CURVES_CSV, model=name)[0],
+            _of(L.DVCLIVE, model=name)[0],
             "linear",
-            "epoch",
-            ("train_loss", "val_loss", "val_miou"),
+            "step",  # DVCLive's step column: the epoch (training/tracking.py)
+            series=tuple(
+                (L.DVCLIVE_PLOT.fill(model=name, metric=m).template, m)
+                for m in ("train_loss", "val_loss", "val_miou")
+            ),
+            x_label="epoch",
         ),
         Plot(f"confusion {name}", _of(L.CONFUSION_CSV, model=name)[0], CONFUSION_TEMPLATE),
         Plot(
@@ -203,3 +211,13 @@ def to_dvc(template: str) -> str:
     for root in ROOTS:
         out = out.replace(f"{{{root}}}", f"${{paths.{root}}}")
     return out
+
+
+#: Top-level dvc.yaml ``metrics``: files inside stage outputs (`dvc exp show`, `dvc metrics`):
+#: DVCLive's last-epoch values of each model.
+TRACKED_METRICS: tuple[str, ...] = tuple(_of(L.DVCLIVE_METRICS, model=m.folder)[0] for m in TRAINED)
+
+#: Top-level dvc.yaml ``artifacts``: each model's best checkpoint as a DVC model artifact
+#: (`dvc artifacts get`, DVC Studio's model registry), declared here rather than copied by
+#: DVCLive's ``log_model``.
+MODEL_ARTIFACTS: dict[str, str] = {m.folder: _of(L.BEST_CKPT, model=m.folder)[0] for m in TRAINED}

@@ -11,7 +11,10 @@ dependencies are the import closure of the modules defining each stage's assets
 stages are ``foreach`` over ``build.domains`` in params.yaml, so adding a domain is a
 params change, not a dvc.yaml change, and the generated file does not depend on the config.
 Plot files are cached outputs of their stages; the top-level ``plots`` section says how
-`dvc plots show/diff` draws them (templates, axes), from :data:`artifacts.PLOTS`.
+`dvc plots show/diff` draws them (templates, axes), from :data:`artifacts.PLOTS`. DVCLive's
+files live inside a train stage's output folder, so they are declared by the top-level
+``metrics`` (:data:`artifacts.TRACKED_METRICS`) and ``plots``; the best checkpoints are
+the top-level ``artifacts`` (:data:`artifacts.MODEL_ARTIFACTS`, type ``model``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import yaml
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.orchestration.artifacts import (
     COMMAND_STAGES,
+    MODEL_ARTIFACTS,
     PLOTS,
+    TRACKED_METRICS,
     CommandStage,
     all_domains,
     artifacts,
@@ -169,7 +174,12 @@ def plots_section(stages: list[StagePlan]) -> list[dict[str, Any]]:
         props: dict[str, Any] = {"template": p.template}
         if p.x:
             props["x"] = p.x
-        if p.y:
+        if p.x_label:
+            props["x_label"] = p.x_label
+        if p.series:
+            props["y"] = {to_dvc(f): col for f, col in p.series}
+            out.append({p.title: props})
+        elif p.y:
             props["y"] = {to_dvc(p.file): list(p.y) if len(p.y) > 1 else p.y[0]}
             out.append({p.title: props})
         else:
@@ -193,8 +203,23 @@ def to_dict(stages: list[StagePlan]) -> dict[str, Any]:
             # is git-ignored) and `dvc metrics diff`/`exp show` read old revisions' copies
             body["metrics"] = [to_dvc(m) for m in st.metrics]
         doc[st.name] = {"foreach": FOREACH, "do": body} if st.per_domain else body
+    out: dict[str, Any] = {"stages": doc}
+    written = [o for st in stages for o in st.outs]
+    inside = [f for f in TRACKED_METRICS if any(f.startswith(o + "/") for o in written)]
+    if inside:
+        out["metrics"] = [to_dvc(f) for f in inside]
     plots = plots_section(stages)
-    return {"stages": doc, "plots": plots} if plots else {"stages": doc}
+    if plots:
+        out["plots"] = plots
+    models = {
+        n: f for n, f in MODEL_ARTIFACTS.items() if any(f.startswith(o + "/") for o in written)
+    }
+    if models:
+        out["artifacts"] = {
+            n: {"path": to_dvc(f), "type": "model", "desc": f"{n}: best validation mIoU"}
+            for n, f in models.items()
+        }
+    return out
 
 
 def generate(defs: dg.Definitions | None = None, stages: Sequence[Stage] = STAGES) -> str:

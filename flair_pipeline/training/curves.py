@@ -1,7 +1,9 @@
-"""Training curves: one row per epoch (CSV, for `dvc plots`) and a PNG for the UI.
+"""Training curves as a PNG for the Dagster UI (the asset's metadata).
 
 Lightning's CSVLogger writes one row per logging call with sparse columns; this folds
-them into one row per epoch so the curves are readable by people and by DVC alike.
+them into one row per epoch. DVC's view of the same curves (`dvc plots show`, `dvc exp
+show`) is DVCLive's (training/tracking.py): this module only draws what DVCLive does not,
+a figure for the UI.
 """
 
 from __future__ import annotations
@@ -48,31 +50,24 @@ def epoch_rows(metrics_csv: Path) -> list[dict[str, float]]:
 
 def write_curves(
     metrics_csv: Path, out_dir: Path, title: str, prior: list[dict[str, float]] | None = None
-) -> tuple[Path, Path]:
-    """Write ``curves.csv`` and ``curves.png`` into `out_dir`; return their paths.
-
-    `prior` holds the epochs of an earlier run this one resumed (Lightning's CSV logger
-    starts a fresh file on resume); epochs logged again by this run replace them.
+) -> Path:
+    """Draw ``curves.png`` into `out_dir` from the CSV logger's rows; return its path.
 
     Args:
-        metrics_csv: Lightning's ``metrics.csv`` of this run.
-        out_dir: The model folder.
-        title: Figure title.
-        prior: Epoch rows of the run this one resumed, or None.
+        metrics_csv: Lightning's CSV logger file (``logs/metrics.csv``).
+        out_dir: The model's folder.
+        title: The figure's title (the model).
+        prior: The epochs of an earlier run this one resumed; epochs logged again by
+            this run replace them.
 
     Returns:
-        (PNG path, CSV path): losses and validation mIoU per epoch.
+        The PNG's path.
     """
     merged = {int(r["epoch"]): r for r in prior or []}
     merged.update({int(r["epoch"]): r for r in epoch_rows(metrics_csv)})
     rows = [merged[e] for e in sorted(merged)]
     files = ModelFiles(out_dir)
-    csv_path, png_path = files.curves_csv, files.curves_png
-    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow([int(r["epoch"]), *(_fmt(r.get(k)) for k in COLUMNS[1:])])
+    png_path = files.curves_png
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
     epochs = [r["epoch"] for r in rows]
     for key in ("train_loss", "val_loss"):
@@ -88,8 +83,4 @@ def write_curves(
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
-    return png_path, csv_path
-
-
-def _fmt(v: float | None) -> str:
-    return "" if v is None else f"{v:.6f}"
+    return png_path

@@ -4,7 +4,9 @@ The single entry point for the CLI (`flair-pipeline train`) and the Dagster asse
 (`model_unet`, `model_utt`): it reads the records, computes statistics on the train
 split, builds the loaders and the Lightning trainer from config, trains, and leaves in
 `out_dir` the checkpoints (best validation mIoU and last), the logs (CSV and
-TensorBoard), the training curves (CSV + PNG) and a report.
+TensorBoard), DVCLive's folder (params, per-epoch metrics and plots for `dvc exp show` /
+`dvc plots`; MLflow too when ``train.loggers`` asks, :mod:`flair_pipeline.training.tracking`),
+the training curves as a PNG for the UI, and a report.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from flair_pipeline.layout import SEN2_PARTS, ModelFiles, sen2_file
 from flair_pipeline.model_registry import architecture, get_model
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.checkpoint import SAFE_GLOBALS, check_model
-from flair_pipeline.training.curves import epoch_rows, write_curves
+from flair_pipeline.training.curves import write_curves
 from flair_pipeline.training.model_card import card_for_training
 from flair_pipeline.training.module import FlairModule
 from flair_pipeline.training.packing import open_packed
@@ -46,6 +48,7 @@ from flair_pipeline.training.resume import (
 )
 from flair_pipeline.training.samples import EpochSampler, PackedDataset, PatchDataset, collate
 from flair_pipeline.training.stats import compute_stats
+from flair_pipeline.training.tracking import build_loggers
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class TrainReport(StageReport):
     best_checkpoint: str
     last_checkpoint: str
     curves_png: str
-    curves_csv: str
+    dvclive: str
     device: str
 
     def as_metadata(self) -> dict[str, JSON]:
@@ -224,6 +227,10 @@ def train_model(
     )
     samplers = [dl.sampler for dl in loaders if isinstance(dl.sampler, EpochSampler)]
     streams = ResumeState(csv_logger, samplers)
+    # the epochs before the kill: the curves the checkpoint carries
+    prior = saved_curves(resume_from) if resume_from else []
+    next_epoch = int(max((r["epoch"] for r in prior), default=-1)) + 1
+    trackers = build_loggers(t, files, model_name, next_epoch=next_epoch if resume_from else None)
     trainer = L.Trainer(
         accelerator="auto",
         devices=t.devices if cuda else 1,
@@ -240,6 +247,7 @@ def train_model(
         logger=[
             csv_logger,
             TensorBoardLogger(out, name=files.tensorboard.name, version=""),
+            *trackers,
         ],
         log_every_n_steps=1,
         num_sanity_val_steps=0,
@@ -248,8 +256,6 @@ def train_model(
         deterministic=not cuda,
     )
     metrics_csv = files.log_metrics  # Lightning's CSVLogger names it
-    # the epochs before the kill: for a checkpoint without log rows, the curves it carries
-    prior = (saved_curves(resume_from) or epoch_rows(files.curves_csv)) if resume_from else []
     csv_logger.start()
     t0 = time.perf_counter()
     train_loader, val_loader = loaders
@@ -257,7 +263,7 @@ def train_model(
     with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     wall = time.perf_counter() - t0
-    png, curves_csv = write_curves(metrics_csv, out, title=model_name, prior=prior)
+    png = write_curves(metrics_csv, out, title=model_name, prior=prior)
     score = best.best_model_score
     report = TrainReport(
         model=model_name,
@@ -271,7 +277,7 @@ def train_model(
         best_checkpoint=str(files.best),
         last_checkpoint=str(last),
         curves_png=str(png),
-        curves_csv=str(curves_csv),
+        dvclive=str(files.dvclive),
         device="cuda" if cuda else "cpu",
     )
     report.write(files.report)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from flair_pipeline.layout import ModelFiles
+from flair_pipeline.training.tracking import epoch_series
 from flair_pipeline.training.train import train_model
 from tests.training.conftest import config
 
@@ -89,7 +91,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(tiny_dataset, tmp_
     # on disk after the kill: the end-of-epoch-0 checkpoint, no curves written yet
     saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["epoch"] == 0
-    assert not (killed / "curves.csv").exists()
+    assert not (killed / "curves.png").exists()
 
     resumed = train_model(dataset, killed, cfg, "unet", resume=True, progress=False)
     assert (resumed.epochs, resumed.steps) == (whole.epochs, whole.steps) == (2, 6)
@@ -104,6 +106,9 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(tiny_dataset, tmp_
     assert full == again
     assert full["last_epoch"] == 2  # stepped once per epoch
 
-    rows_whole, rows_resumed = _rows(Path(whole.curves_csv)), _rows(Path(resumed.curves_csv))
-    assert [r["epoch"] for r in rows_resumed] == ["0", "1"]  # epoch 0 kept through the kill
-    assert rows_resumed == rows_whole
+    # DVCLive's per-epoch rows: epoch 0 kept through the kill, each epoch once
+    for key in ("train_loss", "val_loss", "val_miou"):
+        rows_whole = epoch_series(ModelFiles(tmp_path / "whole"), key)
+        rows_resumed = epoch_series(ModelFiles(killed), key)
+        assert list(rows_resumed) == [0, 1], key
+        assert rows_resumed == rows_whole, key

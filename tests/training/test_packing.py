@@ -12,6 +12,7 @@ import pytest
 import rasterio
 import torch
 
+from flair_pipeline.layout import ModelFiles
 from flair_pipeline.nomenclature import merge_to_13
 from flair_pipeline.training.curves import epoch_rows
 from flair_pipeline.training.packing import open_packed, pack_source, packed_root
@@ -105,7 +106,10 @@ def test_training_from_the_pack_gives_the_geotiff_losses(packed_copy, tmp_path: 
         "unet-meta",
         progress=False,
     )
-    a, b = epoch_rows(Path(packed.curves_csv)), epoch_rows(Path(tiffs.curves_csv))
+    a, b = (
+        epoch_rows(ModelFiles(Path(r.best_checkpoint).parents[1]).log_metrics)
+        for r in (packed, tiffs)
+    )
     keys = ("train_loss", "val_loss", "val_miou")
     assert len(a) == 1 and [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
 

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 
 from flair_pipeline.cli import cli
 from flair_pipeline.errors import InputError
+from flair_pipeline.layout import ModelFiles
 from flair_pipeline.training.checkpoint import load_inference, read_card, read_hparams
-from flair_pipeline.training.curves import epoch_rows
 from flair_pipeline.training.module import NonFiniteLossError
+from flair_pipeline.training.tracking import epoch_series
 from flair_pipeline.training.train import train_model
 from tests.training.conftest import config
 
@@ -27,9 +28,9 @@ def test_model_trains_and_loss_goes_down(tiny_dataset, tmp_path: Path, model, ex
     dataset, params = tiny_dataset
     cfg = config(params, "train.epochs=4", *extra)
     report = train_model(dataset, tmp_path / model, cfg, model, progress=False)
-    curves = epoch_rows(Path(report.curves_csv))
-    losses = [float(r["train_loss"]) for r in curves]
-    assert len(losses) == 4
+    series = epoch_series(ModelFiles(tmp_path / model), "train_loss")  # DVCLive's TSV
+    assert list(series) == [0, 1, 2, 3]
+    losses = list(series.values())
     assert losses[-1] < losses[0], losses
     assert 0.0 <= report.best_val_miou <= 1.0
     assert Path(report.best_checkpoint).is_file() and Path(report.last_checkpoint).is_file()
@@ -59,8 +60,8 @@ def test_resume_continues_from_the_saved_step(tiny_dataset, tmp_path: Path) -> N
         dataset, out, config(params, "train.epochs=2"), "unet", resume=True, progress=False
     )
     assert again.steps == 6 and again.epochs == 2
-    rows = epoch_rows(Path(again.curves_csv))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]  # epoch 0 logged by the first run
+    # DVCLive's rows: epoch 0 logged by the first run, kept; epoch 1 by the resumed one
+    assert list(epoch_series(ModelFiles(out), "val_miou")) == [0, 1]
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tiny_dataset, tmp_path: Path) -> None:
