@@ -26,7 +26,14 @@ from flair_pipeline.project import Project
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--config`` and ``--set`` to a command and pass the loaded config as `cfg`."""
+    """Add ``--config`` and ``--set`` to a command and pass the loaded config as `cfg`.
+
+    Args:
+        func: The command function; it gets ``config_path`` and ``overrides``.
+
+    Returns:
+        `func` decorated with the two click options.
+    """
     func = click.option(
         "--set",
         "overrides",
@@ -45,7 +52,12 @@ def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _project(config_path: Path | None, overrides: tuple[str, ...]) -> Project:
-    """The command's one project: its config, roots resolved against the config's folder."""
+    """The command's one project: its config, roots resolved against the config's folder.
+
+    Returns:
+        The :class:`Project` of `config_path` (``./params.yaml`` if present, when None)
+        with the ``--set`` overrides applied.
+    """
     return Project.load(config_path, overrides)
 
 
@@ -67,13 +79,21 @@ def cli(quiet: bool) -> None:
 
 
 def _quiet() -> bool:
-    """Whether the global --quiet was given."""
+    """Whether the global --quiet was given.
+
+    Returns:
+        True if the root command's ``quiet`` flag is set; False outside a click context.
+    """
     ctx = click.get_current_context(silent=True)
     return bool(ctx is not None and ctx.find_root().params.get("quiet"))
 
 
 def _progress(command: str) -> Progress:
-    """The progress of a long command: a bar on a terminal, lines in a log, none if --quiet."""
+    """The progress of a long command: a bar on a terminal, lines in a log, none if --quiet.
+
+    Returns:
+        The :class:`Progress` for `command`'s stderr reports.
+    """
     return Progress.for_terminal(command, quiet=_quiet())
 
 
@@ -185,7 +205,11 @@ def dvc_record_cmd() -> None:
     Record in DVC what the Dagster UI, the sensor or `materialize` built, so that
     `dvc status` is clean and `dvc push` ships it (dvc commit of the changed stages whose
     outputs exist and are newer than their changed inputs).
-    """
+    \f
+
+    Raises:
+        FlairPipelineError: Some stages were not recorded (listed above the error).
+    """  # noqa: D301 (\f: click cuts --help there)
     from flair_pipeline.dvc_record import format_report, record
 
     report = record(Path.cwd())
@@ -349,7 +373,13 @@ def build_domain_cmd(
     (flair_pipeline/sentinel2/build.py). Relative roots are taken from the config file's
     folder, as the assets take them. The split and the centroid index merge every domain:
     `materialize --select 'key:split_assignment or key:sentinel2_index'` builds them.
-    """
+    \f
+
+    Raises:
+        ConfigError: A root is a URL and no local ``--raw``/``--dataset`` replaces it.
+        StageCheckError: A step's check failed (from the build), or with ``--sentinel2``
+            the ``series_valid`` check of the series failed.
+    """  # noqa: D301 (\f: click cuts --help there)
     from flair_pipeline.dataset.build import DomainContext, build_domain_patches
     from flair_pipeline.errors import StageCheckError
     from flair_pipeline.layout import DatasetLayout, RawLayout
@@ -392,7 +422,18 @@ def build_domain_cmd(
 
 
 def _local_root(value: str, key: str) -> Path:
-    """A config root (absolute: :class:`Project` resolved it) as a local path."""
+    """A config root (absolute: :class:`Project` resolved it) as a local path.
+
+    Args:
+        value: The root's configured value.
+        key: Its config key, for the message (``paths.raw``).
+
+    Returns:
+        `value` as a path.
+
+    Raises:
+        ConfigError: `value` is a URL: build-domain writes local roots only.
+    """
     from flair_pipeline.errors import ConfigError
     from flair_pipeline.storage import is_url
 
@@ -435,7 +476,14 @@ def _local_root(value: str, key: str) -> Path:
 def rasterize_labels_cmd(
     labels_path: Path, like_path: Path, out_path: Path, layer: str | None
 ) -> None:
-    """Rasterize a label layer onto the grid of an existing image (pixel-centre rule)."""
+    """Rasterize a label layer onto the grid of an existing image (pixel-centre rule).
+
+    \f
+
+    Raises:
+        FlairPipelineError: The output cannot be written; or (an InputError from the
+            reader) the labels or the image are unusable, named in one line.
+    """  # noqa: D301 (\f: click cuts --help there)
     from flair_pipeline.dataset.rasterize import rasterize_like
 
     try:
@@ -805,7 +853,14 @@ def evaluate_cmd(
     confusion_png: Path | None,
     per_domain_csv: Path | None,
 ) -> None:
-    """Score predicted maps against labels with FLAIR's metric (summed confusion matrix)."""
+    """Score predicted maps against labels with FLAIR's metric (summed confusion matrix).
+
+    \f
+
+    Raises:
+        FlairPipelineError: An output file cannot be written; or (an InputError from the
+            scorer) a labelled patch has no prediction, or a file is unreadable.
+    """  # noqa: D301 (\f: click cuts --help there)
     from flair_pipeline.evaluation import plots
     from flair_pipeline.evaluation import scoring as ev
 
@@ -915,7 +970,13 @@ def predict_cmd(
     U-T&T windows get their Sentinel-2 series from the configured provider (sentinel2.* in
     params.yaml), fetched once for the whole image; unet-meta gets each window's location
     and the acquisition facts given here.
-    """
+    \f
+
+    Raises:
+        FlairPipelineError: The map or probabilities cannot be written; a U-T&T checkpoint
+            without ``--year``; or (from the readers) an unusable checkpoint, image or
+            DSM/DTM, each named in one line.
+    """  # noqa: D301 (\f: click cuts --help there)
     from flair_pipeline.evaluation import extra_inputs as ex
     from flair_pipeline.evaluation.predict_config import PredictConfig
     from flair_pipeline.training.checkpoint import load_inference
@@ -966,7 +1027,15 @@ def predict_cmd(
 def _s2_windows(
     inf: Any, image: Path, year: int | None, config_path: Path | None, overrides: tuple[str, ...]
 ) -> Any:
-    """The S2 windows source of a U-T&T prediction, from the configured provider."""
+    """The S2 windows source of a U-T&T prediction, from the configured provider.
+
+    Returns:
+        The Sentinel-2 windows source (:func:`s2_windows_from_config`) over `image` for
+        `year`.
+
+    Raises:
+        FlairPipelineError: `year` is not given.
+    """
     from flair_pipeline.evaluation import extra_inputs as ex
 
     if year is None:
@@ -986,7 +1055,13 @@ def _s2_windows(
 )
 @click.option("--check", is_flag=True, help="Fail if the file differs from a fresh generation.")
 def dvc_yaml_cmd(out_path: Path, check: bool) -> None:
-    """Generate dvc.yaml from the asset graph and flair_pipeline/orchestration/artifacts.py."""
+    """Generate dvc.yaml from the asset graph and flair_pipeline/orchestration/artifacts.py.
+
+    \f
+
+    Raises:
+        FlairPipelineError: With ``--check``, the file is missing or out of date.
+    """  # noqa: D301 (\f: click cuts --help there)
     from flair_pipeline.io import atomic_path
     from flair_pipeline.orchestration import dvc_yaml
 
@@ -1028,7 +1103,15 @@ def ui_cmd(host: str, port: int, expose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning project errors into one-line messages."""
+    """Entry point: run the CLI, turning project errors into one-line messages.
+
+    Args:
+        argv: The arguments; None: ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 on success, 1 after a project error, 130 when aborted, or a
+        usage error's own code.
+    """
     redaction.install()  # issue 15: no credential in any log line
     try:
         cli.main(args=argv, prog_name="flair-pipeline", standalone_mode=False)

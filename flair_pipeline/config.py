@@ -52,6 +52,12 @@ class S2Preprocessing(BaseModel):
         `section` is a model that has these fields among others (the ``sentinel2`` config
         section).
 
+        Args:
+            section: The config section to take the preprocessing fields from.
+
+        Returns:
+            A new :class:`S2Preprocessing` holding `section`'s values of its own fields.
+
         Raises:
             pydantic.ValidationError: `section` lacks a field or holds an invalid value.
         """
@@ -256,7 +262,12 @@ class Sentinel2Config(_Section, S2Preprocessing):
     @model_validator(mode="before")
     @classmethod
     def _stac_by_default(cls, data: Any) -> Any:
-        """A ``source`` that names no provider is STAC's (the default provider)."""
+        """A ``source`` that names no provider is STAC's (the default provider).
+
+        Returns:
+            `data` with ``source.provider`` set to ``"stac"`` when ``source`` is a mapping
+            without ``provider``; otherwise `data` unchanged.
+        """
         src = data.get("source") if isinstance(data, Mapping) else None
         if isinstance(src, Mapping) and "provider" not in src:
             return {**data, "source": {"provider": "stac", **src}}
@@ -346,7 +357,18 @@ class PipelineConfig(_Section):
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``key.sub=value`` into a key path and a YAML-parsed value."""
+    """Split ``key.sub=value`` into a key path and a YAML-parsed value.
+
+    Args:
+        text: One ``--set`` override.
+
+    Returns:
+        The key split on dots (e.g. ``["synth", "seed"]``) and the value parsed as YAML
+        (None for an empty value).
+
+    Raises:
+        ConfigError: `text` has no ``=`` or no key, or its value is not valid YAML.
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected KEY.SUB=VALUE, e.g. synth.seed=3")
@@ -358,7 +380,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of `data` with each ``key.sub=value`` override set."""
+    """Return a copy of `data` with each ``key.sub=value`` override set.
+
+    Args:
+        data: The raw config mapping (as read from params YAML); not changed.
+        overrides: ``key.sub=value`` strings, applied in order.
+
+    Returns:
+        A deep copy of `data` with each override's value set, missing sections created.
+
+    Raises:
+        ConfigError: An override is malformed (see :func:`parse_override`) or sets a key
+            below a plain value (e.g. ``a.b=1`` when ``a`` is 3).
+    """
     out: dict[str, Any] = _deep_copy(data)
     for text in overrides:
         path, value = parse_override(text)
@@ -474,7 +508,18 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> Pipe
 
 
 def read_params(path: str | Path) -> dict[str, Any]:
-    """Read a params YAML file into a dict (an empty file is an empty config)."""
+    """Read a params YAML file into a dict (an empty file is an empty config).
+
+    Args:
+        path: The params YAML file.
+
+    Returns:
+        The file's top-level mapping, not validated; ``{}`` for an empty file.
+
+    Raises:
+        ConfigError: The file is missing or unreadable, is not valid YAML, or its top level
+            is not a mapping.
+    """
     p = Path(path)
     try:
         text = p.read_text()
@@ -557,5 +602,12 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
 
 
 def dump_config(cfg: PipelineConfig) -> str:
-    """The config as YAML, in the shape params.yaml has."""
+    """The config as YAML, in the shape params.yaml has.
+
+    Args:
+        cfg: The configuration to write.
+
+    Returns:
+        The YAML text of every section, in declaration order (values as JSON-mode dumps).
+    """
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -28,7 +28,19 @@ def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print
 
     ``dvc repro`` in `repo` (DVC's output streams to the terminal), then the text to
     print: the comparison table and the demo maps. `log` also gets the time of each stage
-    that ran (:func:`repro_timed`). Raises DvcError when a stage fails.
+    that ran (:func:`repro_timed`).
+
+    Args:
+        repo: The DVC repository (dvc.yaml, params.yaml).
+        cfg: Its configuration (``paths.eval`` locates the comparison and maps summary).
+        log: Where the repro time and the per-stage time table go.
+
+    Returns:
+        A blank line, the comparison table (``comparison.md``) and, when written, the maps
+        summary (``maps/maps.md``), joined by newlines.
+
+    Raises:
+        DvcError: DVC is missing or ``dvc repro`` failed (from :func:`repro_timed`).
     """
     start = time.perf_counter()
     stages = repro_timed(repo)
@@ -128,6 +140,13 @@ def map_first_test_domain(cfg: PipelineConfig) -> str:
 
     The maps go into ``<paths.eval>/maps``; the text is the comparison table and where the
     maps went (with timings).
+
+    Args:
+        cfg: The pipeline's configuration, its roots absolute.
+
+    Returns:
+        A blank line, the comparison table, then one line a map: its path, area (km²), void
+        pixels and seconds taken. No map line for a model without a ``best`` checkpoint.
     """
     lines = ["", layout.comparison(Path(cfg.paths.eval)).read_text()]
     maps = layout.maps_dir(Path(cfg.paths.eval))
@@ -139,7 +158,11 @@ def map_first_test_domain(cfg: PipelineConfig) -> str:
 
 
 def _void(pixels: int) -> str:
-    """How much of a map is nodata because the ortho holds no data there (issue 29)."""
+    """How much of a map is nodata because the ortho holds no data there (issue 29).
+
+    Returns:
+        "<pixels> px of no ortho data: nodata 0".
+    """
     return f"{pixels} px of no ortho data: nodata 0"
 
 
@@ -151,6 +174,12 @@ def _map_first_test_domain(
     U-T&T maps too (its Sentinel-2 windows come from the configured provider for the
     domain's year), because its map is the one that tells crops from grassland. `cfg`
     comes from the CLI's :class:`~flair_pipeline.project.Project`: its roots are absolute.
+
+    Returns:
+        One tuple per trained model whose ``best`` checkpoint exists, in :data:`TRAINED`
+        order: the first test domain (sorted by name), the model's label, the GeoTIFF
+        written under `out_dir`, the mapped area in km², the count of void (nodata 0)
+        pixels and the wall seconds of the prediction.
     """
     from flair_pipeline.dataset.splits import read_splits
     from flair_pipeline.domains import DomainId

@@ -53,7 +53,11 @@ class ModelSpec:
         return "meta" in self.inputs
 
     def model_class(self) -> Any:
-        """The model's class (imports torch and the model's module)."""
+        """The model's class (imports torch and the model's module).
+
+        Returns:
+            The class named by :attr:`builder` (``"module:Class"``), not an instance.
+        """
         module, _, cls = self.builder.partition(":")
         return getattr(importlib.import_module(module), cls)
 
@@ -96,6 +100,12 @@ MODELS_BY_FOLDER: dict[str, ModelSpec] = {m.folder: m for m in TRAINED}
 
 def get_model(name: str) -> ModelSpec:
     """The model called `name`.
+
+    Args:
+        name: A model name (a key of :data:`MODELS`, e.g. ``"unet"``).
+
+    Returns:
+        Its :class:`ModelSpec`.
 
     Raises:
         ConfigError: No model has that name (the message lists the names).
@@ -163,6 +173,14 @@ def model_for_folder(folder: str, configured: str) -> ModelSpec:
 
     That is the configured one (``train.model``) when it trains into that folder, else
     the folder's default.
+
+    Args:
+        folder: A model folder (``"unet"``, ``"utt"``).
+        configured: The configured model name (``train.model``).
+
+    Returns:
+        The :class:`ModelSpec` of `configured` if its folder is `folder`, else the first
+        model of `folder` in :data:`MODELS`.
 
     Raises:
         ConfigError: `configured` or `folder` is unknown.

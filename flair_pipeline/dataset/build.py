@@ -63,7 +63,12 @@ class DomainBuildReport(StageReport):
         return tuple(w for step in self.steps().values() for w in step.warnings)
 
     def steps(self) -> dict[str, StageReport]:
-        """The step reports keyed by their Dagster asset name."""
+        """The step reports keyed by their Dagster asset name.
+
+        Returns:
+            The five reports, in build order, keyed ``domain_sources``, ``patch_grid``,
+            ``aerial_patches``, ``label_masks`` and ``dataset_metadata``.
+        """
         return {
             "domain_sources": self.sources,
             "patch_grid": self.grid,
@@ -73,7 +78,12 @@ class DomainBuildReport(StageReport):
         }
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Every step's figures by asset name; the metadata step's with its problems and path."""
+        """Every step's figures by asset name; the metadata step's with its problems and path.
+
+        Returns:
+            A JSON-serialisable dict: each asset name maps to that step's ``as_metadata()``;
+            ``dataset_metadata`` also carries ``problems`` (list of str) and ``path``.
+        """
         out: dict[str, JSON] = {
             n: s.as_metadata() for n, s in self.steps().items() if n != "dataset_metadata"
         }

@@ -56,7 +56,13 @@ class GridReport(StageReport):
         return () if self.patches else (f"{self.domain}: no patch kept",)
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Patch, zone and candidate counts, rejections by reason, strategy, lost tiles."""
+        """Patch, zone and candidate counts, rejections by reason, strategy, lost tiles.
+
+        Returns:
+            A JSON-serialisable dict: ``patches``, ``zones``, ``candidates`` (ints),
+            ``rejected`` (reason -> count), ``strategy``, ``unreadable_tiles``,
+            ``skipped_patches`` and ``decisions`` (lists of str) and ``path`` (the grid).
+        """
         return {
             "patches": self.patches,
             "zones": self.zones,
@@ -70,7 +76,11 @@ class GridReport(StageReport):
         }
 
     def check_metadata(self) -> dict[str, JSON]:
-        """``{"patches": n}``."""
+        """``{"patches": n}``.
+
+        Returns:
+            The count of patches kept, the figure the ``has_patches`` check shows.
+        """
         return {"patches": self.patches}
 
 
@@ -155,7 +165,12 @@ class PatchFilesReport(StageReport):
         return not self.problems and self.written > 0
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Written and skipped counts, the first 50 skipped patches (with why), decisions."""
+        """Written and skipped counts, the first 50 skipped patches (with why), decisions.
+
+        Returns:
+            A JSON-serialisable dict: ``written`` and ``skipped`` (ints),
+            ``skipped_patches`` ("<patch id>: <why>", at most 50) and ``decisions``.
+        """
         return {
             "written": self.written,
             "skipped": len(self.skipped),
@@ -180,7 +195,12 @@ class ImagesReport(PatchFilesReport):
     """IMG files of a domain; check img_format (5 bands, patch_size², uint8, EPSG:2154)."""
 
     def check_metadata(self) -> dict[str, JSON]:
-        """The first 20 problems and how many files were checked."""
+        """The first 20 problems and how many files were checked.
+
+        Returns:
+            ``problems`` (at most 20 "<file>: <what is wrong>" lines) and ``checked``
+            (the count of IMG files written and checked).
+        """
         return {"problems": list(self.problems[:20]), "checked": self.written}
 
 
@@ -251,7 +271,13 @@ class MasksReport(PatchFilesReport):
     unlabelled_tolerance: float = 0.0
 
     def as_metadata(self) -> dict[str, JSON]:
-        """The file counts, pixels per FLAIR code (1..19), unlabelled pixels and tolerance."""
+        """The file counts, pixels per FLAIR code (1..19), unlabelled pixels and tolerance.
+
+        Returns:
+            :meth:`PatchFilesReport.as_metadata`'s dict plus ``pixels_per_code`` (code as
+            str -> pixel count), ``unlabelled_pixels`` (code 0, int) and
+            ``unlabelled_tolerance`` (``sampling.max_nodata_fraction``, a fraction).
+        """
         return {
             **super().as_metadata(),
             "pixels_per_code": dict(self.pixels_per_code),

@@ -56,6 +56,10 @@ class MetadataReport(StageReport):
 
         Plain values: the Dagster adapter (``defs/adapter.py``) shows the class shares as a
         table and chart, and :attr:`previews` as a figure.
+
+        Returns:
+            A JSON-serialisable dict: ``patches`` and ``zones`` (ints), ``skipped`` (the first
+            50 "<patch id>: no IMG|MSK" lines) and ``class_shares`` (class name -> %).
         """
         return {
             "patches": self.patches,
@@ -70,13 +74,21 @@ def _ortho_decisions(inputs: DomainInputs, cfg: PipelineConfig) -> list[str]:
 
     One per product that is rescaled (its nodata through the rescale), resampled to
     ``sampling.resolution`` (the method), or whose alpha-declared band is mapped as data.
+
+    Returns:
+        The decision lines of the domain's ortho mosaic, in the reader's order (may be empty).
     """
     with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
         return list(mosaic.vrt.decisions)
 
 
 def _label_decisions(inputs: DomainInputs) -> list[str]:
-    """Decision lines on the labels: the layer read by default, a CRS reprojected on the fly."""
+    """Decision lines on the labels: the layer read by default, a CRS reprojected on the fly.
+
+    Returns:
+        Zero to two lines: the layer choice's decision (when one was taken), then one naming
+        the labels' CRS when it is not Lambert-93 and is reprojected to EPSG:2154.
+    """
     from flair_pipeline.geo.crs import is_lambert93
     from flair_pipeline.geo.label_layers import choose_label_layer
     from flair_pipeline.geo.label_mapping import label_crs
@@ -91,7 +103,12 @@ def _label_decisions(inputs: DomainInputs) -> list[str]:
 
 
 def _on_cell(src: Any, bounds: tuple[float, float, float, float], size: int) -> bool:
-    """Whether an open patch file lies on its grid cell: top-left corner and size."""
+    """Whether an open patch file lies on its grid cell: top-left corner and size.
+
+    Returns:
+        True if the file is `size` × `size` pixels and its top-left corner is within half a
+        pixel of the cell's (`bounds` = left, bottom, right, top in the file's CRS units).
+    """
     res = abs(src.transform.a)
     on_cell: bool = (
         src.shape == (size, size)

@@ -96,7 +96,15 @@ def check_not_empty(files: list[Path], inputs: DomainInputs) -> None:
 
 
 def _nodata_only(path: Path) -> str:
-    """What marks every pixel of band 1 of `path` invalid ('' if one pixel is valid)."""
+    """What marks every pixel of band 1 of `path` invalid ('' if one pixel is valid).
+
+    Returns:
+        '' when band 1 holds at least one valid (unmasked, finite) pixel; otherwise
+        "nodata = <value>" when the file declares a nodata value, else "masked or NaN".
+
+    Raises:
+        InputError: `path` cannot be opened or read as a raster.
+    """
     try:
         with rasterio.open(path) as src:
             windows = [w for _, w in src.block_windows(1)]
@@ -146,7 +154,12 @@ class SourcesReport(StageReport):
     warnings: tuple[str, ...] = ()
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Fingerprint, tile and polygon counts, input size (MB), camera and flight date."""
+        """Fingerprint, tile and polygon counts, input size (MB), camera and flight date.
+
+        Returns:
+            A JSON-serialisable dict of the report's fields; ``input_mb`` is the inputs'
+            total size in megabytes (10^6 bytes), rounded to 2 decimals.
+        """
         return {
             "fingerprint": self.fingerprint,
             "ortho_tiles": self.ortho_tiles,

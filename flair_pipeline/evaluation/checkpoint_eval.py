@@ -66,7 +66,17 @@ class EvalReport(StageReport):
     void_pixels: int = 0
 
     def as_metadata(self) -> dict[str, JSON]:
-        """mIoU, overall accuracy, per-class and per-domain scores, the two figures."""
+        """mIoU, overall accuracy, per-class and per-domain scores, the two figures.
+
+        Reads the two PNGs (:attr:`confusion_png`, :attr:`patches_png`) from disk.
+
+        Returns:
+            A JSON-serialisable dict: ``miou`` and ``overall_accuracy`` (floats in [0, 1]),
+            ``test_patches`` (int), ``per_class_iou`` (a Markdown table of IoU, F1 and
+            support per merged class), ``per_domain_miou`` (domain -> mIoU, 4 decimals),
+            ``figures`` (the two PNGs as inline Markdown images), ``metrics`` (the JSON's
+            path) and ``void_pixels`` (int).
+        """
         from flair_pipeline.plots import markdown_image
 
         s = self.scores
@@ -90,7 +100,17 @@ class EvalReport(StageReport):
 
 
 def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:
-    """Samples as the model was trained on them (resolution, S2 options, metadata)."""
+    """Samples as the model was trained on them (resolution, S2 options, metadata).
+
+    Args:
+        inf: The loaded checkpoint; its card gives the downsampling, the Sentinel-2
+            options and the metadata encoding.
+        records: The patches to read.
+
+    Returns:
+        A :class:`PatchDataset` over `records`, without masks, encoding the aerial
+        metadata only when the model was trained with it.
+    """
     card = inf.card
     encoder = None
     if card.meta_encoding:
@@ -111,7 +131,17 @@ def dataset_for(inf: Inference, records: list[PatchRecord]) -> PatchDataset:
 def predict_codes(
     inf: Inference, batch: dict[str, torch.Tensor], size: tuple[int, int]
 ) -> np.ndarray:
-    """FLAIR codes (B×H×W uint8, 1..13) at label size `size`."""
+    """FLAIR codes (B×H×W uint8, 1..13) at label size `size`.
+
+    Args:
+        inf: The loaded checkpoint; the batch is moved to its module's device (bfloat16
+            autocast on CUDA).
+        batch: A collated batch (``index`` is dropped).
+        size: The label's (H, W); logits of another size are resized bilinearly first.
+
+    Returns:
+        The arg-max merged class + 1 per pixel, a B×H×W uint8 numpy array on the CPU.
+    """
     device = next(inf.module.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items() if k != "index"}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -136,6 +166,25 @@ def evaluate_checkpoint(
     """Predict every `split` patch of `dataset` with `checkpoint` and score it.
 
     `progress` counts the batches predicted.
+
+    Args:
+        checkpoint: A checkpoint written by ``flair-pipeline train``.
+        dataset: The dataset root (or a records ``.csv``) to read the patches from.
+        out_dir: Where the metrics, confusion files, figures and ``PRED`` GeoTIFFs go.
+        split: The split scored (only its patches that have a MSK).
+        batch_size: Patches per forward pass.
+        device: Torch device; CUDA when available, else the CPU, by default.
+        n_figure: Patches drawn in the patch figure, evenly spaced in the split.
+        progress: Where to count the batches predicted, or None.
+
+    Returns:
+        The :class:`EvalReport`: the scores over the 13 merged classes, the files written
+        and the count of void pixels (no image data: nodata in PRED, not scored).
+
+    Raises:
+        InputError: `split` has no labelled patch in `dataset`, or a MSK is not the size
+            the model predicts; also (from the readers) an unreadable or unsafe checkpoint,
+            an IMG off its label's grid or a MSK code outside 0..19.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     inf = load_inference(checkpoint, device)

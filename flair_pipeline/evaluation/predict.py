@@ -103,7 +103,17 @@ class PredictReport:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """`device`, or CUDA when present, else CPU; a CUDA request without a GPU is an error."""
+    """`device`, or CUDA when present, else CPU; a CUDA request without a GPU is an error.
+
+    Args:
+        device: A torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``) or None.
+
+    Returns:
+        The torch device to predict on.
+
+    Raises:
+        FlairPipelineError: A CUDA device is requested and no CUDA GPU is available.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -154,7 +164,12 @@ class _Run:
 
     # -- reading (prefetch thread) ----------------------------------------------------------
     def load(self, wins: Sequence[_Win]) -> np.ndarray:
-        """(B, channels, P, P) uint8 for the windows of one batch, one read per window row."""
+        """(B, channels, P, P) uint8 for the windows of one batch, one read per window row.
+
+        Returns:
+            The windows' pixels in `wins` order, grouped by window row; with a DSM/DTM the
+            last channel is the elevation band of :class:`ElevationSource`.
+        """
         p, out = self.patch, []
         for ri in sorted({w[0] for w in wins}):
             group = [w for w in wins if w[0] == ri]
@@ -169,7 +184,17 @@ class _Run:
     # -- inference (main thread) -----------------------------------------------------------
     @torch.inference_mode()
     def probs(self, x: np.ndarray, wins: Sequence[_Win]) -> torch.Tensor:
-        """Weighted softmax probabilities (B, 13, P, P) float32 on the device."""
+        """Weighted softmax probabilities (B, 13, P, P) float32 on the device.
+
+        Returns:
+            The model's softmax over the 13 merged classes, upsampled bilinearly to the
+            window when the model reads downsampled patches, times the window's blending
+            weight (:func:`weight_window`).
+
+        Raises:
+            FlairPipelineError: The model's output has no ``logits`` or they are not
+                (B, 13, P / downsample, P / downsample).
+        """
         xt = torch.from_numpy(x).to(self.dev, non_blocking=True).float()
         if self.ds > 1:  # as training read its patches: area average, then normalise
             xt = F.avg_pool2d(xt, self.ds)
@@ -249,7 +274,12 @@ class _Run:
         c0: int,
         c1: int,
     ) -> None:
-        """Add one window (at buffer row `r`, image column `c`) clipped to the stripe/image."""
+        """Add one window (at buffer row `r`, image column `c`) clipped to the stripe/image.
+
+        Raises:
+            RuntimeError: The window does not fit the accumulator (a bug in its sizing, not
+                an input problem).
+        """
         p = self.patch
         h = min(p, acc.shape[1] - r, self.src.height - (r + self._top))
         if h < min(p, self.src.height - (r + self._top)):  # the bound on buf_h is wrong
@@ -269,7 +299,12 @@ class _Run:
         write: Callable[..., None],
         want_probs: bool,
     ) -> None:
-        """Hand rows [top, top+n) of the stripe to the writer, then slide the buffer up."""
+        """Hand rows [top, top+n) of the stripe to the writer, then slide the buffer up.
+
+        Raises:
+            RuntimeError: A pixel of those rows got no window (a bug in the lattice, not an
+                input problem).
+        """
         if bool((wsum[:n] <= 0).any()):
             raise RuntimeError(f"rows {top}..{top + n} of column {c0} got no window")
         codes = (_argmax0(acc[:, :n]) + 1).to(torch.uint8).cpu().numpy()
@@ -290,6 +325,9 @@ def _argmax0(x: torch.Tensor) -> torch.Tensor:
 
     torch.max(dim=0) gives the same indices ~3x faster than torch.argmax(dim=0) on CPU for
     a (13, H, W) tensor (measured: 0.23 s vs 0.71 s for 13 x 896 x 2048).
+
+    Returns:
+        The int64 (H, W) index of the largest value along dim 0, on `x`'s device.
     """
     return x.max(dim=0).indices
 
@@ -349,8 +387,42 @@ def predict_map(
     (0, the map's declared nodata) and counted in ``void_pixels``. With `style`, the
     13-class QGIS style is written beside the map (``<out stem>.qml``). `progress` counts
     the windows predicted.
-    Raises InputError naming the file for an unusable image or DSM/DTM; nothing is written
-    then.
+
+    Args:
+        model: The network (moved to the device and set to eval mode here).
+        image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles.
+        out: The map to write: a uint8 COG (DEFLATE) of merged codes 1..13, nodata 0, on the
+            image's grid and CRS, tagged with its void pixels and the reader's decisions.
+        patch_size: The model's patch side, in model pixels.
+        overlap: Fraction of a window shared with its neighbour (sets the stride).
+        batch_size: Windows per forward pass.
+        mean: Per-channel normalisation mean (0..255 units); its length is the channel count.
+        std: Per-channel normalisation standard deviation, same length as `mean`.
+        dsm: Digital surface model (with `dtm`) for the elevation channel, or None.
+        dtm: Digital terrain model (with `dsm`), or None.
+        elevation_scale: Grey levels per metre of DSM − DTM (5: 0.2 m a level), as in IMG.
+        device: Torch device (:func:`resolve_device`).
+        probabilities: Where to write the 13 class probabilities (uint8, × 255), or None.
+        extra_inputs: The model's other inputs per window (Sentinel-2), or None.
+        downsample: The area-averaging factor of the model's training patches.
+        block_size: The COG's tile size and the flush granularity, a multiple of 16.
+        stripe_width: Columns predicted at once, a multiple of `block_size`.
+        progress: Where to count the windows predicted, or None.
+        style: Write the QGIS style ``<out stem>.qml`` beside the map.
+
+    Returns:
+        The :class:`PredictReport`: the files written, the image's size (px) and area
+        (km²), windows, seconds, device, accumulator bytes, pixels per code, void pixels
+        and the reader's decisions.
+
+    Raises:
+        ValueError: A size argument is out of range (patch or batch size or downsample
+            below 1, 0 or over 5 channels, mean and std of different lengths, block or
+            stripe not a multiple of 16 or of the block).
+        InputError: Only one of `dsm` and `dtm` is given, or the image or DSM/DTM is
+            unusable (named; e.g. too few bands for a 5-channel model); nothing is written.
+        FlairPipelineError: The device is unavailable or the model's output is not the
+            expected ``logits``.
     """
     _check_args(patch_size, batch_size, mean, std, block_size, stripe_width)
     if downsample < 1:
@@ -460,6 +532,9 @@ def _stage_path(out: Path) -> Path:
     of live processes (another prediction into the same map) and of other hosts are kept.
     Stage files named by earlier versions (no pid) are deleted once untouched for
     :data:`LEGACY_STAGE_AGE_S`.
+
+    Returns:
+        The path of this process's stage file, beside `out` (not created here).
     """
     target = out.with_name(f"{out.name}.stage.tif")
     with contextlib.suppress(OSError):

@@ -77,7 +77,11 @@ class Artifact:
 
 
 def _of(*templates: L.PathTemplate, model: str | None = None) -> tuple[str, ...]:
-    """Artifact templates of layout entries, the model folder filled in when given."""
+    """Artifact templates of layout entries, the model folder filled in when given.
+
+    Returns:
+        The templates' strings (e.g. ``"{models}/unet/checkpoints"``), in the order given.
+    """
     return tuple((t.fill(model=model) if model else t).template for t in templates)
 
 
@@ -198,6 +202,13 @@ def all_domains(template: str) -> str:
     ``{dataset}/aerial/{domain}`` -> ``{dataset}/aerial``;
     ``{dataset}/metadata/domains/{domain}.json`` -> ``{dataset}/metadata/domains``.
     An all-domain stage depends on that folder (DVC links it to every producing stage).
+
+    Args:
+        template: A layout template, ``{<root>}/...``.
+
+    Returns:
+        The template of the folder above the per-domain part; `template` itself when it
+        has no path below its root.
     """
     root, _, rel = template.partition("/")
     if not rel:
@@ -206,7 +217,15 @@ def all_domains(template: str) -> str:
 
 
 def to_dvc(template: str) -> str:
-    """A registry template in dvc.yaml's interpolation syntax."""
+    """A registry template in dvc.yaml's interpolation syntax.
+
+    Args:
+        template: A layout template such as ``{dataset}/aerial/{domain}``.
+
+    Returns:
+        The same path with ``{domain}`` as ``${item}`` and each ``{<root>}`` as
+        ``${paths.<root>}``, e.g. ``${paths.dataset}/aerial/${item}``.
+    """
     out = template.replace("{domain}", "${item}")
     for root in ROOTS:
         out = out.replace(f"{{{root}}}", f"${{paths.{root}}}")

@@ -146,7 +146,11 @@ def plan(defs: dg.Definitions, stages: Sequence[Stage] = STAGES) -> list[StagePl
 
 
 def _asset_module(assets_def: dg.AssetsDefinition) -> str:
-    """The module defining an asset's function: the root of its code dependencies."""
+    """The module defining an asset's function: the root of its code dependencies.
+
+    Returns:
+        The dotted module name of the undecorated compute function.
+    """
     fn: Any = assets_def.op.compute_fn
     return str(inspect.unwrap(getattr(fn, "decorated_fn", fn)).__module__)
 
@@ -165,7 +169,16 @@ def _command_plan(name: str, art: CommandStage) -> StagePlan:
 
 
 def plots_section(stages: list[StagePlan]) -> list[dict[str, Any]]:
-    """dvc.yaml's top-level ``plots``: each registered plot whose file a stage writes."""
+    """dvc.yaml's top-level ``plots``: each registered plot whose file a stage writes.
+
+    Args:
+        stages: The planned stages; only plots of files among their outputs are kept.
+
+    Returns:
+        One single-key dict a plot, in :data:`PLOTS` order: keyed by the plot's title
+        when it names y columns (``y`` maps the file to them), else by the file in
+        dvc.yaml's syntax; the value holds ``template`` and, when set, ``x``.
+    """
     written = {o for st in stages for o in st.outs}
     out: list[dict[str, Any]] = []
     for p in PLOTS:
@@ -188,7 +201,16 @@ def plots_section(stages: list[StagePlan]) -> list[dict[str, Any]]:
 
 
 def to_dict(stages: list[StagePlan]) -> dict[str, Any]:
-    """The dvc.yaml document."""
+    """The dvc.yaml document.
+
+    Args:
+        stages: The planned stages, in the order they are written.
+
+    Returns:
+        ``{"stages": ...}`` (and ``"plots"`` when any plot applies), ready for
+        ``yaml.safe_dump``; per-domain stages become ``foreach``/``do`` over
+        ``${build.domains}``, paths in dvc.yaml's interpolation syntax.
+    """
     doc: dict[str, Any] = {}
     for st in stages:
         body: dict[str, Any] = {"cmd": st.cmd}
@@ -244,7 +266,19 @@ def generate(defs: dg.Definitions | None = None, stages: Sequence[Stage] = STAGE
 
 
 def check(path: str | Path, defs: dg.Definitions | None = None) -> str | None:
-    """None if `path` equals a fresh generation, else what is wrong (for users and CI)."""
+    """None if `path` equals a fresh generation, else what is wrong (for users and CI).
+
+    Args:
+        path: The dvc.yaml to check.
+        defs: The Dagster definitions (default: the project's).
+
+    Returns:
+        None when the file's text equals :func:`generate`'s, else one line naming `path`,
+        saying it is missing or out of date and to run ``flair-pipeline dvc-yaml``.
+
+    Raises:
+        RegistryError: See :func:`plan` (through :func:`generate`).
+    """
     p = Path(path)
     expected = generate(defs)
     if not p.is_file():

@@ -43,6 +43,18 @@ def dagster_instance(home: str | Path | None = None) -> dg.DagsterInstance:
     Opening it is serialised between processes (a file lock, ``<home>/instance.lock``): two
     CLI processes started together on a new home would otherwise both create its SQLite
     schemas and one fails ("alembic_version has more than one head").
+
+    Args:
+        home: The folder, or None for ``$DAGSTER_HOME``, else ``./.dagster_home``.
+
+    Returns:
+        The instance of that home (also exported as ``DAGSTER_HOME``), its ``gpu`` pool
+        limited (:func:`limit_gpu_pool`).
+
+    Raises:
+        ConfigError: The home's dagster.yaml is not valid YAML or its PostgreSQL settings
+            are incomplete (from :func:`~flair_pipeline.orchestration.instance.prepare_home`).
+        InstanceStorageError: The PostgreSQL server it names does not accept a connection.
     """
     path = prepare_home(home)  # PostgreSQL storage (deploy/): one clear line if it is down
     os.environ["DAGSTER_HOME"] = str(path)
@@ -70,7 +82,15 @@ def limit_gpu_pool(instance: dg.DagsterInstance, slots: int = 1) -> None:
 
 
 def misnamed_folders(raw: RawLayout) -> list[str]:
-    """``"<folder>: <why it is not a domain id>"`` for every visible non-domain folder."""
+    """``"<folder>: <why it is not a domain id>"`` for every visible non-domain folder.
+
+    Args:
+        raw: The raw inputs' layout; its ``domains`` folder is listed.
+
+    Returns:
+        One line per visible folder whose name is not a domain id: its path, why, and that
+        it is ignored until renamed; empty when every folder is a domain.
+    """
     root = raw.domains_dir
     out = []
     for name in domain_folders(str(raw.root))[1]:
@@ -146,7 +166,12 @@ class MaterializeSummary:
     ignored: list[str] = field(default_factory=list)
 
     def failure_text(self) -> str:
-        """One line: how many steps failed, on which domains, and each failure's message."""
+        """One line: how many steps failed, on which domains, and each failure's message.
+
+        Returns:
+            A head line ("<n> step(s) failed", with the failed domains when partitioned),
+            then one indented line per failure.
+        """
         failed = sorted({p for _, p, ok in self.runs if not ok and p})
         head = f"{len(self.failures)} step(s) failed" + (
             f" (domains {', '.join(failed)}; every other domain was built)" if failed else ""
@@ -163,7 +188,13 @@ class MaterializeError(FlairPipelineError):
 
 
 def _failure_line(ev: dg.DagsterEvent) -> str:
-    """The one line of a step failure: the project's message, else the innermost error's."""
+    """The one line of a step failure: the project's message, else the innermost error's.
+
+    Returns:
+        The first line of the step's ``Failure`` description when it has one; else of the
+        first project error (or ``Failure``) in the cause chain, or of the innermost error,
+        without its ``<Class>: `` prefix; "failed (no error recorded)" without any.
+    """
     data = ev.step_failure_data
     if data.user_failure_data is not None and data.user_failure_data.description:
         return data.user_failure_data.description.splitlines()[0]
@@ -181,7 +212,12 @@ def _failure_line(ev: dg.DagsterEvent) -> str:
 
 
 def _check_detail(check: dg.AssetCheckEvaluation) -> str:
-    """`` (problems: a; b; …)`` from a failed check's metadata, or nothing."""
+    """`` (problems: a; b; …)`` from a failed check's metadata, or nothing.
+
+    Returns:
+        " (p1; p2; p3 and <n> more)" from the check's ``problems`` metadata (at most three
+        shown), or "" when it has none.
+    """
     value: Any = check.metadata.get("problems")  # a MetadataValue or a raw list
     items = list(getattr(value, "value", value) or [])
     if not items:
@@ -191,7 +227,12 @@ def _check_detail(check: dg.AssetCheckEvaluation) -> str:
 
 
 def _warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """The assets' own warning lines of a run (not Dagster's)."""
+    """The assets' own warning lines of a run (not Dagster's).
+
+    Returns:
+        The user messages of the run's WARNING-level, non-Dagster-event log entries, in
+        log order.
+    """
     return [
         e.user_message
         for e in instance.all_logs(run_id)
@@ -200,7 +241,12 @@ def _warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 
 def _user_error(exc: BaseException) -> BaseException:
-    """The project's own error behind Dagster's wrappers, if any."""
+    """The project's own error behind Dagster's wrappers, if any.
+
+    Returns:
+        The first :class:`FlairPipelineError` found following ``user_exception`` and
+        ``__cause__`` from `exc`; `exc` itself when there is none.
+    """
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, FlairPipelineError):
@@ -228,6 +274,28 @@ def materialize(
     step. Dagster's console log (with each failure's trace) shows only with `verbose`; else the
     assets' warnings reach `log` as one line each. With `progress`, the long assets show their
     progress on stderr as they run (run tag ``flair/progress: stderr``), besides the run's log.
+
+    Args:
+        selection: A Dagster asset selection; ``*`` or ``all`` for every asset.
+        partitions: The domains to build; empty: every domain folder under ``paths.raw``.
+        flair: The configuration resource (default: the project's params.yaml).
+        instance: The Dagster instance (default: :func:`dagster_instance`).
+        log: Where progress, ignored folders and warnings go, one line each; None: quiet
+            (lock waits still go to stderr).
+        log_level: Dagster's console log level (default INFO with `verbose`, else CRITICAL).
+        verbose: Show Dagster's console log instead of the assets' warning lines.
+        progress: Show the long assets' progress on stderr.
+
+    Returns:
+        The :class:`MaterializeSummary` of a fully successful call: each batch run
+        (asset keys, partition, ok) and the ignored folders.
+
+    Raises:
+        FlairPipelineError: `selection` is invalid or matches no asset.
+        InputError: A given partition is not a domain id, or partitioned assets are
+            selected and no domain folder exists.
+        MaterializeError: Any step or check failed, or a run could not start; its
+            ``summary`` holds every run and one line per failure.
     """
     log_level = log_level or ("INFO" if verbose else "CRITICAL")
     from flair_pipeline.definitions import ALL_ASSETS, defs

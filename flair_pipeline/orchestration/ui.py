@@ -97,6 +97,13 @@ def port_in_use(host: str, port: int) -> bool:
 
     SO_REUSEADDR, as the webserver itself sets, so connections in TIME_WAIT from a server
     that just stopped do not count as busy; a listening socket still does.
+
+    Args:
+        host: The address the webserver would bind.
+        port: The TCP port it would bind.
+
+    Returns:
+        True if binding ``(host, port)`` fails (the port is taken), False if it is free.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

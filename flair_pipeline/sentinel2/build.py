@@ -55,6 +55,11 @@ class SeriesReport(StageReport):
 
         The NDVI figure of :attr:`profiles` is drawn by the Dagster adapter
         (``defs/adapter.py``), not here.
+
+        Returns:
+            A JSON-serialisable dict: ``zones`` (int), ``failed_zones`` (list of str),
+            ``dates_per_zone`` (zone -> int), ``cloudy_date_share`` (zone -> share in [0, 1]),
+            ``skipped_dates`` (the first 50), ``provider`` and ``processing_units`` (float).
         """
         return {
             "zones": len(self.dates_per_zone),
@@ -201,7 +206,11 @@ class CentroidIndexReport(StageReport):
     domains: int
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Patch and domain counts, and the file."""
+        """Patch and domain counts, and the file.
+
+        Returns:
+            ``patches`` and ``domains`` (ints) and ``path`` (str) of the merged index.
+        """
         return {"patches": self.patches, "domains": self.domains, "path": self.path}
 
 

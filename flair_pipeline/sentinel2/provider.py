@@ -55,7 +55,14 @@ class Grid:
 
     @classmethod
     def around(cls, bounds: tuple[float, float, float, float]) -> Grid:
-        """The smallest 10 m-aligned grid covering `bounds`."""
+        """The smallest 10 m-aligned grid covering `bounds`.
+
+        Args:
+            bounds: (left, bottom, right, top) in EPSG:2154, metres.
+
+        Returns:
+            The grid whose edges are `bounds` rounded outwards to multiples of 10 m.
+        """
         x0, y0, x1, y1 = bounds
         left, top = math.floor(x0 / RES) * RES, math.ceil(y1 / RES) * RES
         right, bottom = math.ceil(x1 / RES) * RES, math.floor(y0 / RES) * RES
@@ -72,7 +79,15 @@ class Grid:
         return (self.left, self.top - RES * self.height, self.left + RES * self.width, self.top)
 
     def rowcol(self, x: float, y: float) -> tuple[int, int]:
-        """Row and column of the pixel holding point (x, y)."""
+        """Row and column of the pixel holding point (x, y).
+
+        Args:
+            x: Easting in the grid's CRS (EPSG:2154), metres.
+            y: Northing in the grid's CRS, metres.
+
+        Returns:
+            (row, col), 0-based from the top-left pixel; not clipped to the grid.
+        """
         return int((self.top - y) // RES), int((x - self.left) // RES)
 
 

@@ -92,7 +92,19 @@ class SentinelHubSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kw: Any) -> SentinelHubSettings:
-        """Credentials from SH_CLIENT_ID / SH_CLIENT_SECRET (or `environ`); other fields from `kw`."""
+        """Credentials from SH_CLIENT_ID / SH_CLIENT_SECRET (or `environ`); other fields from `kw`.
+
+        Args:
+            environ: The variables to read; None: the process environment.
+            **kw: The other fields (URLs, cache folder, retries, timeout).
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            ConfigError: A credential variable is unset or empty, or a retry or timeout
+                value in `kw` is out of range.
+        """
         env = os.environ if environ is None else environ
         missing = ", ".join(name for name in (ENV_ID, ENV_SECRET) if not env.get(name))
         if missing:
@@ -103,7 +115,12 @@ class SentinelHubSettings:
         return cls(env[ENV_ID], env[ENV_SECRET], **kw)
 
     def sh_config(self) -> sh.SHConfig:
-        """The sentinelhub config; `use_defaults` keeps ~/.config/sentinelhub out of the picture."""
+        """The sentinelhub config; `use_defaults` keeps ~/.config/sentinelhub out of the picture.
+
+        Returns:
+            An ``sh.SHConfig`` with these credentials and URLs, ``max_retries + 1`` download
+            attempts (which also bounds the 429 loop), the retry sleep and the timeout.
+        """
         attempts = self.max_retries + 1
         return sh.SHConfig(
             use_defaults=True,
@@ -146,13 +163,25 @@ _REDACTOR = _Redactor()
 
 @functools.cache
 def evalscript() -> str:
-    """The evalscript, shipped as package data next to this module."""
+    """The evalscript, shipped as package data next to this module.
+
+    Returns:
+        The text of ``evalscripts/flair_l2a.js`` (read once, then cached).
+    """
     path = resources.files(__package__) / "evalscripts" / "flair_l2a.js"
     return path.read_text(encoding="utf-8")
 
 
 def l2a_collection(base_url: str) -> sh.DataCollection:
-    """SENTINEL2_L2A bound to `base_url`: requests go where the collection says, not the config."""
+    """SENTINEL2_L2A bound to `base_url`: requests go where the collection says, not the config.
+
+    Args:
+        base_url: The Sentinel Hub deployment's base URL.
+
+    Returns:
+        sentinelhub's SENTINEL2_L2A itself when its service URL is `base_url`, else a
+        collection derived from it with that service URL.
+    """
     base, default = base_url.rstrip("/"), sh.DataCollection.SENTINEL2_L2A
     if default.service_url == base:
         return default
@@ -216,6 +245,23 @@ class SentinelHubProvider(Sentinel2Provider):
 
         Account-wide failures (credentials, access) raise SentinelHubCredentialsError instead.
         `progress` counts the grids (one Process API request each).
+
+        Args:
+            grids: The 10 m EPSG:2154 grids (super-areas), one request each.
+            start: First date requested (inclusive).
+            end: Last date requested (inclusive).
+            progress: Where to count the grids requested, or None.
+
+        Returns:
+            Per grid, in order: its date-sorted :class:`TimeSeries` (data uint16
+            reflectance × 10000, T×10×H×W; masks uint8 SNW/CLD %, T×2×H×W), or the
+            :class:`InputError` naming the grid (size out of range, no acquisition,
+            unexpected answer, request failed).
+
+        Raises:
+            InputError: `end` is before `start`, or the OAuth token cannot be obtained.
+            SentinelHubCredentialsError: The credentials are rejected or the account has no
+                access (HTTP 401/403): every grid would fail.
         """
         if end < start:
             raise InputError(f"Sentinel-2 time range is empty: start {start} is after end {end}")
@@ -276,7 +322,11 @@ class SentinelHubProvider(Sentinel2Provider):
         )
 
     def _download(self, request: sh.DownloadRequest, *, cached: bool) -> Any:
-        """One request, with our own session: a cache hit needs no token; a miss (re)downloads."""
+        """One request, with our own session: a cache hit needs no token; a miss (re)downloads.
+
+        Returns:
+            sentinelhub's undecoded download response (``content`` the TAR, ``headers``).
+        """
         client = sh.SentinelHubDownloadClient(
             session=None if cached else self._ensure_session(),
             default_retry_time=self.settings.retry_sleep_s,  # 429 without Retry-After
@@ -286,7 +336,16 @@ class SentinelHubProvider(Sentinel2Provider):
         return client.download([request], max_threads=1, decode_data=False)[0]
 
     def _ensure_session(self) -> sh.SentinelHubSession:
-        """One OAuth session per provider (not sentinelhub's process-wide session cache)."""
+        """One OAuth session per provider (not sentinelhub's process-wide session cache).
+
+        Returns:
+            The provider's session, created on first use (its token registered for
+            redaction).
+
+        Raises:
+            InputError: The token request failed (:meth:`_classify`; a
+                :class:`SentinelHubCredentialsError` when the credentials are rejected).
+        """
         if self._session is None:
             error: InputError | None = None
             try:
@@ -299,7 +358,14 @@ class SentinelHubProvider(Sentinel2Provider):
         return self._session  # type: ignore[return-value]
 
     def _classify(self, exc: Exception, label: str, *, token: bool = False) -> InputError:
-        """A clear, secret-free error for a failed exchange with Sentinel Hub."""
+        """A clear, secret-free error for a failed exchange with Sentinel Hub.
+
+        Returns:
+            A :class:`SentinelHubCredentialsError` for rejected credentials (OAuth error,
+            HTTP 401, or 400/403 at the token URL) or refused access (HTTP 403); else an
+            :class:`InputError` naming `label` and the status, rate limit or connection
+            failure with the attempts made. Secrets are redacted.
+        """
         response = getattr(getattr(exc, "request_exception", exc), "response", None)
         status = getattr(response, "status_code", None)
         said = decode_sentinelhub_err_msg(response)[:300] if response is not None else ""
@@ -339,7 +405,16 @@ def _pu(headers: Mapping[str, Any]) -> float:
 
 
 def _parse(content: bytes, grid: Grid) -> TimeSeries:
-    """The TAR (data.tif, masks.tif, userdata.json) → a date-sorted TimeSeries."""
+    """The TAR (data.tif, masks.tif, userdata.json) → a date-sorted TimeSeries.
+
+    Returns:
+        The series on `grid`: data uint16 (T, 10, H, W), masks uint8 (T, 2, H, W), dates and
+        product names, sorted by (date, product).
+
+    Raises:
+        _BadResponse: `content` is not the TAR the evalscript promises (a member missing,
+            unreadable, or of another shape or dtype; bad ``userdata.json``).
+    """
     try:
         with tarfile.open(fileobj=io.BytesIO(content)) as tar:
             files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
@@ -362,7 +437,15 @@ def _parse(content: bytes, grid: Grid) -> TimeSeries:
 
 
 def _read_tiff(files: dict[str, bytes], name: str, bands: int, h: int, w: int, dtype: type) -> Any:
-    """A (bands, h, w) array of `dtype` from the TAR member `name`, or _BadResponse."""
+    """A (bands, h, w) array of `dtype` from the TAR member `name`, or _BadResponse.
+
+    Returns:
+        The member's pixels, shape (bands, h, w), dtype `dtype`.
+
+    Raises:
+        _BadResponse: The member is missing, not a readable raster, or of another shape or
+            dtype.
+    """
     try:
         with MemoryFile(files[name]) as mem, mem.open() as src:
             arr = src.read()
@@ -380,7 +463,12 @@ def _orbit_date(orbit: dict[str, Any]) -> dt.date:
 
 
 def _product(orbit: dict[str, Any], date: dt.date) -> str:
-    """The product name of an acquisition: productId, else the .SAFE in dataPath, else shId."""
+    """The product name of an acquisition: productId, else the .SAFE in dataPath, else shId.
+
+    Returns:
+        The smallest (sorted first) tile name found, or ``S2_MSIL2A_<yyyymmdd>`` of `date`
+        when no tile names one.
+    """
     names = []
     for tile in orbit.get("tiles") or []:
         safe = [p[:-5] for p in str(tile.get("dataPath") or "").split("/") if p.endswith(".SAFE")]

@@ -121,6 +121,12 @@ class Scene:
 
         Scale, offset (reflectance units and DN removed), the rule that won and why; a
         band whose decision differs from the first band's is listed under ``bands``.
+
+        Returns:
+            A JSON-serialisable dict: ``item``, ``collection``, ``product``, the first
+            band's ``scale`` and ``offset`` (None without a band asset),
+            ``boa_offset_removed_dn`` (int), ``offset_rule``, ``boa_offset_rule``, ``masks``
+            (their source) and, when some differ, ``bands`` (asset key -> its decision).
         """
         first = next(iter(self.metas.values()), None)
         rec: dict[str, Any] = {
@@ -146,7 +152,18 @@ class Scene:
 
 
 def to_reflectance(dn: np.ndarray, scale: float, offset: float, nodata: float) -> np.ndarray:
-    """uint16 reflectance × 10000, L2A offset removed, clipped at 0; nodata → 0."""
+    """uint16 reflectance × 10000, L2A offset removed, clipped at 0; nodata → 0.
+
+    Args:
+        dn: The asset's digital numbers, any shape.
+        scale: Reflectance per DN.
+        offset: Reflectance added after scaling (negative for the L2A BOA offset).
+        nodata: The DN value that marks no data.
+
+    Returns:
+        round((dn × scale + offset) × 10000) clipped to 0..65535, as uint16 of `dn`'s
+        shape; 0 where `dn` equals `nodata`.
+    """
     refl = np.rint((dn.astype(np.float64) * scale + offset) * 10000.0)
     refl = np.clip(refl, 0, 65535).astype(np.uint16)
     refl[dn == nodata] = 0
@@ -235,6 +252,22 @@ class StacProvider(Sentinel2Provider):
         InputError naming the grid when no date is usable. Catalogue failures raise, and
         so does an item without probability masks when ``scl_masks`` is off. `progress`
         counts the scenes read (each over every grid it covers).
+
+        Args:
+            grids: The 10 m EPSG:2154 grids (super-areas) to fill.
+            start: First date searched (inclusive).
+            end: Last date searched (inclusive).
+            progress: Where to count the scenes read, or None.
+
+        Returns:
+            Per grid, in order: its :class:`TimeSeries` (data uint16 reflectance × 10000,
+            T×10×H×W; masks uint8 %, T×2×H×W; skipped items with why), or the
+            :class:`InputError` naming the grid when no date is usable.
+
+        Raises:
+            InputError: `end` is before `start`; the catalog or API cannot be read or
+                searched; an item to read has no probability masks while ``scl_masks`` is
+                off, or neither masks nor a readable SCL.
         """
         if end < start:
             raise InputError(f"Sentinel-2 time range is empty: start {start} is after end {end}")
@@ -299,6 +332,10 @@ class StacProvider(Sentinel2Provider):
 
         The API URL, or the catalog relative to the working directory when under it: the
         text goes into ``_products.json``, which must not change between clones of a repo.
+
+        Returns:
+            The API URL, a catalog URL as given, or the local catalog path (POSIX,
+            relative to the working directory when under it, else as configured).
         """
         if self.api_url or not self.catalog or "://" in self.catalog:
             return str(self.api_url or self.catalog)
@@ -341,7 +378,19 @@ class StacProvider(Sentinel2Provider):
         return [_scene(i, self.hrefs) for i in kept]
 
     def _search(self, bbox: list[float] | None, when: str) -> list[pystac.Item]:
-        """All pages of one search; each request retried on its own (stac_net)."""
+        """All pages of one search; each request retried on its own (stac_net).
+
+        Args:
+            bbox: WGS84 (west, south, east, north) of the grids, or None for no bound.
+            when: The ISO 8601 interval ``<start>/<end>``.
+
+        Returns:
+            Every item of the configured collections found, all pages read.
+
+        Raises:
+            InputError: The API cannot be opened or the search fails after the retries,
+                naming the URL, the HTTP status when known and the settings to change.
+        """
         import requests
         from pystac_client import Client
         from pystac_client.exceptions import APIError
@@ -402,8 +451,9 @@ class StacProvider(Sentinel2Provider):
     def _read(self, scene: Scene, grids: list[Grid]) -> list[_Pixels] | str:
         """Each asset of `scene` opened once, every grid's window read from it.
 
-        Returns per grid (data uint16 10×H×W, masks uint8 2×H×W, valid bool H×W), or the
-        reason the whole scene is unusable.
+        Returns:
+            Per grid (data uint16 reflectance × 10000, 10×H×W; masks uint8 SNW/CLD %,
+            2×H×W; valid bool H×W), or the one-line reason the whole scene is unusable.
         """
         shapes = [(g.height, g.width) for g in grids]
         out = [
@@ -423,7 +473,11 @@ class StacProvider(Sentinel2Provider):
     ) -> str:
         """Open the asset of `what` once and fill band `b` of every grid.
 
-        `what` is a band name, SCL, or a mask asset key. Returns '' or why it failed.
+        `what` is a band name, SCL, or a mask asset key.
+
+        Returns:
+            '' when the asset was read into `out`; else one line on why it failed (missing,
+            unreadable s3:// href, no or conflicting CRS, read error; signed hrefs redacted).
         """
         spectral = b < len(BANDS)
         candidates = BAND_KEYS[what] if spectral else SCL_KEYS if what == SCL else (what,)
@@ -477,6 +531,10 @@ class StacProvider(Sentinel2Provider):
 
         (window, flat index into it, inside mask) of each grid pixel's source pixel;
         once per grid and asset geometry `geo` (crs, transform, height, width) per call.
+
+        Returns:
+            :func:`_index_map`'s answer for (`grid`, `geo`): None when no grid pixel
+            falls on the asset.
         """
         key = (grid, geo)
         if key in self._index:
@@ -495,6 +553,11 @@ def _index_map(grid: Grid, crs: str, transform: Any, height: int, width: int) ->
     Warping the pixel *numbers* rather than the pixels gives the exact mapping GDAL's
     nearest reprojection uses, computed once and then applied to every date and band by
     fancy indexing, instead of one warp per date × band × zone.
+
+    Returns:
+        (window of the asset to read, int32 index into its flattened pixels for each grid
+        pixel it covers, bool mask over the grid's H×W pixels flattened, True where
+        covered), or None when no grid pixel falls on the asset.
     """
     bounds = transform_bounds(CRS, crs, *grid.bounds, densify_pts=21)
     window = from_bounds(*bounds, transform=transform)

@@ -96,7 +96,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _unsafe_globals(path: Path) -> str:
-    """The refused globals of `path` ("module.name, ..."), found without unpickling."""
+    """The refused globals of `path` ("module.name, ..."), found without unpickling.
+
+    Returns:
+        Up to five sorted, comma-separated global names, or "unknown globals" when the
+        scanner cannot open the file (a legacy, non-zip checkpoint).
+    """
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:  # a legacy (non-zip) file: the scanner cannot open it
@@ -105,7 +110,12 @@ def _unsafe_globals(path: Path) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    """`exc`'s message folded onto one line, at most 300 characters."""
+    """`exc`'s message folded onto one line, at most 300 characters.
+
+    Returns:
+        The message with whitespace runs collapsed (the exception's type name when it is
+        empty), cut to 297 characters plus "..." when longer than 300.
+    """
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 

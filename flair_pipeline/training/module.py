@@ -172,7 +172,17 @@ class FlairModule(L.LightningModule):
 
     # -- inputs ------------------------------------------------------------------------
     def prepare(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Normalised model inputs from a loader batch (mask and index left out)."""
+        """Normalised model inputs from a loader batch (mask and index left out).
+
+        Args:
+            batch: A loader batch: ``img`` (B×C×H×W float), maybe ``meta``, and with
+                Sentinel-2 ``s2``, ``dates`` and ``pad_mask``.
+
+        Returns:
+            ``img`` standardised by the stored per-channel mean and std (channels-last
+            when ``channels_last`` is set), ``meta`` as given, ``s2`` standardised, and
+            ``dates`` and ``pad_mask`` as given, each only when the batch has it.
+        """
         img = (batch["img"] - self.img_mean) / self.img_std
         if self.hparams["channels_last"]:
             img = img.contiguous(memory_format=torch.channels_last)
@@ -185,12 +195,25 @@ class FlairModule(L.LightningModule):
         return inputs
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The wrapped model's outputs (``logits``, maybe ``aux``) for a normalised batch."""
+        """The wrapped model's outputs (``logits``, maybe ``aux``) for a normalised batch.
+
+        Args:
+            batch: A loader batch, normalised here by :meth:`prepare`.
+
+        Returns:
+            ``logits`` (B×13×H×W, one channel a merged class) and, for U-T&T, ``aux``
+            (the U-TAE Sentinel-2 branch's own 13-class logits, on its 10 m window).
+        """
         outputs: dict[str, torch.Tensor] = self.model(self.prepare(batch))
         return outputs
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], _: int) -> Any:
-        """Packed batches carry uint8 masks (less to collate and copy); losses want long."""
+        """Packed batches carry uint8 masks (less to collate and copy); losses want long.
+
+        Returns:
+            `batch` with ``msk`` cast to int64 when it is present in another dtype; any
+            other batch unchanged.
+        """
         if isinstance(batch, dict) and "msk" in batch and batch["msk"].dtype != torch.long:
             batch = {**batch, "msk": batch["msk"].long()}
         return batch
@@ -198,6 +221,15 @@ class FlairModule(L.LightningModule):
     # -- steps -------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
         """Weighted cross-entropy on the (augmented) batch, plus the weighted aux loss.
+
+        Args:
+            batch: A loader batch with ``msk`` (B×H×W int64 merged-class indices,
+                ``INVALID`` ignored).
+
+        Returns:
+            The scalar loss: class-weighted cross-entropy of the logits, plus
+            ``aux_weight`` times that of the aux map (when the model has one and the
+            weight is above 0).
 
         Raises:
             NonFiniteLossError: the loss is NaN or infinite.
@@ -235,6 +267,9 @@ class FlairModule(L.LightningModule):
 
         The aux map's centre crop over the patch footprint (the very crop the fusion
         uses, so loss and fusion cannot drift apart), resized to the mask.
+
+        Returns:
+            The cropped aux logits as float32, B×C×`size`, resized bilinearly.
         """
         crop_px = int(self.model.hparams_dict["fusion"]["crop_px"])
         centre = centre_crop(aux, crop_px).float()
@@ -259,7 +294,13 @@ class FlairModule(L.LightningModule):
             self._plateau.step(float(miou))
 
     def configure_optimizers(self) -> Any:
-        """SGD (momentum 0.9) or AdamW, with a cosine or plateau schedule (``train.*``)."""
+        """SGD (momentum 0.9) or AdamW, with a cosine or plateau schedule (``train.*``).
+
+        Returns:
+            ``{"optimizer", "lr_scheduler"}`` for the cosine schedule (over ``epochs``);
+            the bare optimizer otherwise, the plateau scheduler (if any) being kept here
+            and stepped in :meth:`on_validation_epoch_end`.
+        """
         hp = self.hparams
         params = self.model.parameters()
         opt: torch.optim.Optimizer
@@ -295,7 +336,13 @@ class FlairModule(L.LightningModule):
 
 
 def _card_kwargs(card: ModelCard) -> dict[str, Any]:
-    """The model-defining arguments of :class:`FlairModule`, from `card`."""
+    """The model-defining arguments of :class:`FlairModule`, from `card`.
+
+    Returns:
+        Keyword arguments: model name and architecture, normalisation stats, patch size
+        (px), resolution (m), downsampling, elevation scale, metadata encoding and
+        Sentinel-2 options (None without Sentinel-2).
+    """
     return {
         "model_name": card.model,
         "model_kwargs": dict(card.architecture),
@@ -314,6 +361,12 @@ def miou_from_confusion(cm: torch.Tensor) -> torch.Tensor:
 
     FLAIR's mIoU (:class:`Scores`, the evaluation's own metric) of a validation matrix;
     0 rather than NaN when no class occurs, so checkpoint selection can still compare.
+
+    Args:
+        cm: The confusion matrix (rows truth, columns prediction), on any device.
+
+    Returns:
+        The mIoU in [0, 1] as a 0-d float32 tensor on the CPU.
     """
     miou = Scores.from_confusion(cm.detach().cpu().numpy()).miou
     return torch.tensor(0.0 if math.isnan(miou) else miou)
