@@ -91,7 +91,14 @@ class TrainReport(StageReport):
         }
 
     def write(self, path: Path) -> Path:
-        """Write the report as indented JSON at `path`, atomically; return `path`."""
+        """Write the report as indented JSON at `path`, atomically.
+
+        Args:
+            path: Where to write (``<model>/train_report.json``).
+
+        Returns:
+            `path`.
+        """
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
         return path
@@ -149,7 +156,25 @@ def train_model(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainReport:
-    """Train `model_name` on the patches of `source` (dataset root or manifest CSV)."""
+    """Train `model_name` on the patches of `source` (dataset root or manifest CSV).
+
+    Args:
+        source: A dataset root (our layout) or an imported release's manifest CSV.
+        out_dir: The model's folder (``<paths.models>/<folder>``): checkpoints, logs,
+            DVCLive's folder, curves, the report.
+        cfg: The configuration (``train.*``; ``sentinel2`` preprocessing for U-T&T).
+        model_name: A name of :mod:`flair_pipeline.model_registry`.
+        resume: Continue from ``checkpoints/last.ckpt`` when present (its model card wins
+            over the config); otherwise start from scratch with a warning.
+        progress: Show Lightning's progress bar.
+
+    Returns:
+        The run's report (best validation mIoU, epochs, steps, throughput, paths).
+
+    Raises:
+        InputError: No train or validation patch, a U-T&T patch without its Sentinel-2
+            window, an unreadable image, or a resumed checkpoint of another model.
+    """
     spec = get_model(model_name)
     out = Path(out_dir)
     files = ModelFiles(out)
@@ -287,7 +312,11 @@ def train_model(
 def _dataset(
     source: str | Path, split: str, part: list[PatchRecord], packed: bool, **kwargs: Any
 ) -> PatchDataset:
-    """The packed input of `split` when present and current (train.packed), else the GeoTIFFs."""
+    """The packed input of `split` when present and current (train.packed), else the GeoTIFFs.
+
+    Returns:
+        A :class:`PackedDataset` over the memory-mapped arrays, or a :class:`PatchDataset`.
+    """
     pack = open_packed(source, split, part) if packed else None
     if pack is None:
         return PatchDataset(part, **kwargs)
@@ -307,7 +336,14 @@ def _require_s2(records: list[PatchRecord]) -> None:
 
 
 def _patch_px(rec: PatchRecord) -> int:
-    """The patch side in pixels, from the image header (no pixel is read)."""
+    """The patch side in pixels, from the image header (no pixel is read).
+
+    Returns:
+        The IMG's width, pixels.
+
+    Raises:
+        InputError: The image cannot be opened.
+    """
     try:
         with rasterio.open(rec.img) as src:
             return int(src.width)
@@ -339,6 +375,9 @@ def _loader(
     the loader's generator only gives the workers' base seed, drawn once per process from
     ``seed`` (persistent workers), so a resumed process seeds its workers as the
     uninterrupted run did.
+
+    Returns:
+        The split's loader (collated dict batches).
     """
     workers = min(workers, os.cpu_count() or 1)
     return DataLoader(
