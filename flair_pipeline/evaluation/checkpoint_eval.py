@@ -48,11 +48,7 @@ from flair_pipeline.training.samples import PatchDataset, collate
 class EvalReport(StageReport):
     """Scores and where the artifacts went."""
 
-    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {
-        "per_class_iou": "md",
-        "figures": "md",
-        "metrics": "path",
-    }
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"metrics": "path"}
 
     model: str
     scores: Scores
@@ -66,24 +62,24 @@ class EvalReport(StageReport):
     void_pixels: int = 0
 
     def as_metadata(self) -> dict[str, JSON]:
-        """mIoU, overall accuracy, per-class and per-domain scores, the two figures."""
-        from flair_pipeline.plots import markdown_image
+        """mIoU, overall accuracy, per-class and per-domain scores, the two figures.
 
+        Plain values: ``per_class_iou`` maps each class to its IoU, F1 and support and
+        ``figures`` to the two PNGs' paths; the Dagster adapter (``defs/adapter.py``) shows
+        them as a Markdown table and images in their place.
+        """
         s = self.scores
-        rows = ["| class | IoU | F1 | support |", "|---|---|---|---|"]
-        rows += [
-            f"| {n} | {s.iou[i]:.4f} | {s.f1[i]:.4f} | {int(s.support[i])} |"
+        per_class: dict[str, JSON] = {
+            n: {"iou": float(s.iou[i]), "f1": float(s.f1[i]), "support": int(s.support[i])}
             for i, n in enumerate(s.names)
-        ]
-        figures = markdown_image(self.confusion_png.read_bytes(), "confusion (row-normalised)")
-        figures += "\n\n" + markdown_image(self.patches_png.read_bytes(), "test patches")
+        }
         return {
             "miou": float(s.miou),
             "overall_accuracy": float(s.overall_accuracy),
             "test_patches": s.n_patches,
-            "per_class_iou": "\n".join(rows),
+            "per_class_iou": per_class,
             "per_domain_miou": {d: round(float(x.miou), 4) for d, x in s.per_domain.items()},
-            "figures": figures,
+            "figures": {"confusion": str(self.confusion_png), "patches": str(self.patches_png)},
             "metrics": str(self.metrics_json),
             "void_pixels": self.void_pixels,
         }
