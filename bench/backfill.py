@@ -50,7 +50,10 @@ ASSETS = ["domain_sources", "patch_grid", "aerial_patches", "label_masks", "data
 
 def _ctx(domain: str, flair: PipelineConfigResource) -> build.DomainContext:
     """The build context of one domain, opened once per step as the assets do."""
-    return build.DomainContext.open(domain, flair.raw(), flair.dataset(), flair.load())
+    project = flair.project()
+    return build.DomainContext.open(
+        domain=domain, raw=project.raw, dataset=project.dataset, cfg=project.config
+    )
 
 
 # -- the single-run variant: same stage functions, looped over the run's partition keys --

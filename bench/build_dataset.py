@@ -40,7 +40,7 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from flair_pipeline.config import SamplingConfig
+from flair_pipeline.config import PipelineConfig, SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patch_writers import (
     COMPRESSIONS,
@@ -57,6 +57,7 @@ from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.nomenclature import colormap
+from flair_pipeline.project import Project
 from flair_pipeline.sources.domain_spec import DomainInputs, resolve
 from flair_pipeline.synthetic.ign import convert_world
 from flair_pipeline.synthetic.world import SCENARIOS, generate_world
@@ -112,6 +113,17 @@ class Timings:
     steps: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     setup: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     skipped: int = 0
+
+
+def project_of(
+    *, raw_root: Path, out: Path, patch_size: int, strategy: str | None = None
+) -> Project:
+    """The project of one measure: raw world, dataset root and sampling, the rest defaults."""
+    sampling: dict[str, object] = {"patch_size": patch_size}
+    if strategy is not None:
+        sampling["strategy"] = strategy
+    settings = {"paths": {"raw": str(raw_root), "dataset": str(out)}, "sampling": sampling}
+    return Project.of(PipelineConfig.model_validate(settings), Path.cwd())
 
 
 @functools.cache
@@ -270,8 +282,8 @@ def breakdown(
 
 def domain_peak(*, raw_root: str, domain: str, patch_size: int, out: str) -> dict[str, float]:
     """Build one domain (sampling, IMG, MSK) in this fresh process; VmHWM after each phase."""
-    raw, cfg = RawLayout(Path(raw_root)), SamplingConfig(patch_size=patch_size)
-    layout = DatasetLayout(Path(out))
+    project = project_of(raw_root=Path(raw_root), out=Path(out), patch_size=patch_size)
+    raw, layout, cfg = project.raw, project.dataset, project.config.sampling
     phases = {"after imports": peak_rss_mb()}
     grid, _ = sample(raw, domain, cfg)
     phases["after sampling"] = peak_rss_mb()
@@ -335,10 +347,13 @@ def main() -> None:
             raw_root = tmp / "raw"
         else:
             raw_root = args.raw
-        raw = RawLayout(raw_root)
+        # the whole build is the project's dataset; baseline and breakdown are scratch copies
+        project = project_of(
+            raw_root=raw_root, out=tmp / "whole", patch_size=args.patch_size, strategy="grid"
+        )
+        raw, whole, cfg = project.raw, project.dataset, project.config.sampling
         domains = sorted(p.name for p in (raw_root / "domains").iterdir() if p.is_dir())
         domains = domains[: args.domains] if args.domains else domains
-        cfg = SamplingConfig(patch_size=args.patch_size, strategy="grid")
         load = os.getloadavg()
         print(
             f"raw world {raw_root}: measuring {len(domains)} domain(s), patch {cfg.patch_size} px "
@@ -356,7 +371,6 @@ def main() -> None:
             if not len(grid):
                 print(f"{domain}: no patches ({report.candidates} candidates), skipped")
                 continue
-            whole = DatasetLayout(tmp / "whole")
             t_img, t_msk, skipped = whole_work(
                 raw=raw,
                 domain=domain,

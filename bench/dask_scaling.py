@@ -28,6 +28,7 @@ import yaml
 
 from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.orchestration.executors import run_domain_on_dask
+from flair_pipeline.project import Project
 from flair_pipeline.synthetic.world import generate_world
 
 
@@ -145,7 +146,7 @@ def main() -> None:
         instance.add_dynamic_partitions("domains", domains)
         base_params = _params(tmp / "in_process", raw, args.patch_size)
         base = in_process(instance, base_params, domains)
-        reference = _rasters(tmp / "in_process" / "dataset")
+        reference = _rasters(Project.load(base_params).dataset.root)
         n = len(domains)
         print(
             f"{n} domains, {len(reference) // 2} patches of {args.patch_size} px, "
@@ -156,7 +157,7 @@ def main() -> None:
         for w in args.workers:
             params = _params(tmp / f"dask_{w}", raw, args.patch_size)
             secs = on_dask(instance=instance, params=params, domains=domains, workers=w)
-            same = _rasters(tmp / f"dask_{w}" / "dataset") == reference
+            same = _rasters(Project.load(params).dataset.root) == reference
             print(
                 f"{f'dask, {w} worker(s)':<24}{secs:>8.1f}{60 * n / secs:>13.2f}"
                 f"{base / secs:>14.2f}x  {'identical' if same else 'DIFFERENT'} IMG/MSK"

@@ -34,7 +34,7 @@ import torch
 from timing import timed  # bench/ is on sys.path when a bench script runs
 from torch.utils.data import DataLoader
 
-from flair_pipeline.config import SamplingConfig
+from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patch_writers import (
     DEFAULT_COMPRESSION,
@@ -43,7 +43,7 @@ from flair_pipeline.dataset.patch_writers import (
 )
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
-from flair_pipeline.layout import DatasetLayout, RawLayout
+from flair_pipeline.project import Project
 from flair_pipeline.synthetic.world import generate_world
 from flair_pipeline.training.augment import augment_batch
 from flair_pipeline.training.packing import pack_records
@@ -55,8 +55,12 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "real-samples" / "flair"
 
 def demo_records(*, raw_root: Path, out: Path, domains: int, compression: str) -> list[PatchRecord]:
     """Build the first `domains` demo domains' IMG and MSK; their records (split train)."""
-    raw, cfg = RawLayout(raw_root), SamplingConfig(patch_size=512, strategy="grid")
-    layout = DatasetLayout(out)
+    settings = {
+        "paths": {"raw": str(raw_root), "dataset": str(out)},
+        "sampling": {"patch_size": 512, "strategy": "grid"},
+    }
+    project = Project.of(PipelineConfig.model_validate(settings), Path.cwd())
+    raw, layout, cfg = project.raw, project.dataset, project.config.sampling
     records = []
     for domain in sorted(p.name for p in (raw_root / "domains").iterdir())[:domains]:
         labels = read_labels(raw.labels(domain))

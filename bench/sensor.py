@@ -99,11 +99,12 @@ def main() -> None:
                     f"tick {label:<24} wall {t.wall_s:7.3f} s  cpu {t.cpu_s:6.3f} s  "
                     f"read {read / 2**20:8.1f} MB  run requests {len(result.run_requests)}"
                 )
-        fs, _ = domain_inputs.open_root(raw)
+        raw_root = flair.project().raw.root  # the raw root as the sensor reads it
+        fs, _ = domain_inputs.open_root(raw_root)
         r0 = _rchar()
         with timed() as base:  # the old sensor: every byte of every new domain, in one tick
             for d in names:
-                scan = domain_inputs.scan_domain(fs, str(raw), d)
+                scan = domain_inputs.scan_domain(fs, str(raw_root), d)
                 domain_inputs.fingerprint(fs, scan.files, scan.folder)
         read = _rchar() - r0
         print(

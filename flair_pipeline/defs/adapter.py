@@ -24,7 +24,10 @@ from flair_pipeline.reports import StageReport
 if TYPE_CHECKING:  # annotations only: the stages' code is not imported by every asset (DVC deps)
     from flair_pipeline.dataset.assemble import SplitsReport
     from flair_pipeline.dataset.metadata_step import MetadataReport
+    from flair_pipeline.evaluation.checkpoint_eval import EvalReport
+    from flair_pipeline.evaluation.compare import ComparisonReport
     from flair_pipeline.sentinel2.build import SeriesReport
+    from flair_pipeline.training.train import TrainReport
 
 
 def as_failure(exc: FlairPipelineError) -> dg.Failure:
@@ -113,6 +116,60 @@ def series_figures(report: SeriesReport) -> dict[str, Any]:
     return {"ndvi_by_class": dg.MetadataValue.md(markdown_image(png, "NDVI"))}
 
 
+def training_curves(report: TrainReport) -> dict[str, Any]:
+    """The training curves of a model as an image (``curves``).
+
+    Args:
+        report: What :func:`~flair_pipeline.training.train.train_model` returned.
+
+    Returns:
+        ``{"curves": MetadataValue.md(image)}``, the PNG at ``report.curves_png``.
+    """
+    from flair_pipeline.plots import markdown_image
+
+    with open(report.curves_png, "rb") as f:
+        return {"curves": dg.MetadataValue.md(markdown_image(f.read(), "training curves"))}
+
+
+def evaluation_figures(report: EvalReport) -> dict[str, Any]:
+    """A model's per-class scores as a Markdown table and its two figures as images.
+
+    Args:
+        report: What :func:`~flair_pipeline.evaluation.checkpoint_eval.evaluate_checkpoint`
+            returned.
+
+    Returns:
+        ``per_class_iou`` (class, IoU, F1, support) and ``figures`` (the row-normalised
+        confusion matrix, then the test patches), each a ``MetadataValue.md``.
+    """
+    from flair_pipeline.plots import markdown_image
+
+    s = report.scores
+    rows = ["| class | IoU | F1 | support |", "|---|---|---|---|"]
+    rows += [
+        f"| {n} | {s.iou[i]:.4f} | {s.f1[i]:.4f} | {int(s.support[i])} |"
+        for i, n in enumerate(s.names)
+    ]
+    images = markdown_image(report.confusion_png.read_bytes(), "confusion (row-normalised)")
+    images += "\n\n" + markdown_image(report.patches_png.read_bytes(), "test patches")
+    return {
+        "per_class_iou": dg.MetadataValue.md("\n".join(rows)),
+        "figures": dg.MetadataValue.md(images),
+    }
+
+
+def comparison_table(report: ComparisonReport) -> dict[str, Any]:
+    """The comparison of the evaluated models as Markdown (``table``).
+
+    Args:
+        report: What :func:`~flair_pipeline.evaluation.compare.compare_models` returned.
+
+    Returns:
+        ``{"table": MetadataValue.md(report.table)}``.
+    """
+    return {"table": dg.MetadataValue.md(report.table)}
+
+
 def figures(report: StageReport) -> dict[str, Any]:
     """What the UI shows of a report beyond its values: its tables and figures, drawn here.
 
@@ -133,6 +190,9 @@ FIGURES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "flair_pipeline.dataset.metadata_step.MetadataReport": domain_metadata_figures,
     "flair_pipeline.dataset.assemble.SplitsReport": split_table,
     "flair_pipeline.sentinel2.build.SeriesReport": series_figures,
+    "flair_pipeline.training.train.TrainReport": training_curves,
+    "flair_pipeline.evaluation.checkpoint_eval.EvalReport": evaluation_figures,
+    "flair_pipeline.evaluation.compare.ComparisonReport": comparison_table,
 }
 
 

@@ -48,11 +48,7 @@ from flair_pipeline.training.samples import PatchDataset, collate
 class EvalReport(StageReport):
     """Scores and where the artifacts went."""
 
-    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {
-        "per_class_iou": "md",
-        "figures": "md",
-        "metrics": "path",
-    }
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"metrics": "path"}
 
     model: str
     scores: Scores
@@ -68,32 +64,29 @@ class EvalReport(StageReport):
     def as_metadata(self) -> dict[str, JSON]:
         """mIoU, overall accuracy, per-class and per-domain scores, the two figures.
 
-        Reads the two PNGs (:attr:`confusion_png`, :attr:`patches_png`) from disk.
+        Plain values: ``per_class_iou`` maps each class to its IoU, F1 and support and
+        ``figures`` to the two PNGs' paths; the Dagster adapter (``defs/adapter.py``) shows
+        them as a Markdown table and images in their place.
 
         Returns:
             A JSON-serialisable dict: ``miou`` and ``overall_accuracy`` (floats in [0, 1]),
-            ``test_patches`` (int), ``per_class_iou`` (a Markdown table of IoU, F1 and
-            support per merged class), ``per_domain_miou`` (domain -> mIoU, 4 decimals),
-            ``figures`` (the two PNGs as inline Markdown images), ``metrics`` (the JSON's
-            path) and ``void_pixels`` (int).
+            ``test_patches`` (int), ``per_class_iou`` (merged class -> ``iou``, ``f1``,
+            ``support``), ``per_domain_miou`` (domain -> mIoU, 4 decimals), ``figures``
+            (``confusion`` and ``patches``: the PNGs' paths), ``metrics`` (the JSON's path)
+            and ``void_pixels`` (int).
         """
-        from flair_pipeline.plots import markdown_image
-
         s = self.scores
-        rows = ["| class | IoU | F1 | support |", "|---|---|---|---|"]
-        rows += [
-            f"| {n} | {s.iou[i]:.4f} | {s.f1[i]:.4f} | {int(s.support[i])} |"
+        per_class: dict[str, JSON] = {
+            n: {"iou": float(s.iou[i]), "f1": float(s.f1[i]), "support": int(s.support[i])}
             for i, n in enumerate(s.names)
-        ]
-        figures = markdown_image(self.confusion_png.read_bytes(), "confusion (row-normalised)")
-        figures += "\n\n" + markdown_image(self.patches_png.read_bytes(), "test patches")
+        }
         return {
             "miou": float(s.miou),
             "overall_accuracy": float(s.overall_accuracy),
             "test_patches": s.n_patches,
-            "per_class_iou": "\n".join(rows),
+            "per_class_iou": per_class,
             "per_domain_miou": {d: round(float(x.miou), 4) for d, x in s.per_domain.items()},
-            "figures": figures,
+            "figures": {"confusion": str(self.confusion_png), "patches": str(self.patches_png)},
             "metrics": str(self.metrics_json),
             "void_pixels": self.void_pixels,
         }

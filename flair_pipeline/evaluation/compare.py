@@ -61,13 +61,16 @@ def comparison_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
 class ComparisonReport(StageReport):
     """The comparison table and where it was written."""
 
-    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"table": "md", "path": "path"}
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"path": "path"}
 
     table: str
     path: str
 
     def as_metadata(self) -> dict[str, JSON]:
         """The table (Markdown) and its file.
+
+        Plain values: ``table`` is the text written to the file; the Dagster adapter
+        (``defs/adapter.py``) shows it as Markdown.
 
         Returns:
             ``table`` (the Markdown comparison) and ``path`` (where it was written).

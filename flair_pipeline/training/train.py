@@ -55,7 +55,7 @@ from flair_pipeline.training.tracking import build_loggers
 class TrainReport(StageReport):
     """What a training run produced, for metadata, DVC metrics and the closing log line."""
 
-    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"checkpoint": "path", "curves": "md"}
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"checkpoint": "path"}
 
     model: str
     best_val_miou: float
@@ -72,11 +72,14 @@ class TrainReport(StageReport):
     device: str
 
     def as_metadata(self) -> dict[str, JSON]:
-        """Best validation mIoU, epochs, steps, speed, patch counts, checkpoint and curves."""
-        from flair_pipeline.plots import markdown_image
+        """Best validation mIoU, epochs, steps, speed, patch counts, checkpoint and curves.
 
-        with open(self.curves_png, "rb") as f:
-            curves = markdown_image(f.read(), "training curves")
+        Plain values: ``curves`` is the PNG's path; the Dagster adapter (``defs/adapter.py``)
+        shows the image in its place.
+
+        Returns:
+            A JSON-serialisable dict of the report's fields (paths as strings).
+        """
         return {
             "best_val_miou": float(self.best_val_miou),
             "epochs": self.epochs,
@@ -87,7 +90,7 @@ class TrainReport(StageReport):
             "val_patches": self.val_patches,
             "device": self.device,
             "checkpoint": self.best_checkpoint,
-            "curves": curves,
+            "curves": self.curves_png,
         }
 
     def write(self, path: Path) -> Path:
