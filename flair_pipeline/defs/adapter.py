@@ -48,7 +48,7 @@ def project_failures() -> Iterator[None]:
 
     Raises:
         dagster.Failure: For a project error; other exceptions pass unchanged.
-    """
+    """  # noqa: DOC501 (as_failure() builds the dagster.Failure named above)
     try:
         yield
     except FlairPipelineError as exc:
@@ -231,7 +231,7 @@ def retried_failures(step: str) -> Iterator[None]:
 
     Raises:
         dagster.Failure: a project error, or a non-transient other error.
-    """
+    """  # noqa: DOC501 (as_failure() builds the dagster.Failure named above)
     try:
         yield
     except FlairPipelineError as exc:

@@ -32,7 +32,11 @@ DEFAULT_CRON = "0 2 * * *"
 
 
 def downstream_cron() -> tuple[str, str]:
-    """The catch-up cron and its timezone, from FLAIR_DOWNSTREAM_CRON / FLAIR_DOWNSTREAM_TZ."""
+    """The catch-up cron and its timezone, from FLAIR_DOWNSTREAM_CRON / FLAIR_DOWNSTREAM_TZ.
+
+    Returns:
+        ``(cron, timezone)``: the variables' values, else ``"0 2 * * *"`` and ``"UTC"``.
+    """
     return (
         os.environ.get("FLAIR_DOWNSTREAM_CRON", DEFAULT_CRON),
         os.environ.get("FLAIR_DOWNSTREAM_TZ", "UTC"),
@@ -42,7 +46,13 @@ def downstream_cron() -> tuple[str, str]:
 def nightly_catch_up(
     cron: str, timezone: str = "UTC"
 ) -> dg.AutomationCondition[dg.AssetKey | dg.AssetCheckKey]:
-    """Run after each `cron` tick when a parent changed since the last run (see module)."""
+    """Run after each `cron` tick when a parent changed since the last run (see module).
+
+    Returns:
+        The condition labelled ``nightly_catch_up(<cron>, <timezone>)``: a tick passed since
+        the asset was last requested or updated, a parent updated since then or requested now
+        (or the asset missing while its parents exist), and nothing it reads in progress.
+    """
     handled = dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
     changed = (
         dg.AutomationCondition.any_deps_updated().since(handled)
@@ -66,6 +76,10 @@ def automate_downstream(
 
     `assets` with `condition` (default: the nightly catch-up) on every unpartitioned
     asset that has parents and no condition of its own: the all-domain assets.
+
+    Returns:
+        One definition per asset of `assets`, in order; only the specs of the all-domain
+        assets without a condition of their own are given `condition`.
     """
     condition = condition or nightly_catch_up(*downstream_cron())
 

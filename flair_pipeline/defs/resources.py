@@ -25,7 +25,11 @@ from flair_pipeline.storage import is_url
 
 @functools.lru_cache(maxsize=64)
 def _parsed(path: str, mtime_ns: int, size: int, overrides: tuple[str, ...]) -> PipelineConfig:
-    """``load_config`` memoised on the file's identity and version (mtime, size)."""
+    """``load_config`` memoised on the file's identity and version (mtime, size).
+
+    Returns:
+        The parsed configuration, the same object for every call with the same key.
+    """
     del mtime_ns, size  # cache key only
     return load_config(Path(path), overrides)
 
@@ -44,6 +48,10 @@ class PipelineConfigResource(dg.ConfigurableResource):
         while the file's (mtime, size) stay the same, so an edited params.yaml is still
         seen by a long-lived process (the webserver, the daemon).
 
+        Returns:
+            The frozen :class:`PipelineConfig` (the defaults plus overrides when the file does
+            not exist).
+
         Raises:
             ConfigError: The file is unreadable or invalid.
         """
@@ -55,6 +63,10 @@ class PipelineConfigResource(dg.ConfigurableResource):
 
     def project(self) -> Project:
         """The project of this configuration: roots resolved against the config's folder.
+
+        Returns:
+            The :class:`Project` of the configuration, based in the config file's folder (the
+            working folder when the file does not exist), with the file's path if it exists.
 
         Raises:
             ConfigError: The file is unreadable or invalid.
@@ -73,33 +85,80 @@ class PipelineConfigResource(dg.ConfigurableResource):
         return self.project().base / value  # absolute values stay as they are
 
     def resolve(self, value: str) -> Path:
-        """A config path resolved against the config file's folder."""
+        """A config path resolved against the config file's folder.
+
+        Returns:
+            `value` under the project's base folder (an absolute `value` unchanged).
+
+        Raises:
+            ConfigError: `value` is a URL (no local path), or the config is invalid.
+        """
         return self._root(value)
 
     def raw(self) -> RawLayout:
-        """Where the raw inputs are (``paths.raw``, resolved against the project root)."""
+        """Where the raw inputs are (``paths.raw``, resolved against the project root).
+
+        Returns:
+            A :class:`RawLayout` at the resolved raw root.
+
+        Raises:
+            ConfigError: The root is a URL (no local path), or the config is invalid.
+        """
         return RawLayout(self._root(self.load().paths.raw))
 
     def dataset(self) -> DatasetLayout:
-        """Where the dataset is built (``paths.dataset``, resolved against the project root)."""
+        """Where the dataset is built (``paths.dataset``, resolved against the project root).
+
+        Returns:
+            A :class:`DatasetLayout` at the resolved dataset root.
+
+        Raises:
+            ConfigError: The root is a URL (no local path), or the config is invalid.
+        """
         return DatasetLayout(self._root(self.load().paths.dataset))
 
     def models_dir(self) -> Path:
-        """Where trained models go (``paths.models``), one folder per model."""
+        """Where trained models go (``paths.models``), one folder per model.
+
+        Returns:
+            The resolved models folder (absolute).
+
+        Raises:
+            ConfigError: The root is a URL (no local path), or the config is invalid.
+        """
         return self._root(self.load().paths.models)
 
     def eval_dir(self) -> Path:
-        """Where evaluations go (``paths.eval``), one folder per model."""
+        """Where evaluations go (``paths.eval``), one folder per model.
+
+        Returns:
+            The resolved evaluations folder (absolute).
+
+        Raises:
+            ConfigError: The root is a URL (no local path), or the config is invalid.
+        """
         return self._root(self.load().paths.eval)
 
     def root_urls(self) -> tuple[str, str]:
-        """The raw and dataset roots as strings: URLs as given, local paths resolved."""
+        """The raw and dataset roots as strings: URLs as given, local paths resolved.
+
+        Returns:
+            ``(raw, dataset)``: a URL root unchanged, a local one as its absolute path.
+
+        Raises:
+            ConfigError: The config is invalid.
+        """
         paths = self.load().paths
         raw, dataset = (v if is_url(v) else str(self._root(v)) for v in (paths.raw, paths.dataset))
         return raw, dataset
 
     def with_roots(self, raw: str, dataset: str) -> PipelineConfigResource:
-        """The same configuration with other raw and dataset roots (staging folders)."""
+        """The same configuration with other raw and dataset roots (staging folders).
+
+        Returns:
+            A new resource on the same params file, its overrides extended with
+            ``paths.raw=<raw>`` and ``paths.dataset=<dataset>`` (they win over earlier ones).
+        """
         return PipelineConfigResource(
             config_path=self.config_path,
             overrides=[*self.overrides, f"paths.raw={raw}", f"paths.dataset={dataset}"],
@@ -123,6 +182,10 @@ def sentinelhub_credentials() -> SentinelHubCredentials:
     EnvVar makes Dagster read the values at run time (never stored in the instance); unset
     variables would fail every run, even those that use the stac provider, so they are
     only bound when present.
+
+    Returns:
+        A :class:`SentinelHubCredentials` with a ``dg.EnvVar`` for each variable set and
+        empty values for the others.
     """
     kwargs = {}
     for field_name, var in (("client_id", "SH_CLIENT_ID"), ("client_secret", "SH_CLIENT_SECRET")):

@@ -108,13 +108,22 @@ class Scan:
     cursor: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run_key(self, domain: str) -> str:
-        """``<domain>@<16 hex of the fingerprint, or stat:…>#<change number>``."""
+        """``<domain>@<16 hex of the fingerprint, or stat:…>#<change number>``.
+
+        Returns:
+            The run key of `domain`'s request: the same inputs at the same change number give
+            the same key, so Dagster launches that build once.
+        """
         fp = self.requests[domain]
         key = fp[:16] if fp else f"stat:{self.stat_keys[domain][:16]}"
         return f"{domain}@{key}#{self.changes[domain]}"
 
     def skipped_text(self) -> str:
-        """One line naming each folder not built now and why, and each ignored folder."""
+        """One line naming each folder not built now and why, and each ignored folder.
+
+        Returns:
+            The reasons joined with ``"; "``; empty when nothing was skipped or ignored.
+        """
         parts = [f"{d} not ready ({', '.join(m)})" for d, m in self.incomplete.items()]
         parts += [
             f"{d} still changing (built once unchanged for a tick, or write {READY_NAME})"
@@ -138,6 +147,9 @@ def read_cursor(text: str | None) -> dict[str, dict[str, Any]]:
     An unreadable cursor starts over (safe: run keys still prevent duplicate builds, the
     only cost is one more look); one of version 1 keeps each domain's fingerprint and
     change count (its stat signatures had no inode, so each domain is checked once more).
+
+    Returns:
+        Domain -> its saved state; empty for an empty, unreadable or unknown-version cursor.
     """
     if not text:
         return {}
@@ -172,6 +184,10 @@ def _built_fingerprint(instance: dg.DagsterInstance, domain: str) -> str | None:
 
     The fingerprint of the last `domain_sources` materialization of `domain`, if any
     (a domain built by the CLI or `dvc repro` before the sensor first saw it).
+
+    Returns:
+        The ``fingerprint`` metadata of that materialization; None when there is no
+        materialization or it has no fingerprint.
     """
     result = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("domain_sources"), asset_partitions=[domain]),
@@ -189,6 +205,9 @@ def _sensor_runs(instance: dg.DagsterInstance, domain: str) -> int:
 
     How many runs this sensor already launched for `domain` (the change count to start
     from when the cursor does not know the domain: a new or reset cursor).
+
+    Returns:
+        The count of runs tagged ``flair/front_door=sensor`` for partition `domain`.
     """
     return instance.get_runs_count(
         dg.RunsFilter(tags={"dagster/partition": domain, "flair/front_door": "sensor"})
@@ -205,7 +224,12 @@ class _Reader:
         self.started = 0  # fingerprints started in this evaluation
 
     def can_start(self, nbytes: int) -> bool:
-        """True when `nbytes` fit in what is left (the first hash always gets the time)."""
+        """True when `nbytes` fit in what is left (the first hash always gets the time).
+
+        Returns:
+            Whether a fingerprint of `nbytes` may start: within the bytes left, and before the
+            deadline unless nothing was started yet in this evaluation.
+        """
         in_time = self.started == 0 or time.monotonic() < self.deadline
         return nbytes <= self.left and in_time
 
@@ -316,7 +340,13 @@ def _decide(
 def new_domains_sensor(
     context: dg.SensorEvaluationContext, flair: PipelineConfigResource
 ) -> dg.SensorResult:
-    """Request a build of every domain whose raw inputs are complete, settled, new or changed."""
+    """Request a build of every domain whose raw inputs are complete, settled, new or changed.
+
+    Returns:
+        A ``dg.SensorResult`` with the cursor for the next tick and any new ``domains``
+        partitions, plus one run request per domain to build (keyed by :meth:`Scan.run_key`)
+        or else a skip reason naming the folders not built and why.
+    """
     root = flair.root_urls()[0]
     scan = scan_raw_root(root, read_cursor(context.cursor), context.instance)
     for domain, missing in scan.incomplete.items():

@@ -41,13 +41,33 @@ def _evaluate(
 def evaluation_unet(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> StageReport:
-    """Asset: the U-Net evaluated on the test split (its ``description`` says what it writes)."""
+    """Asset: the U-Net evaluated on the test split (its ``description`` says what it writes).
+
+    Returns:
+        The U-Net's evaluation report (its test mIoU logged too),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+
+    Raises:
+        dagster.Failure: A project error in the step, not retried
+            (:func:`~flair_pipeline.defs.adapter.project_failures`).
+    """
     return _evaluate(context, flair, MODELS_BY_FOLDER["unet"].folder)
 
 
 @stage_asset(S["evaluation_utt"])
 def evaluation_utt(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
-    """Asset: U-T&T evaluated on the test split (its ``description`` says what it writes)."""
+    """Asset: U-T&T evaluated on the test split (its ``description`` says what it writes).
+
+    Returns:
+        U-T&T's evaluation report (its test mIoU logged too),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+
+    Raises:
+        dagster.Failure: A project error in the step, not retried
+            (:func:`~flair_pipeline.defs.adapter.project_failures`).
+    """
     return _evaluate(context, flair, MODELS_BY_FOLDER["utt"].folder)
 
 
@@ -55,7 +75,17 @@ def evaluation_utt(context: dg.AssetExecutionContext, flair: PipelineConfigResou
 def model_comparison(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> StageReport:
-    """Asset: the comparison table of the evaluated models (its ``description`` says what it writes)."""
+    """Asset: the comparison table of the evaluated models (its ``description`` says what it writes).
+
+    Returns:
+        The comparison report (its table logged too),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+
+    Raises:
+        dagster.Failure: A project error in the step, not retried
+            (:func:`~flair_pipeline.defs.adapter.project_failures`).
+    """
     with project_failures():
         report = compare_models(flair.eval_dir(), EVALUATED)
     context.log.info("\n" + report.table)

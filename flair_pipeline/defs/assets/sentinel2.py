@@ -19,7 +19,18 @@ def sentinel2_series(
     flair: PipelineConfigResource,
     sentinelhub: SentinelHubCredentials,
 ) -> StageReport:
-    """Asset: the Sentinel-2 series of one domain's zones (its ``description`` says what it writes)."""
+    """Asset: the Sentinel-2 series of one domain's zones (its ``description`` says what it writes).
+
+    Returns:
+        The domain's series report (its failed zones logged as errors),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+
+    Raises:
+        dagster.Failure: A project error, or an error that is not transient, not retried
+            (:func:`~flair_pipeline.defs.adapter.retried_failures`); a transient error passes
+            unchanged to the asset's retry policy.
+    """
     with retried_failures(f"{context.partition_key}: sentinel2_series"):
         return _build_series(context, flair, sentinelhub)
 
@@ -47,5 +58,11 @@ def _build_series(
 def sentinel2_index(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> StageReport:
-    """Asset: the centroid index over every domain's series (its ``description`` says what it writes)."""
+    """Asset: the centroid index over every domain's series (its ``description`` says what it writes).
+
+    Returns:
+        The index's report (:func:`~flair_pipeline.sentinel2.build.merge_centroids`),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+    """
     return merge_centroids(flair.dataset())

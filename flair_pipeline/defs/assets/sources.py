@@ -25,7 +25,13 @@ __all__ = ["domain_input_files", "domain_sources", "fingerprint"]  # the sensor'
 def domain_sources(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> dg.MaterializeResult[Any]:
-    """Asset: a domain's raw inputs, checked and fingerprinted (its ``description`` says what it writes)."""
+    """Asset: a domain's raw inputs, checked and fingerprinted (its ``description`` says what it writes).
+
+    Returns:
+        A ready ``dg.MaterializeResult`` of the sources report (passed on as is by
+        :mod:`flair_pipeline.defs.declared`), its data version the first 16 hex digits of
+        the inputs' fingerprint.
+    """
     ctx = DomainContext.open(context.partition_key, flair.raw(), flair.dataset(), flair.load())
     report = record_domain_sources(ctx)
     return result(context, report, data_version=report.fingerprint[:16])

@@ -36,7 +36,17 @@ def _train(
 def packed_training_input(
     context: dg.AssetExecutionContext, flair: PipelineConfigResource
 ) -> StageReport:
-    """Asset: the packed training input (its ``description`` says what it writes)."""
+    """Asset: the packed training input (its ``description`` says what it writes).
+
+    Returns:
+        The packing report (patch counts and root, logged too),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+
+    Raises:
+        dagster.Failure: A project error in the step, not retried
+            (:func:`~flair_pipeline.defs.adapter.project_failures`).
+    """
     from flair_pipeline.training.packing import pack_source
 
     with project_failures():
@@ -47,13 +57,33 @@ def packed_training_input(
 
 @stage_asset(S["model_unet"])
 def model_unet(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
-    """Asset: the U-Net baseline (or U-Net with metadata) trained (its ``description`` says what it writes)."""
+    """Asset: the U-Net baseline (or U-Net with metadata) trained (its ``description`` says what it writes).
+
+    Returns:
+        The training report (best validation mIoU and epochs, logged too),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+
+    Raises:
+        dagster.Failure: A project error in the step, not retried
+            (:func:`~flair_pipeline.defs.adapter.project_failures`).
+    """
     spec = model_for_folder("unet", flair.load().train.model)  # unet or unet-meta
     return _train(context, flair, spec.name, spec.folder)
 
 
 @stage_asset(S["model_utt"])
 def model_utt(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
-    """Asset: U-T&T trained (its ``description`` says what it writes)."""
+    """Asset: U-T&T trained (its ``description`` says what it writes).
+
+    Returns:
+        The training report (best validation mIoU and epochs, logged too),
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+
+    Raises:
+        dagster.Failure: A project error in the step, not retried
+            (:func:`~flair_pipeline.defs.adapter.project_failures`).
+    """
     spec = MODELS_BY_FOLDER["utt"]
     return _train(context, flair, spec.name, spec.folder)
