@@ -90,21 +90,6 @@ def test_metrics_show_lists_both_models(dvc_repo) -> None:
         assert m["miou"] == on_disk["miou"] and 0.0 <= m["miou"] <= 1.0
 
 
-def test_exp_show_lists_dvclive_metrics_of_each_model(dvc_repo) -> None:
-    """`dvc exp show` after the demo's repro: each model's per-epoch metrics as DVCLive
-    wrote them (the last epoch's, at step = epoch), next to the evaluation's."""
-    path, _ = dvc_repo
-    shown = json.loads(dvc(path, "exp", "show", "--json").stdout)
-    workspace = next(r for r in shown if r["rev"] == "workspace")["data"]["metrics"]
-    for model in ("unet", "utt"):
-        tsv = (path / f"data/models/{model}/dvclive/plots/metrics/val_miou.tsv").read_text()
-        last = tsv.splitlines()[-1].split("\t")  # timestamp, step, value: by hand
-        m = workspace[f"data/models/{model}/dvclive/metrics.json"]["data"]
-        assert m["step"] == int(last[1]) == 0  # the tiny recipe trains one epoch
-        assert m["val_miou"] == float(last[2])
-        assert {"train_loss", "val_loss"} <= set(m) and "epoch" not in m
-
-
 def test_plots_show_draws_curves_and_confusion_matrices(dvc_repo, tmp_path: Path) -> None:
     path, _ = dvc_repo
     shown = json.loads(dvc(path, "plots", "show", "--json").stdout)["data"]
