@@ -69,7 +69,9 @@ def test_backfill_builds_each_domain_in_its_own_run(
     target = ModuleTarget("flair_pipeline.definitions", "defs", str(REPO), "flair")
     bench = _bench_backfill()
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        out = bench.backfill(instance, target, ["D033_2021", "D036_2020", "D004_2021"])
+        out = bench.backfill(
+            instance=instance, target=target, domains=["D033_2021", "D036_2020", "D004_2021"]
+        )
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": out.backfill_id}))
         # a run under a BackfillPolicy names its partitions as a range, here of one domain
         # (no dagster/partition tag: see docs/operations.md#backfills-issue-26)
