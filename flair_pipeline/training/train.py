@@ -32,7 +32,7 @@ from flair_pipeline.config import PipelineConfig
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import SEN2_PARTS, ModelFiles, sen2_file
-from flair_pipeline.model_registry import architecture, get_model
+from flair_pipeline.model_registry import get_model
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.training.checkpoint import SAFE_GLOBALS, check_model
 from flair_pipeline.training.curves import write_curves
@@ -123,31 +123,6 @@ class _Throughput(Callback):
 
     def on_train_epoch_end(self, *_: Any) -> None:
         self.seconds += time.perf_counter() - self._t0
-
-
-def model_kwargs(
-    cfg: PipelineConfig, name: str, in_channels: int, meta_dim: int | None, patch_m: float
-) -> dict[str, Any]:
-    """Constructor arguments of `name`: :func:`flair_pipeline.model_registry.architecture`.
-
-    Args:
-        cfg: The configuration (``train.utae_width``, ``train.modality_dropout``).
-        name: A model name.
-        in_channels: Aerial channels.
-        meta_dim: Width of the encoded metadata, or None.
-        patch_m: Side of a training patch on the ground, metres.
-
-    Returns:
-        The keyword arguments.
-    """
-    return architecture(
-        name,
-        in_channels=in_channels,
-        meta_dim=meta_dim,
-        patch_m=patch_m,
-        utae_width=cfg.train.utae_width,
-        modality_dropout=cfg.train.modality_dropout,
-    )
 
 
 def train_model(

@@ -9,11 +9,11 @@ import torch
 
 from flair_pipeline.config import S2Preprocessing, config_from_dict
 from flair_pipeline.evaluation.checkpoint_eval import dataset_for
+from flair_pipeline.model_registry import architecture
 from flair_pipeline.orchestration.artifacts import ARTIFACTS
 from flair_pipeline.training.checkpoint import load_inference
 from flair_pipeline.training.model_card import card_for_training
 from flair_pipeline.training.module import FlairModule
-from flair_pipeline.training.train import model_kwargs
 
 STATS = {"mean": [100.0] * 5, "std": [50.0] * 5, "s2_mean": [0.1] * 10, "s2_std": [0.05] * 10}
 #: A U-T&T checkpoint's s2_options as the code before S2Preprocessing wrote them
@@ -66,7 +66,14 @@ def test_module_from_config_equals_the_hand_built_one_and_old_checkpoints_load(
     tmp_path: Path,
 ) -> None:
     cfg = _cfg()
-    kwargs = model_kwargs(cfg, "utt", 5, None, 12.8)
+    kwargs = architecture(
+        "utt",
+        in_channels=5,
+        meta_dim=None,
+        patch_m=12.8,
+        utae_width=cfg.train.utae_width,
+        modality_dropout=cfg.train.modality_dropout,
+    )
     new = FlairModule.from_config(cfg, card_for_training(cfg, "utt", STATS, patch_px=32))
     torch.manual_seed(0)
     old = FlairModule(  # the pre-from_config call of train_model, spelled by hand

@@ -323,8 +323,8 @@ def test_from_config_reads_every_value_from_the_config(
     by hand. A resumed run asks for no encoder weights (the checkpoint has them)."""
     import flair_pipeline.training.module as module_py
     from flair_pipeline.config import config_from_dict
+    from flair_pipeline.model_registry import architecture
     from flair_pipeline.training.model_card import card_for_training
-    from flair_pipeline.training.train import model_kwargs
 
     asked: list[str | None] = []
     real_build = module_py.build_model
@@ -347,7 +347,14 @@ def test_from_config_reads_every_value_from_the_config(
         }
     )
     stats = {"mean": [*MEAN, 10.0], "std": [*STD, 5.0], "s2_mean": S2_MEAN, "s2_std": S2_STD}
-    kwargs = model_kwargs(cfg, "utt", 5, None, 12.0)
+    kwargs = architecture(
+        "utt",
+        in_channels=5,
+        meta_dim=None,
+        patch_m=12.0,
+        utae_width=cfg.train.utae_width,
+        modality_dropout=cfg.train.modality_dropout,
+    )
     card = card_for_training(cfg, "utt", stats, patch_px=48)
     m = FlairModule.from_config(cfg, card, channels_last=True, resumed=resumed)
     expected = {
