@@ -90,6 +90,24 @@ def test_metrics_show_lists_both_models(dvc_repo) -> None:
         assert m["miou"] == on_disk["miou"] and 0.0 <= m["miou"] <= 1.0
 
 
+def test_exp_show_lists_dvclive_metrics_of_each_model(dvc_repo) -> None:
+    """`dvc exp show` after the demo's repro: each model's last-epoch metrics as DVCLive
+    wrote them (step = epoch, each epoch once), next to the evaluation's."""
+    path, _ = dvc_repo
+    shown = json.loads(dvc(path, "exp", "show", "--json").stdout)
+    workspace = next(r for r in shown if r["rev"] == "workspace")["data"]["metrics"]
+    for model in ("unet", "utt"):
+        tsv = path / f"data/models/{model}/dvclive/plots/metrics/val_miou.tsv"
+        # read by hand, by header (DVCLive's columns: step, then the metric)
+        header, *rows = [line.split("\t") for line in tsv.read_text().splitlines()]
+        table = [dict(zip(header, r, strict=True)) for r in rows]
+        assert [int(r["step"]) for r in table] == list(range(len(table)))  # each epoch once
+        m = workspace[f"data/models/{model}/dvclive/metrics.json"]["data"]
+        assert m["step"] == int(table[-1]["step"])
+        assert m["val_miou"] == float(table[-1]["val_miou"])
+        assert {"train_loss", "val_loss"} <= set(m) and "epoch" not in m
+
+
 def test_plots_show_draws_curves_and_confusion_matrices(dvc_repo, tmp_path: Path) -> None:
     path, _ = dvc_repo
     shown = json.loads(dvc(path, "plots", "show", "--json").stdout)["data"]
