@@ -328,7 +328,7 @@ class HubModel(nn.Module):
         missing = [k for k in needed if k not in batch]
         if missing:
             raise ValueError(
-                f"FLAIR-HUB model: batch lacks {missing} (needs {needed}; has {sorted(batch)})"
+                f"FLAIR-HUB model: batch lacks {missing} (needs {needed}; has {sorted(map(str, batch))})"
             )
         for m in self.mono:
             x = batch[m]
