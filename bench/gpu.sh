@@ -106,7 +106,7 @@ section unet_train "$PY" bench/train_throughput.py --model unet $TT
 section utt_train "$PY" bench/train_throughput.py --model utt $TT
 section packed_feed "$PY" bench/gpu_feed.py $FEED
 section predict "$PY" bench/predict.py $PRED
-GPU_TESTS="tests/evaluation/test_predict.py::test_cuda_matches_cpu"
+GPU_TESTS="tests/evaluation/test_predict.py::test_cuda_matches_cpu tests/models/test_hub.py::test_lc_l_multitask_at_flair_hub_sizes_on_gpu"
 if "$PY" -c "import dagster" 2>/dev/null; then
   GPU_TESTS="$GPU_TESTS tests/training/test_train.py::test_bf16_channels_last_on_gpu"
 else  # its tiny_dataset fixture builds the dataset through the Dagster assets
