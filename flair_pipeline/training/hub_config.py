@@ -183,10 +183,12 @@ class HubTrainConfig(_Strict):
             for mod in set(self.means) | set(self.stds):
                 if mod in self.inputs:
                     want = self.in_channels(mod)
+                    full = want if mod == "DEM_ELEV" else _bands(mod)
                     for name, table in (("means", self.means), ("stds", self.stds)):
-                        if mod in table and len(table[mod]) != want:
+                        if mod in table and len(table[mod]) not in (want, full):
                             raise ValueError(
                                 f"{name}.{mod}: {len(table[mod])} values for {want} channels"
+                                f" (or the file's {full} bands)"
                             )
         return self
 
@@ -215,6 +217,28 @@ class HubTrainConfig(_Strict):
             ``channels[modality]``, or every band when the config selects none.
         """
         return list(self.channels.get(modality) or range(1, _bands(modality) + 1))
+
+    def norm_stats(self, modality: str) -> tuple[list[float], list[float]] | None:
+        """The means and stds of a modality's selected channels, None when not normalised.
+
+        Values given for every band of the file (IGN's SPOT: 4 means for channels
+        [4, 1, 2]) are picked by channel; IGN's ``norm`` takes the first values instead
+        (R's mean for NIR), a difference kept on purpose.
+
+        Args:
+            modality: An input modality.
+
+        Returns:
+            (means, stds), one per channel fed to the model, or None.
+        """
+        if self.norm_type != "custom" or modality not in self.means:
+            return None
+        means, stds = list(self.means[modality]), list(self.stds[modality])
+        n = self.in_channels(modality)
+        if len(means) != n and modality != "DEM_ELEV":
+            bands = self.band_list(modality)
+            means, stds = [means[b - 1] for b in bands], [stds[b - 1] for b in bands]
+        return means, stds
 
     def class_count(self, task: str) -> int:
         """Classes of a task's head.
