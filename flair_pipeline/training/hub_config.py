@@ -132,8 +132,8 @@ class HubTrainConfig(_Strict):
     batch_size: int = Field(4, gt=0)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    scheduler: Literal["none", "cosine", "one_cycle_lr", "plateau"] = "cosine"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    scheduler: Literal["none", "cosine", "plateau"] = "cosine"
     patience: int = Field(20, gt=0, description="early stopping on val_miou, epochs")
     downsample: int = Field(4, ge=1, description="divide aerial-size inputs/labels by this")
     num_workers: int = Field(0, ge=0)
