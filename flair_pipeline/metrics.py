@@ -231,6 +231,37 @@ def domain_of(path: str | Path) -> str | None:
     return None
 
 
+def scored_iou(matrix: np.ndarray, scored: Sequence[int]) -> tuple[np.ndarray, float]:
+    """FLAIR-HUB's IoU per class and mIoU over the scored classes of a confusion matrix.
+
+    As IGN's ``src/flair_hub/writer/metrics_utils.py`` (``compute_and_save_metrics``) and
+    ``metrics_core.py`` (``class_IoU``) compute them: the matrix is restricted to the
+    scored classes (rows *and* columns: pixels of an unscored class, true or predicted,
+    leave the count), IoU_c = TP / (TP + FP + FN) on that sub-matrix, an undefined IoU
+    (class absent from truth and prediction) counts 0, and the mIoU is the plain mean over
+    the scored classes. (FLAIR #1's :class:`Scores` leaves undefined classes out instead.)
+
+    Args:
+        matrix: (n, n) pixel counts, rows = truth, columns = prediction.
+        scored: Indices of the scored classes (FLAIR-HUB: class weight > 0), ascending.
+
+    Returns:
+        (float64 IoU per scored class in [0, 1], in the order of `scored`; the mIoU, NaN
+        when nothing is scored).
+
+    Raises:
+        ValueError: `matrix` is not square or a scored index is outside it.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    idx = [int(i) for i in scored]
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or any(not 0 <= i < m.shape[0] for i in idx):
+        raise ValueError(f"confusion matrix {m.shape} and scored classes {idx} do not fit")
+    sub = m[np.ix_(idx, idx)]
+    tp = np.diag(sub)
+    iou = np.nan_to_num(_ratio(tp, sub.sum(0) + sub.sum(1) - tp), nan=0.0)
+    return iou, float(iou.mean()) if idx else math.nan
+
+
 __all__ = [
     "INVALID",
     "MIOU_CLASSES",
@@ -238,4 +269,5 @@ __all__ = [
     "Scores",
     "confusion_matrix",
     "domain_of",
+    "scored_iou",
 ]
