@@ -652,7 +652,7 @@ def _hub_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
 )
 @click.option(
     "--set",
-    "overrides",
+    "hub_fields",
     multiple=True,
     metavar="FIELD=VALUE",
     help="Override a field of the hub config, e.g. --set epochs=3 (repeatable).",
@@ -662,7 +662,7 @@ def train_flair_hub_cmd(
     config_path: Path | None,
     supervision: Path | None,
     out: Path,
-    overrides: tuple[str, ...],
+    hub_fields: tuple[str, ...],
 ) -> None:
     """Train a FLAIR-HUB model family on an import-flair-hub manifest (docs/flair-release.md).
 
@@ -675,7 +675,7 @@ def train_flair_hub_cmd(
     from flair_pipeline.training.hub_config import hub_config_from_ign, load_hub_config
     from flair_pipeline.training.hub_train import train_hub
 
-    extra = _hub_overrides(overrides)
+    extra = _hub_overrides(hub_fields)
     if supervision is not None:
         if config_path is None:
             raise FlairPipelineError(
