@@ -104,3 +104,53 @@ def test_hub_section_and_its_errors(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump({"hub": {"channels": {"AERIAL_RGBI": [0, 1]}}}))
     with pytest.raises(ConfigError, match=r"channels.AERIAL_RGBI: \[0, 1\], 1-based in 1..4"):
         load_hub_config(f)
+
+
+def test_ign_models_file_and_the_recipes(tmp_path: Path) -> None:
+    # IGN's config_models.yaml (IGNF/FLAIR-HUB 3d5693b), widths changed to see them read
+    models = {
+        "models": {
+            "monotemp_model": {"arch": "swin_base_patch4_window12_384-upernet"},
+            "multitemp_model": {
+                "ref_date": "06-01",
+                "encoder_widths": [32, 64],
+                "decoder_widths": [16, 64],
+                "agg_mode": "att_group",
+                "n_head": 16,
+            },
+        }
+    }
+    (tmp_path / "config_models.yaml").write_text(yaml.safe_dump(models))
+    (tmp_path / "config_modalities.yaml").write_text(
+        yaml.safe_dump({"modalities": {"inputs": {"AERIAL_RGBI": True, "SENTINEL2_TS": True}}})
+    )
+    cfg = hub_config_from_ign(
+        tmp_path / "config_modalities.yaml", models=tmp_path / "config_models.yaml"
+    )
+    assert cfg.ref_date == "06-01"
+    assert cfg.utae["encoder_widths"] == [32, 64] and cfg.utae["decoder_widths"] == [16, 64]
+    assert cfg.utae["d_model"] == 256  # IGN's default where the file is silent
+    assert cfg.inputs == ("AERIAL_RGBI", "SENTINEL2_TS")
+    # the GPU recipes: IGN's optimisation, the published families
+    families = {
+        "lc-a": ("AERIAL_RGBI",),
+        "lc-l": (
+            "AERIAL_RGBI",
+            "DEM_ELEV",
+            "SPOT_RGBI",
+            "SENTINEL2_TS",
+            "SENTINEL1-ASC_TS",
+            "SENTINEL1-DESC_TS",
+        ),
+        "lpis-i": ("SPOT_RGBI", "SENTINEL2_TS", "SENTINEL1-ASC_TS", "SENTINEL1-DESC_TS"),
+    }
+    for name, inputs in families.items():
+        recipe = load_hub_config(REPO / "recipes" / f"flair-hub-{name}.yaml")
+        assert recipe.inputs == inputs
+        assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.optimizer) == (
+            150,
+            5,
+            5e-5,
+            "adamw",
+        )
+        assert recipe.downsample == 1
