@@ -156,6 +156,12 @@ class HubTrainConfig(_Strict):
                 raise ValueError(f"{where}: unknown modality {bad[0]!r}; one of {known}")
         if not self.inputs:
             raise ValueError("inputs: at least one input modality")
+        mono_aux = [m for m in self.aux_loss if m not in SERIES or m not in self.inputs]
+        if mono_aux:
+            raise ValueError(
+                f"aux_loss: {mono_aux[0]!r}: auxiliary heads are for the series among the "
+                f"inputs here ({', '.join(s for s in SERIES if s in self.inputs) or 'none'})"
+            )
         for mod, chans in self.channels.items():
             top = _bands(mod)
             if not chans or any(c < 1 or c > top for c in chans):
@@ -295,7 +301,7 @@ class HubTrainConfig(_Strict):
             "encoder_weights": self.encoder_weights,
             "utae": dict(self.utae),
             "modality_dropout": {m: p for m, p in self.modality_dropout.items() if p > 0} or None,
-            "aux_series": tuple(m for m in self.aux_loss if m in SERIES and m in self.inputs),
+            "aux_series": tuple(self.aux_loss),
         }
 
 

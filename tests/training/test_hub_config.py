@@ -101,6 +101,9 @@ def test_hub_section_and_its_errors(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump({"hub": {"inputs": ["SENTINEL2"]}}))
     with pytest.raises(ConfigError, match="unknown modality 'SENTINEL2'"):
         load_hub_config(f)
+    f.write_text(yaml.safe_dump({"hub": {"aux_loss": ["AERIAL_RGBI"]}}))
+    with pytest.raises(ConfigError, match="aux_loss: 'AERIAL_RGBI': auxiliary heads are for"):
+        load_hub_config(f)
     f.write_text(yaml.safe_dump({"hub": {"channels": {"AERIAL_RGBI": [0, 1]}}}))
     with pytest.raises(ConfigError, match=r"channels.AERIAL_RGBI: \[0, 1\], 1-based in 1..4"):
         load_hub_config(f)
