@@ -193,3 +193,83 @@ def model_for_folder(folder: str, configured: str) -> ModelSpec:
             f"unknown model folder {folder!r}: expected one of {', '.join(MODELS_BY_FOLDER)}"
         )
     return MODELS_BY_FOLDER[folder]
+
+
+@dataclass(frozen=True)
+class HubFamily:
+    """One of FLAIR-HUB's model families, as IGN's README ("Baseline results") lists them.
+
+    Built by :class:`flair_pipeline.models.hub.HubModel` (``inputs`` with their channel
+    counts, ``tasks`` with their class counts) and trained by
+    :mod:`flair_pipeline.training.hub_data`, not by the FLAIR #1/#2 assets: the families
+    are neither in :data:`MODELS` nor in :data:`TRAINED`.
+
+    Attributes:
+        name: IGN's model id (``LC-A``, ``LPIS-I``, ...).
+        inputs: Input modalities (:data:`flair_pipeline.models.hub_inputs.MONO`/``SERIES``).
+        tasks: Tasks (:data:`flair_pipeline.models.hub_inputs.TASKS`).
+        published_miou: IGN's published test mIoU, percent.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    tasks: tuple[str, ...]
+    published_miou: float
+
+
+def _families(task: str, prefix: str, rows: str) -> dict[str, HubFamily]:
+    """Families from rows ``"<suffix> <mIoU> <input,...>"`` (IGN's README table).
+
+    Returns:
+        Name -> family.
+    """
+    out = {}
+    for row in rows.strip().splitlines():
+        suffix, miou, inputs = row.split()
+        name = f"{prefix}-{suffix}"
+        out[name] = HubFamily(name, tuple(inputs.split(",")), (task,), float(miou))
+    return out
+
+
+_A, _P, _E, _SP = "AERIAL_RGBI", "AERIAL-RLT_PAN", "DEM_ELEV", "SPOT_RGBI"
+_S2, _S1 = "SENTINEL2_TS", "SENTINEL1-ASC_TS,SENTINEL1-DESC_TS"
+#: FLAIR-HUB's families (IGNF/FLAIR-HUB 3d5693b README, "Baseline results"): land cover
+#: (COSIA) and crop type (LPIS); "S1 t.s." is both orbits, "Historical" the RLT panchromatic.
+HUB_FAMILIES: dict[str, HubFamily] = {
+    **_families(
+        "AERIAL_LABEL-COSIA",
+        "LC",
+        f"""
+        A 64.1 {_A}
+        B 65.1 {_A},{_E}
+        C 65.2 {_A},{_E},{_SP}
+        D 64.7 {_A},{_S2}
+        E 64.5 {_A},{_S1}
+        F 64.9 {_A},{_S2},{_S1}
+        G 34.2 {_S2}
+        H 28.2 {_S1}
+        I 43.5 {_SP}
+        J 51.2 {_E}
+        K 64.3 {_A},{_P}
+        L 65.8 {_A},{_E},{_SP},{_S2},{_S1}
+        ALL 65.6 {_A},{_P},{_E},{_SP},{_S2},{_S1}
+        """,
+    ),
+    **_families(
+        "ALL_LABEL-LPIS",
+        "LPIS",
+        f"""
+        A 24.4 {_A}
+        B 26.1 {_A},{_SP}
+        C 29.8 {_A},{_S2}
+        D 36.1 {_A},{_S2},{_S1}
+        E 30.3 {_A},{_SP},{_S2}
+        F 23.8 {_S2}
+        G 18.1 {_S1}
+        H 23.8 {_S2},{_S1}
+        I 39.2 {_SP},{_S2},{_S1}
+        J 35.4 {_A},{_SP},{_S2},{_S1}
+        K 15.1 {_SP}
+        """,
+    ),
+}

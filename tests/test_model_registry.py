@@ -52,3 +52,34 @@ def test_assets_and_cli_use_the_registry() -> None:
         assert f"model_{m.folder}" in ARTIFACTS and f"evaluation_{m.folder}" in ARTIFACTS
     choice = next(p for p in train_cmd.params if p.name == "model_name")
     assert tuple(choice.type.choices) == MODEL_NAMES
+
+
+def test_flair_hub_families_are_apart_from_the_trained_baselines() -> None:
+    from flair_pipeline.model_registry import HUB_FAMILIES
+    from flair_pipeline.models.hub_inputs import MONO, SERIES, TASKS
+
+    assert len(HUB_FAMILIES) == 24  # IGN's README: 13 land-cover, 11 crop-type families
+    assert not set(HUB_FAMILIES) & set(MODELS) and len(TRAINED) == 2
+    for name, fam in HUB_FAMILIES.items():
+        assert fam.name == name and set(fam.inputs) <= set(MONO) | set(SERIES), name
+        assert len(fam.tasks) == 1 and fam.tasks[0] in TASKS
+    # the targets
+    assert {n: HUB_FAMILIES[n].published_miou for n in ("LC-A", "LC-L", "LPIS-I")} == {
+        "LC-A": 64.1,
+        "LC-L": 65.8,
+        "LPIS-I": 39.2,
+    }
+    assert HUB_FAMILIES["LC-L"].inputs == (
+        "AERIAL_RGBI",
+        "DEM_ELEV",
+        "SPOT_RGBI",
+        "SENTINEL2_TS",
+        "SENTINEL1-ASC_TS",
+        "SENTINEL1-DESC_TS",
+    )
+    assert HUB_FAMILIES["LPIS-I"].inputs == (
+        "SPOT_RGBI",
+        "SENTINEL2_TS",
+        "SENTINEL1-ASC_TS",
+        "SENTINEL1-DESC_TS",
+    )

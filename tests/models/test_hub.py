@@ -218,3 +218,52 @@ def test_missing_or_misshapen_inputs_are_named() -> None:
     b["AERIAL_RGBI"] = b["AERIAL_RGBI"][:, :3]
     with pytest.raises(ValueError, match=r"AERIAL_RGBI is \(2, 3, 32, 32\), expected B×4"):
         model(b)
+
+
+def test_flair_hub_utae_defaults_keep_a_10_px_window() -> None:
+    # IGN's multitemp_model (str_conv_k 3, s 1, p 1): no stage downsamples a 10 x 10 window
+    from flair_pipeline.models.hub import HUB_UTAE_DEFAULTS, resolve_utae
+    from flair_pipeline.models.utae import UTAE as UTAENet
+
+    kw = {
+        k: v for k, v in resolve_utae(None, 19).items() if k not in ("crop_px", "collapse_hidden")
+    }
+    assert kw["out_conv"] == [32, 19] and HUB_UTAE_DEFAULTS["str_conv_k"] == 3
+    torch.manual_seed(0)
+    net = UTAENet(input_dim=10, **kw).eval()
+    x = torch.randn(1, 5, 10, 10, 10)
+    with torch.no_grad():
+        logits, fmap = net(x, torch.arange(5)[None] * 30, torch.zeros(1, 5, dtype=torch.bool))
+    assert logits.shape == (1, 19, 10, 10) and fmap.shape == (1, 32, 10, 10)
+
+
+@pytest.mark.gpu
+def test_lc_l_multitask_at_flair_hub_sizes_on_gpu() -> None:
+    """LC-L + LPIS with IGN's U-TAE widths at FLAIR-HUB's sizes: 512 px aerial, 64 px SPOT."""
+    torch.manual_seed(0)
+    model = HubModel(
+        inputs=CHANNELS,
+        tasks={COSIA: 19, LPIS: 23},
+        encoder="resnet34",
+        modality_dropout={"SPOT_RGBI": 0.3, S2: 0.3, S1A: 0.3, S1D: 0.3},
+        aux_series=(S2, S1A, S1D),
+    ).cuda()
+    g = torch.Generator().manual_seed(0)
+    b: dict[str, Any] = {
+        "AERIAL_RGBI": torch.randn(4, 4, 512, 512, generator=g),
+        "DEM_ELEV": torch.randn(4, 2, 512, 512, generator=g),
+        "SPOT_RGBI": torch.randn(4, 4, 64, 64, generator=g),
+        COSIA: torch.randint(0, 19, (4, 512, 512), generator=g),
+    }
+    for s, t in ((S2, 20), (S1A, 40), (S1D, 40)):
+        b[s] = torch.randn(4, t, CHANNELS[s], 10, 10, generator=g)
+        b[dates_key(s)] = torch.sort(torch.randint(-130, 220, (4, t), generator=g), 1).values
+        b[pad_key(s)] = torch.zeros(4, t, dtype=torch.bool)
+    b = {k: v.cuda() for k, v in b.items()}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model.train()(b)
+    loss = sum(v.float().logsumexp(1).mean() for v in out.values())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert out[LPIS].shape == (4, 23, 512, 512)
+    assert out[aux_key(S1D, COSIA)].shape == (4, 19, 512, 512)
