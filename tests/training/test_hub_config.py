@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from flair_pipeline.errors import ConfigError
+from flair_pipeline.model_registry import HUB_FAMILIES
 from flair_pipeline.training.hub_config import hub_config_from_ign, load_hub_config
 from tests.conftest import REPO
 
@@ -157,3 +158,8 @@ def test_ign_models_file_and_the_recipes(tmp_path: Path) -> None:
             "adamw",
         )
         assert recipe.downsample == 1
+        family = HUB_FAMILIES[name.upper()]  # IGN's README table, as the registry holds it
+        assert set(recipe.inputs) == set(family.inputs)
+        assert tuple(recipe.tasks) == family.tasks
+        comment = (REPO / "recipes" / f"flair-hub-{name}.yaml").read_text()
+        assert f"Published target: {family.published_miou} mIoU" in comment
