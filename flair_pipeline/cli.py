@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -603,6 +604,147 @@ def export_flair_hub_cmd(
         f"wrote {report.patches} patches ({report.with_s2} with Sentinel-2), "
         f"{report.files} files into {report.out_dir}"
     )
+
+
+def _hub_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value`` pairs of ``train-flair-hub`` as config fields (values as YAML).
+
+    Returns:
+        Field -> value.
+
+    Raises:
+        ConfigError: A pair without ``=`` or with a dotted key.
+    """
+    import yaml
+
+    from flair_pipeline.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for text in pairs:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip() or "." in key:
+            raise ConfigError(f"--set {text!r}: expected FIELD=VALUE, e.g. epochs=3")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+@cli.command("train-flair-hub")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A recipe with a hub: section (recipes/flair-hub-*.yaml) or IGN's "
+    "config_modalities.yaml (default: aerial only, COSIA, the CPU recipe).",
+)
+@click.option(
+    "--supervision",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="IGN's config_supervision.yaml (tasks and class weights), with IGN's --config.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Model folder: checkpoints/best.ckpt and last.ckpt, logs, dvclive, report.json.",
+)
+@click.option(
+    "--set",
+    "hub_fields",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Override a field of the hub config, e.g. --set epochs=3 (repeatable).",
+)
+def train_flair_hub_cmd(
+    manifest: Path,
+    config_path: Path | None,
+    supervision: Path | None,
+    out: Path,
+    hub_fields: tuple[str, ...],
+) -> None:
+    """Train a FLAIR-HUB model family on an import-flair-hub manifest (docs/flair-release.md).
+
+    \f
+
+    Raises:
+        FlairPipelineError: (ConfigError) an unknown or invalid config key; (InputError)
+            no usable train or validation patch, or an unreadable file.
+    """  # noqa: D301 (\f: click cuts --help there)
+    from flair_pipeline.training.hub_config import hub_config_from_ign, load_hub_config
+    from flair_pipeline.training.hub_train import train_hub
+
+    extra = _hub_overrides(hub_fields)
+    if supervision is not None:
+        if config_path is None:
+            raise FlairPipelineError(
+                "--supervision goes with IGN's config_modalities.yaml --config"
+            )
+        config = hub_config_from_ign(config_path, supervision, **extra)
+    else:
+        config = load_hub_config(config_path, **extra)
+    click.echo(
+        f"train-flair-hub: inputs {', '.join(config.inputs)}; tasks {', '.join(config.tasks)}; "
+        f"{config.epochs} epochs, downsample {config.downsample}",
+        err=True,
+    )
+    report = train_hub(manifest, config, out, progress=not _quiet())
+    for line in report.left_out:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(
+        f"flair-hub: best validation mIoU {report.best_val_miou:.4f} after {report.epochs} "
+        f"epochs ({report.steps} steps, {report.wall_s:.0f} s on {report.device}; "
+        f"{report.train_patches} train, {report.val_patches} validation patches); "
+        f"best checkpoint {report.best_checkpoint}"
+    )
+
+
+@cli.command("evaluate-flair-hub")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A train-flair-hub checkpoint (its config rebuilds the data pipeline).",
+)
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    type=click.Choice(["train", "validation", "test"]),
+    help="The manifest's split to score.",
+)
+@click.option(
+    "--out",
+    "out_json",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Report JSON to write (mIoU over the scored classes, per class, per domain, per task).",
+)
+def evaluate_flair_hub_cmd(manifest: Path, checkpoint: Path, split: str, out_json: Path) -> None:
+    """Score a FLAIR-HUB checkpoint on a split of a manifest, as FLAIR-HUB reports it.
+
+    \f
+
+    Raises:
+        FlairPipelineError: (InputError) no usable patch in the split, an unreadable file
+            or checkpoint; or the report cannot be written.
+    """  # noqa: D301 (\f: click cuts --help there)
+    from flair_pipeline.evaluation.hub_eval import evaluate_hub, format_hub_report
+    from flair_pipeline.io import atomic_path
+    from flair_pipeline.training.hub_train import hub_records
+
+    report = evaluate_hub(
+        checkpoint, hub_records(manifest), split, progress=_progress("evaluate-flair-hub")
+    )
+    try:
+        with atomic_path(out_json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        raise FlairPipelineError(f"{out_json}: cannot write ({exc.strerror or exc})") from None
+    click.echo(format_hub_report(report))
+    click.echo(f"wrote {out_json}")
 
 
 @cli.command("import-flair")

@@ -250,6 +250,11 @@ def _parse_flair(argv: list[str], where: Path) -> None:
             continue
         if sub_ctx.params.get("overrides"):
             _validate_overrides(list(sub_ctx.params["overrides"]), " ".join(argv))
+        if sub_ctx.params.get("hub_fields"):  # train-flair-hub: fields of the hub config
+            from flair_pipeline.cli import _hub_overrides
+            from flair_pipeline.training.hub_config import load_hub_config
+
+            load_hub_config(None, **_hub_overrides(sub_ctx.params["hub_fields"]))
         return
     raise AssertionError(f"too many missing paths for {argv}")
 

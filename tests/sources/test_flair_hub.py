@@ -16,12 +16,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
-from shapely.geometry import Point
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.sources.flair_hub import (
@@ -31,36 +28,13 @@ from flair_pipeline.sources.flair_hub import (
 )
 from flair_pipeline.sources.flair_hub_layout import HubPatchId, parse_file_name, parse_patch_id
 from tests.conftest import REPO
+from tests.hub_release import write_gpkg, write_tif
 
 TOY = REPO.parent / "shared" / "real-samples" / "flair-metadata" / "flair_hub_toy_splits"
 DATES = ("20210105", "20210412", "20210830")
 
 
-def _write(path: Path, arr: np.ndarray, res: float = 0.2) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=arr.shape[2],
-        height=arr.shape[1],
-        count=arr.shape[0],
-        dtype=arr.dtype,
-        crs="EPSG:2154",
-        transform=from_origin(800000, 6500000, res, res),
-        compress="deflate",
-    ) as dst:
-        dst.write(arr)
-
-
-def _gpkg(path: Path, rows: dict[str, dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = gpd.GeoDataFrame(
-        [{"patch_id": k, **v} for k, v in rows.items()],
-        geometry=[Point(800000 + i, 6500000) for i in range(len(rows))],
-        crs="EPSG:2154",
-    )
-    frame.to_file(path, driver="GPKG")
+_write, _gpkg = write_tif, write_gpkg  # the shared release builder's writers
 
 
 @pytest.fixture(scope="module")
