@@ -346,7 +346,7 @@ def build_domain_masks(
         max_unlabelled=tolerance,
         compression=cfg.dataset.compression,
         isolate=skip_bad_patches,
-        labels=ctx.labels,
+        labels=ctx.kept_labels,  # read by extent: the patches kept, or the mosaic
         progress=progress,
     )
     skipped = {p for p, _ in report.skipped}
