@@ -143,28 +143,46 @@ class AreaChoice:
         }
 
 
-def footprint_coverage(mosaic: Mosaic, boxes: np.ndarray) -> np.ndarray:
-    """Share of each box covered by the tile footprints of every ortho product (no pixel read).
+def product_coverage(mosaic: Mosaic, boxes: np.ndarray) -> dict[str, np.ndarray]:
+    """Share of each box covered by each ortho product's tile footprints (no pixel read).
 
     Tiles of one product are taken as not overlapping (one pixel grid); their share in a
-    box is summed and capped at 1. A box's coverage is its least covered product's.
+    box is summed and capped at 1. An upper bound of the share of the box where the
+    product has data (its pixels may still hold nodata or be masked).
 
     Args:
         mosaic: The domain's ortho mosaic (its readable tiles' bounds per product).
         boxes: EPSG:2154 boxes.
 
     Returns:
-        float64 (len(boxes),) in [0, 1].
+        Product name -> float64 (len(boxes),) in [0, 1].
     """
-    out = np.ones(len(boxes))
-    for tiles in mosaic.vrt.product_tiles.values():
+    out = {}
+    for name, tiles in mosaic.vrt.product_tiles.items():
         footprints = shapely.box(*np.asarray([t.bounds for t in tiles], float).T)
         covered = np.zeros(len(boxes))
         box_idx, tile_idx = shapely.STRtree(footprints).query(boxes, predicate="intersects")
         if box_idx.size:
             inter = shapely.area(shapely.intersection(boxes[box_idx], footprints[tile_idx]))
             np.add.at(covered, box_idx, inter)
-        out = np.minimum(out, np.minimum(covered / shapely.area(boxes), 1.0))
+        out[name] = np.minimum(covered / shapely.area(boxes), 1.0)
+    return out
+
+
+def footprint_coverage(mosaic: Mosaic, boxes: np.ndarray) -> np.ndarray:
+    """Share of each box covered by the tile footprints of every ortho product (no pixel read).
+
+    Args:
+        mosaic: The domain's ortho mosaic.
+        boxes: EPSG:2154 boxes.
+
+    Returns:
+        float64 (len(boxes),) in [0, 1]: the least covered product's share
+        (:func:`product_coverage`).
+    """
+    out = np.ones(len(boxes))
+    for covered in product_coverage(mosaic, boxes).values():
+        out = np.minimum(out, covered)
     return out
 
 

@@ -51,6 +51,7 @@ class GridReport(StageReport):
     warnings: tuple[str, ...] = ()
     decisions: tuple[str, ...] = ()  # e.g. an ortho resampled to sampling.resolution
     areas: dict[str, JSON] = field(default_factory=dict)  # AreaChoice.as_metadata()
+    candidates_read: int = 0  # read at full resolution (the others lack every product's tiles)
 
     @property
     def problems(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -61,7 +62,8 @@ class GridReport(StageReport):
         """Patch, zone and candidate counts, rejections by reason, strategy, lost tiles.
 
         Returns:
-            A JSON-serialisable dict: ``patches``, ``zones``, ``candidates`` (ints),
+            A JSON-serialisable dict: ``patches``, ``zones``, ``candidates``,
+            ``candidates_read`` (read at full resolution; ints),
             ``rejected`` (reason -> count), ``strategy``, ``unreadable_tiles``,
             ``skipped_patches`` and ``decisions`` (lists of str), ``areas`` (how the areas
             were chosen and which, :meth:`~flair_pipeline.dataset.areas.AreaChoice.as_metadata`)
@@ -71,6 +73,7 @@ class GridReport(StageReport):
             "patches": self.patches,
             "zones": self.zones,
             "candidates": self.candidates,
+            "candidates_read": self.candidates_read,
             "rejected": dict(self.rejected),
             "strategy": self.strategy,
             "unreadable_tiles": list(self.unreadable_tiles),
@@ -167,6 +170,7 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
         warnings=tuple(warnings),
         decisions=decisions,
         areas=choice.as_metadata(),
+        candidates_read=report.read,
     )
 
 

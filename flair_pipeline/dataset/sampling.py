@@ -29,6 +29,7 @@ from flair_pipeline.dataset.areas import (
     areas_frame,
     balanced_choice,
     choose_areas,
+    product_coverage,
 )
 from flair_pipeline.dataset.mosaic import Mosaic, TileReadError
 from flair_pipeline.domains import DomainId, ZoneId
@@ -37,6 +38,9 @@ from flair_pipeline.nomenclature import N_CLASSES_MERGED, merge_to_13
 from flair_pipeline.reports import JSON
 
 FIXED_DATE = "2000-01-01T00:00:00.000Z"  # reproducible GeoPackage metadata
+#: Footprint shares are areas of float polygons: a candidate within this of the tolerance
+#: is read, never rejected on its footprints alone.
+_MARGIN = 1e-6
 #: Zone type letters by merged class index: Urban, Agricultural, Forest, Natural.
 _GROUP = "UUUANFFNAAAA" + "U"
 
@@ -53,6 +57,8 @@ class SamplingReport:
     product_missing: dict[str, list[str]] = field(default_factory=dict)
     #: the areas the candidates were laid in (dataset/areas.py)
     areas: AreaChoice | None = None
+    #: candidates read at full resolution (the others lack tiles of every product)
+    read: int = 0
 
 
 def patch_id(domain: DomainId, row: int, col: int) -> str:
@@ -125,7 +131,10 @@ def sample_patches(
 
     The areas come first (:func:`~flair_pipeline.dataset.areas.choose_areas`, from the
     labels and the tiles' footprints, no pixel read); the candidates are the lattice cells
-    inside them (every cell when the mosaic is sampled whole). A candidate is rejected when
+    inside them (every cell when the mosaic is sampled whole). A candidate that the tiles of
+    every product leave uncovered beyond ``cfg.max_nodata_fraction`` (their footprints, no
+    pixel read) is rejected as ``nodata`` unread; the others are read at full resolution
+    (counted in ``read``). A candidate is rejected when
     more than ``cfg.max_nodata_fraction`` of it is not
     covered by every ortho product (nodata, masked, no tile; counted under
     ``ortho product <name> missing`` when one product alone lacks it, with the patch ids
@@ -159,12 +168,19 @@ def sample_patches(
     valid = np.zeros(len(boxes))
     unreadable = np.zeros(len(boxes), bool)
     lacking: list[str | None] = [None] * len(boxes)  # the one product missing, if any
+    # footprints first: a candidate every product's tiles leave uncovered beyond the
+    # tolerance is nodata whatever its pixels (they cover at most the footprints): not read
+    cover = product_coverage(mosaic, boxes)
     for i, b in enumerate(boxes):
         bounds = tuple(b.bounds)
         try:
             broken = mosaic.broken_touching(bounds)
             if broken:
                 raise TileReadError(f"{broken[0]}: unreadable tile")
+            if all(1.0 - c[i] > cfg.max_nodata_fraction + _MARGIN for c in cover.values()):
+                valid[i] = min(float(c[i]) for c in cover.values())  # an upper bound
+                continue
+            report.read += 1
             per_product = mosaic.read_products(bounds)[1]
         except TileReadError as exc:
             unreadable[i] = True

@@ -119,6 +119,30 @@ def test_a_budget_above_the_valid_areas_samples_the_whole_mosaic_and_says_so(mul
     assert "areas_per_domain 20 > 8 valid area(s) of 9 candidate(s)" in line
 
 
+def test_cells_without_tiles_are_rejected_unread(multi, tmp_path: Path) -> None:
+    """Area (2, 0) has no tile: its 4 cells are rejected as nodata from the footprints, and
+    only the 32 others are read at full resolution. A cell a tile covers in part, beyond
+    the tolerance, is rejected unread too; within it, read. Planted bug (the footprint
+    share taken as 1 for any cell a tile touches): the counts below fail."""
+    whole, report = _sample(multi, areas_per_domain=None)
+    assert report.candidates == 36 and report.read == 32
+    assert report.rejected["nodata"] == 4 and len(whole) == 32
+    # 2 x 2 cells; cell (1, 1) is 3/4 under tile a (24 of 32 px wide): rejected unread
+    folder = tmp_path / "part"
+    folder.mkdir()
+    _tile(folder / "a.tif", 0.0, 12.8, 56, 64)  # cells (0, 0), (1, 0) whole; col 1: 24 px
+    _tile(folder / "b.tif", 11.2, 12.8, 8, 32)  # the top of col 1: 8 px more, cell (0, 1)
+    labels = gpd.GeoDataFrame({"code": [10]}, geometry=[shapely.box(0, 0, 12.8, 12.8)], crs=2154)
+    with Mosaic(folder) as m:
+        grid, rep = sample_patches(DOMAIN, m, labels, SamplingConfig(**BASE))
+    assert rep.candidates == 4 and rep.read == 3
+    assert rep.rejected["nodata"] == 1 and sorted(grid["patch_id"].str[-4:]) == [
+        "0000",
+        "0000",
+        "0001",
+    ]
+
+
 def test_a_users_areas_layer(multi, tmp_path: Path) -> None:
     path = tmp_path / "areas.gpkg"
     inside = shapely.box(12.8, 12.8, 25.6, 25.6).buffer(0.5, join_style="mitre")  # area (1, 1)
