@@ -158,14 +158,18 @@ def product_coverage(mosaic: Mosaic, boxes: np.ndarray) -> dict[str, np.ndarray]
         Product name -> float64 (len(boxes),) in [0, 1].
     """
     out = {}
+    bb = shapely.bounds(boxes)
     for name, tiles in mosaic.vrt.product_tiles.items():
-        footprints = shapely.box(*np.asarray([t.bounds for t in tiles], float).T)
+        tb = np.asarray([t.bounds for t in tiles], float).reshape(-1, 4)
         covered = np.zeros(len(boxes))
-        box_idx, tile_idx = shapely.STRtree(footprints).query(boxes, predicate="intersects")
-        if box_idx.size:
-            inter = shapely.area(shapely.intersection(boxes[box_idx], footprints[tile_idx]))
-            np.add.at(covered, box_idx, inter)
-        out[name] = np.minimum(covered / shapely.area(boxes), 1.0)
+        box_idx, tile_idx = shapely.STRtree(shapely.box(*tb.T)).query(boxes)
+        if box_idx.size:  # both are axis-aligned rectangles: overlap from their bounds
+            a, t = bb[box_idx], tb[tile_idx]
+            w = np.minimum(a[:, 2], t[:, 2]) - np.maximum(a[:, 0], t[:, 0])
+            h = np.minimum(a[:, 3], t[:, 3]) - np.maximum(a[:, 1], t[:, 1])
+            np.add.at(covered, box_idx, np.clip(w, 0, None) * np.clip(h, 0, None))
+        side = (bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1])
+        out[name] = np.minimum(covered / np.maximum(side, 1e-12), 1.0)
     return out
 
 
@@ -256,24 +260,32 @@ def read_areas_layer(path: str | Path) -> gpd.GeoDataFrame:
 def _bounds(
     lattice: PatchLattice, chosen: list[tuple[int, int]]
 ) -> tuple[tuple[float, float, float, float], ...]:
-    """(left, bottom, right, top) of the cells of each chosen area.
+    """(left, bottom, right, top) of the cells of each chosen area (one pass over the cells).
 
     Args:
         lattice: The domain's patch lattice.
-        chosen: (area row, area column) of each area.
+        chosen: (area row, area column) of each area, in lattice order.
 
     Returns:
         One bounds per area, same order.
     """
+    if not chosen:
+        return ()
     ar, ac = lattice.area_rows, lattice.area_cols
-    xy = shapely.bounds(lattice.boxes)
-    out = []
-    for r, c in chosen:
-        b = xy[(ar == r) & (ac == c)]
-        out.append(
-            (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max()))
-        )
-    return tuple(out)
+    width = int(ac.max()) + 1
+    flat = ar * width + ac
+    wanted = np.asarray([r * width + c for r, c in chosen])  # sorted: lattice order
+    pos = np.minimum(np.searchsorted(wanted, flat), len(wanted) - 1)
+    hit = wanted[pos] == flat
+    xy = shapely.bounds(lattice.boxes)[hit]
+    lo = np.full((len(wanted), 2), np.inf)
+    hi = np.full((len(wanted), 2), -np.inf)
+    np.minimum.at(lo, pos[hit], xy[:, :2])
+    np.maximum.at(hi, pos[hit], xy[:, 2:])
+    return tuple(
+        (float(a), float(b), float(c), float(d))
+        for (a, b), (c, d) in zip(lo.tolist(), hi.tolist(), strict=True)
+    )
 
 
 def _user_cells(
@@ -343,7 +355,9 @@ def choose_areas(
             holding a whole patch cell), naming the file.
     """
     ar, ac = lattice.area_rows, lattice.area_cols
-    keys = sorted(set(zip(ar.tolist(), ac.tolist(), strict=True)))
+    width = int(ac.max()) + 1 if len(ac) else 1
+    uniq, key_of = np.unique(ar * width + ac, return_inverse=True)  # sorted: lattice order
+    keys = [(int(f) // width, int(f) % width) for f in uniq.tolist()]
     if user is not None:
         inside, said = _user_cells(lattice, user, domain)
         if not inside.any():
@@ -370,8 +384,6 @@ def choose_areas(
     cell_ok = (1.0 - footprint_coverage(mosaic, lattice.boxes) <= tol) & (
         1.0 - class_areas.sum(1) / area2 <= tol
     )
-    index = {k: i for i, k in enumerate(keys)}
-    key_of = np.asarray([index[k] for k in zip(ar.tolist(), ac.tolist(), strict=True)], int)
     valid_keys = np.zeros(len(keys), bool)
     valid_keys[key_of[cell_ok]] = True
     valid = np.flatnonzero(valid_keys)
