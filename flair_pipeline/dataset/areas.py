@@ -221,14 +221,15 @@ def read_areas_layer(path: str | Path) -> gpd.GeoDataFrame:
 
     Args:
         path: Any OGR vector (GeoPackage, Shapefile with its .prj, GeoJSON, FlatGeobuf);
-            its only or first layer with geometries is read.
+            its first layer with geometries is read (QGIS's ``layer_styles`` table never).
 
     Returns:
         The areas (polygonal geometries only), EPSG:2154.
 
     Raises:
-        InputError: The file is missing or unreadable, has no CRS or another CRS than
-            Lambert-93, or holds no polygon (each one line naming the file).
+        InputError: The file is missing or unreadable, has no layer with geometries, no
+            CRS or another CRS than Lambert-93, or holds no polygon (each one line naming
+            the file).
     """
     import pyogrio  # here, not at import: OGR only when a layer is given
 
@@ -238,7 +239,12 @@ def read_areas_layer(path: str | Path) -> gpd.GeoDataFrame:
     if not path.exists():
         raise InputError(f"areas layer {path} does not exist; fix sampling.areas_layer")
     try:
-        gdf = pyogrio.read_dataframe(path, fid_as_index=True)
+        spatial = [str(n) for n, g in pyogrio.list_layers(path) if g is not None]
+        if not spatial:
+            raise InputError(f"areas layer {path} has no layer with geometries; draw polygons")
+        gdf = pyogrio.read_dataframe(path, layer=spatial[0], fid_as_index=True)
+    except InputError:
+        raise
     except Exception as exc:  # pyogrio raises several types for unreadable data
         raise InputError(f"areas layer {path} cannot be read as a vector layer: {exc}") from exc
     if gdf.crs is None:

@@ -193,3 +193,43 @@ def test_a_domain_built_in_chosen_areas_writes_the_whole_builds_bytes(
         by_name = {p.name: p for p in (whole / kind / DOMAIN).rglob("*.tif")}
         for f in files:
             assert f.read_bytes() == by_name[f.name].read_bytes(), f.name
+
+
+def test_the_grid_step_reads_the_areas_layer_named_by_the_config(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """``sampling.areas_layer`` relative to the config's folder, ``{domain}`` replaced: the
+    patch_grid step lays the cells inside its polygon, warns of the one off the mosaic and
+    records the layer in its report and in the grid's ``areas`` layer."""
+    from flair_pipeline.config import resolve_roots
+    from flair_pipeline.dataset.domain_steps import sample_domain_grid
+
+    folder = tiny_world.out / "domains" / DOMAIN
+    with Mosaic(folder / "ortho") as m:
+        x0, _, _, y1 = m.bounds
+    (tmp_path / "areas").mkdir()
+    path = tmp_path / "areas" / f"{DOMAIN}.gpkg"
+    inside = shapely.box(x0, y1 - 25.6, x0 + 25.6, y1)  # the top-left 2 x 2 cells of 12.8 m
+    far = shapely.box(x0 - 9000, y1, x0 - 8000, y1 + 1000)
+    gpd.GeoDataFrame(geometry=[inside, far], crs=2154).to_file(path)
+    cfg = resolve_roots(
+        config_from_dict(
+            {
+                "sampling": {
+                    "patch_size": 64,
+                    "zone_size_m": 40,
+                    "areas_layer": "areas/{domain}.gpkg",
+                }
+            }
+        ),
+        tmp_path,
+    )
+    assert cfg.sampling.areas_layer == str(tmp_path / "areas" / "{domain}.gpkg")
+    ctx = DomainContext.open(DOMAIN, RawLayout(tiny_world.out), DatasetLayout(tmp_path / "ds"), cfg)
+    report = sample_domain_grid(ctx)
+    assert report.areas["strategy"] == "layer" and report.areas["layer"] == str(path)
+    assert report.patches == 4 and report.candidates == 4
+    (line,) = [w for w in report.warnings if "off the mosaic" in w]
+    assert line.startswith(f"areas layer {path}: 1 area(s) off the mosaic of {DOMAIN} (fid 2)")
+    areas = gpd.read_file(report.path, layer="areas")
+    assert areas["area"].tolist() == ["0_0"] and areas["strategy"].tolist() == ["layer"]
