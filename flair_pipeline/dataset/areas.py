@@ -128,7 +128,7 @@ class AreaChoice:
         Returns:
             ``strategy``, ``budget`` (int or None), ``seed``, ``candidates``, ``valid`` and
             ``chosen`` (ints), ``whole`` (bool), ``layer`` (str or None) and ``areas`` (the
-            chosen areas as ``"<area row>_<area col>"``).
+            first 100 chosen areas as ``"<area row>_<area col>"``).
         """
         return {
             "strategy": self.strategy,
@@ -139,7 +139,7 @@ class AreaChoice:
             "chosen": len(self.chosen),
             "whole": self.whole,
             "layer": self.layer,
-            "areas": [f"{r}_{c}" for r, c in self.chosen],
+            "areas": [f"{r}_{c}" for r, c in self.chosen[:100]],
         }
 
 
