@@ -143,6 +143,18 @@ class SamplingConfig(_Section):
     ] = "refuse"
     strategy: Literal["grid", "random", "balanced"] = "grid"
     max_patches_per_domain: int | None = Field(None, gt=0)
+    #: areas first (dataset/areas.py): how the areas (squares of `zone_size_m`) that get
+    #: patches are chosen before any pixel is read, and how many per domain (None: all);
+    #: with no more valid areas than the budget, the whole mosaic is sampled
+    area_strategy: Literal["grid", "random", "balanced"] = "balanced"
+    areas_per_domain: int | None = Field(
+        18, gt=0, description="areas kept per domain (FLAIR-2: 916 areas / 50 domains)"
+    )
+    areas_layer: str | None = Field(
+        None,
+        description="an OGR vector of areas (EPSG:2154) replacing area_strategy; {domain} "
+        "is replaced by the domain id",
+    )
     max_nodata_fraction: float = Field(0.05, ge=0, le=1)
     zone_size_m: float = Field(700.0, gt=0, description="side of a zone, in metres")
     elevation_scale: float = Field(
@@ -543,7 +555,8 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
 
     The one rule for relative paths, whatever the front door (CLI, Dagster resource, DVC
     stage, benchmark) and whatever the working folder: a relative ``paths.*`` value (and
-    the file settings ``sentinel2.source.catalog``, ``sentinel2.source.cache``) is relative to the
+    the file settings ``sentinel2.source.catalog``, ``sentinel2.source.cache``,
+    ``sampling.areas_layer``) is relative to the
     folder of the config file that holds it (``--set`` values included); without a config
     file, to the working folder. URLs (``s3://…``, ``https://…``) and absolute paths are
     kept as given.
@@ -569,7 +582,8 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
     else:
         src = src.model_copy(update={"cache": absolute(src.cache)})
     s2 = cfg.sentinel2.model_copy(update={"source": src})
-    return cfg.model_copy(update={"paths": paths, "sentinel2": s2})
+    sampling = cfg.sampling.model_copy(update={"areas_layer": absolute(cfg.sampling.areas_layer)})
+    return cfg.model_copy(update={"paths": paths, "sentinel2": s2, "sampling": sampling})
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:

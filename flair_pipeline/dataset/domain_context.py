@@ -5,7 +5,9 @@ A front door opens one context per domain (:meth:`DomainContext.open`): the CLI'
 steps (:mod:`~flair_pipeline.dataset.sources_record`, :mod:`~flair_pipeline.dataset.domain_steps`,
 :mod:`~flair_pipeline.dataset.metadata_step`) take it as their only input. What is costly
 or may fail is done on first use and kept: the domain's inputs resolved, its label layer
-read and checked, its patch grid (the one the grid step wrote in this context, else the
+read and checked over the mosaic's extent only (the labels by extent: a département's layer
+is never loaded whole; a step run alone reads only the features its patches touch), its
+patch grid (the one the grid step wrote in this context, else the
 one on disk). So a whole build resolves and reads each once, and a step run alone reads
 only what it uses, in the same order as before (a missing folder is named before a bad
 ``domain.json``).
@@ -23,6 +25,7 @@ from flair_pipeline.sources.domain_spec import DomainInputs, resolve
 
 if TYPE_CHECKING:  # geopandas only for the annotations: not imported at run time here
     import geopandas as gpd
+    import shapely
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,26 @@ class DomainContext:
         return resolve(self.raw.domain(self.domain))
 
     @cached_property
+    def mosaic_extent(self) -> shapely.Polygon:
+        """The ortho mosaic's bounds (EPSG:2154), from the tiles' headers; no pixel read.
+
+        Raises:
+            InputError: An ortho tile the build refuses (named, as the build reads it).
+        """
+        import shapely
+
+        from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options  # GDAL: not at import
+
+        with Mosaic(self.inputs.ortho, **mosaic_options(self.cfg.sampling)) as mosaic:
+            return shapely.box(*mosaic.bounds)
+
+    @cached_property
     def labels(self) -> gpd.GeoDataFrame:
-        """Its label layer, read and checked on first use (``rasterize.read_labels``).
+        """Its label polygons over the mosaic, read and checked on first use.
+
+        Read by extent (``rasterize.read_labels(within=…)``): only the features that
+        intersect the mosaic's bounds are read, their codes checked and geometries
+        repaired; the rest of a département's layer is never loaded.
 
         Raises:
             InputError: A missing label file, bad codes or geometries (named).
@@ -77,7 +98,30 @@ class DomainContext:
         from flair_pipeline.dataset.rasterize import read_labels  # OGR: not at import
 
         inputs = self.inputs
-        return read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
+        return read_labels(
+            inputs.labels, inputs.labels_layer, inputs.mapping, within=self.mosaic_extent
+        )
+
+    @cached_property
+    def kept_labels(self) -> gpd.GeoDataFrame:
+        """The label polygons the patch grid's patches need, read on first use.
+
+        :attr:`labels` when already read in this context, else only the features that
+        intersect the grid's patches (a step run alone, as the ``label_masks`` asset,
+        reads what is kept, not the mosaic).
+
+        Raises:
+            InputError: No patch grid yet, a missing label file, bad codes (named).
+        """
+        if "labels" in self.__dict__:  # read by an earlier step of this build
+            return self.labels
+        import shapely
+
+        from flair_pipeline.dataset.rasterize import read_labels  # OGR: not at import
+
+        inputs, boxes = self.inputs, self.grid.geometry.to_numpy()
+        within = shapely.union_all(boxes) if len(boxes) else self.mosaic_extent
+        return read_labels(inputs.labels, inputs.labels_layer, inputs.mapping, within=within)
 
     @property
     def label_layer(self) -> str | None:

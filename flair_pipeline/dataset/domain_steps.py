@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import rasterio
 
+from flair_pipeline.dataset.areas import read_areas_layer
 from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
@@ -49,6 +50,8 @@ class GridReport(StageReport):
     skipped_patches: tuple[str, ...] = ()  # "<patch id>: <why>", first 50
     warnings: tuple[str, ...] = ()
     decisions: tuple[str, ...] = ()  # e.g. an ortho resampled to sampling.resolution
+    areas: dict[str, JSON] = field(default_factory=dict)  # AreaChoice.as_metadata()
+    candidates_read: int = 0  # read at full resolution (the others lack every product's tiles)
 
     @property
     def problems(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -59,19 +62,24 @@ class GridReport(StageReport):
         """Patch, zone and candidate counts, rejections by reason, strategy, lost tiles.
 
         Returns:
-            A JSON-serialisable dict: ``patches``, ``zones``, ``candidates`` (ints),
+            A JSON-serialisable dict: ``patches``, ``zones``, ``candidates``,
+            ``candidates_read`` (read at full resolution; ints),
             ``rejected`` (reason -> count), ``strategy``, ``unreadable_tiles``,
-            ``skipped_patches`` and ``decisions`` (lists of str) and ``path`` (the grid).
+            ``skipped_patches`` and ``decisions`` (lists of str), ``areas`` (how the areas
+            were chosen and which, :meth:`~flair_pipeline.dataset.areas.AreaChoice.as_metadata`)
+            and ``path`` (the grid).
         """
         return {
             "patches": self.patches,
             "zones": self.zones,
             "candidates": self.candidates,
+            "candidates_read": self.candidates_read,
             "rejected": dict(self.rejected),
             "strategy": self.strategy,
             "unreadable_tiles": list(self.unreadable_tiles),
             "skipped_patches": list(self.skipped_patches),
             "decisions": list(self.decisions),
+            "areas": dict(self.areas),
             "path": self.path,
         }
 
@@ -97,20 +105,29 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
         skip_bad_patches: Skip the candidates under an unreadable ortho tile and name
             them (default); false: an unreadable tile fails the step (no grid written).
 
+    The areas come first (:mod:`~flair_pipeline.dataset.areas`: ``sampling.area_strategy``
+    up to ``sampling.areas_per_domain``, or the polygons of ``sampling.areas_layer``); the
+    areas chosen are in the report and, unless the whole mosaic is sampled, in the grid's
+    ``areas`` layer.
+
     Returns:
         The :class:`GridReport`; one warning per unreadable ortho tile, naming the patches
-        it costs.
+        it costs, and one per kind of area of the user's layer that lays no patch.
 
     Raises:
         InputError: A missing or unusable input (named); with `skip_bad_patches` false,
-            an unreadable ortho tile.
+            an unreadable ortho tile; an areas layer that is unreadable, not in Lambert-93
+            or lays no patch on the mosaic.
     """
     domain, cfg = ctx.domain, ctx.cfg
     path = ctx.dataset.patch_grid(domain)
     remove_stale_temps(path)
     inputs, labels = ctx.inputs, ctx.labels
+    user = None
+    if cfg.sampling.areas_layer is not None:  # the user's areas replace the strategy
+        user = read_areas_layer(cfg.sampling.areas_layer.replace("{domain}", domain))
     with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
-        grid, report = sample_patches(domain, mosaic, labels, cfg.sampling)
+        grid, report = sample_patches(domain, mosaic, labels, cfg.sampling, user)
         broken = [str(p) for p in mosaic.broken]
         decisions = tuple(mosaic.vrt.decisions)
         band_names = {
@@ -132,7 +149,13 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
         )
     if warnings and not skip_bad_patches:
         raise InputError(warnings[0])
-    write_patch_grid(grid, path)
+    choice = report.areas
+    assert choice is not None  # sample_patches always chooses the areas
+    if choice.strategy == "layer":  # areas of the user's layer off this mosaic: a warning
+        warnings += choice.lines
+    else:  # a budget above the valid areas: the whole mosaic, said
+        decisions = (*decisions, *choice.lines)
+    write_patch_grid(grid, path, choice)
     ctx.keep_grid(grid)
     return GridReport(
         domain=domain,
@@ -146,6 +169,8 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
         skipped_patches=tuple(report.unreadable[:50]),
         warnings=tuple(warnings),
         decisions=decisions,
+        areas=choice.as_metadata(),
+        candidates_read=report.read,
     )
 
 
@@ -325,7 +350,7 @@ def build_domain_masks(
         max_unlabelled=tolerance,
         compression=cfg.dataset.compression,
         isolate=skip_bad_patches,
-        labels=ctx.labels,
+        labels=ctx.kept_labels,  # read by extent: the patches kept, or the mosaic
         progress=progress,
     )
     skipped = {p for p, _ in report.skipped}

@@ -21,6 +21,7 @@ from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.generation import recover
 from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.dataset.patch_writers import Elevation
+from flair_pipeline.dataset.sampling import read_area_record
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources.domain_spec import DomainInputs
@@ -129,7 +130,9 @@ def write_domain_metadata(ctx: DomainContext) -> MetadataReport:
     off its cell of the current grid (built from another grid) is a problem: the check
     ``img_msk_pairs`` fails. The JSON holds FLAIR's aerial metadata
     per kept patch (centroid x/y in m, EPSG:2154; z = terrain altitude in m; camera, date,
-    time), the class shares (%), the problems, the skipped patches and the decisions.
+    time), the class shares (%), the problems, the skipped patches and the decisions, and,
+    when areas were chosen (not the whole mosaic), ``areas``: how (strategy, budget, seed)
+    and which (:func:`~flair_pipeline.dataset.sampling.read_area_record`).
 
     Args:
         ctx: The domain's build (its patch grid and inputs; ``sampling``); reads the IMG
@@ -185,8 +188,10 @@ def write_domain_metadata(ctx: DomainContext) -> MetadataReport:
     finally:
         elevation.close()
     shares = md.class_distribution(kept)
+    areas = read_area_record(dataset.patch_grid(domain))  # None: the mosaic sampled whole
     path = md.write_json(
         {
+            **({"areas": areas} if areas is not None else {}),
             "domain": domain,
             "patches": md.aerial_metadata(kept, inputs.info, ground),
             "class_distribution": shares,

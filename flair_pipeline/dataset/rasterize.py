@@ -81,8 +81,31 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
     return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
 
 
+def _extent_in(within: BaseGeometry, crs: str | None) -> BaseGeometry:
+    """`within` (EPSG:2154) in the label layer's CRS, its edges densified first.
+
+    Args:
+        within: The extent to read, Lambert-93 metres.
+        crs: The layer's CRS (WKT), or None (taken as Lambert-93).
+
+    Returns:
+        The extent in the layer's CRS (unchanged when it is Lambert-93).
+    """
+    from flair_pipeline.geo.crs import is_lambert93
+
+    if crs is None or is_lambert93(crs):
+        return within
+    to = Transformer.from_crs("EPSG:2154", crs, always_xy=True)
+    dense = shapely.segmentize(within, max(1.0, shapely.length(within) / 400))
+    return shapely.transform(dense, lambda xy: np.column_stack(to.transform(*xy.T)))
+
+
 def read_labels(
-    path: str | Path, layer: str | None = None, mapping: LabelMapping | None = None
+    path: str | Path,
+    layer: str | None = None,
+    mapping: LabelMapping | None = None,
+    *,
+    within: BaseGeometry | None = None,
 ) -> gpd.GeoDataFrame:
     """Read and check a label layer: polygons with an integer `code` in 1..19.
 
@@ -101,10 +124,18 @@ def read_labels(
     domain over a few digitising slips; codes, nulls and a missing CRS are errors because
     no repair would be right.
 
+    With `within` (an EPSG:2154 geometry: the mosaic's extent, the areas or patches kept),
+    only the features intersecting it are read from a vector file (pyogrio's ``bbox`` for
+    a rectangle, its ``mask`` otherwise, in the layer's CRS), so the codes checked and the
+    geometries repaired are those read, and memory follows the extent, not the file.
+    ``attrs["features_read"]`` is the count read and ``attrs["within"]`` the extent's
+    bounds (None: the whole layer). A label raster is read whole.
+
     Args:
         path: The label file.
         layer: The layer to read, or None for the rule above.
         mapping: A mapping from another nomenclature, or None.
+        within: The extent to read (EPSG:2154), or None for the whole layer.
 
     Returns:
         The polygons with a uint8 ``code`` (1..19), in the file's CRS, indexed by fid.
@@ -124,8 +155,15 @@ def read_labels(
     else:
         import pyogrio  # here, not at import: predicting needs rasterize's grid helpers, not OGR
 
+        where: dict[str, Any] = {}
+        if within is not None:
+            from flair_pipeline.geo.label_mapping import label_crs
+
+            extent = _extent_in(within, label_crs(path, choice.name))
+            rectangle = shapely.equals(extent, shapely.box(*extent.bounds))
+            where = {"bbox": extent.bounds} if rectangle else {"mask": extent}
         try:
-            gdf = pyogrio.read_dataframe(path, layer=choice.name, fid_as_index=True)
+            gdf = pyogrio.read_dataframe(path, layer=choice.name, fid_as_index=True, **where)
         except Exception as exc:  # pyogrio raises several types for unreadable data
             raise InputError(f"label file {path} cannot be read as a vector layer: {exc}") from exc
     if mapping is not None:
@@ -172,6 +210,8 @@ def read_labels(
         layer_decision=choice.decision,
         repaired=int(invalid.sum()),
         dropped=int((~keep).sum()),
+        features_read=len(gdf),
+        within=None if within is None else list(within.bounds),
     )
     if invalid.any() or not keep.all():
         log.warning(

@@ -1,12 +1,13 @@
 """Patch sampling: where the patches of a domain are, and which zone each belongs to.
 
-Candidates lie on a lattice of patch-sized squares anchored at the mosaic's top-left corner,
+The areas that get patches are chosen first (:mod:`~flair_pipeline.dataset.areas`); the
+candidates are the lattice cells inside them. Candidates lie on a lattice of patch-sized squares anchored at the mosaic's top-left corner,
 so patches never overlap and a patch's id (département, year, lattice row and column) is the
 same whichever order domains are built in. A candidate is rejected when too much of it is
 nodata or not covered by labels. Strategies pick among the valid candidates: the whole
 `grid`, a seeded `random` subset, or a `balanced` subset chosen greedily so that the class
 shares move toward FLAIR's (rare classes are favoured). Patches are grouped into square
-zones (FLAIR's ``Z<n>_<type>``); each zone later gets one Sentinel-2 super-area.
+zones, the areas (FLAIR's ``Z<n>_<type>``); each zone later gets one Sentinel-2 super-area.
 """
 
 from __future__ import annotations
@@ -21,12 +22,25 @@ import pyogrio
 import shapely
 
 from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.areas import (
+    AreaChoice,
+    PatchLattice,
+    area_record,
+    areas_frame,
+    balanced_choice,
+    choose_areas,
+    product_coverage,
+)
 from flair_pipeline.dataset.mosaic import Mosaic, TileReadError
 from flair_pipeline.domains import DomainId, ZoneId
 from flair_pipeline.io import atomic_path
-from flair_pipeline.nomenclature import FLAIR_SHARES, N_CLASSES_MERGED, merge_to_13
+from flair_pipeline.nomenclature import N_CLASSES_MERGED, merge_to_13
+from flair_pipeline.reports import JSON
 
 FIXED_DATE = "2000-01-01T00:00:00.000Z"  # reproducible GeoPackage metadata
+#: Footprint shares are areas of float polygons: a candidate within this of the tolerance
+#: is read, never rejected on its footprints alone.
+_MARGIN = 1e-6
 #: Zone type letters by merged class index: Urban, Agricultural, Forest, Natural.
 _GROUP = "UUUANFFNAAAA" + "U"
 
@@ -41,6 +55,10 @@ class SamplingReport:
     unreadable: list[str] = field(default_factory=list)  # "patch id: reason", skipped
     #: ortho product -> candidates rejected because it alone does not cover them
     product_missing: dict[str, list[str]] = field(default_factory=dict)
+    #: the areas the candidates were laid in (dataset/areas.py)
+    areas: AreaChoice | None = None
+    #: candidates read at full resolution (the others lack tiles of every product)
+    read: int = 0
 
 
 def patch_id(domain: DomainId, row: int, col: int) -> str:
@@ -78,32 +96,6 @@ def _class_areas(labels: gpd.GeoDataFrame, tree: shapely.STRtree, boxes: np.ndar
     return out
 
 
-def _balanced(areas: np.ndarray, n: int) -> np.ndarray:
-    """Greedy choice of `n` rows of `areas` whose summed shares are closest to FLAIR's.
-
-    Args:
-        areas: (n, 13) class areas of the candidates.
-        n: Patches wanted.
-
-    Returns:
-        The chosen row indices, sorted.
-    """
-    target = np.asarray(list(FLAIR_SHARES.values())) / 100.0
-    shares = areas / np.maximum(areas.sum(1, keepdims=True), 1e-9)
-    chosen: list[int] = []
-    acc = np.zeros(areas.shape[1])
-    left = np.ones(len(areas), bool)
-    for _ in range(min(n, len(areas))):
-        cand = acc[None, :] + shares
-        dist = np.abs(cand / cand.sum(1, keepdims=True) - target[None, :]).sum(1)
-        dist[~left] = np.inf
-        best = int(np.argmin(dist))
-        chosen.append(best)
-        left[best] = False
-        acc += shares[best]
-    return np.sort(np.asarray(chosen, dtype=int))
-
-
 #: A landscape group covering less than this share of a zone's labelled area is float dust
 #: (a label edge on a patch edge, intersected: ~1e-14 of the area), not a second group.
 _DUST = 1e-9
@@ -133,10 +125,17 @@ def sample_patches(
     mosaic: Mosaic,
     labels: gpd.GeoDataFrame,
     cfg: SamplingConfig,
+    user_areas: gpd.GeoDataFrame | None = None,
 ) -> tuple[gpd.GeoDataFrame, SamplingReport]:
     """Choose a domain's patches; return them (EPSG:2154 boxes with ids and zones).
 
-    A candidate is rejected when more than ``cfg.max_nodata_fraction`` of it is not
+    The areas come first (:func:`~flair_pipeline.dataset.areas.choose_areas`, from the
+    labels and the tiles' footprints, no pixel read); the candidates are the lattice cells
+    inside them (every cell when the mosaic is sampled whole). A candidate that the tiles of
+    every product leave uncovered beyond ``cfg.max_nodata_fraction`` (their footprints, no
+    pixel read) is rejected as ``nodata`` unread; the others are read at full resolution
+    (counted in ``read``). A candidate is rejected when
+    more than ``cfg.max_nodata_fraction`` of it is not
     covered by every ortho product (nodata, masked, no tile; counted under
     ``ortho product <name> missing`` when one product alone lacks it, with the patch ids
     in ``product_missing``), or not covered by labels. An unreadable tile rejects the
@@ -147,32 +146,41 @@ def sample_patches(
         mosaic: The domain's ortho mosaic.
         labels: Label polygons (column ``code``), EPSG:2154.
         cfg: The ``sampling`` section.
+        user_areas: The user's areas (:func:`~flair_pipeline.dataset.areas.read_areas_layer`),
+            or None to choose them by ``cfg.area_strategy``.
 
     Returns:
         (patch boxes (EPSG:2154) with ``patch_id``, ``domain``, ``zone``, lattice
         ``row``/``col``, centroids, valid and labelled fractions and the share of each
-        merged class ``class_<k>``; the counts of candidates and rejections).
-    """  # noqa: DOC501 (TileReadError is raised and caught inside)
+        merged class ``class_<k>``; the counts of candidates and rejections, the areas).
+    """  # noqa: DOC501 (TileReadError is raised and caught inside; choose_areas' InputError)
     did = DomainId.parse(domain)
-    res = mosaic.res or cfg.resolution
-    size_m = cfg.patch_size * res
-    x0, y0, x1, y1 = mosaic.bounds
-    n_cols, n_rows = int((x1 - x0 + 1e-6) // size_m), int((y1 - y0 + 1e-6) // size_m)
-    rows, cols = np.divmod(np.arange(n_rows * n_cols), max(n_cols, 1))
-    left = x0 + cols * size_m
-    top = y1 - rows * size_m
-    boxes = shapely.box(left, top - size_m, left + size_m, top)
-    report = SamplingReport(candidates=len(boxes))
+    lattice = PatchLattice.of(mosaic, cfg)
+    size_m = lattice.size_m
+    tree = shapely.STRtree(labels.geometry.values)
+    all_areas = _class_areas(labels, tree, lattice.boxes)  # vectors only, no pixel
+    choice = choose_areas(domain, mosaic, lattice, all_areas, cfg, user_areas)
+    laid = np.flatnonzero(choice.cells)
+    rows, cols, boxes = lattice.rows[laid], lattice.cols[laid], lattice.boxes[laid]
+    areas = all_areas[laid]
+    report = SamplingReport(candidates=len(boxes), areas=choice)
 
     valid = np.zeros(len(boxes))
     unreadable = np.zeros(len(boxes), bool)
     lacking: list[str | None] = [None] * len(boxes)  # the one product missing, if any
+    # footprints first: a candidate every product's tiles leave uncovered beyond the
+    # tolerance is nodata whatever its pixels (they cover at most the footprints): not read
+    cover = product_coverage(mosaic, boxes)
     for i, b in enumerate(boxes):
         bounds = tuple(b.bounds)
         try:
             broken = mosaic.broken_touching(bounds)
             if broken:
                 raise TileReadError(f"{broken[0]}: unreadable tile")
+            if all(1.0 - c[i] > cfg.max_nodata_fraction + _MARGIN for c in cover.values()):
+                valid[i] = min(float(c[i]) for c in cover.values())  # an upper bound
+                continue
+            report.read += 1
             per_product = mosaic.read_products(bounds)[1]
         except TileReadError as exc:
             unreadable[i] = True
@@ -182,8 +190,6 @@ def sample_patches(
         short = [n for n, m in per_product.items() if 1.0 - m.mean() > cfg.max_nodata_fraction]
         if short and len(short) < len(per_product):  # the others cover it: that one lacks
             lacking[i] = short[0]
-    tree = shapely.STRtree(labels.geometry.values)
-    areas = _class_areas(labels, tree, boxes)
     labelled = areas.sum(1) / (size_m * size_m)
     ok_data = ((1.0 - valid) <= cfg.max_nodata_fraction) & ~unreadable
     ok_labels = (1.0 - labelled) <= cfg.max_nodata_fraction + 1e-9
@@ -206,12 +212,12 @@ def sample_patches(
         keep = np.sort(rng.permutation(keep)[: min(n, len(keep))])
     elif cfg.strategy == "balanced":
         n = limit if limit is not None else max(1, len(keep) // 2)
-        keep = keep[_balanced(areas[keep], n)] if len(keep) else keep
+        keep = keep[balanced_choice(areas[keep], n)] if len(keep) else keep
     elif limit is not None:
         keep = keep[:limit]
     report.selected = len(keep)
 
-    zsize = max(1, int(cfg.zone_size_m // size_m))
+    zsize = lattice.cells_per_area  # a zone is an area
     zr, zc = rows[keep] // zsize, cols[keep] // zsize
     zone_keys = sorted(set(zip(zr.tolist(), zc.tolist(), strict=True)))
     zone_names = {}
@@ -241,12 +247,19 @@ def sample_patches(
     return gdf, report
 
 
-def write_patch_grid(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
+def write_patch_grid(
+    gdf: gpd.GeoDataFrame, path: str | Path, areas: AreaChoice | None = None
+) -> Path:
     """Save the patch grid as a GeoPackage (layer ``patches``), atomically, reproducibly.
+
+    When areas were chosen (not the whole mosaic), they are a second layer ``areas``
+    (:func:`~flair_pipeline.dataset.areas.areas_frame`); a mosaic sampled whole keeps one
+    layer, byte for byte as before areas existed.
 
     Args:
         gdf: The patch grid.
         path: The GeoPackage written.
+        areas: The areas the patches were laid in, or None.
 
     Returns:
         `path` as a Path.
@@ -255,6 +268,8 @@ def write_patch_grid(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.unlink()
         gdf.to_file(tmp, layer="patches", driver="GPKG", engine="pyogrio")
+        if areas is not None and not areas.whole and areas.chosen:
+            areas_frame(areas).to_file(tmp, layer="areas", driver="GPKG", engine="pyogrio")
     return Path(path)
 
 
@@ -268,3 +283,18 @@ def read_patch_grid(path: str | Path) -> gpd.GeoDataFrame:
         The grid, as written.
     """
     return gpd.read_file(path, layer="patches")
+
+
+def read_area_record(path: str | Path) -> dict[str, JSON] | None:
+    """How a grid's areas were chosen, from its ``areas`` layer; None for a whole mosaic.
+
+    Args:
+        path: A patch-grid GeoPackage.
+
+    Returns:
+        :func:`~flair_pipeline.dataset.areas.area_record`'s dict, or None when the grid
+        has no ``areas`` layer (the mosaic was sampled whole).
+    """
+    if "areas" not in {str(n) for n, _ in pyogrio.list_layers(path)}:
+        return None
+    return area_record(gpd.read_file(path, layer="areas"))

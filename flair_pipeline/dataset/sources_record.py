@@ -145,7 +145,7 @@ class SourcesReport(StageReport):
     fingerprint: str
     ortho_tiles: int
     inputs: str  # "domain.yaml" or "raw layout"
-    label_polygons: int
+    label_polygons: int  # read: those over the mosaic (the labels by extent)
     repaired_geometries: int
     input_bytes: int
     camera: str
@@ -188,7 +188,8 @@ def record_domain_sources(ctx: DomainContext) -> SourcesReport:
 
     Args:
         ctx: The domain's build: its inputs are resolved (validating domain.json or the
-            spec) and its label layer read and checked here, if not yet; ``sampling``.
+            spec) and its label layer read and checked over the mosaic's extent here, if
+            not yet; ``sampling``.
 
     Returns:
         The :class:`SourcesReport`.

@@ -210,9 +210,9 @@ def test_patch_grid_file_is_one_patches_layer_dated_2000(
 
 
 def test_balanced_choice_by_hand() -> None:
-    """The greedy choice of `_balanced` on candidates whose L1 distances to FLAIR's shares
+    """The greedy choice of `balanced_choice` (dataset/areas.py) on candidates whose L1 distances to FLAIR's shares
     (t, nomenclature.FLAIR_SHARES / 100, summing to 0.9999) are worked out by hand."""
-    from flair_pipeline.dataset.sampling import _balanced
+    from flair_pipeline.dataset.areas import balanced_choice as _balanced
     from flair_pipeline.nomenclature import FLAIR_SHARES
 
     t = np.array(list(FLAIR_SHARES.values())) / 100
