@@ -521,6 +521,8 @@ def test_odd_features_are_repaired_or_dropped_and_counted(tmp_path: Path) -> Non
         "layer_decision": None,
         "repaired": 2,
         "dropped": 2,
+        "features_read": len(geoms),  # no extent given: every feature read
+        "within": None,
     }
     assert gdf.index.tolist() == [1, 2, 5] and gdf["code"].dtype == np.uint8
     m = LabelIndex(gdf).mask(GRID, (12, 18))
