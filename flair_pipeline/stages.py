@@ -328,6 +328,24 @@ STAGES: tuple[Stage, ...] = (
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(
+        name="crop_labels",
+        group="dataset",
+        description="`CROP_<id>.tif`: crop-type labels from the domain's RPG parcels "
+        "(`<raw>/rpg/<domain>.gpkg`) through the LPIS tables, 3 bands uint8 (FLAIR-HUB's "
+        "LPIS levels 1-3, level-1 background 22, 255 = not labelled), pixel-centre rule, "
+        "same grid as the MSK; none for a domain without an RPG file.",
+        function="flair_pipeline.dataset.crop_step:build_domain_crop_labels",
+        dvc_stage="crop_labels",
+        per_domain=True,
+        inputs=("patch_grid",),
+        outputs=(L.CROP_LABELS,),
+        params=("sampling",),
+        reads=(L.RAW_RPG,),
+        check="crop_codes",
+        kinds=frozenset({"python", "geotiff"}),
+        jobs=(BUILD_DOMAIN,),
+    ),
+    Stage(
         name="dataset_metadata",
         group="dataset",
         description="FLAIR's aerial metadata per patch (centroid x/y/z, camera, date, time, "
