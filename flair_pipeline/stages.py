@@ -76,7 +76,8 @@ class Stage:
         check: Its blocking asset check, passed iff the stage report passed; None: none.
         kinds: The asset's kinds (icons in the UI).
         staged: The dataset files it reads, staged locally when a data root is a URL
-            (the domain's raw folder always is for a per-domain stage); None: the stage
+            (the domain's raw folder always is for a per-domain stage; raw-root entries
+            beside it, such as ``RAW_RPG``, are staged when present); None: the stage
             runs on local roots only.
         raw_folders: With ``staged``, for an all-domain stage: stage the raw root's domain
             folders as empty folders (names only).
@@ -343,6 +344,7 @@ STAGES: tuple[Stage, ...] = (
         reads=(L.RAW_RPG,),
         check="crop_codes",
         kinds=frozenset({"python", "geotiff"}),
+        staged=(L.PATCH_GRID, L.RAW_RPG),
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(

@@ -146,7 +146,7 @@ HAND: dict[str, tuple[set[str], bool, str | None, str, Any]] = {
     "patch_grid": ({"domain_sources"}, True, "has_patches", "dataset", ()),
     "aerial_patches": ({"patch_grid"}, True, "img_format", "dataset", (L.PATCH_GRID,)),
     "label_masks": ({"patch_grid"}, True, "msk_codes", "dataset", (L.PATCH_GRID,)),
-    "crop_labels": ({"patch_grid"}, True, "crop_codes", "dataset", None),  # local roots only
+    "crop_labels": ({"patch_grid"}, True, "crop_codes", "dataset", (L.PATCH_GRID, L.RAW_RPG)),
     "dataset_metadata": (
         {"aerial_patches", "label_masks", "domain_sources"},
         True,
