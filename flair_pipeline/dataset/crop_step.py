@@ -23,6 +23,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from flair_pipeline.dataset.domain_context import DomainContext
+from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.dataset.generation import new_generation
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crop_tables import BACKGROUND_L1, CropTables, load_crop_tables
@@ -117,10 +118,14 @@ def domain_tables(raw_root: Path) -> CropTables:
     )
 
 
+@holds("crop_labels")
 def build_domain_crop_labels(
     ctx: DomainContext, *, progress: Progress | None = None
 ) -> CropLabelsReport:
     """Write ``CROP_<id>.tif`` of every grid patch from the domain's RPG (if it has one).
+
+    Holds the domain's ``crop_labels`` lock while it runs (another build of it waits,
+    :mod:`~flair_pipeline.dataset.domain_lock`).
 
     Args:
         ctx: The domain's build (its patch grid; ``sampling``); writes ``crop_labels/<domain>``.
