@@ -126,3 +126,16 @@ def test_layer_without_code_cultu_names_its_fields(tmp_path: Path) -> None:
     ) as err:
         CropIndex.from_file(rpg, _tables(tmp_path, level2=False))
     assert str(rpg) in str(err.value)
+
+
+def test_bbox_reads_only_parcels_near_the_grid(tmp_path: Path) -> None:
+    """With the grid's bounds, a far parcel of a code not in the table is not read (the
+    step passes them for a Lambert-93 RPG: a department's file needs rows only for its
+    domain's codes); without, it is refused."""
+    far = (7, "XYZ", 1, box(X0 + 5000, Y0 - 5000, X0 + 5010, Y0 - 4990))
+    rpg = _write_rpg(tmp_path / "rpg.gpkg", [*PARCELS[:2], far])
+    tables = _tables(tmp_path, level2=False)
+    index = CropIndex.from_file(rpg, tables, bbox=(X0, Y0 - N, X0 + N, Y0))
+    assert index.describe()["parcels"] == 2
+    with pytest.raises(InputError, match=r"XYZ \(100 m²\)"):
+        CropIndex.from_file(rpg, tables)
