@@ -94,3 +94,28 @@ def test_levels_2_3_need_their_background(tmp_path: Path) -> None:
     both = load_crop_tables(l1, l2, background2=0)
     assert both.background == (BACKGROUND_L1, 0, NODATA)
     assert both.describe()["level_2"]["table"] == str(l2)
+
+
+def test_raw_rpg_folder_tables(tmp_path: Path) -> None:
+    """<raw>/rpg/: level 1 required, level 2 with its background from lpis_backgrounds.json."""
+    from flair_pipeline.dataset.crop_step import domain_tables
+
+    rpg = tmp_path / "rpg"
+    rpg.mkdir()
+    with pytest.raises(
+        InputError, match=r"lpis_level1\.csv does not exist: the RPG's level-1 table"
+    ):
+        domain_tables(tmp_path)
+    _csv(rpg / "lpis_level1.csv", "code_cultu,class\nBTH,1\n")
+    _csv(rpg / "lpis_level2.csv", "code_group,class\n1,7\n")
+    with pytest.raises(
+        InputError, match=r"lpis_level2\.csv \(level 2\): its background class is not given"
+    ):
+        domain_tables(tmp_path)
+    (rpg / "lpis_backgrounds.json").write_text('{"2": 9}')
+    tables = domain_tables(tmp_path)
+    assert tables.background == (BACKGROUND_L1, 9, NODATA)
+    assert tables.fields == ["CODE_CULTU", "CODE_GROUP"]
+    (rpg / "lpis_backgrounds.json").write_text("[2, 9]")
+    with pytest.raises(InputError, match=r"lpis_backgrounds\.json: not a JSON object"):
+        domain_tables(tmp_path)
