@@ -169,12 +169,18 @@ RAW_LABELS = _t("raw", "domains/{domain}/labels.gpkg")
 RAW_DOMAIN_JSON = _t("raw", "domains/{domain}/domain.json")
 RAW_SENTINEL2 = _dir("raw", "sentinel2")
 RAW_SENTINEL2_CATALOG = _t("raw", "sentinel2/catalog.json")
+#: RPG parcels and their LPIS tables (docs/inputs.md, "Crop-type labels from the RPG").
+RAW_RPG = _dir("raw", "rpg")
+RAW_RPG_PARCELS = _t("raw", "rpg/{domain}.gpkg")
 
 # -- the dataset (data/dataset): FLAIR's release layout, docs/data-format.md ---------------
 AERIAL = _dir("dataset", "aerial/{domain}")
 IMG = _t("dataset", "aerial/{domain}/{zone}/img/IMG_{patch_id}.tif")
 LABELS = _dir("dataset", "labels/{domain}")
 MSK = _t("dataset", "labels/{domain}/{zone}/msk/MSK_{patch_id}.tif")
+#: Crop-type labels from the RPG (3 bands: LPIS levels 1-3), on the MSK's grid.
+CROP_LABELS = _dir("dataset", "crop_labels/{domain}")
+CROP = _t("dataset", "crop_labels/{domain}/{zone}/crop/CROP_{patch_id}.tif")
 SENTINEL = _dir("dataset", "sentinel/{domain}")
 #: One zone's Sentinel-2 series: `part` is ``data.npy``, ``masks.npy``, ``products.txt``
 #: (FLAIR's three files) or ``products.json`` (this project's provenance companion).
@@ -244,7 +250,8 @@ WRITTEN: tuple[PathTemplate, ...] = tuple(
     t
     for t in TEMPLATES.values()
     if t.root != "raw"
-    and t not in (AERIAL, LABELS, SENTINEL, METADATA, PACKED, PACKED_SPLIT, CHECKPOINTS)
+    and t
+    not in (AERIAL, LABELS, CROP_LABELS, SENTINEL, METADATA, PACKED, PACKED_SPLIT, CHECKPOINTS)
     and t not in (PREDICTIONS, MAPS)
 )
 

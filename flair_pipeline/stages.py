@@ -76,7 +76,8 @@ class Stage:
         check: Its blocking asset check, passed iff the stage report passed; None: none.
         kinds: The asset's kinds (icons in the UI).
         staged: The dataset files it reads, staged locally when a data root is a URL
-            (the domain's raw folder always is for a per-domain stage); None: the stage
+            (the domain's raw folder always is for a per-domain stage; raw-root entries
+            beside it, such as ``RAW_RPG``, are staged when present); None: the stage
             runs on local roots only.
         raw_folders: With ``staged``, for an all-domain stage: stage the raw root's domain
             folders as empty folders (names only).
@@ -325,6 +326,25 @@ STAGES: tuple[Stage, ...] = (
         check="msk_codes",
         kinds=frozenset({"python", "geotiff"}),
         staged=(L.PATCH_GRID,),
+        jobs=(BUILD_DOMAIN,),
+    ),
+    Stage(
+        name="crop_labels",
+        group="dataset",
+        description="`CROP_<id>.tif`: crop-type labels from the domain's RPG parcels "
+        "(`<raw>/rpg/<domain>.gpkg`) through the LPIS tables, 3 bands uint8 (FLAIR-HUB's "
+        "LPIS levels 1-3, level-1 background 22, 255 = not labelled), pixel-centre rule, "
+        "same grid as the MSK; none for a domain without an RPG file.",
+        function="flair_pipeline.dataset.crop_step:build_domain_crop_labels",
+        dvc_stage="crop_labels",
+        per_domain=True,
+        inputs=("patch_grid",),
+        outputs=(L.CROP_LABELS,),
+        params=("sampling",),
+        reads=(L.RAW_RPG,),
+        check="crop_codes",
+        kinds=frozenset({"python", "geotiff"}),
+        staged=(L.PATCH_GRID, L.RAW_RPG),
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(

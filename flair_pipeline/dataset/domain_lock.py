@@ -38,7 +38,14 @@ from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.locks import hold
 
 #: The stages of a domain's build, as the Dagster assets name them.
-STAGES = ("domain_sources", "patch_grid", "aerial_patches", "label_masks", "dataset_metadata")
+STAGES = (
+    "domain_sources",
+    "patch_grid",
+    "aerial_patches",
+    "label_masks",
+    "crop_labels",
+    "dataset_metadata",
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -62,6 +62,7 @@ DOMAIN_ASSETS = dg.AssetSelection.assets(
     dataset.patch_grid,
     dataset.aerial_patches,
     dataset.label_masks,
+    dataset.crop_labels,
     dataset.dataset_metadata,
     sentinel2.sentinel2_series,
 )

@@ -43,7 +43,8 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
     Args:
         *dataset_files: The dataset entries of :mod:`flair_pipeline.layout` the step reads
             (``{domain}`` is the partition key), e.g. ``PATCH_GRID`` or ``AERIAL``; the
-            domain's raw folder is always staged for a partitioned step.
+            domain's raw folder is always staged for a partitioned step. Raw-root entries
+            outside it (``RAW_RPG``) are staged too when they exist (not required).
         raw_folders: For a step over all domains, stage the raw root's domain folders as
             empty folders (names only, one listing): ``split_assignment`` tells by them
             which built domains are stale.
@@ -54,9 +55,11 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
     Raises:
         ValueError: An entry is not under the dataset root.
     """
-    bad = [t.template for t in dataset_files if t.root != "dataset"]
+    bad = [t.template for t in dataset_files if t.root not in ("dataset", "raw")]
     if bad:
-        raise ValueError(f"staged: {', '.join(bad)} not under the dataset root")
+        raise ValueError(f"staged: {', '.join(bad)} not under the dataset or raw root")
+    raw_files = [t for t in dataset_files if t.root == "raw"]
+    dataset_files = tuple(t for t in dataset_files if t.root == "dataset")
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)  # keeps the signature Dagster reads for context and resources
@@ -77,6 +80,10 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
                     if domain is not None:
                         pull(
                             raw, Path(local_raw), [RAW_DOMAIN.prefix(domain=domain)], required=True
+                        )
+                    if raw_files:
+                        pull(
+                            raw, Path(local_raw), [t.prefix(domain=str(domain)) for t in raw_files]
                         )
                     elif raw_folders:
                         for name in list_domains(raw):

@@ -13,7 +13,10 @@ for every patch of the dataset's split (``splits.csv``):
   ``T × 10`` and ``T × 2`` bands, date-major (IGN's ``reshape_sentinel``). IGN does not
   publish how it resampled its 10 m series; here each output pixel is the area-weighted
   mean of the 10 m pixels it overlaps (GDAL's ``average``), recorded in the export's
-  metadata; the acquisition dates go to ``GLOBAL_SENTINEL2_MTD_DATES.gpkg``.
+  metadata; the acquisition dates go to ``GLOBAL_SENTINEL2_MTD_DATES.gpkg``;
+- ``ALL_LABEL-LPIS``, when the patch has crop-type labels (``CROP_<id>.tif`` of the
+  ``crop_labels`` asset): its 3 bands as they are (FLAIR-HUB's LPIS levels 1–3, level 1
+  0-based with 22 the background, 255 the nodata), on the aerial grid.
 
 Patch ids are ``{D}-{Y}_{ROI}_{r}-{c}``: the zone as the area of interest (``Z3_UA`` ->
 ``Z3-UA``, an ROI never holds ``_``) and the patch's row and column in its zone's lattice
@@ -46,6 +49,7 @@ from shapely.geometry import Point, box
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import write_geotiff
+from flair_pipeline.layout import CROP
 from flair_pipeline.progress import Progress, each
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
@@ -64,6 +68,9 @@ for _code, _cosia in FLAIR_TO_COSIA.items():
 _SPLIT_WORD = {"train": "train", "validation": "val", "test": "test"}
 _CSV_NAME = {"train": "TRAIN", "validation": "VALID", "test": "TEST"}
 MODALITIES_WRITTEN = ("AERIAL_RGBI", "AERIAL_LABEL-COSIA", "SENTINEL2_TS", "SENTINEL2_MSK-SC")
+#: Written only for patches with crop-type labels (``crop_labels`` asset).
+LPIS = "ALL_LABEL-LPIS"
+_CSV_COLUMNS = (*MODALITIES_WRITTEN, LPIS)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class HubExportReport:
     out_dir: Path
     patches: int = 0
     with_s2: int = 0
+    with_lpis: int = 0
     files: int = 0
     warnings: list[str] = field(default_factory=list)
     ids: dict[str, str] = field(default_factory=dict)  # FLAIR-HUB id -> dataset id
@@ -209,14 +217,17 @@ def export_flair_hub(
     stage.mkdir(parents=True)
     report = HubExportReport(out)
     try:
-        _export(patches, stage, name, report, progress)
+        _export(patches, stage, name, report, progress, Path(dataset_root))
         meta = {
             "source_dataset": str(Path(dataset_root).resolve()),
-            "modalities": list(MODALITIES_WRITTEN),
+            "modalities": [*MODALITIES_WRITTEN, *([LPIS] if report.with_lpis else [])],
             "sentinel2_resampling": "area-weighted mean (GDAL average) of the 10 m "
             "super-area over the patch footprint, 10 x 10 px",
             "label": "AERIAL_LABEL-COSIA = the MSK's class by name in COSIA's 0-based order "
             f"{dict(sorted(FLAIR_TO_COSIA.items()))}; MSK 0 (unlabelled) -> {LABEL_NODATA} (nodata)",
+            "lpis": f"{LPIS} = the patch's CROP file (crop_labels asset), bands as written: "
+            "FLAIR-HUB's LPIS levels 1-3, level 1 0-based with 22 background, 255 nodata; "
+            f"{report.with_lpis} of {report.patches} patches have one",
             "split_values": _SPLIT_WORD,
             "warnings": report.warnings,
             "patch_ids": report.ids,
@@ -238,6 +249,7 @@ def _export(
     name: str,
     report: HubExportReport,
     progress: Progress | None = None,
+    dataset_root: Path | None = None,
 ) -> None:
     odd = sorted(
         {
@@ -277,6 +289,22 @@ def _export(
                 stage / hub.relpath("AERIAL_LABEL-COSIA"), cosia[None], transform, crs, LABEL_NODATA
             )
             row["AERIAL_LABEL-COSIA"] = f"../{hub.relpath('AERIAL_LABEL-COSIA')}"
+        crop = (
+            None
+            if dataset_root is None
+            else CROP.under(dataset_root, domain=r.domain, zone=r.zone, patch_id=r.patch_id)
+        )
+        if crop is not None and crop.is_file():
+            with rasterio.open(crop) as src:
+                lpis, lpis_t = src.read(), src.transform
+            if lpis.shape != (3, *img.shape[1:]) or lpis_t != transform:
+                raise InputError(
+                    f"{crop}: {lpis.shape[0]} bands {lpis.shape[2]}x{lpis.shape[1]} not on "
+                    f"its IMG's grid ({r.img}); rebuild crop_labels"
+                )
+            _write(stage / hub.relpath(LPIS), lpis, transform, crs, LABEL_NODATA)
+            row[LPIS] = f"../{hub.relpath(LPIS)}"
+            report.with_lpis += 1
         if r.sen_prefix is not None and r.centroid is not None:
             if r.sen_prefix not in series:
                 data = np.load(f"{r.sen_prefix}_data.npy")
@@ -339,7 +367,7 @@ def _export(
         report.files += 1
     (stage / "csv").mkdir()
     for split, rows in sorted(csv_rows.items()):
-        cols = ["patch_id", *[m for m in MODALITIES_WRITTEN if any(m in r for r in rows)]]
+        cols = ["patch_id", *[m for m in _CSV_COLUMNS if any(m in r for r in rows)]]
         lines = [",".join(cols)] + [",".join(r.get(c, "") for c in cols) for r in rows]
         (stage / "csv" / f"FLAIR-HUB_{name}_{_CSV_NAME[split]}.csv").write_text(
             "\n".join(lines) + "\n"

@@ -40,6 +40,7 @@ from flair_pipeline.synthetic.aerial import (
     render_ortho,
 )
 from flair_pipeline.synthetic.landcover import LandCover, generate_landcover
+from flair_pipeline.synthetic.rpg import write_level1_table, write_rpg
 from flair_pipeline.synthetic.stac import make_item, mgrs_tile, write_catalog
 
 RES = 0.2  # aerial pixel size, metres
@@ -342,6 +343,7 @@ def generate_domain(
     (folder / "domain.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     items, cloudy = _sentinel2(domain, grid, lc, scenario, seed, dseed, raw / "sentinel2")
+    write_rpg(raw / "rpg", domain, lc.geoms, lc.codes, bounds, seed)  # own random stream
     summary = DomainSummary(
         domain=domain_id,
         split=(domain.official_split or "unassigned").__str__(),
@@ -478,10 +480,13 @@ def generate_world(
             summary.domains.append(d)
             items.extend(its)
         write_catalog(tmp / "sentinel2", items)
-        summary.bytes_written = _du(tmp)
+        # the land-cover world's bytes, as before the RPG parcels (issue 25) were added
+        summary.bytes_written = _du(tmp) - _du(tmp / "rpg")
+        write_level1_table(tmp / "rpg")
         for domain_id in sc.domains:
             _replace(tmp / "domains" / domain_id, out / "domains" / domain_id)
         _replace(tmp / "sentinel2", out / "sentinel2")
+        _replace(tmp / "rpg", out / "rpg")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

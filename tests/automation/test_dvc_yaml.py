@@ -73,7 +73,7 @@ def test_an_unregistered_asset_fails_with_a_pointer_to_the_registry() -> None:
 def test_stages_appear_only_for_assets_that_exist() -> None:
     dataset_only = dg.Definitions(assets=DATASET_ASSETS, resources=RESOURCES)
     stages = yaml.safe_load(dvc_yaml.generate(dataset_only))["stages"]
-    assert set(stages) == {"synth", "dataset"}
+    assert set(stages) == {"synth", "dataset", "crop_labels"}  # crop_labels: issue 25
 
 
 def test_cli_check_and_write(tmp_path: Path) -> None:

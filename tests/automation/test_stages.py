@@ -108,6 +108,7 @@ def test_a_declared_stage_joins_its_job() -> None:
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     # the five domain assets as written by hand, plus the new one
     base = {"domain_sources", "patch_grid", "aerial_patches", "label_masks", "dataset_metadata"}
+    base |= {"crop_labels"}  # issue 25
     assert keys == base | {"patch_count"}
 
 
@@ -145,6 +146,7 @@ HAND: dict[str, tuple[set[str], bool, str | None, str, Any]] = {
     "patch_grid": ({"domain_sources"}, True, "has_patches", "dataset", ()),
     "aerial_patches": ({"patch_grid"}, True, "img_format", "dataset", (L.PATCH_GRID,)),
     "label_masks": ({"patch_grid"}, True, "msk_codes", "dataset", (L.PATCH_GRID,)),
+    "crop_labels": ({"patch_grid"}, True, "crop_codes", "dataset", (L.PATCH_GRID, L.RAW_RPG)),
     "dataset_metadata": (
         {"aerial_patches", "label_masks", "domain_sources"},
         True,

@@ -230,3 +230,53 @@ def test_unknown_partition_id_is_rejected(tiny_world: WorldSummary, tmp_path: Pa
         pytest.raises(FlairPipelineError, match="not a domain id"),
     ):
         materialize(DATASET, ("france",), flair, instance=instance)
+
+
+def test_crop_labels_from_the_synthetic_rpg(built, tiny_world: WorldSummary) -> None:
+    """Every patch has a CROP on its MSK's grid; level 1 = parcels by pixel centre (issue 25).
+
+    Expected pixels: shapely's contains_xy of each patch's pixel centres in the synthetic
+    RPG's parcels, through the synthetic table read from its CSV; independent of the
+    rasterizer. The check crop_codes passed in the instance.
+    """
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    root, instance, _, _ = built
+    raw = tiny_world.out / "rpg"
+    table = pd.read_csv(raw / "lpis_level1.csv", dtype={"code_cultu": str})
+    cls = dict(zip(table["code_cultu"], table["class"], strict=True))
+    crops = sorted((root / "crop_labels").rglob("CROP_*.tif"))
+    assert len(crops) == 3 * (512 // PATCH) ** 2
+    seen: set[int] = set()
+    for crop in crops[:: len(crops) // 6]:  # 6 patches over the 3 domains
+        domain = crop.relative_to(root / "crop_labels").parts[0]
+        parcels = gpd.read_file(raw / f"{domain}.gpkg")
+        msk = Path(
+            str(crop).replace("/crop_labels/", "/labels/").replace("/crop/CROP_", "/msk/MSK_")
+        )
+        with rasterio.open(crop) as c, rasterio.open(msk) as m:
+            assert (c.count, c.dtypes[0], c.nodata) == (3, "uint8", 255)
+            assert (c.transform, c.shape, c.crs) == (m.transform, m.shape, m.crs)
+            got, t = c.read(), c.transform
+        cols, rows = np.meshgrid(np.arange(PATCH) + 0.5, np.arange(PATCH) + 0.5)
+        xs, ys = t.c + cols * t.a, t.f + rows * t.e
+        expected = np.full((PATCH, PATCH), 22, np.uint8)
+        for geom, code in zip(parcels.geometry, parcels["CODE_CULTU"], strict=True):
+            inside = shapely.contains_xy(geom, xs, ys)
+            expected[inside] = cls[code]  # later parcel wins, as the file orders them
+        np.testing.assert_array_equal(got[0], expected)
+        assert (got[1:] == 255).all()  # no level-2/3 table in the synthetic world
+    # every declared crop of the world shows somewhere (its patches tile the mosaic)
+    declared = {22}
+    for gpkg in raw.glob("*.gpkg"):
+        declared |= {int(cls[c]) for c in gpd.read_file(gpkg)["CODE_CULTU"]}
+    for crop in crops:
+        with rasterio.open(crop) as c:
+            seen |= set(np.unique(c.read(1)).tolist())
+    assert seen == declared and len(declared) > 2
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("crop_labels"), "crop_codes"), limit=5
+    )
+    assert records and all(r.status.value == "SUCCEEDED" for r in records)

@@ -26,6 +26,7 @@ ASSETS = {
     "patch_grid",
     "aerial_patches",
     "label_masks",
+    "crop_labels",
     "dataset_metadata",
     "split_assignment",
     "sentinel2_series",
@@ -43,6 +44,7 @@ DOMAIN_ASSETS = {
     "patch_grid",
     "aerial_patches",
     "label_masks",
+    "crop_labels",
     "dataset_metadata",
 }
 JOBS = {"build_domain", "build_demo_gpu"}  # build_demo_gpu: defs/demo_build/defs.yaml

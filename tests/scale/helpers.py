@@ -60,7 +60,7 @@ def build_in_process(
 
 
 def rasters(root: Path) -> dict[str, bytes]:
-    """Relative name → bytes of every IMG/MSK GeoTIFF under a dataset root."""
+    """Relative name → bytes of every IMG/MSK/CROP GeoTIFF under a dataset root."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.tif"))}
 
 

@@ -71,7 +71,7 @@ def test_domain_build_on_s3_equals_local_build(
     mirror = tmp_path / "mirror"
     fs.get("flair/dataset/", str(mirror), recursive=True)
     local_rasters = rasters(local_root)
-    assert len(local_rasters) == 2 * (512 // 64) ** 2
+    assert len(local_rasters) == 3 * (512 // 64) ** 2  # IMG, MSK and CROP (issue 25)
     assert rasters(mirror) == local_rasters  # byte-identical IMG and MSK GeoTIFFs
     for name in ("metadata/splits.csv", f"metadata/domains/{DOMAIN}.json"):
         assert (mirror / name).read_bytes() == (local_root / name).read_bytes()

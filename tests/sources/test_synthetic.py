@@ -251,3 +251,26 @@ def test_nir_is_not_taken_for_alpha(tiny_world: WorldSummary) -> None:
     tile = next((_domains(tiny_world)[0] / "ortho").glob("*.tif"))
     with rasterio.open(tile) as src:
         assert src.colorinterp[3] != rasterio.enums.ColorInterp.alpha
+
+
+def test_rpg_parcels_lie_on_farmland(tiny_world: WorldSummary) -> None:
+    """The synthetic RPG (issue 25): one GeoPackage per domain, parcels over the land-cover
+    labels' vineyards, herbaceous, agricultural or plowed land only, every code in its table."""
+    import csv
+
+    import geopandas as gpd
+
+    rpg = tiny_world.out / "rpg"
+    with (rpg / "lpis_level1.csv").open() as fh:
+        table = {r["code_cultu"]: int(r["class"]) for r in csv.DictReader(fh)}
+    assert set(table.values()) <= set(range(22))
+    total = 0
+    for d in tiny_world.domains:
+        parcels = gpd.read_file(rpg / f"{d.domain}.gpkg", layer="rpg")
+        labels = gpd.read_file(tiny_world.out / "domains" / d.domain / "labels.gpkg")
+        assert parcels.crs.to_epsg() == 2154 and set(parcels["CODE_CULTU"]) <= set(table)
+        points = gpd.GeoDataFrame(geometry=parcels.representative_point(), crs=parcels.crs)
+        under = gpd.sjoin(points, labels, predicate="within")
+        assert len(under) == len(parcels) and set(under["code"]) <= {9, 10, 11, 12}
+        total += len(parcels)
+    assert total > 0

@@ -203,3 +203,49 @@ def test_not_flair_hub_size_is_said_and_an_existing_folder_refused(exported: dic
     with pytest.raises(InputError, match="already exists; export into a new folder"):
         export_flair_hub(exported["root"], exported["out"])
     assert not list(exported["out"].parent.glob(".*.partial"))  # nothing left behind
+
+
+def test_crop_labels_exported_as_all_label_lpis(
+    tiny_dataset, tiny_world, exported: dict, tmp_path: Path
+) -> None:
+    """With crop labels built, each patch's ALL_LABEL-LPIS is its CROP file, read as IGN does.
+
+    IGN's loader reads the CSV's path column and the band ``label_channel_nomenclature``
+    (1) of the file; the export without crop labels has no such column.
+    """
+    import shutil
+
+    from flair_pipeline.config import load_config
+    from flair_pipeline.dataset.crop_step import build_domain_crop_labels
+    from flair_pipeline.dataset.domain_context import DomainContext
+    from flair_pipeline.layout import RawLayout
+
+    root, params = tiny_dataset
+    for f in (exported["out"] / "csv").glob("*.csv"):  # no crop labels, no column
+        assert "ALL_LABEL-LPIS" not in f.read_text().splitlines()[0]
+    copy = tmp_path / "dataset"
+    shutil.copytree(root, copy)
+    cfg = load_config(params)
+    raw = RawLayout(tiny_world.out)
+    for domain in sorted(p.name for p in (copy / "aerial").iterdir()):
+        rep = build_domain_crop_labels(DomainContext.open(domain, raw, DatasetLayout(copy), cfg))
+        assert rep.passed and rep.written
+    out = tmp_path / "FLAIR-HUB"
+    report = export_flair_hub(copy, out, name="TINY")
+    ids = json.loads((out / "export_metadata.json").read_text())["patch_ids"]
+    crops = {p.stem.removeprefix("CROP_"): p for p in (copy / "crop_labels").rglob("CROP_*.tif")}
+    rows = 0
+    for f in sorted((out / "csv").glob("FLAIR-HUB_TINY_*.csv")):
+        with f.open() as fh:
+            for row in csv.DictReader(fh):
+                lpis = (f.parent / row["ALL_LABEL-LPIS"]).resolve()
+                with rasterio.open(lpis) as src:
+                    level1 = src.read(1)  # label_channel_nomenclature: 1
+                    got, nodata = src.read(), src.nodata
+                want = _read(crops[ids[row["patch_id"]].removeprefix("IMG_")])
+                np.testing.assert_array_equal(got, want)
+                assert level1.max() <= 22 and nodata == 255
+                rows += 1
+    assert rows == report.patches == report.with_lpis == len(crops)
+    index = index_hub(out, check_size=False)  # the importer takes it back
+    assert index.problems == [] and all("ALL_LABEL-LPIS" in r.paths for r in index.records)

@@ -8,6 +8,7 @@ import dagster as dg
 
 from flair_pipeline.dataset import build
 from flair_pipeline.dataset.assemble import assemble_splits
+from flair_pipeline.dataset.crop_step import build_domain_crop_labels
 from flair_pipeline.defs.adapter import progress
 from flair_pipeline.defs.declared import stage_asset
 from flair_pipeline.defs.resources import PipelineConfigResource
@@ -63,6 +64,18 @@ def label_masks(context: dg.AssetExecutionContext, flair: PipelineConfigResource
         check (passed iff the report passed).
     """
     return build.build_domain_masks(_context(context, flair), progress=progress(context))
+
+
+@stage_asset(S["crop_labels"])
+def crop_labels(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
+    """Asset: the crop-type labels of one domain (its ``description`` says what it writes).
+
+    Returns:
+        The crop-label step's report of the domain,
+        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
+        check (passed iff the report passed).
+    """
+    return build_domain_crop_labels(_context(context, flair), progress=progress(context))
 
 
 @stage_asset(S["dataset_metadata"])
