@@ -480,11 +480,33 @@ def hub_config_from_ign(
     return _validated(data | recipe, str(modalities))
 
 
+def hub_train_config(
+    fields: Mapping[str, Any], source: str = "params.yaml hub.train"
+) -> HubTrainConfig:
+    """Validate the ``hub.train`` section of params.yaml (or a recipe's) as a config.
+
+    Args:
+        fields: HubTrainConfig's fields (``PipelineConfig.hub.train``).
+        source: Named in the error (the file and section).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: An unknown key (named) or an invalid value.
+    """
+    return _validated(fields, source)
+
+
 def load_hub_config(path: str | Path | None = None, **overrides: Any) -> HubTrainConfig:
     """The ``hub:`` section of a YAML file (a recipe), or the defaults.
 
     A file whose top level is IGN's (``modalities:``) is read as IGN's
     ``config_modalities.yaml`` (:func:`hub_config_from_ign`).
+
+    A ``hub:`` section laid out as params.yaml's (``release``, ``manifest``, ``train``) is
+    read from its ``train`` mapping (``recipes/flair-hub-*.yaml``: over the defaults here,
+    not over params.yaml's CPU recipe).
 
     Args:
         path: The YAML file, or None for the defaults.
@@ -504,4 +526,7 @@ def load_hub_config(path: str | Path | None = None, **overrides: Any) -> HubTrai
         return hub_config_from_ign(p, **overrides)
     if "hub" not in doc:
         raise ConfigError(f"{p}: no 'hub:' section (nor IGN's 'modalities:')")
-    return _validated(dict(doc["hub"] or {}) | overrides, f"{p}: hub")
+    hub = dict(doc["hub"] or {})
+    if isinstance(hub.get("train"), dict):  # params.yaml's layout: release, manifest, train
+        return _validated(dict(hub["train"]) | overrides, f"{p}: hub.train")
+    return _validated(hub | overrides, f"{p}: hub")
