@@ -427,7 +427,7 @@ STAGES: tuple[Stage, ...] = (
 HUB_STAGES: tuple[Stage, ...] = (
     Stage(
         name="hub_release",
-        group="flair_hub",
+        group="training",
         description="The FLAIR-HUB data of the hub model: the built dataset exported in "
         "FLAIR-HUB's layout into `<paths.dataset>/hub/release/` (or hub.release indexed, or "
         "hub.manifest copied) and its import-flair-hub manifest "

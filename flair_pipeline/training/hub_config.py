@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flair_pipeline.errors import ConfigError
 from flair_pipeline.models.hub_inputs import LPIS_L1_NAMES, MONO, SERIES, TASKS
@@ -139,6 +146,15 @@ class HubTrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     seed: int = Field(2025, ge=0)
     precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = "32"
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _drop_null_tasks(cls, value: Any) -> Any:
+        # `tasks.<task>: null` removes a task (a recipe over params.yaml's hub.train, whose
+        # COSIA task a DVC -S override cannot delete)
+        if isinstance(value, Mapping):
+            return {k: v for k, v in value.items() if v is not None}
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> HubTrainConfig:
