@@ -1,7 +1,8 @@
-"""FLAIR-HUB assets: the dataset as a FLAIR-HUB release, a hub model trained and scored.
+"""FLAIR-HUB model assets: a hub model trained on the hub manifest, and scored.
 
-Declared in :mod:`flair_pipeline.stages` (``HUB_STAGES``); here are their bodies. What
-they train is params.yaml's ``hub`` section (``recipes/flair-hub-*.yaml`` as DVC
+Declared in :mod:`flair_pipeline.stages` (``HUB_STAGES``); here are their bodies (the
+manifest's, ``hub_release``, is in ``hub_release.py``: its code dependencies stay torch's
+free). What they train is params.yaml's ``hub`` section (``recipes/flair-hub-*.yaml`` as DVC
 experiments, docs/flair-release.md §8).
 """
 
@@ -14,36 +15,6 @@ from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.layout import EvalFiles, ModelFiles
 from flair_pipeline.reports import StageReport
 from flair_pipeline.stages import STAGES_BY_NAME as S
-
-
-@stage_asset(S["hub_release"])
-def hub_release(context: dg.AssetExecutionContext, flair: PipelineConfigResource) -> StageReport:
-    """Asset: the hub model's manifest (its ``description`` says what it writes).
-
-    Returns:
-        The manifest report (its source and patches per split, logged too),
-        which :mod:`flair_pipeline.defs.declared` turns into the materialization and its
-        check (passed iff the report passed).
-
-    Raises:
-        dagster.Failure: A project error in the step, not retried
-            (:func:`~flair_pipeline.defs.adapter.project_failures`).
-    """
-    from flair_pipeline.release.flair_hub_export import hub_manifest
-
-    hub = flair.load().hub
-    root = flair.dataset().root
-    with project_failures():
-        report = hub_manifest(
-            root,
-            L.HUB_RELEASE.under(root),
-            L.HUB_MANIFEST.under(root),
-            release=hub.release,
-            manifest=hub.manifest,
-            progress=progress(context),
-        )
-    context.log.info(f"hub manifest ({report.source}): {dict(report.patches)} patches")
-    return report
 
 
 @stage_asset(S["model_hub"])
