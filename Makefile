@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON := $(PYTHON)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint bench ui clean mutation record gpu-experiment
+.PHONY: install demo test lint bench ui clean mutation record gpu-experiment hub-experiment
 
 DVC_ENV := $(TOOLS)/dvc
 DVC_STAMP := $(DVC_ENV)/.installed
@@ -45,6 +45,12 @@ record: install
 # FLAIR's GPU recipe (recipes/flair-gpu.yaml) as the DVC experiment `flair-gpu`.
 gpu-experiment: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run -n flair-gpu $$($(BIN)/flair-pipeline recipe-args recipes/flair-gpu.yaml)
+
+# A FLAIR-HUB recipe (recipes/flair-hub-$(RECIPE).yaml: lc-a, lc-l, lpis-i) as the DVC
+# experiment `flair-hub-$(RECIPE)` (stages hub_release, train_hub, evaluate_hub).
+RECIPE ?= lc-a
+hub-experiment: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc exp run -n flair-hub-$(RECIPE) $$($(BIN)/flair-pipeline recipe-args recipes/flair-hub-$(RECIPE).yaml)
 
 # Static checks first (seconds), then the suite: ruff (lint, docstrings, format), no cycles
 # between packages (import-linter's layers in pyproject.toml), mypy on the package, and

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from flair_pipeline import redaction, stage_times
-from flair_pipeline.config import PipelineConfig, dump_config
+from flair_pipeline.config import PipelineConfig, dump_config, load_config
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.model_registry import MODEL_NAMES, get_model
 from flair_pipeline.progress import Progress
@@ -232,7 +232,13 @@ def recipe_args_cmd(recipe: Path) -> None:
     """
     from flair_pipeline.recipes import set_args
 
-    click.echo(" ".join(set_args(recipe)))
+    args = set_args(recipe)
+    pairs = [a.lstrip("+") for a in args[1::2]]
+    if any(p.startswith("hub.train.") for p in pairs):  # HubTrainConfig's rules too
+        from flair_pipeline.training.hub_config import hub_train_config
+
+        hub_train_config(load_config(None, pairs).hub.train, f"{recipe}: hub.train")
+    click.echo(" ".join(args))
 
 
 @cli.command("materialize")

@@ -59,7 +59,8 @@ class DatasetBuild(dg.Component, dg.Model, dg.Resolvable):
         if self.recipe is None:
             return []
         try:
-            return set_args(project_root / self.recipe, project_root / "params.yaml")[1::2]
+            args = set_args(project_root / self.recipe, project_root / "params.yaml")
+            return [a.lstrip("+") for a in args[1::2]]  # `+key`: Hydra's, not --set's
         except ConfigError as exc:  # one line: pydantic's report spans several
             raise ConfigError("; ".join(s.strip() for s in str(exc).splitlines())) from None
 

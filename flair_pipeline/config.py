@@ -8,6 +8,7 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -354,6 +355,50 @@ class EvalConfig(_Section):
     overlap: float = Field(0.25, ge=0, lt=1, description="fraction of a window overlapped")
 
 
+#: The CPU recipe of the FLAIR-HUB model of the pipeline (``hub.train``): LC-A (aerial
+#: only, COSIA) on a ResNet18 U-Net at 1/8 resolution, 3 epochs (seconds on 2 cores).
+HUB_CPU_RECIPE: dict[str, Any] = {
+    "inputs": ["AERIAL_RGBI"],
+    "tasks": {"AERIAL_LABEL-COSIA": {"task_weight": 1}},
+    "aux_loss": [],
+    "encoder": "resnet18",
+    "encoder_weights": None,
+    "epochs": 3,
+    "batch_size": 4,
+    "lr": 0.001,
+    "weight_decay": 0.01,
+    "optimizer": "adamw",
+    "scheduler": "cosine",
+    "patience": 20,
+    "downsample": 8,
+    "num_workers": 0,
+    "seed": 2025,
+    "precision": "32",
+}
+
+
+class HubConfig(_Section):
+    """The FLAIR-HUB model of the pipeline (stages hub_release, model_hub, evaluation_hub).
+
+    ``train`` holds the fields of ``flair_pipeline.training.hub_config.HubTrainConfig``
+    (validated there, at the stage and by ``recipe-args``: this bottom layer does not
+    import training); ``recipes/flair-hub-*.yaml`` override its keys as DVC experiments.
+    """
+
+    release: str | None = Field(
+        None,
+        description="a FLAIR-HUB release folder to index (import-flair-hub); None: the "
+        "pipeline's own dataset exported in FLAIR-HUB's layout",
+    )
+    manifest: str | None = Field(
+        None, description="an import-flair-hub manifest CSV to train on (wins over release)"
+    )
+    train: dict[str, Any] = Field(
+        default_factory=lambda: copy.deepcopy(HUB_CPU_RECIPE),
+        description="HubTrainConfig's fields (recipe, inputs, tasks)",
+    )
+
+
 class PipelineConfig(_Section):
     """The whole configuration tree."""
 
@@ -366,6 +411,7 @@ class PipelineConfig(_Section):
     sentinel2: Sentinel2Config = Sentinel2Config()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    hub: HubConfig = HubConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -10,6 +10,7 @@ The last stage, ``demo_map`` (:func:`write_maps`), maps the first test domain.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print
 
     Returns:
         A blank line, the comparison table (``comparison.md``) and, when written, the maps
-        summary (``maps/maps.md``), joined by newlines.
+        summary (``maps/maps.md``) and the FLAIR-HUB model's test mIoU, joined by newlines.
 
     Raises:
         DvcError: DVC is missing or ``dvc repro`` failed (from :func:`repro_timed`).
@@ -52,6 +53,13 @@ def run_demo(repo: Path, cfg: PipelineConfig, log: Callable[[str], None] = print
     summary = layout.MAPS_SUMMARY.under(ev)
     if summary.is_file():
         parts.append(summary.read_text())
+    hub = layout.METRICS.under(ev, model=layout.HUB_MODEL)  # stage evaluation_hub (issue 24)
+    if hub.is_file():
+        m = json.loads(hub.read_text())
+        parts.append(
+            f"FLAIR-HUB model (params.yaml hub.train; {', '.join(m['tasks'])}): test mIoU "
+            f"{100 * m['miou']:.1f} on {m['patches']} patches ({hub})"
+        )
     return "\n".join(parts)
 
 

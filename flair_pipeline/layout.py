@@ -203,6 +203,13 @@ PACKED_IMG = _t("dataset", "packed/{split}/img.npy")
 PACKED_MSK = _t("dataset", "packed/{split}/msk.npy")
 PACKED_META = _t("dataset", "packed/{split}/meta.npy")
 PACKED_INDEX = _t("dataset", "packed/{split}/index.json")
+#: The FLAIR-HUB model's data (stage hub_release): the dataset exported in FLAIR-HUB's
+#: layout (or ``source.json`` naming params.yaml's hub.release/hub.manifest) and the
+#: import-flair-hub manifest the model trains on.
+HUB_RELEASE = _dir("dataset", "hub/release")
+HUB_MANIFEST = _t("dataset", "hub/manifest.csv")
+#: The folder of the FLAIR-HUB model (``<paths.models>/hub``, ``<paths.eval>/hub``).
+HUB_MODEL = "hub"
 #: One build step's lock of one domain (dataset/domain_lock.py): empty while free, the
 #: holder's record while held; kept after use. Hidden, in no DVC output.
 STAGE_LOCK = _t("dataset", ".locks/{stage}/{domain}.lock")

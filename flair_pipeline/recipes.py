@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from flair_pipeline.config import load_config
+from flair_pipeline.config import load_config, read_params
 from flair_pipeline.errors import ConfigError
 
 
@@ -45,7 +45,8 @@ def set_args(recipe: Path, params: Path = Path("params.yaml")) -> list[str]:
         params: The params file the recipe applies to (the schema check loads both).
 
     Returns:
-        ``["-S", "key=value", …]`` for ``dvc exp run``, values as YAML writes them.
+        ``["-S", "key=value", …]`` for ``dvc exp run``, values as YAML writes them (lists
+        without spaces), ``+key=value`` for a key params.yaml does not have.
 
     Raises:
         ConfigError: Naming the file when it is unreadable or not a YAML mapping, the key
@@ -58,10 +59,7 @@ def set_args(recipe: Path, params: Path = Path("params.yaml")) -> list[str]:
         raise ConfigError(f"{recipe}: unreadable recipe ({exc})") from None
     if not isinstance(doc, dict) or not doc:
         raise ConfigError(f"{recipe}: a recipe is a YAML mapping of params.yaml keys")
-    pairs = [
-        f"{k}={yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix('...').strip()}"
-        for k, v in flatten(doc).items()
-    ]
+    pairs = [f"{k}={_value(v)}" for k, v in flatten(doc).items()]
     try:
         load_config(params if params.is_file() else None, tuple(pairs))
     except ConfigError as exc:
@@ -69,4 +67,22 @@ def set_args(recipe: Path, params: Path = Path("params.yaml")) -> list[str]:
     spaced = [p for p in pairs if any(c.isspace() for c in p)]
     if spaced:
         raise ConfigError(f"{recipe}: {spaced[0]!r}: values with spaces cannot pass as -S args")
-    return [a for p in pairs for a in ("-S", p)]
+    # a key params.yaml lacks (a new task of hub.train.tasks) is added: Hydra's `+key=value`
+    flat = flatten(read_params(params)) if params.is_file() else {}
+    known = {".".join(k.split(".")[:i]) for k in flat for i in range(1, k.count(".") + 2)}
+    return [a for p in pairs for a in ("-S", p if p.partition("=")[0] in known else f"+{p}")]
+
+
+def _value(value: Any) -> str:
+    """A leaf as YAML flow text.
+
+    Args:
+        value: A recipe leaf (scalar, None or list).
+
+    Returns:
+        Its YAML flow text; a list without spaces (``[a,b]``: one ``-S`` argument).
+    """
+    if isinstance(value, list):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=10_000)
+    return text.strip().removesuffix("...").strip()

@@ -440,5 +440,59 @@ STAGES: tuple[Stage, ...] = (
     ),
 )
 
+#: The FLAIR-HUB model (issue 24): the dataset as FLAIR-HUB's release, a model of
+#: params.yaml's ``hub.train`` on it, scored with FLAIR-HUB's metrics. Not in the
+#: comparison table (other classes: COSIA's 19, LPIS…); recipes/flair-hub-*.yaml are its
+#: GPU recipes as DVC experiments.
+HUB_STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="hub_release",
+        group="training",
+        description="The FLAIR-HUB data of the hub model: the built dataset exported in "
+        "FLAIR-HUB's layout into `<paths.dataset>/hub/release/` (or hub.release indexed, or "
+        "hub.manifest copied) and its import-flair-hub manifest "
+        "`<paths.dataset>/hub/manifest.csv`.",
+        function="flair_pipeline.release.flair_hub_export:hub_manifest",
+        dvc_stage="hub_release",
+        inputs=("split_assignment", "aerial_patches", "label_masks", "sentinel2_index"),
+        outputs=(L.HUB_RELEASE, L.HUB_MANIFEST),
+        params=("hub.release", "hub.manifest"),
+        reads=(*_MODEL_READS, L.SENTINEL.all_domains()),
+        kinds=frozenset({"python", "geotiff", "csv"}),
+    ),
+    Stage(
+        name="model_hub",
+        group="training",
+        description="A FLAIR-HUB model family (params.yaml hub.train: inputs, tasks, "
+        "encoder, recipe) trained with Lightning on the hub manifest: checkpoints, CSV logs, "
+        "DVCLive, report.json in `<paths.models>/hub/`.",
+        function="flair_pipeline.training.hub_train:train_hub",
+        dvc_stage="train_hub",
+        inputs=("hub_release",),
+        outputs=tuple(
+            t.fill(model=L.HUB_MODEL)
+            for t in (L.CHECKPOINTS, L.TRAIN_LOGS, L.TRAIN_REPORT, L.DVCLIVE)
+        ),
+        params=("hub.train",),
+        kinds=frozenset({"pytorch", "lightning"}),
+        pool="gpu",
+        retry=_TRAINING_RETRY,
+    ),
+    Stage(
+        name="evaluation_hub",
+        group="evaluation",
+        description="The hub model on the manifest's test split with FLAIR-HUB's scores "
+        "(mIoU per task over its scored classes, overall accuracy, per class, per domain): "
+        "`<paths.eval>/hub/metrics.json`.",
+        function="flair_pipeline.evaluation.hub_eval:evaluate_hub_metrics",
+        dvc_stage="evaluate_hub",
+        inputs=("model_hub", "hub_release"),
+        metrics=(L.METRICS.fill(model=L.HUB_MODEL),),
+        kinds=frozenset({"pytorch", "json"}),
+    ),
+)
+
+STAGES = (*STAGES, *HUB_STAGES)
+
 #: The declarations by name (validated: unique names, known inputs and jobs).
 STAGES_BY_NAME: dict[str, Stage] = by_name(STAGES)

@@ -10,7 +10,8 @@ overall and per domain, into FLAIR-HUB's metrics (mIoU over the scored classes).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ import torch
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.hub_scoring import score_hub
+from flair_pipeline.io import atomic_path
 from flair_pipeline.progress import Progress, each
+from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources.flair_hub import HubRecord
 from flair_pipeline.training.hub_config import HubTrainConfig
 from flair_pipeline.training.hub_data import HubDataset
 from flair_pipeline.training.hub_module import HubModule
-from flair_pipeline.training.hub_train import hub_loader
+from flair_pipeline.training.hub_train import hub_loader, hub_records
 
 
 def load_hub_checkpoint(checkpoint: str | Path) -> tuple[HubModule, HubTrainConfig]:
@@ -122,3 +125,67 @@ def format_hub_report(report: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+@dataclass(frozen=True)
+class HubEvalReport(StageReport):
+    """What the ``evaluation_hub`` stage scored (its metrics.json)."""
+
+    metrics: str
+    miou: float
+    patches: int
+    tasks: Mapping[str, float]
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """The test mIoU (mean over tasks, and per task) and the patches scored.
+
+        Returns:
+            ``miou``, ``tasks`` (task -> mIoU), ``patches`` and the ``metrics`` file.
+        """
+        return {
+            "miou": self.miou,
+            "tasks": dict(self.tasks),
+            "patches": self.patches,
+            "metrics": self.metrics,
+        }
+
+
+def evaluate_hub_metrics(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    out_json: str | Path,
+    split: str = "test",
+    *,
+    progress: Progress | None = None,
+) -> HubEvalReport:
+    """The ``evaluation_hub`` stage: :func:`evaluate_hub` written as DVC metrics.
+
+    Args:
+        checkpoint: The ``model_hub`` checkpoint.
+        manifest: The ``hub_release`` manifest.
+        out_json: The metrics file (``<paths.eval>/hub/metrics.json``): the report of
+            :func:`evaluate_hub`, each task's confusion matrix left out (K × K lists are
+            not metrics) and ``left_out`` as a count.
+        split: The split scored.
+        progress: Where to count the batches, or None.
+
+    Returns:
+        The stage's report.
+
+    Raises:
+        InputError: As :func:`evaluate_hub`.
+    """
+    report = evaluate_hub(checkpoint, hub_records(manifest), split, progress=progress)
+    for scores in report["tasks"].values():
+        scores.pop("confusion", None)
+    report["left_out"] = len(report["left_out"])
+    out = Path(out_json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    return HubEvalReport(
+        str(out),
+        float(report["miou"]),
+        int(report["patches"]),
+        {t: float(v["miou"]) for t, v in report["tasks"].items()},
+    )

@@ -194,6 +194,20 @@ PLOTS: tuple[Plot, ...] = tuple(
         ),
     )
 )
+#: The FLAIR-HUB model's training curves (stage model_hub, DVCLive as the baselines').
+PLOTS += (
+    Plot(
+        f"training curves {L.HUB_MODEL}",
+        _of(L.DVCLIVE, model=L.HUB_MODEL)[0],
+        "linear",
+        "step",
+        series=tuple(
+            (L.DVCLIVE_PLOT.fill(model=L.HUB_MODEL, metric=m).template, m)
+            for m in ("train_loss", "val_loss", "val_miou")
+        ),
+        x_label="epoch",
+    ),
+)
 
 
 def all_domains(template: str) -> str:
@@ -234,7 +248,10 @@ def to_dvc(template: str) -> str:
 
 #: Top-level dvc.yaml ``metrics``: files inside stage outputs (`dvc exp show`, `dvc metrics`):
 #: DVCLive's last-epoch values of each model.
-TRACKED_METRICS: tuple[str, ...] = tuple(_of(L.DVCLIVE_METRICS, model=m.folder)[0] for m in TRAINED)
+TRACKED_METRICS: tuple[str, ...] = tuple(
+    _of(L.DVCLIVE_METRICS, model=folder)[0]
+    for folder in (*(m.folder for m in TRAINED), L.HUB_MODEL)
+)
 
 #: Top-level dvc.yaml ``artifacts``: each model's best checkpoint as a DVC model artifact
 #: (`dvc artifacts get`, DVC Studio's model registry), declared here rather than copied by

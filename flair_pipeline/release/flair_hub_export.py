@@ -36,9 +36,10 @@ import json
 import os
 import shutil
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
@@ -48,12 +49,18 @@ from rasterio.warp import Resampling, reproject
 from shapely.geometry import Point, box
 
 from flair_pipeline.errors import InputError
-from flair_pipeline.io import write_geotiff
+from flair_pipeline.io import atomic_path, write_geotiff
 from flair_pipeline.layout import CROP
 from flair_pipeline.progress import Progress, each
+from flair_pipeline.reports import JSON, MetadataKind, StageReport
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
-from flair_pipeline.sources.flair_hub import dates_file
+from flair_pipeline.sources.flair_hub import (
+    dates_file,
+    index_hub,
+    read_hub_manifest,
+    write_hub_manifest,
+)
 from flair_pipeline.sources.flair_hub_layout import DATES_FILES, FLAIR_TO_COSIA, HubPatchId
 from flair_pipeline.training.records import PatchRecord, from_dataset
 
@@ -373,3 +380,95 @@ def _export(
             "\n".join(lines) + "\n"
         )
         report.files += 1
+
+
+@dataclass(frozen=True)
+class HubManifestReport(StageReport):
+    """What the ``hub_release`` stage indexed: the manifest the FLAIR-HUB model trains on."""
+
+    metadata_kinds: ClassVar[Mapping[str, MetadataKind]] = {"manifest": "path", "release": "path"}
+
+    manifest: str
+    release: str
+    source: str  # export (this pipeline's dataset), release (hub.release) or manifest
+    patches: Mapping[str, int]
+    warnings: tuple[str, ...] = ()
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """The manifest, where it came from and its patches per split.
+
+        Returns:
+            ``manifest``, ``release``, ``source`` and ``patches`` (per split).
+        """
+        return {
+            "manifest": self.manifest,
+            "release": self.release,
+            "source": self.source,
+            "patches": dict(self.patches),
+        }
+
+
+def hub_manifest(
+    dataset_root: str | Path,
+    release_dir: str | Path,
+    manifest_csv: str | Path,
+    *,
+    release: str | Path | None = None,
+    manifest: str | Path | None = None,
+    progress: Progress | None = None,
+) -> HubManifestReport:
+    """The ``hub_release`` stage: the import-flair-hub manifest the FLAIR-HUB model reads.
+
+    With neither `release` nor `manifest` (params.yaml ``hub``), the dataset built here is
+    exported in FLAIR-HUB's layout into `release_dir` (replaced) and indexed at its own
+    patch size; with `release`, that FLAIR-HUB release is indexed; with `manifest`, that
+    manifest is read (checked) and copied. `release_dir` then holds only ``source.json``,
+    naming what was used (a DVC output must exist).
+
+    Args:
+        dataset_root: A dataset built by this pipeline (read for the export only).
+        release_dir: Where the export goes (``<paths.dataset>/hub/release``).
+        manifest_csv: The manifest to write (``<paths.dataset>/hub/manifest.csv``).
+        release: A FLAIR-HUB release folder to index instead of the export.
+        manifest: An import-flair-hub manifest to use instead (wins over `release`).
+        progress: Where to count patches, or None.
+
+    Returns:
+        The report: the manifest, its source and its patches per split.
+
+    Raises:
+        InputError: The dataset has no split patch, the release holds no FLAIR-HUB file, or
+            the manifest is not one (see :func:`export_flair_hub`, :func:`index_hub`).
+    """
+    out = Path(release_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    warnings: list[str] = []
+    if manifest is not None or release is not None:
+        out.mkdir(parents=True)
+        source_doc = {"release": None if release is None else str(release)}
+        source_doc["manifest"] = None if manifest is None else str(manifest)
+        (out / "source.json").write_text(json.dumps(source_doc, indent=2) + "\n")
+    if manifest is not None:
+        records = read_hub_manifest(manifest)
+        with atomic_path(manifest_csv) as tmp:
+            shutil.copyfile(manifest, tmp)
+        source = "manifest"
+    else:
+        if release is None:
+            exported = export_flair_hub(dataset_root, out, progress=progress)
+            warnings += exported.warnings
+        index = index_hub(out if release is None else release, check_size=release is not None)
+        warnings += index.warnings + [f"{p.path}: {p.reason}" for p in index.problems]
+        write_hub_manifest(index, manifest_csv)
+        records = index.records
+        source = "release" if release is not None else "export"
+    patches: dict[str, int] = {}
+    for r in records:
+        patches[r.split] = patches.get(r.split, 0) + 1
+    return HubManifestReport(
+        str(manifest_csv),
+        str(release if release is not None else out),
+        source,
+        patches,
+        tuple(warnings),
+    )

@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from flair_pipeline.errors import ConfigError
 from flair_pipeline.models.hub_inputs import LPIS_L1_NAMES, MONO, SERIES, TASKS
@@ -139,6 +146,15 @@ class HubTrainConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     seed: int = Field(2025, ge=0)
     precision: Literal["32", "32-true", "bf16-mixed", "16-mixed"] = "32"
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _drop_null_tasks(cls, value: Any) -> Any:
+        # `tasks.<task>: null` removes a task (a recipe over params.yaml's hub.train, whose
+        # COSIA task a DVC -S override cannot delete)
+        if isinstance(value, Mapping):
+            return {k: v for k, v in value.items() if v is not None}
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> HubTrainConfig:
@@ -480,11 +496,33 @@ def hub_config_from_ign(
     return _validated(data | recipe, str(modalities))
 
 
+def hub_train_config(
+    fields: Mapping[str, Any], source: str = "params.yaml hub.train"
+) -> HubTrainConfig:
+    """Validate the ``hub.train`` section of params.yaml (or a recipe's) as a config.
+
+    Args:
+        fields: HubTrainConfig's fields (``PipelineConfig.hub.train``).
+        source: Named in the error (the file and section).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: An unknown key (named) or an invalid value.
+    """
+    return _validated(fields, source)
+
+
 def load_hub_config(path: str | Path | None = None, **overrides: Any) -> HubTrainConfig:
     """The ``hub:`` section of a YAML file (a recipe), or the defaults.
 
     A file whose top level is IGN's (``modalities:``) is read as IGN's
     ``config_modalities.yaml`` (:func:`hub_config_from_ign`).
+
+    A ``hub:`` section laid out as params.yaml's (``release``, ``manifest``, ``train``) is
+    read from its ``train`` mapping (``recipes/flair-hub-*.yaml``: over the defaults here,
+    not over params.yaml's CPU recipe).
 
     Args:
         path: The YAML file, or None for the defaults.
@@ -504,4 +542,7 @@ def load_hub_config(path: str | Path | None = None, **overrides: Any) -> HubTrai
         return hub_config_from_ign(p, **overrides)
     if "hub" not in doc:
         raise ConfigError(f"{p}: no 'hub:' section (nor IGN's 'modalities:')")
-    return _validated(dict(doc["hub"] or {}) | overrides, f"{p}: hub")
+    hub = dict(doc["hub"] or {})
+    if isinstance(hub.get("train"), dict):  # params.yaml's layout: release, manifest, train
+        return _validated(dict(hub["train"]) | overrides, f"{p}: hub.train")
+    return _validated(hub | overrides, f"{p}: hub")

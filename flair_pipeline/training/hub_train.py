@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path
 from flair_pipeline.layout import ModelFiles
+from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources.flair_hub import HubRecord, read_hub_manifest
 from flair_pipeline.training.hub_config import HubTrainConfig
 from flair_pipeline.training.hub_data import HubDataset, collate_hub
@@ -39,8 +40,8 @@ from flair_pipeline.training.tracking import EpochDVCLiveLogger
 
 
 @dataclass(frozen=True)
-class HubTrainReport:
-    """What a FLAIR-HUB training run produced."""
+class HubTrainReport(StageReport):
+    """What a FLAIR-HUB training run produced (the ``model_hub`` stage's report too)."""
 
     inputs: list[str]
     tasks: list[str]
@@ -55,6 +56,24 @@ class HubTrainReport:
     dvclive: str
     device: str
     left_out: list[str] = field(default_factory=list)
+
+    def as_metadata(self) -> dict[str, JSON]:
+        """The run's figures for the ``model_hub`` asset.
+
+        Returns:
+            Inputs, tasks, best validation mIoU, epochs, steps, patches, wall time, device.
+        """
+        return {
+            "inputs": list(self.inputs),
+            "tasks": list(self.tasks),
+            "best_val_miou": self.best_val_miou,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "train_patches": self.train_patches,
+            "val_patches": self.val_patches,
+            "wall_s": self.wall_s,
+            "device": self.device,
+        }
 
     def write(self, path: Path) -> Path:
         """Write the report as indented JSON, atomically.

@@ -71,6 +71,8 @@ def tiny_params() -> dict:
         precision="32",
     )
     params["eval"].update(batch_size=4)
+    # the FLAIR-HUB model: 64 px patches at 1/2 (its U-Net needs a multiple of 32)
+    params["hub"]["train"].update(epochs=1, downsample=2)
     return params
 
 

@@ -299,3 +299,42 @@ def test_exp_run_reruns_only_the_readers_of_the_param_and_exp_show_compares(clon
     plots = json.loads(dvc(clone, "plots", "diff", "HEAD", "--json").stdout)["data"]
     for title in ("training curves utt", "data/eval/utt/confusion.csv"):
         assert set(plots[title][0]["revisions"]) == {"HEAD", "workspace"}, title
+
+
+def test_a_hub_recipe_is_a_dvc_experiment(clone) -> None:
+    """Issue 24: a FLAIR-HUB recipe (hub.* keys over params.yaml) through `recipe-args` and
+    `dvc exp run`: only the hub model's stages rerun, a key params.yaml lacks goes in as
+    Hydra's `+key`, and `dvc exp show` lists the experiment with its hub metrics."""
+    if not (clone / "data").exists():
+        dvc(clone, "pull", "-q")
+    weights = [1.0] * 15 + [0.0] * 4  # COSIA's 19 classes, IGN's 15-18 unscored
+    recipe = clone / "hub-tiny.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "hub": {
+                    "train": {
+                        "epochs": 2,
+                        "tasks": {"AERIAL_LABEL-COSIA": {"class_weights": weights}},
+                    }
+                }
+            }
+        )
+    )
+    args = flair(clone, "recipe-args", str(recipe)).stdout.split()
+    assert (
+        "+hub.train.tasks.AERIAL_LABEL-COSIA.class_weights=" + str(weights).replace(" ", "") in args
+    )
+    r = dvc(clone, "exp", "run", "-n", "hub-tiny", *args)
+    assert ran(r) == {"train_hub", "evaluate_hub"}, r.stdout
+    params = yaml.safe_load((clone / "params.yaml").read_text())["hub"]["train"]
+    assert (
+        params["epochs"] == 2 and params["tasks"]["AERIAL_LABEL-COSIA"]["class_weights"] == weights
+    )
+    shown = json.loads(dvc(clone, "exp", "show", "--json").stdout)
+    base = next(row for row in shown if row["rev"] != "workspace")
+    exps = {e.get("name"): e for x in base.get("experiments") or [] for e in x["revs"]}
+    metrics = exps["hub-tiny"]["data"]["metrics"]
+    on_disk = json.loads((clone / "data/eval/hub/metrics.json").read_text())
+    assert metrics["data/eval/hub/metrics.json"]["data"]["miou"] == on_disk["miou"]
+    assert metrics["data/models/hub/dvclive/metrics.json"]["data"]["step"] == 1  # 2 epochs

@@ -205,6 +205,16 @@ HAND: dict[str, tuple[set[str], bool, str | None, str, Any]] = {
         None,
     ),
     "model_comparison": ({"evaluation_unet", "evaluation_utt"}, False, None, "evaluation", None),
+    # issue 24: the FLAIR-HUB model (params.yaml hub), after the baselines
+    "hub_release": (
+        {"split_assignment", "aerial_patches", "label_masks", "sentinel2_index"},
+        False,
+        None,
+        "training",
+        None,
+    ),
+    "model_hub": ({"hub_release"}, False, None, "training", None),
+    "evaluation_hub": ({"model_hub", "hub_release"}, False, None, "evaluation", None),
 }
 
 
@@ -221,7 +231,7 @@ def test_the_project_assets_are_their_declarations() -> None:
         assert node.group_name == group, name
         assert STAGES_BY_NAME[name].staged == staged, name
     pools = {n: graph.get(dg.AssetKey(n)).assets_def.op.pool for n in HAND}
-    assert {n for n, p in pools.items() if p == "gpu"} == {"model_unet", "model_utt"}
+    assert {n for n, p in pools.items() if p == "gpu"} == {"model_unet", "model_utt", "model_hub"}
 
 
 def test_each_declared_function_exists_and_is_a_code_dependency_of_its_stage() -> None:

@@ -37,6 +37,9 @@ ASSETS = {
     "evaluation_unet",
     "evaluation_utt",
     "model_comparison",
+    "hub_release",
+    "model_hub",
+    "evaluation_hub",
 }
 #: What ``build_domain`` (and every DatasetBuild job) materialises: one domain's dataset files.
 DOMAIN_ASSETS = {

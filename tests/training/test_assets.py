@@ -30,7 +30,9 @@ def _last_metadata(instance: dg.DagsterInstance, key: str) -> dict:
 def test_train_evaluate_compare(tiny_dataset, tmp_path: Path) -> None:
     dataset, params = tiny_dataset
     root = params.parent
-    flair = PipelineConfigResource(config_path=str(params), overrides=["train.epochs=2"])
+    # the hub model (issue 24): 64 px patches at 1/2 (its U-Net needs a multiple of 32)
+    hub = ["hub.train.epochs=1", "hub.train.downsample=2"]
+    flair = PipelineConfigResource(config_path=str(params), overrides=["train.epochs=2", *hub])
     with dg.instance_for_test() as instance:
         materialize("group:training or group:evaluation", (), flair, instance=instance)
         for model in ("unet", "utt"):
@@ -46,6 +48,20 @@ def test_train_evaluate_compare(tiny_dataset, tmp_path: Path) -> None:
             for f in ("confusion.csv", "confusion.png", "per_domain.csv", "patches.png"):
                 assert (root / "eval" / model / f).is_file(), f
             assert all(is_domain_id(d) for d in metrics["per_domain"])
+        # the hub model: the dataset exported, indexed, trained on and scored as FLAIR-HUB
+        manifest = (dataset / "hub" / "manifest.csv").read_text().splitlines()
+        assert len(manifest) - 1 == len(list((dataset / "aerial").rglob("IMG_*.tif")))
+        assert _last_metadata(instance, "model_hub")["epochs"].value == 1
+        hub_metrics = json.loads((root / "eval" / "hub" / "metrics.json").read_text())
+        splits = (dataset / "metadata" / "splits.csv").read_text().splitlines()[1:]
+        test_domains = [line.split(",")[0] for line in splits if line.split(",")[1] == "test"]
+        n_test = sum(len(list((dataset / "aerial" / d).rglob("IMG_*.tif"))) for d in test_domains)
+        assert hub_metrics["patches"] == n_test and hub_metrics["split"] == "test"
+        assert (
+            abs(_last_metadata(instance, "evaluation_hub")["miou"].value - hub_metrics["miou"])
+            < 1e-12
+        )
+        assert "confusion" not in hub_metrics["tasks"]["AERIAL_LABEL-COSIA"]
         table = (root / "eval" / "comparison.md").read_text()
         assert "| class | unet | utt |" in table and "mIoU" in table
         assert _last_metadata(instance, "model_comparison")["table"].value == table

@@ -249,3 +249,35 @@ def test_crop_labels_exported_as_all_label_lpis(
     assert rows == report.patches == report.with_lpis == len(crops)
     index = index_hub(out, check_size=False)  # the importer takes it back
     assert index.problems == [] and all("ALL_LABEL-LPIS" in r.paths for r in index.records)
+
+
+def test_hub_release_stage_indexes_a_release_or_copies_a_manifest(
+    exported: dict, tmp_path: Path
+) -> None:
+    # the `hub_release` stage with params.yaml's hub.release / hub.manifest (issue 24); the
+    # export branch (both null) runs in tests/training/test_assets.py
+    from flair_pipeline.release.flair_hub_export import hub_manifest
+
+    root, out = exported["root"], exported["out"]
+    rel = hub_manifest(root, tmp_path / "rel", tmp_path / "rel.csv", release=out)
+    assert rel.source == "release"
+    assert json.loads((tmp_path / "rel" / "source.json").read_text())["release"] == str(out)
+    # a release is indexed at FLAIR-HUB's size: the 64 px files are named, not silently kept
+    assert any("64 x 64 px, expected 512 x 512" in w for w in rel.warnings)
+    with (tmp_path / "rel.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    want: dict[str, int] = {}
+    for row in rows:
+        want[row["split"]] = want.get(row["split"], 0) + 1
+    assert dict(rel.patches) == want
+    # hub.manifest wins over hub.release: checked, then copied as it is
+    man = hub_manifest(
+        root, tmp_path / "man", tmp_path / "man.csv", release=out, manifest=tmp_path / "rel.csv"
+    )
+    assert man.source == "manifest" and dict(man.patches) == want
+    assert (tmp_path / "man.csv").read_bytes() == (tmp_path / "rel.csv").read_bytes()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"bad\.csv: not a FLAIR-HUB manifest"):
+        hub_manifest(root, tmp_path / "x", tmp_path / "x.csv", manifest=bad)
+    assert not (tmp_path / "x.csv").exists()

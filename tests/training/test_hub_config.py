@@ -163,3 +163,37 @@ def test_ign_models_file_and_the_recipes(tmp_path: Path) -> None:
         assert tuple(recipe.tasks) == family.tasks
         comment = (REPO / "recipes" / f"flair-hub-{name}.yaml").read_text()
         assert f"Published target: {family.published_miou} mIoU" in comment
+
+
+@pytest.mark.parametrize("name", ["lc-a", "lc-l", "lpis-i"])
+def test_hub_recipes_are_dvc_experiments_over_params(name: str) -> None:
+    # issue 24: a recipe is `dvc exp run -S …` over params.yaml's hub section: each key it
+    # sets exists there (a `+key` does not: Hydra adds it), and params.yaml with the
+    # recipe applied (by hand here, as Hydra's override does) is the recipe's HubTrainConfig,
+    # the same as `train-flair-hub --config recipe` (over HubTrainConfig's defaults)
+    from flair_pipeline.recipes import set_args
+    from flair_pipeline.training.hub_config import hub_train_config
+
+    recipe = REPO / "recipes" / f"flair-hub-{name}.yaml"
+    args = set_args(recipe, REPO / "params.yaml")
+    assert args[::2] == ["-S"] * (len(args) // 2)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for pair in args[1::2]:
+        key, _, raw = pair.partition("=")
+        assert key.lstrip("+").startswith("hub."), pair  # only hub.* differs
+        assert " " not in pair
+        *parents, leaf = key.lstrip("+").split(".")
+        node = params
+        for part in parents:
+            node = node.setdefault(part, {})
+        assert (leaf in node) == (not key.startswith("+")), pair
+        node[leaf] = yaml.safe_load(raw)
+    applied = hub_train_config(params["hub"]["train"])
+    assert applied == load_hub_config(recipe)
+    family = HUB_FAMILIES[name.upper()]
+    assert set(applied.inputs) == set(family.inputs) and tuple(applied.tasks) == family.tasks
+    assert params["hub"]["release"] == "data/FLAIR-HUB"  # IGN's release, not our export
+    # the CPU recipe in force without a recipe: LC-A at 1/8, a few epochs
+    cpu = hub_train_config(yaml.safe_load((REPO / "params.yaml").read_text())["hub"]["train"])
+    assert (cpu.inputs, tuple(cpu.tasks)) == (("AERIAL_RGBI",), ("AERIAL_LABEL-COSIA",))
+    assert cpu.epochs <= 5 and cpu.downsample == 8
