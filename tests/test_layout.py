@@ -78,7 +78,7 @@ def test_undeclared_names_stray_and_leftover_files(tmp_path: Path) -> None:
 def _declared(template: str) -> bool:
     """Whether an artifact template is a layout template, some of its fields filled."""
     for t in L.TEMPLATES.values():
-        for model in ("", "unet", "utt"):
+        for model in ("", "unet", "utt", L.HUB_MODEL):
             if (t.fill(model=model) if model else t).template == template:
                 return True
             if t.all_domains().template == template:

@@ -97,6 +97,10 @@ def test_build_domain_cli_writes_the_assets_bytes(
     assert r.returncode == 0, r.stderr
     assert f"{DOMAIN}: 6 patches" in r.stdout
     assets, cli = _tree(tmp_path / "dagster_dataset"), _tree(tmp_path / "cli_dataset")
+    # crop_labels (issue 25): this domain has no RPG, so its step leaves only an empty
+    # released lock file, taken by some of the three paths and not others
+    assets = {n: h for n, h in assets.items() if not n.startswith(".locks/crop_labels/")}
+    cli = {n: h for n, h in cli.items() if not n.startswith(".locks/crop_labels/")}
     kinds = {name.split("/")[0] for name in assets}
     # .locks: the build steps' lock files (dataset/domain_lock.py), empty once released
     assert kinds == {".locks", "aerial", "labels", "metadata", "sentinel"}
@@ -108,7 +112,10 @@ def test_build_domain_cli_writes_the_assets_bytes(
     assert any(n.startswith("metadata/domains/") for n in assets)
     assert cli == assets  # every file, byte for byte: no run id in any data file
     # and the core function called in process writes the same bytes again
-    assert _tree(core_built[0]) == {
+    core = {
+        n: h for n, h in _tree(core_built[0]).items() if not n.startswith(".locks/crop_labels/")
+    }
+    assert core == {
         n: h for n, h in assets.items() if not n.startswith(("sentinel/", "metadata/centroids/"))
     }
 

@@ -65,6 +65,6 @@ def test_domains_on_dask_equal_in_process_build(
         assert mat.asset_materialization.partition in domains
 
     got, want = rasters(tmp_path / "dask" / "dataset"), rasters(tmp_path / "local" / "dataset")
-    assert len(want) == 2 * 2 * (512 // 64) ** 2
+    assert len(want) == 2 * 3 * (512 // 64) ** 2  # IMG, MSK and CROP (RPG crop labels)
     assert got.keys() == want.keys()
-    assert got == want  # byte-identical IMG and MSK GeoTIFFs
+    assert got == want  # byte-identical IMG, MSK and CROP GeoTIFFs
