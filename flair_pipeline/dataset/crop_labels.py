@@ -21,10 +21,9 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import shapely
 from affine import Affine
 
-from flair_pipeline.dataset.rasterize import LabelIndex
+from flair_pipeline.dataset.rasterize import LabelIndex, repair_polygons
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crop_tables import (
     NODATA,
@@ -44,26 +43,6 @@ log = logging.getLogger(__name__)
 #: Band descriptions of a crop-label file.
 BANDS = ("LPIS level 1", "LPIS level 2", "LPIS level 3")
 _MAX_LISTED = 20
-
-
-def _polygonal(geom: Any) -> Any:
-    """The polygonal part of `geom`, or None (lines and points burn nothing).
-
-    Args:
-        geom: A shapely geometry.
-
-    Returns:
-        A Polygon, a MultiPolygon or None.
-    """
-    polys = [
-        p
-        for part in shapely.get_parts(geom)
-        for p in shapely.get_parts(part)
-        if p.geom_type == "Polygon" and not p.is_empty
-    ]
-    if not polys:
-        return None
-    return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
 
 
 def read_rpg(
@@ -114,13 +93,7 @@ def read_rpg(
             f"RPG file {path}: {int(null.sum())} parcel(s) have no geometry (fid {fids}); "
             "delete or redraw them"
         )
-    geoms = shapely.force_2d(gdf.geometry.to_numpy())
-    invalid = ~shapely.is_valid(geoms)
-    geoms[invalid] = shapely.make_valid(geoms[invalid])
-    odd = ~np.isin(shapely.get_type_id(geoms), (3, 6)) | shapely.is_empty(geoms)
-    for i in np.flatnonzero(odd):
-        geoms[i] = _polygonal(geoms[i])
-    keep = ~shapely.is_missing(geoms)
+    geoms, invalid, keep = repair_polygons(gdf.geometry.to_numpy())
     parcels = gpd.GeoDataFrame(
         {"CODE_CULTU": gdf["CODE_CULTU"].to_numpy()[keep]},
         geometry=gpd.GeoSeries(geoms[keep], index=gdf.index[keep], crs=gdf.crs),

@@ -81,6 +81,31 @@ def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
     return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
 
 
+def repair_polygons(
+    geometries: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Polygons ready to burn: 2-D, invalid ones repaired, non-polygonal parts dropped.
+
+    The rule of every vector layer this package rasterizes (labels, RPG parcels):
+    ``make_valid`` on invalid geometries, then the polygonal part of collections, points,
+    lines and empties (:func:`_polygonal`); what has none is dropped.
+
+    Args:
+        geometries: Shapely geometries (object array, one per feature; none missing).
+
+    Returns:
+        ``(geoms, invalid, keep)``: the repaired geometries (None where dropped), a bool mask
+        of the features that were invalid, and a bool mask of those kept.
+    """
+    geoms = shapely.force_2d(geometries)
+    invalid = ~shapely.is_valid(geoms)
+    geoms[invalid] = shapely.make_valid(geoms[invalid])
+    odd = ~np.isin(shapely.get_type_id(geoms), (3, 6)) | shapely.is_empty(geoms)
+    for i in np.flatnonzero(odd):  # collections from make_valid, points, lines, empties
+        geoms[i] = _polygonal(geoms[i])
+    return geoms, invalid, ~shapely.is_missing(geoms)
+
+
 def _extent_in(within: BaseGeometry, crs: str | None) -> BaseGeometry:
     """`within` (EPSG:2154) in the label layer's CRS, its edges densified first.
 
@@ -195,13 +220,7 @@ def read_labels(
             f"label file {path}: {int(null.sum())} feature(s) have no geometry: "
             f"{_listing(gdf.index[null], code[null])}"
         )
-    geoms = shapely.force_2d(gdf.geometry.to_numpy())
-    invalid = ~shapely.is_valid(geoms)
-    geoms[invalid] = shapely.make_valid(geoms[invalid])
-    odd = ~np.isin(shapely.get_type_id(geoms), (3, 6)) | shapely.is_empty(geoms)
-    for i in np.flatnonzero(odd):  # collections from make_valid, points, lines, empties
-        geoms[i] = _polygonal(geoms[i])
-    keep = ~shapely.is_missing(geoms)
+    geoms, invalid, keep = repair_polygons(gdf.geometry.to_numpy())
     out = gpd.GeoDataFrame({"code": gdf["code"].to_numpy()[keep]}, index=gdf.index[keep])
     out = out.set_geometry(gpd.GeoSeries(geoms[keep], index=out.index, crs=gdf.crs))
     out.attrs.update(

@@ -58,7 +58,7 @@ from torch import nn
 from flair_pipeline.errors import ConfigError
 from flair_pipeline.models.hub_inputs import MONO, SERIES, TASKS, aux_key, dates_key, pad_key
 from flair_pipeline.models.utae import UTAE
-from flair_pipeline.models.utt import FusionModule, centre_crop
+from flair_pipeline.models.utt import FUSION_DEFAULTS, UTAE_DEFAULTS, FusionModule, centre_crop
 
 #: U-TAE settings: IGN's ``multitemp_model`` (``configs/train/config_models.yaml``; its
 #: ``agg_mode att_group`` and ``pad_value``/``padding_mode`` are what our U-TAE does), our
@@ -66,21 +66,13 @@ from flair_pipeline.models.utt import FusionModule, centre_crop
 #: the fusion's (``crop_px``: 10 px = FLAIR-HUB's 102.4 m patch at 10.24 m; the width of
 #: the collapsed branch's MLP). ``out_conv[-1]`` is replaced by the tasks' class count.
 HUB_UTAE_DEFAULTS: dict[str, Any] = {
-    "encoder_widths": [64, 64, 64, 128],
-    "decoder_widths": [32, 32, 64, 128],
+    **UTAE_DEFAULTS,  # FLAIR-2's U-T&T: same widths, heads and norms as IGN's multitemp_model
     "out_conv": [32, 19],
-    "str_conv_k": 3,
+    "str_conv_k": 3,  # FLAIR-HUB's 10 px windows: no striding (FLAIR-2's 40 px use 4/2/1)
     "str_conv_s": 1,
     "str_conv_p": 1,
-    "n_head": 16,
-    "d_model": 256,
-    "d_k": 4,
-    "encoder_norm": "group",
-    "decoder_norm": "batch",
-    "n_groups": 4,
-    "dropout": 0.2,
-    "crop_px": 10,
-    "collapse_hidden": 64,
+    "crop_px": FUSION_DEFAULTS["crop_px"],
+    "collapse_hidden": FUSION_DEFAULTS["collapse_hidden"],
 }
 _FUSION_KEYS = ("crop_px", "collapse_hidden")
 #: smp's U-Net decoder widths (``smp.Unet``'s default, FLAIR's U-Net's).

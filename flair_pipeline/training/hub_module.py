@@ -26,7 +26,7 @@ from flair_pipeline.errors import ConfigError
 from flair_pipeline.metrics import scored_iou
 from flair_pipeline.models.hub import HubModel
 from flair_pipeline.models.hub_inputs import IGNORE, aux_key
-from flair_pipeline.training.module import NonFiniteLossError
+from flair_pipeline.training.module import NonFiniteLossError, build_optimizer
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "plateau", "none")
@@ -260,14 +260,7 @@ class HubModule(L.LightningModule):
             :meth:`on_validation_epoch_end` as :class:`~flair_pipeline.training.module.FlairModule` does.
         """
         hp = self.hparams
-        params = self.model.parameters()
-        opt: torch.optim.Optimizer
-        if hp["optimizer"] == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-        else:
-            opt = torch.optim.SGD(
-                params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"]
-            )
+        opt = build_optimizer(self.model.parameters(), hp)
         if hp["scheduler"] == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp["epochs"]))
             return {"optimizer": opt, "lr_scheduler": sched}

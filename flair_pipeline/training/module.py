@@ -302,14 +302,7 @@ class FlairModule(L.LightningModule):
             and stepped in :meth:`on_validation_epoch_end`.
         """
         hp = self.hparams
-        params = self.model.parameters()
-        opt: torch.optim.Optimizer
-        if hp["optimizer"] == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-        else:
-            opt = torch.optim.SGD(
-                params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"]
-            )
+        opt = build_optimizer(self.model.parameters(), hp)
         if hp["scheduler"] == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=hp["epochs"])
             return {"optimizer": opt, "lr_scheduler": sched}
@@ -333,6 +326,22 @@ class FlairModule(L.LightningModule):
         self._plateau_state = checkpoint.get("plateau_scheduler")
         if self._plateau is not None and self._plateau_state is not None:
             self._plateau.load_state_dict(self._plateau_state)
+
+
+def build_optimizer(params: Any, hp: Any) -> torch.optim.Optimizer:
+    """AdamW, or SGD with momentum 0.9 (FLAIR's baselines), from a module's hyper-parameters.
+
+    Args:
+        params: The parameters to optimise.
+        hp: The hyper-parameters: ``optimizer`` (``"adamw"`` or ``"sgd"``), ``lr``,
+            ``weight_decay``.
+
+    Returns:
+        The optimizer.
+    """
+    if hp["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    return torch.optim.SGD(params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"])
 
 
 def _card_kwargs(card: ModelCard) -> dict[str, Any]:
