@@ -49,6 +49,7 @@ from flair_pipeline.sentinel1.provider import (
     Units,
     ZoneResult,
     to_db,
+    to_linear,
 )
 from flair_pipeline.sentinel2.provider import CRS, Grid
 from flair_pipeline.sentinel2.stac_hrefs import Hrefs
@@ -251,8 +252,8 @@ class StacS1Provider(Sentinel1Provider):
             )
         dates = sorted(days)
         data = np.stack([days[d][0] for d in dates]).astype(np.float32)
-        if self.units == "dB" and self.source_units == "linear":
-            data = to_db(data)
+        if self.units != self.source_units:  # the only conversion between the two units
+            data = to_db(data) if self.units == "dB" else to_linear(data)
         records = [self._record(d, orbit, days[d][1], days[d][2]) for d in dates]
         return S1Series(grid, orbit, data, dates, records, skipped)  # type: ignore[arg-type]
 
@@ -309,9 +310,11 @@ class StacS1Provider(Sentinel1Provider):
             "coefficient": self.coefficient,
             "units": self.units,
             "converted": (
-                "10*log10 of linear power, by flair_pipeline"
-                if self.units == "dB" and self.source_units == "linear"
-                else "none"
+                "none"
+                if self.units == self.source_units
+                else "10*log10 of linear power, by flair_pipeline"
+                if self.units == "dB"
+                else "10**(dB/10), by flair_pipeline"
             ),
             "orbit_state": orbit,
             "relative_orbit": first.get("sat:relative_orbit"),
