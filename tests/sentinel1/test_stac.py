@@ -150,3 +150,12 @@ def test_item_and_file_disagreeing_on_nodata_is_one_line_never_overridden(pc: Re
     assert isinstance(err, InputError)
     assert DESC in str(err) and "raster:bands nodata 0 but the file says -32768" in str(err)
     assert not isinstance(zone["ascending"], InputError)
+
+
+def test_an_item_without_orbit_state_is_one_line_in_each_direction(pc: Replay) -> None:
+    pc.edit[DESC] = lambda f: f["properties"].pop("sat:orbit_state")
+    (zone,) = provider(pc).fetch_each([grid_at()], dt.date(2021, 1, 1), dt.date(2021, 12, 31))
+    asc, desc = zone["ascending"], zone["descending"]
+    assert isinstance(desc, InputError) and "sat:orbit_state None" in str(desc)
+    assert not isinstance(asc, InputError)
+    assert (DESC, "sat:orbit_state None: not ascending/descending") in asc.skipped
