@@ -13,7 +13,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from flair_pipeline.dataset.mosaic import Mosaic, TileReadError
+from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.mosaic import Mosaic, TileReadError, mosaic_options
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.raster_vrt import Product
 
@@ -99,3 +100,42 @@ def test_a_truncated_jp2_dalle_fails_only_when_its_pixels_are_read(tmp_path: Pat
         second = (X0 + 64.0, Y1 - 12.8, X0 + 76.8, Y1)
         with pytest.raises(TileReadError):
             mosaic.read(second)
+
+
+@pytest.mark.parametrize("threads", [None, 1, 3])
+def test_jp2_decode_threads_read_the_same_pixels_and_are_recorded(
+    tmp_path: Path, threads: int | None
+) -> None:
+    products, pixels = _dalles(tmp_path / "ortho", RES)
+    cfg = SamplingConfig(jp2_decode_threads=threads)
+    with Mosaic(products, **mosaic_options(cfg)) as mosaic:
+        straddle = (X0 + 51.2, Y1 - 25.6, X0 + 76.8, Y1)  # 128 px over both dalles
+        out, valid = mosaic.read(straddle)
+        lines = [d for d in mosaic.vrt.decisions if "JPEG 2000" in d]
+    a, b = pixels.values()
+    want = np.concatenate([a[:, :128, 256:], b[:, :128, :64]], axis=2)
+    assert np.array_equal(out, want) and valid.all()
+    how = "auto (the CPUs of the process)" if threads is None else str(threads)
+    assert lines == [
+        f"ortho: 4 JPEG 2000 tile(s) (first: {products[0].files[0].name}) decoded by GDAL's "
+        f"OpenJPEG with sampling.jp2_decode_threads {how} thread(s) (GDAL_NUM_THREADS)"
+    ]
+
+
+def test_no_jpeg_2000_decision_for_geotiff_tiles(tmp_path: Path) -> None:
+    folder = tmp_path / "ortho"
+    folder.mkdir()
+    with rasterio.open(
+        folder / "a.tif",
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=4,
+        dtype="uint8",
+        crs="EPSG:2154",
+        transform=from_origin(X0, Y1, RES, RES),
+    ) as dst:
+        dst.write(np.ones((4, 64, 64), dtype=np.uint8))
+    with Mosaic(folder, **mosaic_options(SamplingConfig(jp2_decode_threads=2))) as mosaic:
+        assert not [d for d in mosaic.vrt.decisions if "JPEG 2000" in d]
