@@ -143,6 +143,11 @@ class SamplingConfig(_Section):
     ortho_resampling: Literal[
         "refuse", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"
     ] = "refuse"
+    #: threads GDAL's OpenJPEG driver decodes JPEG 2000 ortho dalles with, per process
+    #: (``GDAL_NUM_THREADS`` and ``OPJ_NUM_THREADS`` around the mosaic's reads; None: the
+    #: CPUs this process may run on); recorded in the domain's decisions when a tile is
+    #: JPEG 2000. Set 1 when several build processes share the cores
+    jp2_decode_threads: int | None = Field(None, gt=0)
     strategy: Literal["grid", "random", "balanced"] = "grid"
     max_patches_per_domain: int | None = Field(None, gt=0)
     #: areas first (dataset/areas.py): how the areas (squares of `zone_size_m`) that get

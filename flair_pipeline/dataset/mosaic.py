@@ -21,7 +21,9 @@ A corrupt tile does not sink the domain: the patches it touches fail with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,10 @@ class Mosaic:
     `resolution` (``sampling.resolution``), when given, is the pixel size every tile must
     have; a tile at another one is refused (InputError naming it and its pixel size) or,
     with `resampling` (``sampling.ortho_resampling``), read through GDAL's warper onto
-    that grid (the decision is in ``vrt.decisions``).
+    that grid (the decision is in ``vrt.decisions``). JPEG 2000 tiles are decoded with
+    `decode_threads` threads (``sampling.jp2_decode_threads``; None: the CPUs this process
+    may run on), GDAL's ``GDAL_NUM_THREADS`` and ``OPJ_NUM_THREADS`` around each read; the
+    number is in ``vrt.decisions`` (docs/performance.md, "JPEG 2000 dalles").
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class Mosaic:
         *,
         resolution: float | None = None,
         resampling: str | None = None,
+        decode_threads: int | None = None,
     ) -> None:
         if isinstance(source, (str, Path)):
             self.folder = Path(source)
@@ -100,6 +106,18 @@ class Mosaic:
         )
         self.broken: dict[Path, str] = self.vrt.broken
         self.tiles = [TileInfo(t.path, t.bounds, t.count) for t in self.vrt.tiles]
+        self._threads: str | None = None
+        files = [Path(f) for p in self.products.values() for f in p.files]
+        jp2 = [f for f in files if f.suffix.lower() in _JP2_SUFFIXES]
+        if jp2:
+            n = decode_threads or len(os.sched_getaffinity(0))
+            self._threads = str(n)
+            # the setting, not the machine's CPU count: the record stays the same anywhere
+            how = str(decode_threads) if decode_threads else "auto (the CPUs of the process)"
+            self.vrt.decisions.append(
+                f"ortho: {len(jp2)} JPEG 2000 tile(s) (first: {jp2[0].name}) decoded by GDAL's "
+                f"OpenJPEG with sampling.jp2_decode_threads {how} thread(s) (GDAL_NUM_THREADS)"
+            )
         self.res: float | None = self.vrt.res
         self.count: int | None = len(self.vrt.band_names)
         self.nodata: tuple[float | None, ...] = self.vrt.nodata
@@ -208,12 +226,13 @@ class Mosaic:
         masks = None
         out = np.zeros((self._src.count, h, w), dtype=np.uint8)  # + the products' other bands
         try:
-            block = self._src.read(window=window, out_dtype="float32" if self._scaled else None)
-            if self._mask_src is not None:
-                masks = np.zeros((self.count, h, w), dtype=np.uint8)
-                masks[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = self._mask_src.read(
-                    window=window
-                )
+            with self._decoding():
+                block = self._src.read(window=window, out_dtype="float32" if self._scaled else None)
+                if self._mask_src is not None:
+                    masks = np.zeros((self.count, h, w), dtype=np.uint8)
+                    masks[:, rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = self._mask_src.read(
+                        window=window
+                    )
         except rasterio.errors.RasterioIOError as exc:
             raise TileReadError(f"{self._culprit(bounds)}: cannot decode pixels ({exc})") from None
         inner = np.s_[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0]
@@ -225,6 +244,19 @@ class Mosaic:
         for name, bands in self.vrt.product_bands.items():
             valid[name] = self._product_data(name, bands, bounds, out, blank, masks)
         return out[: self.count], valid
+
+    @contextmanager
+    def _decoding(self) -> Iterator[None]:
+        """GDAL's JPEG 2000 decoding threads for the reads of the block, when tiles are JP2.
+
+        Yields:
+            Nothing; the block runs with the threads set.
+        """
+        if self._threads is None:
+            yield
+            return
+        with rasterio.Env(GDAL_NUM_THREADS=self._threads, OPJ_NUM_THREADS=self._threads):
+            yield
 
     def _product_data(
         self,
@@ -294,15 +326,20 @@ def mosaic_options(cfg: SamplingConfig) -> dict[str, Any]:
         cfg: The ``sampling`` section (``resolution``, ``ortho_resampling``).
 
     Returns:
-        ``{"resolution": …, "resampling": None or a GDAL method}`` (None: refuse a tile at
-        another pixel size).
+        ``{"resolution": …, "resampling": None or a GDAL method, "decode_threads": …}``
+        (resampling None: refuse a tile at another pixel size; decode_threads None: the
+        CPUs of this process).
     """
     method = cfg.ortho_resampling
     return {
         "resolution": cfg.resolution,
         "resampling": None if method == "refuse" else method,
+        "decode_threads": cfg.jp2_decode_threads,
     }
 
+
+#: JPEG 2000 file suffixes (lower case): the tiles GDAL's OpenJPEG driver decodes.
+_JP2_SUFFIXES = {".jp2", ".j2k", ".jpx"}
 
 #: Lambert-93 northings run from 6000 to 7200 km: a tile name's y under this is in km.
 _KM_NAME_MAX_Y = 100_000.0

@@ -316,6 +316,7 @@ def build_aerial_patches(
     *,
     resolution: float | None = None,
     resampling: str | None = None,
+    decode_threads: int | None = None,
     progress: Progress | None = None,
 ) -> BuildReport:
     """Write the IMG of every patch of `grid`, as one new generation.
@@ -324,8 +325,9 @@ def build_aerial_patches(
     new generation.
 
     ``aerial/<domain>`` is replaced as a whole (patches of an older grid disappear).
-    `resolution` and `resampling` are the :class:`Mosaic`'s (``sampling.resolution``,
-    ``sampling.ortho_resampling``): a tile at another pixel size is refused before any
+    `resolution`, `resampling` and `decode_threads` are the :class:`Mosaic`'s
+    (``sampling.resolution``, ``sampling.ortho_resampling``,
+    ``sampling.jp2_decode_threads``): a tile at another pixel size is refused before any
     file is written, or resampled (the decision is in the report). Pixels a tile's mask
     or alpha band hides are 0. `progress` counts the patches (``<domain> IMG``). Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
     `isolate` false, InputError at the first bad patch (else it is skipped and reported).
@@ -339,7 +341,12 @@ def build_aerial_patches(
     report.decisions.extend(elevation.decisions)
     try:
         with (
-            Mosaic(ortho_dir, resolution=resolution, resampling=resampling) as mosaic,
+            Mosaic(
+                ortho_dir,
+                resolution=resolution,
+                resampling=resampling,
+                decode_threads=decode_threads,
+            ) as mosaic,
             _generation(layout, AERIAL.all_domains().rel, grid) as stage,
         ):
             res = mosaic.res

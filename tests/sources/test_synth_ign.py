@@ -174,7 +174,11 @@ def test_sensor_sees_and_dagster_builds_the_ign_domain(both, tmp_path: Path) -> 
     meta = yaml.safe_load((tmp_path / "ds" / "metadata" / "domains" / f"{DOMAIN}.json").read_text())
     first = next(iter(meta["patches"].values()))
     assert first["date"] and first["camera"]  # from the spec's acquisition facts
-    assert meta["decisions"] == []  # every input is Lambert-93 (the .asc by the spec's crs)
+    # every input is Lambert-93 (the .asc by the spec's crs): the one decision is the JPEG 2000
+    # decoding threads (issue 27)
+    [line] = meta["decisions"]
+    assert line.startswith("ortho: ") and "JPEG 2000 tile(s)" in line
+    assert "sampling.jp2_decode_threads auto" in line
 
 
 def test_convert_world_rewrites_every_domain(tiny_world: WorldSummary, tmp_path: Path) -> None:
