@@ -1092,6 +1092,12 @@ def evaluate_cmd(
     default=None,
     help="U-T&T: the year of Sentinel-2 series to fetch (configured provider).",
 )
+@click.option(
+    "--readers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads reading windows ahead of the model (default: one per core, at most 8).",
+)
 @click.option("--camera", default=None, help="unet-meta: camera of the ortho acquisition.")
 @click.option("--date", "acq_date", default=None, help="unet-meta: acquisition date YYYY-MM-DD.")
 @click.option("--time", "acq_time", default=None, help="unet-meta: acquisition time HH:MM.")
@@ -1107,6 +1113,7 @@ def predict_cmd(
     batch_size: int | None,
     device: str | None,
     year: int | None,
+    readers: int | None,
     camera: str | None,
     acq_date: str | None,
     acq_time: str | None,
@@ -1136,7 +1143,7 @@ def predict_cmd(
     elif spec.needs_meta:
         facts = {"camera": camera, "date": acq_date, "time": acq_time}
         extra = ex.MetaWindows(inf, {k: v for k, v in facts.items() if v})
-    given = {"overlap": overlap, "batch_size": batch_size}
+    given = {"overlap": overlap, "batch_size": batch_size, "readers": readers}
     try:
         settings = PredictConfig.for_checkpoint(
             inf,

@@ -40,6 +40,8 @@ class PredictConfig(BaseModel):
         device: ``cpu``, ``cuda`` or None (cuda when present).
         block_size: Output tile side in pixels (multiple of 16).
         stripe_width: Width in pixels of the column stripes (multiple of `block_size`).
+        readers: Threads reading windows ahead of the model (None: one per core, at most
+            8); the map's bytes do not depend on it.
         card: The checkpoint's model card, or None (no check of the image).
     """
 
@@ -56,6 +58,7 @@ class PredictConfig(BaseModel):
     device: str | None = None
     block_size: int = Field(512, gt=0, multiple_of=16)
     stripe_width: int = Field(4096, gt=0)
+    readers: int | None = Field(None, gt=0)
     # when set, Predictor.map refuses an image that does not match it (card_check)
     card: ModelCard | None = None
 
@@ -196,4 +199,5 @@ class Predictor:
             block_size=c.block_size,
             stripe_width=c.stripe_width,
             progress=progress,
+            readers=c.readers,
         )

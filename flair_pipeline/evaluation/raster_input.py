@@ -23,6 +23,7 @@ channels a model reads is refused (it is no channel); one after them is the mask
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -158,7 +159,7 @@ def read_valid_of(src: rasterio.DatasetReader, mode: MaskMode, win: Window) -> n
     return out
 
 
-def _open(path: Path) -> rasterio.DatasetReader:
+def _open(path: Path | str) -> rasterio.DatasetReader:
     try:
         return rasterio.open(path)
     except (RasterioError, OSError) as exc:
@@ -201,8 +202,9 @@ class ImageSource:
     """An ortho as one dataset on one grid, read by pixel windows padded with zeros.
 
     Use as a context manager. `path` is what the user gave, for error messages.
-    :meth:`read` is for one thread (the prefetcher) and :meth:`read_valid` for one other
-    (the writer): they use separate GDAL handles.
+    :meth:`read` may be called from any number of threads (the prefetchers): each thread
+    reads through its own GDAL handle, opened on its first read (a GDAL dataset is not
+    thread-safe); :meth:`read_valid` is for one other thread (the writer).
     """
 
     def __init__(self, image: Path | Sequence[Path]) -> None:
@@ -216,6 +218,9 @@ class ImageSource:
         self._tiles: list[TileFacts] = []
         self._tile_srcs: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
         self._mask_src: rasterio.DatasetReader | None = None
+        self._local = threading.local()  # each reading thread's own handle on the image
+        self._handles: list[rasterio.DatasetReader] = []
+        self._handles_lock = threading.Lock()
         if single:
             if not self.path.exists():
                 raise InputError(f"{self.path}: image not found")
@@ -228,6 +233,7 @@ class ImageSource:
             self.src = self._stack.enter_context(mem.open())
             self._tiles = [inspect(t) for t in tiles]
             self._stack.callback(self._close_tiles)
+        self._stack.callback(self._close_handles)
         self.height, self.width = self.src.height, self.src.width
         self.transform, self.crs, self.count = self.src.transform, self.src.crs, self.src.count
         self._modes: dict[Path, MaskMode] = {}  # mask_mode of each file, set by check()
@@ -340,11 +346,31 @@ class ImageSource:
         if r1 > r0 and c1 > c0:
             win = Window(c0, r0, c1 - c0, r1 - r0)
             try:
-                block = self.src.read(list(range(1, bands + 1)), window=win)
+                block = self._reader().read(list(range(1, bands + 1)), window=win)
             except RasterioError as exc:
                 raise InputError(f"{self.path}: cannot read pixels at {win} ({exc})") from None
             out[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
         return out
+
+    def _reader(self) -> rasterio.DatasetReader:
+        """This thread's own handle on the image (opened on its first read).
+
+        Returns:
+            An open dataset on the same file (or in-memory VRT) as :attr:`src`.
+        """
+        src: rasterio.DatasetReader | None = getattr(self._local, "src", None)
+        if src is None:
+            src = _open(self.src.name)
+            with self._handles_lock:
+                self._handles.append(src)
+            self._local.src = src
+        return src
+
+    def _close_handles(self) -> None:
+        with self._handles_lock:
+            for src in self._handles:
+                src.close()
+            self._handles.clear()
 
     def _tile(self, t: TileFacts) -> rasterio.DatasetReader:
         """An open handle on a tile, for its mask (the least recently used is closed).
@@ -410,13 +436,39 @@ class ElevationSource:
                         f"image {image.path} ({tuple(round(v, 3) for v in box)})"
                     )
         self.image = image
-        self._elev = Elevation(Path(dsm), Path(dtm), scale, crs=image.crs)
+        self._args = (Path(dsm), Path(dtm), scale)
+        self._elev = Elevation(*self._args, crs=image.crs)  # checks them once, here
+        self._local = threading.local()  # each reading thread's own DSM/DTM handles
+        self._others: list[Elevation] = []
+        self._lock = threading.Lock()
+        self._claimed = False  # the checked reader went to a thread
 
     def __enter__(self) -> ElevationSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._elev.close()
+        with self._lock:
+            for e in self._others:
+                e.close()
+            self._others.clear()
+
+    def _mine(self) -> Elevation:
+        """This thread's own DSM/DTM reader (GDAL handles are not thread-safe).
+
+        Returns:
+            The first thread's checked reader, or a fresh one for each other thread.
+        """
+        elev: Elevation | None = getattr(self._local, "elev", None)
+        if elev is None:
+            with self._lock:
+                if not self._claimed:
+                    self._claimed, elev = True, self._elev
+                else:
+                    elev = Elevation(*self._args, crs=self.image.crs)
+                    self._others.append(elev)
+            self._local.elev = elev
+        return elev
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """(height, width) uint8 elevation band for a pixel window of the image.
@@ -430,4 +482,4 @@ class ElevationSource:
         Returns:
             uint8 (height, width): (DSM − DTM) × scale, rounded and clipped to 0..255.
         """
-        return self._elev.patch(self.image.bounds_of(row, col, height, width), (height, width))
+        return self._mine().patch(self.image.bounds_of(row, col, height, width), (height, width))
