@@ -371,7 +371,7 @@ def _check_args(
 
 def predict_map(
     model: torch.nn.Module,
-    image: Path | list[Path],
+    image: Path | str | list[Path],
     out: Path,
     *,
     patch_size: int,
@@ -412,7 +412,9 @@ def predict_map(
 
     Args:
         model: The network (moved to the device and set to eval mode here).
-        image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles.
+        image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles; or one raster
+            read in place: an ``https://`` or ``s3://`` URL or a ``/vsicurl/`` or
+            ``/vsis3/`` path (a str), only the windows read are fetched.
         out: The map to write: a uint8 COG (DEFLATE) of merged codes 1..13, nodata 0, on the
             image's grid and CRS, tagged with its void pixels and the reader's decisions.
         patch_size: The model's patch side, in model pixels.

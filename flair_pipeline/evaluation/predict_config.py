@@ -144,7 +144,7 @@ class Predictor:
 
     def map(
         self,
-        image: Path | list[Path],
+        image: Path | str | list[Path],
         out: Path,
         *,
         dsm: Path | None = None,
@@ -155,7 +155,8 @@ class Predictor:
         """Write the land-cover map of `image` to `out` (see :func:`predict_map`).
 
         Args:
-            image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles (R, G, B, NIR).
+            image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles (R, G, B, NIR),
+                or a URL read in place (str: ``https://``, ``s3://``, ``/vsicurl/``).
             out: The map to write (COG, uint8 FLAIR codes 1..13, the image's grid and CRS).
             dsm: Surface model for the elevation channel (with `dtm`).
             dtm: Terrain model (with `dsm`).

@@ -50,6 +50,7 @@ from flair_pipeline.geo.raster_vrt import (
     inspect,
     raster_files,
 )
+from flair_pipeline.storage import gdal_options, gdal_path, is_remote
 
 #: Tiles kept open at once to read their masks (a folder may hold thousands of tiles).
 _OPEN_TILES = 32
@@ -91,7 +92,7 @@ class MaskMode:
 
 
 def mask_mode(
-    src: rasterio.DatasetReader, path: Path, channels: int
+    src: rasterio.DatasetReader, path: Path | str, channels: int
 ) -> tuple[MaskMode, str | None]:
     """How a raster's no data is read, for a model reading its first `channels` bands.
 
@@ -159,14 +160,19 @@ def read_valid_of(src: rasterio.DatasetReader, mode: MaskMode, win: Window) -> n
     return out
 
 
-def _open(path: Path | str) -> rasterio.DatasetReader:
+def _open(path: Path | str, name: Path | str | None = None) -> rasterio.DatasetReader:
     try:
         return rasterio.open(path)
     except (RasterioError, OSError) as exc:
-        raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+        raise InputError(
+            f"{name or path}: cannot open as a raster ({exc}); a URL must be readable by "
+            "GDAL in place (HTTP range requests, or s3:// at AWS_ENDPOINT_URL with its keys)"
+            if name is not None
+            else f"{path}: cannot open as a raster ({exc})"
+        ) from None
 
 
-def _tiles(image: Path | Sequence[Path]) -> list[Path]:
+def _tiles(image: Path | str | Sequence[Path]) -> list[Path]:
     if isinstance(image, (str, Path)):
         folder = Path(image)
         tiles = raster_files(folder)
@@ -207,21 +213,37 @@ class ImageSource:
     thread-safe); :meth:`read_valid` is for one other thread (the writer).
     """
 
-    def __init__(self, image: Path | Sequence[Path]) -> None:
+    def __init__(self, image: Path | str | Sequence[Path]) -> None:
         self._stack = contextlib.ExitStack()
+        remote = is_remote(image) if isinstance(image, (str, Path)) else False
         if not isinstance(image, (str, Path)):
             image = [Path(p) for p in image]
             if not image:
                 raise InputError("no ortho tiles given")
-        single = isinstance(image, (str, Path)) and not Path(image).is_dir()
-        self.path = Path(image) if isinstance(image, (str, Path)) else image[0].parent
+        single = remote or (isinstance(image, (str, Path)) and not Path(image).is_dir())
+        #: what the user gave, for messages (a URL stays a string: a Path collapses its //)
+        self.path: Path | str = (
+            str(image)
+            if remote
+            else (Path(image) if isinstance(image, (str, Path)) else image[0].parent)
+        )
         self._tiles: list[TileFacts] = []
         self._tile_srcs: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
         self._mask_src: rasterio.DatasetReader | None = None
         self._local = threading.local()  # each reading thread's own handle on the image
         self._handles: list[rasterio.DatasetReader] = []
         self._handles_lock = threading.Lock()
-        if single:
+        if remote:  # read in place: GDAL fetches the header and the windows read only
+            self._stack.enter_context(rasterio.Env(**gdal_options()))
+            self.src = self._stack.enter_context(_open(gdal_path(str(self.path)), self.path))
+            tr = self.src.transform
+            if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
+                raise InputError(
+                    f"{self.path}: geotransform {tuple(tr)[:6]} is not north-up (rotated or "
+                    "flipped); warp it to a north-up grid first (gdalwarp -t_srs EPSG:2154)"
+                )
+        elif single:
+            self.path = Path(self.path)
             if not self.path.exists():
                 raise InputError(f"{self.path}: image not found")
             check_north_up(inspect(self.path))
@@ -236,7 +258,7 @@ class ImageSource:
         self._stack.callback(self._close_handles)
         self.height, self.width = self.src.height, self.src.width
         self.transform, self.crs, self.count = self.src.transform, self.src.crs, self.src.count
-        self._modes: dict[Path, MaskMode] = {}  # mask_mode of each file, set by check()
+        self._modes: dict[Path | str, MaskMode] = {}  # mask_mode of each file, set by check()
         #: whether any pixel may be void (a mask, nodata or gaps between tiles), by check()
         self.may_have_voids = False
         #: lines recorded with the map: how a doubtful declaration of the image was read
@@ -265,8 +287,9 @@ class ImageSource:
         if set(self.src.dtypes[:bands]) != {"uint8"}:
             raise InputError(f"{self.path}: bands are {self.src.dtypes}, expected uint8")
         self._modes = {}
-        for f in [t.path for t in self._tiles] or [self.path]:
-            with _open(f) as one:
+        files: list[Path | str] = [t.path for t in self._tiles] or [self.path]
+        for f in files:
+            with self._open_again() if isinstance(f, str) else _open(f) as one:
                 mode, decision = mask_mode(one, f, bands)
             self._modes[f] = mode
             if decision and not self.decisions:  # once: tiles share one band layout
@@ -279,7 +302,7 @@ class ImageSource:
             self.may_have_voids = not self._modes[self.path].all_valid
             if self.may_have_voids and self._mask_src is None:
                 # a second handle: the writer thread reads the masks, the reader the pixels
-                self._mask_src = self._stack.enter_context(_open(self.path))
+                self._mask_src = self._stack.enter_context(self._open_again())
 
     def read_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """(height, width) bool: True where the ortho holds data, False where it is void.
@@ -360,11 +383,22 @@ class ImageSource:
         """
         src: rasterio.DatasetReader | None = getattr(self._local, "src", None)
         if src is None:
-            src = _open(self.src.name)
+            src = self._open_again()
             with self._handles_lock:
                 self._handles.append(src)
             self._local.src = src
         return src
+
+    def _open_again(self) -> rasterio.DatasetReader:
+        """A new handle on the image (a URL read in place with the storage's options).
+
+        Returns:
+            An open dataset on the same file, URL or in-memory VRT as :attr:`src`.
+        """
+        if isinstance(self.path, str):  # remote: GDAL options are per thread
+            with rasterio.Env(**gdal_options()):
+                return _open(self.src.name, self.path)
+        return _open(self.src.name)
 
     def _close_handles(self) -> None:
         with self._handles_lock:
