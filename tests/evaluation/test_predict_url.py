@@ -111,3 +111,22 @@ def test_unreachable_url_is_one_line_naming_it(tmp_path: Path, served: _Ranges) 
         _predict(PixelModel(4), url, tmp_path / "m.tif")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "m.tif").exists()
+
+
+def test_cli_predict_maps_a_url_as_the_local_file(tmp_path: Path, served: _Ranges, capsys) -> None:
+    from flair_pipeline.cli import main
+    from tests.evaluation.test_predict import _checkpoint
+
+    ckpt = _checkpoint(tmp_path / "unet.ckpt")
+    local = _tiled(tmp_path / "ortho.tif", _image(128, 128))
+    served.files["/cli/ortho.tif"] = local.read_bytes()
+    maps = {}
+    for name, image in (("local", str(local)), ("url", served.url + "cli/ortho.tif")):
+        out = tmp_path / f"{name}.tif"
+        args = ["--image", image, "--out", str(out), "--device", "cpu", "--readers", "2"]
+        rc = main(["predict", "--checkpoint", str(ckpt), *args])
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        maps[name] = _content(out, image)
+    assert maps["url"] == maps["local"]
+    assert served.requests > 0
