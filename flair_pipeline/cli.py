@@ -24,6 +24,7 @@ from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.model_registry import MODEL_NAMES, get_model
 from flair_pipeline.progress import Progress
 from flair_pipeline.project import Project
+from flair_pipeline.storage import is_remote
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -1039,8 +1040,8 @@ def evaluate_cmd(
 @click.option(
     "--image",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Ortho to map: a GeoTIFF, a .vrt or a folder of tiles (R, G, B, NIR uint8).",
+    help="Ortho to map: a GeoTIFF, a .vrt or a folder of tiles (R, G, B, NIR uint8), or one "
+    "raster read in place from an https:// or s3:// URL (or a /vsicurl/, /vsis3/ path).",
 )
 @click.option(
     "--dsm",
@@ -1092,13 +1093,19 @@ def evaluate_cmd(
     default=None,
     help="U-T&T: the year of Sentinel-2 series to fetch (configured provider).",
 )
+@click.option(
+    "--readers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Threads reading windows ahead of the model (default: one per core, at most 8).",
+)
 @click.option("--camera", default=None, help="unet-meta: camera of the ortho acquisition.")
 @click.option("--date", "acq_date", default=None, help="unet-meta: acquisition date YYYY-MM-DD.")
 @click.option("--time", "acq_time", default=None, help="unet-meta: acquisition time HH:MM.")
 @config_options
 def predict_cmd(
     checkpoint: Path,
-    image: Path,
+    image: str,
     dsm: Path | None,
     dtm: Path | None,
     out_map: Path,
@@ -1107,6 +1114,7 @@ def predict_cmd(
     batch_size: int | None,
     device: str | None,
     year: int | None,
+    readers: int | None,
     camera: str | None,
     acq_date: str | None,
     acq_time: str | None,
@@ -1130,13 +1138,14 @@ def predict_cmd(
     from flair_pipeline.training.checkpoint import load_inference
 
     inf = load_inference(checkpoint)
+    ortho: Path | str = image if is_remote(image) else Path(image)  # a URL is read in place
     spec, extra = get_model(inf.name), None
     if spec.needs_s2:
-        extra = _s2_windows(inf, image, year, config_path, overrides)
+        extra = _s2_windows(inf, ortho, year, config_path, overrides)
     elif spec.needs_meta:
         facts = {"camera": camera, "date": acq_date, "time": acq_time}
         extra = ex.MetaWindows(inf, {k: v for k, v in facts.items() if v})
-    given = {"overlap": overlap, "batch_size": batch_size}
+    given = {"overlap": overlap, "batch_size": batch_size, "readers": readers}
     try:
         settings = PredictConfig.for_checkpoint(
             inf,
@@ -1145,7 +1154,7 @@ def predict_cmd(
             **{k: v for k, v in given.items() if v is not None},
         )
         report = settings.build(inf.model, extra).map(
-            image,
+            ortho,
             out_map,
             dsm=dsm,
             dtm=dtm,
@@ -1173,7 +1182,11 @@ def predict_cmd(
 
 
 def _s2_windows(
-    inf: Any, image: Path, year: int | None, config_path: Path | None, overrides: tuple[str, ...]
+    inf: Any,
+    image: Path | str,
+    year: int | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
 ) -> Any:
     """The S2 windows source of a U-T&T prediction, from the configured provider.
 

@@ -57,6 +57,75 @@ def is_url(root: str | Path) -> bool:
     return isinstance(root, str) and bool(_URL.match(root))
 
 
+#: GDAL's virtual file systems for the URL schemes raw inputs are read from in place.
+GDAL_PREFIXES = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "s3a": "/vsis3/"}
+
+
+def is_remote(location: str | Path) -> bool:
+    """True for a location GDAL reads in place over the network (no local copy).
+
+    Args:
+        location: A path, a URL (``https://``, ``s3://``) or a GDAL VSI path
+            (``/vsicurl/…``, ``/vsis3/…``).
+
+    Returns:
+        Whether it is an ``http(s)://`` or ``s3://`` URL or a ``/vsicurl/`` or ``/vsis3/``
+        path (a Path never is: it would have collapsed the URL's ``//``).
+    """
+    if not isinstance(location, str):
+        return False
+    if location.startswith(("/vsicurl/", "/vsis3/")):
+        return True
+    return is_url(location) and location.split("://", 1)[0].lower() in GDAL_PREFIXES
+
+
+def gdal_path(location: str) -> str:
+    """The path GDAL opens to read `location` in place, fetching only the bytes it reads.
+
+    Args:
+        location: An ``http(s)://`` or ``s3://`` URL, or already a GDAL VSI path.
+
+    Returns:
+        ``/vsicurl/<url>`` for http(s), ``/vsis3/<bucket>/<key>`` for s3, else `location`.
+    """
+    if is_url(location):
+        scheme, rest = location.split("://", 1)
+        prefix = GDAL_PREFIXES.get(scheme.lower())
+        if prefix == "/vsicurl/":
+            return prefix + location
+        if prefix is not None:
+            return prefix + rest
+    return location
+
+
+def gdal_options() -> dict[str, str]:
+    """GDAL options for in-place reads: the S3 endpoint of the environment, no listings.
+
+    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` (the same variables as fsspec's
+    ``s3://`` roots, :func:`filesystem`) become GDAL's ``AWS_S3_ENDPOINT`` (path-style,
+    HTTPS unless the URL says http); the keys are GDAL's own ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY``. GDAL never lists a remote folder on open (no sidecars looked
+    for: a request each), and retries a transient 5xx.
+
+    Returns:
+        Options for :class:`rasterio.Env`.
+    """
+    options = {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "GDAL_HTTP_MAX_RETRY": "3",
+        "GDAL_HTTP_RETRY_DELAY": "1",
+    }
+    found = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if found:
+        scheme, _, host = found.partition("://")
+        options.update(
+            AWS_S3_ENDPOINT=host.rstrip("/") if host else scheme,
+            AWS_HTTPS="NO" if scheme.lower() == "http" else "YES",
+            AWS_VIRTUAL_HOSTING="FALSE",
+        )
+    return options
+
+
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of `url` and the path inside it (no trailing slash).
 

@@ -266,3 +266,17 @@ def test_dask_scaling_bench_builds_identical_rasters(tiny_world, tmp_path: Path)
     assert int(head[1]) == 1 and int(head[2]) > 0
     # domains/min = 60 x domains / wall s, for the rounding printed
     assert float(dask[2]) == pytest.approx(60 / float(dask[1]), rel=0.05)
+
+
+def test_predict_read_bench_prints_rates_and_projection(tmp_path: Path) -> None:
+    out = _bench(
+        "predict_read.py",
+        *("--size", "640", "--patch", "128", "--readers", "1,2", "--repeat", "1"),
+        tmp=tmp_path,
+    )
+    rows = re.findall(rf"^\s+(\d+) \| +{NUM} \| +{NUM} \| {NUM}×$", out, re.M)
+    assert [r[0] for r in rows] == ["1", "2"], out
+    (_, one, one_per, ratio), (_, two, two_per, _) = rows
+    assert float(one) == float(one_per) and float(ratio) == 1.0
+    assert float(two_per) == pytest.approx(float(two) / 2, abs=0.1)
+    assert re.search(rf"projection to 16 cores: {NUM} windows/s × 16 × {NUM}", out), out

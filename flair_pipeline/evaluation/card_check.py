@@ -14,6 +14,7 @@ from pathlib import Path
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.raster_input import ImageSource
+from flair_pipeline.storage import is_remote
 from flair_pipeline.training.model_card import ModelCard
 
 #: Relative difference of pixel size tolerated between the image and the card.
@@ -22,7 +23,7 @@ RESOLUTION_TOLERANCE = 1e-3
 
 def check_image(
     card: ModelCard,
-    image: Path | list[Path],
+    image: Path | str | list[Path],
     *,
     elevation_given: bool,
     extra_given: bool,
@@ -74,5 +75,7 @@ def check_image(
             )
 
 
-def _name(image: Path | list[Path]) -> Path:
+def _name(image: Path | str | list[Path]) -> Path | str:
+    if is_remote(image) if isinstance(image, (str, Path)) else False:
+        return str(image)  # a URL: a Path would collapse its //
     return Path(image) if isinstance(image, (str, Path)) else Path(image[0]).parent

@@ -9,7 +9,9 @@ only for the band of rows that windows still touch, and rows are written out, in
 output tiles, as soon as no later window can change them. The accumulator lives on the
 model's device, so on a GPU only the finished uint8 map crosses to the host.
 
-Reading (one prefetch thread) and writing (one writer thread) overlap with inference.
+Reading (`readers` prefetch threads, each with its own GDAL handles, batches handed to the
+model in lattice order whatever thread finished first, so the map's bytes do not depend
+on their number) and writing (one writer thread) overlap with inference.
 The map is a COG (tiled, DEFLATE, overviews) of FLAIR merged codes 1..13 (13 = "other") on
 the input's exact grid and CRS, with the 13-class colour table and a QGIS style beside it
 (:mod:`~flair_pipeline.evaluation.map_style`). Where the ortho holds no data (its nodata
@@ -29,6 +31,7 @@ those of live ones.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -142,7 +145,9 @@ class _Run:
         stripe: int,
         extra: ExtraInputs | None,
         downsample: int,
+        readers: int = 1,
     ) -> None:
+        self.readers = readers
         self.model, self.src, self.elev, self.dev = model, src, elev, dev
         self.channels, self.patch, self.stride, self.batch = channels, patch, stride, batch
         self.block, self.stripe, self.extra, self.ds = block, stripe, extra, downsample
@@ -243,12 +248,13 @@ class _Run:
         wins = [(ri, r, c) for ri, r in enumerate(self.rows) for c in cols]
         batches = [wins[i : i + self.batch] for i in range(0, len(wins), self.batch)]
         top = self._top = self._used = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flair-read") as pool:
-            ahead: list[Future[np.ndarray]] = [pool.submit(self.load, b) for b in batches[:2]]
+        depth = self.readers + 1  # batches read ahead: one per reader, one waiting
+        with ThreadPoolExecutor(max_workers=self.readers, thread_name_prefix="flair-read") as pool:
+            ahead: list[Future[np.ndarray]] = [pool.submit(self.load, b) for b in batches[:depth]]
             for i, group in enumerate(batches):
-                x = ahead.pop(0).result()
-                if i + 2 < len(batches):
-                    ahead.append(pool.submit(self.load, batches[i + 2]))
+                x = ahead.pop(0).result()  # in lattice order, whichever reader was first
+                if i + depth < len(batches):
+                    ahead.append(pool.submit(self.load, batches[i + depth]))
                 probs = self.probs(x, group)
                 for k, (_, r, c) in enumerate(group):
                     self._add(acc, wsum, probs[k], r - top, c, c0, c1)
@@ -332,6 +338,21 @@ def _argmax0(x: torch.Tensor) -> torch.Tensor:
     return x.max(dim=0).indices
 
 
+#: Most reader threads by default: beyond this the model, not reading, is the bottleneck
+#: (``bench/predict_read.py`` measures windows/s per reader; docs/performance.md).
+MAX_DEFAULT_READERS = 8
+
+
+def default_readers() -> int:
+    """Reader threads :func:`predict_map` uses by default: one per core, at most 8.
+
+    Returns:
+        min(cores available to this process, :data:`MAX_DEFAULT_READERS`), at least 1.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_DEFAULT_READERS))
+
+
 def _check_args(
     patch_size: int,
     batch_size: int,
@@ -350,7 +371,7 @@ def _check_args(
 
 def predict_map(
     model: torch.nn.Module,
-    image: Path | list[Path],
+    image: Path | str | list[Path],
     out: Path,
     *,
     patch_size: int,
@@ -369,6 +390,7 @@ def predict_map(
     stripe_width: int = 4096,
     progress: Progress | None = None,
     style: bool = True,
+    readers: int | None = None,
 ) -> PredictReport:
     """Write the land-cover map of `image` predicted by `model` to `out`.
 
@@ -390,7 +412,9 @@ def predict_map(
 
     Args:
         model: The network (moved to the device and set to eval mode here).
-        image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles.
+        image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles; or one raster
+            read in place: an ``https://`` or ``s3://`` URL or a ``/vsicurl/`` or
+            ``/vsis3/`` path (a str), only the windows read are fetched.
         out: The map to write: a uint8 COG (DEFLATE) of merged codes 1..13, nodata 0, on the
             image's grid and CRS, tagged with its void pixels and the reader's decisions.
         patch_size: The model's patch side, in model pixels.
@@ -409,6 +433,8 @@ def predict_map(
         stripe_width: Columns predicted at once, a multiple of `block_size`.
         progress: Where to count the windows predicted, or None.
         style: Write the QGIS style ``<out stem>.qml`` beside the map.
+        readers: Threads reading windows ahead of the model, each with its own GDAL
+            handles (None: :func:`default_readers`); the map's bytes do not depend on it.
 
     Returns:
         The :class:`PredictReport`: the files written, the image's size (px) and area
@@ -416,8 +442,8 @@ def predict_map(
         and the reader's decisions.
 
     Raises:
-        ValueError: A size argument is out of range (patch or batch size or downsample
-            below 1, 0 or over 5 channels, mean and std of different lengths, block or
+        ValueError: A size argument is out of range (patch or batch size, downsample or
+            readers below 1, 0 or over 5 channels, mean and std of different lengths, block or
             stripe not a multiple of 16 or of the block).
         InputError: Only one of `dsm` and `dtm` is given, or the image or DSM/DTM is
             unusable (named; e.g. too few bands for a 5-channel model); nothing is written.
@@ -427,6 +453,9 @@ def predict_map(
     _check_args(patch_size, batch_size, mean, std, block_size, stripe_width)
     if downsample < 1:
         raise ValueError("downsample must be >= 1")
+    n_readers = default_readers() if readers is None else readers
+    if n_readers < 1:
+        raise ValueError("readers must be >= 1")
     window = patch_size * downsample
     stride = stride_for(window, overlap)
     channels = len(mean)
@@ -470,6 +499,7 @@ def predict_map(
             stripe=stripe_width,
             extra=extra_inputs,
             downsample=downsample,
+            readers=n_readers,
         )
         tmp_out = stack.enter_context(atomic_path(out))
         stage = _stage_path(Path(out))

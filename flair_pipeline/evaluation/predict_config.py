@@ -40,6 +40,8 @@ class PredictConfig(BaseModel):
         device: ``cpu``, ``cuda`` or None (cuda when present).
         block_size: Output tile side in pixels (multiple of 16).
         stripe_width: Width in pixels of the column stripes (multiple of `block_size`).
+        readers: Threads reading windows ahead of the model (None: one per core, at most
+            8); the map's bytes do not depend on it.
         card: The checkpoint's model card, or None (no check of the image).
     """
 
@@ -56,6 +58,7 @@ class PredictConfig(BaseModel):
     device: str | None = None
     block_size: int = Field(512, gt=0, multiple_of=16)
     stripe_width: int = Field(4096, gt=0)
+    readers: int | None = Field(None, gt=0)
     # when set, Predictor.map refuses an image that does not match it (card_check)
     card: ModelCard | None = None
 
@@ -141,7 +144,7 @@ class Predictor:
 
     def map(
         self,
-        image: Path | list[Path],
+        image: Path | str | list[Path],
         out: Path,
         *,
         dsm: Path | None = None,
@@ -152,7 +155,8 @@ class Predictor:
         """Write the land-cover map of `image` to `out` (see :func:`predict_map`).
 
         Args:
-            image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles (R, G, B, NIR).
+            image: One GeoTIFF, a .vrt, a folder of tiles or a list of tiles (R, G, B, NIR),
+                or a URL read in place (str: ``https://``, ``s3://``, ``/vsicurl/``).
             out: The map to write (COG, uint8 FLAIR codes 1..13, the image's grid and CRS).
             dsm: Surface model for the elevation channel (with `dtm`).
             dtm: Terrain model (with `dsm`).
@@ -196,4 +200,5 @@ class Predictor:
             block_size=c.block_size,
             stripe_width=c.stripe_width,
             progress=progress,
+            readers=c.readers,
         )

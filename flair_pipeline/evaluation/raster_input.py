@@ -23,6 +23,7 @@ channels a model reads is refused (it is no channel); one after them is the mask
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ from flair_pipeline.geo.raster_vrt import (
     inspect,
     raster_files,
 )
+from flair_pipeline.storage import gdal_options, gdal_path, is_remote
 
 #: Tiles kept open at once to read their masks (a folder may hold thousands of tiles).
 _OPEN_TILES = 32
@@ -90,7 +92,7 @@ class MaskMode:
 
 
 def mask_mode(
-    src: rasterio.DatasetReader, path: Path, channels: int
+    src: rasterio.DatasetReader, path: Path | str, channels: int
 ) -> tuple[MaskMode, str | None]:
     """How a raster's no data is read, for a model reading its first `channels` bands.
 
@@ -158,14 +160,19 @@ def read_valid_of(src: rasterio.DatasetReader, mode: MaskMode, win: Window) -> n
     return out
 
 
-def _open(path: Path) -> rasterio.DatasetReader:
+def _open(path: Path | str, name: Path | str | None = None) -> rasterio.DatasetReader:
     try:
         return rasterio.open(path)
     except (RasterioError, OSError) as exc:
-        raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+        raise InputError(
+            f"{name or path}: cannot open as a raster ({exc}); a URL must be readable by "
+            "GDAL in place (HTTP range requests, or s3:// at AWS_ENDPOINT_URL with its keys)"
+            if name is not None
+            else f"{path}: cannot open as a raster ({exc})"
+        ) from None
 
 
-def _tiles(image: Path | Sequence[Path]) -> list[Path]:
+def _tiles(image: Path | str | Sequence[Path]) -> list[Path]:
     if isinstance(image, (str, Path)):
         folder = Path(image)
         tiles = raster_files(folder)
@@ -201,22 +208,42 @@ class ImageSource:
     """An ortho as one dataset on one grid, read by pixel windows padded with zeros.
 
     Use as a context manager. `path` is what the user gave, for error messages.
-    :meth:`read` is for one thread (the prefetcher) and :meth:`read_valid` for one other
-    (the writer): they use separate GDAL handles.
+    :meth:`read` may be called from any number of threads (the prefetchers): each thread
+    reads through its own GDAL handle, opened on its first read (a GDAL dataset is not
+    thread-safe); :meth:`read_valid` is for one other thread (the writer).
     """
 
-    def __init__(self, image: Path | Sequence[Path]) -> None:
+    def __init__(self, image: Path | str | Sequence[Path]) -> None:
         self._stack = contextlib.ExitStack()
+        remote = is_remote(image) if isinstance(image, (str, Path)) else False
         if not isinstance(image, (str, Path)):
             image = [Path(p) for p in image]
             if not image:
                 raise InputError("no ortho tiles given")
-        single = isinstance(image, (str, Path)) and not Path(image).is_dir()
-        self.path = Path(image) if isinstance(image, (str, Path)) else image[0].parent
+        single = remote or (isinstance(image, (str, Path)) and not Path(image).is_dir())
+        #: what the user gave, for messages (a URL stays a string: a Path collapses its //)
+        self.path: Path | str = (
+            str(image)
+            if remote
+            else (Path(image) if isinstance(image, (str, Path)) else image[0].parent)
+        )
         self._tiles: list[TileFacts] = []
         self._tile_srcs: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
         self._mask_src: rasterio.DatasetReader | None = None
-        if single:
+        self._local = threading.local()  # each reading thread's own handle on the image
+        self._handles: list[rasterio.DatasetReader] = []
+        self._handles_lock = threading.Lock()
+        if remote:  # read in place: GDAL fetches the header and the windows read only
+            self._stack.enter_context(rasterio.Env(**gdal_options()))
+            self.src = self._stack.enter_context(_open(gdal_path(str(self.path)), self.path))
+            tr = self.src.transform
+            if tr.b != 0 or tr.d != 0 or tr.a <= 0 or tr.e >= 0:
+                raise InputError(
+                    f"{self.path}: geotransform {tuple(tr)[:6]} is not north-up (rotated or "
+                    "flipped); warp it to a north-up grid first (gdalwarp -t_srs EPSG:2154)"
+                )
+        elif single:
+            self.path = Path(self.path)
             if not self.path.exists():
                 raise InputError(f"{self.path}: image not found")
             check_north_up(inspect(self.path))
@@ -228,9 +255,10 @@ class ImageSource:
             self.src = self._stack.enter_context(mem.open())
             self._tiles = [inspect(t) for t in tiles]
             self._stack.callback(self._close_tiles)
+        self._stack.callback(self._close_handles)
         self.height, self.width = self.src.height, self.src.width
         self.transform, self.crs, self.count = self.src.transform, self.src.crs, self.src.count
-        self._modes: dict[Path, MaskMode] = {}  # mask_mode of each file, set by check()
+        self._modes: dict[Path | str, MaskMode] = {}  # mask_mode of each file, set by check()
         #: whether any pixel may be void (a mask, nodata or gaps between tiles), by check()
         self.may_have_voids = False
         #: lines recorded with the map: how a doubtful declaration of the image was read
@@ -259,8 +287,9 @@ class ImageSource:
         if set(self.src.dtypes[:bands]) != {"uint8"}:
             raise InputError(f"{self.path}: bands are {self.src.dtypes}, expected uint8")
         self._modes = {}
-        for f in [t.path for t in self._tiles] or [self.path]:
-            with _open(f) as one:
+        files: list[Path | str] = [t.path for t in self._tiles] or [self.path]
+        for f in files:
+            with self._open_again() if isinstance(f, str) else _open(f) as one:
                 mode, decision = mask_mode(one, f, bands)
             self._modes[f] = mode
             if decision and not self.decisions:  # once: tiles share one band layout
@@ -273,7 +302,7 @@ class ImageSource:
             self.may_have_voids = not self._modes[self.path].all_valid
             if self.may_have_voids and self._mask_src is None:
                 # a second handle: the writer thread reads the masks, the reader the pixels
-                self._mask_src = self._stack.enter_context(_open(self.path))
+                self._mask_src = self._stack.enter_context(self._open_again())
 
     def read_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """(height, width) bool: True where the ortho holds data, False where it is void.
@@ -340,11 +369,42 @@ class ImageSource:
         if r1 > r0 and c1 > c0:
             win = Window(c0, r0, c1 - c0, r1 - r0)
             try:
-                block = self.src.read(list(range(1, bands + 1)), window=win)
+                block = self._reader().read(list(range(1, bands + 1)), window=win)
             except RasterioError as exc:
                 raise InputError(f"{self.path}: cannot read pixels at {win} ({exc})") from None
             out[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
         return out
+
+    def _reader(self) -> rasterio.DatasetReader:
+        """This thread's own handle on the image (opened on its first read).
+
+        Returns:
+            An open dataset on the same file (or in-memory VRT) as :attr:`src`.
+        """
+        src: rasterio.DatasetReader | None = getattr(self._local, "src", None)
+        if src is None:
+            src = self._open_again()
+            with self._handles_lock:
+                self._handles.append(src)
+            self._local.src = src
+        return src
+
+    def _open_again(self) -> rasterio.DatasetReader:
+        """A new handle on the image (a URL read in place with the storage's options).
+
+        Returns:
+            An open dataset on the same file, URL or in-memory VRT as :attr:`src`.
+        """
+        if isinstance(self.path, str):  # remote: GDAL options are per thread
+            with rasterio.Env(**gdal_options()):
+                return _open(self.src.name, self.path)
+        return _open(self.src.name)
+
+    def _close_handles(self) -> None:
+        with self._handles_lock:
+            for src in self._handles:
+                src.close()
+            self._handles.clear()
 
     def _tile(self, t: TileFacts) -> rasterio.DatasetReader:
         """An open handle on a tile, for its mask (the least recently used is closed).
@@ -410,13 +470,39 @@ class ElevationSource:
                         f"image {image.path} ({tuple(round(v, 3) for v in box)})"
                     )
         self.image = image
-        self._elev = Elevation(Path(dsm), Path(dtm), scale, crs=image.crs)
+        self._args = (Path(dsm), Path(dtm), scale)
+        self._elev = Elevation(*self._args, crs=image.crs)  # checks them once, here
+        self._local = threading.local()  # each reading thread's own DSM/DTM handles
+        self._others: list[Elevation] = []
+        self._lock = threading.Lock()
+        self._claimed = False  # the checked reader went to a thread
 
     def __enter__(self) -> ElevationSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._elev.close()
+        with self._lock:
+            for e in self._others:
+                e.close()
+            self._others.clear()
+
+    def _mine(self) -> Elevation:
+        """This thread's own DSM/DTM reader (GDAL handles are not thread-safe).
+
+        Returns:
+            The first thread's checked reader, or a fresh one for each other thread.
+        """
+        elev: Elevation | None = getattr(self._local, "elev", None)
+        if elev is None:
+            with self._lock:
+                if not self._claimed:
+                    self._claimed, elev = True, self._elev
+                else:
+                    elev = Elevation(*self._args, crs=self.image.crs)
+                    self._others.append(elev)
+            self._local.elev = elev
+        return elev
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """(height, width) uint8 elevation band for a pixel window of the image.
@@ -430,4 +516,4 @@ class ElevationSource:
         Returns:
             uint8 (height, width): (DSM − DTM) × scale, rounded and clipped to 0..255.
         """
-        return self._elev.patch(self.image.bounds_of(row, col, height, width), (height, width))
+        return self._mine().patch(self.image.bounds_of(row, col, height, width), (height, width))
