@@ -169,6 +169,9 @@ RAW_LABELS = _t("raw", "domains/{domain}/labels.gpkg")
 RAW_DOMAIN_JSON = _t("raw", "domains/{domain}/domain.json")
 RAW_SENTINEL2 = _dir("raw", "sentinel2")
 RAW_SENTINEL2_CATALOG = _t("raw", "sentinel2/catalog.json")
+#: The local Sentinel-1 archive (a static STAC catalog of calibrated VV/VH COGs).
+RAW_SENTINEL1 = _dir("raw", "sentinel1")
+RAW_SENTINEL1_CATALOG = _t("raw", "sentinel1/catalog.json")
 #: RPG parcels and their LPIS tables (docs/inputs.md, "Crop-type labels from the RPG").
 RAW_RPG = _dir("raw", "rpg")
 RAW_RPG_PARCELS = _t("raw", "rpg/{domain}.gpkg")
@@ -186,6 +189,11 @@ SENTINEL = _dir("dataset", "sentinel/{domain}")
 #: (FLAIR's three files) or ``products.json`` (this project's provenance companion).
 SEN2 = _t("dataset", "sentinel/{domain}/{zone}/sen/SEN2_sp_{domain}-{zone}_{part}")
 SEN2_PARTS = ("data.npy", "masks.npy", "products.txt", "products.json")
+#: One zone's Sentinel-1 series in one orbit direction (`orbit` ``ASC`` or ``DESC``): `part`
+#: is ``data.npy`` (T×2×H×W float32, VV VH), ``dates.txt`` (YYYYMMDD per line) or
+#: ``products.json`` (one record per date: coefficient, units, orbit, nodata…).
+SEN1 = _t("dataset", "sentinel/{domain}/{zone}/sen1/SEN1-{orbit}_sp_{domain}-{zone}_{part}")
+SEN1_PARTS = ("data.npy", "dates.txt", "products.json")
 METADATA = _dir("dataset", "metadata")
 SOURCES_RECORD = _t("dataset", "metadata/sources/{domain}.json")
 PATCH_GRID = _t("dataset", "metadata/patch_grid/{domain}.gpkg")
@@ -368,6 +376,14 @@ class RawLayout:
         """
         return RAW_SENTINEL2_CATALOG.under(self.root)
 
+    def sentinel1_catalog(self) -> Path:
+        """The static STAC catalog of the local Sentinel-1 archive.
+
+        Returns:
+            The path (it may not exist yet).
+        """
+        return RAW_SENTINEL1_CATALOG.under(self.root)
+
 
 @dataclass(frozen=True)
 class DatasetLayout:
@@ -438,6 +454,20 @@ class DatasetLayout:
             The path (it may not exist yet).
         """
         return SEN2.under(self.root, domain=domain, zone=zone, part=part)
+
+    def sen1_file(self, domain: str, zone: str, orbit: str, part: str) -> Path:
+        """One file of a zone's Sentinel-1 series; `part` is one of :data:`SEN1_PARTS`.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+            zone: Zone name, e.g. ``Z1_UA``.
+            orbit: ``ASC`` or ``DESC``.
+            part: One of :data:`SEN1_PARTS`.
+
+        Returns:
+            The path (it may not exist yet).
+        """
+        return SEN1.under(self.root, domain=domain, zone=zone, orbit=orbit, part=part)
 
     @property
     def metadata_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""Sentinel-1 VV/VH backscatter series, ascending and descending apart, from STAC catalogues or Sentinel Hub."""
