@@ -9,6 +9,7 @@ Unknown keys are errors (a typo must not silently fall back to a default).
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -293,6 +294,104 @@ class Sentinel2Config(_Section, S2Preprocessing):
         return self
 
 
+class S1StacSource(_Section):
+    """Sentinel-1 from a STAC catalogue of calibrated COGs (``sentinel1.source.provider: stac``).
+
+    Planetary Computer's ``sentinel-1-rtc`` (γ0, linear power, assets ``vv``/``vh``, SAS-signed
+    hrefs) with ``api_url: https://planetarycomputer.microsoft.com/api/stac/v1`` and
+    ``href_signing: planetary-computer``; any other catalogue with its asset keys and the
+    coefficient and units it serves.
+    """
+
+    provider: Literal["stac"] = "stac"
+    catalog: str | None = Field(
+        None, description="static STAC catalog; default <paths.raw>/sentinel1/catalog.json"
+    )
+    api_url: str | None = Field(None, description="STAC API; overrides catalog")
+    collection: str = "sentinel-1-rtc"
+    assets: tuple[str, str] = Field(("vv", "vh"), description="asset keys of VV and VH")
+    coefficient: Literal["sigma0", "gamma0"] = Field(
+        "gamma0", description="the backscatter coefficient the catalogue serves (kept per series)"
+    )
+    coefficient_property: str | None = Field(
+        None, description="item property declaring the coefficient per item (others skipped)"
+    )
+    source_units: Literal["linear", "dB"] = Field(
+        "linear", description="units of the catalogue's pixels"
+    )
+    border_noise_masked: bool | None = Field(
+        True, description="whether the catalogue's GRD border noise is removed (recorded)"
+    )
+    max_retries: int = Field(3, ge=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    retry_backoff_s: float = Field(1.0, ge=0)
+    href_signing: Literal["none", "planetary-computer"] = "none"
+    pc_sas_url: str = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
+    s3_endpoint: str | None = None
+
+
+class S1SentinelHubSource(_Section):
+    """Sentinel-1 GRD IW from the Sentinel Hub Process API (``provider: sentinelhub``).
+
+    Backscatter coefficient ``sigma0`` (SIGMA0_ELLIPSOID, as FLAIR-HUB ships it) or ``gamma0``
+    (GAMMA0_TERRAIN, terrain-flattened), orthorectified on ``dem_instance``.
+    """
+
+    provider: Literal["sentinelhub"] = "sentinelhub"
+    base_url: str = "https://sh.dataspace.copernicus.eu"
+    token_url: str = (
+        "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+    )
+    cache: str | None = "data/cache/sentinelhub"
+    max_retries: int = Field(3, ge=0)
+    coefficient: Literal["sigma0", "gamma0"] = "sigma0"
+    dem_instance: Literal["COPERNICUS", "COPERNICUS_30", "COPERNICUS_90", "MAPZEN"] = "COPERNICUS"
+
+
+#: Where Sentinel-1 series come from: one model per provider, chosen by ``provider``.
+Sentinel1Source = Annotated[S1StacSource | S1SentinelHubSource, Field(discriminator="provider")]
+
+
+class Sentinel1Config(_Section):
+    """Sentinel-1 VV/VH series per zone and orbit direction (docs/inputs.md, "Sentinel-1").
+
+    The zones' grids are the Sentinel-2 super-areas (``sentinel2.window``, ``max_size``);
+    ``start``/``end`` default to the domain's year, as for Sentinel-2.
+    """
+
+    source: Sentinel1Source = S1StacSource()
+    orbits: tuple[Literal["ascending", "descending"], ...] = Field(
+        ("ascending", "descending"), min_length=1, description="orbit directions, one series each"
+    )
+    units: Literal["linear", "dB"] = Field(
+        "dB", description="units written: dB = 10*log10 of linear power, computed by the pipeline"
+    )
+    start: dt.date | None = Field(None, description="first date; default 1 January of the year")
+    end: dt.date | None = Field(None, description="last date; default 31 December of the year")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stac_by_default(cls, data: Any) -> Any:
+        """A ``source`` that names no provider is STAC's.
+
+        Returns:
+            `data` with ``source.provider`` set to ``"stac"`` when it names none.
+        """
+        src = data.get("source") if isinstance(data, Mapping) else None
+        if isinstance(src, Mapping) and "provider" not in src:
+            return {**data, "source": {"provider": "stac", **src}}
+        return data
+
+    @model_validator(mode="after")
+    def _range(self) -> Sentinel1Config:
+        if len(set(self.orbits)) != len(self.orbits):
+            raise ValueError(f"sentinel1.orbits {list(self.orbits)}: each direction once")
+        if self.start and self.end and self.end < self.start:
+            raise ValueError(f"sentinel1.end {self.end} is before sentinel1.start {self.start}")
+        return self
+
+
 class MlflowConfig(_Section):
     """Where the optional MLflow logger writes (``train.loggers`` holding ``mlflow``)."""
 
@@ -409,6 +508,7 @@ class PipelineConfig(_Section):
     sampling: SamplingConfig = SamplingConfig()
     split: SplitConfig = SplitConfig()
     sentinel2: Sentinel2Config = Sentinel2Config()
+    sentinel1: Sentinel1Config = Sentinel1Config()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     hub: HubConfig = HubConfig()
@@ -601,8 +701,8 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
 
     The one rule for relative paths, whatever the front door (CLI, Dagster resource, DVC
     stage, benchmark) and whatever the working folder: a relative ``paths.*`` value (and
-    the file settings ``sentinel2.source.catalog``, ``sentinel2.source.cache``,
-    ``sampling.areas_layer``) is relative to the
+    the file settings ``sentinel2.source.catalog``, ``sentinel2.source.cache``, their
+    ``sentinel1.source`` twins, ``sampling.areas_layer``) is relative to the
     folder of the config file that holds it (``--set`` values included); without a config
     file, to the working folder. URLs (``s3://…``, ``https://…``) and absolute paths are
     kept as given.
@@ -628,8 +728,15 @@ def resolve_roots(cfg: PipelineConfig, base: str | Path) -> PipelineConfig:
     else:
         src = src.model_copy(update={"cache": absolute(src.cache)})
     s2 = cfg.sentinel2.model_copy(update={"source": src})
+    src1 = cfg.sentinel1.source
+    if isinstance(src1, S1StacSource):
+        src1 = src1.model_copy(update={"catalog": absolute(src1.catalog)})
+    else:
+        src1 = src1.model_copy(update={"cache": absolute(src1.cache)})
+    s1 = cfg.sentinel1.model_copy(update={"source": src1})
     sampling = cfg.sampling.model_copy(update={"areas_layer": absolute(cfg.sampling.areas_layer)})
-    return cfg.model_copy(update={"paths": paths, "sentinel2": s2, "sampling": sampling})
+    update = {"paths": paths, "sentinel2": s2, "sentinel1": s1, "sampling": sampling}
+    return cfg.model_copy(update=update)
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:

@@ -179,13 +179,26 @@ def l2a_collection(base_url: str) -> sh.DataCollection:
         base_url: The Sentinel Hub deployment's base URL.
 
     Returns:
-        sentinelhub's SENTINEL2_L2A itself when its service URL is `base_url`, else a
-        collection derived from it with that service URL.
+        :func:`bound_collection` of SENTINEL2_L2A.
     """
-    base, default = base_url.rstrip("/"), sh.DataCollection.SENTINEL2_L2A
+    return bound_collection(sh.DataCollection.SENTINEL2_L2A, base_url)
+
+
+def bound_collection(default: sh.DataCollection, base_url: str) -> sh.DataCollection:
+    """`default` bound to `base_url` (also used by the Sentinel-1 provider).
+
+    Args:
+        default: A sentinelhub data collection (SENTINEL2_L2A, SENTINEL1_IW…).
+        base_url: The Sentinel Hub deployment's base URL.
+
+    Returns:
+        `default` itself when its service URL is `base_url`, else a collection derived from
+        it with that service URL.
+    """
+    base = base_url.rstrip("/")
     if default.service_url == base:
         return default
-    name = "SENTINEL2_L2A_AT_" + re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").upper()
+    name = f"{default.name}_AT_" + re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").upper()
     try:
         return default.define_from(name, service_url=base)
     except ValueError:  # this definition is already registered under another name
