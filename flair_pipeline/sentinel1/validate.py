@@ -4,8 +4,8 @@ Run after ``sentinel1_series`` on the files themselves (``sentinel1/series.py``'
 not on what the build believed it wrote. A domain's series pass when, for every zone
 written:
 
-- both orbit directions are there (FLAIR-HUB's ``SENTINEL1-ASC_TS`` and ``-DESC_TS``; one
-  direction alone is a problem, naming the zone and the missing direction);
+- every orbit direction asked is there (by default both, FLAIR-HUB's ``SENTINEL1-ASC_TS``
+  and ``-DESC_TS``; one direction alone is a problem, naming the zone and the missing one);
 - every value is NaN (no measurement) or finite and in the range of its units: linear
   power in (0, 100] (the brightest urban targets stay below 20 dB), dB in [-60, 20];
   a date without any measurement at all is a problem too;
@@ -52,6 +52,7 @@ def validate_domain_s1(
     domain: str,
     year: int,
     span: tuple[dt.date, dt.date] | None = None,
+    orbits: tuple[str, ...] = ORBITS,
 ) -> list[str]:
     """Every problem of `domain`'s written Sentinel-1 series, one line each (empty: valid).
 
@@ -60,6 +61,7 @@ def validate_domain_s1(
         domain: Domain id.
         year: The domain's year (dates must fall in it unless `span` is given).
         span: The time range asked (first, last day inclusive), or None for `year`.
+        orbits: The orbit directions asked (``sentinel1.orbits``): each must be there.
 
     Returns:
         Lines ``<zone> <ASC|DESC>: <what>`` naming the file part at fault.
@@ -68,7 +70,7 @@ def validate_domain_s1(
     problems: list[str] = []
     kinds: dict[tuple[str, str], list[str]] = {}
     for zone in zones_written(layout, domain):
-        for orbit in ORBITS:
+        for orbit in orbits:
             code = ORBIT_CODES[orbit]
             where = f"{zone} {code}"
             if not layout.sen1_file(domain, zone, code, "data.npy").is_file():
