@@ -69,6 +69,20 @@ def to_db(linear: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_linear(db: np.ndarray) -> np.ndarray:
+    """Backscatter in linear power units, ``10**(dB/10)``; NaN stays NaN.
+
+    Args:
+        db: Backscatter in decibels (any shape).
+
+    Returns:
+        float32 array of the same shape, linear power.
+    """
+    x = np.asarray(db, dtype=np.float32)
+    out: np.ndarray = np.power(np.float32(10.0), x / np.float32(10.0)).astype(np.float32)
+    return out
+
+
 @dataclass
 class S1Series:
     """One zone's series in one orbit direction."""

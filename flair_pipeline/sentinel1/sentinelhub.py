@@ -264,7 +264,10 @@ def _parse(content: bytes, grid: Grid) -> tuple[np.ndarray, list[dt.date], list[
         dates = [_orbit_date(o) for o in orbits]
     except (tarfile.TarError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise _BadResponse(f"{type(exc).__name__}: {exc}") from None
-    products = [_product(o, d) for o, d in zip(orbits, dates, strict=True)]
+    products = [
+        _product(o, d) if o.get("tiles") else f"S1_IW_GRD_{d:%Y%m%d}"
+        for o, d in zip(orbits, dates, strict=True)
+    ]
     t, h, w = len(orbits), grid.height, grid.width
     data = _read_tiff(files, "data.tif", 2 * max(t, 1), h, w, np.float32)
     order = sorted(range(t), key=lambda i: (dates[i], products[i]))

@@ -49,6 +49,7 @@ from flair_pipeline.sentinel1.provider import (
     Units,
     ZoneResult,
     to_db,
+    to_linear,
 )
 from flair_pipeline.sentinel2.provider import CRS, Grid
 from flair_pipeline.sentinel2.stac_hrefs import Hrefs
@@ -158,11 +159,10 @@ class StacS1Provider(Sentinel1Provider):
         items.sort(key=lambda i: (i.date, i.item.id))
         out: list[ZoneResult] = []
         work = [
-            (g, orbit, [i for i in items if i.orbit == orbit and i.footprint.intersects(f)])
+            (g, orbit, [i for i in items if _for(i, orbit) and i.footprint.intersects(f)])
             for g, f in enumerate(feet)
             for orbit in orbits
         ]
-        bad_orbit = [i for i in items if i.orbit not in ORBITS and not i.problem]
         results: dict[tuple[int, str], S1Series | InputError] = {}
         env = {
             **gdal_env(self.retries, self.backoff_s, *self.timeouts),
@@ -171,7 +171,7 @@ class StacS1Provider(Sentinel1Provider):
         label = f"Sentinel-1 {start.year}"
         with rasterio.Env(**env):
             for g, orbit, found in each(progress, label, work, "zone-orbits", len(work)):
-                results[(g, orbit)] = self._series(grids[g], orbit, found, bad_orbit, start, end)
+                results[(g, orbit)] = self._series(grids[g], orbit, found, start, end)
         for g in range(len(grids)):
             out.append({o: results[(g, o)] for o in orbits})
         return out
@@ -219,7 +219,6 @@ class StacS1Provider(Sentinel1Provider):
         grid: Grid,
         orbit: str,
         items: list[_Item],
-        bad_orbit: list[_Item],
         start: dt.date,
         end: dt.date,
     ) -> S1Series | InputError:
@@ -251,8 +250,8 @@ class StacS1Provider(Sentinel1Provider):
             )
         dates = sorted(days)
         data = np.stack([days[d][0] for d in dates]).astype(np.float32)
-        if self.units == "dB" and self.source_units == "linear":
-            data = to_db(data)
+        if self.units != self.source_units:  # the only conversion between the two units
+            data = to_db(data) if self.units == "dB" else to_linear(data)
         records = [self._record(d, orbit, days[d][1], days[d][2]) for d in dates]
         return S1Series(grid, orbit, data, dates, records, skipped)  # type: ignore[arg-type]
 
@@ -309,9 +308,11 @@ class StacS1Provider(Sentinel1Provider):
             "coefficient": self.coefficient,
             "units": self.units,
             "converted": (
-                "10*log10 of linear power, by flair_pipeline"
-                if self.units == "dB" and self.source_units == "linear"
-                else "none"
+                "none"
+                if self.units == self.source_units
+                else "10*log10 of linear power, by flair_pipeline"
+                if self.units == "dB"
+                else "10**(dB/10), by flair_pipeline"
             ),
             "orbit_state": orbit,
             "relative_orbit": first.get("sat:relative_orbit"),
@@ -369,6 +370,16 @@ class StacS1Provider(Sentinel1Provider):
                 f"STAC catalog {href}: not a readable STAC catalog ({str(exc)[:200]})"
             ) from exc
         return [i for i in items if i.collection_id in (None, self.collection)]
+
+
+def _for(item: _Item, orbit: str) -> bool:
+    """Whether `item` belongs to `orbit`'s series.
+
+    Returns:
+        True for an item of that direction, and for one without a known direction (shown
+        as a skipped line in every direction's series).
+    """
+    return item.orbit == orbit or (bool(item.problem) and item.orbit not in ORBITS)
 
 
 def _coefficient(value: Any) -> str:

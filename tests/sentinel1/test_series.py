@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flair_pipeline.layout import DatasetLayout
-from flair_pipeline.sentinel1.provider import RECORD_KEYS, S1Series, to_db
+from flair_pipeline.sentinel1.provider import RECORD_KEYS, S1Series, to_db, to_linear
 from flair_pipeline.sentinel1.series import read_s1_series, write_s1_series
 from flair_pipeline.sentinel2.provider import Grid
 from flair_pipeline.sentinel2.series import SuperArea
@@ -60,3 +60,13 @@ def test_to_db_is_ten_log10() -> None:
     out = to_db(np.array([1.0, 0.1, 0.0, np.nan], np.float32))
     assert out[0] == 0.0 and out[1] == pytest.approx(-10.0)
     assert np.isnan(out[2]) and np.isnan(out[3])
+
+
+def test_to_linear_undoes_db() -> None:
+    out = to_linear(np.array([0.0, -10.0, 3.0, np.nan], np.float32))
+    assert (
+        out[0] == 1.0
+        and out[1] == pytest.approx(0.1)
+        and out[2] == pytest.approx(1.99526, rel=1e-5)
+    )
+    assert np.isnan(out[3])

@@ -138,3 +138,24 @@ def test_a_catalogue_declaring_sigma0_items_is_not_mixed_into_gamma0(pc: Replay)
     assert isinstance(err, InputError)  # its only dual-pol date was σ0: no γ0 date left
     assert ASC in str(err) and "never mixed" in str(err)
     assert not isinstance(zone["descending"], InputError)  # the other orbit is built
+
+
+def test_item_and_file_disagreeing_on_nodata_is_one_line_never_overridden(pc: Replay) -> None:
+    def nodata_zero(f: dict) -> None:
+        f["assets"]["vv"]["raster:bands"][0]["nodata"] = 0
+
+    pc.edit[DESC] = nodata_zero
+    (zone,) = provider(pc).fetch_each([grid_at()], dt.date(2021, 1, 1), dt.date(2021, 12, 31))
+    err = zone["descending"]
+    assert isinstance(err, InputError)
+    assert DESC in str(err) and "raster:bands nodata 0 but the file says -32768" in str(err)
+    assert not isinstance(zone["ascending"], InputError)
+
+
+def test_an_item_without_orbit_state_is_one_line_in_each_direction(pc: Replay) -> None:
+    pc.edit[DESC] = lambda f: f["properties"].pop("sat:orbit_state")
+    (zone,) = provider(pc).fetch_each([grid_at()], dt.date(2021, 1, 1), dt.date(2021, 12, 31))
+    asc, desc = zone["ascending"], zone["descending"]
+    assert isinstance(desc, InputError) and "sat:orbit_state None" in str(desc)
+    assert not isinstance(asc, InputError)
+    assert (DESC, "sat:orbit_state None: not ascending/descending") in asc.skipped
