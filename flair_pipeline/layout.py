@@ -192,7 +192,10 @@ SEN2_PARTS = ("data.npy", "masks.npy", "products.txt", "products.json")
 #: One zone's Sentinel-1 series in one orbit direction (`orbit` ``ASC`` or ``DESC``): `part`
 #: is ``data.npy`` (T×2×H×W float32, VV VH), ``dates.txt`` (YYYYMMDD per line) or
 #: ``products.json`` (one record per date: coefficient, units, orbit, nodata…).
-SEN1 = _t("dataset", "sentinel/{domain}/{zone}/sen1/SEN1-{orbit}_sp_{domain}-{zone}_{part}")
+#: Its own tree, not under SENTINEL: a DVC stage's outputs may not overlap another's
+#: (``sentinel2_series`` outputs ``sentinel/<domain>`` whole).
+SENTINEL1 = _dir("dataset", "sentinel1/{domain}")
+SEN1 = _t("dataset", "sentinel1/{domain}/{zone}/SEN1-{orbit}_sp_{domain}-{zone}_{part}")
 SEN1_PARTS = ("data.npy", "dates.txt", "products.json")
 METADATA = _dir("dataset", "metadata")
 SOURCES_RECORD = _t("dataset", "metadata/sources/{domain}.json")

@@ -384,6 +384,25 @@ STAGES: tuple[Stage, ...] = (
         retry=Retry(max_retries=2, delay=10, exponential=True),
     ),
     Stage(
+        name="sentinel1_series",
+        group="sentinel1",
+        description="Per zone, one year of Sentinel-1 VV/VH backscatter in each orbit "
+        "direction, kept apart, on the zone's Sentinel-2 super-area grid (10 m EPSG:2154): "
+        "`SEN1-{ASC,DESC}_sp_<domain>-<zone>_{data.npy,dates.txt,products.json}` "
+        "(T×2×H×W float32, NaN = no measurement; coefficient, units, orbits recorded per "
+        "date). Provider from config (stac on the local archive by default, or sentinelhub).",
+        function="flair_pipeline.sentinel1.build:build_domain_s1_series",
+        dvc_stage="sentinel1",
+        per_domain=True,
+        inputs=("patch_grid",),
+        outputs=(L.SENTINEL1,),
+        params=("sentinel1",),
+        reads=(L.RAW_DOMAIN, L.RAW_SENTINEL1),
+        check="s1_series_valid",
+        kinds=frozenset({"python", "numpy", "stac"}),
+        retry=Retry(max_retries=2, delay=10, exponential=True),
+    ),
+    Stage(
         name="split_assignment",
         group="dataset",
         description="Train / validation / test per domain: the official FLAIR split, other "

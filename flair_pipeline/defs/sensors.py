@@ -49,7 +49,7 @@ from typing import Any
 
 import dagster as dg
 
-from flair_pipeline.defs.assets import dataset, sentinel2, sources
+from flair_pipeline.defs.assets import dataset, sentinel1, sentinel2, sources
 from flair_pipeline.defs.partitions import DOMAINS, domains_partitions
 from flair_pipeline.defs.resources import PipelineConfigResource
 from flair_pipeline.domains import domain_id_problem
@@ -65,6 +65,7 @@ DOMAIN_ASSETS = dg.AssetSelection.assets(
     dataset.crop_labels,
     dataset.dataset_metadata,
     sentinel2.sentinel2_series,
+    sentinel1.sentinel1_series,  # issue 25: a new domain gets its radar series too
 )
 CURSOR_VERSION = 2
 GIB = 1 << 30

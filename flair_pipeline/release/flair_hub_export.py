@@ -14,6 +14,17 @@ for every patch of the dataset's split (``splits.csv``):
   publish how it resampled its 10 m series; here each output pixel is the area-weighted
   mean of the 10 m pixels it overlaps (GDAL's ``average``), recorded in the export's
   metadata; the acquisition dates go to ``GLOBAL_SENTINEL2_MTD_DATES.gpkg``;
+- ``SENTINEL1-ASC_TS`` / ``SENTINEL1-DESC_TS``, when the patch's zone has a Sentinel-1
+  series in that orbit direction (``sentinel1_series`` asset, ``sentinel1/series.py``):
+  the zone's T × 2 × H × W series (VV, VH per date) resampled as the Sentinel-2 one, to 10
+  px over the patch (area-weighted mean of the 10 m pixels; a pixel without measurement,
+  NaN, is left out of the mean, and a window pixel with none is NaN, declared as the
+  file's nodata), ``T × 2`` bands float32 date-major; values as the series holds them
+  (coefficient and units recorded per date in its ``products.json``, copied to the
+  export's metadata: FLAIR-HUB does not state its own), dates to
+  ``GLOBAL_SENTINEL1-{ASC,DESC}_MTD_DATES.gpkg``. The window's grid is the zone's
+  super-area (the Sentinel-2 one), located from the patch's centroid in the Sentinel-2
+  index: a dataset without that index gets no Sentinel-1 files, with a warning;
 - ``ALL_LABEL-LPIS``, when the patch has crop-type labels (``CROP_<id>.tif`` of the
   ``crop_labels`` asset): its 3 bands as they are (FLAIR-HUB's LPIS levels 1–3, level 1
   0-based with 22 the background, 255 the nodata), on the aerial grid.
@@ -50,9 +61,10 @@ from shapely.geometry import Point, box
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.io import atomic_path, write_geotiff
-from flair_pipeline.layout import CROP
+from flair_pipeline.layout import CROP, DatasetLayout
 from flair_pipeline.progress import Progress, each
 from flair_pipeline.reports import JSON, MetadataKind, StageReport
+from flair_pipeline.sentinel1.series import StoredS1, read_s1_series
 from flair_pipeline.sentinel2.provider import RES
 from flair_pipeline.sentinel2.series import product_date
 from flair_pipeline.sources.flair_hub import (
@@ -77,7 +89,10 @@ _CSV_NAME = {"train": "TRAIN", "validation": "VALID", "test": "TEST"}
 MODALITIES_WRITTEN = ("AERIAL_RGBI", "AERIAL_LABEL-COSIA", "SENTINEL2_TS", "SENTINEL2_MSK-SC")
 #: Written only for patches with crop-type labels (``crop_labels`` asset).
 LPIS = "ALL_LABEL-LPIS"
-_CSV_COLUMNS = (*MODALITIES_WRITTEN, LPIS)
+#: Orbit direction code (``sentinel1/series.py``) -> FLAIR-HUB modality and dates key;
+#: written only for zones with a Sentinel-1 series in that direction.
+S1_MODALITIES = {code: (f"SENTINEL1-{code}_TS", f"SENTINEL1-{code}") for code in ("ASC", "DESC")}
+_CSV_COLUMNS = (*MODALITIES_WRITTEN, *(m for m, _ in S1_MODALITIES.values()), LPIS)
 
 
 @dataclass
@@ -88,6 +103,8 @@ class HubExportReport:
     patches: int = 0
     with_s2: int = 0
     with_lpis: int = 0
+    with_s1: dict[str, int] = field(default_factory=dict)  # modality -> patches
+    s1_values: list[str] = field(default_factory=list)  # "<coefficient> <units>" seen
     files: int = 0
     warnings: list[str] = field(default_factory=list)
     ids: dict[str, str] = field(default_factory=dict)  # FLAIR-HUB id -> dataset id
@@ -181,6 +198,37 @@ def s2_window(
     return dst
 
 
+def s1_window(
+    stack: np.ndarray, src_transform: rasterio.Affine, bounds: tuple[float, float, float, float]
+) -> np.ndarray:
+    """A Sentinel-1 super-area stack resampled to 10 × 10 px over `bounds`, NaN left out.
+
+    Args:
+        stack: (bands, H, W) float32 of the 10 m super-area (EPSG:2154), NaN = no measurement.
+        src_transform: its affine transform.
+        bounds: (left, bottom, right, top) of the patch, metres, EPSG:2154.
+
+    Returns:
+        (bands, 10, 10) float32; each pixel the area-weighted mean of the measured 10 m
+        pixels it overlaps (GDAL's ``average`` with NaN as the source nodata), NaN where it
+        overlaps none.
+    """
+    left, bottom, right, top = bounds
+    dst = np.full((stack.shape[0], S2_PX, S2_PX), np.nan, np.float32)
+    reproject(
+        stack.astype(np.float32, copy=False),
+        dst,
+        src_transform=src_transform,
+        src_crs="EPSG:2154",
+        src_nodata=np.nan,
+        dst_transform=from_origin(left, top, (right - left) / S2_PX, (top - bottom) / S2_PX),
+        dst_crs="EPSG:2154",
+        dst_nodata=np.nan,
+        resampling=Resampling.average,
+    )
+    return dst
+
+
 def _write(
     path: Path, arr: np.ndarray, transform: Any, crs: Any, nodata: float | None = None
 ) -> None:
@@ -227,7 +275,18 @@ def export_flair_hub(
         _export(patches, stage, name, report, progress, Path(dataset_root))
         meta = {
             "source_dataset": str(Path(dataset_root).resolve()),
-            "modalities": [*MODALITIES_WRITTEN, *([LPIS] if report.with_lpis else [])],
+            "modalities": [
+                *MODALITIES_WRITTEN,
+                *(m for m, _ in S1_MODALITIES.values() if report.with_s1.get(m)),
+                *([LPIS] if report.with_lpis else []),
+            ],
+            "sentinel1": {
+                "patches": report.with_s1,
+                "values": report.s1_values,
+                "resampling": "area-weighted mean (GDAL average, NaN = no measurement left "
+                "out) of the zone's 10 m series over the patch footprint, 10 x 10 px; "
+                "bands VV, VH per date, date-major; NaN = no measurement (file nodata)",
+            },
             "sentinel2_resampling": "area-weighted mean (GDAL average) of the 10 m "
             "super-area over the patch footprint, 10 x 10 px",
             "label": "AERIAL_LABEL-COSIA = the MSK's class by name in COSIA's 0-based order "
@@ -273,7 +332,9 @@ def _export(
             f"{S2_PX} px still cover each patch); IGN's models expect {HUB_PATCH_PX} px"
         )
     series: dict[Path, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    s1_cache: dict[tuple[str, str, str], StoredS1 | None] = {}
     dates_rows: dict[str, dict[str, Any]] = {}
+    s1_dates: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # key -> id -> row
     split_rows: list[dict[str, Any]] = []
     csv_rows: dict[str, list[dict[str, str]]] = defaultdict(list)
     for p in each(progress, "patches", patches, "patches"):
@@ -345,6 +406,39 @@ def _export(
                 "geometry": Point(cx, cy),
             }
             report.with_s2 += 1
+        if dataset_root is not None and r.centroid is not None:
+            for code, (mod, key) in S1_MODALITIES.items():
+                stored = _stored_s1(s1_cache, DatasetLayout(dataset_root), r.domain, r.zone, code)
+                if stored is None:
+                    continue
+                values = {f"{x['coefficient']} {x['units']}" for x in stored.records}
+                report.s1_values = sorted(set(report.s1_values) | values)
+                t = stored.data.shape[0]
+                src_t = _super_area_transform(p)
+                win = s1_window(stored.data.reshape(t * 2, *stored.data.shape[2:]), src_t, p.bounds)
+                s1_t = from_origin(
+                    p.bounds[0],
+                    p.bounds[3],
+                    (p.bounds[2] - p.bounds[0]) / S2_PX,
+                    (p.bounds[3] - p.bounds[1]) / S2_PX,
+                )
+                _write(stage / hub.relpath(mod), win, s1_t, crs, float("nan"))
+                row[mod] = f"../{hub.relpath(mod)}"
+                cx, cy = (p.bounds[0] + p.bounds[2]) / 2, (p.bounds[1] + p.bounds[3]) / 2
+                s1_dates[key][sid] = {
+                    "acquisition_dates": json.dumps(
+                        {str(i): f"{d:%Y%m%d}" for i, d in enumerate(stored.dates)}
+                    ),
+                    "geometry": Point(cx, cy),
+                }
+                report.with_s1[mod] = report.with_s1.get(mod, 0) + 1
+        elif dataset_root is not None and _has_s1(DatasetLayout(dataset_root), r.domain, r.zone):
+            msg = (
+                f"{r.domain}/{r.zone}: Sentinel-1 series not exported (no Sentinel-2 centroid "
+                "index to place its super-area); build sentinel2_index"
+            )
+            if msg not in report.warnings:
+                report.warnings.append(msg)
         word = _SPLIT_WORD[r.split]
         split_rows.append(
             {
@@ -372,6 +466,17 @@ def _export(
         )
         frame.to_file(mtd / dates_file(DATES_FILES[0]), driver="GPKG")
         report.files += 1
+    if len(report.s1_values) > 1:
+        report.warnings.append(
+            f"the Sentinel-1 files mix {' and '.join(report.s1_values)} across zones (each "
+            "zone's series is one of them: see its products.json); rebuild the series with "
+            "one sentinel1 setting before training on them"
+        )
+    for key, by_id in sorted(s1_dates.items()):
+        gpd.GeoDataFrame(
+            [{"patch_id": k, **v} for k, v in sorted(by_id.items())], geometry="geometry", crs=crs
+        ).to_file(mtd / dates_file(key), driver="GPKG")
+        report.files += 1
     (stage / "csv").mkdir()
     for split, rows in sorted(csv_rows.items()):
         cols = ["patch_id", *[m for m in _CSV_COLUMNS if any(m in r for r in rows)]]
@@ -380,6 +485,41 @@ def _export(
             "\n".join(lines) + "\n"
         )
         report.files += 1
+
+
+def _has_s1(layout: DatasetLayout, domain: str, zone: str) -> bool:
+    return any(layout.sen1_file(domain, zone, c, "data.npy").is_file() for c in S1_MODALITIES)
+
+
+def _stored_s1(
+    cache: dict[tuple[str, str, str], StoredS1 | None],
+    layout: DatasetLayout,
+    domain: str,
+    zone: str,
+    code: str,
+) -> StoredS1 | None:
+    """The zone's Sentinel-1 series in direction `code` (read once), None when not built.
+
+    Returns:
+        The stored series, or None when the zone has no series in that direction.
+
+    Raises:
+        InputError: the series' files disagree (``read_s1_series``) or its data is not
+            T × 2 × H × W.
+    """
+    key = (domain, zone, code)
+    if key not in cache:
+        if not layout.sen1_file(domain, zone, code, "data.npy").is_file():
+            cache[key] = None
+        else:
+            stored = read_s1_series(layout, domain, zone, code)
+            if stored.data.ndim != 4 or stored.data.shape[1] != 2:
+                raise InputError(
+                    f"{layout.sen1_file(domain, zone, code, 'data.npy')}: shape "
+                    f"{stored.data.shape}, expected T x 2 x H x W; rebuild sentinel1_series"
+                )
+            cache[key] = stored
+    return cache[key]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Beside the zone's Sentinel-2 super-area (same grid, built by
 :func:`flair_pipeline.sentinel2.series.super_areas`), each orbit direction gets three files
-under ``sentinel/<domain>/<zone>/sen1/``: ``SEN1-<ASC|DESC>_sp_<domain>-<zone>_data.npy``
+under ``sentinel1/<domain>/<zone>/``: ``SEN1-<ASC|DESC>_sp_<domain>-<zone>_data.npy``
 (T×2×H×W float32, VV then VH, NaN without measurement), ``_dates.txt`` (one ``YYYYMMDD`` per
 date) and ``_products.json`` (one record per date: provider, product, coefficient, units,
 orbit state, relative orbit, polarisations, nodata, border noise, resampling).

@@ -68,13 +68,49 @@ def write_rpg(
     Returns:
         The GeoPackage written.
     """
+    decl = declarations(domain, geoms, codes, bounds, seed)
+    parcels = [part for _, _, part in decl]
+    rows = [(choice[0], choice[1]) for _, choice, _ in decl]
+    folder.mkdir(parents=True, exist_ok=True)
+    gdf = gpd.GeoDataFrame(
+        {"CODE_CULTU": [r[0] for r in rows], "CODE_GROUP": [str(r[1]) for r in rows]},
+        geometry=parcels,
+        crs="EPSG:2154",
+    )
+    path = folder / f"{domain}.gpkg"
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_DATE})  # byte-identical
+    gdf.to_file(path, layer="rpg", driver="GPKG", engine="pyogrio")
+    return path
+
+
+def declarations(
+    domain: DomainId,
+    geoms: list[shapely.Polygon],
+    codes: list[int],
+    bounds: tuple[float, float, float, float],
+    seed: int,
+) -> list[tuple[int, tuple[str, int, int], shapely.Geometry]]:
+    """The parcels the domain's RPG declares: polygon index, (code, group, class), part.
+
+    Also read by the synthetic Sentinel-1 scenes (their crops follow the declarations).
+
+    Args:
+        domain: The domain.
+        geoms: The world's land-cover polygons.
+        codes: Their FLAIR codes.
+        bounds: The mosaic's bounds (parcels are clipped to it).
+        seed: The world's seed.
+
+    Returns:
+        One (index into `geoms`, RPG row of ``ARABLE``/``GRASS``/``VINE``, clipped parcel)
+        per declared parcel, in index order.
+    """
     rng = np.random.default_rng([seed, domain.department, domain.year, 7])
     extent = shapely.box(*bounds)
     arr = np.asarray(geoms, dtype=object)
     hit = shapely.STRtree(arr).query(extent, predicate="intersects")
     hit.sort()
-    rows: list[tuple[str, int]] = []
-    parcels = []
+    out: list[tuple[int, tuple[str, int, int], shapely.Geometry]] = []
     for i in hit.tolist():
         code = codes[i]
         draw = rng.random()  # one draw per polygon, whatever its class: stable streams
@@ -90,18 +126,8 @@ def write_rpg(
         part = shapely.intersection(arr[i], extent)
         if part.is_empty or part.area < 1.0:
             continue
-        parcels.append(part)
-        rows.append((choice[0], choice[1]))
-    folder.mkdir(parents=True, exist_ok=True)
-    gdf = gpd.GeoDataFrame(
-        {"CODE_CULTU": [r[0] for r in rows], "CODE_GROUP": [str(r[1]) for r in rows]},
-        geometry=parcels,
-        crs="EPSG:2154",
-    )
-    path = folder / f"{domain}.gpkg"
-    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": FIXED_DATE})  # byte-identical
-    gdf.to_file(path, layer="rpg", driver="GPKG", engine="pyogrio")
-    return path
+        out.append((i, choice, part))
+    return out
 
 
 def write_level1_table(folder: Path) -> Path:
@@ -120,4 +146,4 @@ def write_level1_table(folder: Path) -> Path:
     return path
 
 
-__all__ = ["LEVEL1_TABLE", "write_level1_table", "write_rpg"]
+__all__ = ["LEVEL1_TABLE", "declarations", "write_level1_table", "write_rpg"]

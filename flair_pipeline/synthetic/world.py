@@ -2,8 +2,9 @@
 
 `generate_world` writes, for each domain of a scenario, what IGN delivers (docs/inputs.md): an
 R,G,B,NIR orthophoto mosaic in several 0.2 m GeoTIFF tiles, DSM and DTM, vector labels
-(labels.gpkg, column `code`), domain.json; and a Sentinel-2 L2A archive with its STAC
-catalog. Same scenario and seed give byte-identical files. Everything is written in a
+(labels.gpkg, column `code`), domain.json; a Sentinel-2 L2A archive with its STAC
+catalog; RPG parcels (``rpg/``) and a Sentinel-1 RTC archive (``sentinel1/``, VV and VH in
+both orbit directions, ``synthetic/sentinel1.py``) with its STAC catalog. Same scenario and seed give byte-identical files. Everything is written in a
 temporary folder inside `out` and moved into place at the end, so a failed run leaves
 nothing half written.
 """
@@ -32,6 +33,7 @@ from flair_pipeline.domains import DomainId, department_centre_l93, utm_epsg
 from flair_pipeline.errors import FlairPipelineError, InputError
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import CODES
+from flair_pipeline.synthetic import sentinel1 as s1
 from flair_pipeline.synthetic import sentinel2 as s2
 from flair_pipeline.synthetic.aerial import (
     Radiometry,
@@ -40,7 +42,7 @@ from flair_pipeline.synthetic.aerial import (
     render_ortho,
 )
 from flair_pipeline.synthetic.landcover import LandCover, generate_landcover
-from flair_pipeline.synthetic.rpg import write_level1_table, write_rpg
+from flair_pipeline.synthetic.rpg import declarations, write_level1_table, write_rpg
 from flair_pipeline.synthetic.stac import make_item, mgrs_tile, write_catalog
 
 RES = 0.2  # aerial pixel size, metres
@@ -263,8 +265,8 @@ def _nodata_mask(
 
 def generate_domain(
     domain_id: str, scenario: Scenario, seed: int, raw: Path
-) -> tuple[DomainSummary, list[pystac.Item]]:
-    """Write one domain's raw inputs under `raw` and its S2 scenes; return summary, items.
+) -> tuple[DomainSummary, list[pystac.Item], list[pystac.Item]]:
+    """Write one domain's raw inputs under `raw`, its S2 and S1 scenes; return summary, items.
 
     Args:
         domain_id: Domain id.
@@ -273,7 +275,7 @@ def generate_domain(
         raw: The raw root.
 
     Returns:
-        The domain's summary and its scenes' STAC items.
+        The domain's summary, its Sentinel-2 scenes' and its Sentinel-1 passes' STAC items.
     """
     domain = DomainId.parse(domain_id)
     rng = np.random.default_rng([seed, domain.department, domain.year, 2])
@@ -342,8 +344,10 @@ def generate_domain(
     }
     (folder / "domain.json").write_text(json.dumps(meta, indent=2) + "\n")
 
-    items, cloudy = _sentinel2(domain, grid, lc, scenario, seed, dseed, raw / "sentinel2")
+    P = s2.fraction_matrix(lc, grid)
+    items, cloudy = _sentinel2(domain, grid, lc, P, scenario, seed, dseed, raw / "sentinel2")
     write_rpg(raw / "rpg", domain, lc.geoms, lc.codes, bounds, seed)  # own random stream
+    s1_items = _sentinel1(domain, grid, lc, P, bounds, seed, raw / "sentinel1")  # own stream
     summary = DomainSummary(
         domain=domain_id,
         split=(domain.official_split or "unassigned").__str__(),
@@ -353,7 +357,7 @@ def generate_domain(
         dates=len(items),
         cloudy_dates=cloudy,
     )
-    return summary, items
+    return summary, items, s1_items
 
 
 def _lonlat(x: float, y: float) -> tuple[float, float]:
@@ -389,6 +393,7 @@ def _sentinel2(
     domain: DomainId,
     grid: s2.S2Grid,
     lc: LandCover,
+    P: Any,
     scenario: Scenario,
     seed: int,
     dseed: int,
@@ -397,7 +402,6 @@ def _sentinel2(
     rng = np.random.default_rng([seed, domain.department, domain.year, 4])
     n = s2.n_dates(rng, *scenario.dates)
     dates = s2.acquisition_dates(rng, domain.year, n)
-    P = s2.fraction_matrix(lc, grid)
     a = lc.arrays()
     objects = {
         k: np.concatenate([[v], a[k]]) for k, v in (("code", 10), ("phase", 0.5), ("variant", 0.5))
@@ -416,6 +420,41 @@ def _sentinel2(
         facts = s2.write_scene(scene, grid, folder)
         items.append(make_item(str(domain), grid, date, facts, folder, cc, sc, tile))
     return items, cloudy
+
+
+def _sentinel1(
+    domain: DomainId,
+    grid: s2.S2Grid,
+    lc: LandCover,
+    P: Any,
+    bounds: tuple[float, float, float, float],
+    seed: int,
+    root: Path,
+) -> list[pystac.Item]:
+    """Write the domain's Sentinel-1 passes (issue 25), crops as its RPG declares them.
+
+    Args:
+        domain: The domain.
+        grid: Its 10 m UTM grid (the Sentinel-2 scenes').
+        lc: Its land cover.
+        P: Its pixel-by-object fraction matrix.
+        bounds: The mosaic's bounds (the RPG's extent).
+        seed: The world's seed.
+        root: ``<raw>/sentinel1``.
+
+    Returns:
+        The passes' STAC items.
+    """
+    rng = np.random.default_rng([seed, domain.department, domain.year, 9])
+    declared = {i: c[0] for i, c, _ in declarations(domain, lc.geoms, lc.codes, bounds, seed)}
+    a = lc.arrays()
+    crop = s1.object_crops(a["code"], declared, rng)
+    objects = {
+        "code": np.concatenate([[10], a["code"]]).astype(np.uint8),
+        "phase": np.concatenate([[0.5], a["phase"]]),
+        "crop": np.concatenate([[-1], crop]).astype(np.int16),
+    }
+    return s1.generate(domain, grid, P, objects, rng, root)
 
 
 def _replace(src: Path, dst: Path) -> None:
@@ -472,21 +511,25 @@ def generate_world(
         ) from None
     summary = WorldSummary(out=out, scenario=scenario, seed=seed)
     try:
-        items = []
+        items, s1_items = [], []
         for domain_id in sc.domains:
             if progress:
                 progress(domain_id)
-            d, its = generate_domain(domain_id, sc, seed, tmp)
+            d, its, s1_its = generate_domain(domain_id, sc, seed, tmp)
             summary.domains.append(d)
             items.extend(its)
+            s1_items.extend(s1_its)
         write_catalog(tmp / "sentinel2", items)
-        # the land-cover world's bytes, as before the RPG parcels (issue 25) were added
-        summary.bytes_written = _du(tmp) - _du(tmp / "rpg")
+        # the land-cover world's bytes, as before the RPG parcels and the Sentinel-1
+        # archive (issue 25) were added
+        summary.bytes_written = _du(tmp) - _du(tmp / "rpg") - _du(tmp / "sentinel1")
         write_level1_table(tmp / "rpg")
+        s1.write_catalog(tmp / "sentinel1", s1_items)
         for domain_id in sc.domains:
             _replace(tmp / "domains" / domain_id, out / "domains" / domain_id)
         _replace(tmp / "sentinel2", out / "sentinel2")
         _replace(tmp / "rpg", out / "rpg")
+        _replace(tmp / "sentinel1", out / "sentinel1")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

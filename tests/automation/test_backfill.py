@@ -43,6 +43,7 @@ def test_every_per_domain_asset_backfills_one_domain_per_run() -> None:
         "label_masks",
         "dataset_metadata",
         "sentinel2_series",
+        "sentinel1_series",
     }
     one = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
     assert partitioned == dict.fromkeys(partitioned, one)

@@ -28,6 +28,7 @@ def test_first_repro_builds_every_stage(dvc_repo) -> None:
     path, first = dvc_repo
     names = stages(path)
     assert {f"dataset@{d}" for d in TINY} | {f"sentinel2@{d}" for d in TINY} <= names
+    assert {f"sentinel1@{d}" for d in TINY} <= names  # issue 25
     assert {
         "synth",
         "split",

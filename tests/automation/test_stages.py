@@ -155,6 +155,7 @@ HAND: dict[str, tuple[set[str], bool, str | None, str, Any]] = {
         (L.PATCH_GRID, L.AERIAL, L.LABELS),
     ),
     "sentinel2_series": ({"patch_grid"}, True, "series_valid", "sentinel2", None),
+    "sentinel1_series": ({"patch_grid"}, True, "s1_series_valid", "sentinel1", None),  # issue 25
     "split_assignment": (
         {"dataset_metadata"},
         False,

@@ -62,6 +62,7 @@ def test_definitions_load() -> None:
             "sources",
             "dataset",
             "sentinel2",
+            "sentinel1",
             "training",
             "evaluation",
         )

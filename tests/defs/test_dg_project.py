@@ -30,6 +30,7 @@ ASSETS = {
     "dataset_metadata",
     "split_assignment",
     "sentinel2_series",
+    "sentinel1_series",
     "sentinel2_index",
     "packed_training_input",
     "model_unet",

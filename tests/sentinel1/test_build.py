@@ -112,7 +112,7 @@ def test_zone_without_series_writes_nothing_others_are_built(
     assert set(report.dates_per_zone) == {f"{a.zone}/{o}" for a in covered for o in ("ASC", "DESC")}
     assert report.failed_zones and len(report.failed_zones) == len(areas) - len(covered)
     for a in areas:
-        files = list((dataset.root / "sentinel" / DOMAIN / a.zone).glob("sen1/*"))
+        files = list((dataset.root / "sentinel1" / DOMAIN / a.zone).glob("SEN1-*"))
         assert bool(files) == (a in covered), a.zone
     asc = read_s1_series(dataset, DOMAIN, first.zone, "ASC")
     desc = read_s1_series(dataset, DOMAIN, first.zone, "descending")

@@ -30,7 +30,7 @@ def test_series_files_round_trip(tmp_path: Path) -> None:
     series = S1Series(grid, "descending", data, dates, [_record("20210304"), _record("20210316")])
     layout = DatasetLayout(tmp_path)
     paths = write_s1_series(layout, SuperArea("D1", "Z1", grid, {}), series)
-    sen1 = tmp_path / "sentinel" / "D1" / "Z1" / "sen1"
+    sen1 = tmp_path / "sentinel1" / "D1" / "Z1"
     assert paths == [
         sen1 / "SEN1-DESC_sp_D1-Z1_data.npy",
         sen1 / "SEN1-DESC_sp_D1-Z1_dates.txt",

@@ -73,6 +73,7 @@ def test_layout(tiny_world: WorldSummary) -> None:
         }
         assert len(list((folder / "ortho").glob("*.tif"))) >= 2
     assert (tiny_world.out / "sentinel2" / "catalog.json").is_file()
+    assert (tiny_world.out / "sentinel1" / "catalog.json").is_file()
     assert not list(tiny_world.out.glob(".synth-*")), "temporary folder left behind"
 
 

@@ -281,3 +281,135 @@ def test_hub_release_stage_indexes_a_release_or_copies_a_manifest(
     with pytest.raises(InputError, match=r"bad\.csv: not a FLAIR-HUB manifest"):
         hub_manifest(root, tmp_path / "x", tmp_path / "x.csv", manifest=bad)
     assert not (tmp_path / "x.csv").exists()
+
+
+def _nan_area_mean(stack: np.ndarray, left: float, top: float, bounds: tuple) -> np.ndarray:
+    """`_area_mean` leaving NaN pixels out (NaN where a cell overlaps no measured pixel)."""
+    x0, y0, x1, y1 = bounds
+    w, h = (x1 - x0) / 10, (y1 - y0) / 10
+    out = np.full((stack.shape[0], 10, 10), np.nan)
+    for b in range(stack.shape[0]):
+        for i in range(10):
+            for j in range(10):
+                cl, cr, ct, cb = x0 + j * w, x0 + (j + 1) * w, y1 - i * h, y1 - (i + 1) * h
+                acc = tot = 0.0
+                for r in range(stack.shape[1]):
+                    for c in range(stack.shape[2]):
+                        v = stack[b, r, c]
+                        pl, pt = left + 10 * c, top - 10 * r
+                        a = max(0.0, min(cr, pl + 10) - max(cl, pl)) * max(
+                            0.0, min(ct, pt) - max(cb, pt - 10)
+                        )
+                        if a > 0 and np.isfinite(v):
+                            acc += a * v
+                            tot += a
+                if tot > 0:
+                    out[b, i, j] = acc / tot
+    return out
+
+
+def test_sentinel1_series_exported_per_orbit_and_read_back(
+    tiny_dataset, exported: dict, tmp_path: Path
+) -> None:
+    """Each zone's Sentinel-1 series (issue 25) becomes SENTINEL1-{ASC,DESC}_TS with its dates
+    GeoPackage: read as IGN's loader reads them (CSV path, ``reshape_sentinel`` chunk 2, the
+    dates row of the patch id), the windows equal an area mean computed here by loops; the
+    importer and the FLAIR-HUB dataset take them back with the same values and dates."""
+    import datetime as dt
+    import shutil
+
+    from flair_pipeline.sentinel1.provider import RECORD_KEYS, S1Series
+    from flair_pipeline.sentinel1.series import write_s1_series
+    from flair_pipeline.training.hub_config import HubTrainConfig
+    from flair_pipeline.training.hub_data import HubDataset
+
+    root, _ = tiny_dataset
+    for f in (exported["out"] / "csv").glob("*.csv"):  # no series, no column
+        assert "SENTINEL1" not in f.read_text().splitlines()[0]
+    copy = tmp_path / "dataset"
+    shutil.copytree(root, copy)
+    layout = DatasetLayout(copy)
+    rng = np.random.default_rng(25)
+    written: dict[tuple[str, str, str], tuple[np.ndarray, list[str], object]] = {}
+    for domain in sorted(p.name for p in (copy / "aerial").iterdir()):
+        for area in super_areas(gpd.read_file(layout.patch_grid(domain)), 40, 4096):
+            for orbit, n in (("ascending", 3), ("descending", 4)):
+                g = area.grid
+                data = rng.gamma(4.4, 0.05 / 4.4, (n, 2, g.height, g.width)).astype(np.float32)
+                data[0, :, :3, :3] = np.nan  # no measurement in a corner of the first date
+                dates = [
+                    dt.date(2021, 1, 5) + dt.timedelta(days=12 * k + (orbit == "ascending"))
+                    for k in range(n)
+                ]
+                recs = [
+                    {k: None for k in RECORD_KEYS}
+                    | {"date": str(d), "coefficient": "gamma0", "units": "linear"}
+                    for d in dates
+                ]
+                write_s1_series(layout, area, S1Series(g, orbit, data, dates, recs))  # type: ignore[arg-type]
+                code = "ASC" if orbit == "ascending" else "DESC"
+                written[(domain, area.zone, code)] = (data, [f"{d:%Y%m%d}" for d in dates], g)
+    out = tmp_path / "FLAIR-HUB"
+    report = export_flair_hub(copy, out, name="TINY")
+    ids = json.loads((out / "export_metadata.json").read_text())["patch_ids"]
+    mtd = out / "GLOBAL_ALL_MTD"
+    rows = 0
+    for code in ("ASC", "DESC"):
+        dates_gdf = gpd.read_file(mtd / f"GLOBAL_SENTINEL1-{code}_MTD_DATES.gpkg")
+        by_id = {
+            r.patch_id: [
+                d
+                for _, d in sorted(
+                    json.loads(r.acquisition_dates).items(), key=lambda kv: int(kv[0])
+                )
+            ]
+            for r in dates_gdf.itertuples()
+        }
+        for f in sorted((out / "csv").glob("FLAIR-HUB_TINY_*.csv")):
+            with f.open() as fh:
+                for row in csv.DictReader(fh):
+                    path = (f.parent / row[f"SENTINEL1-{code}_TS"]).resolve()
+                    with rasterio.open(path) as src:
+                        got, nodata, dtype = src.read(), src.nodata, src.dtypes[0]
+                    assert dtype == "float32" and np.isnan(nodata)
+                    own = ids[row["patch_id"]]
+                    img = next(copy.glob(f"aerial/*/*/img/{own}.tif"))
+                    domain, zone = img.parts[-4], img.parts[-3]
+                    data, days, g = written[(domain, zone, code)]
+                    t = len(days)
+                    assert got.shape == (2 * t, 10, 10)
+                    got = got.reshape(t, 2, 10, 10)  # reshape_sentinel(chunk_size=2): VV, VH
+                    assert by_id[row["patch_id"]] == days
+                    with rasterio.open(img) as src:
+                        bounds = tuple(src.bounds)
+                    want = _nan_area_mean(
+                        data.reshape(t * 2, *data.shape[2:]).astype(float), g.left, g.top, bounds
+                    )
+                    np.testing.assert_allclose(
+                        got.reshape(t * 2, 10, 10), want, rtol=1e-5, equal_nan=True
+                    )
+                    rows += 1
+    assert rows == 2 * report.patches
+    assert report.with_s1 == {
+        "SENTINEL1-ASC_TS": report.patches,
+        "SENTINEL1-DESC_TS": report.patches,
+    }
+    index = index_hub(out, check_size=False)  # the importer takes it back
+    assert index.problems == []
+    cfg = HubTrainConfig(inputs=("AERIAL_RGBI", "SENTINEL1-ASC_TS", "SENTINEL1-DESC_TS"))
+    for r in index.records:
+        ds = HubDataset([r], cfg)
+        assert len(ds) == 1, ds.left_out
+        sample = ds[0]
+        for code in ("ASC", "DESC"):
+            mod = f"SENTINEL1-{code}_TS"
+            assert r.dates[f"SENTINEL1-{code}"] == tuple(
+                json.loads(
+                    gpd.read_file(mtd / f"GLOBAL_SENTINEL1-{code}_MTD_DATES.gpkg")
+                    .set_index("patch_id")
+                    .loc[r.patch_id, "acquisition_dates"]
+                ).values()
+            )
+            with rasterio.open(r.paths[mod]) as src:
+                file_vals = src.read().reshape(-1, 2, 10, 10)
+            np.testing.assert_array_equal(sample[mod].numpy(), file_vals)
