@@ -75,7 +75,16 @@ def _measure(fn: Callable[[], Any]) -> tuple[Step, Any]:
     with timed() as t:
         out = fn()
     r1, w1 = _io()
-    return Step(t.cpu_s, t.wall_s, r1 - r0, w1 - w0), out
+    return Step(cpu_s=t.cpu_s, wall_s=t.wall_s, read=r1 - r0, written=w1 - w0), out
+
+
+def _values(s: Step) -> tuple[float, float, int, int]:
+    return (s.cpu_s, s.wall_s, s.read, s.written)
+
+
+def _per(s: Step, n: int) -> Step:
+    """`s` shared by `n` items."""
+    return Step(cpu_s=s.cpu_s / n, wall_s=s.wall_s / n, read=s.read // n, written=s.written // n)
 
 
 @dataclass
@@ -95,10 +104,10 @@ class Costs:
         """
         a, p = self.per_area, self.per_patch
         return Step(
-            a.cpu_s + patches * p.cpu_s,
-            a.wall_s + patches * p.wall_s,
-            int(a.read + patches * p.read),
-            int(a.written + patches * p.written),
+            cpu_s=a.cpu_s + patches * p.cpu_s,
+            wall_s=a.wall_s + patches * p.wall_s,
+            read=int(a.read + patches * p.read),
+            written=int(a.written + patches * p.written),
         )
 
     def wall(self, *, domains: int, areas: int, patches: float, workers: int) -> float:
@@ -119,32 +128,23 @@ def measure_domain(raw: Path, params: Path, domain: str) -> tuple[Costs, int, in
         The costs (``overhead_s`` still 0), the domain's areas and patches.
     """
     project = Project.load(params)
-    ctx = DomainContext.open(domain, project.raw, project.dataset, project.config)
+    ctx = DomainContext.open(
+        domain=domain, raw=project.raw, dataset=project.dataset, cfg=project.config
+    )
     src, _ = _measure(lambda: record_domain_sources(ctx))
     grid_step, grid = _measure(lambda: sample_domain_grid(ctx))
     img, _ = _measure(lambda: build_domain_images(ctx))
     msk, _ = _measure(lambda: build_domain_masks(ctx))
     meta, _ = _measure(lambda: write_domain_metadata(ctx))
     areas, patches = grid.zones, grid.patches
+    steps = (src.cpu_s + meta.cpu_s, src.wall_s + meta.wall_s, src.read + meta.read,
+             src.written + meta.written)  # fmt: skip
     costs = Costs(
-        0.0,
-        Step(
-            src.cpu_s + meta.cpu_s,
-            src.wall_s + meta.wall_s,
-            src.read + meta.read,
-            src.written + meta.written,
-        ),
-        Step(
-            grid_step.cpu_s / areas,
-            grid_step.wall_s / areas,
-            grid_step.read // areas,
-            grid_step.written // areas,
-        ),
-        Step(
-            (img.cpu_s + msk.cpu_s) / patches,
-            (img.wall_s + msk.wall_s) / patches,
-            (img.read + msk.read) // patches,
-            (img.written + msk.written) // patches,
+        overhead_s=0.0,
+        fixed=Step(*steps),
+        per_area=_per(grid_step, areas),
+        per_patch=_per(
+            Step(*(x + y for x, y in zip(_values(img), _values(msk), strict=True))), patches
         ),
     )
     del raw
