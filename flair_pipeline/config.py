@@ -130,6 +130,10 @@ class DatasetConfig(_Section):
     """
 
     compression: Literal["none", "deflate", "zstd", "lzw"] = "zstd"
+    #: a domain's IMG and MSK written by this many groups of areas in parallel
+    #: (dataset/area_groups.py): Dask tasks when the step runs on a Dask worker or a Dask
+    #: client is open, else local processes; 1 (default): one after another, here
+    area_workers: int = Field(1, ge=1, description="groups of areas written in parallel")
 
 
 class SamplingConfig(_Section):

@@ -280,3 +280,32 @@ def test_predict_read_bench_prints_rates_and_projection(tmp_path: Path) -> None:
     assert float(one) == float(one_per) and float(ratio) == 1.0
     assert float(two_per) == pytest.approx(float(two) / 2, abs=0.1)
     assert re.search(rf"projection to 16 cores: {NUM} windows/s × 16 × {NUM}", out), out
+
+
+def test_cluster_projection_bench_prints_the_projection_of_its_measured_costs(
+    tiny_world, tmp_path: Path
+) -> None:
+    out = _bench(
+        "cluster_projection.py",
+        "--raw",
+        str(tiny_world.out),
+        "--patch-size",
+        "64",
+        "--check-domains",
+        "0",
+        tmp=tmp_path,
+    )
+    step = {
+        name: float(wall) for name, wall in re.findall(rf"^  per (\w+) .*?{NUM} s wall", out, re.M)
+    }
+    assert set(step) == {"domain", "area", "patch"}, out
+    rows = re.findall(
+        rf"^(FLAIR-2|France) \(.*?\)\s+(\d+)\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}$", out, re.M
+    )
+    assert len(rows) == 8, out
+    # by hand, no Dask run (orchestration 0): (D x domain + A x (area + 85 patches)) / N
+    one_area = step["area"] + 77_762 / 916 * step["patch"]
+    for name, n, wall_h, *_ in rows:
+        d, a = (50, 916) if name == "FLAIR-2" else (96, 96 * 18)
+        want = max((d * step["domain"] + a * one_area) / int(n), step["domain"] + one_area)
+        assert float(wall_h) * 3600 == pytest.approx(want, rel=0.05, abs=20), (name, n)

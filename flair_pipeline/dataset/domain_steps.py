@@ -269,6 +269,7 @@ def build_domain_images(
         isolate=skip_bad_patches,
         **mosaic_options(cfg.sampling),
         progress=progress,
+        workers=cfg.dataset.area_workers,
     )
     skipped = {p for p, _ in report.skipped}
     bad = []
@@ -352,6 +353,7 @@ def build_domain_masks(
         isolate=skip_bad_patches,
         labels=ctx.kept_labels,  # read by extent: the patches kept, or the mosaic
         progress=progress,
+        workers=cfg.dataset.area_workers,
     )
     skipped = {p for p, _ in report.skipped}
     bad, counts = [], np.zeros(20, np.int64)

@@ -14,6 +14,7 @@ clipped to uint8 — FLAIR's own encoding of the elevation band.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
+from flair_pipeline.dataset.area_groups import area_groups, run_area_groups
 from flair_pipeline.dataset.generation import new_generation
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.errors import FlairPipelineError, InputError, StorageError
@@ -303,6 +305,96 @@ def _each_patch(
     return report
 
 
+@dataclass(frozen=True)
+class _ImageJob:
+    """What one group of areas needs to write its IMG (picklable: sent to workers)."""
+
+    ortho_dir: Path | Sequence[Product]
+    dsm: Path | SurfaceInput
+    dtm: Path | SurfaceInput
+    stage: Path  # the dataset root written to (the generation's staging root)
+    patch_size: int
+    elevation_scale: float
+    codec: dict[str, Any]
+    isolate: bool
+    resolution: float | None
+    resampling: str | None
+    decode_threads: int | None = None
+
+
+def _images_of(
+    job: _ImageJob, grid: gpd.GeoDataFrame, progress: Progress | None = None
+) -> BuildReport:
+    """Write the IMG of `grid`'s patches under ``job.stage`` (one group of areas).
+
+    Returns:
+        Patches written and skipped (with reasons), and the decisions taken.
+    """
+    report = BuildReport()
+    elevation = Elevation(job.dsm, job.dtm, job.elevation_scale)
+    report.decisions.extend(elevation.decisions)
+    stage, size = DatasetLayout(job.stage), job.patch_size
+    try:
+        with Mosaic(
+            job.ortho_dir,
+            resolution=job.resolution,
+            resampling=job.resampling,
+            decode_threads=job.decode_threads,
+        ) as mosaic:
+            res = mosaic.res
+            report.decisions.extend(mosaic.vrt.decisions)  # rescale, resampling, alpha
+
+            def work(row: Any) -> None:
+                b = _bounds(row)
+                broken = mosaic.broken_touching(b)
+                if broken:
+                    raise InputError(f"{broken[0]}: unreadable mosaic tile under the patch")
+                rgbn, _ = mosaic.read(b)
+                if rgbn.shape[1:] != (size, size):
+                    raise InputError(f"window read as {rgbn.shape[1:]}, expected {size}²")
+                elev = elevation.patch(b, rgbn.shape[1:])
+                img = np.concatenate([rgbn, elev[None]], axis=0)
+                write_geotiff(
+                    stage.img(row.domain, row.zone, row.patch_id),
+                    img,
+                    from_origin(b[0], b[3], res, res),
+                    CRS,
+                    descriptions=IMG_BANDS,
+                    **job.codec,
+                )
+
+            _each_patch(grid, work, report, job.isolate, (progress, "IMG"))
+    finally:
+        elevation.close()
+    return report
+
+
+def _by_groups(
+    write: Callable[[gpd.GeoDataFrame], BuildReport],
+    grid: gpd.GeoDataFrame,
+    workers: int,
+    kind: str,
+    progress: Progress | None,
+) -> BuildReport:
+    """`write` over `grid`'s area groups (:mod:`~flair_pipeline.dataset.area_groups`), merged.
+
+    Returns:
+        The groups' reports as one: written summed, skipped patches in grid order,
+        decisions once each in order.
+    """
+    groups = area_groups(grid, workers)
+    domain = str(grid["domain"].iloc[0]) if len(grid) else "patches"
+    with task(progress, f"{domain} {kind} ({len(groups)} area groups)", len(grid)) as counter:
+        reports = run_area_groups(write, groups, workers, f"{domain}-{kind}")
+        counter.advance(len(grid))
+    order = {str(p): i for i, p in enumerate(grid["patch_id"])}
+    return BuildReport(
+        written=sum(r.written for r in reports),
+        skipped=sorted((s for r in reports for s in r.skipped), key=lambda s: order[s[0]]),
+        decisions=list(dict.fromkeys(d for r in reports for d in r.decisions)),
+    )
+
+
 def build_aerial_patches(
     grid: gpd.GeoDataFrame,
     ortho_dir: Path | Sequence[Product],
@@ -318,6 +410,7 @@ def build_aerial_patches(
     resampling: str | None = None,
     decode_threads: int | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> BuildReport:
     """Write the IMG of every patch of `grid`, as one new generation.
 
@@ -331,50 +424,73 @@ def build_aerial_patches(
     file is written, or resampled (the decision is in the report). Pixels a tile's mask
     or alpha band hides are 0. `progress` counts the patches (``<domain> IMG``). Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
     `isolate` false, InputError at the first bad patch (else it is skipped and reported).
+    `workers` (``dataset.area_workers``) above 1 writes groups of areas in parallel
+    (:mod:`~flair_pipeline.dataset.area_groups`), the same bytes.
 
     Returns:
         Patches written and skipped (with reasons), and the decisions taken.
     """
     codec = compression_options(compression, zlevel=IMG_ZLEVEL)
+    with _generation(layout, AERIAL.all_domains().rel, grid) as stage:
+        job = _ImageJob(
+            ortho_dir, dsm, dtm, stage.root, patch_size, elevation_scale, codec, isolate,
+            resolution, resampling, decode_threads,
+        )  # fmt: skip
+        if workers <= 1:
+            return _images_of(job, grid, progress)
+        return _by_groups(functools.partial(_images_of, job), grid, workers, "IMG", progress)
+
+
+@dataclass(frozen=True)
+class _MaskJob:
+    """What one group of areas needs to write its MSK (picklable: sent to workers)."""
+
+    labels: gpd.GeoDataFrame
+    labels_path: Path
+    stage: Path
+    patch_size: int
+    res: float
+    max_unlabelled: float
+    codec: dict[str, Any]
+    isolate: bool
+
+
+def _masks_of(
+    job: _MaskJob, grid: gpd.GeoDataFrame, progress: Progress | None = None
+) -> BuildReport:
+    """Write the MSK of `grid`'s patches under ``job.stage`` (one group of areas).
+
+    Returns:
+        Patches written and skipped (with reasons).
+    """
+    from flair_pipeline.dataset.rasterize import LabelIndex
+
+    index = LabelIndex(job.labels, source=str(job.labels_path))
+    cmap, stage, size, res = colormap(), DatasetLayout(job.stage), job.patch_size, job.res
     report = BuildReport()
-    elevation = Elevation(dsm, dtm, elevation_scale)
-    report.decisions.extend(elevation.decisions)
-    try:
-        with (
-            Mosaic(
-                ortho_dir,
-                resolution=resolution,
-                resampling=resampling,
-                decode_threads=decode_threads,
-            ) as mosaic,
-            _generation(layout, AERIAL.all_domains().rel, grid) as stage,
-        ):
-            res = mosaic.res
-            report.decisions.extend(mosaic.vrt.decisions)  # rescale, resampling, alpha
 
-            def work(row: Any) -> None:
-                b = _bounds(row)
-                broken = mosaic.broken_touching(b)
-                if broken:
-                    raise InputError(f"{broken[0]}: unreadable mosaic tile under the patch")
-                rgbn, _ = mosaic.read(b)
-                if rgbn.shape[1:] != (patch_size, patch_size):
-                    raise InputError(f"window read as {rgbn.shape[1:]}, expected {patch_size}²")
-                elev = elevation.patch(b, rgbn.shape[1:])
-                img = np.concatenate([rgbn, elev[None]], axis=0)
-                write_geotiff(
-                    stage.img(row.domain, row.zone, row.patch_id),
-                    img,
-                    from_origin(b[0], b[3], res, res),
-                    CRS,
-                    descriptions=IMG_BANDS,
-                    **codec,
-                )
+    def work(row: Any) -> None:
+        b = _bounds(row)
+        transform = from_origin(b[0], b[3], res, res)
+        msk = index.mask(transform, (size, size), CRS)
+        unlabelled = unlabelled_fraction(msk)
+        if unlabelled > job.max_unlabelled:
+            raise InputError(
+                f"{job.labels_path}: {100 * unlabelled:.2f} % of patch {row.patch_id} is "
+                f"unlabelled (tolerance {100 * job.max_unlabelled:g} %): patch skipped; "
+                "fill the gap in the labels to keep it"
+            )
+        write_geotiff(
+            stage.msk(row.domain, row.zone, row.patch_id),
+            msk,
+            transform,
+            CRS,
+            colormap=cmap,
+            descriptions=("label",),
+            **job.codec,
+        )
 
-            _each_patch(grid, work, report, isolate, (progress, "IMG"))
-    finally:
-        elevation.close()
-    return report
+    return _each_patch(grid, work, report, job.isolate, (progress, "MSK"))
 
 
 def build_label_masks(
@@ -390,6 +506,7 @@ def build_label_masks(
     labels: gpd.GeoDataFrame | None = None,
     layer: str | None = None,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> BuildReport:
     """Write MSK_<id>.tif (uint8 codes, FLAIR colours, `compression`) for every patch of `grid`.
 
@@ -405,50 +522,36 @@ def build_label_masks(
     bad patch instead of skipping it. `labels`, when given, is `labels_path` already read
     by :func:`~flair_pipeline.dataset.rasterize.read_labels` (with `layer` and `mapping`);
     `layer` names the layer of a multi-layer label file (the domain's ``labels_layer``).
-    `progress` counts the patches (``<domain> MSK``).
+    `progress` counts the patches (``<domain> MSK``). `workers` (``dataset.area_workers``)
+    above 1 writes groups of areas in parallel (:mod:`~flair_pipeline.dataset.area_groups`),
+    the same bytes.
 
     Returns:
         Patches written and skipped (with reasons), and the decisions taken.
     """
-    from flair_pipeline.dataset.rasterize import LabelIndex, read_labels
+    from flair_pipeline.dataset.rasterize import read_labels
 
     codec = compression_options(compression)
     if labels is None:
         labels = read_labels(labels_path, layer, mapping)
-    index = LabelIndex(labels, source=str(labels_path))
-    cmap = colormap()
-    report = BuildReport()
+    decisions = []
     if labels.attrs.get("layer_decision"):  # several layers, `labels` read by default
-        report.decisions.append(str(labels.attrs["layer_decision"]))
-    if not same_crs(index.crs, CRS):
-        report.decisions.append(
-            f"labels {labels_path}: CRS {index.crs.to_string() if index.crs else None} "
+        decisions.append(str(labels.attrs["layer_decision"]))
+    crs = normalize_crs(labels.crs)
+    if not same_crs(crs, CRS):
+        decisions.append(
+            f"labels {labels_path}: CRS {crs.to_string() if crs else None} "
             "reprojected on the fly to EPSG:2154"
         )
     with _generation(layout, LABELS.all_domains().rel, grid) as stage:
-
-        def work(row: Any) -> None:
-            b = _bounds(row)
-            transform = from_origin(b[0], b[3], res, res)
-            msk = index.mask(transform, (patch_size, patch_size), CRS)
-            unlabelled = unlabelled_fraction(msk)
-            if unlabelled > max_unlabelled:
-                raise InputError(
-                    f"{labels_path}: {100 * unlabelled:.2f} % of patch {row.patch_id} is "
-                    f"unlabelled (tolerance {100 * max_unlabelled:g} %): patch skipped; "
-                    "fill the gap in the labels to keep it"
-                )
-            write_geotiff(
-                stage.msk(row.domain, row.zone, row.patch_id),
-                msk,
-                transform,
-                CRS,
-                colormap=cmap,
-                descriptions=("label",),
-                **codec,
-            )
-
-        _each_patch(grid, work, report, isolate, (progress, "MSK"))
+        job = _MaskJob(
+            labels, Path(labels_path), stage.root, patch_size, res, max_unlabelled, codec, isolate
+        )
+        if workers <= 1:
+            report = _masks_of(job, grid, progress)
+        else:
+            report = _by_groups(functools.partial(_masks_of, job), grid, workers, "MSK", progress)
+    report.decisions[:0] = decisions
     return report
 
 

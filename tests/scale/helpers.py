@@ -16,15 +16,19 @@ from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_cr
 PATCH = 64
 
 
-def write_params(folder: Path, raw: str, dataset: str) -> Path:
-    """A params.yaml with the given roots and tiny patches."""
+def write_params(
+    folder: Path, raw: str, dataset: str, extra: dict[str, dict[str, object]] | None = None
+) -> Path:
+    """A params.yaml with the given roots and tiny patches; `extra`: more sections' keys."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "params.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {"paths": {"raw": raw, "dataset": dataset}, "sampling": {"patch_size": PATCH}}
-        )
-    )
+    params: dict[str, dict[str, object]] = {
+        "paths": {"raw": raw, "dataset": dataset},
+        "sampling": {"patch_size": PATCH},
+    }
+    for section, keys in (extra or {}).items():
+        params[section] = {**params.get(section, {}), **keys}
+    path.write_text(yaml.safe_dump(params))
     return path
 
 

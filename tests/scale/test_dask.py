@@ -34,13 +34,23 @@ def cluster() -> Iterator[str]:
 def test_domains_on_dask_equal_in_process_build(
     cluster: str, tiny_world: WorldSummary, tmp_path: Path
 ) -> None:
-    from dask.distributed import Client
+    from dask.distributed import Client, get_task_stream
 
     domains = sorted(d.domain for d in tiny_world.domains)[:2]  # two runs share the cluster
-    on_dask = write_params(tmp_path / "dask", str(tiny_world.out), "dataset")
-    reference = write_params(tmp_path / "local", str(tiny_world.out), "dataset")
+    # 9 areas (3 x 3 patches, fewer at the edges) a domain; on Dask, the IMG and MSK steps
+    # write them in 2 groups, one Dask task each, submitted from the step's worker
+    # (dataset/area_groups.py)
+    areas = {"sampling": {"zone_size_m": 40}}
+    on_dask = write_params(
+        tmp_path / "dask", str(tiny_world.out), "dataset", {**areas, "dataset": {"area_workers": 2}}
+    )
+    reference = write_params(tmp_path / "local", str(tiny_world.out), "dataset", areas)
     (tmp_path / "home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
+        Client(cluster) as watcher,
+        get_task_stream(watcher) as stream,
+    ):
         assert instance.is_persistent  # Dask workers write their events to it
         dask_runs: list[str] = []
         for d in domains:
@@ -63,6 +73,12 @@ def test_domains_on_dask_equal_in_process_build(
         assert len(pids) >= 1 and pids <= workers and os.getpid() not in pids
         mat = instance.get_latest_materialization_event(dg.AssetKey("aerial_patches"))
         assert mat.asset_materialization.partition in domains
+    groups = sorted(
+        str(t["key"]).rsplit("-", 2)[0]
+        for t in stream.data
+        if str(t["key"]).startswith(tuple(domains))
+    )
+    assert groups == sorted(f"{d}-{k}" for d in domains for k in ("IMG", "MSK") for _ in "ab")
 
     got, want = rasters(tmp_path / "dask" / "dataset"), rasters(tmp_path / "local" / "dataset")
     assert len(want) == 2 * 3 * (512 // 64) ** 2  # IMG, MSK and CROP (RPG crop labels)
