@@ -15,6 +15,11 @@ saturation), not masked by its per-dataset mask (an internal or ``.msk`` mask ba
 alpha band at 0). RVB over a place where IRC is missing is not covered: its NIR would be
 made up.
 
+A product given as one mosaic VRT (a département's dalles, ``gdalbuildvrt`` or the
+``departement`` synthetic world) is read through it, but its coverage is its dalles'
+footprints, read from the VRT's XML without opening a dalle
+(:mod:`flair_pipeline.geo.vrt_index`): a hole between dalles is no data.
+
 A corrupt tile does not sink the domain: the patches it touches fail with
 :class:`TileReadError` and the caller skips them.
 """
