@@ -796,13 +796,25 @@ def generate_departement(
         What was written (:class:`DepartementSummary`).
 
     Raises:
-        FlairPipelineError: A bad scale, size or seed.
+        FlairPipelineError: A bad scale, size or seed, or `out` holding another world's
+            domains (its ``sentinel2/`` would be replaced).
         InputError: `out` cannot be written.
     """
     if seed < 0:
         raise FlairPipelineError(f"seed must be >= 0, got {seed}")
     plan = make_plan(scale, seed, dalle_px, archetypes)
     out = Path(out)
+    others = sorted(
+        p.name
+        for p in (out / "domains").glob("*")
+        if p.is_dir() and p.name != DOMAIN and not p.name.startswith(".")
+    )
+    if others:
+        raise FlairPipelineError(
+            f"{out}: holds another world's domains ({', '.join(others[:3])}…) whose "
+            "sentinel2/ catalogue the departement world would replace; write it in its own "
+            "raw root (--out data/raw_departement)"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".synth-", dir=out))

@@ -25,6 +25,7 @@ from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.areas import footprint_coverage
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.sampling import sample_patches
+from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.geo.vrt_index import vrt_sources
 from flair_pipeline.nomenclature import FLAIR_SHARES
 from flair_pipeline.sentinel2.provider import Grid
@@ -204,3 +205,11 @@ def test_the_cli_writes_a_departement(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "5 × 5 dalles of 50 m" in res.output
     assert (tmp_path / "domains/D049_2022/domain.yaml").is_file()
+
+
+def test_another_worlds_raw_root_is_refused(tmp_path: Path) -> None:
+    """Its sentinel2/ catalogue would be replaced: one line naming the folder and the fix."""
+    (tmp_path / "domains/D033_2021").mkdir(parents=True)
+    with pytest.raises(FlairPipelineError, match=r"another world's domains \(D033_2021.*--out"):
+        generate_departement(tmp_path, 1e-5, dalle_px=250, archetypes=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["domains"]  # nothing written
