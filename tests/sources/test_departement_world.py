@@ -24,9 +24,12 @@ from flair_pipeline.cli import cli
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.areas import footprint_coverage
 from flair_pipeline.dataset.mosaic import Mosaic
+from flair_pipeline.dataset.patch_writers import build_aerial_patches, build_label_masks
+from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
 from flair_pipeline.errors import FlairPipelineError
 from flair_pipeline.geo.vrt_index import vrt_sources
+from flair_pipeline.layout import DatasetLayout
 from flair_pipeline.nomenclature import FLAIR_SHARES
 from flair_pipeline.sentinel2.provider import Grid
 from flair_pipeline.sentinel2.stac import StacProvider
@@ -213,3 +216,37 @@ def test_another_worlds_raw_root_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FlairPipelineError, match=r"another world's domains \(D033_2021.*--out"):
         generate_departement(tmp_path, 1e-5, dalle_px=250, archetypes=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["domains"]  # nothing written
+
+
+def test_patches_built_from_it_have_the_labels_of_their_dalles_archetype(
+    world: Path, tmp_path: Path
+) -> None:
+    """IMG and MSK are written through the VRTs (ortho, DSM, DTM); a MSK pixel is the code of
+    the parcel of the reused archetype under it (by hand: the pixel centre in the dalle's
+    frame against the archetype's boxes), so pixels and labels agree everywhere."""
+    folder = _folder(world)
+    inputs = resolve(folder)
+    labels = read_labels(inputs.labels, mapping=inputs.mapping)
+    cfg = SamplingConfig(patch_size=250, zone_size_m=100.0, areas_per_domain=2)
+    with Mosaic(inputs.ortho, resolution=0.2) as m:
+        grid, _ = sample_patches("D049_2022", m, labels, cfg)
+    layout = DatasetLayout(tmp_path / "ds")
+    a = build_aerial_patches(grid, inputs.ortho, inputs.dsm, inputs.dtm, layout, 250, 5.0)
+    b = build_label_masks(grid, inputs.labels, layout, 250, 0.2, mapping=inputs.mapping)
+    assert a.written == b.written == len(grid) == 8 and not a.skipped and not b.skipped
+    plan = make_plan(SCALE, 0, PX, 4)
+    archs = [make_archetype(plan, k, 2500.0) for k in range(4)]
+    kinds = plan.archetype_of()
+    msks = sorted((tmp_path / "ds").rglob("MSK_*.tif"))
+    assert len(msks) == 8
+    for path in msks[:3]:
+        with rasterio.open(path) as src:
+            msk, t = src.read(1), src.transform
+        for i, j in ((0, 0), (125, 77), (249, 249)):
+            x, y = t.c + (j + 0.5) * 0.2, t.f - (i + 0.5) * 0.2
+            c, r = int((x - plan.left) // 100), int((plan.top - y) // 100)
+            u, v = x - plan.left - 100 * c, plan.top - y - 100 * r  # in the dalle's frame
+            bx = archs[kinds[r, c]].boxes
+            inside = (bx[:, 0] <= u) & (u < bx[:, 2]) & (bx[:, 1] <= v) & (v < bx[:, 3])
+            (k,) = np.flatnonzero(inside)
+            assert msk[i, j] == archs[kinds[r, c]].codes[k]
