@@ -14,13 +14,17 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
-from flair_pipeline.config import SamplingConfig
+from flair_pipeline.config import SamplingConfig, config_from_dict
 from flair_pipeline.dataset.area_scoring import cell_class_areas, streamed_class_areas
 from flair_pipeline.dataset.areas import PatchLattice
+from flair_pipeline.dataset.build import build_domain_patches
+from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.rasterize import read_labels
 from flair_pipeline.dataset.sampling import sample_patches
+from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.nomenclature import merge_to_13
+from flair_pipeline.synthetic.world import WorldSummary
 
 DOMAIN = "D033_2021"
 #: 16 x 16 cells of 32 px (6.4 m); areas of 2 x 2 cells: 8 x 8 areas on 102.4 m
@@ -95,3 +99,27 @@ def test_streamed_scoring_chooses_the_same_areas_and_patches(world) -> None:
         assert new_report.areas.chosen == old_report.areas.chosen
         assert len(new_report.areas.chosen) == 5
         assert new.to_wkb().equals(old.to_wkb())  # same patches, ids, zones, class shares
+
+
+def test_a_whole_build_never_holds_the_mosaics_labels_and_writes_the_same_bytes(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """The tiny domain (8 x 8 cells of 64 px) with zones of one cell: blocks of 4 x 4 zones,
+    4 blocks. A build whose context read the labels over the mosaic first (the whole-extent
+    path) and a streamed one write the same files, byte for byte, and count the same
+    polygons; the streamed build never keeps the mosaic's labels."""
+    cfg = config_from_dict({"sampling": {"patch_size": 64, "zone_size_m": 12.8}})
+    raw = RawLayout(tiny_world.out)
+    old = DomainContext.open(DOMAIN, raw, DatasetLayout(tmp_path / "old"), cfg)
+    expected = len(old.labels)  # read over the mosaic's extent, kept by the context
+    old_report = build_domain_patches(old)
+    new = DomainContext.open(DOMAIN, raw, DatasetLayout(tmp_path / "new"), cfg)
+    new_report = build_domain_patches(new)
+    assert "labels" not in new.__dict__  # streamed: checked and scored block by block
+    assert new_report.sources.label_polygons == old_report.sources.label_polygons == expected
+    assert new_report.grid.areas == old_report.grid.areas
+    old_files = [p for p in (tmp_path / "old").rglob("*") if p.is_file()]
+    files = sorted(p.relative_to(tmp_path / "old") for p in old_files if ".locks" not in p.parts)
+    assert len([f for f in files if f.suffix == ".tif"]) == 2 * new_report.grid.patches > 0
+    for rel in files:
+        assert (tmp_path / "new" / rel).read_bytes() == (tmp_path / "old" / rel).read_bytes(), rel
