@@ -112,8 +112,34 @@ def config_cmd(config_path: Path | None, overrides: tuple[str, ...]) -> None:
     default=None,
     help="Raw data root to write (default: paths.raw).",
 )
-@click.option("--scenario", default=None, help="tiny, demo or bench (default: synth.scenario).")
+@click.option(
+    "--scenario",
+    default=None,
+    help="tiny, demo, bench (default: synth.scenario), or departement: one domain the size "
+    "of a département, its dalles reusing a few files through VRT indexes (docs/inputs.md).",
+)
 @click.option("--seed", type=int, default=None, help="Random seed (default: synth.seed).")
+@click.option(
+    "--scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="departement only: share of the full 78 km x 78 km area (0.25: a quarter).",
+)
+@click.option(
+    "--dalle-px",
+    type=int,
+    default=5000,
+    show_default=True,
+    help="departement only: a dalle's side in pixels at 0.2 m (5000: IGN's 1 km).",
+)
+@click.option(
+    "--archetypes",
+    type=int,
+    default=8,
+    show_default=True,
+    help="departement only: distinct dalles written (each dalle reuses one).",
+)
 @click.option(
     "--flavour",
     type=click.Choice(["plain", "ign"]),
@@ -128,10 +154,27 @@ def synth(
     scenario: str | None,
     seed: int | None,
     flavour: str | None,
+    scale: float,
+    dalle_px: int,
+    archetypes: int,
     config_path: Path | None,
     overrides: tuple[str, ...],
 ) -> None:
     """Generate the synthetic world's raw inputs (mosaics, DSM/DTM, labels, Sentinel-2)."""
+    if scenario == "departement":
+        from flair_pipeline.synthetic.departement import format_summary, generate_departement
+
+        root = out or Path(_load(config_path, overrides).paths.raw)
+        summary = generate_departement(
+            root,
+            scale,
+            seed if seed is not None else 0,
+            dalle_px=dalle_px,
+            archetypes=archetypes,
+            progress=lambda line: click.echo(f"departement: {line}"),
+        )
+        click.echo(format_summary(summary))
+        return
     extra = list(overrides)
     if scenario is not None:
         extra.append(f"synth.scenario={scenario}")

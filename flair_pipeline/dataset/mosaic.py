@@ -22,7 +22,7 @@ A corrupt tile does not sink the domain: the patches it touches fail with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,13 @@ from flair_pipeline.config import SamplingConfig
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.raster_vrt import (
     Product,
+    RasterVRT,
     build_vrt,
     default_product,
     raster_files,
     uses_mask,
 )
+from flair_pipeline.geo.vrt_index import vrt_sources
 
 Bounds = tuple[float, float, float, float]
 
@@ -99,8 +101,10 @@ class Mosaic:
             product_bands=True,
         )
         self.broken: dict[Path, str] = self.vrt.broken
+        _dalle_footprints(self.vrt, products)
         self.tiles = [TileInfo(t.path, t.bounds, t.count) for t in self.vrt.tiles]
         self.res: float | None = self.vrt.res
+        self._bounds_cache: dict[str, np.ndarray] = {}
         self.count: int | None = len(self.vrt.band_names)
         self.nodata: tuple[float | None, ...] = self.vrt.nodata
         self._scaled = any(s is not None for s in self.vrt.scales)
@@ -251,9 +255,10 @@ class Mosaic:
         plain = np.zeros(out.shape[1:], dtype=bool)  # under a tile without a mask
         masked = np.zeros(out.shape[1:], dtype=bool)  # under a tile with one
         prod = self.products[name]
-        for t in self.vrt.product_tiles[name]:
-            if _overlaps(t.bounds, bounds):
-                _fill(masked if uses_mask(prod, t) else plain, t.bounds, bounds, self.res)
+        tiles = self.vrt.product_tiles[name]
+        near = _overlapping(self._tile_bounds(name), bounds)
+        for t in (tiles[i] for i in near):
+            _fill(masked if uses_mask(prod, t) else plain, t.bounds, bounds, self.res)
         ok = plain
         if masks is not None and masked.any():
             seen = (masks[list(bands)] > 0).any(axis=0)
@@ -268,6 +273,20 @@ class Mosaic:
                 void &= blank[b] if scaled else out[b] == nodata[0]
             ok = ok & ~void
         return ok
+
+    def _tile_bounds(self, name: str) -> np.ndarray:
+        """(n, 4) bounds of product `name`'s tiles (cached: a département has thousands).
+
+        Args:
+            name: The product.
+
+        Returns:
+            float (n, 4) left, bottom, right, top, in ``product_tiles`` order.
+        """
+        if name not in self._bounds_cache:
+            tiles = self.vrt.product_tiles[name]
+            self._bounds_cache[name] = np.asarray([t.bounds for t in tiles], float).reshape(-1, 4)
+        return self._bounds_cache[name]
 
     def _culprit(self, bounds: Bounds) -> Path | str:
         """The touching tile that fails to decode on its own, or the mosaic's folder.
@@ -330,6 +349,48 @@ def named_corner(path: Path) -> tuple[float, float] | None:
         return None
     scale = 1000.0 if y < _KM_NAME_MAX_Y else 1.0
     return x * scale, y * scale
+
+
+def _dalle_footprints(vrt: RasterVRT, products: Sequence[Product]) -> None:
+    """Replace, in `vrt`, a product given as one mosaic VRT by its dalles' footprints.
+
+    A product whose only file is a ``.vrt`` placing several sources (a département's
+    dalles, :mod:`flair_pipeline.geo.vrt_index`) is read through that VRT, but its
+    coverage is the union of its sources' footprints, taken from the XML (no dalle is
+    opened): a hole between dalles is no data, and the areas' coverage sees the dalles.
+
+    Args:
+        vrt: The mosaic's VRT (``tiles`` and ``product_tiles`` updated in place).
+        products: The products it was built from.
+    """
+    for prod in products:
+        files = list(prod.files)
+        if len(files) != 1 or Path(files[0]).suffix.lower() != ".vrt":
+            continue
+        if prod.name not in vrt.product_tiles or not vrt.product_tiles[prod.name]:
+            continue
+        dalles = vrt_sources(Path(files[0]))
+        if len(dalles) < 2:
+            continue
+        whole = vrt.product_tiles[prod.name][0]
+        vrt.product_tiles[prod.name] = [
+            replace(d, crs=whole.crs, count=whole.count, nodata=whole.nodata) for d in dalles
+        ]
+    vrt.tiles = [t for ts in vrt.product_tiles.values() for t in ts]
+
+
+def _overlapping(tb: np.ndarray, b: Bounds) -> np.ndarray:
+    """Indices of the rows of `tb` (n, 4 bounds) overlapping `b` with a non-zero area.
+
+    Args:
+        tb: Bounds, one row per tile.
+        b: (left, bottom, right, top).
+
+    Returns:
+        The indices, ascending.
+    """
+    hit = (tb[:, 0] < b[2]) & (tb[:, 2] > b[0]) & (tb[:, 1] < b[3]) & (tb[:, 3] > b[1])
+    return np.flatnonzero(hit)
 
 
 def _overlaps(a: Bounds, b: Bounds) -> bool:
