@@ -183,11 +183,16 @@ def main() -> None:
         f"old whole-candidate sampling: {per * 1000:.1f} ms/candidate on {a.subset} "
         f"-> {old:,.0f} s for all {lattice:,} (extrapolated); old/new = {old / new:,.1f}x"
     )
-    scaled = new * 6084 / max(km2, 1e-9)
+    # labels are checked and scored over the whole mosaic (scale with its area); the
+    # full-resolution checks run on the chosen areas' cells (scale with the patches kept)
+    scaled = res["sources_s"] * 6084 / max(km2, 1e-9) + res["grid_s"] * 1539 / max(
+        res["candidates"], 1
+    )
     ok = "PASS" if scaled <= 120 else "MISS"
     print(
-        f"target: areas + patches for 6,000 km² <= 2 min on one core: {new:.1f} s here, "
-        f"{scaled:.0f} s scaled linearly to 6,084 km² -> {ok}"
+        f"target: areas + patches for 6,000 km² <= 2 min on one core: {new:.1f} s here; "
+        f"projected {scaled:.0f} s for 6,084 km² and 1,539 patches (sources x area, grid x "
+        f"laid cells; an estimate) -> {ok}"
     )
     if a.build and res["patches"]:
         rate = res["patches"] / res["build_s"]
