@@ -232,7 +232,7 @@ def read_labels(
         dropped=int((~keep).sum()),
         features_read=len(gdf),
         within=None if within is None else list(within.bounds),
-        repaired_fids=gdf.index.to_numpy()[invalid],
+        repaired_fids=tuple(int(f) for f in gdf.index.to_numpy()[invalid]),
     )
     if invalid.any() or not keep.all():
         log.warning(
