@@ -15,8 +15,10 @@ only what it uses, in the same order as before (a missing folder is named before
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flair_pipeline.config import PipelineConfig
@@ -25,7 +27,39 @@ from flair_pipeline.sources.domain_spec import DomainInputs, resolve
 
 if TYPE_CHECKING:  # geopandas only for the annotations: not imported at run time here
     import geopandas as gpd
+    import numpy as np
     import shapely
+
+    from flair_pipeline.dataset.mosaic import Mosaic
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """A domain's label layer over its mosaic, as checked (the features are not kept).
+
+    Attributes:
+        features: Features read over the mosaic (polygonal ones, each counted once).
+        repaired: Of them, those whose geometry was repaired.
+        layer: The layer read (None: a label raster).
+        layer_decision: The decision line when the layer was chosen among several.
+    """
+
+    features: int
+    repaired: int
+    layer: str | None
+    layer_decision: str | None
+
+
+def _str_or_none(value: object) -> str | None:
+    """`value` as a str, None kept.
+
+    Args:
+        value: An attribute of a label read.
+
+    Returns:
+        ``str(value)`` or None.
+    """
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -123,17 +157,97 @@ class DomainContext:
         within = shapely.union_all(boxes) if len(boxes) else self.mosaic_extent
         return read_labels(inputs.labels, inputs.labels_layer, inputs.mapping, within=within)
 
+    def cell_scores(self, mosaic: Mosaic) -> np.ndarray:
+        """Class areas of every patch cell of `mosaic`, for choosing the areas.
+
+        :attr:`labels` when already read in this context (or a label raster, read whole),
+        else streamed one block of areas at a time
+        (:func:`~flair_pipeline.dataset.area_scoring.streamed_class_areas`): the build's
+        memory follows a block of the label layer, not the département's.
+
+        Args:
+            mosaic: The domain's open ortho mosaic.
+
+        Returns:
+            float64 (lattice cells, 13) class areas in m².
+
+        Raises:
+            InputError: A missing label file or bad codes (named by ``read_labels``).
+        """
+        from flair_pipeline.dataset.area_scoring import cell_class_areas, streamed_class_areas
+        from flair_pipeline.dataset.areas import PatchLattice
+        from flair_pipeline.geo.label_mapping import is_label_raster
+
+        lattice = PatchLattice.of(mosaic, self.cfg.sampling)
+        inputs = self.inputs
+        if "labels" in self.__dict__ or is_label_raster(Path(inputs.labels)):
+            return cell_class_areas(self.labels, lattice.boxes)
+        scores, _ = streamed_class_areas(
+            lattice, inputs.labels, inputs.labels_layer, inputs.mapping
+        )
+        return scores
+
+    @cached_property
+    def label_summary(self) -> LabelSummary:
+        """The label layer over the mosaic, checked one block at a time and not kept.
+
+        From :attr:`labels` when already read in this context (or a label raster, read
+        whole); else the mosaic's extent is cut into squares of
+        :data:`~flair_pipeline.dataset.area_scoring.BLOCK_AREAS` zones, each read by extent
+        (codes checked, geometries repaired) and dropped, the features counted once by id:
+        the same counts as a read of the whole extent, memory of one block.
+
+        Returns:
+            The :class:`LabelSummary`.
+
+        Raises:
+            InputError: A missing label file, bad codes or geometries (named).
+        """
+        import numpy as np
+        import shapely
+
+        from flair_pipeline.dataset.area_scoring import BLOCK_AREAS
+        from flair_pipeline.dataset.rasterize import read_labels  # OGR: not at import
+        from flair_pipeline.geo.label_mapping import is_label_raster
+
+        inputs = self.inputs
+        if "labels" in self.__dict__ or is_label_raster(Path(inputs.labels)):
+            labels = self.labels
+            return LabelSummary(
+                len(labels),
+                int(labels.attrs.get("repaired", 0)),
+                _str_or_none(labels.attrs.get("layer")),
+                _str_or_none(labels.attrs.get("layer_decision")),
+            )
+        x0, y0, x1, y1 = self.mosaic_extent.bounds
+        side = BLOCK_AREAS * self.cfg.sampling.zone_size_m
+        xs = [*np.arange(x0, x1, side).tolist()[: max(1, int(np.ceil((x1 - x0) / side)))], x1]
+        ys = [*np.arange(y0, y1, side).tolist()[: max(1, int(np.ceil((y1 - y0) / side)))], y1]
+        kept: set[int] = set()
+        repaired: set[int] = set()
+        layer, decision = inputs.labels_layer, None
+        for bx0, bx1 in itertools.pairwise(xs):
+            for by0, by1 in itertools.pairwise(ys):
+                block = read_labels(
+                    inputs.labels, layer, inputs.mapping, within=shapely.box(bx0, by0, bx1, by1)
+                )
+                if layer is None:  # the layer chosen once (and its decision said once)
+                    layer = _str_or_none(block.attrs.get("layer"))
+                    decision = _str_or_none(block.attrs.get("layer_decision"))
+                kept.update(block.index.to_numpy().tolist())
+                repaired.update(np.asarray(block.attrs.get("repaired_fids", [])).tolist())
+                del block
+        return LabelSummary(len(kept), len(repaired), layer, decision)
+
     @property
     def label_layer(self) -> str | None:
-        """The label layer read (None: a label raster); reads the labels if not yet read."""
-        layer = self.labels.attrs.get("layer")
-        return None if layer is None else str(layer)
+        """The label layer read (None: a label raster); checks the labels if not yet done."""
+        return self.label_summary.layer
 
     @property
     def label_layer_decision(self) -> str | None:
         """The decision line when the layer was chosen by default among several, else None."""
-        decision = self.labels.attrs.get("layer_decision")
-        return None if decision is None else str(decision)
+        return self.label_summary.layer_decision
 
     @cached_property
     def grid(self) -> gpd.GeoDataFrame:

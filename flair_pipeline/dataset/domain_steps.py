@@ -122,12 +122,14 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
     domain, cfg = ctx.domain, ctx.cfg
     path = ctx.dataset.patch_grid(domain)
     remove_stale_temps(path)
-    inputs, labels = ctx.inputs, ctx.labels
+    inputs = ctx.inputs
     user = None
     if cfg.sampling.areas_layer is not None:  # the user's areas replace the strategy
         user = read_areas_layer(cfg.sampling.areas_layer.replace("{domain}", domain))
     with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
-        grid, report = sample_patches(domain, mosaic, labels, cfg.sampling, user)
+        grid, report = sample_patches(
+            domain, mosaic, None, cfg.sampling, user, ctx.cell_scores(mosaic)
+        )
         broken = [str(p) for p in mosaic.broken]
         decisions = tuple(mosaic.vrt.decisions)
         band_names = {

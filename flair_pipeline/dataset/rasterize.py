@@ -154,7 +154,8 @@ def read_labels(
     a rectangle, its ``mask`` otherwise, in the layer's CRS), so the codes checked and the
     geometries repaired are those read, and memory follows the extent, not the file.
     ``attrs["features_read"]`` is the count read and ``attrs["within"]`` the extent's
-    bounds (None: the whole layer). A label raster is read whole.
+    bounds (None: the whole layer); ``attrs["repaired_fids"]`` the ids of the features
+    repaired. A label raster is read whole.
 
     Args:
         path: The label file.
@@ -231,6 +232,7 @@ def read_labels(
         dropped=int((~keep).sum()),
         features_read=len(gdf),
         within=None if within is None else list(within.bounds),
+        repaired_fids=tuple(int(f) for f in gdf.index.to_numpy()[invalid]),
     )
     if invalid.any() or not keep.all():
         log.warning(

@@ -22,6 +22,7 @@ import pyogrio
 import shapely
 
 from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.area_scoring import cell_class_areas
 from flair_pipeline.dataset.areas import (
     AreaChoice,
     PatchLattice,
@@ -34,7 +35,7 @@ from flair_pipeline.dataset.areas import (
 from flair_pipeline.dataset.mosaic import Mosaic, TileReadError
 from flair_pipeline.domains import DomainId, ZoneId
 from flair_pipeline.io import atomic_path
-from flair_pipeline.nomenclature import N_CLASSES_MERGED, merge_to_13
+from flair_pipeline.nomenclature import N_CLASSES_MERGED
 from flair_pipeline.reports import JSON
 
 FIXED_DATE = "2000-01-01T00:00:00.000Z"  # reproducible GeoPackage metadata
@@ -75,27 +76,6 @@ def patch_id(domain: DomainId, row: int, col: int) -> str:
     return f"{domain.department:03d}{domain.year % 100:02d}{row:04d}{col:04d}"
 
 
-def _class_areas(labels: gpd.GeoDataFrame, tree: shapely.STRtree, boxes: np.ndarray) -> np.ndarray:
-    """(n_boxes, 13) area of each merged class inside each box.
-
-    Args:
-        labels: Label polygons (column ``code``, FLAIR codes 1..19), EPSG:2154.
-        tree: Spatial index of their geometries.
-        boxes: Candidate patch boxes.
-
-    Returns:
-        float64 (n_boxes, 13) areas in m².
-    """
-    merged = merge_to_13(labels["code"].to_numpy(), source="labels")
-    geoms = labels.geometry.values
-    out = np.zeros((len(boxes), N_CLASSES_MERGED))
-    box_idx, poly_idx = tree.query(boxes, predicate="intersects")
-    if box_idx.size:
-        areas = shapely.area(shapely.intersection(boxes[box_idx], np.asarray(geoms)[poly_idx]))
-        np.add.at(out, (box_idx, merged[poly_idx]), areas)
-    return out
-
-
 #: A landscape group covering less than this share of a zone's labelled area is float dust
 #: (a label edge on a patch edge, intersected: ~1e-14 of the area), not a second group.
 _DUST = 1e-9
@@ -123,9 +103,10 @@ def zone_kind(areas: np.ndarray) -> str:
 def sample_patches(
     domain: str,
     mosaic: Mosaic,
-    labels: gpd.GeoDataFrame,
+    labels: gpd.GeoDataFrame | None,
     cfg: SamplingConfig,
     user_areas: gpd.GeoDataFrame | None = None,
+    class_areas: np.ndarray | None = None,
 ) -> tuple[gpd.GeoDataFrame, SamplingReport]:
     """Choose a domain's patches; return them (EPSG:2154 boxes with ids and zones).
 
@@ -144,21 +125,27 @@ def sample_patches(
     Args:
         domain: Domain id.
         mosaic: The domain's ortho mosaic.
-        labels: Label polygons (column ``code``), EPSG:2154.
+        labels: Label polygons (column ``code``), EPSG:2154; None when `class_areas` is given.
         cfg: The ``sampling`` section.
         user_areas: The user's areas (:func:`~flair_pipeline.dataset.areas.read_areas_layer`),
             or None to choose them by ``cfg.area_strategy``.
+        class_areas: (lattice cells, 13) class areas of every cell, already scored
+            (:func:`~flair_pipeline.dataset.area_scoring.streamed_class_areas`), or None to
+            score them from `labels`.
 
     Returns:
         (patch boxes (EPSG:2154) with ``patch_id``, ``domain``, ``zone``, lattice
         ``row``/``col``, centroids, valid and labelled fractions and the share of each
         merged class ``class_<k>``; the counts of candidates and rejections, the areas).
-    """  # noqa: DOC501 (TileReadError is raised and caught inside; choose_areas' InputError)
+    """  # noqa: DOC501 (TileReadError caught inside; choose_areas' InputError; ValueError: misuse)
     did = DomainId.parse(domain)
     lattice = PatchLattice.of(mosaic, cfg)
     size_m = lattice.size_m
-    tree = shapely.STRtree(labels.geometry.values)
-    all_areas = _class_areas(labels, tree, lattice.boxes)  # vectors only, no pixel
+    if class_areas is None:
+        if labels is None:
+            raise ValueError("sample_patches needs labels or class_areas")
+        class_areas = cell_class_areas(labels, lattice.boxes)  # vectors only, no pixel
+    all_areas = class_areas
     choice = choose_areas(domain, mosaic, lattice, all_areas, cfg, user_areas)
     laid = np.flatnonzero(choice.cells)
     rows, cols, boxes = lattice.rows[laid], lattice.cols[laid], lattice.boxes[laid]

@@ -203,7 +203,7 @@ def record_domain_sources(ctx: DomainContext) -> SourcesReport:
     files = domain_input_files(raw, domain)
     inputs = ctx.inputs  # resolving validates domain.json (or the spec's facts)
     check_not_empty(files, inputs)
-    labels = ctx.labels  # reading checks the codes and geometries
+    labels = ctx.label_summary  # reading checks the codes and geometries, block by block
     with Mosaic(inputs.ortho, **mosaic_options(ctx.cfg.sampling)):  # as the build reads it
         pass
     info = inputs.info
@@ -227,8 +227,8 @@ def record_domain_sources(ctx: DomainContext) -> SourcesReport:
         fingerprint=fp,
         ortho_tiles=tiles,
         inputs="domain.yaml" if inputs.spec else "raw layout",
-        label_polygons=len(labels),
-        repaired_geometries=int(labels.attrs.get("repaired", 0)),
+        label_polygons=labels.features,
+        repaired_geometries=labels.repaired,
         input_bytes=total,
         camera=str(info.get("camera", "")),
         flight_date=str(info.get("date", "")),

@@ -270,8 +270,9 @@ def test_a_whole_domain_build_reads_its_inputs_once(
     tiny_world: WorldSummary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """build_domain_patches, given one DomainContext, resolves the raw folder (glob +
-    domain.json) and reads the label layer once for its five steps, and never reads back
-    the patch grid it wrote; a step run alone (an asset, its own context) does all three
+    domain.json) once and never reads back the patch grid it wrote; the label layer is read
+    by blocks, never kept whole (issue 27): one block for the sources check, one for the area
+    scoring, the kept patches' features for the masks (3 reads on the tiny world); a step run alone (an asset, its own context) does all three
     itself. Planted bug (the grid step not keeping its grid in the context): the grid is
     read back once and the first assertion fails."""
     import flair_pipeline.dataset.domain_context as domain_context
@@ -299,7 +300,7 @@ def test_a_whole_domain_build_reads_its_inputs_once(
     raw, dataset = RawLayout(tiny_world.out), DatasetLayout(tmp_path / "dataset")
     report = build_domain_patches(DomainContext.open(DOMAIN, raw, dataset, _cfg()))
     assert report.metadata.patches > 0
-    assert calls == {"resolve": 1, "read_patch_grid": 0, "read_labels": 1}
+    assert calls == {"resolve": 1, "read_patch_grid": 0, "read_labels": 3}
     calls.update(resolve=0, read_patch_grid=0, read_labels=0)
     steps.build_domain_masks(
         DomainContext.open(DOMAIN, raw, dataset, _cfg())

@@ -523,6 +523,7 @@ def test_odd_features_are_repaired_or_dropped_and_counted(tmp_path: Path) -> Non
         "dropped": 2,
         "features_read": len(geoms),  # no extent given: every feature read
         "within": None,
+        "repaired_fids": (1, 2),  # the two bow ties (fids 1, 2)
     }
     assert gdf.index.tolist() == [1, 2, 5] and gdf["code"].dtype == np.uint8
     m = LabelIndex(gdf).mask(GRID, (12, 18))
