@@ -31,7 +31,7 @@ def gpkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gdf = gpd.GeoDataFrame(
         {
             "code": rng.integers(1, 20, N * N),
-            "note": [f"square {k:06d} " * 4 for k in range(N * N)],
+            "note": [f"square {k:06d} " * 12 for k in range(N * N)],
         },
         geometry=geoms,
         crs=2154,
@@ -49,8 +49,8 @@ def served(httpserver: HTTPServer, gpkg: Path) -> Ranges:
 
 
 def _read(path: str, **kwargs: Any) -> gpd.GeoDataFrame:
-    """read_labels in a child process: pyogrio holds the GIL while GDAL waits on HTTP, so
-    in this process the loopback server's thread could never answer."""
+    """read_labels in a child process: run in this process, the read hung, the loopback
+    server's thread never answering (pyogrio seems to keep the GIL during GDAL's HTTP)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(read_labels, path, **kwargs).result()
 
