@@ -102,3 +102,24 @@ def test_a_missing_url_is_one_line_naming_it(served: Ranges) -> None:
     with pytest.raises(InputError, match=r"missing\.gpkg cannot be read") as err:
         _read(url)
     assert "\n" not in str(err.value)
+
+
+def test_a_served_label_raster_equals_the_local_file(tmp_path: Path, served: Ranges) -> None:
+    """A label raster (.tif) behind a URL is polygonised as the local file."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    codes = np.repeat(np.repeat(np.arange(1, 10, dtype=np.uint8).reshape(3, 3), 8, 0), 8, 1)
+    path = tmp_path / "labels.tif"
+    profile = {"driver": "GTiff", "width": 24, "height": 24, "count": 1, "dtype": "uint8"}
+    with rasterio.open(
+        path, "w", crs="EPSG:2154", transform=from_origin(X0, Y0, 1.0, 1.0), **profile
+    ) as dst:
+        dst.write(codes, 1)
+    served.files["/raw/labels.tif"] = path.read_bytes()
+    from flair_pipeline.geo.label_mapping import LabelMapping
+
+    mapping = LabelMapping(("value",))  # the raster's values are FLAIR codes
+    remote = _read(served.url + "raw/labels.tif", mapping=mapping)
+    assert sorted(remote["code"].tolist()) == list(range(1, 10))
+    _same(remote, read_labels(path, mapping=mapping))
