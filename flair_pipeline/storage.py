@@ -126,6 +126,27 @@ def gdal_options() -> dict[str, str]:
     return options
 
 
+@contextlib.contextmanager
+def vector_env() -> Iterator[None]:
+    """:func:`gdal_options` set in pyogrio's GDAL for the block, then the old values back.
+
+    pyogrio ships its own GDAL, which :class:`rasterio.Env` does not reach: a label layer
+    read in place (``/vsicurl/``, ``/vsis3/``) needs the options set there.
+
+    Yields:
+        Nothing; pyogrio reads in the block see the options.
+    """
+    import pyogrio  # here, not at import: most users of storage never read vectors
+
+    options = gdal_options()
+    before = {k: pyogrio.get_gdal_config_option(k) for k in options}
+    pyogrio.set_gdal_config_options(options)
+    try:
+        yield
+    finally:
+        pyogrio.set_gdal_config_options(before)
+
+
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of `url` and the path inside it (no trailing slash).
 

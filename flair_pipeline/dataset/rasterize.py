@@ -35,6 +35,7 @@ from flair_pipeline.geo.label_mapping import (
 )
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.nomenclature import colormap
+from flair_pipeline.storage import gdal_options, gdal_path, is_remote, vector_env
 
 __all__ = ["LabelIndex", "normalize_crs", "rasterize_like", "read_labels", "same_crs"]
 
@@ -134,7 +135,10 @@ def read_labels(
 ) -> gpd.GeoDataFrame:
     """Read and check a label layer: polygons with an integer `code` in 1..19.
 
-    `path` is any OGR vector (GeoPackage, Shapefile with its .prj, GeoJSON, FlatGeobuf) or
+    `path` is a local path, or an ``https://`` / ``s3://`` URL read in place (GDAL's
+    ``/vsicurl/`` / ``/vsis3/``, :func:`flair_pipeline.storage.gdal_path`): with `within`, a
+    GeoPackage's spatial index is read and then only the pages of the features kept, over
+    HTTP range requests, not the whole file. `path` is any OGR vector (GeoPackage, Shapefile with its .prj, GeoJSON, FlatGeobuf) or
     a label raster (.tif/.tiff/.jp2, polygonised, value in ``value``). The layer read is
     `layer`, or the one :func:`~flair_pipeline.geo.label_layers.choose_label_layer` picks
     (the only layer with geometries, else ``labels`` with a decision line, else refused):
@@ -158,7 +162,7 @@ def read_labels(
     repaired. A label raster is read whole.
 
     Args:
-        path: The label file.
+        path: The label file (a path or a URL).
         layer: The layer to read, or None for the rule above.
         mapping: A mapping from another nomenclature, or None.
         within: The extent to read (EPSG:2154), or None for the whole layer.
@@ -170,9 +174,35 @@ def read_labels(
         InputError: The file is missing or unreadable, has no CRS, no usable layer, or
             null or out-of-range codes (the features listed by fid).
     """
+    if is_remote(path):
+        with rasterio.Env(**gdal_options()), vector_env():
+            return _read_labels(gdal_path(str(path)), layer, mapping, within)
     path = Path(path)
     if not path.exists():
         raise InputError(f"label file {path} does not exist")
+    return _read_labels(path, layer, mapping, within)
+
+
+def _read_labels(
+    path: str | Path,
+    layer: str | None,
+    mapping: LabelMapping | None,
+    within: BaseGeometry | None,
+) -> gpd.GeoDataFrame:
+    """:func:`read_labels` on a local file or a GDAL VSI path (``/vsicurl/…``).
+
+    Args:
+        path: The label file, or its VSI path when read in place.
+        layer: The layer to read, or None.
+        mapping: A mapping from another nomenclature, or None.
+        within: The extent to read (EPSG:2154), or None.
+
+    Returns:
+        As :func:`read_labels`.
+
+    Raises:
+        InputError: As :func:`read_labels`.
+    """
     choice = choose_label_layer(path, layer)
     if choice.decision is not None:
         log.warning("%s", choice.decision)

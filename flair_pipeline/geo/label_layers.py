@@ -25,6 +25,7 @@ from pathlib import Path
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.label_mapping import is_label_raster
+from flair_pipeline.storage import is_remote
 
 #: The layer read from a file of several label layers when the domain names none.
 DEFAULT_LAYER = "labels"
@@ -47,7 +48,7 @@ class LayerChoice:
     decision: str | None = None
 
 
-def _layers(path: Path) -> list[tuple[str, str | None]]:
+def _layers(path: str | Path) -> list[tuple[str, str | None]]:
     """(name, geometry type or None) of every layer of an OGR source, in file order.
 
     Args:
@@ -94,8 +95,9 @@ def choose_label_layer(path: str | Path, layer: str | None = None) -> LayerChoic
             geometry; the file has no layer with geometries; or it has several and none
             is named :data:`DEFAULT_LAYER` (each one line listing the file's layers).
     """
-    path = Path(path)
-    if is_label_raster(path):
+    if not is_remote(path):  # a Path would collapse a URL's `//`
+        path = Path(path)
+    if is_label_raster(Path(path)):
         if layer is not None:
             raise InputError(
                 f"label file {path} is a raster, it has no layers, but layer {layer!r} is "

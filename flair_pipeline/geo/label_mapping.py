@@ -93,7 +93,9 @@ def _key(value: object) -> str:
     return str(value).strip()
 
 
-def apply_mapping(gdf: gpd.GeoDataFrame, mapping: LabelMapping, path: Path) -> gpd.GeoDataFrame:
+def apply_mapping(
+    gdf: gpd.GeoDataFrame, mapping: LabelMapping, path: str | Path
+) -> gpd.GeoDataFrame:
     """`gdf` with a ``code`` column of FLAIR codes from `mapping`'s field(s) and table.
 
     Args:
@@ -132,7 +134,7 @@ def apply_mapping(gdf: gpd.GeoDataFrame, mapping: LabelMapping, path: Path) -> g
     return gdf.assign(code=codes)
 
 
-def raster_labels(path: Path, band: int = 1) -> gpd.GeoDataFrame:
+def raster_labels(path: str | Path, band: int = 1) -> gpd.GeoDataFrame:
     """Polygons of equal pixel value of a label raster, the value in column ``value``.
 
     Pixels equal to the raster's nodata are left out. The index numbers the polygons.
@@ -160,7 +162,7 @@ def raster_labels(path: Path, band: int = 1) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"value": values}, geometry=geoms, crs=crs)
 
 
-def is_label_raster(path: Path) -> bool:
+def is_label_raster(path: str | Path) -> bool:
     """Whether `path` is read as a label raster (by its suffix, any case).
 
     Args:
@@ -172,7 +174,7 @@ def is_label_raster(path: Path) -> bool:
     return Path(path).suffix.lower() in RASTER_LABEL_SUFFIXES
 
 
-def label_crs(path: Path, layer: str | int | None = None) -> str | None:
+def label_crs(path: str | Path, layer: str | int | None = None) -> str | None:
     """The CRS of a label file (WKT, from its header only), None when it has none.
 
     Args:

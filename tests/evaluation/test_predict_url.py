@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,34 +9,14 @@ import pytest
 import rasterio
 from pytest_httpserver import HTTPServer
 from rasterio.transform import from_origin
-from werkzeug import Request, Response
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.evaluation.raster_input import ImageSource
 from flair_pipeline.storage import gdal_path, is_remote
 from tests.evaluation.test_predict import RES, X0, Y0, PixelModel, _image, _predict
+from tests.range_server import Ranges
 
-
-class _Ranges:
-    """Serves files with HTTP range requests; counts the requests and the bytes sent."""
-
-    def __init__(self, server: HTTPServer) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests = 0
-        self.sent = 0
-        server.expect_request(re.compile(".*")).respond_with_handler(self)
-        self.url = server.url_for("/")
-
-    def __call__(self, request: Request) -> Response:
-        self.requests += 1
-        body = self.files.get(request.path)
-        if body is None:
-            return Response("not found", status=404)
-        r = Response(body, content_type="image/tiff")
-        r = r.make_conditional(request, accept_ranges=True, complete_length=len(body))
-        if request.method != "HEAD":
-            self.sent += int(r.headers.get("Content-Length", 0))
-        return r
+_Ranges = Ranges
 
 
 def _tiled(path: Path, arr: np.ndarray) -> Path:
