@@ -431,6 +431,11 @@ def build_aerial_patches(
         Patches written and skipped (with reasons), and the decisions taken.
     """
     codec = compression_options(compression, zlevel=IMG_ZLEVEL)
+    # the inputs are refused (a uint16 ortho, a DSM in another CRS…) before a generation is
+    # staged, from their headers: nothing is written for a domain whose inputs are wrong
+    Elevation(dsm, dtm, elevation_scale).close()
+    with Mosaic(ortho_dir, resolution=resolution, resampling=resampling):
+        pass
     with _generation(layout, AERIAL.all_domains().rel, grid) as stage:
         job = _ImageJob(
             ortho_dir, dsm, dtm, stage.root, patch_size, elevation_scale, codec, isolate,
