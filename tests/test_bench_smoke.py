@@ -266,3 +266,25 @@ def test_dask_scaling_bench_builds_identical_rasters(tiny_world, tmp_path: Path)
     assert int(head[1]) == 1 and int(head[2]) > 0
     # domains/min = 60 x domains / wall s, for the rounding printed
     assert float(dask[2]) == pytest.approx(60 / float(dask[1]), rel=0.05)
+
+
+def test_s1_study_prints_its_table(tiny_world, tmp_path: Path) -> None:
+    """Issue 25 item 4's study runs end to end (1 seed, 1 epoch) and prints every row: a
+    land-cover IoU row per scored class with its share of dropped S2 dates, the land-cover
+    mIoU, and the crop-type mIoU and OA. Who wins is not asserted (one epoch decides nothing)."""
+    out = _bench(
+        "s1_study.py", "--raw", str(tiny_world.out), "--seeds", "1", "--epochs", "1", tmp=tmp_path
+    )
+    cell = r"(\d+\.\d) ± (\d+\.\d)"
+    rows = {
+        m[1]: m for m in re.finditer(rf"^\| (.+?) \| (\d+ %|) \| {cell} \| {cell} \|$", out, re.M)
+    }
+    classes = [k for k in rows if k.startswith("lc IoU ")]
+    assert classes, out
+    assert {"lc mIoU", "crop mIoU", "crop OA"} <= set(rows), out
+    for m in rows.values():
+        assert all(0 <= float(m[i]) <= 100 for i in (3, 5)), m[0]
+        assert float(m[4]) == float(m[6]) == 0.0  # one seed: no spread
+    for k in classes:  # every class row has its share of dropped dates
+        assert re.fullmatch(r"\d+ %", rows[k][2]), rows[k][0]
+    assert re.search(r"^seeds 1, epochs 1, scenario tiny: build \d+ s, total \d+ s$", out, re.M)
