@@ -258,7 +258,7 @@ def table(results: list[dict[str, dict[str, Any]]], clouds: dict[str, float]) ->
         "|---|---|---|---|",
     ]
 
-    def row(label: str, share: str, a: list[float], b: list[float]) -> None:
+    def row(label: str, share: str = "", *, a: list[float], b: list[float]) -> None:
         rows.append(f"| {label} | {share} | {_ms(a)} | {_ms(b)} |")
 
     lc_classes = sorted(  # the classes present in the test split (support > 0)
@@ -271,36 +271,29 @@ def table(results: list[dict[str, dict[str, Any]]], clouds: dict[str, float]) ->
     )
     cloudy = [n for n in lc_classes if clouds.get(n, 0.0) > mean_cloud]
     for n in lc_classes:
-        share = clouds.get(n, float("nan"))
         mark = " (cloudy)" if n in cloudy else ""
         row(
             f"lc IoU {n}{mark}",
-            f"{100 * share:.0f} %",
-            [r["lc S2"]["per_class"][n]["iou"] for r in results],
-            [r["lc S2+S1"]["per_class"][n]["iou"] for r in results],
+            f"{100 * clouds[n]:.0f} %",
+            a=[r["lc S2"]["per_class"][n]["iou"] for r in results],
+            b=[r["lc S2+S1"]["per_class"][n]["iou"] for r in results],
         )
-    row("lc mIoU (classes in test)", "", _miou(results, "lc S2"), _miou(results, "lc S2+S1"))
+    lc = ("lc S2", "lc S2+S1")
+    row("lc mIoU (classes in test)", a=_miou(results, lc[0]), b=_miou(results, lc[1]))
     if cloudy:
         row(
             "lc mIoU cloudy classes",
-            "",
-            _miou(results, "lc S2", cloudy),
-            _miou(results, "lc S2+S1", cloudy),
+            a=_miou(results, lc[0], cloudy),
+            b=_miou(results, lc[1], cloudy),
         )
     rows.append("| crop (LPIS L1): aerial only vs S2 + S1 | | aerial | S2+S1 |")
+    crop = ("crop aerial", "crop S2+S1")
+    row("crop mIoU (classes in test)", a=_miou(results, crop[0]), b=_miou(results, crop[1]))
     row(
-        "crop mIoU (classes in test)",
-        "",
-        _miou(results, "crop aerial"),
-        _miou(results, "crop S2+S1"),
+        "crop OA",
+        a=[r[crop[0]]["overall_accuracy"] for r in results],
+        b=[r[crop[1]]["overall_accuracy"] for r in results],
     )
-    for key, label in (("overall_accuracy", "crop OA"),):
-        row(
-            label,
-            "",
-            [r["crop aerial"][key] for r in results],
-            [r["crop S2+S1"][key] for r in results],
-        )
     return rows
 
 
