@@ -121,10 +121,10 @@ def build_release(work: Path, sampling: dict[str, int], raw_root: Path | None = 
     s2 = build_provider(cfg.sentinel2.source, raw.sentinel2_catalog())
     s1 = build_s1_provider(cfg.sentinel1, raw.sentinel1_catalog())
     for domain in sorted(p.name for p in (raw_root / "domains").iterdir()):
-        ctx = DomainContext.open(domain, raw, dataset, cfg)
+        ctx = DomainContext.open(domain, raw=raw, dataset=dataset, cfg=cfg)
         build_domain_patches(ctx)
-        build_domain_series(domain, raw, dataset, cfg, s2)
-        build_domain_s1_series(domain, raw, dataset, cfg, s1)
+        build_domain_series(domain, raw=raw, dataset=dataset, cfg=cfg, provider=s2)
+        build_domain_s1_series(domain, raw=raw, dataset=dataset, cfg=cfg, provider=s1)
         build_domain_crop_labels(ctx)
     assert assemble_splits(dataset, cfg.split, raw).passed
     merge_centroids(dataset)
