@@ -1,8 +1,8 @@
 """Study (issue 25 item 4): does Sentinel-1 help, on the synthetic world, over a few seeds?
 
-Builds a small synthetic world (``generate_world``, scenario ``tiny``: 3 domains, one per
-split; 128 px patches at 0.2 m in 120 m zones, 32 a domain at most, by default) with the project's own functions, as the assets do: patches and labels,
-Sentinel-2 series, Sentinel-1 series (ascending and descending, from the synthetic RTC
+Builds a small synthetic world (``generate_world``, scenario ``tiny``: 3 domains; 128 px
+patches at 0.2 m in 120 m zones, 32 a domain at most, by default) with the project's own
+functions, as the assets do: patches and labels, Sentinel-2 series, Sentinel-1 series (ascending and descending, from the synthetic RTC
 archive), crop labels from the synthetic RPG; splits; then the FLAIR-HUB export
 (``export_flair_hub``) indexed as ``import-flair-hub`` does. On that release it trains and
 scores (``train_hub`` / ``evaluate_hub``, test split) the FLAIR-HUB model, small (resnet18,
@@ -16,9 +16,11 @@ small U-TAEs, aerial-size inputs downsampled 4x), for each seed:
     45 % of dates clear, 30 % 5-60 % cover, 25 % 60-100 %): a class is "cloudy" here when its
     pixels lose more of their dates than the test split's average pixel;
 (b) crop type (``ALL_LABEL-LPIS`` level 1): ``AERIAL_RGBI`` only vs ``SENTINEL2_TS`` +
-    both Sentinel-1 series.
+    both Sentinel-1 series; the LPIS background class weighted 0.2 in the loss.
 
-The world is fixed (seed 0); the seeds are the training seeds. Prints one table (mean ± sd
+Each zone's patches are split in row-major order (half train, a quarter validation, a
+quarter test, :func:`row_split`), not by the world's one-domain-per-split split. The world
+is fixed (seed 0); the seeds are the training seeds. Prints one table (mean ± sd
 over seeds) in Markdown, the lines ``docs/results.md`` holds. On CPU, a few minutes a seed:
 
     PYTHONPATH=$PWD .venv/bin/python bench/s1_study.py --seeds 3 --epochs 25
@@ -322,7 +324,7 @@ def main() -> None:
                 "max_patches_per_domain": args.patches,
             }
             build_release(work, sampling, args.raw)
-        index = index_hub(work / "FLAIR-HUB", check_size=False)  # 64 px, as hub_manifest does
+        index = index_hub(work / "FLAIR-HUB", check_size=False)  # not 512 px: as hub_manifest
         index.records = row_split(index.records)
         write_hub_manifest(index, manifest)
         t_build = time.perf_counter() - t0
