@@ -5,8 +5,9 @@ patches at 0.2 m in 120 m zones, 32 a domain at most, by default) with the proje
 functions, as the assets do: patches and labels, Sentinel-2 series, Sentinel-1 series
 (ascending and descending, from the synthetic RTC archive), crop labels from the
 synthetic RPG; splits; then the FLAIR-HUB export (``export_flair_hub``) indexed as
-``import-flair-hub`` does. On that release it trains and scores (``train_hub`` / ``evaluate_hub``, test split) the FLAIR-HUB model, small (resnet18,
-small U-TAEs, aerial-size inputs downsampled 4x), for each seed:
+``import-flair-hub`` does. On that release it trains and scores (``train_hub`` /
+``evaluate_hub``, test split) the FLAIR-HUB model, small (resnet18, small U-TAEs,
+aerial-size inputs downsampled 4x), for each seed:
 
 (a) land cover (``AERIAL_LABEL-COSIA``): ``SENTINEL2_TS`` only vs ``SENTINEL2_TS`` +
     ``SENTINEL1-ASC_TS`` + ``SENTINEL1-DESC_TS``; per-class IoU, with, per class, the share
