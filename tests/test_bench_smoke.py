@@ -309,3 +309,30 @@ def test_cluster_projection_bench_prints_the_projection_of_its_measured_costs(
         d, a = (50, 916) if name == "FLAIR-2" else (96, 96 * 18)
         want = max((d * step["domain"] + a * one_area) / int(n), step["domain"] + one_area)
         assert float(wall_h) * 3600 == pytest.approx(want, rel=0.05, abs=20), (name, n)
+
+
+def test_s1_study_prints_its_table(tiny_world, tmp_path: Path) -> None:
+    """Issue 25 item 4's study runs end to end (1 seed, 1 epoch) and prints every row: a
+    land-cover IoU row per scored class with its share of dropped S2 dates, the land-cover
+    mIoU, and the crop-type mIoU and OA. Who wins is not asserted (one epoch decides nothing)."""
+    out = _bench(
+        "s1_study.py",
+        "--raw",
+        str(tiny_world.out),
+        *("--seeds", "1", "--epochs", "1", "--patch-size", "64", "--zone", "60", "--patches", "12"),
+        tmp=tmp_path,
+    )
+    cell = r"(\d+\.\d) ± (\d+\.\d)"
+    rows = {
+        m[1]: m for m in re.finditer(rf"^\| (.+?) \| (\d+ %|) \| {cell} \| {cell} \|$", out, re.M)
+    }
+    classes = [k for k in rows if k.startswith("lc IoU ")]
+    assert classes, out
+    assert {"lc mIoU (classes in test)", "crop mIoU (classes in test)", "crop OA"} <= set(rows), out
+    for m in rows.values():
+        assert all(0 <= float(m[i]) <= 100 for i in (3, 5)), m[0]
+        assert float(m[4]) == float(m[6]) == 0.0  # one seed: no spread
+    for k in classes:  # every class row has its share of dropped dates
+        assert re.fullmatch(r"\d+ %", rows[k][2]), rows[k][0]
+    assert re.search(r"^seeds 1, epochs 1, 64 px patches: build \d+ s, total \d+ s$", out, re.M)
+    assert re.search(r"^patches: train \d+, validation \d+, test \d+$", out, re.M), out
