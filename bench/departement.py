@@ -68,7 +68,7 @@ def _config(zone: float, areas: int | None) -> Any:
     )
 
 
-def _run(raw: str, out: str, zone: float, areas: int, build: bool, q: Any) -> None:
+def _run(raw: str, out: str, *, zone: float, areas: int, build: bool, q: Any) -> None:
     """In a fresh process: sources, grid (areas first), IMG + MSK; times and VmHWM."""
     from flair_pipeline.dataset.domain_context import DomainContext
     from flair_pipeline.dataset.domain_steps import (
@@ -81,7 +81,7 @@ def _run(raw: str, out: str, zone: float, areas: int, build: bool, q: Any) -> No
 
     res: dict[str, Any] = {}
     ctx = DomainContext.open(
-        DOMAIN, RawLayout(Path(raw)), DatasetLayout(Path(out)), _config(zone, areas)
+        DOMAIN, raw=RawLayout(Path(raw)), dataset=DatasetLayout(Path(out)), cfg=_config(zone, areas)
     )
     t0 = time.perf_counter()
     src = record_domain_sources(ctx)
@@ -105,7 +105,7 @@ def _run(raw: str, out: str, zone: float, areas: int, build: bool, q: Any) -> No
     q.put(res)
 
 
-def _old_sampling(raw: Path, zone: float, subset: int, seed: int = 0) -> tuple[float, int]:
+def _old_sampling(raw: Path, zone: float, subset: int, *, seed: int = 0) -> tuple[float, int]:
     """Seconds per candidate of the old whole-candidate sampling, on `subset` random ones.
 
     The old loop reads every lattice cell at full resolution (``Mosaic.read_products``);
@@ -155,7 +155,9 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="dept-ds-"))
     q: Any = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(
-        target=_run, args=(str(raw), str(out), a.zone, a.areas, a.build, q)
+        target=_run,
+        args=(str(raw), str(out)),
+        kwargs={"zone": a.zone, "areas": a.areas, "build": a.build, "q": q},
     )
     t0 = time.perf_counter()
     proc.start()

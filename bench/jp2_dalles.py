@@ -72,7 +72,15 @@ def render(size: int, seed: int) -> np.ndarray:
     Returns:
         The pixels.
     """
-    sc = Scenario("jp2", ("D033_2021",), size * RES, CHUNK, 350.0, (20, 114), 0.0)
+    sc = Scenario(
+        name="jp2",
+        domains=("D033_2021",),
+        size_m=size * RES,
+        tile_px=CHUNK,
+        s2_margin_m=350.0,
+        dates=(20, 114),
+        nodata_corner_p=0.0,
+    )
     domain = DomainId.parse("D033_2021")
     lc, bounds, _ = domain_landcover(domain, sc, seed)
     tree = shapely.STRtree(lc.geoms)
@@ -90,13 +98,15 @@ def render(size: int, seed: int) -> np.ndarray:
                 bounds[3] - r * RES,
             )
             px = render_ortho(
-                lc, tree, app, tb, (bounds[0], bounds[3]), RES, radiometry, seed, (0.1, -0.2)
-            )
+                lc, tree, app,
+                bounds=tb, origin=(bounds[0], bounds[3]), res=RES, radiometry=radiometry,
+                seed=seed, shift=(0.1, -0.2),
+            )  # fmt: skip
             out[:, r : r + CHUNK, c : c + CHUNK] = px[:, : size - r, : size - c]
     return out
 
 
-def write_jp2(path: Path, arr: np.ndarray, opts: dict[str, str], whole: bool) -> None:
+def write_jp2(path: Path, arr: np.ndarray, opts: dict[str, str], *, whole: bool) -> None:
     """One 3-band JPEG 2000 dalle, Lambert-93, 0.2 m.
 
     Args:
@@ -123,7 +133,7 @@ def write_jp2(path: Path, arr: np.ndarray, opts: dict[str, str], whole: bool) ->
 
 
 def read_windows(
-    paths: list[Path], windows: list[Window], threads: str, state: str
+    paths: list[Path], windows: list[Window], *, threads: str, state: str
 ) -> tuple[Timing, int]:
     """Read every window from every file of `paths`; return the timing and a checksum.
 
@@ -172,7 +182,7 @@ def transcode(rvb: Path, irc: Path, out: Path) -> None:
     with rasterio.open(rvb) as a, rasterio.open(irc) as b:
         arr = np.concatenate([a.read(), b.read(1)[None]])
         transform = a.transform
-    write_geotiff(out, arr, transform, "EPSG:2154", tiled=True, predictor=2)
+    write_geotiff(out, arr, transform=transform, crs="EPSG:2154", tiled=True, predictor=2)
 
 
 def _ms(t: Timing, n: int) -> str:
@@ -204,8 +214,8 @@ def main() -> None:
         gtiff = d / "plain.tif"
         with timed() as t:
             write_geotiff(
-                gtiff, img, from_origin(500000.0, 6400000.0, RES, RES), "EPSG:2154",
-                tiled=True, predictor=2,
+                gtiff, img, transform=from_origin(500000.0, 6400000.0, RES, RES),
+                crs="EPSG:2154", tiled=True, predictor=2,
             )  # fmt: skip
         print(
             f"gtiff      write {t.cpu_s:6.1f} s cpu  {gtiff.stat().st_size / 1e6:6.1f} MB (4 bands)"
@@ -218,7 +228,7 @@ def main() -> None:
                 with timed() as t:
                     for p, bands in zip(paths, ([0, 1, 2], [3, 0, 1]), strict=True):
                         if not p.exists():
-                            write_jp2(p, img[bands], opts, how == "whole")
+                            write_jp2(p, img[bands], opts, whole=how == "whole")
                 mb = paths[0].stat().st_size / 1e6
                 print(
                     f"{name:18s} write {t.cpu_s:6.1f} s cpu (2 files)  RVB {mb:6.1f} MB "
@@ -236,7 +246,7 @@ def main() -> None:
             for threads in args.threads.split(","):
                 sums = {}
                 for name, paths in variants.items():
-                    t, sums[name] = read_windows(paths, wins, threads, state)
+                    t, sums[name] = read_windows(paths, wins, threads=threads, state=state)
                     if name == "gtiff":
                         base[(state, threads)] = t.wall_s
                     ratio = t.wall_s / base[(state, threads)]
@@ -247,7 +257,7 @@ def main() -> None:
         rvb, irc = variants["lossy-tiled1024"]
         cache = d / "cache.tif"
         reads: Callable[[str], tuple[Timing, int]] = lambda s: read_windows(  # noqa: E731
-            [cache], wins, "1", s
+            [cache], wins, threads="1", state=s
         )
         with timed() as t:
             transcode(rvb, irc, cache)
@@ -255,7 +265,7 @@ def main() -> None:
               f"{t.cpu_s:.1f} s cpu per dalle")  # fmt: skip
         for state in ("cold", "open"):
             tc, _ = reads(state)
-            tj, _ = read_windows([rvb, irc], wins, "1", state)
+            tj, _ = read_windows([rvb, irc], wins, threads="1", state=state)
             print(
                 f"after transcode {state:5s}: {n / tc.wall_s:7.1f} windows/s vs "
                 f"{n / tj.wall_s:6.1f} from the JP2 (x{tj.wall_s / tc.wall_s:.1f}); "

@@ -28,7 +28,16 @@ BENCH = REPO / "bench"
 #: the scripts run by `bench/gpu.sh --dry-run` in tests/test_gpu_sh.py (their lines parsed there)
 VIA_GPU_SH = {"train_throughput.py", "gpu_feed.py", "predict.py"}
 #: callees outside the project whose positional arguments are a shape or a matrix
-POSITIONAL_OK = {"Affine", "torch.randn", "torch.zeros", "rng.integers", "view"}
+#: APIs whose positional order is their documented form (rasterio's Affine, Window, from_origin)
+POSITIONAL_OK = {
+    "Affine",
+    "Window",
+    "from_origin",
+    "torch.randn",
+    "torch.zeros",
+    "rng.integers",
+    "view",
+}
 NUM = r"([\d.]+)"
 
 
@@ -336,3 +345,31 @@ def test_s1_study_prints_its_table(tiny_world, tmp_path: Path) -> None:
         assert re.fullmatch(r"\d+ %", rows[k][2]), rows[k][0]
     assert re.search(r"^seeds 1, epochs 1, 64 px patches: build \d+ s, total \d+ s$", out, re.M)
     assert re.search(r"^patches: train \d+, validation \d+, test \d+$", out, re.M), out
+
+
+def test_jp2_dalles_bench_prints_reads_against_the_geotiff_baseline(tmp_path: Path) -> None:
+    out = _bench("jp2_dalles.py", "--size", "600", "--windows", "2", "--threads", "1", tmp=tmp_path)
+    for state in ("cold", "open", "warm"):
+        for variant in ("gtiff", "lossless-tiled1024", "lossy-untiled"):
+            assert re.search(rf"^{state}\s+threads=1\s+{variant}\s.*vs gtiff$", out, re.M), out
+    assert re.search(r"^warm\s+threads=1\s+gtiff\s.*x\s*1\.0 vs gtiff$", out, re.M), out
+    assert "transcode pays off after" in out
+
+
+def test_departement_bench_prints_selection_old_new_ratio_and_rss(tmp_path: Path) -> None:
+    from flair_pipeline.synthetic.departement import generate_departement
+
+    raw = tmp_path / "raw"
+    n, px = 6, 500  # 6 x 6 dalles of 100 m, as tests/sources/test_departement_world.py
+    generate_departement(
+        raw, (n * px * 0.2 / 78_000) ** 2, 0, dalle_px=px, archetypes=2, s2_dates=2
+    )
+    out = _bench(
+        "departement.py", "--raw", str(raw), "--zone", "204.8", "--areas", "2",
+        "--subset", "3", tmp=tmp_path,
+    )  # fmt: skip
+    m = re.search(r"^areas: (\d+) chosen of (\d+) valid", out, re.M)
+    assert m and int(m.group(1)) == 2 <= int(m.group(2)), out
+    assert re.search(rf"old/new = {NUM}x$", out, re.M), out
+    assert re.search(r"peak RSS", out), out
+    assert re.search(r"-> (PASS|MISS)", out), out
