@@ -6,7 +6,7 @@ import re
 
 from flair_pipeline.definitions import defs
 
-GROUPS = {"sources", "dataset", "sentinel2", "training", "evaluation"}
+GROUPS = {"sources", "dataset", "sentinel2", "sentinel1", "training", "evaluation"}
 # The UI renders descriptions as Markdown: a bare <id> is taken for an HTML tag and vanishes.
 BARE_TAG = re.compile(r"<[A-Za-z_][\w.]*>")
 
