@@ -61,14 +61,7 @@ def _stac(
         connect_timeout_s=source.connect_timeout_s,
         read_timeout_s=source.read_timeout_s,
         scl_masks=source.scl_masks,
-        hrefs=Hrefs(
-            signing=source.href_signing,
-            sas_url=source.pc_sas_url,
-            s3_endpoint=source.s3_endpoint,
-            retries=source.max_retries,
-            backoff_s=source.retry_backoff_s,
-            timeouts=(source.connect_timeout_s, source.read_timeout_s),
-        ),
+        hrefs=Hrefs.from_source(source),
     )
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import pystac
@@ -57,6 +57,29 @@ def s3_hint() -> str:
         "set sentinel2.source.s3_endpoint (CDSE: https://eodata.dataspace.copernicus.eu) and "
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment"
     )
+
+
+class HrefSource(Protocol):
+    """The config fields of a STAC source that say how its hrefs are read.
+
+    Both ``sentinel2.source`` (``StacSource``) and ``sentinel1.source`` (``S1StacSource``)
+    have them.
+    """
+
+    @property
+    def href_signing(self) -> str: ...  # noqa: D102
+    @property
+    def pc_sas_url(self) -> str: ...  # noqa: D102
+    @property
+    def s3_endpoint(self) -> str | None: ...  # noqa: D102
+    @property
+    def max_retries(self) -> int: ...  # noqa: D102
+    @property
+    def retry_backoff_s(self) -> float: ...  # noqa: D102
+    @property
+    def connect_timeout_s(self) -> float: ...  # noqa: D102
+    @property
+    def read_timeout_s(self) -> float: ...  # noqa: D102
 
 
 class Hrefs:
@@ -101,6 +124,28 @@ class Hrefs:
         self.token_requests = 0
 
     # -- which assets can be read ----------------------------------------------------
+    @classmethod
+    def from_source(cls, source: HrefSource) -> Hrefs:
+        """The resolver a STAC source's config asks for.
+
+        Args:
+            source: ``sentinel2.source`` or ``sentinel1.source`` (STAC kind).
+
+        Returns:
+            Hrefs with its signing, SAS endpoint, S3 endpoint, retries and timeouts.
+
+        Raises:
+            ConfigError: an unknown signing mode, or an S3 endpoint without host.
+        """
+        return cls(
+            signing=source.href_signing,
+            sas_url=source.pc_sas_url,
+            s3_endpoint=source.s3_endpoint,
+            retries=source.max_retries,
+            backoff_s=source.retry_backoff_s,
+            timeouts=(source.connect_timeout_s, source.read_timeout_s),
+        )
+
     def readable(self, item: pystac.Item, key: str) -> bool:
         """Whether asset `key` of `item` exists and can be opened with these settings.
 

@@ -32,6 +32,7 @@ from shapely.geometry import box, mapping
 from flair_pipeline.domains import DomainId
 from flair_pipeline.io import write_geotiff
 from flair_pipeline.synthetic import s1_backscatter as bs
+from flair_pipeline.synthetic import stac
 from flair_pipeline.synthetic.sentinel2 import S2Grid
 
 COLLECTION = "sentinel-1-rtc"
@@ -279,43 +280,15 @@ def write_catalog(root: Path, items: list[pystac.Item]) -> Path:
     Returns:
         Path of ``catalog.json``.
     """
-    catalog = pystac.Catalog(
-        id="flair-synthetic-sentinel1",
-        description="Synthetic Sentinel-1 RTC archive of the flair_pipeline embedded world.",
+    return stac.write_catalog(
+        root,
+        items,
+        catalog_id="flair-synthetic-sentinel1",
+        catalog_description="Synthetic Sentinel-1 RTC archive of the flair_pipeline embedded world.",
+        collection_id=COLLECTION,
+        collection_description="Sentinel-1 RTC scenes (synthetic): γ0 terrain-flattened, "
+        "linear power.",
     )
-    years = sorted({i.datetime.year for i in items if i.datetime}) or [2020]
-    bboxes = [i.bbox for i in items if i.bbox] or [[-5.0, 41.0, 10.0, 51.5]]
-    spatial = pystac.SpatialExtent(
-        [
-            [
-                min(b[0] for b in bboxes),
-                min(b[1] for b in bboxes),
-                max(b[2] for b in bboxes),
-                max(b[3] for b in bboxes),
-            ]
-        ]
-    )
-    temporal = pystac.TemporalExtent(
-        [
-            [
-                dt.datetime(years[0], 1, 1, tzinfo=dt.UTC),
-                dt.datetime(years[-1], 12, 31, tzinfo=dt.UTC),
-            ]
-        ]
-    )
-    coll = pystac.Collection(
-        id=COLLECTION,
-        description="Sentinel-1 RTC scenes (synthetic): γ0 terrain-flattened, linear power.",
-        extent=pystac.Extent(spatial, temporal),
-        license="CC-BY-4.0",
-    )
-    for item in sorted(items, key=lambda i: i.id):
-        coll.add_item(item)
-    catalog.add_child(coll)
-    catalog.normalize_hrefs(str(root))
-    catalog.make_all_asset_hrefs_relative()
-    catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return root / "catalog.json"
 
 
 def generate(

@@ -127,20 +127,36 @@ def make_item(
     return item
 
 
-def write_catalog(root: Path, items: list[pystac.Item]) -> Path:
+def write_catalog(
+    root: Path,
+    items: list[pystac.Item],
+    *,
+    catalog_id: str = "flair-synthetic-sentinel2",
+    catalog_description: str = (
+        "Synthetic Sentinel-2 L2A archive of the flair_pipeline embedded world."
+    ),
+    collection_id: str = COLLECTION,
+    collection_description: str = (
+        "Sentinel-2 L2A scenes (synthetic), assets named as in Earth Search."
+    ),
+) -> Path:
     """Save a self-contained catalog at `root` holding one collection with `items`.
+
+    The same writer serves the synthetic Sentinel-2 archive (the defaults) and the
+    Sentinel-1 one (:func:`flair_pipeline.synthetic.sentinel1.write_catalog`).
 
     Args:
         root: Folder of the catalog.
         items: The scenes' items.
+        catalog_id: The catalog's id.
+        catalog_description: The catalog's description.
+        collection_id: The id of the one collection holding `items`.
+        collection_description: The collection's description.
 
     Returns:
         Path of ``catalog.json``.
     """
-    catalog = pystac.Catalog(
-        id="flair-synthetic-sentinel2",
-        description="Synthetic Sentinel-2 L2A archive of the flair_pipeline embedded world.",
-    )
+    catalog = pystac.Catalog(id=catalog_id, description=catalog_description)
     years = sorted({i.datetime.year for i in items if i.datetime}) or [2020]
     spatial = pystac.SpatialExtent([_union_bbox(items)])
     temporal = pystac.TemporalExtent(
@@ -152,8 +168,8 @@ def write_catalog(root: Path, items: list[pystac.Item]) -> Path:
         ]
     )
     coll = pystac.Collection(
-        id=COLLECTION,
-        description="Sentinel-2 L2A scenes (synthetic), assets named as in Earth Search.",
+        id=collection_id,
+        description=collection_description,
         extent=pystac.Extent(spatial, temporal),
         license="CC-BY-4.0",
     )
