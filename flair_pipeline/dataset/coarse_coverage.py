@@ -121,14 +121,14 @@ def coarse_verdict(
     """
     masks = list(coverage.values())
     both = np.logical_and.reduce(masks)
-    margin = coarse_margin(max(both.shape))
+    clear = tolerance + coarse_margin(max(both.shape))  # above it: rejected at sight
     share = 1.0 - float(both.mean())
     if share <= tolerance:
         return 1.0 - share, None
-    if share <= tolerance + margin:
+    if share <= clear:
         return None
     shares = {n: 1.0 - float(m.mean()) for n, m in coverage.items()}
-    if any(tolerance < s <= tolerance + margin for s in shares.values()):
+    if any(tolerance < s <= clear for s in shares.values()):
         return None  # which product lacks it is not clear at this resolution
     short = [n for n, s in shares.items() if s > tolerance]
     lacking = short[0] if short and len(short) < len(shares) else None

@@ -18,6 +18,7 @@ import shapely
 from rasterio.transform import from_origin
 
 from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.coarse_coverage import coverage_mode
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.dataset.patch_writers import build_aerial_patches
 from flair_pipeline.dataset.sampling import patch_id, sample_patches
@@ -176,3 +177,64 @@ def test_the_img_step_skips_a_kept_patch_over_the_tolerance_and_names_it(tmp_pat
         max_nodata=TOL,
     )  # fmt: skip
     assert again.written == len(full) and not again.skipped
+
+
+def test_jpeg2000_tiles_build_the_same_patches_as_a_full_read(tmp_path: Path) -> None:
+    """Lossless JPEG 2000 tiles: GDAL reads 1/8 from their resolution levels (wavelet
+    averages, not samples); whatever the coarse read estimates, the patches written are
+    those a full read keeps, and each patch the IMG step skips is over the tolerance."""
+    data, _ = _world()
+    folder = tmp_path / "ortho"
+    folder.mkdir()
+    jp2 = {"driver": "JP2OpenJPEG", "QUALITY": "100", "REVERSIBLE": "YES", "YCBCR420": "NO"}
+    _write(folder / "a.jp2", data, 0, 2 * P, **jp2)
+    _write(folder / "b.jp2", data, 2 * P, SIDE, **jp2)
+    with rasterio.open(folder / "b.jp2") as src:
+        assert src.nodata == 255 and src.overviews(1)  # declared; resolution levels
+    share = _shares((data == 255).all(axis=0))
+    want = {k for k, v in share.items() if v <= TOL}
+    grid, report = _sample(folder, "overview")
+    assert report.coarse > 0 and report.read < 16
+    assert _cells(grid) >= want
+    surface = tmp_path / "dsm.tif"
+    with rasterio.open(
+        surface, "w", driver="GTiff", width=128, height=128, count=1, dtype="float32",
+        crs="EPSG:2154", transform=from_origin(X0, Y1, 1.0, 1.0),
+    ) as dst:  # fmt: skip
+        dst.write(np.zeros((1, 128, 128), np.float32))
+    ds = DatasetLayout(tmp_path / "ds")
+    built = build_aerial_patches(grid, folder, surface, surface, ds, P, 5.0, max_nodata=TOL)
+    written = {
+        (int(r.row), int(r.col))
+        for r in grid.itertuples()
+        if ds.img(DOMAIN, r.zone, r.patch_id).exists()
+    }
+    assert written == want and built.written == len(want)
+    did = DomainId.parse(DOMAIN)
+    for pid, why in built.skipped:
+        cell = next(k for k in share if patch_id(did, *k) == pid)
+        assert share[cell] > TOL and f"{100 * share[cell]:.2f} %" in why
+    assert patch_id(did, 0, 2) in {p for p, _ in built.skipped}
+
+
+def _row_of_tiles(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True)
+    px = np.full((4, 16, 16), 9, np.uint8)
+    for i in range(n):
+        with rasterio.open(
+            folder / f"t{i:03d}.tif", "w", driver="GTiff", width=16, height=16, count=4,
+            dtype="uint8", crs="EPSG:2154", transform=from_origin(X0 + i * 16 * RES, Y1, RES, RES),
+        ) as dst:  # fmt: skip
+            dst.write(px)
+    return folder
+
+
+@pytest.mark.parametrize(("tiles", "overview"), [(100, False), (101, True)])
+def test_auto_reads_overview_above_100_tiles_a_product(
+    tiles: int, overview: bool, tmp_path: Path
+) -> None:
+    with Mosaic(_row_of_tiles(tmp_path / "ortho", tiles)) as mosaic:
+        mode = coverage_mode(mosaic, SamplingConfig(coverage_read="auto"))
+        full = coverage_mode(mosaic, SamplingConfig(coverage_read="full"))
+    assert mode.overview is overview and mode.line is not None and "auto" in mode.line
+    assert f"{tiles} tiles" in mode.line and not full.overview and full.line is None
