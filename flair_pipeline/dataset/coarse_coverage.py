@@ -136,7 +136,7 @@ def coarse_verdict(
 
 
 def exact_check(
-    valid: np.ndarray, tolerance: float, estimate: float | None, decimation: int
+    valid: np.ndarray, *, tolerance: float, estimate: float | None, decimation: int
 ) -> str | None:
     """The line naming a kept patch whose exact nodata share exceeds the tolerance, or None.
 

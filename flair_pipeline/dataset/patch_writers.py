@@ -361,9 +361,9 @@ def _images_of(
                 if job.max_nodata is not None:  # the exact check (the grid's may be coarse)
                     why = exact_check(
                         valid,
-                        job.max_nodata,
-                        getattr(row, "valid_fraction", None),
-                        int(getattr(row, "coverage_decimation", 1)),
+                        tolerance=job.max_nodata,
+                        estimate=getattr(row, "valid_fraction", None),
+                        decimation=int(getattr(row, "coverage_decimation", 1)),
                     )
                     if why is not None:
                         raise NodataShareError(why)
