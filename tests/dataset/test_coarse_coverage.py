@@ -238,3 +238,48 @@ def test_auto_reads_overview_above_100_tiles_a_product(
         full = coverage_mode(mosaic, SamplingConfig(coverage_read="full"))
     assert mode.overview is overview and mode.line is not None and "auto" in mode.line
     assert f"{tiles} tiles" in mode.line and not full.overview and full.line is None
+
+
+def test_a_domain_built_in_overview_names_a_missing_product_as_a_full_read_does(
+    tmp_path: Path,
+) -> None:
+    """RVB over 128 m, IRC over its left 64 m only: the same rejections and patches in both
+    modes, through the domain's steps; overview says so in the grid's decisions."""
+    from flair_pipeline.config import config_from_dict
+    from flair_pipeline.dataset.build import build_domain_patches
+    from flair_pipeline.dataset.domain_context import DomainContext
+    from flair_pipeline.layout import RawLayout
+    from tests.dataset.test_coverage import _pixels, _spec_domain, _tif
+
+    raw = tmp_path / "raw"
+    folder = RawLayout(raw).domain(DOMAIN)
+    _tif(folder / "ortho" / "rvb_a.tif", _pixels(3, 320, 320, 1), RES)
+    _tif(folder / "ortho" / "rvb_b.tif", _pixels(3, 320, 320, 2), RES, x0=X0 + 64.0)
+    _tif(folder / "ortho" / "irc_a.tif", _pixels(3, 320, 320, 3), RES)
+    _spec_domain(
+        raw,
+        [
+            {"name": "rvb", "glob": "ortho/rvb_*.tif", "bands": {"R": 1, "G": 2, "B": 3}},
+            {"name": "irc", "glob": "ortho/irc_*.tif", "bands": {"NIR": 1}},
+        ],
+    )
+    reports = {}
+    for mode in ("full", "overview"):
+        cfg = config_from_dict(
+            {"sampling": {"patch_size": 64, "zone_size_m": 60, "coverage_read": mode,
+                          "coverage_decimation": 8}}
+        )  # fmt: skip
+        ds = DatasetLayout(tmp_path / mode)
+        reports[mode] = build_domain_patches(DomainContext.open(DOMAIN, RawLayout(raw), ds, cfg))
+    full, over = reports["full"].grid, reports["overview"].grid
+    # by hand: tile a is lattice columns 0-4 (64 m / 12.8 m), tile b columns 5-9
+    for g in (full, over):
+        assert g.patches == 25 and g.rejected["ortho product irc missing"] == 25
+        assert g.rejected["nodata"] == 0
+    assert [w for w in over.warnings if "irc" in w] == [w for w in full.warnings if "irc" in w]
+    assert (full.coverage_read, full.candidates_read, full.candidates_coarse) == ("full", 50, 0)
+    assert (over.coverage_read, over.candidates_read, over.candidates_coarse) == ("overview", 0, 50)
+    assert over.as_metadata()["coverage_read"] == "overview"
+    assert any("read at 1/8 resolution" in d for d in over.decisions)
+    assert not any("coverage" in d for d in full.decisions)  # explicit full: nothing to say
+    assert reports["overview"].images.written == reports["full"].images.written == 25
