@@ -167,6 +167,17 @@ class SamplingConfig(_Section):
         "is replaced by the domain id",
     )
     max_nodata_fraction: float = Field(0.05, ge=0, le=1)
+    #: how the pixel coverage of a candidate patch is read (docs/inputs.md, "Coverage
+    #: read"): ``full`` reads every candidate at full resolution; ``overview`` reads it at
+    #: 1/`coverage_decimation` and reads at full resolution only the cells a nodata edge
+    #: crosses, the exact check moving to the IMG step (a kept patch over the tolerance is
+    #: skipped and named there); ``auto``: overview when a product has more than
+    #: :data:`~flair_pipeline.dataset.coverage.AUTO_OVERVIEW_TILES` tiles (a département's
+    #: dalles), else full (the demo and the tests keep their bytes)
+    coverage_read: Literal["auto", "full", "overview"] = "auto"
+    coverage_decimation: int = Field(
+        16, ge=2, description="overview coverage: one coarse pixel per N×N pixels"
+    )
     zone_size_m: float = Field(700.0, gt=0, description="side of a zone, in metres")
     elevation_scale: float = Field(
         5.0, gt=0, description="uint8 elevation = clip((DSM - DTM) * scale, 0, 255)"

@@ -373,3 +373,21 @@ def test_departement_bench_prints_selection_old_new_ratio_and_rss(tmp_path: Path
     assert re.search(rf"old/new = {NUM}x$", out, re.M), out
     assert re.search(r"peak RSS", out), out
     assert re.search(r"-> (PASS|MISS)", out), out
+
+
+def test_coarse_coverage_bench_prints_both_modes_and_their_ratio(tmp_path: Path) -> None:
+    from flair_pipeline.synthetic.departement import generate_departement
+
+    raw = tmp_path / "raw"
+    n, px = 4, 500  # 4 x 4 dalles of 100 m
+    generate_departement(
+        raw, (n * px * 0.2 / 78_000) ** 2, 0, dalle_px=px, archetypes=2, s2_dates=2
+    )
+    out = _bench(
+        "coarse_coverage.py", "--raw", str(raw), "--zone", "204.8", "--areas", "2",
+        "--cells", "2", tmp=tmp_path,
+    )  # fmt: skip
+    assert re.search(rf"full/coarse = {NUM}x$", out, re.M), out
+    assert re.search(r"^sample_domain_grid overview: .* 0 read at full resolution", out, re.M), out
+    assert re.search(rf"grid full/overview = {NUM}x; same patch ids: yes$", out, re.M), out
+    assert re.search(rf"IMG exact check: .* = {NUM} % extra$", out, re.M), out

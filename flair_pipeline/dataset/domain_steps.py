@@ -52,6 +52,10 @@ class GridReport(StageReport):
     decisions: tuple[str, ...] = ()  # e.g. an ortho resampled to sampling.resolution
     areas: dict[str, JSON] = field(default_factory=dict)  # AreaChoice.as_metadata()
     candidates_read: int = 0  # read at full resolution (the others lack every product's tiles)
+    #: ``sampling.coverage_read`` resolved (full, overview) and the candidates it decided
+    #: at reduced resolution (dataset/coarse_coverage.py)
+    coverage_read: str = "full"
+    candidates_coarse: int = 0
 
     @property
     def problems(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -63,7 +67,9 @@ class GridReport(StageReport):
 
         Returns:
             A JSON-serialisable dict: ``patches``, ``zones``, ``candidates``,
-            ``candidates_read`` (read at full resolution; ints),
+            ``candidates_read`` (read at full resolution; ints), ``coverage_read``
+            (``full`` or ``overview``) and ``candidates_coarse`` (decided at reduced
+            resolution, int),
             ``rejected`` (reason -> count), ``strategy``, ``unreadable_tiles``,
             ``skipped_patches`` and ``decisions`` (lists of str), ``areas`` (how the areas
             were chosen and which, :meth:`~flair_pipeline.dataset.areas.AreaChoice.as_metadata`)
@@ -74,6 +80,8 @@ class GridReport(StageReport):
             "zones": self.zones,
             "candidates": self.candidates,
             "candidates_read": self.candidates_read,
+            "coverage_read": self.coverage_read,
+            "candidates_coarse": self.candidates_coarse,
             "rejected": dict(self.rejected),
             "strategy": self.strategy,
             "unreadable_tiles": list(self.unreadable_tiles),
@@ -151,8 +159,10 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
         )
     if warnings and not skip_bad_patches:
         raise InputError(warnings[0])
-    choice = report.areas
-    assert choice is not None  # sample_patches always chooses the areas
+    choice, mode = report.areas, report.coverage
+    assert choice is not None and mode is not None  # sample_patches always sets them
+    if mode.line is not None:  # how the candidates' coverage was read
+        decisions = (*decisions, mode.line)
     if choice.strategy == "layer":  # areas of the user's layer off this mosaic: a warning
         warnings += choice.lines
     else:  # a budget above the valid areas: the whole mosaic, said
@@ -173,6 +183,8 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
         decisions=decisions,
         areas=choice.as_metadata(),
         candidates_read=report.read,
+        coverage_read=mode.name,
+        candidates_coarse=report.coarse,
     )
 
 
@@ -239,6 +251,9 @@ def build_domain_images(
 
     Reads the patch grid :func:`sample_domain_grid` wrote; ``aerial/<domain>`` is replaced
     as one generation. Each written file is then checked (band count, size, dtype, CRS).
+    A patch whose exact nodata share exceeds ``sampling.max_nodata_fraction`` (the grid's
+    check was a coarse estimate, :mod:`~flair_pipeline.dataset.coarse_coverage`) is
+    skipped and named, never written.
     Holds the domain's ``aerial_patches`` lock while it runs (another build of it waits,
     :mod:`~flair_pipeline.dataset.domain_lock`).
 
@@ -272,6 +287,7 @@ def build_domain_images(
         **mosaic_options(cfg.sampling),
         progress=progress,
         workers=cfg.dataset.area_workers,
+        max_nodata=cfg.sampling.max_nodata_fraction,
     )
     skipped = {p for p, _ in report.skipped}
     bad = []

@@ -254,6 +254,75 @@ class Mosaic:
             valid[name] = self._product_data(name, bands, bounds, out, blank, masks)
         return out[: self.count], valid
 
+    def read_coverage(self, bounds: Bounds, decimation: int) -> dict[str, np.ndarray]:
+        """Per product, where it has data in `bounds`, on a grid `decimation` times coarser.
+
+        The coarse pixels of :meth:`read_products`'s coverage: a window of ``n × n`` full
+        pixels is read as ``ceil(n / decimation)`` pixels a side (rasterio's ``out_shape``,
+        nearest: GDAL takes the coarsest fitting JPEG 2000 resolution level, GeoTIFF
+        overview or VRT implicit overview, else subsamples), masks and alpha included, and
+        a coarse pixel has data as a full one does (under a tile's footprint, not masked,
+        not every band at its nodata). An estimate: a nodata edge may be misplaced by one
+        coarse pixel, and nodata pixels scattered between the samples are not seen
+        (:mod:`~flair_pipeline.dataset.coarse_coverage`, the exact check on the kept
+        patches).
+
+        Args:
+            bounds: (left, bottom, right, top), Lambert-93 m.
+            decimation: Full pixels per coarse pixel along a side (>= 1).
+
+        Returns:
+            Product name -> bool (ceil(H / decimation), ceil(W / decimation)) mask.
+
+        Raises:
+            TileReadError: A touching tile fails to decode, naming it.
+        """
+        res = self.res
+        assert res is not None and self.count is not None
+        x0, y0, x1, y1 = bounds
+        left, _, _, top = self.vrt.bounds
+        w, h = round((x1 - x0) / res), round((y1 - y0) / res)
+        cw, ch = -(-w // decimation), -(-h // decimation)
+        valid = {name: np.zeros((ch, cw), dtype=bool) for name in self.vrt.product_bands}
+        c0, r0 = round((x0 - left) / res), round((top - y1) / res)
+        cc0, rr0 = max(c0, 0), max(r0, 0)
+        cc1, rr1 = min(c0 + w, self.vrt.width), min(r0 + h, self.vrt.height)
+        if cc1 <= cc0 or rr1 <= rr0:
+            return valid
+        window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+        # the part of the cell inside the mosaic, on the coarse grid (a partial coarse
+        # pixel at the mosaic's edge is read whole: within the one-pixel margin)
+        k0, q0 = (cc0 - c0) // decimation, (rr0 - r0) // decimation
+        k1, q1 = -(-(cc1 - c0) // decimation), -(-(rr1 - r0) // decimation)
+        inner = np.s_[q0:q1, k0:k1]
+        shape = (q1 - q0, k1 - k0)
+        out = np.zeros((self._src.count, ch, cw), dtype=np.uint8)
+        masks = None
+        try:
+            with self._decoding():
+                block = self._src.read(
+                    window=window,
+                    out_shape=(self._src.count, *shape),
+                    out_dtype="float32" if self._scaled else None,
+                )
+                if self._mask_src is not None:
+                    masks = np.zeros((self.count, ch, cw), dtype=np.uint8)
+                    masks[:, inner[0], inner[1]] = self._mask_src.read(
+                        window=window, out_shape=(self._mask_src.count, *shape)
+                    )
+        except rasterio.errors.RasterioIOError as exc:
+            raise TileReadError(f"{self._culprit(bounds)}: cannot decode pixels ({exc})") from None
+        blank = np.zeros(out.shape, dtype=bool)
+        if self._scaled:
+            blank[:, inner[0], inner[1]] = np.isnan(block)
+            block = np.floor(np.clip(np.where(np.isnan(block), 0.0, block), 0.0, 255.0) + 0.5)
+        out[:, inner[0], inner[1]] = block
+        for name, bands in self.vrt.product_bands.items():
+            valid[name] = self._product_data(
+                name, bands, bounds, out, blank, masks, res=res * decimation
+            )
+        return valid
+
     @contextmanager
     def _decoding(self) -> Iterator[None]:
         """GDAL's JPEG 2000 decoding threads for the reads of the block, when tiles are JP2.
@@ -275,6 +344,7 @@ class Mosaic:
         out: np.ndarray,
         blank: np.ndarray,
         masks: np.ndarray | None,
+        res: float | None = None,
     ) -> np.ndarray:
         """Where product `name` has data in `bounds`; zeroes the pixels its masks hide.
 
@@ -285,6 +355,7 @@ class Mosaic:
             out: The pixels read (4, H, W), modified in place.
             blank: Where every band of `out` is 0.
             masks: Per-band dataset masks (4, H, W), or None when no tile has one.
+            res: The pixel size of `out` (None: the mosaic's; a coarse read's is larger).
 
         Returns:
             bool (H, W): where the product has data.
@@ -295,7 +366,7 @@ class Mosaic:
         tiles = self.vrt.product_tiles[name]
         near = _overlapping(self._tile_bounds(name), bounds)
         for t in (tiles[i] for i in near):
-            _fill(masked if uses_mask(prod, t) else plain, t.bounds, bounds, self.res)
+            _fill(masked if uses_mask(prod, t) else plain, t.bounds, bounds, res or self.res)
         ok = plain
         if masks is not None and masked.any():
             seen = (masks[list(bands)] > 0).any(axis=0)

@@ -30,6 +30,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window, from_bounds
 
 from flair_pipeline.dataset.area_groups import area_groups, run_area_groups
+from flair_pipeline.dataset.coarse_coverage import exact_check
 from flair_pipeline.dataset.generation import new_generation
 from flair_pipeline.dataset.mosaic import Mosaic
 from flair_pipeline.errors import FlairPipelineError, InputError, StorageError
@@ -320,6 +321,11 @@ class _ImageJob:
     resolution: float | None
     resampling: str | None
     decode_threads: int | None = None
+    max_nodata: float | None = None  # the exact nodata check's tolerance; None: no check
+
+
+class NodataShareError(InputError):
+    """A kept patch whose exact nodata share exceeds the tolerance: skipped and named."""
 
 
 def _images_of(
@@ -349,9 +355,18 @@ def _images_of(
                 broken = mosaic.broken_touching(b)
                 if broken:
                     raise InputError(f"{broken[0]}: unreadable mosaic tile under the patch")
-                rgbn, _ = mosaic.read(b)
+                rgbn, valid = mosaic.read(b)
                 if rgbn.shape[1:] != (size, size):
                     raise InputError(f"window read as {rgbn.shape[1:]}, expected {size}²")
+                if job.max_nodata is not None:  # the exact check (the grid's may be coarse)
+                    why = exact_check(
+                        valid,
+                        tolerance=job.max_nodata,
+                        estimate=getattr(row, "valid_fraction", None),
+                        decimation=int(getattr(row, "coverage_decimation", 1)),
+                    )
+                    if why is not None:
+                        raise NodataShareError(why)
                 elev = elevation.patch(b, rgbn.shape[1:])
                 img = np.concatenate([rgbn, elev[None]], axis=0)
                 write_geotiff(
@@ -411,6 +426,7 @@ def build_aerial_patches(
     decode_threads: int | None = None,
     progress: Progress | None = None,
     workers: int = 1,
+    max_nodata: float | None = None,
 ) -> BuildReport:
     """Write the IMG of every patch of `grid`, as one new generation.
 
@@ -425,7 +441,11 @@ def build_aerial_patches(
     or alpha band hides are 0. `progress` counts the patches (``<domain> IMG``). Raises DiskFullError / StorageError (nothing swapped in) on a storage failure; with
     `isolate` false, InputError at the first bad patch (else it is skipped and reported).
     `workers` (``dataset.area_workers``) above 1 writes groups of areas in parallel
-    (:mod:`~flair_pipeline.dataset.area_groups`), the same bytes.
+    (:mod:`~flair_pipeline.dataset.area_groups`), the same bytes. `max_nodata`
+    (``sampling.max_nodata_fraction``), when given, skips and names a patch whose exact
+    nodata share (every product, as the grid step's full read) exceeds it: a grid whose
+    coverage was read at reduced resolution (:mod:`~flair_pipeline.dataset.coarse_coverage`)
+    may keep one; a patch a full read kept passes again.
 
     Returns:
         Patches written and skipped (with reasons), and the decisions taken.
@@ -439,7 +459,7 @@ def build_aerial_patches(
     with _generation(layout, AERIAL.all_domains().rel, grid) as stage:
         job = _ImageJob(
             ortho_dir, dsm, dtm, stage.root, patch_size, elevation_scale, codec, isolate,
-            resolution, resampling, decode_threads,
+            resolution, resampling, decode_threads, max_nodata,
         )  # fmt: skip
         if workers <= 1:
             return _images_of(job, grid, progress)

@@ -8,6 +8,13 @@ nodata or not covered by labels. Strategies pick among the valid candidates: the
 `grid`, a seeded `random` subset, or a `balanced` subset chosen greedily so that the class
 shares move toward FLAIR's (rare classes are favoured). Patches are grouped into square
 zones, the areas (FLAIR's ``Z<n>_<type>``); each zone later gets one Sentinel-2 super-area.
+
+A candidate's pixel coverage is read at full resolution (``sampling.coverage_read``
+``full``, and ``auto`` on a small mosaic), or at reduced resolution first (``overview``,
+and ``auto`` on a département's dalles, :mod:`~flair_pipeline.dataset.coarse_coverage`):
+then only the cells a nodata edge crosses are read at full resolution, the kept cells'
+``valid_fraction`` is an estimate (column ``coverage_decimation``: the decimation, or 1
+where exact) and the exact check runs on the kept patches in the IMG step.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from flair_pipeline.dataset.areas import (
     choose_areas,
     product_coverage,
 )
+from flair_pipeline.dataset.coarse_coverage import CoverageMode, coarse_verdict, coverage_mode
 from flair_pipeline.dataset.mosaic import Mosaic, TileReadError
 from flair_pipeline.domains import DomainId, ZoneId
 from flair_pipeline.io import atomic_path
@@ -60,6 +68,10 @@ class SamplingReport:
     areas: AreaChoice | None = None
     #: candidates read at full resolution (the others lack tiles of every product)
     read: int = 0
+    #: candidates decided at reduced resolution (``sampling.coverage_read`` overview)
+    coarse: int = 0
+    #: how coverage was read (``sampling.coverage_read`` resolved for the mosaic)
+    coverage: CoverageMode | None = None
 
 
 def patch_id(domain: DomainId, row: int, col: int) -> str:
@@ -115,7 +127,9 @@ def sample_patches(
     inside them (every cell when the mosaic is sampled whole). A candidate that the tiles of
     every product leave uncovered beyond ``cfg.max_nodata_fraction`` (their footprints, no
     pixel read) is rejected as ``nodata`` unread; the others are read at full resolution
-    (counted in ``read``). A candidate is rejected when
+    (counted in ``read``), or first at reduced resolution when ``cfg.coverage_read``
+    resolves to overview (counted in ``coarse`` when that decides them,
+    :mod:`~flair_pipeline.dataset.coarse_coverage`). A candidate is rejected when
     more than ``cfg.max_nodata_fraction`` of it is not
     covered by every ortho product (nodata, masked, no tile; counted under
     ``ortho product <name> missing`` when one product alone lacks it, with the patch ids
@@ -136,7 +150,8 @@ def sample_patches(
     Returns:
         (patch boxes (EPSG:2154) with ``patch_id``, ``domain``, ``zone``, lattice
         ``row``/``col``, centroids, valid and labelled fractions and the share of each
-        merged class ``class_<k>``; the counts of candidates and rejections, the areas).
+        merged class ``class_<k>``, plus ``coverage_decimation`` in overview mode; the
+        counts of candidates and rejections, the areas, the coverage mode).
     """  # noqa: DOC501 (TileReadError caught inside; choose_areas' InputError; ValueError: misuse)
     did = DomainId.parse(domain)
     lattice = PatchLattice.of(mosaic, cfg)
@@ -150,9 +165,11 @@ def sample_patches(
     laid = np.flatnonzero(choice.cells)
     rows, cols, boxes = lattice.rows[laid], lattice.cols[laid], lattice.boxes[laid]
     areas = all_areas[laid]
-    report = SamplingReport(candidates=len(boxes), areas=choice)
+    mode = coverage_mode(mosaic, cfg)
+    report = SamplingReport(candidates=len(boxes), areas=choice, coverage=mode)
 
     valid = np.zeros(len(boxes))
+    decimation = np.ones(len(boxes), "int32")  # where valid is a coarse estimate: the factor
     unreadable = np.zeros(len(boxes), bool)
     lacking: list[str | None] = [None] * len(boxes)  # the one product missing, if any
     # footprints first: a candidate every product's tiles leave uncovered beyond the
@@ -167,6 +184,15 @@ def sample_patches(
             if all(1.0 - c[i] > cfg.max_nodata_fraction + _MARGIN for c in cover.values()):
                 valid[i] = min(float(c[i]) for c in cover.values())  # an upper bound
                 continue
+            if mode.overview:  # coarse first; a nodata edge through the cell: full read
+                verdict = coarse_verdict(
+                    mosaic.read_coverage(bounds, mode.decimation), cfg.max_nodata_fraction
+                )
+                if verdict is not None:
+                    report.coarse += 1
+                    valid[i], lacking[i] = verdict
+                    decimation[i] = mode.decimation
+                    continue
             report.read += 1
             per_product = mosaic.read_products(bounds)[1]
         except TileReadError as exc:
@@ -231,6 +257,8 @@ def sample_patches(
     )
     for k in range(N_CLASSES_MERGED):
         gdf[f"class_{k}"] = areas[keep, k] / (size_m * size_m)
+    if mode.overview:  # which valid_fraction is an estimate (a full grid keeps its bytes)
+        gdf["coverage_decimation"] = decimation[keep]
     return gdf, report
 
 
