@@ -12,9 +12,12 @@ The values are those of the per-window read, bit for bit: a row is read in one p
 when every window in it would take the direct path of the per-window read (same CRS, the
 row's DSM and DTM pixels inside the rasters and free of nodata): that path is a bilinear
 resampled read whose pixels do not depend on the window read
-(``tests/evaluation/test_predict_elevation.py``). Any other row (a void, an edge of the
-surface model, another CRS: GDAL's warper, whose result depends on the extent warped)
-falls back to one read per window, as before. A row is dropped from memory once each of
+(``tests/evaluation/test_predict_elevation.py``). When the whole row cannot, its span
+between the first and the last window is tried (a DSM/DTM covering the image exactly
+has no margin at the image's left and right edges), the edge windows read on their own.
+Any other row (a void, the top or bottom edge of the surface model, another CRS: GDAL's
+warper, whose result depends on the extent warped) falls back to one read per window,
+as before. A row is dropped from memory once each of
 its windows was cut, so memory holds the rows in flight, not the image.
 """
 
@@ -35,8 +38,10 @@ class _Row:
 
     left: int  # windows of the row not yet cut
     lock: threading.Lock = field(default_factory=threading.Lock)
-    band: np.ndarray | None = None  # (patch, width) uint8, or None while not read
-    per_window: bool = False  # the row cannot be read in one piece: windows one by one
+    band: np.ndarray | None = None  # (patch, hi - lo) uint8, or None while not read
+    lo: int = 0  # image columns [lo, hi) of `band`
+    hi: int = 0
+    read: bool = False  # tried: `band` is what could be read in one piece (or None)
 
 
 class ElevationRows:
@@ -55,9 +60,13 @@ class ElevationRows:
         self.elev, self.patch = elev, patch
         self.c_lo, self.c_hi = cols[0], cols[-1] + patch
         self._n = len(cols)
+        # the interior span starts at the second window and ends with the last but one
+        self._first_step = cols[1] - cols[0] if len(cols) > 1 else 0
+        self._last_step = cols[-1] - cols[-2] if len(cols) > 1 else 0
         self._rows: dict[int, _Row] = {}
         self._lock = threading.Lock()
-        #: rows read in one piece and rows read window by window (for the benchmark)
+        #: rows read in one piece (whole or inside the edge windows), and rows read window
+        #: by window (for the tests and the benchmark)
         self.rows_whole = 0
         self.rows_per_window = 0
 
@@ -82,16 +91,10 @@ class ElevationRows:
         with self._lock:
             entry = self._rows.setdefault(row, _Row(left=self._n))
         with entry.lock:
-            if entry.band is None and not entry.per_window:
-                band = self.elev.read_direct(row, self.c_lo, p, self.c_hi - self.c_lo)
-                if band is None:
-                    entry.per_window = True
-                    self.rows_per_window += 1
-                else:
-                    entry.band = band
-                    self.rows_whole += 1
-        if entry.band is not None:
-            out = entry.band[:, col - self.c_lo : col - self.c_lo + p].copy()
+            if not entry.read:
+                self._read_row(entry, row)
+        if entry.band is not None and entry.lo <= col and col + p <= entry.hi:
+            out = entry.band[:, col - entry.lo : col - entry.lo + p].copy()
         else:
             out = self.elev.read(row, col, p, p)
         with self._lock:
@@ -99,6 +102,26 @@ class ElevationRows:
             if entry.left <= 0:
                 self._rows.pop(row, None)
         return out
+
+    def _read_row(self, entry: _Row, row: int) -> None:
+        """Read the row in one piece: whole, else without its first and last windows.
+
+        A DSM/DTM that covers the image exactly (IGN's tiles, the synthetic world) has no
+        pixel of margin at the image's left and right edges: there the first and last
+        windows are read on their own and the row between them in one piece.
+        """
+        p, spans = self.patch, [(self.c_lo, self.c_hi)]
+        if self._n > 2:
+            spans.append((self.c_lo + self._first_step, self.c_hi - self._last_step))
+        for lo, hi in spans:
+            band = self.elev.read_direct(row, lo, p, hi - lo)
+            if band is not None:
+                entry.band, entry.lo, entry.hi = band, lo, hi
+                self.rows_whole += 1
+                break
+        else:
+            self.rows_per_window += 1
+        entry.read = True
 
     def held(self) -> int:
         """Rows held in memory now (read, some window not cut yet).

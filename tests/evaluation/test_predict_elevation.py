@@ -126,3 +126,28 @@ def test_a_window_outside_the_stripe_is_refused(real: tuple[Path, Path, Path]) -
         stripe = ElevationRows(elev, [0, 12], P)
         with pytest.raises(ValueError, match="outside the stripe"):
             stripe.window(0, 24)
+
+
+def test_a_dsm_covering_the_image_exactly_reads_rows_between_the_edge_windows(
+    tmp_path: Path,
+) -> None:
+    """IGN's DSM/DTM tiles cover the ortho exactly: no margin at the image's edges."""
+    h, w, p = 80, 150, 32  # 16 m x 30 m; the DSM/DTM are 16 x 30 pixels of 1 m on its extent
+    rng = np.random.default_rng(5)
+    dtm = (300 + rng.normal(0, 1, (h // 5, w // 5))).astype(np.float32)
+    dsm = dtm + np.clip(rng.normal(5, 6, dtm.shape), 0, None).astype(np.float32)
+    t = from_origin(X0, Y0, 1.0, 1.0)
+    dsm_p = write_geotiff(tmp_path / "dsm.tif", dsm, t, "EPSG:2154")
+    dtm_p = write_geotiff(tmp_path / "dtm.tif", dtm, t, "EPSG:2154")
+    ortho = write_geotiff(
+        tmp_path / "o.tif", _image(h, w), from_origin(X0, Y0, RES, RES), "EPSG:2154"
+    )
+    rows, cols = starts(h, p, 24), starts(w, p, 24)
+    with ImageSource(ortho) as src, ElevationSource(dsm_p, dtm_p, src, 5.0) as elev:
+        assert elev.read_direct(rows[1], cols[0], p, cols[-1] + p) is None  # no edge margin
+        stripe = ElevationRows(elev, cols, p)
+        for r in rows:
+            for c in cols:
+                np.testing.assert_array_equal(stripe.window(r, c), elev.read(r, c, p, p))
+    # the middle row between its edge windows; the top and bottom rows window by window
+    assert (stripe.rows_whole, stripe.rows_per_window) == (1, 2)
