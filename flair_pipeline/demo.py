@@ -182,6 +182,9 @@ def _map_first_test_domain(
     U-T&T maps too (its Sentinel-2 windows come from the configured provider for the
     domain's year), because its map is the one that tells crops from grassland. `cfg`
     comes from the CLI's :class:`~flair_pipeline.project.Project`: its roots are absolute.
+    A raw or dataset root that is a URL (``s3://``, ``https://``, ``/vsis3/``,
+    ``/vsicurl/``) is read by fetching the test domain's ortho tiles, DSM and DTM (and
+    ``splits.csv``) only (:mod:`flair_pipeline.evaluation.predict_inputs`).
 
     Returns:
         One tuple per trained model whose ``best`` checkpoint exists, in :data:`TRAINED`
@@ -193,33 +196,52 @@ def _map_first_test_domain(
     from flair_pipeline.domains import DomainId
     from flair_pipeline.evaluation.extra_inputs import s2_windows_from_config
     from flair_pipeline.evaluation.predict_config import PredictConfig
-    from flair_pipeline.layout import DatasetLayout, RawLayout
+    from flair_pipeline.evaluation.predict_inputs import domain_map_inputs, splits_file
     from flair_pipeline.model_registry import TRAINED, get_model
     from flair_pipeline.project import Project
     from flair_pipeline.training.checkpoint import load_inference
 
-    splits = read_splits(DatasetLayout(Path(cfg.paths.dataset)).splits)
+    with splits_file(cfg.paths.dataset) as splits_csv:
+        splits = read_splits(splits_csv)
     domain = next(d for d, s in sorted(splits.items()) if s == "test")
-    raw = RawLayout(Path(cfg.paths.raw))
     done = []
+    models = []
     for spec in TRAINED:
         ckpt = layout.ModelFiles.of(Path(cfg.paths.models), spec.folder).best
-        if not ckpt.is_file():
-            continue
-        inf = load_inference(ckpt)
-        extra = None
-        if get_model(inf.name).needs_s2:
-            year = DomainId.parse(domain).year
-            provider = Project.of(cfg, Path.cwd()).provider()  # roots already absolute
-            extra = s2_windows_from_config(inf, raw.ortho_dir(domain), year, provider)
-        out = layout.map_path(out_dir, domain, spec.folder)
-        predictor = PredictConfig.for_checkpoint(inf, cfg.eval).build(inf.model, extra)
-        report = predictor.map(
-            raw.ortho_dir(domain),
-            out,
-            dsm=raw.dsm(domain),
-            dtm=raw.dtm(domain),
-            progress=progress.within(spec.label) if progress else None,
-        )
-        done.append((domain, spec.label, out, report.km2, report.void_pixels, report.seconds))
+        if ckpt.is_file():
+            inf = load_inference(ckpt)
+            models.append((spec, inf, get_model(inf.name).needs_s2))
+    s2 = any(needs for *_, needs in models) and _reads_raw_archive(cfg)
+    # a URL root: the domain's ortho, DSM, DTM (and the raw Sentinel-2 archive) fetched
+    with domain_map_inputs(cfg.paths.raw, domain, sentinel2=s2) as inputs:
+        paths = cfg.paths.model_copy(update={"raw": str(inputs.raw)})
+        local = cfg.model_copy(update={"paths": paths})
+        for spec, inf, needs_s2 in models:
+            extra = None
+            if needs_s2:
+                year = DomainId.parse(domain).year
+                provider = Project.of(local, Path.cwd()).provider()  # roots already absolute
+                extra = s2_windows_from_config(inf, inputs.ortho, year, provider)
+            out = layout.map_path(out_dir, domain, spec.folder)
+            predictor = PredictConfig.for_checkpoint(inf, cfg.eval).build(inf.model, extra)
+            report = predictor.map(
+                inputs.ortho,
+                out,
+                dsm=inputs.dsm,
+                dtm=inputs.dtm,
+                progress=progress.within(spec.label) if progress else None,
+            )
+            done.append((domain, spec.label, out, report.km2, report.void_pixels, report.seconds))
     return done
+
+
+def _reads_raw_archive(cfg: PipelineConfig) -> bool:
+    """Whether Sentinel-2 comes from the raw root's own archive (a STAC source naming none).
+
+    Returns:
+        True for a STAC source with neither a catalog nor an API URL.
+    """
+    from flair_pipeline.config import StacSource
+
+    src = cfg.sentinel2.source
+    return isinstance(src, StacSource) and not src.catalog and not src.api_url

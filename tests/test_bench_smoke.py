@@ -283,12 +283,24 @@ def test_predict_read_bench_prints_rates_and_projection(tmp_path: Path) -> None:
         *("--size", "640", "--patch", "128", "--readers", "1,2", "--repeat", "1"),
         tmp=tmp_path,
     )
-    rows = re.findall(rf"^\s+(\d+) \| +{NUM} \| +{NUM} \| {NUM}×$", out, re.M)
-    assert [r[0] for r in rows] == ["1", "2"], out
-    (_, one, one_per, ratio), (_, two, two_per, _) = rows
-    assert float(one) == float(one_per) and float(ratio) == 1.0
-    assert float(two_per) == pytest.approx(float(two) / 2, abs=0.1)
-    assert re.search(rf"projection to 16 cores: {NUM} windows/s × 16 × {NUM}", out), out
+    rows = re.findall(
+        rf"^(4 bands[^|]*?) *\| +(\d+) \| +{NUM} \| +{NUM} \| {NUM}× \| +{NUM}$", out, re.M
+    )
+    modes = ["4 bands", "4 bands + elevation per row", "4 bands + elevation per window (previous)"]
+    assert [(m, n) for m, n, *_ in rows] == [(m, n) for m in modes for n in ("1", "2")], out
+    for (_, _, one, one_per, ratio, _), (_, _, two, two_per, _, cpu) in zip(
+        rows[::2], rows[1::2], strict=True
+    ):
+        assert float(one) == float(one_per) and float(ratio) == 1.0
+        assert float(two_per) == pytest.approx(float(two) / 2, abs=0.1)
+        assert float(cpu) > 0
+    assert re.search(
+        rf"elevation per row vs per window \(previous\), same run: 1 reader\(s\) {NUM}×", out
+    )
+    for m in modes:
+        assert re.search(
+            rf"  {re.escape(m)}: {NUM} windows/s × 16 × {NUM} = {NUM} windows/s: (PASS|MISS)", out
+        ), out
 
 
 def test_cluster_projection_bench_prints_the_projection_of_its_measured_costs(

@@ -53,6 +53,7 @@ from flair_pipeline.evaluation.map_style import (
     map_colormap,
     write_map_style,
 )
+from flair_pipeline.evaluation.predict_elevation import ElevationRows
 from flair_pipeline.evaluation.raster_input import ElevationSource, ImageSource
 from flair_pipeline.evaluation.windows import (
     PatchWindow,
@@ -168,8 +169,14 @@ class _Run:
         return per_row * len(self.rows)
 
     # -- reading (prefetch thread) ----------------------------------------------------------
-    def load(self, wins: Sequence[_Win]) -> np.ndarray:
+    def load(self, wins: Sequence[_Win], rows: ElevationRows | None = None) -> np.ndarray:
         """(B, channels, P, P) uint8 for the windows of one batch, one read per window row.
+
+        Args:
+            wins: The batch's windows, in lattice order.
+            rows: The stripe's elevation, read once per window row and shared by the
+                readers (:class:`ElevationRows`); None reads the elevation of the batch's
+                windows of each row in one piece, as before (the benchmark's baseline).
 
         Returns:
             The windows' pixels in `wins` order, grouped by window row; with a DSM/DTM the
@@ -181,10 +188,27 @@ class _Run:
             r, c_lo, c_hi = group[0][1], min(w[2] for w in group), max(w[2] for w in group) + p
             bands = min(self.channels, 4) if self.elev is not None else self.channels
             region = self.src.read(r, c_lo, p, c_hi - c_lo, bands)
+            if self.elev is not None and rows is not None:
+                out += [
+                    np.concatenate([region[:, :, c - c_lo : c - c_lo + p], rows.window(r, c)[None]])
+                    for _, _, c in group
+                ]
+                continue
             if self.elev is not None:
                 region = np.concatenate([region, self.elev.read(r, c_lo, p, c_hi - c_lo)[None]])
             out += [region[:, :, c - c_lo : c - c_lo + p] for _, _, c in group]
         return np.stack(out)
+
+    def elevation_rows(self, cols: Sequence[int]) -> ElevationRows | None:
+        """The elevation of a stripe whose windows start at `cols`, read row by row.
+
+        Args:
+            cols: Left columns of the stripe's windows, ascending.
+
+        Returns:
+            An :class:`ElevationRows` for :meth:`load`, or None without a DSM/DTM.
+        """
+        return ElevationRows(self.elev, cols, self.patch) if self.elev is not None else None
 
     # -- inference (main thread) -----------------------------------------------------------
     @torch.inference_mode()
@@ -249,12 +273,15 @@ class _Run:
         batches = [wins[i : i + self.batch] for i in range(0, len(wins), self.batch)]
         top = self._top = self._used = 0
         depth = self.readers + 1  # batches read ahead: one per reader, one waiting
+        rows = self.elevation_rows(cols)  # elevation read once per window row
         with ThreadPoolExecutor(max_workers=self.readers, thread_name_prefix="flair-read") as pool:
-            ahead: list[Future[np.ndarray]] = [pool.submit(self.load, b) for b in batches[:depth]]
+            ahead: list[Future[np.ndarray]] = [
+                pool.submit(self.load, b, rows) for b in batches[:depth]
+            ]
             for i, group in enumerate(batches):
                 x = ahead.pop(0).result()  # in lattice order, whichever reader was first
                 if i + depth < len(batches):
-                    ahead.append(pool.submit(self.load, batches[i + depth]))
+                    ahead.append(pool.submit(self.load, batches[i + depth], rows))
                 probs = self.probs(x, group)
                 for k, (_, r, c) in enumerate(group):
                     self._add(acc, wsum, probs[k], r - top, c, c0, c1)

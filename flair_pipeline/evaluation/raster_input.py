@@ -36,7 +36,7 @@ from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import NodataShadowWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window
+from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 
 from flair_pipeline.dataset.patch_writers import Elevation
@@ -517,3 +517,43 @@ class ElevationSource:
             uint8 (height, width): (DSM − DTM) × scale, rounded and clipped to 0..255.
         """
         return self._mine().patch(self.image.bounds_of(row, col, height, width), (height, width))
+
+    def read_direct(self, row: int, col: int, height: int, width: int) -> np.ndarray | None:
+        """The elevation of a pixel window when it is one direct read, else None.
+
+        Direct: the DSM and DTM are on the image's CRS and their pixels under the window
+        (one pixel of margin, for the bilinear kernel) lie inside both rasters and hold no
+        nodata or NaN. Then :meth:`read` of the window, and of any window inside it, is a
+        bilinear resampled read whose pixels do not depend on the window's extent, so a
+        large window read once gives each small window's values bit for bit
+        (:class:`flair_pipeline.evaluation.predict_elevation.ElevationRows`). Otherwise
+        (GDAL's warper, whose result depends on the extent warped) None: read the small
+        windows one by one.
+
+        Args:
+            row: Top row, image pixels.
+            col: Left column.
+            height: Window height, pixels.
+            width: Window width, pixels.
+
+        Returns:
+            uint8 (height, width) as :meth:`read` gives it, or None.
+        """
+        elev = self._mine()
+        bounds = self.image.bounds_of(row, col, height, width)
+        for src in (elev.dsm, elev.dtm):
+            if not (src.crs and self.image.crs and same_crs(src.crs, self.image.crs)):
+                return None
+            win = from_bounds(*bounds, transform=src.transform)
+            c0, r0 = int(np.floor(win.col_off)) - 1, int(np.floor(win.row_off)) - 1
+            c1 = int(np.ceil(win.col_off + win.width)) + 1
+            r1 = int(np.ceil(win.row_off + win.height)) + 1
+            if c0 < 0 or r0 < 0 or c1 > src.width or r1 > src.height:
+                return None
+            native = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+            void = ~np.isfinite(native)
+            if src.nodata is not None:
+                void |= native == src.nodata
+            if void.any():
+                return None
+        return elev.patch(bounds, (height, width))
