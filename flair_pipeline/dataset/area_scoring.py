@@ -6,7 +6,8 @@ label layer (about a million polygons) sits in memory for the whole build. Here 
 lattice is cut into square blocks of ``block_areas`` × ``block_areas`` areas; for each
 block the features whose envelope meets the block's cells are read
 (:func:`~flair_pipeline.dataset.rasterize.read_labels` with ``within``: pyogrio's
-``bbox``), intersected with that block's cells only, accumulated, and dropped. A polygon
+``bbox``; when the cells do not fill a rectangle, as a département's pool of scattered
+areas, pyogrio's ``mask`` of their union, so features between them are never read), intersected with that block's cells only, accumulated, and dropped. A polygon
 spanning two blocks is read twice but each of its parts is counted in the one block whose
 cell holds it, so the sums equal a whole-layer scoring; peak memory follows one block.
 
@@ -114,6 +115,9 @@ def streamed_class_areas(
     for cells in np.split(order, starts[1:]):
         b = bounds[cells]
         extent = shapely.box(b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+        cover = shapely.union_all(lattice.boxes[cells])
+        if not shapely.equals(cover, extent):  # scattered areas (a pool): their own extent
+            extent = cover
         labels = read_labels(path, layer, mapping, within=extent)
         layer = str(labels.attrs.get("layer") or layer) if layer is None else layer  # once
         out[cells] = cell_class_areas(labels, lattice.boxes[cells])

@@ -108,6 +108,9 @@ class AreaChoice:
         lines: Decision lines (a budget above the valid areas, an area off the mosaic).
         layer: The areas layer read, or None.
         bounds: (left, bottom, right, top) of each chosen area's cells, same order.
+        scored: Candidate areas scored from the labels when a bounded pool was scored
+            (:mod:`~flair_pipeline.dataset.area_pool`, a département-size delivery; then
+            ``valid`` counts the valid areas among them), None when every area was.
     """
 
     strategy: str
@@ -121,14 +124,16 @@ class AreaChoice:
     lines: tuple[str, ...] = ()
     layer: str | None = None
     bounds: tuple[tuple[float, float, float, float], ...] = ()
+    scored: int | None = None
 
     def as_metadata(self) -> dict[str, JSON]:
         """How the areas were chosen and which, as plain JSON values.
 
         Returns:
             ``strategy``, ``budget`` (int or None), ``seed``, ``candidates``, ``valid`` and
-            ``chosen`` (ints), ``whole`` (bool), ``layer`` (str or None) and ``areas`` (the
-            first 100 chosen areas as ``"<area row>_<area col>"``).
+            ``chosen`` (ints), ``whole`` (bool), ``layer`` (str or None), ``areas`` (the
+            first 100 chosen areas as ``"<area row>_<area col>"``) and, when a pool was
+            scored, ``scored`` (int).
         """
         return {
             "strategy": self.strategy,
@@ -140,6 +145,7 @@ class AreaChoice:
             "whole": self.whole,
             "layer": self.layer,
             "areas": [f"{r}_{c}" for r, c in self.chosen[:100]],
+            **({} if self.scored is None else {"scored": self.scored}),
         }
 
 
@@ -263,7 +269,23 @@ def read_areas_layer(path: str | Path) -> gpd.GeoDataFrame:
     return out
 
 
-def _bounds(
+def area_keys(lattice: PatchLattice) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The candidate areas of a lattice, in lattice order, and each cell's area.
+
+    Args:
+        lattice: The domain's patch lattice.
+
+    Returns:
+        ((area row, area column) of each area holding a cell, sorted; int index into that
+        list of each cell).
+    """
+    ar, ac = lattice.area_rows, lattice.area_cols
+    width = int(ac.max()) + 1 if len(ac) else 1
+    uniq, key_of = np.unique(ar * width + ac, return_inverse=True)  # sorted: lattice order
+    return [(int(f) // width, int(f) % width) for f in uniq.tolist()], key_of
+
+
+def areas_bounds(
     lattice: PatchLattice, chosen: list[tuple[int, int]]
 ) -> tuple[tuple[float, float, float, float], ...]:
     """(left, bottom, right, top) of the cells of each chosen area (one pass over the cells).
@@ -361,9 +383,7 @@ def choose_areas(
             holding a whole patch cell), naming the file.
     """
     ar, ac = lattice.area_rows, lattice.area_cols
-    width = int(ac.max()) + 1 if len(ac) else 1
-    uniq, key_of = np.unique(ar * width + ac, return_inverse=True)  # sorted: lattice order
-    keys = [(int(f) // width, int(f) % width) for f in uniq.tolist()]
+    keys, key_of = area_keys(lattice)
     if user is not None:
         inside, said = _user_cells(lattice, user, domain)
         if not inside.any():
@@ -383,7 +403,7 @@ def choose_areas(
             False,
             tuple(said),
             str(user.attrs.get("source")),
-            _bounds(lattice, users),
+            areas_bounds(lattice, users),
         )
     tol = cfg.max_nodata_fraction + 1e-9
     area2 = lattice.size_m**2
@@ -413,7 +433,7 @@ def choose_areas(
             cells,
             True,
             tuple(lines),
-            bounds=_bounds(lattice, keys),
+            bounds=areas_bounds(lattice, keys),
         )
     if strategy == "random":
         did = DomainId.parse(domain)
@@ -437,7 +457,7 @@ def choose_areas(
         tuple(kept),
         taken[key_of],
         False,
-        bounds=_bounds(lattice, kept),
+        bounds=areas_bounds(lattice, kept),
     )
 
 

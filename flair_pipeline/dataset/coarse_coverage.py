@@ -74,21 +74,34 @@ def coverage_mode(mosaic: Mosaic, cfg: SamplingConfig) -> CoverageMode:
         return CoverageMode(False, d, None)
     if cfg.coverage_read == "overview":
         return CoverageMode(True, d, how)
-    counts = {n: len(ts) for n, ts in mosaic.vrt.product_tiles.items()}
-    most = max(counts, key=lambda n: counts[n])
-    if counts[most] > AUTO_OVERVIEW_TILES:
+    most, count = largest_product(mosaic)
+    if count > AUTO_OVERVIEW_TILES:
         return CoverageMode(
             True,
             d,
-            f"{how}; sampling.coverage_read auto: ortho product {most} has {counts[most]} "
+            f"{how}; sampling.coverage_read auto: ortho product {most} has {count} "
             f"tiles (> {AUTO_OVERVIEW_TILES})",
         )
     return CoverageMode(
         False,
         d,
         f"candidates' pixel coverage read at full resolution (sampling.coverage_read auto: "
-        f"at most {counts[most]} tiles a product, <= {AUTO_OVERVIEW_TILES})",
+        f"at most {count} tiles a product, <= {AUTO_OVERVIEW_TILES})",
     )
+
+
+def largest_product(mosaic: Mosaic) -> tuple[str, int]:
+    """The ortho product with the most tiles, and their count (a département's: thousands).
+
+    Args:
+        mosaic: The domain's ortho mosaic.
+
+    Returns:
+        (product name, its tile count; the first such product in the mosaic's order).
+    """
+    counts = {n: len(ts) for n, ts in mosaic.vrt.product_tiles.items()}
+    most = max(counts, key=lambda n: counts[n])
+    return most, counts[most]
 
 
 def coarse_margin(coarse_side: int) -> float:

@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sources.domain_spec import DomainInputs, resolve
+from flair_pipeline.storage import is_remote
 
 if TYPE_CHECKING:  # geopandas only for the annotations: not imported at run time here
     import geopandas as gpd
     import numpy as np
     import shapely
 
+    from flair_pipeline.dataset.areas import PatchLattice
     from flair_pipeline.dataset.mosaic import Mosaic
 
 
@@ -38,14 +40,19 @@ class LabelSummary:
     """A domain's label layer over its mosaic, as checked (the features are not kept).
 
     Attributes:
-        features: Features read over the mosaic (polygonal ones, each counted once).
-        repaired: Of them, those whose geometry was repaired.
+        features: Features read over the mosaic (polygonal ones, each counted once; on a
+            département-size delivery, the features whose envelope meets the mosaic's
+            extent, read without geometries).
+        repaired: Of them, those whose geometry was repaired; None on a département-size
+            delivery, whose codes alone are checked here
+            (:mod:`~flair_pipeline.dataset.label_attributes`): its geometries are checked
+            and repaired where they are read (the areas scored, the patches' masks).
         layer: The layer read (None: a label raster).
         layer_decision: The decision line when the layer was chosen among several.
     """
 
     features: int
-    repaired: int
+    repaired: int | None
     layer: str | None
     layer_decision: str | None
 
@@ -105,18 +112,39 @@ class DomainContext:
         return resolve(self.raw.domain(self.domain))
 
     @cached_property
-    def mosaic_extent(self) -> shapely.Polygon:
-        """The ortho mosaic's bounds (EPSG:2154), from the tiles' headers; no pixel read.
+    def _mosaic_facts(self) -> tuple[shapely.Polygon, int]:
+        """The ortho mosaic's bounds and its largest product's tile count (headers only).
 
         Raises:
             InputError: An ortho tile the build refuses (named, as the build reads it).
         """
         import shapely
 
+        from flair_pipeline.dataset.coarse_coverage import largest_product
         from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options  # GDAL: not at import
 
         with Mosaic(self.inputs.ortho, **mosaic_options(self.cfg.sampling)) as mosaic:
-            return shapely.box(*mosaic.bounds)
+            return shapely.box(*mosaic.bounds), largest_product(mosaic)[1]
+
+    @property
+    def mosaic_extent(self) -> shapely.Polygon:
+        """The ortho mosaic's bounds (EPSG:2154), from the tiles' headers; no pixel read.
+
+        Raises:
+            InputError: An ortho tile the build refuses (named, as the build reads it).
+        """
+        return self._mosaic_facts[0]
+
+    @property
+    def departement_size(self) -> bool:
+        """Whether an ortho product has more tiles than ``AUTO_OVERVIEW_TILES`` (a département).
+
+        Raises:
+            InputError: An ortho tile the build refuses (named, as the build reads it).
+        """
+        from flair_pipeline.dataset.coarse_coverage import AUTO_OVERVIEW_TILES
+
+        return self._mosaic_facts[1] > AUTO_OVERVIEW_TILES
 
     @cached_property
     def labels(self) -> gpd.GeoDataFrame:
@@ -158,12 +186,7 @@ class DomainContext:
         return read_labels(inputs.labels, inputs.labels_layer, inputs.mapping, within=within)
 
     def cell_scores(self, mosaic: Mosaic) -> np.ndarray:
-        """Class areas of every patch cell of `mosaic`, for choosing the areas.
-
-        :attr:`labels` when already read in this context (or a label raster, read whole),
-        else streamed one block of areas at a time
-        (:func:`~flair_pipeline.dataset.area_scoring.streamed_class_areas`): the build's
-        memory follows a block of the label layer, not the département's.
+        """Class areas of every patch cell of `mosaic` (:meth:`score_cells` of its lattice).
 
         Args:
             mosaic: The domain's open ortho mosaic.
@@ -174,11 +197,31 @@ class DomainContext:
         Raises:
             InputError: A missing label file or bad codes (named by ``read_labels``).
         """
-        from flair_pipeline.dataset.area_scoring import cell_class_areas, streamed_class_areas
         from flair_pipeline.dataset.areas import PatchLattice
+
+        return self.score_cells(PatchLattice.of(mosaic, self.cfg.sampling))
+
+    def score_cells(self, lattice: PatchLattice) -> np.ndarray:
+        """Class areas of the cells of `lattice` (a domain's, or some of its cells).
+
+        :attr:`labels` when already read in this context (or a label raster, read whole),
+        else streamed one block of areas at a time, each read by the extent of its cells
+        (:func:`~flair_pipeline.dataset.area_scoring.streamed_class_areas`): the build's
+        memory follows a block of the label layer, not the département's, and the labels
+        read follow the cells scored.
+
+        Args:
+            lattice: Patch cells (:class:`~flair_pipeline.dataset.areas.PatchLattice`).
+
+        Returns:
+            float64 (cells, 13) class areas in m².
+
+        Raises:
+            InputError: A missing label file or bad codes (named by ``read_labels``).
+        """
+        from flair_pipeline.dataset.area_scoring import cell_class_areas, streamed_class_areas
         from flair_pipeline.geo.label_mapping import is_label_raster
 
-        lattice = PatchLattice.of(mosaic, self.cfg.sampling)
         inputs = self.inputs
         if "labels" in self.__dict__ or is_label_raster(Path(inputs.labels)):
             return cell_class_areas(self.labels, lattice.boxes)
@@ -219,6 +262,14 @@ class DomainContext:
                 _str_or_none(labels.attrs.get("layer")),
                 _str_or_none(labels.attrs.get("layer_decision")),
             )
+        if self.departement_size and not is_remote(inputs.labels):
+            from flair_pipeline.dataset.label_attributes import check_label_attributes
+
+            fast = check_label_attributes(
+                inputs.labels, inputs.labels_layer, inputs.mapping, self.mosaic_extent
+            )
+            if fast is not None:  # else the block read below names the bad features
+                return LabelSummary(fast.features, None, fast.layer, fast.layer_decision)
         x0, y0, x1, y1 = self.mosaic_extent.bounds
         side = BLOCK_AREAS * self.cfg.sampling.zone_size_m
         xs = [*np.arange(x0, x1, side).tolist()[: max(1, int(np.ceil((x1 - x0) / side)))], x1]

@@ -136,7 +136,7 @@ def sample_domain_grid(ctx: DomainContext, *, skip_bad_patches: bool = True) -> 
         user = read_areas_layer(cfg.sampling.areas_layer.replace("{domain}", domain))
     with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
         grid, report = sample_patches(
-            domain, mosaic, None, cfg.sampling, user, ctx.cell_scores(mosaic)
+            domain, mosaic, None, cfg.sampling, user, scorer=ctx.score_cells
         )
         broken = [str(p) for p in mosaic.broken]
         decisions = tuple(mosaic.vrt.decisions)

@@ -107,7 +107,7 @@ def repair_polygons(
     return geoms, invalid, ~shapely.is_missing(geoms)
 
 
-def _extent_in(within: BaseGeometry, crs: str | None) -> BaseGeometry:
+def extent_in(within: BaseGeometry, crs: str | None) -> BaseGeometry:
     """`within` (EPSG:2154) in the label layer's CRS, its edges densified first.
 
     Args:
@@ -215,7 +215,7 @@ def _read_labels(
         if within is not None:
             from flair_pipeline.geo.label_mapping import label_crs
 
-            extent = _extent_in(within, label_crs(path, choice.name))
+            extent = extent_in(within, label_crs(path, choice.name))
             rectangle = shapely.equals(extent, shapely.box(*extent.bounds))
             where = {"bbox": extent.bounds} if rectangle else {"mask": extent}
         try:

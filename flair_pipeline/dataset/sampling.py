@@ -29,6 +29,7 @@ import pyogrio
 import shapely
 
 from flair_pipeline.config import SamplingConfig
+from flair_pipeline.dataset.area_pool import CellScorer, choose_pooled, pooled
 from flair_pipeline.dataset.area_scoring import cell_class_areas
 from flair_pipeline.dataset.areas import (
     AreaChoice,
@@ -119,11 +120,14 @@ def sample_patches(
     cfg: SamplingConfig,
     user_areas: gpd.GeoDataFrame | None = None,
     class_areas: np.ndarray | None = None,
+    *,
+    scorer: CellScorer | None = None,
 ) -> tuple[gpd.GeoDataFrame, SamplingReport]:
     """Choose a domain's patches; return them (EPSG:2154 boxes with ids and zones).
 
     The areas come first (:func:`~flair_pipeline.dataset.areas.choose_areas`, from the
-    labels and the tiles' footprints, no pixel read); the candidates are the lattice cells
+    labels and the tiles' footprints, no pixel read; on a département-size delivery from a
+    bounded pool of areas, :func:`~flair_pipeline.dataset.area_pool.choose_pooled`); the candidates are the lattice cells
     inside them (every cell when the mosaic is sampled whole). A candidate that the tiles of
     every product leave uncovered beyond ``cfg.max_nodata_fraction`` (their footprints, no
     pixel read) is rejected as ``nodata`` unread; the others are read at full resolution
@@ -145,7 +149,10 @@ def sample_patches(
             or None to choose them by ``cfg.area_strategy``.
         class_areas: (lattice cells, 13) class areas of every cell, already scored
             (:func:`~flair_pipeline.dataset.area_scoring.streamed_class_areas`), or None to
-            score them from `labels`.
+            score them from `labels` or `scorer`.
+        scorer: Scores the cells of a sub-lattice from the labels read by their extent;
+            with it, a département-size delivery scores a bounded pool of areas
+            (:mod:`~flair_pipeline.dataset.area_pool`), a small mosaic every cell.
 
     Returns:
         (patch boxes (EPSG:2154) with ``patch_id``, ``domain``, ``zone``, lattice
@@ -156,12 +163,18 @@ def sample_patches(
     did = DomainId.parse(domain)
     lattice = PatchLattice.of(mosaic, cfg)
     size_m = lattice.size_m
-    if class_areas is None:
-        if labels is None:
-            raise ValueError("sample_patches needs labels or class_areas")
-        class_areas = cell_class_areas(labels, lattice.boxes)  # vectors only, no pixel
-    all_areas = class_areas
-    choice = choose_areas(domain, mosaic, lattice, all_areas, cfg, user_areas)
+    if scorer is not None and user_areas is None and pooled(mosaic, lattice, cfg):
+        # a département: a bounded pool of areas scored, never every cell (area_pool.py)
+        choice, all_areas = choose_pooled(domain, mosaic, lattice, scorer, cfg)
+    else:
+        if class_areas is None and scorer is not None:
+            class_areas = scorer(lattice)
+        if class_areas is None:
+            if labels is None:
+                raise ValueError("sample_patches needs labels, class_areas or scorer")
+            class_areas = cell_class_areas(labels, lattice.boxes)  # vectors only, no pixel
+        all_areas = class_areas
+        choice = choose_areas(domain, mosaic, lattice, all_areas, cfg, user_areas)
     laid = np.flatnonzero(choice.cells)
     rows, cols, boxes = lattice.rows[laid], lattice.cols[laid], lattice.boxes[laid]
     areas = all_areas[laid]

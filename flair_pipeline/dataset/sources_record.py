@@ -146,7 +146,7 @@ class SourcesReport(StageReport):
     ortho_tiles: int
     inputs: str  # "domain.yaml" or "raw layout"
     label_polygons: int  # read: those over the mosaic (the labels by extent)
-    repaired_geometries: int
+    repaired_geometries: int | None  # None: a département, its codes alone checked here
     input_bytes: int
     camera: str
     flight_date: str

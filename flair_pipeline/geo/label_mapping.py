@@ -75,11 +75,11 @@ class LabelMapping:
                 raise InputError(
                     f"{self.table}: line {i}: flair code {row['flair']!r} is not an integer 1..19"
                 )
-            out[tuple(_key(row[f]) for f in self.fields)] = code
+            out[tuple(mapping_key(row[f]) for f in self.fields)] = code
         return out
 
 
-def _key(value: object) -> str:
+def mapping_key(value: object) -> str:
     """A cell as a mapping key: integral floats lose their ".0", text is stripped.
 
     Args:
@@ -117,7 +117,7 @@ def apply_mapping(
     if mapping.table is None:
         return gdf.assign(code=gdf[mapping.fields[0]])
     table = mapping.load()
-    keys = list(zip(*(gdf[f].map(_key) for f in mapping.fields), strict=True))
+    keys = list(zip(*(gdf[f].map(mapping_key) for f in mapping.fields), strict=True))
     codes = np.array([table.get(k, 0) for k in keys], dtype=np.int64)
     if (codes == 0).any():
         area = pd.Series(gdf.geometry.area.to_numpy()[codes == 0])
