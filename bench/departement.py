@@ -192,7 +192,9 @@ def _run(raw: str, out: str, *, opts: dict[str, Any], q: Any) -> None:
         series = _step(
             res,
             "S2",
-            lambda: build_domain_series(DOMAIN, raw_l, out_l, cfg, provider),
+            lambda: build_domain_series(
+                domain=DOMAIN, raw=raw_l, dataset=out_l, cfg=cfg, provider=provider
+            ),
             tree=tree,
         )
         res["s2_zones"] = len(series.dates_per_zone)
