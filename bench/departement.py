@@ -213,27 +213,31 @@ def _run(raw: str, out: str, *, opts: dict[str, Any], q: Any) -> None:
 def _old_sampling(raw: Path, zone: float, subset: int, *, seed: int = 0) -> tuple[float, int]:
     """Seconds per candidate of the old whole-candidate sampling, on `subset` random ones.
 
-    The old loop reads every lattice cell at full resolution (``Mosaic.read_products``);
-    here the same read on a random subset of the lattice, timed, per candidate.
+    The old loop read every cell of the patch lattice (patch-size squares from the
+    mosaic's upper-left corner) at full resolution (``Mosaic.read``); here the same read on
+    a random subset of the lattice, timed, per candidate. The lattice is counted here from
+    the mosaic's bounds, not taken from the build's code.
 
     Returns:
         (seconds per candidate, candidates of the whole lattice).
     """
-    from flair_pipeline.dataset.areas import PatchLattice
     from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
     from flair_pipeline.sources.domain_spec import resolve
 
     cfg = _config(zone, None)
     inputs = resolve(raw / "domains" / DOMAIN)
     with Mosaic(inputs.ortho, **mosaic_options(cfg.sampling)) as mosaic:
-        lattice = PatchLattice.of(mosaic, cfg.sampling)
+        left, bottom, right, top = mosaic.bounds
+        nx, ny = int((right - left) // PATCH_M), int((top - bottom) // PATCH_M)
         rng = np.random.default_rng(seed)
-        pick = rng.choice(len(lattice.boxes), min(subset, len(lattice.boxes)), replace=False)
+        pick = rng.choice(nx * ny, min(subset, nx * ny), replace=False)
         t0 = time.perf_counter()
         for i in pick.tolist():
-            mosaic.read_products(tuple(lattice.boxes[i].bounds))
+            r, c = divmod(i, nx)
+            x0, y1 = left + c * PATCH_M, top - r * PATCH_M
+            mosaic.read((x0, y1 - PATCH_M, x0 + PATCH_M, y1))
         per = (time.perf_counter() - t0) / max(len(pick), 1)
-    return per, len(lattice.boxes)
+    return per, nx * ny
 
 
 def _dalle_use(raw: Path, out: Path) -> tuple[int, list[int]] | None:
@@ -411,7 +415,7 @@ def main() -> None:
             )
     peak = max(res["tree_mb"], res["vmhwm"])
     print(
-        f"peak RSS of the process tree (sampled, build + {a.workers} area workers): "
+        f"peak RSS of the process tree (sampled, build + {a.workers if a.build else 0} area workers): "
         f"{res['tree_mb']:.0f} MB; VmHWM of the build process {res['vmhwm']:.0f} MB (after "
         f"sources {res['vmhwm_sources']:.0f}, after grid {res['vmhwm_grid']:.0f}), largest "
         f"worker VmHWM {res['workers_hwm_mb']:.0f} MB -> {'PASS' if peak <= 3072 else 'MISS'} "
