@@ -25,7 +25,9 @@ cache holds nothing of them), ``open`` (opened once, each window read once: neig
 windows share decoded codestream tiles, as a build over one dalle does), ``warm`` (the same
 windows read a second time). The OS page cache is warm in all three (the files were just
 written). Then the transcode of the dalle pair into one tiled GeoTIFF (what a per-domain
-cache would do) is timed, and windows read from it.
+cache would do) is timed, and windows read from it: its break-even in windows a dalle, set
+against the windows a FLAIR-density build reads from a used dalle (``bench/departement.py``'s
+``dalles:`` line), decided that the build has no such cache (docs/performance.md).
 
 Figures are wall milliseconds per window (threads count) and CPU milliseconds (this
 process, all threads), with ratios against the GeoTIFF baseline of the same run.

@@ -368,7 +368,8 @@ def test_jp2_dalles_bench_prints_reads_against_the_geotiff_baseline(tmp_path: Pa
     assert "transcode pays off after" in out
 
 
-def test_departement_bench_prints_selection_old_new_ratio_and_rss(tmp_path: Path) -> None:
+def test_departement_bench_prints_selection_build_s2_and_rss(tmp_path: Path) -> None:
+    """The build on 2 area workers and the S2 super-areas: counts checked on disk."""
     from flair_pipeline.synthetic.departement import generate_departement
 
     raw = tmp_path / "raw"
@@ -378,13 +379,40 @@ def test_departement_bench_prints_selection_old_new_ratio_and_rss(tmp_path: Path
     )
     out = _bench(
         "departement.py", "--raw", str(raw), "--zone", "204.8", "--areas", "2",
-        "--subset", "3", tmp=tmp_path,
+        "--subset", "3", "--workers", "2", "--gdal-cachemax", "64", "--keep", tmp=tmp_path,
     )  # fmt: skip
-    m = re.search(r"^areas: (\d+) chosen of (\d+) valid", out, re.M)
+    m = re.search(r"^areas: (\d+) chosen of (\d+) valid.*; (\d+) patches kept", out, re.M)
     assert m and int(m.group(1)) == 2 <= int(m.group(2)), out
+    patches = int(m.group(3))
     assert re.search(rf"old/new = {NUM}x$", out, re.M), out
-    assert re.search(r"peak RSS", out), out
-    assert re.search(r"-> (PASS|MISS)", out), out
+    step = {
+        k: (float(w), float(c))
+        for k, w, c in re.findall(rf"^step (\w+)\s+wall\s+{NUM} s\s+CPU\s+{NUM} s", out, re.M)
+    }
+    assert list(step) == ["sources", "grid", "IMG", "MSK", "S2"], out
+    # IMG and MSK run on 2 spawned area workers while the build process waits: their CPU is
+    # counted (each worker's start alone, importing the project, takes seconds of CPU; the
+    # build process's own share of MSK is about 0.1 s)
+    assert step["IMG"][1] > 2.0 and step["MSK"][1] > 2.0, out
+    written = dict(re.findall(r"^step (IMG|MSK) .*  (\d+) written", out, re.M))
+    s2 = re.search(r"^step S2 .*  (\d+) super-areas, dates \[(\d+)\], 0 failed", out, re.M)
+    total = re.search(
+        r"^total for ~1,550 patches \+ S2 super-areas: (\d+) s wall.*-> (PASS|MISS)", out, re.M
+    )
+    assert s2 and total, out
+    # the dataset on disk, counted here: one IMG and one MSK per kept patch, one series a zone
+    ds = Path(re.search(r"^dataset: (.+)$", out, re.M)[1])  # type: ignore[index]
+    imgs, msks = list(ds.rglob("IMG_*.tif")), list(ds.rglob("MSK_*.tif"))
+    assert len(imgs) == len(msks) == patches == int(written["IMG"]) == int(written["MSK"]) > 0
+    zones = {p.parent.parent.name for p in imgs}  # aerial/<domain>/<zone>/img/IMG_*.tif
+    assert int(s2[1]) == len(zones) == len(list(ds.rglob("SEN2_sp_*_data.npy")))
+    assert int(s2[2]) == 2  # the world's catalogue has 2 dates
+    assert (total[2] == "PASS") == (int(total[1]) <= 900)
+    assert re.search(
+        r"^peak RSS of the process tree .* 2 area workers\): \d+ MB;.*-> (PASS|MISS)", out, re.M
+    ), out
+    assert re.search(r"^GDAL_CACHEMAX 64 MB per process", out, re.M), out
+    assert re.search(r"^dalles: \d+ of 36 RVB dalles used", out, re.M), out
 
 
 def test_coarse_coverage_bench_prints_both_modes_and_their_ratio(tmp_path: Path) -> None:

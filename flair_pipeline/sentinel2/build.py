@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+import shapely
 
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.dataset import aerial_metadata as md
@@ -129,7 +130,8 @@ def build_domain_series(
     Args:
         domain: A domain id such as ``D006_2020``; its year is domain.json's ``year``, else
             the id's.
-        raw: The raw data root (domain facts, labels for the NDVI profiles).
+        raw: The raw data root (domain facts; the labels under the super-areas, read by
+            extent, for the NDVI profiles).
         dataset: The dataset root (read: patch grid; written: ``sentinel/<domain>``).
         cfg: The configuration (``sentinel2``, ``sampling.seed``).
         provider: A Sentinel-2 provider (:func:`flair_pipeline.sentinel2.factory.build_provider`)
@@ -161,8 +163,11 @@ def build_domain_series(
     cloudy: dict[str, float] = {}
     skipped: list[str] = []
     warnings: list[str] = []  # catalogue items no rule settles: one line each, date dropped
-    # for the NDVI-by-class plot: the domain's label layer, as the dataset build reads it
-    labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping)
+    # for the NDVI-by-class plot: the label polygons under the super-areas only (by extent:
+    # a département's layer holds millions of polygons, the profiles sample pixel centres
+    # inside the super-areas, so the polygons outside them never change a profile)
+    extent = shapely.union_all([shapely.box(*a.grid.bounds) for a in areas])
+    labels = read_labels(inputs.labels, inputs.labels_layer, inputs.mapping, within=extent)
     profiles: dict[str, list[np.ndarray]] = {}
     centroids: dict[str, list[int]] = {}
     for area, res in zip(areas, results, strict=True):

@@ -16,7 +16,6 @@ from rasterio.transform import from_origin
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.dataset.mosaic import Mosaic, TileReadError, mosaic_options
 from flair_pipeline.errors import InputError
-from flair_pipeline.geo.jp2_cache import cache_name, cached_products
 from flair_pipeline.geo.raster_vrt import Product
 
 X0, Y1 = 700000.0, 6600000.0
@@ -140,43 +139,3 @@ def test_no_jpeg_2000_decision_for_geotiff_tiles(tmp_path: Path) -> None:
         dst.write(np.ones((4, 64, 64), dtype=np.uint8))
     with Mosaic(folder, **mosaic_options(SamplingConfig(jp2_decode_threads=2))) as mosaic:
         assert not [d for d in mosaic.vrt.decisions if "JPEG 2000" in d]
-
-
-def test_the_transcode_cache_gives_the_jp2_pixels_and_is_reused(tmp_path: Path) -> None:
-    products, pixels = _dalles(tmp_path / "ortho", RES)
-    cache = tmp_path / "cache"
-    first_area = [(X0 + 1.0, Y1 - 20.0, X0 + 20.0, Y1 - 1.0)]  # inside the first dalle only
-    swapped, report = cached_products(products, first_area, cache)
-    a_rvb, b_rvb = swapped[0].files
-    assert [p.name for p in report.transcoded] == [
-        cache_name(products[0].files[0]),
-        cache_name(products[1].files[0]),
-    ]
-    assert Path(b_rvb) == products[0].files[1]  # the dalle no area touches stays JP2
-    want = next(iter(pixels.values()))
-    with rasterio.open(a_rvb) as src, rasterio.open(swapped[1].files[0]) as irc:
-        assert src.driver == "GTiff" and src.block_shapes[0] == (256, 256)
-        assert np.array_equal(src.read(), want[:3])  # lossless: the very pixels written
-        assert np.array_equal(irc.read(), want[[3, 0, 1]])
-        assert src.transform == from_origin(X0, Y1, RES, RES) and src.crs == "EPSG:2154"
-    mtime = Path(a_rvb).stat().st_mtime_ns
-    again, report2 = cached_products(products, first_area, cache)
-    assert report2.transcoded == [] and len(report2.reused) == 2
-    assert again == swapped and Path(a_rvb).stat().st_mtime_ns == mtime
-    with Mosaic(again, resolution=RES) as mosaic:  # the build reads the cached copies alike
-        out, valid = mosaic.read((X0, Y1 - 12.8, X0 + 12.8, Y1))
-    assert np.array_equal(out, want[:, :64, :64]) and valid.all()
-
-
-def test_a_changed_dalle_is_transcoded_again_and_its_old_copy_removed(tmp_path: Path) -> None:
-    products, _ = _dalles(tmp_path / "ortho", RES)
-    cache = tmp_path / "cache"
-    swapped, _ = cached_products(products[:1], None, cache)
-    old = Path(swapped[0].files[0])
-    dalle = products[0].files[0]
-    new = np.full((3, SIDE, SIDE), 7, dtype=np.uint8)
-    _jp2(dalle, new, RES, X0)  # re-delivered: new size and time
-    swapped2, report = cached_products(products[:1], None, cache)
-    assert [p.name for p in report.transcoded] == [cache_name(dalle)] and not old.exists()
-    with rasterio.open(swapped2[0].files[0]) as src:
-        assert np.array_equal(src.read(), new)

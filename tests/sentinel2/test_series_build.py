@@ -85,3 +85,50 @@ def test_an_item_no_rule_settles_is_a_warning_and_costs_only_its_date(
         assert line.startswith(f"{zone}: STAC item {d['id']} (") and "its date is dropped" in line
         products = read_series(dataset, DOMAIN, zone)[2]
         assert d["properties"]["s2:product_uri"].removesuffix(".SAFE") not in products
+
+
+def test_labels_outside_the_super_areas_are_never_read(
+    tiny_world: WorldSummary, tmp_path: Path
+) -> None:
+    """Issue 27 item 2: the NDVI profiles read the label layer by the super-areas' extent.
+
+    A polygon with code 99 (no FLAIR code: a whole-layer read refuses it) is planted 5 km
+    east of the domain's grid, after the grid is sampled: the series build still passes and
+    its profiles are those of the intact layer, so the planted polygon was never loaded.
+    """
+    import shutil
+
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    from flair_pipeline.dataset.rasterize import read_labels
+    from flair_pipeline.errors import InputError
+
+    root = tmp_path / "raw"
+    shutil.copytree(tiny_world.out / "domains" / DOMAIN, root / "domains" / DOMAIN)
+    (root / "sentinel2").symlink_to(tiny_world.out / "sentinel2")
+    cfg = config_from_dict(
+        {"sampling": {"patch_size": 64, "zone_size_m": 200, "max_patches_per_domain": 4}}
+    )
+    raw, dataset = RawLayout(root), DatasetLayout(tmp_path / "dataset")
+    sample_domain_grid(DomainContext.open(DOMAIN, raw, dataset, cfg))
+    provider = build_provider(cfg.sentinel2.source, raw.sentinel2_catalog())
+    intact = build_domain_series(DOMAIN, raw, dataset, cfg, provider)
+
+    labels = root / "domains" / DOMAIN / "labels.gpkg"
+    layer = pyogrio.list_layers(labels)[0][0]
+    _, y0, x1, _ = read_patch_grid(dataset.patch_grid(DOMAIN)).total_bounds
+    far = gpd.GeoDataFrame(
+        {"code": [99]}, geometry=[shapely.box(x1 + 5000, y0, x1 + 5100, y0 + 100)], crs=2154
+    )
+    pyogrio.write_dataframe(far, labels, layer=layer, append=True)
+    with pytest.raises(InputError):  # the plant is poison to a whole-layer read
+        read_labels(labels, layer)
+    planted = build_domain_series(DOMAIN, raw, dataset, cfg, provider)
+    assert planted.passed and planted.dates_per_zone == intact.dates_per_zone
+    assert sorted(planted.profiles) == sorted(intact.profiles) and intact.profiles
+    for name, rows in intact.profiles.items():
+        assert len(planted.profiles[name]) == len(rows)
+        for a, b in zip(rows, planted.profiles[name], strict=True):
+            np.testing.assert_array_equal(a, b)
