@@ -6,10 +6,13 @@ Sentinel-2 STAC catalogue), in a fresh spawned process (so its memory is the bui
 it runs a domain's build as ``build-domain --sentinel2`` does, with the public step
 functions only:
 
-1. ``domain_sources`` (inputs resolved, label layer checked block by block);
+1. ``domain_sources`` (inputs resolved; a département's label codes checked from their
+   attributes alone, ``dataset/label_attributes.py``; a small mosaic's block by block);
 2. ``patch_grid`` with areas first: FLAIR's density, ``--areas`` areas of ``--zone`` m
    (19 × 81 patches ≈ 1,540, FLAIR's ~1,550 a domain), strategy ``balanced``: the
-   **area selection time** (scoring streamed from the labels + the chosen cells' checks);
+   **area selection time** (a bounded pool of areas scored from the labels read by their
+   extent, ``dataset/area_pool.py``, + the chosen cells' coverage, at 1/16 on a
+   département, ``dataset/coarse_coverage.py``);
 3. IMG then MSK of the kept patches on ``--workers`` local area processes
    (``dataset.area_workers``, :mod:`flair_pipeline.dataset.area_groups`);
 4. the Sentinel-2 super-areas of the kept zones from the world's STAC catalogue
