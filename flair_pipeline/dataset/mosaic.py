@@ -116,7 +116,9 @@ class Mosaic:
         self.tiles = [TileInfo(t.path, t.bounds, t.count) for t in self.vrt.tiles]
         self._threads: str | None = None
         files = [Path(f) for p in self.products.values() for f in p.files]
-        jp2 = [f for f in files if f.suffix.lower() in _JP2_SUFFIXES]
+        jp2 = [f for f in files if f.suffix.lower() in _JP2_SUFFIXES] or [
+            Path(t.path) for t in self.tiles if Path(t.path).suffix.lower() in _JP2_SUFFIXES
+        ]  # a product given as one mosaic VRT: its dalles (from the VRT's XML)
         if jp2:
             n = decode_threads or len(os.sched_getaffinity(0))
             self._threads = str(n)

@@ -250,3 +250,13 @@ def test_patches_built_from_it_have_the_labels_of_their_dalles_archetype(
             inside = (bx[:, 0] <= u) & (u < bx[:, 2]) & (bx[:, 1] <= v) & (v < bx[:, 3])
             (k,) = np.flatnonzero(inside)
             assert msk[i, j] == archs[kinds[r, c]].codes[k]
+
+
+def test_dalles_behind_the_vrt_are_decoded_with_the_configured_threads(world: Path) -> None:
+    """The products are one VRT each, their dalles JPEG 2000: sampling.jp2_decode_threads
+    applies to them and is recorded. Planted bug (only the products' own files looked at,
+    as before): no decision line, GDAL's default threads."""
+    with Mosaic(resolve(_folder(world)).ortho, resolution=0.2, decode_threads=1) as m:
+        lines = [d for d in m.vrt.decisions if "JPEG 2000" in d]
+    assert len(lines) == 1 and f"{2 * N * N} JPEG 2000 tile(s)" in lines[0], lines
+    assert "jp2_decode_threads 1 thread(s)" in lines[0]
