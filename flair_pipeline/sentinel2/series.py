@@ -47,7 +47,8 @@ def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[
 
     Raises:
         InputError: A zone's super-area would exceed `max_size` px, naming the zone: zones
-            must then be made smaller (sampling.zone_size_m).
+            must then be made smaller (sampling.zone_size_m) or the bound raised (the line
+            says to what).
     """
     out = []
     half = window * RES / 2
@@ -57,7 +58,9 @@ def super_areas(grid_gdf: gpd.GeoDataFrame, window: int, max_size: int) -> list[
         if max(grid.width, grid.height) > max_size:
             raise InputError(
                 f"{domain}/{zone}: super-area {grid.width}×{grid.height} px exceeds "
-                f"sentinel2.max_size={max_size}; lower sampling.zone_size_m"
+                f"sentinel2.max_size={max_size}; raise sentinel2.max_size to at least "
+                f"{max(grid.width, grid.height)} (FLAIR's areas of about 1 km with the 40 px "
+                "window need about 132) or lower sampling.zone_size_m"
             )
         cents = {
             img_name(p): grid.rowcol(x, y) for p, x, y in zip(z["patch_id"], cx, cy, strict=True)

@@ -164,7 +164,10 @@ def test_zone_too_large_for_max_size_is_named(tiny_world: WorldSummary, tmp_path
     )
     with (
         dg.instance_for_test() as instance,
-        pytest.raises(FlairPipelineError, match=r"Z1_\w+: super-area .*sentinel2\.max_size=45"),
+        pytest.raises(
+            FlairPipelineError,
+            match=r"Z1_\w+: super-area (\d+)×\d+ px .*sentinel2\.max_size=45; raise sentinel2\.max_size to at least \d+",
+        ),
     ):
         materialize(
             "key:domain_sources or key:patch_grid or key:sentinel2_series",
