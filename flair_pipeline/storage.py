@@ -147,6 +147,74 @@ def vector_env() -> Iterator[None]:
         pyogrio.set_gdal_config_options(before)
 
 
+def gdal_env(locations: Iterable[str | Path]) -> contextlib.AbstractContextManager[object]:
+    """:func:`gdal_options` as a :class:`rasterio.Env` when any of `locations` is remote.
+
+    GDAL's options are per thread (``rasterio.Env``): a reader of remote tiles wraps each
+    open and read in this block; a local read gets no Env at all (nothing changes).
+
+    Args:
+        locations: The files read in the block (paths, URLs, GDAL VSI paths).
+
+    Returns:
+        A context manager: ``rasterio.Env(**gdal_options())``, or a no-op one.
+    """
+    if not any(is_remote(p) for p in locations):
+        return contextlib.nullcontext()
+    import rasterio  # here, not at import: the storage layer needs no GDAL otherwise
+
+    env: contextlib.AbstractContextManager[object] = rasterio.Env(**gdal_options())
+    return env
+
+
+def remote_files(url: str) -> list[tuple[str, int, str]]:
+    """The files directly in the folder `url` (one listing), for in-place reads.
+
+    Args:
+        url: A folder URL (``s3://bucket/raw/domains/D/ortho``, any fsspec URL).
+
+    Returns:
+        (name, size in bytes, version) sorted by name, where version is the object's ETag,
+        else its modification time, else "" (what the store reports, never the bytes).
+
+    Raises:
+        StorageError: The listing failed (unreachable endpoint, denied access, …).
+    """
+    fs, root = filesystem(url)
+    with _reported(fs, url, "listing"):
+        if not fs.isdir(root):
+            return []
+        entries = fs.ls(root, detail=True)
+    out = []
+    for e in entries:
+        if e.get("type") != "file":
+            continue
+        version = e.get("ETag") or e.get("etag") or e.get("LastModified") or e.get("mtime") or ""
+        out.append((PurePosixPath(str(e["name"])).name, int(e.get("size") or 0), str(version)))
+    return sorted(out)
+
+
+def read_text(url: str) -> str | None:
+    """The text of one small object (``domain.json``, ``domain.yaml``), or None if absent.
+
+    Args:
+        url: The file's URL.
+
+    Returns:
+        Its UTF-8 text, or None when nothing is there.
+
+    Raises:
+        StorageError: The store failed (unreachable endpoint, denied access, …).
+    """
+    fs, path = filesystem(url)
+    with _reported(fs, url, "reading"):
+        if not fs.isfile(path):
+            return None
+        with fs.open(path, "rb") as f:
+            data: bytes = f.read()
+    return data.decode()
+
+
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of `url` and the path inside it (no trailing slash).
 

@@ -20,6 +20,11 @@ A product given as one mosaic VRT (a département's dalles, ``gdalbuildvrt`` or 
 footprints, read from the VRT's XML without opening a dalle
 (:mod:`flair_pipeline.geo.vrt_index`): a hole between dalles is no data.
 
+Tiles may live where GDAL reads them in place: `source` a folder URL (``s3://…``,
+``https://…``, listed once with fsspec) or products whose files are URLs or ``/vsis3/`` /
+``/vsicurl/`` paths; every open and read then runs with
+:func:`flair_pipeline.storage.gdal_env`, fetching the headers and the blocks read only.
+
 A corrupt tile does not sink the domain: the patches it touches fail with
 :class:`TileReadError` and the caller skips them.
 """
@@ -41,14 +46,16 @@ from rasterio.windows import Window
 from flair_pipeline.config import SamplingConfig
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.raster_vrt import (
+    Location,
     Product,
     RasterVRT,
     build_vrt,
     default_product,
-    raster_files,
+    raster_locations,
     uses_mask,
 )
 from flair_pipeline.geo.vrt_index import vrt_sources
+from flair_pipeline.storage import gdal_env, is_url
 
 Bounds = tuple[float, float, float, float]
 
@@ -61,7 +68,7 @@ class TileReadError(InputError):
 class TileInfo:
     """What is known of a tile without reading pixels."""
 
-    path: Path
+    path: Location
     bounds: Bounds
     count: int
 
@@ -89,9 +96,11 @@ class Mosaic:
         resampling: str | None = None,
         decode_threads: int | None = None,
     ) -> None:
+        self.folder: Location
         if isinstance(source, (str, Path)):
-            self.folder = Path(source)
-            paths = raster_files(self.folder) if self.folder.is_dir() else []
+            self.folder = str(source).rstrip("/") if is_url(source) else Path(source)
+            remote = isinstance(self.folder, str)
+            paths = raster_locations(self.folder) if remote or Path(self.folder).is_dir() else []
             if not paths:
                 raise InputError(
                     f"{self.folder}: no mosaic tiles (*.tif, *.tiff, *.jp2, any case) found"
@@ -99,10 +108,16 @@ class Mosaic:
             products: Sequence[Product] = [default_product(paths)]
         else:
             products = list(source)
-            self.folder = Path(products[0].files[0]).parent if products[0].files else Path()
+            first = products[0].files[0] if products[0].files else ""
+            self.folder = (
+                str(first).rsplit("/", 1)[0]
+                if is_url(first) or str(first).startswith("/vsi")
+                else Path(first).parent
+            )
         if expected_crs != "EPSG:2154":
             raise ValueError("the dataset build reads Lambert-93 (EPSG:2154) orthos only")
         self.products = {p.name: p for p in products}
+        self._where = [f for p in products for f in p.files]  # remote: GDAL options around reads
         self.vrt = build_vrt(
             products,
             lambert93=True,
@@ -111,7 +126,7 @@ class Mosaic:
             resampling=resampling,
             product_bands=True,
         )
-        self.broken: dict[Path, str] = self.vrt.broken
+        self.broken: dict[Location, str] = self.vrt.broken
         _dalle_footprints(self.vrt, products)
         self.tiles = [TileInfo(t.path, t.bounds, t.count) for t in self.vrt.tiles]
         self._threads: str | None = None
@@ -134,11 +149,12 @@ class Mosaic:
         self.nodata: tuple[float | None, ...] = self.vrt.nodata
         self._scaled = any(s is not None for s in self.vrt.scales)
         self._mem = MemoryFile(self.vrt.xml.encode(), ext=".vrt")
-        self._src = self._mem.open()
         self._mask_mem = (
             MemoryFile(self.vrt.mask_xml.encode(), ext=".vrt") if self.vrt.mask_xml else None
         )
-        self._mask_src = self._mask_mem.open() if self._mask_mem is not None else None
+        with gdal_env(self._where):
+            self._src = self._mem.open()
+            self._mask_src = self._mask_mem.open() if self._mask_mem is not None else None
 
     def __enter__(self) -> Mosaic:
         return self
@@ -171,7 +187,7 @@ class Mosaic:
         """
         return [t for t in self.tiles if _overlaps(t.bounds, bounds)]
 
-    def broken_touching(self, bounds: Bounds) -> list[Path]:
+    def broken_touching(self, bounds: Bounds) -> list[Location]:
         """Unreadable tiles that would have covered part of `bounds`.
 
         Their extent is unknown, so it is taken from the IGN name (``dd-yyyy-xmin-ymax-…``,
@@ -332,11 +348,12 @@ class Mosaic:
         Yields:
             Nothing; the block runs with the threads set.
         """
-        if self._threads is None:
-            yield
-            return
-        with rasterio.Env(GDAL_NUM_THREADS=self._threads, OPJ_NUM_THREADS=self._threads):
-            yield
+        with gdal_env(self._where):
+            if self._threads is None:
+                yield
+                return
+            with rasterio.Env(GDAL_NUM_THREADS=self._threads, OPJ_NUM_THREADS=self._threads):
+                yield
 
     def _product_data(
         self,
@@ -398,7 +415,7 @@ class Mosaic:
             self._bounds_cache[name] = np.asarray([t.bounds for t in tiles], float).reshape(-1, 4)
         return self._bounds_cache[name]
 
-    def _culprit(self, bounds: Bounds) -> Path | str:
+    def _culprit(self, bounds: Bounds) -> Location:
         """The touching tile that fails to decode on its own, or the mosaic's folder.
 
         Args:
@@ -409,7 +426,7 @@ class Mosaic:
         """
         for t in self.tiles_touching(bounds):
             try:
-                with rasterio.open(t.path) as src:
+                with gdal_env([t.path]), rasterio.open(t.path) as src:
                     src.read()
             except rasterio.errors.RasterioError:
                 return t.path
@@ -442,7 +459,7 @@ _JP2_SUFFIXES = {".jp2", ".j2k", ".jpx"}
 _KM_NAME_MAX_Y = 100_000.0
 
 
-def named_corner(path: Path) -> tuple[float, float] | None:
+def named_corner(path: Location) -> tuple[float, float] | None:
     """The upper-left corner (x, y in metres, EPSG:2154) an IGN tile name gives, or None.
 
     IGN names its dalles ``<dept>-<year>-<xmin>-<ymax>-LA93-…`` with the corner in
@@ -457,7 +474,7 @@ def named_corner(path: Path) -> tuple[float, float] | None:
     Returns:
         (x, y) in metres, or None when the name does not follow the pattern.
     """
-    parts = path.stem.split("-")
+    parts = Path(path).stem.split("-")
     try:
         x, y = float(parts[2]), float(parts[3])
     except (IndexError, ValueError):
@@ -521,7 +538,7 @@ def _fill(target: np.ndarray, tile: Bounds, bounds: Bounds, res: float | None) -
     target[max(tr0, 0) : max(tr1, 0), max(tc0, 0) : max(tc1, 0)] = True
 
 
-def _named_bounds_touch(path: Path, size: tuple[float, float], bounds: Bounds) -> bool:
+def _named_bounds_touch(path: Location, size: tuple[float, float], bounds: Bounds) -> bool:
     corner = named_corner(path)
     if corner is None:  # an extent we cannot know: it may touch anything
         return True

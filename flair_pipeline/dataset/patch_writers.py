@@ -42,6 +42,7 @@ from flair_pipeline.io import write_geotiff
 from flair_pipeline.layout import AERIAL, LABELS, DatasetLayout
 from flair_pipeline.nomenclature import colormap
 from flair_pipeline.progress import Progress, task
+from flair_pipeline.storage import gdal_env, is_remote
 
 IMG_BANDS = ("red", "green", "blue", "nir", "elevation")
 #: deflate ZLEVEL / zstd ZSTD_LEVEL of IMG files: level 1 encodes ~5x (deflate, vs 6) and ~3x
@@ -108,7 +109,7 @@ class _Surface:
     def __init__(self, source: Path | SurfaceInput, role: str, target: Any = CRS) -> None:
         src_in = source if isinstance(source, SurfaceInput) else SurfaceInput((Path(source),))
         for p in src_in.files:
-            if not Path(p).is_file():
+            if not is_remote(p) and not Path(p).is_file():
                 raise InputError(f"{p}: surface model ({role}) not found")
         self.role, self.name = role, src_in.name
         product = Product(role, list(src_in.files), {role: 1}, crs=src_in.crs)
@@ -117,10 +118,13 @@ class _Surface:
         if len(vrt.tiles) == 1 and vrt.tiles[0].crs is not None and src_in.crs is None:
             # one self-describing file: read it directly (a VRT's resampled reads are ~4x
             # slower, bench/build_dataset.py); the checks above still ran on its header
-            self.src = rasterio.open(vrt.tiles[0].path)
+            with gdal_env(src_in.files):
+                self.src = rasterio.open(vrt.tiles[0].path)
         else:
             self._mem = MemoryFile(vrt.xml.encode(), ext=".vrt")
-            self.src = self._mem.open()
+            with gdal_env(src_in.files):
+                self.src = self._mem.open()
+        self._files = src_in.files
         self.nodata = vrt.nodata[0]
         self.target = normalize_crs(target)
         self.lambert93 = same_crs(vrt.crs, self.target)  # on the target's CRS: no warp
@@ -153,6 +157,19 @@ class _Surface:
 
         Args:
             bounds: (left, bottom, right, top) in the target CRS (EPSG:2154).
+            shape: (height, width) in pixels.
+
+        Returns:
+            float32 (height, width) heights in metres, NaN where void.
+        """
+        with gdal_env(self._files):  # remote files: GDAL's S3 endpoint, no listing
+            return self._heights(bounds, shape)
+
+    def _heights(self, bounds: Bounds, shape: tuple[int, int]) -> np.ndarray:
+        """:meth:`heights`, GDAL's options set.
+
+        Args:
+            bounds: (left, bottom, right, top) in the target CRS.
             shape: (height, width) in pixels.
 
         Returns:

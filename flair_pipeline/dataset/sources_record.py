@@ -31,6 +31,7 @@ from flair_pipeline.layout import RawLayout
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources import domain_inputs
 from flair_pipeline.sources.domain_spec import DomainInputs
+from flair_pipeline.storage import gdal_env
 
 
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
@@ -95,7 +96,7 @@ def check_not_empty(files: list[Path], inputs: DomainInputs) -> None:
             )
 
 
-def _nodata_only(path: Path) -> str:
+def _nodata_only(path: Path | str) -> str:
     """What marks every pixel of band 1 of `path` invalid ('' if one pixel is valid).
 
     Returns:
@@ -106,7 +107,7 @@ def _nodata_only(path: Path) -> str:
         InputError: `path` cannot be opened or read as a raster.
     """
     try:
-        with rasterio.open(path) as src:
+        with gdal_env([path]), rasterio.open(path) as src:
             windows = [w for _, w in src.block_windows(1)]
             mid = len(windows) // 2
             for w in windows[mid:] + windows[:mid]:  # the middle first: likeliest to hold data

@@ -228,7 +228,7 @@ class ImageSource:
             else (Path(image) if isinstance(image, (str, Path)) else image[0].parent)
         )
         self._tiles: list[TileFacts] = []
-        self._tile_srcs: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
+        self._tile_srcs: OrderedDict[Path | str, rasterio.DatasetReader] = OrderedDict()
         self._mask_src: rasterio.DatasetReader | None = None
         self._local = threading.local()  # each reading thread's own handle on the image
         self._handles: list[rasterio.DatasetReader] = []

@@ -31,6 +31,14 @@ masked pixels as uncovered.
 
 A band of the VRT may come from any product: BD ORTHO RVB gives R, G, B (bands 1, 2, 3)
 and BD ORTHO IRC gives NIR (its band 1; IRC's order is NIR, R, G).
+
+A tile is a local path or a location GDAL reads in place (``s3://…`` and ``https://…``
+URLs become ``/vsis3/…`` and ``/vsicurl/…``, :func:`flair_pipeline.storage.gdal_path`):
+such a tile stays a string (a :class:`~pathlib.Path` would collapse a URL's ``//``), its
+folder is listed once with fsspec (:func:`raster_locations`), never by GDAL, and GDAL
+fetches the headers and the blocks read only. Opens and reads of remote tiles run inside
+:func:`flair_pipeline.storage.gdal_env` (the S3 endpoint, no folder listing: a ``.msk``
+or ``.aux.xml`` sidecar next to a remote tile is not looked for).
 """
 
 from __future__ import annotations
@@ -53,6 +61,10 @@ from rasterio.vrt import WarpedVRT
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import is_lambert93, normalize_crs, same_crs
+from flair_pipeline.storage import gdal_env, gdal_path, is_remote, is_url, remote_files
+
+#: A tile's location: a local path, or a GDAL VSI path (``/vsis3/…``, ``/vsicurl/…``).
+Location = Path | str
 
 #: Suffixes of ortho tiles in a folder, compared case-insensitively (``*.TIF`` is a tile).
 ORTHO_SUFFIXES = (".tif", ".tiff", ".jp2")
@@ -98,11 +110,45 @@ def raster_files(folder: Path, suffixes: Sequence[str] = ORTHO_SUFFIXES) -> list
     )
 
 
+def raster_locations(
+    folder: Path | str, suffixes: Sequence[str] = ORTHO_SUFFIXES
+) -> list[Location]:
+    """Tiles directly in `folder`, a local folder or a URL (listed once, with fsspec).
+
+    Args:
+        folder: A product's folder: a local path, or an ``s3://`` / ``https://`` URL.
+        suffixes: Accepted suffixes.
+
+    Returns:
+        Local paths (:func:`raster_files`), or for a URL the GDAL paths that read each
+        tile in place (``/vsis3/…``, ``/vsicurl/…``), sorted by name.
+    """
+    if not is_url(folder):
+        return list(raster_files(Path(folder), suffixes))
+    base = str(folder).rstrip("/")
+    names = [n for n, _, _ in remote_files(base) if is_raster_name(n, suffixes)]
+    return [gdal_path(f"{base}/{n}") for n in names]
+
+
+def location(path: Location) -> Location:
+    """`path` as the build keeps it: a URL as its GDAL path, a local path absolute.
+
+    Args:
+        path: A local path, a URL or a GDAL VSI path.
+
+    Returns:
+        The GDAL VSI path (a string) of a remote tile, else the resolved local Path.
+    """
+    if is_remote(path):
+        return gdal_path(str(path))
+    return Path(path).resolve()
+
+
 @dataclass(frozen=True)
 class TileFacts:
     """What a tile's header says (no pixels read)."""
 
-    path: Path
+    path: Location
     crs: CRS | None
     transform: Affine
     width: int
@@ -138,7 +184,7 @@ class TileFacts:
         return (self.transform.a, -self.transform.e)
 
 
-def inspect(path: Path, crs: str | None = None) -> TileFacts:
+def inspect(path: Location, crs: str | None = None) -> TileFacts:
     """Header facts of a raster; `crs` stands in for a file that has none (ESRI .asc).
 
     Args:
@@ -151,8 +197,9 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
     Raises:
         InputError: GDAL cannot open the file, naming it.
     """
+    where = location(path)
     try:
-        with rasterio.open(path) as src:
+        with gdal_env([where]), rasterio.open(where) as src:
             found = src.crs if src.crs else (CRS.from_user_input(crs) if crs else None)
             flags = src.mask_flag_enums[0]
             alpha = [i for i, c in enumerate(src.colorinterp, 1) if c == ColorInterp.alpha]
@@ -162,7 +209,7 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
             elif alpha:  # GDAL masks by alpha in 2- and 4-band files only; any band here
                 mask = "alpha"
             return TileFacts(
-                Path(path).resolve(),
+                where,
                 found,
                 src.transform,
                 src.width,
@@ -174,7 +221,13 @@ def inspect(path: Path, crs: str | None = None) -> TileFacts:
                 alpha[0] if alpha else None,
             )
     except (RasterioError, OSError) as exc:
-        raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+        hint = (
+            "; a URL must be readable by GDAL in place (HTTP range requests, or s3:// at "
+            "AWS_ENDPOINT_URL with its keys)"
+            if is_remote(path)
+            else ""
+        )
+        raise InputError(f"{path}: cannot open as a raster ({exc}){hint}") from None
 
 
 def check_north_up(t: TileFacts) -> None:
@@ -205,7 +258,7 @@ class Product:
     """
 
     name: str
-    files: Sequence[Path]
+    files: Sequence[Location]
     bands: Mapping[str, int]
     rescale: tuple[float, float] | None = None
     crs: str | None = None  # stands in for files without one (ESRI .asc); never overrides
@@ -222,7 +275,7 @@ class RasterVRT:
     crs: CRS | None
     band_names: tuple[str, ...]
     tiles: list[TileFacts] = field(default_factory=list)
-    broken: dict[Path, str] = field(default_factory=dict)  # unreadable tile -> reason
+    broken: dict[Location, str] = field(default_factory=dict)  # unreadable tile -> reason
     nodata: tuple[float | None, ...] = ()  # per output band, in the source's values
     #: per output band: the product's rescale (the band is then Float32, NaN = nodata)
     scales: tuple[tuple[float, float] | None, ...] = ()
@@ -259,20 +312,20 @@ class RasterVRT:
 
 def _gather(
     products: Sequence[Product], skip_unreadable: bool
-) -> tuple[dict[str, list[TileFacts]], dict[Path, str]]:
+) -> tuple[dict[str, list[TileFacts]], dict[Location, str]]:
     facts: dict[str, list[TileFacts]] = {}
-    broken: dict[Path, str] = {}
+    broken: dict[Location, str] = {}
     for prod in products:
         if not prod.files:
             raise InputError(f"ortho product {prod.name!r}: no tiles found")
         facts[prod.name] = []
         for p in prod.files:
             try:
-                facts[prod.name].append(inspect(Path(p), prod.crs))
+                facts[prod.name].append(inspect(p, prod.crs))
             except InputError as exc:
                 if not skip_unreadable:
                     raise
-                broken[Path(p)] = str(exc)
+                broken[location(p)] = str(exc)
         if not facts[prod.name]:
             raise InputError(
                 f"ortho product {prod.name!r}: none of its {len(prod.files)} tiles could be "
@@ -398,7 +451,7 @@ def _assemble(
     products: Sequence[Product],
     band_names: Sequence[str],
     facts: dict[str, list[TileFacts]],
-    broken: dict[Path, str],
+    broken: dict[Location, str],
     lambert93: bool,
     any_dtype: bool,
     with_extra: bool = False,
@@ -600,6 +653,7 @@ def _resampled(
     mem = MemoryFile(ext=".vrt")
     views.append(mem)
     with (
+        gdal_env([tile.path]),
         rasterio.open(tile.path) as src,
         WarpedVRT(
             src,
@@ -721,7 +775,7 @@ def _mask_band_xml(
     return f'<VRTRasterBand dataType="Byte" band="{i}">{"".join(sources)}</VRTRasterBand>'
 
 
-def default_product(files: Sequence[Path], count: int | None = None) -> Product:
+def default_product(files: Sequence[Location], count: int | None = None) -> Product:
     """The project's raw layout: tiles whose bands 1..4 are R, G, B, NIR.
 
     Args:
