@@ -12,7 +12,12 @@ once every group is done). Where the groups run:
   from the worker's thread pool and submits one Dask task per group through
   ``distributed.worker_client``; in a process that holds a Dask ``Client`` (the default
   client), through it;
-- else on local processes (``spawn``: no GDAL handle or thread is inherited).
+- else on local processes (``spawn``: no GDAL handle or thread is inherited). Each
+  process bounds GDAL's block cache to :data:`WORKER_GDAL_CACHEMAX_MB` unless the
+  environment sets ``GDAL_CACHEMAX``: GDAL's default is 5 % of the machine's RAM *per
+  process*, so two workers and the build process held 4.1 GB on a 24 GB machine
+  (docs/performance.md, département run (a)); bounded, the tree of a département's build
+  stays under 2 GB at 1,521 and 6,084 km².
 
 With one worker (the default) or one group, the groups run here, one after another: the
 serial build. Each file depends on its patch only, so every byte is the same whichever
@@ -22,6 +27,7 @@ way (tests/dataset/test_area_groups.py).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +36,15 @@ from typing import Any, TypeVar
 import geopandas as gpd
 
 R = TypeVar("R")
+
+#: GDAL's block cache of a local area worker, MB, when ``GDAL_CACHEMAX`` is not set: about
+#: 85 decoded 1024 px RGB JPEG 2000 tiles, three dalles' worth (docs/performance.md).
+WORKER_GDAL_CACHEMAX_MB = 256
+
+
+def _bound_gdal_cache() -> None:
+    """A local area worker's initializer: ``GDAL_CACHEMAX`` defaults to the bound (module doc)."""
+    os.environ.setdefault("GDAL_CACHEMAX", str(WORKER_GDAL_CACHEMAX_MB))
 
 
 def area_groups(grid: gpd.GeoDataFrame, workers: int) -> list[gpd.GeoDataFrame]:
@@ -112,6 +127,8 @@ def run_area_groups(
                 return list(c.gather([c.submit(work, g, key=k, pure=False) for g, k in pairs]))
         return list(client.gather([client.submit(work, g, key=k, pure=False) for g, k in pairs]))
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(groups)), mp_context=mp.get_context("spawn")
+        max_workers=min(workers, len(groups)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_bound_gdal_cache,
     ) as pool:
         return list(pool.map(work, groups))

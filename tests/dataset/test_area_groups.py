@@ -140,3 +140,26 @@ def test_a_bad_patch_in_one_worker_is_skipped_not_the_domain(
         (want,) = (serial / "labels" / DOMAIN).rglob(p)
         (got,) = (tmp_path / "labels" / DOMAIN).rglob(p)
         assert got.read_bytes() == want.read_bytes()
+
+
+def _gdal_cachemax(_: gpd.GeoDataFrame) -> str | None:
+    """What a worker's GDAL reads for its block cache (its environment)."""
+    import os
+
+    return os.environ.get("GDAL_CACHEMAX")
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "256"), ("64", "64")])
+def test_local_workers_bound_gdals_block_cache_unless_set(
+    given: str | None, seen: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL's default cache is 5 % of RAM per process: each local area worker is bounded to
+    256 MB, a user's GDAL_CACHEMAX wins. Planted: no initializer (the worker sees None)."""
+    from flair_pipeline.dataset.area_groups import run_area_groups
+
+    if given is None:
+        monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    else:
+        monkeypatch.setenv("GDAL_CACHEMAX", given)
+    groups = [gpd.GeoDataFrame({"zone": [z]}, geometry=[shapely.box(0, 0, 1, 1)]) for z in "ab"]
+    assert run_area_groups(_gdal_cachemax, groups, 2) == [seen, seen]
