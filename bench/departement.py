@@ -279,9 +279,11 @@ def _cachemax_line(cachemax: int | None) -> str:
     import psutil
 
     mb = 0.05 * psutil.virtual_memory().total / 2**20
+    from flair_pipeline.dataset.area_groups import WORKER_GDAL_CACHEMAX_MB
+
     return (
-        f"GDAL_CACHEMAX unset: GDAL's default 5 % of RAM = {mb:,.0f} MB per process "
-        "(rasterio keeps GDAL's default)"
+        f"GDAL_CACHEMAX unset: the build process GDAL's default 5 % of RAM = {mb:,.0f} MB, "
+        f"each area worker {WORKER_GDAL_CACHEMAX_MB} MB (dataset/area_groups.py)"
     )
 
 
