@@ -237,19 +237,14 @@ class Mosaic:
         Raises:
             TileReadError: A touching tile fails to decode, naming it.
         """
-        res = self.res
-        assert res is not None and self.count is not None
-        x0, y0, x1, y1 = bounds
-        left, _, _, top = self.vrt.bounds
-        w, h = round((x1 - x0) / res), round((y1 - y0) / res)
+        assert self.count is not None
+        w, h, c0, r0, window = self._window(bounds)
         out = np.zeros((self.count, h, w), dtype=np.uint8)
         valid = {name: np.zeros((h, w), dtype=bool) for name in self.vrt.product_bands}
-        c0, r0 = round((x0 - left) / res), round((top - y1) / res)
-        cc0, rr0 = max(c0, 0), max(r0, 0)
-        cc1, rr1 = min(c0 + w, self.vrt.width), min(r0 + h, self.vrt.height)
-        if cc1 <= cc0 or rr1 <= rr0:
+        if window is None:
             return out, valid
-        window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+        cc0, rr0 = int(window.col_off), int(window.row_off)
+        cc1, rr1 = cc0 + int(window.width), rr0 + int(window.height)
         masks = None
         out = np.zeros((self._src.count, h, w), dtype=np.uint8)  # + the products' other bands
         try:
@@ -271,6 +266,28 @@ class Mosaic:
         for name, bands in self.vrt.product_bands.items():
             valid[name] = self._product_data(name, bands, bounds, out, blank, masks)
         return out[: self.count], valid
+
+    def _window(self, bounds: Bounds) -> tuple[int, int, int, int, Window | None]:
+        """`bounds` on the mosaic's pixel grid, and the part of it inside the mosaic.
+
+        Args:
+            bounds: (left, bottom, right, top), Lambert-93 m.
+
+        Returns:
+            (width, height in full pixels; column, row of its top-left corner, which may
+            lie outside the mosaic; the window of the mosaic it covers, None when none).
+        """
+        res = self.res
+        assert res is not None
+        x0, y0, x1, y1 = bounds
+        left, _, _, top = self.vrt.bounds
+        w, h = round((x1 - x0) / res), round((y1 - y0) / res)
+        c0, r0 = round((x0 - left) / res), round((top - y1) / res)
+        cc0, rr0 = max(c0, 0), max(r0, 0)
+        cc1, rr1 = min(c0 + w, self.vrt.width), min(r0 + h, self.vrt.height)
+        if cc1 <= cc0 or rr1 <= rr0:
+            return w, h, c0, r0, None
+        return w, h, c0, r0, Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
 
     def read_coverage(self, bounds: Bounds, decimation: int) -> dict[str, np.ndarray]:
         """Per product, where it has data in `bounds`, on a grid `decimation` times coarser.
@@ -295,19 +312,14 @@ class Mosaic:
         Raises:
             TileReadError: A touching tile fails to decode, naming it.
         """
-        res = self.res
-        assert res is not None and self.count is not None
-        x0, y0, x1, y1 = bounds
-        left, _, _, top = self.vrt.bounds
-        w, h = round((x1 - x0) / res), round((y1 - y0) / res)
+        assert self.count is not None and self.res is not None
+        w, h, c0, r0, window = self._window(bounds)
         cw, ch = -(-w // decimation), -(-h // decimation)
         valid = {name: np.zeros((ch, cw), dtype=bool) for name in self.vrt.product_bands}
-        c0, r0 = round((x0 - left) / res), round((top - y1) / res)
-        cc0, rr0 = max(c0, 0), max(r0, 0)
-        cc1, rr1 = min(c0 + w, self.vrt.width), min(r0 + h, self.vrt.height)
-        if cc1 <= cc0 or rr1 <= rr0:
+        if window is None:
             return valid
-        window = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
+        cc0, rr0 = int(window.col_off), int(window.row_off)
+        cc1, rr1 = cc0 + int(window.width), rr0 + int(window.height)
         # the part of the cell inside the mosaic, on the coarse grid (a partial coarse
         # pixel at the mosaic's edge is read whole: within the one-pixel margin)
         k0, q0 = (cc0 - c0) // decimation, (rr0 - r0) // decimation
@@ -337,7 +349,7 @@ class Mosaic:
         out[:, inner[0], inner[1]] = block
         for name, bands in self.vrt.product_bands.items():
             valid[name] = self._product_data(
-                name, bands, bounds, out, blank, masks, res=res * decimation
+                name, bands, bounds, out, blank, masks, res=self.res * decimation
             )
         return valid
 
