@@ -148,9 +148,10 @@ def choose_pooled(
         cell_ok[cells] = ok
         good = set(key_of[cells[ok]].tolist())
         valid += [int(a) for a in take.tolist() if a in good]  # in the strategy's order
+    product, tiles = largest_product(mosaic)
     lines = [
-        f"{domain}: département-size delivery (ortho product {largest_product(mosaic)[0]} "
-        f"has {largest_product(mosaic)[1]} tiles > {AUTO_OVERVIEW_TILES}): {scored} of "
+        f"{domain}: département-size delivery (ortho product {product} "
+        f"has {tiles} tiles > {AUTO_OVERVIEW_TILES}): {scored} of "
         f"{len(keys)} candidate areas scored from the labels read by their extent, in "
         f"batches of {POOL_FACTOR} x sampling.areas_per_domain ({strategy} order"
         f"{'' if strategy == 'grid' else ', seeded'}), {len(valid)} valid"

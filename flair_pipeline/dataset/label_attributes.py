@@ -2,10 +2,10 @@
 
 The sources step checks a domain's label layer before anything is sampled. Reading and
 repairing every geometry of a département's OCS GE layer (about 15 million polygons)
-takes minutes; its codes alone, read as an Arrow column (pyogrio ``read_arrow`` with
-``read_geometry=False``, the mosaic's extent as ``bbox``: OGR's spatial filter, a
-GeoPackage's R-tree), take seconds (4.7 s for 15.2 million features,
-docs/performance.md). Used for a département-size delivery
+takes minutes (145 s at 15.2 million polygons); its codes alone, read as an Arrow
+column (pyogrio ``read_arrow`` with ``read_geometry=False``, the mosaic's extent as
+``bbox``: OGR's spatial filter, a GeoPackage's R-tree), take seconds (the whole sources
+step: 10.9 s at 15.2 million polygons, ``bench/departement.py``, docs/performance.md). Used for a département-size delivery
 (:data:`~flair_pipeline.dataset.coarse_coverage.AUTO_OVERVIEW_TILES`); the geometries are
 then checked and repaired where they are read (the areas scored, the patches' masks).
 

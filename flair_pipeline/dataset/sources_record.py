@@ -23,7 +23,6 @@ from fsspec.implementations.local import LocalFileSystem
 from flair_pipeline.dataset import aerial_metadata as md
 from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import holds
-from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.surface import SurfaceInput
@@ -205,8 +204,7 @@ def record_domain_sources(ctx: DomainContext) -> SourcesReport:
     inputs = ctx.inputs  # resolving validates domain.json (or the spec's facts)
     check_not_empty(files, inputs)
     labels = ctx.label_summary  # reading checks the codes and geometries, block by block
-    with Mosaic(inputs.ortho, **mosaic_options(ctx.cfg.sampling)):  # as the build reads it
-        pass
+    _ = ctx.mosaic_extent  # the mosaic opened as the build reads it (once a context): tiles checked
     info = inputs.info
     fp = fingerprint(files, raw.domain(domain))
     total = sum(f.stat().st_size for f in files)
