@@ -175,7 +175,7 @@ def main() -> None:
     print(f"measured on {first}: {areas} area(s), {patches} patches of {args.patch_size} px")
     for name, s in (("domain (sources, metadata)", costs.fixed), ("area (grid)", costs.per_area),
                     ("patch (IMG + MSK)", costs.per_patch)):  # fmt: skip
-        print(f"  per {name:<27}{s.wall_s:>8.3f} s wall{s.cpu_s:>8.3f} s CPU"
+        print(f"  per {name:<27}{s.wall_s:>9.4f} s wall{s.cpu_s:>9.4f} s CPU"
               f"{s.read / 1e6:>10.2f} MB read{s.written / 1e6:>8.2f} MB written")  # fmt: skip
     (tmp / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp / "home")) as instance:
@@ -204,7 +204,7 @@ def main() -> None:
             written = (d * costs.fixed.written + a * per_area.written) / 1e9
             for n in WORKERS:
                 w = costs.wall(domains=d, areas=a, patches=FLAIR_PATCHES_PER_AREA, workers=n)
-                print(f"{setup:<26}{n:>8}{w / 3600:>9.2f}{read:>9.1f}{written:>11.1f}"
+                print(f"{setup:<26}{n:>8}{w / 3600:>9.3f}{read:>9.1f}{written:>11.1f}"
                       f"{n * w / a:>8.1f}")  # fmt: skip
         if args.check_domains:
             check = domains[: args.check_domains]
