@@ -296,9 +296,48 @@ def undeclared(roots: dict[Root, Path]) -> list[str]:
 
 @dataclass(frozen=True)
 class RawLayout:
-    """Where a domain's raw inputs are (``data/raw``), in the raw layout (docs/inputs.md)."""
+    """Where a domain's raw inputs are (``data/raw``), in the raw layout (docs/inputs.md).
 
-    root: Path
+    `root` is a local folder, or (for the steps that read their raw inputs in place, see
+    :mod:`flair_pipeline.defs.staging`) an ``s3://`` / ``https://`` URL string: such a root
+    gives only :meth:`domain_location`; every method returning a local ``Path`` refuses it
+    with a ValueError (a ``Path`` would collapse the URL's ``//``).
+    """
+
+    root: Path | str
+
+    @property
+    def is_url(self) -> bool:
+        """Whether the root is a URL (``scheme://…``) read in place."""
+        return isinstance(self.root, str) and "://" in self.root
+
+    @property
+    def local_root(self) -> Path:
+        """The root as a local folder.
+
+        Raises:
+            ValueError: The root is a URL (this use needs a local copy: a staged step).
+        """
+        if self.is_url:
+            raise ValueError(
+                f"{self.root}: a URL raw root is read in place by domain_location(); this "
+                "use needs a local folder (stage the step: flair_pipeline/defs/staging.py)"
+            )
+        return Path(self.root)
+
+    def domain_location(self, domain: str) -> Path | str:
+        """The domain's folder, local or a URL: ``<raw>/domains/<domain>``.
+
+        Args:
+            domain: Domain id, e.g. ``D006_2020``.
+
+        Returns:
+            A ``Path`` under a local root; under a URL root, the URL string
+            (``s3://bucket/raw/domains/D006_2020``).
+        """
+        if self.is_url:
+            return f"{str(self.root).rstrip('/')}/{RAW_DOMAIN.prefix(domain=domain)}"
+        return self.domain(domain)
 
     def domain(self, domain: str) -> Path:
         """The domain's folder: ``<raw>/domains/<domain>``.
@@ -308,13 +347,16 @@ class RawLayout:
 
         Returns:
             The path (it may not exist yet).
+
+        Raises:
+            ValueError: The root is a URL (use :meth:`domain_location`).
         """
-        return RAW_DOMAIN.under(self.root, domain=domain)
+        return RAW_DOMAIN.under(self.local_root, domain=domain)
 
     @property
     def domains_dir(self) -> Path:
         """The folder holding every domain folder: ``<raw>/domains``."""
-        return RAW_DOMAIN.all_domains().under(self.root)
+        return RAW_DOMAIN.all_domains().under(self.local_root)
 
     def ortho_dir(self, domain: str) -> Path:
         """The folder of the domain's orthophoto tiles.
@@ -325,7 +367,7 @@ class RawLayout:
         Returns:
             The path (it may not exist yet).
         """
-        return RAW_ORTHO.under(self.root, domain=domain)
+        return RAW_ORTHO.under(self.local_root, domain=domain)
 
     def dsm(self, domain: str) -> Path:
         """The domain's surface model (GeoTIFF, metres).
@@ -336,7 +378,7 @@ class RawLayout:
         Returns:
             The path (it may not exist yet).
         """
-        return RAW_DSM.under(self.root, domain=domain)
+        return RAW_DSM.under(self.local_root, domain=domain)
 
     def dtm(self, domain: str) -> Path:
         """The domain's terrain model (GeoTIFF, metres).
@@ -347,7 +389,7 @@ class RawLayout:
         Returns:
             The path (it may not exist yet).
         """
-        return RAW_DTM.under(self.root, domain=domain)
+        return RAW_DTM.under(self.local_root, domain=domain)
 
     def labels(self, domain: str) -> Path:
         """The domain's label polygons (GeoPackage).
@@ -358,7 +400,7 @@ class RawLayout:
         Returns:
             The path (it may not exist yet).
         """
-        return RAW_LABELS.under(self.root, domain=domain)
+        return RAW_LABELS.under(self.local_root, domain=domain)
 
     def domain_json(self, domain: str) -> Path:
         """The domain's flight facts (``domain.json``).
@@ -369,7 +411,7 @@ class RawLayout:
         Returns:
             The path (it may not exist yet).
         """
-        return RAW_DOMAIN_JSON.under(self.root, domain=domain)
+        return RAW_DOMAIN_JSON.under(self.local_root, domain=domain)
 
     def sentinel2_catalog(self) -> Path:
         """The static STAC catalog of the local Sentinel-2 archive.
@@ -377,7 +419,7 @@ class RawLayout:
         Returns:
             The path (it may not exist yet).
         """
-        return RAW_SENTINEL2_CATALOG.under(self.root)
+        return RAW_SENTINEL2_CATALOG.under(self.local_root)
 
     def sentinel1_catalog(self) -> Path:
         """The static STAC catalog of the local Sentinel-1 archive.
@@ -385,7 +427,7 @@ class RawLayout:
         Returns:
             The path (it may not exist yet).
         """
-        return RAW_SENTINEL1_CATALOG.under(self.root)
+        return RAW_SENTINEL1_CATALOG.under(self.local_root)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,10 @@ class Stage:
             runs on local roots only.
         raw_folders: With ``staged``, for an all-domain stage: stage the raw root's domain
             folders as empty folders (names only).
+        raw_in_place: With ``staged``, for a per-domain stage: a URL raw root is read where
+            it lives (ortho tiles, DSM/DTM and labels through GDAL's ``/vsis3/`` and
+            ``/vsicurl/``, fetching only the bytes read) instead of pulling the domain's raw
+            folder; the dataset files named in ``staged`` are still staged.
         jobs: The jobs of :data:`JOBS` it belongs to.
         pool: The Dagster concurrency pool of its steps (``gpu``), None: none.
         retry: Its retry policy for transient failures; None: not retried.
@@ -102,6 +106,7 @@ class Stage:
     kinds: frozenset[str] = frozenset()
     staged: tuple[PathTemplate, ...] | None = None
     raw_folders: bool = False
+    raw_in_place: bool = False
     jobs: tuple[str, ...] = ()
     pool: str | None = None
     retry: Retry | None = None
@@ -277,6 +282,7 @@ STAGES: tuple[Stage, ...] = (
         reads=(L.RAW_DOMAIN,),
         kinds=frozenset({"python", "geotiff", "geopackage"}),
         staged=(),
+        raw_in_place=True,
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(
@@ -294,6 +300,7 @@ STAGES: tuple[Stage, ...] = (
         check="has_patches",
         kinds=frozenset({"python", "geopackage"}),
         staged=(),
+        raw_in_place=True,
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(
@@ -310,6 +317,7 @@ STAGES: tuple[Stage, ...] = (
         check="img_format",
         kinds=frozenset({"python", "geotiff"}),
         staged=(L.PATCH_GRID,),
+        raw_in_place=True,
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(
@@ -326,6 +334,7 @@ STAGES: tuple[Stage, ...] = (
         check="msk_codes",
         kinds=frozenset({"python", "geotiff"}),
         staged=(L.PATCH_GRID,),
+        raw_in_place=True,
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(

@@ -194,6 +194,37 @@ def remote_files(url: str) -> list[tuple[str, int, str]]:
     return sorted(out)
 
 
+def remote_tree(url: str) -> list[tuple[str, int, str]]:
+    """Every file under the folder `url`, recursively (one listing), for in-place reads.
+
+    Args:
+        url: A folder URL (``s3://bucket/raw/domains/D``, any fsspec URL; an ``https://``
+            folder needs a server that lists it: an HTML index page of links).
+
+    Returns:
+        (relative POSIX name, size in bytes, version) sorted by name; version as in
+        :func:`remote_files` (ETag, else modification time, else ""). Empty when nothing
+        is there.
+
+    Raises:
+        StorageError: The listing failed (unreachable endpoint, denied access, …).
+    """
+    fs, root = filesystem(url)
+    with _reported(fs, url, "listing"):
+        if not fs.isdir(root):
+            return []
+        entries = fs.find(root, detail=True)
+    head = root.strip("/") + "/"
+    out = []
+    for name, e in entries.items():
+        rel = str(name).strip("/")
+        if e.get("type") != "file" or not rel.startswith(head):
+            continue
+        version = e.get("ETag") or e.get("etag") or e.get("LastModified") or e.get("mtime") or ""
+        out.append((rel[len(head) :], int(e.get("size") or 0), str(version)))
+    return sorted(out)
+
+
 def read_text(url: str) -> str | None:
     """The text of one small object (``domain.json``, ``domain.yaml``), or None if absent.
 

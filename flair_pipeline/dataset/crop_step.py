@@ -141,7 +141,7 @@ def build_domain_crop_labels(
     """
     from flair_pipeline.dataset.crop_labels import CropIndex, write_crop_labels  # OGR
 
-    domain, raw_root = ctx.domain, ctx.raw.root
+    domain, raw_root = ctx.domain, ctx.raw.local_root
     rpg = RAW_RPG_PARCELS.under(raw_root, domain=domain)
     if not rpg.exists():
         return CropLabelsReport(

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from flair_pipeline.config import PipelineConfig
 from flair_pipeline.layout import DatasetLayout, RawLayout
 from flair_pipeline.sources.domain_spec import DomainInputs, resolve
-from flair_pipeline.storage import is_remote
 
 if TYPE_CHECKING:  # geopandas only for the annotations: not imported at run time here
     import geopandas as gpd
@@ -109,7 +108,7 @@ class DomainContext:
         Raises:
             InputError: A missing or unusable input (named by ``resolve``).
         """
-        return resolve(self.raw.domain(self.domain))
+        return resolve(self.raw.domain_location(self.domain))
 
     @cached_property
     def _mosaic_facts(self) -> tuple[shapely.Polygon, int]:
@@ -262,7 +261,7 @@ class DomainContext:
                 _str_or_none(labels.attrs.get("layer")),
                 _str_or_none(labels.attrs.get("layer_decision")),
             )
-        if self.departement_size and not is_remote(inputs.labels):
+        if self.departement_size:
             from flair_pipeline.dataset.label_attributes import check_label_attributes
 
             fast = check_label_attributes(

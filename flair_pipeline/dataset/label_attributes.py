@@ -18,7 +18,9 @@ whatever its size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from shapely.geometry.base import BaseGeometry
 
 from flair_pipeline.geo.label_layers import choose_label_layer
 from flair_pipeline.geo.label_mapping import LabelMapping, label_crs, mapping_key
+from flair_pipeline.storage import gdal_options, gdal_path, is_remote, vector_env
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ def check_label_attributes(
     """Check the FLAIR codes of a vector label layer over `within` without reading geometries.
 
     Args:
-        path: A local vector label file (GeoPackage, Shapefile, FlatGeobuf…).
+        path: A vector label file (GeoPackage, Shapefile, FlatGeobuf…): local, or an
+            ``s3://`` / ``https://`` URL read in place (GDAL's ``/vsis3/``, ``/vsicurl/``).
         layer: The layer, or None (:func:`~flair_pipeline.geo.label_layers.choose_label_layer`).
         mapping: A mapping from another nomenclature (its fields and table), or None (the
             ``code`` column, integers 1..19).
@@ -70,12 +74,13 @@ def check_label_attributes(
     from flair_pipeline.dataset.rasterize import extent_in
 
     try:
-        choice = choose_label_layer(path, layer)
-        fields = list(mapping.fields) if mapping is not None else ["code"]
-        bbox = extent_in(within, label_crs(path, choice.name)).bounds
-        _, table = pyogrio.read_arrow(
-            path, layer=choice.name, columns=fields, read_geometry=False, bbox=bbox
-        )
+        with _in_place(path) as where:  # a URL: GDAL's options, its VSI path
+            choice = choose_label_layer(where, layer)
+            fields = list(mapping.fields) if mapping is not None else ["code"]
+            bbox = extent_in(within, label_crs(where, choice.name)).bounds
+            _, table = pyogrio.read_arrow(
+                where, layer=choice.name, columns=fields, read_geometry=False, bbox=bbox
+            )
     except Exception:  # any failure: the full read names it
         return None
     if any(f not in table.column_names for f in fields):
@@ -98,3 +103,23 @@ def check_label_attributes(
     if choice.decision is not None:
         log.warning("%s", choice.decision)
     return AttributeCheck(table.num_rows, str(choice.name), choice.decision)
+
+
+@contextlib.contextmanager
+def _in_place(path: str | Path) -> Iterator[str | Path]:
+    """`path` as OGR reads it, with GDAL's in-place options set for a URL.
+
+    Args:
+        path: A local file or a URL.
+
+    Yields:
+        The local path, or the GDAL VSI path of the URL (options set in rasterio's and
+        pyogrio's GDAL for the block: :func:`flair_pipeline.storage.vector_env`).
+    """
+    if not is_remote(path):
+        yield path
+        return
+    import rasterio  # GDAL: not at import
+
+    with rasterio.Env(**gdal_options()), vector_env():
+        yield gdal_path(str(path))

@@ -488,7 +488,7 @@ class _MaskJob:
     """What one group of areas needs to write its MSK (picklable: sent to workers)."""
 
     labels: gpd.GeoDataFrame
-    labels_path: Path
+    labels_path: Path | str  # a URL: read in place
     stage: Path
     patch_size: int
     res: float
@@ -537,7 +537,7 @@ def _masks_of(
 
 def build_label_masks(
     grid: gpd.GeoDataFrame,
-    labels_path: Path,
+    labels_path: Path | str,
     layout: DatasetLayout,
     patch_size: int,
     res: float,
@@ -587,7 +587,7 @@ def build_label_masks(
         )
     with _generation(layout, LABELS.all_domains().rel, grid) as stage:
         job = _MaskJob(
-            labels, Path(labels_path), stage.root, patch_size, res, max_unlabelled, codec, isolate
+            labels, labels_path, stage.root, patch_size, res, max_unlabelled, codec, isolate
         )
         if workers <= 1:
             report = _masks_of(job, grid, progress)

@@ -33,8 +33,50 @@ from flair_pipeline.sources.domain_spec import DomainInputs
 from flair_pipeline.storage import gdal_env
 
 
+def domain_scan(raw: RawLayout, domain: str) -> domain_inputs.DomainScan:
+    """The domain's inputs listed and checked for presence: a local folder or a URL.
+
+    Same listing as the sensor's (:mod:`flair_pipeline.sources.domain_inputs`), so the
+    fingerprint recorded here equals the one in the sensor's run keys. Under a URL raw
+    root (read in place) the folder is listed once with fsspec; nothing is read.
+
+    Args:
+        raw: The raw data root (a local folder or a URL).
+        domain: A domain id such as ``D006_2020``.
+
+    Returns:
+        The scan: files in fingerprint order with their sizes.
+
+    Raises:
+        DomainIdError: `domain` is not a domain id.
+        InputError: The domain folder or a required input is missing (named).
+        StorageError: A URL root could not be listed.
+    """
+    DomainId.parse(domain)
+    folder = raw.domain_location(domain)
+    fs, root = domain_inputs.open_root(raw.root)
+    scan = domain_inputs.scan_domain(fs, root, domain)
+    if not (fs.isdir(scan.folder) if raw.is_url else Path(folder).is_dir()):
+        raise InputError(f"{folder}: domain folder not found")
+    if scan.missing:
+        first = scan.missing[0]
+        if first == "ortho/*.tif":
+            raise InputError(f"{_join(folder, 'ortho')}: no orthophoto tiles (*.tif)")
+        raise InputError(f"{_join(folder, first)}: required input missing")
+    return scan
+
+
+def _join(folder: Path | str, name: str) -> Path | str:
+    """`name` under `folder`, a Path or a URL string.
+
+    Returns:
+        ``folder / name``, or ``<folder>/<name>`` for a URL.
+    """
+    return f"{folder}/{name}" if isinstance(folder, str) else folder / name
+
+
 def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
-    """The files a domain needs, in fingerprint order.
+    """The files a domain needs, in fingerprint order (a local raw root).
 
     Same listing as the sensor's (:mod:`flair_pipeline.sources.domain_inputs`), so the
     fingerprint recorded here equals the one in the sensor's run keys.
@@ -50,35 +92,30 @@ def domain_input_files(raw: RawLayout, domain: str) -> list[Path]:
         DomainIdError: `domain` is not a domain id.
         InputError: The domain folder or a required input is missing (named).
     """
-    DomainId.parse(domain)
-    folder = raw.domain(domain)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: domain folder not found")
-    scan = domain_inputs.scan_domain(LocalFileSystem(), os.path.abspath(raw.root), domain)
-    if scan.missing:
-        first = scan.missing[0]
-        if first == "ortho/*.tif":
-            raise InputError(f"{raw.ortho_dir(domain)}: no orthophoto tiles (*.tif)")
-        raise InputError(f"{folder / first}: required input missing")
-    return [Path(f) for f in scan.files]
+    return [Path(f) for f in domain_scan(raw, domain).files]
 
 
-def check_not_empty(files: list[Path], inputs: DomainInputs) -> None:
+def check_not_empty(
+    files: list[Path] | list[str], inputs: DomainInputs, sizes: tuple[int, ...] | None = None
+) -> None:
     """Refuse a 0-byte input file, or a DSM/DTM whose every pixel is nodata.
 
     A surface is read block by block from its middle outwards and the first valid pixel
     ends the check (one block for a normal DSM); only an empty one is read whole.
 
     Args:
-        files: The domain's input files (:func:`domain_input_files`).
+        files: The domain's input files (local paths, or URLs with `sizes`).
         inputs: The domain's resolved inputs (their DSM and DTM are checked).
+        sizes: Each file's size in bytes from the listing (a URL root); None: stat them.
 
     Raises:
         InputError: ``<file>: empty file (0 bytes)`` or ``<dsm>: empty DSM: every pixel is
             nodata``, one line naming the file and what to do.
     """
-    for f in files:
-        if f.is_file() and f.stat().st_size == 0:
+    if sizes is None:
+        sizes = tuple(Path(f).stat().st_size if Path(f).is_file() else -1 for f in files)
+    for f, size in zip(files, sizes, strict=True):
+        if size == 0:
             raise InputError(
                 f"{f}: empty file (0 bytes; an interrupted copy or download?): "
                 "replace it with the complete file and rerun"
@@ -200,19 +237,23 @@ def record_domain_sources(ctx: DomainContext) -> SourcesReport:
             tile the build would refuse (named).
     """
     domain, raw, dataset = ctx.domain, ctx.raw, ctx.dataset
-    files = domain_input_files(raw, domain)
+    scan = domain_scan(raw, domain)
+    files = scan.files
     inputs = ctx.inputs  # resolving validates domain.json (or the spec's facts)
-    check_not_empty(files, inputs)
+    check_not_empty(files, inputs, scan.sizes)
     labels = ctx.label_summary  # reading checks the codes and geometries, block by block
     _ = ctx.mosaic_extent  # the mosaic opened as the build reads it (once a context): tiles checked
     info = inputs.info
-    fp = fingerprint(files, raw.domain(domain))
-    total = sum(f.stat().st_size for f in files)
+    fs, _root = domain_inputs.open_root(raw.root)
+    fp, _read = domain_inputs.content_fingerprint(fs, scan)
+    assert fp is not None  # no deadline: always finishes
+    total = scan.nbytes
     layer, decision = ctx.label_layer, ctx.label_layer_decision
     record = {
         "domain": domain,
         "fingerprint": fp,
-        "files": [str(f.relative_to(raw.domain(domain))) for f in files],
+        "fingerprint_kind": domain_inputs.fingerprint_kind(scan),
+        "files": [domain_inputs.relative(f, scan.folder) for f in files],
         "bytes": total,
         "info": info,
         "labels_layer": layer,  # the layer read (None: a label raster), geo/label_layers.py

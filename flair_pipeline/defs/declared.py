@@ -92,7 +92,9 @@ def stage_asset(
         )
         fn: Callable[..., Any] = materialize
         if stage.staged is not None:
-            fn = staged(*stage.staged, raw_folders=stage.raw_folders)(fn)
+            fn = staged(
+                *stage.staged, raw_folders=stage.raw_folders, raw_in_place=stage.raw_in_place
+            )(fn)
         checks = (
             [dg.AssetCheckSpec(stage.check, asset=stage.name, blocking=True)]
             if stage.check

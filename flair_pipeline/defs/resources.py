@@ -39,6 +39,9 @@ class PipelineConfigResource(dg.ConfigurableResource):
 
     config_path: str = os.environ.get("FLAIR_PARAMS", "params.yaml")
     overrides: list[str] = []  # noqa: RUF012  (pydantic copies defaults)
+    #: Set by :func:`flair_pipeline.defs.staging.staged` for the steps that read their raw
+    #: inputs where they live (``Stage.raw_in_place``): :meth:`raw` then gives a URL root.
+    raw_in_place: bool = False
 
     def load(self) -> PipelineConfig:
         """The configuration, parsed once per version of the params file.
@@ -99,12 +102,18 @@ class PipelineConfigResource(dg.ConfigurableResource):
         """Where the raw inputs are (``paths.raw``, resolved against the project root).
 
         Returns:
-            A :class:`RawLayout` at the resolved raw root.
+            A :class:`RawLayout` at the resolved raw root; at the URL itself when the root
+            is a URL and this resource is a step's that reads it in place
+            (:attr:`raw_in_place`).
 
         Raises:
-            ConfigError: The root is a URL (no local path), or the config is invalid.
+            ConfigError: The root is a URL (no local path) and the step does not read it in
+                place, or the config is invalid.
         """
-        return RawLayout(self._root(self.load().paths.raw))
+        value = self.load().paths.raw
+        if self.raw_in_place and is_url(value):
+            return RawLayout(value)
+        return RawLayout(self._root(value))
 
     def dataset(self) -> DatasetLayout:
         """Where the dataset is built (``paths.dataset``, resolved against the project root).
@@ -152,8 +161,15 @@ class PipelineConfigResource(dg.ConfigurableResource):
         raw, dataset = (v if is_url(v) else str(self._root(v)) for v in (paths.raw, paths.dataset))
         return raw, dataset
 
-    def with_roots(self, raw: str, dataset: str) -> PipelineConfigResource:
+    def with_roots(
+        self, raw: str, dataset: str, *, raw_in_place: bool = False
+    ) -> PipelineConfigResource:
         """The same configuration with other raw and dataset roots (staging folders).
+
+        Args:
+            raw: The raw root the step reads: a staging folder, or the URL itself.
+            dataset: The dataset root it reads and writes.
+            raw_in_place: `raw` is a URL the step reads in place (:meth:`raw` gives it).
 
         Returns:
             A new resource on the same params file, its overrides extended with
@@ -162,6 +178,7 @@ class PipelineConfigResource(dg.ConfigurableResource):
         return PipelineConfigResource(
             config_path=self.config_path,
             overrides=[*self.overrides, f"paths.raw={raw}", f"paths.dataset={dataset}"],
+            raw_in_place=raw_in_place,
         )
 
 

@@ -21,7 +21,10 @@ instance). Dagster never launches two runs with one run key, so a re-evaluated t
 builds twice, while every change gets a new key and is rebuilt, a revert to earlier bytes
 included (issue 15). ``<key>`` is the first 16 hex of the content fingerprint (sha256 of
 every input byte, the `domain_sources` data version; whole in the ``flair/fingerprint``
-tag) when the sensor read it, else ``stat:`` and the stat signature's.
+tag) when the sensor read it, else ``stat:`` and the stat signature's. On an object store
+whose listing gives every input an ETag (S3), the fingerprint is the listing's (names,
+sizes, ETags: :func:`~flair_pipeline.sources.domain_inputs.content_fingerprint`), read
+from the scan without any byte or budget.
 
 Reading is budgeted in bytes and seconds per evaluation (issue 30; FLAIR deliveries are
 tens of GB a domain, Dagster's sensor timeout is 60 s): the cursor keeps per domain the
@@ -292,10 +295,12 @@ def _decide(
     """Request, skip or defer a complete, settled domain whose inputs' stats moved."""
     base = prev.get("fp") or _built_fingerprint(instance, domain)  # what it was built from
     fp: str | None = None
-    if reader.can_start(scan.nbytes):
+    if scan.listing_fingerprint:  # an object store's listing: no byte read, no budget
+        fp = scan.listing_fingerprint
+    elif reader.can_start(scan.nbytes):
         first = reader.started == 0
         reader.started += 1
-        fp, read = domain_inputs.fingerprint_until(fs, scan.files, scan.folder, reader.deadline)
+        fp, read = domain_inputs.content_fingerprint(fs, scan, reader.deadline)
         reader.left -= read
         out.bytes_read += read
         if fp is None and not first and base:

@@ -5,7 +5,9 @@ local it calls the asset as is. When either is an fsspec URL, the asset receives
 ``flair`` resource whose roots point at a private local staging folder holding the
 domain's raw inputs and the dataset files named in the decorator; what the asset writes
 is uploaded only if it returns normally (see :mod:`flair_pipeline.storage` for why, and
-for the pull, snapshot and publish it is made of). The staging folder (under
+for the pull, snapshot and publish it is made of). A step declared ``raw_in_place``
+(the sources, grid, IMG and MSK steps) pulls nothing of a URL raw root: it reads the
+tiles, DSM/DTM and labels where they live (docs/inputs.md). The staging folder (under
 FLAIR_STAGING_DIR or the system temp folder) is deleted afterwards, whatever happens.
 A project error (bad input, full disk) raised by the asset becomes a non-retried
 ``dg.Failure`` carrying its one-line message. Each step stages on its own, so it works
@@ -37,7 +39,9 @@ from flair_pipeline.storage import is_url, list_domains, publish, pull, snapshot
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[[F], F]:
+def staged(
+    *dataset_files: PathTemplate, raw_folders: bool = False, raw_in_place: bool = False
+) -> Callable[[F], F]:
     """Stage URL roots for one asset step.
 
     Args:
@@ -48,6 +52,10 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
         raw_folders: For a step over all domains, stage the raw root's domain folders as
             empty folders (names only, one listing): ``split_assignment`` tells by them
             which built domains are stale.
+        raw_in_place: The step reads a URL raw root where it lives (``Stage.raw_in_place``):
+            nothing of it is pulled, the step's ``flair`` resource gives the URL
+            (``PipelineConfigResource.raw_in_place``) and its readers fetch only the bytes
+            they read. A URL dataset root is still staged and published.
 
     Returns:
         A decorator for an asset function ``fn(context, flair, **resources)``.
@@ -75,7 +83,8 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
             )
             try:
                 local_raw, local_dataset = raw, dataset
-                if is_url(raw):
+                in_place = raw_in_place and is_url(raw)
+                if is_url(raw) and not in_place:
                     local_raw = str(folder / "raw")
                     if domain is not None:
                         pull(
@@ -94,7 +103,8 @@ def staged(*dataset_files: PathTemplate, raw_folders: bool = False) -> Callable[
                     prefixes = [t.prefix(domain=str(domain)) for t in dataset_files]
                     pull(dataset, Path(local_dataset), prefixes)
                     baseline = snapshot(Path(local_dataset))
-                result = _run(fn, context, flair.with_roots(local_raw, local_dataset), kwargs)
+                roots = flair.with_roots(local_raw, local_dataset, raw_in_place=in_place)
+                result = _run(fn, context, roots, kwargs)
                 published = (
                     publish(Path(local_dataset), dataset, baseline) if is_url(dataset) else []
                 )

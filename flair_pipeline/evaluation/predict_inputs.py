@@ -164,7 +164,7 @@ def domain_map_inputs(
     url = storage_url(raw_root)
     if url is None:
         raw = RawLayout(Path(raw_root))
-        yield MapInputs(raw.root, raw.ortho_dir(domain), raw.dsm(domain), raw.dtm(domain))
+        yield MapInputs(raw.local_root, raw.ortho_dir(domain), raw.dsm(domain), raw.dtm(domain))
         return
     if sentinel2 and _is_http(url):
         raise InputError(

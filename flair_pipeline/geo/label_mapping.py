@@ -17,6 +17,7 @@ cover rasters) are polygonised first, their pixel value in the column ``value``.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import shapely
 from rasterio.features import shapes
 
 from flair_pipeline.errors import InputError
+from flair_pipeline.storage import is_url, read_text
 
 #: Suffixes read as label rasters rather than OGR vectors (any case).
 RASTER_LABEL_SUFFIXES = (".tif", ".tiff", ".jp2")
@@ -43,7 +45,7 @@ class LabelMapping:
     """
 
     fields: tuple[str, ...]
-    table: Path | None = None
+    table: Path | str | None = None  # a str: a URL (a raw root read in place)
 
     def load(self) -> dict[tuple[str, ...], int]:
         """Key (one string per field) -> FLAIR code; InputError naming the bad row.
@@ -57,8 +59,14 @@ class LabelMapping:
         """
         assert self.table is not None
         try:
-            with open(self.table, newline="", encoding="utf-8-sig") as fh:
-                rows = list(csv.DictReader(fh))
+            if is_url(self.table):
+                text = read_text(str(self.table))
+                if text is None:
+                    raise InputError(f"{self.table}: cannot read the label mapping (not found)")
+                rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+            else:
+                with open(self.table, newline="", encoding="utf-8-sig") as fh:
+                    rows = list(csv.DictReader(fh))
         except OSError as exc:
             raise InputError(f"{self.table}: cannot read the label mapping ({exc})") from None
         need = [*self.fields, "flair"]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from flair_pipeline.domains import DomainId
 from flair_pipeline.errors import DomainIdError, InputError
+from flair_pipeline.storage import is_url, read_text
 
 _FLAIR_TIME = re.compile(r"^(\d{1,2})[hH](\d{2})$")
 _ISO_TIME = re.compile(r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
@@ -119,7 +120,7 @@ class DomainInfo(BaseModel):
         return self.model_dump(mode="json")
 
 
-def _one_line(path: Path, exc: ValidationError) -> str:
+def _one_line(path: Path | str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(whole file)"
@@ -127,7 +128,7 @@ def _one_line(path: Path, exc: ValidationError) -> str:
         shown = repr(err.get("input"))
         found = "" if err["type"] == "missing" or shown in msg else f" (found {shown})"
         parts.append(f"field '{field}': {msg}{found}")
-    return f"{path}: " + "; ".join(parts) + f" — fix {Path(path).name} and rerun"
+    return f"{path}: " + "; ".join(parts) + f" — fix {str(path).rsplit('/', 1)[-1]} and rerun"
 
 
 def read_domain_info(path: str | Path, domain: str | None = None) -> DomainInfo:
@@ -144,11 +145,16 @@ def read_domain_info(path: str | Path, domain: str | None = None) -> DomainInfo:
         InputError: The file is missing, not JSON, or a field is invalid: one line naming
             the file and the field.
     """
-    path = Path(path)
+    if not is_url(path):
+        path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = read_text(str(path)) if is_url(path) else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(f"{path}: not found (every domain folder needs a domain.json)") from None
+        text = None
+    if text is None:
+        raise InputError(f"{path}: not found (every domain folder needs a domain.json)")
+    try:
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     return validate_domain_info(data, path, domain)
@@ -169,7 +175,8 @@ def validate_domain_info(data: Any, path: str | Path, domain: str | None = None)
         InputError: `data` is not an object, a field is invalid, or the domain differs
             from the folder name: one line naming `path` and each bad field.
     """
-    path = Path(path)
+    if not is_url(path):  # a Path would collapse a URL's `//` in the messages
+        path = Path(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")
     try:

@@ -94,6 +94,8 @@ class DomainScan:
     in_flight: list[str] = field(default_factory=list)  # copy temp files (.name.XXXXXX)
     folder_key: str = ""  # like `signature`, over every file, hidden ones included
     marker: bool = False  # READY present and written after every other file
+    sizes: tuple[int, ...] = ()  # each of `files`' size in bytes, same order
+    listing_fingerprint: str = ""  # from names, sizes, ETags (object stores); "": none
 
     @property
     def complete(self) -> bool:
@@ -242,18 +244,84 @@ def _scan(
         for name, info in entries.items()
         if name != READY_NAME
     )
+    sizes = tuple(int(entries[n].get("size") or 0) for n in present)
     return DomainScan(
         domain,
         folder,
         [f"{folder}/{n}" for n in present],
         missing,
         _stat_key(entries, present),
-        sum(int(entries[n].get("size") or 0) for n in present),
+        sum(sizes),
         spec_missing,
         in_flight,
         _stat_key(entries, everything),
         marker,
+        sizes,
+        _listing_fingerprint(entries, present),
     )
+
+
+#: Mixed into a listing fingerprint so it never equals a fingerprint of the bytes.
+LISTING_KIND = "etag-v1"
+
+
+def _listing_fingerprint(entries: dict[str, dict[str, Any]], names: list[str]) -> str:
+    """sha256 of (name, size, ETag) of `names` when every one has an ETag, else "".
+
+    An object store's ETag changes with the object's content (S3: the MD5 of a
+    single-part upload, a digest of the parts' MD5s for a multipart one), so names, sizes
+    and ETags fingerprint a URL raw root from one listing, without reading its bytes. The
+    same content uploaded again with another part size gets another ETag: the domain is
+    then rebuilt once, never missed. A local disk has no ETag ("": its bytes are hashed).
+
+    Args:
+        entries: Relative name -> fsspec file info.
+        names: The inputs, in fingerprint order.
+
+    Returns:
+        The hex digest, or "" when a file has no ETag.
+    """
+    h = hashlib.sha256(f"{LISTING_KIND}\n".encode())
+    for name in names:
+        info = entries[name]
+        etag = info.get("ETag") or info.get("etag")
+        if not etag:
+            return ""
+        h.update(f"{name}\0{info.get('size')}\0{str(etag).strip(chr(34))}\n".encode())
+    return h.hexdigest()
+
+
+def content_fingerprint(
+    fs: fsspec.AbstractFileSystem, scan: DomainScan, deadline: float | None = None
+) -> tuple[str | None, int]:
+    """The fingerprint of a scanned domain: from its listing on an object store, else its bytes.
+
+    The sensor's run keys and the ``domain_sources`` record both take this, so they agree
+    for local and URL raw roots alike.
+
+    Args:
+        fs: The filesystem of the raw root.
+        scan: The domain's scan (:func:`scan_domain`).
+        deadline: As in :func:`fingerprint_until` (bytes hashed only).
+
+    Returns:
+        (hex digest or None when the deadline passed first, bytes read: 0 from a listing).
+    """
+    if scan.listing_fingerprint:
+        return scan.listing_fingerprint, 0
+    return fingerprint_until(fs, scan.files, scan.folder, deadline)
+
+
+def fingerprint_kind(scan: DomainScan) -> str:
+    """How :func:`content_fingerprint` fingerprints `scan`, in words (for the metadata).
+
+    Args:
+        scan: The domain's scan.
+
+    Returns:
+        ``"listing (names, sizes, ETags)"`` or ``"sha256 of the bytes"``.
+    """
+    return "listing (names, sizes, ETags)" if scan.listing_fingerprint else "sha256 of the bytes"
 
 
 #: domain.yaml texts read, by (protocol, path, stat key): a sensor looking at hundreds of
@@ -294,7 +362,7 @@ def _files_under(fs: fsspec.AbstractFileSystem, folder: str) -> dict[str, dict[s
         return {}
     found = fs.find(folder, detail=True)
     return {
-        _relative(str(name), folder): info
+        relative(str(name), folder): info
         for name, info in found.items()
         if info.get("type") == "file"
     }
@@ -358,7 +426,7 @@ def scan_domains(
     return scans, others
 
 
-def _relative(path: str, folder: str) -> str:
+def relative(path: str, folder: str) -> str:
     """`path` relative to `folder` ("ortho/a.tif"), whatever leading "/" the fs adds.
 
     Args:
@@ -413,7 +481,7 @@ def fingerprint_until(
     h = hashlib.sha256()
     read = 0
     for f in files:
-        h.update(_relative(f, folder).encode())
+        h.update(relative(f, folder).encode())
         with fs.open(f, "rb") as fh:
             for chunk in iter(functools.partial(fh.read, 1 << 20), b""):
                 h.update(chunk)

@@ -32,13 +32,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.label_mapping import LabelMapping
-from flair_pipeline.geo.raster_vrt import ORTHO_BANDS, Product
+from flair_pipeline.geo.raster_vrt import ORTHO_BANDS, Product, default_product, is_raster_name
 from flair_pipeline.geo.surface import SurfaceInput
 from flair_pipeline.sources.domain_info import (
     flight_time,
     read_domain_info,
     validate_domain_info,
 )
+from flair_pipeline.storage import gdal_path, is_url, read_text, remote_tree
 
 SPEC_NAME = "domain.yaml"
 
@@ -116,18 +117,130 @@ class DomainSpec(_Strict):
 
 @dataclass
 class DomainInputs:
-    """What the build reads for one domain, whichever way the folder is written."""
+    """What the build reads for one domain, whichever way the folder is written.
 
-    folder: Path
+    Under a URL raw root (read in place), `folder`, `labels` and the mapping table are URL
+    strings, the ortho products' and DSM/DTM files GDAL paths (``/vsis3/…``,
+    ``/vsicurl/…``, :func:`flair_pipeline.storage.gdal_path`), the raw layout's ortho
+    folder a single product and its DSM/DTM :class:`SurfaceInput` s of one file each.
+    """
+
+    folder: Path | str
     ortho: Path | list[Product]  # a folder of R,G,B,NIR tiles, or products
     dsm: Path | SurfaceInput
     dtm: Path | SurfaceInput
-    labels: Path
+    labels: Path | str
     mapping: LabelMapping | None
     info: dict[str, Any]
-    files: list[Path] = field(default_factory=list)  # every input, fingerprint order
-    spec: Path | None = None
+    files: list[Path | str] = field(default_factory=list)  # every input, fingerprint order
+    spec: Path | str | None = None
     labels_layer: str | None = None  # the layer the domain names (geo/label_layers.py)
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """A domain folder's files, listed once: a local folder or a URL (fsspec, one listing).
+
+    Attributes:
+        where: The folder: a local Path or a URL string.
+        names: Relative POSIX paths of every file under it, sorted.
+    """
+
+    where: Path | str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, folder: Path | str) -> _Folder:
+        """List `folder` once (recursively).
+
+        Args:
+            folder: A local folder, or an ``s3://`` / ``https://`` URL.
+
+        Returns:
+            The listing (empty when the folder does not exist).
+
+        Raises:
+            StorageError: The URL could not be listed (unreachable endpoint, denied access).
+        """
+        if is_url(folder):
+            url = str(folder).rstrip("/")
+            return cls(url, tuple(sorted(n for n, _, _ in remote_tree(url))))
+        root = Path(folder)
+        if not root.is_dir():
+            return cls(root, ())
+        names = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        return cls(root, tuple(sorted(names)))
+
+    @property
+    def name(self) -> str:
+        """The folder's own name (the domain id)."""
+        return str(self.where).rstrip("/").rsplit("/", 1)[-1]
+
+    def location(self, name: str) -> Path | str:
+        """Where the file `name` is: a local Path, or the URL string.
+
+        Args:
+            name: A relative POSIX path.
+
+        Returns:
+            ``folder / name``, or ``<url>/<name>``.
+        """
+        if isinstance(self.where, str):
+            return f"{self.where}/{name}"
+        return self.where / name
+
+    def raster(self, name: str) -> Path | str:
+        """Where GDAL opens the raster `name`: the local Path, or its GDAL VSI path.
+
+        Args:
+            name: A relative POSIX path.
+
+        Returns:
+            The local Path, or ``/vsis3/…`` / ``/vsicurl/…`` for a URL folder.
+        """
+        found = self.location(name)
+        return gdal_path(found) if isinstance(found, str) else found
+
+    def has(self, name: str) -> bool:
+        """Whether the folder holds the file `name`.
+
+        Args:
+            name: An exact relative POSIX path.
+
+        Returns:
+            True when the listing has it.
+        """
+        return name in self.names
+
+    def read_text(self, name: str) -> str | None:
+        """The text of the small file `name` (``domain.yaml``), or None when absent.
+
+        Args:
+            name: A relative POSIX path.
+
+        Returns:
+            Its UTF-8 text, or None when it is not there (removed since the listing).
+
+        Raises:
+            OSError: A local file cannot be read.
+            StorageError: The store failed.
+        """
+        found = self.location(name)
+        if isinstance(found, str):
+            return read_text(found)
+        return found.read_text() if found.is_file() else None
+
+    def match(self, pattern: str) -> list[str]:
+        """Names whose relative POSIX path matches `pattern`, case ignored; sorted.
+
+        Args:
+            pattern: A glob (``ortho/*.jp2``), relative to the folder.
+
+        Returns:
+            The matching relative names.
+        """
+        pat = pattern.lower().lstrip("./")
+        return [n for n in self.names if fnmatch.fnmatchcase(n.lower(), pat)]
 
 
 def match(folder: Path, pattern: str) -> list[Path]:
@@ -140,20 +253,16 @@ def match(folder: Path, pattern: str) -> list[Path]:
     Returns:
         The matching files.
     """
-    pat = pattern.lower().lstrip("./")
-    out = [
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and fnmatch.fnmatchcase(p.relative_to(folder).as_posix().lower(), pat)
-    ]
-    return sorted(out)
+    listing = _Folder.of(folder)
+    return [Path(folder) / n for n in listing.match(pattern)]
 
 
-def load_spec(path: Path) -> DomainSpec:
+def load_spec(path: Path | str, text: str | None = None) -> DomainSpec:
     """The parsed spec.
 
     Args:
-        path: A ``domain.yaml``.
+        path: A ``domain.yaml`` (named in errors; read when `text` is None).
+        text: Its content, already read (a spec behind a URL).
 
     Returns:
         The validated spec.
@@ -162,7 +271,7 @@ def load_spec(path: Path) -> DomainSpec:
         InputError: Unreadable YAML or invalid keys, naming the file and each bad key.
     """
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(Path(path).read_text() if text is None else text)
     except (OSError, yaml.YAMLError) as exc:
         raise InputError(f"{path}: cannot read as YAML ({exc})") from None
     try:
@@ -175,20 +284,26 @@ def load_spec(path: Path) -> DomainSpec:
         raise InputError(f"{path}: {problems}") from None
 
 
-def _one_or_more(folder: Path, spec_path: Path, role: str, pattern: str) -> list[Path]:
-    found = match(folder, pattern)
+def _one_or_more(folder: _Folder, spec_path: Path | str, role: str, pattern: str) -> list[str]:
+    found = folder.match(pattern)
     if not found:
         raise InputError(
-            f"{spec_path}: {role} glob {pattern!r} matches no file under {folder} (case ignored)"
+            f"{spec_path}: {role} glob {pattern!r} matches no file under {folder.where} "
+            "(case ignored)"
         )
     return found
 
 
-def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
+def resolve(folder: Path | str, layout_info: Path | None = None) -> DomainInputs:
     """A domain folder's inputs: from ``domain.yaml`` when present, else the raw layout.
 
+    The folder is listed once (recursively); a URL folder (``s3://…``, ``https://…``:
+    a raw root read in place) is listed with fsspec and its ``domain.json`` /
+    ``domain.yaml`` read with one GET each; its rasters are given as GDAL paths that read
+    them in place.
+
     Args:
-        folder: The domain folder.
+        folder: The domain folder: a local path, or a URL.
         layout_info: The ``domain.json`` of the raw layout (it wins over the spec's
             acquisition facts when both exist), or None.
 
@@ -197,38 +312,66 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
 
     Raises:
         InputError: A piece is missing or a glob matches nothing, naming what.
+        StorageError: A URL folder could not be listed or read.
     """
-    folder = Path(folder)
-    spec_path = folder / SPEC_NAME
-    info_path = layout_info or folder / "domain.json"
+    listing = _Folder.of(folder)
+    spec_path = listing.location(SPEC_NAME)
+    info_path = layout_info or listing.location("domain.json")
+    has_info = Path(info_path).is_file() if layout_info else listing.has("domain.json")
     info: dict[str, Any] = {}
-    if info_path.is_file():  # validated (issue 15): one line naming the file and the field
-        info = read_domain_info(info_path, folder.name).as_record()
-    if not spec_path.is_file():
+    if has_info:  # validated (issue 15): one line naming the file and the field
+        info = read_domain_info(info_path, listing.name).as_record()
+    if not listing.has(SPEC_NAME):
         if not info:  # the raw layout needs its domain.json: one line saying so
-            info = read_domain_info(info_path, folder.name).as_record()
+            info = read_domain_info(info_path, listing.name).as_record()
+        layer = _info_layer(info, info_path)
+        if isinstance(listing.where, Path):
+            where = listing.where
+            return DomainInputs(
+                where, where / "ortho", where / "dsm.tif", where / "dtm.tif",
+                where / "labels.gpkg", None, info, labels_layer=layer,
+            )  # fmt: skip
+        tiles = [  # the Mosaic's selection (raster_vrt.raster_files): ortho/'s own tiles
+            listing.raster(n)
+            for n in listing.names
+            if n.startswith("ortho/") and n.count("/") == 1 and is_raster_name(n[len("ortho/") :])
+        ]
+        if not tiles:
+            raise InputError(
+                f"{listing.location('ortho')}: no mosaic tiles (*.tif, *.tiff, *.jp2, any case) "
+                "found"
+            )
         return DomainInputs(
-            folder,
-            folder / "ortho",
-            folder / "dsm.tif",
-            folder / "dtm.tif",
-            folder / "labels.gpkg",
+            listing.where,
+            [default_product(tiles)],
+            SurfaceInput((listing.raster("dsm.tif"),)),
+            SurfaceInput((listing.raster("dtm.tif"),)),
+            listing.location("labels.gpkg"),
             None,
             info,
-            labels_layer=_info_layer(info, info_path),
+            labels_layer=layer,
         )
-    spec = load_spec(spec_path)
-    products, files = [], []
+    try:
+        text = listing.read_text(SPEC_NAME)
+    except OSError as exc:
+        raise InputError(f"{spec_path}: cannot read as YAML ({exc})") from None
+    if text is None:
+        raise InputError(f"{spec_path}: removed while the domain was being read; rerun")
+    spec = load_spec(spec_path, text)
+    products: list[Product] = []
+    files: list[Path | str] = []
     for o in spec.ortho:
-        tiles = _one_or_more(folder, spec_path, f"ortho {o.name!r}", o.glob)
-        products.append(Product(o.name, tiles, dict(o.bands), o.rescale))
-        files += tiles
+        names = _one_or_more(listing, spec_path, f"ortho {o.name!r}", o.glob)
+        products.append(
+            Product(o.name, [listing.raster(t) for t in names], dict(o.bands), o.rescale)
+        )
+        files += [listing.location(t) for t in names]
     surfaces = []
     for role, s in (("dsm", spec.dsm), ("dtm", spec.dtm)):
-        tiles = _one_or_more(folder, spec_path, role, s.glob)
-        surfaces.append(SurfaceInput(tuple(tiles), s.crs))
-        files += tiles
-    labels = _one_or_more(folder, spec_path, "labels", spec.labels.glob)
+        names = _one_or_more(listing, spec_path, role, s.glob)
+        surfaces.append(SurfaceInput(tuple(listing.raster(t) for t in names), s.crs))
+        files += [listing.location(t) for t in names]
+    labels = _one_or_more(listing, spec_path, "labels", spec.labels.glob)
     if len(labels) > 1:
         raise InputError(
             f"{spec_path}: labels glob {spec.labels.glob!r} matches {len(labels)} files; "
@@ -237,29 +380,32 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
     fields = (spec.labels.field,) if isinstance(spec.labels.field, str) else spec.labels.field
     table = None
     if spec.labels.mapping:
-        table = _one_or_more(folder, spec_path, "labels mapping", spec.labels.mapping)[0]
+        table = listing.location(
+            _one_or_more(listing, spec_path, "labels mapping", spec.labels.mapping)[0]
+        )
     mapping = None if table is None and fields == ("code",) else LabelMapping(tuple(fields), table)
-    files += [*_companions(labels[0]), *([table] if table else [])]
+    files += [*(listing.location(n) for n in _companions(listing, labels[0]))]
+    files += [table] if table else []
     if not info:  # the spec's acquisition facts, validated like a domain.json
         facts = spec.acquisition.model_dump() if spec.acquisition is not None else {}
-        data = {"domain": folder.name, **{k: v for k, v in facts.items() if v is not None}}
-        info = validate_domain_info(data, spec_path, folder.name).as_record()
+        data = {"domain": listing.name, **{k: v for k, v in facts.items() if v is not None}}
+        info = validate_domain_info(data, spec_path, listing.name).as_record()
     files.append(spec_path)
-    if info_path.is_file():
+    if has_info:
         files.append(info_path)
     layer = spec.labels.layer
-    named = _info_layer(info, info_path) if info_path.is_file() else None
+    named = _info_layer(info, info_path) if has_info else None
     if named is not None and layer is not None and named != layer:
         raise InputError(
             f'{spec_path}: labels.layer {layer!r} differs from "labels_layer" {named!r} of '
             f"{info_path}; keep one of them"
         )
     return DomainInputs(
-        folder,
+        listing.where,
         products,
         surfaces[0],
         surfaces[1],
-        labels[0],
+        listing.location(labels[0]),
         mapping,
         info,
         files,
@@ -268,7 +414,7 @@ def resolve(folder: Path, layout_info: Path | None = None) -> DomainInputs:
     )
 
 
-def _info_layer(info: dict[str, Any], path: Path) -> str | None:
+def _info_layer(info: dict[str, Any], path: Path | str) -> str | None:
     """``labels_layer`` of a domain.json.
 
     Args:
@@ -286,20 +432,29 @@ def _info_layer(info: dict[str, Any], path: Path) -> str | None:
         return layer
     raise InputError(
         f"{path}: field 'labels_layer': expected the name of a layer of labels.gpkg, "
-        f"found {layer!r}; fix {path.name} and rerun"
+        f"found {layer!r}; fix {str(path).rsplit('/', 1)[-1]} and rerun"
     )
 
 
-def _companions(path: Path) -> list[Path]:
+def _companions(folder: _Folder, name: str) -> list[str]:
     """A shapefile with its .shx/.dbf/.prj/.cpg (any case); any other file alone.
 
     Args:
-        path: A file named by the spec.
+        folder: The domain folder's listing.
+        name: A file named by the spec (relative).
 
     Returns:
-        The files to fingerprint with it, sorted.
+        The relative names to fingerprint with it, sorted.
     """
-    if path.suffix.lower() != ".shp":
-        return [path]
-    stem = path.stem.lower()
-    return sorted(p for p in path.parent.iterdir() if p.is_file() and p.stem.lower() == stem)
+    if not name.lower().endswith(".shp"):
+        return [name]
+    head, _, base = name.rpartition("/")
+    stem = base[: -len(".shp")].lower()
+    prefix = f"{head}/" if head else ""
+    return sorted(
+        n
+        for n in folder.names
+        if n.startswith(prefix)
+        and "/" not in n[len(prefix) :]
+        and n[len(prefix) :].rsplit(".", 1)[0].lower() == stem
+    )

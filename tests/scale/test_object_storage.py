@@ -14,6 +14,7 @@ from flair_pipeline.errors import ConfigError, InputError
 from flair_pipeline.layout import AERIAL
 from flair_pipeline.storage import StorageError, filesystem, list_domains, list_files
 from flair_pipeline.synthetic.world import WorldSummary
+from tests.s3_process import counting_s3
 
 from .helpers import build_in_process, free_port, rasters, write_params
 
@@ -22,13 +23,13 @@ DOMAIN = "D033_2021"
 
 @pytest.fixture(scope="module")
 def s3(tiny_world: WorldSummary) -> Iterator[str]:
-    """A bucket on a local S3 server holding the tiny world under raw/; yields its URL."""
-    from moto.server import ThreadedMotoServer
+    """A bucket on a local S3 server holding the tiny world under raw/; yields its URL.
 
+    The server runs in its own process (tests/s3_process.py): the build reads the labels
+    in place, and pyogrio keeps the GIL while GDAL waits on the network.
+    """
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    with pytest.MonkeyPatch.context() as mp:
+    with counting_s3(port), pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
         mp.setenv("AWS_ACCESS_KEY_ID", "testing")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -37,10 +38,7 @@ def s3(tiny_world: WorldSummary) -> Iterator[str]:
         fs.mkdir("flair")
         fs.put(str(tiny_world.out) + "/", "flair/raw", recursive=True)
         fs.invalidate_cache()
-        try:
-            yield "s3://flair"
-        finally:
-            server.stop()
+        yield "s3://flair"
 
 
 def test_domain_build_on_s3_equals_local_build(
