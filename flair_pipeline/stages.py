@@ -76,15 +76,18 @@ class Stage:
         check: Its blocking asset check, passed iff the stage report passed; None: none.
         kinds: The asset's kinds (icons in the UI).
         staged: The dataset files it reads, staged locally when a data root is a URL
-            (the domain's raw folder always is for a per-domain stage; raw-root entries
-            beside it, such as ``RAW_RPG``, are staged when present); None: the stage
-            runs on local roots only.
+            (the domain's raw folder is for a per-domain stage, but see `raw_in_place`
+            and `raw_domain`; raw-root entries beside it, such as ``RAW_RPG``, are staged
+            when present); None: the stage runs on local roots only.
         raw_folders: With ``staged``, for an all-domain stage: stage the raw root's domain
             folders as empty folders (names only).
         raw_in_place: With ``staged``, for a per-domain stage: a URL raw root is read where
             it lives (ortho tiles, DSM/DTM and labels through GDAL's ``/vsis3/`` and
             ``/vsicurl/``, fetching only the bytes read) instead of pulling the domain's raw
             folder; the dataset files named in ``staged`` are still staged.
+        raw_domain: With ``staged``, for a per-domain stage: pull the domain's raw folder
+            from a URL raw root (unless read in place); False for a stage that reads none of
+            its files (``crop_labels`` reads ``<raw>/rpg/`` only).
         jobs: The jobs of :data:`JOBS` it belongs to.
         pool: The Dagster concurrency pool of its steps (``gpu``), None: none.
         retry: Its retry policy for transient failures; None: not retried.
@@ -107,6 +110,7 @@ class Stage:
     staged: tuple[PathTemplate, ...] | None = None
     raw_folders: bool = False
     raw_in_place: bool = False
+    raw_domain: bool = True
     jobs: tuple[str, ...] = ()
     pool: str | None = None
     retry: Retry | None = None
@@ -354,6 +358,7 @@ STAGES: tuple[Stage, ...] = (
         check="crop_codes",
         kinds=frozenset({"python", "geotiff"}),
         staged=(L.PATCH_GRID, L.RAW_RPG),
+        raw_domain=False,
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(
@@ -371,6 +376,7 @@ STAGES: tuple[Stage, ...] = (
         check="img_msk_pairs",
         kinds=frozenset({"python", "json"}),
         staged=(L.PATCH_GRID, L.AERIAL, L.LABELS),
+        raw_in_place=True,
         jobs=(BUILD_DOMAIN,),
     ),
     Stage(

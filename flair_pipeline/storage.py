@@ -147,6 +147,26 @@ def vector_env() -> Iterator[None]:
         pyogrio.set_gdal_config_options(before)
 
 
+@contextlib.contextmanager
+def vector_location(path: str | Path) -> Iterator[str | Path]:
+    """`path` as OGR opens it, with GDAL's in-place options set for a URL.
+
+    Args:
+        path: A local vector file, or an ``s3://`` / ``https://`` URL (or GDAL VSI path).
+
+    Yields:
+        The local path unchanged, or the URL's GDAL VSI path with :func:`gdal_options`
+        set in rasterio's and pyogrio's GDAL for the block (:func:`vector_env`).
+    """
+    if not is_remote(path):
+        yield path
+        return
+    import rasterio  # here, not at import: the storage layer needs no GDAL otherwise
+
+    with rasterio.Env(**gdal_options()), vector_env():
+        yield gdal_path(str(path))
+
+
 def gdal_env(locations: Iterable[str | Path]) -> contextlib.AbstractContextManager[object]:
     """:func:`gdal_options` as a :class:`rasterio.Env` when any of `locations` is remote.
 

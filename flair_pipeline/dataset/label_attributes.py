@@ -18,9 +18,7 @@ whatever its size.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from shapely.geometry.base import BaseGeometry
 
 from flair_pipeline.geo.label_layers import choose_label_layer
 from flair_pipeline.geo.label_mapping import LabelMapping, label_crs, mapping_key
-from flair_pipeline.storage import gdal_options, gdal_path, is_remote, vector_env
+from flair_pipeline.storage import vector_location
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ def check_label_attributes(
     from flair_pipeline.dataset.rasterize import extent_in
 
     try:
-        with _in_place(path) as where:  # a URL: GDAL's options, its VSI path
+        with vector_location(path) as where:  # a URL: GDAL's options, its VSI path
             choice = choose_label_layer(where, layer)
             fields = list(mapping.fields) if mapping is not None else ["code"]
             bbox = extent_in(within, label_crs(where, choice.name)).bounds
@@ -103,23 +101,3 @@ def check_label_attributes(
     if choice.decision is not None:
         log.warning("%s", choice.decision)
     return AttributeCheck(table.num_rows, str(choice.name), choice.decision)
-
-
-@contextlib.contextmanager
-def _in_place(path: str | Path) -> Iterator[str | Path]:
-    """`path` as OGR reads it, with GDAL's in-place options set for a URL.
-
-    Args:
-        path: A local file or a URL.
-
-    Yields:
-        The local path, or the GDAL VSI path of the URL (options set in rasterio's and
-        pyogrio's GDAL for the block: :func:`flair_pipeline.storage.vector_env`).
-    """
-    if not is_remote(path):
-        yield path
-        return
-    import rasterio  # GDAL: not at import
-
-    with rasterio.Env(**gdal_options()), vector_env():
-        yield gdal_path(str(path))

@@ -25,6 +25,7 @@ from flair_pipeline.dataset.sampling import read_area_record
 from flair_pipeline.io import remove_stale_temps
 from flair_pipeline.reports import JSON, StageReport
 from flair_pipeline.sources.domain_spec import DomainInputs
+from flair_pipeline.storage import vector_location
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,10 @@ def _label_decisions(inputs: DomainInputs) -> list[str]:
     from flair_pipeline.geo.label_layers import choose_label_layer
     from flair_pipeline.geo.label_mapping import label_crs
 
-    choice = choose_label_layer(inputs.labels, inputs.labels_layer)
+    with vector_location(inputs.labels) as where:  # a URL: read in place
+        choice = choose_label_layer(where, inputs.labels_layer)
+        crs = label_crs(where, choice.name)
     out = [choice.decision] if choice.decision else []
-    crs = label_crs(inputs.labels, choice.name)
     if crs is None or is_lambert93(crs):
         return out
     name = rasterio.crs.CRS.from_user_input(crs).to_string()

@@ -93,7 +93,10 @@ def stage_asset(
         fn: Callable[..., Any] = materialize
         if stage.staged is not None:
             fn = staged(
-                *stage.staged, raw_folders=stage.raw_folders, raw_in_place=stage.raw_in_place
+                *stage.staged,
+                raw_folders=stage.raw_folders,
+                raw_in_place=stage.raw_in_place,
+                raw_domain=stage.raw_domain,
             )(fn)
         checks = (
             [dg.AssetCheckSpec(stage.check, asset=stage.name, blocking=True)]

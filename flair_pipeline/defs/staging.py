@@ -40,15 +40,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def staged(
-    *dataset_files: PathTemplate, raw_folders: bool = False, raw_in_place: bool = False
+    *dataset_files: PathTemplate,
+    raw_folders: bool = False,
+    raw_in_place: bool = False,
+    raw_domain: bool = True,
 ) -> Callable[[F], F]:
     """Stage URL roots for one asset step.
 
     Args:
         *dataset_files: The dataset entries of :mod:`flair_pipeline.layout` the step reads
             (``{domain}`` is the partition key), e.g. ``PATCH_GRID`` or ``AERIAL``; the
-            domain's raw folder is always staged for a partitioned step. Raw-root entries
-            outside it (``RAW_RPG``) are staged too when they exist (not required).
+            domain's raw folder is staged for a partitioned step (see `raw_domain` and
+            `raw_in_place`). Raw-root entries outside it (``RAW_RPG``) are staged too when
+            they exist (not required).
         raw_folders: For a step over all domains, stage the raw root's domain folders as
             empty folders (names only, one listing): ``split_assignment`` tells by them
             which built domains are stale.
@@ -56,6 +60,8 @@ def staged(
             nothing of it is pulled, the step's ``flair`` resource gives the URL
             (``PipelineConfigResource.raw_in_place``) and its readers fetch only the bytes
             they read. A URL dataset root is still staged and published.
+        raw_domain: Pull the domain's raw folder from a URL raw root (a partitioned step
+            not reading it in place); False for a step that reads none of its files.
 
     Returns:
         A decorator for an asset function ``fn(context, flair, **resources)``.
@@ -86,7 +92,7 @@ def staged(
                 in_place = raw_in_place and is_url(raw)
                 if is_url(raw) and not in_place:
                     local_raw = str(folder / "raw")
-                    if domain is not None:
+                    if domain is not None and raw_domain:
                         pull(
                             raw, Path(local_raw), [RAW_DOMAIN.prefix(domain=domain)], required=True
                         )
