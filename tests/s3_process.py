@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def _app() -> Any:
+def _app(delay: float = 0.0) -> Any:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     inner = DomainDispatcherApplication(create_backend_app)
@@ -37,6 +37,8 @@ def _app() -> Any:
             return [body]
         entry = [environ.get("REQUEST_METHOD", ""), path, 0]
         log.append(entry)
+        if delay:
+            time.sleep(delay)  # an object store's latency (S3: tens of ms a request)
         return _counted(inner(environ, start_response), entry)
 
     return app
@@ -48,11 +50,13 @@ def _counted(body: Iterable[bytes], entry: list[Any]) -> Iterator[bytes]:
         yield chunk
 
 
-def _serve(port: int) -> None:
+def _serve(port: int, delay: float = 0.0) -> None:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
 
-    make_server("127.0.0.1", port, _app(), True, request_handler=MotoRequestHandler).serve_forever()
+    make_server(
+        "127.0.0.1", port, _app(delay), True, request_handler=MotoRequestHandler
+    ).serve_forever()
 
 
 @dataclass
@@ -75,10 +79,15 @@ class CountingS3:
 
 
 @contextmanager
-def counting_s3(port: int) -> Iterator[CountingS3]:
-    """Start the server on 127.0.0.1:`port` in a child process; stop it afterwards."""
+def counting_s3(port: int, delay_ms: float = 0.0) -> Iterator[CountingS3]:
+    """Start the server on 127.0.0.1:`port` in a child process; stop it afterwards.
+
+    Args:
+        port: A free loopback port.
+        delay_ms: Latency added to every S3 request (an object store's round trip).
+    """
     proc = subprocess.Popen(
-        [sys.executable, __file__, str(port)],
+        [sys.executable, __file__, str(port), str(delay_ms / 1000)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -100,4 +109,4 @@ def counting_s3(port: int) -> Iterator[CountingS3]:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
