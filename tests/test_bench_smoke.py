@@ -431,3 +431,31 @@ def test_coarse_coverage_bench_prints_both_modes_and_their_ratio(tmp_path: Path)
     assert re.search(r"^sample_domain_grid overview: .* 0 read at full resolution", out, re.M), out
     assert re.search(rf"grid full/overview = {NUM}x; same patch ids: yes$", out, re.M), out
     assert re.search(rf"IMG exact check: .* = {NUM} % extra$", out, re.M), out
+
+
+def test_raw_in_place_bench_prints_opens_steps_and_the_staged_baseline(tmp_path: Path) -> None:
+    """4 x 4 dalles a product (32 tiles): both opens count them, the five in-place steps
+    each print their traffic, and the in-place total is recomputed from the step lines."""
+    out = _bench("raw_in_place.py", "--dalles", "4", "--latency-ms", "0", tmp=tmp_path)
+    m = re.search(
+        rf"^open: (\d+) tiles at 0 ms a request, one at a time {NUM} s, 16 at once {NUM} s, "
+        rf"ratio {NUM}x$",
+        out,
+        re.M,
+    )
+    assert m and int(m.group(1)) == 32, out
+    steps = re.findall(r"^step (\w+): (\d+) requests, (\d+) bytes, [\d.]+ s$", out, re.M)
+    assert [s for s, _, _ in steps] == [
+        "domain_sources", "patch_grid", "aerial_patches", "label_masks", "dataset_metadata",
+    ], out  # fmt: skip
+    staged = re.search(
+        r"^staged: one pull (\d+) requests, (\d+) bytes; 5 steps in place (\d+) bytes vs "
+        rf"staged (\d+) bytes, ratio {NUM}$",
+        out,
+        re.M,
+    )
+    assert staged, out
+    pulled, total, baseline = int(staged[2]), int(staged[3]), int(staged[4])
+    assert total == sum(int(b) for _, _, b in steps) and baseline == 5 * pulled, out
+    assert 0 < total < baseline, out
+    assert float(staged[5]) == pytest.approx(total / baseline, abs=1e-3), out

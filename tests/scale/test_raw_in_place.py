@@ -29,14 +29,13 @@ import dagster as dg
 import numpy as np
 import pytest
 import rasterio
-import yaml
-from rasterio.windows import Window
 
 from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.definitions import DATASET_ASSETS
 from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.layout import RAW_DOMAIN
 from flair_pipeline.storage import filesystem, pull
+from flair_pipeline.synthetic.dalle_files import write_dalle_delivery
 from flair_pipeline.synthetic.departement import generate_departement
 from tests.s3_process import CountingS3, counting_s3
 
@@ -49,48 +48,6 @@ SCALE = (N * PX * 0.2 / 78_000) ** 2
 SAMPLING = {"patch_size": 50, "zone_size_m": 50.0, "areas_per_domain": 2}
 #: The steps that read the raw root in place, in build order (Stage.raw_in_place).
 STEPS = ("domain_sources", "patch_grid", "aerial_patches", "label_masks", "dataset_metadata")
-SPEC = {
-    "ortho": [
-        {"name": "rvb", "glob": "ortho/rvb/*.tif", "bands": {"R": 1, "G": 2, "B": 3}},
-        {"name": "irc", "glob": "ortho/irc/*.tif", "bands": {"NIR": 1}},
-    ],
-    "dsm": {"glob": "dem/dsm.tif"},
-    "dtm": {"glob": "dem/dtm.tif"},
-    "labels": {"glob": "labels.gpkg", "field": "code"},
-    "acquisition": {"date": "2022-06-15", "time": "10:30", "camera": "UCE-M3-f100-s06"},
-}
-
-
-def _dalles(vrt: Path, out: Path) -> None:
-    """Cut a product's mosaic VRT into its N x N dalles, one tiled GeoTIFF each."""
-    out.mkdir(parents=True)
-    with rasterio.open(vrt) as src:
-        for i in range(N):
-            for j in range(N):
-                w = Window(j * PX, i * PX, PX, PX)
-                t = src.window_transform(w)
-                name = f"49-2022-{round(t.c / 1000):04d}-{round(t.f / 1000):04d}-LA93-0M20.tif"
-                profile = {
-                    **src.profile,
-                    "driver": "GTiff",
-                    "width": PX,
-                    "height": PX,
-                    "transform": t,
-                    "tiled": True,
-                    "blockxsize": BLOCK,
-                    "blockysize": BLOCK,
-                    "compress": "deflate",
-                }
-                with rasterio.open(out / f"{i:02d}{j:02d}-{name}", "w", **profile) as dst:
-                    dst.write(src.read(window=w))
-
-
-def _whole(vrt: Path, out: Path) -> None:
-    """A DSM/DTM VRT as one tiled GeoTIFF."""
-    with rasterio.open(vrt) as src:
-        profile = {**src.profile, "driver": "GTiff", "tiled": True, "compress": "deflate"}
-        with rasterio.open(out, "w", **profile) as dst:
-            dst.write(src.read())
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +55,9 @@ def delivery(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The raw root: one domain as IGN delivers it (dalle files, DSM, DTM, labels, spec)."""
     work = tmp_path_factory.mktemp("dept-vrt")
     generate_departement(work, SCALE, 0, dalle_px=PX, archetypes=3, s2_dates=1)
-    src = work / "domains" / DOMAIN
     raw = tmp_path_factory.mktemp("dept-delivery") / "raw"
     folder = raw / "domains" / DOMAIN
-    _dalles(src / "ortho" / "49-2022-LA93-0M20-E080.vrt", folder / "ortho" / "rvb")
-    _dalles(src / "ortho" / "49-2022-LA93-0M20-IRC-E080.vrt", folder / "ortho" / "irc")
-    (folder / "dem").mkdir()
-    _whole(src / "dem" / "dsm.vrt", folder / "dem" / "dsm.tif")
-    _whole(src / "dem" / "dtm.vrt", folder / "dem" / "dtm.tif")
-    shutil.copy(src / "labels.gpkg", folder / "labels.gpkg")
-    (folder / "domain.yaml").write_text(yaml.safe_dump(SPEC))
+    assert write_dalle_delivery(work / "domains" / DOMAIN, folder, PX, BLOCK) == 2 * N * N
     shutil.rmtree(work)
     return raw
 
