@@ -210,7 +210,9 @@ def remote_files(url: str) -> list[tuple[str, int, str]]:
         if e.get("type") != "file":
             continue
         version = e.get("ETag") or e.get("etag") or e.get("LastModified") or e.get("mtime") or ""
-        out.append((PurePosixPath(str(e["name"])).name, int(e.get("size") or 0), str(version)))
+        out.append(
+            (PurePosixPath(str(e["name"])).name, int(e.get("size") or 0), str(version).strip('"'))
+        )
     return sorted(out)
 
 
@@ -223,7 +225,7 @@ def remote_tree(url: str) -> list[tuple[str, int, str]]:
 
     Returns:
         (relative POSIX name, size in bytes, version) sorted by name; version as in
-        :func:`remote_files` (ETag, else modification time, else ""). Empty when nothing
+        :func:`remote_files` (ETag without its quotes, else modification time, else ""). Empty when nothing
         is there.
 
     Raises:
@@ -241,7 +243,7 @@ def remote_tree(url: str) -> list[tuple[str, int, str]]:
         if e.get("type") != "file" or not rel.startswith(head):
             continue
         version = e.get("ETag") or e.get("etag") or e.get("LastModified") or e.get("mtime") or ""
-        out.append((rel[len(head) :], int(e.get("size") or 0), str(version)))
+        out.append((rel[len(head) :], int(e.get("size") or 0), str(version).strip('"')))
     return sorted(out)
 
 

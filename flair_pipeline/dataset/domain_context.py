@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # geopandas only for the annotations: not imported at run tim
 
     from flair_pipeline.dataset.areas import PatchLattice
     from flair_pipeline.dataset.mosaic import Mosaic
+    from flair_pipeline.geo.raster_vrt import TileFacts
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,20 @@ class DomainContext:
         Raises:
             InputError: A missing or unusable input (named by ``resolve``).
         """
-        return resolve(self.raw.domain_location(self.domain))
+        inputs = resolve(self.raw.domain_location(self.domain))
+        if inputs.versions and isinstance(inputs.ortho, list):  # a URL raw root
+            from dataclasses import replace
+
+            from flair_pipeline.dataset.tile_record import known_facts
+
+            known = known_facts(self.dataset.sources_record(self.domain), inputs.versions)
+            if known:  # headers the sources step read, unchanged since: not opened again
+                inputs.ortho = [replace(p, known=known) for p in inputs.ortho]
+        return inputs
 
     @cached_property
-    def _mosaic_facts(self) -> tuple[shapely.Polygon, int]:
-        """The ortho mosaic's bounds and its largest product's tile count (headers only).
+    def _mosaic_facts(self) -> tuple[shapely.Polygon, int, list[TileFacts]]:
+        """The ortho mosaic's bounds, its largest product's tile count, its tiles' facts.
 
         Raises:
             InputError: An ortho tile the build refuses (named, as the build reads it).
@@ -123,7 +133,17 @@ class DomainContext:
         from flair_pipeline.dataset.mosaic import Mosaic, mosaic_options  # GDAL: not at import
 
         with Mosaic(self.inputs.ortho, **mosaic_options(self.cfg.sampling)) as mosaic:
-            return shapely.box(*mosaic.bounds), largest_product(mosaic)[1]
+            box = shapely.box(*mosaic.bounds)
+            return box, largest_product(mosaic)[1], list(mosaic.vrt.tiles)
+
+    @property
+    def mosaic_tiles(self) -> list[TileFacts]:
+        """The ortho tiles' header facts as the mosaic opened them (headers only).
+
+        Raises:
+            InputError: An ortho tile the build refuses (named, as the build reads it).
+        """
+        return self._mosaic_facts[2]
 
     @property
     def mosaic_extent(self) -> shapely.Polygon:

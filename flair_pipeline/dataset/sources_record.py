@@ -21,6 +21,7 @@ import rasterio
 from fsspec.implementations.local import LocalFileSystem
 
 from flair_pipeline.dataset import aerial_metadata as md
+from flair_pipeline.dataset import tile_record
 from flair_pipeline.dataset.domain_context import DomainContext
 from flair_pipeline.dataset.domain_lock import holds
 from flair_pipeline.domains import DomainId
@@ -259,6 +260,8 @@ def record_domain_sources(ctx: DomainContext) -> SourcesReport:
         "labels_layer": layer,  # the layer read (None: a label raster), geo/label_layers.py
         "decisions": [decision] if decision else [],
     }
+    if inputs.versions:  # a URL raw root: later steps reuse the headers (tile_record.py)
+        record[tile_record.KEY] = tile_record.to_record(ctx.mosaic_tiles, inputs.versions)
     md.write_json(record, dataset.sources_record(domain))
     ortho = inputs.ortho
     tiles = len(files) - 4 if isinstance(ortho, Path) else sum(len(p.files) for p in ortho)

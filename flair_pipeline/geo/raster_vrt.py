@@ -263,6 +263,10 @@ class Product:
     bands: Mapping[str, int]
     rescale: tuple[float, float] | None = None
     crs: str | None = None  # stands in for files without one (ESRI .asc); never overrides
+    #: header facts already read of some of `files` (by their location: the GDAL path of a
+    #: remote tile), used instead of opening them again: a URL raw root's tiles recorded
+    #: by the sources step (:mod:`flair_pipeline.dataset.tile_record`)
+    known: Mapping[str, TileFacts] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -311,11 +315,11 @@ class RasterVRT:
         return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
 
 
-#: Headers of remote tiles opened at once. Opening a tile in place is one or two requests
-#: whose time is the store's latency (tens of ms on S3), not bandwidth: a département's
-#: 12,000 dalles a product opened one by one take minutes, 16 at a time about 1/10 of
-#: that (tests/scale/test_raw_in_place.py measures it at 20 ms of latency). S3 serves
-#: thousands of GETs a second per prefix, so 16 is far from its limits.
+#: Headers of remote tiles opened at once. Opening a tile in place is one request whose
+#: time is the store's latency (tens of ms on S3), not bandwidth: a département's 12,000
+#: dalles opened one by one take minutes (bench/raw_in_place.py: 242 headers at 20 ms of
+#: latency, 10.0 s one at a time, 4.0 s 16 at once, bounded by the test server's CPU).
+#: S3 serves thousands of GETs a second per prefix, so 16 is far from its limits.
 REMOTE_OPEN_THREADS = 16
 
 
@@ -344,16 +348,24 @@ def _gather(
         if not prod.files:
             raise InputError(f"ortho product {prod.name!r}: no tiles found")
         facts[prod.name] = []
-        crs = [prod.crs] * len(prod.files)
-        if any(is_remote(p) for p in prod.files):  # latency-bound: headers opened at once
-            with ThreadPoolExecutor(min(REMOTE_OPEN_THREADS, len(prod.files))) as pool:
-                found = list(pool.map(_inspect_or_error, prod.files, crs))
+        found: list[TileFacts | InputError | None] = [
+            prod.known.get(str(location(p))) if prod.known else None for p in prod.files
+        ]
+        todo = [i for i, f in enumerate(found) if f is None]
+        paths = [prod.files[i] for i in todo]
+        crs = [prod.crs] * len(todo)
+        if any(is_remote(p) for p in paths):  # latency-bound: headers opened at once
+            with ThreadPoolExecutor(min(REMOTE_OPEN_THREADS, len(paths))) as pool:
+                opened = list(pool.map(_inspect_or_error, paths, crs))
         else:
-            found = [_inspect_or_error(p, c) for p, c in zip(prod.files, crs, strict=True)]
+            opened = [_inspect_or_error(p, c) for p, c in zip(paths, crs, strict=True)]
+        for i, one in zip(todo, opened, strict=True):
+            found[i] = one
         for p, got in zip(prod.files, found, strict=True):
             if isinstance(got, TileFacts):
                 facts[prod.name].append(got)
             elif not skip_unreadable:
+                assert got is not None  # every unknown tile was opened above
                 raise got
             else:
                 broken[location(p)] = str(got)

@@ -135,6 +135,9 @@ class DomainInputs:
     files: list[Path | str] = field(default_factory=list)  # every input, fingerprint order
     spec: Path | str | None = None
     labels_layer: str | None = None  # the layer the domain names (geo/label_layers.py)
+    #: a URL folder's rasters: location (GDAL path) -> "<size>:<ETag or mtime>" from the
+    #: listing (dataset/tile_record.py reuses headers whose version is unchanged); local: {}
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class _Folder:
 
     where: Path | str
     names: tuple[str, ...]
+    stamps: tuple[str, ...] = ()  # a URL folder's "<size>:<version>" of each name
 
     @classmethod
     def of(cls, folder: Path | str) -> _Folder:
@@ -164,7 +168,8 @@ class _Folder:
         """
         if is_url(folder):
             url = str(folder).rstrip("/")
-            return cls(url, tuple(sorted(n for n, _, _ in remote_tree(url))))
+            tree = remote_tree(url)  # sorted by name
+            return cls(url, tuple(n for n, _, _ in tree), tuple(f"{s}:{v}" for _, s, v in tree))
         root = Path(folder)
         if not root.is_dir():
             return cls(root, ())
@@ -200,6 +205,20 @@ class _Folder:
         """
         found = self.location(name)
         return gdal_path(found) if isinstance(found, str) else found
+
+    def versions(self) -> dict[str, str]:
+        """A URL folder's rasters' versions by GDAL path (empty for a local folder).
+
+        Returns:
+            ``{GDAL path: "<size>:<ETag or mtime>"}`` of every raster-named file.
+        """
+        if not self.stamps:
+            return {}
+        return {
+            str(self.raster(n)): v
+            for n, v in zip(self.names, self.stamps, strict=True)
+            if is_raster_name(n.rsplit("/", 1)[-1])
+        }
 
     def has(self, name: str) -> bool:
         """Whether the folder holds the file `name`.
@@ -350,6 +369,7 @@ def resolve(folder: Path | str, layout_info: Path | None = None) -> DomainInputs
             None,
             info,
             labels_layer=layer,
+            versions=listing.versions(),
         )
     try:
         text = listing.read_text(SPEC_NAME)
@@ -411,6 +431,7 @@ def resolve(folder: Path | str, layout_info: Path | None = None) -> DomainInputs
         files,
         spec_path,
         labels_layer=layer if layer is not None else named,
+        versions=listing.versions(),
     )
 
 

@@ -143,8 +143,14 @@ def test_declarations_are_validated() -> None:
 #: dependencies, partitioning, check, group and staged dataset files (None: not staged).
 HAND: dict[str, tuple[set[str], bool, str | None, str, Any]] = {
     "domain_sources": (set(), True, None, "sources", ()),
-    "patch_grid": ({"domain_sources"}, True, "has_patches", "dataset", ()),
-    "aerial_patches": ({"patch_grid"}, True, "img_format", "dataset", (L.PATCH_GRID,)),
+    "patch_grid": ({"domain_sources"}, True, "has_patches", "dataset", (L.SOURCES_RECORD,)),
+    "aerial_patches": (
+        {"patch_grid"},
+        True,
+        "img_format",
+        "dataset",
+        (L.PATCH_GRID, L.SOURCES_RECORD),
+    ),
     "label_masks": ({"patch_grid"}, True, "msk_codes", "dataset", (L.PATCH_GRID,)),
     "crop_labels": ({"patch_grid"}, True, "crop_codes", "dataset", (L.PATCH_GRID, L.RAW_RPG)),
     "dataset_metadata": (
@@ -152,7 +158,7 @@ HAND: dict[str, tuple[set[str], bool, str | None, str, Any]] = {
         True,
         "img_msk_pairs",
         "dataset",
-        (L.PATCH_GRID, L.AERIAL, L.LABELS),
+        (L.PATCH_GRID, L.AERIAL, L.LABELS, L.SOURCES_RECORD),
     ),
     "sentinel2_series": ({"patch_grid"}, True, "series_valid", "sentinel2", None),
     "sentinel1_series": ({"patch_grid"}, True, "s1_series_valid", "sentinel1", None),  # issue 25
