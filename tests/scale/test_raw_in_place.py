@@ -34,6 +34,7 @@ from flair_pipeline.dataset.sampling import read_patch_grid
 from flair_pipeline.definitions import DATASET_ASSETS
 from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
 from flair_pipeline.layout import RAW_DOMAIN
+from flair_pipeline.sources import domain_inputs
 from flair_pipeline.storage import filesystem, pull
 from flair_pipeline.synthetic.dalle_files import write_dalle_delivery
 from flair_pipeline.synthetic.departement import generate_departement
@@ -153,9 +154,12 @@ def test_fingerprint_is_the_listing_and_the_record_names_the_same_files(
     builds: tuple[Path, Path, dict], s3: tuple[str, CountingS3]
 ) -> None:
     """The record's fingerprint is sha256 over (name, size, ETag) from an S3 listing read
-    here with boto3, in the record's file order; files and bytes equal the local record's."""
+    here with boto3, in the record's file order, and the sensor's is the same without a
+    byte read; files and bytes equal the local record's; the tiles' headers are recorded
+    with the listing's versions. Planted: staging ignoring raw_in_place (fingerprint kind
+    and traffic tests failed)."""
     remote, local, _ = builds
-    _, server = s3
+    url, server = s3
     rec = json.loads((remote / "metadata" / "sources" / f"{DOMAIN}.json").read_text())
     ref = json.loads((local / "metadata" / "sources" / f"{DOMAIN}.json").read_text())
     assert rec["files"] == ref["files"] and rec["bytes"] == ref["bytes"]
@@ -174,6 +178,12 @@ def test_fingerprint_is_the_listing_and_the_record_names_the_same_files(
         h.update(f"{name}\0{size}\0{etag}\n".encode())
     assert rec["fingerprint"] == h.hexdigest()
     assert rec["fingerprint"] != ref["fingerprint"]
+    # the sensor's fingerprint (its run keys) is the same, from its own scan, no byte read
+    fs, root = domain_inputs.open_root(url)
+    scan = domain_inputs.scan_domain(fs, root, DOMAIN)
+    server.reset()
+    assert domain_inputs.content_fingerprint(fs, scan) == (rec["fingerprint"], 0)
+    assert server.log() == []
     # the tiles' headers recorded for the later steps, with their listing's versions
     tiles = rec["tiles"]["tiles"]
     assert len(tiles) == 2 * N * N and "tiles" not in ref
