@@ -63,6 +63,20 @@ def _project(config_path: Path | None, overrides: tuple[str, ...]) -> Project:
     return Project.load(config_path, overrides)
 
 
+def _surface_arg(value: str | None) -> Path | str | None:
+    """A ``--dsm``/``--dtm`` value: a URL kept as given (read in place), else a Path.
+
+    Args:
+        value: The option's value, or None.
+
+    Returns:
+        The URL string, the local Path, or None.
+    """
+    if value is None:
+        return None
+    return value if is_remote(value) else Path(value)
+
+
 def _load(config_path: Path | None, overrides: tuple[str, ...]) -> PipelineConfig:
     return _project(config_path, overrides).config
 
@@ -1083,18 +1097,20 @@ def evaluate_cmd(
 @click.option(
     "--image",
     required=True,
-    help="Ortho to map: a GeoTIFF, a .vrt or a folder of tiles (R, G, B, NIR uint8), or one "
-    "raster read in place from an https:// or s3:// URL (or a /vsicurl/, /vsis3/ path).",
+    help="Ortho to map: a GeoTIFF, a .vrt or a folder of tiles (R, G, B, NIR uint8), read in "
+    "place from an https:// or s3:// URL too (or a /vsicurl/, /vsis3/ path): one raster, or "
+    "a folder of tiles (listed once; an https:// folder needs an index page).",
 )
 @click.option(
     "--dsm",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=str,
     default=None,
-    help="Surface model (with --dtm) for the elevation channel of 5-channel models.",
+    help="Surface model (with --dtm) for the elevation channel of 5-channel models: a file, "
+    "or one read in place from an https:// or s3:// URL.",
 )
 @click.option(
     "--dtm",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=str,
     default=None,
     help="Terrain model (with --dsm).",
 )
@@ -1149,8 +1165,8 @@ def evaluate_cmd(
 def predict_cmd(
     checkpoint: Path,
     image: str,
-    dsm: Path | None,
-    dtm: Path | None,
+    dsm: str | None,
+    dtm: str | None,
     out_map: Path,
     probabilities: Path | None,
     overlap: float | None,
@@ -1199,8 +1215,8 @@ def predict_cmd(
         report = settings.build(inf.model, extra).map(
             ortho,
             out_map,
-            dsm=dsm,
-            dtm=dtm,
+            dsm=_surface_arg(dsm),
+            dtm=_surface_arg(dtm),
             probabilities=probabilities,
             progress=_progress("predict"),
         )

@@ -147,8 +147,8 @@ class Predictor:
         image: Path | str | list[Path],
         out: Path,
         *,
-        dsm: Path | None = None,
-        dtm: Path | None = None,
+        dsm: Path | str | None = None,
+        dtm: Path | str | None = None,
         probabilities: Path | None = None,
         progress: Progress | None = None,
     ) -> PredictReport:

@@ -43,14 +43,18 @@ from flair_pipeline.dataset.patch_writers import Elevation
 from flair_pipeline.errors import InputError
 from flair_pipeline.geo.crs import same_crs
 from flair_pipeline.geo.raster_vrt import (
+    ORTHO_SUFFIXES,
     Product,
     TileFacts,
     build_vrt,
     check_north_up,
     inspect,
+    is_raster_name,
     raster_files,
+    raster_locations,
 )
-from flair_pipeline.storage import gdal_options, gdal_path, is_remote
+from flair_pipeline.geo.surface import SurfaceInput
+from flair_pipeline.storage import gdal_env, gdal_options, gdal_path, is_remote
 
 #: Tiles kept open at once to read their masks (a folder may hold thousands of tiles).
 _OPEN_TILES = 32
@@ -161,6 +165,13 @@ def read_valid_of(src: rasterio.DatasetReader, mode: MaskMode, win: Window) -> n
 
 
 def _open(path: Path | str, name: Path | str | None = None) -> rasterio.DatasetReader:
+    if is_remote(path):  # GDAL's options are per thread: the endpoint, no folder listing
+        with rasterio.Env(**gdal_options()):
+            return _open_local(gdal_path(str(path)), name or path)
+    return _open_local(path, name)
+
+
+def _open_local(path: Path | str, name: Path | str | None = None) -> rasterio.DatasetReader:
     try:
         return rasterio.open(path)
     except (RasterioError, OSError) as exc:
@@ -172,24 +183,47 @@ def _open(path: Path | str, name: Path | str | None = None) -> rasterio.DatasetR
         ) from None
 
 
-def _tiles(image: Path | str | Sequence[Path]) -> list[Path]:
+def is_folder_url(image: Path | str | Sequence[Path]) -> bool:
+    """Whether `image` is a URL of a folder of tiles rather than of one raster.
+
+    Args:
+        image: What the user gave as the ortho.
+
+    Returns:
+        True for a remote location (``s3://``, ``https://``, ``/vsis3/``, ``/vsicurl/``)
+        whose last part is not a raster's name (``.tif``, ``.tiff``, ``.jp2``, ``.vrt``).
+    """
+    if not isinstance(image, str) or not is_remote(image):
+        return False
+    name = image.rstrip("/").rsplit("/", 1)[-1]
+    return not is_raster_name(name, (*ORTHO_SUFFIXES, ".vrt"))
+
+
+def _tiles(image: Path | str | Sequence[Path]) -> list[Path | str]:
+    if is_folder_url(image):  # listed once with fsspec, each tile read in place
+        url = str(image).rstrip("/")
+        found = raster_locations(url.removeprefix("/vsicurl/"))
+        if not found:
+            raise InputError(f"{url}: no ortho tiles (*.tif, *.tiff, *.jp2, any case) there")
+        return found
     if isinstance(image, (str, Path)):
         folder = Path(image)
         tiles = raster_files(folder)
         if not tiles:
             raise InputError(f"{folder}: no ortho tiles (*.tif, *.tiff, *.jp2, any case) here")
-        return tiles
+        return list(tiles)
     return [Path(p) for p in image]
 
 
-def mosaic_vrt(tiles: Sequence[Path]) -> str:
+def mosaic_vrt(tiles: Sequence[Path | str]) -> str:
     """VRT XML assembling aligned tiles into one image.
 
     The same reader as the dataset build's (:func:`flair_pipeline.geo.raster_vrt.build_vrt`)
     with every band of the tiles kept and any common CRS accepted.
 
     Args:
-        tiles: The tiles (GeoTIFF, JPEG 2000, …), all bands kept.
+        tiles: The tiles (GeoTIFF, JPEG 2000, …), all bands kept: local paths, or GDAL
+            paths read in place (``/vsis3/…``).
 
     Returns:
         The VRT document as text.
@@ -198,7 +232,7 @@ def mosaic_vrt(tiles: Sequence[Path]) -> str:
         InputError: A tile that does not fit the others (CRS, resolution, bands, grid),
             naming it.
     """
-    with _open(Path(tiles[0])) as src:
+    with _open(tiles[0]) as src:
         count = src.count
     product = Product("ortho", list(tiles), {str(b): b for b in range(1, count + 1)})
     return build_vrt([product], [str(b) for b in range(1, count + 1)], lambert93=False).xml
@@ -215,16 +249,19 @@ class ImageSource:
 
     def __init__(self, image: Path | str | Sequence[Path]) -> None:
         self._stack = contextlib.ExitStack()
-        remote = is_remote(image) if isinstance(image, (str, Path)) else False
+        folder_url = is_folder_url(image)
+        remote = is_remote(image) if isinstance(image, (str, Path)) and not folder_url else False
         if not isinstance(image, (str, Path)):
             image = [Path(p) for p in image]
             if not image:
                 raise InputError("no ortho tiles given")
-        single = remote or (isinstance(image, (str, Path)) and not Path(image).is_dir())
+        single = remote or (
+            isinstance(image, (str, Path)) and not folder_url and not Path(image).is_dir()
+        )
         #: what the user gave, for messages (a URL stays a string: a Path collapses its //)
         self.path: Path | str = (
-            str(image)
-            if remote
+            str(image).rstrip("/")
+            if remote or folder_url
             else (Path(image) if isinstance(image, (str, Path)) else image[0].parent)
         )
         self._tiles: list[TileFacts] = []
@@ -253,7 +290,7 @@ class ImageSource:
             xml = mosaic_vrt(tiles)
             mem = self._stack.enter_context(MemoryFile(xml.encode(), ext=".vrt"))
             self.src = self._stack.enter_context(mem.open())
-            self._tiles = [inspect(t) for t in tiles]
+            self._tiles = [inspect(t) for t in tiles]  # a URL's: GDAL's cache answers
             self._stack.callback(self._close_tiles)
         self._stack.callback(self._close_handles)
         self.height, self.width = self.src.height, self.src.width
@@ -289,7 +326,7 @@ class ImageSource:
         self._modes = {}
         files: list[Path | str] = [t.path for t in self._tiles] or [self.path]
         for f in files:
-            with self._open_again() if isinstance(f, str) else _open(f) as one:
+            with gdal_env([f]), self._open_again() if f == self.path else _open(f) as one:
                 mode, decision = mask_mode(one, f, bands)
             self._modes[f] = mode
             if decision and not self.decisions:  # once: tiles share one band layout
@@ -317,6 +354,15 @@ class ImageSource:
             col: Left column (may be negative).
             height: Window height, pixels.
             width: Window width, pixels.
+
+        Returns:
+            bool (height, width).
+        """
+        with gdal_env([self.path]):  # tiles read in place: GDAL's options in this thread
+            return self._read_valid(row, col, height, width)
+
+    def _read_valid(self, row: int, col: int, height: int, width: int) -> np.ndarray:
+        """:meth:`read_valid` (GDAL's options already set for a URL).
 
         Returns:
             bool (height, width).
@@ -369,7 +415,8 @@ class ImageSource:
         if r1 > r0 and c1 > c0:
             win = Window(c0, r0, c1 - c0, r1 - r0)
             try:
-                block = self._reader().read(list(range(1, bands + 1)), window=win)
+                with gdal_env([self.path]):  # a VRT of URLs opens its tiles as it reads
+                    block = self._reader().read(list(range(1, bands + 1)), window=win)
             except RasterioError as exc:
                 raise InputError(f"{self.path}: cannot read pixels at {win} ({exc})") from None
             out[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
@@ -397,8 +444,8 @@ class ImageSource:
         """
         if isinstance(self.path, str):  # remote: GDAL options are per thread
             with rasterio.Env(**gdal_options()):
-                return _open(self.src.name, self.path)
-        return _open(self.src.name)
+                return _open_local(self.src.name, self.path)
+        return _open_local(self.src.name)
 
     def _close_handles(self) -> None:
         with self._handles_lock:
@@ -447,12 +494,12 @@ class ImageSource:
 class ElevationSource:
     """DSM − DTM on the image grid, encoded as in IMG patches (scaled, clipped uint8)."""
 
-    def __init__(self, dsm: Path, dtm: Path, image: ImageSource, scale: float) -> None:
+    def __init__(self, dsm: Path | str, dtm: Path | str, image: ImageSource, scale: float) -> None:
         box = image.bounds_of(0, 0, image.height, image.width)
         for p in (dsm, dtm):
-            if not Path(p).is_file():
+            if not is_remote(p) and not Path(p).is_file():
                 raise InputError(f"{p}: surface model not found")
-            with _open(Path(p)) as src:
+            with _open(p if is_remote(p) else Path(p)) as src:
                 b, (rx, ry), note = tuple(src.bounds), src.res, ""
                 if not same_crs(src.crs, image.crs) and src.crs and image.crs:
                     # reprojected on the fly by Elevation: compare extents in the image's CRS
@@ -470,7 +517,9 @@ class ElevationSource:
                         f"image {image.path} ({tuple(round(v, 3) for v in box)})"
                     )
         self.image = image
-        self._args = (Path(dsm), Path(dtm), scale)
+        # a URL stays a string (a Path collapses its //): Elevation reads it in place
+        dsm_in, dtm_in = (SurfaceInput((str(p),)) if is_remote(p) else Path(p) for p in (dsm, dtm))
+        self._args = (dsm_in, dtm_in, scale)
         self._elev = Elevation(*self._args, crs=image.crs)  # checks them once, here
         self._local = threading.local()  # each reading thread's own DSM/DTM handles
         self._others: list[Elevation] = []
