@@ -31,10 +31,13 @@ import pytest
 import rasterio
 
 from flair_pipeline.dataset.sampling import read_patch_grid
+from flair_pipeline.dataset.sources_record import domain_scan
 from flair_pipeline.definitions import DATASET_ASSETS
 from flair_pipeline.defs.resources import PipelineConfigResource, sentinelhub_credentials
-from flair_pipeline.layout import RAW_DOMAIN
+from flair_pipeline.errors import InputError
+from flair_pipeline.layout import RAW_DOMAIN, RawLayout
 from flair_pipeline.sources import domain_inputs
+from flair_pipeline.sources.domain_spec import resolve
 from flair_pipeline.storage import filesystem, pull
 from flair_pipeline.synthetic.dalle_files import write_dalle_delivery
 from flair_pipeline.synthetic.departement import generate_departement
@@ -270,3 +273,22 @@ def test_each_step_fetches_a_small_part_of_what_staging_moves(
     # opened (their headers come from the sources step's record, dataset/tile_record.py)
     assert img_ortho <= 1.1 * (headers + blocks), report
     assert img_n <= len(used) + nblocks, report  # a GET a header, at most one a block
+
+
+def test_bad_inputs_at_the_url_are_one_line_naming_them(
+    s3: tuple[str, CountingS3], delivery: Path
+) -> None:
+    """A domain absent from the bucket, and a domain.yaml whose glob matches nothing there,
+    are refused in one line naming the URL (as for a local folder)."""
+    url, _ = s3
+    with pytest.raises(InputError, match=rf"^{url}/domains/D091_2020: domain folder not found$"):
+        domain_scan(RawLayout(url), "D091_2020")
+    spec = (delivery / "domains" / DOMAIN / "domain.yaml").read_text()
+    fs, _ = filesystem(url)
+    bad = "flair/raw/domains/D050_2022"
+    fs.pipe(f"{bad}/domain.yaml", spec.replace("ortho/rvb/*.tif", "ortho/rvb/*.jp2").encode())
+    fs.invalidate_cache()
+    with pytest.raises(InputError) as err:
+        resolve(f"s3://{bad}")
+    assert str(err.value).startswith(f"s3://{bad}/domain.yaml: ortho 'rvb' glob 'ortho/rvb/*.jp2'")
+    assert "\n" not in str(err.value)
