@@ -318,7 +318,7 @@ class RasterVRT:
 #: Headers of remote tiles opened at once. Opening a tile in place is one request whose
 #: time is the store's latency (tens of ms on S3), not bandwidth: a département's 12,000
 #: dalles opened one by one take minutes (bench/raw_in_place.py: 242 headers at 20 ms of
-#: latency, 10.0 s one at a time, 4.0 s 16 at once, bounded by the test server's CPU).
+#: latency, 9.35 s one at a time, 3.38 s 16 at once, bounded by the test server's CPU).
 #: S3 serves thousands of GETs a second per prefix, so 16 is far from its limits.
 REMOTE_OPEN_THREADS = 16
 
